@@ -1,0 +1,292 @@
+"""Monotone gradient maps RGB → RGB: C-MGN, M-MGN and the affine Gaussian map.
+
+Every model is ``T = ∇φ`` for a convex φ, so its Jacobian is symmetric positive
+semi-definite by construction (Chaudhari, Pranav & Moura, "Learning gradients of
+convex functions with monotone gradient networks", ICASSP 2023).  Each also adds
+``ε·x`` (``eps``, default :data:`DEFAULT_EPS`), making φ ε-strongly convex: the
+Jacobian's eigenvalues are all ≥ ε and T is invertible.
+
+All three share the linear part ``(VᵀV + εI) x + b`` and return their exact
+Jacobian analytically (``forward_and_jacobian``), computed per sample: no sum
+or statistic is ever taken across the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from colorot.errors import ConfigError
+
+#: Strong-convexity floor ε: every Jacobian eigenvalue is at least this.  It is
+#: the largest compression of colour space the map may apply (1000:1).
+DEFAULT_EPS = 1e-3
+
+
+# ------------------------------------------------------------------ scalars
+def _log_cosh(z: torch.Tensor) -> torch.Tensor:
+    """log cosh z, stable for large |z|: |z| + log1p(e^{−2|z|}) − log 2."""
+    a = z.abs()
+    return a + torch.log1p(torch.exp(-2.0 * a)) - math.log(2.0)
+
+
+#: Elementwise monotone activations: name → (σ, σ').
+_ACTIVATIONS = {
+    "tanh": (torch.tanh, lambda z: 1.0 - torch.tanh(z) ** 2),
+    "sigmoid": (torch.sigmoid, lambda z: torch.sigmoid(z) * (1.0 - torch.sigmoid(z))),
+    "softplus": (nn.functional.softplus, torch.sigmoid),
+}
+
+#: M-MGN convex, non-negative potentials: name → (s, σ = s', σ' = s'').
+_POTENTIALS = {
+    "logcosh": (_log_cosh, torch.tanh, lambda z: 1.0 - torch.tanh(z) ** 2),
+    "softplus": (nn.functional.softplus, torch.sigmoid,
+                 lambda z: torch.sigmoid(z) * (1.0 - torch.sigmoid(z))),
+}
+
+
+def _psd_sqrt(m: np.ndarray) -> np.ndarray:
+    """Symmetric square root of the PSD part of a symmetric matrix."""
+    w, q = np.linalg.eigh((m + m.T) / 2)
+    return (q * np.sqrt(np.clip(w, 0.0, None))) @ q.T
+
+
+def gaussian_map_matrix(cov_s: np.ndarray, cov_t: np.ndarray) -> np.ndarray:
+    """A = Σ_s^{-1/2} (Σ_s^{1/2} Σ_t Σ_s^{1/2})^{1/2} Σ_s^{-1/2}.
+
+    The unique symmetric positive-definite A with A Σ_s A = Σ_t: the Brenier
+    map between N(μ_s, Σ_s) and N(μ_t, Σ_t) is x ↦ μ_t + A (x − μ_s).
+    """
+    w, q = np.linalg.eigh(cov_s)
+    if w.min() <= 0:
+        raise ConfigError("the source covariance is singular; add a ridge")
+    s_half = (q * np.sqrt(w)) @ q.T
+    s_inv_half = (q / np.sqrt(w)) @ q.T
+    a = s_inv_half @ _psd_sqrt(s_half @ cov_t @ s_half) @ s_inv_half
+    return (a + a.T) / 2
+
+
+class MonotoneGradientMap(nn.Module):
+    """Base: T(x) = N(x) + (VᵀV + εI) x + b, with N a monotone gradient network."""
+
+    name = ""
+
+    def __init__(self, dim: int = 3, eps: float = DEFAULT_EPS) -> None:
+        super().__init__()
+        if eps <= 0:
+            raise ConfigError("eps must be positive so the map stays invertible")
+        self.dim, self.eps = dim, float(eps)
+        self.V = nn.Parameter(torch.eye(dim))
+        self.b = nn.Parameter(torch.zeros(dim))
+
+    # subclasses: the nonlinear part N(x) and its Jacobian (None when N = 0)
+    def _nonlinear(self, x: torch.Tensor, with_jacobian: bool):
+        return None, None
+
+    @property
+    def config(self) -> dict:
+        """Constructor keyword arguments: enough to rebuild the module."""
+        return {"dim": self.dim, "eps": self.eps}
+
+    def linear_matrix(self) -> torch.Tensor:
+        """VᵀV + εI: the Jacobian of the linear part."""
+        return self.V.T @ self.V + self.eps * torch.eye(self.dim, device=self.V.device, dtype=self.V.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self._nonlinear(x, with_jacobian=False)
+        lin = x @ self.linear_matrix() + self.b
+        return lin if out is None else out + lin
+
+    def forward_and_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """T(x) (N, d) and the exact symmetric Jacobian J_T(x) (N, d, d)."""
+        out, jac = self._nonlinear(x, with_jacobian=True)
+        a = self.linear_matrix()
+        lin = x @ a + self.b
+        if out is None:
+            return lin, a.expand(x.shape[0], -1, -1)
+        return out + lin, jac + a
+
+    def jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact Jacobian J_T(x) of each row of x: (N, d, d)."""
+        return self.forward_and_jacobian(x)[1]
+
+    # ------------------------------------------------------- initialisation
+    @torch.no_grad()
+    def init_to_affine(self, a: np.ndarray, c: np.ndarray, points: np.ndarray, tol: float = 1e-3) -> None:
+        """Start T at the affine map x ↦ A x + c (A symmetric PD).
+
+        The linear part absorbs A minus the nonlinear part's Jacobian at the mean
+        of ``points`` (so value and Jacobian agree there), and the nonlinear part
+        is shrunk until T is within ``tol`` RMS of the affine map on ``points``.
+        """
+        dtype = self.V.dtype
+        pts = torch.as_tensor(np.atleast_2d(points), dtype=dtype)
+        x0 = pts.mean(0, keepdim=True)
+        target_lin = torch.as_tensor(a, dtype=dtype) - self.eps * torch.eye(self.dim, dtype=dtype)
+        wanted = pts @ torch.as_tensor(a, dtype=dtype).T + torch.as_tensor(c, dtype=dtype)
+        budget = 0.5 * max(float(torch.linalg.eigvalsh(target_lin).min()), 0.0)
+        for _ in range(80):
+            out, jac = self._nonlinear(x0, with_jacobian=True)
+            if out is None:  # purely affine model
+                out, jac = torch.zeros_like(x0), torch.zeros(1, self.dim, self.dim, dtype=dtype)
+            if float(torch.linalg.matrix_norm(jac[0], ord=2)) <= budget:
+                self.V.copy_(torch.as_tensor(_psd_sqrt((target_lin - jac[0]).numpy()), dtype=dtype))
+                self.b.zero_()
+                wanted_x0 = x0[0] @ torch.as_tensor(a, dtype=dtype).T + torch.as_tensor(c, dtype=dtype)
+                self.b.copy_(wanted_x0 - self(x0)[0])
+                if float((self(pts) - wanted).pow(2).mean().sqrt()) <= tol:
+                    return
+            self._shrink_nonlinear(0.7)
+
+    def _shrink_nonlinear(self, factor: float) -> None:
+        """Scale the nonlinear part's weights down (used by :meth:`init_to_affine`)."""
+
+
+class AffineMap(MonotoneGradientMap):
+    """T(x) = (VᵀV + εI) x + b: the closed-form Brenier map between Gaussians.
+
+    Fitted in closed form by :meth:`from_gaussians`; also the starting point of
+    the C-MGN and M-MGN.
+    """
+
+    name = "affine"
+
+    @classmethod
+    def from_gaussians(cls, mean_s, cov_s, mean_t, cov_t, eps: float = DEFAULT_EPS) -> "AffineMap":
+        """T(x) = μ_t + A (x − μ_s) with A from :func:`gaussian_map_matrix`."""
+        model = cls(dim=len(mean_s), eps=eps)
+        a = gaussian_map_matrix(np.asarray(cov_s), np.asarray(cov_t))
+        model.init_to_affine(a, np.asarray(mean_t) - a @ np.asarray(mean_s), np.asarray(mean_s)[None])
+        return model
+
+
+class CMGN(MonotoneGradientMap):
+    """Cascaded monotone gradient network (C-MGN).
+
+    z₀ = Wx + b₀;  z_l = Wx + σ(z_{l−1}) + b_l (l = 1 … L−1);
+    T(x) = Wᵀσ(z_{L−1}) + (VᵀV + εI)x + b, with one W shared by every layer.
+    Since dz_l/dx = diag(p_l) W with p₀ = 1 and p_l = 1 + σ'(z_{l−1}) ⊙ p_{l−1},
+    J_T = Wᵀ diag(σ'(z_{L−1}) ⊙ p_{L−1}) W + VᵀV + εI, symmetric PSD for σ' ≥ 0.
+    """
+
+    name = "cmgn"
+
+    def __init__(self, dim: int = 3, hidden: int = 16, layers: int = 3,
+                 activation: str = "tanh", eps: float = DEFAULT_EPS) -> None:
+        super().__init__(dim, eps)
+        if activation not in _ACTIVATIONS:
+            raise ConfigError(f"unknown C-MGN activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
+        if hidden < 1 or layers < 1:
+            raise ConfigError("hidden and layers must be at least 1")
+        self.hidden, self.layers, self.activation = hidden, layers, activation
+        self.W = nn.Parameter(torch.randn(hidden, dim) / math.sqrt(dim))
+        self.biases = nn.Parameter(torch.zeros(layers, hidden))
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "hidden": self.hidden, "layers": self.layers, "activation": self.activation}
+
+    def _nonlinear(self, x, with_jacobian):
+        act, dact = _ACTIVATIONS[self.activation]
+        wx = x @ self.W.T
+        z = wx + self.biases[0]
+        p = torch.ones_like(z) if with_jacobian else None
+        for layer in range(1, self.layers):
+            if with_jacobian:
+                p = 1.0 + dact(z) * p
+            z = wx + act(z) + self.biases[layer]
+        out = act(z) @ self.W
+        if not with_jacobian:
+            return out, None
+        d = dact(z) * p
+        return out, torch.einsum("nh,hi,hj->nij", d, self.W, self.W)
+
+    @torch.no_grad()
+    def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:
+        """Place each hidden unit's centre on a source pixel: b₀,h = −W_h·x_h.
+
+        The units' active regions then cover the data instead of one corner.
+        """
+        g = torch.Generator().manual_seed(seed)
+        pts = torch.as_tensor(points, dtype=self.W.dtype)
+        idx = torch.randint(pts.shape[0], (self.hidden,), generator=g)
+        self.W.copy_(torch.randn(self.hidden, self.dim, generator=g) * 2.0)
+        self.biases.zero_()
+        self.biases[0] = -(self.W * pts[idx]).sum(-1)
+
+    def _shrink_nonlinear(self, factor):
+        self.W.mul_(factor)
+        self.biases.mul_(factor)
+
+
+class MMGN(MonotoneGradientMap):
+    """Modular monotone gradient network (M-MGN).
+
+    T(x) = Σ_k s(z_k) W_kᵀ σ(z_k) + (VᵀV + εI) x + b,  z_k = W_k x + b_k,
+    with s(z) = Σ_h S(z_h) convex and non-negative and σ = ∇s (S = log cosh,
+    σ = tanh; or S = softplus, σ = sigmoid).  Module k is ∇(½ s(z_k)²), and
+    J_T = Σ_k W_kᵀ [s(z_k) diag(σ'(z_k)) + σ(z_k) σ(z_k)ᵀ] W_k + VᵀV + εI.
+    s is evaluated per sample: never summed across the batch.
+    """
+
+    name = "mmgn"
+
+    def __init__(self, dim: int = 3, hidden: int = 8, modules: int = 4,
+                 activation: str = "logcosh", eps: float = DEFAULT_EPS) -> None:
+        super().__init__(dim, eps)
+        if activation not in _POTENTIALS:
+            raise ConfigError(f"unknown M-MGN potential {activation!r}; choose from {sorted(_POTENTIALS)}")
+        if hidden < 1 or modules < 1:
+            raise ConfigError("hidden and modules must be at least 1")
+        self.hidden, self.modules_count, self.activation = hidden, modules, activation
+        self.W = nn.Parameter(torch.randn(modules, hidden, dim) / math.sqrt(dim))
+        self.biases = nn.Parameter(torch.zeros(modules, hidden))
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "hidden": self.hidden, "modules": self.modules_count,
+                "activation": self.activation}
+
+    def _nonlinear(self, x, with_jacobian):
+        pot, act, dact = _POTENTIALS[self.activation]
+        z = torch.einsum("khd,nd->nkh", self.W, x) + self.biases  # (N, K, H)
+        s = pot(z).sum(-1)  # (N, K): per sample, per module
+        sig = act(z)
+        u = torch.einsum("nkh,khd->nkd", sig, self.W)  # W_kᵀ σ(z_k)
+        out = torch.einsum("nk,nkd->nd", s, u)
+        if not with_jacobian:
+            return out, None
+        jac = torch.einsum("nk,nkh,khi,khj->nij", s, dact(z), self.W, self.W)
+        jac = jac + torch.einsum("nki,nkj->nij", u, u)
+        return out, jac
+
+    @torch.no_grad()
+    def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:
+        """Centre each hidden unit on a source pixel (see :meth:`CMGN.init_hidden`)."""
+        g = torch.Generator().manual_seed(seed)
+        pts = torch.as_tensor(points, dtype=self.W.dtype)
+        k, h = self.modules_count, self.hidden
+        idx = torch.randint(pts.shape[0], (k, h), generator=g)
+        self.W.copy_(torch.randn(k, h, self.dim, generator=g) * 2.0)
+        self.biases.copy_(-(self.W * pts[idx]).sum(-1))
+
+    def _shrink_nonlinear(self, factor):
+        self.W.mul_(factor)
+        self.biases.mul_(factor)
+
+
+#: Registry shared by the API, the CLI and the checkpoint loader.
+MODELS: dict[str, type[MonotoneGradientMap]] = {m.name: m for m in (AffineMap, CMGN, MMGN)}
+
+
+def build_model(name: str, config: dict | None = None) -> MonotoneGradientMap:
+    """Instantiate the model registered as ``name`` with keyword ``config``."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    try:
+        return MODELS[name](**(config or {}))
+    except TypeError as exc:
+        raise ConfigError(f"invalid configuration for model {name!r}: {exc}") from exc
