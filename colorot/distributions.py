@@ -33,8 +33,9 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _check_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Validate samples (N, d): finite, at least two rows."""
     pixels = np.asarray(pixels, dtype=np.float64)
-    if pixels.ndim != 2 or pixels.shape[1] != 3:
+    if pixels.ndim != 2:
         raise ConfigError(f"expected pixels of shape (N, 3), got {pixels.shape}")
     if pixels.shape[0] < 2:
         raise ConfigError("need at least 2 pixels to fit a distribution")
@@ -62,7 +63,7 @@ def _gaussian_log_prob(x: torch.Tensor, means: torch.Tensor, chols: torch.Tensor
 
 @dataclass
 class GaussianMixture:
-    """A mixture of full-covariance Gaussians ``Σ_k w_k N(μ_k, Σ_k)`` in RGB.
+    """A mixture of full-covariance Gaussians ``Σ_k w_k N(μ_k, Σ_k)`` in R^d (RGB: d = 3).
 
     A single Gaussian is the case K = 1 (see :class:`Gaussian`).
     """
@@ -77,8 +78,8 @@ class GaussianMixture:
         self.weights = np.asarray(self.weights, dtype=np.float64)
         self.means = np.asarray(self.means, dtype=np.float64)
         self.covariances = np.asarray(self.covariances, dtype=np.float64)
-        k = self.weights.shape[0]
-        if self.means.shape != (k, 3) or self.covariances.shape != (k, 3, 3):
+        k, d = self.means.shape if self.means.ndim == 2 else (0, 0)
+        if k != self.weights.shape[0] or k == 0 or self.covariances.shape != (k, d, d):
             raise ConfigError("mixture parameters have inconsistent shapes")
         if not (np.isfinite(self.weights).all() and np.isfinite(self.means).all()
                 and np.isfinite(self.covariances).all()):
@@ -203,7 +204,8 @@ class Gaussian(GaussianMixture):
     kind = "gaussian"
 
     def __init__(self, mean: np.ndarray, covariance: np.ndarray) -> None:
-        super().__init__(np.ones(1), np.asarray(mean)[None, :], np.asarray(covariance)[None])
+        super().__init__(np.ones(1), np.asarray(mean, dtype=np.float64)[None, :],
+                         np.asarray(covariance, dtype=np.float64)[None])
 
     @classmethod
     def fit(cls, pixels: np.ndarray, *, ridge: float = DEFAULT_RIDGE, **_: object) -> "Gaussian":
@@ -256,7 +258,7 @@ def gaussian_moments(pixels: np.ndarray, ridge: float = 0.0) -> tuple[np.ndarray
     pixels = _check_pixels(pixels)
     mean = pixels.mean(axis=0)
     centred = pixels - mean
-    return mean, centred.T @ centred / pixels.shape[0] + ridge * np.eye(3)
+    return mean, centred.T @ centred / pixels.shape[0] + ridge * np.eye(pixels.shape[1])
 
 
 __all__ = [

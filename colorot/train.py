@@ -110,7 +110,7 @@ def train(
     batch = min(settings.batch_size, data.shape[0])
     for step in range(settings.steps):
         idx = torch.randint(data.shape[0], (batch,), generator=generator).to(device)
-        noise = (torch.rand(batch, 3, generator=generator) * 2 - 1).to(device) * DEQUANTISE
+        noise = (torch.rand(batch, data.shape[1], generator=generator) * 2 - 1).to(device) * DEQUANTISE
         loss = batch_loss(model, data[idx] + noise, target, settings)
         value = float(loss.detach())
         if not math.isfinite(value):

@@ -1,0 +1,153 @@
+"""One-file checkpoints: a versioned dict of plain values and tensors.
+
+Schema (``format_version`` 1)::
+
+    {"format": "colorot", "format_version": 1, "colorot_version": str,
+     "model": {"name": str, "config": dict, "state_dict": {str: Tensor}},
+     "target": GaussianMixture.to_dict(),
+     "preprocess": {"colour_space": "sRGB (encoded values)", "range": [0.0, 1.0]},
+     "train": {...training summary: steps, loss, final_loss, seed, seconds, hashes...}}
+
+Loading uses ``torch.load(weights_only=True)``, so no Python object is ever
+unpickled, then validates every field before anything is built from it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from colorot import __version__
+from colorot.distributions import GaussianMixture, target_from_dict
+from colorot.errors import CheckpointError, ColorotError, OutputExistsError
+from colorot.models import MODELS, MonotoneGradientMap, build_model
+
+FORMAT = "colorot"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the frozen map, its target and what produced them."""
+
+    model: MonotoneGradientMap
+    target: GaussianMixture
+    preprocess: dict
+    train: dict
+    colorot_version: str
+
+
+def to_bytes(model: MonotoneGradientMap, target: GaussianMixture, preprocess: dict, train: dict) -> bytes:
+    """Serialise a checkpoint to bytes (see the module docstring for the schema)."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "colorot_version": __version__,
+        "model": {
+            "name": model.name,
+            "config": dict(model.config),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        },
+        "target": target.to_dict(),
+        "preprocess": dict(preprocess),
+        "train": dict(train),
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def save(path: str | Path, model: MonotoneGradientMap, target: GaussianMixture,
+         preprocess: dict, train: dict, *, overwrite: bool = True) -> None:
+    """Write a checkpoint atomically: a temporary file beside ``path``, then rename."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists (use --force to replace it)")
+    data = to_bytes(model, target, preprocess, train)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+
+
+def _require(condition: bool, path: object, what: str) -> None:
+    if not condition:
+        raise CheckpointError(f"{path} is not a valid colorot checkpoint: {what}")
+
+
+def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
+    """Parse and validate checkpoint bytes; ``source`` names it in error messages."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure means "not a checkpoint"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{source} is not a valid colorot checkpoint (it could not be read safely: {first_line[:200]})"
+        ) from exc
+    _require(isinstance(payload, dict) and payload.get("format") == FORMAT, source, "wrong or missing format tag")
+    version = payload.get("format_version")
+    _require(isinstance(version, int), source, "missing format version")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source} uses checkpoint format {version}, newer than this colorot supports "
+            f"({FORMAT_VERSION}); upgrade colorot"
+        )
+    _require(version == FORMAT_VERSION, source, f"unsupported format version {version}")
+    model_part = payload.get("model")
+    _require(isinstance(model_part, dict), source, "missing model section")
+    name, config, state = model_part.get("name"), model_part.get("config"), model_part.get("state_dict")
+    _require(name in MODELS, source, f"unknown model kind {name!r}")
+    _require(isinstance(config, dict) and isinstance(state, dict), source, "malformed model section")
+    try:
+        model = build_model(name, config)
+    except ColorotError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
+    expected = model.state_dict()
+    _require(set(state) == set(expected), source, "model parameters do not match the model kind")
+    for key, tensor in state.items():
+        _require(isinstance(tensor, torch.Tensor) and tensor.shape == expected[key].shape, source,
+                 f"parameter {key!r} has the wrong shape")
+        _require(bool(torch.isfinite(tensor).all()), source, f"parameter {key!r} holds NaN or infinite values")
+    model.load_state_dict(state)
+    model.eval().requires_grad_(False)
+    try:
+        target = target_from_dict(payload.get("target") or {})
+    except ColorotError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
+    preprocess, train = payload.get("preprocess", {}), payload.get("train", {})
+    _require(isinstance(preprocess, dict) and isinstance(train, dict), source, "malformed metadata")
+    return Checkpoint(model, target, preprocess, train, str(payload.get("colorot_version", "unknown")))
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
+    return from_bytes(data, source=path)
+
+
+def count_parameters(model: MonotoneGradientMap) -> int:
+    """Number of scalar parameters of a model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["Checkpoint", "save", "load", "to_bytes", "from_bytes", "count_parameters",
+           "FORMAT_VERSION"]

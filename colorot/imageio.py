@@ -1,0 +1,448 @@
+"""Read and write images faithfully.
+
+Reading gives float32 RGB in [0, 1] with the alpha channel split off, EXIF
+orientation applied and 16-bit sources kept at 16-bit precision. Writing puts
+the result back in the source's bit depth, with its alpha, ICC profile and EXIF.
+
+Output rule: each channel is clipped to [0, 1] (NaN counts as 0) and rounded to
+the nearest code value, ``round(x * 255)`` or ``round(x * 65535)``; there is no
+min-max stretch.
+
+Pillow decodes 16-bit RGB(A) PNG and TIFF to 8-bit modes, keeping only the high
+byte of each sample, and cannot encode 16-bit RGB at all. Reading therefore
+decodes such files a second time with the opposite byte order, which yields the
+low bytes, and writing 16-bit PNG and TIFF uses the small encoders below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import struct
+import sys
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageFile, TiffImagePlugin, TiffTags, UnidentifiedImageError
+
+from colorot.errors import ColorotError, ImageReadError, ImageWriteError
+
+_FORMAT_BY_SUFFIX = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+}
+
+IMAGE_SUFFIXES = frozenset(_FORMAT_BY_SUFFIX)
+"""Lower-case suffixes of the images a folder run reads and can write back."""
+
+_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
+_SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
+_ORIENTATION_TAG = 0x0112
+_EXIF_HEADER = b"Exif\x00\x00"
+
+_TRANSPOSES: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+"""EXIF orientation value → the array operation that makes the pixels upright."""
+
+# A 16-bit raw mode that Pillow truncates to the high bytes → (the raw mode that decodes
+# the same stream to the low bytes, the channels to keep). LA;16B has no low-byte twin,
+# but plain RGBA reads its 32-bit pixels as the raw bytes Lhi Llo Ahi Alo.
+_OTHER_BYTE_ORDER = {"B": "L", "L": "B", "N": "B" if sys.byteorder == "little" else "L"}
+_LOW_BYTES: dict[str, tuple[str, list[int] | None]] = {
+    f"{base};16{order}": (f"{base};16{other}", None)
+    for base in ("RGB", "RGBA", "RGBX")
+    for order, other in _OTHER_BYTE_ORDER.items()
+}
+_LOW_BYTES["LA;16B"] = ("RGBA", [1, 1, 1, 3])
+
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
+@dataclass
+class Image:
+    """A decoded image: float RGB plus what is needed to write it back faithfully.
+
+    ``rgb`` is float32 (H, W, 3) in [0, 1]. ``alpha`` is the original alpha
+    channel (H, W) in its original dtype (uint8, or uint16 for 16-bit sources),
+    or None. ``bit_depth`` is 8 or 16, ``mode`` and ``format`` are Pillow's
+    names for the source, ``icc_profile`` and ``exif`` its raw metadata.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    bit_depth: int
+    mode: str
+    format: str
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> Image:
+    """Read an image file; raise ImageReadError naming the file on any failure.
+
+    See :func:`decode_image` for what is decoded and how.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    return decode_image(data, name=str(path), max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None) -> Image:
+    """Decode encoded image bytes to an :class:`Image`.
+
+    EXIF orientation is applied and the EXIF kept has its orientation reset to 1.
+    Palette, greyscale, CMYK and other modes become RGB (CMYK by Pillow's plain
+    conversion, without colour management). Animated and multi-page files give
+    their first frame. 16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF
+    keep their full precision; rarer 16-bit layouts (premultiplied alpha,
+    separate planes) come at Pillow's 8-bit precision with ``bit_depth`` 8;
+    32-bit integer and floating-point modes are refused.
+    EXIF is read from JPEG, PNG and WebP; a TIFF's own tags are not carried.
+    ``max_pixels`` replaces Pillow's decompression-bomb limit (while such a
+    decode runs, Pillow's global limit is lifted under a lock). Truncated data
+    is an error, never a partial image.
+    """
+    if not data:
+        raise ImageReadError(f"{name}: empty file")
+    try:
+        with _pillow_pixel_limit_lifted(max_pixels is not None):
+            return _decode(data, name, max_pixels)
+    except ColorotError:
+        raise
+    except PILImage.DecompressionBombError as exc:
+        raise ImageReadError(f"{name}: {exc} Raise the limit with --max-image-pixels.") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(f"{name}: not an image, or a format Pillow cannot read") from exc
+    except Exception as exc:  # Pillow's decoders raise many exception types on bad data
+        raise ImageReadError(f"{name}: cannot decode image ({_one_line(exc)})") from exc
+
+
+def read_pixels(path: str | os.PathLike[str], **kwargs: int | None) -> np.ndarray:
+    """Read an image's pixels as float32 (N, 3), leaving out fully transparent ones.
+
+    Keyword arguments go to :func:`read_image`. An image with no pixel left
+    raises ImageReadError.
+    """
+    image = read_image(path, **kwargs)
+    pixels = image.rgb.reshape(-1, 3)
+    if image.alpha is not None:
+        pixels = pixels[image.alpha.reshape(-1) != 0]
+    if len(pixels) == 0:
+        raise ImageReadError(f"{path}: every pixel is fully transparent")
+    return pixels
+
+
+def quantize(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Apply the output rule: clip to [0, 1] (NaN → 0) and round to uint8 or uint16 codes."""
+    top, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
+    values = np.array(rgb, dtype=np.float32)
+    np.nan_to_num(values, copy=False, nan=0.0)
+    np.clip(values, 0.0, 1.0, out=values)
+    values *= top
+    np.rint(values, out=values)
+    return values.astype(dtype)
+
+
+def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95) -> bytes:
+    """Encode ``rgb`` (float (H, W, 3), any values) in ``format`` with ``image``'s metadata.
+
+    ``format`` is a Pillow name: JPEG, PNG, TIFF, WEBP or BMP. 16-bit sources
+    give 16-bit PNG and TIFF, 8-bit everything else. Greyscale and palette
+    sources are written as RGB. The alpha channel is written untouched by PNG,
+    TIFF and WebP (rounded to 8 bits where the output is 8-bit) and dropped by
+    JPEG and BMP. The ICC profile is written when it is an RGB profile and the
+    format takes one (not BMP); so is the EXIF. ``quality`` applies to JPEG and WebP.
+    """
+    fmt = format.upper()
+    if fmt not in _FORMAT_BY_SUFFIX.values():
+        raise ImageWriteError(f"cannot write the {format!r} format")
+    if rgb.shape != image.rgb.shape:
+        raise ValueError(f"rgb has shape {rgb.shape}, the image {image.rgb.shape}")
+    bits = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
+    pixels = quantize(rgb, bits)
+    if image.alpha is not None and fmt in _ALPHA_FORMATS:
+        pixels = np.dstack((pixels, _alpha_codes(image.alpha, bits)))
+    icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
+    exif = image.exif if fmt != "BMP" else None
+    try:
+        if bits == 16:
+            encode16 = _encode_png16 if fmt == "PNG" else _encode_tiff16
+            return encode16(pixels, icc, exif)
+        return _encode_with_pillow(pixels, fmt, quality, icc, exif)
+    except Exception as exc:  # Pillow's encoders raise many exception types
+        raise ImageWriteError(f"cannot encode as {fmt} ({_one_line(exc)})") from exc
+
+
+def write_image(
+    path: str | os.PathLike[str], image: Image, rgb: np.ndarray, *, quality: int = 95
+) -> None:
+    """Write ``rgb`` atomically to ``path``, in the format its suffix names.
+
+    The pixels are encoded by :func:`encode_image`, written to a hidden temp
+    file in the destination folder, synced and renamed into place; on failure
+    the temp file is removed and ImageWriteError raised.
+    """
+    path = Path(path)
+    fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(
+            f"{path}: cannot tell the output format from the suffix {path.suffix!r}"
+        )
+    try:
+        data = encode_image(image, rgb, fmt, quality=quality)
+    except ImageWriteError as exc:
+        raise ImageWriteError(f"{path}: {exc}") from exc
+    _write_atomic(path, data)
+
+
+def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
+    """The image files under ``root``, sorted; hidden files and folders are skipped.
+
+    Suffixes match :data:`IMAGE_SUFFIXES` whatever their case. Symbolic links
+    to folders are followed, but each real folder is visited once, so loops end.
+    """
+    images: list[Path] = []
+    visited: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:
+            subfolders.clear()
+            continue
+        visited.add(real)
+        subfolders[:] = [name for name in subfolders if recursive and not name.startswith(".")]
+        images.extend(Path(folder, name) for name in files if _is_image_name(name))
+    return sorted(images)
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
+    """Lift Pillow's global decompression-bomb limit while the block runs, if ``lifted``."""
+    if not lifted:
+        yield
+        return
+    with _PIXEL_LIMIT_LOCK:
+        saved = PILImage.MAX_IMAGE_PIXELS
+        PILImage.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = saved
+
+
+def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
+    """Decode with Pillow, then apply the orientation, split alpha off and scale to floats."""
+    with PILImage.open(io.BytesIO(data)) as pil:
+        if max_pixels is not None and pil.width * pil.height > max_pixels:
+            raise ImageReadError(
+                f"{name}: {pil.width}x{pil.height} is {pil.width * pil.height} pixels, over the "
+                f"limit of {max_pixels}; raise it with --max-image-pixels"
+            )
+        codes, bit_depth = _pixel_codes(pil, data, name)
+        orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
+        codes = np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(codes))
+        rgb = codes[..., :3].astype(np.float32)
+        rgb /= 65535 if bit_depth == 16 else 255
+        return Image(
+            rgb=rgb,
+            alpha=codes[..., 3].copy() if codes.shape[2] == 4 else None,
+            bit_depth=bit_depth,
+            mode=pil.mode,
+            format=pil.format or "",
+            icc_profile=pil.info.get("icc_profile") or None,
+            exif=_upright_exif(pil, orientation),
+        )
+
+
+def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarray, int]:
+    """The integer pixel codes, (H, W, 3) or (H, W, 4) with alpha last, and their bit depth."""
+    if pil.mode.startswith("I;16"):
+        pil.load()
+        grey = np.asarray(pil).astype(np.uint16)
+        return np.repeat(grey[..., None], 3, axis=2), 16
+    low_bytes = _low_byte_decoder(pil)
+    if low_bytes is not None:
+        pil.load()
+        return (np.asarray(pil).astype(np.uint16) << 8) | low_bytes(data), 16
+    if pil.mode in ("I", "F"):
+        raise ImageReadError(f"{name}: unsupported pixel format (Pillow mode {pil.mode})")
+    pil.load()
+    return np.asarray(pil.convert("RGBA" if pil.has_transparency_data else "RGB")), 8
+
+
+def _low_byte_decoder(pil: PILImage.Image) -> Callable[[bytes], np.ndarray] | None:
+    """For a 16-bit colour PNG or TIFF that Pillow truncates, a decoder of the low bytes."""
+    if pil.format not in _SIXTEEN_BIT_FORMATS or not pil.tile:
+        return None
+    rawmodes = {_tile_rawmode(tile) for tile in pil.tile}
+    if len(rawmodes) != 1 or (rawmode := rawmodes.pop()) not in _LOW_BYTES:
+        return None
+    low_rawmode, channels = _LOW_BYTES[rawmode]
+
+    def decode_low_bytes(data: bytes) -> np.ndarray:
+        low = PILImage.open(io.BytesIO(data))
+        low.tile = [_with_rawmode(tile, low_rawmode) for tile in low.tile]
+        low.load()
+        codes = np.asarray(low)
+        return codes if channels is None else codes[..., channels]
+
+    return decode_low_bytes
+
+
+def _tile_rawmode(tile: ImageFile._Tile) -> str:
+    """The raw mode of a PNG ("zip") or TIFF tile."""
+    return tile.args if isinstance(tile.args, str) else tile.args[0]
+
+
+def _with_rawmode(tile: ImageFile._Tile, rawmode: str) -> ImageFile._Tile:
+    args = rawmode if isinstance(tile.args, str) else (rawmode, *tile.args[1:])
+    return tile._replace(args=args)
+
+
+def _upright_exif(pil: PILImage.Image, orientation: object) -> bytes | None:
+    """The source's EXIF block, with the orientation reset to 1 if it was applied."""
+    raw = pil.info.get("exif")
+    if not raw:
+        return None
+    if orientation in _TRANSPOSES:
+        exif = pil.getexif()
+        exif[_ORIENTATION_TAG] = 1
+        return exif.tobytes()
+    return raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
+
+
+def _alpha_codes(alpha: np.ndarray, bits: int) -> np.ndarray:
+    """The alpha channel at ``bits`` bits per sample, untouched when it already is."""
+    if alpha.dtype == (np.uint16 if bits == 16 else np.uint8):
+        return alpha
+    if bits == 16:
+        return alpha.astype(np.uint16) * 257
+    return np.rint(alpha / 257.0).astype(np.uint8)
+
+
+def _is_rgb_profile(icc: bytes | None) -> bool:
+    """Whether an ICC profile describes RGB data (its header's colour space field)."""
+    return icc is not None and icc[16:20] == b"RGB "
+
+
+def _encode_with_pillow(
+    pixels: np.ndarray, fmt: str, quality: int, icc: bytes | None, exif: bytes | None
+) -> bytes:
+    options: dict[str, object] = {"icc_profile": icc, "exif": exif}
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(
+        buffer, format=fmt, **{key: value for key, value in options.items() if value is not None}
+    )
+    return buffer.getvalue()
+
+
+def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    """A 16-bit RGB or RGBA PNG; every row uses the Sub filter."""
+    height, width, channels = pixels.shape
+    rows = pixels.astype(">u2").view(np.uint8).reshape(height, -1)
+    step = 2 * channels
+    filtered = rows.copy()
+    filtered[:, step:] -= rows[:, :-step]
+    scanlines = np.hstack((np.ones((height, 1), np.uint8), filtered)).tobytes()
+    chunks = [
+        (b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2 if channels == 3 else 6, 0, 0, 0))
+    ]
+    if icc:
+        chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    if exif:
+        chunks.append((b"eXIf", exif.removeprefix(_EXIF_HEADER)))
+    compressed = zlib.compress(scanlines)
+    chunks += [(b"IDAT", compressed[i : i + (1 << 24)]) for i in range(0, len(compressed), 1 << 24)]
+    chunks.append((b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks
+    )
+
+
+def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    """An uncompressed 16-bit RGB or RGBA TIFF (unassociated alpha), one strip."""
+    height, width, channels = pixels.shape
+    strip = pixels.astype("<u2").tobytes()
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    if exif:
+        tags = PILImage.Exif()
+        tags.load(exif)
+        for tag, value in tags.items():
+            ifd[tag] = tags.get_ifd(tag) if tag in TiffTags.TAGS_V2_GROUPS else value
+    ifd[TiffImagePlugin.IMAGEWIDTH] = width
+    ifd[TiffImagePlugin.IMAGELENGTH] = height
+    ifd[TiffImagePlugin.BITSPERSAMPLE] = (16,) * channels
+    ifd[TiffImagePlugin.COMPRESSION] = 1
+    ifd[TiffImagePlugin.PHOTOMETRIC_INTERPRETATION] = 2
+    ifd[TiffImagePlugin.SAMPLESPERPIXEL] = channels
+    ifd[TiffImagePlugin.ROWSPERSTRIP] = height
+    ifd.tagtype[TiffImagePlugin.STRIPBYTECOUNTS] = TiffTags.LONG
+    ifd[TiffImagePlugin.STRIPBYTECOUNTS] = len(strip)
+    ifd[TiffImagePlugin.STRIPOFFSETS] = 0  # made absolute by the IFD writer
+    ifd[TiffImagePlugin.PLANAR_CONFIGURATION] = 1
+    if channels == 4:
+        ifd[TiffImagePlugin.EXTRASAMPLES] = 2
+    if icc:
+        ifd[TiffImagePlugin.ICCPROFILE] = icc
+    buffer = io.BytesIO()
+    ifd.save(buffer)
+    buffer.write(strip)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a hidden temp file beside ``path``, sync it, rename it into place."""
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: cannot create file ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        _remove_quietly(temp)
+        raise ImageWriteError(f"{path}: cannot write file ({exc.strerror or exc})") from exc
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

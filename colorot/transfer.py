@@ -1,0 +1,212 @@
+"""The ``ColorTransfer`` estimator: the Python API that the CLI sits on.
+
+scikit-learn style: ``__init__`` only stores its arguments, ``fit(source,
+target)`` sets the trailing-underscore attributes and returns ``self``:
+
+* ``target_dist_``: the fitted target distribution (Gaussian or mixture);
+* ``map_``: the fitted map, a frozen ``torch.nn.Module`` (N, 3) → (N, 3);
+* ``history_``: the training loss per step and the wall time;
+* ``train_info_``: the training summary stored in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Callable, Union
+
+import numpy as np
+import torch
+
+from colorot import checkpoint
+from colorot.apply import map_pixels
+from colorot.distributions import DEFAULT_RIDGE, fit_target, gaussian_moments
+from colorot.errors import ConfigError
+from colorot.imageio import read_pixels
+from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_matrix
+from colorot.train import History, TrainSettings, resolve_device, train
+
+#: What ``fit`` and ``transform`` accept: a file path, a PIL image, or an array
+#: (H, W, 3) / (N, 3) of uint8, uint16 or floats in [0, 1].
+ImageLike = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+
+#: Default model sizes when ``hidden``/``layers``/``modules`` are not given.
+MODEL_DEFAULTS = {
+    "cmgn": {"hidden": 16, "layers": 3},
+    "mmgn": {"hidden": 8, "modules": 4},
+    "affine": {},
+}
+
+PREPROCESS = {"colour_space": "sRGB (encoded values, no linearisation)", "range": [0.0, 1.0]}
+
+
+def to_pixels(image: ImageLike) -> np.ndarray:
+    """Any accepted image form → float32 pixels (N, 3) in [0, 1]."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_pixels(image)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        image = np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim < 2 or array.shape[-1] != 3:
+        raise ConfigError(f"expected an RGB image or pixels (..., 3), got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return (array.reshape(-1, 3) / np.float32(255)).astype(np.float32)
+    if array.dtype == np.uint16:
+        return (array.reshape(-1, 3) / np.float32(65535)).astype(np.float32)
+    return array.reshape(-1, 3).astype(np.float32)
+
+
+def _sha256(image: ImageLike) -> str | None:
+    if isinstance(image, (str, os.PathLike)):
+        return hashlib.sha256(Path(image).read_bytes()).hexdigest()
+    return None
+
+
+class ColorTransfer:
+    """Fit a Brenier colour map from a source image to a target image and apply it.
+
+    Parameters mirror the ``colorot fit`` options: ``model`` ("cmgn", "mmgn" or
+    "affine"), ``target`` ("gmm" or "gaussian"), ``n_components`` (an int or
+    "auto": K chosen by BIC), ``loss`` ("kl": exact reverse KL; "moment":
+    Gaussian moment-matching KL), ``transport_weight`` (λ of λ·E‖T(x) − x‖²),
+    ``steps``, ``lr``, ``batch_size``, ``max_pixels`` (training subsample),
+    ``ridge`` (covariance floor), ``eps`` (strong-convexity floor of the map),
+    ``hidden``/``layers``/``modules`` (network size), ``device`` ("auto", "cpu",
+    "cuda"), ``random_state`` and ``progress`` (a tqdm bar while training).
+    """
+
+    def __init__(self, model: str = "mmgn", target: str = "gmm", *, n_components: int | str = "auto",
+                 loss: str = "kl", transport_weight: float = 0.0, steps: int = 1500, lr: float = 3e-2,
+                 batch_size: int = 4096, max_pixels: int = 100_000, ridge: float = DEFAULT_RIDGE,
+                 eps: float = DEFAULT_EPS, hidden: int | None = None, layers: int | None = None,
+                 modules: int | None = None, device: str = "auto", random_state: int = 0,
+                 progress: bool = False) -> None:
+        self.model = model
+        self.target = target
+        self.n_components = n_components
+        self.loss = loss
+        self.transport_weight = transport_weight
+        self.steps = steps
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self.ridge = ridge
+        self.eps = eps
+        self.hidden = hidden
+        self.layers = layers
+        self.modules = modules
+        self.device = device
+        self.random_state = random_state
+        self.progress = progress
+
+    # ----------------------------------------------------------------- fitting
+    def _model_config(self) -> dict:
+        if self.model not in MODEL_DEFAULTS:
+            raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_DEFAULTS)}")
+        config = dict(MODEL_DEFAULTS[self.model], eps=self.eps)
+        for key in ("hidden", "layers", "modules"):
+            value = getattr(self, key)
+            if value is not None:
+                if key not in config:
+                    raise ConfigError(f"--{key} does not apply to the {self.model} model")
+                config[key] = value
+        return config
+
+    def fit(self, source: ImageLike, target: ImageLike,
+            callback: Callable[[int, float], None] | None = None) -> "ColorTransfer":
+        """Fit the target distribution, start at the Gaussian map, train with the KL loss."""
+        start = time.perf_counter()
+        src, tgt = to_pixels(source), to_pixels(target)
+        rng = np.random.default_rng(self.random_state)
+        if src.shape[0] > self.max_pixels:
+            src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
+        self.target_dist_ = fit_target(tgt, self.target, self.n_components, ridge=self.ridge,
+                                       random_state=self.random_state)
+        mean_s, cov_s = gaussian_moments(src, self.ridge)
+        a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
+        c = self.target_dist_.mean - a @ mean_s
+
+        torch.manual_seed(self.random_state)
+        model = build_model(self.model, self._model_config())
+        if isinstance(model, AffineMap):
+            model.init_to_affine(a, c, mean_s[None])
+            self.history_ = History()
+        else:
+            init_points = src[: min(len(src), 20_000)]
+            model.init_hidden(init_points, seed=self.random_state)
+            model.init_to_affine(a, c, init_points)
+            settings = TrainSettings(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                                     loss=self.loss, transport_weight=self.transport_weight,
+                                     seed=self.random_state, device=str(resolve_device(self.device)))
+            self.history_ = train(model, src, self.target_dist_, settings,
+                                  callback=self._with_progress(callback))
+        self.map_ = model.cpu().eval().requires_grad_(False)
+        self.train_info_ = {
+            "model": self.model, "target": self.target, "loss": self.loss,
+            "transport_weight": float(self.transport_weight), "steps": len(self.history_.losses),
+            "lr": float(self.lr), "batch_size": int(self.batch_size),
+            "training_pixels": int(src.shape[0]), "seed": int(self.random_state),
+            "device": str(resolve_device(self.device)),
+            "final_loss": self.history_.final_loss, "train_seconds": round(self.history_.seconds, 3),
+            "fit_seconds": round(time.perf_counter() - start, 3),
+            "source_sha256": _sha256(source), "target_sha256": _sha256(target),
+        }
+        return self
+
+    def _with_progress(self, callback):
+        if not self.progress:
+            return callback
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.steps, desc="training", unit="step")
+
+        def report(step: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if step == self.steps:
+                bar.close()
+            if callback is not None:
+                callback(step, loss)
+
+        return report
+
+    # ----------------------------------------------------------- application
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "map_"):
+            raise ConfigError("this ColorTransfer is not fitted yet: call fit() or colorot.load()")
+
+    def transform(self, image: ImageLike) -> np.ndarray:
+        """Map an image or pixels; returns float32 of the input's shape ((N, 3) for a path).
+
+        Values are the map's raw output: they may leave [0, 1]; writing an image
+        clips them (see the README's output rule).
+        """
+        self._check_fitted()
+        if isinstance(image, np.ndarray) and image.ndim >= 2 and image.shape[-1] == 3:
+            shape = image.shape
+        else:
+            shape = (-1, 3)
+        return map_pixels(self.map_, to_pixels(image), device="cpu").reshape(shape)
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> None:
+        """Write the fitted map, target and training summary to one checkpoint file."""
+        self._check_fitted()
+        checkpoint.save(path, self.map_, self.target_dist_, PREPROCESS, self.train_info_, overwrite=overwrite)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: checkpoint.Checkpoint) -> "ColorTransfer":
+        """A fitted estimator from a loaded checkpoint."""
+        info = ckpt.train
+        est = cls(model=ckpt.model.name, target=ckpt.target.kind, loss=info.get("loss", "kl"),
+                  random_state=info.get("seed", 0))
+        est.map_, est.target_dist_, est.train_info_ = ckpt.model, ckpt.target, dict(info)
+        est.history_ = History()
+        return est
+
+
+def load(path: str | os.PathLike) -> ColorTransfer:
+    """Load a checkpoint written by :meth:`ColorTransfer.save` (or ``colorot fit``)."""
+    return ColorTransfer.from_checkpoint(checkpoint.load(path))

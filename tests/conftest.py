@@ -1,0 +1,49 @@
+"""Shared test set-up: one torch thread, seeded generators, tiny images.
+
+torch defaults to one OpenMP thread per core; on a small, shared machine those
+threads contend and tiny tensor operations get about ten times slower, so the
+whole suite runs single-threaded (set at import, before any test runs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+def smooth_rgb(height: int, width: int, seed: int) -> np.ndarray:
+    """uint8 (H, W, 3): random smooth colour gradients plus a little noise."""
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    yy, xx = yy / max(height - 1, 1), xx / max(width - 1, 1)
+    channels = []
+    for _ in range(3):
+        a, b, c, phase = g.uniform(0.5, 4.0, size=4)
+        wave = 0.5 + 0.35 * np.sin(a * xx + b * yy + phase) * np.cos(c * yy - phase)
+        channels.append(wave + g.normal(0.0, 0.02, size=wave.shape))
+    rgb = np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def make_png() -> Callable[..., Path]:
+    """make_png(path, height=24, width=32, seed=0) writes a smooth random RGB PNG."""
+
+    def make(path: Path, height: int = 24, width: int = 32, seed: int = 0) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        PILImage.fromarray(smooth_rgb(height, width, seed)).save(path)
+        return path
+
+    return make

@@ -1,0 +1,518 @@
+"""Tests for colorot.imageio: faithful reading and writing of images."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image as PILImage
+from PIL import ImageCms, ImageFile, ImageOps
+
+from colorot.errors import ImageReadError, ImageWriteError
+from colorot.imageio import (
+    IMAGE_SUFFIXES,
+    decode_image,
+    encode_image,
+    list_images,
+    quantize,
+    read_image,
+    read_pixels,
+    write_image,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _codes(shape: tuple[int, ...], dtype: type = np.uint8) -> np.ndarray:
+    return RNG.integers(0, np.iinfo(dtype).max + 1, size=shape, dtype=dtype)
+
+
+def _save(path: Path, array: np.ndarray, **options: object) -> Path:
+    PILImage.fromarray(array).save(path, **options)
+    return path
+
+
+def _png16(codes: np.ndarray) -> bytes:
+    """A 16-bit RGB/RGBA/LA PNG, written by hand, cycling through all five row filters."""
+    height, width, channels = codes.shape
+    step = 2 * channels
+    rows = codes.astype(">u2").view(np.uint8).reshape(height, -1).astype(int)
+    scanlines = b""
+    for y in range(height):
+        row, up = rows[y], rows[y - 1] if y else np.zeros_like(rows[0])
+        left = np.concatenate((np.zeros(step, int), row[:-step]))
+        upper_left = np.concatenate((np.zeros(step, int), up[:-step]))
+        estimate = left + up - upper_left
+        pa, pb, pc = abs(estimate - left), abs(estimate - up), abs(estimate - upper_left)
+        paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upper_left))
+        kind = y % 5
+        predictor = [0, left, up, (left + up) // 2, paeth][kind]
+        scanlines += bytes([kind]) + ((row - predictor) % 256).astype(np.uint8).tobytes()
+    color_type = {2: 4, 3: 2, 4: 6}[channels]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(scanlines))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _tiff16(codes: np.ndarray, *, deflate: bool, order: str = "<") -> bytes:
+    """A 16-bit RGB/RGBA TIFF with one strip, written by hand in byte ``order`` ("<" or ">")."""
+    height, width, channels = codes.shape
+    strip = codes.astype(f"{order}u2").tobytes()
+    if deflate:
+        strip = zlib.compress(strip)
+    entries = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, channels, 0),  # BitsPerSample: offset patched below
+        (259, 3, 1, 8 if deflate else 1),
+        (262, 3, 1, 2),
+        (273, 4, 1, 0),  # StripOffsets: patched below
+        (277, 3, 1, channels),
+        (278, 4, 1, height),
+        (279, 4, 1, len(strip)),
+        (284, 3, 1, 1),
+    ] + ([(338, 3, 1, 2)] if channels == 4 else [])
+    ifd_size = 2 + 12 * len(entries) + 4
+    bits_offset = 8 + ifd_size
+    strip_offset = bits_offset + 2 * channels
+    ifd = struct.pack(f"{order}H", len(entries))
+    for tag, kind, count, value in entries:
+        value = {258: bits_offset, 273: strip_offset}.get(tag, value)
+        inline_short = kind == 3 and count == 1
+        packed = (
+            struct.pack(f"{order}HH", value, 0) if inline_short else struct.pack(f"{order}I", value)
+        )
+        ifd += struct.pack(f"{order}HHI", tag, kind, count) + packed
+    ifd += struct.pack(f"{order}I", 0)
+    header = (b"II*\x00" if order == "<" else b"MM\x00*") + struct.pack(f"{order}I", 8)
+    return header + ifd + struct.pack(f"{order}{channels}H", *[16] * channels) + strip
+
+
+def _srgb_profile() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _exif(orientation: int) -> PILImage.Exif:
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "colorot test camera"
+    return exif
+
+
+# --- 8-bit round trips ---------------------------------------------------------------
+
+
+def test_png_round_trip_is_exact(tmp_path: Path) -> None:
+    codes = _codes((5, 7, 3))
+    image = read_image(_save(tmp_path / "a.png", codes))
+    assert image.rgb.dtype == np.float32 and image.rgb.shape == (5, 7, 3)
+    assert (image.bit_depth, image.mode, image.format, image.alpha) == (8, "RGB", "PNG", None)
+    write_image(tmp_path / "b.png", image, image.rgb)
+    with PILImage.open(tmp_path / "b.png") as out:
+        assert out.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(out), codes)
+
+
+def test_jpeg_round_trip_keeps_size_and_mode(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.jpg", _codes((16, 24, 3)), quality=95))
+    write_image(tmp_path / "b.jpg", image, image.rgb)
+    with PILImage.open(tmp_path / "b.jpg") as out:
+        assert (out.format, out.mode, out.size) == ("JPEG", "RGB", (24, 16))
+    again = read_image(tmp_path / "b.jpg")
+    assert again.rgb.shape == image.rgb.shape
+
+
+def test_identity_write_is_within_one_code_value_for_every_8_bit_format(tmp_path: Path) -> None:
+    codes = _codes((4, 6, 3))
+    image = read_image(_save(tmp_path / "a.png", codes))
+    for suffix in (".png", ".tif", ".bmp"):
+        write_image(tmp_path / f"b{suffix}", image, image.rgb)
+        with PILImage.open(tmp_path / f"b{suffix}") as out:
+            assert np.abs(np.asarray(out).astype(int) - codes).max() <= 1
+
+
+# --- 16-bit precision --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_png_keeps_full_precision_through_identity_write(
+    tmp_path: Path, channels: int
+) -> None:
+    codes = _codes((5, 9, channels), np.uint16)
+    (tmp_path / "a.png").write_bytes(_png16(codes))
+    image = read_image(tmp_path / "a.png")
+    assert image.bit_depth == 16
+    np.testing.assert_array_equal(np.rint(image.rgb * 65535).astype(np.uint16), codes[..., :3])
+    if channels == 4:
+        assert image.alpha is not None and image.alpha.dtype == np.uint16
+        np.testing.assert_array_equal(image.alpha, codes[..., 3])
+    for suffix in (".png", ".tif"):
+        write_image(tmp_path / f"b{suffix}", image, image.rgb)
+        again = read_image(tmp_path / f"b{suffix}")
+        assert again.bit_depth == 16
+        np.testing.assert_array_equal(again.rgb, image.rgb)
+        if channels == 4:
+            np.testing.assert_array_equal(again.alpha, codes[..., 3])
+
+
+def test_16_bit_grey_alpha_png_keeps_full_precision(tmp_path: Path) -> None:
+    codes = _codes((4, 5, 2), np.uint16)
+    image = decode_image(_png16(codes))
+    assert image.bit_depth == 16
+    np.testing.assert_array_equal(np.rint(image.rgb[..., 1] * 65535), codes[..., 0])
+    np.testing.assert_array_equal(image.alpha, codes[..., 1])
+
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["II", "MM"])
+@pytest.mark.parametrize("deflate", [False, True], ids=["raw", "deflate"])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_tiff_keeps_full_precision_through_identity_write(
+    tmp_path: Path, deflate: bool, channels: int, order: str
+) -> None:
+    codes = _codes((6, 5, channels), np.uint16)
+    (tmp_path / "a.tif").write_bytes(_tiff16(codes, deflate=deflate, order=order))
+    image = read_image(tmp_path / "a.tif")
+    assert image.bit_depth == 16
+    np.testing.assert_array_equal(np.rint(image.rgb * 65535).astype(np.uint16), codes[..., :3])
+    write_image(tmp_path / "b.tif", image, image.rgb)
+    again = read_image(tmp_path / "b.tif")
+    np.testing.assert_array_equal(again.rgb, image.rgb)
+    if channels == 4:
+        np.testing.assert_array_equal(again.alpha, codes[..., 3])
+
+
+def test_16_bit_greyscale_png_is_read_at_16_bits_and_written_as_16_bit_rgb(tmp_path: Path) -> None:
+    grey = _codes((4, 6), np.uint16)
+    image = read_image(_save(tmp_path / "a.png", grey))
+    assert (image.bit_depth, image.mode) == (16, "I;16")
+    np.testing.assert_array_equal(np.rint(image.rgb * 65535), np.repeat(grey[..., None], 3, axis=2))
+    write_image(tmp_path / "b.png", image, image.rgb)
+    again = read_image(tmp_path / "b.png")
+    np.testing.assert_array_equal(again.rgb, image.rgb)
+
+
+def test_floating_point_images_are_refused(tmp_path: Path) -> None:
+    PILImage.fromarray(np.zeros((2, 2), np.float32)).save(tmp_path / "a.tif")
+    with pytest.raises(ImageReadError, match="unsupported pixel format"):
+        read_image(tmp_path / "a.tif")
+
+
+def test_encode_and_decode_bytes_round_trip() -> None:
+    image = decode_image(_png_bytes((3, 4, 4)))
+    again = decode_image(encode_image(image, image.rgb, "png"))
+    np.testing.assert_array_equal(again.rgb, image.rgb)
+    np.testing.assert_array_equal(again.alpha, image.alpha)
+
+
+def test_16_bit_source_gives_8_bit_jpeg(tmp_path: Path) -> None:
+    image = decode_image(_png16(_codes((4, 4, 3), np.uint16)))
+    write_image(tmp_path / "b.jpg", image, image.rgb)
+    with PILImage.open(tmp_path / "b.jpg") as out:
+        assert out.mode == "RGB"
+
+
+# --- alpha, modes, orientation and metadata ----------------------------------------
+
+
+def test_rgba_alpha_passes_through_bit_exact(tmp_path: Path) -> None:
+    codes = _codes((5, 6, 4))
+    image = read_image(_save(tmp_path / "a.png", codes))
+    assert image.alpha is not None and image.alpha.dtype == np.uint8
+    np.testing.assert_array_equal(image.alpha, codes[..., 3])
+    for suffix in (".png", ".tif"):
+        write_image(tmp_path / f"b{suffix}", image, 1 - image.rgb)
+        with PILImage.open(tmp_path / f"b{suffix}") as out:
+            assert out.mode == "RGBA"
+            np.testing.assert_array_equal(np.asarray(out)[..., 3], codes[..., 3])
+
+
+def test_alpha_is_dropped_by_jpeg(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((4, 4, 4))))
+    write_image(tmp_path / "b.jpg", image, image.rgb)
+    with PILImage.open(tmp_path / "b.jpg") as out:
+        assert out.mode == "RGB"
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "1"])
+def test_other_modes_are_read_as_rgb(tmp_path: Path, mode: str) -> None:
+    source = PILImage.fromarray(_codes((5, 6, 3))).convert(mode)
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    path = tmp_path / f"a{suffix}"
+    source.save(path)
+    image = read_image(path)
+    assert image.rgb.shape == (5, 6, 3) and image.bit_depth == 8 and image.mode == mode
+    assert (image.alpha is not None) == (mode == "LA")
+    with PILImage.open(path) as reopened:
+        expected = np.asarray(reopened.convert("RGB"), dtype=np.float32) / 255
+    np.testing.assert_array_equal(image.rgb, expected)
+
+
+def test_palette_transparency_becomes_alpha(tmp_path: Path) -> None:
+    source = PILImage.fromarray(_codes((4, 4, 3))).convert("P")
+    source.save(tmp_path / "a.png", transparency=0)
+    image = read_image(tmp_path / "a.png")
+    assert image.alpha is not None
+    np.testing.assert_array_equal(image.alpha == 0, np.asarray(source) == 0)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_matches_pillow_exif_transpose(tmp_path: Path, orientation: int) -> None:
+    path = _save(tmp_path / "a.png", _codes((3, 5, 3)), exif=_exif(orientation))
+    image = read_image(path)
+    with PILImage.open(path) as source:
+        upright = np.asarray(ImageOps.exif_transpose(source), dtype=np.float32) / 255
+    np.testing.assert_array_equal(image.rgb, upright)
+
+
+def test_jpeg_orientation_is_applied_and_reset_to_1(tmp_path: Path) -> None:
+    path = _save(tmp_path / "a.jpg", _codes((8, 16, 3)), exif=_exif(6))
+    image = read_image(path)
+    assert image.rgb.shape == (16, 8, 3)
+    write_image(tmp_path / "b.jpg", image, image.rgb)
+    with PILImage.open(tmp_path / "b.jpg") as out:
+        assert out.size == (8, 16)
+        assert out.getexif()[0x0112] == 1
+        assert out.getexif()[0x010F] == "colorot test camera"
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif", ".webp"])
+def test_icc_profile_and_exif_are_carried(tmp_path: Path, suffix: str) -> None:
+    icc = _srgb_profile()
+    image = read_image(_save(tmp_path / "a.jpg", _codes((4, 4, 3)), icc_profile=icc, exif=_exif(1)))
+    assert image.icc_profile == icc
+    write_image(tmp_path / f"b{suffix}", image, image.rgb)
+    with PILImage.open(tmp_path / f"b{suffix}") as out:
+        assert out.info.get("icc_profile") == icc
+        assert out.getexif()[0x010F] == "colorot test camera"
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_icc_profile_and_exif_are_carried_into_16_bit_output(tmp_path: Path, suffix: str) -> None:
+    icc = _srgb_profile()
+    image = decode_image(_png16(_codes((3, 4, 3), np.uint16)))
+    image.icc_profile, image.exif = icc, _exif(1).tobytes()
+    write_image(tmp_path / f"b{suffix}", image, image.rgb)
+    again = read_image(tmp_path / f"b{suffix}")
+    assert again.bit_depth == 16 and again.icc_profile == icc
+    with PILImage.open(tmp_path / f"b{suffix}") as out:
+        assert out.getexif()[0x010F] == "colorot test camera"
+
+
+def test_non_rgb_icc_profile_is_not_written(tmp_path: Path) -> None:
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    image = read_image(_save(tmp_path / "a.png", _codes((4, 4, 3)), icc_profile=lab))
+    write_image(tmp_path / "b.png", image, image.rgb)
+    with PILImage.open(tmp_path / "b.png") as out:
+        assert "icc_profile" not in out.info
+
+
+# --- the output rule ---------------------------------------------------------------
+
+
+def test_output_rule_clips_and_rounds_without_stretching(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((1, 5, 3))))
+    rgb = np.array([[-0.5, 1.7, 0.5, np.nan, 0.2]] * 3, dtype=np.float32).T.reshape(1, 5, 3)
+    write_image(tmp_path / "b.png", image, rgb)
+    with PILImage.open(tmp_path / "b.png") as out:
+        assert np.asarray(out)[0, :, 0].tolist() == [0, 255, 128, 0, 51]
+
+
+def test_quantize_16_bit() -> None:
+    codes = quantize(np.array([-1.0, 0.0, 0.5, 1.0, 2.0]), 16)
+    assert codes.dtype == np.uint16 and codes.tolist() == [0, 0, 32768, 65535, 65535]
+
+
+# --- failures ----------------------------------------------------------------------
+
+
+def test_loading_truncated_images_stays_disabled() -> None:
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: p.write_bytes(b""),
+        lambda p: p.write_text("this is not an image\n"),
+        lambda p: p.write_bytes(_png_bytes((40, 40, 3))[:-200]),
+    ],
+    ids=["empty", "text", "truncated"],
+)
+def test_bad_files_raise_image_read_error_naming_the_file(tmp_path: Path, make) -> None:
+    path = tmp_path / "bad.jpg"
+    make(path)
+    with pytest.raises(ImageReadError, match="bad.jpg") as info:
+        read_image(path)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_jpeg_raises(tmp_path: Path) -> None:
+    data = io.BytesIO()
+    PILImage.fromarray(_codes((64, 64, 3))).save(data, format="JPEG")
+    with pytest.raises(ImageReadError):
+        decode_image(data.getvalue()[:-300])
+
+
+def test_missing_file_and_folder_raise(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="missing.png"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(ImageReadError):
+        read_image(tmp_path)
+
+
+def test_max_pixels_is_enforced_and_can_exceed_pillows_limit(tmp_path: Path, monkeypatch) -> None:
+    path = _save(tmp_path / "a.png", _codes((10, 10, 3)))
+    with pytest.raises(ImageReadError, match="--max-image-pixels"):
+        read_image(path, max_pixels=99)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10)
+    with pytest.raises(ImageReadError, match="--max-image-pixels"):
+        read_image(path)
+    assert read_image(path, max_pixels=100).rgb.shape == (10, 10, 3)
+    assert PILImage.MAX_IMAGE_PIXELS == 10
+
+
+def test_read_pixels_leaves_out_transparent_pixels(tmp_path: Path) -> None:
+    codes = _codes((4, 5, 4))
+    codes[..., 3] = 255
+    codes[0, :, 3] = 0
+    pixels = read_pixels(_save(tmp_path / "a.png", codes))
+    assert pixels.dtype == np.float32 and pixels.shape == (15, 3)
+    codes[..., 3] = 0
+    with pytest.raises(ImageReadError, match="transparent"):
+        read_pixels(_save(tmp_path / "b.png", codes))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about corrupt EXIF
+@settings(max_examples=50, deadline=None)
+@given(
+    st.binary(max_size=512),
+    st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00"]),
+)
+def test_random_bytes_only_raise_image_read_error(data: bytes, magic: bytes) -> None:
+    with contextlib.suppress(ImageReadError):
+        decode_image(magic + data)
+
+
+# --- writing -----------------------------------------------------------------------
+
+
+def test_unknown_output_suffix_is_refused(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((2, 2, 3))))
+    with pytest.raises(ImageWriteError, match="suffix"):
+        write_image(tmp_path / "b.xyz", image, image.rgb)
+    with pytest.raises(ImageWriteError):
+        encode_image(image, image.rgb, "GIF")
+
+
+def test_atomic_write_leaves_only_the_output(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((3, 3, 3))))
+    out = tmp_path / "out"
+    out.mkdir()
+    write_image(out / "b.png", image, image.rgb)
+    write_image(out / "b.png", image, 1 - image.rgb)  # overwrite in place
+    assert [p.name for p in out.iterdir()] == ["b.png"]
+    with pytest.raises(ImageWriteError, match="nowhere"):
+        write_image(tmp_path / "nowhere" / "b.png", image, image.rgb)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_failed_encoding_leaves_no_file(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((3, 3, 3))))
+    image.exif = b"Exif\x00\x00" + b"\x00" * 70000  # too long for a JPEG marker
+    with pytest.raises(ImageWriteError, match="b.jpg"):
+        write_image(tmp_path / "b.jpg", image, image.rgb)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_failed_rename_removes_the_temp_file(tmp_path: Path, monkeypatch) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((3, 3, 3))))
+
+    def refuse(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(ImageWriteError, match="No space left"):
+        write_image(tmp_path / "b.png", image, image.rgb)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
+def test_read_only_folder_raises_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((3, 3, 3))))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(ImageWriteError):
+            write_image(locked / "b.png", image, image.rgb)
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_written_file_permissions_follow_the_umask(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((2, 2, 3))))
+    write_image(tmp_path / "b.png", image, image.rgb)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# --- listing -----------------------------------------------------------------------
+
+
+def _png_bytes(shape: tuple[int, ...]) -> bytes:
+    data = io.BytesIO()
+    PILImage.fromarray(_codes(shape)).save(data, format="PNG")
+    return data.getvalue()
+
+
+def test_list_images(tmp_path: Path) -> None:
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    for name in [
+        "b.PNG",
+        "a.jpg",
+        "notes.txt",
+        ".a.png.1234.tmp",
+        ".hidden.png",
+        "sub/c.TIFF",
+        "sub/deeper/d.webp",
+        ".hidden/e.png",
+    ]:
+        (tmp_path / name).write_bytes(b"x")
+    assert list_images(tmp_path, recursive=False) == [tmp_path / "a.jpg", tmp_path / "b.PNG"]
+    assert list_images(tmp_path, recursive=True) == [
+        tmp_path / "a.jpg",
+        tmp_path / "b.PNG",
+        tmp_path / "sub" / "c.TIFF",
+        tmp_path / "sub" / "deeper" / "d.webp",
+    ]
+    assert ".jpeg" in IMAGE_SUFFIXES and ".gif" not in IMAGE_SUFFIXES
+
+
+def test_list_images_survives_symlink_loops(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.png").write_bytes(b"x")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "self").symlink_to(tmp_path / "sub", target_is_directory=True)
+    images = list_images(tmp_path, recursive=True)
+    assert len(images) == 1 and images[0].name == "a.png"
