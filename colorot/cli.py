@@ -164,8 +164,8 @@ def fit(
 @app.command("apply")
 def apply_command(
     model: Annotated[Path, typer.Argument(help="Checkpoint written by 'colorot fit'.")],
-    paths: Annotated[list[Path], typer.Argument(help="Input images or folders, then the output file or folder.",
-                                                show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Input images or folders, then the output file or folder "
+                                               "(a trailing '/' makes it a folder).", show_default=False)],
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
     in_place: Annotated[bool, typer.Option("--in-place", help="Allow outputs inside an input folder.")] = False,
@@ -183,14 +183,14 @@ def apply_command(
             raise ConfigError("give at least one input and an output: colorot apply MODEL INPUT... OUTPUT")
         *inputs, output = paths
         fitted = checkpoint.load(model).model
-        job_plan = apply_mod.plan(inputs, output, recursive=recursive, overwrite=overwrite,
+        job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive, overwrite=overwrite,
                                   in_place=in_place, suffix=suffix)
         with _progress() as bar:
             task = bar.add_task("applying", total=len(job_plan.jobs), extra="")
 
             def done(job: apply_mod.Job, error: str | None) -> None:
                 if error is not None:
-                    bar.console.print(f"[red]failed:[/] {job.src}: {error}", highlight=False)
+                    bar.console.print(f"[red]failed:[/] {error}", highlight=False)
                 elapsed = bar.tasks[task].elapsed or 0.0
                 completed = bar.tasks[task].completed + 1
                 bar.update(task, completed=completed,
@@ -206,7 +206,7 @@ def apply_command(
         }
         lines = [f"{len(report.written)} written, {len(report.skipped)} skipped (exist; --overwrite to redo), "
                  f"{len(report.failed)} failed in {report.seconds:.1f} s"]
-        lines += [f"failed: {j.src}: {e}" for j, e in report.failed]
+        lines += [f"failed: {e}" for _, e in report.failed]
         _emit(as_json, document, lines)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
