@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 
 from colorot.errors import ColorotError, ConfigError, ImageWriteError
 from colorot.imageio import IMAGE_SUFFIXES, list_images, read_image, write_image
+from colorot.lut import Lut
 
 DEFAULT_CHUNK_PIXELS = 1 << 18
 
@@ -60,11 +62,20 @@ def apply_to_file(
     max_pixels: int | None = None,
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
     device: str | torch.device = "cpu",
+    lut: Lut | None = None,
 ) -> None:
-    """Read ``src``, map its pixels, write ``dst`` atomically in the source's depth and metadata."""
+    """Read ``src``, map its pixels, write ``dst`` atomically in the source's depth and metadata.
+
+    With a ``lut``, 8-bit images go through it (trilinear, within one code value
+    of the exact map); 16-bit images, and every image without one, take the
+    exact map in float32.
+    """
     image = read_image(src, max_pixels=max_pixels)
-    rgb = map_pixels(fitted_map, image.rgb, chunk_pixels=chunk_pixels, device=device)
-    write_image(dst, image, rgb, quality=quality)
+    if lut is not None and image.bit_depth == 8:
+        mapped = lut.apply_codes(image.codes)
+    else:
+        mapped = map_pixels(fitted_map, image.rgb, chunk_pixels=chunk_pixels, device=device)
+    write_image(dst, image, mapped, quality=quality)
 
 
 @dataclass(frozen=True)
@@ -153,25 +164,28 @@ def run(
     fitted_map: Callable[[torch.Tensor], torch.Tensor],
     *,
     on_file_done: Callable[[Job, str | None], None] | None = None,
+    jobs: int = 1,
     **apply_kwargs: Any,
 ) -> Report:
     """Run every job of ``plan``; a ColorotError fails that file only and the batch goes on.
 
+    ``jobs`` files are processed at once by a thread pool (decoding, the LUT,
+    encoding and torch all release the GIL; the map is shared, read-only).
     Destination folders are created as needed. ``on_file_done(job, error)`` is
-    called after each job, with the error message or None. ``apply_kwargs`` go
+    called in the calling thread after each job, with the error message or None. ``apply_kwargs`` go
     to :func:`apply_to_file`.
     """
     start = time.perf_counter()
-    written: list[Job] = []
-    failed: list[tuple[Job, str]] = []
-    for job in plan.jobs:
-        error = _run_job(job, fitted_map, apply_kwargs)
-        if error is None:
-            written.append(job)
-        else:
-            failed.append((job, error))
-        if on_file_done is not None:
-            on_file_done(job, error)
+    errors: dict[Job, str | None] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        pending = {pool.submit(_run_job, job, fitted_map, apply_kwargs): job for job in plan.jobs}
+        for future in as_completed(pending):
+            job = pending[future]
+            errors[job] = future.result()
+            if on_file_done is not None:
+                on_file_done(job, errors[job])
+    written = [job for job in plan.jobs if errors[job] is None]
+    failed = [(job, errors[job]) for job in plan.jobs if errors[job] is not None]
     return Report(written, list(plan.skipped), failed, time.perf_counter() - start)
 
 

@@ -8,12 +8,13 @@ and errors go to stderr.  Exit codes: 0 success, 1 an error the user can fix,
 from __future__ import annotations
 
 import json
-import sys
+import os
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from colorot import __version__, apply as apply_mod, checkpoint
 from colorot.distributions import DEFAULT_RIDGE
 from colorot.errors import ColorotError, ConfigError
+from colorot.lut import bake
 from colorot.models import DEFAULT_EPS
 from colorot.transfer import ColorTransfer
 
@@ -32,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True)
+_CPUS = os.cpu_count() or 1
 _state = {"debug": False}
 
 
@@ -172,6 +175,9 @@ def apply_command(
     suffix: Annotated[Optional[str], typer.Option(help="Output format by suffix, e.g. .png (default: the input's).")] = None,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
     max_image_pixels: Annotated[Optional[int], typer.Option(help="Raise the decompression-bomb limit (pixels).")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="Evaluate the map on every pixel instead of the 65³ LUT "
+                                                        "(8-bit images; 16-bit ones always take the exact path).")] = False,
+    jobs: Annotated[int, typer.Option(min=1, help="Files processed at once (default: the machine's CPU count).")] = _CPUS,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Apply a fitted map to image files and folders (the tree is mirrored under the output).
@@ -183,6 +189,9 @@ def apply_command(
             raise ConfigError("give at least one input and an output: colorot apply MODEL INPUT... OUTPUT")
         *inputs, output = paths
         fitted = checkpoint.load(model).model
+        if jobs > 1:
+            torch.set_num_threads(1)  # parallelism comes from the file workers
+        lut = None if exact else bake(fitted)
         job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive, overwrite=overwrite,
                                   in_place=in_place, suffix=suffix)
         with _progress() as bar:
@@ -196,8 +205,8 @@ def apply_command(
                 bar.update(task, completed=completed,
                            extra=f"{completed / elapsed:.1f} files/s" if elapsed else "")
 
-            report = apply_mod.run(job_plan, fitted, on_file_done=done, quality=quality,
-                                   max_pixels=max_image_pixels)
+            report = apply_mod.run(job_plan, fitted, on_file_done=done, jobs=jobs, lut=lut,
+                                   quality=quality, max_pixels=max_image_pixels)
         document = {
             "written": [str(j.dst) for j in report.written],
             "skipped": [str(j.dst) for j in report.skipped],

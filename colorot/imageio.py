@@ -79,21 +79,29 @@ _PIXEL_LIMIT_LOCK = threading.Lock()
 
 @dataclass
 class Image:
-    """A decoded image: float RGB plus what is needed to write it back faithfully.
+    """A decoded image: its RGB code values plus what is needed to write it back faithfully.
 
-    ``rgb`` is float32 (H, W, 3) in [0, 1]. ``alpha`` is the original alpha
-    channel (H, W) in its original dtype (uint8, or uint16 for 16-bit sources),
-    or None. ``bit_depth`` is 8 or 16, ``mode`` and ``format`` are Pillow's
-    names for the source, ``icc_profile`` and ``exif`` its raw metadata.
+    ``codes`` is the RGB code values (H, W, 3), uint8 or uint16 as ``bit_depth``
+    (8 or 16) says; ``rgb`` is the same as float32 in [0, 1]. ``alpha`` is the
+    original alpha channel (H, W) in its original dtype, or None. ``mode`` and
+    ``format`` are Pillow's names for the source, ``icc_profile`` and ``exif``
+    its raw metadata.
     """
 
-    rgb: np.ndarray
+    codes: np.ndarray
     alpha: np.ndarray | None
     bit_depth: int
     mode: str
     format: str
     icc_profile: bytes | None = None
     exif: bytes | None = None
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The pixels as float32 (H, W, 3) in [0, 1]."""
+        rgb = self.codes.astype(np.float32)
+        rgb /= 65535 if self.bit_depth == 16 else 255
+        return rgb
 
 
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> Image:
@@ -165,7 +173,11 @@ def quantize(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
 
 
 def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95) -> bytes:
-    """Encode ``rgb`` (float (H, W, 3), any values) in ``format`` with ``image``'s metadata.
+    """Encode ``rgb`` (H, W, 3) in ``format`` with ``image``'s metadata.
+
+    Float ``rgb`` (any values) goes through the output rule (:func:`quantize`);
+    an integer ``rgb`` is taken as code values, uint8 for an 8-bit output and
+    uint16 for a 16-bit one.
 
     ``format`` is a Pillow name: JPEG, PNG, TIFF, WEBP or BMP. 16-bit sources
     give 16-bit PNG and TIFF, 8-bit everything else. Greyscale and palette
@@ -177,10 +189,15 @@ def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     fmt = format.upper()
     if fmt not in _FORMAT_BY_SUFFIX.values():
         raise ImageWriteError(f"cannot write the {format!r} format")
-    if rgb.shape != image.rgb.shape:
-        raise ValueError(f"rgb has shape {rgb.shape}, the image {image.rgb.shape}")
+    if rgb.shape != image.codes.shape:
+        raise ValueError(f"rgb has shape {rgb.shape}, the image {image.codes.shape}")
     bits = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
-    pixels = quantize(rgb, bits)
+    if np.issubdtype(rgb.dtype, np.floating):
+        pixels = quantize(rgb, bits)
+    elif rgb.dtype == (np.uint16 if bits == 16 else np.uint8):
+        pixels = rgb
+    else:
+        raise ValueError(f"{rgb.dtype} code values cannot be written at {bits} bits")
     if image.alpha is not None and fmt in _ALPHA_FORMATS:
         pixels = np.dstack((pixels, _alpha_codes(image.alpha, bits)))
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
@@ -265,10 +282,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
         codes, bit_depth = _pixel_codes(pil, data, name)
         orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
         codes = np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(codes))
-        rgb = codes[..., :3].astype(np.float32)
-        rgb /= 65535 if bit_depth == 16 else 255
         return Image(
-            rgb=rgb,
+            codes=np.ascontiguousarray(codes[..., :3]),
             alpha=codes[..., 3].copy() if codes.shape[2] == 4 else None,
             bit_depth=bit_depth,
             mode=pil.mode,
