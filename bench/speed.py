@@ -1,0 +1,196 @@
+"""Speed and memory of colorot against the I/O floor and the fastest good peer.
+
+    python bench/speed.py [--runs 5] [--images 50]
+
+Prints, with the machine's CPU count, medians over ``--runs`` runs:
+
+1. apply throughput: ``colorot apply`` (as a subprocess, start-up included) over a
+   folder of 1920×1200 JPEGs, against a plain Pillow decode → encode loop over the
+   same files with the same number of worker threads, format and quality;
+2. the LUT fast path's difference from the exact map (max code values, fraction of
+   pixels that differ), before JPEG encoding;
+3. fit time for a 1920×1200 pair at default settings (decoding and target fitting
+   included) against color-matcher's ``hm-mkl-hm`` (``pip install color-matcher``;
+   skipped if absent; bench-only, never a package dependency);
+4. peak resident memory (``/usr/bin/time -f %M``) of ``colorot apply`` on one 50-megapixel image, and on
+   folders of 5 and of ``--images`` images.
+
+The test images are crops, flips and rescalings of the bundled sample photographs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+SIZE = (1920, 1200)
+
+
+def make_folder(folder: Path, count: int) -> list[Path]:
+    """``count`` distinct 1920×1200 JPEGs cut from the sample photographs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = [Image.open(p).convert("RGB") for p in sorted(SAMPLES.glob("*.jpg"))]
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        w, h = photo.size
+        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        image = photo.crop((x, y, x + cw, y + ch)).resize(SIZE, Image.Resampling.BICUBIC)
+        if i % 2:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        path = folder / f"img{i:03d}.jpg"
+        image.save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+def io_floor(files: list[Path], out: Path, jobs: int) -> float:
+    """Seconds for a plain Pillow decode → encode of every file, ``jobs`` at a time."""
+    out.mkdir(parents=True, exist_ok=True)
+
+    def one(path: Path) -> None:
+        with Image.open(path) as image:
+            image.load()
+            image.save(out / path.name, quality=95)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, files))
+    return time.perf_counter() - start
+
+
+def run_child(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of a child process."""
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
+    peak_kib = int(proc.stderr.strip().splitlines()[-1])
+    return seconds, peak_kib // 1024
+
+
+def median_of(runs: int, fn) -> float:
+    return statistics.median(fn() for _ in range(runs))
+
+
+def lut_difference(model: Path, files: list[Path]) -> tuple[int, float]:
+    """Max code-value difference and fraction of differing pixels, LUT vs exact, before encoding."""
+    from colorot import checkpoint
+    from colorot.apply import map_pixels
+    from colorot.imageio import quantize, read_image
+    from colorot.lut import bake
+
+    fitted = checkpoint.load(model).model
+    lut = bake(fitted)
+    worst, differing, total = 0, 0, 0
+    for path in files[:5]:
+        image = read_image(path)
+        exact = quantize(map_pixels(fitted, image.rgb), 8).astype(np.int16)
+        diff = np.abs(lut.apply_codes(image.codes).astype(np.int16) - exact)
+        worst = max(worst, int(diff.max()))
+        differing += int((diff.max(-1) > 0).sum())
+        total += diff.shape[0] * diff.shape[1]
+    return worst, differing / total
+
+
+def fit_peer(source: Path, target: Path) -> float | None:
+    """Seconds for color-matcher's hm-mkl-hm on one pair (read + fit + apply), or None."""
+    try:
+        from color_matcher import ColorMatcher
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    src = np.asarray(Image.open(source).convert("RGB"))
+    ref = np.asarray(Image.open(target).convert("RGB"))
+    ColorMatcher().transfer(src=src, ref=ref, method="hm-mkl-hm")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--images", type=int, default=50)
+    parser.add_argument("--fit-runs", type=int, default=3)
+    args = parser.parse_args()
+    cpus = os.cpu_count() or 1
+    colorot = [sys.executable, "-m", "colorot"]
+    print(f"machine: {cpus} CPUs, python {sys.version.split()[0]}; medians of {args.runs} runs")
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        files = make_folder(tmp / "in", args.images)
+        source, target = SAMPLES / "day.jpg", SAMPLES / "sunset.jpg"
+        pair_src, pair_tgt = tmp / "src.jpg", tmp / "tgt.jpg"
+        Image.open(source).resize(SIZE).save(pair_src, quality=95)
+        Image.open(target).resize(SIZE).save(pair_tgt, quality=95)
+
+        # 3. fit (first: it also writes the model used below)
+        model = tmp / "model.pt"
+        fit_s = median_of(args.fit_runs, lambda: run_child(
+            [*colorot, "fit", str(pair_src), str(pair_tgt), "-o", str(model), "--force"])[0])
+        peer_times = [fit_peer(pair_src, pair_tgt) for _ in range(args.fit_runs)]
+        peer_s = statistics.median(peer_times) if None not in peer_times else None
+
+        # 1. apply throughput against the I/O floor
+        floor_s = median_of(args.runs, lambda: io_floor(files, tmp / "floor", cpus))
+        apply_s = median_of(args.runs, lambda: run_child(
+            [*colorot, "apply", str(model), str(tmp / "in"), str(tmp / "out"), "--overwrite",
+             "--jobs", str(cpus)])[0])
+        exact_s = run_child([*colorot, "apply", str(model), str(tmp / "in"), str(tmp / "exact"),
+                             "--overwrite", "--exact", "--jobs", str(cpus)])[0]
+        n = len(files)
+        print(f"apply, {n} JPEGs 1920×1200, {cpus} workers:")
+        print(f"  I/O floor (Pillow decode→encode)  {floor_s:7.2f} s  {n / floor_s:6.1f} files/s")
+        print(f"  colorot apply (LUT)               {apply_s:7.2f} s  {n / apply_s:6.1f} files/s"
+              f"  ratio to floor {floor_s / apply_s:.2f}×")
+        print(f"  colorot apply --exact (1 run)     {exact_s:7.2f} s  {n / exact_s:6.1f} files/s"
+              f"  ratio to floor {floor_s / exact_s:.2f}×")
+
+        # 2. LUT accuracy
+        worst, frac = lut_difference(model, files)
+        print(f"LUT vs exact (5 images, before encoding): max {worst} code value(s), "
+              f"{100 * frac:.2f} % of pixels differ")
+
+        print(f"fit, 1920×1200 pair, defaults: colorot {fit_s:.2f} s", end="")
+        if peer_s is None:
+            print("; color-matcher not installed, peer skipped")
+        else:
+            print(f"; hm-mkl-hm {peer_s:.2f} s; ratio {fit_s / peer_s:.2f}×")
+
+        # 4. memory
+        big = tmp / "big" / "big.jpg"
+        big.parent.mkdir()
+        Image.open(source).resize((8660, 5774), Image.Resampling.BICUBIC).save(big, quality=92)
+        _, rss_big = run_child([*colorot, "apply", str(model), str(big), str(tmp / "big-out.jpg"),
+                                "--overwrite", "--jobs", "1"])
+        _, rss_big_exact = run_child([*colorot, "apply", str(model), str(big), str(tmp / "big-exact.jpg"),
+                                      "--overwrite", "--exact", "--jobs", "1"])
+        few = tmp / "few"
+        few.mkdir()
+        for path in files[:5]:
+            os.link(path, few / path.name)
+        _, rss_few = run_child([*colorot, "apply", str(model), str(few), str(tmp / "few-out"),
+                                "--jobs", str(cpus)])
+        _, rss_many = run_child([*colorot, "apply", str(model), str(tmp / "in"), str(tmp / "many-out"),
+                                 "--jobs", str(cpus)])
+        print(f"peak RSS: 50 MP image {rss_big} MiB (LUT), {rss_big_exact} MiB (--exact); "
+              f"folder of 5: {rss_few} MiB, of {n}: {rss_many} MiB")
+
+
+if __name__ == "__main__":
+    main()
