@@ -15,14 +15,13 @@ unpickled, then validates every field before anything is built from it.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from colorot import __version__
+from colorot.atomic import write_atomic
 from colorot.distributions import GaussianMixture, target_from_dict
 from colorot.errors import CheckpointError, ColorotError, OutputExistsError
 from colorot.models import MODELS, MonotoneGradientMap, build_model
@@ -68,21 +67,7 @@ def save(path: str | Path, model: MonotoneGradientMap, target: GaussianMixture,
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists (use --force to replace it)")
-    data = to_bytes(model, target, preprocess, train)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+    write_atomic(path, to_bytes(model, target, preprocess, train), CheckpointError)
 
 
 def _require(condition: bool, path: object, what: str) -> None:
@@ -95,9 +80,9 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling failure means "not a checkpoint"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{source} is not a valid colorot checkpoint (it could not be read safely: {first_line[:200]})"
+            f"{source} is not a valid colorot checkpoint: it is corrupt, truncated, or holds "
+            "more than plain tensors and values (which are never loaded)"
         ) from exc
     _require(isinstance(payload, dict) and payload.get("format") == FORMAT, source, "wrong or missing format tag")
     version = payload.get("format_version")
@@ -111,7 +96,7 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     model_part = payload.get("model")
     _require(isinstance(model_part, dict), source, "missing model section")
     name, config, state = model_part.get("name"), model_part.get("config"), model_part.get("state_dict")
-    _require(name in MODELS, source, f"unknown model kind {name!r}")
+    _require(isinstance(name, str) and name in MODELS, source, f"unknown model kind {name!r}")
     _require(isinstance(config, dict) and isinstance(state, dict), source, "malformed model section")
     try:
         model = build_model(name, config)

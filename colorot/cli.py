@@ -28,7 +28,8 @@ from colorot.transfer import ColorTransfer
 
 app = typer.Typer(
     name="colorot",
-    help="Colour transfer as optimal transport: learn a Brenier colour map once, apply it to folders.",
+    help="Colour transfer as optimal transport: learn a Brenier colour map once, apply it to folders.\n\n"
+         "Example: colorot fit day.jpg sunset.jpg -o model.pt && colorot apply model.pt photos/ graded/",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,

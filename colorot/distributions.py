@@ -121,7 +121,10 @@ class GaussianMixture:
         if n_components == "auto":
             candidates = [k for k in AUTO_COMPONENTS if k <= pixels.shape[0]]
         else:
-            k = int(n_components)
+            try:
+                k = int(n_components)
+            except (TypeError, ValueError):
+                raise ConfigError(f"n_components must be a positive integer or 'auto', not {n_components!r}") from None
             if k < 1:
                 raise ConfigError("the number of mixture components must be at least 1")
             if k > pixels.shape[0]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 import struct
 import sys
 import threading
@@ -32,6 +31,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageFile, TiffImagePlugin, TiffTags, UnidentifiedImageError
 
+from colorot.atomic import write_atomic
 from colorot.errors import ColorotError, ImageReadError, ImageWriteError
 
 _FORMAT_BY_SUFFIX = {
@@ -230,7 +230,7 @@ def write_image(
         data = encode_image(image, rgb, fmt, quality=quality)
     except ImageWriteError as exc:
         raise ImageWriteError(f"{path}: {exc}") from exc
-    _write_atomic(path, data)
+    write_atomic(path, data, ImageWriteError)
 
 
 def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
@@ -430,32 +430,6 @@ def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) ->
     ifd.save(buffer)
     buffer.write(strip)
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a hidden temp file beside ``path``, sync it, rename it into place."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        raise ImageWriteError(f"{path}: cannot create file ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except OSError as exc:
-        _remove_quietly(temp)
-        raise ImageWriteError(f"{path}: cannot write file ({exc.strerror or exc})") from exc
-    except BaseException:
-        _remove_quietly(temp)
-        raise
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def _one_line(exc: BaseException) -> str:

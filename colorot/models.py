@@ -33,18 +33,26 @@ def _log_cosh(z: torch.Tensor) -> torch.Tensor:
     return a + torch.log1p(torch.exp(-2.0 * a)) - math.log(2.0)
 
 
+def _softplus(z: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^z) = logaddexp(z, 0): stable for large |z| and exact everywhere.
+
+    (torch's softplus switches to z itself above a threshold, which would make
+    it disagree with its derivative, the sigmoid, used in the Jacobian.)
+    """
+    return torch.logaddexp(z, torch.zeros((), dtype=z.dtype, device=z.device))
+
+
 #: Elementwise monotone activations: name → (σ, σ').
 _ACTIVATIONS = {
     "tanh": (torch.tanh, lambda z: 1.0 - torch.tanh(z) ** 2),
     "sigmoid": (torch.sigmoid, lambda z: torch.sigmoid(z) * (1.0 - torch.sigmoid(z))),
-    "softplus": (nn.functional.softplus, torch.sigmoid),
+    "softplus": (_softplus, torch.sigmoid),
 }
 
 #: M-MGN convex, non-negative potentials: name → (s, σ = s', σ' = s'').
 _POTENTIALS = {
     "logcosh": (_log_cosh, torch.tanh, lambda z: 1.0 - torch.tanh(z) ** 2),
-    "softplus": (nn.functional.softplus, torch.sigmoid,
-                 lambda z: torch.sigmoid(z) * (1.0 - torch.sigmoid(z))),
+    "softplus": (_softplus, torch.sigmoid, lambda z: torch.sigmoid(z) * (1.0 - torch.sigmoid(z))),
 }
 
 
@@ -76,8 +84,8 @@ class MonotoneGradientMap(nn.Module):
 
     def __init__(self, dim: int = 3, eps: float = DEFAULT_EPS) -> None:
         super().__init__()
-        if eps <= 0:
-            raise ConfigError("eps must be positive so the map stays invertible")
+        if not (math.isfinite(eps) and eps > 0):
+            raise ConfigError("eps must be a positive number so the map stays invertible")
         self.dim, self.eps = dim, float(eps)
         self.V = nn.Parameter(torch.eye(dim))
         self.b = nn.Parameter(torch.zeros(dim))
@@ -116,29 +124,28 @@ class MonotoneGradientMap(nn.Module):
     # ------------------------------------------------------- initialisation
     @torch.no_grad()
     def init_to_affine(self, a: np.ndarray, c: np.ndarray, points: np.ndarray, tol: float = 1e-3) -> None:
-        """Start T at the affine map x ↦ A x + c (A symmetric PD).
+        """Start T at the affine map x ↦ A x + c (A symmetric positive definite).
 
-        The linear part absorbs A minus the nonlinear part's Jacobian at the mean
-        of ``points`` (so value and Jacobian agree there), and the nonlinear part
-        is shrunk until T is within ``tol`` RMS of the affine map on ``points``.
+        The linear part takes A − εI minus the nonlinear part's Jacobian at the
+        mean of ``points`` (its PSD part: eigenvalues of A below ε cannot be
+        reached, since every Jacobian eigenvalue is ≥ ε), and b makes T exact at
+        that mean.  The nonlinear part is shrunk until T is within ``tol`` RMS
+        of the affine map on ``points``, or as close as it gets.
         """
         dtype = self.V.dtype
+        a_t = torch.as_tensor(a, dtype=dtype)
         pts = torch.as_tensor(np.atleast_2d(points), dtype=dtype)
         x0 = pts.mean(0, keepdim=True)
-        target_lin = torch.as_tensor(a, dtype=dtype) - self.eps * torch.eye(self.dim, dtype=dtype)
-        wanted = pts @ torch.as_tensor(a, dtype=dtype).T + torch.as_tensor(c, dtype=dtype)
-        budget = 0.5 * max(float(torch.linalg.eigvalsh(target_lin).min()), 0.0)
+        wanted = pts @ a_t.T + torch.as_tensor(c, dtype=dtype)
+        target_lin = a_t - self.eps * torch.eye(self.dim, dtype=dtype)
         for _ in range(80):
             out, jac = self._nonlinear(x0, with_jacobian=True)
-            if out is None:  # purely affine model
-                out, jac = torch.zeros_like(x0), torch.zeros(1, self.dim, self.dim, dtype=dtype)
-            if float(torch.linalg.matrix_norm(jac[0], ord=2)) <= budget:
-                self.V.copy_(torch.as_tensor(_psd_sqrt((target_lin - jac[0]).numpy()), dtype=dtype))
-                self.b.zero_()
-                wanted_x0 = x0[0] @ torch.as_tensor(a, dtype=dtype).T + torch.as_tensor(c, dtype=dtype)
-                self.b.copy_(wanted_x0 - self(x0)[0])
-                if float((self(pts) - wanted).pow(2).mean().sqrt()) <= tol:
-                    return
+            residual = target_lin if jac is None else target_lin - jac[0]
+            self.V.copy_(torch.as_tensor(_psd_sqrt(residual.numpy()), dtype=dtype))
+            self.b.zero_()
+            self.b.copy_(wanted.mean(0) - self(x0)[0])  # A x₀ + c is the mean of `wanted`
+            if jac is None or float((self(pts) - wanted).pow(2).mean().sqrt()) <= tol:
+                return
             self._shrink_nonlinear(0.7)
 
     def _shrink_nonlinear(self, factor: float) -> None:

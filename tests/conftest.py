@@ -1,21 +1,29 @@
-"""Shared test set-up: one torch thread, seeded generators, tiny images.
+"""Shared test set-up: one compute thread, seeded generators, tiny images.
 
-torch defaults to one OpenMP thread per core; on a small, shared machine those
-threads contend and tiny tensor operations get about ten times slower, so the
-whole suite runs single-threaded (set at import, before any test runs).
+torch and the BLAS under numpy / scikit-learn default to one thread per core;
+on a small, shared machine those threads contend and tiny operations get about
+ten times slower, so the whole suite runs single-threaded (set at import,
+before any test runs).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
+import os
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image as PILImage
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image as PILImage  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 torch.set_num_threads(1)
+threadpool_limits(1)  # in case numpy's BLAS was loaded before the variables above were set
 
 
 @pytest.fixture
@@ -37,7 +45,13 @@ def smooth_rgb(height: int, width: int, seed: int) -> np.ndarray:
     return np.round(rgb * 255).astype(np.uint8)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
+def smooth_image() -> Callable[[int, int, int], np.ndarray]:
+    """smooth_image(height, width, seed) → uint8 (H, W, 3) (see :func:`smooth_rgb`)."""
+    return smooth_rgb
+
+
+@pytest.fixture(scope="session")
 def make_png() -> Callable[..., Path]:
     """make_png(path, height=24, width=32, seed=0) writes a smooth random RGB PNG."""
 

@@ -1,0 +1,290 @@
+"""Tests for colorot.checkpoint: exact round trips, safe loading, validation, atomic saves."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from colorot import __version__, checkpoint
+from colorot.distributions import Gaussian, GaussianMixture
+from colorot.errors import CheckpointError, OutputExistsError
+from colorot.models import CMGN, MMGN, MODELS, AffineMap, build_model
+
+PREPROCESS = {"colour_space": "sRGB", "range": [0.0, 1.0]}
+TRAIN = {"steps": 3, "final_loss": -1.5, "seed": 7, "source_sha256": None}
+
+
+def random_model(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    config = {"cmgn": {"hidden": 5, "layers": 2, "activation": "sigmoid"},
+              "mmgn": {"hidden": 3, "modules": 2, "activation": "softplus"}, "affine": {}}[name]
+    model = build_model(name, {**config, "eps": 0.01})
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    return model
+
+
+@pytest.fixture
+def target() -> GaussianMixture:
+    return GaussianMixture(np.array([0.25, 0.75]), np.array([[0.2, 0.3, 0.4], [0.6, 0.5, 0.4]]),
+                           np.stack([np.eye(3) * 0.01, np.diag([0.02, 0.01, 0.03])]))
+
+
+@pytest.fixture
+def saved(tmp_path, target) -> Path:
+    path = tmp_path / "model.pt"
+    checkpoint.save(path, random_model("cmgn"), target, PREPROCESS, TRAIN)
+    return path
+
+
+def payload_of(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def write_payload(path: Path, payload: dict) -> Path:
+    torch.save(payload, path)
+    return path
+
+
+# ------------------------------------------------------------- round trip
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_round_trip_is_bit_identical(tmp_path, target, name) -> None:
+    model = random_model(name)
+    path = tmp_path / f"{name}.pt"
+    checkpoint.save(path, model, target, PREPROCESS, TRAIN)
+    loaded = checkpoint.load(path)
+    assert type(loaded.model) is type(model) and loaded.model.config == model.config
+    x = torch.rand(1000, 3, generator=torch.Generator().manual_seed(1)) * 1.4 - 0.2
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+        assert torch.equal(loaded.model.jacobian(x), model.jacobian(x))
+    assert not loaded.model.training
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    assert loaded.target.kind == "gmm"
+    xt = x.double()
+    assert torch.equal(loaded.target.log_prob(xt), target.log_prob(xt))
+    assert loaded.preprocess == PREPROCESS and loaded.train == TRAIN
+    assert loaded.colorot_version == __version__
+
+
+def test_round_trip_of_a_gaussian_target(tmp_path) -> None:
+    g = Gaussian(np.array([0.1, 0.5, 0.9]), np.diag([0.01, 0.02, 0.03]))
+    checkpoint.save(tmp_path / "g.pt", AffineMap(), g, PREPROCESS, TRAIN)
+    loaded = checkpoint.load(tmp_path / "g.pt").target
+    assert isinstance(loaded, Gaussian)
+    np.testing.assert_array_equal(loaded.covariance, g.covariance)
+
+
+def test_bytes_round_trip_and_schema(target) -> None:
+    data = checkpoint.to_bytes(random_model("mmgn"), target, PREPROCESS, TRAIN)
+    payload = torch.load(io.BytesIO(data), weights_only=True)
+    assert payload["format"] == "colorot" and payload["format_version"] == checkpoint.FORMAT_VERSION
+    assert payload["model"]["name"] == "mmgn"
+    assert set(payload) == {"format", "format_version", "colorot_version", "model", "target", "preprocess", "train"}
+    assert checkpoint.from_bytes(data).model.name == "mmgn"
+
+
+def test_count_parameters() -> None:
+    assert checkpoint.count_parameters(AffineMap()) == 9 + 3
+    assert checkpoint.count_parameters(CMGN(hidden=4, layers=2)) == 9 + 3 + 4 * 3 + 2 * 4
+    assert checkpoint.count_parameters(MMGN(hidden=2, modules=3)) == 9 + 3 + 3 * 2 * 3 + 3 * 2
+
+
+# ------------------------------------------------------------ safe loading
+class _CreatesFile:
+    """Unpickling this calls open(path, 'w'): arbitrary code execution in miniature."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_objects_are_refused_and_never_executed(tmp_path, saved) -> None:
+    payload = payload_of(saved)
+    victim = tmp_path / "pwned.txt"
+    payload["train"] = {"note": _CreatesFile(victim)}
+    evil = write_payload(tmp_path / "evil.pt", payload)
+    with pytest.raises(CheckpointError, match="holds more than plain tensors"):
+        checkpoint.load(evil)
+    assert not victim.exists()
+    # Control: an unsafe load of the same file does run the payload.
+    torch.load(evil, weights_only=False)
+    assert victim.exists()
+
+
+# ------------------------------------------------------------ bad files
+def _truncated(path: Path, tmp: Path) -> Path:
+    data = path.read_bytes()
+    out = tmp / "truncated.pt"
+    out.write_bytes(data[: len(data) // 2])
+    return out
+
+
+def _random_bytes(path: Path, tmp: Path) -> Path:
+    out = tmp / "random.pt"
+    out.write_bytes(np.random.default_rng(0).bytes(4096))
+    return out
+
+
+def _empty(path: Path, tmp: Path) -> Path:
+    out = tmp / "empty.pt"
+    out.write_bytes(b"")
+    return out
+
+
+def _edited(edit):
+    def make(path: Path, tmp: Path) -> Path:
+        payload = payload_of(path)
+        edit(payload)
+        return write_payload(tmp / "edited.pt", payload)
+
+    return make
+
+
+def _set(keys, value):
+    def edit(payload):
+        d = payload
+        for k in keys[:-1]:
+            d = d[k]
+        d[keys[-1]] = value
+
+    return edit
+
+
+def _nan_tensor(payload):
+    payload["model"]["state_dict"]["W"][0, 0] = float("nan")
+
+
+def _inf_tensor(payload):
+    payload["model"]["state_dict"]["V"][1, 1] = float("inf")
+
+
+def _wrong_shape(payload):
+    payload["model"]["state_dict"]["W"] = torch.zeros(3, 3)
+
+
+def _missing_tensor(payload):
+    del payload["model"]["state_dict"]["b"]
+
+
+def _extra_tensor(payload):
+    payload["model"]["state_dict"]["extra"] = torch.zeros(3)
+
+
+def _not_a_tensor(payload):
+    payload["model"]["state_dict"]["b"] = [0.0, 0.0, 0.0]
+
+
+BAD = {
+    "truncated": _truncated,
+    "random-bytes": _random_bytes,
+    "missing-file": lambda path, tmp: tmp / "nope.pt",
+    "a-folder": lambda path, tmp: tmp,
+    "empty": _empty,
+    "future-version": _edited(_set(["format_version"], checkpoint.FORMAT_VERSION + 1)),
+    "old-version": _edited(_set(["format_version"], 0)),
+    "no-version": _edited(lambda p: p.pop("format_version")),
+    "wrong-format-tag": _edited(_set(["format"], "something-else")),
+    "not-a-dict": lambda path, tmp: write_payload(tmp / "list.pt", [1, 2, 3]),
+    "nan-tensor": _edited(_nan_tensor),
+    "inf-tensor": _edited(_inf_tensor),
+    "wrong-shape-tensor": _edited(_wrong_shape),
+    "missing-tensor": _edited(_missing_tensor),
+    "extra-tensor": _edited(_extra_tensor),
+    "non-tensor-parameter": _edited(_not_a_tensor),
+    "unknown-model": _edited(_set(["model", "name"], "icnn")),
+    "bad-model-config": _edited(_set(["model", "config", "activation"], "relu")),
+    "unknown-config-key": _edited(_set(["model", "config", "depth"], 3)),
+    "no-model": _edited(lambda p: p.pop("model")),
+    "bad-target": _edited(_set(["target", "weights"], [0.9, 0.9])),
+    "unknown-target": _edited(_set(["target", "kind"], "poisson")),
+    "no-target": _edited(lambda p: p.pop("target")),
+    "bad-metadata": _edited(_set(["train"], [1, 2])),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_checkpoints_raise_checkpoint_error(tmp_path, saved, case) -> None:
+    path = BAD[case](saved, tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(path)
+    message = str(info.value)
+    assert str(path) in message or path.name in message
+    if case == "future-version":
+        assert "upgrade" in message and str(checkpoint.FORMAT_VERSION + 1) in message
+
+
+def test_unhashable_model_name_is_a_checkpoint_error(tmp_path, saved) -> None:
+    path = _edited(_set(["model", "name"], ["cmgn"]))(saved, tmp_path)
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+
+
+def test_nan_eps_in_config_is_a_checkpoint_error(tmp_path, saved) -> None:
+    path = _edited(_set(["model", "config", "eps"], float("nan")))(saved, tmp_path)
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+
+
+# ------------------------------------------------------------ saving
+def test_save_refuses_to_overwrite_when_asked(tmp_path, saved, target) -> None:
+    before = saved.read_bytes()
+    with pytest.raises(OutputExistsError):
+        checkpoint.save(saved, random_model("affine"), target, PREPROCESS, TRAIN, overwrite=False)
+    assert saved.read_bytes() == before
+    checkpoint.save(saved, random_model("affine"), target, PREPROCESS, TRAIN, overwrite=True)
+    assert checkpoint.load(saved).model.name == "affine"
+
+
+def test_save_leaves_no_temporary_files(tmp_path, target) -> None:
+    for i in range(3):
+        checkpoint.save(tmp_path / "m.pt", random_model("cmgn", seed=i), target, PREPROCESS, TRAIN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_failed_save_cleans_up_and_keeps_the_old_file(tmp_path, saved, target, monkeypatch) -> None:
+    before = saved.read_bytes()
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(CheckpointError, match="No space left"):
+        checkpoint.save(saved, random_model("affine"), target, PREPROCESS, TRAIN)
+    monkeypatch.undo()
+    assert saved.read_bytes() == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
+
+
+def test_save_into_a_missing_folder_is_a_checkpoint_error(tmp_path, target) -> None:
+    with pytest.raises(CheckpointError):
+        checkpoint.save(tmp_path / "no" / "such" / "m.pt", AffineMap(), target, PREPROCESS, TRAIN)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_save_leaves_no_temporary_file(tmp_path, target, monkeypatch) -> None:
+    def interrupt(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path / "m.pt", AffineMap(), target, PREPROCESS, TRAIN)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saved_checkpoint_respects_the_umask(tmp_path, target) -> None:
+    old = os.umask(0o022)
+    try:
+        checkpoint.save(tmp_path / "m.pt", AffineMap(), target, PREPROCESS, TRAIN)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,259 @@
+"""Tests for the ``colorot`` command line (Typer app driven by CliRunner).
+
+Results must go to stdout and messages to stderr; this Typer version's
+CliRunner keeps them apart (``result.stdout`` / ``result.stderr``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+import colorot
+from colorot.cli import app
+
+FAST = ["--steps", "5", "--max-pixels", "500", "--components", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, make_png) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("images")
+    return {name: make_png(root / f"{name}.png", height=24, width=32, seed=seed)
+            for name, seed in (("source", 1), ("target", 2))}
+
+
+@pytest.fixture(scope="module")
+def model_file(images, tmp_path_factory) -> Path:
+    """One small fitted checkpoint shared by the apply/info tests."""
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    result = CliRunner().invoke(app, ["fit", str(images["source"]), str(images["target"]), "-o", str(path), *FAST])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def run(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_clean_error(result, code: int = 1) -> str:
+    """A user error: the given exit code, one message line on stderr, no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert result.stdout == ""
+    return lines[0]
+
+
+# ------------------------------------------------------------------- fit
+def test_fit_writes_a_checkpoint_and_reports(images, tmp_path) -> None:
+    out = tmp_path / "m.pt"
+    result = run("fit", images["source"], images["target"], "-o", out, "--model", "cmgn", "--hidden", "4", *FAST)
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+    assert result.stdout.startswith(f"wrote {out}: cmgn map, gmm target (K=2), 5 steps")
+    assert "Traceback" not in result.output
+    loaded = colorot.load(out)
+    assert loaded.map_.name == "cmgn" and loaded.train_info_["steps"] == 5
+    assert loaded.train_info_["training_pixels"] == 500
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left
+
+
+def test_fit_json_is_exactly_one_document(images, tmp_path) -> None:
+    out = tmp_path / "m.pt"
+    result = run("fit", images["source"], images["target"], "-o", out, "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)  # fails on anything else on stdout
+    assert document["checkpoint"] == str(out) and document["components"] == 2
+    assert document["model"] == "mmgn" and document["steps"] == 5 and isinstance(document["final_loss"], float)
+    assert len(document["source_sha256"]) == 64
+
+
+def test_fit_affine_reports_closed_form(images, tmp_path) -> None:
+    result = run("fit", images["source"], images["target"], "-o", tmp_path / "a.pt", "--model", "affine", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "n/a (closed form)" in result.stdout
+
+
+def test_fit_refuses_to_overwrite_without_force(images, tmp_path) -> None:
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"keep me")
+    result = run("fit", images["source"], images["target"], "-o", out, *FAST)
+    message = assert_clean_error(result, 1)
+    assert "--force" in message and str(out) in message
+    assert out.read_bytes() == b"keep me"
+    forced = run("fit", images["source"], images["target"], "-o", out, "--force", "--model", "affine", *FAST)
+    assert forced.exit_code == 0, forced.output
+    assert colorot.load(out).map_.name == "affine"
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--components", "many"], "--components"),
+        (["--model", "affine", "--hidden", "4"], "--hidden"),
+        (["--lr", "0"], "lr"),
+    ],
+)
+def test_fit_option_errors_are_clean(images, tmp_path, extra, fragment) -> None:
+    args = ["fit", images["source"], images["target"], "-o", tmp_path / "m.pt", *FAST, *extra]
+    message = assert_clean_error(run(*args), 1)
+    assert fragment in message
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_fit_on_an_unreadable_image_is_a_clean_error(images, tmp_path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    message = assert_clean_error(run("fit", bad, images["target"], "-o", tmp_path / "m.pt", *FAST), 1)
+    assert "bad.png" in message
+
+
+# ----------------------------------------------------------------- apply
+def test_apply_to_one_file_keeps_size_and_maps_the_pixels(model_file, images, tmp_path) -> None:
+    out = tmp_path / "graded.png"
+    result = run("apply", model_file, images["source"], out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1 written, 0 skipped")
+    with PILImage.open(images["source"]) as a, PILImage.open(out) as b:
+        assert b.size == a.size and b.mode == a.mode
+        got = np.asarray(b).astype(int)
+        codes = np.asarray(a)
+    # The written image is the fitted map, clipped and rounded (the LUT path: within one code value).
+    mapped = colorot.load(model_file).transform(codes)
+    want = np.round(np.clip(mapped, 0, 1) * 255).astype(int)
+    assert np.abs(got - want).max() <= 1
+    assert np.abs(got - codes.astype(int)).max() > 5  # the map did change the colours
+
+
+def test_apply_exact_matches_the_map(model_file, images, tmp_path) -> None:
+    out = tmp_path / "exact.png"
+    result = run("apply", model_file, images["source"], out, "--exact")
+    assert result.exit_code == 0, result.output
+    with PILImage.open(images["source"]) as a, PILImage.open(out) as b:
+        codes, got = np.asarray(a), np.asarray(b).astype(int)
+    want = np.round(np.clip(colorot.load(model_file).transform(codes), 0, 1) * 255).astype(int)
+    # Same float32 maths; only a value within rounding of a .5 boundary may differ (by 1).
+    assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.01
+
+
+def test_apply_to_a_nested_folder_mirrors_the_tree(model_file, tmp_path, make_png) -> None:
+    src = tmp_path / "in"
+    shapes = {"a.png": (10, 12), "sub/b.png": (7, 9), "sub/deeper/c.png": (5, 6)}
+    for i, (name, (h, w)) in enumerate(shapes.items()):
+        make_png(src / name, h, w, seed=10 + i)
+    (src / "sub" / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    result = run("apply", model_file, src, out, "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert sorted(document["written"]) == sorted(str(out / n) for n in shapes)
+    assert document["failed"] == [] and document["skipped"] == []
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == sorted(shapes)
+    for name, (h, w) in shapes.items():
+        with PILImage.open(out / name) as im:
+            assert im.size == (w, h)
+    # Nothing was written into the input tree.
+    assert sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()) == sorted(
+        [*shapes, "sub/notes.txt"])
+    # A second run skips the finished outputs.
+    again = run("apply", model_file, src, out)
+    assert again.exit_code == 0 and again.stdout.startswith("0 written, 3 skipped")
+
+
+def test_apply_with_a_corrupt_input_exits_3_and_writes_the_others(model_file, tmp_path, make_png) -> None:
+    src = tmp_path / "in"
+    make_png(src / "good1.png", 6, 8, seed=1)
+    make_png(src / "sub" / "good2.png", 6, 8, seed=2)
+    (src / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "out"
+    result = run("apply", model_file, src, out)
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output
+    assert (out / "good1.png").is_file() and (out / "sub" / "good2.png").is_file()
+    assert not (out / "sub" / "broken.png").exists()
+    assert result.stdout.startswith("2 written, 0 skipped") and "1 failed" in result.stdout
+    assert "broken.png" in result.stdout and "broken.png" in result.stderr
+    leftovers = [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_apply_json_is_exactly_one_document_even_with_failures(model_file, tmp_path, make_png) -> None:
+    src = tmp_path / "in"
+    make_png(src / "ok.png", 5, 5, seed=3)
+    (src / "bad.png").write_bytes(b"nope")
+    result = run("apply", model_file, src, tmp_path / "out", "--json")
+    assert result.exit_code == 3
+    document = json.loads(result.stdout)
+    assert document["written"] == [str(tmp_path / "out" / "ok.png")]
+    assert [f["input"] for f in document["failed"]] == [str(src / "bad.png")]
+
+
+def test_apply_needs_an_input_and_an_output(model_file, images) -> None:
+    message = assert_clean_error(run("apply", model_file, images["source"]), 1)
+    assert "output" in message
+
+
+# ------------------------------------------------------------------ info
+def test_info_human_readable(model_file) -> None:
+    result = run("info", model_file)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("model       mmgn")
+    assert "2 component(s)" in result.stdout and colorot.__version__ in result.stdout
+
+
+def test_info_json(model_file) -> None:
+    result = run("info", model_file, "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    for key in ("model", "parameters", "target", "components", "train", "colorot_version"):
+        assert key in document
+    assert document["model"] == "mmgn" and document["target"] == "gmm" and document["components"] == 2
+    assert document["parameters"] == sum(p.numel() for p in colorot.load(model_file).map_.parameters())
+    assert document["train"]["steps"] == 5 and document["colorot_version"] == colorot.__version__
+
+
+# ------------------------------------------------------- errors and usage
+@pytest.mark.parametrize("command", ["info", "apply"])
+@pytest.mark.parametrize("kind", ["garbage", "missing", "image"])
+def test_bad_checkpoint_is_a_clean_error(images, tmp_path, command, kind) -> None:
+    bad = {"garbage": tmp_path / "bad.pt", "missing": tmp_path / "missing.pt", "image": images["source"]}[kind]
+    if kind == "garbage":
+        bad.write_bytes(b"\x00" * 100)
+    args = ["info", bad] if command == "info" else ["apply", bad, images["source"], tmp_path / "o.png"]
+    message = assert_clean_error(run(*args), 1)
+    assert str(bad) in message
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unknown_option_is_a_usage_error(model_file) -> None:
+    for args in (["info", model_file, "--bogus"], ["fit", "--nope"], ["frobnicate"]):
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and result.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["fit", "apply", "info"])
+def test_every_command_has_help_with_an_example(command) -> None:
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.stdout and f"colorot {command}" in result.stdout
+
+
+def test_top_level_help_lists_the_commands() -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("fit", "apply", "info"):
+        assert command in result.stdout
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"colorot {colorot.__version__}"

@@ -1,0 +1,149 @@
+"""Tests for colorot.losses against closed forms computed here.
+
+For x ~ N(m, S) in d dimensions, T(x) = A x + b (A symmetric positive definite)
+and q = N(μ, Σ), with δ = A m + b − μ:
+
+    −E log q(T x) = ½ [tr(Σ⁻¹ A S Aᵀ) + δᵀ Σ⁻¹ δ + log det Σ + d log 2π]
+    −E log det J_T = −log det A
+    H(N(m, S))     = ½ [d log(2πe) + log det S]
+
+so exact_kl − H = ½ [tr(Σ⁻¹ASAᵀ) + δᵀΣ⁻¹δ − d + log det Σ − log det(ASAᵀ)]
+= KL(N(Am + b, ASAᵀ) ‖ N(μ, Σ)), the Gaussian KL of the pushed-forward source.
+
+Samples with *exactly* mean m and (1/N) covariance S are built by whitening
+random draws, so the sample averages inside the losses equal these
+expectations up to float64 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from colorot.distributions import Gaussian, GaussianMixture
+from colorot.losses import exact_kl, log_det_spd, moment_kl, transport_cost
+from colorot.models import AffineMap
+
+D = 3
+
+
+def random_spd(rng: np.random.Generator, lo: float, hi: float, d: int = D) -> np.ndarray:
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return (q * rng.uniform(lo, hi, size=d)) @ q.T
+
+
+def sqrtm(m: np.ndarray) -> np.ndarray:
+    w, q = np.linalg.eigh(m)
+    return (q * np.sqrt(w)) @ q.T
+
+
+def with_exact_moments(rng: np.random.Generator, n: int, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """n samples whose sample mean is ``mean`` and (1/n) sample covariance is ``cov``, exactly."""
+    z = rng.normal(size=(n, len(mean)))
+    z -= z.mean(0)
+    z = z @ np.linalg.inv(sqrtm(z.T @ z / n))  # whitened: sample covariance I
+    return mean + z @ sqrtm(cov)
+
+
+def gaussian_kl(m0, s0, m1, s1) -> float:
+    """KL(N(m0, s0) ‖ N(m1, s1)), from the formula."""
+    inv = np.linalg.inv(s1)
+    diff = m1 - m0
+    return 0.5 * (np.trace(inv @ s0) + diff @ inv @ diff - len(m0)
+                  + np.linalg.slogdet(s1)[1] - np.linalg.slogdet(s0)[1])
+
+
+# ----------------------------------------------------------------- log det
+def test_log_det_spd_equals_torch_logdet(rng) -> None:
+    mats = np.stack([random_spd(rng, 1e-3, 10.0) for _ in range(20)])
+    jac = torch.as_tensor(mats)
+    np.testing.assert_allclose(log_det_spd(jac).numpy(), torch.logdet(jac).numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_log_det_spd_gives_nan_for_non_factorisable_matrices() -> None:
+    good = torch.eye(3, dtype=torch.float64) * 2
+    bad_nan = torch.full((3, 3), float("nan"), dtype=torch.float64)
+    indefinite = torch.diag(torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
+    out = log_det_spd(torch.stack([good, bad_nan, indefinite]))
+    assert out[0].item() == pytest.approx(3 * math.log(2.0), rel=1e-14)
+    assert torch.isnan(out[1:]).all()
+
+
+# ---------------------------------------------------------------- exact KL
+def test_exact_kl_of_an_affine_map_is_the_gaussian_kl_plus_source_entropy(rng) -> None:
+    m, s = rng.uniform(0, 1, D), random_spd(rng, 0.005, 0.05)
+    mu, sigma = rng.uniform(0, 1, D), random_spd(rng, 0.002, 0.03)
+    a, b = random_spd(rng, 0.2, 2.0), rng.normal(0, 0.3, D)
+    x = with_exact_moments(rng, 1000, m, s)
+
+    model = AffineMap().double()
+    model.init_to_affine(a, b, x)
+    np.testing.assert_allclose(model.linear_matrix().detach().numpy(), a, atol=1e-12)
+    with torch.no_grad():
+        mapped, jac = model.forward_and_jacobian(torch.as_tensor(x))
+        value = float(exact_kl(mapped, jac, Gaussian(mu, sigma)))
+
+    entropy = 0.5 * (D * math.log(2 * math.pi * math.e) + np.linalg.slogdet(s)[1])
+    expected_kl = gaussian_kl(a @ m + b, a @ s @ a.T, mu, sigma)
+    assert value - entropy == pytest.approx(expected_kl, rel=1e-9, abs=1e-9)
+    # The two terms separately: −E log q(T x) and −log det A.
+    cross = 0.5 * (np.trace(np.linalg.inv(sigma) @ a @ s @ a.T)
+                   + (a @ m + b - mu) @ np.linalg.inv(sigma) @ (a @ m + b - mu)
+                   + np.linalg.slogdet(sigma)[1] + D * math.log(2 * math.pi))
+    assert value == pytest.approx(cross - np.linalg.slogdet(a)[1], rel=1e-9, abs=1e-9)
+
+
+def test_exact_kl_is_minimised_by_the_gaussian_brenier_map(rng) -> None:
+    """Among affine maps, the closed-form Gaussian map reaches KL = 0 (value = source entropy)."""
+    m, s = rng.uniform(0, 1, D), random_spd(rng, 0.005, 0.05)
+    mu, sigma = rng.uniform(0, 1, D), random_spd(rng, 0.002, 0.03)
+    x = torch.as_tensor(with_exact_moments(rng, 1000, m, s))
+    entropy = 0.5 * (D * math.log(2 * math.pi * math.e) + np.linalg.slogdet(s)[1])
+    best = AffineMap.from_gaussians(m, s, mu, sigma).double()
+    with torch.no_grad():
+        mapped, jac = best.forward_and_jacobian(x)
+        value = float(exact_kl(mapped, jac, Gaussian(mu, sigma)))
+        shifted = float(exact_kl(mapped + 0.05, jac, Gaussian(mu, sigma)))
+    # float32 parameters of from_gaussians: KL ≈ 0 to ~1e-5.
+    assert abs(value - entropy) < 1e-4
+    assert shifted - entropy > 1e-2
+
+
+# --------------------------------------------------------------- moment KL
+def test_moment_kl_is_zero_at_the_target_moments_and_positive_elsewhere(rng) -> None:
+    target = GaussianMixture(np.array([0.6, 0.4]), rng.uniform(0, 1, (2, D)),
+                             np.stack([random_spd(rng, 0.002, 0.03) for _ in range(2)]))
+    mu, sigma = target.mean, target.covariance
+    exact = torch.as_tensor(with_exact_moments(rng, 500, mu, sigma))
+    assert abs(float(moment_kl(exact, target))) < 1e-10
+
+    delta = np.array([0.05, -0.02, 0.03])
+    shifted = float(moment_kl(exact + torch.as_tensor(delta), target))
+    assert shifted == pytest.approx(0.5 * delta @ np.linalg.inv(sigma) @ delta, rel=1e-9)
+    assert shifted > 0
+
+    other_cov = random_spd(rng, 0.001, 0.05)
+    wrong_cov = torch.as_tensor(with_exact_moments(rng, 500, mu, other_cov))
+    value = float(moment_kl(wrong_cov, target))
+    assert value > 0
+    assert value == pytest.approx(gaussian_kl(mu, other_cov, mu, sigma), rel=1e-9)
+
+
+def test_moment_kl_is_differentiable(rng) -> None:
+    target = Gaussian(np.full(D, 0.5), np.eye(D) * 0.01)
+    x = torch.as_tensor(rng.uniform(0, 1, (64, D)), dtype=torch.float32).requires_grad_(True)
+    moment_kl(x, target).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().max() > 0
+
+
+# ----------------------------------------------------------- transport cost
+def test_transport_cost_matches_numpy(rng) -> None:
+    src, out = rng.uniform(0, 1, (100, D)), rng.uniform(-0.2, 1.2, (100, D))
+    expected = np.mean(np.sum((out - src) ** 2, axis=1))
+    assert float(transport_cost(torch.as_tensor(src), torch.as_tensor(out))) == pytest.approx(expected, rel=1e-13)
+    black, white = torch.zeros(5, D), torch.ones(5, D)
+    assert float(transport_cost(black, white)) == pytest.approx(3.0)
+    assert float(transport_cost(white, white)) == 0.0

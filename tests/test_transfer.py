@@ -1,0 +1,197 @@
+"""Tests for colorot.transfer.ColorTransfer, the estimator the CLI sits on."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+import colorot
+from colorot import ColorTransfer
+from colorot.distributions import DEFAULT_RIDGE, Gaussian, GaussianMixture
+from colorot.errors import ConfigError, OutputExistsError
+from colorot.models import AffineMap, MonotoneGradientMap
+
+FAST = {"steps": 5, "n_components": 2, "device": "cpu", "batch_size": 256}
+
+
+def sqrtm(m: np.ndarray) -> np.ndarray:
+    w, q = np.linalg.eigh(m)
+    return (q * np.sqrt(w)) @ q.T
+
+
+def brenier_affine(src: np.ndarray, mean_t: np.ndarray, cov_t: np.ndarray, ridge: float):
+    """The Gaussian Brenier map x ↦ μt + A (x − μs), computed here from the pixels."""
+    src = src.astype(np.float64)
+    mean_s = src.mean(0)
+    cov_s = np.cov(src.T, bias=True) + ridge * np.eye(3)
+    root = sqrtm(cov_s)
+    inv_root = np.linalg.inv(root)
+    a = inv_root @ sqrtm(root @ cov_t @ root) @ inv_root
+    return lambda x: mean_t + (x.astype(np.float64) - mean_s) @ a.T
+
+
+@pytest.fixture
+def source(rng) -> np.ndarray:
+    """2000 source pixels, (N, 3) float32, with correlated channels."""
+    base = rng.uniform(0, 1, size=(2000, 1))
+    return np.clip(0.6 * base + 0.4 * rng.uniform(0, 1, size=(2000, 3)), 0, 1).astype(np.float32)
+
+
+@pytest.fixture
+def target_pixels(rng) -> np.ndarray:
+    a = rng.normal([0.8, 0.4, 0.2], 0.05, size=(1000, 3))
+    b = rng.normal([0.2, 0.3, 0.7], 0.08, size=(1000, 3))
+    return np.clip(np.concatenate([a, b]), 0, 1).astype(np.float32)
+
+
+@pytest.fixture
+def fitted(source, target_pixels) -> ColorTransfer:
+    return ColorTransfer(model="cmgn", hidden=4, layers=2, **FAST).fit(source, target_pixels)
+
+
+# ------------------------------------------------------------------- fit
+def test_fit_returns_self_and_sets_the_fitted_attributes(source, target_pixels) -> None:
+    calls = []
+    est = ColorTransfer(model="mmgn", hidden=3, modules=2, max_pixels=500, random_state=4, **FAST)
+    assert not hasattr(est, "map_")
+    assert est.fit(source, target_pixels, callback=lambda s, v: calls.append(s)) is est
+    assert isinstance(est.map_, MonotoneGradientMap) and est.map_.name == "mmgn"
+    assert not est.map_.training and not any(p.requires_grad for p in est.map_.parameters())
+    assert isinstance(est.target_dist_, GaussianMixture) and est.target_dist_.n_components == 2
+    assert len(est.history_.losses) == 5 and calls == [1, 2, 3, 4, 5]
+    info = est.train_info_
+    assert info["steps"] == 5 and info["training_pixels"] == 500 and info["seed"] == 4
+    assert info["model"] == "mmgn" and info["target"] == "gmm" and info["loss"] == "kl"
+    assert info["final_loss"] == est.history_.losses[-1]
+    assert info["source_sha256"] is None and info["target_sha256"] is None  # arrays have no file hash
+
+
+def test_init_only_stores_arguments() -> None:
+    est = ColorTransfer(model="no-such-model", target="nor-this", steps=-3)
+    assert est.model == "no-such-model" and est.steps == -3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"model": "icnn"}, {"model": "affine", "hidden": 4}, {"model": "mmgn", "layers": 2},
+     {"model": "cmgn", "modules": 2}, {"target": "poisson"}, {"model": "cmgn", "loss": "l2"},
+     {"model": "cmgn", "device": "tpu"}],
+)
+def test_invalid_options_raise_config_error_at_fit(source, target_pixels, kwargs) -> None:
+    est = ColorTransfer(**{**FAST, **kwargs})
+    with pytest.raises(ConfigError):
+        est.fit(source, target_pixels)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_a_config_error(source, target_pixels) -> None:
+    with pytest.raises(ConfigError, match="CUDA"):
+        ColorTransfer(model="cmgn", **{**FAST, "device": "cuda"}).fit(source, target_pixels)
+
+
+def test_fit_is_deterministic_for_a_random_state(source, target_pixels) -> None:
+    make = lambda seed: ColorTransfer(model="cmgn", hidden=4, layers=2, random_state=seed, **FAST)  # noqa: E731
+    a, b, c = make(0).fit(source, target_pixels), make(0).fit(source, target_pixels), make(1).fit(source, target_pixels)
+    assert a.history_.losses == b.history_.losses
+    assert np.array_equal(a.transform(source), b.transform(source))
+    assert not np.array_equal(a.transform(source), c.transform(source))
+
+
+# --------------------------------------------------------------- affine
+def test_affine_model_is_the_closed_form_gaussian_map(source, target_pixels) -> None:
+    est = ColorTransfer(model="affine", target="gaussian", device="cpu").fit(source, target_pixels)
+    assert isinstance(est.map_, AffineMap) and est.history_.losses == [] and est.train_info_["steps"] == 0
+    tgt = target_pixels.astype(np.float64)
+    expected = brenier_affine(source, tgt.mean(0), np.cov(tgt.T, bias=True) + DEFAULT_RIDGE * np.eye(3), DEFAULT_RIDGE)
+    x = np.random.default_rng(5).uniform(0, 1, size=(500, 3)).astype(np.float32)
+    # float32 parameters and evaluation: ~1e-6 on values of order 1.
+    np.testing.assert_allclose(est.transform(x), expected(x), atol=2e-5)
+    # It pushes the source's moments onto the target's: with Ŝ the source covariance and r the
+    # ridge, A (Ŝ + rI) A = Σt, so the mapped pixels have covariance A Ŝ A = Σt − r A².
+    out = est.transform(source).astype(np.float64)
+    a = est.map_.linear_matrix().double().numpy()
+    np.testing.assert_allclose(out.mean(0), tgt.mean(0), atol=1e-5)
+    np.testing.assert_allclose(np.cov(out.T, bias=True) + DEFAULT_RIDGE * a @ a,
+                               np.cov(tgt.T, bias=True) + DEFAULT_RIDGE * np.eye(3), atol=1e-6)
+
+
+def test_affine_model_with_a_mixture_target_uses_its_overall_moments(source, target_pixels) -> None:
+    est = ColorTransfer(model="affine", target="gmm", n_components=2, device="cpu").fit(source, target_pixels)
+    t = est.target_dist_
+    expected = brenier_affine(source, t.mean, t.covariance, DEFAULT_RIDGE)
+    np.testing.assert_allclose(est.transform(source[:300]), expected(source[:300]), atol=2e-5)
+
+
+# -------------------------------------------------------------- transform
+def test_transform_preserves_shape(fitted, rng) -> None:
+    image = rng.uniform(0, 1, size=(6, 7, 3)).astype(np.float32)
+    out = fitted.transform(image)
+    assert out.shape == (6, 7, 3) and out.dtype == np.float32
+    flat = fitted.transform(image.reshape(-1, 3))
+    assert flat.shape == (42, 3)
+    np.testing.assert_array_equal(out.reshape(-1, 3), flat)
+    with torch.no_grad():
+        direct = fitted.map_(torch.as_tensor(image.reshape(-1, 3))).numpy()
+    np.testing.assert_allclose(flat, direct, rtol=1e-6, atol=1e-6)
+
+
+def test_transform_accepts_uint8_pil_and_paths(fitted, tmp_path, make_png) -> None:
+    path = make_png(tmp_path / "img.png", height=9, width=11, seed=2)
+    codes = np.asarray(PILImage.open(path).convert("RGB"))
+    reference = fitted.transform(codes.astype(np.float32) / 255)
+    from_uint8 = fitted.transform(codes)
+    assert from_uint8.shape == codes.shape
+    np.testing.assert_array_equal(from_uint8, reference)
+    np.testing.assert_array_equal(fitted.transform(PILImage.open(path)).reshape(codes.shape), reference)
+    from_path = fitted.transform(path)
+    assert from_path.shape == (9 * 11, 3)
+    np.testing.assert_array_equal(from_path, reference.reshape(-1, 3))
+    np.testing.assert_array_equal(fitted.transform(str(path)), from_path)
+
+
+def test_transform_rejects_non_rgb_input(fitted) -> None:
+    with pytest.raises(ConfigError):
+        fitted.transform(np.zeros((4, 4)))
+
+
+def test_fit_accepts_paths_and_records_their_hashes(tmp_path, make_png) -> None:
+    src, tgt = make_png(tmp_path / "s.png", seed=1), make_png(tmp_path / "t.png", seed=2)
+    est = ColorTransfer(model="cmgn", hidden=3, layers=1, **FAST).fit(src, PILImage.open(tgt))
+    assert est.train_info_["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert est.train_info_["target_sha256"] is None
+    assert est.train_info_["training_pixels"] == 24 * 32
+
+
+def test_unfitted_estimator_refuses_transform_and_save(tmp_path) -> None:
+    est = ColorTransfer()
+    with pytest.raises(ConfigError, match="not fitted"):
+        est.transform(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(ConfigError, match="not fitted"):
+        est.save(tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+
+
+# ------------------------------------------------------------- persistence
+@pytest.mark.parametrize("model", ["cmgn", "mmgn", "affine"])
+def test_save_and_load_round_trip(source, target_pixels, tmp_path, model) -> None:
+    est = ColorTransfer(model=model, target="gaussian", **{**FAST, "steps": 3}).fit(source, target_pixels)
+    est.save(tmp_path / "m.pt")
+    loaded = colorot.load(tmp_path / "m.pt")
+    assert isinstance(loaded, ColorTransfer) and loaded.model == model and loaded.target == "gaussian"
+    x = np.random.default_rng(9).uniform(-0.1, 1.1, size=(4, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.transform(x), est.transform(x))
+    assert loaded.train_info_ == est.train_info_
+    assert isinstance(loaded.target_dist_, Gaussian)
+    np.testing.assert_array_equal(loaded.target_dist_.covariance, est.target_dist_.covariance)
+
+
+def test_save_without_overwrite_keeps_the_existing_file(fitted, tmp_path) -> None:
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError):
+        fitted.save(path, overwrite=False)
+    assert path.read_bytes() == b"precious"
