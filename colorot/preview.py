@@ -132,7 +132,8 @@ def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *
     """
     if not pairs:
         return []
-    picks = sorted({round(i * (len(pairs) - 1) / max(limit - 1, 1)) for i in range(min(limit, len(pairs)))})
+    count = min(limit, len(pairs))
+    picks = sorted({round(i * (len(pairs) - 1) / max(count - 1, 1)) for i in range(count)})
     sample = [pairs[i] for i in picks]
     save_sheet(batch_sheet([(thumbnail_codes(src), thumbnail_codes(dst), Path(src).name)
                             for src, dst in sample]), path)
