@@ -8,6 +8,7 @@ what happened. Nothing here prints: progress goes through a callback.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 from colorot.errors import ColorotError, ConfigError, ImageWriteError
-from colorot.imageio import IMAGE_SUFFIXES, list_images, read_image, write_image
+from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
+                             read_image, write_image)
 from colorot.lut import Lut
 
 DEFAULT_CHUNK_PIXELS = 1 << 18
@@ -71,11 +73,40 @@ def apply_to_file(
     exact map in float32.
     """
     image = read_image(src, max_pixels=max_pixels)
-    if lut is not None and image.bit_depth == 8:
-        mapped = lut.apply_codes(image.codes)
-    else:
-        mapped = map_pixels(fitted_map, image.rgb, chunk_pixels=chunk_pixels, device=device)
+    mapped = map_image(fitted_map, image, lut=lut, chunk_pixels=chunk_pixels, device=device)
     write_image(dst, image, mapped, quality=quality)
+
+
+def map_image(
+    fitted_map: Callable[[torch.Tensor], torch.Tensor],
+    image: Image,
+    *,
+    lut: Lut | None = None,
+    chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """The mapped pixels of a decoded image: uint8 codes through ``lut`` (8-bit), else float32."""
+    if lut is not None and image.bit_depth == 8:
+        return lut.apply_codes(image.codes)
+    return map_pixels(fitted_map, image.rgb, chunk_pixels=chunk_pixels, device=device)
+
+
+def apply_to_bytes(
+    fitted_map: Callable[[torch.Tensor], torch.Tensor],
+    data: bytes,
+    *,
+    format: str | None = None,
+    quality: int = 95,
+    max_pixels: int | None = None,
+    lut: Lut | None = None,
+) -> bytes:
+    """Encoded image bytes in → mapped, encoded bytes out (for stdin/stdout pipelines).
+
+    ``format``: an output format name or suffix ("png", ".jpg", "JPEG"); default the input's.
+    """
+    image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
+    fmt = format_for_suffix(format) if format else image.format
+    return encode_image(image, map_image(fitted_map, image, lut=lut), fmt, quality=quality)
 
 
 @dataclass(frozen=True)
@@ -157,6 +188,85 @@ def plan(
     for job in jobs:
         (result.jobs if overwrite or not job.dst.exists() else result.skipped).append(job)
     return result
+
+
+def apply_bytes_to_file(
+    fitted_map: Callable[[torch.Tensor], torch.Tensor],
+    data: bytes,
+    dst: Path | str,
+    *,
+    quality: int = 95,
+    max_pixels: int | None = None,
+    lut: Lut | None = None,
+) -> None:
+    """Encoded image bytes (e.g. stdin) → mapped image written atomically to ``dst`` (format from its suffix)."""
+    image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
+    write_image(dst, image, map_image(fitted_map, image, lut=lut), quality=quality)
+
+
+def plan_listed(
+    files: Sequence[Path | str],
+    output: Path | str,
+    *,
+    overwrite: bool = False,
+    suffix: str | None = None,
+) -> Plan:
+    """Plan a list of image files (e.g. paths read from stdin) into the folder ``output``.
+
+    A relative path without ``..`` keeps its path under ``output``
+    (``photos/a/x.jpg`` → ``output/photos/a/x.jpg``); any other path goes to
+    ``output/<name>``. Blank entries are ignored; the checks of :func:`plan` apply.
+    """
+    files = [Path(f) for f in files if str(f).strip()]
+    if not files:
+        raise ConfigError("no input paths given")
+    suffix = _checked_suffix(suffix)
+    output = Path(output)
+    if output.is_file():
+        raise ConfigError(f"output must be a folder: {output}")
+    jobs = []
+    for src in files:
+        if not src.is_file():
+            raise ConfigError(f"input not found (or not a file): {src}")
+        relative = src if not src.is_absolute() and ".." not in src.parts else Path(src.name)
+        dst = output / relative
+        jobs.append(Job(src, dst if suffix is None else dst.with_suffix(suffix)))
+    _refuse_unsafe(jobs, [], in_place=True)
+    result = Plan(jobs=[], skipped=[])
+    for job in jobs:
+        (result.jobs if overwrite or not job.dst.exists() else result.skipped).append(job)
+    return result
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` → (i, N), 0 ≤ i < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard takes i/N (e.g. 0/4), not {text!r}") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: need 0 ≤ i < N")
+    return index, count
+
+
+def shard(plan: Plan, index: int, count: int, output: Path | str) -> Plan:
+    """The part of ``plan`` that shard ``index`` of ``count`` does.
+
+    A job belongs to shard ``sha256(destination relative to output) mod count``:
+    deterministic on every machine, independent of listing order, and each
+    file is in exactly one shard.
+    """
+    root = Path(output)
+
+    def owner(job: Job) -> int:
+        try:
+            key = job.dst.relative_to(root).as_posix()
+        except ValueError:
+            key = job.dst.name
+        return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
+
+    return Plan(jobs=[j for j in plan.jobs if owner(j) == index],
+                skipped=[j for j in plan.skipped if owner(j) == index])
 
 
 def run(

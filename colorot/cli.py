@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -19,12 +20,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from colorot import __version__, apply as apply_mod, checkpoint
+from colorot import __version__, apply as apply_mod, checkpoint, preview as preview_mod
+from colorot.cube import cube_text, write_cube
 from colorot.distributions import DEFAULT_RIDGE
 from colorot.errors import ColorotError, ConfigError
 from colorot.lut import bake
 from colorot.models import DEFAULT_EPS
 from colorot.transfer import ColorTransfer
+from colorot.transforms import prepare_map, round_trip_error
 
 app = typer.Typer(
     name="colorot",
@@ -109,13 +112,44 @@ def main_options(
     _state["debug"] = debug
 
 
+_STRENGTH_HELP = "Strength t in [0, 1]: (1−t)·x + t·T(x); 0 is the identity, 1 the full map."
+_INVERSE_HELP = "Apply the inverse map T⁻¹ (back from the target's style), solved per colour by Newton."
+
+
+def _images_and_targets(images: list[Path], targets: list[str], distribution: str) -> tuple[list, list, str]:
+    """Sources, targets and the target distribution from fit's arguments.
+
+    With ``--target`` images every positional is a source; without, exactly
+    SOURCE TARGET. ``--target gmm|gaussian`` (no such file) is the old spelling
+    of ``--distribution``.
+    """
+    target_images = []
+    for value in targets:
+        if value in ("gmm", "gaussian") and not Path(value).exists():
+            stderr.print(f"warning: --target {value} is deprecated; use --distribution {value}", highlight=False)
+            distribution = value
+        else:
+            target_images.append(Path(value))
+    if target_images:
+        return list(images), target_images, distribution
+    if len(images) != 2:
+        raise ConfigError("give SOURCE TARGET, or sources with one or more --target images")
+    return [images[0]], [images[1]], distribution
+
+
 @app.command()
 def fit(
-    source: Annotated[Path, typer.Argument(help="Image whose colours are to be changed.")],
-    target: Annotated[Path, typer.Argument(help="Image whose colours are wanted.")],
+    images: Annotated[list[Path], typer.Argument(help="SOURCE TARGET; or, with --target, the source images.",
+                                                 show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint file to write.")],
+    targets: Annotated[Optional[list[str]], typer.Option("--target", "-t", help="A target image (repeat for "
+                       "several; pixels are pooled). Then every positional image is a source.")] = None,
+    masks: Annotated[Optional[list[Path]], typer.Option("--mask", help="A mask per source, in order (white = "
+                     "fit on these pixels).")] = None,
+    target_masks: Annotated[Optional[list[Path]], typer.Option("--target-mask", help="A mask per target image, "
+                            "in order.")] = None,
     model: Annotated[ModelName, typer.Option(help="Map: M-MGN, C-MGN, or the closed-form Gaussian map.")] = ModelName.mmgn,
-    target_kind: Annotated[TargetKind, typer.Option("--target", help="Target distribution.")] = TargetKind.gmm,
+    distribution: Annotated[TargetKind, typer.Option("--distribution", help="Target distribution.")] = TargetKind.gmm,
     components: Annotated[str, typer.Option(help="Mixture components K, or 'auto' (BIC).")] = "auto",
     loss: Annotated[LossName, typer.Option(help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,
     transport_weight: Annotated[float, typer.Option(help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
@@ -130,96 +164,215 @@ def fit(
     modules: Annotated[Optional[int], typer.Option(help="M-MGN modules.")] = None,
     device: Annotated[DeviceName, typer.Option(help="Where to train.")] = DeviceName.auto,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU).")] = 0,
+    preview: Annotated[Optional[Path], typer.Option(help="Write a contact sheet (source | result | target, "
+                       "RGB histograms, loss curve) to this PNG.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Fit a colour map from SOURCE to TARGET and save it as a checkpoint.
 
     Example: colorot fit day.jpg sunset.jpg -o model.pt
+
+    Several: colorot fit day1.jpg day2.jpg --target sunset1.jpg --target sunset2.jpg -o model.pt
     """
     with _user_errors():
         if output.exists() and not force:
             raise ColorotError(f"{output} already exists (use --force to replace it)")
+        sources, target_images, target_kind = _images_and_targets(images, targets or [], distribution.value)
         n_components: int | str = components
         if components != "auto":
             if not components.isdigit():
                 raise ConfigError(f"--components must be a positive integer or 'auto', not {components!r}")
             n_components = int(components)
         estimator = ColorTransfer(
-            model=model.value, target=target_kind.value, n_components=n_components, loss=loss.value,
+            model=model.value, target=target_kind, n_components=n_components, loss=loss.value,
             transport_weight=transport_weight, steps=steps, lr=lr, batch_size=batch_size,
             max_pixels=max_pixels, ridge=ridge, eps=eps, hidden=hidden, layers=layers, modules=modules,
             device=device.value, random_state=seed,
         )
         with _progress() as bar:
             task = bar.add_task("training", total=steps if model != ModelName.affine else 0, extra="")
-            estimator.fit(source, target,
+            estimator.fit(sources, target_images, source_mask=masks or None, target_mask=target_masks or None,
                           callback=lambda step, value: bar.update(task, completed=step, extra=f"loss {value:.4f}"))
         estimator.save(output, overwrite=True)
+        if preview is not None:
+            preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0], estimator.history_.losses)
         info = estimator.train_info_
         _emit(as_json, {"checkpoint": str(output), **info,
-                        "components": estimator.target_dist_.n_components},
+                        "components": estimator.target_dist_.n_components,
+                        "sources": [str(p) for p in sources], "targets": [str(p) for p in target_images],
+                        "preview": str(preview) if preview else None},
               [f"wrote {output}: {info['model']} map, {info['target']} target "
-               f"(K={estimator.target_dist_.n_components}), {info['steps']} steps, "
+               f"(K={estimator.target_dist_.n_components}), {len(sources)} source(s), "
+               f"{len(target_images)} target(s), {info['steps']} steps, "
                f"final loss {info['final_loss'] if info['final_loss'] is not None else 'n/a (closed form)'}, "
-               f"{info['fit_seconds']:.1f} s"])
+               f"{info['fit_seconds']:.1f} s"] + ([f"preview {preview}"] if preview else []))
 
 
 @app.command("apply")
 def apply_command(
     model: Annotated[Path, typer.Argument(help="Checkpoint written by 'colorot fit'.")],
     paths: Annotated[list[str], typer.Argument(help="Input images or folders, then the output file or folder "
-                                               "(a trailing '/' makes it a folder).", show_default=False)],
+                                               "(a trailing '/' makes it a folder). '-' reads an image from "
+                                               "stdin / writes it to stdout.", show_default=False)],
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
     in_place: Annotated[bool, typer.Option("--in-place", help="Allow outputs inside an input folder.")] = False,
     suffix: Annotated[Optional[str], typer.Option(help="Output format by suffix, e.g. .png (default: the input's).")] = None,
+    output_format: Annotated[Optional[str], typer.Option("--format", help="Format of an image written to "
+                             "stdout ('-'), e.g. png or jpg (default: the input's).")] = None,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
     max_image_pixels: Annotated[Optional[int], typer.Option(help="Raise the decompression-bomb limit (pixels).")] = None,
+    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
+    inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_HELP)] = False,
     exact: Annotated[bool, typer.Option("--exact", help="Evaluate the map on every pixel instead of the 65³ LUT "
                                                         "(8-bit images; 16-bit ones always take the exact path).")] = False,
+    from_stdin: Annotated[bool, typer.Option("--from-stdin", help="Read input file paths from stdin, one a line; "
+                                             "the only positional path is then the output folder.")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="Do only shard i of N (0 ≤ i < N), e.g. 0/4: files are "
+                                                 "split by a hash of their output path.")] = None,
+    preview: Annotated[Optional[Path], typer.Option(help="Write a contact sheet of a sample of the batch "
+                                                    "(input | output) to this PNG.")] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Files processed at once (default: the machine's CPU count).")] = _CPUS,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Apply a fitted map to image files and folders (the tree is mirrored under the output).
 
     Example: colorot apply model.pt photos/ graded/
+
+    Pipes: cat in.jpg | colorot apply model.pt - - --format png > out.png
     """
     with _user_errors():
-        if len(paths) < 2:
+        if from_stdin:
+            if len(paths) != 1:
+                raise ConfigError("with --from-stdin give only the output folder: colorot apply MODEL --from-stdin OUT/")
+            inputs, output = [], paths[0]
+        elif len(paths) < 2:
             raise ConfigError("give at least one input and an output: colorot apply MODEL INPUT... OUTPUT")
-        *inputs, output = paths
-        fitted = checkpoint.load(model).model
+        else:
+            *inputs, output = paths
+        streaming = "-" in inputs or output == "-"
+        if streaming and (len(inputs) != 1 or shard or preview or from_stdin):
+            raise ConfigError("'-' works with exactly one input and one output (no --shard, --preview, --from-stdin)")
+        if output == "-" and as_json:
+            raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
+        base = checkpoint.load(model).model
+        fitted = prepare_map(base, strength=strength, inverse=inverse)
         if jobs > 1:
             torch.set_num_threads(1)  # parallelism comes from the file workers
         lut = None if exact else bake(fitted)
-        job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive, overwrite=overwrite,
-                                  in_place=in_place, suffix=suffix)
-        with _progress() as bar:
-            task = bar.add_task("applying", total=len(job_plan.jobs), extra="")
-
-            def done(job: apply_mod.Job, error: str | None) -> None:
-                if error is not None:
-                    bar.console.print(f"[red]failed:[/] {error}", highlight=False)
-                elapsed = bar.tasks[task].elapsed or 0.0
-                completed = bar.tasks[task].completed + 1
-                bar.update(task, completed=completed,
-                           extra=f"{completed / elapsed:.1f} files/s" if elapsed else "")
-
-            report = apply_mod.run(job_plan, fitted, on_file_done=done, jobs=jobs, lut=lut,
-                                   quality=quality, max_pixels=max_image_pixels)
-        document = {
+        document: dict = {"strength": strength, "inverse": inverse}
+        if inverse:
+            document["round_trip_error"] = round_trip_error(prepare_map(base, strength=strength), fitted)
+        if streaming:
+            report = _apply_stream(fitted, inputs[0], output, output_format, lut, quality, max_image_pixels)
+        else:
+            if from_stdin:
+                job_plan = apply_mod.plan_listed(sys.stdin.read().splitlines(), output, overwrite=overwrite,
+                                                 suffix=suffix)
+            else:
+                job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive,
+                                          overwrite=overwrite, in_place=in_place, suffix=suffix)
+            if shard:
+                job_plan = apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output)
+            report = _run_with_progress(job_plan, fitted, jobs=jobs, lut=lut, quality=quality,
+                                        max_pixels=max_image_pixels)
+            if preview is not None:
+                preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
+        document.update({
             "written": [str(j.dst) for j in report.written],
             "skipped": [str(j.dst) for j in report.skipped],
             "failed": [{"input": str(j.src), "error": e} for j, e in report.failed],
             "seconds": round(report.seconds, 3),
-        }
+            "shard": shard,
+            "preview": str(preview) if preview and report.written else None,
+        })
         lines = [f"{len(report.written)} written, {len(report.skipped)} skipped (exist; --overwrite to redo), "
                  f"{len(report.failed)} failed in {report.seconds:.1f} s"]
+        if inverse:
+            lines.append(f"inverse round-trip error max |T⁻¹(T(x)) − x| = {document['round_trip_error']:.2e}")
         lines += [f"failed: {e}" for _, e in report.failed]
-        _emit(as_json, document, lines)
+        if output == "-":
+            for line in lines:
+                stderr.print(line, highlight=False)
+        else:
+            _emit(as_json, document, lines)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.Report:
+    """Run a plan with a progress bar on stderr; failures are printed as they happen."""
+    with _progress() as bar:
+        task = bar.add_task("applying", total=len(job_plan.jobs), extra="")
+
+        def done(job: apply_mod.Job, error: str | None) -> None:
+            if error is not None:
+                bar.console.print(f"[red]failed:[/] {error}", highlight=False)
+            elapsed = bar.tasks[task].elapsed or 0.0
+            completed = bar.tasks[task].completed + 1
+            bar.update(task, completed=completed, extra=f"{completed / elapsed:.1f} files/s" if elapsed else "")
+
+        return apply_mod.run(job_plan, fitted, on_file_done=done, **kwargs)
+
+
+def _apply_stream(fitted, source: str, output: str, output_format: str | None, lut, quality: int,
+                  max_pixels: int | None) -> apply_mod.Report:
+    """One image between stdin/stdout and files ('-' on either side)."""
+    import time
+
+    start = time.perf_counter()
+    if source == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    if output == "-":
+        sys.stdout.buffer.write(apply_mod.apply_to_bytes(fitted, data, format=output_format, quality=quality,
+                                                         max_pixels=max_pixels, lut=lut))
+        sys.stdout.buffer.flush()
+    else:
+        if Path(output).is_dir() or output.endswith(("/", os.sep)):
+            raise ConfigError("an image from stdin needs an output file name, not a folder")
+        apply_mod.apply_bytes_to_file(fitted, data, output, quality=quality, max_pixels=max_pixels, lut=lut)
+    job = apply_mod.Job(Path(source), Path(output))
+    return apply_mod.Report([job], [], [], time.perf_counter() - start)
+
+
+@app.command("export-lut")
+def export_lut(
+    model: Annotated[Path, typer.Argument(help="Checkpoint written by 'colorot fit'.")],
+    output: Annotated[str, typer.Argument(help="The .cube file to write ('-': stdout).")],
+    size: Annotated[int, typer.Option(min=2, max=65, help="Grid points per axis: 33 (common) or 65 (finest; "
+                                      "what 'colorot apply' uses).")] = 33,
+    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
+    inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_HELP)] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+) -> None:
+    """Export the map as an Adobe/Resolve .cube 3-D LUT (domain [0, 1]³ of sRGB code values / max).
+
+    Example: colorot export-lut model.pt grade.cube --size 33
+    then: ffmpeg -i in.mp4 -vf lut3d=grade.cube out.mp4
+    """
+    with _user_errors():
+        if output == "-" and as_json:
+            raise ConfigError("--json cannot share stdout with the LUT")
+        base = checkpoint.load(model).model
+        lut = bake(prepare_map(base, strength=strength, inverse=inverse), size)
+        title = f"colorot {base.name}" + (f" strength {strength:g}" if strength != 1.0 else "") + \
+            (" inverse" if inverse else "")
+        if output == "-":
+            sys.stdout.write(cube_text(lut, title))
+            return
+        write_cube(output, lut, title=title, overwrite=force)
+        outside = float(((lut.table < 0) | (lut.table > 1)).any(-1).mean())
+        _emit(as_json, {"lut": output, "size": size, "entries": size**3, "strength": strength, "inverse": inverse,
+                        "domain": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], "fraction_outside_unit_cube": outside},
+              [f"wrote {output}: {size}³ .cube LUT, domain [0, 1]³, strength {strength:g}"
+               + (", inverse" if inverse else "")])
 
 
 @app.command()

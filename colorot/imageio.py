@@ -104,6 +104,17 @@ class Image:
         return rgb
 
 
+def format_for_suffix(name: str) -> str:
+    """An output format from a suffix or name ("png", ".jpg", "JPEG") → Pillow's name ("PNG")."""
+    key = name.lower() if name.startswith(".") else f".{name.lower()}"
+    if key in _FORMAT_BY_SUFFIX:
+        return _FORMAT_BY_SUFFIX[key]
+    if name.upper() in _FORMAT_BY_SUFFIX.values():
+        return name.upper()
+    raise ImageWriteError(f"cannot write the {name!r} format; choose one of "
+                          f"{', '.join(sorted(s.lstrip('.') for s in _FORMAT_BY_SUFFIX))}")
+
+
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> Image:
     """Read an image file; raise ImageReadError naming the file on any failure.
 

@@ -7,6 +7,10 @@ target)`` sets the trailing-underscore attributes and returns ``self``:
 * ``map_``: the fitted map, a frozen ``torch.nn.Module`` (N, 3) → (N, 3);
 * ``history_``: the training loss per step and the wall time;
 * ``train_info_``: the training summary stored in the checkpoint.
+
+``source`` and ``target`` may each be one image or a list of images: the
+pixels of a list are pooled (concatenated) before fitting. Optional masks
+(one per image, same size; non-zero = used) restrict fitting to regions.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -24,9 +28,10 @@ from colorot import checkpoint
 from colorot.apply import map_pixels
 from colorot.distributions import DEFAULT_RIDGE, fit_target, gaussian_moments
 from colorot.errors import ConfigError
-from colorot.imageio import read_pixels
+from colorot.imageio import read_image, read_pixels
 from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_matrix
 from colorot.train import History, TrainSettings, resolve_device, train
+from colorot.transforms import prepare_map
 
 #: What ``fit`` and ``transform`` accept: a file path, a PIL image, or an array
 #: (H, W, 3) / (N, 3) of uint8, uint16 or floats in [0, 1].
@@ -58,9 +63,57 @@ def to_pixels(image: ImageLike) -> np.ndarray:
     return array.reshape(-1, 3).astype(np.float32)
 
 
-def _sha256(image: ImageLike) -> str | None:
-    if isinstance(image, (str, os.PathLike)):
-        return hashlib.sha256(Path(image).read_bytes()).hexdigest()
+def _as_list(images: ImageLike | Sequence[ImageLike] | None) -> list:
+    if images is None:
+        return []
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    return [images]
+
+
+def _mask_of(mask: ImageLike) -> np.ndarray:
+    """A mask image → bool (H·W,): true where its mean code is at least half the maximum."""
+    if isinstance(mask, (str, os.PathLike)):
+        image = read_image(mask)
+        codes, top = image.codes, (65535 if image.bit_depth == 16 else 255)
+    else:
+        codes = np.asarray(mask.convert("L") if hasattr(mask, "convert") else mask)
+        top = 65535 if codes.dtype == np.uint16 else 255 if codes.dtype == np.uint8 else 1.0
+    codes = codes.reshape(codes.shape[0], codes.shape[1], -1)
+    return (codes.mean(-1) >= top / 2).reshape(-1)
+
+
+def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None = None,
+                  role: str = "image") -> np.ndarray:
+    """The pixels of one image or a list of images, concatenated; with masks, only the selected ones."""
+    images, masks = _as_list(images), _as_list(masks)
+    if not images:
+        raise ConfigError(f"no {role} given")
+    if masks and len(masks) != len(images):
+        raise ConfigError(f"give one mask per {role}: {len(images)} {role}(s), {len(masks)} mask(s)")
+    parts = []
+    for index, image in enumerate(images):
+        if not masks:
+            parts.append(to_pixels(image))
+            continue
+        pixels = to_pixels(read_image(image).rgb if isinstance(image, (str, os.PathLike)) else image)
+        keep = _mask_of(masks[index])
+        if keep.shape[0] != pixels.shape[0]:
+            raise ConfigError(f"mask {index + 1} does not have the size of its {role} ({keep.shape[0]} vs "
+                              f"{pixels.shape[0]} pixels)")
+        parts.append(pixels[keep])
+    pixels = np.concatenate(parts)
+    if len(pixels) < 2:
+        raise ConfigError(f"the masks leave fewer than 2 {role} pixels")
+    return pixels
+
+
+def _sha256(images: ImageLike | Sequence[ImageLike]) -> str | list | None:
+    if isinstance(images, (list, tuple)):
+        hashes = [_sha256(image) for image in images]
+        return hashes[0] if len(hashes) == 1 else hashes
+    if isinstance(images, (str, os.PathLike)):
+        return hashlib.sha256(Path(images).read_bytes()).hexdigest()
     return None
 
 
@@ -114,11 +167,33 @@ class ColorTransfer:
                 config[key] = value
         return config
 
-    def fit(self, source: ImageLike, target: ImageLike,
-            callback: Callable[[int, float], None] | None = None) -> "ColorTransfer":
-        """Fit the target distribution, start at the Gaussian map, train with the KL loss."""
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor parameters (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in _PARAMS}
+
+    def set_params(self, **params) -> "ColorTransfer":
+        """Set constructor parameters; returns ``self`` (scikit-learn convention)."""
+        for name, value in params.items():
+            if name not in _PARAMS:
+                raise ConfigError(f"unknown parameter {name!r}; choose from {', '.join(_PARAMS)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        return f"ColorTransfer({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike],
+            callback: Callable[[int, float], None] | None = None, *,
+            source_mask: ImageLike | Sequence[ImageLike] | None = None,
+            target_mask: ImageLike | Sequence[ImageLike] | None = None) -> "ColorTransfer":
+        """Fit the target distribution, start at the Gaussian map, train with the KL loss.
+
+        ``source`` and ``target``: one image or a list (pixels pooled);
+        ``source_mask``/``target_mask``: one mask per image, non-zero = fit on it.
+        """
         start = time.perf_counter()
-        src, tgt = to_pixels(source), to_pixels(target)
+        src = pooled_pixels(source, source_mask, "source")
+        tgt = pooled_pixels(target, target_mask, "target")
         rng = np.random.default_rng(self.random_state)
         if src.shape[0] > self.max_pixels:
             src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
@@ -177,18 +252,36 @@ class ColorTransfer:
         if not hasattr(self, "map_"):
             raise ConfigError("this ColorTransfer is not fitted yet: call fit() or colorot.load()")
 
-    def transform(self, image: ImageLike) -> np.ndarray:
+    def transform(self, image: ImageLike, *, strength: float = 1.0) -> np.ndarray:
         """Map an image or pixels; returns float32 of the input's shape ((N, 3) for a path).
 
+        ``strength`` t gives ``(1 − t)·x + t·T(x)`` (0: identity, 1: the full map).
         Values are the map's raw output: they may leave [0, 1]; writing an image
         clips them (see the README's output rule).
         """
+        return self._map(image, prepare_map(self._fitted(), strength=strength))
+
+    def inverse_transform(self, image: ImageLike, *, strength: float = 1.0) -> np.ndarray:
+        """Undo :meth:`transform`: solve ``T_t(x) = y`` per colour (damped Newton)."""
+        return self._map(image, prepare_map(self._fitted(), strength=strength, inverse=True))
+
+    def as_module(self, *, strength: float | tuple[float, float] = 1.0, p: float = 1.0):
+        """A :class:`colorot.transforms.ColorAugment` for image tensors (B, 3, H, W)."""
+        from colorot.transforms import ColorAugment
+
+        return ColorAugment(self._fitted(), strength=strength, p=p)
+
+    def _fitted(self):
         self._check_fitted()
+        return self.map_
+
+    @staticmethod
+    def _map(image: ImageLike, fitted_map) -> np.ndarray:
         if isinstance(image, np.ndarray) and image.ndim >= 2 and image.shape[-1] == 3:
             shape = image.shape
         else:
             shape = (-1, 3)
-        return map_pixels(self.map_, to_pixels(image), device="cpu").reshape(shape)
+        return map_pixels(fitted_map, to_pixels(image), device="cpu").reshape(shape)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> None:
@@ -205,6 +298,11 @@ class ColorTransfer:
         est.map_, est.target_dist_, est.train_info_ = ckpt.model, ckpt.target, dict(info)
         est.history_ = History()
         return est
+
+
+#: The constructor's parameter names, in order.
+_PARAMS = ("model", "target", "n_components", "loss", "transport_weight", "steps", "lr", "batch_size",
+           "max_pixels", "ridge", "eps", "hidden", "layers", "modules", "device", "random_state", "progress")
 
 
 def load(path: str | os.PathLike) -> ColorTransfer:

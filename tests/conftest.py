@@ -61,3 +61,29 @@ def make_png() -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_fit(tmp_path_factory) -> dict:
+    """One tiny fitted checkpoint for the CLI tests: {"model", "source", "target", "folder"}.
+
+    Fitted by the CLI with 5 steps on 500 pixels and K = 2 (a few seconds).
+    """
+    from typer.testing import CliRunner
+
+    from colorot.cli import app
+
+    root = tmp_path_factory.mktemp("tiny_fit")
+    source = root / "source.png"
+    target = root / "target.png"
+    PILImage.fromarray(smooth_rgb(24, 32, 0)).save(source)
+    PILImage.fromarray(smooth_rgb(20, 30, 7)).save(target)
+    folder = root / "photos"
+    for index, name in enumerate(["a.png", "b.png", "sub/c.png", "sub/d.jpg", "e.png"]):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        PILImage.fromarray(smooth_rgb(12, 16, 20 + index)).save(folder / name)
+    model = root / "model.pt"
+    result = CliRunner().invoke(app, ["fit", str(source), str(target), "-o", str(model), "--steps", "5",
+                                      "--max-pixels", "500", "--components", "2"])
+    assert result.exit_code == 0, result.output
+    return {"model": model, "source": source, "target": target, "folder": folder}

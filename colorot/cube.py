@@ -1,0 +1,78 @@
+"""Adobe/Resolve ``.cube`` 3-D LUT files: write and read.
+
+Layout (the Adobe Cube LUT Specification 1.0)::
+
+    TITLE "..."
+    LUT_3D_SIZE S
+    DOMAIN_MIN 0.0 0.0 0.0
+    DOMAIN_MAX 1.0 1.0 1.0
+    R G B          # S³ lines: the output at input (i, j, k)/(S − 1), red fastest
+
+The domain is the RGB cube [0, 1]³ of encoded (non-linear) sRGB values, the
+space colorot's maps work in; table values are the map's outputs, unclipped
+(consumers clip after interpolating, as colorot's own LUT path does).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from colorot.errors import ColorotError, ConfigError, ImageWriteError
+from colorot.lut import Lut
+
+
+def cube_text(lut: Lut, title: str = "colorot") -> str:
+    """The ``.cube`` text of ``lut`` (values with 6 decimals: 10⁻⁶ ≪ one 16-bit code)."""
+    header = [
+        f'TITLE "{title.replace(chr(34), chr(39))}"',
+        f"LUT_3D_SIZE {lut.size}",
+        "DOMAIN_MIN 0.0 0.0 0.0",
+        "DOMAIN_MAX 1.0 1.0 1.0",
+    ]
+    rows = "\n".join(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in np.asarray(lut.table, dtype=np.float64))
+    return "\n".join(header) + "\n" + rows + "\n"
+
+
+def write_cube(path: str | os.PathLike, lut: Lut, *, title: str = "colorot", overwrite: bool = False) -> None:
+    """Write ``lut`` as a ``.cube`` file atomically (temp file beside it, then rename)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ColorotError(f"{path} already exists (use --force to replace it)")
+    data = cube_text(lut, title).encode("ascii")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def read_cube(path: str | os.PathLike) -> Lut:
+    """Read a 3-D ``.cube`` file with domain [0, 1]³ into a :class:`Lut`."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    size, rows = None, []
+    for line in lines:
+        fields = line.split("#")[0].split()
+        if not fields or fields[0] == "TITLE":
+            continue
+        if fields[0] == "LUT_3D_SIZE":
+            size = int(fields[1])
+        elif fields[0] in ("DOMAIN_MIN", "DOMAIN_MAX"):
+            if [float(v) for v in fields[1:]] != ([0.0] * 3 if fields[0] == "DOMAIN_MIN" else [1.0] * 3):
+                raise ConfigError(f"{path}: only the domain [0, 1]³ is supported")
+        elif fields[0][0].isalpha():
+            raise ConfigError(f"{path}: unsupported keyword {fields[0]}")
+        else:
+            rows.append([float(v) for v in fields])
+    if size is None or len(rows) != size**3:
+        raise ConfigError(f"{path}: not a 3-D .cube LUT (size {size}, {len(rows)} rows)")
+    return Lut(size, np.asarray(rows, dtype=np.float32))

@@ -1,0 +1,104 @@
+"""Past one machine: a pure per-file function for any distributed engine, and a Dask recipe.
+
+:func:`apply_path` is ``(model bytes or path, input path, output path) →
+output path``: it depends on nothing but its arguments, writes exactly one
+file (atomically) and gives the same bytes as ``colorot apply`` with the same
+options. Each worker process loads and bakes a model once (cached by the
+model's SHA-256 and the options), so shipping the model bytes with every task
+costs only the transfer.
+
+:func:`apply_with_dask` runs a :class:`colorot.apply.Plan` on a
+``dask.distributed.Client`` (``pip install "colorot[dask]"``): the model bytes
+are scattered to every worker once and one task is submitted per file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from colorot import checkpoint
+from colorot.apply import Job, Plan, Report, _make_folder, apply_to_file
+from colorot.errors import ColorotError, ConfigError
+from colorot.lut import Lut, bake
+from colorot.transforms import prepare_map
+
+_LOCK = threading.Lock()
+
+
+def model_bytes(model: bytes | str | os.PathLike) -> bytes:
+    """The checkpoint bytes of ``model`` (bytes are returned as they are)."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    try:
+        return Path(model).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read checkpoint {model}: {exc.strerror or exc}") from exc
+
+
+def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False,
+             exact: bool = False) -> tuple[torch.nn.Module, Lut | None]:
+    """The map to apply and its 65³ LUT (None when ``exact``), as ``colorot apply`` builds them."""
+    with _LOCK:
+        return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact))
+
+
+@lru_cache(maxsize=8)
+def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool):
+    fitted = prepare_map(checkpoint.from_bytes(data).model, strength=strength, inverse=inverse)
+    return fitted, (None if exact else bake(fitted))
+
+
+def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: str | os.PathLike, *,
+               strength: float = 1.0, inverse: bool = False, exact: bool = False, quality: int = 95,
+               max_pixels: int | None = None) -> str:
+    """Map the image ``src`` to ``dst`` with the checkpoint ``model`` (bytes or path); returns ``dst``.
+
+    The options are ``colorot apply``'s. Creates ``dst``'s folder; raises a
+    ColorotError subclass on failure.
+    """
+    fitted, lut = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact)
+    dst = Path(dst)
+    _make_folder(dst.parent)
+    apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, lut=lut)
+    return str(dst)
+
+
+def _task(model: bytes, src: str, dst: str, options: dict) -> str | None:
+    """One Dask task: None on success, else the error message (the batch goes on)."""
+    try:
+        apply_path(model, src, dst, **options)
+    except ColorotError as exc:
+        return str(exc)
+    return None
+
+
+def apply_with_dask(client, plan: Plan, model: bytes | str | os.PathLike, *,
+                    on_file_done: Callable[[Job, str | None], None] | None = None, **options) -> Report:
+    """Run ``plan`` on the Dask cluster behind ``client``; ``options`` are :func:`apply_path`'s.
+
+    Workers must see the input and output paths (a shared file system, or
+    object-store paths mounted the same way everywhere).
+    """
+    from dask.distributed import as_completed
+
+    start = time.perf_counter()
+    data = client.scatter(model_bytes(model), broadcast=True)
+    futures = {client.submit(_task, data, str(job.src), str(job.dst), options, pure=False): job
+               for job in plan.jobs}
+    errors: dict[Job, str | None] = {}
+    for future in as_completed(futures):
+        job = futures[future]
+        errors[job] = future.result()
+        if on_file_done is not None:
+            on_file_done(job, errors[job])
+    written = [job for job in plan.jobs if errors[job] is None]
+    failed = [(job, errors[job]) for job in plan.jobs if errors[job] is not None]
+    return Report(written, list(plan.skipped), failed, time.perf_counter() - start)

@@ -1,0 +1,140 @@
+"""Contact sheets to look at a transfer (Pillow only, no plotting library).
+
+:func:`fit_sheet`: source | result | target thumbnails, under each its RGB
+distribution (per-channel histograms of the code values, 64 bins, each curve
+scaled to its own peak), and the training loss curve below.
+:func:`batch_sheet`: input | output pairs for a sample of a batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from PIL import ImageDraw
+
+from colorot.apply import map_pixels
+from colorot.errors import ImageWriteError
+from colorot.imageio import quantize, read_image
+
+THUMB = 256
+PAD = 8
+LABEL = 16
+HIST_HEIGHT = 96
+LOSS_HEIGHT = 140
+BACKGROUND = (24, 24, 24)
+INK = (230, 230, 230)
+CHANNEL_INK = ((235, 70, 70), (70, 200, 90), (80, 130, 250))
+
+
+def thumbnail_codes(path: str | os.PathLike, box: int = THUMB) -> np.ndarray:
+    """An image file as uint8 RGB codes, shrunk to fit a ``box``² square."""
+    image = read_image(path)
+    pil = PILImage.fromarray(image.codes if image.bit_depth == 8 else quantize(image.rgb, 8), "RGB")
+    pil.thumbnail((box, box), PILImage.Resampling.BILINEAR)
+    return np.asarray(pil)
+
+
+def _histogram_panel(codes: np.ndarray, width: int) -> PILImage.Image:
+    panel = PILImage.new("RGB", (width, HIST_HEIGHT), BACKGROUND)
+    draw = ImageDraw.Draw(panel)
+    for channel, ink in enumerate(CHANNEL_INK):
+        counts, _ = np.histogram(codes[..., channel], bins=64, range=(0, 256))
+        heights = counts / max(int(counts.max()), 1)
+        xs = np.linspace(2, width - 3, len(heights))
+        draw.line([(float(x), float(HIST_HEIGHT - 3 - h * (HIST_HEIGHT - 8))) for x, h in zip(xs, heights)],
+                  fill=ink, width=1)
+    return panel
+
+
+def _loss_panel(losses: Sequence[float], width: int) -> PILImage.Image:
+    panel = PILImage.new("RGB", (width, LOSS_HEIGHT), BACKGROUND)
+    draw = ImageDraw.Draw(panel)
+    values = np.asarray([v for v in losses if np.isfinite(v)], dtype=np.float64)
+    if len(values) < 2:
+        draw.text((PAD, PAD), "loss: closed-form map, no training" if not len(values)
+                  else f"loss {values[-1]:.4f}", fill=INK)
+        return panel
+    low, high = float(values.min()), float(values.max())
+    span = high - low or 1.0
+    top, bottom, left, right = 2 * LABEL, LOSS_HEIGHT - PAD, PAD, width - PAD
+    xs = np.linspace(left, right, len(values))
+    ys = bottom - (values - low) / span * (bottom - top)
+    draw.rectangle((left, top, right, bottom), outline=(90, 90, 90))
+    draw.line(list(zip(xs.tolist(), ys.tolist())), fill=(250, 200, 80), width=2)
+    draw.text((PAD, 4), f"training loss: {values[0]:.4f} -> {values[-1]:.4f} over {len(values)} steps "
+                        f"(min {low:.4f}, max {high:.4f})", fill=INK)
+    return panel
+
+
+def _labelled(codes: np.ndarray, label: str, width: int) -> PILImage.Image:
+    tile = PILImage.new("RGB", (width, LABEL + THUMB), BACKGROUND)
+    image = PILImage.fromarray(codes, "RGB")
+    scale = min(THUMB / image.width, THUMB / image.height)
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                         PILImage.Resampling.BILINEAR if scale < 1 else PILImage.Resampling.NEAREST)
+    tile.paste(image, ((width - image.width) // 2, LABEL + (THUMB - image.height) // 2))
+    ImageDraw.Draw(tile).text((2, 2), label, fill=INK)
+    return tile
+
+
+def fit_sheet(source: np.ndarray, result: np.ndarray, target: np.ndarray,
+              losses: Sequence[float]) -> PILImage.Image:
+    """source | result | target (uint8 RGB codes), their RGB histograms, and the loss curve."""
+    columns = [(source, "source"), (result, "result"), (target, "target")]
+    width = PAD + 3 * (THUMB + PAD)
+    sheet = PILImage.new("RGB", (width, PAD + LABEL + THUMB + PAD + HIST_HEIGHT + PAD + LOSS_HEIGHT + PAD),
+                         BACKGROUND)
+    for index, (codes, label) in enumerate(columns):
+        x = PAD + index * (THUMB + PAD)
+        sheet.paste(_labelled(codes, label, THUMB), (x, PAD))
+        sheet.paste(_histogram_panel(codes, THUMB), (x, PAD + LABEL + THUMB + PAD))
+    sheet.paste(_loss_panel(losses, width - 2 * PAD), (PAD, PAD + LABEL + THUMB + PAD + HIST_HEIGHT + PAD))
+    return sheet
+
+
+def batch_sheet(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> PILImage.Image:
+    """One row per (input codes, output codes, name): input | output."""
+    width = PAD + 2 * (THUMB + PAD)
+    row = LABEL + THUMB + PAD
+    sheet = PILImage.new("RGB", (width, PAD + row * max(len(pairs), 1)), BACKGROUND)
+    for index, (before, after, name) in enumerate(pairs):
+        y = PAD + index * row
+        sheet.paste(_labelled(before, f"in: {name}"[:40], THUMB), (PAD, y))
+        sheet.paste(_labelled(after, "out", THUMB), (PAD + THUMB + PAD, y))
+    return sheet
+
+
+def save_sheet(sheet: PILImage.Image, path: str | os.PathLike) -> None:
+    """Write a sheet (PNG or any format its suffix names)."""
+    try:
+        sheet.save(Path(path))
+    except (OSError, ValueError) as exc:
+        raise ImageWriteError(f"cannot write preview {path}: {exc}") from exc
+
+
+def fit_preview(path: str | os.PathLike, fitted_map: torch.nn.Module, source: str | os.PathLike,
+                target: str | os.PathLike, losses: Sequence[float]) -> None:
+    """Write the :func:`fit_sheet` of a fitted map for one source and one target file."""
+    before = thumbnail_codes(source)
+    after = quantize(map_pixels(fitted_map, before / np.float32(255)), 8)
+    save_sheet(fit_sheet(before, after, thumbnail_codes(target), losses), path)
+
+
+def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *, limit: int = 6) -> list:
+    """Write a :func:`batch_sheet` of up to ``limit`` (input, output) files spread over ``pairs``.
+
+    Returns the sampled pairs.
+    """
+    if not pairs:
+        return []
+    count = min(limit, len(pairs))
+    picks = sorted({round(i * (len(pairs) - 1) / max(count - 1, 1)) for i in range(count)})
+    sample = [pairs[i] for i in picks]
+    save_sheet(batch_sheet([(thumbnail_codes(src), thumbnail_codes(dst), Path(src).name)
+                            for src, dst in sample]), path)
+    return sample

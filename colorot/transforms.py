@@ -1,0 +1,163 @@
+"""Maps built from a fitted map: partial strength, the inverse, and a data-augmentation module.
+
+Each is an ``nn.Module`` taking (N, 3) colours, so apply, LUT baking and
+``.cube`` export take any of them where they take the fitted map.
+
+* :class:`Interpolated`: ``T_t(x) = (1 − t)·x + t·T(x)``, 0 ≤ t ≤ 1. With
+  ``T = ∇φ``, ``T_t = ∇[(1 − t)‖x‖²/2 + t·φ]``: still the gradient of a convex
+  function, with Jacobian ``(1 − t)I + t·J_T`` (symmetric, eigenvalues ≥
+  ``(1 − t) + t·ε``), so monotonicity holds at every t.
+* :class:`InverseMap`: ``T⁻¹(y)``, found per colour by damped Newton on
+  ``T(x) = y`` with the analytic Jacobian. T is ε-strongly monotone, hence a
+  bijection of R³; ``x ← x − α·J_T(x)⁻¹(T(x) − y)`` with α halved until the
+  residual ‖T(x) − y‖ falls (the Newton step is a descent direction of ½‖T(x) − y‖²).
+* :class:`ColorAugment`: the map on image tensors (3, H, W) or (B, 3, H, W),
+  CPU or CUDA, with a fixed or random per-image strength, for a ``DataLoader``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from colorot.errors import ConfigError
+
+
+def _check_strength(t: float) -> float:
+    t = float(t)
+    if not 0.0 <= t <= 1.0:
+        raise ConfigError(f"strength must be between 0 and 1, not {t}")
+    return t
+
+
+class Interpolated(nn.Module):
+    """``T_t(x) = (1 − t)·x + t·T(x)``: 0 is the identity, 1 the full map."""
+
+    def __init__(self, fitted_map: nn.Module, strength: float) -> None:
+        super().__init__()
+        self.map = fitted_map
+        self.strength = _check_strength(strength)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.strength
+        return (1.0 - t) * x + t * self.map(x)
+
+    def forward_and_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """T_t(x) (N, 3) and its Jacobian (1 − t)I + t·J_T(x) (N, 3, 3)."""
+        t = self.strength
+        y, jac = self.map.forward_and_jacobian(x)
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        return (1.0 - t) * x + t * y, (1.0 - t) * eye + t * jac
+
+    def jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_and_jacobian(x)[1]
+
+
+class InverseMap(nn.Module):
+    """``T⁻¹`` by damped Newton, in float64, per colour (no coupling across the batch).
+
+    Starts at x = y, stops when every residual max-norm is below ``tol`` or
+    after ``iterations`` Newton steps. Returns the input's dtype.
+    """
+
+    def __init__(self, fitted_map: nn.Module, *, iterations: int = 50, tol: float = 1e-7) -> None:
+        super().__init__()
+        self.map = copy.deepcopy(fitted_map).double().eval().requires_grad_(False)
+        self.iterations, self.tol = iterations, tol
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        dtype = y.dtype
+        target = y.to(torch.float64)
+        x = target.clone()
+        active = torch.arange(len(x), device=x.device)  # colours not yet converged
+        for _ in range(self.iterations):
+            xa, ya = x[active], target[active]
+            value, jac = self.map.forward_and_jacobian(xa)
+            residual = value - ya
+            keep = residual.abs().amax(dim=-1) > self.tol
+            if not bool(keep.any()):
+                break
+            active, xa, ya, residual, jac = active[keep], xa[keep], ya[keep], residual[keep], jac[keep]
+            norm = residual.norm(dim=-1)
+            step = torch.linalg.solve(jac, residual.unsqueeze(-1)).squeeze(-1)
+            alpha = torch.ones_like(norm)
+            trial = xa - step
+            for _ in range(30):  # per-colour backtracking: halve α until the residual falls
+                worse = (self.map(trial) - ya).norm(dim=-1) >= (1.0 - 1e-4 * alpha) * norm
+                if not bool(worse.any()):
+                    break
+                alpha = torch.where(worse, alpha / 2, alpha)
+                trial = torch.where(worse[:, None], xa - alpha[:, None] * step, trial)
+            x[active] = trial
+        return x.to(dtype)
+
+
+def prepare_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool = False) -> nn.Module:
+    """The map to apply: ``T_t`` (t = ``strength``; T itself at t = 1), inverted if ``inverse``."""
+    strength = _check_strength(strength)
+    result = fitted_map if strength == 1.0 else Interpolated(fitted_map, strength)
+    return InverseMap(result) if inverse else result
+
+
+def round_trip_error(fitted_map: nn.Module, inverse: nn.Module, *, n: int = 4096, seed: int = 0) -> float:
+    """max over n random colours x ∈ [0, 1]³ of ‖T⁻¹(T(x)) − x‖_∞ (RGB units)."""
+    x = torch.from_numpy(np.random.default_rng(seed).random((n, 3), dtype=np.float32))
+    with torch.inference_mode():
+        back = inverse(fitted_map(x))
+    return float((back - x).abs().max())
+
+
+class ColorAugment(nn.Module):
+    """Colour-domain augmentation: apply a fitted map to image tensors.
+
+    ``images``: float (3, H, W) or (B, 3, H, W) in [0, 1], on any device (the
+    map follows the input's device). ``strength``: a number t, or a pair
+    ``(low, high)`` drawn uniformly per image; ``p``: probability that an image
+    is mapped at all (else it is returned unchanged). Output: the same shape
+    and dtype, ``(1 − t)·x + t·T(x)`` clamped to [0, 1] when ``clamp``.
+    Random draws use torch's global generator (seeded per DataLoader worker).
+    """
+
+    def __init__(self, fitted_map: nn.Module, *, strength: float | tuple[float, float] = 1.0,
+                 p: float = 1.0, clamp: bool = True) -> None:
+        super().__init__()
+        low, high = (strength, strength) if isinstance(strength, (int, float)) else strength
+        self.low, self.high = _check_strength(low), _check_strength(high)
+        if self.low > self.high:
+            raise ConfigError(f"strength range ({low}, {high}) is empty")
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"p must be between 0 and 1, not {p}")
+        self.map = fitted_map.eval().requires_grad_(False)
+        self.p, self.clamp = float(p), clamp
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "ColorAugment":
+        """Load the map of a checkpoint written by ``colorot fit``."""
+        from colorot import checkpoint
+
+        return cls(checkpoint.load(path).model, **kwargs)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        single = images.dim() == 3
+        batch = images.unsqueeze(0) if single else images
+        if batch.dim() != 4 or batch.shape[1] != 3 or not batch.is_floating_point():
+            raise ConfigError(f"expected float images (3, H, W) or (B, 3, H, W), got {tuple(images.shape)} "
+                              f"{images.dtype}")
+        device = batch.device
+        if next(self.map.parameters(), torch.empty(0)).device != device:
+            self.map.to(device)
+        b = batch.shape[0]
+        t = self.low + (self.high - self.low) * torch.rand(b, device=device)
+        if self.p < 1.0:
+            t = torch.where(torch.rand(b, device=device) < self.p, t, torch.zeros_like(t))
+        pixels = batch.permute(0, 2, 3, 1).reshape(-1, 3).float()
+        with torch.no_grad():
+            mapped = self.map(pixels).reshape(b, batch.shape[2], batch.shape[3], 3).permute(0, 3, 1, 2)
+        out = batch + t.view(b, 1, 1, 1).to(batch.dtype) * (mapped.to(batch.dtype) - batch)
+        if self.clamp:
+            out = out.clamp(0.0, 1.0)
+        return out[0] if single else out

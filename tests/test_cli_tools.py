@@ -1,0 +1,160 @@
+"""The CLI's tool-facing parts: several sources/targets, masks, strength, inverse, pipes, shards, previews."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from colorot.cli import app
+
+runner = CliRunner()
+TINY = ["--steps", "5", "--max-pixels", "500", "--components", "2"]
+
+
+def _codes(path) -> np.ndarray:
+    return np.asarray(PILImage.open(path).convert("RGB"), dtype=int)
+
+
+def _ok(args, **kwargs):
+    result = runner.invoke(app, [str(a) for a in args], **kwargs)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+# --- fit: several sources and targets, masks, preview ---------------------------------
+
+
+def test_fit_pools_several_sources_and_targets_with_preview(tiny_fit, tmp_path):
+    folder = tiny_fit["folder"]
+    model, sheet = tmp_path / "m.pt", tmp_path / "sheet.png"
+    result = _ok(["fit", folder / "a.png", folder / "b.png", "--target", tiny_fit["target"],
+                  "-t", folder / "e.png", "-o", model, "--preview", sheet, "--json", "--steps", "5",
+                  "--max-pixels", "5000", "--components", "2"])
+    doc = json.loads(result.stdout)
+    assert doc["training_pixels"] == 2 * 12 * 16  # both sources, all pixels
+    assert len(doc["sources"]) == 2 and len(doc["targets"]) == 2
+    assert len(doc["source_sha256"]) == 2 and len(doc["target_sha256"]) == 2
+    with PILImage.open(sheet) as image:
+        assert image.width > 3 * 256 and image.height > 256
+
+
+def test_fit_masks_select_pixels(tiny_fit, tmp_path):
+    mask = np.zeros((24, 32), dtype=np.uint8)
+    mask[:, :10] = 255
+    PILImage.fromarray(mask).save(tmp_path / "mask.png")
+    result = _ok(["fit", tiny_fit["source"], "--target", tiny_fit["target"], "--mask", tmp_path / "mask.png",
+                  "-o", tmp_path / "m.pt", "--json", *TINY])
+    assert json.loads(result.stdout)["training_pixels"] == 24 * 10
+    wrong = runner.invoke(app, ["fit", str(tiny_fit["source"]), "--target", str(tiny_fit["target"]), "--mask",
+                                str(tmp_path / "mask.png"), "--mask", str(tmp_path / "mask.png"),
+                                "-o", str(tmp_path / "n.pt"), *TINY])
+    assert wrong.exit_code == 1 and "one mask per source" in wrong.output
+
+
+def test_fit_old_syntax_and_target_distribution_alias(tiny_fit, tmp_path):
+    result = _ok(["fit", tiny_fit["source"], tiny_fit["target"], "-o", tmp_path / "m.pt", "--target",
+                  "gaussian", "--model", "affine", "--json"])
+    assert json.loads(result.stdout)["target"] == "gaussian"
+    assert "deprecated" in result.stderr
+    bad = runner.invoke(app, ["fit", str(tiny_fit["source"]), "-o", str(tmp_path / "x.pt")])
+    assert bad.exit_code == 1
+
+
+# --- apply: strength, inverse, preview ------------------------------------------------
+
+
+def test_apply_strength_zero_half_full(tiny_fit, tmp_path):
+    src = tiny_fit["source"]
+    outs = {}
+    for t in ("0", "0.5", "1"):
+        outs[t] = tmp_path / f"out_{t}.png"
+        _ok(["apply", tiny_fit["model"], src, outs[t], "--strength", t])
+    np.testing.assert_array_equal(_codes(outs["0"]), _codes(src))
+    full, half, orig = _codes(outs["1"]), _codes(outs["0.5"]), _codes(src)
+    unclipped = (full > 0).all(-1) & (full < 255).all(-1)
+    assert np.abs(half - (orig + full) / 2)[unclipped].max() <= 1.5
+    assert runner.invoke(app, ["apply", str(tiny_fit["model"]), str(src), str(tmp_path / "x.png"),
+                               "--strength", "1.5"]).exit_code == 2
+
+
+def test_apply_inverse_round_trip(tiny_fit, tmp_path):
+    graded, back = tmp_path / "graded.png", tmp_path / "back.png"
+    _ok(["apply", tiny_fit["model"], tiny_fit["source"], graded, "--exact"])
+    result = _ok(["apply", tiny_fit["model"], graded, back, "--inverse", "--exact", "--json"])
+    assert json.loads(result.stdout)["round_trip_error"] < 1e-5
+    forward = _codes(graded)
+    inside = (forward > 0).all(-1) & (forward < 255).all(-1)
+    assert inside.mean() > 0.5
+    assert np.abs(_codes(back) - _codes(tiny_fit["source"]))[inside].max() <= 3
+
+
+def test_apply_preview_samples_the_batch(tiny_fit, tmp_path):
+    sheet = tmp_path / "batch.png"
+    result = _ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "out/", "--preview", sheet,
+                  "--json"])
+    assert json.loads(result.stdout)["preview"] == str(sheet)
+    with PILImage.open(sheet) as image:
+        assert image.height > 5 * 256  # five files, one row each
+
+
+# --- pipes ------------------------------------------------------------------------------
+
+
+def test_stdin_to_stdout_matches_file_apply(tiny_fit, tmp_path):
+    reference = tmp_path / "ref.png"
+    _ok(["apply", tiny_fit["model"], tiny_fit["source"], reference])
+    piped = _ok(["apply", tiny_fit["model"], "-", "-", "--format", "png"],
+                input=tiny_fit["source"].read_bytes())
+    with PILImage.open(io.BytesIO(piped.stdout_bytes)) as image:
+        assert image.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB"), dtype=int), _codes(reference))
+    _ok(["apply", tiny_fit["model"], "-", tmp_path / "from_stdin.png"], input=tiny_fit["source"].read_bytes())
+    np.testing.assert_array_equal(_codes(tmp_path / "from_stdin.png"), _codes(reference))
+    jpeg = _ok(["apply", tiny_fit["model"], tiny_fit["source"], "-", "--format", "jpg"])
+    assert jpeg.stdout_bytes[:2] == b"\xff\xd8"
+    refused = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["source"]), "-", "--json"])
+    assert refused.exit_code == 1
+
+
+def test_paths_from_stdin_are_mirrored(tiny_fit, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_fit["folder"].parent)
+    listing = "photos/a.png\nphotos/sub/c.png\n\n"
+    result = _ok(["apply", tiny_fit["model"], "--from-stdin", tmp_path / "out/", "--json"], input=listing)
+    written = sorted(json.loads(result.stdout)["written"])
+    assert written == [str(tmp_path / "out/photos/a.png"), str(tmp_path / "out/photos/sub/c.png")]
+
+
+def test_shards_split_a_folder_exactly_once(tiny_fit, tmp_path):
+    everything = json.loads(_ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "all/",
+                                 "--json"]).stdout)["written"]
+    parts = []
+    for index in range(3):
+        doc = json.loads(_ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "sharded/",
+                              "--shard", f"{index}/3", "--json"]).stdout)
+        assert doc["shard"] == f"{index}/3"
+        parts.append([p.replace("sharded", "all") for p in doc["written"]])
+    assert sorted(sum(parts, [])) == sorted(everything)
+    again = json.loads(_ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "again/",
+                            "--shard", "1/3", "--json"]).stdout)["written"]
+    assert [p.replace("again", "all") for p in again] == parts[1]
+    for bad in ("3/3", "x", "1/0"):
+        assert runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]),
+                                   str(tmp_path / "b/"), "--shard", bad]).exit_code == 1
+
+
+# --- json everywhere, completion --------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["fit", "apply", "export-lut", "info"])
+def test_every_command_has_json(command):
+    assert "--json" in runner.invoke(app, [command, "--help"], terminal_width=200).stdout
+
+
+def test_shell_completion_script():
+    result = _ok(["--show-completion", "bash"])
+    assert "complete" in result.stdout and "_completion" in result.stdout

@@ -1,0 +1,75 @@
+"""The .cube export, checked against a real consumer (ffmpeg's lut3d filter)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from colorot.cli import app
+from colorot.cube import cube_text, read_cube, write_cube
+from colorot.errors import ColorotError
+from colorot.lut import Lut, bake, lut_grid
+
+runner = CliRunner()
+
+
+class Shift:
+    def __call__(self, x):
+        return 0.8 * x + 0.1
+
+
+def test_cube_round_trip_and_layout(tmp_path):
+    lut = bake(Shift(), 5)
+    path = tmp_path / "grade.cube"
+    write_cube(path, lut)
+    lines = path.read_text().splitlines()
+    assert lines[1:4] == ["LUT_3D_SIZE 5", "DOMAIN_MIN 0.0 0.0 0.0", "DOMAIN_MAX 1.0 1.0 1.0"]
+    assert len(lines) == 4 + 125
+    # red varies fastest: the second row is the grid point (1/4, 0, 0)
+    np.testing.assert_allclose([float(v) for v in lines[5].split()], [0.8 * 0.25 + 0.1, 0.1, 0.1], atol=1e-6)
+    back = read_cube(path)
+    assert back.size == 5
+    np.testing.assert_allclose(back.table, lut.table, atol=1e-6)
+    with pytest.raises(ColorotError):
+        write_cube(path, lut)  # exists, no overwrite
+
+
+def test_cube_text_keeps_values_outside_the_cube():
+    table = lut_grid(2) * 1.5 - 0.25
+    text = cube_text(Lut(2, table.astype(np.float32)))
+    assert "-0.250000 -0.250000 -0.250000" in text and "1.250000 1.250000 1.250000" in text
+
+
+def test_export_lut_cli(tiny_fit, tmp_path):
+    out = tmp_path / "grade.cube"
+    result = runner.invoke(app, ["export-lut", str(tiny_fit["model"]), str(out), "--size", "9", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"size": 9' in result.stdout and read_cube(out).size == 9
+    assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), str(out)]).exit_code == 1  # exists
+    half = runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "-", "--size", "3", "--strength", "0"])
+    rows = [list(map(float, line.split())) for line in half.stdout.splitlines()[4:]]
+    np.testing.assert_allclose(rows, lut_grid(3), atol=1e-6)  # strength 0: the identity
+    assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "x.cube", "--size", "66"]).exit_code == 2
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (CI installs it)")
+@pytest.mark.parametrize("size", [33, 65])
+def test_ffmpeg_lut3d_matches_colorot_apply(tiny_fit, tmp_path, size):
+    """ffmpeg -vf lut3d=grade.cube gives colorot apply's result within 2 code values."""
+    cube, ours, theirs = tmp_path / "grade.cube", tmp_path / "ours.png", tmp_path / "theirs.png"
+    codes = np.random.default_rng(size).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    codes[:20] = np.asarray(PILImage.open(tiny_fit["source"]).resize((64, 20)))
+    src = tmp_path / "in.png"
+    PILImage.fromarray(codes).save(src)
+    assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), str(cube), "--size", str(size)]).exit_code == 0
+    assert runner.invoke(app, ["apply", str(tiny_fit["model"]), str(src), str(ours)]).exit_code == 0
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(src), "-vf", f"lut3d={cube}",
+                    str(theirs)], check=True, timeout=60)
+    diff = np.abs(np.asarray(PILImage.open(ours).convert("RGB"), dtype=int)
+                  - np.asarray(PILImage.open(theirs).convert("RGB"), dtype=int))
+    assert diff.max() <= 2, diff.max()

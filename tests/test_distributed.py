@@ -1,0 +1,46 @@
+"""The pure per-file function and the Dask recipe give the CLI's results."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from colorot.apply import plan
+from colorot.cli import app
+from colorot.distributed import apply_path
+
+runner = CliRunner()
+
+
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def cli_output(tiny_fit, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "out"
+    result = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), f"{out}/",
+                                 "--strength", "0.7"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_apply_path_with_bytes_or_path_equals_cli(tiny_fit, cli_output, tmp_path):
+    data = tiny_fit["model"].read_bytes()
+    for job in plan([tiny_fit["folder"]], tmp_path / "out").jobs:
+        model = data if job.src.suffix == ".png" else tiny_fit["model"]
+        assert apply_path(model, job.src, job.dst, strength=0.7) == str(job.dst)
+    assert _files(tmp_path / "out") == _files(cli_output)
+
+
+def test_dask_local_cluster_equals_cli(tiny_fit, cli_output, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    from colorot.distributed import apply_with_dask
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+        job_plan = plan([tiny_fit["folder"]], tmp_path / "out")
+        report = apply_with_dask(client, job_plan, tiny_fit["model"], strength=0.7)
+    assert not report.failed and len(report.written) == 5
+    assert _files(tmp_path / "out") == _files(cli_output)

@@ -1,0 +1,128 @@
+"""Strength, inverse and augmentation maps (colorot.transforms)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from colorot.errors import ConfigError
+from colorot.models import CMGN, MMGN, gaussian_map_matrix
+from colorot.transforms import ColorAugment, Interpolated, InverseMap, prepare_map, round_trip_error
+
+
+def _curved(cls, seed: int = 0):
+    """A map with real curvature, started at a colour-shifting Gaussian map."""
+    rng = np.random.default_rng(3)
+    points = rng.random((500, 3))
+    a = gaussian_map_matrix(np.diag([0.05, 0.04, 0.06]),
+                            np.array([[0.03, 0.01, 0.0], [0.01, 0.05, 0.01], [0.0, 0.01, 0.02]]))
+    torch.manual_seed(seed)
+    model = cls()
+    model.init_hidden(points)
+    model.init_to_affine(a, np.array([0.2, 0.0, -0.1]), points)
+    with torch.no_grad():
+        model.W.mul_(8.0)
+    return model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module", params=[MMGN, CMGN], ids=["mmgn", "cmgn"])
+def curved(request):
+    return _curved(request.param)
+
+
+def test_strength_zero_is_identity_and_one_is_the_map(curved):
+    x = torch.rand(100, 3)
+    torch.testing.assert_close(Interpolated(curved, 0.0)(x), x)
+    torch.testing.assert_close(Interpolated(curved, 1.0)(x), curved(x))
+    assert prepare_map(curved, strength=1.0) is curved  # full strength: exactly the old path
+
+
+@pytest.mark.parametrize("t", [0.0, 0.2, 0.5, 0.8, 1.0])
+def test_interpolated_map_is_monotone_gradient_at_every_strength(curved, t):
+    """J = (1−t)I + tJ_T is the true Jacobian, symmetric PD; ⟨T_t(x) − T_t(y), x − y⟩ ≥ 0."""
+    mapped = Interpolated(copy.deepcopy(curved), t).double()
+    x = torch.rand(64, 3, dtype=torch.float64) * 1.4 - 0.2
+    value, jac = mapped.forward_and_jacobian(x)
+    numeric = torch.autograd.functional.jacobian(lambda p: mapped(p[None])[0], x[0])
+    torch.testing.assert_close(jac[0], numeric)
+    torch.testing.assert_close(jac, jac.transpose(1, 2))
+    assert float(torch.linalg.eigvalsh(jac).min()) >= min(1.0, curved.eps) * 0.999
+    y = torch.rand(64, 3, dtype=torch.float64)
+    assert float(((mapped(x) - mapped(y)) * (x - y)).sum(-1).min()) >= 0.0
+
+
+def test_strength_out_of_range_is_refused(curved):
+    for t in (-0.1, 1.5):
+        with pytest.raises(ConfigError):
+            Interpolated(curved, t)
+
+
+@pytest.mark.parametrize("t", [1.0, 0.5])
+def test_inverse_round_trip(curved, t):
+    forward = prepare_map(curved, strength=t)
+    inverse = prepare_map(curved, strength=t, inverse=True)
+    assert isinstance(inverse, InverseMap)
+    assert round_trip_error(forward, inverse, n=2000) < 1e-5
+    y = torch.rand(500, 3) * 1.6 - 0.3  # also colours beyond the cube
+    with torch.inference_mode():
+        torch.testing.assert_close(forward(inverse(y)), y, atol=1e-5, rtol=0)
+
+
+def test_augment_batches_and_single_images(curved):
+    images = torch.rand(4, 3, 5, 6)
+    full = ColorAugment(curved)(images)
+    pixels = images.permute(0, 2, 3, 1).reshape(-1, 3)
+    expected = curved(pixels).clamp(0, 1).reshape(4, 5, 6, 3).permute(0, 3, 1, 2)
+    torch.testing.assert_close(full, expected)
+    torch.testing.assert_close(ColorAugment(curved)(images[1]), expected[1])
+    torch.testing.assert_close(ColorAugment(curved, strength=0.0)(images), images)
+
+
+def test_augment_random_strength_per_image(curved):
+    images = torch.rand(8, 3, 4, 4)
+    torch.manual_seed(0)
+    out = ColorAugment(curved, strength=(0.2, 0.6), clamp=False)(images)
+    mapped = ColorAugment(curved, clamp=False)(images)
+    # each image is (1−t)x + tT(x) with its own t in [0.2, 0.6]
+    t = ((out - images) / (mapped - images)).flatten(1)
+    assert float((t.max(1).values - t.min(1).values).max()) < 1e-3
+    assert 0.2 - 1e-4 <= float(t.min()) and float(t.max()) <= 0.6 + 1e-4
+    assert float(t.mean(1).std()) > 0.01
+    torch.manual_seed(1)
+    kept = ColorAugment(curved, p=0.0)(images)
+    torch.testing.assert_close(kept, images)
+
+
+def test_augment_in_a_dataloader(curved):
+    augment = ColorAugment(curved, strength=(0.5, 1.0))
+
+    class Images(torch.utils.data.Dataset):
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, index):
+            return augment(torch.full((3, 4, 4), index / 6))
+
+    batches = list(torch.utils.data.DataLoader(Images(), batch_size=3))
+    assert [tuple(b.shape) for b in batches] == [(3, 3, 4, 4)] * 2
+    assert float(batches[0].min()) >= 0.0 and float(batches[0].max()) <= 1.0
+
+
+def test_augment_refuses_wrong_shapes(curved):
+    with pytest.raises(ConfigError):
+        ColorAugment(curved)(torch.rand(2, 4, 3, 3))
+    with pytest.raises(ConfigError):
+        ColorAugment(curved, strength=(0.8, 0.2))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_augment_on_cuda():
+    images = torch.rand(2, 3, 8, 8)
+    augment = ColorAugment(_curved(MMGN))
+    on_gpu = augment(images.cuda())
+    assert on_gpu.device.type == "cuda"
+    torch.testing.assert_close(on_gpu.cpu(), augment.cpu()(images), atol=1e-5, rtol=1e-5)
