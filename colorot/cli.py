@@ -26,7 +26,8 @@ from colorot.distributions import DEFAULT_RIDGE
 from colorot.errors import ColorotError, ConfigError
 from colorot.lut import bake
 from colorot.models import DEFAULT_EPS
-from colorot.transfer import ColorTransfer
+from colorot.train import DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT
+from colorot.transfer import DEFAULT_MAX_PIXELS, ColorTransfer
 from colorot.transforms import prepare_map, round_trip_error
 
 app = typer.Typer(
@@ -152,11 +153,14 @@ def fit(
     distribution: Annotated[TargetKind, typer.Option("--distribution", help="Target distribution.")] = TargetKind.gmm,
     components: Annotated[str, typer.Option(help="Mixture components K, or 'auto' (BIC).")] = "auto",
     loss: Annotated[LossName, typer.Option(help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,
+    sw_weight: Annotated[float, typer.Option(help="μ of the mass-covering term μ·SW₂²(mapped, target pixels); "
+                                               "0 = KL alone.")] = DEFAULT_SW_WEIGHT,
+    sw_directions: Annotated[int, typer.Option(help="Random directions of the SW₂ term per step.")] = DEFAULT_SW_DIRECTIONS,
     transport_weight: Annotated[float, typer.Option(help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 1500,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (cosine-annealed to 5%).")] = 3e-2,
-    batch_size: Annotated[int, typer.Option(help="Pixels per training step.")] = 4096,
-    max_pixels: Annotated[int, typer.Option(help="Source pixels sampled for training.")] = 100_000,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = DEFAULT_STEPS,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (cosine-annealed to 5%).")] = DEFAULT_LR,
+    batch_size: Annotated[int, typer.Option(help="Pixels per training step.")] = DEFAULT_BATCH_SIZE,
+    max_pixels: Annotated[int, typer.Option(help="Source and target pixels sampled for training.")] = DEFAULT_MAX_PIXELS,
     ridge: Annotated[float, typer.Option(help="Variance added to every target covariance.")] = DEFAULT_RIDGE,
     eps: Annotated[float, typer.Option(help="Strong-convexity floor: Jacobian eigenvalues ≥ eps.")] = DEFAULT_EPS,
     hidden: Annotated[Optional[int], typer.Option(help="Hidden units (per module for M-MGN).")] = None,
@@ -186,7 +190,7 @@ def fit(
             n_components = int(components)
         estimator = ColorTransfer(
             model=model.value, target=target_kind, n_components=n_components, loss=loss.value,
-            transport_weight=transport_weight, steps=steps, lr=lr, batch_size=batch_size,
+            sw_weight=sw_weight, sw_directions=sw_directions, transport_weight=transport_weight, steps=steps, lr=lr, batch_size=batch_size,
             max_pixels=max_pixels, ridge=ridge, eps=eps, hidden=hidden, layers=layers, modules=modules,
             device=device.value, random_state=seed,
         )

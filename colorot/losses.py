@@ -8,7 +8,8 @@ target density, the change of variables gives the exact reverse KL
 and H(α) does not depend on T, so :func:`exact_kl` returns the first two terms
 (nats).  :func:`moment_kl` is the closed-form KL between Gaussians that match the
 first two moments of T#α and of q (what earlier implementations minimised):
-it sees nothing beyond mean and covariance.  :func:`transport_cost` is
+it sees nothing beyond mean and covariance.  :func:`sliced_w2_squared` is a
+mass-covering term between the mapped pixels and target pixels.  :func:`transport_cost` is
 E‖T(x) − x‖² in RGB units (the RGB cube has side 1, so moving every pixel
 from black to white costs 3).
 """
@@ -60,3 +61,22 @@ def moment_kl(mapped: torch.Tensor, target: GaussianMixture) -> torch.Tensor:
 def transport_cost(source: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
     """E‖T(x) − x‖², the squared-Euclidean transport cost of the map."""
     return (mapped - source).pow(2).sum(-1).mean()
+
+
+def random_directions(count: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` random unit vectors in R^dim, as the columns of a (dim, count) matrix."""
+    theta = torch.randn(dim, count, generator=generator)
+    return theta / theta.norm(dim=0, keepdim=True)
+
+
+def sliced_w2_squared(mapped: torch.Tensor, target: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """SW₂² between two equally sized samples: the mean over directions θ of the
+    exact 1-D W₂² between the sorted projections ⟨θ, T(x)⟩ and ⟨θ, y⟩.
+
+    A mass-covering term: it grows whenever some of the target is left
+    uncovered, which the reverse KL alone does not see.  Each T(x) still depends
+    on its own x only; the samples meet only inside the loss.
+    """
+    projected = torch.sort(mapped @ directions.to(mapped), dim=0).values
+    reference = torch.sort(target @ directions.to(mapped), dim=0).values
+    return (projected - reference).pow(2).mean()

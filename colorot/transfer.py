@@ -30,7 +30,8 @@ from colorot.distributions import DEFAULT_RIDGE, fit_target, gaussian_moments
 from colorot.errors import ConfigError
 from colorot.imageio import read_image, read_pixels
 from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_matrix
-from colorot.train import History, TrainSettings, resolve_device, train
+from colorot.train import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS,
+                           DEFAULT_SW_WEIGHT, History, TrainSettings, resolve_device, train)
 from colorot.transforms import prepare_map
 
 #: What ``fit`` and ``transform`` accept: a file path, a PIL image, or an array
@@ -38,6 +39,9 @@ from colorot.transforms import prepare_map
 ImageLike = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 
 #: Default model sizes when ``hidden``/``layers``/``modules`` are not given.
+#: Source (and target) pixels sampled, seeded, for training.
+DEFAULT_MAX_PIXELS = 100_000
+
 MODEL_DEFAULTS = {
     "cmgn": {"hidden": 16, "layers": 3},
     "mmgn": {"hidden": 8, "modules": 4},
@@ -123,7 +127,9 @@ class ColorTransfer:
     Parameters mirror the ``colorot fit`` options: ``model`` ("cmgn", "mmgn" or
     "affine"), ``target`` ("gmm" or "gaussian"), ``n_components`` (an int or
     "auto": K chosen by BIC), ``loss`` ("kl": exact reverse KL; "moment":
-    Gaussian moment-matching KL), ``transport_weight`` (λ of λ·E‖T(x) − x‖²),
+    Gaussian moment-matching KL), ``sw_weight`` (μ of the mass-covering term
+    μ·SW₂²(T#α, target pixels), over ``sw_directions`` random directions a step;
+    0 trains on the KL alone), ``transport_weight`` (λ of λ·E‖T(x) − x‖²),
     ``steps``, ``lr``, ``batch_size``, ``max_pixels`` (training subsample),
     ``ridge`` (covariance floor), ``eps`` (strong-convexity floor of the map),
     ``hidden``/``layers``/``modules`` (network size), ``device`` ("auto", "cpu",
@@ -131,8 +137,10 @@ class ColorTransfer:
     """
 
     def __init__(self, model: str = "mmgn", target: str = "gmm", *, n_components: int | str = "auto",
-                 loss: str = "kl", transport_weight: float = 0.0, steps: int = 1500, lr: float = 3e-2,
-                 batch_size: int = 4096, max_pixels: int = 100_000, ridge: float = DEFAULT_RIDGE,
+                 loss: str = "kl", sw_weight: float = DEFAULT_SW_WEIGHT,
+                 sw_directions: int = DEFAULT_SW_DIRECTIONS, transport_weight: float = 0.0,
+                 steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, batch_size: int = DEFAULT_BATCH_SIZE,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, ridge: float = DEFAULT_RIDGE,
                  eps: float = DEFAULT_EPS, hidden: int | None = None, layers: int | None = None,
                  modules: int | None = None, device: str = "auto", random_state: int = 0,
                  progress: bool = False) -> None:
@@ -140,6 +148,8 @@ class ColorTransfer:
         self.target = target
         self.n_components = n_components
         self.loss = loss
+        self.sw_weight = sw_weight
+        self.sw_directions = sw_directions
         self.transport_weight = transport_weight
         self.steps = steps
         self.lr = lr
@@ -213,14 +223,18 @@ class ColorTransfer:
             model.init_hidden(init_points, seed=self.random_state)
             model.init_to_affine(a, c, init_points)
             settings = TrainSettings(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
-                                     loss=self.loss, transport_weight=self.transport_weight,
+                                     loss=self.loss, sw_weight=self.sw_weight,
+                                     sw_directions=self.sw_directions, transport_weight=self.transport_weight,
                                      seed=self.random_state, device=str(resolve_device(self.device)))
+            if tgt.shape[0] > self.max_pixels:
+                tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
             self.history_ = train(model, src, self.target_dist_, settings,
-                                  callback=self._with_progress(callback))
+                                  callback=self._with_progress(callback), target_pixels=tgt)
         self.map_ = model.cpu().eval().requires_grad_(False)
         self.train_info_ = {
             "model": self.model, "target": self.target, "loss": self.loss,
-            "transport_weight": float(self.transport_weight), "steps": len(self.history_.losses),
+            "sw_weight": float(self.sw_weight), "transport_weight": float(self.transport_weight),
+            "steps": len(self.history_.losses),
             "lr": float(self.lr), "batch_size": int(self.batch_size),
             "training_pixels": int(src.shape[0]), "seed": int(self.random_state),
             "device": str(resolve_device(self.device)),
@@ -301,7 +315,7 @@ class ColorTransfer:
 
 
 #: The constructor's parameter names, in order.
-_PARAMS = ("model", "target", "n_components", "loss", "transport_weight", "steps", "lr", "batch_size",
+_PARAMS = ("model", "target", "n_components", "loss", "sw_weight", "sw_directions", "transport_weight", "steps", "lr", "batch_size",
            "max_pixels", "ridge", "eps", "hidden", "layers", "modules", "device", "random_state", "progress")
 
 
