@@ -125,7 +125,8 @@ class ColorTransfer:
     """Fit a Brenier colour map from a source image to a target image and apply it.
 
     Parameters mirror the ``colorot fit`` options: ``model`` ("cmgn", "mmgn" or
-    "affine"), ``target`` ("gmm" or "gaussian"), ``n_components`` (an int or
+    "affine"), ``target`` ("gmm" or "gaussian"; the affine map always uses the
+    Gaussian, since it needs only the target's mean and covariance), ``n_components`` (an int or
     "auto": K chosen by BIC), ``loss`` ("kl": exact reverse KL; "moment":
     Gaussian moment-matching KL), ``sw_weight`` (μ of the mass-covering term
     μ·SW₂²(T#α, target pixels), over ``sw_directions`` random directions a step;
@@ -207,7 +208,9 @@ class ColorTransfer:
         rng = np.random.default_rng(self.random_state)
         if src.shape[0] > self.max_pixels:
             src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
-        self.target_dist_ = fit_target(tgt, self.target, self.n_components, ridge=self.ridge,
+        # The closed-form map needs only the target's mean and covariance.
+        kind = "gaussian" if self.model == "affine" else self.target
+        self.target_dist_ = fit_target(tgt, kind, self.n_components, ridge=self.ridge,
                                        random_state=self.random_state)
         mean_s, cov_s = gaussian_moments(src, self.ridge)
         a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
@@ -232,7 +235,7 @@ class ColorTransfer:
                                   callback=self._with_progress(callback), target_pixels=tgt)
         self.map_ = model.cpu().eval().requires_grad_(False)
         self.train_info_ = {
-            "model": self.model, "target": self.target, "loss": self.loss,
+            "model": self.model, "target": self.target_dist_.kind, "loss": self.loss,
             "sw_weight": float(self.sw_weight), "transport_weight": float(self.transport_weight),
             "steps": len(self.history_.losses),
             "lr": float(self.lr), "batch_size": int(self.batch_size),
