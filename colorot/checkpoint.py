@@ -15,8 +15,11 @@ unpickled, then validates every field before anything is built from it.
 from __future__ import annotations
 
 import io
+import math
 import os
+import pickle
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,13 @@ from colorot.models import MODELS, MonotoneGradientMap, build_model
 
 FORMAT = "colorot"
 FORMAT_VERSION = 1
+
+#: Largest model size a checkpoint may ask for: each of hidden/layers/modules,
+#: and their product.  Far above anything trained in practice, low enough that
+#: a crafted config cannot make loading allocate gigabytes.
+MAX_MODEL_SIZE = 4096
+MAX_MODEL_UNITS = 1 << 20
+_SIZE_KEYS = ("hidden", "layers", "modules")
 
 
 @dataclass
@@ -83,6 +93,9 @@ def save(path: str | Path, model: MonotoneGradientMap, target: GaussianMixture,
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+    except BaseException:  # interrupted: leave no temporary file behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _require(condition: bool, path: object, what: str) -> None:
@@ -90,18 +103,46 @@ def _require(condition: bool, path: object, what: str) -> None:
         raise CheckpointError(f"{path} is not a valid colorot checkpoint: {what}")
 
 
-def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
-    """Parse and validate checkpoint bytes; ``source`` names it in error messages."""
+def _check_config(config: dict, source: object) -> None:
+    """Refuse a model config that is not 3-D, has a non-finite or non-positive eps,
+    or asks for more units than :data:`MAX_MODEL_SIZE` / :data:`MAX_MODEL_UNITS`."""
+    _require(all(isinstance(key, str) for key in config), source, "malformed model config")
+    _require(config.get("dim", 3) == 3, source, "the model is not a map of 3 colour channels")
+    eps = config.get("eps", 1.0)
+    _require(isinstance(eps, (int, float)) and not isinstance(eps, bool)
+             and math.isfinite(eps) and eps > 0, source, "eps must be a positive finite number")
+    sizes = [config[key] for key in _SIZE_KEYS if key in config]
+    _require(all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_MODEL_SIZE
+                 for v in sizes) and math.prod(sizes) <= MAX_MODEL_UNITS, source,
+             "model size out of range")
+
+
+def _unpickle(data: bytes, source: object) -> object:
+    """``torch.load(weights_only=True)``: tensors and plain values only, never code."""
     try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling failure means "not a checkpoint"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{source} is not a valid colorot checkpoint: it is not a checkpoint file, or it holds "
+            "Python objects other than tensors and plain values (refused: loading them could run code)"
+        ) from exc
+    except Exception as exc:  # any other reading failure: truncated, not a torch file...
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{source} is not a valid colorot checkpoint (it could not be read safely: {first_line[:200]})"
+            f"{source} is not a valid colorot checkpoint: it is truncated or not a checkpoint file "
+            f"({first_line[:120]})"
         ) from exc
+
+
+def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
+    """Parse and validate checkpoint bytes; ``source`` names it in error messages."""
+    _require(len(data) > 0, source, "the file is empty")
+    payload = _unpickle(data, source)
     _require(isinstance(payload, dict) and payload.get("format") == FORMAT, source, "wrong or missing format tag")
     version = payload.get("format_version")
-    _require(isinstance(version, int), source, "missing format version")
+    _require(isinstance(version, int) and not isinstance(version, bool), source, "missing format version")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{source} uses checkpoint format {version}, newer than this colorot supports "
@@ -111,8 +152,9 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     model_part = payload.get("model")
     _require(isinstance(model_part, dict), source, "missing model section")
     name, config, state = model_part.get("name"), model_part.get("config"), model_part.get("state_dict")
-    _require(name in MODELS, source, f"unknown model kind {name!r}")
+    _require(isinstance(name, str) and name in MODELS, source, f"unknown model kind {name!r}")
     _require(isinstance(config, dict) and isinstance(state, dict), source, "malformed model section")
+    _check_config(config, source)
     try:
         model = build_model(name, config)
     except ColorotError as exc:
@@ -120,15 +162,18 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     expected = model.state_dict()
     _require(set(state) == set(expected), source, "model parameters do not match the model kind")
     for key, tensor in state.items():
-        _require(isinstance(tensor, torch.Tensor) and tensor.shape == expected[key].shape, source,
-                 f"parameter {key!r} has the wrong shape")
+        _require(isinstance(tensor, torch.Tensor) and tensor.shape == expected[key].shape
+                 and tensor.dtype.is_floating_point, source, f"parameter {key!r} has the wrong shape or type")
         _require(bool(torch.isfinite(tensor).all()), source, f"parameter {key!r} holds NaN or infinite values")
     model.load_state_dict(state)
     model.eval().requires_grad_(False)
+    target_part = payload.get("target")
+    _require(isinstance(target_part, dict), source, "missing target section")
     try:
-        target = target_from_dict(payload.get("target") or {})
+        target = target_from_dict(target_part)
     except ColorotError as exc:
         raise CheckpointError(f"{source}: {exc}") from exc
+    _require(target.means.shape[1] == 3, source, "the target is not a distribution of RGB colours")
     preprocess, train = payload.get("preprocess", {}), payload.get("train", {})
     _require(isinstance(preprocess, dict) and isinstance(train, dict), source, "malformed metadata")
     return Checkpoint(model, target, preprocess, train, str(payload.get("colorot_version", "unknown")))
