@@ -25,6 +25,15 @@ from colorot.models import MonotoneGradientMap
 #: log-det term of the exact KL is meaningful.
 DEQUANTISE = 0.5 / 255
 
+#: Divergence rule: training stops with a TrainingError when the mean loss of
+#: the last ``DIVERGENCE_WINDOW`` steps exceeds the mean of the first
+#: ``DIVERGENCE_WINDOW`` steps by more than ``DIVERGENCE_MARGIN`` nats.  Training
+#: starts at the closed-form Gaussian map, so a healthy run's loss falls or stays
+#: level; 10 nats above the start means the mapped pixels became e¹⁰ times less
+#: likely under the target: the run has gone astray.
+DIVERGENCE_WINDOW = 20
+DIVERGENCE_MARGIN = 10.0
+
 
 @dataclass
 class TrainSettings:
@@ -82,6 +91,20 @@ def batch_loss(model: MonotoneGradientMap, x: torch.Tensor, target: GaussianMixt
     return loss
 
 
+def check_divergence(losses: list[float]) -> None:
+    """Raise TrainingError if ``losses`` meet the divergence rule (see DIVERGENCE_MARGIN)."""
+    window = DIVERGENCE_WINDOW
+    if len(losses) < 2 * window:
+        return
+    start = sum(losses[:window]) / window
+    recent = sum(losses[-window:]) / window
+    if recent > start + DIVERGENCE_MARGIN:
+        raise TrainingError(
+            f"training diverged: by step {len(losses)} the mean loss rose from {start:.3g} to "
+            f"{recent:.3g}; try a lower --lr (or --loss moment)"
+        )
+
+
 def train(
     model: MonotoneGradientMap,
     pixels: np.ndarray,
@@ -92,10 +115,31 @@ def train(
     """Train ``model`` in place on source ``pixels`` (N, 3) towards ``target``.
 
     ``callback(step, loss)`` is called after every step.  Raises
-    :class:`TrainingError` when the loss becomes NaN or infinite.
+    :class:`TrainingError` when the loss becomes NaN or infinite, when the run
+    diverges (:func:`check_divergence`) or when CUDA runs out of memory; the
+    model is then left part-trained and must not be saved.
     """
     settings.validate()
     device = resolve_device(settings.device)
+    try:
+        return _train(model, pixels, target, settings, device, callback)
+    except torch.cuda.OutOfMemoryError as exc:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise TrainingError(
+            "out of GPU memory while training; try a smaller --batch-size or --device cpu"
+        ) from exc
+
+
+def _train(
+    model: MonotoneGradientMap,
+    pixels: np.ndarray,
+    target: GaussianMixture,
+    settings: TrainSettings,
+    device: torch.device,
+    callback: Callable[[int, float], None] | None,
+) -> History:
+    """The loop itself; see :func:`train`."""
     history = History()
     if settings.steps == 0 or not any(p.requires_grad for p in model.parameters()):
         return history
@@ -122,6 +166,7 @@ def train(
         optimiser.step()
         schedule.step()
         history.losses.append(value)
+        check_divergence(history.losses)
         if callback is not None:
             callback(step + 1, value)
     model.eval()
