@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from colorot.errors import ColorotError, ConfigError, ImageWriteError
-from colorot.imageio import IMAGE_SUFFIXES, list_images, read_image, write_image
+from colorot.imageio import (
+    IMAGE_SUFFIXES,
+    list_images,
+    read_image,
+    remove_stale_temp_files,
+    write_image,
+)
 
 DEFAULT_CHUNK_PIXELS = 1 << 18
 
@@ -178,9 +184,13 @@ def run(
 def _run_job(
     job: Job, fitted_map: Callable[[torch.Tensor], torch.Tensor], apply_kwargs: dict[str, Any]
 ) -> str | None:
-    """Apply the map to one job; the error message if it failed, else None."""
+    """Apply the map to one job; the error message if it failed, else None.
+
+    Temp files that a killed earlier run left for this output are removed first.
+    """
     try:
         _make_folder(job.dst.parent)
+        remove_stale_temp_files(job.dst)
         apply_to_file(fitted_map, job.src, job.dst, **apply_kwargs)
     except ColorotError as exc:
         return str(exc)

@@ -23,9 +23,11 @@ import secrets
 import struct
 import sys
 import threading
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -120,8 +122,9 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     32-bit integer and floating-point modes are refused.
     EXIF is read from JPEG, PNG and WebP; a TIFF's own tags are not carried.
     ``max_pixels`` replaces Pillow's decompression-bomb limit (while such a
-    decode runs, Pillow's global limit is lifted under a lock). Truncated data
-    is an error, never a partial image.
+    decode runs, Pillow's global limit is lifted under a lock); without it an
+    image over ``PIL.Image.MAX_IMAGE_PIXELS`` is refused (Pillow itself only
+    warns up to twice that). Truncated data is an error, never a partial image.
     """
     if not data:
         raise ImageReadError(f"{name}: empty file")
@@ -256,11 +259,15 @@ def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
 
 def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
     """Decode with Pillow, then apply the orientation, split alpha off and scale to floats."""
-    with PILImage.open(io.BytesIO(data)) as pil:
-        if max_pixels is not None and pil.width * pil.height > max_pixels:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)  # refused below
+        pil = PILImage.open(io.BytesIO(data))
+    with pil:
+        limit = max_pixels if max_pixels is not None else PILImage.MAX_IMAGE_PIXELS
+        if limit is not None and pil.width * pil.height > limit:
             raise ImageReadError(
                 f"{name}: {pil.width}x{pil.height} is {pil.width * pil.height} pixels, over the "
-                f"limit of {max_pixels}; raise it with --max-image-pixels"
+                f"decompression-bomb limit of {limit}; raise it with --max-image-pixels"
             )
         codes, bit_depth = _pixel_codes(pil, data, name)
         orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
@@ -417,9 +424,30 @@ def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) ->
     return buffer.getvalue()
 
 
+def _temp_name(path: Path, token: str) -> Path:
+    """The hidden temp file that :func:`write_image` writes before renaming it to ``path``."""
+    return path.with_name(f".{path.name}.{token}.tmp")
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> int:
+    """Remove the temp files an interrupted (killed) :func:`write_image` left beside ``path``.
+
+    Only names of the exact form ``.<name>.<8 hex digits>.tmp`` are touched.
+    Returns how many were removed.
+    """
+    path = Path(path)
+    removed = 0
+    for candidate in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        token = candidate.name[len(path.name) + 2 : -len(".tmp")]
+        if len(token) == 8 and all(c in "0123456789abcdef" for c in token):
+            _remove_quietly(candidate)
+            removed += 1
+    return removed
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a hidden temp file beside ``path``, sync it, rename it into place."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = _temp_name(path, secrets.token_hex(4))
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
