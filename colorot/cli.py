@@ -126,6 +126,7 @@ def fit(
     modules: Annotated[Optional[int], typer.Option(help="M-MGN modules.")] = None,
     device: Annotated[DeviceName, typer.Option(help="Where to train.")] = DeviceName.auto,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU).")] = 0,
+    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
 ) -> None:
@@ -145,7 +146,7 @@ def fit(
             model=model.value, target=target_kind.value, n_components=n_components, loss=loss.value,
             transport_weight=transport_weight, steps=steps, lr=lr, batch_size=batch_size,
             max_pixels=max_pixels, ridge=ridge, eps=eps, hidden=hidden, layers=layers, modules=modules,
-            device=device.value, random_state=seed,
+            device=device.value, random_state=seed, max_image_pixels=max_image_pixels,
         )
         with _progress() as bar:
             task = bar.add_task("training", total=steps if model != ModelName.affine else 0, extra="")
@@ -171,7 +172,7 @@ def apply_command(
     in_place: Annotated[bool, typer.Option("--in-place", help="Allow outputs inside an input folder.")] = False,
     suffix: Annotated[Optional[str], typer.Option(help="Output format by suffix, e.g. .png (default: the input's).")] = None,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
-    max_image_pixels: Annotated[Optional[int], typer.Option(help="Raise the decompression-bomb limit (pixels).")] = None,
+    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Apply a fitted map to image files and folders (the tree is mirrored under the output).

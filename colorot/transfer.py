@@ -42,10 +42,13 @@ MODEL_DEFAULTS = {
 PREPROCESS = {"colour_space": "sRGB (encoded values, no linearisation)", "range": [0.0, 1.0]}
 
 
-def to_pixels(image: ImageLike) -> np.ndarray:
-    """Any accepted image form → float32 pixels (N, 3) in [0, 1]."""
+def to_pixels(image: ImageLike, *, max_image_pixels: int | None = None) -> np.ndarray:
+    """Any accepted image form → float32 pixels (N, 3) in [0, 1].
+
+    ``max_image_pixels`` replaces the decompression-bomb limit for a file.
+    """
     if isinstance(image, (str, os.PathLike)):
-        return read_pixels(image)
+        return read_pixels(image, max_pixels=max_image_pixels)
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
         image = np.asarray(image.convert("RGB"))
     array = np.asarray(image)
@@ -56,6 +59,17 @@ def to_pixels(image: ImageLike) -> np.ndarray:
     if array.dtype == np.uint16:
         return (array.reshape(-1, 3) / np.float32(65535)).astype(np.float32)
     return array.reshape(-1, 3).astype(np.float32)
+
+
+def _fit_pixels(image: ImageLike, role: str, max_image_pixels: int | None) -> np.ndarray:
+    """The pixels of the ``role`` ("source"/"target") image; ConfigError if fewer than 2."""
+    pixels = to_pixels(image, max_image_pixels=max_image_pixels)
+    if pixels.shape[0] < 2:
+        name = f" {image}" if isinstance(image, (str, os.PathLike)) else ""
+        raise ConfigError(
+            f"the {role} image{name} has {pixels.shape[0]} usable pixel(s); fitting needs at least 2"
+        )
+    return pixels
 
 
 def _sha256(image: ImageLike) -> str | None:
@@ -74,7 +88,8 @@ class ColorTransfer:
     ``steps``, ``lr``, ``batch_size``, ``max_pixels`` (training subsample),
     ``ridge`` (covariance floor), ``eps`` (strong-convexity floor of the map),
     ``hidden``/``layers``/``modules`` (network size), ``device`` ("auto", "cpu",
-    "cuda"), ``random_state`` and ``progress`` (a tqdm bar while training).
+    "cuda"), ``random_state``, ``progress`` (a tqdm bar while training) and
+    ``max_image_pixels`` (raises the decompression-bomb limit for image files).
     """
 
     def __init__(self, model: str = "mmgn", target: str = "gmm", *, n_components: int | str = "auto",
@@ -82,7 +97,7 @@ class ColorTransfer:
                  batch_size: int = 4096, max_pixels: int = 100_000, ridge: float = DEFAULT_RIDGE,
                  eps: float = DEFAULT_EPS, hidden: int | None = None, layers: int | None = None,
                  modules: int | None = None, device: str = "auto", random_state: int = 0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, max_image_pixels: int | None = None) -> None:
         self.model = model
         self.target = target
         self.n_components = n_components
@@ -100,6 +115,7 @@ class ColorTransfer:
         self.device = device
         self.random_state = random_state
         self.progress = progress
+        self.max_image_pixels = max_image_pixels
 
     # ----------------------------------------------------------------- fitting
     def _model_config(self) -> dict:
@@ -118,7 +134,10 @@ class ColorTransfer:
             callback: Callable[[int, float], None] | None = None) -> "ColorTransfer":
         """Fit the target distribution, start at the Gaussian map, train with the KL loss."""
         start = time.perf_counter()
-        src, tgt = to_pixels(source), to_pixels(target)
+        if self.max_pixels < 2:
+            raise ConfigError(f"--max-pixels must be at least 2, got {self.max_pixels}")
+        src = _fit_pixels(source, "source", self.max_image_pixels)
+        tgt = _fit_pixels(target, "target", self.max_image_pixels)
         rng = np.random.default_rng(self.random_state)
         if src.shape[0] > self.max_pixels:
             src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
