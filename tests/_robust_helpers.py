@@ -94,3 +94,22 @@ def decodes_fully(path: Path) -> bool:
 def temp_files(folder: Path) -> list[Path]:
     """Leftover hidden ``*.tmp`` files anywhere under ``folder``."""
     return sorted(p for p in folder.rglob(".*.tmp"))
+
+
+HALF = (0.5, 0.25)
+"""The known map of :func:`half_map_checkpoint`: x ↦ 0.5·x + 0.25 on every channel."""
+
+
+def half_map_checkpoint(path: Path) -> Path:
+    """A checkpoint whose affine map is exactly x ↦ 0.5·x + 0.25 (VᵀV + εI = 0.5·I)."""
+    write_checkpoint(path)
+    payload = checkpoint_payload(path)
+    eps = payload["model"]["config"]["eps"]
+    payload["model"]["state_dict"]["V"] = torch.eye(3) * float(np.sqrt(HALF[0] - eps))
+    payload["model"]["state_dict"]["b"] = torch.full((3,), HALF[1])
+    return save_payload(path, payload)
+
+
+def half_map_codes(codes: np.ndarray, top: int = 255) -> np.ndarray:
+    """The expected output codes of the half map for input codes at ``top`` full scale."""
+    return np.rint((HALF[0] * codes.astype(np.float64) / top + HALF[1]) * top)
