@@ -26,13 +26,15 @@ from colorot.models import MonotoneGradientMap
 DEQUANTISE = 0.5 / 255
 
 #: Divergence rule: training stops with a TrainingError when the mean loss of
-#: the last ``DIVERGENCE_WINDOW`` steps exceeds the mean of the first
-#: ``DIVERGENCE_WINDOW`` steps by more than ``DIVERGENCE_MARGIN`` nats.  Training
-#: starts at the closed-form Gaussian map, so a healthy run's loss falls or stays
-#: level; 10 nats above the start means the mapped pixels became e¹⁰ times less
-#: likely under the target: the run has gone astray.
+#: the last ``DIVERGENCE_WINDOW`` steps exceeds the starting loss by more than
+#: ``DIVERGENCE_MARGIN`` nats.  The starting loss is the loss of the initial
+#: (closed-form Gaussian) map on the first ``REFERENCE_PIXELS`` training pixels,
+#: computed once before the first step.  A healthy run's loss falls or stays
+#: level from there; 10 nats above it means the mapped pixels became e¹⁰ times
+#: less likely under the target: the run has gone astray.
 DIVERGENCE_WINDOW = 20
 DIVERGENCE_MARGIN = 10.0
+REFERENCE_PIXELS = 4096
 
 
 @dataclass
@@ -91,18 +93,27 @@ def batch_loss(model: MonotoneGradientMap, x: torch.Tensor, target: GaussianMixt
     return loss
 
 
-def check_divergence(losses: list[float]) -> None:
-    """Raise TrainingError if ``losses`` meet the divergence rule (see DIVERGENCE_MARGIN)."""
+def check_divergence(losses: list[float], start: float) -> None:
+    """Raise TrainingError if ``losses`` meet the divergence rule against the ``start`` loss.
+
+    See :data:`DIVERGENCE_MARGIN`; a non-finite ``start`` disables the check.
+    """
     window = DIVERGENCE_WINDOW
-    if len(losses) < 2 * window:
+    if len(losses) < window or not math.isfinite(start):
         return
-    start = sum(losses[:window]) / window
     recent = sum(losses[-window:]) / window
     if recent > start + DIVERGENCE_MARGIN:
         raise TrainingError(
-            f"training diverged: by step {len(losses)} the mean loss rose from {start:.3g} to "
-            f"{recent:.3g}; try a lower --lr (or --loss moment)"
+            f"training diverged: by step {len(losses)} the mean loss rose from {start:.3g} at the "
+            f"start to {recent:.3g}; try a lower --lr"
         )
+
+
+def starting_loss(model: MonotoneGradientMap, data: torch.Tensor, target: GaussianMixture,
+                  settings: TrainSettings) -> float:
+    """The loss of the untrained map on the first REFERENCE_PIXELS pixels (no randomness used)."""
+    with torch.no_grad():
+        return float(batch_loss(model, data[:REFERENCE_PIXELS], target, settings))
 
 
 def train(
@@ -152,6 +163,7 @@ def _train(
         optimiser, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / settings.steps))
     )
     batch = min(settings.batch_size, data.shape[0])
+    start_loss = starting_loss(model, data, target, settings)
     for step in range(settings.steps):
         idx = torch.randint(data.shape[0], (batch,), generator=generator).to(device)
         noise = (torch.rand(batch, data.shape[1], generator=generator) * 2 - 1).to(device) * DEQUANTISE
@@ -166,7 +178,7 @@ def _train(
         optimiser.step()
         schedule.step()
         history.losses.append(value)
-        check_divergence(history.losses)
+        check_divergence(history.losses, start_loss)
         if callback is not None:
             callback(step + 1, value)
     model.eval()
