@@ -136,6 +136,11 @@ class ColorTransfer:
         start = time.perf_counter()
         if self.max_pixels < 2:
             raise ConfigError(f"--max-pixels must be at least 2, got {self.max_pixels}")
+        settings = TrainSettings(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                                 loss=self.loss, transport_weight=self.transport_weight,
+                                 seed=self.random_state, device=str(resolve_device(self.device)))
+        settings.validate()  # bad options fail before any image is read
+        build_model(self.model, self._model_config())
         src = _fit_pixels(source, "source", self.max_image_pixels)
         tgt = _fit_pixels(target, "target", self.max_image_pixels)
         rng = np.random.default_rng(self.random_state)
@@ -156,9 +161,6 @@ class ColorTransfer:
             init_points = src[: min(len(src), 20_000)]
             model.init_hidden(init_points, seed=self.random_state)
             model.init_to_affine(a, c, init_points)
-            settings = TrainSettings(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
-                                     loss=self.loss, transport_weight=self.transport_weight,
-                                     seed=self.random_state, device=str(resolve_device(self.device)))
             self.history_ = train(model, src, self.target_dist_, settings,
                                   callback=self._with_progress(callback))
         self.map_ = model.cpu().eval().requires_grad_(False)
