@@ -33,11 +33,12 @@ from colorot.models import MODELS, MonotoneGradientMap, build_model
 FORMAT = "colorot"
 FORMAT_VERSION = 1
 
-#: Largest model size a checkpoint may ask for: each of hidden/layers/modules,
-#: and their product.  Far above anything trained in practice, low enough that
-#: a crafted config cannot make loading allocate gigabytes.
+#: Largest model a checkpoint may hold and ``fit`` may train: each of
+#: hidden/layers/modules, and their product (the defaults use 32 and 48 units).
+#: Far above anything useful, low enough that a crafted config cannot make
+#: loading allocate gigabytes.
 MAX_MODEL_SIZE = 4096
-MAX_MODEL_UNITS = 1 << 20
+MAX_MODEL_UNITS = 1 << 16
 _SIZE_KEYS = ("hidden", "layers", "modules")
 
 
@@ -103,6 +104,17 @@ def _require(condition: bool, path: object, what: str) -> None:
         raise CheckpointError(f"{path} is not a valid colorot checkpoint: {what}")
 
 
+def model_size_error(config: dict) -> str | None:
+    """Why the sizes in a model config are out of range (see MAX_MODEL_SIZE), or None."""
+    sizes = [config[key] for key in _SIZE_KEYS if config.get(key) is not None]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_MODEL_SIZE
+               for v in sizes):
+        return f"each of hidden, layers and modules must be from 1 to {MAX_MODEL_SIZE}"
+    if math.prod(sizes) > MAX_MODEL_UNITS:
+        return f"model size out of range: hidden × layers/modules must be at most {MAX_MODEL_UNITS}"
+    return None
+
+
 def _check_config(config: dict, source: object) -> None:
     """Refuse a model config that is not 3-D, has a non-finite or non-positive eps,
     or asks for more units than :data:`MAX_MODEL_SIZE` / :data:`MAX_MODEL_UNITS`."""
@@ -111,10 +123,8 @@ def _check_config(config: dict, source: object) -> None:
     eps = config.get("eps", 1.0)
     _require(isinstance(eps, (int, float)) and not isinstance(eps, bool)
              and math.isfinite(eps) and eps > 0, source, "eps must be a positive finite number")
-    sizes = [config[key] for key in _SIZE_KEYS if key in config]
-    _require(all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_MODEL_SIZE
-                 for v in sizes) and math.prod(sizes) <= MAX_MODEL_UNITS, source,
-             "model size out of range")
+    size_error = model_size_error(config)
+    _require(size_error is None, source, f"model size out of range ({size_error})")
 
 
 def _unpickle(data: bytes, source: object) -> object:

@@ -132,8 +132,8 @@ class GaussianMixture:
         rng = np.random.default_rng(random_state)
         if pixels.shape[0] > max_samples:
             pixels = pixels[rng.choice(pixels.shape[0], max_samples, replace=False)]
-        distinct = _count_distinct(pixels, limit=max(AUTO_COMPONENTS))
         if n_components == "auto":
+            distinct = _count_distinct(pixels, limit=max(AUTO_COMPONENTS))
             candidates = [k for k in AUTO_COMPONENTS if k <= distinct]
         else:
             k = int(n_components)
@@ -143,6 +143,7 @@ class GaussianMixture:
                 raise ConfigError(
                     f"{k} mixture components need at least {k} pixels, got {pixels.shape[0]}"
                 )
+            distinct = _count_distinct(pixels, limit=k)
             if k > distinct:
                 raise ConfigError(
                     f"{k} mixture components need at least {k} distinct colours, the target has "

@@ -52,8 +52,10 @@ class TrainSettings:
     def validate(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.steps < 0 or self.batch_size < 2 or self.lr <= 0 or self.transport_weight < 0:
-            raise ConfigError("steps ≥ 0, batch size ≥ 2, lr > 0 and transport weight ≥ 0 are required")
+        if not (self.steps >= 0 and self.batch_size >= 2 and 0 < self.lr < math.inf
+                and 0 <= self.transport_weight < math.inf):
+            raise ConfigError("steps ≥ 0, batch size ≥ 2, a finite lr > 0 and a finite transport "
+                              "weight ≥ 0 are required")
 
 
 @dataclass

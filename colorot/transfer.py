@@ -12,6 +12,7 @@ target)`` sets the trailing-underscore attributes and returns ``self``:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from pathlib import Path
@@ -128,14 +129,25 @@ class ColorTransfer:
                 if key not in config:
                     raise ConfigError(f"--{key} does not apply to the {self.model} model")
                 config[key] = value
+        size_error = checkpoint.model_size_error(config)
+        if size_error is not None:  # a larger model could not be saved and loaded
+            raise ConfigError(size_error)
         return config
+
+    def _check_numbers(self) -> None:
+        """ConfigError for a --max-pixels, --ridge or --eps that cannot give a usable fit."""
+        if self.max_pixels < 2:
+            raise ConfigError(f"--max-pixels must be at least 2, got {self.max_pixels}")
+        if not 0 <= self.ridge < math.inf:
+            raise ConfigError(f"--ridge must be a finite number ≥ 0, got {self.ridge}")
+        if not 0 < self.eps < math.inf:
+            raise ConfigError(f"--eps must be a finite number > 0, got {self.eps}")
 
     def fit(self, source: ImageLike, target: ImageLike,
             callback: Callable[[int, float], None] | None = None) -> "ColorTransfer":
         """Fit the target distribution, start at the Gaussian map, train with the KL loss."""
         start = time.perf_counter()
-        if self.max_pixels < 2:
-            raise ConfigError(f"--max-pixels must be at least 2, got {self.max_pixels}")
+        self._check_numbers()
         settings = TrainSettings(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
                                  loss=self.loss, transport_weight=self.transport_weight,
                                  seed=self.random_state, device=str(resolve_device(self.device)))
