@@ -18,7 +18,7 @@ import io
 import math
 import os
 import pickle
-import tempfile
+import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +80,9 @@ def save(path: str | Path, model: MonotoneGradientMap, target: GaussianMixture,
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists (use --force to replace it)")
     data = to_bytes(model, target, preprocess, train)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:  # not mkstemp: its files are owner-only, a checkpoint follows the umask like any file
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
     try:
