@@ -135,13 +135,15 @@ class ColorTransfer:
         return config
 
     def _check_numbers(self) -> None:
-        """ConfigError for a --max-pixels, --ridge or --eps that cannot give a usable fit."""
+        """ConfigError for a --max-pixels, --ridge, --eps or --seed that cannot give a usable fit."""
         if self.max_pixels < 2:
             raise ConfigError(f"--max-pixels must be at least 2, got {self.max_pixels}")
         if not 0 <= self.ridge < math.inf:
             raise ConfigError(f"--ridge must be a finite number ≥ 0, got {self.ridge}")
         if not 0 < self.eps < math.inf:
             raise ConfigError(f"--eps must be a finite number > 0, got {self.eps}")
+        if not 0 <= self.random_state < 2**32:
+            raise ConfigError(f"--seed must be from 0 to {2**32 - 1}, got {self.random_state}")
 
     def fit(self, source: ImageLike, target: ImageLike,
             callback: Callable[[int, float], None] | None = None) -> "ColorTransfer":
