@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -144,13 +143,24 @@ def test_a_source_far_outside_the_target_range_is_carried_into_it(tmp_path: Path
 @pytest.mark.parametrize("option, value", [("--max-pixels", "1"), ("--max-pixels", "0"),
                                             ("--batch-size", "1"), ("--lr", "0"), ("--steps", "-1"),
                                             ("--components", "0"), ("--components", "two"),
-                                            ("--eps", "0"), ("--eps", "-1")])
+                                            ("--eps", "0"), ("--eps", "-1"), ("--eps", "nan"),
+                                            ("--eps", "inf"), ("--ridge", "-1"), ("--ridge", "nan"),
+                                            ("--lr", "nan"), ("--lr", "inf"),
+                                            ("--transport-weight", "nan"), ("--hidden", "0"),
+                                            ("--hidden", "5000"), ("--modules", "100000")])
 def test_invalid_training_options_are_one_line_errors(
     tmp_path: Path, source: Path, option: str, value: str
 ) -> None:
     outcome = cli("fit", source, source, "-o", tmp_path / "m.pt", option, value)
     assert_one_line_error(outcome)
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "99999999999999999999999"])
+def test_an_out_of_range_seed_is_a_usage_error(tmp_path: Path, source: Path, seed: str) -> None:
+    """These seeds used to crash inside numpy / scikit-learn with a traceback."""
+    outcome = cli("fit", source, source, "-o", tmp_path / "m.pt", "--seed", seed)
+    assert outcome.crash is None and outcome.code == 2 and "--seed" in outcome.stderr
 
 
 # --- item 5: training never silently fails ------------------------------------------------
@@ -283,10 +293,14 @@ def test_a_full_disk_while_saving_leaves_the_old_checkpoint_and_no_temp_file(
 def test_a_read_only_destination_is_a_clear_error(
     tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(*args, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied")
+    real_open = os.open
 
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # tests run as root: chmod would not stop it
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)  # tests run as root: chmod would not stop it
     outcome = cli("fit", source, source, "-o", tmp_path / "ro" / "m.pt", *CLOSED_FORM)
     assert_one_line_error(outcome, "cannot write checkpoint", "Permission denied")
     assert list(tmp_path.rglob("*.pt")) == []
@@ -295,6 +309,15 @@ def test_a_read_only_destination_is_a_clear_error(
 def test_a_missing_output_folder_is_a_clear_error(tmp_path: Path, source: Path) -> None:
     outcome = cli("fit", source, source, "-o", tmp_path / "nope" / "m.pt", *CLOSED_FORM)
     assert_one_line_error(outcome, "cannot write checkpoint", "No such file or directory")
+
+
+def test_a_checkpoint_follows_the_umask_like_any_file(tmp_path: Path, source: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        ckpt = _fit(tmp_path, source, source, *CLOSED_FORM)
+    finally:
+        os.umask(umask)
+    assert ckpt.stat().st_mode & 0o777 == 0o644
 
 
 def test_an_interrupted_save_leaves_no_temp_file(
