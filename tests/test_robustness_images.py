@@ -155,6 +155,7 @@ def test_an_image_over_the_bomb_limit_is_refused_until_the_limit_is_raised(
 # --- handled: the output is checked -------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:Palette images with Transparency")
 @pytest.mark.parametrize("mode", ["P", "L", "LA", "RGBA", "CMYK", "1", "I;16"])
 def test_unusual_modes_are_mapped_as_their_rgb_reading(tmp_path: Path, half: Path, mode: str) -> None:
     suffix = ".tif" if mode == "CMYK" else ".png"
