@@ -23,6 +23,7 @@ import torch
 from colorot.errors import ColorotError, ConfigError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
                              read_image, write_image)
+from colorot.atomic import remove_stale_temp_files
 from colorot.lut import Lut
 
 DEFAULT_CHUNK_PIXELS = 1 << 18
@@ -287,13 +288,29 @@ def run(
     """
     start = time.perf_counter()
     errors: dict[Job, str | None] = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    if jobs <= 1:  # in this thread: an interrupt stops the batch at once
+        for job in plan.jobs:
+            errors[job] = _run_job(job, fitted_map, apply_kwargs)
+            if on_file_done is not None:
+                on_file_done(job, errors[job])
+        return _report(plan, errors, start)
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         pending = {pool.submit(_run_job, job, fitted_map, apply_kwargs): job for job in plan.jobs}
         for future in as_completed(pending):
             job = pending[future]
             errors[job] = future.result()
             if on_file_done is not None:
                 on_file_done(job, errors[job])
+    except BaseException:  # Ctrl-C or a bug: drop the queued files; those in flight finish atomically
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return _report(plan, errors, start)
+
+
+def _report(plan: Plan, errors: dict[Job, str | None], start: float) -> Report:
+    """The Report of a run, in plan order."""
     written = [job for job in plan.jobs if errors[job] is None]
     failed = [(job, errors[job]) for job in plan.jobs if errors[job] is not None]
     return Report(written, list(plan.skipped), failed, time.perf_counter() - start)
@@ -302,9 +319,13 @@ def run(
 def _run_job(
     job: Job, fitted_map: Callable[[torch.Tensor], torch.Tensor], apply_kwargs: dict[str, Any]
 ) -> str | None:
-    """Apply the map to one job; the error message if it failed, else None."""
+    """Apply the map to one job; the error message if it failed, else None.
+
+    Temp files that a killed earlier run left for this output are removed first.
+    """
     try:
         _make_folder(job.dst.parent)
+        remove_stale_temp_files(job.dst)
         apply_to_file(fitted_map, job.src, job.dst, **apply_kwargs)
     except ColorotError as exc:
         return str(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 from pathlib import Path
@@ -10,18 +11,18 @@ from pathlib import Path
 from colorot.errors import ColorotError
 
 
-def write_atomic(path: Path, data: bytes, error: type[ColorotError]) -> None:
+def write_atomic(path: Path, data: bytes, error: type[ColorotError], what: str = "file") -> None:
     """Write ``data`` to a hidden temp file beside ``path``, sync it, rename it into place.
 
     The file gets the usual permissions (0666 less the umask). On any failure,
     interruption included, the temp file is removed; an OSError becomes
-    ``error`` with a one-line message naming ``path``.
+    ``error`` with a one-line message naming ``path`` and ``what`` it is.
     """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = temp_path(path, secrets.token_hex(4))
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
-        raise error(f"{path}: cannot create file ({exc.strerror or exc})") from exc
+        raise error(f"{path}: cannot write {what}: cannot create it ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
@@ -30,12 +31,33 @@ def write_atomic(path: Path, data: bytes, error: type[ColorotError]) -> None:
         os.replace(temp, path)
     except OSError as exc:
         _remove_quietly(temp)
-        raise error(f"{path}: cannot write file ({exc.strerror or exc})") from exc
+        raise error(f"{path}: cannot write {what} ({exc.strerror or exc})") from exc
     except BaseException:
         _remove_quietly(temp)
         raise
 
 
+def temp_path(path: Path, token: str) -> Path:
+    """The hidden temp file ``.<name>.<token>.tmp`` written before the rename to ``path``."""
+    return path.with_name(f".{path.name}.{token}.tmp")
+
+
 def _remove_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> int:
+    """Remove the temp files an interrupted (killed) :func:`write_atomic` left beside ``path``.
+
+    Only names of the exact form ``.<name>.<8 hex digits>.tmp`` are touched.
+    Returns how many were removed.
+    """
+    path = Path(path)
+    removed = 0
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        token = candidate.name[len(path.name) + 2: -len(".tmp")]
+        if len(token) == 8 and all(c in "0123456789abcdef" for c in token):
+            _remove_quietly(candidate)
+            removed += 1
+    return removed

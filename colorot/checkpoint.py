@@ -15,6 +15,9 @@ unpickled, then validates every field before anything is built from it.
 from __future__ import annotations
 
 import io
+import math
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,14 @@ from colorot.models import MODELS, MonotoneGradientMap, build_model
 
 FORMAT = "colorot"
 FORMAT_VERSION = 1
+
+#: Largest model a checkpoint may hold and ``fit`` may train: each of
+#: hidden/layers/modules, and their product (the defaults use 32 and 48 units).
+#: Far above anything useful, low enough that a crafted config cannot make
+#: loading allocate gigabytes.
+MAX_MODEL_SIZE = 4096
+MAX_MODEL_UNITS = 1 << 16
+_SIZE_KEYS = ("hidden", "layers", "modules")
 
 
 @dataclass
@@ -67,7 +78,7 @@ def save(path: str | Path, model: MonotoneGradientMap, target: GaussianMixture,
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists (use --force to replace it)")
-    write_atomic(path, to_bytes(model, target, preprocess, train), CheckpointError)
+    write_atomic(path, to_bytes(model, target, preprocess, train), CheckpointError, "checkpoint")
 
 
 def _require(condition: bool, path: object, what: str) -> None:
@@ -75,18 +86,55 @@ def _require(condition: bool, path: object, what: str) -> None:
         raise CheckpointError(f"{path} is not a valid colorot checkpoint: {what}")
 
 
+def model_size_error(config: dict) -> str | None:
+    """Why the sizes in a model config are out of range (see MAX_MODEL_SIZE), or None."""
+    sizes = [config[key] for key in _SIZE_KEYS if config.get(key) is not None]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_MODEL_SIZE
+               for v in sizes):
+        return f"each of hidden, layers and modules must be from 1 to {MAX_MODEL_SIZE}"
+    if math.prod(sizes) > MAX_MODEL_UNITS:
+        return f"model size out of range: hidden × layers/modules must be at most {MAX_MODEL_UNITS}"
+    return None
+
+
+def _check_config(config: dict, source: object) -> None:
+    """Refuse a model config that is not 3-D, has a non-finite or non-positive eps,
+    or asks for more units than :data:`MAX_MODEL_SIZE` / :data:`MAX_MODEL_UNITS`."""
+    _require(all(isinstance(key, str) for key in config), source, "malformed model config")
+    _require(config.get("dim", 3) == 3, source, "the model is not a map of 3 colour channels")
+    eps = config.get("eps", 1.0)
+    _require(isinstance(eps, (int, float)) and not isinstance(eps, bool)
+             and math.isfinite(eps) and eps > 0, source, "eps must be a positive finite number")
+    size_error = model_size_error(config)
+    _require(size_error is None, source, f"model size out of range ({size_error})")
+
+
+def _unpickle(data: bytes, source: object) -> object:
+    """``torch.load(weights_only=True)``: tensors and plain values only, never code."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{source} is not a valid colorot checkpoint: it is not a checkpoint file, or it holds "
+            "Python objects other than tensors and plain values (refused: loading them could run code)"
+        ) from exc
+    except Exception as exc:  # any other reading failure: truncated, not a torch file...
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{source} is not a valid colorot checkpoint: it is truncated or not a checkpoint file "
+            f"({first_line[:120]})"
+        ) from exc
+
+
 def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     """Parse and validate checkpoint bytes; ``source`` names it in error messages."""
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling failure means "not a checkpoint"
-        raise CheckpointError(
-            f"{source} is not a valid colorot checkpoint: it is corrupt, truncated, or holds "
-            "more than plain tensors and values (which are never loaded)"
-        ) from exc
+    _require(len(data) > 0, source, "the file is empty")
+    payload = _unpickle(data, source)
     _require(isinstance(payload, dict) and payload.get("format") == FORMAT, source, "wrong or missing format tag")
     version = payload.get("format_version")
-    _require(isinstance(version, int), source, "missing format version")
+    _require(isinstance(version, int) and not isinstance(version, bool), source, "missing format version")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{source} uses checkpoint format {version}, newer than this colorot supports "
@@ -98,6 +146,7 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     name, config, state = model_part.get("name"), model_part.get("config"), model_part.get("state_dict")
     _require(isinstance(name, str) and name in MODELS, source, f"unknown model kind {name!r}")
     _require(isinstance(config, dict) and isinstance(state, dict), source, "malformed model section")
+    _check_config(config, source)
     try:
         model = build_model(name, config)
     except ColorotError as exc:
@@ -105,15 +154,18 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     expected = model.state_dict()
     _require(set(state) == set(expected), source, "model parameters do not match the model kind")
     for key, tensor in state.items():
-        _require(isinstance(tensor, torch.Tensor) and tensor.shape == expected[key].shape, source,
-                 f"parameter {key!r} has the wrong shape")
+        _require(isinstance(tensor, torch.Tensor) and tensor.shape == expected[key].shape
+                 and tensor.dtype.is_floating_point, source, f"parameter {key!r} has the wrong shape or type")
         _require(bool(torch.isfinite(tensor).all()), source, f"parameter {key!r} holds NaN or infinite values")
     model.load_state_dict(state)
     model.eval().requires_grad_(False)
+    target_part = payload.get("target")
+    _require(isinstance(target_part, dict), source, "missing target section")
     try:
-        target = target_from_dict(payload.get("target") or {})
+        target = target_from_dict(target_part)
     except ColorotError as exc:
         raise CheckpointError(f"{source}: {exc}") from exc
+    _require(target.means.shape[1] == 3, source, "the target is not a distribution of RGB colours")
     preprocess, train = payload.get("preprocess", {}), payload.get("train", {})
     _require(isinstance(preprocess, dict) and isinstance(train, dict), source, "malformed metadata")
     return Checkpoint(model, target, preprocess, train, str(payload.get("colorot_version", "unknown")))

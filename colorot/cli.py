@@ -26,7 +26,7 @@ from colorot.distributions import DEFAULT_RIDGE
 from colorot.errors import ColorotError, ConfigError
 from colorot.lut import bake
 from colorot.models import DEFAULT_EPS
-from colorot.train import DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT
+from colorot.train import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT
 from colorot.transfer import DEFAULT_MAX_PIXELS, ColorTransfer
 from colorot.transforms import prepare_map, round_trip_error
 
@@ -158,7 +158,8 @@ def fit(
     sw_directions: Annotated[int, typer.Option(help="Random directions of the SW₂ term per step.")] = DEFAULT_SW_DIRECTIONS,
     transport_weight: Annotated[float, typer.Option(help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
     steps: Annotated[int, typer.Option(help="Training steps.")] = DEFAULT_STEPS,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (cosine-annealed to 5%).")] = DEFAULT_LR,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate, cosine-annealed to 5% "
+                                                "(default: 0.03 for mmgn, 0.01 for cmgn).")] = None,
     batch_size: Annotated[int, typer.Option(help="Pixels per training step.")] = DEFAULT_BATCH_SIZE,
     max_pixels: Annotated[int, typer.Option(help="Source and target pixels sampled for training.")] = DEFAULT_MAX_PIXELS,
     ridge: Annotated[float, typer.Option(help="Variance added to every target covariance.")] = DEFAULT_RIDGE,
@@ -167,7 +168,9 @@ def fit(
     layers: Annotated[Optional[int], typer.Option(help="C-MGN layers.")] = None,
     modules: Annotated[Optional[int], typer.Option(help="M-MGN modules.")] = None,
     device: Annotated[DeviceName, typer.Option(help="Where to train.")] = DeviceName.auto,
-    seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1,
+                                      help="Random seed (training is deterministic on CPU).")] = 0,
+    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
     preview: Annotated[Optional[Path], typer.Option(help="Write a contact sheet (source | result | target, "
                        "RGB histograms, loss curve) to this PNG.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint.")] = False,
@@ -192,7 +195,7 @@ def fit(
             model=model.value, target=target_kind, n_components=n_components, loss=loss.value,
             sw_weight=sw_weight, sw_directions=sw_directions, transport_weight=transport_weight, steps=steps, lr=lr, batch_size=batch_size,
             max_pixels=max_pixels, ridge=ridge, eps=eps, hidden=hidden, layers=layers, modules=modules,
-            device=device.value, random_state=seed,
+            device=device.value, random_state=seed, max_image_pixels=max_image_pixels,
         )
         with _progress() as bar:
             task = bar.add_task("training", total=steps if model != ModelName.affine else 0, extra="")
@@ -226,7 +229,7 @@ def apply_command(
     output_format: Annotated[Optional[str], typer.Option("--format", help="Format of an image written to "
                              "stdout ('-'), e.g. png or jpg (default: the input's).")] = None,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
-    max_image_pixels: Annotated[Optional[int], typer.Option(help="Raise the decompression-bomb limit (pixels).")] = None,
+    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_HELP)] = False,
     exact: Annotated[bool, typer.Option("--exact", help="Evaluate the map on every pixel instead of the 65³ LUT "

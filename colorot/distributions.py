@@ -14,6 +14,7 @@ sliver-thin component (monochrome collapse).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,16 @@ def _check_pixels(pixels: np.ndarray) -> np.ndarray:
     if not np.isfinite(pixels).all():
         raise ConfigError("pixels contain NaN or infinite values")
     return pixels
+
+
+def _count_distinct(pixels: np.ndarray, limit: int) -> int:
+    """How many distinct rows ``pixels`` has, counting no further than ``limit``."""
+    seen: set[bytes] = set()
+    for row in np.ascontiguousarray(pixels):
+        seen.add(row.tobytes())
+        if len(seen) >= limit:
+            break
+    return len(seen)
 
 
 def _gaussian_log_prob(x: torch.Tensor, means: torch.Tensor, chol_invs: torch.Tensor,
@@ -105,9 +116,12 @@ class GaussianMixture:
     ) -> "GaussianMixture":
         """Fit by EM (scikit-learn, full covariances) on a seeded subsample.
 
-        ``n_components="auto"`` fits each K in :data:`AUTO_COMPONENTS` and keeps
-        the one with the lowest BIC.  ``ridge`` is scikit-learn's ``reg_covar``.
+        ``n_components="auto"`` fits each K in :data:`AUTO_COMPONENTS` up to the
+        number of distinct colours and keeps the one with the lowest BIC (a
+        single-colour target gives K = 1).  A fixed K needs at least K distinct
+        colours, else ConfigError.  ``ridge`` is scikit-learn's ``reg_covar``.
         """
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture as SkGMM
 
         pixels = _check_pixels(pixels)
@@ -115,7 +129,8 @@ class GaussianMixture:
         if pixels.shape[0] > max_samples:
             pixels = pixels[rng.choice(pixels.shape[0], max_samples, replace=False)]
         if n_components == "auto":
-            candidates = [k for k in AUTO_COMPONENTS if k <= pixels.shape[0]]
+            distinct = _count_distinct(pixels, limit=max(AUTO_COMPONENTS))
+            candidates = [k for k in AUTO_COMPONENTS if k <= distinct]
         else:
             try:
                 k = int(n_components)
@@ -127,13 +142,21 @@ class GaussianMixture:
                 raise ConfigError(
                     f"{k} mixture components need at least {k} pixels, got {pixels.shape[0]}"
                 )
+            distinct = _count_distinct(pixels, limit=k)
+            if k > distinct:
+                raise ConfigError(
+                    f"{k} mixture components need at least {k} distinct colours, the target has "
+                    f"{distinct}; use --components {distinct} or auto"
+                )
             candidates = [k]
         best, best_bic = None, math.inf
         for k in candidates:
-            sk = SkGMM(
-                n_components=k, covariance_type="full", reg_covar=ridge,
-                random_state=random_state, n_init=1, max_iter=200,
-            ).fit(pixels)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                sk = SkGMM(
+                    n_components=k, covariance_type="full", reg_covar=ridge,
+                    random_state=random_state, n_init=1, max_iter=200,
+                ).fit(pixels)
             bic = sk.bic(pixels) if len(candidates) > 1 else 0.0
             if bic < best_bic:
                 best, best_bic = sk, bic
@@ -251,7 +274,7 @@ def target_from_dict(d: dict) -> GaussianMixture:
             return GaussianMixture(
                 np.asarray(d["weights"]), np.asarray(d["means"]), np.asarray(d["covariances"])
             )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ConfigError(f"malformed target parameters: {exc}") from exc
     raise ConfigError(f"unknown target kind {d.get('kind')!r}")
 

@@ -22,6 +22,7 @@ import os
 import struct
 import sys
 import threading
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -139,8 +140,9 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     32-bit integer and floating-point modes are refused.
     EXIF is read from JPEG, PNG and WebP; a TIFF's own tags are not carried.
     ``max_pixels`` replaces Pillow's decompression-bomb limit (while such a
-    decode runs, Pillow's global limit is lifted under a lock). Truncated data
-    is an error, never a partial image.
+    decode runs, Pillow's global limit is lifted under a lock); without it an
+    image over ``PIL.Image.MAX_IMAGE_PIXELS`` is refused (Pillow itself only
+    warns up to twice that). Truncated data is an error, never a partial image.
     """
     if not data:
         raise ImageReadError(f"{name}: empty file")
@@ -284,11 +286,15 @@ def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
 
 def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
     """Decode with Pillow, then apply the orientation, split alpha off and scale to floats."""
-    with PILImage.open(io.BytesIO(data)) as pil:
-        if max_pixels is not None and pil.width * pil.height > max_pixels:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)  # refused below
+        pil = PILImage.open(io.BytesIO(data))
+    with pil:
+        limit = max_pixels if max_pixels is not None else PILImage.MAX_IMAGE_PIXELS
+        if limit is not None and pil.width * pil.height > limit:
             raise ImageReadError(
                 f"{name}: {pil.width}x{pil.height} is {pil.width * pil.height} pixels, over the "
-                f"limit of {max_pixels}; raise it with --max-image-pixels"
+                f"decompression-bomb limit of {limit}; raise it with --max-image-pixels"
             )
         codes, bit_depth = _pixel_codes(pil, data, name)
         orientation = pil.getexif().get(_ORIENTATION_TAG, 1)

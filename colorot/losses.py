@@ -69,14 +69,24 @@ def random_directions(count: int, dim: int, generator: torch.Generator) -> torch
     return theta / theta.norm(dim=0, keepdim=True)
 
 
-def sliced_w2_squared(mapped: torch.Tensor, target: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """SW₂² between two equally sized samples: the mean over directions θ of the
-    exact 1-D W₂² between the sorted projections ⟨θ, T(x)⟩ and ⟨θ, y⟩.
+def sorted_projections(target: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """⟨θ_j, y_i⟩ sorted over i for each direction: (M, count), the target's 1-D quantiles."""
+    return torch.sort(target @ directions, dim=0).values
 
-    A mass-covering term: it grows whenever some of the target is left
-    uncovered, which the reverse KL alone does not see.  Each T(x) still depends
-    on its own x only; the samples meet only inside the loss.
+
+def sliced_w2_squared(mapped: torch.Tensor, directions: torch.Tensor,
+                      target_sorted: torch.Tensor) -> torch.Tensor:
+    """SW₂² between the mapped pixels and the target, along the given directions.
+
+    For each direction θ_j the 1-D W₂² between the n sorted projections ⟨θ_j, T(x)⟩
+    and the target's quantiles at the same levels (i + ½)/n, read from
+    ``target_sorted`` (:func:`sorted_projections` of many target pixels along the
+    same directions); averaged over directions.  A mass-covering term: it grows
+    whenever part of the target is left uncovered, which the reverse KL alone
+    does not see.  Each T(x) still depends on its own x only; the samples meet
+    only inside the loss.
     """
-    projected = torch.sort(mapped @ directions.to(mapped), dim=0).values
-    reference = torch.sort(target @ directions.to(mapped), dim=0).values
-    return (projected - reference).pow(2).mean()
+    n, m = mapped.shape[0], target_sorted.shape[0]
+    projected = torch.sort(mapped @ directions, dim=0).values
+    levels = ((torch.arange(n, device=mapped.device) + 0.5) * (m / n)).long().clamp_(max=m - 1)
+    return (projected - target_sorted[levels]).pow(2).mean()

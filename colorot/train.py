@@ -18,7 +18,7 @@ import torch
 from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError, TrainingError
 from colorot.losses import (LOSSES, exact_kl, moment_kl, random_directions, sliced_w2_squared,
-                            transport_cost)
+                            sorted_projections, transport_cost)
 from colorot.models import MonotoneGradientMap
 
 #: Half an 8-bit code value: training pixels are spread uniformly over their
@@ -26,15 +26,33 @@ from colorot.models import MonotoneGradientMap
 #: log-det term of the exact KL is meaningful.
 DEQUANTISE = 0.5 / 255
 
+#: Divergence rule: training stops with a TrainingError when the mean loss of
+#: the last ``DIVERGENCE_WINDOW`` steps exceeds the starting loss by more than
+#: ``DIVERGENCE_MARGIN`` nats.  The starting loss is the loss of the initial
+#: (closed-form Gaussian) map on the first ``REFERENCE_PIXELS`` training pixels,
+#: computed once before the first step.  A healthy run's loss falls or stays
+#: level from there; 10 nats above it means the mapped pixels became e¹⁰ times
+#: less likely under the target: the run has gone astray.
+DIVERGENCE_WINDOW = 20
+DIVERGENCE_MARGIN = 10.0
+REFERENCE_PIXELS = 4096
+
 
 #: The default training recipe, shared by the Python API and the CLI.
 DEFAULT_STEPS = 1000
-DEFAULT_LR = 3e-2
+#: Adam's learning rate per model: the C-MGN shares one W between its input and
+#: output, so the same step moves it further and it needs a smaller one.
+DEFAULT_LR = {"mmgn": 3e-2, "cmgn": 1e-2}
 DEFAULT_BATCH_SIZE = 4096
 #: μ of the mass-covering term μ·SW₂² (RGB units²): with SW₂ ≈ 0.03 the term is
-#: ≈ 1 nat, the scale of the KL term, and it dominates as soon as mass is lost.
-DEFAULT_SW_WEIGHT = 1000.0
+#: ≈ 4.5 nats, above the KL's scale, so it dominates as soon as mass is lost
+#: (measured in bench/EXPERIMENTS.md: 1000 → 5000 kept the median SW₂).
+DEFAULT_SW_WEIGHT = 5000.0
 DEFAULT_SW_DIRECTIONS = 64
+#: Directions in the fixed bank each step draws from, and reference draws whose
+#: sorted projections give the target quantiles.
+SW_BANK = 256
+SW_REFERENCE_PIXELS = 50_000
 
 
 @dataclass
@@ -42,11 +60,12 @@ class TrainSettings:
     """Optimisation settings."""
 
     steps: int = DEFAULT_STEPS
-    lr: float = DEFAULT_LR
+    lr: float = DEFAULT_LR["mmgn"]
     batch_size: int = DEFAULT_BATCH_SIZE
     loss: str = "kl"
     sw_weight: float = 0.0
     sw_directions: int = DEFAULT_SW_DIRECTIONS
+    sw_smoothing: float = 0.0
     transport_weight: float = 0.0
     seed: int = 0
     device: str = "cpu"
@@ -54,10 +73,12 @@ class TrainSettings:
     def validate(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.steps < 0 or self.batch_size < 2 or self.lr <= 0:
-            raise ConfigError("steps ≥ 0, batch size ≥ 2 and lr > 0 are required")
-        if self.transport_weight < 0 or self.sw_weight < 0 or self.sw_directions < 1:
-            raise ConfigError("the transport and sliced-Wasserstein weights must be ≥ 0, directions ≥ 1")
+        if not (self.steps >= 0 and self.batch_size >= 2 and 0 < self.lr < math.inf):
+            raise ConfigError("steps ≥ 0, batch size ≥ 2 and a finite lr > 0 are required")
+        if not (0 <= self.transport_weight < math.inf and 0 <= self.sw_weight < math.inf
+                and self.sw_directions >= 1):
+            raise ConfigError("the transport and sliced-Wasserstein weights must be finite and ≥ 0, "
+                              "with at least one direction")
 
 
 @dataclass
@@ -84,12 +105,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def batch_loss(model: MonotoneGradientMap, x: torch.Tensor, target: GaussianMixture,
-               settings: TrainSettings, target_batch: torch.Tensor | None = None,
-               directions: torch.Tensor | None = None) -> torch.Tensor:
+               settings: TrainSettings, directions: torch.Tensor | None = None,
+               target_sorted: torch.Tensor | None = None) -> torch.Tensor:
     """The training objective on one batch of source pixels x:
 
-    KL term (exact or moment-matching) + sw_weight · SW₂²(T(x), y) + transport_weight · E‖T(x) − x‖²,
-    with y a batch of target pixels and SW₂² over ``directions``.
+    KL term (exact or moment-matching) + sw_weight · SW₂²(T(x), target) + transport_weight · E‖T(x) − x‖²,
+    with SW₂² along ``directions`` against the target quantiles ``target_sorted``.
     """
     if settings.loss == "kl":
         mapped, jac = model.forward_and_jacobian(x)
@@ -98,10 +119,61 @@ def batch_loss(model: MonotoneGradientMap, x: torch.Tensor, target: GaussianMixt
         mapped = model(x)
         loss = moment_kl(mapped, target)
     if settings.sw_weight:
-        loss = loss + settings.sw_weight * sliced_w2_squared(mapped, target_batch, directions)
+        loss = loss + settings.sw_weight * sliced_w2_squared(mapped, directions, target_sorted)
     if settings.transport_weight:
         loss = loss + settings.transport_weight * transport_cost(x, mapped)
     return loss
+
+
+def check_divergence(losses: list[float], start: float) -> None:
+    """Raise TrainingError if ``losses`` meet the divergence rule against the ``start`` loss.
+
+    See :data:`DIVERGENCE_MARGIN`; a non-finite ``start`` disables the check.
+    """
+    window = DIVERGENCE_WINDOW
+    if len(losses) < window or not math.isfinite(start):
+        return
+    recent = sum(losses[-window:]) / window
+    if recent > start + DIVERGENCE_MARGIN:
+        raise TrainingError(
+            f"training diverged: by step {len(losses)} the mean loss rose from {start:.3g} at the "
+            f"start to {recent:.3g}; try a lower --lr"
+        )
+
+
+def starting_loss(model: MonotoneGradientMap, data: torch.Tensor, target: GaussianMixture,
+                  settings: TrainSettings, bank: tuple[torch.Tensor, torch.Tensor] | None) -> float:
+    """The loss of the untrained map on the first REFERENCE_PIXELS pixels.
+
+    Draws nothing from the run's generator (the SW₂ term, if any, uses the first
+    directions of the bank), so measuring it does not change the run.
+    """
+    directions = target_sorted = None
+    if bank is not None:
+        directions = bank[0][:, :settings.sw_directions]
+        target_sorted = bank[1][:, :settings.sw_directions]
+    with torch.no_grad():
+        return float(batch_loss(model, data[:REFERENCE_PIXELS], target, settings, directions, target_sorted))
+
+
+def direction_bank(target_pixels: np.ndarray, settings: TrainSettings, device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, seeded bank of SW_BANK directions and the target's sorted projections on them.
+
+    The reference is SW_REFERENCE_PIXELS draws from the target pixels smoothed
+    by N(0, s²I), s = ``settings.sw_smoothing``: with s² the mixture's ridge,
+    both loss terms aim at the same distribution (a greyscale target is then a
+    thin slab, not a line no strictly monotone map can reach).  Each step draws
+    ``settings.sw_directions`` directions; sorting once here makes every step
+    compare against the reference's quantiles.
+    """
+    generator = torch.Generator().manual_seed(settings.seed + 1)
+    directions = random_directions(max(SW_BANK, settings.sw_directions), target_pixels.shape[1], generator)
+    pixels = torch.as_tensor(np.asarray(target_pixels, dtype=np.float32))
+    picks = torch.randint(pixels.shape[0], (SW_REFERENCE_PIXELS,), generator=generator)
+    noise = torch.randn(SW_REFERENCE_PIXELS, pixels.shape[1], generator=generator)
+    reference = pixels[picks] + settings.sw_smoothing * noise
+    return directions.to(device), sorted_projections(reference, directions).to(device)
 
 
 def train(
@@ -115,37 +187,59 @@ def train(
     """Train ``model`` in place on source ``pixels`` (N, 3) towards ``target``.
 
     ``target_pixels`` (M, d) are needed when ``settings.sw_weight`` > 0: each
-    step compares the mapped batch with as many target pixels, drawn afresh,
-    along ``settings.sw_directions`` fresh random directions.
+    step compares the mapped batch with the target's quantiles along
+    ``settings.sw_directions`` directions drawn from a fixed bank (:func:`direction_bank`).
     ``callback(step, loss)`` is called after every step.  Raises
-    :class:`TrainingError` when the loss becomes NaN or infinite.
+    :class:`TrainingError` when the loss becomes NaN or infinite, when the run
+    diverges (:func:`check_divergence`) or when CUDA runs out of memory; the
+    model is then left part-trained and must not be saved.
     """
     settings.validate()
     if settings.sw_weight and target_pixels is None:
         raise ConfigError("the sliced-Wasserstein term needs the target pixels")
     device = resolve_device(settings.device)
+    try:
+        return _train(model, pixels, target, settings, device, callback, target_pixels)
+    except torch.cuda.OutOfMemoryError as exc:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise TrainingError(
+            "out of GPU memory while training; try a smaller --batch-size or --device cpu"
+        ) from exc
+
+
+def _train(
+    model: MonotoneGradientMap,
+    pixels: np.ndarray,
+    target: GaussianMixture,
+    settings: TrainSettings,
+    device: torch.device,
+    callback: Callable[[int, float], None] | None,
+    target_pixels: np.ndarray | None,
+) -> History:
+    """The loop itself; see :func:`train`."""
     history = History()
     if settings.steps == 0 or not any(p.requires_grad for p in model.parameters()):
         return history
     start = time.perf_counter()
     generator = torch.Generator(device="cpu").manual_seed(settings.seed)
     data = torch.as_tensor(np.asarray(pixels, dtype=np.float32), device=device)
-    reference = None if target_pixels is None else torch.as_tensor(
-        np.asarray(target_pixels, dtype=np.float32), device=device)
+    bank = direction_bank(target_pixels, settings, device) if settings.sw_weight else None
     model.to(device).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / settings.steps))
     )
     batch = min(settings.batch_size, data.shape[0])
+    start_loss = starting_loss(model, data, target, settings, bank)
     for step in range(settings.steps):
         idx = torch.randint(data.shape[0], (batch,), generator=generator).to(device)
         noise = (torch.rand(batch, data.shape[1], generator=generator) * 2 - 1).to(device) * DEQUANTISE
-        target_batch = directions = None
-        if settings.sw_weight:
-            target_batch = reference[torch.randint(reference.shape[0], (batch,), generator=generator).to(device)]
-            directions = random_directions(settings.sw_directions, data.shape[1], generator).to(device)
-        loss = batch_loss(model, data[idx] + noise, target, settings, target_batch, directions)
+        directions = target_sorted = None
+        if bank is not None:
+            columns = torch.randperm(bank[0].shape[1], generator=generator)[:settings.sw_directions].to(device)
+            directions, target_sorted = bank[0][:, columns], bank[1][:, columns]
+        loss = batch_loss(model, data[idx] + noise, target, settings, directions, target_sorted)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingError(
@@ -156,6 +250,7 @@ def train(
         optimiser.step()
         schedule.step()
         history.losses.append(value)
+        check_divergence(history.losses, start_loss)
         if callback is not None:
             callback(step + 1, value)
     model.eval()

@@ -16,6 +16,7 @@ pixels of a list are pooled (concatenated) before fitting. Optional masks
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from pathlib import Path
@@ -51,10 +52,13 @@ MODEL_DEFAULTS = {
 PREPROCESS = {"colour_space": "sRGB (encoded values, no linearisation)", "range": [0.0, 1.0]}
 
 
-def to_pixels(image: ImageLike) -> np.ndarray:
-    """Any accepted image form → float32 pixels (N, 3) in [0, 1]."""
+def to_pixels(image: ImageLike, *, max_image_pixels: int | None = None) -> np.ndarray:
+    """Any accepted image form → float32 pixels (N, 3) in [0, 1].
+
+    ``max_image_pixels`` replaces the decompression-bomb limit for a file.
+    """
     if isinstance(image, (str, os.PathLike)):
-        return read_pixels(image)
+        return read_pixels(image, max_pixels=max_image_pixels)
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
         image = np.asarray(image.convert("RGB"))
     array = np.asarray(image)
@@ -87,9 +91,22 @@ def _mask_of(mask: ImageLike) -> np.ndarray:
     return (codes.mean(-1) >= top / 2).reshape(-1)
 
 
+def _at_least_two(pixels: np.ndarray, image: ImageLike, role: str) -> np.ndarray:
+    """``pixels`` unchanged, or ConfigError naming the image when it has fewer than 2."""
+    if pixels.shape[0] < 2:
+        name = f" {image}" if isinstance(image, (str, os.PathLike)) else ""
+        raise ConfigError(
+            f"the {role} image{name} has {pixels.shape[0]} usable pixel(s); fitting needs at least 2"
+        )
+    return pixels
+
+
 def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None = None,
-                  role: str = "image") -> np.ndarray:
-    """The pixels of one image or a list of images, concatenated; with masks, only the selected ones."""
+                  role: str = "image", max_image_pixels: int | None = None) -> np.ndarray:
+    """The pixels of one image or a list of images, concatenated; with masks, only the selected ones.
+
+    ConfigError when an image (or what its mask selects) has fewer than 2 pixels.
+    """
     images, masks = _as_list(images), _as_list(masks)
     if not images:
         raise ConfigError(f"no {role} given")
@@ -98,9 +115,10 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
     parts = []
     for index, image in enumerate(images):
         if not masks:
-            parts.append(to_pixels(image))
+            parts.append(_at_least_two(to_pixels(image, max_image_pixels=max_image_pixels), image, role))
             continue
-        pixels = to_pixels(read_image(image).rgb if isinstance(image, (str, os.PathLike)) else image)
+        pixels = to_pixels(read_image(image, max_pixels=max_image_pixels).rgb
+                           if isinstance(image, (str, os.PathLike)) else image)
         keep = _mask_of(masks[index])
         if keep.shape[0] != pixels.shape[0]:
             raise ConfigError(f"mask {index + 1} does not have the size of its {role} ({keep.shape[0]} vs "
@@ -134,17 +152,18 @@ class ColorTransfer:
     ``steps``, ``lr``, ``batch_size``, ``max_pixels`` (training subsample),
     ``ridge`` (covariance floor), ``eps`` (strong-convexity floor of the map),
     ``hidden``/``layers``/``modules`` (network size), ``device`` ("auto", "cpu",
-    "cuda"), ``random_state`` and ``progress`` (a tqdm bar while training).
+    "cuda"), ``random_state``, ``progress`` (a tqdm bar while training) and
+    ``max_image_pixels`` (raises the decompression-bomb limit for image files).
     """
 
     def __init__(self, model: str = "mmgn", target: str = "gmm", *, n_components: int | str = "auto",
                  loss: str = "kl", sw_weight: float = DEFAULT_SW_WEIGHT,
                  sw_directions: int = DEFAULT_SW_DIRECTIONS, transport_weight: float = 0.0,
-                 steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, batch_size: int = DEFAULT_BATCH_SIZE,
+                 steps: int = DEFAULT_STEPS, lr: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  max_pixels: int = DEFAULT_MAX_PIXELS, ridge: float = DEFAULT_RIDGE,
                  eps: float = DEFAULT_EPS, hidden: int | None = None, layers: int | None = None,
                  modules: int | None = None, device: str = "auto", random_state: int = 0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, max_image_pixels: int | None = None) -> None:
         self.model = model
         self.target = target
         self.n_components = n_components
@@ -164,6 +183,7 @@ class ColorTransfer:
         self.device = device
         self.random_state = random_state
         self.progress = progress
+        self.max_image_pixels = max_image_pixels
 
     # ----------------------------------------------------------------- fitting
     def _model_config(self) -> dict:
@@ -176,6 +196,9 @@ class ColorTransfer:
                 if key not in config:
                     raise ConfigError(f"--{key} does not apply to the {self.model} model")
                 config[key] = value
+        size_error = checkpoint.model_size_error(config)
+        if size_error is not None:  # a larger model could not be saved and loaded
+            raise ConfigError(size_error)
         return config
 
     def get_params(self, deep: bool = True) -> dict:
@@ -193,6 +216,21 @@ class ColorTransfer:
     def __repr__(self) -> str:
         return f"ColorTransfer({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
+    def _learning_rate(self) -> float:
+        """``lr``, or the model's default (:data:`colorot.train.DEFAULT_LR`)."""
+        return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, DEFAULT_LR["mmgn"])
+
+    def _check_numbers(self) -> None:
+        """ConfigError for a --max-pixels, --ridge, --eps or --seed that cannot give a usable fit."""
+        if self.max_pixels < 2:
+            raise ConfigError(f"--max-pixels must be at least 2, got {self.max_pixels}")
+        if not 0 <= self.ridge < math.inf:
+            raise ConfigError(f"--ridge must be a finite number ≥ 0, got {self.ridge}")
+        if not 0 < self.eps < math.inf:
+            raise ConfigError(f"--eps must be a finite number > 0, got {self.eps}")
+        if not 0 <= self.random_state < 2**32:
+            raise ConfigError(f"--seed must be from 0 to {2**32 - 1}, got {self.random_state}")
+
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike],
             callback: Callable[[int, float], None] | None = None, *,
             source_mask: ImageLike | Sequence[ImageLike] | None = None,
@@ -203,8 +241,16 @@ class ColorTransfer:
         ``source_mask``/``target_mask``: one mask per image, non-zero = fit on it.
         """
         start = time.perf_counter()
-        src = pooled_pixels(source, source_mask, "source")
-        tgt = pooled_pixels(target, target_mask, "target")
+        self._check_numbers()
+        settings = TrainSettings(steps=self.steps, lr=self._learning_rate(), batch_size=self.batch_size,
+                                 loss=self.loss, sw_weight=self.sw_weight, sw_directions=self.sw_directions,
+                                 sw_smoothing=math.sqrt(self.ridge) if 0 <= self.ridge < math.inf else 0.0,
+                                 transport_weight=self.transport_weight, seed=self.random_state,
+                                 device=str(resolve_device(self.device)))
+        settings.validate()  # bad options fail before any image is read
+        build_model(self.model, self._model_config())
+        src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
+        tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
         rng = np.random.default_rng(self.random_state)
         if src.shape[0] > self.max_pixels:
             src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
@@ -225,10 +271,6 @@ class ColorTransfer:
             init_points = src[: min(len(src), 20_000)]
             model.init_hidden(init_points, seed=self.random_state)
             model.init_to_affine(a, c, init_points)
-            settings = TrainSettings(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
-                                     loss=self.loss, sw_weight=self.sw_weight,
-                                     sw_directions=self.sw_directions, transport_weight=self.transport_weight,
-                                     seed=self.random_state, device=str(resolve_device(self.device)))
             if tgt.shape[0] > self.max_pixels:
                 tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
             self.history_ = train(model, src, self.target_dist_, settings,
@@ -238,7 +280,7 @@ class ColorTransfer:
             "model": self.model, "target": self.target_dist_.kind, "loss": self.loss,
             "sw_weight": float(self.sw_weight), "transport_weight": float(self.transport_weight),
             "steps": len(self.history_.losses),
-            "lr": float(self.lr), "batch_size": int(self.batch_size),
+            "lr": float(self._learning_rate()), "batch_size": int(self.batch_size),
             "training_pixels": int(src.shape[0]), "seed": int(self.random_state),
             "device": str(resolve_device(self.device)),
             "final_loss": self.history_.final_loss, "train_seconds": round(self.history_.seconds, 3),
@@ -319,7 +361,8 @@ class ColorTransfer:
 
 #: The constructor's parameter names, in order.
 _PARAMS = ("model", "target", "n_components", "loss", "sw_weight", "sw_directions", "transport_weight", "steps", "lr", "batch_size",
-           "max_pixels", "ridge", "eps", "hidden", "layers", "modules", "device", "random_state", "progress")
+           "max_pixels", "ridge", "eps", "hidden", "layers", "modules", "device", "random_state", "progress",
+           "max_image_pixels")
 
 
 def load(path: str | os.PathLike) -> ColorTransfer:

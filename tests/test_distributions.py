@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -75,18 +74,21 @@ def test_gaussian_fit_is_numpy_mle_plus_ridge(rng) -> None:
     np.testing.assert_allclose(g2.covariance, np.cov(pixels.T, bias=True) + DEFAULT_RIDGE * np.eye(3), rtol=1e-10)
 
 
-@pytest.mark.parametrize("kind, k", [("gaussian", 1), ("gmm", 1), ("gmm", 2)])
+@pytest.mark.parametrize("kind, k", [("gaussian", 1), ("gmm", 1), ("gmm", "auto")])
 def test_single_colour_target_gives_a_positive_definite_covariance(kind, k) -> None:
     flat = np.full((400, 3), [0.3, 0.6, 0.1])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scikit-learn: fewer distinct points than components
-        target = fit_target(flat, kind, k)
+    target = fit_target(flat, kind, k)
     cov = target.covariance
     assert np.isfinite(cov).all() and np.isfinite(target.mean).all()
     assert np.linalg.eigvalsh(cov).min() > 0.5 * DEFAULT_RIDGE
     np.testing.assert_allclose(target.mean, [0.3, 0.6, 0.1], atol=1e-12)
     lp = target.log_prob(torch.tensor([[0.3, 0.6, 0.1]], dtype=torch.float64))
     assert torch.isfinite(lp).all()
+
+
+def test_more_components_than_distinct_colours_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="distinct colours"):
+        fit_target(np.full((400, 3), 0.5), "gmm", 2)
 
 
 def test_gaussian_log_prob_matches_closed_form(rng) -> None:

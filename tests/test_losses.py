@@ -150,37 +150,51 @@ def test_transport_cost_matches_numpy(rng) -> None:
 
 
 # ------------------------------------------------------- sliced Wasserstein term
+def sw2(mapped, target, directions):
+    from colorot.losses import sliced_w2_squared, sorted_projections
+
+    return sliced_w2_squared(mapped, directions, sorted_projections(target, directions))
+
+
 def test_sliced_w2_squared_is_zero_for_the_same_sample_in_any_order():
-    from colorot.losses import random_directions, sliced_w2_squared
+    from colorot.losses import random_directions
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(500, 3, generator=g, dtype=torch.float64)
     dirs = random_directions(16, 3, g).double()
-    assert float(sliced_w2_squared(x, x[torch.randperm(500, generator=g)], dirs)) == 0.0
+    assert float(sw2(x, x[torch.randperm(500, generator=g)], dirs)) == 0.0
 
 
 def test_sliced_w2_squared_matches_one_dimensional_w2_and_a_shift():
-    from colorot.losses import random_directions, sliced_w2_squared
+    from colorot.losses import random_directions
 
     g = torch.Generator().manual_seed(1)
     a = torch.rand(1000, 1, generator=g, dtype=torch.float64)
     b = torch.rand(1000, 1, generator=g, dtype=torch.float64) * 2
     expected = float(((a.sort(0).values - b.sort(0).values) ** 2).mean())
     one_dir = torch.ones(1, 1, dtype=torch.float64)
-    assert abs(float(sliced_w2_squared(a, b, one_dir)) - expected) < 1e-12
+    assert abs(float(sw2(a, b, one_dir)) - expected) < 1e-12
     # A shift by δ moves every projection by ⟨θ, δ⟩: SW₂² = mean_θ ⟨θ, δ⟩².
     x = torch.rand(300, 3, generator=g, dtype=torch.float64)
     delta = torch.tensor([0.1, -0.2, 0.05], dtype=torch.float64)
     dirs = random_directions(32, 3, g).double()
-    got = float(sliced_w2_squared(x + delta, x, dirs))
-    assert abs(got - float(((delta @ dirs) ** 2).mean())) < 1e-12
+    assert abs(float(sw2(x + delta, x, dirs)) - float(((delta @ dirs) ** 2).mean())) < 1e-12
+
+
+def test_sliced_w2_squared_reads_target_quantiles_at_the_batch_levels():
+    """A batch of n against a larger target compares with the target's quantiles (i + ½)/n."""
+    target = torch.arange(1000, dtype=torch.float64)[:, None] / 1000  # quantile q ≈ q
+    mapped = (torch.arange(10, dtype=torch.float64)[:, None] + 0.5) / 10  # exactly those quantiles
+    one_dir = torch.ones(1, 1, dtype=torch.float64)
+    assert float(sw2(mapped, target, one_dir)) < 1e-6
+    assert float(sw2(mapped + 0.1, target, one_dir)) > 0.009
 
 
 def test_sliced_w2_squared_pulls_mass_towards_the_target():
-    from colorot.losses import random_directions, sliced_w2_squared
+    from colorot.losses import random_directions
 
     g = torch.Generator().manual_seed(2)
     x = torch.rand(400, 3, generator=g).requires_grad_(True)
     y = torch.rand(400, 3, generator=g) + 1.0  # the target sits one unit further along every axis
-    sliced_w2_squared(x, y, random_directions(64, 3, g)).backward()
+    sw2(x, y, random_directions(64, 3, g)).backward()
     assert (x.grad.sum(0) < 0).all()  # descending the loss moves x towards y

@@ -1,0 +1,223 @@
+"""Issue item 1: checkpoints are data, never code.
+
+Every bad checkpoint goes through ``colorot info`` and ``colorot apply`` and must
+give one ``error:`` line and exit 1, with nothing executed and nothing written.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from _robust_helpers import (
+    assert_one_line_error,
+    checkpoint_payload,
+    cli,
+    png,
+    save_payload,
+    write_checkpoint,
+)
+
+from colorot import checkpoint
+from colorot.errors import CheckpointError
+
+
+class _WritesAFile:
+    """Unpickling this runs ``open(path, "w")``: the canary of code execution."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+class _RunsAShellCommand:
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    return write_checkpoint(tmp_path / "good.pt", "mmgn", hidden=2, modules=2)
+
+
+def _both_commands_refuse(ckpt: Path, tmp_path: Path, *fragments: str) -> None:
+    """``info`` and ``apply`` each fail with one line naming the file; apply writes nothing."""
+    assert_one_line_error(cli("info", ckpt), str(ckpt), *fragments)
+    src = png(tmp_path / "in" / "a.png")
+    assert_one_line_error(cli("apply", ckpt, src, tmp_path / "out/"), str(ckpt), *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+# --- code execution -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gadget", [_WritesAFile, _RunsAShellCommand])
+@pytest.mark.parametrize("wrapping", ["torch.save", "raw pickle", "inside a valid checkpoint"])
+def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(
+    tmp_path: Path, good: Path, gadget: type, wrapping: str
+) -> None:
+    canary = tmp_path / "PWNED"
+    evil = gadget(canary)
+    path = tmp_path / "evil.pt"
+    if wrapping == "torch.save":
+        torch.save({"format": "colorot", "format_version": 1, "x": evil}, path)
+    elif wrapping == "raw pickle":
+        path.write_bytes(pickle.dumps(evil))
+    else:  # a real checkpoint with one extra field holding the gadget
+        payload = checkpoint_payload(good)
+        payload["train"]["note"] = evil
+        torch.save(payload, path)
+    _both_commands_refuse(path, tmp_path, "could run code")
+    assert not canary.exists(), "unpickling ran code"
+
+
+def test_the_refusal_does_not_advise_weights_only_false(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"x": _WritesAFile(tmp_path / "PWNED")}, path)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(path)
+    assert "weights_only" not in str(info.value)
+
+
+# --- damaged or foreign files ---------------------------------------------------------
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _last_byte_dropped(data: bytes) -> bytes:
+    return data[:-1]
+
+
+def _random(data: bytes) -> bytes:
+    return os.urandom(len(data))
+
+
+def _zip_of_text(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("hello.txt", "not a checkpoint")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: b"",
+        _truncated,
+        _last_byte_dropped,
+        lambda d: d[:100],
+        _random,
+        lambda d: b"\x80\x02}q\x00." + os.urandom(200),  # pickle header, garbage after
+        lambda d: b"PK\x03\x04" + os.urandom(500),  # zip magic, garbage after
+        _zip_of_text,
+        lambda d: b"hello, I am a text file\n",
+        lambda d: pickle.dumps([1, 2, 3]),
+    ],
+    ids=["empty", "half", "minus-1-byte", "first-100-bytes", "random", "pickle-garbage",
+         "zip-garbage", "zip-of-text", "text", "plain-list"],
+)
+def test_damaged_or_foreign_files_are_refused(
+    tmp_path: Path, good: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    path = tmp_path / "bad.pt"
+    path.write_bytes(damage(good.read_bytes()))
+    _both_commands_refuse(path, tmp_path, "not a valid colorot checkpoint")
+
+
+def test_a_missing_checkpoint_and_a_folder_are_refused(tmp_path: Path) -> None:
+    assert_one_line_error(cli("info", tmp_path / "nope.pt"), "nope.pt")
+    assert_one_line_error(cli("info", tmp_path), str(tmp_path))
+
+
+# --- valid pickles, invalid content ---------------------------------------------------
+
+
+def _set(*keys_and_value: object) -> Callable[[dict], None]:
+    *keys, value = keys_and_value
+
+    def alter(payload: dict) -> None:
+        node = payload
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+
+    return alter
+
+
+def _fill(key: str, value: float) -> Callable[[dict], None]:
+    return lambda p: p["model"]["state_dict"][key].fill_(value)
+
+
+ALTERATIONS: dict[str, tuple[Callable[[dict], None], str]] = {
+    "future-version": (_set("format_version", 2), "newer than this colorot supports"),
+    "far-future-version": (_set("format_version", 10**6), "upgrade colorot"),
+    "old-version": (_set("format_version", 0), "unsupported format version"),
+    "version-as-text": (_set("format_version", "1"), "missing format version"),
+    "no-format-tag": (lambda p: p.pop("format"), "format tag"),
+    "other-format-tag": (_set("format", "keras"), "format tag"),
+    "nan-weights": (_fill("W", float("nan")), "NaN or infinite"),
+    "inf-weights": (_fill("V", float("inf")), "NaN or infinite"),
+    "nan-bias": (_fill("b", float("nan")), "NaN or infinite"),
+    "wrong-shape": (lambda p: p["model"]["state_dict"].update(V=torch.zeros(4, 4)), "wrong shape"),
+    "transposed": (lambda p: p["model"]["state_dict"].update(
+        W=p["model"]["state_dict"]["W"].transpose(1, 2).contiguous()), "wrong shape"),
+    "integer-tensor": (lambda p: p["model"]["state_dict"].update(
+        b=torch.zeros(3, dtype=torch.int64)), "wrong shape or type"),
+    "not-a-tensor": (lambda p: p["model"]["state_dict"].update(b=[0.0, 0.0, 0.0]), "wrong shape"),
+    "missing-parameter": (lambda p: p["model"]["state_dict"].pop("V"), "do not match"),
+    "extra-parameter": (lambda p: p["model"]["state_dict"].update(Z=torch.zeros(1)), "do not match"),
+    "unknown-model-kind": (_set("model", "name", "resnet50"), "unknown model kind"),
+    "model-kind-as-list": (_set("model", "name", ["mmgn"]), "unknown model kind"),
+    "nan-eps": (_set("model", "config", "eps", float("nan")), "eps"),
+    "negative-eps": (_set("model", "config", "eps", -1.0), "eps"),
+    "eps-as-text": (_set("model", "config", "eps", "0.001"), "eps"),
+    "two-channel-model": (_set("model", "config", "dim", 2), "3 colour channels"),
+    "huge-model": (_set("model", "config", "hidden", 10**9), "model size"),
+    "huge-product": (lambda p: p["model"]["config"].update(hidden=4096, modules=4096), "model size"),
+    "unknown-config-key": (_set("model", "config", "depth", 3), "invalid configuration"),
+    "no-model": (lambda p: p.pop("model"), "missing model section"),
+    "no-target": (lambda p: p.pop("target"), "missing target section"),
+    "target-as-list": (_set("target", [1, 2]), "missing target section"),
+    "nan-target-mean": (_set("target", "mean", [float("nan"), 0.5, 0.5]), "NaN or infinite"),
+    "singular-target": (_set("target", "covariance", [[0.0] * 3] * 3), "positive definite"),
+    "two-channel-target": (lambda p: p.update(target={"kind": "gaussian", "mean": [0.5, 0.5],
+                                                     "covariance": [[1.0, 0.0], [0.0, 1.0]]}),
+                           "RGB"),
+    "scalar-target": (_set("target", "mean", 0.5), "target"),
+    "unknown-target-kind": (_set("target", "kind", "uniform"), "unknown target kind"),
+    "metadata-as-list": (_set("train", [1, 2]), "malformed metadata"),
+    "payload-is-a-tensor": (None, "format tag"),
+}
+
+
+@pytest.mark.parametrize("name", list(ALTERATIONS))
+def test_altered_checkpoints_are_refused_with_one_line(tmp_path: Path, good: Path, name: str) -> None:
+    alter, fragment = ALTERATIONS[name]
+    if alter is None:
+        payload: object = torch.zeros(3)
+    else:
+        payload = copy.deepcopy(checkpoint_payload(good))
+        alter(payload)
+    path = save_payload(tmp_path / f"{name}.pt", payload)
+    _both_commands_refuse(path, tmp_path, fragment)
+
+
+def test_the_unaltered_checkpoint_is_accepted(tmp_path: Path, good: Path) -> None:
+    """The control for the table above: the same checkpoint, re-saved untouched, loads."""
+    path = save_payload(tmp_path / "same.pt", checkpoint_payload(good))
+    outcome = cli("info", path, "--json")
+    assert outcome.code == 0 and '"model": "mmgn"' in outcome.stdout

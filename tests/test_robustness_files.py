@@ -1,0 +1,329 @@
+"""Issue item 4: nothing is lost.
+
+Outputs are written to a temp file beside the destination and renamed into
+place, so a killed run leaves only complete files and a rerun resumes; the
+input tree is never written unless ``--in-place``; collisions are refused before
+any write; an unwritable or full destination is a clear error with no partial
+file; symbolic-link loops do not hang folder discovery.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from _robust_helpers import (
+    assert_one_line_error,
+    cli,
+    decodes_fully,
+    half_map_checkpoint,
+    png,
+    temp_files,
+    write_checkpoint,
+)
+
+import colorot.atomic
+import colorot.imageio
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def half(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return half_map_checkpoint(tmp_path_factory.mktemp("ckpt") / "half.pt")
+
+
+def _tree(root: Path, count: int = 6, size: int = 6) -> list[Path]:
+    return [png(root / f"d{i % 2}" / f"img{i:02d}.png", size, size, seed=i) for i in range(count)]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` (hidden too) with its size and mtime: to prove nothing changed."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _outputs(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.png") if not p.name.startswith("."))
+
+
+# --- an interrupted run leaves only complete files; a rerun resumes ----------------------
+
+
+def test_a_killed_batch_leaves_only_complete_files_and_a_rerun_resumes(tmp_path: Path) -> None:
+    """SIGKILL a real ``colorot apply`` of 40 images once the first outputs appear."""
+    heavy = write_checkpoint(tmp_path / "heavy.pt", "mmgn", hidden=64, modules=32)  # ~0.1 s/image
+    inputs = [png(tmp_path / "in" / f"s{i % 3}" / f"img{i:02d}.png", 48, 48, seed=i)
+              for i in range(40)]
+    before = _snapshot(tmp_path / "in")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "colorot", "apply", str(heavy),
+                                str(tmp_path / "in"), str(out)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_outputs(out)) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the batch finished before it could be killed"
+    survivors = _outputs(out)
+    assert 3 <= len(survivors) < 40
+    assert all(decodes_fully(path) for path in survivors)  # complete, never half-written
+    # a temp file of the image being written may remain: hidden, and removed by the rerun
+    assert all(p.name.startswith(".") for p in out.rglob("*.tmp"))
+
+    outcome = cli("apply", heavy, tmp_path / "in", out, "--json")
+    assert outcome.code == 0, outcome.stderr
+    report = json.loads(outcome.stdout)
+    assert len(report["skipped"]) == len(survivors)
+    assert len(report["written"]) == 40 - len(survivors)
+    assert len(_outputs(out)) == 40 and all(decodes_fully(p) for p in _outputs(out))
+    assert temp_files(out) == []
+    assert _snapshot(tmp_path / "in") == before and len(inputs) == 40
+
+
+def test_a_rerun_removes_only_the_temp_files_of_its_own_outputs(tmp_path: Path, half: Path) -> None:
+    png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".a.png.0badf00d.tmp"  # what a killed write of out/a.png leaves
+    stale.write_bytes(b"\x89PNG half")
+    kept = [out / ".a.png.notahex1.tmp", out / ".notes.tmp", out / ".b.png.0badf00d.tmp"]
+    for path in kept:
+        path.write_text("not ours")
+    assert cli("apply", half, tmp_path / "in", out).code == 0
+    assert not stale.exists() and all(path.exists() for path in kept)
+    assert decodes_fully(out / "a.png")
+
+
+def test_ctrl_c_mid_batch_leaves_complete_files_and_no_temp_file(
+    tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path / "in")
+    real_replace, calls = os.replace, [0]
+
+    def replace(src, dst):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    outcome = cli("apply", half, tmp_path / "in", tmp_path / "out", "--jobs", "1")  # serial: the count is exact
+    assert outcome.code == 130 and "interrupted" in outcome.stderr
+    assert len(_outputs(tmp_path / "out")) == 2 and temp_files(tmp_path) == []
+    monkeypatch.setattr(os, "replace", real_replace)
+    report = json.loads(cli("apply", half, tmp_path / "in", tmp_path / "out", "--json").stdout)
+    assert (len(report["skipped"]), len(report["written"])) == (2, 4)
+
+
+# --- the input tree is never written to ------------------------------------------------------
+
+
+@pytest.mark.parametrize("output", ["in", "in/", "in/graded", "in/d0", "in/d0/deeper/"])
+def test_an_output_inside_the_inputs_is_refused_without_in_place(
+    tmp_path: Path, half: Path, output: str
+) -> None:
+    _tree(tmp_path / "in")
+    before = _snapshot(tmp_path)
+    outcome = cli("apply", half, tmp_path / "in", f"{tmp_path}/{output}")
+    assert_one_line_error(outcome)
+    assert "--in-place" in outcome.stderr or "overwrite an input" in outcome.stderr
+    assert _snapshot(tmp_path) == before
+
+
+def test_in_place_writes_beside_the_inputs_but_never_over_them(tmp_path: Path, half: Path) -> None:
+    _tree(tmp_path / "in")
+    before = _snapshot(tmp_path / "in")
+    outcome = cli("apply", half, tmp_path / "in", tmp_path / "in" / "graded", "--in-place")
+    assert outcome.code == 0, outcome.stderr
+    after = _snapshot(tmp_path / "in")
+    assert {k: v for k, v in after.items() if not k.startswith("graded")} == before
+    # the same folder as its own output would overwrite every input: refused even in place
+    assert_one_line_error(cli("apply", half, tmp_path / "in", tmp_path / "in", "--in-place"),
+                          "overwrite an input")
+    assert _snapshot(tmp_path / "in") == after
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink"])
+def test_an_output_equal_to_an_input_file_is_refused(
+    tmp_path: Path, half: Path, spelling: str
+) -> None:
+    src = png(tmp_path / "sub" / "a.png")
+    dst = {"same": src, "dotted": tmp_path / "sub" / ".." / "sub" / "a.png",
+           "symlink": tmp_path / "link.png"}[spelling]
+    if spelling == "symlink":
+        dst.symlink_to(src)
+    before = src.read_bytes()
+    assert_one_line_error(cli("apply", half, src, dst, "--overwrite"), "overwrite an input")
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("names, options", [
+    (["x/a.png", "y/a.png"], []),
+    (["x/a.png", "x/a.jpg"], ["--suffix", ".png"]),
+    (["x/", "y/x/"], []),  # two folders both named x mirror into out/x
+])
+def test_two_inputs_mapping_to_one_output_are_refused_before_any_write(
+    tmp_path: Path, half: Path, names: list[str], options: list[str]
+) -> None:
+    inputs = []
+    for name in names:
+        if name.endswith("/"):
+            png(tmp_path / name / "a.png")
+        else:
+            png(tmp_path / name)
+        inputs.append(tmp_path / name)
+    outcome = cli("apply", half, *inputs, tmp_path / "out/", *options)
+    assert_one_line_error(outcome, "would both be written to")
+    assert not (tmp_path / "out").exists()
+
+
+# --- unwritable or full destinations -----------------------------------------------------
+
+
+def _fail_temp_files(monkeypatch: pytest.MonkeyPatch, stage: str, error: OSError,
+                     after: int = 0) -> None:
+    """Make writing a temp file fail at ``stage`` ("create" or "sync") after ``after`` successes.
+
+    Tests run as root, where chmod does not stop writes, so failures are injected.
+    """
+    real_open, real_fsync, done = os.open, os.fsync, [0]
+
+    def guarded_open(path, flags, mode=0o777, *args, **kwargs):
+        if stage == "create" and str(path).endswith(".tmp"):
+            done[0] += 1
+            if done[0] > after:
+                raise error
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    def guarded_fsync(fd):
+        if stage == "sync":
+            done[0] += 1
+            if done[0] > after:
+                raise error
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", guarded_open)
+    monkeypatch.setattr(os, "fsync", guarded_fsync)
+
+
+@pytest.mark.parametrize("stage, error", [
+    ("create", PermissionError(errno.EACCES, "Permission denied")),
+    ("create", OSError(errno.EROFS, "Read-only file system")),
+    ("sync", OSError(errno.ENOSPC, "No space left on device")),
+    ("sync", OSError(errno.EDQUOT, "Disk quota exceeded")),
+])
+def test_an_unwritable_or_full_destination_fails_each_file_cleanly(
+    tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch, stage: str, error: OSError
+) -> None:
+    _tree(tmp_path / "in")
+    _fail_temp_files(monkeypatch, stage, error, after=2)  # the disk fills after two files
+    outcome = cli("apply", half, tmp_path / "in", tmp_path / "out", "--json")
+    assert outcome.crash is None and outcome.code == 3
+    report = json.loads(outcome.stdout)
+    assert len(report["written"]) == 2 and len(report["failed"]) == 4
+    assert all(error.strerror in item["error"] for item in report["failed"])
+    assert len(_outputs(tmp_path / "out")) == 2 and all(decodes_fully(p) for p in
+                                                        _outputs(tmp_path / "out"))
+    assert temp_files(tmp_path) == []
+    # space freed: the rerun writes exactly the four that failed
+    monkeypatch.undo()
+    report = json.loads(cli("apply", half, tmp_path / "in", tmp_path / "out", "--json").stdout)
+    assert (len(report["skipped"]), len(report["written"]), report["failed"]) == (2, 4, [])
+
+
+def test_an_output_folder_that_cannot_be_created_is_reported(
+    tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path / "in")
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if "out" in self.parts:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    outcome = cli("apply", half, tmp_path / "in", tmp_path / "out")
+    assert outcome.code == 3 and "cannot create folder" in outcome.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_path_through_a_file_is_reported(tmp_path: Path, half: Path) -> None:
+    src = png(tmp_path / "a.png")
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    outcome = cli("apply", half, src, tmp_path / "blocker" / "a.png")
+    assert outcome.crash is None and outcome.code == 3 and "blocker" in outcome.stdout
+
+
+# --- folder discovery ------------------------------------------------------------------------
+
+
+def _in_thread(seconds: float, *args: object):
+    """Run the CLI in a thread; fail (instead of hanging the suite) if it takes too long."""
+    box: list = []
+    thread = threading.Thread(target=lambda: box.append(cli(*args)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"colorot {args[0]} still running after {seconds} s"
+    return box[0]
+
+
+def test_symlink_loops_do_not_hang_discovery(tmp_path: Path, half: Path) -> None:
+    root = tmp_path / "in"
+    _tree(root, count=4)
+    (root / "loop").symlink_to(root)  # in/loop → in
+    (root / "d0" / "up").symlink_to(root)  # in/d0/up → in
+    (root / "d1" / "self").symlink_to(root / "d1")  # in/d1/self → in/d1
+    (root / "d0" / "a").mkdir()
+    (root / "d0" / "a" / "b").symlink_to(root / "d0")  # a longer cycle
+    outcome = _in_thread(30, "apply", half, root, tmp_path / "out", "--json")
+    assert outcome.code == 0, outcome.stderr
+    written = json.loads(outcome.stdout)["written"]
+    assert len(written) == 4  # each real image once
+
+
+def test_dangling_and_unreadable_entries_are_reported_not_fatal(
+    tmp_path: Path, half: Path
+) -> None:
+    root = tmp_path / "in"
+    _tree(root, count=2)
+    (root / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "folder.png").mkdir()  # a folder with an image suffix is not an image
+    outcome = _in_thread(30, "apply", half, root, tmp_path / "out", "--json")
+    assert outcome.crash is None and outcome.code == 3, outcome.stderr
+    report = json.loads(outcome.stdout)
+    assert [Path(item["input"]).name for item in report["failed"]] == ["gone.png"]
+    assert "No such file" in report["failed"][0]["error"] and len(report["written"]) == 2
+
+
+def test_a_rerun_skips_finished_work_and_overwrite_redoes_it(tmp_path: Path, half: Path) -> None:
+    _tree(tmp_path / "in")
+    first = json.loads(cli("apply", half, tmp_path / "in", tmp_path / "out", "--json").stdout)
+    assert len(first["written"]) == 6
+    mtimes = _snapshot(tmp_path / "out")
+    second = json.loads(cli("apply", half, tmp_path / "in", tmp_path / "out", "--json").stdout)
+    assert (len(second["written"]), len(second["skipped"])) == (0, 6)
+    assert _snapshot(tmp_path / "out") == mtimes
+    third = json.loads(cli("apply", half, tmp_path / "in", tmp_path / "out", "--json",
+                           "--overwrite").stdout)
+    assert len(third["written"]) == 6 and temp_files(tmp_path) == []
+
+
+def test_the_temp_name_pattern_is_the_one_cleaned_up() -> None:
+    """The cleanup and the writer agree on the temp-file name (guards a silent drift)."""
+    temp = colorot.atomic.temp_path(Path("/x/a.png"), "0123abcd")
+    assert temp == Path("/x/.a.png.0123abcd.tmp")

@@ -1,0 +1,267 @@
+"""Issue item 6: fuzzing the image reader, the checkpoint loader and the CLI arguments.
+
+The only failures allowed are the documented ones (ImageReadError,
+CheckpointError, a one-line ``error:`` with exit 1, a usage error 2, a batch
+failure 3); every example has a deadline, so a hang fails the test.
+(Plain random bytes into ``decode_image`` are fuzzed in test_imageio.py.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _robust_helpers import EXIT_CODES, checkpoint_payload, cli, png, write_checkpoint
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from PIL import Image as PILImage
+
+from colorot import checkpoint
+from colorot.errors import CheckpointError, ImageReadError
+from colorot.imageio import decode_image
+
+FUZZ = settings(max_examples=60, deadline=2000,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+# --- the image reader -------------------------------------------------------------------------
+
+MODES = ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16", "I", "F"]
+FORMATS = ["PNG", "JPEG", "TIFF", "WEBP", "BMP", "GIF"]
+
+
+@st.composite
+def encoded_images(draw) -> bytes:
+    """A small random image in a random mode, saved in a format that can hold that mode."""
+    height, width = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    mode, fmt = draw(st.sampled_from(MODES)), draw(st.sampled_from(FORMATS))
+    seed = draw(st.integers(0, 2**16))
+    codes = np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
+    pil = PILImage.fromarray(codes, "RGBA").convert(mode)
+    buffer = io.BytesIO()
+    try:
+        pil.save(buffer, format=fmt)
+    except (OSError, ValueError, KeyError):  # this format cannot hold this mode: pick again
+        draw(st.just(None).filter(lambda _: False))
+    return buffer.getvalue()
+
+
+def _decode_or_refuse(data: bytes) -> None:
+    """Decoding gives a sane image or ImageReadError; anything else propagates and fails."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns on odd EXIF or palettes
+        try:
+            image = decode_image(data)
+        except ImageReadError:
+            return
+    assert image.rgb.dtype == np.float32 and image.rgb.ndim == 3 and image.rgb.shape[2] == 3
+    assert np.isfinite(image.rgb).all() and image.rgb.min() >= 0 and image.rgb.max() <= 1
+    if image.alpha is not None:
+        assert image.alpha.shape == image.rgb.shape[:2]
+
+
+@FUZZ
+@given(encoded_images())
+def test_random_small_images_decode_or_are_refused(data: bytes) -> None:
+    _decode_or_refuse(data)
+
+
+@FUZZ
+@given(encoded_images(), st.data())
+def test_damaged_images_decode_or_are_refused(data: bytes, edits: st.DataObject) -> None:
+    """Bit flips, cuts and insertions anywhere in a valid file (headers included)."""
+    damaged = bytearray(data)
+    for _ in range(edits.draw(st.integers(1, 4))):
+        position = edits.draw(st.integers(0, max(len(damaged) - 1, 0)))
+        action = edits.draw(st.sampled_from(["flip", "cut", "insert", "truncate"]))
+        if action == "flip" and damaged:
+            damaged[position] ^= 1 << edits.draw(st.integers(0, 7))
+        elif action == "cut":
+            del damaged[position : position + edits.draw(st.integers(1, 16))]
+        elif action == "insert":
+            damaged[position:position] = edits.draw(st.binary(min_size=1, max_size=16))
+        else:
+            del damaged[position:]
+    _decode_or_refuse(bytes(damaged))
+
+
+# --- the checkpoint loader --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def valid_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = write_checkpoint(tmp_path_factory.mktemp("ck") / "m.pt", "cmgn", hidden=3, layers=2)
+    return path.read_bytes()
+
+
+def _load_or_refuse(data: bytes) -> None:
+    """Loading gives a model with finite outputs on the RGB cube, or CheckpointError."""
+    try:
+        loaded = checkpoint.from_bytes(data, "fuzzed.pt")
+    except CheckpointError:
+        return
+    with torch.no_grad():
+        out = loaded.model(torch.rand(64, 3))
+    assert out.shape == (64, 3) and bool(torch.isfinite(out).all())
+
+
+@FUZZ
+@given(st.sampled_from([b"", b"PK\x03\x04", b"\x80\x02", b"\x80\x04\x95", b"\x93NUMPY"]),
+       st.binary(max_size=2048))
+def test_random_bytes_never_load_as_a_checkpoint(prefix: bytes, data: bytes) -> None:
+    with pytest.raises(CheckpointError):
+        checkpoint.from_bytes(prefix + data, "fuzzed.pt")
+
+
+@FUZZ
+@given(st.data())
+def test_damaged_checkpoint_files_load_validly_or_are_refused(
+    valid_checkpoint: bytes, edits: st.DataObject
+) -> None:
+    damaged = bytearray(valid_checkpoint)
+    for _ in range(edits.draw(st.integers(1, 6))):
+        position = edits.draw(st.integers(0, len(damaged) - 1))
+        damaged[position] = edits.draw(st.integers(0, 255))
+    if edits.draw(st.booleans()):
+        del damaged[edits.draw(st.integers(0, len(damaged) - 1)):]
+    _load_or_refuse(bytes(damaged))
+
+
+PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8)
+    | st.builds(torch.tensor, st.lists(st.floats(width=32), max_size=4)),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8),
+                                                                      children, max_size=3),
+    max_leaves=8,
+)
+"""Any value a weights-only checkpoint can hold: plain values, tensors, lists and dicts."""
+
+
+def _paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    """Every key path into nested dicts (lists are leaves)."""
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, prefix + (key,))
+    return found
+
+
+@FUZZ
+@given(st.data())
+def test_checkpoints_with_random_values_anywhere_load_validly_or_are_refused(
+    valid_checkpoint: bytes, choices: st.DataObject
+) -> None:
+    payload = torch.load(io.BytesIO(valid_checkpoint), weights_only=True)
+    for _ in range(choices.draw(st.integers(1, 3))):
+        path = choices.draw(st.sampled_from(_paths(payload)))
+        parent = payload
+        for key in path[:-1]:
+            parent = parent[key]
+        if choices.draw(st.booleans()):
+            parent[path[-1]] = choices.draw(PLAIN)
+        else:
+            parent.pop(path[-1])
+        if not _paths(payload):
+            break
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    _load_or_refuse(buffer.getvalue())
+
+
+# --- CLI argument handling -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Real files for the fuzzed command lines to name: a good and a bad checkpoint, a
+    good and a bad image, a folder, and names that do not exist."""
+    root = tmp_path_factory.mktemp("arena")
+    good = write_checkpoint(root / "good.pt")
+    (root / "bad.pt").write_bytes(b"not a checkpoint")
+    png(root / "img.png", 4, 4)
+    png(root / "folder" / "a.png", 3, 3)
+    (root / "bad.png").write_bytes(b"GIF89a truncated")
+    return {
+        "good.pt": str(good), "bad.pt": str(root / "bad.pt"), "img.png": str(root / "img.png"),
+        "bad.png": str(root / "bad.png"), "folder": str(root / "folder"),
+        "missing": str(root / "missing.png"), "out/": str(root / "out") + "/",
+        "out.png": str(root / "out.png"), "out.pt": str(root / "out.pt"),
+    }
+
+
+FLOATS = ["0", "1e-3", "0.03", "1", "-1", "nan", "inf", "-inf", "1e309", "1e-320", "abc"]
+INTS = ["-1", "0", "1", "2", "3", "16", "5000", "4294967296", "99999999999999999999999", "1.5", ""]
+FIT_VALUES: dict[str, list[str]] = {
+    "--model": ["mmgn", "cmgn", "affine", "resnet"], "--distribution": ["gmm", "gaussian", "uniform"],
+    "--components": ["auto", "0", "1", "2", "3", "99", "-1", "two"], "--loss": ["kl", "moment"],
+    "--transport-weight": FLOATS, "--steps": ["0", "1", "2", "-1"], "--lr": FLOATS,
+    "--batch-size": INTS, "--max-pixels": INTS, "--ridge": FLOATS, "--eps": FLOATS,
+    "--hidden": INTS, "--layers": INTS, "--modules": INTS, "--device": ["cpu", "auto", "cuda", "tpu"],
+    "--seed": INTS, "--max-image-pixels": INTS,
+}
+APPLY_VALUES: dict[str, list[str]] = {
+    "--suffix": [".png", ".jpg", "png", ".PNG", ".tif", ".gif", "", ".", "..png"],
+    "--quality": INTS, "--max-image-pixels": INTS,
+}
+FLAGS = {"fit": ["--force", "--json"], "apply": ["--recursive", "--no-recursive", "--overwrite",
+                                                  "--in-place", "--json"], "info": ["--json"]}
+STRAYS = ["--help", "--unknown", "-x", "--", "\x00", "é", "../..", "/", "nan"]
+
+
+def _tokens(arena: dict[str, str], command: str) -> st.SearchStrategy[list[str]]:
+    """Mostly well-formed options with edgy values (so validation, not parsing, is
+    exercised), sometimes a stray token."""
+    table = {"fit": FIT_VALUES, "apply": APPLY_VALUES}.get(command, {})
+    parts = [st.sampled_from(FLAGS.get(command, ["--json"])).map(lambda flag: [flag])]
+    if table:
+        parts.append(st.sampled_from(sorted(table)).flatmap(
+            lambda option: st.sampled_from(table[option]).map(lambda value: [option, value])))
+    parts.append(st.sampled_from(STRAYS + list(arena.values())).map(lambda token: [token]))
+    weights = [parts[0]] + [parts[1]] * 4 if table else [parts[0]]
+    choice = st.one_of(*weights, parts[-1])
+    return st.lists(choice, max_size=5).map(lambda groups: [t for g in groups for t in g])
+
+
+@settings(max_examples=300, deadline=5000, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_random_command_lines_exit_with_a_documented_code(
+    arena: dict[str, str], choices: st.DataObject
+) -> None:
+    command = choices.draw(st.sampled_from(["fit", "fit", "apply", "apply", "info", "--version",
+                                            "nosuch"]))
+    args = [command]
+    paths = st.sampled_from(list(arena.values()))
+    images = st.sampled_from([arena["img.png"]] * 6 + list(arena.values()))  # mostly usable
+    if command == "fit":
+        # two images and a cheap, bounded fit first; the random tokens may override any of it
+        args += [choices.draw(images), choices.draw(images), "-o", arena["out.pt"], "--force",
+                 "--components", "1", "--distribution", "gaussian"]
+    elif command == "apply":
+        args += [choices.draw(paths)] + [choices.draw(images)
+                                         for _ in range(choices.draw(st.integers(0, 2)))]
+        args += [choices.draw(st.sampled_from([arena["out/"], arena["out.png"]]))]
+    elif command == "info":
+        args += [choices.draw(paths)]
+    args += choices.draw(_tokens(arena, command))
+    if command == "fit" and _asks_for_a_long_fit(args):
+        args += ["--steps", "2"]  # keep each example fast: the last --steps wins
+    outcome = cli(*args)
+    event(f"{command} exit {outcome.code}")
+    assert outcome.crash is None, f"colorot {args!r} crashed: {outcome.crash!r}"
+    assert outcome.code in EXIT_CODES, (args, outcome.code)
+    assert "Traceback" not in outcome.stderr
+    if outcome.code == 1:
+        assert outcome.stderr.startswith("error: ") or outcome.stderr.startswith("interrupted")
+
+
+def _asks_for_a_long_fit(args: list[str]) -> bool:
+    """True unless the last --steps given is a small number (the default is 1500)."""
+    steps = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--steps"]
+    with contextlib.suppress(ValueError):
+        return not steps or not (float(steps[-1]) <= 3 or math.isnan(float(steps[-1])))
+    return False
