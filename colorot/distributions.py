@@ -172,7 +172,7 @@ class GaussianMixture:
                 torch.as_tensor(self.means, dtype=dtype, device=device),
                 torch.as_tensor(np.linalg.inv(self._chols), dtype=dtype, device=device),
                 torch.as_tensor(
-                    -np.log(np.diagonal(self._chols, axis1=-2, axis2=-1)).sum(-1) - 0.5 * 3 * _LOG_2PI,
+                    -np.log(np.diagonal(self._chols, axis1=-2, axis2=-1)).sum(-1) - 0.5 * self.means.shape[1] * _LOG_2PI,
                     dtype=dtype, device=device,
                 ),
             )

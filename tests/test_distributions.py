@@ -260,3 +260,10 @@ def test_to_dict_round_trip_keeps_log_prob_identical(rng, mixture, which) -> Non
 def test_malformed_dicts_are_config_errors(d) -> None:
     with pytest.raises(ConfigError):
         target_from_dict(d)
+
+
+def test_log_prob_normalises_in_any_dimension() -> None:
+    """A 2-D standard normal at its mean has density 1/(2π): the constant must use d, not 3."""
+    g = Gaussian(np.zeros(2), np.eye(2))
+    got = float(g.log_prob(torch.zeros(1, 2, dtype=torch.float64))[0])
+    assert abs(got - (-np.log(2 * np.pi))) < 1e-12
