@@ -164,6 +164,7 @@ def plan(
     """
     if not inputs:
         raise ConfigError("no input given")
+    _refuse_nul([*inputs, output])
     inputs = [Path(src) for src in inputs]
     suffix = _checked_suffix(suffix)
     output_is_folder = str(output).endswith(("/", os.sep))
@@ -218,6 +219,7 @@ def plan_listed(
     (``photos/a/x.jpg`` → ``output/photos/a/x.jpg``); any other path goes to
     ``output/<name>``. Blank entries are ignored; the checks of :func:`plan` apply.
     """
+    _refuse_nul([*files, output])
     files = [Path(f) for f in files if str(f).strip()]
     if not files:
         raise ConfigError("no input paths given")
@@ -337,6 +339,13 @@ def _make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ImageWriteError(f"{folder}: cannot create folder ({exc.strerror or exc})") from exc
+
+
+def _refuse_nul(paths: Sequence[Path | str]) -> None:
+    """ConfigError for a path holding a NUL byte (no file system accepts one)."""
+    for path in paths:
+        if "\x00" in str(path):
+            raise ConfigError(f"a path contains a NUL byte: {str(path)!r}")
 
 
 def _checked_suffix(suffix: str | None) -> str | None:

@@ -176,8 +176,9 @@ def load(path: str | Path) -> Checkpoint:
     path = Path(path)
     try:
         data = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {reason}") from exc
     return from_bytes(data, source=path)
 
 

@@ -123,8 +123,8 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     """
     try:
         data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ImageReadError(f"{path!s}: cannot read file ({getattr(exc, 'strerror', None) or exc})") from exc
     return decode_image(data, name=str(path), max_pixels=max_pixels)
 
 

@@ -327,3 +327,14 @@ def test_the_temp_name_pattern_is_the_one_cleaned_up() -> None:
     """The cleanup and the writer agree on the temp-file name (guards a silent drift)."""
     temp = colorot.atomic.temp_path(Path("/x/a.png"), "0123abcd")
     assert temp == Path("/x/.a.png.0123abcd.tmp")
+
+
+def test_a_nul_byte_in_a_path_is_a_clear_error(tmp_path: Path, half: Path) -> None:
+    """Found by the CLI fuzzer: argv cannot carry NUL, but --from-stdin lists and the API can."""
+    _tree(tmp_path / "in")
+    for args in (("apply", half, tmp_path / "in", "out\x00"), ("apply", half, "in\x00", tmp_path / "out")):
+        outcome = cli(*args)
+        assert outcome.crash is None and outcome.code == 1, (args, outcome)
+        assert "NUL" in outcome.stderr, (args, outcome)
+    outcome = cli("info", "m\x00.pt")  # Typer's own path check: a usage error
+    assert outcome.crash is None and outcome.code == 2
