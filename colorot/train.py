@@ -51,6 +51,12 @@ DEFAULT_BATCH_SIZE = 4096
 #: (measured in bench/EXPERIMENTS.md: 1000 → 5000 kept the median SW₂).
 DEFAULT_SW_WEIGHT = 5000.0
 DEFAULT_SW_DIRECTIONS = 64
+#: CPU threads while training (restored afterwards).  A step's tensors are small
+#: (4096 pixels), so more threads barely help, and when the cores are busy their
+#: spin-waits slow a step ~10× (measured on 2 cores: 363 vs 32 ms; a default fit
+#: 234 s vs 50 s beside one other busy process).
+TRAIN_THREADS = 1
+
 #: Directions in the fixed bank each step draws from, and reference draws whose
 #: sorted projections give the target quantiles.
 SW_BANK = 256
@@ -200,6 +206,9 @@ def train(
     if settings.sw_weight and target_pixels is None:
         raise ConfigError("the sliced-Wasserstein term needs the target pixels")
     device = resolve_device(settings.device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(TRAIN_THREADS)
     try:
         return _train(model, pixels, target, settings, device, callback, target_pixels)
     except torch.cuda.OutOfMemoryError as exc:
@@ -208,6 +217,8 @@ def train(
         raise TrainingError(
             "out of GPU memory while training; try a smaller --batch-size or --device cpu"
         ) from exc
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _train(

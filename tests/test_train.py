@@ -202,3 +202,17 @@ def test_dequantisation_noise_depends_only_on_seed(pixels) -> None:
     torch.manual_seed(2)
     again = train(b, pixels, target, settings(steps=2, seed=9)).losses
     assert first == again
+
+
+def test_training_runs_single_threaded_and_restores_the_thread_count(pixels, target) -> None:
+    from colorot.train import TRAIN_THREADS
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+    try:
+        train(small_model(), pixels, target, settings(), callback=lambda s, v: seen.append(torch.get_num_threads()))
+        assert set(seen) == {TRAIN_THREADS}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
