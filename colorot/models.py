@@ -152,6 +152,20 @@ class MonotoneGradientMap(nn.Module):
                 return
             self._shrink_nonlinear(0.7)
 
+    @torch.no_grad()
+    def _centred_units(self, points: np.ndarray, seed: int) -> torch.Tensor:
+        """Redraw ``W`` (scale 2) and return the biases that centre each unit on a source pixel.
+
+        A unit h with weights w_h gets bias −w_h·x_h for a random pixel x_h, so its
+        active region passes through the data instead of one corner of the cube.
+        """
+        g = torch.Generator().manual_seed(seed)
+        pts = torch.as_tensor(points, dtype=self.W.dtype)
+        units = self.W.shape[:-1]
+        idx = torch.randint(pts.shape[0], units, generator=g)
+        self.W.copy_(torch.randn(*units, self.dim, generator=g) * 2.0)
+        return -(self.W * pts[idx]).sum(-1)
+
     def _shrink_nonlinear(self, factor: float) -> None:
         """Scale the nonlinear part's weights down (used by :meth:`init_to_affine`)."""
 
@@ -217,16 +231,9 @@ class CMGN(MonotoneGradientMap):
 
     @torch.no_grad()
     def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:
-        """Place each hidden unit's centre on a source pixel: b₀,h = −W_h·x_h.
-
-        The units' active regions then cover the data instead of one corner.
-        """
-        g = torch.Generator().manual_seed(seed)
-        pts = torch.as_tensor(points, dtype=self.W.dtype)
-        idx = torch.randint(pts.shape[0], (self.hidden,), generator=g)
-        self.W.copy_(torch.randn(self.hidden, self.dim, generator=g) * 2.0)
+        """Centre each hidden unit on a source pixel (see :meth:`MonotoneGradientMap._centred_units`)."""
         self.biases.zero_()
-        self.biases[0] = -(self.W * pts[idx]).sum(-1)
+        self.biases[0] = self._centred_units(points, seed)
 
     def _shrink_nonlinear(self, factor):
         self.W.mul_(factor)
@@ -276,13 +283,8 @@ class MMGN(MonotoneGradientMap):
 
     @torch.no_grad()
     def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:
-        """Centre each hidden unit on a source pixel (see :meth:`CMGN.init_hidden`)."""
-        g = torch.Generator().manual_seed(seed)
-        pts = torch.as_tensor(points, dtype=self.W.dtype)
-        k, h = self.modules_count, self.hidden
-        idx = torch.randint(pts.shape[0], (k, h), generator=g)
-        self.W.copy_(torch.randn(k, h, self.dim, generator=g) * 2.0)
-        self.biases.copy_(-(self.W * pts[idx]).sum(-1))
+        """Centre each hidden unit on a source pixel (see :meth:`MonotoneGradientMap._centred_units`)."""
+        self.biases.copy_(self._centred_units(points, seed))
 
     def _shrink_nonlinear(self, factor):
         self.W.mul_(factor)

@@ -242,13 +242,14 @@ class ColorTransfer:
         """
         start = time.perf_counter()
         self._check_numbers()
+        device = str(resolve_device(self.device))
         settings = TrainSettings(steps=self.steps, lr=self._learning_rate(), batch_size=self.batch_size,
                                  loss=self.loss, sw_weight=self.sw_weight, sw_directions=self.sw_directions,
-                                 sw_smoothing=math.sqrt(self.ridge) if 0 <= self.ridge < math.inf else 0.0,
-                                 transport_weight=self.transport_weight, seed=self.random_state,
-                                 device=str(resolve_device(self.device)))
+                                 sw_smoothing=math.sqrt(self.ridge), transport_weight=self.transport_weight,
+                                 seed=self.random_state, device=device)
         settings.validate()  # bad options fail before any image is read
-        build_model(self.model, self._model_config())
+        torch.manual_seed(self.random_state)
+        model = build_model(self.model, self._model_config())
         src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
         tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
         rng = np.random.default_rng(self.random_state)
@@ -262,8 +263,6 @@ class ColorTransfer:
         a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
         c = self.target_dist_.mean - a @ mean_s
 
-        torch.manual_seed(self.random_state)
-        model = build_model(self.model, self._model_config())
         if isinstance(model, AffineMap):
             model.init_to_affine(a, c, mean_s[None])
             self.history_ = History()
@@ -282,7 +281,7 @@ class ColorTransfer:
             "steps": len(self.history_.losses),
             "lr": float(self._learning_rate()), "batch_size": int(self.batch_size),
             "training_pixels": int(src.shape[0]), "seed": int(self.random_state),
-            "device": str(resolve_device(self.device)),
+            "device": device,
             "final_loss": self.history_.final_loss, "train_seconds": round(self.history_.seconds, 3),
             "fit_seconds": round(time.perf_counter() - start, 3),
             "source_sha256": _sha256(source), "target_sha256": _sha256(target),
