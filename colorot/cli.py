@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from colorot import __version__, apply as apply_mod, checkpoint, preview as preview_mod
+from colorot import __version__, apply as apply_mod, checkpoint, metrics, preview as preview_mod
 from colorot.cube import cube_text, write_cube
 from colorot.distributions import DEFAULT_RIDGE
 from colorot.errors import ColorotError, ConfigError
@@ -415,6 +415,45 @@ def info(
             f"colorot     {ckpt.colorot_version} (checkpoint format {checkpoint.FORMAT_VERSION})",
         ]
         _emit(as_json, document, lines)
+
+
+@app.command("eval")
+def eval_command(
+    source: Annotated[Path, typer.Argument(help="The image the map was applied to.")],
+    output: Annotated[Path, typer.Argument(help="SOURCE after 'colorot apply' (same size).")],
+    target: Annotated[Path, typer.Argument(help="The target (style) image.")],
+    model: Annotated[Optional[Path], typer.Option(help="Checkpoint that made OUTPUT: adds the minimum Jacobian "
+                                                  "eigenvalue and the clipped fraction.")] = None,
+    directions: Annotated[int, typer.Option(min=1, help="SW2 random directions.")] = metrics.SW2_DIRECTIONS,
+    pixels: Annotated[int, typer.Option(min=1, help="SW2 pixels drawn from each image.")] = metrics.SW2_PIXELS,
+    w2_pixels: Annotated[int, typer.Option(min=1, max=10_000, help="Pixels of each image in the exact W2 "
+                                           "(time grows as n³).")] = metrics.W2_PIXELS,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of every random draw.")] = 0,
+    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+) -> None:
+    """Measure a transfer: SW2 to the target, RMS displacement, exact W2 estimate; with --model also the
+    minimum Jacobian eigenvalue and the fraction of pixels clipped (definitions: README, Measuring quality).
+
+    Example: colorot eval day.jpg graded/day.jpg sunset.jpg --model model.pt
+    """
+    with _user_errors():
+        fitted = checkpoint.load(model).model if model is not None else None
+        r = metrics.evaluate_files(source, output, target, fitted_map=fitted, max_image_pixels=max_image_pixels,
+                                   directions=directions, pixels=pixels, w2_pixels=w2_pixels, seed=seed)
+        absent = "n/a (needs --model)"
+        lines = [
+            f"SW2 to target        {r['sw2']:.4f}   (source to target: {r['sw2_source']:.4f})",
+            f"RMS displacement     {r['rms_displacement']:.4f}",
+            f"exact W2 estimate    {r['w2']:.4f}   (subsamples of ≤ {w2_pixels} pixels, biased upwards)",
+            "RMS/W2 − 1           " + (f"{r['rms_over_w2']:+.2%}" if r["rms_over_w2"] is not None else "n/a (W2 = 0)"),
+            "min eigenvalue of J  " + (f"{r['min_jacobian_eigenvalue']:.3g}" if fitted is not None else absent),
+            "clipped              " + (f"{r['clipped_fraction']:.2%} of source pixels leave [0, 1] under the map"
+                                       if fitted is not None else absent),
+        ]
+        _emit(as_json, {"source": str(source), "output": str(output), "target": str(target),
+                        "model": str(model) if model else None, **r, "directions": directions,
+                        "pixels": pixels, "w2_pixels": w2_pixels, "seed": seed}, lines)
 
 
 def main() -> None:

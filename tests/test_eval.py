@@ -1,17 +1,27 @@
-"""The measures behind ``colorot eval`` (colorot.metrics): exact W2, clipped fraction, Jacobian floor."""
+"""``colorot eval`` and the measures behind it (colorot.metrics): exact W2, clipped fraction, Jacobian floor."""
 
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image as PILImage
+from typer.testing import CliRunner
 
+from colorot import ColorTransfer, checkpoint
+from colorot.apply import map_pixels
+from colorot.cli import app
 from colorot.errors import ConfigError
-from colorot.metrics import (W2_PIXELS, clipped_fraction, evaluate, exact_w2, min_jacobian_eigenvalue,
+from colorot.imageio import read_pixels
+from colorot.metrics import (W2_PIXELS, clipped_fraction, evaluate, evaluate_files, exact_w2, min_jacobian_eigenvalue,
                              rms_displacement, sliced_w2, subsample)
 from colorot.models import AffineMap, build_model
+
+from conftest import smooth_rgb
 
 
 # ------------------------------------------------------------------ exact W2
@@ -123,3 +133,95 @@ def test_evaluate_combines_the_measures_and_refuses_unpaired_pixels(rng) -> None
     assert r["min_jacobian_eigenvalue"] is None and r["clipped_fraction"] is None
     with pytest.raises(ConfigError, match="200 pixels and the output 150"):
         evaluate(source, output[:150], target)
+
+
+# ------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """A dull source, a contrasty target, a closed-form affine checkpoint and SOURCE after apply."""
+    root = tmp_path_factory.mktemp("eval")
+    paths = {name: root / f"{name}.png" for name in ("source", "target", "output", "small")}
+    dull = np.round(64 + smooth_rgb(16, 20, 1) / 2).astype(np.uint8)
+    PILImage.fromarray(dull).save(paths["source"])
+    contrasty = smooth_rgb(18, 22, 2).astype(np.float64)
+    PILImage.fromarray(np.clip((contrasty - 128) * 2.5 + 128, 0, 255).astype(np.uint8)).save(paths["target"])
+    PILImage.fromarray(dull[:8, :10]).save(paths["small"])
+    paths["model"] = root / "model.pt"
+    ColorTransfer(model="affine", target="gaussian").fit(paths["source"], paths["target"]).save(paths["model"])
+    result = CliRunner().invoke(app, ["apply", str(paths["model"]), str(paths["source"]), str(paths["output"]),
+                                      "--exact", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    return paths
+
+
+def _eval(*args: object):
+    return CliRunner().invoke(app, ["eval", *(str(a) for a in args)])
+
+
+def test_eval_json_without_model_equals_the_library(files) -> None:
+    result = _eval(files["source"], files["output"], files["target"], "--json", "--w2-pixels", "200", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    src, out, tgt = (read_pixels(files[k]) for k in ("source", "output", "target"))
+    assert doc["sw2"] == sliced_w2(np.clip(out, 0, 1), tgt, seed=3)
+    assert doc["sw2_source"] == sliced_w2(src, tgt, seed=3)
+    assert doc["sw2"] < doc["sw2_source"]  # the transfer moved the source towards the target
+    assert doc["rms_displacement"] == rms_displacement(src, out)
+    assert doc["w2"] == exact_w2(src, tgt, pixels=200, seed=3)
+    assert doc["rms_over_w2"] == pytest.approx(doc["rms_displacement"] / doc["w2"] - 1)
+    assert doc["min_jacobian_eigenvalue"] is None and doc["clipped_fraction"] is None and doc["model"] is None
+    assert (doc["directions"], doc["pixels"], doc["w2_pixels"], doc["seed"]) == (256, 60_000, 200, 3)
+    assert doc["compared_pixels"] == 16 * 20
+
+
+def test_eval_with_model_adds_jacobian_floor_and_clipped_fraction(files) -> None:
+    result = _eval(files["source"], files["output"], files["target"], "--model", files["model"], "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    fitted = checkpoint.load(files["model"]).model
+    src = read_pixels(files["source"])
+    assert doc["min_jacobian_eigenvalue"] == min_jacobian_eigenvalue(fitted, src)
+    assert doc["min_jacobian_eigenvalue"] >= fitted.eps * (1 - 1e-4)
+    assert doc["clipped_fraction"] == clipped_fraction(map_pixels(fitted, src))
+    assert 0 < doc["clipped_fraction"] < 1  # the dull → contrasty map pushes some colours out of [0, 1]
+    assert doc["w2"] == exact_w2(src, read_pixels(files["target"]), pixels=W2_PIXELS, seed=0)
+
+
+def test_eval_prints_a_readable_summary(files) -> None:
+    plain = _eval(files["source"], files["output"], files["target"])
+    assert plain.exit_code == 0, plain.output
+    assert "SW2 to target" in plain.stdout and "RMS displacement" in plain.stdout
+    assert "n/a (needs --model)" in plain.stdout and plain.stderr == ""
+    with_model = _eval(files["source"], files["output"], files["target"], "--model", files["model"])
+    assert "of source pixels leave [0, 1]" in with_model.stdout and "needs --model" not in with_model.stdout
+
+
+def test_eval_leaves_out_the_sources_transparent_pixels(files, tmp_path) -> None:
+    rgba = np.dstack([np.asarray(PILImage.open(files["source"])), np.full((16, 20), 255, np.uint8)])
+    rgba[:4, :, 3] = 0  # the top four rows are fully transparent
+    PILImage.fromarray(rgba).save(tmp_path / "rgba.png")
+    doc = evaluate_files(tmp_path / "rgba.png", files["output"], files["target"], w2_pixels=100)
+    src, out = (np.asarray(PILImage.open(files[k]).convert("RGB"))[4:] / 255.0 for k in ("source", "output"))
+    assert doc["compared_pixels"] == 12 * 20
+    assert doc["rms_displacement"] == pytest.approx(rms_displacement(src, out), rel=1e-6)
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+def test_eval_refuses_an_output_of_another_size(files) -> None:
+    line = _one_line_error(_eval(files["source"], files["small"], files["target"]))
+    assert "20×16" in line and "10×8" in line and "corresponding pixels" in line
+
+
+def test_eval_reports_missing_files_and_bad_checkpoints(files, tmp_path) -> None:
+    assert "missing.png" in _one_line_error(_eval(files["source"], tmp_path / "missing.png", files["target"]))
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    assert "bad.pt" in _one_line_error(_eval(files["source"], files["output"], files["target"],
+                                             "--model", tmp_path / "bad.pt"))
+    assert _eval(files["source"], files["output"], files["target"], "--w2-pixels", "0").exit_code == 2
