@@ -70,7 +70,8 @@ import torch  # noqa: E402
 
 import colorot  # noqa: E402
 from colorot import ColorTransfer  # noqa: E402
-from colorot.metrics import rms_displacement, sliced_w2  # noqa: E402
+from colorot.metrics import (clipped_fraction, min_jacobian_eigenvalue, rms_displacement,  # noqa: E402
+                             sliced_w2)
 
 SIZE = (1920, 1200)
 PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
@@ -312,30 +313,6 @@ def w2_exact(src: np.ndarray, tgt: np.ndarray, seed: int = 0) -> float:
     return float(np.sqrt(ot.emd2(a, a.copy(), ot.dist(xs, xt), numItermax=10**7)))
 
 
-def distinct_colours(u8: np.ndarray) -> np.ndarray:
-    """Every distinct colour of a uint8 image, as float32 pixels in [0, 1]."""
-    codes = u8.reshape(-1, 3).astype(np.int32)
-    packed = np.unique((codes[:, 0] << 16) | (codes[:, 1] << 8) | codes[:, 2])
-    rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1)
-    return (rgb / np.float32(255)).astype(np.float32)
-
-
-def min_jacobian_eigenvalue(fitted_map, pixels: np.ndarray, chunk: int = 65_536) -> float:
-    """min over pixels of the smallest eigenvalue of (J + Jᵀ)/2, J = fitted_map.jacobian(x)."""
-    low = np.inf
-    with torch.no_grad():
-        for start in range(0, len(pixels), chunk):
-            jac = fitted_map.jacobian(torch.from_numpy(pixels[start:start + chunk]))
-            sym = 0.5 * (jac + jac.transpose(-1, -2))
-            low = min(low, float(torch.linalg.eigvalsh(sym.double())[:, 0].min()))
-    return low
-
-
-def clipped_fraction(out: np.ndarray) -> float:
-    flat = out.reshape(-1, 3)
-    return float(np.mean(np.any((flat < 0) | (flat > 1), axis=1)))
-
-
 def thumb(pixels01: np.ndarray) -> Image.Image:
     u8 = np.round(np.clip(pixels01, 0, 1) * 255).astype(np.uint8)
     return Image.fromarray(u8).resize(THUMB, Image.Resampling.LANCZOS)
@@ -371,8 +348,7 @@ def run_pair(src_name: str, tgt_name: str, images: dict[str, Path], methods: lis
         row["rms_w2"] = row["rms"] / result.w2 - 1
         if output.estimator is not None:
             ct = output.estimator
-            row["min_eig"] = min_jacobian_eigenvalue(ct.map_, distinct_colours(np.concatenate(
-                [src_u8.reshape(-1, 3), tgt_u8.reshape(-1, 3)])))
+            row["min_eig"] = min_jacobian_eigenvalue(ct.map_, np.concatenate([src, tgt]))
             row["components"] = int(len(ct.target_dist_.weights))
             if method == "colorot-default":
                 default_target = ct.target_dist_
