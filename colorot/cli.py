@@ -44,6 +44,7 @@ _state = {"debug": False}
 
 
 class ModelName(str, Enum):
+    ridge = "ridge"
     mmgn = "mmgn"
     cmgn = "cmgn"
     affine = "affine"
@@ -149,7 +150,8 @@ def fit(
                      "fit on these pixels).")] = None,
     target_masks: Annotated[Optional[list[Path]], typer.Option("--target-mask", help="A mask per target image, "
                             "in order.")] = None,
-    model: Annotated[ModelName, typer.Option(help="Map: M-MGN, C-MGN, or the closed-form Gaussian map.")] = ModelName.mmgn,
+    model: Annotated[ModelName, typer.Option(help="Map: ridge-sum MGN, M-MGN, C-MGN, or the closed-form Gaussian "
+                                                     "map.")] = ModelName.ridge,
     distribution: Annotated[TargetKind, typer.Option("--distribution", help="Target distribution.")] = TargetKind.gmm,
     components: Annotated[str, typer.Option(help="Mixture components K, or 'auto' (BIC).")] = "auto",
     loss: Annotated[LossName, typer.Option(help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,
@@ -159,12 +161,12 @@ def fit(
     transport_weight: Annotated[float, typer.Option(help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
     steps: Annotated[int, typer.Option(help="Training steps.")] = DEFAULT_STEPS,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate, cosine-annealed to 5% "
-                                                "(default: 0.03 for mmgn, 0.01 for cmgn).")] = None,
+                                                "(default: 0.05 for ridge, 0.03 for mmgn, 0.01 for cmgn).")] = None,
     batch_size: Annotated[int, typer.Option(help="Pixels per training step.")] = DEFAULT_BATCH_SIZE,
     max_pixels: Annotated[int, typer.Option(help="Source and target pixels sampled for training.")] = DEFAULT_MAX_PIXELS,
     ridge: Annotated[float, typer.Option(help="Variance added to every target covariance.")] = DEFAULT_RIDGE,
     eps: Annotated[float, typer.Option(help="Strong-convexity floor: Jacobian eigenvalues ≥ eps.")] = DEFAULT_EPS,
-    hidden: Annotated[Optional[int], typer.Option(help="Hidden units (per module for M-MGN).")] = None,
+    hidden: Annotated[Optional[int], typer.Option(help="Hidden units (ridge units; per module for M-MGN).")] = None,
     layers: Annotated[Optional[int], typer.Option(help="C-MGN layers.")] = None,
     modules: Annotated[Optional[int], typer.Option(help="M-MGN modules.")] = None,
     device: Annotated[DeviceName, typer.Option(help="Where to train.")] = DeviceName.auto,

@@ -291,8 +291,65 @@ class MMGN(MonotoneGradientMap):
         self.biases.mul_(factor)
 
 
+class RidgeMGN(MonotoneGradientMap):
+    """Monotone gradient network of a sum of convex ridge functions.
+
+    T(x) = Σ_h a_h w_h σ(w_hᵀx + b_h) + (VᵀV + εI) x + b,  a_h = softplus(ρ_h) ≥ 0, σ = sigmoid,
+    the gradient of φ(x) = Σ_h a_h S(w_hᵀx + b_h) + ½ xᵀ(VᵀV + εI)x + bᵀx with S = softplus
+    convex (the "sums of convex ridge functions" class of Chaudhari, Pranav & Moura,
+    *Gradient Networks*, 2024).  J_T = Σ_h a_h σ'(z_h) w_h w_hᵀ + VᵀV + εI.
+    Unlike the C-MGN (a_h tied to |w_h|²), each unit's step height a_h|w_h| and
+    its sharpness |w_h| are free: a sum of sharp, small steps along many
+    directions can follow the fine structure that per-channel histogram matching
+    follows along the three axes.
+    """
+
+    name = "ridge"
+    #: |w_h| at the start: each unit is a smooth step about 4/15 ≈ 0.27 wide along w_h.
+    START_SHARPNESS = 15.0
+    #: ρ_h at the start: a_h = softplus(−8) ≈ 3·10⁻⁴, so T starts (almost) affine.
+    START_RHO = -8.0
+
+    def __init__(self, dim: int = 3, hidden: int = 64, eps: float = DEFAULT_EPS) -> None:
+        super().__init__(dim, eps)
+        if hidden < 1:
+            raise ConfigError("hidden must be at least 1")
+        self.hidden = hidden
+        self.W = nn.Parameter(torch.randn(hidden, dim) / math.sqrt(dim))
+        self.biases = nn.Parameter(torch.zeros(hidden))
+        self.rho = nn.Parameter(torch.full((hidden,), self.START_RHO))
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "hidden": self.hidden}
+
+    def _nonlinear(self, x, with_jacobian):
+        z = x @ self.W.T + self.biases  # (N, H)
+        amplitude = torch.nn.functional.softplus(self.rho)
+        step = torch.sigmoid(z)
+        out = (step * amplitude) @ self.W
+        if not with_jacobian:
+            return out, None
+        d = step * (1.0 - step) * amplitude
+        return out, torch.einsum("nh,hi,hj->nij", d, self.W, self.W)
+
+    @torch.no_grad()
+    def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:
+        """Random unit directions × START_SHARPNESS, each step centred on a random source pixel."""
+        g = torch.Generator().manual_seed(seed)
+        pts = torch.as_tensor(points, dtype=self.W.dtype)
+        directions = torch.randn(self.hidden, self.dim, generator=g)
+        self.W.copy_(directions / directions.norm(dim=1, keepdim=True) * self.START_SHARPNESS)
+        centres = pts[torch.randint(pts.shape[0], (self.hidden,), generator=g)]
+        self.biases.copy_(-(self.W * centres).sum(-1))
+        self.rho.fill_(self.START_RHO)
+
+    def _shrink_nonlinear(self, factor):
+        self.rho.add_(math.log(factor))
+
+
 #: Registry shared by the API, the CLI and the checkpoint loader.
-MODELS: dict[str, type[MonotoneGradientMap]] = {m.name: m for m in (AffineMap, CMGN, MMGN)}
+MODELS: dict[str, type[MonotoneGradientMap]] = {m.name: m for m in (AffineMap, CMGN, MMGN, RidgeMGN)}
 
 
 def build_model(name: str, config: dict | None = None) -> MonotoneGradientMap:

@@ -39,11 +39,12 @@ from colorot.transforms import prepare_map
 #: (H, W, 3) / (N, 3) of uint8, uint16 or floats in [0, 1].
 ImageLike = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 
-#: Default model sizes when ``hidden``/``layers``/``modules`` are not given.
 #: Source (and target) pixels sampled, seeded, for training.
 DEFAULT_MAX_PIXELS = 100_000
 
+#: Default model sizes when ``hidden``/``layers``/``modules`` are not given.
 MODEL_DEFAULTS = {
+    "ridge": {"hidden": 64},
     "cmgn": {"hidden": 16, "layers": 3},
     "mmgn": {"hidden": 8, "modules": 4},
     "affine": {},
@@ -142,8 +143,8 @@ def _sha256(images: ImageLike | Sequence[ImageLike]) -> str | list | None:
 class ColorTransfer:
     """Fit a Brenier colour map from a source image to a target image and apply it.
 
-    Parameters mirror the ``colorot fit`` options: ``model`` ("cmgn", "mmgn" or
-    "affine"), ``target`` ("gmm" or "gaussian"; the affine map always uses the
+    Parameters mirror the ``colorot fit`` options: ``model`` ("ridge", "cmgn",
+    "mmgn" or "affine"), ``target`` ("gmm" or "gaussian"; the affine map always uses the
     Gaussian, since it needs only the target's mean and covariance), ``n_components`` (an int or
     "auto": K chosen by BIC), ``loss`` ("kl": exact reverse KL; "moment":
     Gaussian moment-matching KL), ``sw_weight`` (μ of the mass-covering term
@@ -156,7 +157,7 @@ class ColorTransfer:
     ``max_image_pixels`` (raises the decompression-bomb limit for image files).
     """
 
-    def __init__(self, model: str = "mmgn", target: str = "gmm", *, n_components: int | str = "auto",
+    def __init__(self, model: str = "ridge", target: str = "gmm", *, n_components: int | str = "auto",
                  loss: str = "kl", sw_weight: float = DEFAULT_SW_WEIGHT,
                  sw_directions: int = DEFAULT_SW_DIRECTIONS, transport_weight: float = 0.0,
                  steps: int = DEFAULT_STEPS, lr: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -218,7 +219,7 @@ class ColorTransfer:
 
     def _learning_rate(self) -> float:
         """``lr``, or the model's default (:data:`colorot.train.DEFAULT_LR`)."""
-        return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, DEFAULT_LR["mmgn"])
+        return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, DEFAULT_LR["ridge"])
 
     def _check_numbers(self) -> None:
         """ConfigError for a --max-pixels, --ridge, --eps or --seed that cannot give a usable fit."""

@@ -30,6 +30,7 @@ from colorot.models import (
     MMGN,
     MODELS,
     AffineMap,
+    RidgeMGN,
     build_model,
     gaussian_map_matrix,
 )
@@ -43,6 +44,7 @@ SPECS = [
     ("cmgn", "softplus"),
     ("mmgn", "logcosh"),
     ("mmgn", "softplus"),
+    ("ridge", None),
     ("affine", None),
 ]
 SPEC_IDS = [f"{n}-{a}" if a else n for n, a in SPECS]
@@ -60,6 +62,8 @@ def model_specs(draw, name: str, activation: str | None) -> dict:
         config.update(hidden=draw(st.integers(1, 8)), layers=draw(st.integers(1, 3)), activation=activation)
     elif name == "mmgn":
         config.update(hidden=draw(st.integers(1, 6)), modules=draw(st.integers(1, 4)), activation=activation)
+    elif name == "ridge":
+        config.update(hidden=draw(st.integers(1, 8)))
     return {
         "name": name,
         "config": config,
@@ -262,7 +266,7 @@ def test_affine_from_gaussians_is_the_closed_form_map(mean_s, mean_t, cov_s, cov
 
 
 # ---------------------------------------------------------- init_to_affine
-@pytest.mark.parametrize("model_cls", [CMGN, MMGN])
+@pytest.mark.parametrize("model_cls", [CMGN, MMGN, RidgeMGN])
 @settings(max_examples=15, deadline=None)
 @given(a=spd_strategy(0.1, 3.0), c=hnp.arrays(np.float64, 3, elements=st.floats(-1, 1)),
        seed=st.integers(0, 1000))
@@ -292,7 +296,7 @@ def test_init_hidden_moves_the_nonlinear_part_off_its_default() -> None:
         assert float(norm2(jac).max()) > 0.1
 
 
-@pytest.mark.parametrize("model_cls", [CMGN, MMGN])
+@pytest.mark.parametrize("model_cls", [CMGN, MMGN, RidgeMGN])
 def test_init_to_affine_below_eps_raises_or_gets_close(model_cls) -> None:
     points = np.random.default_rng(0).uniform(0, 1, size=(200, 3))
     a, c = np.diag([0.05, 1.0, 2.0]), np.zeros(3)
@@ -311,7 +315,7 @@ def test_init_to_affine_below_eps_raises_or_gets_close(model_cls) -> None:
 
 # ---------------------------------------------------------------- registry
 def test_registry_names_and_rebuild_from_config() -> None:
-    assert set(MODELS) == {"affine", "cmgn", "mmgn"}
+    assert set(MODELS) == {"affine", "cmgn", "mmgn", "ridge"}
     for name, cls in MODELS.items():
         assert cls.name == name
     original = CMGN(hidden=5, layers=2, activation="sigmoid", eps=0.01)
