@@ -22,7 +22,8 @@ TRAIN = {"steps": 3, "final_loss": -1.5, "seed": 7, "source_sha256": None}
 def random_model(name: str, seed: int = 0):
     torch.manual_seed(seed)
     config = {"cmgn": {"hidden": 5, "layers": 2, "activation": "sigmoid"},
-              "mmgn": {"hidden": 3, "modules": 2, "activation": "softplus"}, "affine": {}}[name]
+              "mmgn": {"hidden": 3, "modules": 2, "activation": "softplus"},
+              "ridge": {"hidden": 5}, "affine": {}}[name]
     model = build_model(name, {**config, "eps": 0.01})
     with torch.no_grad():
         for p in model.parameters():

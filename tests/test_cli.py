@@ -70,7 +70,7 @@ def test_fit_json_is_exactly_one_document(images, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)  # fails on anything else on stdout
     assert document["checkpoint"] == str(out) and document["components"] == 2
-    assert document["model"] == "mmgn" and document["steps"] == 5 and isinstance(document["final_loss"], float)
+    assert document["model"] == "ridge" and document["steps"] == 5 and isinstance(document["final_loss"], float)
     assert len(document["source_sha256"]) == 64
 
 
@@ -204,7 +204,7 @@ def test_apply_needs_an_input_and_an_output(model_file, images) -> None:
 def test_info_human_readable(model_file) -> None:
     result = run("info", model_file)
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0].startswith("model       mmgn")
+    assert result.stdout.splitlines()[0].startswith("model       ridge")
     assert "2 component(s)" in result.stdout and colorot.__version__ in result.stdout
 
 
@@ -214,7 +214,7 @@ def test_info_json(model_file) -> None:
     document = json.loads(result.stdout)
     for key in ("model", "parameters", "target", "components", "train", "colorot_version"):
         assert key in document
-    assert document["model"] == "mmgn" and document["target"] == "gmm" and document["components"] == 2
+    assert document["model"] == "ridge" and document["target"] == "gmm" and document["components"] == 2
     assert document["parameters"] == sum(p.numel() for p in colorot.load(model_file).map_.parameters())
     assert document["train"]["steps"] == 5 and document["colorot_version"] == colorot.__version__
 
