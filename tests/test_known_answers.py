@@ -101,3 +101,36 @@ def test_default_fit_on_samples_beats_affine_and_does_not_collapse():
     big = gmm.weights >= 0.05
     print("component weights", np.round(gmm.weights, 3), "mapped shares", np.round(share, 3))
     assert (share[big] >= gmm.weights[big] / 4).all()
+
+
+def test_moment_kl_plus_transport_converges_to_the_affine_map_on_real_images():
+    """Moment-matching KL + λ·E‖T(x) − x‖², started at the identity, lands on the closed form.
+
+    Among maps that give the source the target's mean and covariance, the affine
+    Gaussian map is the cheapest (its cross-covariance is the largest any coupling
+    with those covariances allows), so training must find it on real pixels too.
+    The reference uses the source's moments as training sees them (dequantised).
+    Measured: C-MGN 0.37/255 RMS on the samples (0.26/255 on Dune → summer_1am);
+    the M-MGN (2.7/255) and the ridge map (6/255) keep part of their nonlinearity.
+    """
+    from colorot.distributions import fit_target
+    from colorot.train import DEQUANTISE
+
+    src = read_pixels(SAMPLES / "day.jpg")
+    src = src[np.random.default_rng(0).choice(len(src), 100_000, replace=False)]
+    target = fit_target(read_pixels(SAMPLES / "sunset.jpg"), "gaussian", 1)
+    moments = src.astype(np.float64)
+    cov_s = np.cov(moments.T, bias=True) + np.eye(3) * DEQUANTISE**2 / 3
+    a = gaussian_map_matrix(cov_s, target.covariance)
+    closed_form = src @ a.T + (target.mean - a @ moments.mean(0))
+    torch.manual_seed(0)
+    model = CMGN()
+    model.init_hidden(src[:20_000])
+    model.init_to_affine(np.eye(3), np.zeros(3), src[:20_000])  # start at the identity
+    train(model, src, target, TrainSettings(steps=3000, lr=1e-2, batch_size=16_384, loss="moment",
+                                            transport_weight=0.01))
+    with torch.no_grad():
+        mapped = model(torch.as_tensor(src)).numpy()
+    rms = float(np.sqrt(np.mean(np.sum((mapped - closed_form) ** 2, axis=1))))
+    print(f"\nC-MGN vs the affine closed form: {rms * 255:.3f}/255 RMS")
+    assert rms <= 1 / 255
