@@ -22,9 +22,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from colorot.distributions import Gaussian, GaussianMixture
-from colorot.losses import exact_kl, log_det_spd, moment_kl, transport_cost
+from colorot.losses import exact_kl, log_det_spd, moment_kl, sort_columns, transport_cost
 from colorot.models import AffineMap
 
 D = 3
@@ -198,3 +201,24 @@ def test_sliced_w2_squared_pulls_mass_towards_the_target():
     y = torch.rand(400, 3, generator=g) + 1.0  # the target sits one unit further along every axis
     sw2(x, y, random_directions(64, 3, g)).backward()
     assert (x.grad.sum(0) < 0).all()  # descending the loss moves x towards y
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=hnp.arrays(np.float64, st.tuples(st.integers(1, 40), st.integers(1, 6)),
+                         elements=st.sampled_from([-1.0, 0.0, 0.5, 2.0]) | st.floats(-10, 10)),
+       weights_seed=st.integers(0, 2**31 - 1))
+def test_sort_columns_matches_torch_sort_in_values_and_gradients(values, weights_seed) -> None:
+    """The numpy-ordered CPU sort is torch.sort: same values, and the same gradient wherever
+    ties do not make the assignment ambiguous (tied entries get their gradients in either order,
+    which leaves every tie's gradient sum unchanged)."""
+    v = torch.tensor(values, requires_grad=True)
+    ours, reference = sort_columns(v), torch.sort(v, dim=0).values
+    assert torch.equal(ours, reference)
+    w = torch.randn(values.shape, generator=torch.Generator().manual_seed(weights_seed), dtype=torch.float64)
+    g_ours, = torch.autograd.grad((ours * w).sum(), v)
+    g_ref, = torch.autograd.grad((reference * w).sum(), v)
+    for column in range(values.shape[1]):
+        for value in np.unique(values[:, column]):  # per group of equal entries
+            tied = torch.as_tensor(values[:, column] == value)
+            assert math.isclose(float(g_ours[tied, column].sum()), float(g_ref[tied, column].sum()),
+                                rel_tol=1e-12, abs_tol=1e-12)
