@@ -72,7 +72,7 @@ def random_directions(count: int, dim: int, generator: torch.Generator) -> torch
 
 def sorted_projections(target: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """⟨θ_j, y_i⟩ sorted over i for each direction: (M, count), the target's 1-D quantiles."""
-    return torch.sort(target @ directions, dim=0).values
+    return sort_columns(target @ directions)
 
 
 def sort_columns(values: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ from colorot.distributions import Gaussian, GaussianMixture
 from colorot.errors import CheckpointError, OutputExistsError
 from colorot.models import CMGN, MMGN, MODELS, AffineMap, build_model
 
+from _robust_helpers import checkpoint_payload, save_payload
+
 PREPROCESS = {"colour_space": "sRGB", "range": [0.0, 1.0]}
 TRAIN = {"steps": 3, "final_loss": -1.5, "seed": 7, "source_sha256": None}
 
@@ -41,15 +43,6 @@ def target() -> GaussianMixture:
 def saved(tmp_path, target) -> Path:
     path = tmp_path / "model.pt"
     checkpoint.save(path, random_model("cmgn"), target, PREPROCESS, TRAIN)
-    return path
-
-
-def payload_of(path: Path) -> dict:
-    return torch.load(path, weights_only=True)
-
-
-def write_payload(path: Path, payload: dict) -> Path:
-    torch.save(payload, path)
     return path
 
 
@@ -109,10 +102,10 @@ class _CreatesFile:
 
 
 def test_pickled_objects_are_refused_and_never_executed(tmp_path, saved) -> None:
-    payload = payload_of(saved)
+    payload = checkpoint_payload(saved)
     victim = tmp_path / "pwned.txt"
     payload["train"] = {"note": _CreatesFile(victim)}
-    evil = write_payload(tmp_path / "evil.pt", payload)
+    evil = save_payload(tmp_path / "evil.pt", payload)
     with pytest.raises(CheckpointError, match="other than tensors and plain values"):
         checkpoint.load(evil)
     assert not victim.exists()
@@ -143,9 +136,9 @@ def _empty(path: Path, tmp: Path) -> Path:
 
 def _edited(edit):
     def make(path: Path, tmp: Path) -> Path:
-        payload = payload_of(path)
+        payload = checkpoint_payload(path)
         edit(payload)
-        return write_payload(tmp / "edited.pt", payload)
+        return save_payload(tmp / "edited.pt", payload)
 
     return make
 
@@ -194,7 +187,7 @@ BAD = {
     "old-version": _edited(_set(["format_version"], 0)),
     "no-version": _edited(lambda p: p.pop("format_version")),
     "wrong-format-tag": _edited(_set(["format"], "something-else")),
-    "not-a-dict": lambda path, tmp: write_payload(tmp / "list.pt", [1, 2, 3]),
+    "not-a-dict": lambda path, tmp: save_payload(tmp / "list.pt", [1, 2, 3]),
     "nan-tensor": _edited(_nan_tensor),
     "inf-tensor": _edited(_inf_tensor),
     "wrong-shape-tensor": _edited(_wrong_shape),
