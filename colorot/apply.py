@@ -26,7 +26,9 @@ from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, 
 from colorot.atomic import remove_stale_temp_files
 from colorot.lut import Lut
 
-DEFAULT_CHUNK_PIXELS = 1 << 18
+#: Pixels per tensor: small enough that a 576-unit ridge map's (chunk × units) activations
+#: stay near 75 MB (the sliced solver's map), large enough that per-chunk overhead is noise.
+DEFAULT_CHUNK_PIXELS = 1 << 15
 
 
 def map_pixels(

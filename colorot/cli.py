@@ -26,7 +26,7 @@ from colorot.distributions import DEFAULT_RIDGE
 from colorot.errors import ColorotError, ConfigError
 from colorot.lut import bake
 from colorot.models import DEFAULT_EPS
-from colorot.train import DEFAULT_BATCH_SIZE, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT
+from colorot.train import DEFAULT_BATCH_SIZE, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT
 from colorot.transfer import DEFAULT_MAX_PIXELS, ColorTransfer
 from colorot.transforms import prepare_map, round_trip_error
 
@@ -51,8 +51,16 @@ class ModelName(str, Enum):
 
 
 class TargetKind(str, Enum):
+    auto = "auto"
+    pixels = "pixels"
     gmm = "gmm"
     gaussian = "gaussian"
+
+
+class SolverName(str, Enum):
+    auto = "auto"
+    sliced = "sliced"
+    adam = "adam"
 
 
 class LossName(str, Enum):
@@ -139,6 +147,13 @@ def _images_and_targets(images: list[Path], targets: list[str], distribution: st
     return [images[0]], [images[1]], distribution
 
 
+def _describe_target(target) -> str:
+    """'gmm target (K=10)', or 'pixels target (256 kept as a record)'."""
+    if target.kind == "pixels":
+        return f"pixels target ({target.n_components} kept as a record)"
+    return f"{target.kind} target (K={target.n_components})"
+
+
 @app.command()
 def fit(
     images: Annotated[list[Path], typer.Argument(help="SOURCE TARGET; or, with --target, the source images.",
@@ -152,14 +167,20 @@ def fit(
                             "in order.")] = None,
     model: Annotated[ModelName, typer.Option(help="Map: ridge-sum MGN, M-MGN, C-MGN, or the closed-form Gaussian "
                                                      "map.")] = ModelName.ridge,
-    distribution: Annotated[TargetKind, typer.Option("--distribution", help="Target distribution.")] = TargetKind.gmm,
+    solver: Annotated[SolverName, typer.Option(help="sliced: fit the ridge map to the target by sliced-W₂ "
+                                               "majorise–minimise (seconds); adam: train on the KL loss (minutes); "
+                                               "auto: sliced for ridge, adam for cmgn/mmgn.")] = SolverName.auto,
+    distribution: Annotated[TargetKind, typer.Option("--distribution", help="What the map transports onto: the "
+                            "target's pixels (sliced solver), a Gaussian mixture or a Gaussian; auto: pixels for "
+                            "the sliced solver, gmm for adam.")] = TargetKind.auto,
     components: Annotated[str, typer.Option(help="Mixture components K, or 'auto' (BIC).")] = "auto",
     loss: Annotated[LossName, typer.Option(help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,
     sw_weight: Annotated[float, typer.Option(help="μ of the mass-covering term μ·SW₂²(mapped, target pixels); "
                                                "0 = KL alone.")] = DEFAULT_SW_WEIGHT,
     sw_directions: Annotated[int, typer.Option(help="Random directions of the SW₂ term per step.")] = DEFAULT_SW_DIRECTIONS,
     transport_weight: Annotated[float, typer.Option(help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
-    steps: Annotated[int, typer.Option(help="Training steps.")] = DEFAULT_STEPS,
+    steps: Annotated[Optional[int], typer.Option(help="Adam steps, or sliced iterations (default: 2000 for adam, "
+                                                 "30 for sliced).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate, cosine-annealed to 5% "
                                                 "(default: 0.05 for ridge, 0.03 for mmgn, 0.01 for cmgn).")] = None,
     batch_size: Annotated[int, typer.Option(help="Pixels per training step.")] = DEFAULT_BATCH_SIZE,
@@ -194,13 +215,14 @@ def fit(
                 raise ConfigError(f"--components must be a positive integer or 'auto', not {components!r}")
             n_components = int(components)
         estimator = ColorTransfer(
-            model=model.value, target=target_kind, n_components=n_components, loss=loss.value,
+            model=model.value, target=target_kind, solver=solver.value, n_components=n_components, loss=loss.value,
             sw_weight=sw_weight, sw_directions=sw_directions, transport_weight=transport_weight, steps=steps, lr=lr, batch_size=batch_size,
             max_pixels=max_pixels, ridge=ridge, eps=eps, hidden=hidden, layers=layers, modules=modules,
             device=device.value, random_state=seed, max_image_pixels=max_image_pixels,
         )
         with _progress() as bar:
-            task = bar.add_task("training", total=steps if model != ModelName.affine else 0, extra="")
+            total = estimator.resolved_steps() if estimator.resolved_solver() != "closed-form" else 0
+            task = bar.add_task("training", total=total, extra="")
             estimator.fit(sources, target_images, source_mask=masks or None, target_mask=target_masks or None,
                           callback=lambda step, value: bar.update(task, completed=step, extra=f"loss {value:.4f}"))
         estimator.save(output, overwrite=True)
@@ -211,9 +233,9 @@ def fit(
                         "components": estimator.target_dist_.n_components,
                         "sources": [str(p) for p in sources], "targets": [str(p) for p in target_images],
                         "preview": str(preview) if preview else None},
-              [f"wrote {output}: {info['model']} map, {info['target']} target "
-               f"(K={estimator.target_dist_.n_components}), {len(sources)} source(s), "
-               f"{len(target_images)} target(s), {info['steps']} steps, "
+              [f"wrote {output}: {info['model']} map ({info['solver']}), {_describe_target(estimator.target_dist_)}, "
+               f"{len(sources)} source(s), "
+               f"{len(target_images)} target(s), {info['steps']} {'iterations' if info['solver'] == 'sliced' else 'steps'}, "
                f"final loss {info['final_loss'] if info['final_loss'] is not None else 'n/a (closed form)'}, "
                f"{info['fit_seconds']:.1f} s"] + ([f"preview {preview}"] if preview else []))
 
@@ -409,7 +431,7 @@ def info(
         lines = [
             f"model       {ckpt.model.name} {ckpt.model.config}",
             f"parameters  {document['parameters']}",
-            f"target      {ckpt.target.kind}, {ckpt.target.n_components} component(s)",
+            f"target      {_describe_target(ckpt.target)}",
             "training    " + ", ".join(f"{k}={v}" for k, v in ckpt.train.items()
                                         if k not in ("source_sha256", "target_sha256")),
             f"source      sha256 {ckpt.train.get('source_sha256')}",

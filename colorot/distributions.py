@@ -1,4 +1,4 @@
-"""Target distributions over RGB: a Gaussian and a Gaussian mixture.
+"""Target distributions over RGB: a Gaussian, a Gaussian mixture, and the target's pixels.
 
 Both are fitted with numpy / scikit-learn on float pixels (N, 3) in [0, 1],
 evaluate an exact torch ``log_prob`` (the mixture by log-sum-exp over all
@@ -29,6 +29,11 @@ DEFAULT_RIDGE = 4e-4
 DEFAULT_EM_SAMPLES = 50_000
 #: Range of K tried when ``n_components="auto"`` (chosen by BIC).
 AUTO_COMPONENTS = (1, 2, 3, 4, 5, 6, 8, 10)
+
+#: Pixels a :class:`PixelTarget` keeps, and the smallest kernel variance (a ridge of 0 would
+#: leave the density undefined).
+PIXEL_SAMPLE = 256
+MIN_KERNEL_VARIANCE = 1e-6
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -246,7 +251,39 @@ class Gaussian(GaussianMixture):
         }
 
 
-TARGET_KINDS = ("gaussian", "gmm")
+class PixelTarget(GaussianMixture):
+    """The target's own pixels: a seeded sample of up to PIXEL_SAMPLE of them, kept as a
+    kernel density (equal weights, N(y_j, r·I) around each, r the ridge).
+
+    The sliced solver transports onto the target pixels themselves; this sample is
+    the checkpoint's record of that target (its moments, samples, density).
+    """
+
+    kind = "pixels"
+
+    def __init__(self, pixels: np.ndarray, ridge: float = DEFAULT_RIDGE) -> None:
+        pixels = np.asarray(pixels, dtype=np.float64)
+        self.ridge = max(float(ridge), MIN_KERNEL_VARIANCE)
+        count = pixels.shape[0] if pixels.ndim == 2 else 0
+        dim = pixels.shape[1] if pixels.ndim == 2 else 0
+        super().__init__(np.full(count, 1.0 / max(count, 1)), pixels,
+                         np.broadcast_to(self.ridge * np.eye(dim), (count, dim, dim)).copy())
+
+    @classmethod
+    def fit(cls, pixels: np.ndarray, *, ridge: float = DEFAULT_RIDGE, random_state: int = 0,
+            **_: object) -> "PixelTarget":
+        """A seeded sample of PIXEL_SAMPLE pixels (all of them if fewer)."""
+        pixels = _check_pixels(pixels)
+        if pixels.shape[0] > PIXEL_SAMPLE:
+            pick = np.random.default_rng(random_state).choice(pixels.shape[0], PIXEL_SAMPLE, replace=False)
+            pixels = pixels[np.sort(pick)]
+        return cls(pixels, ridge)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "pixels": self.means.tolist(), "ridge": self.ridge}
+
+
+TARGET_KINDS = ("gaussian", "gmm", "pixels")
 
 
 def fit_target(
@@ -257,11 +294,13 @@ def fit_target(
     ridge: float = DEFAULT_RIDGE,
     random_state: int = 0,
 ) -> GaussianMixture:
-    """Fit the target distribution named ``kind`` ("gaussian" or "gmm")."""
+    """Fit the target distribution named ``kind`` ("gaussian", "gmm" or "pixels")."""
     if kind == "gaussian":
         return Gaussian.fit(pixels, ridge=ridge)
     if kind == "gmm":
         return GaussianMixture.fit(pixels, n_components, ridge=ridge, random_state=random_state)
+    if kind == "pixels":
+        return PixelTarget.fit(pixels, ridge=ridge, random_state=random_state)
     raise ConfigError(f"unknown target kind {kind!r}; choose one of {', '.join(TARGET_KINDS)}")
 
 
@@ -274,6 +313,8 @@ def target_from_dict(d: dict) -> GaussianMixture:
             return GaussianMixture(
                 np.asarray(d["weights"]), np.asarray(d["means"]), np.asarray(d["covariances"])
             )
+        if d["kind"] == "pixels":
+            return PixelTarget(np.asarray(d["pixels"]), float(d["ridge"]))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ConfigError(f"malformed target parameters: {exc}") from exc
     raise ConfigError(f"unknown target kind {d.get('kind')!r}")
@@ -288,6 +329,6 @@ def gaussian_moments(pixels: np.ndarray, ridge: float = 0.0) -> tuple[np.ndarray
 
 
 __all__ = [
-    "Gaussian", "GaussianMixture", "fit_target", "target_from_dict", "gaussian_moments",
+    "Gaussian", "GaussianMixture", "PixelTarget", "fit_target", "target_from_dict", "gaussian_moments",
     "TARGET_KINDS", "DEFAULT_RIDGE",
 ]

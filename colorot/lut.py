@@ -22,6 +22,8 @@ from colorot.errors import ConfigError
 
 #: Default grid size: Pillow's largest (2 ≤ S ≤ 65).
 DEFAULT_LUT_SIZE = 65
+#: Grid colours evaluated at a time while baking.
+BAKE_CHUNK = 1 << 15
 
 
 def lut_grid(size: int) -> np.ndarray:
@@ -54,6 +56,7 @@ def bake(fitted_map, size: int = DEFAULT_LUT_SIZE) -> Lut:
     """Evaluate ``fitted_map`` on the S³ grid: the table of a :class:`Lut`."""
     if not 2 <= size <= 65:
         raise ConfigError(f"LUT size must be between 2 and 65, not {size}")
-    with torch.inference_mode():
-        table = fitted_map(torch.from_numpy(lut_grid(size))).to("cpu", torch.float32).numpy()
-    return Lut(size, table)
+    grid = torch.from_numpy(lut_grid(size))
+    with torch.inference_mode():  # in chunks, so a wide map's activations stay small
+        table = torch.cat([fitted_map(chunk).to("cpu", torch.float32) for chunk in grid.split(BAKE_CHUNK)])
+    return Lut(size, table.numpy())

@@ -31,6 +31,7 @@ from colorot.distributions import DEFAULT_RIDGE, fit_target, gaussian_moments
 from colorot.errors import ConfigError
 from colorot.imageio import read_image, read_pixels
 from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_matrix
+from colorot.sliced import DEFAULT_ITERATIONS, SlicedSettings, fit_sliced
 from colorot.train import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS,
                            DEFAULT_SW_WEIGHT, History, TrainSettings, resolve_device, train)
 from colorot.transforms import prepare_map
@@ -38,6 +39,9 @@ from colorot.transforms import prepare_map
 #: What ``fit`` and ``transform`` accept: a file path, a PIL image, or an array
 #: (H, W, 3) / (N, 3) of uint8, uint16 or floats in [0, 1].
 ImageLike = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+
+#: How a map can be fitted ("auto": see :meth:`ColorTransfer.resolved_solver`).
+SOLVERS = ("auto", "sliced", "adam")
 
 #: Source (and target) pixels sampled, seeded, for training.
 DEFAULT_MAX_PIXELS = 100_000
@@ -144,29 +148,33 @@ class ColorTransfer:
     """Fit a Brenier colour map from a source image to a target image and apply it.
 
     Parameters mirror the ``colorot fit`` options: ``model`` ("ridge", "cmgn",
-    "mmgn" or "affine"), ``target`` ("gmm" or "gaussian"; the affine map always uses the
+    "mmgn" or "affine"), ``solver`` ("auto", "sliced": majorise–minimise on SW₂, ridge map
+    only, seconds; "adam": the KL loss, minutes), ``target`` ("auto", "pixels" (the target's
+    own pixels, sliced solver only), "gmm" or "gaussian"; the affine map always uses the
     Gaussian, since it needs only the target's mean and covariance), ``n_components`` (an int or
     "auto": K chosen by BIC), ``loss`` ("kl": exact reverse KL; "moment":
     Gaussian moment-matching KL), ``sw_weight`` (μ of the mass-covering term
     μ·SW₂²(T#α, target pixels), over ``sw_directions`` random directions a step;
     0 trains on the KL alone), ``transport_weight`` (λ of λ·E‖T(x) − x‖²),
-    ``steps``, ``lr``, ``batch_size``, ``max_pixels`` (training subsample),
+    ``steps`` (Adam steps or sliced iterations; default per solver), ``lr``, ``batch_size``, ``max_pixels`` (training subsample),
     ``ridge`` (covariance floor), ``eps`` (strong-convexity floor of the map),
     ``hidden``/``layers``/``modules`` (network size), ``device`` ("auto", "cpu",
     "cuda"), ``random_state``, ``progress`` (a tqdm bar while training) and
     ``max_image_pixels`` (raises the decompression-bomb limit for image files).
     """
 
-    def __init__(self, model: str = "ridge", target: str = "gmm", *, n_components: int | str = "auto",
+    def __init__(self, model: str = "ridge", target: str = "auto", *, solver: str = "auto",
+                 n_components: int | str = "auto",
                  loss: str = "kl", sw_weight: float = DEFAULT_SW_WEIGHT,
                  sw_directions: int = DEFAULT_SW_DIRECTIONS, transport_weight: float = 0.0,
-                 steps: int = DEFAULT_STEPS, lr: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 steps: int | None = None, lr: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  max_pixels: int = DEFAULT_MAX_PIXELS, ridge: float = DEFAULT_RIDGE,
                  eps: float = DEFAULT_EPS, hidden: int | None = None, layers: int | None = None,
                  modules: int | None = None, device: str = "auto", random_state: int = 0,
                  progress: bool = False, max_image_pixels: int | None = None) -> None:
         self.model = model
         self.target = target
+        self.solver = solver
         self.n_components = n_components
         self.loss = loss
         self.sw_weight = sw_weight
@@ -223,6 +231,8 @@ class ColorTransfer:
 
     def _check_numbers(self) -> None:
         """ConfigError for a --max-pixels, --ridge, --eps or --seed that cannot give a usable fit."""
+        if self.n_components != "auto" and not (isinstance(self.n_components, int) and self.n_components >= 1):
+            raise ConfigError(f"--components must be a positive integer or 'auto', not {self.n_components!r}")
         if self.max_pixels < 2:
             raise ConfigError(f"--max-pixels must be at least 2, got {self.max_pixels}")
         if not 0 <= self.ridge < math.inf:
@@ -232,23 +242,65 @@ class ColorTransfer:
         if not 0 <= self.random_state < 2**32:
             raise ConfigError(f"--seed must be from 0 to {2**32 - 1}, got {self.random_state}")
 
+    def resolved_solver(self) -> str:
+        """How the map is fitted: "closed-form" (affine), "sliced" or "adam".
+
+        ``solver="auto"`` picks the sliced solver for the ridge map, Adam for the C-MGN
+        and M-MGN (the sliced solver needs a map that is linear in its parameters).
+        """
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
+        if self.model == "affine":
+            return "closed-form"
+        if self.solver == "auto":
+            return "sliced" if self.model == "ridge" else "adam"
+        if self.solver == "sliced" and self.model != "ridge":
+            raise ConfigError(f"the sliced solver fits the ridge map only; use --solver adam for {self.model}")
+        return self.solver
+
+    def resolved_target(self) -> str:
+        """The target kind: ``target``, or for "auto" the solver's own (pixels for the
+        sliced solver, a mixture for Adam, the Gaussian for the closed form)."""
+        solver = self.resolved_solver()
+        if solver == "closed-form":  # the closed form needs only the target's mean and covariance
+            return "gaussian"
+        if self.target == "auto":
+            return "pixels" if solver == "sliced" else "gmm"
+        if self.target == "pixels" and solver == "adam":
+            raise ConfigError("the KL loss needs a density: use --distribution gmm or gaussian with --solver adam")
+        return self.target
+
+    def resolved_steps(self) -> int:
+        """``steps``, or the solver's default (2000 Adam steps, 30 sliced iterations)."""
+        if self.steps is not None:
+            return self.steps
+        return DEFAULT_ITERATIONS if self.resolved_solver() == "sliced" else DEFAULT_STEPS
+
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike],
             callback: Callable[[int, float], None] | None = None, *,
             source_mask: ImageLike | Sequence[ImageLike] | None = None,
             target_mask: ImageLike | Sequence[ImageLike] | None = None) -> "ColorTransfer":
-        """Fit the target distribution, start at the Gaussian map, train with the KL loss.
+        """Fit the target, then the map: in closed form (affine), by the sliced solver, or
+        by Adam on the KL loss from the closed-form Gaussian map.
 
         ``source`` and ``target``: one image or a list (pixels pooled);
         ``source_mask``/``target_mask``: one mask per image, non-zero = fit on it.
         """
         start = time.perf_counter()
         self._check_numbers()
+        solver, kind, steps = self.resolved_solver(), self.resolved_target(), self.resolved_steps()
         device = str(resolve_device(self.device))
-        settings = TrainSettings(steps=self.steps, lr=self._learning_rate(), batch_size=self.batch_size,
+        settings = TrainSettings(steps=steps, lr=self._learning_rate(), batch_size=self.batch_size,
                                  loss=self.loss, sw_weight=self.sw_weight, sw_directions=self.sw_directions,
                                  sw_smoothing=math.sqrt(self.ridge), transport_weight=self.transport_weight,
                                  seed=self.random_state, device=device)
         settings.validate()  # bad options fail before any image is read
+        sliced = SlicedSettings(iterations=steps, eps=self.eps, seed=self.random_state)
+        if solver == "sliced":
+            sliced.validate()
+            if self.hidden is not None:
+                raise ConfigError(f"--hidden does not apply to the sliced solver (its map has "
+                                  f"{sliced.directions} directions × {sliced.knots} steps)")
         torch.manual_seed(self.random_state)
         model = build_model(self.model, self._model_config())
         src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
@@ -256,33 +308,40 @@ class ColorTransfer:
         rng = np.random.default_rng(self.random_state)
         if src.shape[0] > self.max_pixels:
             src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
-        # The closed-form map needs only the target's mean and covariance.
-        kind = "gaussian" if self.model == "affine" else self.target
         self.target_dist_ = fit_target(tgt, kind, self.n_components, ridge=self.ridge,
                                        random_state=self.random_state)
-        mean_s, cov_s = gaussian_moments(src, self.ridge)
-        a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
-        c = self.target_dist_.mean - a @ mean_s
+        if tgt.shape[0] > self.max_pixels:
+            tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
 
-        if isinstance(model, AffineMap):
-            model.init_to_affine(a, c, mean_s[None])
-            self.history_ = History()
+        if solver == "sliced":
+            # Onto the pixels themselves, or onto samples of the fitted distribution.
+            goal = tgt if kind == "pixels" else self.target_dist_.sample(len(tgt), self.random_state)
+            model, costs, seconds = fit_sliced(src, goal, sliced, callback=self._with_progress(callback))
+            self.history_ = History(losses=costs, seconds=seconds)
         else:
-            init_points = src[: min(len(src), 20_000)]
-            model.init_hidden(init_points, seed=self.random_state)
-            model.init_to_affine(a, c, init_points)
-            if tgt.shape[0] > self.max_pixels:
-                tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
-            self.history_ = train(model, src, self.target_dist_, settings,
-                                  callback=self._with_progress(callback), target_pixels=tgt)
+            mean_s, cov_s = gaussian_moments(src, self.ridge)
+            a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
+            c = self.target_dist_.mean - a @ mean_s
+            if isinstance(model, AffineMap):
+                model.init_to_affine(a, c, mean_s[None])
+                self.history_ = History()
+            else:
+                init_points = src[: min(len(src), 20_000)]
+                model.init_hidden(init_points, seed=self.random_state)
+                model.init_to_affine(a, c, init_points)
+                self.history_ = train(model, src, self.target_dist_, settings,
+                                      callback=self._with_progress(callback), target_pixels=tgt)
         self.map_ = model.cpu().eval().requires_grad_(False)
+        adam_only = {"loss": self.loss, "sw_weight": float(self.sw_weight),
+                     "transport_weight": float(self.transport_weight), "lr": float(self._learning_rate()),
+                     "batch_size": int(self.batch_size)}
         self.train_info_ = {
-            "model": self.model, "target": self.target_dist_.kind, "loss": self.loss,
-            "sw_weight": float(self.sw_weight), "transport_weight": float(self.transport_weight),
+            "model": self.model, "solver": solver, "target": self.target_dist_.kind,
+            **(adam_only if solver == "adam" else {}),
             "steps": len(self.history_.losses),
-            "lr": float(self._learning_rate()), "batch_size": int(self.batch_size),
-            "training_pixels": int(src.shape[0]), "seed": int(self.random_state),
-            "device": device,
+            "training_pixels": int(min(src.shape[0], sliced.pixels) if solver == "sliced" else src.shape[0]),
+            "seed": int(self.random_state),
+            "device": device if solver == "adam" else "cpu",
             "final_loss": self.history_.final_loss, "train_seconds": round(self.history_.seconds, 3),
             "fit_seconds": round(time.perf_counter() - start, 3),
             "source_sha256": _sha256(source), "target_sha256": _sha256(target),
@@ -294,12 +353,13 @@ class ColorTransfer:
             return callback
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.steps, desc="training", unit="step")
+        total = self.resolved_steps()
+        bar = tqdm(total=total, desc="training", unit="step")
 
         def report(step: int, loss: float) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
-            if step == self.steps:
+            if step == total:
                 bar.close()
             if callback is not None:
                 callback(step, loss)
@@ -352,15 +412,16 @@ class ColorTransfer:
     def from_checkpoint(cls, ckpt: checkpoint.Checkpoint) -> "ColorTransfer":
         """A fitted estimator from a loaded checkpoint."""
         info = ckpt.train
-        est = cls(model=ckpt.model.name, target=ckpt.target.kind, loss=info.get("loss", "kl"),
-                  random_state=info.get("seed", 0))
+        solver = info.get("solver", "auto")
+        est = cls(model=ckpt.model.name, target=ckpt.target.kind, solver=solver if solver in SOLVERS else "auto",
+                  loss=info.get("loss", "kl"), random_state=info.get("seed", 0))
         est.map_, est.target_dist_, est.train_info_ = ckpt.model, ckpt.target, dict(info)
         est.history_ = History()
         return est
 
 
 #: The constructor's parameter names, in order.
-_PARAMS = ("model", "target", "n_components", "loss", "sw_weight", "sw_directions", "transport_weight", "steps", "lr", "batch_size",
+_PARAMS = ("model", "target", "solver", "n_components", "loss", "sw_weight", "sw_directions", "transport_weight", "steps", "lr", "batch_size",
            "max_pixels", "ridge", "eps", "hidden", "layers", "modules", "device", "random_state", "progress",
            "max_image_pixels")
 

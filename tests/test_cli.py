@@ -56,7 +56,7 @@ def test_fit_writes_a_checkpoint_and_reports(images, tmp_path) -> None:
     result = run("fit", images["source"], images["target"], "-o", out, "--model", "cmgn", "--hidden", "4", *FAST)
     assert result.exit_code == 0, result.output
     assert out.is_file()
-    assert result.stdout.startswith(f"wrote {out}: cmgn map, gmm target (K=2), 1 source(s), 1 target(s), 5 steps")
+    assert result.stdout.startswith(f"wrote {out}: cmgn map (adam), gmm target (K=2), 1 source(s), 1 target(s), 5 steps")
     assert "Traceback" not in result.output
     loaded = colorot.load(out)
     assert loaded.map_.name == "cmgn" and loaded.train_info_["steps"] == 5
@@ -69,9 +69,23 @@ def test_fit_json_is_exactly_one_document(images, tmp_path) -> None:
     result = run("fit", images["source"], images["target"], "-o", out, "--json", *FAST)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)  # fails on anything else on stdout
-    assert document["checkpoint"] == str(out) and document["components"] == 2
+    assert document["checkpoint"] == str(out) and document["solver"] == "sliced" and document["target"] == "pixels"
     assert document["model"] == "ridge" and document["steps"] == 5 and isinstance(document["final_loss"], float)
     assert len(document["source_sha256"]) == 64
+
+
+def test_fit_with_adam_trains_on_a_mixture(images, tmp_path) -> None:
+    result = run("fit", images["source"], images["target"], "-o", tmp_path / "m.pt", "--solver", "adam",
+                 "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["solver"] == "adam" and document["target"] == "gmm" and document["components"] == 2
+
+
+def test_fit_adam_refuses_the_pixels_target(images, tmp_path) -> None:
+    result = run("fit", images["source"], images["target"], "-o", tmp_path / "m.pt", "--solver", "adam",
+                 "--distribution", "pixels", *FAST)
+    assert result.exit_code == 1 and "needs a density" in result.output
 
 
 def test_fit_affine_reports_closed_form(images, tmp_path) -> None:
@@ -205,7 +219,7 @@ def test_info_human_readable(model_file) -> None:
     result = run("info", model_file)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].startswith("model       ridge")
-    assert "2 component(s)" in result.stdout and colorot.__version__ in result.stdout
+    assert "pixels target (256 kept as a record)" in result.stdout and colorot.__version__ in result.stdout
 
 
 def test_info_json(model_file) -> None:
@@ -214,7 +228,8 @@ def test_info_json(model_file) -> None:
     document = json.loads(result.stdout)
     for key in ("model", "parameters", "target", "components", "train", "colorot_version"):
         assert key in document
-    assert document["model"] == "ridge" and document["target"] == "gmm" and document["components"] == 2
+    assert document["model"] == "ridge" and document["target"] == "pixels" and document["components"] == 256
+    assert document["train"]["solver"] == "sliced"
     assert document["parameters"] == sum(p.numel() for p in colorot.load(model_file).map_.parameters())
     assert document["train"]["steps"] == 5 and document["colorot_version"] == colorot.__version__
 

@@ -126,16 +126,17 @@ def test_the_affine_map_of_a_source_onto_itself_is_exactly_the_identity(
 
 def test_fewer_pixels_than_components_is_a_clear_error(tmp_path: Path, source: Path) -> None:
     tiny = _save(tmp_path / "tiny.png", [[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], [0, 0, 255]]])
-    assert_one_line_error(cli("fit", source, tiny, "-o", tmp_path / "m.pt", "--components", "5"),
+    assert_one_line_error(cli("fit", source, tiny, "-o", tmp_path / "m.pt", "--distribution", "gmm",
+                              "--components", "5"),
                           "5 mixture components need at least 5 pixels")
     two_colours = _save(tmp_path / "two.png", np.tile([[[0, 0, 0]], [[255, 255, 255]]], (4, 4, 1)))
     assert_one_line_error(
-        cli("fit", source, two_colours, "-o", tmp_path / "m.pt", "--components", "3"),
+        cli("fit", source, two_colours, "-o", tmp_path / "m.pt", "--distribution", "gmm", "--components", "3"),
         "3 distinct colours", "--components 2",
     )
     assert not (tmp_path / "m.pt").exists()
     # auto K on the 4-pixel target picks at most 4 components and trains
-    ckpt = _fit(tmp_path, source, tiny, *FAST)
+    ckpt = _fit(tmp_path, source, tiny, "--solver", "adam", *FAST)
     assert json.loads(cli("info", ckpt, "--json").stdout)["components"] <= 4
     assert np.isfinite(_mapped(ckpt, source)).all()
 
@@ -196,7 +197,7 @@ def old_checkpoint(tmp_path: Path) -> Path:
 
 def _fit_fails(tmp_path: Path, source: Path, old: Path, *fragments: str, options=FAST) -> None:
     before = old.read_bytes()
-    outcome = cli("fit", source, source, "-o", old, "--force", "--components", "2", *options)
+    outcome = cli("fit", source, source, "-o", old, "--force", "--solver", "adam", "--components", "2", *options)
     assert_one_line_error(outcome, *fragments)
     assert old.read_bytes() == before and temp_files(tmp_path) == []
 

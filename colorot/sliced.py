@@ -1,0 +1,226 @@
+"""The sliced solver: fit a ridge-sum monotone gradient map to target pixels in seconds.
+
+The map (a :class:`colorot.models.RidgeMGN` with a fixed dictionary of units) is
+
+    T(x) = Σ_{d,k} θ_dk u_d σ(s_d (u_dᵀx − c_dk)) + Σ_d λ_d u_d u_dᵀ x + εx + b,   θ, λ ≥ 0,
+
+the gradient of the convex φ(x) = Σ θ_dk/s_d · S(s_d(u_dᵀx − c_dk)) + ½ Σ λ_d (u_dᵀx)² + ½ε‖x‖² + bᵀx
+(S = softplus), so it is monotone with every Jacobian eigenvalue ≥ ε whatever θ, λ ≥ 0 are.
+The directions u_d (the RGB axes, the source's principal axes, grey, then seeded random
+ones), the centres c_dk (quantiles of the source along u_d) and the sharpness s_d are
+fixed; T is then linear in (θ, λ, b).
+
+Majorise–minimise on SW₂²: along an orthonormal frame Q the sorted pairing of
+⟨q, T(x_i)⟩ with the target's ⟨q, y_j⟩ is the 1-D optimal one, so freezing it at the
+current map gives the quadratic Σ_i ‖T(x_i) − y*_i‖², y*_i = T(x_i) + Σ_q q (y_(q, rank_i) −
+⟨q, T(x_i)⟩), which is ≥ the frame's sliced cost and equal to it at the current map.
+Its minimiser over θ, λ ≥ 0 (a non-negative least-squares problem whose Gram matrix
+never changes) cannot raise the cost.  Each iteration averages a few random frames.
+
+Each step's height is capped, θ_dk ≤ C / s_d², which bounds the map's curvature along
+u_d and so the error of a lookup table baked from it (:data:`CURVATURE_CAP`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from colorot.errors import ConfigError
+from colorot.models import DEFAULT_EPS, RidgeMGN, _psd_sqrt
+
+
+#: Directions, steps per direction and the step width (sharpness s_d = WIDTH · knots /
+#: the source's 0.5–99.5 % spread along u_d): chosen on development pairs outside the
+#: benchmark (bench/EXPERIMENTS.md, E29–E30).
+DEFAULT_DIRECTIONS = 24
+DEFAULT_KNOTS = 24
+WIDTH = 4.0
+#: Majorise–minimise iterations, and random orthonormal frames averaged in each.
+DEFAULT_ITERATIONS = 30
+FRAMES = 2
+#: Source and target pixels the solver works on (seeded subsamples).
+DEFAULT_PIXELS = 20_000
+#: C in θ_dk ≤ C / s_d²: a step's second derivative along u_d is at most 0.0962 θ s², and
+#: trilinear interpolation on a grid of spacing h errs by at most h²/8 times that.  Measured
+#: on the 12 benchmark pairs (bench/EXPERIMENTS.md, E31): C = 200 keeps a 65³ LUT within 2
+#: code values but gives median SW2 0.0180; 600 gives 0.0122; no cap 0.0082 with LUT errors
+#: up to 30 code values.  600 is the compromise: the quality goal (≤ 0.015) with margin.
+CURVATURE_CAP = 600.0
+#: Spread floor (RGB units) along a direction, so a flat source does not get infinitely sharp steps.
+MIN_SPREAD = 1e-3
+#: Ridge on the Gram matrix, relative to its mean diagonal: keeps the solve well posed
+#: when two units are (almost) the same function on the source.
+GRAM_RIDGE = 1e-4
+#: Projected-gradient (FISTA) iterations per non-negative least-squares solve, warm-started.
+NNLS_ITERATIONS = 200
+
+
+@dataclass
+class SlicedSettings:
+    """The sliced solver's settings."""
+
+    directions: int = DEFAULT_DIRECTIONS
+    knots: int = DEFAULT_KNOTS
+    iterations: int = DEFAULT_ITERATIONS
+    pixels: int = DEFAULT_PIXELS
+    eps: float = DEFAULT_EPS
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.directions < 3 or self.knots < 1 or self.iterations < 0 or self.pixels < 2:
+            raise ConfigError("the sliced solver needs ≥ 3 directions, ≥ 1 knot, ≥ 0 iterations, ≥ 2 pixels")
+
+    @property
+    def units(self) -> int:
+        return self.directions * self.knots
+
+
+@dataclass
+class Dictionary:
+    """Fixed units: directions u (D, 3), centres c (D, K), sharpness s (D,)."""
+
+    directions: np.ndarray
+    centres: np.ndarray
+    sharpness: np.ndarray
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """(N, D·K + D) float32: the step σ(s_d(u_dᵀx − c_dk)) of every unit, then u_dᵀx."""
+        t = (x @ self.directions.T).astype(np.float32)
+        z = self.sharpness[None, :, None] * (t[:, :, None] - self.centres[None])
+        steps = 0.5 + 0.5 * np.tanh(0.5 * z)  # the logistic sigmoid, without overflow
+        return np.concatenate([steps.reshape(len(x), -1), t], axis=1)
+
+
+def spread_directions(count: int) -> np.ndarray:
+    """``count`` unit vectors spread evenly over a hemisphere (a Fibonacci spiral): (count, 3).
+    A hemisphere suffices: a step along −u is a step along u, flipped, plus a constant."""
+    i = np.arange(count) + 0.5
+    height = 1 - i / count
+    radius = np.sqrt(1 - height ** 2)
+    angle = i * math.pi * (3 - math.sqrt(5))
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle), height], axis=1)
+
+
+def build_dictionary(x: np.ndarray, settings: SlicedSettings) -> Dictionary:
+    """The RGB axes, the source's principal axes, the grey axis, then directions spread evenly;
+    centres at the source's quantiles (k + ½)/K along each; sharpness WIDTH·K / spread."""
+    axes = [np.eye(3), np.linalg.eigh(np.cov(x.T))[1].T, np.full((1, 3), 1 / math.sqrt(3)),
+            spread_directions(max(0, settings.directions - 7))]
+    u = np.concatenate(axes)[: settings.directions]
+    t = x @ u.T
+    levels = (np.arange(settings.knots) + 0.5) / settings.knots
+    centres = np.quantile(t, levels, axis=0).T
+    low, high = np.quantile(t, [0.005, 0.995], axis=0)
+    sharpness = WIDTH * settings.knots / np.maximum(high - low, MIN_SPREAD)
+    return Dictionary(u.astype(np.float32), centres.astype(np.float32), sharpness.astype(np.float32))
+
+
+def random_frame(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random orthonormal 3×3 frame (columns)."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    return q * np.sign(np.diag(r))
+
+
+def sliced_targets(z: np.ndarray, y: np.ndarray, rng: np.random.Generator, frames: int = FRAMES
+                   ) -> tuple[np.ndarray, float]:
+    """y*: each mapped point z_i moved to the target quantile of its rank along the axes of
+    ``frames`` random frames (averaged), and the mean sliced cost at z (mean squared move).
+
+    z and y must have the same number of rows.
+    """
+    move = np.zeros_like(z)
+    for _ in range(frames):
+        frame = random_frame(rng).astype(z.dtype)
+        pz, py = z @ frame, np.sort(y @ frame, axis=0)
+        order = np.argsort(pz, axis=0)
+        shift = np.empty_like(pz)
+        np.put_along_axis(shift, order, py - np.take_along_axis(pz, order, axis=0), axis=0)
+        move += shift @ frame.T
+    move /= frames
+    return z + move, float(np.mean(np.sum(move * move, axis=1)))
+
+
+def nonnegative_least_squares(gram: np.ndarray, linear: np.ndarray, start: np.ndarray, upper: np.ndarray,
+                              lipschitz: float, iterations: int = NNLS_ITERATIONS) -> np.ndarray:
+    """argmin ½θᵀGθ − hᵀθ over 0 ≤ θ ≤ upper, by accelerated projected gradient from ``start``."""
+    theta, momentum, t = start.copy(), start.copy(), 1.0
+    for _ in range(iterations):
+        step = np.clip(momentum - (gram @ momentum - linear) / lipschitz, 0.0, upper)
+        t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        momentum = step + (t - 1) / t_next * (step - theta)
+        theta, t = step, t_next
+    return theta
+
+
+def fit_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings,
+               callback=None) -> tuple[RidgeMGN, list[float], float]:
+    """Fit T to source pixels x (N, 3) and target pixels y (M, 3), floats in [0, 1].
+
+    Returns the map, the sliced cost before each iteration (RGB units², averaged over
+    its frames) and the wall seconds.  ``callback(iteration, cost)`` after each iteration.
+    """
+    settings.validate()
+    start = time.perf_counter()
+    rng = np.random.default_rng(settings.seed)
+    n = min(settings.pixels, len(x), len(y))
+    x = np.asarray(x, np.float32)[rng.choice(len(x), n, replace=False)]
+    y = np.asarray(y, np.float32)[rng.choice(len(y), n, replace=False)]
+    dictionary = build_dictionary(x.astype(np.float64), settings)
+    features = dictionary.features(x)
+    mean_features = features.mean(0)
+    features -= mean_features
+    d, k = settings.directions, settings.knots
+    direction_of = np.concatenate([np.repeat(np.arange(d), k), np.arange(d)])
+    u = dictionary.directions
+    # Gram of the centred 3-vector columns u_{d(p)} f_p(x): (FᵀF ⊙ UUᵀ) / N, plus a small ridge.
+    gram = (features.T @ features).astype(np.float64) * (u @ u.T)[direction_of][:, direction_of] / n
+    gram += GRAM_RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram))
+    lipschitz = float(np.linalg.eigvalsh(gram)[-1])
+    sharp = np.repeat(dictionary.sharpness.astype(np.float64), k)
+    upper = np.concatenate([CURVATURE_CAP / sharp ** 2, np.full(d, np.inf)])
+    theta = np.zeros(len(gram))
+    columns = np.zeros((len(gram), 3), np.float32)  # column p: θ_p u_{d(p)}
+    offset = y.mean(0) - settings.eps * x.mean(0)  # b + mean featuresᵀ·columns
+    costs = []
+    for iteration in range(settings.iterations):
+        z = features @ columns + settings.eps * x + offset
+        goal, cost = sliced_targets(z, y, rng)
+        costs.append(cost)
+        goal -= settings.eps * x
+        offset = goal.mean(0)
+        along = (goal - offset) @ u.T  # (N, D): the goal's coordinate along each u_d
+        linear = (features.T @ along)[np.arange(len(gram)), direction_of].astype(np.float64) / n
+        theta = nonnegative_least_squares(gram, linear, theta, upper, lipschitz)
+        columns = (theta[:, None] * u[direction_of]).astype(np.float32)
+        if callback is not None:
+            callback(iteration + 1, cost)
+    model = to_ridge_map(dictionary, theta, offset - mean_features @ columns, settings.eps)
+    return model, costs, time.perf_counter() - start
+
+
+def inverse_softplus(a: np.ndarray) -> np.ndarray:
+    """ρ with softplus(ρ) = a for a > 0 (a is floored at 10⁻³⁰, an amplitude of nothing)."""
+    a = np.maximum(np.asarray(a, np.float64), 1e-30)
+    return a + np.log(-np.expm1(-a))
+
+
+@torch.no_grad()
+def to_ridge_map(dictionary: Dictionary, theta: np.ndarray, bias: np.ndarray, eps: float) -> RidgeMGN:
+    """The fitted T as a :class:`RidgeMGN`: unit (d, k) has w = s_d u_d, bias −s_d c_dk and
+    amplitude θ_dk / s_d (its step height along u_d is then θ_dk); VᵀV = Σ λ_d u_d u_dᵀ."""
+    u = dictionary.directions.astype(np.float64)
+    d, k = dictionary.centres.shape
+    sharp = dictionary.sharpness.astype(np.float64)
+    model = RidgeMGN(dim=3, hidden=d * k, eps=eps)
+    model.W.copy_(torch.as_tensor(np.repeat(sharp[:, None] * u, k, axis=0)))
+    model.biases.copy_(torch.as_tensor(-(sharp[:, None] * dictionary.centres).reshape(-1)))
+    model.rho.copy_(torch.as_tensor(inverse_softplus(theta[: d * k] / np.repeat(sharp, k))))
+    linear = (u.T * theta[d * k:]) @ u
+    model.V.copy_(torch.as_tensor(_psd_sqrt(linear)))
+    model.b.copy_(torch.as_tensor(np.asarray(bias, np.float64)))
+    return model.eval()
