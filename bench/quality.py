@@ -368,7 +368,7 @@ def run_pair(src_name: str, tgt_name: str, images: dict[str, Path], methods: lis
         default_target = fit_target(tgt, p.get("distribution", p.get("target")), p.get("n_components", "auto"),
                                     ridge=p["ridge"], random_state=p["random_state"])
     samples = default_target.sample(len(tgt), random_state=0)
-    result.refs["GMM's own samples vs target"] = {"sw2": sliced_w2(np.clip(samples, 0, 1), tgt)}
+    result.refs["default target's own samples vs target"] = {"sw2": sliced_w2(np.clip(samples, 0, 1), tgt)}
     perm = np.random.default_rng(0).permutation(len(tgt))
     half = len(tgt) // 2
     result.refs["two disjoint halves of the target (metric floor)"] = {
@@ -473,9 +473,11 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
         "255, except Reinhard, which gets floats in [0, 1] (its zero guard assumes them: on uint8 one "
         "black pixel makes the whole output NaN). scikit-image's `match_histograms(src, ref, channel_axis=-1)` "
         "gets uint8 arrays.",
-        "* Reference rows: *no transfer* is the source itself; *GMM's own samples* are as many pixels drawn "
-        "from colorot's default target mixture as the target has (clipped to [0, 1] like every output): "
-        "the SW2 a perfect map onto that mixture would reach; *two disjoint halves* is SW2 between two "
+        "* Reference rows: *no transfer* is the source itself; *default target's own samples* are as many "
+        "pixels drawn from the target distribution colorot's default records as the target has (clipped to "
+        "[0, 1] like every output): for a mixture, the SW2 a perfect map onto it would reach; for the sliced "
+        "solver's `pixels` target, its 256-pixel kernel-density record (the solver itself aims at the "
+        "pixels, so this row is no bound for it); *two disjoint halves* is SW2 between two "
         "random halves of the target: the metric's noise floor.",
         "",
     ]

@@ -9,9 +9,10 @@ Prints, with the machine's CPU count, medians over ``--runs`` runs:
    same files with the same number of worker threads, format and quality;
 2. the LUT fast path's difference from the exact map (max code values, fraction of
    pixels that differ), before JPEG encoding;
-3. fit time for a 1920×1200 pair at default settings (decoding and target fitting
-   included) against color-matcher's ``hm-mkl-hm`` (``pip install color-matcher``;
-   skipped if absent; bench-only, never a package dependency);
+3. fit time for a 1920×1200 pair at default settings (``colorot fit`` as a subprocess:
+   start-up, decoding and target fitting included) against color-matcher's ``hm-mkl-hm``
+   (``pip install color-matcher``; skipped if absent; bench-only, never a package
+   dependency), timed both in this process (imports excluded) and as a fresh process;
 4. peak resident memory (``/usr/bin/time -f %M``) of ``colorot apply`` on one 50-megapixel image, and on
    folders of 5 and of ``--images`` images.
 
@@ -121,6 +122,27 @@ def fit_peer(source: Path, target: Path) -> float | None:
     return time.perf_counter() - start
 
 
+PEER_SCRIPT = """
+import sys
+import numpy as np
+from PIL import Image
+from color_matcher import ColorMatcher
+src = np.asarray(Image.open(sys.argv[1]).convert("RGB"))
+ref = np.asarray(Image.open(sys.argv[2]).convert("RGB"))
+ColorMatcher().transfer(src=src, ref=ref, method="hm-mkl-hm")
+"""
+
+
+def fit_peer_command(source: Path, target: Path) -> float | None:
+    """Seconds for the same hm-mkl-hm run as a fresh Python process (imports included), as
+    ``colorot fit`` is timed; None without color-matcher."""
+    try:
+        import color_matcher  # noqa: F401
+    except ImportError:
+        return None
+    return run_child([sys.executable, "-c", PEER_SCRIPT, str(source), str(target)])[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -145,6 +167,8 @@ def main() -> None:
             [*colorot, "fit", str(pair_src), str(pair_tgt), "-o", str(model), "--force"])[0])
         peer_times = [fit_peer(pair_src, pair_tgt) for _ in range(args.fit_runs)]
         peer_s = statistics.median(peer_times) if None not in peer_times else None
+        peer_cmd = [fit_peer_command(pair_src, pair_tgt) for _ in range(args.fit_runs)]
+        peer_cmd_s = statistics.median(peer_cmd) if None not in peer_cmd else None
 
         # 1. apply throughput against the I/O floor
         floor_s = median_of(args.runs, lambda: io_floor(files, tmp / "floor", cpus))
@@ -170,7 +194,8 @@ def main() -> None:
         if peer_s is None:
             print("; color-matcher not installed, peer skipped")
         else:
-            print(f"; hm-mkl-hm {peer_s:.2f} s; ratio {fit_s / peer_s:.2f}×")
+            print(f"; hm-mkl-hm {peer_s:.2f} s in-process (ratio {fit_s / peer_s:.2f}×), "
+                  f"{peer_cmd_s:.2f} s as a fresh process like colorot's (ratio {fit_s / peer_cmd_s:.2f}×)")
 
         # 4. memory
         big = tmp / "big" / "big.jpg"

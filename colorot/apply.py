@@ -22,7 +22,7 @@ import torch
 
 from colorot.errors import ColorotError, ConfigError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
-                             read_image, write_image)
+                             quantize, read_image, write_image)
 from colorot.atomic import remove_stale_temp_files
 from colorot.lut import Lut
 
@@ -56,6 +56,21 @@ def map_pixels(
             chunk = torch.tensor(pixels[start:stop], dtype=torch.float32, device=device)
             out[start:stop] = fitted_map(chunk).to("cpu", torch.float32).numpy()
     return out.reshape(rgb.shape)
+
+
+#: 8-bit colours sampled (seeded, uniform over the cube) to measure how closely a LUT follows its map.
+LUT_PROBE_COLOURS = 32_768
+
+
+def lut_difference(fitted_map: Callable[[torch.Tensor], torch.Tensor], lut: Lut, *,
+                   colours: int = LUT_PROBE_COLOURS, seed: int = 0) -> tuple[int, float]:
+    """How far ``lut`` strays from the exact map on 8-bit inputs: the largest difference in
+    code values over seeded random 8-bit colours (both outputs clipped and rounded), and the
+    fraction of those colours whose output differs at all."""
+    codes = np.random.default_rng(seed).integers(0, 256, (1, colours, 3), dtype=np.uint8)
+    exact = quantize(map_pixels(fitted_map, codes / np.float32(255)), 8).astype(np.int16)
+    diff = np.abs(lut.apply_codes(codes).astype(np.int16) - exact).max(-1)
+    return int(diff.max()), float((diff > 0).mean())
 
 
 def apply_to_file(

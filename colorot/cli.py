@@ -293,6 +293,13 @@ def apply_command(
             torch.set_num_threads(1)  # parallelism comes from the file workers
         lut = None if exact else bake(fitted)
         document: dict = {"strength": strength, "inverse": inverse}
+        if lut is not None:
+            worst, share = apply_mod.lut_difference(fitted, lut)
+            document.update(lut_max_difference=worst, lut_differing_fraction=share)
+            if worst > 1:
+                stderr.print(f"warning: the 65³ LUT differs from the exact map by up to {worst} code values "
+                             f"({100 * share:.1f} % of sampled colours differ); --exact applies the map itself",
+                             highlight=False)
         if inverse:
             document["round_trip_error"] = round_trip_error(prepare_map(base, strength=strength), fitted)
         if streaming:

@@ -334,7 +334,8 @@ class RidgeMGN(MonotoneGradientMap):
         if not with_jacobian:
             return out, None
         d = step * (1.0 - step) * amplitude
-        return out, torch.einsum("nh,hi,hj->nij", d, self.W, self.W)
+        outer = (self.W[:, :, None] * self.W[:, None, :]).reshape(self.hidden, -1)  # w_h w_hᵀ, (H, d²)
+        return out, (d @ outer).reshape(-1, self.dim, self.dim)  # one matmul: no (N, H, d) tensor
 
     @torch.no_grad()
     def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:

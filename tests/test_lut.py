@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-from colorot.apply import apply_to_file, map_pixels, plan, run
+from colorot.apply import apply_to_file, lut_difference, map_pixels, plan, run
 from colorot.errors import ConfigError
 from colorot.imageio import quantize, read_image
 from colorot.lut import bake, lut_grid
-from colorot.models import MMGN, gaussian_map_matrix
+from colorot.models import MMGN, RidgeMGN, gaussian_map_matrix
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,20 @@ def test_parallel_run_matches_serial(curved_map, tmp_path):
     for job in serial.written:
         np.testing.assert_array_equal(read_image(job.dst).codes,
                                       read_image(tmp_path / "two" / job.dst.name).codes)
+
+
+def test_lut_difference_reports_a_faithful_lut(curved_map):
+    worst, share = lut_difference(curved_map, bake(curved_map))
+    assert worst <= 1 and 0 <= share < 1
+
+
+def test_lut_difference_catches_a_step_too_sharp_for_the_grid():
+    """One tall step 1/200 wide along red: the 65³ grid (cells 1/64 wide) cannot follow it."""
+    model = RidgeMGN(hidden=1)
+    with torch.no_grad():
+        model.V.copy_(torch.eye(3))
+        model.W.copy_(torch.tensor([[800.0, 0.0, 0.0]]))
+        model.biases.fill_(-800.0 * 0.503)
+        model.rho.fill_(float(np.log(np.expm1(0.3 / 800.0))))  # step height 0.3 along red
+    worst, share = lut_difference(model.eval(), bake(model))
+    assert worst > 10 and share > 0
