@@ -147,7 +147,8 @@ def sliced_targets(z: np.ndarray, y: np.ndarray, rng: np.random.Generator, frame
 
 def nonnegative_least_squares(gram: np.ndarray, linear: np.ndarray, start: np.ndarray, upper: np.ndarray,
                               lipschitz: float, iterations: int = NNLS_ITERATIONS) -> np.ndarray:
-    """argmin ½θᵀGθ − hᵀθ over 0 ≤ θ ≤ upper, by accelerated projected gradient from ``start``."""
+    """argmin ½θᵀGθ − hᵀθ over 0 ≤ θ ≤ upper, by accelerated projected gradient (FISTA) from
+    ``start``, with step 1/``lipschitz`` (≥ G's largest eigenvalue); in the arrays' dtype."""
     theta, momentum, t = start.copy(), start.copy(), 1.0
     for _ in range(iterations):
         step = np.clip(momentum - (gram @ momentum - linear) / lipschitz, 0.0, upper)
@@ -181,9 +182,10 @@ def fit_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings,
     gram = (features.T @ features).astype(np.float64) * (u @ u.T)[direction_of][:, direction_of] / n
     gram += GRAM_RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram))
     lipschitz = float(np.linalg.eigvalsh(gram)[-1])
+    gram = gram.astype(np.float32)  # the solves' matrix–vector products in float32: 4× faster
     sharp = np.repeat(dictionary.sharpness.astype(np.float64), k)
-    upper = np.concatenate([CURVATURE_CAP / sharp ** 2, np.full(d, np.inf)])
-    theta = np.zeros(len(gram))
+    upper = np.concatenate([CURVATURE_CAP / sharp ** 2, np.full(d, np.inf)]).astype(np.float32)
+    theta = np.zeros(len(gram), np.float32)
     columns = np.zeros((len(gram), 3), np.float32)  # column p: θ_p u_{d(p)}
     offset = y.mean(0) - settings.eps * x.mean(0)  # b + mean featuresᵀ·columns
     costs = []
@@ -194,7 +196,7 @@ def fit_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings,
         goal -= settings.eps * x
         offset = goal.mean(0)
         along = (goal - offset) @ u.T  # (N, D): the goal's coordinate along each u_d
-        linear = (features.T @ along)[np.arange(len(gram)), direction_of].astype(np.float64) / n
+        linear = (features.T @ along)[np.arange(len(gram)), direction_of] / np.float32(n)
         theta = nonnegative_least_squares(gram, linear, theta, upper, lipschitz)
         columns = (theta[:, None] * u[direction_of]).astype(np.float32)
         if callback is not None:
