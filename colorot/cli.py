@@ -289,9 +289,7 @@ def apply_command(
             raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
         base = checkpoint.load(model).model
         fitted = prepare_map(base, strength=strength, inverse=inverse)
-        if jobs > 1:
-            torch.set_num_threads(1)  # parallelism comes from the file workers
-        lut = None if exact else bake(fitted)
+        lut = None if exact else bake(fitted)  # on every core, before the file workers take them
         document: dict = {"strength": strength, "inverse": inverse}
         if lut is not None:
             worst, share = apply_mod.lut_difference(fitted, lut)
@@ -300,6 +298,8 @@ def apply_command(
                 stderr.print(f"warning: the 65³ LUT differs from the exact map by up to {worst} code values "
                              f"({100 * share:.1f} % of sampled colours differ); --exact applies the map itself",
                              highlight=False)
+        if jobs > 1:
+            torch.set_num_threads(1)  # parallelism comes from the file workers
         if inverse:
             document["round_trip_error"] = round_trip_error(prepare_map(base, strength=strength), fitted)
         if streaming:
