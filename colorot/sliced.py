@@ -72,12 +72,11 @@ class SlicedSettings:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.directions < 3 or self.knots < 1 or self.iterations < 0 or self.pixels < 2:
-            raise ConfigError("the sliced solver needs ≥ 3 directions, ≥ 1 knot, ≥ 0 iterations, ≥ 2 pixels")
+        # No iteration would leave every step at height 0: the map εx + b, all colours at the mean.
+        if self.directions < 3 or self.knots < 1 or self.iterations < 1 or self.pixels < 2:
+            raise ConfigError("the sliced solver needs ≥ 3 directions, ≥ 1 knot, ≥ 1 iteration (--steps), "
+                              "≥ 2 pixels")
 
-    @property
-    def units(self) -> int:
-        return self.directions * self.knots
 
 
 @dataclass

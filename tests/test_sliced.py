@@ -122,6 +122,7 @@ def test_the_default_estimator_uses_the_sliced_solver_and_improves_on_affine() -
     ({"solver": "adam", "target": "pixels"}, "needs a density"),
     ({"hidden": 8}, "does not apply to the sliced solver"),
     ({"solver": "newton"}, "unknown solver"),
+    ({"steps": 0}, "≥ 1 iteration"),
 ])
 def test_solver_options_that_cannot_work_are_config_errors(options, message) -> None:
     pixels = np.random.default_rng(0).random((100, 3))
