@@ -62,12 +62,13 @@ def map_pixels(
 LUT_PROBE_COLOURS = 32_768
 
 
-def lut_difference(fitted_map: Callable[[torch.Tensor], torch.Tensor], lut: Lut, *,
-                   colours: int = LUT_PROBE_COLOURS, seed: int = 0) -> tuple[int, float]:
-    """How far ``lut`` strays from the exact map on 8-bit inputs: the largest difference in
-    code values over seeded random 8-bit colours (both outputs clipped and rounded), and the
-    fraction of those colours whose output differs at all."""
-    codes = np.random.default_rng(seed).integers(0, 256, (1, colours, 3), dtype=np.uint8)
+def lut_difference(fitted_map: Callable[[torch.Tensor], torch.Tensor], lut: Lut,
+                   codes: np.ndarray | None = None, *, seed: int = 0) -> tuple[int, float]:
+    """How far ``lut`` strays from the exact map on 8-bit ``codes`` (H, W, 3) uint8, by default
+    LUT_PROBE_COLOURS seeded random colours: the largest difference in code values (both
+    outputs clipped and rounded) and the fraction of pixels whose output differs at all."""
+    if codes is None:
+        codes = np.random.default_rng(seed).integers(0, 256, (1, LUT_PROBE_COLOURS, 3), dtype=np.uint8)
     exact = quantize(map_pixels(fitted_map, codes / np.float32(255)), 8).astype(np.int16)
     diff = np.abs(lut.apply_codes(codes).astype(np.int16) - exact).max(-1)
     return int(diff.max()), float((diff > 0).mean())

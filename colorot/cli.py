@@ -147,13 +147,6 @@ def _images_and_targets(images: list[Path], targets: list[str], distribution: st
     return [images[0]], [images[1]], distribution
 
 
-def _describe_target(target) -> str:
-    """'gmm target (K=10)', or 'pixels target (256 kept as a record)'."""
-    if target.kind == "pixels":
-        return f"pixels target ({target.n_components} kept as a record)"
-    return f"{target.kind} target (K={target.n_components})"
-
-
 @app.command()
 def fit(
     images: Annotated[list[Path], typer.Argument(help="SOURCE TARGET; or, with --target, the source images.",
@@ -233,7 +226,7 @@ def fit(
                         "components": estimator.target_dist_.n_components,
                         "sources": [str(p) for p in sources], "targets": [str(p) for p in target_images],
                         "preview": str(preview) if preview else None},
-              [f"wrote {output}: {info['model']} map ({info['solver']}), {_describe_target(estimator.target_dist_)}, "
+              [f"wrote {output}: {info['model']} map ({info['solver']}), {estimator.target_dist_.describe()}, "
                f"{len(sources)} source(s), "
                f"{len(target_images)} target(s), {info['steps']} {'iterations' if info['solver'] == 'sliced' else 'steps'}, "
                f"final loss {info['final_loss'] if info['final_loss'] is not None else 'n/a (closed form)'}, "
@@ -438,7 +431,7 @@ def info(
         lines = [
             f"model       {ckpt.model.name} {ckpt.model.config}",
             f"parameters  {document['parameters']}",
-            f"target      {_describe_target(ckpt.target)}",
+            f"target      {ckpt.target.describe()}",
             "training    " + ", ".join(f"{k}={v}" for k, v in ckpt.train.items()
                                         if k not in ("source_sha256", "target_sha256")),
             f"source      sha256 {ckpt.train.get('source_sha256')}",

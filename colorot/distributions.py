@@ -108,6 +108,10 @@ class GaussianMixture:
     def n_components(self) -> int:
         return int(self.weights.shape[0])
 
+    def describe(self) -> str:
+        """One line for reports: 'gmm target (K=10)'."""
+        return f"{self.kind} target (K={self.n_components})"
+
     # ---------------------------------------------------------------- fitting
     @classmethod
     def fit(
@@ -278,6 +282,9 @@ class PixelTarget(GaussianMixture):
             pick = np.random.default_rng(random_state).choice(pixels.shape[0], PIXEL_SAMPLE, replace=False)
             pixels = pixels[np.sort(pick)]
         return cls(pixels, ridge)
+
+    def describe(self) -> str:
+        return f"pixels target ({self.n_components} kept as a record)"
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "pixels": self.means.tolist(), "ridge": self.ridge}

@@ -301,8 +301,7 @@ class ColorTransfer:
             if self.hidden is not None:
                 raise ConfigError(f"--hidden does not apply to the sliced solver (its map has "
                                   f"{sliced.directions} directions × {sliced.knots} steps)")
-        torch.manual_seed(self.random_state)
-        model = build_model(self.model, self._model_config())
+        config = self._model_config()  # checked before any image is read
         src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
         tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
         rng = np.random.default_rng(self.random_state)
@@ -319,6 +318,8 @@ class ColorTransfer:
             model, costs, seconds = fit_sliced(src, goal, sliced, callback=self._with_progress(callback))
             self.history_ = History(losses=costs, seconds=seconds)
         else:
+            torch.manual_seed(self.random_state)
+            model = build_model(self.model, config)
             mean_s, cov_s = gaussian_moments(src, self.ridge)
             a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
             c = self.target_dist_.mean - a @ mean_s
