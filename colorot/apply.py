@@ -24,7 +24,10 @@ from colorot.errors import ColorotError, ConfigError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
                              quantize, read_image, write_image)
 from colorot.atomic import remove_stale_temp_files
-from colorot.lut import Lut
+from colorot.colour_table import ColourTable, Evaluator
+from colorot.models import RidgeMGN
+from colorot.ridge_profiles import RidgeProfiles
+from colorot.transforms import Interpolated
 
 #: Pixels per tensor: small enough that a 576-unit ridge map's (chunk × units) activations
 #: stay near 75 MB (the sliced solver's map), large enough that per-chunk overhead is noise.
@@ -58,20 +61,27 @@ def map_pixels(
     return out.reshape(rgb.shape)
 
 
-#: 8-bit colours sampled (seeded, uniform over the cube) to measure how closely a LUT follows its map.
-LUT_PROBE_COLOURS = 32_768
+def colour_evaluator(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> Evaluator:
+    """The fastest faithful evaluator of ``fitted_map`` on colours (N, 3) in [0, 1]³.
+
+    A ridge map (or a partial strength of one) goes through its tabulated profiles
+    (:class:`~colorot.ridge_profiles.RidgeProfiles`, within 10⁻⁷ of the map, ~30× faster);
+    every other map, and a ridge map too sharp to tabulate, is evaluated itself in float32.
+    """
+    inner, strength = fitted_map, 1.0
+    if isinstance(fitted_map, Interpolated):
+        inner, strength = fitted_map.map, fitted_map.strength
+    profiles = RidgeProfiles.from_model(inner) if isinstance(inner, RidgeMGN) else None
+    if profiles is None:
+        return lambda colours: map_pixels(fitted_map, colours)
+    if strength == 1.0:
+        return profiles
+    return lambda colours: (1.0 - strength) * colours + strength * profiles(colours)
 
 
-def lut_difference(fitted_map: Callable[[torch.Tensor], torch.Tensor], lut: Lut,
-                   codes: np.ndarray | None = None, *, seed: int = 0) -> tuple[int, float]:
-    """How far ``lut`` strays from the exact map on 8-bit ``codes`` (H, W, 3) uint8, by default
-    LUT_PROBE_COLOURS seeded random colours: the largest difference in code values (both
-    outputs clipped and rounded) and the fraction of pixels whose output differs at all."""
-    if codes is None:
-        codes = np.random.default_rng(seed).integers(0, 256, (1, LUT_PROBE_COLOURS, 3), dtype=np.uint8)
-    exact = quantize(map_pixels(fitted_map, codes / np.float32(255)), 8).astype(np.int16)
-    diff = np.abs(lut.apply_codes(codes).astype(np.int16) - exact).max(-1)
-    return int(diff.max()), float((diff > 0).mean())
+def colour_table(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> ColourTable:
+    """An empty :class:`ColourTable` for ``fitted_map``: the fast path for 8-bit images."""
+    return ColourTable(colour_evaluator(fitted_map))
 
 
 def apply_to_file(
@@ -83,16 +93,15 @@ def apply_to_file(
     max_pixels: int | None = None,
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
     device: str | torch.device = "cpu",
-    lut: Lut | None = None,
+    table: ColourTable | None = None,
 ) -> None:
     """Read ``src``, map its pixels, write ``dst`` atomically in the source's depth and metadata.
 
-    With a ``lut``, 8-bit images go through it (trilinear, within one code value
-    of the exact map); 16-bit images, and every image without one, take the
-    exact map in float32.
+    With a ``table`` (:func:`colour_table`), 8-bit images go through it; 16-bit images,
+    and every image without one, take the exact map in float32.
     """
     image = read_image(src, max_pixels=max_pixels)
-    mapped = map_image(fitted_map, image, lut=lut, chunk_pixels=chunk_pixels, device=device)
+    mapped = map_image(fitted_map, image, table=table, chunk_pixels=chunk_pixels, device=device)
     write_image(dst, image, mapped, quality=quality)
 
 
@@ -100,13 +109,13 @@ def map_image(
     fitted_map: Callable[[torch.Tensor], torch.Tensor],
     image: Image,
     *,
-    lut: Lut | None = None,
+    table: ColourTable | None = None,
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """The mapped pixels of a decoded image: uint8 codes through ``lut`` (8-bit), else float32."""
-    if lut is not None and image.bit_depth == 8:
-        return lut.apply_codes(image.codes)
+    """The mapped pixels of a decoded image: uint8 codes through ``table`` (8-bit), else float32."""
+    if table is not None and image.bit_depth == 8:
+        return table.apply_codes(image.codes)
     return map_pixels(fitted_map, image.rgb, chunk_pixels=chunk_pixels, device=device)
 
 
@@ -117,7 +126,7 @@ def apply_to_bytes(
     format: str | None = None,
     quality: int = 95,
     max_pixels: int | None = None,
-    lut: Lut | None = None,
+    table: ColourTable | None = None,
 ) -> bytes:
     """Encoded image bytes in → mapped, encoded bytes out (for stdin/stdout pipelines).
 
@@ -125,7 +134,7 @@ def apply_to_bytes(
     """
     image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
     fmt = format_for_suffix(format) if format else image.format
-    return encode_image(image, map_image(fitted_map, image, lut=lut), fmt, quality=quality)
+    return encode_image(image, map_image(fitted_map, image, table=table), fmt, quality=quality)
 
 
 @dataclass(frozen=True)
@@ -217,11 +226,11 @@ def apply_bytes_to_file(
     *,
     quality: int = 95,
     max_pixels: int | None = None,
-    lut: Lut | None = None,
+    table: ColourTable | None = None,
 ) -> None:
     """Encoded image bytes (e.g. stdin) → mapped image written atomically to ``dst`` (format from its suffix)."""
     image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
-    write_image(dst, image, map_image(fitted_map, image, lut=lut), quality=quality)
+    write_image(dst, image, map_image(fitted_map, image, table=table), quality=quality)
 
 
 def plan_listed(
@@ -300,8 +309,8 @@ def run(
 ) -> Report:
     """Run every job of ``plan``; a ColorotError fails that file only and the batch goes on.
 
-    ``jobs`` files are processed at once by a thread pool (decoding, the LUT,
-    encoding and torch all release the GIL; the map is shared, read-only).
+    ``jobs`` files are processed at once by a thread pool (decoding, numpy, encoding
+    and torch all release the GIL; the map and its colour table are shared).
     Destination folders are created as needed. ``on_file_done(job, error)`` is
     called in the calling thread after each job, with the error message or None. ``apply_kwargs`` go
     to :func:`apply_to_file`.

@@ -249,8 +249,9 @@ def apply_command(
     max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_HELP)] = False,
-    exact: Annotated[bool, typer.Option("--exact", help="Evaluate the map on every pixel instead of the 65³ LUT "
-                                                        "(8-bit images; 16-bit ones always take the exact path).")] = False,
+    exact: Annotated[bool, typer.Option("--exact", help="Evaluate the map on every pixel instead of once per "
+                                                        "distinct colour (8-bit images; 16-bit ones always take "
+                                                        "the exact path).")] = False,
     from_stdin: Annotated[bool, typer.Option("--from-stdin", help="Read input file paths from stdin, one a line; "
                                              "the only positional path is then the output folder.")] = False,
     shard: Annotated[Optional[str], typer.Option(help="Do only shard i of N (0 ≤ i < N), e.g. 0/4: files are "
@@ -282,21 +283,14 @@ def apply_command(
             raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
         base = checkpoint.load(model).model
         fitted = prepare_map(base, strength=strength, inverse=inverse)
-        lut = None if exact else bake(fitted)  # on every core, before the file workers take them
+        table = None if exact else apply_mod.colour_table(fitted)  # shared by the file workers
         document: dict = {"strength": strength, "inverse": inverse}
-        if lut is not None:
-            worst, share = apply_mod.lut_difference(fitted, lut)
-            document.update(lut_max_difference=worst, lut_differing_fraction=share)
-            if worst > 1:
-                stderr.print(f"warning: the 65³ LUT differs from the exact map by up to {worst} code values "
-                             f"({100 * share:.1f} % of sampled colours differ); --exact applies the map itself",
-                             highlight=False)
         if jobs > 1:
             torch.set_num_threads(1)  # parallelism comes from the file workers
         if inverse:
             document["round_trip_error"] = round_trip_error(prepare_map(base, strength=strength), fitted)
         if streaming:
-            report = _apply_stream(fitted, inputs[0], output, output_format, lut, quality, max_image_pixels)
+            report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels)
         else:
             if from_stdin:
                 job_plan = apply_mod.plan_listed(sys.stdin.read().splitlines(), output, overwrite=overwrite,
@@ -306,7 +300,7 @@ def apply_command(
                                           overwrite=overwrite, in_place=in_place, suffix=suffix)
             if shard:
                 job_plan = apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output)
-            report = _run_with_progress(job_plan, fitted, jobs=jobs, lut=lut, quality=quality,
+            report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
                                         max_pixels=max_image_pixels)
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
@@ -347,7 +341,7 @@ def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.
         return apply_mod.run(job_plan, fitted, on_file_done=done, **kwargs)
 
 
-def _apply_stream(fitted, source: str, output: str, output_format: str | None, lut, quality: int,
+def _apply_stream(fitted, source: str, output: str, output_format: str | None, table, quality: int,
                   max_pixels: int | None) -> apply_mod.Report:
     """One image between stdin/stdout and files ('-' on either side)."""
     import time
@@ -362,12 +356,12 @@ def _apply_stream(fitted, source: str, output: str, output_format: str | None, l
             raise ConfigError(f"cannot read {source}: {exc.strerror or exc}") from exc
     if output == "-":
         sys.stdout.buffer.write(apply_mod.apply_to_bytes(fitted, data, format=output_format, quality=quality,
-                                                         max_pixels=max_pixels, lut=lut))
+                                                         max_pixels=max_pixels, table=table))
         sys.stdout.buffer.flush()
     else:
         if Path(output).is_dir() or output.endswith(("/", os.sep)):
             raise ConfigError("an image from stdin needs an output file name, not a folder")
-        apply_mod.apply_bytes_to_file(fitted, data, output, quality=quality, max_pixels=max_pixels, lut=lut)
+        apply_mod.apply_bytes_to_file(fitted, data, output, quality=quality, max_pixels=max_pixels, table=table)
     job = apply_mod.Job(Path(source), Path(output))
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
 

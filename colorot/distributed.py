@@ -3,9 +3,10 @@
 :func:`apply_path` is ``(model bytes or path, input path, output path) →
 output path``: it depends on nothing but its arguments, writes exactly one
 file (atomically) and gives the same bytes as ``colorot apply`` with the same
-options. Each worker process loads and bakes a model once (cached by the
-model's SHA-256 and the options), so shipping the model bytes with every task
-costs only the transfer.
+options. Each worker process loads a model and starts its colour table once
+(cached by the model's SHA-256 and the options; up to 4 models, each table 64 MiB
+of address space at most), so shipping the model bytes with every task costs
+only the transfer.
 
 :func:`apply_with_dask` runs a :class:`colorot.apply.Plan` on a
 ``dask.distributed.Client`` (``pip install "colorot[dask]"``): the model bytes
@@ -25,9 +26,9 @@ from pathlib import Path
 import torch
 
 from colorot import checkpoint
-from colorot.apply import Job, Plan, Report, _make_folder, apply_to_file
+from colorot.apply import Job, Plan, Report, _make_folder, apply_to_file, colour_table
 from colorot.errors import ColorotError, ConfigError
-from colorot.lut import Lut, bake
+from colorot.colour_table import ColourTable
 from colorot.transforms import prepare_map
 
 _LOCK = threading.Lock()
@@ -44,16 +45,16 @@ def model_bytes(model: bytes | str | os.PathLike) -> bytes:
 
 
 def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False,
-             exact: bool = False) -> tuple[torch.nn.Module, Lut | None]:
-    """The map to apply and its 65³ LUT (None when ``exact``), as ``colorot apply`` builds them."""
+             exact: bool = False) -> tuple[torch.nn.Module, ColourTable | None]:
+    """The map to apply and its colour table (None when ``exact``), as ``colorot apply`` builds them."""
     with _LOCK:
         return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool):
     fitted = prepare_map(checkpoint.from_bytes(data).model, strength=strength, inverse=inverse)
-    return fitted, (None if exact else bake(fitted))
+    return fitted, (None if exact else colour_table(fitted))
 
 
 def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: str | os.PathLike, *,
@@ -64,10 +65,10 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
     The options are ``colorot apply``'s. Creates ``dst``'s folder; raises a
     ColorotError subclass on failure.
     """
-    fitted, lut = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact)
+    fitted, table = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact)
     dst = Path(dst)
     _make_folder(dst.parent)
-    apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, lut=lut)
+    apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table)
     return str(dst)
 
 

@@ -323,7 +323,8 @@ def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarra
     if pil.mode in ("I", "F"):
         raise ImageReadError(f"{name}: unsupported pixel format (Pillow mode {pil.mode})")
     pil.load()
-    return np.asarray(pil.convert("RGBA" if pil.has_transparency_data else "RGB")), 8
+    mode = "RGBA" if pil.has_transparency_data else "RGB"
+    return np.asarray(pil if pil.mode == mode else pil.convert(mode)), 8  # convert() would copy
 
 
 def _low_byte_decoder(pil: PILImage.Image) -> Callable[[bytes], np.ndarray] | None:

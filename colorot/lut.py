@@ -4,9 +4,10 @@ A table of size S holds T at the S³ grid colours (i, j, k)/(S − 1), red varyi
 fastest, then green, then blue: the order of the Adobe/Resolve ``.cube`` format
 and of Pillow's ``Color3DLUT``.  Applying a table to 8-bit pixels runs in
 Pillow's C code, with no floating-point copy of the image; outputs are clipped
-to [0, 1] (the output rule).  With S = 65 the result differs from the exact map
-by at most one 8-bit code value for the maps colorot fits (measured by
-``bench/speed.py``, tested in ``tests/test_lut.py``).
+to [0, 1] (the output rule).  Tables are what ``colorot export-lut`` writes (.cube);
+``colorot apply`` maps 8-bit images through a :class:`~colorot.colour_table.ColourTable`
+instead, because a grid of 65³ cannot follow steps narrower than its cells (the sliced
+solver's maps stray up to 2 code values; ``tests/test_lut.py``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ import torch  # noqa: E402
 from PIL import Image as PILImage  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from colorot.models import MMGN, gaussian_map_matrix  # noqa: E402
+
 torch.set_num_threads(1)
 threadpool_limits(1)  # in case numpy's BLAS was loaded before the variables above were set
 
@@ -61,6 +63,22 @@ def make_png() -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def curved_map():
+    """An M-MGN with real curvature, started at a colour-shifting Gaussian map."""
+    rng = np.random.default_rng(3)
+    points = rng.random((2000, 3))
+    a = gaussian_map_matrix(np.diag([0.05, 0.04, 0.06]), np.array(
+        [[0.03, 0.01, 0.0], [0.01, 0.05, 0.01], [0.0, 0.01, 0.02]]))
+    torch.manual_seed(0)
+    model = MMGN()
+    model.init_hidden(points)
+    model.init_to_affine(a, np.array([0.2, 0.0, -0.1]), points)
+    with torch.no_grad():  # grow the nonlinear part well past its near-affine start
+        model.W.mul_(8.0)
+    return model.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="session")
