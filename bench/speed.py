@@ -234,7 +234,7 @@ def main() -> None:
                                 "--jobs", str(cpus)])
         _, rss_many = run_child([*colorot, "apply", str(model), str(tmp / "in"), str(tmp / "many-out"),
                                  "--jobs", str(cpus)])
-        print(f"peak RSS: 50 MP image {rss_big} MiB (LUT), {rss_big_exact} MiB (--exact); "
+        print(f"peak RSS: 50 MP image {rss_big} MiB (colour table), {rss_big_exact} MiB (--exact); "
               f"folder of 5: {rss_few} MiB, of {n}: {rss_many} MiB")
 
 

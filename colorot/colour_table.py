@@ -24,8 +24,8 @@ from colorot.imageio import quantize
 
 #: Marks an entry as known (an unknown entry is 0): the byte after r, g, b.
 KNOWN = np.uint32(0xFF000000)
-#: Pixels gathered at a time: bounds the working arrays for very large images.
-BAND_PIXELS = 1 << 20
+#: Pixels gathered at a time: the band's working arrays stay in cache (measured fastest).
+BAND_PIXELS = 1 << 17
 Evaluator = Callable[[np.ndarray], np.ndarray]
 
 
@@ -41,7 +41,8 @@ class ColourTable:
         self.colours_evaluated = 0
 
     def apply_codes(self, codes: np.ndarray) -> np.ndarray:
-        """Map uint8 RGB codes (H, W, 3) to uint8 codes."""
+        """Map uint8 RGB codes (..., 3) to uint8 codes, band by band; a band's new colours are
+        evaluated together, then only their pixels gathered again."""
         if codes.dtype != np.uint8 or codes.shape[-1:] != (3,):
             raise ValueError("apply_codes takes uint8 RGB codes (..., 3)")
         pixels = codes.reshape(-1, 3)
@@ -49,13 +50,12 @@ class ColourTable:
         for start in range(0, len(pixels), BAND_PIXELS):
             band = slice(start, start + BAND_PIXELS)
             index = _pack(pixels[band])
-            entries = self._entries.take(index)
-            if len(entries) and entries.min() < KNOWN:
-                self._fill(_distinct(index[entries < KNOWN]))
-                entries = self._entries.take(index)
-            bytes_ = entries.view(np.uint8).reshape(-1, 4)
-            for channel in range(3):
-                out[band, channel] = bytes_[:, channel]
+            entries = self._entries.take(index, mode="clip")  # every index < 2²⁴: no bounds check
+            if entries.min() < KNOWN:
+                missing = index[entries < KNOWN]
+                self._fill(np.unique(missing))
+                entries[entries < KNOWN] = self._entries.take(missing, mode="clip")
+            _unpack(entries, out[band])
         return out.reshape(codes.shape)
 
     def _fill(self, index: np.ndarray) -> None:
@@ -66,14 +66,11 @@ class ColourTable:
         self.colours_evaluated += len(index)
 
 
-def _distinct(index: np.ndarray) -> np.ndarray:
-    """The distinct values of packed colours, sorted: by sorting when few, else by marking a
-    2²⁴ bitmap (8× faster than sorting the ~2·10⁶ new colours of a first photograph)."""
-    if len(index) < 1 << 16:
-        return np.unique(index)
-    seen = np.zeros(1 << 24, dtype=bool)
-    seen[index] = True
-    return np.flatnonzero(seen).astype("<u4")
+def _unpack(entries: np.ndarray, out: np.ndarray) -> None:
+    """Known entries (N,) → their r, g, b bytes, written into ``out`` (N, 3)."""
+    channels = entries.view(np.uint8).reshape(-1, 4)
+    for channel in range(3):
+        out[:, channel] = channels[:, channel]
 
 
 def _pack(codes: np.ndarray) -> np.ndarray:
