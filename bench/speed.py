@@ -10,7 +10,8 @@ Prints, with the machine's CPU count, medians over ``--runs`` runs:
    also the seconds the run itself reports (start-up excluded) and the start-up alone
    (``colorot apply`` on one 8×8 image);
 2. the fast path's (the colour table's) difference from the exact map (max code values,
-   fraction of pixels that differ), before JPEG encoding;
+   fraction of pixels that differ), before JPEG encoding; and for one 16-bit image, the
+   fast path's time and difference against the exact map;
 3. fit time for a 1920×1200 pair at default settings (``colorot fit`` as a subprocess:
    start-up, decoding and target fitting included) against color-matcher's ``hm-mkl-hm``
    (``pip install color-matcher``; skipped if absent; bench-only, never a package
@@ -108,6 +109,32 @@ def fast_path_difference(model: Path, files: list[Path]) -> tuple[int, float]:
         diff = np.abs(table.apply_codes(image.codes).astype(np.int16) - exact).max(-1)
         worst, differing, total = max(worst, int(diff.max())), differing + int((diff > 0).sum()), total + diff.size
     return worst, differing / total
+
+
+def sixteen_bit(model: Path, source: Path) -> tuple[float, float, int, float]:
+    """One 1920×1200 16-bit image mapped in this process (one thread): seconds through the fast
+    path (the map's evaluator: a ridge map's profiles) and the exact map, their largest
+    difference in 16-bit code values and the fraction of differing values."""
+    import torch
+
+    from colorot import checkpoint
+    from colorot.apply import colour_table, map_image
+    from colorot.imageio import Image as Decoded
+    from colorot.imageio import quantize, read_image
+
+    torch.set_num_threads(1)
+    fitted = checkpoint.load(model).model
+    codes = read_image(source).codes.astype(np.uint16) * 257
+    image = Decoded(codes=codes, alpha=None, bit_depth=16, mode="RGB", format="PNG")
+    start = time.perf_counter()
+    fast = map_image(fitted, image, table=colour_table(fitted))
+    fast_s = time.perf_counter() - start
+    start = time.perf_counter()
+    exact = map_image(fitted, image)
+    exact_s = time.perf_counter() - start
+    diff = np.abs(quantize(fast, 16).astype(np.int32) - quantize(exact, 16).astype(np.int32))
+    torch.set_num_threads(os.cpu_count() or 1)
+    return fast_s, exact_s, int(diff.max()), float((diff > 0).mean())
 
 
 def run_apply(cmd: list[str]) -> tuple[float, float]:
@@ -210,6 +237,10 @@ def main() -> None:
         worst, frac = fast_path_difference(model, files)
         print(f"fast path vs exact (5 images, before encoding): max {worst} code value(s), "
               f"{100 * frac:.4f} % of pixels differ")
+
+        fast16, exact16, worst16, frac16 = sixteen_bit(model, files[0])
+        print(f"16-bit 1920×1200 image, one thread: fast path {fast16:.2f} s, exact {exact16:.2f} s "
+              f"({exact16 / fast16:.1f}×); max {worst16} 16-bit code value(s), {100 * frac16:.2f} % differ")
 
         print(f"fit, 1920×1200 pair, defaults: colorot {fit_s:.2f} s", end="")
         if peer_s is None:

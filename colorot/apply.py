@@ -80,7 +80,7 @@ def colour_evaluator(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> Eval
 
 
 def colour_table(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> ColourTable:
-    """An empty :class:`ColourTable` for ``fitted_map``: the fast path for 8-bit images."""
+    """An empty :class:`ColourTable` for ``fitted_map``: the fast path (``--exact`` is without one)."""
     return ColourTable(colour_evaluator(fitted_map))
 
 
@@ -97,8 +97,8 @@ def apply_to_file(
 ) -> None:
     """Read ``src``, map its pixels, write ``dst`` atomically in the source's depth and metadata.
 
-    With a ``table`` (:func:`colour_table`), 8-bit images go through it; 16-bit images,
-    and every image without one, take the exact map in float32.
+    With a ``table`` (:func:`colour_table`), 8-bit images go through it and 16-bit ones
+    through its evaluator; without one, every image takes the exact map in float32.
     """
     image = read_image(src, max_pixels=max_pixels)
     mapped = map_image(fitted_map, image, table=table, chunk_pixels=chunk_pixels, device=device)
@@ -113,9 +113,10 @@ def map_image(
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """The mapped pixels of a decoded image: uint8 codes through ``table`` (8-bit), else float32."""
-    if table is not None and image.bit_depth == 8:
-        return table.apply_codes(image.codes)
+    """The mapped pixels of a decoded image: with a ``table``, 8-bit codes through it (uint8) and
+    16-bit images through its evaluator (float32); without one, the map itself (float32)."""
+    if table is not None:
+        return table.apply_codes(image.codes) if image.bit_depth == 8 else table.map_floats(image.rgb)
     return map_pixels(fitted_map, image.rgb, chunk_pixels=chunk_pixels, device=device)
 
 

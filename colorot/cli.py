@@ -249,9 +249,9 @@ def apply_command(
     max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_HELP)] = False,
-    exact: Annotated[bool, typer.Option("--exact", help="Evaluate the map on every pixel instead of once per "
-                                                        "distinct colour (8-bit images; 16-bit ones always take "
-                                                        "the exact path).")] = False,
+    exact: Annotated[bool, typer.Option("--exact", help="Evaluate the map itself on every pixel instead of once "
+                                                        "per distinct colour (8-bit) or through its tabulated "
+                                                        "profiles (16-bit ridge maps).")] = False,
     from_stdin: Annotated[bool, typer.Option("--from-stdin", help="Read input file paths from stdin, one a line; "
                                              "the only positional path is then the output folder.")] = False,
     shard: Annotated[Optional[str], typer.Option(help="Do only shard i of N (0 ≤ i < N), e.g. 0/4: files are "

@@ -1,4 +1,4 @@
-"""The fast path for 8-bit images: the map at every 8-bit colour, worked out once per colour.
+"""The fast path: the map at every 8-bit colour, worked out once per colour.
 
 A :class:`ColourTable` is a full 256³ lookup table with no interpolation: entry
 ``r | g << 8 | b << 16`` holds the mapped code values of the colour (r, g, b), after the
@@ -8,8 +8,10 @@ at once, and remembered. A 1920×1200 photograph holds ~10⁴–3·10⁵ distinc
 folder of similar photographs adds fewer with each image.
 
 The table is as faithful as its evaluator (:func:`colorot.apply.colour_evaluator`: a
-ridge map's tabulated profiles, within 10⁻⁷ of the map, or the map itself). It takes 64 MiB of address space, of which only the
-pages holding met colours become resident. Threads may share one table: an entry is
+ridge map's tabulated profiles, within 10⁻⁷ of the map, or the map itself); 16-bit
+images, which a 256³ table cannot hold, go through that evaluator pixel by pixel
+(:meth:`ColourTable.map_floats`). The table takes 64 MiB of address space, of which only
+the pages holding met colours become resident. Threads may share one table: an entry is
 written only with its one value, so a racing reader sees either 0 (unknown: it
 evaluates the colour itself) or that value.
 """
@@ -57,6 +59,15 @@ class ColourTable:
                 entries[entries < KNOWN] = self._entries.take(missing, mode="clip")
             _unpack(entries, out[band])
         return out.reshape(codes.shape)
+
+    def map_floats(self, rgb: np.ndarray) -> np.ndarray:
+        """The evaluator on float colours (..., 3) in [0, 1], such as a 16-bit image's, a band at
+        a time, without the table: float32, unclipped."""
+        flat = rgb.reshape(-1, 3)
+        out = np.empty(flat.shape, dtype=np.float32)
+        for start in range(0, len(flat), BAND_PIXELS):
+            out[start:start + BAND_PIXELS] = self._evaluate(flat[start:start + BAND_PIXELS])
+        return out.reshape(rgb.shape)
 
     def _fill(self, index: np.ndarray) -> None:
         """Evaluate the colours ``index`` (packed) and store their output codes."""
