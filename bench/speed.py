@@ -1,6 +1,7 @@
 """Speed and memory of colorot against the I/O floor and the fastest good peer.
 
     python bench/speed.py [--runs 5] [--images 50]
+    python bench/speed.py --profile     # only: where apply's time goes, per function
 
 Prints, with the machine's CPU count, medians over ``--runs`` runs:
 
@@ -182,12 +183,46 @@ def fit_peer_command(source: Path, target: Path) -> float | None:
     return run_child([sys.executable, "-c", PEER_SCRIPT, str(source), str(target)])[0]
 
 
+def profile_apply(count: int) -> None:
+    """cProfile of ``colorot.apply.run`` over the folder, one thread: first with an empty colour
+    table (the folder's colours evaluated as they come), then again on the filled table."""
+    import cProfile
+    import pstats
+
+    import torch
+
+    from colorot import apply, checkpoint
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        make_folder(tmp / "in", count)
+        pair_src, pair_tgt, model = tmp / "src.jpg", tmp / "tgt.jpg", tmp / "model.pt"
+        Image.open(SAMPLES / "day.jpg").resize(SIZE).save(pair_src, quality=95)
+        Image.open(SAMPLES / "sunset.jpg").resize(SIZE).save(pair_tgt, quality=95)
+        run_child([sys.executable, "-m", "colorot", "fit", str(pair_src), str(pair_tgt), "-o", str(model)])
+        fitted = checkpoint.load(model).model
+        table = apply.colour_table(fitted)
+        plan = apply.plan([tmp / "in"], tmp / "out", overwrite=True)
+        for label in ("empty table", "filled table"):
+            profiler = cProfile.Profile()
+            start = time.perf_counter()
+            profiler.runcall(apply.run, plan, fitted, table=table)
+            print(f"--- {label}: {time.perf_counter() - start:.2f} s for {count} files, "
+                  f"{table.colours_evaluated} colours evaluated so far")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--fit-runs", type=int, default=3)
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile apply's file loop (cProfile, one thread), cold then warm")
     args = parser.parse_args()
+    if args.profile:
+        return profile_apply(args.images)
     cpus = os.cpu_count() or 1
     colorot = [sys.executable, "-m", "colorot"]
     print(f"machine: {cpus} CPUs, python {sys.version.split()[0]}; medians of {args.runs} runs")

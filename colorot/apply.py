@@ -65,7 +65,7 @@ def colour_evaluator(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> Eval
     """The fastest faithful evaluator of ``fitted_map`` on colours (N, 3) in [0, 1]³.
 
     A ridge map (or a partial strength of one) goes through its tabulated profiles
-    (:class:`~colorot.ridge_profiles.RidgeProfiles`, within 10⁻⁷ of the map, ~30× faster);
+    (:class:`~colorot.ridge_profiles.RidgeProfiles`, within 10⁻⁷ of the map, ~16× faster);
     every other map, and a ridge map too sharp to tabulate, is evaluated itself in float32.
     """
     inner, strength = fitted_map, 1.0

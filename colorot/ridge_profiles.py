@@ -1,4 +1,4 @@
-"""A ridge map evaluated on the RGB cube through tabulated 1-D profiles: the same map, ~30× faster.
+"""A ridge map evaluated on the RGB cube through tabulated 1-D profiles: the same map, ~16× faster.
 
 A :class:`~colorot.models.RidgeMGN` is ``T(x) = Σ_h a_h w_h σ(w_hᵀx + b_h) + A x + b``. Units
 that share a weight row ``w`` form one ridge ``w f(wᵀx)`` with the profile
