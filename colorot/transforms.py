@@ -64,12 +64,17 @@ class InverseMap(nn.Module):
     after ``iterations`` Newton steps. Returns the input's dtype.
     """
 
+    #: Colours solved at a time (a 576-unit map's Jacobians then take ~40 MB).
+    CHUNK = 1 << 13
+
     def __init__(self, fitted_map: nn.Module, *, iterations: int = 50, tol: float = 1e-7) -> None:
         super().__init__()
         self.map = copy.deepcopy(fitted_map).double().eval().requires_grad_(False)
         self.iterations, self.tol = iterations, tol
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if len(y) > self.CHUNK:  # Newton's float64 (colours × units) work arrays: bound them
+            return torch.cat([self.forward(part) for part in y.split(self.CHUNK)])
         dtype = y.dtype
         target = y.to(torch.float64)
         x = target.clone()
