@@ -22,7 +22,7 @@ import torch
 
 from colorot.errors import ColorotError, ConfigError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
-                             quantize, read_image, write_image)
+                             read_image, write_image)
 from colorot.atomic import remove_stale_temp_files
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.models import RidgeMGN

@@ -54,9 +54,10 @@ class ColourTable:
             index = _pack(pixels[band])
             entries = self._entries.take(index, mode="clip")  # every index < 2²⁴: no bounds check
             if entries.min() < KNOWN:
-                missing = index[entries < KNOWN]
+                unknown = entries < KNOWN
+                missing = index[unknown]
                 self._fill(np.unique(missing))
-                entries[entries < KNOWN] = self._entries.take(missing, mode="clip")
+                entries[unknown] = self._entries.take(missing, mode="clip")
             _unpack(entries, out[band])
         return out.reshape(codes.shape)
 

@@ -14,7 +14,7 @@ from colorot.colour_table import ColourTable
 from colorot.imageio import Image, quantize, read_image, write_image
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.transforms import Interpolated, prepare_map
-from test_ridge_profiles import ridge_map
+from _map_helpers import ridge_map
 
 
 def exact_codes(fitted_map, codes: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ def test_partial_strength_of_a_ridge_map_goes_through_its_profiles(sliced_like_m
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
 
-def test_each_colour_is_evaluated_once(curved_map):
+def test_each_colour_is_evaluated_once():
     calls = []
 
     def evaluate(colours):
