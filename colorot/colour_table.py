@@ -22,10 +22,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from colorot.imageio import quantize
+from colorot.imageio import codes_of_words, quantize, words_of_codes
 
 #: Marks an entry as known (an unknown entry is 0): the byte after r, g, b.
 KNOWN = np.uint32(0xFF000000)
+#: The r, g, b bytes of an RGBX word: its index in the table.
+COLOUR_BITS = np.uint32(0x00FFFFFF)
 #: Pixels gathered at a time: the band's working arrays stay in cache (measured fastest).
 BAND_PIXELS = 1 << 17
 Evaluator = Callable[[np.ndarray], np.ndarray]
@@ -43,23 +45,33 @@ class ColourTable:
         self.colours_evaluated = 0
 
     def apply_codes(self, codes: np.ndarray) -> np.ndarray:
-        """Map uint8 RGB codes (..., 3) to uint8 codes, band by band; a band's new colours are
-        evaluated together, then only their pixels gathered again."""
+        """Map uint8 RGB codes (..., 3) to uint8 codes (a view of RGBX words, see
+        :func:`~colorot.imageio.codes_of_words`). Codes that are such a view already (as
+        decoded 8-bit RGB images are) are gathered on directly; others are packed first."""
         if codes.dtype != np.uint8 or codes.shape[-1:] != (3,):
             raise ValueError("apply_codes takes uint8 RGB codes (..., 3)")
-        pixels = codes.reshape(-1, 3)
-        out = np.empty_like(pixels)
-        for start in range(0, len(pixels), BAND_PIXELS):
+        words = words_of_codes(codes)
+        if words is None:
+            words = _pack(codes.reshape(-1, 3)).reshape(codes.shape[:-1])
+        return codes_of_words(self.apply_words(words))
+
+    def apply_words(self, words: np.ndarray) -> np.ndarray:
+        """Map RGBX words (any shape; the 4th byte is ignored) to the words of the mapped codes,
+        band by band; a band's new colours are evaluated together, then only their pixels
+        gathered again."""
+        flat = words.reshape(-1)
+        out = np.empty(flat.shape, dtype="<u4")
+        for start in range(0, len(flat), BAND_PIXELS):
             band = slice(start, start + BAND_PIXELS)
-            index = _pack(pixels[band])
-            entries = self._entries.take(index, mode="clip")  # every index < 2²⁴: no bounds check
+            index = flat[band] & COLOUR_BITS
+            entries = out[band]
+            self._entries.take(index, out=entries, mode="clip")  # every index < 2²⁴: no bounds check
             if entries.min() < KNOWN:
                 unknown = entries < KNOWN
                 missing = index[unknown]
                 self._fill(np.unique(missing))
                 entries[unknown] = self._entries.take(missing, mode="clip")
-            _unpack(entries, out[band])
-        return out.reshape(codes.shape)
+        return out.reshape(words.shape)
 
     def map_floats(self, rgb: np.ndarray) -> np.ndarray:
         """The evaluator on float colours (..., 3) in [0, 1], such as a 16-bit image's, a band at
@@ -76,13 +88,6 @@ class ColourTable:
         colours = codes.astype(np.float32) / np.float32(255)  # as Image.rgb: the exact path's input
         self._entries[index] = _pack(quantize(self._evaluate(colours), 8)) | KNOWN
         self.colours_evaluated += len(index)
-
-
-def _unpack(entries: np.ndarray, out: np.ndarray) -> None:
-    """Known entries (N,) → their r, g, b bytes, written into ``out`` (N, 3)."""
-    channels = entries.view(np.uint8).reshape(-1, 4)
-    for channel in range(3):
-        out[:, channel] = channels[:, channel]
 
 
 def _pack(codes: np.ndarray) -> np.ndarray:

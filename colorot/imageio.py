@@ -174,6 +174,30 @@ def read_pixels(path: str | os.PathLike[str], **kwargs: int | None) -> np.ndarra
     return pixels
 
 
+def codes_of_words(words: np.ndarray) -> np.ndarray:
+    """RGBX words (H, W) → their RGB codes (H, W, 3) uint8, as a view.
+
+    A word is the little-endian uint32 ``r | g << 8 | b << 16 | x << 24``: the four bytes
+    r, g, b, x of Pillow's own RGB pixel layout, and the colour table's index and entry. 8-bit RGB
+    images decode to codes that are views of words, so the colour table can gather on the words
+    and the JPEG encoder take them without repacking (:func:`words_of_codes`).
+    """
+    words = np.asarray(words, dtype="<u4")
+    return words.view(np.uint8).reshape(*words.shape, 4)[..., :3]
+
+
+def words_of_codes(codes: np.ndarray) -> np.ndarray | None:
+    """The RGBX words (H, W) that uint8 codes (H, W, 3) are a view of (:func:`codes_of_words`),
+    or None when they are not such a view."""
+    base = codes.base
+    if (codes.dtype != np.uint8 or codes.ndim != 3 or codes.shape[2] != 3 or not isinstance(base, np.ndarray)
+            or base.dtype != np.dtype("<u4") or not base.flags.c_contiguous
+            or base.size != codes.shape[0] * codes.shape[1] or codes.strides != (4 * codes.shape[1], 4, 1)
+            or codes.__array_interface__["data"][0] != base.__array_interface__["data"][0]):
+        return None
+    return base.reshape(codes.shape[:2])
+
+
 def quantize(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
     """Apply the output rule: clip to [0, 1] (NaN → 0) and round to uint8 or uint16 codes."""
     top, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
@@ -300,8 +324,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
         orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
         codes = np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(codes))
         return Image(
-            codes=np.ascontiguousarray(codes[..., :3]),
-            alpha=codes[..., 3].copy() if codes.shape[2] == 4 else None,
+            codes=codes_of_words(codes) if codes.ndim == 2 else np.ascontiguousarray(codes[..., :3]),
+            alpha=codes[..., 3].copy() if codes.ndim == 3 and codes.shape[2] == 4 else None,
             bit_depth=bit_depth,
             mode=pil.mode,
             format=pil.format or "",
@@ -311,7 +335,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
 
 
 def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarray, int]:
-    """The integer pixel codes, (H, W, 3) or (H, W, 4) with alpha last, and their bit depth."""
+    """The integer pixel codes and their bit depth: (H, W, 3) or (H, W, 4) with alpha last, or
+    for 8-bit RGB without alpha, (H, W) RGBX words (see :func:`codes_of_words`)."""
     if pil.mode.startswith("I;16"):
         pil.load()
         grey = np.asarray(pil).astype(np.uint16)
@@ -323,8 +348,10 @@ def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarra
     if pil.mode in ("I", "F"):
         raise ImageReadError(f"{name}: unsupported pixel format (Pillow mode {pil.mode})")
     pil.load()
-    mode = "RGBA" if pil.has_transparency_data else "RGB"
-    return np.asarray(pil if pil.mode == mode else pil.convert(mode)), 8  # convert() would copy
+    if pil.has_transparency_data:
+        return np.asarray(pil if pil.mode == "RGBA" else pil.convert("RGBA")), 8  # convert() would copy
+    rgb = pil if pil.mode == "RGB" else pil.convert("RGB")
+    return np.frombuffer(rgb.tobytes("raw", "RGBX"), dtype="<u4").reshape(rgb.height, rgb.width), 8
 
 
 def _low_byte_decoder(pil: PILImage.Image) -> Callable[[bytes], np.ndarray] | None:
@@ -389,10 +416,20 @@ def _encode_with_pillow(
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
     buffer = io.BytesIO()
-    PILImage.fromarray(pixels).save(
+    _pillow_image(pixels, fmt).save(
         buffer, format=fmt, **{key: value for key, value in options.items() if value is not None}
     )
     return buffer.getvalue()
+
+
+def _pillow_image(pixels: np.ndarray, fmt: str) -> PILImage.Image:
+    """uint8 pixels (H, W, C) as a Pillow image; codes that are views of RGBX words
+    (:func:`codes_of_words`) are wrapped without a copy, and given as they are to the JPEG encoder."""
+    words = words_of_codes(pixels)
+    if words is None:
+        return PILImage.fromarray(pixels)
+    rgbx = PILImage.frombuffer("RGBX", (pixels.shape[1], pixels.shape[0]), words, "raw", "RGBX", 0, 1)
+    return rgbx if fmt == "JPEG" else rgbx.convert("RGB")
 
 
 def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:

@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 import colorot.colour_table as colour_table_module
 from colorot.apply import apply_to_file, colour_evaluator, colour_table, map_pixels, plan, run
 from colorot.colour_table import ColourTable
-from colorot.imageio import Image, quantize, read_image, write_image
+from colorot.imageio import Image, codes_of_words, quantize, read_image, words_of_codes, write_image
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.transforms import Interpolated, prepare_map
 from _map_helpers import ridge_map
@@ -50,6 +50,17 @@ def test_partial_strength_of_a_ridge_map_goes_through_its_profiles(sliced_like_m
     assert isinstance(half, Interpolated)
     diff = np.abs(colour_table(half).apply_codes(random_codes).astype(int) - exact_codes(half, random_codes))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_codes_viewing_rgbx_words_map_as_plain_codes(curved_map, random_codes):
+    """Decoded 8-bit images are views of RGBX words: the table gathers on the words, whatever their 4th byte."""
+    words = random_codes.astype("<u4") @ np.array([1, 1 << 8, 1 << 16], dtype="<u4")
+    words |= np.random.default_rng(9).integers(0, 256, words.shape, dtype="<u4") << 24
+    view = codes_of_words(words)
+    assert words_of_codes(view) is not None
+    got = colour_table(curved_map).apply_codes(view)
+    np.testing.assert_array_equal(got, exact_codes(curved_map, random_codes))
+    assert words_of_codes(got) is not None  # ready for the encoder as they are
 
 
 def test_each_colour_is_evaluated_once():

@@ -19,12 +19,16 @@ from PIL import ImageCms, ImageFile, ImageOps
 from colorot.errors import ImageReadError, ImageWriteError
 from colorot.imageio import (
     IMAGE_SUFFIXES,
+    Image,
+    codes_of_words,
     decode_image,
     encode_image,
+    format_for_suffix,
     list_images,
     quantize,
     read_image,
     read_pixels,
+    words_of_codes,
     write_image,
 )
 
@@ -280,6 +284,41 @@ def test_orientation_matches_pillow_exif_transpose(tmp_path: Path, orientation: 
     with PILImage.open(path) as source:
         upright = np.asarray(ImageOps.exif_transpose(source), dtype=np.float32) / 255
     np.testing.assert_array_equal(image.rgb, upright)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_8_bit_rgb_decodes_to_a_view_of_rgbx_words(tmp_path: Path, orientation: int) -> None:
+    codes = _codes((5, 7, 3))
+    image = read_image(_save(tmp_path / "a.png", codes, exif=_exif(orientation)))
+    words = words_of_codes(image.codes)
+    assert words is not None and words.dtype == np.dtype("<u4") and words.shape == image.codes.shape[:2]
+    np.testing.assert_array_equal(words & 0xFFFFFF, image.codes.astype(np.uint32) @ [1, 256, 65536])
+    if orientation == 1:
+        np.testing.assert_array_equal(image.codes, codes)
+
+
+def test_words_of_codes_refuses_what_is_not_a_whole_view_of_words() -> None:
+    words = np.arange(12, dtype="<u4").reshape(3, 4) * 1000003
+    codes = codes_of_words(words)
+    assert words_of_codes(codes) is not None
+    np.testing.assert_array_equal(words_of_codes(codes), words)
+    assert words_of_codes(codes[1:]) is None  # starts past the first word
+    assert words_of_codes(codes[:, ::2]) is None  # skips words
+    assert words_of_codes(codes[:2]) is None  # covers part of them
+    assert words_of_codes(np.ascontiguousarray(codes)) is None
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".bmp", ".tif"])
+def test_codes_viewing_words_encode_like_plain_codes(suffix: str) -> None:
+    words = RNG.integers(0, 1 << 32, (6, 9), dtype=np.uint64).astype("<u4")  # any 4th byte
+    view = codes_of_words(words)
+    source = Image(codes=view, alpha=None, bit_depth=8, mode="RGB", format="PNG")
+    fmt = format_for_suffix(suffix)
+    image = decode_image(encode_image(source, view, fmt))
+    plain = decode_image(encode_image(source, np.ascontiguousarray(view), fmt))
+    np.testing.assert_array_equal(image.codes, plain.codes)
+    if suffix != ".jpg" and suffix != ".webp":
+        np.testing.assert_array_equal(image.codes, view)
 
 
 def test_jpeg_orientation_is_applied_and_reset_to_1(tmp_path: Path) -> None:
