@@ -6,13 +6,18 @@ import contextlib
 import glob
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from colorot.errors import ColorotError
 
 
-def write_atomic(path: Path, data: bytes, error: type[ColorotError], what: str = "file") -> None:
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: type[ColorotError],
+                 what: str = "file") -> None:
     """Write ``data`` to a hidden temp file beside ``path``, sync it, rename it into place.
+
+    ``data`` is the bytes, or a function that writes them into the open file.
 
     The file gets the usual permissions (0666 less the umask). On any failure,
     interruption included, the temp file is removed; an OSError becomes
@@ -25,7 +30,10 @@ def write_atomic(path: Path, data: bytes, error: type[ColorotError], what: str =
         raise error(f"{path}: cannot write {what}: cannot create it ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "wb") as file:
-            file.write(data)
+            if callable(data):
+                data(file)
+            else:
+                file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)

@@ -2,10 +2,12 @@
 
 A :class:`ColourTable` is a full 256³ lookup table with no interpolation: entry
 ``r | g << 8 | b << 16`` holds the mapped code values of the colour (r, g, b), after the
-output rule (clip to [0, 1], round to the nearest code). An image is mapped by gathers
-from the table, a band of pixels at a time; the colours of a band that no image has
-brought before are first evaluated together, and remembered. A 1920×1200 photograph holds ~10⁴–3·10⁵ distinct colours; a
-folder of similar photographs adds fewer with each image.
+output rule (clip to [0, 1], round to the nearest code). Index and entry are RGBX words
+(:func:`colorot.imageio.codes_of_words`), the layout 8-bit RGB images decode to, so an image
+is mapped by gathers from the table without repacking, a band of pixels at a time; the
+colours of a band that no image has brought before are first evaluated together, and
+remembered. A 1920×1200 photograph holds ~10⁴–3·10⁵ distinct colours; a folder of similar
+photographs adds fewer with each image.
 
 The table is as faithful as its evaluator (:func:`colorot.apply.colour_evaluator`: a
 ridge map's tabulated profiles, within 10⁻⁷ of the map, or the map itself); 16-bit

@@ -25,6 +25,7 @@ import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,7 +211,20 @@ def quantize(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
 
 
 def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95) -> bytes:
-    """Encode ``rgb`` (H, W, 3) in ``format`` with ``image``'s metadata.
+    """Encode ``rgb`` (H, W, 3) in ``format`` with ``image``'s metadata: the bytes of the file
+    :func:`write_image` would write (see :func:`image_writer`)."""
+    buffer = io.BytesIO()
+    image_writer(image, rgb, format, quality=quality)(buffer)
+    return buffer.getvalue()
+
+
+def image_writer(image: Image, rgb: np.ndarray, format: str, *,
+                 quality: int = 95) -> Callable[[BinaryIO], None]:
+    """Check and prepare ``rgb`` (H, W, 3) for ``format``; the function that encodes it, with
+    ``image``'s metadata, into a binary file object.
+
+    Given a real file, Pillow encodes straight into it without holding the GIL, so file
+    workers encode in parallel; into an in-memory buffer it holds the GIL throughout.
 
     Float ``rgb`` (any values) goes through the output rule (:func:`quantize`);
     an integer ``rgb`` is taken as code values, uint8 for an 8-bit output and
@@ -239,13 +253,24 @@ def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
         pixels = np.dstack((pixels, _alpha_codes(image.alpha, bits)))
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
     exif = image.exif if fmt != "BMP" else None
-    try:
-        if bits == 16:
-            encode16 = _encode_png16 if fmt == "PNG" else _encode_tiff16
-            return encode16(pixels, icc, exif)
-        return _encode_with_pillow(pixels, fmt, quality, icc, exif)
-    except Exception as exc:  # Pillow's encoders raise many exception types
-        raise ImageWriteError(f"cannot encode as {fmt} ({_one_line(exc)})") from exc
+    options = {key: value for key, value in (("icc_profile", icc), ("exif", exif)) if value is not None}
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+
+    def write(file: BinaryIO) -> None:
+        try:
+            if bits == 16:
+                file.write((_encode_png16 if fmt == "PNG" else _encode_tiff16)(pixels, icc, exif))
+            else:
+                _pillow_image(pixels, fmt).save(file, format=fmt, **options)
+        except OSError as exc:
+            if exc.errno is not None:  # the file system's (disk full...): the writer reports it
+                raise
+            raise ImageWriteError(f"cannot encode as {fmt} ({_one_line(exc)})") from exc
+        except Exception as exc:  # Pillow's encoders raise many exception types
+            raise ImageWriteError(f"cannot encode as {fmt} ({_one_line(exc)})") from exc
+
+    return write
 
 
 def write_image(
@@ -253,7 +278,7 @@ def write_image(
 ) -> None:
     """Write ``rgb`` atomically to ``path``, in the format its suffix names.
 
-    The pixels are encoded by :func:`encode_image`, written to a hidden temp
+    The pixels are encoded as by :func:`encode_image`, straight into a hidden temp
     file in the destination folder, synced and renamed into place; on failure
     the temp file is removed and ImageWriteError raised.
     """
@@ -264,10 +289,17 @@ def write_image(
             f"{path}: cannot tell the output format from the suffix {path.suffix!r}"
         )
     try:
-        data = encode_image(image, rgb, fmt, quality=quality)
+        encode = image_writer(image, rgb, fmt, quality=quality)
     except ImageWriteError as exc:
         raise ImageWriteError(f"{path}: {exc}") from exc
-    write_atomic(path, data, ImageWriteError)
+
+    def write(file: BinaryIO) -> None:
+        try:
+            encode(file)
+        except ImageWriteError as exc:
+            raise ImageWriteError(f"{path}: {exc}") from exc
+
+    write_atomic(path, write, ImageWriteError)
 
 
 def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
@@ -407,19 +439,6 @@ def _alpha_codes(alpha: np.ndarray, bits: int) -> np.ndarray:
 def _is_rgb_profile(icc: bytes | None) -> bool:
     """Whether an ICC profile describes RGB data (its header's colour space field)."""
     return icc is not None and icc[16:20] == b"RGB "
-
-
-def _encode_with_pillow(
-    pixels: np.ndarray, fmt: str, quality: int, icc: bytes | None, exif: bytes | None
-) -> bytes:
-    options: dict[str, object] = {"icc_profile": icc, "exif": exif}
-    if fmt in ("JPEG", "WEBP"):
-        options["quality"] = quality
-    buffer = io.BytesIO()
-    _pillow_image(pixels, fmt).save(
-        buffer, format=fmt, **{key: value for key, value in options.items() if value is not None}
-    )
-    return buffer.getvalue()
 
 
 def _pillow_image(pixels: np.ndarray, fmt: str) -> PILImage.Image:

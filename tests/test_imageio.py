@@ -481,6 +481,30 @@ def test_failed_encoding_leaves_no_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".bmp", ".tif"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_written_file_is_the_encoded_bytes(tmp_path: Path, suffix: str, bits: int) -> None:
+    """write_image encodes into the file itself; encode_image into memory: the same bytes."""
+    dtype = np.uint16 if bits == 16 else np.uint8
+    image = read_image(_save(tmp_path / "a.png", _codes((9, 11, 3))))
+    image.bit_depth, image.codes = bits, _codes((9, 11, 3), dtype)
+    image.icc_profile, image.exif = _srgb_profile(), _exif(1).tobytes()
+    write_image(tmp_path / f"b{suffix}", image, image.rgb)
+    assert (tmp_path / f"b{suffix}").read_bytes() == encode_image(image, image.rgb, format_for_suffix(suffix))
+
+
+def test_file_system_errors_while_encoding_are_write_errors(tmp_path: Path, monkeypatch) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((3, 3, 3))))
+
+    def disk_full(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(PILImage.Image, "save", disk_full)
+    with pytest.raises(ImageWriteError, match=r"b.jpg: cannot write file \(No space left"):
+        write_image(tmp_path / "b.jpg", image, image.rgb)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
 def test_failed_rename_removes_the_temp_file(tmp_path: Path, monkeypatch) -> None:
     image = read_image(_save(tmp_path / "a.png", _codes((3, 3, 3))))
 
