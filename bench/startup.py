@@ -1,26 +1,22 @@
-"""What ``colorot apply``'s start-up costs, and what it would cost without torch in the process.
+"""What ``colorot apply``'s start-up costs, with torch in the process and without it.
 
     python bench/startup.py [--runs 5]
 
-Fits the bundled samples once, then prints medians over ``--runs`` fresh processes of:
+Fits the bundled samples once (the default ridge map), then prints medians over ``--runs`` fresh
+processes of:
 
 1. ``python -c pass``: the interpreter alone;
-2. ``colorot apply`` on one 8×8 image (as ``bench/speed.py`` times it);
-3. the imports the apply command needs (torch, typer, rich, Pillow) and ``torch.load`` of the
-   checkpoint, as ``colorot.checkpoint`` reads it;
-4. the same imports without torch, and the checkpoint read by a prototype whitelisting
-   unpickler that rebuilds its tensors as numpy arrays (``PROTOTYPE`` below: the zip archive
-   ``torch.save`` writes, whose ``data.pkl`` names only ``collections.OrderedDict``,
-   ``torch._utils._rebuild_tensor_v2`` and typed storages). The prototype checks that it
-   reads the very parameters ``torch.load`` does, and fails otherwise.
-
-Row 4 is what the start-up of a torch-free fast path (ridge map, 8-bit images) would be; it is a
-measurement of the idea, not the package's reader.
+2. ``colorot apply`` on one 8×8 image: the fast path, which reads the ridge map without torch
+   (``colorot.checkpoint.read_ridge_map``) and never imports it;
+3. ``colorot apply --exact`` on the same image: the map loaded by ``torch.load`` and evaluated
+   by torch (the path every other map, ``--exact`` and ``--inverse`` take);
+4. ``import torch`` alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -31,52 +27,6 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-
-TORCH_LOAD = """
-import sys
-import torch, typer, rich.progress
-from PIL import Image
-torch.load(sys.argv[1], weights_only=True)
-"""
-
-PROTOTYPE = """
-import io, pickle, sys, zipfile
-import numpy as np
-import typer, rich.progress
-from PIL import Image
-
-STORAGES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "LongStorage": "<i8", "IntStorage": "<i4"}
-
-def rebuild_tensor(storage, offset, size, stride, *_):
-    strides = [step * storage.itemsize for step in stride]
-    return np.lib.stride_tricks.as_strided(storage[offset:], size, strides).copy()
-
-class Reader(pickle.Unpickler):
-    def __init__(self, archive, prefix):
-        super().__init__(io.BytesIO(archive.read(prefix + "data.pkl")))
-        self.archive, self.prefix = archive, prefix
-    def find_class(self, module, name):
-        if (module, name) == ("collections", "OrderedDict"):
-            return dict
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return rebuild_tensor
-        if module == "torch" and name in STORAGES:
-            return STORAGES[name]
-        raise pickle.UnpicklingError(f"refused: {module}.{name}")
-    def persistent_load(self, pid):
-        _, dtype, key, _, numel = pid
-        return np.frombuffer(self.archive.read(f"{self.prefix}data/{key}"), dtype=dtype, count=numel)
-
-with zipfile.ZipFile(sys.argv[1]) as archive:
-    prefix = next(n for n in archive.namelist() if n.endswith("data.pkl"))[: -len("data.pkl")]
-    state = Reader(archive, prefix).load()["model"]["state_dict"]
-if len(sys.argv) > 2:  # check against torch.load (imports torch: not timed)
-    import torch
-    reference = torch.load(sys.argv[1], weights_only=True)["model"]["state_dict"]
-    assert state.keys() == reference.keys()
-    assert all(np.array_equal(state[k], reference[k].numpy()) for k in state), "parameters differ"
-    print("prototype reads the parameters torch.load reads:", ", ".join(f"{k} {v.shape}" for k, v in state.items()))
-"""
 
 
 def wall(cmd: list[str]) -> float:
@@ -95,20 +45,17 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "colorot", "fit", str(ROOT / "samples" / "day.jpg"),
                         str(ROOT / "samples" / "sunset.jpg"), "-o", str(model)], check=True, capture_output=True)
         Image.new("RGB", (8, 8), (120, 90, 60)).save(tiny)
-        check = subprocess.run([sys.executable, "-c", PROTOTYPE, str(model), "check"], check=True,
-                               capture_output=True, text=True)
-        print(check.stdout.strip())
+        apply = [sys.executable, "-m", "colorot", "apply", str(model), str(tiny), str(tmp / "out") + "/", "--overwrite"]
         rows = {
             "python -c pass": [sys.executable, "-c", "pass"],
-            "colorot apply, one 8×8 image": [sys.executable, "-m", "colorot", "apply", str(model), str(tiny),
-                                             str(tmp / "out") + "/", "--overwrite"],
-            "imports + torch.load": [sys.executable, "-c", TORCH_LOAD, str(model)],
-            "imports without torch + prototype reader": [sys.executable, "-c", PROTOTYPE, str(model)],
+            "colorot apply, one 8x8 image (no torch)": apply,
+            "colorot apply --exact, one 8x8 image (torch)": [*apply, "--exact"],
+            "python -c 'import torch'": [sys.executable, "-c", "import torch"],
         }
-        print(f"machine: {len(__import__('os').sched_getaffinity(0))} CPUs, python {sys.version.split()[0]}; "
+        print(f"machine: {len(os.sched_getaffinity(0))} CPUs, python {sys.version.split()[0]}; "
               f"medians of {args.runs} fresh processes")
         for label, cmd in rows.items():
-            print(f"  {label:45s} {statistics.median(wall(cmd) for _ in range(args.runs)):.2f} s")
+            print(f"  {label:46s} {statistics.median(wall(cmd) for _ in range(args.runs)):.2f} s")
 
 
 if __name__ == "__main__":

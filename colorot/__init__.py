@@ -8,6 +8,18 @@
 
 __version__ = "0.1.0"
 
-from colorot.transfer import ColorTransfer, load  # noqa: E402
-
 __all__ = ["ColorTransfer", "load", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    """``ColorTransfer`` and ``load`` come from :mod:`colorot.transfer` on first use, so that
+    importing colorot (and starting its CLI) does not import torch."""
+    if name in ("ColorTransfer", "load"):
+        from colorot import transfer
+
+        return getattr(transfer, name)
+    raise AttributeError(f"module 'colorot' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "ColorTransfer", "load"])

@@ -4,6 +4,9 @@
 ambiguous requests before anything is written; :func:`run` applies the map to
 each pair, records per-file failures and carries on; the :class:`Report` says
 what happened. Nothing here prints: progress goes through a callback.
+
+torch is imported only where a map is evaluated as a network: a ridge map read by
+:func:`checkpoint_table` is applied with numpy alone, so ``colorot apply`` starts without torch.
 """
 
 from __future__ import annotations
@@ -15,19 +18,20 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from colorot import checkpoint
 from colorot.errors import ColorotError, ConfigError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
                              read_image, write_image)
 from colorot.atomic import remove_stale_temp_files
 from colorot.colour_table import ColourTable, Evaluator
-from colorot.models import RidgeMGN
 from colorot.ridge_profiles import RidgeProfiles
-from colorot.transforms import Interpolated
+
+if TYPE_CHECKING:
+    import torch
 
 #: Pixels per tensor: small enough that a 576-unit ridge map's (chunk × units) activations
 #: stay near 75 MB (the sliced solver's map), large enough that per-chunk overhead is noise.
@@ -51,6 +55,8 @@ def map_pixels(
         raise ValueError(f"expected an array of shape (..., 3), got {rgb.shape}")
     if chunk_pixels < 1:
         raise ValueError(f"chunk_pixels must be at least 1, got {chunk_pixels}")
+    import torch  # here, not at the top: the CLI starts without torch
+
     pixels = rgb.reshape(-1, 3)
     out = np.empty(pixels.shape, dtype=np.float32)
     with torch.inference_mode():
@@ -68,20 +74,47 @@ def colour_evaluator(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> Eval
     (:class:`~colorot.ridge_profiles.RidgeProfiles`, within 10⁻⁷ of the map, ~16× faster);
     every other map, and a ridge map too sharp to tabulate, is evaluated itself in float32.
     """
+    from colorot.models import RidgeMGN
+    from colorot.transforms import Interpolated
+
     inner, strength = fitted_map, 1.0
     if isinstance(fitted_map, Interpolated):
         inner, strength = fitted_map.map, fitted_map.strength
     profiles = RidgeProfiles.from_model(inner) if isinstance(inner, RidgeMGN) else None
     if profiles is None:
         return lambda colours: map_pixels(fitted_map, colours)
-    if strength == 1.0:
-        return profiles
-    return lambda colours: (1.0 - strength) * colours + strength * profiles(colours)
+    return _at_strength(profiles, strength)
 
 
 def colour_table(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> ColourTable:
     """An empty :class:`ColourTable` for ``fitted_map``: the fast path (``--exact`` is without one)."""
     return ColourTable(colour_evaluator(fitted_map))
+
+
+def checkpoint_table(path: str | os.PathLike[str], *, strength: float = 1.0) -> ColourTable | None:
+    """The fast path's :class:`ColourTable` for the map of a checkpoint file at ``strength``, read
+    without torch: for a ridge map (the default) that every check of
+    :func:`colorot.checkpoint.read_ridge_map` passes and whose profiles can be tabulated; None
+    otherwise (load such a file with :func:`colorot.checkpoint.load`, which also names its faults).
+    The table gives what :func:`colour_table` of the loaded map gives."""
+    ridge = checkpoint.read_ridge_map(path)
+    profiles = None if ridge is None else RidgeProfiles.from_parameters(ridge.state, ridge.eps)
+    return None if profiles is None else ColourTable(_at_strength(profiles, check_strength(strength)))
+
+
+def check_strength(t: float) -> float:
+    """``t`` as a float, or ConfigError unless 0 ≤ t ≤ 1."""
+    t = float(t)
+    if not 0.0 <= t <= 1.0:
+        raise ConfigError(f"strength must be between 0 and 1, not {t}")
+    return t
+
+
+def _at_strength(evaluate: Evaluator, strength: float) -> Evaluator:
+    """``T_t(x) = (1 − t)·x + t·T(x)`` for T = ``evaluate`` (T itself at t = 1)."""
+    if strength == 1.0:
+        return evaluate
+    return lambda colours: (1.0 - strength) * colours + strength * evaluate(colours)
 
 
 def apply_to_file(

@@ -10,24 +10,34 @@ Schema (``format_version`` 1)::
 
 Loading uses ``torch.load(weights_only=True)``, so no Python object is ever
 unpickled, then validates every field before anything is built from it.
+
+:func:`read_ridge_map` reads the same file without torch, for ``apply``'s fast path: the
+zip archive ``torch.save`` writes, its ``data.pkl`` unpickled with a whitelist as narrow as
+our schema (plain containers, tensors of the usual dtypes: never code), the tensors rebuilt
+as numpy arrays, then the same checks. Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
 import pickle
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from colorot import __version__
 from colorot.atomic import write_atomic
 from colorot.distributions import GaussianMixture, target_from_dict
 from colorot.errors import CheckpointError, ColorotError, OutputExistsError
-from colorot.models import MODELS, MonotoneGradientMap, build_model
+
+if TYPE_CHECKING:
+    from colorot.models import MonotoneGradientMap
 
 FORMAT = "colorot"
 FORMAT_VERSION = 1
@@ -54,6 +64,8 @@ class Checkpoint:
 
 def to_bytes(model: MonotoneGradientMap, target: GaussianMixture, preprocess: dict, train: dict) -> bytes:
     """Serialise a checkpoint to bytes (see the module docstring for the schema)."""
+    import torch  # here, not at the top: the CLI starts without torch
+
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -97,9 +109,11 @@ def model_size_error(config: dict) -> str | None:
     return None
 
 
-def _check_config(config: dict, source: object) -> None:
-    """Refuse a model config that is not 3-D, has a non-finite or non-positive eps,
-    or asks for more units than :data:`MAX_MODEL_SIZE` / :data:`MAX_MODEL_UNITS`."""
+def _check_config(config: object, state: object, source: object) -> None:
+    """Refuse a model section whose config or parameters are not dicts, or whose config is not
+    3-D, has a non-finite or non-positive eps, or asks for more units than
+    :data:`MAX_MODEL_SIZE` / :data:`MAX_MODEL_UNITS`."""
+    _require(isinstance(config, dict) and isinstance(state, dict), source, "malformed model section")
     _require(all(isinstance(key, str) for key in config), source, "malformed model config")
     _require(config.get("dim", 3) == 3, source, "the model is not a map of 3 colour channels")
     eps = config.get("eps", 1.0)
@@ -111,6 +125,8 @@ def _check_config(config: dict, source: object) -> None:
 
 def _unpickle(data: bytes, source: object) -> object:
     """``torch.load(weights_only=True)``: tensors and plain values only, never code."""
+    import torch  # here, not at the top: the CLI starts without torch
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol
@@ -130,23 +146,15 @@ def _unpickle(data: bytes, source: object) -> object:
 
 def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     """Parse and validate checkpoint bytes; ``source`` names it in error messages."""
+    import torch  # here, not at the top: the CLI starts without torch
+
+    from colorot.models import MODELS, build_model
+
     _require(len(data) > 0, source, "the file is empty")
     payload = _unpickle(data, source)
-    _require(isinstance(payload, dict) and payload.get("format") == FORMAT, source, "wrong or missing format tag")
-    version = payload.get("format_version")
-    _require(isinstance(version, int) and not isinstance(version, bool), source, "missing format version")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{source} uses checkpoint format {version}, newer than this colorot supports "
-            f"({FORMAT_VERSION}); upgrade colorot"
-        )
-    _require(version == FORMAT_VERSION, source, f"unsupported format version {version}")
-    model_part = payload.get("model")
-    _require(isinstance(model_part, dict), source, "missing model section")
-    name, config, state = model_part.get("name"), model_part.get("config"), model_part.get("state_dict")
+    name, config, state = _model_section(payload, source)
     _require(isinstance(name, str) and name in MODELS, source, f"unknown model kind {name!r}")
-    _require(isinstance(config, dict) and isinstance(state, dict), source, "malformed model section")
-    _check_config(config, source)
+    _check_config(config, state, source)
     try:
         model = build_model(name, config)
     except ColorotError as exc:
@@ -159,6 +167,27 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
         _require(bool(torch.isfinite(tensor).all()), source, f"parameter {key!r} holds NaN or infinite values")
     model.load_state_dict(state)
     model.eval().requires_grad_(False)
+    return Checkpoint(model, *_target_and_metadata(payload, source))
+
+
+def _model_section(payload: object, source: object) -> tuple[object, object, object]:
+    """The model's name, config and parameters, once the format tag and version are checked."""
+    _require(isinstance(payload, dict) and payload.get("format") == FORMAT, source, "wrong or missing format tag")
+    version = payload.get("format_version")
+    _require(isinstance(version, int) and not isinstance(version, bool), source, "missing format version")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source} uses checkpoint format {version}, newer than this colorot supports "
+            f"({FORMAT_VERSION}); upgrade colorot"
+        )
+    _require(version == FORMAT_VERSION, source, f"unsupported format version {version}")
+    model_part = payload.get("model")
+    _require(isinstance(model_part, dict), source, "missing model section")
+    return model_part.get("name"), model_part.get("config"), model_part.get("state_dict")
+
+
+def _target_and_metadata(payload: dict, source: object) -> tuple[GaussianMixture, dict, dict, str]:
+    """The target, the preprocessing and training records and the writing colorot's version."""
     target_part = payload.get("target")
     _require(isinstance(target_part, dict), source, "missing target section")
     try:
@@ -168,7 +197,7 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     _require(target.means.shape[1] == 3, source, "the target is not a distribution of RGB colours")
     preprocess, train = payload.get("preprocess", {}), payload.get("train", {})
     _require(isinstance(preprocess, dict) and isinstance(train, dict), source, "malformed metadata")
-    return Checkpoint(model, target, preprocess, train, str(payload.get("colorot_version", "unknown")))
+    return target, preprocess, train, str(payload.get("colorot_version", "unknown"))
 
 
 def load(path: str | Path) -> Checkpoint:
@@ -182,10 +211,121 @@ def load(path: str | Path) -> Checkpoint:
     return from_bytes(data, source=path)
 
 
+@dataclass(frozen=True)
+class RidgeParameters:
+    """A ridge map's parameters as float64 arrays (``W``, ``biases``, ``rho``, ``V``, ``b``, as in
+    :class:`~colorot.models.RidgeMGN`'s state dict) and its floor ``eps``."""
+
+    state: dict[str, np.ndarray]
+    eps: float
+
+
+def read_ridge_map(path: str | os.PathLike[str]) -> RidgeParameters | None:
+    """The ridge map of a checkpoint file, read without torch (see the module docstring).
+
+    None when the file holds another kind of map, or fails any check :func:`load` makes, or
+    cannot be read at all: :func:`load` then loads it, or says what is wrong with it.
+    """
+    try:
+        data = Path(path).read_bytes()
+        payload = _read_payload(data)
+        name, config, state = _model_section(payload, path)
+        if name != "ridge" or not isinstance(config, dict) or set(config) != {"dim", "eps", "hidden"}:
+            return None
+        _check_config(config, state, path)
+        shapes = _ridge_shapes(config["hidden"])
+        _require(set(state) == set(shapes), path, "model parameters do not match the model kind")
+        for key, array in state.items():
+            _require(isinstance(array, np.ndarray) and array.shape == shapes[key] and array.dtype.kind == "f",
+                     path, f"parameter {key!r} has the wrong shape or type")
+            _require(bool(np.isfinite(array).all()), path, f"parameter {key!r} holds NaN or infinite values")
+        _target_and_metadata(payload, path)
+    except Exception:  # whatever the fault, load() reads the file again and names it
+        return None
+    return RidgeParameters({key: array.astype(np.float64) for key, array in state.items()}, float(config["eps"]))
+
+
+def _ridge_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
+    """The parameter shapes of a 3-D RidgeMGN of ``hidden`` units."""
+    return {"V": (3, 3), "b": (3,), "W": (hidden, 3), "biases": (hidden,), "rho": (hidden,)}
+
+
+#: The typed storages ``torch.save`` names → numpy dtype codes (the byte order is the archive's).
+_STORAGE_DTYPES = {"DoubleStorage": "f8", "FloatStorage": "f4", "HalfStorage": "f2", "LongStorage": "i8",
+                   "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1", "ByteStorage": "u1",
+                   "BoolStorage": "b1"}
+
+
+def _read_payload(data: bytes) -> object:
+    """The object ``torch.save`` wrote into ``data``, tensors as numpy arrays: the archive's
+    ``data.pkl``, unpickled by :class:`_ArrayUnpickler`. Raises on anything else."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        pickles = [name for name in archive.namelist() if name.endswith("/data.pkl")]
+        if len(pickles) != 1:
+            raise ValueError("not a torch.save archive")
+        prefix = pickles[0].removesuffix("data.pkl")
+        byteorder = _entry(archive, prefix + "byteorder") if prefix + "byteorder" in archive.namelist() else b"little"
+        if byteorder not in (b"little", b"big"):
+            raise ValueError("unknown byte order")
+        return _ArrayUnpickler(archive, prefix, "<" if byteorder == b"little" else ">").load()
+
+
+def _entry(archive: zipfile.ZipFile, name: str) -> bytes:
+    """An archive member, which ``torch.save`` stores uncompressed (so nothing can inflate)."""
+    if archive.getinfo(name).compress_type != zipfile.ZIP_STORED:
+        raise ValueError("compressed archive member")
+    return archive.read(name)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles ``data.pkl`` allowing only plain values, ``OrderedDict`` (as dict) and tensors
+    (``torch._utils._rebuild_tensor_v2`` over typed storages), rebuilt as numpy arrays."""
+
+    def __init__(self, archive: zipfile.ZipFile, prefix: str, byteorder: str) -> None:
+        super().__init__(io.BytesIO(_entry(archive, prefix + "data.pkl")))
+        self._archive, self._prefix, self._byteorder = archive, prefix, byteorder
+        self._storages: dict[str, np.ndarray] = {}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) == ("collections", "OrderedDict"):
+            return dict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return self._byteorder + _STORAGE_DTYPES[name]
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint")
+
+    def persistent_load(self, pid: object) -> np.ndarray:
+        """A storage ``("storage", dtype, key, location, numel)``: the archive's ``data/<key>``."""
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], str)
+                and isinstance(pid[2], str) and isinstance(pid[4], int) and pid[4] >= 0):
+            raise pickle.UnpicklingError("unexpected persistent id")
+        _, dtype, key, _, numel = pid
+        if key not in self._storages:
+            raw = _entry(self._archive, f"{self._prefix}data/{key}")
+            self._storages[key] = np.frombuffer(raw, dtype=dtype, count=numel)
+        return self._storages[key]
+
+
+def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: object) -> np.ndarray:
+    """The tensor ``size``/``stride`` at ``offset`` of ``storage`` (in elements), as a new array;
+    ValueError if any of it lies outside the storage."""
+    size, stride = tuple(size), tuple(stride)
+    if not (isinstance(storage, np.ndarray) and len(size) == len(stride)
+            and all(isinstance(n, int) and n >= 0 for n in (offset, *size, *stride))):
+        raise ValueError("malformed tensor")
+    if 0 in size:
+        return np.zeros(size, storage.dtype)
+    if offset + sum((n - 1) * step for n, step in zip(size, stride)) >= len(storage):
+        raise ValueError("tensor outside its storage")
+    steps = [step * storage.itemsize for step in stride]
+    return np.lib.stride_tricks.as_strided(storage[offset:], size, steps).copy()
+
+
 def count_parameters(model: MonotoneGradientMap) -> int:
     """Number of scalar parameters of a model."""
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["Checkpoint", "save", "load", "to_bytes", "from_bytes", "count_parameters",
-           "FORMAT_VERSION"]
+__all__ = ["Checkpoint", "RidgeParameters", "save", "load", "read_ridge_map", "to_bytes", "from_bytes",
+           "count_parameters", "FORMAT_VERSION"]

@@ -3,6 +3,9 @@
 Results go to stdout (one JSON document with ``--json``); progress, warnings
 and errors go to stderr.  Exit codes: 0 success, 1 an error the user can fix,
 2 a usage error, 3 a batch that finished with some files failed.
+
+The modules that need torch are imported by the commands that use them, so the CLI starts
+without torch, and ``colorot apply`` of a ridge map (the default) never imports it.
 """
 
 from __future__ import annotations
@@ -15,20 +18,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from colorot import __version__, apply as apply_mod, checkpoint, metrics, preview as preview_mod
 from colorot.cube import cube_text, write_cube
+from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS,
+                              DEFAULT_SW_WEIGHT)
 from colorot.distributions import DEFAULT_RIDGE
 from colorot.errors import ColorotError, ConfigError
 from colorot.lut import bake
-from colorot.models import DEFAULT_EPS
-from colorot.train import DEFAULT_BATCH_SIZE, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT
-from colorot.transfer import DEFAULT_MAX_PIXELS, ColorTransfer
-from colorot.transforms import prepare_map, round_trip_error
 
 app = typer.Typer(
     name="colorot",
@@ -207,6 +207,8 @@ def fit(
             if not components.isdigit():
                 raise ConfigError(f"--components must be a positive integer or 'auto', not {components!r}")
             n_components = int(components)
+        from colorot.transfer import ColorTransfer
+
         estimator = ColorTransfer(
             model=model.value, target=target_kind, solver=solver.value, n_components=n_components, loss=loss.value,
             sw_weight=sw_weight, sw_directions=sw_directions, transport_weight=transport_weight, steps=steps, lr=lr, batch_size=batch_size,
@@ -281,14 +283,22 @@ def apply_command(
             raise ConfigError("'-' works with exactly one input and one output (no --shard, --preview, --from-stdin)")
         if output == "-" and as_json:
             raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
-        base = checkpoint.load(model).model
-        fitted = prepare_map(base, strength=strength, inverse=inverse)
-        table = None if exact else apply_mod.colour_table(fitted)  # shared by the file workers
         document: dict = {"strength": strength, "inverse": inverse}
-        if jobs > 1:
-            torch.set_num_threads(1)  # parallelism comes from the file workers
-        if inverse:
-            document["round_trip_error"] = round_trip_error(prepare_map(base, strength=strength), fitted)
+        # A ridge map goes into the colour table without torch; any other map, or --exact or --inverse, loads it.
+        table = None if exact or inverse else apply_mod.checkpoint_table(model, strength=strength)
+        fitted = None
+        if table is None:
+            import torch
+
+            from colorot.transforms import prepare_map, round_trip_error
+
+            base = checkpoint.load(model).model
+            fitted = prepare_map(base, strength=strength, inverse=inverse)
+            table = None if exact else apply_mod.colour_table(fitted)  # shared by the file workers
+            if jobs > 1:
+                torch.set_num_threads(1)  # parallelism comes from the file workers
+            if inverse:
+                document["round_trip_error"] = round_trip_error(prepare_map(base, strength=strength), fitted)
         if streaming:
             report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels)
         else:
@@ -370,8 +380,8 @@ def _apply_stream(fitted, source: str, output: str, output_format: str | None, t
 def export_lut(
     model: Annotated[Path, typer.Argument(help="Checkpoint written by 'colorot fit'.")],
     output: Annotated[str, typer.Argument(help="The .cube file to write ('-': stdout).")],
-    size: Annotated[int, typer.Option(min=2, max=65, help="Grid points per axis: 33 (common) or 65 (finest; "
-                                      "what 'colorot apply' uses).")] = 33,
+    size: Annotated[int, typer.Option(min=2, max=65, help="Grid points per axis: 33 (common) or 65 "
+                                      "(finest).")] = 33,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_HELP)] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
@@ -385,6 +395,8 @@ def export_lut(
     with _user_errors():
         if output == "-" and as_json:
             raise ConfigError("--json cannot share stdout with the LUT")
+        from colorot.transforms import prepare_map
+
         base = checkpoint.load(model).model
         lut = bake(prepare_map(base, strength=strength, inverse=inverse), size)
         title = f"colorot {base.name}" + (f" strength {strength:g}" if strength != 1.0 else "") + \

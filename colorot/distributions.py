@@ -17,10 +17,14 @@ import math
 import warnings
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from colorot.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Variance added to every covariance diagonal (a standard deviation floor of
 #: about 0.02, i.e. ~5 code values of an 8-bit channel).
@@ -69,6 +73,8 @@ def _gaussian_log_prob(x: torch.Tensor, means: torch.Tensor, chol_invs: torch.Te
     N·K triangular solves; ``log_norms`` holds −½ log det Σ_k − (d/2) log 2π
     = −Σ log diag L_k − (d/2) log 2π.
     """
+    import torch  # here, not at the top: the CLI starts without torch
+
     y = torch.einsum("kij,nkj->nki", chol_invs, x[:, None, :] - means[None, :, :])
     return log_norms[None, :] - 0.5 * (y * y).sum(-1)
 
@@ -174,6 +180,8 @@ class GaussianMixture:
 
     # --------------------------------------------------------------- torch ops
     def _torch(self, device: torch.device | str, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        import torch  # here, not at the top: the CLI starts without torch
+
         key = (str(device), dtype)
         if key not in self._torch_cache:
             self._torch_cache[key] = (
@@ -194,6 +202,8 @@ class GaussianMixture:
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log density log Σ_k w_k N(x | μ_k, Σ_k) of each row of x: (N,)."""
+        import torch  # here, not at the top: the CLI starts without torch
+
         return torch.logsumexp(self.component_log_prob(x), dim=-1)
 
     # ------------------------------------------------------------------ stats

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from PIL import Image as PILImage
 from PIL import ImageFilter
 
@@ -57,6 +56,8 @@ def bake(fitted_map, size: int = DEFAULT_LUT_SIZE) -> Lut:
     """Evaluate ``fitted_map`` on the S³ grid: the table of a :class:`Lut`."""
     if not 2 <= size <= 65:
         raise ConfigError(f"LUT size must be between 2 and 65, not {size}")
+    import torch  # here, not at the top: the CLI starts without torch
+
     grid = torch.from_numpy(lut_grid(size))
     with torch.inference_mode():  # in chunks, so a wide map's activations stay small
         table = torch.cat([fitted_map(chunk).to("cpu", torch.float32) for chunk in grid.split(BAKE_CHUNK)])

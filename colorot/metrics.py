@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 
 from colorot.apply import map_pixels
 from colorot.errors import ConfigError, ImageReadError
@@ -110,6 +109,8 @@ def min_jacobian_eigenvalue(model, pixels: np.ndarray, *, chunk: int = JACOBIAN_
     ``chunk`` colours at a time.  > 0 means strictly monotone (no colour
     inversions); colorot's maps are ≥ their eps by construction.
     """
+    import torch  # here, not at the top: the CLI starts without torch
+
     colours = _distinct_rows(np.asarray(pixels).reshape(-1, 3))
     if colours.shape[0] == 0:
         raise ValueError("min_jacobian_eigenvalue needs at least one pixel")

@@ -19,11 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from colorot.defaults import DEFAULT_EPS
 from colorot.errors import ConfigError
-
-#: Strong-convexity floor ε: every Jacobian eigenvalue is at least this.  It is
-#: the largest compression of colour space the map may apply (1000:1).
-DEFAULT_EPS = 1e-3
 
 
 # ------------------------------------------------------------------ scalars

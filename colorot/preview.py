@@ -12,14 +12,18 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from colorot.apply import map_pixels
 from colorot.errors import ImageWriteError
 from colorot.imageio import quantize, read_image
+
+if TYPE_CHECKING:
+    import torch
 
 THUMB = 256
 PAD = 8

@@ -10,14 +10,19 @@ there ``f`` and ``f′ = Σ_h a_h σ′(t + b_h)`` are tabulated at equally spac
 spaced so that the ridges' errors, each scaled by ``|w|``, sum to at most :data:`TOLERANCE`
 in the Euclidean norm of T: far below float32's own rounding of the exact map (~4·10⁻⁷ on the
 sliced solver's maps) and below 1/4000 of an 8-bit code value. Evaluation is in float64.
+Only numpy is needed: the profiles are built from the map's parameters as arrays
+(:meth:`RidgeProfiles.from_parameters`), such as a checkpoint read without torch gives.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from colorot.models import RidgeMGN
+import numpy as np
+
+if TYPE_CHECKING:
+    from colorot.models import RidgeMGN
 
 #: Bound on |T̃(x) − T(x)| (Euclidean, RGB in [0, 1]) over the cube.
 TOLERANCE = 1e-7
@@ -32,8 +37,8 @@ CHUNK = 4096
 class RidgeProfiles:
     """``T`` of a RidgeMGN on [0, 1]³ from per-ridge cubic Hermite tables (float64 in and out).
 
-    Build with :meth:`from_model`, which returns None when some ridge is too sharp for
-    :data:`MAX_KNOTS` knots at :data:`TOLERANCE`.
+    Build with :meth:`from_model` or :meth:`from_parameters`, which return None when some
+    ridge is too sharp for :data:`MAX_KNOTS` knots at :data:`TOLERANCE`.
     """
 
     def __init__(self, rows: np.ndarray, starts: np.ndarray, inverse_spacing: np.ndarray,
@@ -51,13 +56,16 @@ class RidgeProfiles:
     @classmethod
     def from_model(cls, model: RidgeMGN) -> "RidgeProfiles | None":
         """Tabulate ``model``'s ridges (units grouped by identical weight rows)."""
-        with torch.no_grad():
-            weights = model.W.detach().cpu().double().numpy()
-            offsets = model.biases.detach().cpu().double().numpy()
-            amplitudes = torch.nn.functional.softplus(model.rho.detach().cpu().double()).numpy()
-            v = model.V.detach().cpu().double().numpy()
-            bias = model.b.detach().cpu().double().numpy()
-        matrix = v.T @ v + model.eps * np.eye(3)  # VᵀV + εI, in float64 like the rest
+        state = {key: value.detach().cpu().double().numpy() for key, value in model.state_dict().items()}
+        return cls.from_parameters(state, model.eps)
+
+    @classmethod
+    def from_parameters(cls, state: Mapping[str, np.ndarray], eps: float) -> "RidgeProfiles | None":
+        """Tabulate the ridge map with RidgeMGN parameters ``state`` (``W``, ``biases``, ``rho``,
+        ``V``, ``b``) and floor ``eps`` (units grouped by identical weight rows)."""
+        weights, offsets, v, bias = (np.asarray(state[key], np.float64) for key in ("W", "biases", "V", "b"))
+        amplitudes = _softplus(np.asarray(state["rho"], np.float64))
+        matrix = v.T @ v + eps * np.eye(3)  # VᵀV + εI, in float64 like the rest
         rows, ridge_of_unit = np.unique(weights, axis=0, return_inverse=True)
         ridge_of_unit = ridge_of_unit.reshape(-1)
         starts, ends = np.minimum(rows, 0).sum(1), np.maximum(rows, 0).sum(1)
@@ -102,6 +110,11 @@ class RidgeProfiles:
             profile += c0.take(cell)
             out[start:start + CHUNK] = profile @ self.rows + x @ self.matrix + self.bias
         return out
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    """log(1 + eˣ) as torch computes it (x itself above 20), so the amplitudes are the map's."""
+    return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20))))
 
 
 def _ridge_cells(start: float, spacing: float, knots: int, offsets: np.ndarray,

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT
 from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError, TrainingError
 from colorot.losses import (LOSSES, exact_kl, moment_kl, random_directions, sliced_w2_squared,
@@ -47,17 +48,11 @@ DEFAULT_STEPS = 2000
 #: Adam's learning rate per model: the C-MGN shares one W between its input and
 #: output, so the same step moves it further and it needs a smaller one.
 DEFAULT_LR = {"ridge": 5e-2, "mmgn": 3e-2, "cmgn": 1e-2}
-DEFAULT_BATCH_SIZE = 4096
 #: The learning rate warms up linearly over WARMUP_STEPS steps, or the first
 #: WARMUP_SHARE of a shorter run (a 40-step fit onto a greyscale target tripped the
 #: divergence rule with a 2-step warm-up; with 10 it does not).
 WARMUP_STEPS = 50
 WARMUP_SHARE = 0.25
-#: μ of the mass-covering term μ·SW₂² (RGB units²): with SW₂ ≈ 0.03 the term is
-#: ≈ 4.5 nats, above the KL's scale, so it dominates as soon as mass is lost
-#: (measured in bench/EXPERIMENTS.md: 1000 → 5000 kept the median SW₂).
-DEFAULT_SW_WEIGHT = 5000.0
-DEFAULT_SW_DIRECTIONS = 64
 #: CPU threads while training (restored afterwards).  A step's tensors are small
 #: (4096 pixels), so more threads barely help, and when the cores are busy their
 #: spin-waits slow a step ~10× (measured on 2 cores: 363 vs 32 ms; a default fit

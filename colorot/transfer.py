@@ -27,6 +27,7 @@ import torch
 
 from colorot import checkpoint
 from colorot.apply import map_pixels
+from colorot.defaults import DEFAULT_MAX_PIXELS
 from colorot.distributions import DEFAULT_RIDGE, fit_target, gaussian_moments
 from colorot.errors import ConfigError
 from colorot.imageio import read_image, read_pixels
@@ -43,8 +44,6 @@ ImageLike = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 #: How a map can be fitted ("auto": see :meth:`ColorTransfer.resolved_solver`).
 SOLVERS = ("auto", "sliced", "adam")
 
-#: Source (and target) pixels sampled, seeded, for training.
-DEFAULT_MAX_PIXELS = 100_000
 
 #: Default model sizes when ``hidden``/``layers``/``modules`` are not given.
 MODEL_DEFAULTS = {

@@ -24,14 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from colorot.apply import check_strength
 from colorot.errors import ConfigError
-
-
-def _check_strength(t: float) -> float:
-    t = float(t)
-    if not 0.0 <= t <= 1.0:
-        raise ConfigError(f"strength must be between 0 and 1, not {t}")
-    return t
 
 
 class Interpolated(nn.Module):
@@ -40,7 +34,7 @@ class Interpolated(nn.Module):
     def __init__(self, fitted_map: nn.Module, strength: float) -> None:
         super().__init__()
         self.map = fitted_map
-        self.strength = _check_strength(strength)
+        self.strength = check_strength(strength)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.strength
@@ -103,7 +97,7 @@ class InverseMap(nn.Module):
 
 def prepare_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool = False) -> nn.Module:
     """The map to apply: ``T_t`` (t = ``strength``; T itself at t = 1), inverted if ``inverse``."""
-    strength = _check_strength(strength)
+    strength = check_strength(strength)
     result = fitted_map if strength == 1.0 else Interpolated(fitted_map, strength)
     return InverseMap(result) if inverse else result
 
@@ -131,7 +125,7 @@ class ColorAugment(nn.Module):
                  p: float = 1.0, clamp: bool = True) -> None:
         super().__init__()
         low, high = (strength, strength) if isinstance(strength, (int, float)) else strength
-        self.low, self.high = _check_strength(low), _check_strength(high)
+        self.low, self.high = check_strength(low), check_strength(high)
         if self.low > self.high:
             raise ConfigError(f"strength range ({low}, {high}) is empty")
         if not 0.0 <= p <= 1.0:

@@ -282,3 +282,70 @@ def test_saved_checkpoint_respects_the_umask(tmp_path, target) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
+
+
+# ------------------------------------------------ reading a ridge map without torch
+@pytest.fixture
+def saved_ridge(tmp_path, target) -> Path:
+    path = tmp_path / "ridge.pt"
+    checkpoint.save(path, random_model("ridge"), target, PREPROCESS, TRAIN)
+    return path
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_read_ridge_map_gives_the_parameters_load_gives(tmp_path, target, dtype) -> None:
+    model = random_model("ridge").to(dtype)
+    path = tmp_path / "ridge.pt"
+    checkpoint.save(path, model, target, PREPROCESS, TRAIN)
+    read = checkpoint.read_ridge_map(path)
+    loaded = checkpoint.load(path).model
+    assert read is not None and read.eps == loaded.eps == 0.01
+    assert set(read.state) == set(loaded.state_dict())
+    for key, tensor in loaded.state_dict().items():
+        assert read.state[key].dtype == np.float64
+        np.testing.assert_array_equal(read.state[key], tensor.double().numpy())
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"ridge"}))
+def test_read_ridge_map_leaves_other_maps_to_load(tmp_path, target, name) -> None:
+    path = tmp_path / f"{name}.pt"
+    checkpoint.save(path, random_model(name), target, PREPROCESS, TRAIN)
+    assert checkpoint.read_ridge_map(path) is None
+    assert checkpoint.load(path).model.name == name
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_read_ridge_map_declines_every_file_load_refuses(tmp_path, saved_ridge, case) -> None:
+    path = BAD[case](saved_ridge, tmp_path)
+    assert checkpoint.read_ridge_map(path) is None
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+
+
+def test_read_ridge_map_refuses_pickled_objects_without_running_them(tmp_path, saved_ridge) -> None:
+    payload = checkpoint_payload(saved_ridge)
+    victim = tmp_path / "pwned.txt"
+    payload["train"] = {"note": _CreatesFile(victim)}
+    assert checkpoint.read_ridge_map(save_payload(tmp_path / "evil.pt", payload)) is None
+    assert not victim.exists()
+
+
+def test_read_ridge_map_declines_compressed_members(tmp_path, saved_ridge) -> None:
+    """torch.save stores members uncompressed; a deflated one could inflate without bound."""
+    import zipfile
+
+    deflated = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(saved_ridge) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            out.writestr(info.filename, source.read(info))
+    assert checkpoint.read_ridge_map(deflated) is None
+
+
+def test_tensors_outside_their_storage_are_refused() -> None:
+    storage = np.arange(6, dtype=np.float32)
+    np.testing.assert_array_equal(checkpoint._rebuild_tensor(storage, 1, (2, 2), (2, 1)), [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(checkpoint._rebuild_tensor(storage, 0, (3,), (2,)), [0, 2, 4])
+    for offset, size, stride in [(3, (2, 2), (2, 1)), (0, (4,), (2,)), (6, (1,), (1,)), (-1, (2,), (1,)),
+                                 (0, (2,), (-1,)), (0, (2, 2), (1,))]:
+        with pytest.raises(ValueError):
+            checkpoint._rebuild_tensor(storage, offset, size, stride)

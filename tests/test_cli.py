@@ -7,6 +7,8 @@ CliRunner keeps them apart (``result.stdout`` / ``result.stderr``).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +140,7 @@ def test_apply_to_one_file_keeps_size_and_maps_the_pixels(model_file, images, tm
         assert b.size == a.size and b.mode == a.mode
         got = np.asarray(b).astype(int)
         codes = np.asarray(a)
-    # The written image is the fitted map, clipped and rounded (the LUT path: within one code value).
+    # The written image is the fitted map, clipped and rounded (the colour table: within one code value).
     mapped = colorot.load(model_file).transform(codes)
     want = np.round(np.clip(mapped, 0, 1) * 255).astype(int)
     assert np.abs(got - want).max() <= 1
@@ -164,6 +166,40 @@ def test_apply_fast_path_matches_the_exact_map(model_file, images, tmp_path) -> 
         got, want = np.asarray(a).astype(int), np.asarray(b).astype(int)
     assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.001
     assert "lut_max_difference" not in json.loads(fast.stdout)  # no sampled check any more
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.4])
+def test_apply_without_torch_writes_what_the_loaded_map_gives(model_file, images, tmp_path, strength) -> None:
+    """A ridge checkpoint goes into the colour table read without torch: the same output as the
+    table of the map checkpoint.load builds."""
+    from colorot import checkpoint
+    from colorot.apply import apply_to_file, checkpoint_table, colour_table
+    from colorot.transforms import prepare_map
+
+    assert checkpoint_table(model_file, strength=strength) is not None  # the fixture is a ridge map
+    result = run("apply", model_file, images["source"], tmp_path / "fast.png", "--strength", strength)
+    assert result.exit_code == 0, result.output
+    fitted = prepare_map(checkpoint.load(model_file).model, strength=strength)
+    apply_to_file(fitted, images["source"], tmp_path / "loaded.png", table=colour_table(fitted))
+    with PILImage.open(tmp_path / "fast.png") as a, PILImage.open(tmp_path / "loaded.png") as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_apply_of_a_ridge_map_never_imports_torch(model_file, images, tmp_path) -> None:
+    script = ("import sys\n"
+              "from typer.testing import CliRunner\n"
+              "from colorot.cli import app\n"
+              "result = CliRunner().invoke(app, sys.argv[1:])\n"
+              "assert result.exit_code == 0, result.output\n"
+              "print('torch' in sys.modules)\n")
+
+    def torch_imported(*options: str) -> str:
+        args = ["apply", str(model_file), str(images["source"]), str(tmp_path / "out.png"), "--overwrite", *options]
+        done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
+        return done.stdout.split()[-1]
+
+    assert torch_imported() == "False"
+    assert torch_imported("--exact") == "True"  # the check does see torch when it is there
 
 
 def test_apply_to_a_nested_folder_mirrors_the_tree(model_file, tmp_path, make_png) -> None:
