@@ -147,7 +147,9 @@ def map_image(
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """The mapped pixels of a decoded image: with a ``table``, 8-bit codes through it (uint8) and
-    16-bit images through its evaluator (float32); without one, the map itself (float32)."""
+    16-bit images through its evaluator (float32); without one, the map itself (float32).
+    With a table, ``fitted_map`` is not used and may be None (as in every function here that
+    passes a ``table`` on: :func:`checkpoint_table` gives one without a map)."""
     if table is not None:
         return table.apply_codes(image.codes) if image.bit_depth == 8 else table.map_floats(image.rgb)
     return map_pixels(fitted_map, image.rgb, chunk_pixels=chunk_pixels, device=device)
