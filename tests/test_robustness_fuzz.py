@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -171,6 +172,70 @@ def test_checkpoints_with_random_values_anywhere_load_validly_or_are_refused(
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     _load_or_refuse(buffer.getvalue())
+
+
+# --- the torch-free reader of ridge maps ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def valid_ridge_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return write_checkpoint(tmp_path_factory.mktemp("ck") / "r.pt", "ridge", hidden=3).read_bytes()
+
+
+def _read_ridge_map(data: bytes) -> checkpoint.RidgeParameters | None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzzed.pt"
+        path.write_bytes(data)
+        return checkpoint.read_ridge_map(path)
+
+
+def _assert_parameters(read: checkpoint.RidgeParameters, data: bytes) -> None:
+    """``read`` holds the parameters ``checkpoint.from_bytes`` loads from ``data``."""
+    loaded = checkpoint.from_bytes(data, "fuzzed.pt").model
+    assert loaded.name == "ridge" and read.eps == loaded.eps
+    for key, tensor in loaded.state_dict().items():
+        np.testing.assert_array_equal(read.state[key], tensor.double().numpy())
+
+
+@FUZZ
+@given(st.data())
+def test_damaged_ridge_checkpoints_are_read_intact_or_declined(valid_ridge_checkpoint: bytes,
+                                                               edits: st.DataObject) -> None:
+    """Every member's CRC-32 is checked: a damaged file gives the intact parameters or None.
+    (torch.load checks no CRC: on some such files it reads garbage without a word.)"""
+    damaged = bytearray(valid_ridge_checkpoint)
+    for _ in range(edits.draw(st.integers(1, 6))):
+        position = edits.draw(st.integers(0, len(damaged) - 1))
+        damaged[position] = edits.draw(st.integers(0, 255))
+    if edits.draw(st.booleans()):
+        del damaged[edits.draw(st.integers(0, len(damaged) - 1)):]
+    read = _read_ridge_map(bytes(damaged))
+    if read is not None:
+        _assert_parameters(read, valid_ridge_checkpoint)
+
+
+@FUZZ
+@given(st.data())
+def test_ridge_checkpoints_with_random_values_are_read_only_as_load_reads_them(
+    valid_ridge_checkpoint: bytes, choices: st.DataObject
+) -> None:
+    payload = torch.load(io.BytesIO(valid_ridge_checkpoint), weights_only=True)
+    for _ in range(choices.draw(st.integers(1, 3))):
+        path = choices.draw(st.sampled_from(_paths(payload)))
+        parent = payload
+        for key in path[:-1]:
+            parent = parent[key]
+        if choices.draw(st.booleans()):
+            parent[path[-1]] = choices.draw(PLAIN)
+        else:
+            parent.pop(path[-1])
+        if not _paths(payload):
+            break
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    read = _read_ridge_map(buffer.getvalue())
+    if read is not None:
+        _assert_parameters(read, buffer.getvalue())  # load accepts it too, with the same values
 
 
 # --- CLI argument handling -----------------------------------------------------------------
