@@ -14,7 +14,10 @@ unpickled, then validates every field before anything is built from it.
 :func:`read_ridge_map` reads the same file without torch, for ``apply``'s fast path: the
 zip archive ``torch.save`` writes, its ``data.pkl`` unpickled with a whitelist as narrow as
 our schema (plain containers, tensors of the usual dtypes: never code), the tensors rebuilt
-as numpy arrays, then the same checks. Importing this module does not import torch.
+as numpy arrays, then the same checks. Python's zipfile checks every member's CRC-32, which
+torch.load does not (a damaged file it reads intact or declines, where torch.load may read
+garbage), and ignores zip fields it does not use (disk numbers) that torch.load refuses.
+Importing this module does not import torch.
 """
 
 from __future__ import annotations
