@@ -14,9 +14,9 @@ unpickled, then validates every field before anything is built from it.
 :func:`read_ridge_map` reads the same file without torch, for ``apply``'s fast path: the
 zip archive ``torch.save`` writes, its ``data.pkl`` unpickled with a whitelist as narrow as
 our schema (plain containers, tensors of the usual dtypes: never code), the tensors rebuilt
-as numpy arrays, then the same checks. Python's zipfile checks every member's CRC-32, which
-torch.load does not (a damaged file it reads intact or declines, where torch.load may read
-garbage), and ignores zip fields it does not use (disk numbers) that torch.load refuses.
+as numpy arrays, then the same checks. Both check every member's CRC-32 (torch.load itself
+does not, and reads a damaged member without a word); the torch-free reader ignores zip
+fields it does not use (disk numbers) that torch.load refuses.
 Importing this module does not import torch.
 """
 
@@ -127,9 +127,14 @@ def _check_config(config: object, state: object, source: object) -> None:
 
 
 def _unpickle(data: bytes, source: object) -> object:
-    """``torch.load(weights_only=True)``: tensors and plain values only, never code."""
+    """``torch.load(weights_only=True)``: tensors and plain values only, never code; first every
+    archive member's CRC-32, which torch.load does not check (it would read a damaged member)."""
     import torch  # here, not at the top: the CLI starts without torch
 
+    fault = _zip_fault(data)
+    if fault is not None:
+        raise CheckpointError(f"{source} is not a valid colorot checkpoint: it is truncated, damaged or not a "
+                              f"checkpoint file ({fault})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol
@@ -145,6 +150,25 @@ def _unpickle(data: bytes, source: object) -> object:
             f"{source} is not a valid colorot checkpoint: it is truncated or not a checkpoint file "
             f"({first_line[:120]})"
         ) from exc
+
+
+def _zip_fault(data: bytes) -> str | None:
+    """What is wrong with a zip archive (``data`` that starts as one), such as ``torch.save``
+    writes: unreadable, or a member that fails its CRC-32; None if nothing, or if ``data`` is
+    no zip archive at all (torch.load then says what it is). torch.load's own zip reader checks
+    no CRC and reads some damaged archives as garbage without a word."""
+    if not data.startswith(b"PK\x03\x04"):
+        return None
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except Exception as exc:  # zipfile raises many types on what is no (readable) archive
+        return f"not a readable zip archive: {str(exc)[:80] or type(exc).__name__}"
+    try:
+        with archive:
+            bad = archive.testzip()
+    except Exception as exc:  # a member that cannot be read back
+        return f"unreadable member: {str(exc)[:80] or type(exc).__name__}"
+    return None if bad is None else f"member {bad} fails its CRC check"
 
 
 def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:

@@ -349,3 +349,24 @@ def test_tensors_outside_their_storage_are_refused() -> None:
                                  (0, (2,), (-1,)), (0, (2, 2), (1,))]:
         with pytest.raises(ValueError):
             checkpoint._rebuild_tensor(storage, offset, size, stride)
+
+
+def test_a_damaged_member_is_refused_where_torch_load_would_read_it(tmp_path, saved_ridge) -> None:
+    """torch.load checks no CRC-32: a flipped byte in a tensor's storage would load as a wrong value."""
+    import zipfile
+
+    data = bytearray(saved_ridge.read_bytes())
+    with zipfile.ZipFile(saved_ridge) as archive:
+        member = next(info for info in archive.infolist() if "/data/" in info.filename)
+    local = member.header_offset  # the member's data follows its local header, name and extra field
+    start = local + 30 + int.from_bytes(data[local + 26:local + 28], "little") \
+        + int.from_bytes(data[local + 28:local + 30], "little")
+    data[start] ^= 0x40
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    silently_read = torch.load(damaged, weights_only=True)["model"]["state_dict"]  # the control
+    intact = torch.load(saved_ridge, weights_only=True)["model"]["state_dict"]
+    assert any(not torch.equal(silently_read[key], intact[key]) for key in intact)
+    with pytest.raises(CheckpointError, match="fails its CRC check"):
+        checkpoint.load(damaged)
+    assert checkpoint.read_ridge_map(damaged) is None
