@@ -1,6 +1,6 @@
 """The defaults the CLI's options show, in a module without torch, so that the CLI starts
-without importing it (``colorot apply`` on a ridge map never needs it). Each is used, and
-documented, where its name is imported from: ``models``, ``train`` and ``transfer``."""
+without importing it (``colorot apply`` on a ridge map never needs it). ``models``, ``train``
+and ``transfer`` take them from here (and still export them under the same names)."""
 
 #: Strong-convexity floor ε: every Jacobian eigenvalue is at least this.  It is
 #: the largest compression of colour space the map may apply (1000:1).
