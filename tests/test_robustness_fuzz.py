@@ -119,18 +119,23 @@ def test_random_bytes_never_load_as_a_checkpoint(prefix: bytes, data: bytes) -> 
         checkpoint.from_bytes(prefix + data, "fuzzed.pt")
 
 
-@FUZZ
-@given(st.data())
-def test_damaged_checkpoint_files_load_validly_or_are_refused(
-    valid_checkpoint: bytes, edits: st.DataObject
-) -> None:
-    damaged = bytearray(valid_checkpoint)
+def _damaged(data: bytes, edits: st.DataObject) -> bytes:
+    """``data`` with 1–6 bytes changed, and cut short half of the time."""
+    damaged = bytearray(data)
     for _ in range(edits.draw(st.integers(1, 6))):
         position = edits.draw(st.integers(0, len(damaged) - 1))
         damaged[position] = edits.draw(st.integers(0, 255))
     if edits.draw(st.booleans()):
         del damaged[edits.draw(st.integers(0, len(damaged) - 1)):]
-    _load_or_refuse(bytes(damaged))
+    return bytes(damaged)
+
+
+@FUZZ
+@given(st.data())
+def test_damaged_checkpoint_files_load_validly_or_are_refused(
+    valid_checkpoint: bytes, edits: st.DataObject
+) -> None:
+    _load_or_refuse(_damaged(valid_checkpoint, edits))
 
 
 PLAIN = st.recursive(
@@ -152,12 +157,9 @@ def _paths(node: object, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
-@FUZZ
-@given(st.data())
-def test_checkpoints_with_random_values_anywhere_load_validly_or_are_refused(
-    valid_checkpoint: bytes, choices: st.DataObject
-) -> None:
-    payload = torch.load(io.BytesIO(valid_checkpoint), weights_only=True)
+def _with_random_values(data: bytes, choices: st.DataObject) -> bytes:
+    """The checkpoint ``data`` re-saved with 1–3 of its fields replaced by PLAIN values or removed."""
+    payload = torch.load(io.BytesIO(data), weights_only=True)
     for _ in range(choices.draw(st.integers(1, 3))):
         path = choices.draw(st.sampled_from(_paths(payload)))
         parent = payload
@@ -171,7 +173,15 @@ def test_checkpoints_with_random_values_anywhere_load_validly_or_are_refused(
             break
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    _load_or_refuse(buffer.getvalue())
+    return buffer.getvalue()
+
+
+@FUZZ
+@given(st.data())
+def test_checkpoints_with_random_values_anywhere_load_validly_or_are_refused(
+    valid_checkpoint: bytes, choices: st.DataObject
+) -> None:
+    _load_or_refuse(_with_random_values(valid_checkpoint, choices))
 
 
 # --- the torch-free reader of ridge maps ------------------------------------------------------
@@ -201,15 +211,8 @@ def _assert_parameters(read: checkpoint.RidgeParameters, data: bytes) -> None:
 @given(st.data())
 def test_damaged_ridge_checkpoints_are_read_intact_or_declined(valid_ridge_checkpoint: bytes,
                                                                edits: st.DataObject) -> None:
-    """Every member's CRC-32 is checked: a damaged file gives the intact parameters or None.
-    (torch.load checks no CRC: on some such files it reads garbage without a word.)"""
-    damaged = bytearray(valid_ridge_checkpoint)
-    for _ in range(edits.draw(st.integers(1, 6))):
-        position = edits.draw(st.integers(0, len(damaged) - 1))
-        damaged[position] = edits.draw(st.integers(0, 255))
-    if edits.draw(st.booleans()):
-        del damaged[edits.draw(st.integers(0, len(damaged) - 1)):]
-    read = _read_ridge_map(bytes(damaged))
+    """Every member's CRC-32 is checked: a damaged file gives the intact parameters or None."""
+    read = _read_ridge_map(_damaged(valid_ridge_checkpoint, edits))
     if read is not None:
         _assert_parameters(read, valid_ridge_checkpoint)
 
@@ -219,23 +222,10 @@ def test_damaged_ridge_checkpoints_are_read_intact_or_declined(valid_ridge_check
 def test_ridge_checkpoints_with_random_values_are_read_only_as_load_reads_them(
     valid_ridge_checkpoint: bytes, choices: st.DataObject
 ) -> None:
-    payload = torch.load(io.BytesIO(valid_ridge_checkpoint), weights_only=True)
-    for _ in range(choices.draw(st.integers(1, 3))):
-        path = choices.draw(st.sampled_from(_paths(payload)))
-        parent = payload
-        for key in path[:-1]:
-            parent = parent[key]
-        if choices.draw(st.booleans()):
-            parent[path[-1]] = choices.draw(PLAIN)
-        else:
-            parent.pop(path[-1])
-        if not _paths(payload):
-            break
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    read = _read_ridge_map(buffer.getvalue())
+    data = _with_random_values(valid_ridge_checkpoint, choices)
+    read = _read_ridge_map(data)
     if read is not None:
-        _assert_parameters(read, buffer.getvalue())  # load accepts it too, with the same values
+        _assert_parameters(read, data)  # load accepts it too, with the same values
 
 
 # --- CLI argument handling -----------------------------------------------------------------
