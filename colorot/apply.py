@@ -5,7 +5,7 @@ ambiguous requests before anything is written; :func:`run` applies the map to
 each pair, records per-file failures and carries on; the :class:`Report` says
 what happened. Nothing here prints: progress goes through a callback.
 
-torch is imported only where a map is evaluated as a network: a ridge map read by
+torch is imported only where a map is evaluated as a network: a ridge or affine map read by
 :func:`checkpoint_table` is applied with numpy alone, so ``colorot apply`` starts without torch.
 """
 
@@ -70,17 +70,17 @@ def map_pixels(
 def colour_evaluator(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> Evaluator:
     """The fastest faithful evaluator of ``fitted_map`` on colours (N, 3) in [0, 1]³.
 
-    A ridge map (or a partial strength of one) goes through its tabulated profiles
+    A ridge map or an affine map (or a partial strength of one) goes through its tabulated profiles
     (:class:`~colorot.ridge_profiles.RidgeProfiles`, within 10⁻⁷ of the map, ~16× faster);
     every other map, and a ridge map too sharp to tabulate, is evaluated itself in float32.
     """
-    from colorot.models import RidgeMGN
+    from colorot.models import AffineMap, RidgeMGN
     from colorot.transforms import Interpolated
 
     inner, strength = fitted_map, 1.0
     if isinstance(fitted_map, Interpolated):
         inner, strength = fitted_map.map, fitted_map.strength
-    profiles = RidgeProfiles.from_model(inner) if isinstance(inner, RidgeMGN) else None
+    profiles = RidgeProfiles.from_model(inner) if isinstance(inner, (RidgeMGN, AffineMap)) else None
     if profiles is None:
         return lambda colours: map_pixels(fitted_map, colours)
     return _at_strength(profiles, strength)
@@ -93,7 +93,7 @@ def colour_table(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> ColourTa
 
 def checkpoint_table(path: str | os.PathLike[str], *, strength: float = 1.0) -> ColourTable | None:
     """The fast path's :class:`ColourTable` for the map of a checkpoint file at ``strength``, read
-    without torch: for a ridge map (the default) that every check of
+    without torch: for a ridge map (the default) or an affine map that every check of
     :func:`colorot.checkpoint.read_ridge_map` passes and whose profiles can be tabulated; None
     otherwise (load such a file with :func:`colorot.checkpoint.load`, which also names its faults).
     The table gives what :func:`colour_table` of the loaded map gives."""

@@ -241,14 +241,16 @@ def load(path: str | Path) -> Checkpoint:
 @dataclass(frozen=True)
 class RidgeParameters:
     """A ridge map's parameters as float64 arrays (``W``, ``biases``, ``rho``, ``V``, ``b``, as in
-    :class:`~colorot.models.RidgeMGN`'s state dict) and its floor ``eps``."""
+    :class:`~colorot.models.RidgeMGN`'s state dict) and its floor ``eps``. An affine map is a
+    ridge map with no units: ``W`` (0, 3), ``biases`` and ``rho`` (0,)."""
 
     state: dict[str, np.ndarray]
     eps: float
 
 
 def read_ridge_map(path: str | os.PathLike[str]) -> RidgeParameters | None:
-    """The ridge map of a checkpoint file, read without torch (see the module docstring).
+    """The ridge map (or affine map) of a checkpoint file, read without torch (see the module
+    docstring).
 
     None when the file holds another kind of map, or fails any check :func:`load` makes, or
     cannot be read at all: :func:`load` then loads it, or says what is wrong with it.
@@ -257,10 +259,13 @@ def read_ridge_map(path: str | os.PathLike[str]) -> RidgeParameters | None:
         data = Path(path).read_bytes()
         payload = _read_payload(data)
         name, config, state = _model_section(payload, path)
-        if name != "ridge" or not isinstance(config, dict) or set(config) != {"dim", "eps", "hidden"}:
+        if not isinstance(config, dict) or (name, set(config)) not in (("ridge", {"dim", "eps", "hidden"}),
+                                                                        ("affine", {"dim", "eps"})):
             return None
         _check_config(config, state, path)
-        shapes = _ridge_shapes(config["hidden"])
+        shapes = _ridge_shapes(config.get("hidden", 0))
+        if name == "affine":
+            shapes = {key: shapes[key] for key in ("V", "b")}
         _require(set(state) == set(shapes), path, "model parameters do not match the model kind")
         for key, array in state.items():
             _require(isinstance(array, np.ndarray) and array.shape == shapes[key] and array.dtype.kind == "f",
@@ -269,11 +274,14 @@ def read_ridge_map(path: str | os.PathLike[str]) -> RidgeParameters | None:
         _target_and_metadata(payload, path)
     except Exception:  # whatever the fault, load() reads the file again and names it
         return None
-    return RidgeParameters({key: array.astype(np.float64) for key, array in state.items()}, float(config["eps"]))
+    arrays = {key: array.astype(np.float64) for key, array in state.items()}
+    if name == "affine":  # a ridge map with no units
+        arrays.update(W=np.zeros((0, 3)), biases=np.zeros(0), rho=np.zeros(0))
+    return RidgeParameters(arrays, float(config["eps"]))
 
 
 def _ridge_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
-    """The parameter shapes of a 3-D RidgeMGN of ``hidden`` units."""
+    """The parameter shapes of a 3-D RidgeMGN of ``hidden`` units (an AffineMap's are V and b)."""
     return {"V": (3, 3), "b": (3,), "W": (hidden, 3), "biases": (hidden,), "rho": (hidden,)}
 
 

@@ -5,7 +5,7 @@ and errors go to stderr.  Exit codes: 0 success, 1 an error the user can fix,
 2 a usage error, 3 a batch that finished with some files failed.
 
 The modules that need torch are imported by the commands that use them, so the CLI starts
-without torch, and ``colorot apply`` of a ridge map (the default) never imports it.
+without torch, and ``colorot apply`` of a ridge map (the default) or an affine map never imports it.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def apply_command(
         if output == "-" and as_json:
             raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
         document: dict = {"strength": strength, "inverse": inverse}
-        # A ridge map goes into the colour table without torch; any other map, or --exact or --inverse, loads it.
+        # A ridge or affine map goes into the colour table without torch; other maps, --exact, --inverse load it.
         table = None if exact or inverse else apply_mod.checkpoint_table(model, strength=strength)
         fitted = None
         if table is None:

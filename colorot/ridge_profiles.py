@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from colorot.models import RidgeMGN
+    from colorot.models import AffineMap, RidgeMGN
 
 #: Bound on |T̃(x) − T(x)| (Euclidean, RGB in [0, 1]) over the cube.
 TOLERANCE = 1e-7
@@ -48,21 +48,24 @@ class RidgeProfiles:
         self.starts = starts                  # (G,) first knot t_g,0 of each ridge
         self.inverse_spacing = inverse_spacing  # (G,) 1/δ_g
         self.last_cell = knots - 2            # (G,) index of each ridge's last cell
-        self.offsets = np.concatenate([[0], np.cumsum(knots - 1)[:-1]])  # (G,) first cell in the flat table
+        self.offsets = np.concatenate([[0], np.cumsum(knots - 1)])[:-1]  # (G,) first cell in the flat table
         self.coefficients = coefficients      # (4, cells) cubic per cell in s ∈ [0, 1]: c0 + c1 s + c2 s² + c3 s³
         self.matrix, self.bias = matrix, bias  # the linear part A (3, 3) and b (3,)
         self.error_bound = error_bound        # the proven bound on |T̃ − T|, ≤ TOLERANCE
 
     @classmethod
-    def from_model(cls, model: RidgeMGN) -> "RidgeProfiles | None":
-        """Tabulate ``model``'s ridges (units grouped by identical weight rows)."""
-        state = {key: value.detach().cpu().double().numpy() for key, value in model.state_dict().items()}
+    def from_model(cls, model: RidgeMGN | AffineMap) -> "RidgeProfiles | None":
+        """Tabulate ``model``'s ridges (units grouped by identical weight rows); an AffineMap is a
+        ridge map with no units."""
+        state = {"W": np.zeros((0, 3)), "biases": np.zeros(0), "rho": np.zeros(0)}
+        state.update({key: value.detach().cpu().double().numpy() for key, value in model.state_dict().items()})
         return cls.from_parameters(state, model.eps)
 
     @classmethod
     def from_parameters(cls, state: Mapping[str, np.ndarray], eps: float) -> "RidgeProfiles | None":
         """Tabulate the ridge map with RidgeMGN parameters ``state`` (``W``, ``biases``, ``rho``,
-        ``V``, ``b``) and floor ``eps`` (units grouped by identical weight rows)."""
+        ``V``, ``b``) and floor ``eps`` (units grouped by identical weight rows). With no units
+        (``W`` of shape (0, 3)) it is the affine map (VᵀV + εI)x + b."""
         weights, offsets, v, bias = (np.asarray(state[key], np.float64) for key in ("W", "biases", "V", "b"))
         amplitudes = _softplus(np.asarray(state["rho"], np.float64))
         matrix = v.T @ v + eps * np.eye(3)  # VᵀV + εI, in float64 like the rest
@@ -74,9 +77,9 @@ class RidgeProfiles:
         # Each ridge may contribute TOLERANCE / G: |w| δ⁴/384 · 0.128 · Σa ≤ TOLERANCE / G.
         scale = np.linalg.norm(rows, axis=1) * SIGMOID_FOURTH_DERIVATIVE_MAX * mass / 384
         with np.errstate(divide="ignore"):
-            spacing = (TOLERANCE / len(rows) / scale) ** 0.25  # inf for a ridge of zero mass
+            spacing = (TOLERANCE / max(len(rows), 1) / scale) ** 0.25  # inf for a ridge of zero mass
         cells = np.ceil(widths / spacing)
-        if not np.isfinite(cells).all() or cells.max() + 1 > MAX_KNOTS:
+        if not np.isfinite(cells).all() or cells.max(initial=0) + 1 > MAX_KNOTS:
             return None
         knots = np.maximum(cells, 1).astype(np.int64) + 1
         spacings = widths / (knots - 1)
@@ -85,8 +88,8 @@ class RidgeProfiles:
             _ridge_cells(starts[g], spacings[g], knots[g], offsets[ridge_of_unit == g], amplitudes[ridge_of_unit == g])
             for g in range(len(rows))
         ]
-        return cls(rows, starts, 1 / spacings, knots, np.concatenate(coefficients, axis=1), matrix, bias,
-                   error_bound)
+        return cls(rows, starts, 1 / spacings, knots, np.concatenate([np.zeros((4, 0)), *coefficients], axis=1),
+                   matrix, bias, error_bound)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """T̃ of each row of ``rgb`` (N, 3) in [0, 1]: float64 (N, 3), unclipped."""

@@ -293,20 +293,23 @@ def saved_ridge(tmp_path, target) -> Path:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_read_ridge_map_gives_the_parameters_load_gives(tmp_path, target, dtype) -> None:
-    model = random_model("ridge").to(dtype)
-    path = tmp_path / "ridge.pt"
+@pytest.mark.parametrize("name", ["ridge", "affine"])
+def test_read_ridge_map_gives_the_parameters_load_gives(tmp_path, target, dtype, name) -> None:
+    model = random_model(name).to(dtype)
+    path = tmp_path / f"{name}.pt"
     checkpoint.save(path, model, target, PREPROCESS, TRAIN)
     read = checkpoint.read_ridge_map(path)
     loaded = checkpoint.load(path).model
     assert read is not None and read.eps == loaded.eps == 0.01
-    assert set(read.state) == set(loaded.state_dict())
+    assert set(read.state) == {"V", "b", "W", "biases", "rho"}
     for key, tensor in loaded.state_dict().items():
         assert read.state[key].dtype == np.float64
         np.testing.assert_array_equal(read.state[key], tensor.double().numpy())
+    if name == "affine":  # a ridge map with no units
+        assert read.state["W"].shape == (0, 3) and read.state["rho"].shape == (0,)
 
 
-@pytest.mark.parametrize("name", sorted(set(MODELS) - {"ridge"}))
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"ridge", "affine"}))
 def test_read_ridge_map_leaves_other_maps_to_load(tmp_path, target, name) -> None:
     path = tmp_path / f"{name}.pt"
     checkpoint.save(path, random_model(name), target, PREPROCESS, TRAIN)

@@ -185,6 +185,21 @@ def test_apply_without_torch_writes_what_the_loaded_map_gives(model_file, images
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_apply_of_an_affine_map_without_torch_writes_what_the_loaded_map_gives(images, tmp_path) -> None:
+    from colorot import checkpoint
+    from colorot.apply import apply_to_file, checkpoint_table, colour_table
+
+    model = tmp_path / "affine.pt"
+    assert run("fit", images["source"], images["target"], "-o", model, "--model", "affine").exit_code == 0
+    assert checkpoint_table(model) is not None
+    result = run("apply", model, images["source"], tmp_path / "fast.png")
+    assert result.exit_code == 0, result.output
+    fitted = checkpoint.load(model).model
+    apply_to_file(fitted, images["source"], tmp_path / "loaded.png", table=colour_table(fitted))
+    with PILImage.open(tmp_path / "fast.png") as a, PILImage.open(tmp_path / "loaded.png") as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_apply_of_a_ridge_map_never_imports_torch(model_file, images, tmp_path) -> None:
     script = ("import sys\n"
               "from typer.testing import CliRunner\n"

@@ -63,3 +63,18 @@ def test_chunks_do_not_change_the_result(monkeypatch):
 @pytest.mark.parametrize("empty", [np.zeros((0, 3))])
 def test_no_colours_give_no_rows(empty):
     assert RidgeProfiles.from_model(ridge_map(0, 2, 2, 10.0, 0.1))(empty).shape == (0, 3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_an_affine_map_is_a_ridge_map_without_units(seed):
+    from colorot.models import AffineMap
+
+    model = AffineMap(eps=0.01)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.as_tensor(np.random.default_rng(seed).normal(size=parameter.shape)))
+    profiles = RidgeProfiles.from_model(model)
+    assert profiles is not None and profiles.rows.shape == (0, 3) and profiles.error_bound == 0
+    rgb = np.random.default_rng(seed + 1).random((500, 3))
+    np.testing.assert_allclose(profiles(rgb), exact(model, rgb), rtol=0, atol=1e-12)
