@@ -84,7 +84,8 @@ class Image:
     """A decoded image: its RGB code values plus what is needed to write it back faithfully.
 
     ``codes`` is the RGB code values (H, W, 3), uint8 or uint16 as ``bit_depth``
-    (8 or 16) says; ``rgb`` is the same as float32 in [0, 1]. ``alpha`` is the
+    (8 or 16) says (decoded 8-bit RGB without alpha: a read-only view of RGBX words, see
+    :func:`codes_of_words`); ``rgb`` is the same as float32 in [0, 1]. ``alpha`` is the
     original alpha channel (H, W) in its original dtype, or None. ``mode`` and
     ``format`` are Pillow's names for the source, ``icc_profile`` and ``exif``
     its raw metadata.
