@@ -91,13 +91,14 @@ def colour_table(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> ColourTa
     return ColourTable(colour_evaluator(fitted_map))
 
 
-def checkpoint_table(path: str | os.PathLike[str], *, strength: float = 1.0) -> ColourTable | None:
-    """The fast path's :class:`ColourTable` for the map of a checkpoint file at ``strength``, read
-    without torch: for a ridge map (the default) or an affine map that every check of
-    :func:`colorot.checkpoint.read_ridge_map` passes and whose profiles can be tabulated; None
-    otherwise (load such a file with :func:`colorot.checkpoint.load`, which also names its faults).
-    The table gives what :func:`colour_table` of the loaded map gives."""
-    ridge = checkpoint.read_ridge_map(path)
+def checkpoint_table(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0) -> ColourTable | None:
+    """The fast path's :class:`ColourTable` for the map of a checkpoint (a file, or its bytes) at
+    ``strength``, read without torch: for a ridge map (the default) or an affine map that every
+    check of :func:`colorot.checkpoint.read_ridge_map` passes and whose profiles can be tabulated;
+    None otherwise (load such a checkpoint with :func:`colorot.checkpoint.load`, which also names
+    its faults). The table gives what :func:`colour_table` of the loaded map gives."""
+    is_bytes = isinstance(model, (bytes, bytearray, memoryview))
+    ridge = checkpoint.ridge_map_from_bytes(bytes(model)) if is_bytes else checkpoint.read_ridge_map(model)
     profiles = None if ridge is None else RidgeProfiles.from_parameters(ridge.state, ridge.eps)
     return None if profiles is None else ColourTable(_at_strength(profiles, check_strength(strength)))
 

@@ -257,21 +257,30 @@ def read_ridge_map(path: str | os.PathLike[str]) -> RidgeParameters | None:
     """
     try:
         data = Path(path).read_bytes()
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return None
+    return ridge_map_from_bytes(data, path)
+
+
+def ridge_map_from_bytes(data: bytes, source: object = "checkpoint") -> RidgeParameters | None:
+    """:func:`read_ridge_map` of checkpoint bytes (None: :func:`from_bytes` then loads them, or
+    says what is wrong with them)."""
+    try:
         payload = _read_payload(data)
-        name, config, state = _model_section(payload, path)
+        name, config, state = _model_section(payload, source)
         if not isinstance(config, dict) or (name, set(config)) not in (("ridge", {"dim", "eps", "hidden"}),
                                                                         ("affine", {"dim", "eps"})):
             return None
-        _check_config(config, state, path)
+        _check_config(config, state, source)
         shapes = _ridge_shapes(config.get("hidden", 0))
         if name == "affine":
             shapes = {key: shapes[key] for key in ("V", "b")}
-        _require(set(state) == set(shapes), path, "model parameters do not match the model kind")
+        _require(set(state) == set(shapes), source, "model parameters do not match the model kind")
         for key, array in state.items():
             _require(isinstance(array, np.ndarray) and array.shape == shapes[key] and array.dtype.kind == "f",
-                     path, f"parameter {key!r} has the wrong shape or type")
-            _require(bool(np.isfinite(array).all()), path, f"parameter {key!r} holds NaN or infinite values")
-        _target_and_metadata(payload, path)
+                     source, f"parameter {key!r} has the wrong shape or type")
+            _require(bool(np.isfinite(array).all()), source, f"parameter {key!r} holds NaN or infinite values")
+        _target_and_metadata(payload, source)
     except Exception:  # whatever the fault, load() reads the file again and names it
         return None
     arrays = {key: array.astype(np.float64) for key, array in state.items()}
@@ -362,5 +371,5 @@ def count_parameters(model: MonotoneGradientMap) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["Checkpoint", "RidgeParameters", "save", "load", "read_ridge_map", "to_bytes", "from_bytes",
-           "count_parameters", "FORMAT_VERSION"]
+__all__ = ["Checkpoint", "RidgeParameters", "save", "load", "read_ridge_map", "ridge_map_from_bytes", "to_bytes",
+           "from_bytes", "count_parameters", "FORMAT_VERSION"]

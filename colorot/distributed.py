@@ -6,7 +6,8 @@ file (atomically) and gives the same bytes as ``colorot apply`` with the same
 options. Each worker process loads a model and starts its colour table once
 (cached by the model's SHA-256 and the options; up to 4 models, each table 64 MiB
 of address space at most), so shipping the model bytes with every task costs
-only the transfer.
+only the transfer. As in ``colorot apply``, a ridge or affine map is read without
+torch (a worker then never imports it).
 
 :func:`apply_with_dask` runs a :class:`colorot.apply.Plan` on a
 ``dask.distributed.Client`` (``pip install "colorot[dask]"``): the model bytes
@@ -22,14 +23,15 @@ import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from colorot import checkpoint
-from colorot.apply import Job, Plan, Report, _make_folder, apply_to_file, colour_table
+from colorot.apply import Job, Plan, Report, _make_folder, apply_to_file, checkpoint_table, colour_table
 from colorot.errors import ColorotError, ConfigError
 from colorot.colour_table import ColourTable
-from colorot.transforms import prepare_map
+
+if TYPE_CHECKING:
+    import torch
 
 _LOCK = threading.Lock()
 
@@ -45,14 +47,20 @@ def model_bytes(model: bytes | str | os.PathLike) -> bytes:
 
 
 def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False,
-             exact: bool = False) -> tuple[torch.nn.Module, ColourTable | None]:
-    """The map to apply and its colour table (None when ``exact``), as ``colorot apply`` builds them."""
+             exact: bool = False) -> tuple[torch.nn.Module | None, ColourTable | None]:
+    """The map to apply and its colour table (None when ``exact``), as ``colorot apply`` builds
+    them: a ridge or affine map goes into the table read without torch, and the map is None."""
     with _LOCK:
         return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact))
 
 
 @lru_cache(maxsize=4)
 def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool):
+    table = None if inverse or exact else checkpoint_table(data, strength=strength)
+    if table is not None:
+        return None, table
+    from colorot.transforms import prepare_map  # here: torch only for the maps that need it
+
     fitted = prepare_map(checkpoint.from_bytes(data).model, strength=strength, inverse=inverse)
     return fitted, (None if exact else colour_table(fitted))
 

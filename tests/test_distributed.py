@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from colorot.apply import plan
 from colorot.cli import app
-from colorot.distributed import apply_path
+from colorot.distributed import apply_path, prepared
 
 runner = CliRunner()
 
@@ -31,6 +31,16 @@ def test_apply_path_with_bytes_or_path_equals_cli(tiny_fit, cli_output, tmp_path
         model = data if job.src.suffix == ".png" else tiny_fit["model"]
         assert apply_path(model, job.src, job.dst, strength=0.7) == str(job.dst)
     assert _files(tmp_path / "out") == _files(cli_output)
+
+
+def test_a_ridge_map_is_prepared_without_loading_it(tiny_fit):
+    """The tiny fit is a ridge map: its table comes from the bytes without torch, and no map is built;
+    --exact and --inverse still load it."""
+    data = tiny_fit["model"].read_bytes()
+    fitted, table = prepared(data, strength=0.7)
+    assert fitted is None and table is not None
+    assert prepared(data, exact=True)[0] is not None
+    assert prepared(data, inverse=True)[0] is not None
 
 
 def test_dask_local_cluster_equals_cli(tiny_fit, cli_output, tmp_path):
