@@ -97,10 +97,25 @@ def checkpoint_table(model: str | os.PathLike[str] | bytes, *, strength: float =
     check of :func:`colorot.checkpoint.read_ridge_map` passes and whose profiles can be tabulated;
     None otherwise (load such a checkpoint with :func:`colorot.checkpoint.load`, which also names
     its faults). The table gives what :func:`colour_table` of the loaded map gives."""
-    is_bytes = isinstance(model, (bytes, bytearray, memoryview))
-    ridge = checkpoint.ridge_map_from_bytes(bytes(model)) if is_bytes else checkpoint.read_ridge_map(model)
+    ridge = checkpoint.ridge_map_from_bytes(bytes(model)) if _is_bytes(model) else checkpoint.read_ridge_map(model)
     profiles = None if ridge is None else RidgeProfiles.from_parameters(ridge.state, ridge.eps)
     return None if profiles is None else ColourTable(_at_strength(profiles, check_strength(strength)))
+
+
+def prepare(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0, inverse: bool = False,
+            exact: bool = False) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, ColourTable | None]:
+    """The map to apply and its colour table, as ``colorot apply`` builds them from a checkpoint
+    (a file, or its bytes). A ridge or affine map goes into the table read without torch, and
+    the map is None; any other map, and ``inverse`` or ``exact``, is loaded (torch) and the
+    table, if not ``exact``, evaluates it."""
+    table = None if inverse or exact else checkpoint_table(model, strength=strength)
+    if table is not None:
+        return None, table
+    from colorot.transforms import prepare_map  # here: torch only for the maps that need it
+
+    loaded = checkpoint.from_bytes(bytes(model)) if _is_bytes(model) else checkpoint.load(model)
+    fitted = prepare_map(loaded.model, strength=strength, inverse=inverse)
+    return fitted, (None if exact else colour_table(fitted))
 
 
 def check_strength(t: float) -> float:
@@ -109,6 +124,10 @@ def check_strength(t: float) -> float:
     if not 0.0 <= t <= 1.0:
         raise ConfigError(f"strength must be between 0 and 1, not {t}")
     return t
+
+
+def _is_bytes(model: object) -> bool:
+    return isinstance(model, (bytes, bytearray, memoryview))
 
 
 def _at_strength(evaluate: Evaluator, strength: float) -> Evaluator:

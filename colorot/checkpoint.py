@@ -259,12 +259,13 @@ def read_ridge_map(path: str | os.PathLike[str]) -> RidgeParameters | None:
         data = Path(path).read_bytes()
     except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return None
-    return ridge_map_from_bytes(data, path)
+    return ridge_map_from_bytes(data)
 
 
-def ridge_map_from_bytes(data: bytes, source: object = "checkpoint") -> RidgeParameters | None:
+def ridge_map_from_bytes(data: bytes) -> RidgeParameters | None:
     """:func:`read_ridge_map` of checkpoint bytes (None: :func:`from_bytes` then loads them, or
     says what is wrong with them)."""
+    source = "checkpoint"  # the checks' messages are not shown: a fault only means None
     try:
         payload = _read_payload(data)
         name, config, state = _model_section(payload, source)

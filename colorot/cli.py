@@ -284,21 +284,17 @@ def apply_command(
         if output == "-" and as_json:
             raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
         document: dict = {"strength": strength, "inverse": inverse}
-        # A ridge or affine map goes into the colour table without torch; other maps, --exact, --inverse load it.
-        table = None if exact or inverse else apply_mod.checkpoint_table(model, strength=strength)
-        fitted = None
-        if table is None:
+        # The table is shared by the file workers; a ridge or affine map gets one without torch.
+        fitted, table = apply_mod.prepare(model, strength=strength, inverse=inverse, exact=exact)
+        if fitted is not None and jobs > 1:
             import torch
 
+            torch.set_num_threads(1)  # parallelism comes from the file workers
+        if inverse:  # measured against the forward map, loaded again (milliseconds, next to the solve)
             from colorot.transforms import prepare_map, round_trip_error
 
-            base = checkpoint.load(model).model
-            fitted = prepare_map(base, strength=strength, inverse=inverse)
-            table = None if exact else apply_mod.colour_table(fitted)  # shared by the file workers
-            if jobs > 1:
-                torch.set_num_threads(1)  # parallelism comes from the file workers
-            if inverse:
-                document["round_trip_error"] = round_trip_error(prepare_map(base, strength=strength), fitted)
+            forward = prepare_map(checkpoint.load(model).model, strength=strength)
+            document["round_trip_error"] = round_trip_error(forward, fitted)
         if streaming:
             report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels)
         else:

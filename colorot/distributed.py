@@ -25,8 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from colorot import checkpoint
-from colorot.apply import Job, Plan, Report, _make_folder, apply_to_file, checkpoint_table, colour_table
+from colorot.apply import Job, Plan, Report, _make_folder, apply_to_file, prepare
 from colorot.errors import ColorotError, ConfigError
 from colorot.colour_table import ColourTable
 
@@ -56,13 +55,7 @@ def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False,
 
 @lru_cache(maxsize=4)
 def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool):
-    table = None if inverse or exact else checkpoint_table(data, strength=strength)
-    if table is not None:
-        return None, table
-    from colorot.transforms import prepare_map  # here: torch only for the maps that need it
-
-    fitted = prepare_map(checkpoint.from_bytes(data).model, strength=strength, inverse=inverse)
-    return fitted, (None if exact else colour_table(fitted))
+    return prepare(data, strength=strength, inverse=inverse, exact=exact)
 
 
 def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: str | os.PathLike, *,

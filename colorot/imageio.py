@@ -264,11 +264,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
                 file.write((_encode_png16 if fmt == "PNG" else _encode_tiff16)(pixels, icc, exif))
             else:
                 _pillow_image(pixels, fmt).save(file, format=fmt, **options)
-        except OSError as exc:
-            if exc.errno is not None:  # the file system's (disk full...): the writer reports it
-                raise
-            raise ImageWriteError(f"cannot encode as {fmt} ({_one_line(exc)})") from exc
         except Exception as exc:  # Pillow's encoders raise many exception types
+            if isinstance(exc, OSError) and exc.errno is not None:  # the file system's: the writer reports it
+                raise
             raise ImageWriteError(f"cannot encode as {fmt} ({_one_line(exc)})") from exc
 
     return write

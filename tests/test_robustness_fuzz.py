@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -192,13 +191,6 @@ def valid_ridge_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return write_checkpoint(tmp_path_factory.mktemp("ck") / "r.pt", "ridge", hidden=3).read_bytes()
 
 
-def _read_ridge_map(data: bytes) -> checkpoint.RidgeParameters | None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzzed.pt"
-        path.write_bytes(data)
-        return checkpoint.read_ridge_map(path)
-
-
 def _assert_parameters(read: checkpoint.RidgeParameters, data: bytes) -> None:
     """``read`` holds the parameters ``checkpoint.from_bytes`` loads from ``data``."""
     loaded = checkpoint.from_bytes(data, "fuzzed.pt").model
@@ -212,7 +204,7 @@ def _assert_parameters(read: checkpoint.RidgeParameters, data: bytes) -> None:
 def test_damaged_ridge_checkpoints_are_read_intact_or_declined(valid_ridge_checkpoint: bytes,
                                                                edits: st.DataObject) -> None:
     """Every member's CRC-32 is checked: a damaged file gives the intact parameters or None."""
-    read = _read_ridge_map(_damaged(valid_ridge_checkpoint, edits))
+    read = checkpoint.ridge_map_from_bytes(_damaged(valid_ridge_checkpoint, edits))
     if read is not None:
         _assert_parameters(read, valid_ridge_checkpoint)
 
@@ -223,7 +215,7 @@ def test_ridge_checkpoints_with_random_values_are_read_only_as_load_reads_them(
     valid_ridge_checkpoint: bytes, choices: st.DataObject
 ) -> None:
     data = _with_random_values(valid_ridge_checkpoint, choices)
-    read = _read_ridge_map(data)
+    read = checkpoint.ridge_map_from_bytes(data)
     if read is not None:
         _assert_parameters(read, data)  # load accepts it too, with the same values
 
