@@ -1,15 +1,17 @@
 """Speed and memory of colorot against the I/O floor and the fastest good peer.
 
     python bench/speed.py [--runs 5] [--images 50]
-    python bench/speed.py --profile     # only: where apply's time goes, per function
+    python bench/speed.py --profile     # only: where apply's time goes (py-spy, per thread and step)
 
 Prints, with the machine's CPU count, medians over ``--runs`` runs:
 
 1. apply throughput: ``colorot apply`` (as a subprocess, start-up included) over a
    folder of 1920×1200 JPEGs, against a plain Pillow decode → encode loop over the
    same files with the same number of worker threads, format and quality;
-   also the seconds the run itself reports (start-up excluded) and the start-up alone
-   (``colorot apply`` on one 8×8 image);
+   also that loop as a fresh process (what Python's start-up and Pillow's import cost any
+   command), the seconds the run itself reports (start-up excluded), the files again in this
+   process on the colour table the first pass filled (a long folder's pace), and the start-up
+   alone (``colorot apply`` on one 8×8 image);
 2. the fast path's (the colour table's) difference from the exact map (max code values,
    fraction of pixels that differ), before JPEG encoding; and for one 16-bit image, the
    fast path's time and difference against the exact map;
@@ -19,6 +21,9 @@ Prints, with the machine's CPU count, medians over ``--runs`` runs:
    dependency), timed both in this process (imports excluded) and as a fresh process;
 4. peak resident memory (``/usr/bin/time -f %M``) of ``colorot apply`` on one 50-megapixel image, and on
    folders of 5 and of ``--images`` images.
+
+``--profile`` samples one ``colorot apply`` process over the folder with py-spy (``pip install
+py-spy``; bench-only) and prints each thread's samples by step, all of them and those holding the GIL.
 
 The test images are crops, flips and rescalings of the bundled sample photographs.
 """
@@ -92,6 +97,40 @@ def run_child(cmd: list[str]) -> tuple[float, int]:
 
 def median_of(runs: int, fn) -> float:
     return statistics.median(fn() for _ in range(runs))
+
+
+FLOOR_SCRIPT = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from PIL import Image
+out = Path(sys.argv[2])
+def one(path):
+    with Image.open(path) as image:
+        image.load()
+        image.save(out / path.name, quality=95)
+with ThreadPoolExecutor(int(sys.argv[3])) as pool:
+    list(pool.map(one, sorted(Path(sys.argv[1]).glob("*.jpg"))))
+"""
+
+
+def io_floor_command(folder: Path, out: Path, jobs: int) -> float:
+    """Seconds for the floor's loop run as a fresh Python process, as ``colorot apply`` is timed:
+    Python's start-up and Pillow's import included."""
+    out.mkdir(parents=True, exist_ok=True)
+    return run_child([sys.executable, "-c", FLOOR_SCRIPT, str(folder), str(out), str(jobs)])[0]
+
+
+def filled_table_pace(model: Path, folder: Path, out: Path, jobs: int, runs: int) -> float:
+    """Median seconds of ``colorot.apply.run`` over the folder in this process, ``jobs`` threads, on
+    the colour table a first (untimed) pass filled: the pace of a folder long enough that its new
+    colours no longer matter, start-up excluded."""
+    from colorot import apply
+
+    table = apply.checkpoint_table(model)
+    plan = apply.plan([folder], out, overwrite=True)
+    apply.run(plan, None, table=table, jobs=jobs)
+    return median_of(runs, lambda: apply.run(plan, None, table=table, jobs=jobs).seconds)
 
 
 def fast_path_difference(model: Path, files: list[Path]) -> tuple[int, float]:
@@ -183,34 +222,55 @@ def fit_peer_command(source: Path, target: Path) -> float | None:
     return run_child([sys.executable, "-c", PEER_SCRIPT, str(source), str(target)])[0]
 
 
+#: Steps of ``colorot apply`` by the function a sample is inside (the first that matches wins).
+PROFILE_STEPS = [
+    ("colour table: new colours", "ColourTable._fill"),
+    ("colour table: gathers", "ColourTable.apply_words"),
+    ("JPEG decode", "ImageFile.load"),
+    ("copy out of Pillow (tobytes)", "Image.tobytes"),
+    ("write: encode, fsync, rename", "write_image"),
+    ("imports", "_find_and_load"),
+    ("waiting", "Condition.wait"),
+]
+
+
 def profile_apply(count: int) -> None:
-    """cProfile of ``colorot.apply.run`` over the folder, one thread: first with an empty colour
-    table (the folder's colours evaluated as they come), then again on the filled table."""
-    import cProfile
-    import pstats
+    """py-spy samples of one ``colorot apply --jobs <cpus>`` process over the folder (a fresh
+    process: the colour table starts empty), summarised per thread by step: all samples (--idle),
+    then only those holding the GIL (--gil), in milliseconds of samples."""
+    import collections
+    import shutil
 
-    import torch
-
-    from colorot import apply, checkpoint
-
-    torch.set_num_threads(1)
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         make_folder(tmp / "in", count)
-        pair_src, pair_tgt, model = tmp / "src.jpg", tmp / "tgt.jpg", tmp / "model.pt"
-        Image.open(SAMPLES / "day.jpg").resize(SIZE).save(pair_src, quality=95)
-        Image.open(SAMPLES / "sunset.jpg").resize(SIZE).save(pair_tgt, quality=95)
-        run_child([sys.executable, "-m", "colorot", "fit", str(pair_src), str(pair_tgt), "-o", str(model)])
-        fitted = checkpoint.load(model).model
-        table = apply.colour_table(fitted)
-        plan = apply.plan([tmp / "in"], tmp / "out", overwrite=True)
-        for label in ("empty table", "filled table"):
-            profiler = cProfile.Profile()
-            start = time.perf_counter()
-            profiler.runcall(apply.run, plan, fitted, table=table)
-            print(f"--- {label}: {time.perf_counter() - start:.2f} s for {count} files, "
-                  f"{table.colours_evaluated} colours evaluated so far")
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+        model = tmp / "model.pt"
+        run_child([sys.executable, "-m", "colorot", "fit", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"),
+                   "-o", str(model)])
+        apply_cmd = [sys.executable, "-m", "colorot", "apply", str(model), str(tmp / "in"), str(tmp / "out"),
+                     "--overwrite", "--jobs", str(cpus)]
+        for flag, label in (("--idle", "all samples"), ("--gil", "samples holding the GIL")):
+            raw = tmp / "samples.txt"
+            subprocess.run([py_spy, "record", "--threads", flag, "--rate", "1000", "--format", "raw",
+                            "--output", str(raw), "--", *apply_cmd], check=True, capture_output=True)
+            per_thread: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+            for line in raw.read_text().splitlines():
+                stack, samples = line.rsplit(" ", 1)
+                thread, *frames = stack.split(";")
+                names = {frame.split(" (")[0] for frame in frames}
+                step = next((step for step, function in PROFILE_STEPS if function in names), "other")
+                per_thread[thread][step] += int(samples)
+            print(f"--- {label}, {count} files, --jobs {cpus}, 1 sample = 1 ms (py-spy slows the process)")
+            for thread, steps in sorted(per_thread.items()):
+                total = sum(steps.values())
+                print(f"  {thread}: {total} samples")
+                for step, _ in [*PROFILE_STEPS, ("other", "")]:
+                    if steps[step]:
+                        print(f"    {step:32s} {steps[step]:6d}  {100 * steps[step] / total:5.1f} %")
 
 
 def main() -> None:
@@ -219,7 +279,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--fit-runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true",
-                        help="only profile apply's file loop (cProfile, one thread), cold then warm")
+                        help="only profile one colorot apply process over the folder (py-spy)")
     args = parser.parse_args()
     if args.profile:
         return profile_apply(args.images)
@@ -246,11 +306,13 @@ def main() -> None:
 
         # 1. apply throughput against the I/O floor
         floor_s = median_of(args.runs, lambda: io_floor(files, tmp / "floor", cpus))
+        floor_cmd_s = median_of(args.runs, lambda: io_floor_command(tmp / "in", tmp / "floor-cmd", cpus))
         apply_cmd = [*colorot, "apply", str(model), str(tmp / "in"), str(tmp / "out"), "--overwrite",
                      "--jobs", str(cpus)]
         apply_runs = [run_apply(apply_cmd) for _ in range(args.runs)]
         apply_s = statistics.median(wall for wall, _ in apply_runs)
         loop_s = statistics.median(loop for _, loop in apply_runs)
+        pace_s = filled_table_pace(model, tmp / "in", tmp / "pace", cpus, args.runs)
         tiny = tmp / "tiny.png"
         Image.new("RGB", (8, 8)).save(tiny)
         start_s = median_of(args.runs, lambda: run_child(
@@ -260,10 +322,14 @@ def main() -> None:
         n = len(files)
         print(f"apply, {n} JPEGs 1920×1200, {cpus} workers:")
         print(f"  I/O floor (Pillow decode→encode)  {floor_s:7.2f} s  {n / floor_s:6.1f} files/s")
+        print(f"  the same loop as a fresh process  {floor_cmd_s:7.2f} s  {n / floor_cmd_s:6.1f} files/s"
+              f"  ratio to floor {floor_s / floor_cmd_s:.2f}×  (Python start-up, Pillow import)")
         print(f"  colorot apply (colour table)      {apply_s:7.2f} s  {n / apply_s:6.1f} files/s"
               f"  ratio to floor {floor_s / apply_s:.2f}×")
         print(f"    of which the files themselves   {loop_s:7.2f} s  {n / loop_s:6.1f} files/s"
               f"  ratio to floor {floor_s / loop_s:.2f}×")
+        print(f"    again, table filled (in-process) {pace_s:6.2f} s  {n / pace_s:6.1f} files/s"
+              f"  ratio to floor {floor_s / pace_s:.2f}×  (a long folder's pace)")
         print(f"  colorot apply on one 8×8 image    {start_s:7.2f} s  (start-up: imports, checkpoint)")
         print(f"  colorot apply --exact (1 run)     {exact_s:7.2f} s  {n / exact_s:6.1f} files/s"
               f"  ratio to floor {floor_s / exact_s:.2f}×")

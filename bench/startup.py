@@ -6,11 +6,12 @@ Fits the bundled samples once (the default ridge map), then prints medians over 
 processes of:
 
 1. ``python -c pass``: the interpreter alone;
-2. ``colorot apply`` on one 8×8 image: the fast path, which reads the ridge map without torch
+2. ``python -c 'import numpy, PIL.Image'``: the least any command built on numpy and Pillow pays;
+3. ``colorot apply`` on one 8×8 image: the fast path, which reads the ridge map without torch
    (``colorot.checkpoint.read_ridge_map``) and never imports it;
-3. ``colorot apply --exact`` on the same image: the map loaded by ``torch.load`` and evaluated
+4. ``colorot apply --exact`` on the same image: the map loaded by ``torch.load`` and evaluated
    by torch (the path every other map, ``--exact`` and ``--inverse`` take);
-4. ``import torch`` alone.
+5. ``import torch`` alone.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
         apply = [sys.executable, "-m", "colorot", "apply", str(model), str(tiny), str(tmp / "out") + "/", "--overwrite"]
         rows = {
             "python -c pass": [sys.executable, "-c", "pass"],
+            "python -c 'import numpy, PIL.Image'": [sys.executable, "-c", "import numpy, PIL.Image"],
             "colorot apply, one 8x8 image (no torch)": apply,
             "colorot apply --exact, one 8x8 image (torch)": [*apply, "--exact"],
             "python -c 'import torch'": [sys.executable, "-c", "import torch"],
