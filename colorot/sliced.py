@@ -90,9 +90,16 @@ class Dictionary:
     def features(self, x: np.ndarray) -> np.ndarray:
         """(N, D·K + D) float32: the step σ(s_d(u_dᵀx − c_dk)) of every unit, then u_dᵀx."""
         t = (x @ self.directions.T).astype(np.float32)
-        z = self.sharpness[None, :, None] * (t[:, :, None] - self.centres[None])
-        steps = 0.5 + 0.5 * np.tanh(0.5 * z)  # the logistic sigmoid, without overflow
-        return np.concatenate([steps.reshape(len(x), -1), t], axis=1)
+        n, (d, k) = len(x), self.centres.shape
+        out = np.empty((n, d * k + d), np.float32)
+        steps = out[:, : d * k].reshape(n, d, k)  # a view: filled in place, no temporaries
+        np.subtract(t[:, :, None], self.centres[None], out=steps)
+        steps *= (0.5 * self.sharpness)[None, :, None]
+        np.tanh(steps, out=steps)  # σ(z) = ½ + ½ tanh(z/2): the logistic sigmoid, without overflow
+        steps *= 0.5
+        steps += 0.5
+        out[:, d * k:] = t
+        return out
 
 
 def spread_directions(count: int) -> np.ndarray:

@@ -57,6 +57,22 @@ def test_sliced_targets_leave_a_matched_set_in_place() -> None:
     assert np.allclose(goal, z, atol=1e-5)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**16), st.integers(1, 9), st.integers(1, 6))
+def test_features_are_the_units_steps_then_the_projections(seed: int, directions: int, knots: int) -> None:
+    """Column d·K + k is σ(s_d(u_dᵀx − c_dk)), column D·K + d is u_dᵀx (float64 reference)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((300, 3))
+    dictionary = build_dictionary(x, SlicedSettings(directions=directions, knots=knots))
+    u, c, s = (np.asarray(a, np.float64) for a in (dictionary.directions, dictionary.centres, dictionary.sharpness))
+    t = x @ u.T
+    steps = 1 / (1 + np.exp(-s[None, :, None] * (t[:, :, None] - c[None])))
+    got = dictionary.features(x.astype(np.float32))
+    assert got.shape == (300, directions * knots + directions) and got.dtype == np.float32
+    assert np.abs(got[:, : directions * knots] - steps.reshape(300, -1)).max() < 1e-5
+    assert np.abs(got[:, directions * knots:] - t).max() < 1e-5
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**16))
 def test_the_ridge_map_is_the_dictionary_map(seed: int) -> None:
