@@ -12,12 +12,11 @@ import contextlib
 import io
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _robust_helpers import EXIT_CODES, checkpoint_payload, cli, png, write_checkpoint
+from _robust_helpers import EXIT_CODES, cli, png, write_checkpoint
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
