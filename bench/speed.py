@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +68,25 @@ def make_folder(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+#: The I/O floor's loop: a plain Pillow decode → encode of FILES into the folder OUT, JOBS threads
+#: (run in this process by :func:`io_floor`, and as a fresh process by :func:`io_floor_command`).
+FLOOR_LOOP = """
+from concurrent.futures import ThreadPoolExecutor
+from PIL import Image
+def one(path):
+    with Image.open(path) as image:
+        image.load()
+        image.save(OUT / path.name, quality=95)
+with ThreadPoolExecutor(JOBS) as pool:
+    list(pool.map(one, FILES))
+"""
+
+
 def io_floor(files: list[Path], out: Path, jobs: int) -> float:
-    """Seconds for a plain Pillow decode → encode of every file, ``jobs`` at a time."""
+    """Seconds for the floor's loop over ``files`` in this process (Pillow already imported)."""
     out.mkdir(parents=True, exist_ok=True)
-
-    def one(path: Path) -> None:
-        with Image.open(path) as image:
-            image.load()
-            image.save(out / path.name, quality=95)
-
     start = time.perf_counter()
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(one, files))
+    exec(FLOOR_LOOP, {"FILES": files, "OUT": out, "JOBS": jobs})
     return time.perf_counter() - start
 
 
@@ -99,26 +105,13 @@ def median_of(runs: int, fn) -> float:
     return statistics.median(fn() for _ in range(runs))
 
 
-FLOOR_SCRIPT = """
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from PIL import Image
-out = Path(sys.argv[2])
-def one(path):
-    with Image.open(path) as image:
-        image.load()
-        image.save(out / path.name, quality=95)
-with ThreadPoolExecutor(int(sys.argv[3])) as pool:
-    list(pool.map(one, sorted(Path(sys.argv[1]).glob("*.jpg"))))
-"""
-
-
 def io_floor_command(folder: Path, out: Path, jobs: int) -> float:
     """Seconds for the floor's loop run as a fresh Python process, as ``colorot apply`` is timed:
     Python's start-up and Pillow's import included."""
     out.mkdir(parents=True, exist_ok=True)
-    return run_child([sys.executable, "-c", FLOOR_SCRIPT, str(folder), str(out), str(jobs)])[0]
+    setup = (f"from pathlib import Path\nFILES = sorted(Path({str(folder)!r}).glob('*.jpg'))\n"
+             f"OUT = Path({str(out)!r})\nJOBS = {jobs}\n")
+    return run_child([sys.executable, "-c", setup + FLOOR_LOOP])[0]
 
 
 def filled_table_pace(model: Path, folder: Path, out: Path, jobs: int, runs: int) -> float:

@@ -25,9 +25,9 @@ import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage

@@ -78,7 +78,6 @@ class SlicedSettings:
                               "≥ 2 pixels")
 
 
-
 @dataclass
 class Dictionary:
     """Fixed units: directions u (D, 3), centres c (D, K), sharpness s (D,)."""

@@ -44,7 +44,6 @@ ImageLike = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 #: How a map can be fitted ("auto": see :meth:`ColorTransfer.resolved_solver`).
 SOLVERS = ("auto", "sliced", "adam")
 
-
 #: Default model sizes when ``hidden``/``layers``/``modules`` are not given.
 MODEL_DEFAULTS = {
     "ridge": {"hidden": 64},
