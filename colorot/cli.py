@@ -24,9 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from colorot import __version__, apply as apply_mod, checkpoint, metrics, preview as preview_mod
 from colorot.cube import cube_text, write_cube
-from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS,
-                              DEFAULT_SW_WEIGHT)
-from colorot.distributions import DEFAULT_RIDGE
+from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
 from colorot.errors import ColorotError, ConfigError
 from colorot.lut import bake
 
@@ -59,6 +57,7 @@ class TargetKind(str, Enum):
 
 class SolverName(str, Enum):
     auto = "auto"
+    kl = "kl"
     sliced = "sliced"
     adam = "adam"
 
@@ -160,25 +159,29 @@ def fit(
                             "in order.")] = None,
     model: Annotated[ModelName, typer.Option(help="Map: ridge-sum MGN, M-MGN, C-MGN, or the closed-form Gaussian "
                                                      "map.")] = ModelName.ridge,
-    solver: Annotated[SolverName, typer.Option(help="sliced: fit the ridge map to the target by sliced-W₂ "
-                                               "majorise–minimise (seconds); adam: train on the KL loss (minutes); "
-                                               "auto: sliced for ridge, adam for cmgn/mmgn.")] = SolverName.auto,
-    distribution: Annotated[TargetKind, typer.Option("--distribution", help="What the map transports onto: the "
-                            "target's pixels (sliced solver), a Gaussian mixture or a Gaussian; auto: pixels for "
-                            "the sliced solver, gmm for adam.")] = TargetKind.auto,
-    components: Annotated[str, typer.Option(help="Mixture components K, or 'auto' (BIC).")] = "auto",
+    solver: Annotated[SolverName, typer.Option(help="kl: the ridge map by the exact KL to the fitted density "
+                                               "plus μ·SW₂², from the sliced solution (seconds); sliced: sliced-W₂ "
+                                               "majorise–minimise alone; adam: train any network on the KL loss "
+                                               "(minutes); auto: kl for ridge, adam for cmgn/mmgn.")] = SolverName.auto,
+    distribution: Annotated[TargetKind, typer.Option("--distribution", help="What the map transports onto: a "
+                            "Gaussian mixture (EM), a Gaussian (MLE) or the target's pixels (sliced solver only); "
+                            "auto: gmm, pixels for the sliced solver.")] = TargetKind.auto,
+    components: Annotated[Optional[str], typer.Option(help="Mixture components K, or 'auto' (BIC among 1–10) "
+                          "[default: 10 for the kl solver, auto otherwise].", show_default=False)] = None,
     loss: Annotated[LossName, typer.Option(help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,
-    sw_weight: Annotated[float, typer.Option(help="μ of the mass-covering term μ·SW₂²(mapped, target pixels); "
-                                               "0 = KL alone.")] = DEFAULT_SW_WEIGHT,
+    sw_weight: Annotated[Optional[float], typer.Option(help="μ of the mass-covering term μ·SW₂²(mapped, target "
+                         "pixels); 0 = KL alone [default: 100000 for the kl solver, 5000 for adam].",
+                         show_default=False)] = None,
     sw_directions: Annotated[int, typer.Option(help="Random directions of the SW₂ term per step.")] = DEFAULT_SW_DIRECTIONS,
     transport_weight: Annotated[float, typer.Option(help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
-    steps: Annotated[Optional[int], typer.Option(help="Adam steps, or sliced iterations (default: 2000 for adam, "
-                                                 "30 for sliced).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="KL majorise–minimise iterations, sliced iterations or Adam "
+                                                 "steps (default: 20 for kl, 30 for sliced, 2000 for adam).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate, cosine-annealed to 5% "
                                                 "(default: 0.05 for ridge, 0.03 for mmgn, 0.01 for cmgn).")] = None,
     batch_size: Annotated[int, typer.Option(help="Pixels per training step.")] = DEFAULT_BATCH_SIZE,
     max_pixels: Annotated[int, typer.Option(help="Source and target pixels sampled for training.")] = DEFAULT_MAX_PIXELS,
-    ridge: Annotated[float, typer.Option(help="Variance added to every target covariance.")] = DEFAULT_RIDGE,
+    ridge: Annotated[Optional[float], typer.Option(help="Variance added to every target covariance [default: "
+                     "0.0001 for the kl solver, 0.0004 otherwise].", show_default=False)] = None,
     eps: Annotated[float, typer.Option(help="Strong-convexity floor: Jacobian eigenvalues ≥ eps.")] = DEFAULT_EPS,
     hidden: Annotated[Optional[int], typer.Option(help="Hidden units (ridge units; per module for M-MGN).")] = None,
     layers: Annotated[Optional[int], typer.Option(help="C-MGN layers.")] = None,
@@ -202,8 +205,8 @@ def fit(
         if output.exists() and not force:
             raise ColorotError(f"{output} already exists (use --force to replace it)")
         sources, target_images, target_kind = _images_and_targets(images, targets or [], distribution.value)
-        n_components: int | str = components
-        if components != "auto":
+        n_components: int | str | None = components
+        if components not in (None, "auto"):
             if not components.isdigit():
                 raise ConfigError(f"--components must be a positive integer or 'auto', not {components!r}")
             n_components = int(components)
@@ -230,9 +233,10 @@ def fit(
                         "preview": str(preview) if preview else None},
               [f"wrote {output}: {info['model']} map ({info['solver']}), {estimator.target_dist_.describe()}, "
                f"{len(sources)} source(s), "
-               f"{len(target_images)} target(s), {info['steps']} {'iterations' if info['solver'] == 'sliced' else 'steps'}, "
+               f"{len(target_images)} target(s), {info['steps']} {'steps' if info['solver'] == 'adam' else 'iterations'}, "
                f"final loss {info['final_loss'] if info['final_loss'] is not None else 'n/a (closed form)'}, "
-               f"{info['fit_seconds']:.1f} s"] + ([f"preview {preview}"] if preview else []))
+               + (f"KL {info['kl_nats']:.3f} nats, " if info.get("kl_nats") is not None else "")
+               + f"{info['fit_seconds']:.1f} s"] + ([f"preview {preview}"] if preview else []))
 
 
 @app.command("apply")

@@ -108,6 +108,7 @@ class GaussianMixture:
         except np.linalg.LinAlgError as exc:
             raise ConfigError("a covariance matrix is not positive definite") from exc
         self._torch_cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, ...]] = {}
+        self._numpy_terms: tuple[np.ndarray, ...] | None = None
 
     @property
     def n_components(self) -> int:
@@ -204,6 +205,35 @@ class GaussianMixture:
         import torch  # here, not at the top: the CLI starts without torch
 
         return torch.logsumexp(self.component_log_prob(x), dim=-1)
+
+    def log_prob_and_gradient(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log q(y) (N,) and its gradient ∇log q(y) = Σ_k r_k(y) Σ_k⁻¹(μ_k − y) (N, d), in numpy.
+
+        r_k(y) are the responsibilities (posterior component probabilities); float64.
+        """
+        if self._numpy_terms is None:
+            precisions = np.linalg.inv(self.covariances)
+            roots = np.linalg.cholesky(precisions)  # L_k L_kᵀ = Σ_k⁻¹: ‖(y − μ_k)ᵀ L_k‖² is the Mahalanobis term
+            self._numpy_terms = (
+                np.concatenate(list(roots), axis=1),  # (d, K·d)
+                np.concatenate([m @ r for m, r in zip(self.means, roots)]),
+                np.log(self.weights) + np.log(np.diagonal(roots, axis1=-2, axis2=-1)).sum(-1)
+                - 0.5 * self.means.shape[1] * _LOG_2PI,
+                np.einsum("kij,kj->ki", precisions, self.means),
+                precisions.reshape(len(self.weights), -1),
+            )
+        roots, shifts, log_norms, precision_means, precisions = self._numpy_terms
+        y = np.asarray(y, np.float64)
+        n, d = y.shape
+        z = (y @ roots - shifts).reshape(n, -1, d)
+        component = log_norms - 0.5 * np.einsum("nkd,nkd->nk", z, z)
+        top = component.max(axis=1, keepdims=True)
+        weights = np.exp(component - top)
+        total = weights.sum(axis=1, keepdims=True)
+        weights /= total
+        precision = (weights @ precisions).reshape(n, d, d)
+        gradient = weights @ precision_means - np.einsum("nij,nj->ni", precision, y)
+        return (top + np.log(total))[:, 0], gradient
 
     # ------------------------------------------------------------------ stats
     @property

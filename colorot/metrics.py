@@ -8,10 +8,13 @@
   subsamples, W2 = ( min over permutations σ of (1/n) Σᵢ ‖xᵢ − y_σ(i)‖² )^½.
 * :func:`clipped_fraction`: share of pixels with a channel outside [0, 1].
 * :func:`min_jacobian_eigenvalue`: min over distinct colours x of λ_min((J_T(x) + J_T(x)ᵀ)/2).
+* :func:`kl_to_target`: KL(T#α ‖ q) in nats, by change of variables, for the source's
+  pixels α dequantised over their 8-bit cells.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -28,6 +31,8 @@ SW2_PIXELS = 60_000
 W2_PIXELS = 1500
 #: Distinct colours per Jacobian evaluation in :func:`min_jacobian_eigenvalue`.
 JACOBIAN_CHUNK = 65_536
+#: Dequantised source pixels of the Monte-Carlo KL estimate.
+KL_PIXELS = 20_000
 
 
 def subsample(pixels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -125,6 +130,29 @@ def min_jacobian_eigenvalue(model, pixels: np.ndarray, *, chunk: int = JACOBIAN_
             sym = 0.5 * (jac + jac.transpose(-1, -2))
             low = min(low, float(torch.linalg.eigvalsh(sym)[:, 0].min()))
     return low
+
+
+def kl_to_target(model, source: np.ndarray, target, entropy: float | None = None, *, pixels: int = KL_PIXELS,
+                 seed: int = 0) -> float:
+    """KL(T#α ‖ q) = −E log q(T(x)) − E log det J_T(x) − H(α), in nats.
+
+    α is the source's pixels spread uniformly over their 8-bit cells; the expectations are
+    means over ``pixels`` seeded draws from α (float64), and H(α) is ``entropy`` or
+    :func:`colorot.kl_solver.dequantised_entropy` of ``source`` (exact for 8-bit pixels).
+    """
+    import torch  # here, not at the top: the CLI starts without torch
+
+    from colorot.kl_solver import DEQUANTISE, dequantised_entropy
+    from colorot.losses import exact_kl
+
+    source = np.asarray(source, np.float64).reshape(-1, 3)
+    if entropy is None:
+        entropy = dequantised_entropy(source)
+    rng = np.random.default_rng(seed)
+    x = subsample(source, pixels, rng) + rng.uniform(-DEQUANTISE, DEQUANTISE, (min(pixels, len(source)), 3))
+    with torch.no_grad():
+        mapped, jac = copy.deepcopy(model).cpu().double().forward_and_jacobian(torch.as_tensor(x))
+        return float(exact_kl(mapped, jac, target)) - entropy
 
 
 def evaluate(source: np.ndarray, output: np.ndarray, target: np.ndarray, *, fitted_map=None,

@@ -163,6 +163,29 @@ def nonnegative_least_squares(gram: np.ndarray, linear: np.ndarray, start: np.nd
     return theta
 
 
+@dataclass
+class SlicedSolution:
+    """A fitted map in the dictionary's terms: T(x) = Σ_p θ_p u_{d(p)} f_p(x) + εx + b, where the
+    first D·K entries of θ are the step heights θ_dk and the last D the linear weights λ_d."""
+
+    dictionary: Dictionary
+    theta: np.ndarray
+    bias: np.ndarray
+    eps: float
+    costs: list[float]
+    seconds: float
+
+    def to_ridge_map(self) -> RidgeMGN:
+        return to_ridge_map(self.dictionary, self.theta, self.bias, self.eps)
+
+
+def step_caps(dictionary: Dictionary) -> np.ndarray:
+    """The upper bound of each entry of θ: CURVATURE_CAP / s_d² for the steps, none for λ."""
+    d, k = dictionary.centres.shape
+    sharp = np.repeat(dictionary.sharpness.astype(np.float64), k)
+    return np.concatenate([CURVATURE_CAP / sharp ** 2, np.full(d, np.inf)])
+
+
 def fit_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings,
                callback=None) -> tuple[RidgeMGN, list[float], float]:
     """Fit T to source pixels x (N, 3) and target pixels y (M, 3), floats in [0, 1].
@@ -170,44 +193,81 @@ def fit_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings,
     Returns the map, the sliced cost before each iteration (RGB units², averaged over
     its frames) and the wall seconds.  ``callback(iteration, cost)`` after each iteration.
     """
+    solution = solve_sliced(x, y, settings, callback)
+    return solution.to_ridge_map(), solution.costs, solution.seconds
+
+
+def solve_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings, callback=None) -> SlicedSolution:
+    """:func:`fit_sliced`, returning the solution in the dictionary's terms."""
     settings.validate()
     start = time.perf_counter()
-    rng = np.random.default_rng(settings.seed)
-    n = min(settings.pixels, len(x), len(y))
-    x = np.asarray(x, np.float32)[rng.choice(len(x), n, replace=False)]
-    y = np.asarray(y, np.float32)[rng.choice(len(y), n, replace=False)]
-    dictionary = build_dictionary(x.astype(np.float64), settings)
-    features = dictionary.features(x)
-    mean_features = features.mean(0)
-    features -= mean_features
-    d, k = settings.directions, settings.knots
-    direction_of = np.concatenate([np.repeat(np.arange(d), k), np.arange(d)])
-    u = dictionary.directions
-    # Gram of the centred 3-vector columns u_{d(p)} f_p(x): (FᵀF ⊙ UUᵀ) / N, plus a small ridge.
-    gram = (features.T @ features).astype(np.float64) * (u @ u.T)[direction_of][:, direction_of] / n
-    gram += GRAM_RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram))
-    lipschitz = float(np.linalg.eigvalsh(gram)[-1])
-    gram = gram.astype(np.float32)  # the solves' matrix–vector products in float32: 4× faster
-    sharp = np.repeat(dictionary.sharpness.astype(np.float64), k)
-    upper = np.concatenate([CURVATURE_CAP / sharp ** 2, np.full(d, np.inf)]).astype(np.float32)
-    theta = np.zeros(len(gram), np.float32)
-    columns = np.zeros((len(gram), 3), np.float32)  # column p: θ_p u_{d(p)}
-    offset = y.mean(0) - settings.eps * x.mean(0)  # b + mean featuresᵀ·columns
+    problem = SlicedProblem(x, y, settings)
+    theta, offset = problem.start()
     costs = []
     for iteration in range(settings.iterations):
-        z = features @ columns + settings.eps * x + offset
-        goal, cost = sliced_targets(z, y, rng)
+        linear, offset, cost = problem.surrogate(theta, offset)
         costs.append(cost)
-        goal -= settings.eps * x
-        offset = goal.mean(0)
-        along = (goal - offset) @ u.T  # (N, D): the goal's coordinate along each u_d
-        linear = (features.T @ along)[np.arange(len(gram)), direction_of] / np.float32(n)
-        theta = nonnegative_least_squares(gram, linear, theta, upper, lipschitz)
-        columns = (theta[:, None] * u[direction_of]).astype(np.float32)
+        theta = nonnegative_least_squares(problem.gram, linear, theta, problem.upper, problem.lipschitz)
         if callback is not None:
             callback(iteration + 1, cost)
-    model = to_ridge_map(dictionary, theta, offset - mean_features @ columns, settings.eps)
-    return model, costs, time.perf_counter() - start
+    return problem.solution(theta, offset, costs, time.perf_counter() - start)
+
+
+class SlicedProblem:
+    """The majorise–minimise pieces on seeded subsamples of x and y (module docstring).
+
+    The map is kept as (θ, offset) with centred features: T(x) = F̃(x)·θ u + εx + offset,
+    offset = b + mean(F)·θ u.  At the current map, :meth:`surrogate` gives the quadratic
+    ½θᵀGθ − hᵀθ (½ mean ‖T(x) − y*‖² up to a constant, with the offset at its best).
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, settings: SlicedSettings) -> None:
+        self.settings, self.rng = settings, np.random.default_rng(settings.seed)
+        n = min(settings.pixels, len(x), len(y))
+        self.n = n
+        self.x = np.asarray(x, np.float32)[self.rng.choice(len(x), n, replace=False)]
+        self.y = np.asarray(y, np.float32)[self.rng.choice(len(y), n, replace=False)]
+        self.dictionary = build_dictionary(self.x.astype(np.float64), settings)
+        self.features = self.dictionary.features(self.x)
+        self.mean_features = self.features.mean(0)
+        self.features -= self.mean_features
+        d, k = settings.directions, settings.knots
+        self.direction_of = np.concatenate([np.repeat(np.arange(d), k), np.arange(d)])
+        u = self.dictionary.directions
+        # Gram of the centred 3-vector columns u_{d(p)} f_p(x): (FᵀF ⊙ UUᵀ) / N, plus a small ridge.
+        gram = (self.features.T @ self.features).astype(np.float64) * (u @ u.T)[self.direction_of][:, self.direction_of] / n
+        gram += GRAM_RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram))
+        self.lipschitz = float(np.linalg.eigvalsh(gram)[-1])
+        self.gram = gram.astype(np.float32)  # the solves' matrix–vector products in float32: 4× faster
+        self.upper = step_caps(self.dictionary).astype(np.float32)
+
+    def start(self) -> tuple[np.ndarray, np.ndarray]:
+        """θ = 0 and the offset that matches the means: T(x) = εx + b."""
+        return (np.zeros(len(self.gram), np.float32),
+                self.y.mean(0) - self.settings.eps * self.x.mean(0))
+
+    def columns(self, theta: np.ndarray) -> np.ndarray:
+        """θ_p u_{d(p)}: (P, 3)."""
+        return (theta[:, None] * self.dictionary.directions[self.direction_of]).astype(np.float32)
+
+    def surrogate(self, theta: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """h of the quadratic at the current map, the best offset, and the sliced cost there."""
+        eps, u = self.settings.eps, self.dictionary.directions
+        z = self.features @ self.columns(theta) + eps * self.x + offset
+        goal, cost = sliced_targets(z, self.y, self.rng)
+        goal -= eps * self.x
+        offset = goal.mean(0)
+        along = (goal - offset) @ u.T  # (N, D): the goal's coordinate along each u_d
+        linear = (self.features.T @ along)[np.arange(len(self.gram)), self.direction_of] / np.float32(self.n)
+        return linear, offset, cost
+
+    def bias(self, theta: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """b from the offset: b = offset − mean(F)·θ u."""
+        return (np.asarray(offset, np.float64) - self.mean_features.astype(np.float64) @ self.columns(theta))
+
+    def solution(self, theta, offset, costs, seconds) -> SlicedSolution:
+        return SlicedSolution(self.dictionary, np.asarray(theta, np.float64), self.bias(theta, offset),
+                              self.settings.eps, costs, seconds)
 
 
 def inverse_softplus(a: np.ndarray) -> np.ndarray:

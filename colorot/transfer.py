@@ -32,7 +32,9 @@ from colorot.distributions import DEFAULT_RIDGE, fit_target, gaussian_moments
 from colorot.errors import ConfigError
 from colorot.imageio import read_image, read_pixels
 from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_matrix
-from colorot.sliced import DEFAULT_ITERATIONS, SlicedSettings, fit_sliced
+from colorot import kl_solver
+from colorot.metrics import kl_to_target
+from colorot.sliced import DEFAULT_ITERATIONS, SlicedSettings, solve_sliced
 from colorot.train import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS,
                            DEFAULT_SW_WEIGHT, History, TrainSettings, resolve_device, train)
 from colorot.transforms import prepare_map
@@ -42,7 +44,7 @@ from colorot.transforms import prepare_map
 ImageLike = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 
 #: How a map can be fitted ("auto": see :meth:`ColorTransfer.resolved_solver`).
-SOLVERS = ("auto", "sliced", "adam")
+SOLVERS = ("auto", "kl", "sliced", "adam")
 
 #: Default model sizes when ``hidden``/``layers``/``modules`` are not given.
 MODEL_DEFAULTS = {
@@ -146,27 +148,28 @@ class ColorTransfer:
     """Fit a Brenier colour map from a source image to a target image and apply it.
 
     Parameters mirror the ``colorot fit`` options: ``model`` ("ridge", "cmgn",
-    "mmgn" or "affine"), ``solver`` ("auto", "sliced": majorise–minimise on SW₂, ridge map
-    only, seconds; "adam": the KL loss, minutes), ``target`` ("auto", "pixels" (the target's
-    own pixels, sliced solver only), "gmm" or "gaussian"; the affine map always uses the
-    Gaussian, since it needs only the target's mean and covariance), ``n_components`` (an int or
-    "auto": K chosen by BIC), ``loss`` ("kl": exact reverse KL; "moment":
+    "mmgn" or "affine"), ``solver`` ("auto"; "kl": the ridge map by L-BFGS-B on the exact KL to
+    the fitted density plus μ·SW₂², from the sliced solution, seconds; "sliced": majorise–minimise
+    on SW₂ alone, ridge map only; "adam": the KL loss by Adam, any network, minutes), ``target``
+    ("auto", "pixels" (the target's own pixels, sliced solver only), "gmm" or "gaussian"; the affine map always uses the
+    Gaussian, since it needs only the target's mean and covariance), ``n_components`` (an int,
+    "auto": K chosen by BIC, or None: the solver's default, 10 for the KL solver, auto otherwise), ``loss`` ("kl": exact reverse KL; "moment":
     Gaussian moment-matching KL), ``sw_weight`` (μ of the mass-covering term
-    μ·SW₂²(T#α, target pixels), over ``sw_directions`` random directions a step;
-    0 trains on the KL alone), ``transport_weight`` (λ of λ·E‖T(x) − x‖²),
+    μ·SW₂²(T#α, target pixels), over ``sw_directions`` random directions; None: the solver's
+    default, 0: the KL alone), ``transport_weight`` (λ of λ·E‖T(x) − x‖²),
     ``steps`` (Adam steps or sliced iterations; default per solver), ``lr``, ``batch_size``, ``max_pixels`` (training subsample),
-    ``ridge`` (covariance floor), ``eps`` (strong-convexity floor of the map),
+    ``ridge`` (covariance floor; None: 10⁻⁴ for the KL solver, 4·10⁻⁴ otherwise), ``eps`` (strong-convexity floor of the map),
     ``hidden``/``layers``/``modules`` (network size), ``device`` ("auto", "cpu",
     "cuda"), ``random_state``, ``progress`` (a tqdm bar while training) and
     ``max_image_pixels`` (raises the decompression-bomb limit for image files).
     """
 
     def __init__(self, model: str = "ridge", target: str = "auto", *, solver: str = "auto",
-                 n_components: int | str = "auto",
-                 loss: str = "kl", sw_weight: float = DEFAULT_SW_WEIGHT,
-                 sw_directions: int = DEFAULT_SW_DIRECTIONS, transport_weight: float = 0.0,
+                 n_components: int | str | None = None,
+                 loss: str = "kl", sw_weight: float | None = None,
+                 sw_directions: int | None = None, transport_weight: float = 0.0,
                  steps: int | None = None, lr: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, ridge: float = DEFAULT_RIDGE,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, ridge: float | None = None,
                  eps: float = DEFAULT_EPS, hidden: int | None = None, layers: int | None = None,
                  modules: int | None = None, device: str = "auto", random_state: int = 0,
                  progress: bool = False, max_image_pixels: int | None = None) -> None:
@@ -229,11 +232,12 @@ class ColorTransfer:
 
     def _check_numbers(self) -> None:
         """ConfigError for a --max-pixels, --ridge, --eps or --seed that cannot give a usable fit."""
-        if self.n_components != "auto" and not (isinstance(self.n_components, int) and self.n_components >= 1):
+        if self.n_components not in ("auto", None) and not (isinstance(self.n_components, int)
+                                                            and self.n_components >= 1):
             raise ConfigError(f"--components must be a positive integer or 'auto', not {self.n_components!r}")
         if self.max_pixels < 2:
             raise ConfigError(f"--max-pixels must be at least 2, got {self.max_pixels}")
-        if not 0 <= self.ridge < math.inf:
+        if self.ridge is not None and not 0 <= self.ridge < math.inf:
             raise ConfigError(f"--ridge must be a finite number ≥ 0, got {self.ridge}")
         if not 0 < self.eps < math.inf:
             raise ConfigError(f"--eps must be a finite number > 0, got {self.eps}")
@@ -241,38 +245,61 @@ class ColorTransfer:
             raise ConfigError(f"--seed must be from 0 to {2**32 - 1}, got {self.random_state}")
 
     def resolved_solver(self) -> str:
-        """How the map is fitted: "closed-form" (affine), "sliced" or "adam".
+        """How the map is fitted: "closed-form" (affine), "kl", "sliced" or "adam".
 
-        ``solver="auto"`` picks the sliced solver for the ridge map, Adam for the C-MGN
-        and M-MGN (the sliced solver needs a map that is linear in its parameters).
+        ``solver="auto"`` picks the KL solver for the ridge map, Adam for the C-MGN and
+        M-MGN (the KL and sliced solvers need a map that is linear in its parameters).
         """
         if self.solver not in SOLVERS:
             raise ConfigError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
         if self.model == "affine":
             return "closed-form"
         if self.solver == "auto":
-            return "sliced" if self.model == "ridge" else "adam"
-        if self.solver == "sliced" and self.model != "ridge":
-            raise ConfigError(f"the sliced solver fits the ridge map only; use --solver adam for {self.model}")
+            return "kl" if self.model == "ridge" else "adam"
+        if self.solver in ("kl", "sliced") and self.model != "ridge":
+            raise ConfigError(f"the {self.solver} solver fits the ridge map only; use --solver adam for {self.model}")
         return self.solver
 
     def resolved_target(self) -> str:
         """The target kind: ``target``, or for "auto" the solver's own (pixels for the
-        sliced solver, a mixture for Adam, the Gaussian for the closed form)."""
+        sliced solver, a mixture for the KL and Adam solvers, the Gaussian for the closed form)."""
         solver = self.resolved_solver()
         if solver == "closed-form":  # the closed form needs only the target's mean and covariance
             return "gaussian"
         if self.target == "auto":
             return "pixels" if solver == "sliced" else "gmm"
-        if self.target == "pixels" and solver == "adam":
-            raise ConfigError("the KL loss needs a density: use --distribution gmm or gaussian with --solver adam")
+        if self.target == "pixels" and solver in ("kl", "adam"):
+            raise ConfigError(f"the KL loss needs a density: use --distribution gmm or gaussian with --solver {solver}")
         return self.target
 
     def resolved_steps(self) -> int:
-        """``steps``, or the solver's default (2000 Adam steps, 30 sliced iterations)."""
+        """``steps``, or the solver's default (100 KL iterations, 30 sliced iterations, 2000 Adam steps)."""
         if self.steps is not None:
             return self.steps
-        return DEFAULT_ITERATIONS if self.resolved_solver() == "sliced" else DEFAULT_STEPS
+        return {"kl": kl_solver.DEFAULT_ITERATIONS, "sliced": DEFAULT_ITERATIONS}.get(self.resolved_solver(),
+                                                                                    DEFAULT_STEPS)
+
+    def resolved_ridge(self) -> float:
+        """``ridge``, or the solver's default (10⁻⁴ for the KL solver, 4·10⁻⁴ otherwise)."""
+        if self.ridge is not None:
+            return float(self.ridge)
+        return kl_solver.DEFAULT_RIDGE if self.resolved_solver() == "kl" else DEFAULT_RIDGE
+
+    def resolved_components(self) -> int | str:
+        """``n_components``, or the solver's default (10 for the KL solver, "auto" otherwise)."""
+        if self.n_components is not None:
+            return self.n_components
+        return kl_solver.DEFAULT_COMPONENTS if self.resolved_solver() == "kl" else "auto"
+
+    def resolved_sw_weight(self) -> float:
+        """``sw_weight``, or the solver's default (30 000 for the KL solver, 5000 for Adam)."""
+        if self.sw_weight is not None:
+            return float(self.sw_weight)
+        return kl_solver.DEFAULT_SW_WEIGHT if self.resolved_solver() == "kl" else DEFAULT_SW_WEIGHT
+
+    def resolved_sw_directions(self) -> int:
+        """``sw_directions`` (Adam's SW₂ term), or its default, 64 a step."""
+        return DEFAULT_SW_DIRECTIONS if self.sw_directions is None else int(self.sw_directions)
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike],
             callback: Callable[[int, float], None] | None = None, *,
@@ -289,23 +316,28 @@ class ColorTransfer:
         solver, kind, steps = self.resolved_solver(), self.resolved_target(), self.resolved_steps()
         device = str(resolve_device(self.device))
         settings = TrainSettings(steps=steps, lr=self._learning_rate(), batch_size=self.batch_size,
-                                 loss=self.loss, sw_weight=self.sw_weight, sw_directions=self.sw_directions,
-                                 sw_smoothing=math.sqrt(self.ridge), transport_weight=self.transport_weight,
+                                 loss=self.loss, sw_weight=self.resolved_sw_weight(), sw_directions=self.resolved_sw_directions(),
+                                 sw_smoothing=math.sqrt(self.resolved_ridge()), transport_weight=self.transport_weight,
                                  seed=self.random_state, device=device)
         settings.validate()  # bad options fail before any image is read
-        sliced = SlicedSettings(iterations=steps, eps=self.eps, seed=self.random_state)
-        if solver == "sliced":
+        sliced = SlicedSettings(iterations=steps if solver == "sliced" else DEFAULT_ITERATIONS, eps=self.eps,
+                                seed=self.random_state)
+        kl_settings = kl_solver.KLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
+                                           seed=self.random_state)
+        kl_settings.validate()
+        if solver in ("kl", "sliced"):
             sliced.validate()
             if self.hidden is not None:
-                raise ConfigError(f"--hidden does not apply to the sliced solver (its map has "
+                raise ConfigError(f"--hidden does not apply to the {solver} solver (its map has "
                                   f"{sliced.directions} directions × {sliced.knots} steps)")
         config = self._model_config()  # checked before any image is read
         src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
         tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+        entropy = kl_solver.dequantised_entropy(src)
         rng = np.random.default_rng(self.random_state)
         if src.shape[0] > self.max_pixels:
             src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
-        self.target_dist_ = fit_target(tgt, kind, self.n_components, ridge=self.ridge,
+        self.target_dist_ = fit_target(tgt, kind, self.resolved_components(), ridge=self.resolved_ridge(),
                                        random_state=self.random_state)
         if tgt.shape[0] > self.max_pixels:
             tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
@@ -313,12 +345,18 @@ class ColorTransfer:
         if solver == "sliced":
             # Onto the pixels themselves, or onto samples of the fitted distribution.
             goal = tgt if kind == "pixels" else self.target_dist_.sample(len(tgt), self.random_state)
-            model, costs, seconds = fit_sliced(src, goal, sliced, callback=self._with_progress(callback))
-            self.history_ = History(losses=costs, seconds=seconds)
+            solution = solve_sliced(src, goal, sliced, callback=self._with_progress(callback))
+            model = solution.to_ridge_map()
+            self.history_ = History(losses=solution.costs, seconds=solution.seconds)
+        elif solver == "kl":
+            result = kl_solver.fit_kl(src, tgt, self.target_dist_, kl_settings, sliced, entropy=entropy,
+                                      callback=self._with_progress(callback))
+            model = result.solution.to_ridge_map()
+            self.history_ = History(losses=result.losses, seconds=result.seconds)
         else:
             torch.manual_seed(self.random_state)
             model = build_model(self.model, config)
-            mean_s, cov_s = gaussian_moments(src, self.ridge)
+            mean_s, cov_s = gaussian_moments(src, self.resolved_ridge())
             a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
             c = self.target_dist_.mean - a @ mean_s
             if isinstance(model, AffineMap):
@@ -331,17 +369,21 @@ class ColorTransfer:
                 self.history_ = train(model, src, self.target_dist_, settings,
                                       callback=self._with_progress(callback), target_pixels=tgt)
         self.map_ = model.cpu().eval().requires_grad_(False)
-        adam_only = {"loss": self.loss, "sw_weight": float(self.sw_weight),
+        adam_only = {"loss": self.loss, "sw_weight": self.resolved_sw_weight(),
                      "transport_weight": float(self.transport_weight), "lr": float(self._learning_rate()),
                      "batch_size": int(self.batch_size)}
+        kl_only = {"loss": "kl", "sw_weight": self.resolved_sw_weight()}
         self.train_info_ = {
             "model": self.model, "solver": solver, "target": self.target_dist_.kind,
-            **(adam_only if solver == "adam" else {}),
+            **(adam_only if solver == "adam" else kl_only if solver == "kl" else {}),
             "steps": len(self.history_.losses),
-            "training_pixels": int(min(src.shape[0], sliced.pixels) if solver == "sliced" else src.shape[0]),
+            "training_pixels": int({"sliced": min(src.shape[0], sliced.pixels),
+                                    "kl": min(src.shape[0], kl_settings.pixels)}.get(solver, src.shape[0])),
             "seed": int(self.random_state),
             "device": device if solver == "adam" else "cpu",
             "final_loss": self.history_.final_loss, "train_seconds": round(self.history_.seconds, 3),
+            "kl_nats": (None if kind == "pixels" else
+                        round(kl_to_target(model, src, self.target_dist_, entropy, seed=self.random_state), 4)),
             "fit_seconds": round(time.perf_counter() - start, 3),
             "source_sha256": _sha256(source), "target_sha256": _sha256(target),
         }

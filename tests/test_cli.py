@@ -71,8 +71,9 @@ def test_fit_json_is_exactly_one_document(images, tmp_path) -> None:
     result = run("fit", images["source"], images["target"], "-o", out, "--json", *FAST)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)  # fails on anything else on stdout
-    assert document["checkpoint"] == str(out) and document["solver"] == "sliced" and document["target"] == "pixels"
+    assert document["checkpoint"] == str(out) and document["solver"] == "kl" and document["target"] == "gmm"
     assert document["model"] == "ridge" and document["steps"] == 5 and isinstance(document["final_loss"], float)
+    assert document["loss"] == "kl" and isinstance(document["kl_nats"], float)
     assert len(document["source_sha256"]) == 64
 
 
@@ -280,7 +281,7 @@ def test_info_human_readable(model_file) -> None:
     result = run("info", model_file)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].startswith("model       ridge")
-    assert "pixels target (256 kept as a record)" in result.stdout and colorot.__version__ in result.stdout
+    assert "gmm target (K=2)" in result.stdout and colorot.__version__ in result.stdout
 
 
 def test_info_json(model_file) -> None:
@@ -289,8 +290,9 @@ def test_info_json(model_file) -> None:
     document = json.loads(result.stdout)
     for key in ("model", "parameters", "target", "components", "train", "colorot_version"):
         assert key in document
-    assert document["model"] == "ridge" and document["target"] == "pixels" and document["components"] == 256
-    assert document["train"]["solver"] == "sliced"
+    assert document["model"] == "ridge" and document["target"] == "gmm" and document["components"] == 2
+    assert document["train"]["solver"] == "kl" and document["train"]["loss"] == "kl"
+    assert isinstance(document["train"]["kl_nats"], float)
     assert document["parameters"] == sum(p.numel() for p in colorot.load(model_file).map_.parameters())
     assert document["train"]["steps"] == 5 and document["colorot_version"] == colorot.__version__
 

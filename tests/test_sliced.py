@@ -120,12 +120,12 @@ def test_gaussian_to_gaussian_lands_near_the_closed_form() -> None:
     assert costs[-1] < costs[0] / 50
 
 
-def test_the_default_estimator_uses_the_sliced_solver_and_improves_on_affine() -> None:
+def test_the_sliced_solver_aims_at_the_pixels_and_improves_on_affine() -> None:
     rng = np.random.default_rng(2)
     source = rng.random((4000, 3)).astype(np.float32) ** 2
     target = np.concatenate([rng.normal([0.8, 0.3, 0.2], 0.05, (2000, 3)),
                              rng.normal([0.2, 0.3, 0.8], 0.05, (2000, 3))]).clip(0, 1).astype(np.float32)
-    fitted = ColorTransfer().fit(source, target)
+    fitted = ColorTransfer(solver="sliced").fit(source, target)
     assert fitted.train_info_["solver"] == "sliced" and fitted.target_dist_.kind == "pixels"
     affine = ColorTransfer(model="affine").fit(source, target)
     ours = sliced_w2(np.clip(fitted.transform(source), 0, 1), target)
@@ -136,9 +136,12 @@ def test_the_default_estimator_uses_the_sliced_solver_and_improves_on_affine() -
 @pytest.mark.parametrize("options, message", [
     ({"model": "cmgn", "solver": "sliced"}, "ridge map only"),
     ({"solver": "adam", "target": "pixels"}, "needs a density"),
-    ({"hidden": 8}, "does not apply to the sliced solver"),
+    ({"solver": "kl", "target": "pixels"}, "needs a density"),
+    ({"hidden": 8, "solver": "sliced"}, "does not apply to the sliced solver"),
+    ({"hidden": 8}, "does not apply to the kl solver"),
+    ({"model": "mmgn", "solver": "kl"}, "ridge map only"),
     ({"solver": "newton"}, "unknown solver"),
-    ({"steps": 0}, "≥ 1 iteration"),
+    ({"steps": 0, "solver": "sliced"}, "≥ 1 iteration"),
 ])
 def test_solver_options_that_cannot_work_are_config_errors(options, message) -> None:
     pixels = np.random.default_rng(0).random((100, 3))
@@ -149,5 +152,5 @@ def test_solver_options_that_cannot_work_are_config_errors(options, message) -> 
 def test_the_sliced_solver_can_aim_at_a_fitted_mixture() -> None:
     rng = np.random.default_rng(3)
     pixels = rng.random((3000, 3))
-    fitted = ColorTransfer(target="gmm", n_components=2, steps=5).fit(pixels, pixels ** 2)
+    fitted = ColorTransfer(solver="sliced", target="gmm", n_components=2, steps=5).fit(pixels, pixels ** 2)
     assert fitted.train_info_["solver"] == "sliced" and fitted.target_dist_.n_components == 2
