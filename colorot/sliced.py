@@ -253,7 +253,7 @@ class SlicedProblem:
     def surrogate(self, theta: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """h of the quadratic at the current map, the best offset, and the sliced cost there."""
         eps, u = self.settings.eps, self.dictionary.directions
-        z = self.features @ self.columns(theta) + eps * self.x + offset
+        z = self.features @ self.columns(theta) + eps * self.x + np.asarray(offset, np.float32)  # float32 throughout
         goal, cost = sliced_targets(z, self.y, self.rng)
         goal -= eps * self.x
         offset = goal.mean(0)
