@@ -142,7 +142,8 @@ def kl_to_target(model, source: np.ndarray, target, entropy: float | None = None
     """
     import torch  # here, not at the top: the CLI starts without torch
 
-    from colorot.kl_solver import DEQUANTISE, dequantised_entropy
+    from colorot.defaults import DEQUANTISE
+    from colorot.kl_solver import dequantised_entropy
     from colorot.losses import exact_kl
 
     source = np.asarray(source, np.float64).reshape(-1, 3)

@@ -15,17 +15,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT
+from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, DEQUANTISE
 from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError, TrainingError
 from colorot.losses import (LOSSES, exact_kl, moment_kl, random_directions, sliced_w2_squared,
                             sorted_projections, transport_cost)
 from colorot.models import MonotoneGradientMap
 
-#: Half an 8-bit code value: training pixels are spread uniformly over their
-#: quantisation bin (dequantisation), so the source has a density and the
-#: log-det term of the exact KL is meaningful.
-DEQUANTISE = 0.5 / 255
 
 #: Divergence rule: training stops with a TrainingError when the mean loss of
 #: the last ``DIVERGENCE_WINDOW`` steps exceeds the starting loss by more than

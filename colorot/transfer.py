@@ -330,6 +330,14 @@ class ColorTransfer:
             if self.hidden is not None:
                 raise ConfigError(f"--hidden does not apply to the {solver} solver (its map has "
                                   f"{sliced.directions} directions × {sliced.knots} steps)")
+        if solver == "kl":
+            ignored = [flag for flag, used in (("--loss moment", self.loss != "kl"), ("--lr", self.lr is not None),
+                                               ("--sw-directions", self.sw_directions is not None),
+                                               ("--transport-weight", self.transport_weight != 0))
+                       if used]
+            if ignored:
+                raise ConfigError(f"{', '.join(ignored)} does not apply to the kl solver (it minimises the exact KL "
+                                  f"+ μ·SW₂² by majorise–minimise); use --solver adam")
         config = self._model_config()  # checked before any image is read
         src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
         tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
