@@ -2,6 +2,7 @@
 
     python bench/speed.py [--runs 5] [--images 50]
     python bench/speed.py --profile     # only: where apply's time goes (py-spy, per thread and step)
+    python bench/speed.py --fit-only    # only: fit times (defaults, then --model cmgn and mmgn) vs hm-mkl-hm
 
 Prints, with the machine's CPU count, medians over ``--runs`` runs:
 
@@ -266,6 +267,15 @@ def profile_apply(count: int) -> None:
                         print(f"    {step:32s} {steps[step]:6d}  {100 * steps[step] / total:5.1f} %")
 
 
+def report_fit(fit_s: float, peer_s: float | None, peer_cmd_s: float | None) -> None:
+    print(f"fit, 1920×1200 pair, defaults: colorot {fit_s:.2f} s", end="")
+    if peer_s is None:
+        print("; color-matcher not installed, peer skipped")
+    else:
+        print(f"; hm-mkl-hm {peer_s:.2f} s in-process (ratio {fit_s / peer_s:.2f}×), "
+              f"{peer_cmd_s:.2f} s as a fresh process like colorot's (ratio {fit_s / peer_cmd_s:.2f}×)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -273,6 +283,9 @@ def main() -> None:
     parser.add_argument("--fit-runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true",
                         help="only profile one colorot apply process over the folder (py-spy)")
+    parser.add_argument("--fit-only", action="store_true",
+                        help="only the fit times: defaults (--fit-runs runs), then one --model cmgn and one "
+                             "--model mmgn fit, against hm-mkl-hm")
     args = parser.parse_args()
     if args.profile:
         return profile_apply(args.images)
@@ -296,6 +309,13 @@ def main() -> None:
         peer_s = statistics.median(peer_times) if None not in peer_times else None
         peer_cmd = [fit_peer_command(pair_src, pair_tgt) for _ in range(args.fit_runs)]
         peer_cmd_s = statistics.median(peer_cmd) if None not in peer_cmd else None
+        if args.fit_only:
+            report_fit(fit_s, peer_s, peer_cmd_s)
+            for name in ("cmgn", "mmgn"):
+                seconds = run_child([*colorot, "fit", str(pair_src), str(pair_tgt), "-o", str(tmp / f"{name}.pt"),
+                                     "--model", name])[0]
+                print(f"fit --model {name} (1 run): {seconds:.2f} s")
+            return
 
         # 1. apply throughput against the I/O floor
         floor_s = median_of(args.runs, lambda: io_floor(files, tmp / "floor", cpus))
@@ -336,12 +356,7 @@ def main() -> None:
         print(f"16-bit 1920×1200 image, one thread: fast path {fast16:.2f} s, exact {exact16:.2f} s "
               f"({exact16 / fast16:.1f}×); max {worst16} 16-bit code value(s), {100 * frac16:.2f} % differ")
 
-        print(f"fit, 1920×1200 pair, defaults: colorot {fit_s:.2f} s", end="")
-        if peer_s is None:
-            print("; color-matcher not installed, peer skipped")
-        else:
-            print(f"; hm-mkl-hm {peer_s:.2f} s in-process (ratio {fit_s / peer_s:.2f}×), "
-                  f"{peer_cmd_s:.2f} s as a fresh process like colorot's (ratio {fit_s / peer_cmd_s:.2f}×)")
+        report_fit(fit_s, peer_s, peer_cmd_s)
 
         # 4. memory
         big = tmp / "big" / "big.jpg"

@@ -172,7 +172,8 @@ def fit(
     sw_weight: Annotated[Optional[float], typer.Option(help="μ of the mass-covering term μ·SW₂²(mapped, target "
                          "pixels); 0 = KL alone [default: 100000 for the kl solver, 5000 for adam].",
                          show_default=False)] = None,
-    sw_directions: Annotated[int, typer.Option(help="Random directions of the SW₂ term per step.")] = DEFAULT_SW_DIRECTIONS,
+    sw_directions: Annotated[Optional[int], typer.Option(help="Random directions of the SW₂ term per step (adam "
+                             f"only) [default: {DEFAULT_SW_DIRECTIONS}].", show_default=False)] = None,
     transport_weight: Annotated[float, typer.Option(help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
     steps: Annotated[Optional[int], typer.Option(help="KL majorise–minimise iterations, sliced iterations or Adam "
                                                  "steps (default: 20 for kl, 30 for sliced, 2000 for adam).")] = None,
