@@ -218,6 +218,7 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, s
     params = np.concatenate([theta, offset]).astype(np.float64)
     start_terms = kl.terms(np.concatenate([params[:units], params[units:] - params[:units] @ shift]))
     losses: list[float] = []
+    kl_value = math.nan  # the KL (without −H(α)) at the current map, once an iteration has run
     for iteration in range(settings.iterations):
         linear, best_offset, cost = problem.surrogate(params[:units].astype(np.float32), params[units:])
         costs.append(cost)
