@@ -40,8 +40,7 @@ import numpy as np
 from colorot.defaults import DEQUANTISE
 from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError
-from colorot.sliced import (Dictionary, SlicedProblem, SlicedSettings, SlicedSolution,
-                            nonnegative_least_squares)
+from colorot.sliced import Dictionary, SlicedProblem, SlicedSettings, SlicedSolution
 
 #: The target density's defaults for this solver: K = 10 components, covariance ridge 10⁻⁴ (a
 #: standard-deviation floor of 2.6 code values).  On development pairs the mixture's own samples
@@ -187,12 +186,7 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, s
     if entropy is None:
         entropy = dequantised_entropy(source)
     problem = SlicedProblem(source, reference, sliced)
-    theta, offset = problem.start()
-    costs = []
-    for _ in range(sliced.iterations):
-        linear, offset, cost = problem.surrogate(theta, offset)
-        costs.append(cost)
-        theta = nonnegative_least_squares(problem.gram, linear, theta, problem.upper, problem.lipschitz)
+    theta, offset, costs = problem.run()
     rng = np.random.default_rng(settings.seed)
     n = min(settings.pixels, len(source))
     x = np.asarray(source, np.float64)[rng.choice(len(source), n, replace=False)]
@@ -204,15 +198,17 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, s
     weight = settings.sw_weight / 3
     gram = problem.gram.astype(np.float64)
 
+    def bound(params: np.ndarray, linear: np.ndarray, best_offset: np.ndarray) -> float:
+        """μ/3 · (θᵀGθ − 2hᵀθ + ‖offset − offset*‖²): the SW₂ term's quadratic bound, up to a constant."""
+        theta_, offset_ = params[:units], params[units:]
+        return weight * (theta_ @ (gram @ theta_) - 2 * linear @ theta_ + np.sum((offset_ - best_offset) ** 2))
+
     def objective(params: np.ndarray, linear: np.ndarray, best_offset: np.ndarray) -> tuple[float, np.ndarray]:
         theta_, offset_ = params[:units], params[units:]
-        bias = offset_ - theta_ @ shift
-        value, grad = kl(np.concatenate([theta_, bias]))
-        grad_theta = grad[:units] - shift @ grad[units:]
-        quad = gram @ theta_
-        value += weight * (theta_ @ quad - 2 * linear @ theta_ + np.sum((offset_ - best_offset) ** 2))
-        grad_theta = grad_theta + weight * 2 * (quad - linear)
-        return value, np.concatenate([grad_theta, grad[units:] + weight * 2 * (offset_ - best_offset)])
+        value, grad = kl(np.concatenate([theta_, offset_ - theta_ @ shift]))
+        grad_theta = grad[:units] - shift @ grad[units:] + weight * 2 * (gram @ theta_ - linear)
+        return (value + bound(params, linear, best_offset),
+                np.concatenate([grad_theta, grad[units:] + weight * 2 * (offset_ - best_offset)]))
 
     bounds = [(0.0, None if math.isinf(c) else float(c)) for c in problem.upper] + [(None, None)] * 3
     params = np.concatenate([theta, offset]).astype(np.float64)
@@ -226,9 +222,11 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, s
             losses.append(kl_value - entropy + settings.sw_weight * cost / 3)
             if callback is not None:
                 callback(iteration, losses[-1])
-        params = minimize(objective, params, args=(linear.astype(np.float64), best_offset), jac=True,
-                          method="L-BFGS-B", bounds=bounds, options={"maxiter": INNER_ITERATIONS}).x
-        kl_value = kl(np.concatenate([params[:units], params[units:] - params[:units] @ shift]))[0]
+        linear = linear.astype(np.float64)
+        result = minimize(objective, params, args=(linear, best_offset), jac=True, method="L-BFGS-B",
+                          bounds=bounds, options={"maxiter": INNER_ITERATIONS})
+        params = result.x
+        kl_value = float(result.fun - bound(params, linear, best_offset))  # the KL there, not evaluated again
     theta, offset = params[:units], params[units:]
     if settings.iterations:
         costs.append(problem.surrogate(theta.astype(np.float32), offset)[2])

@@ -202,14 +202,7 @@ def solve_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings, callbac
     settings.validate()
     start = time.perf_counter()
     problem = SlicedProblem(x, y, settings)
-    theta, offset = problem.start()
-    costs = []
-    for iteration in range(settings.iterations):
-        linear, offset, cost = problem.surrogate(theta, offset)
-        costs.append(cost)
-        theta = nonnegative_least_squares(problem.gram, linear, theta, problem.upper, problem.lipschitz)
-        if callback is not None:
-            callback(iteration + 1, cost)
+    theta, offset, costs = problem.run(callback)
     return problem.solution(theta, offset, costs, time.perf_counter() - start)
 
 
@@ -245,6 +238,19 @@ class SlicedProblem:
         """θ = 0 and the offset that matches the means: T(x) = εx + b."""
         return (np.zeros(len(self.gram), np.float32),
                 self.y.mean(0) - self.settings.eps * self.x.mean(0))
+
+    def run(self, callback=None) -> tuple[np.ndarray, np.ndarray, list[float]]:
+        """``settings.iterations`` majorise–minimise steps from :meth:`start`: θ, the offset, and the
+        sliced cost before each step.  ``callback(iteration, cost)`` after each."""
+        theta, offset = self.start()
+        costs = []
+        for iteration in range(self.settings.iterations):
+            linear, offset, cost = self.surrogate(theta, offset)
+            costs.append(cost)
+            theta = nonnegative_least_squares(self.gram, linear, theta, self.upper, self.lipschitz)
+            if callback is not None:
+                callback(iteration + 1, cost)
+        return theta, offset, costs
 
     def columns(self, theta: np.ndarray) -> np.ndarray:
         """θ_p u_{d(p)}: (P, 3)."""

@@ -341,7 +341,7 @@ class ColorTransfer:
         config = self._model_config()  # checked before any image is read
         src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
         tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
-        entropy = kl_solver.dequantised_entropy(src)
+        entropy = None if kind == "pixels" else kl_solver.dequantised_entropy(src)  # H(α) of the KL in nats
         rng = np.random.default_rng(self.random_state)
         if src.shape[0] > self.max_pixels:
             src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
