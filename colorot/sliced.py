@@ -264,7 +264,10 @@ class SlicedProblem:
         goal -= eps * self.x
         offset = goal.mean(0)
         along = (goal - offset) @ u.T  # (N, D): the goal's coordinate along each u_d
-        linear = (self.features.T @ along)[np.arange(len(self.gram)), self.direction_of] / np.float32(self.n)
+        d, k = self.settings.directions, self.settings.knots
+        steps = np.einsum("ndk,nd->dk", self.features[:, :d * k].reshape(-1, d, k), along)  # F_pᵀ·along_d(p)
+        linear = np.concatenate([steps.ravel(), np.einsum("nd,nd->d", self.features[:, d * k:], along)])
+        linear /= np.float32(self.n)
         return linear, offset, cost
 
     def bias(self, theta: np.ndarray, offset: np.ndarray) -> np.ndarray:
