@@ -12,6 +12,7 @@ import contextlib
 import io
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,8 +226,10 @@ def test_ridge_checkpoints_with_random_values_are_read_only_as_load_reads_them(
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Real files for the fuzzed command lines to name: a good and a bad checkpoint, a
-    good and a bad image, a folder, and names that do not exist."""
+    good and a bad image, a folder, and names that do not exist; and ``deep/cwd``, the working
+    folder the command lines run in, deep enough that every relative stray stays inside."""
     root = tmp_path_factory.mktemp("arena")
+    (root / "deep" / "cwd").mkdir(parents=True)
     good = write_checkpoint(root / "good.pt")
     (root / "bad.pt").write_bytes(b"not a checkpoint")
     png(root / "img.png", 4, 4)
@@ -256,7 +259,8 @@ APPLY_VALUES: dict[str, list[str]] = {
 }
 FLAGS = {"fit": ["--force", "--json"], "apply": ["--recursive", "--no-recursive", "--overwrite",
                                                   "--in-place", "--json"], "info": ["--json"]}
-STRAYS = ["--help", "--unknown", "-x", "--", "\x00", "é", "../..", "/", "nan"]
+STRAYS = ["--help", "--unknown", "-x", "--", "\x00", "é", "../..", "./", "nan"]
+"""Stray tokens; a path among them is relative (run from the arena's ``cwd``, it stays inside)."""
 
 
 def _tokens(arena: dict[str, str], command: str) -> st.SearchStrategy[list[str]]:
@@ -276,8 +280,10 @@ def _tokens(arena: dict[str, str], command: str) -> st.SearchStrategy[list[str]]
 @settings(max_examples=300, deadline=5000, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_random_command_lines_exit_with_a_documented_code(
-    arena: dict[str, str], choices: st.DataObject
+    monkeypatch: pytest.MonkeyPatch, arena: dict[str, str], choices: st.DataObject
 ) -> None:
+    """Every path a command line can name lies inside the arena: it runs from ``deep/cwd`` there."""
+    monkeypatch.chdir(Path(arena["img.png"]).parent / "deep" / "cwd")
     command = choices.draw(st.sampled_from(["fit", "fit", "apply", "apply", "info", "--version",
                                             "nosuch"]))
     args = [command]
