@@ -29,6 +29,7 @@ from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, 
 from colorot.atomic import remove_stale_temp_files
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.ridge_profiles import RidgeProfiles
+from colorot.strength import check_strength
 
 if TYPE_CHECKING:
     import torch
@@ -116,14 +117,6 @@ def prepare(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0, inv
     loaded = checkpoint.from_bytes(bytes(model)) if _is_bytes(model) else checkpoint.load(model)
     fitted = prepare_map(loaded.model, strength=strength, inverse=inverse)
     return fitted, (None if exact else colour_table(fitted))
-
-
-def check_strength(t: float) -> float:
-    """``t`` as a float, or ConfigError unless 0 ≤ t ≤ 1."""
-    t = float(t)
-    if not 0.0 <= t <= 1.0:
-        raise ConfigError(f"strength must be between 0 and 1, not {t}")
-    return t
 
 
 def _is_bytes(model: object) -> bool:

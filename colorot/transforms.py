@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from colorot.apply import check_strength
 from colorot.errors import ConfigError
+from colorot.strength import check_strength
 
 
 class Interpolated(nn.Module):

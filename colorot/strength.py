@@ -1,0 +1,14 @@
+"""The strength t of a partial map ``T_t(x) = (1 − t)·x + t·T(x)``: its one check, shared by
+:mod:`colorot.transforms` (the torch maps) and :mod:`colorot.apply` (the colour tables)."""
+
+from __future__ import annotations
+
+from colorot.errors import ConfigError
+
+
+def check_strength(t: float) -> float:
+    """``t`` as a float, or ConfigError unless 0 ≤ t ≤ 1."""
+    t = float(t)
+    if not 0.0 <= t <= 1.0:
+        raise ConfigError(f"strength must be between 0 and 1, not {t}")
+    return t
