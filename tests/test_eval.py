@@ -1,4 +1,5 @@
-"""``colorot eval`` and the measures behind it (colorot.metrics): exact W2, clipped fraction, Jacobian floor."""
+"""``colorot eval`` and the measures behind it (colorot.metrics): exact and debiased W2, clipped fraction,
+Jacobian floor."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.linalg import sqrtm
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
@@ -17,8 +22,8 @@ from colorot.apply import map_pixels
 from colorot.cli import app
 from colorot.errors import ConfigError
 from colorot.imageio import read_pixels
-from colorot.metrics import (W2_PIXELS, clipped_fraction, evaluate, evaluate_files, exact_w2, min_jacobian_eigenvalue,
-                             rms_displacement, sliced_w2, subsample)
+from colorot.metrics import (W2_ESTIMATE_PIXELS, W2_PIXELS, W2_REPEATS, clipped_fraction, evaluate, evaluate_files,
+                             exact_w2, min_jacobian_eigenvalue, rms_displacement, sliced_w2, subsample, w2_estimate)
 from colorot.models import AffineMap, build_model
 
 from conftest import smooth_rgb
@@ -53,6 +58,75 @@ def test_exact_w2_subsamples_as_documented(rng) -> None:
     assert exact_w2(a, b, pixels=6, seed=7) == pytest.approx(np.sqrt(best), rel=1e-12)
     assert exact_w2(a, b, pixels=6, seed=7) != exact_w2(a, b, pixels=6, seed=8)
     assert exact_w2(a[:4], b, pixels=W2_PIXELS) == exact_w2(a[:4], b, pixels=4)  # the smaller set bounds n
+
+
+# ------------------------------------------------------------ debiased W2
+def _gaussian_w2(m1, s1, m2, s2) -> float:
+    """Closed form: W2² = ‖m1 − m2‖² + tr(S1 + S2 − 2 (S1^½ S2 S1^½)^½)."""
+    root = np.real(sqrtm(s1))
+    return float(np.sqrt(np.sum((m1 - m2) ** 2) + np.trace(s1 + s2 - 2 * np.real(sqrtm(root @ s2 @ root)))))
+
+
+@settings(max_examples=15, deadline=None)
+@given(hnp.arrays(np.float64, st.tuples(st.integers(4, 60), st.just(3)), elements=st.floats(0, 1)),
+       st.integers(0, 2**32 - 1))
+def test_w2_estimate_of_a_set_against_itself_is_zero_and_unresolved(x, seed) -> None:
+    est = w2_estimate(x, x.copy(), pixels=20, repeats=3, seed=seed)
+    assert est.w2 == 0.0 and est.raw == 0.0 and est.low == 0.0 and not est.resolved
+    assert est.floor >= 0.0 and est.pixels == min(20, len(x) // 2)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_w2_estimate_of_two_draws_of_one_distribution_reads_within_its_floor(seed) -> None:
+    """Not the same pixels: the raw subsample W2 reads the floor; the debiased one is not resolved from 0."""
+    draws = np.random.default_rng(seed)
+    a, b = draws.random((2000, 3)), draws.random((2000, 3))
+    est = w2_estimate(a, b, pixels=150, repeats=6, seed=seed)
+    assert est.raw == pytest.approx(est.floor, rel=0.3)  # the old estimate: all noise
+    assert est.w2 < est.floor and est.low <= est.w2 <= est.high
+
+
+def test_w2_estimate_recovers_a_gaussian_pair_within_its_interval_where_the_raw_estimate_is_biased() -> None:
+    m1, s1 = np.array([0.5, 0.4, 0.3]), np.array([[0.02, 0.01, 0.0], [0.01, 0.03, 0.005], [0.0, 0.005, 0.01]])
+    m2, s2 = np.array([0.6, 0.45, 0.2]), np.diag([0.01, 0.015, 0.04])
+    truth = _gaussian_w2(m1, s1, m2, s2)
+    draws = np.random.default_rng(0)
+    a, b = draws.multivariate_normal(m1, s1, 4000), draws.multivariate_normal(m2, s2, 4000)
+    est = w2_estimate(a, b, pixels=300, repeats=6, seed=1)
+    assert est.low <= truth <= est.high and est.resolved
+    assert abs(est.w2 - truth) < 0.005 < est.raw - truth  # the raw (old) estimate's bias, removed
+
+
+def test_w2_estimate_agrees_with_pot_on_the_whole_sets() -> None:
+    """POT's exact OT between all 1200 points is the W2 the 200-pixel subsamples estimate."""
+    ot = pytest.importorskip("ot")
+    draws = np.random.default_rng(3)
+    a, b = draws.random((1200, 3)) ** 2, draws.random((1200, 3)) * 0.6 + 0.2
+    weights = np.full(1200, 1 / 1200)
+    whole = float(np.sqrt(ot.emd2(weights, weights, ot.dist(a, b), numItermax=10**7)))
+    est = w2_estimate(a, b, pixels=200, repeats=6, seed=0)
+    assert est.low <= whole <= est.high
+    assert abs(est.w2 - whole) < est.raw - whole
+    xa, xb, half = a[:500], b[:500], np.full(500, 1 / 500)  # each assignment is POT's exact OT on its draws
+    assert exact_w2(xa, xb, pixels=500) == pytest.approx(np.sqrt(ot.emd2(half, half, ot.dist(xa, xb))), rel=1e-9)
+
+
+def test_w2_estimate_draws_disjoint_halves_as_documented(rng) -> None:
+    a, b = rng.random((30, 3)), rng.random((26, 3))
+    draws = np.random.default_rng(5)
+    cross, floor = [], []
+    for _ in range(3):
+        pa, pb = a[draws.choice(30, 20, replace=False)], b[draws.choice(26, 20, replace=False)]
+        cross.append(exact_w2(pa[:10], pb[:10]) ** 2)
+        floor.append((exact_w2(pa[:10], pa[10:]) ** 2 + exact_w2(pb[:10], pb[10:]) ** 2) / 2)
+    est = w2_estimate(a, b, pixels=10, repeats=3, seed=5)
+    assert est.raw == pytest.approx(np.sqrt(np.mean(cross)), rel=1e-12)
+    assert est.floor == pytest.approx(np.sqrt(np.mean(floor)), rel=1e-12)
+    assert est.w2 == pytest.approx(np.sqrt(max(0.0, np.mean(cross) - np.mean(floor))), rel=1e-12)
+    assert w2_estimate(a, b, pixels=100, repeats=3).pixels == 13  # the smaller set's half bounds n
+    with pytest.raises(ValueError, match="at least 2 pixels"):
+        w2_estimate(a[:1], b)
 
 
 # ------------------------------------------------------------ clipped fraction
@@ -128,7 +202,9 @@ def test_evaluate_combines_the_measures_and_refuses_unpaired_pixels(rng) -> None
     assert r["sw2"] == sliced_w2(np.clip(output, 0, 1), target, directions=16, pixels=100, seed=4)
     assert r["sw2_source"] == sliced_w2(source, target, directions=16, pixels=100, seed=4)
     assert r["rms_displacement"] == rms_displacement(source, output)
-    assert r["w2"] == exact_w2(source, target, pixels=50, seed=4)
+    est = w2_estimate(source, target, pixels=50, repeats=W2_REPEATS, seed=4)
+    assert (r["w2"], r["w2_interval"], r["w2_floor"], r["w2_raw"]) == (est.w2, [est.low, est.high], est.floor, est.raw)
+    assert (r["w2_pixels"], r["w2_repeats"]) == (50, W2_REPEATS) and est.resolved
     assert r["rms_over_w2"] == pytest.approx(r["rms_displacement"] / r["w2"] - 1)
     assert r["min_jacobian_eigenvalue"] is None and r["clipped_fraction"] is None
     with pytest.raises(ConfigError, match="200 pixels and the output 150"):
@@ -167,10 +243,13 @@ def test_eval_json_without_model_equals_the_library(files) -> None:
     assert doc["sw2_source"] == sliced_w2(src, tgt, seed=3)
     assert doc["sw2"] < doc["sw2_source"]  # the transfer moved the source towards the target
     assert doc["rms_displacement"] == rms_displacement(src, out)
-    assert doc["w2"] == exact_w2(src, tgt, pixels=200, seed=3)
+    est = w2_estimate(src, tgt, pixels=200, seed=3)
+    assert (doc["w2"], doc["w2_interval"], doc["w2_floor"], doc["w2_raw"]) == (est.w2, [est.low, est.high],
+                                                                               est.floor, est.raw)
     assert doc["rms_over_w2"] == pytest.approx(doc["rms_displacement"] / doc["w2"] - 1)
     assert doc["min_jacobian_eigenvalue"] is None and doc["clipped_fraction"] is None and doc["model"] is None
-    assert (doc["directions"], doc["pixels"], doc["w2_pixels"], doc["seed"]) == (256, 60_000, 200, 3)
+    assert (doc["directions"], doc["pixels"], doc["w2_pixels"], doc["w2_repeats"], doc["seed"]) == \
+        (256, 60_000, 16 * 20 // 2, W2_REPEATS, 3)  # n is bounded by half the smaller image
     assert doc["compared_pixels"] == 16 * 20
 
 
@@ -184,7 +263,7 @@ def test_eval_with_model_adds_jacobian_floor_and_clipped_fraction(files) -> None
     assert doc["min_jacobian_eigenvalue"] >= fitted.eps * (1 - 1e-4)
     assert doc["clipped_fraction"] == clipped_fraction(map_pixels(fitted, src))
     assert 0 < doc["clipped_fraction"] < 1  # the dull → contrasty map pushes some colours out of [0, 1]
-    assert doc["w2"] == exact_w2(src, read_pixels(files["target"]), pixels=W2_PIXELS, seed=0)
+    assert doc["w2"] == w2_estimate(src, read_pixels(files["target"]), pixels=W2_ESTIMATE_PIXELS, seed=0).w2
 
 
 def test_eval_prints_a_readable_summary(files) -> None:
@@ -194,6 +273,17 @@ def test_eval_prints_a_readable_summary(files) -> None:
     assert "n/a (needs --model)" in plain.stdout and plain.stderr == ""
     with_model = _eval(files["source"], files["output"], files["target"], "--model", files["model"])
     assert "of source pixels leave [0, 1]" in with_model.stdout and "needs --model" not in with_model.stdout
+
+
+def test_eval_of_an_image_against_itself_reads_w2_zero_and_rms_over_w2_undefined(files) -> None:
+    """The issue's case: an identity map on identical images must read as moving nothing."""
+    same = [files["source"]] * 3
+    doc = json.loads(_eval(*same, "--json").stdout)
+    assert doc["rms_displacement"] == 0.0 and doc["w2"] == 0.0 and doc["w2_interval"][0] == 0.0
+    assert doc["w2_floor"] > 0.0 and doc["rms_over_w2"] is None
+    plain = _eval(*same)
+    assert plain.exit_code == 0, plain.output
+    assert "RMS/W2 − 1           undefined" in plain.stdout and "noise floor" in plain.stdout
 
 
 def test_eval_leaves_out_the_sources_transparent_pixels(files, tmp_path) -> None:
