@@ -214,17 +214,21 @@ class SlicedProblem:
     ½θᵀGθ − hᵀθ (½ mean ‖T(x) − y*‖² up to a constant, with the offset at its best).
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, settings: SlicedSettings) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, settings: SlicedSettings,
+                 dictionary: Dictionary | None = None) -> None:
+        """``dictionary``: the units to use (e.g. an earlier frame's, so that maps compare);
+        by default built from x."""
         self.settings, self.rng = settings, np.random.default_rng(settings.seed)
         n = min(settings.pixels, len(x), len(y))
         self.n = n
         self.x = np.asarray(x, np.float32)[self.rng.choice(len(x), n, replace=False)]
         self.y = np.asarray(y, np.float32)[self.rng.choice(len(y), n, replace=False)]
-        self.dictionary = build_dictionary(self.x.astype(np.float64), settings)
+        self.dictionary = dictionary if dictionary is not None else build_dictionary(self.x.astype(np.float64),
+                                                                                     settings)
         self.features = self.dictionary.features(self.x)
         self.mean_features = self.features.mean(0)
         self.features -= self.mean_features
-        d, k = settings.directions, settings.knots
+        d, k = self.dictionary.centres.shape
         self.direction_of = np.concatenate([np.repeat(np.arange(d), k), np.arange(d)])
         u = self.dictionary.directions
         # Gram of the centred 3-vector columns u_{d(p)} f_p(x): (FᵀF ⊙ UUᵀ) / N, plus a small ridge.
@@ -264,11 +268,15 @@ class SlicedProblem:
         goal -= eps * self.x
         offset = goal.mean(0)
         along = (goal - offset) @ u.T  # (N, D): the goal's coordinate along each u_d
-        d, k = self.settings.directions, self.settings.knots
+        d, k = self.dictionary.centres.shape
         steps = np.einsum("ndk,nd->dk", self.features[:, :d * k].reshape(-1, d, k), along)  # F_pᵀ·along_d(p)
         linear = np.concatenate([steps.ravel(), np.einsum("nd,nd->d", self.features[:, d * k:], along)])
         linear /= np.float32(self.n)
         return linear, offset, cost
+
+    def offset(self, theta: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """The offset from b: offset = b + mean(F)·θ u (the inverse of :meth:`bias`)."""
+        return np.asarray(bias, np.float64) + self.mean_features.astype(np.float64) @ self.columns(theta)
 
     def bias(self, theta: np.ndarray, offset: np.ndarray) -> np.ndarray:
         """b from the offset: b = offset − mean(F)·θ u."""

@@ -6,7 +6,8 @@ target)`` sets the trailing-underscore attributes and returns ``self``:
 * ``target_dist_``: the fitted target distribution (Gaussian or mixture);
 * ``map_``: the fitted map, a frozen ``torch.nn.Module`` (N, 3) → (N, 3);
 * ``history_``: the training loss per step and the wall time;
-* ``train_info_``: the training summary stored in the checkpoint.
+* ``train_info_``: the training summary stored in the checkpoint;
+* ``solution_``: the KL solver's map in its dictionary's terms (None for other solvers).
 
 ``source`` and ``target`` may each be one image or a list of images: the
 pixels of a list are pooled (concatenated) before fitting. Optional masks
@@ -19,6 +20,7 @@ import hashlib
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
@@ -27,8 +29,9 @@ import torch
 
 from colorot import checkpoint
 from colorot.apply import map_pixels
+from colorot.controls import Controls
 from colorot.defaults import DEFAULT_MAX_PIXELS
-from colorot.distributions import DEFAULT_RIDGE, fit_target, gaussian_moments
+from colorot.distributions import DEFAULT_RIDGE, GaussianMixture, fit_target, gaussian_moments
 from colorot.errors import ConfigError
 from colorot.imageio import read_image, read_pixels
 from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_matrix
@@ -142,6 +145,20 @@ def _sha256(images: ImageLike | Sequence[ImageLike]) -> str | list | None:
     if isinstance(images, (str, os.PathLike)):
         return hashlib.sha256(Path(images).read_bytes()).hexdigest()
     return None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A target read and its distribution fitted once, for many fits onto it (:mod:`colorot.match`).
+
+    Made by :meth:`ColorTransfer.fit_reference`; ``fit`` accepts it in place of the target
+    images when its own target settings are those it was made with (``settings``).
+    """
+
+    pixels: np.ndarray            # the target's pixels (pooled, masked), float32 (N, 3)
+    distribution: GaussianMixture
+    settings: tuple               # (target kind, components, ridge, random_state)
+    sha256: str | list | None
 
 
 class ColorTransfer:
@@ -301,15 +318,33 @@ class ColorTransfer:
         """``sw_directions`` (Adam's SW₂ term), or its default, 64 a step."""
         return DEFAULT_SW_DIRECTIONS if self.sw_directions is None else int(self.sw_directions)
 
-    def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike],
+    def _reference_settings(self) -> tuple:
+        return (self.resolved_target(), self.resolved_components(), self.resolved_ridge(), self.random_state)
+
+    def fit_reference(self, target: ImageLike | Sequence[ImageLike],
+                      target_mask: ImageLike | Sequence[ImageLike] | None = None) -> Reference:
+        """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
+        self._check_numbers()
+        kind, components, ridge, seed = self._reference_settings()
+        pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+        distribution = fit_target(pixels, kind, components, ridge=ridge, random_state=seed)
+        return Reference(pixels, distribution, self._reference_settings(), _sha256(target))
+
+    def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
             source_mask: ImageLike | Sequence[ImageLike] | None = None,
-            target_mask: ImageLike | Sequence[ImageLike] | None = None) -> "ColorTransfer":
+            target_mask: ImageLike | Sequence[ImageLike] | None = None,
+            previous: "ColorTransfer | None" = None,
+            temporal_weight: float = 0.0) -> "ColorTransfer":
         """Fit the target, then the map: in closed form (affine), by the sliced solver, or
         by Adam on the KL loss from the closed-form Gaussian map.
 
-        ``source`` and ``target``: one image or a list (pixels pooled);
+        ``source`` and ``target``: one image or a list (pixels pooled), or for the target a
+        :class:`Reference` (already fitted: :meth:`fit_reference`);
         ``source_mask``/``target_mask``: one mask per image, non-zero = fit on it.
+        ``previous`` (frame sequences, KL solver only): start from that fitted estimator's map, on
+        its dictionary, and add ``temporal_weight``·mean ‖T(x) − T_prev(x)‖² to the objective
+        (:class:`colorot.kl_solver.WarmStart`).
         """
         start = time.perf_counter()
         self._check_numbers()
@@ -339,17 +374,27 @@ class ColorTransfer:
                 raise ConfigError(f"{', '.join(ignored)} does not apply to the kl solver (it minimises the exact KL "
                                   f"+ μ·SW₂² by majorise–minimise); use --solver adam")
         config = self._model_config()  # checked before any image is read
+        warm = self._warm_start(previous, temporal_weight, solver)
+        if isinstance(target, Reference):
+            if target_mask is not None:
+                raise ConfigError("give the target mask to fit_reference, not to fit with a Reference")
+            if target.settings != self._reference_settings():
+                raise ConfigError(f"this Reference was fitted with target settings {target.settings}; this "
+                                  f"estimator needs {self._reference_settings()}")
+            reference = target
         src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
-        tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+        if not isinstance(target, Reference):
+            reference = self.fit_reference(target, target_mask)
+        tgt = reference.pixels
         entropy = None if kind == "pixels" else kl_solver.dequantised_entropy(src)  # H(α) of the KL in nats
         rng = np.random.default_rng(self.random_state)
         if src.shape[0] > self.max_pixels:
             src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
-        self.target_dist_ = fit_target(tgt, kind, self.resolved_components(), ridge=self.resolved_ridge(),
-                                       random_state=self.random_state)
+        self.target_dist_ = reference.distribution
         if tgt.shape[0] > self.max_pixels:
             tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
 
+        self.solution_ = None  # the map in its dictionary's terms (KL solver): a sequence's next warm start
         if solver == "sliced":
             # Onto the pixels themselves, or onto samples of the fitted distribution.
             goal = tgt if kind == "pixels" else self.target_dist_.sample(len(tgt), self.random_state)
@@ -358,7 +403,8 @@ class ColorTransfer:
             self.history_ = History(losses=solution.costs, seconds=solution.seconds)
         elif solver == "kl":
             result = kl_solver.fit_kl(src, tgt, self.target_dist_, kl_settings, sliced, entropy=entropy,
-                                      callback=self._with_progress(callback))
+                                      callback=self._with_progress(callback), warm=warm)
+            self.solution_ = result.solution
             model = result.solution.to_ridge_map()
             self.history_ = History(losses=result.losses, seconds=result.seconds)
         else:
@@ -380,7 +426,8 @@ class ColorTransfer:
         adam_only = {"loss": self.loss, "sw_weight": self.resolved_sw_weight(),
                      "transport_weight": float(self.transport_weight), "lr": float(self._learning_rate()),
                      "batch_size": int(self.batch_size)}
-        kl_only = {"loss": "kl", "sw_weight": self.resolved_sw_weight()}
+        kl_only = {"loss": "kl", "sw_weight": self.resolved_sw_weight(),
+                   **({} if warm is None else {"temporal_weight": float(temporal_weight)})}
         self.train_info_ = {
             "model": self.model, "solver": solver, "target": self.target_dist_.kind,
             **(adam_only if solver == "adam" else kl_only if solver == "kl" else {}),
@@ -393,9 +440,22 @@ class ColorTransfer:
             "kl_nats": (None if kind == "pixels" else
                         round(kl_to_target(model, src, self.target_dist_, entropy, seed=self.random_state), 4)),
             "fit_seconds": round(time.perf_counter() - start, 3),
-            "source_sha256": _sha256(source), "target_sha256": _sha256(target),
+            "source_sha256": _sha256(source), "target_sha256": reference.sha256,
         }
         return self
+
+    @staticmethod
+    def _warm_start(previous: "ColorTransfer | None", weight: float, solver: str) -> kl_solver.WarmStart | None:
+        """The previous frame's map as a warm start, or None; ConfigError where it cannot be one."""
+        if not 0 <= weight < math.inf:
+            raise ConfigError(f"the temporal weight must be finite and ≥ 0, got {weight}")
+        if previous is None:
+            if weight:
+                raise ConfigError("a temporal weight needs the previous frame's fit (previous=...)")
+            return None
+        if solver != "kl" or getattr(previous, "solution_", None) is None:
+            raise ConfigError("frame sequences need the kl solver (the default ridge map), for this frame and the last")
+        return kl_solver.WarmStart(previous.solution_, float(weight))
 
     def _with_progress(self, callback):
         if not self.progress:
@@ -420,14 +480,16 @@ class ColorTransfer:
         if not hasattr(self, "map_"):
             raise ConfigError("this ColorTransfer is not fitted yet: call fit() or colorot.load()")
 
-    def transform(self, image: ImageLike, *, strength: float = 1.0) -> np.ndarray:
+    def transform(self, image: ImageLike, *, strength: float = 1.0, controls: Controls | None = None) -> np.ndarray:
         """Map an image or pixels; returns float32 of the input's shape ((N, 3) for a path).
 
-        ``strength`` t gives ``(1 − t)·x + t·T(x)`` (0: identity, 1: the full map).
+        ``strength`` t gives ``(1 − t)·x + t·T(x)`` (0: identity, 1: the full map); ``controls``
+        (:class:`colorot.controls.Controls`: keep luminance, saturation, neutral) act after it.
         Values are the map's raw output: they may leave [0, 1]; writing an image
         clips them (see the README's output rule).
         """
-        return self._map(image, prepare_map(self._fitted(), strength=strength))
+        fitted = prepare_map(self._fitted(), strength=strength)
+        return self._map(image, fitted if controls is None else controls.bind(fitted, torch_map=True))
 
     def inverse_transform(self, image: ImageLike, *, strength: float = 1.0) -> np.ndarray:
         """Undo :meth:`transform`: solve ``T_t(x) = y`` per colour (damped Newton)."""
