@@ -2,8 +2,9 @@
 
 :func:`plan` decides every source → destination pair and refuses unsafe or
 ambiguous requests before anything is written; :func:`run` applies the map to
-each pair, records per-file failures and carries on; the :class:`Report` says
-what happened. Nothing here prints: progress goes through a callback.
+each pair, records per-file failures and carries on, but stops at the first
+destination the file system refuses; the :class:`Report` says what happened.
+Nothing here prints: progress goes through a callback.
 
 torch is imported only where a map is evaluated as a network: a ridge or affine map read by
 :func:`checkpoint_table` is applied with numpy alone, so ``colorot apply`` starts without torch.
@@ -23,10 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from colorot import checkpoint
-from colorot.errors import ColorotError, ConfigError, ImageWriteError
+from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
                              read_image, write_image)
-from colorot.atomic import remove_stale_temp_files
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_strength
@@ -145,10 +145,16 @@ def apply_to_file(
 
     With a ``table`` (:func:`colour_table`), 8-bit images go through it and 16-bit ones
     through its evaluator; without one, every image takes the exact map in float32.
+    A write the file system refuses raises :class:`DestinationError`.
     """
     image = read_image(src, max_pixels=max_pixels)
     mapped = map_image(fitted_map, image, table=table, chunk_pixels=chunk_pixels, device=device)
-    write_image(dst, image, mapped, quality=quality)
+    try:
+        write_image(dst, image, mapped, quality=quality)
+    except ImageWriteError as exc:
+        if isinstance(exc.__cause__, OSError):  # the file system's refusal, not the encoder's
+            raise DestinationError(str(exc)) from exc.__cause__
+        raise
 
 
 def map_image(
@@ -356,7 +362,9 @@ def run(
     jobs: int = 1,
     **apply_kwargs: Any,
 ) -> Report:
-    """Run every job of ``plan``; a ColorotError fails that file only and the batch goes on.
+    """Run every job of ``plan``; a ColorotError fails that file only and the batch goes on,
+    except a :class:`DestinationError` (an output the file system refuses): it stops the
+    batch (files in flight finish atomically) and is raised.
 
     ``jobs`` files are processed at once by a thread pool (decoding, numpy, encoding
     and torch all release the GIL; the map and its colour table are shared).
@@ -366,24 +374,13 @@ def run(
     """
     start = time.perf_counter()
     errors: dict[Job, str | None] = {}
-    if jobs <= 1:  # in this thread: an interrupt stops the batch at once
-        for job in plan.jobs:
-            errors[job] = _run_job(job, fitted_map, apply_kwargs)
-            if on_file_done is not None:
-                on_file_done(job, errors[job])
-        return _report(plan, errors, start)
-    pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        pending = {pool.submit(_run_job, job, fitted_map, apply_kwargs): job for job in plan.jobs}
-        for future in as_completed(pending):
-            job = pending[future]
-            errors[job] = future.result()
-            if on_file_done is not None:
-                on_file_done(job, errors[job])
-    except BaseException:  # Ctrl-C or a bug: drop the queued files; those in flight finish atomically
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
+        if jobs <= 1:
+            _run_serially(plan.jobs, fitted_map, errors, on_file_done, apply_kwargs)
+        else:
+            _run_in_pool(plan.jobs, fitted_map, errors, on_file_done, jobs, apply_kwargs)
+    except DestinationError as exc:
+        raise DestinationError(f"{exc}; the batch stopped") from exc
     return _report(plan, errors, start)
 
 
@@ -394,17 +391,46 @@ def _report(plan: Plan, errors: dict[Job, str | None], start: float) -> Report:
     return Report(written, list(plan.skipped), failed, time.perf_counter() - start)
 
 
+def _run_serially(jobs: list[Job], fitted_map: Callable[[torch.Tensor], torch.Tensor],
+                  errors: dict[Job, str | None], on_file_done: Callable[[Job, str | None], None] | None,
+                  apply_kwargs: dict[str, Any]) -> None:
+    """Run ``jobs`` in this thread (an interrupt stops the batch at once), filling ``errors``."""
+    for job in jobs:
+        errors[job] = _run_job(job, fitted_map, apply_kwargs)
+        if on_file_done is not None:
+            on_file_done(job, errors[job])
+
+
+def _run_in_pool(jobs: list[Job], fitted_map: Callable[[torch.Tensor], torch.Tensor],
+                 errors: dict[Job, str | None], on_file_done: Callable[[Job, str | None], None] | None,
+                 workers: int, apply_kwargs: dict[str, Any]) -> None:
+    """Run ``jobs`` on ``workers`` threads, filling ``errors`` as they finish."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        pending = {pool.submit(_run_job, job, fitted_map, apply_kwargs): job for job in jobs}
+        for future in as_completed(pending):
+            job = pending[future]
+            errors[job] = future.result()
+            if on_file_done is not None:
+                on_file_done(job, errors[job])
+    except BaseException:  # a refused destination, Ctrl-C or a bug: drop the queued files;
+        pool.shutdown(wait=True, cancel_futures=True)  # those in flight finish atomically
+        raise
+    pool.shutdown()
+
+
 def _run_job(
     job: Job, fitted_map: Callable[[torch.Tensor], torch.Tensor], apply_kwargs: dict[str, Any]
 ) -> str | None:
     """Apply the map to one job; the error message if it failed, else None.
 
-    Temp files that a killed earlier run left for this output are removed first.
+    A :class:`DestinationError` is raised, not returned: it stops the batch.
     """
     try:
         _make_folder(job.dst.parent)
-        remove_stale_temp_files(job.dst)
         apply_to_file(fitted_map, job.src, job.dst, **apply_kwargs)
+    except DestinationError:
+        raise
     except ColorotError as exc:
         return str(exc)
     return None
@@ -414,7 +440,7 @@ def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ImageWriteError(f"{folder}: cannot create folder ({exc.strerror or exc})") from exc
+        raise DestinationError(f"{folder}: cannot create folder ({exc.strerror or exc})") from exc
 
 
 def _refuse_nul(paths: Sequence[Path | str]) -> None:

@@ -19,10 +19,12 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
 
     ``data`` is the bytes, or a function that writes them into the open file.
 
-    The file gets the usual permissions (0666 less the umask). On any failure,
-    interruption included, the temp file is removed; an OSError becomes
-    ``error`` with a one-line message naming ``path`` and ``what`` it is.
+    Temp files a killed earlier write left for ``path`` are removed first. The file
+    gets the usual permissions (0666 less the umask). On any failure, interruption
+    included, the temp file is removed; an OSError (the file system's) becomes
+    ``error``, chained from it, with a one-line message naming ``path`` and ``what`` it is.
     """
+    remove_stale_temp_files(path)
     temp = temp_path(path, secrets.token_hex(4))
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -22,6 +22,11 @@ class ImageWriteError(ColorotError):
     """An output image could not be written (permissions, disk full, format)."""
 
 
+class DestinationError(ImageWriteError):
+    """The file system refused an output (read-only, full, a file where a folder should be):
+    a batch stops at the first, since every further file would fail the same way."""
+
+
 class CheckpointError(ColorotError):
     """A checkpoint is missing, corrupt, of an unknown version or invalid."""
 

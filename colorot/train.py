@@ -208,8 +208,8 @@ def train(
     ``settings.sw_directions`` directions drawn from a fixed bank (:func:`direction_bank`).
     ``callback(step, loss)`` is called after every step.  Raises
     :class:`TrainingError` when the loss becomes NaN or infinite, when the run
-    diverges (:func:`check_divergence`) or when CUDA runs out of memory; the
-    model is then left part-trained and must not be saved.
+    diverges (:func:`check_divergence`) or when memory runs out, on the CPU or the GPU
+    (:func:`is_out_of_memory`); the model is then left part-trained and must not be saved.
     """
     settings.validate()
     if settings.sw_weight and target_pixels is None:
@@ -220,14 +220,35 @@ def train(
         torch.set_num_threads(TRAIN_THREADS)
     try:
         return _train(model, pixels, target, settings, device, callback, target_pixels)
-    except torch.cuda.OutOfMemoryError as exc:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        raise TrainingError(
-            "out of GPU memory while training; try a smaller --batch-size or --device cpu"
-        ) from exc
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise _out_of_memory(exc, device) from exc
     finally:
         torch.set_num_threads(threads)
+
+
+#: How torch's allocators word a failed allocation in a RuntimeError (CPU on Linux and
+#: Windows; CUDA and MPS).
+OUT_OF_MEMORY_MESSAGES = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when ``exc`` is a failed allocation: MemoryError, torch.OutOfMemoryError (CUDA), or the
+    RuntimeError of torch's CPU allocator ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in OUT_OF_MEMORY_MESSAGES)
+
+
+def _out_of_memory(exc: BaseException, device: torch.device) -> TrainingError:
+    """The one-line error for the allocation failure ``exc`` (the CUDA cache emptied first)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if device.type == "cuda" or isinstance(exc, torch.OutOfMemoryError):
+        return TrainingError("out of GPU memory while training; try a smaller --batch-size or --max-pixels, "
+                             "or --device cpu")
+    return TrainingError("out of memory while training; try a smaller --batch-size or --max-pixels")
 
 
 def _train(

@@ -10,7 +10,7 @@ import torch
 from PIL import Image as PILImage
 
 from colorot.apply import Job, Plan, apply_to_file, map_pixels, plan, run
-from colorot.errors import ConfigError
+from colorot.errors import ConfigError, DestinationError
 
 
 class Affine(torch.nn.Module):
@@ -225,8 +225,8 @@ def test_run_reports_success_with_exit_code_0(tmp_path: Path) -> None:
     assert report.written == [Job(src, tmp_path / "out" / "b.png")]
 
 
-def test_run_records_a_folder_that_cannot_be_created(tmp_path: Path) -> None:
+def test_run_stops_at_a_folder_that_cannot_be_created(tmp_path: Path) -> None:
     src = _image(tmp_path / "a.png")
     (tmp_path / "blocker").write_text("a file where a folder should be")
-    report = run(Plan(jobs=[Job(src, tmp_path / "blocker" / "b.png")], skipped=[]), INVERT)
-    assert report.exit_code == 3 and "blocker" in report.failed[0][1]
+    with pytest.raises(DestinationError, match="blocker"):
+        run(Plan(jobs=[Job(src, tmp_path / "blocker" / "b.png")], skipped=[]), INVERT)

@@ -226,26 +226,24 @@ def _fail_temp_files(monkeypatch: pytest.MonkeyPatch, stage: str, error: OSError
     ("sync", OSError(errno.ENOSPC, "No space left on device")),
     ("sync", OSError(errno.EDQUOT, "Disk quota exceeded")),
 ])
-def test_an_unwritable_or_full_destination_fails_each_file_cleanly(
+def test_an_unwritable_or_full_destination_stops_the_batch_with_one_message(
     tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch, stage: str, error: OSError
 ) -> None:
     _tree(tmp_path / "in")
+    before = _snapshot(tmp_path / "in")
     _fail_temp_files(monkeypatch, stage, error, after=2)  # the disk fills after two files
     outcome = cli("apply", half, tmp_path / "in", tmp_path / "out", "--json")
-    assert outcome.crash is None and outcome.code == 3
-    report = json.loads(outcome.stdout)
-    assert len(report["written"]) == 2 and len(report["failed"]) == 4
-    assert all(error.strerror in item["error"] for item in report["failed"])
+    assert_one_line_error(outcome, error.strerror, "the batch stopped")
     assert len(_outputs(tmp_path / "out")) == 2 and all(decodes_fully(p) for p in
                                                         _outputs(tmp_path / "out"))
-    assert temp_files(tmp_path) == []
-    # space freed: the rerun writes exactly the four that failed
+    assert temp_files(tmp_path) == [] and _snapshot(tmp_path / "in") == before
+    # space freed: the rerun writes exactly the four that were not
     monkeypatch.undo()
     report = json.loads(cli("apply", half, tmp_path / "in", tmp_path / "out", "--json").stdout)
     assert (len(report["skipped"]), len(report["written"]), report["failed"]) == (2, 4, [])
 
 
-def test_an_output_folder_that_cannot_be_created_is_reported(
+def test_an_output_folder_that_cannot_be_created_stops_the_batch(
     tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _tree(tmp_path / "in")
@@ -258,15 +256,17 @@ def test_an_output_folder_that_cannot_be_created_is_reported(
 
     monkeypatch.setattr(Path, "mkdir", mkdir)
     outcome = cli("apply", half, tmp_path / "in", tmp_path / "out")
-    assert outcome.code == 3 and "cannot create folder" in outcome.stdout
+    assert_one_line_error(outcome, "cannot create folder", "the batch stopped")
     assert not (tmp_path / "out").exists()
 
 
-def test_an_output_path_through_a_file_is_reported(tmp_path: Path, half: Path) -> None:
-    src = png(tmp_path / "a.png")
+def test_an_output_path_through_a_file_stops_the_batch(tmp_path: Path, half: Path) -> None:
+    _tree(tmp_path / "in")
+    before = _snapshot(tmp_path)
     (tmp_path / "blocker").write_text("a file where a folder should be")
-    outcome = cli("apply", half, src, tmp_path / "blocker" / "a.png")
-    assert outcome.crash is None and outcome.code == 3 and "blocker" in outcome.stdout
+    outcome = cli("apply", half, tmp_path / "in", tmp_path / "blocker" / "out", "--jobs", "2")
+    assert_one_line_error(outcome, "blocker", "the batch stopped")
+    assert _snapshot(tmp_path) == {**before, "blocker": _snapshot(tmp_path)["blocker"]}
 
 
 # --- folder discovery ------------------------------------------------------------------------

@@ -1,0 +1,183 @@
+"""Issue 16, item 6: a killed fit, running out of memory in training, an unwritable destination.
+
+A killed ``colorot fit`` is a real process sent SIGKILL at a known point: a wrapper stalls it there
+(in training, or in the checkpoint write after the data and before the rename) and leaves a
+marker file, so the kill never races the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _robust_helpers import assert_one_line_error, cli, png, temp_files, write_checkpoint
+
+from colorot import apply, train
+from colorot.apply import Job, Plan, run
+from colorot.distributions import Gaussian
+from colorot.errors import DestinationError, ImageWriteError, TrainingError
+from colorot.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Runs ``python -m colorot ARGS`` with one function replaced by a stall: it touches the file
+#: $STALLED and sleeps. argv: HOOK ARGS...; HOOK "write" stalls os.fsync (the checkpoint's temp
+#: file is then complete and not yet renamed), "train" stalls the divergence check of each step.
+STALLING_COLOROT = """
+import os, runpy, sys, time
+from pathlib import Path
+import colorot.train
+
+def stall(*args, **kwargs):
+    Path(os.environ["STALLED"]).touch()
+    time.sleep(600)
+
+hook = sys.argv.pop(1)
+if hook == "write":
+    os.fsync = stall
+else:
+    colorot.train.check_divergence = stall
+sys.argv[0] = "colorot"
+runpy.run_module("colorot", run_name="__main__")
+"""
+
+
+def _kill_when_stalled(tmp_path: Path, hook: str, *args: object) -> None:
+    """Run colorot ARGS until it stalls at ``hook``, then SIGKILL it."""
+    marker = tmp_path / "stalled"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1", "STALLED": str(marker)}
+    process = subprocess.Popen([sys.executable, "-c", STALLING_COLOROT, hook, *map(str, args)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert marker.exists(), f"colorot never reached {hook}: exit {process.poll()}"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    return png(tmp_path / "img" / "day.png", 12, 12, seed=1), png(tmp_path / "img" / "dusk.png", 12, 12, seed=2)
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_a_fit_killed_while_writing_leaves_a_temp_file_the_next_fit_removes(
+    tmp_path: Path, pair: tuple[Path, Path]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    closed_form = ("--model", "affine", "--distribution", "gaussian")
+    _kill_when_stalled(tmp_path, "write", "fit", *pair, "-o", out / "model.pt", *closed_form)
+    assert [path.name.startswith(".model.pt.") for path in temp_files(out)] == [True]
+    assert not (out / "model.pt").exists()
+    assert cli("fit", *pair, "-o", out / "model.pt", *closed_form).code == 0
+    assert _listing(out) == ["model.pt"]
+
+
+def test_a_fit_killed_while_training_leaves_nothing(tmp_path: Path, pair: tuple[Path, Path]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    _kill_when_stalled(tmp_path, "train", "fit", *pair, "-o", out / "model.pt", "--model", "cmgn",
+                       "--distribution", "gaussian", "--steps", "100000")
+    assert _listing(out) == []
+
+
+# --- out of memory in training -----------------------------------------------------------
+
+
+def _allocate_too_much(*args, **kwargs):
+    """A real failed allocation from torch's CPU allocator: 40 TB."""
+    return torch.empty(10**13)
+
+
+@pytest.mark.parametrize("failure, fragment", [
+    (_allocate_too_much, "out of memory"),
+    (MemoryError(), "out of memory"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "out of GPU memory"),
+])
+def test_running_out_of_memory_in_training_is_a_training_error(
+    monkeypatch: pytest.MonkeyPatch, failure, fragment: str
+) -> None:
+    monkeypatch.setattr(train, "batch_loss", failure if callable(failure) else _raiser(failure))
+    model = build_model("cmgn", {"hidden": 4, "layers": 2})
+    pixels = np.random.default_rng(0).random((64, 3), dtype=np.float32)
+    with pytest.raises(TrainingError, match=fragment) as caught:
+        train.train(model, pixels, Gaussian(np.full(3, 0.5), np.eye(3) * 0.05), train.TrainSettings(steps=3))
+    assert "--batch-size" in str(caught.value) and "--max-pixels" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_another_runtime_error_in_training_is_not_called_out_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train, "batch_loss", _raiser(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        train.train(build_model("cmgn", {"hidden": 4, "layers": 2}), np.full((8, 3), 0.5, np.float32),
+                    Gaussian(np.full(3, 0.5), np.eye(3) * 0.05), train.TrainSettings(steps=3))
+
+
+def _raiser(error: BaseException):
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
+@pytest.mark.parametrize("options", [("--model", "cmgn"), ("--solver", "adam")])
+def test_fit_out_of_memory_is_one_line_with_exit_1(
+    tmp_path: Path, pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, options: tuple[str, ...]
+) -> None:
+    old = write_checkpoint(tmp_path / "m.pt")
+    before = old.read_bytes()
+    monkeypatch.setattr(train, "batch_loss", _allocate_too_much)
+    outcome = cli("fit", *pair, "-o", old, "--force", "--distribution", "gaussian", "--steps", "5",
+                  "--batch-size", "999999", *options)
+    assert_one_line_error(outcome, "out of memory", "--batch-size", "--max-pixels")
+    assert old.read_bytes() == before and temp_files(tmp_path) == []
+
+
+# --- a destination that cannot be written -------------------------------------------------
+
+
+def test_run_stops_at_the_first_destination_the_file_system_refuses(tmp_path: Path) -> None:
+    """Root ignores permissions, so the destination's parent is a file: no folder can be made."""
+    sources = [png(tmp_path / "in" / f"{name}.png", 4, 4) for name in "abc"]
+    inputs = {path: path.read_bytes() for path in sources}
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    jobs = [Job(src, tmp_path / "blocker" / src.name) for src in sources]
+    done: list[Job] = []
+    with pytest.raises(DestinationError, match="blocker.*the batch stopped"):
+        run(Plan(jobs=jobs, skipped=[]), lambda x: x, on_file_done=lambda job, error: done.append(job))
+    assert done == [] and {path: path.read_bytes() for path in sources} == inputs
+    assert _listing(tmp_path) == ["blocker", "in"] and _listing(tmp_path / "in") == ["a.png", "b.png", "c.png"]
+
+
+def test_an_unencodable_image_still_fails_only_its_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encoder's refusal is about one file, not the destination: the batch goes on."""
+    sources = [png(tmp_path / "in" / f"{name}.png", 4, 4) for name in ("bad", "good")]
+    real_write = apply.write_image
+
+    def write_image(path, *args, **kwargs):
+        if Path(path).name == "bad.png":
+            raise ImageWriteError(f"{path}: cannot encode as PNG") from ValueError("unsupported mode")
+        real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(apply, "write_image", write_image)
+    report = run(Plan(jobs=[Job(src, tmp_path / "out" / src.name) for src in sources], skipped=[]), lambda x: x)
+    assert report.exit_code == 3 and [job.src.name for job in report.written] == ["good.png"]
+    assert "cannot encode" in report.failed[0][1]
