@@ -122,7 +122,11 @@ def main_options(
 
 
 _STRENGTH_HELP = "Strength t in [0, 1]: (1−t)·x + t·T(x); 0 is the identity, 1 the full map."
-_INVERSE_HELP = "Apply the inverse map T⁻¹ (back from the target's style), solved per colour by Newton."
+_INVERSE_HELP = ("Apply the inverse map T⁻¹ (back from the target's style), solved per colour by Newton. "
+                 "Checked on 2048 pixels of each input: a warning when T(T⁻¹(y)) misses y by over 2/255, or "
+                 "over 1 % of them have T⁻¹(y) more than 2/255 outside the cube (clipped: false colours).")
+_INVERSE_LUT_HELP = ("Export the inverse map T⁻¹, solved per grid colour by Newton; a warning when over 10 % of "
+                     "the entries lie more than 2/255 outside the cube.")
 
 
 def _images_and_targets(images: list[Path], targets: list[str], distribution: str) -> tuple[list, list, str]:
@@ -295,11 +299,6 @@ def apply_command(
             import torch
 
             torch.set_num_threads(1)  # parallelism comes from the file workers
-        if inverse:  # measured against the forward map, loaded again (milliseconds, next to the solve)
-            from colorot.transforms import prepare_map, round_trip_error
-
-            forward = prepare_map(checkpoint.load(model).model, strength=strength)
-            document["round_trip_error"] = round_trip_error(forward, fitted)
         if streaming:
             report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels)
         else:
@@ -323,10 +322,14 @@ def apply_command(
             "shard": shard,
             "preview": str(preview) if preview and report.written else None,
         })
+        if inverse:
+            document.update(_check_inverse_on(fitted, [j.src for j in report.written], max_image_pixels))
         lines = [f"{len(report.written)} written, {len(report.skipped)} skipped (exist; --overwrite to redo), "
                  f"{len(report.failed)} failed in {report.seconds:.1f} s"]
-        if inverse:
-            lines.append(f"inverse round-trip error max |T⁻¹(T(x)) − x| = {document['round_trip_error']:.2e}")
+        if inverse and document["inverse_checks"]:
+            lines.append(f"inverse on the inputs' own colours: round trip max |T(T⁻¹(y)) − y| = "
+                         f"{document['round_trip_error']:.2e}, ill-conditioned: "
+                         f"{'yes' if document['inverse_ill_conditioned'] else 'no'}")
         lines += [f"failed: {e}" for _, e in report.failed]
         if output == "-":
             for line in lines:
@@ -335,6 +338,27 @@ def apply_command(
             _emit(as_json, document, lines)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _check_inverse_on(inverse, sources: list[Path], max_pixels: int | None) -> dict:
+    """The inverse checked on each input's own colours (stdin excepted), for the JSON; a warning
+    line on stderr for each input where it is ill-conditioned."""
+    from colorot.imageio import read_pixels
+    from colorot.transforms import check_inverse
+
+    checks = []
+    for src in (s for s in sources if str(s) != "-"):
+        check = check_inverse(inverse, read_pixels(src, max_pixels=max_pixels))
+        checks.append({"input": str(src), "round_trip_max": check.round_trip_max,
+                       "outside_share": check.outside_share, "outside_max": check.outside_max,
+                       "ill_conditioned": check.ill_conditioned})
+        if check.ill_conditioned:
+            stderr.print(f"warning: the inverse is ill-conditioned for {src}: {check.outside_share:.1%} of its "
+                         f"pixels come from outside the colour cube (up to {check.outside_max:.3g} away) and are "
+                         f"clipped to false colours; round trip {check.round_trip_max:.1e}",
+                         highlight=False, soft_wrap=True)
+    return {"round_trip_error": max((c["round_trip_max"] for c in checks), default=None),
+            "inverse_ill_conditioned": any(c["ill_conditioned"] for c in checks), "inverse_checks": checks}
 
 
 def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.Report:
@@ -384,7 +408,7 @@ def export_lut(
     size: Annotated[int, typer.Option(min=2, max=65, help="Grid points per axis: 33 (common) or 65 "
                                       "(finest).")] = 33,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
-    inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_HELP)] = False,
+    inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_LUT_HELP)] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
 ) -> None:
@@ -396,19 +420,27 @@ def export_lut(
     with _user_errors():
         if output == "-" and as_json:
             raise ConfigError("--json cannot share stdout with the LUT")
-        from colorot.transforms import prepare_map
+        from colorot.transforms import INVERSE_LUT_BAD_SHARE, lut_outside, prepare_map
 
         base = checkpoint.load(model).model
         lut = bake(prepare_map(base, strength=strength, inverse=inverse), size)
         title = f"colorot {base.name}" + (f" strength {strength:g}" if strength != 1.0 else "") + \
             (" inverse" if inverse else "")
+        far_share, far_max = lut_outside(lut.table)
+        ill_conditioned = inverse and far_share > INVERSE_LUT_BAD_SHARE
+        if ill_conditioned:
+            stderr.print(f"warning: {far_share:.0%} of the inverse LUT's entries lie outside the colour cube (up to "
+                         f"{far_max:.3g} away): colours the map never produces; cells next to them interpolate to "
+                         "false colours", highlight=False, soft_wrap=True)
         if output == "-":
             sys.stdout.write(cube_text(lut, title))
             return
         write_cube(output, lut, title=title, overwrite=force)
         outside = float(((lut.table < 0) | (lut.table > 1)).any(-1).mean())
         _emit(as_json, {"lut": output, "size": size, "entries": size**3, "strength": strength, "inverse": inverse,
-                        "domain": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], "fraction_outside_unit_cube": outside},
+                        "domain": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], "fraction_outside_unit_cube": outside,
+                        "fraction_outside_by_2_codes": far_share, "max_outside": far_max,
+                        "inverse_ill_conditioned": ill_conditioned if inverse else None},
               [f"wrote {output}: {size}³ .cube LUT, domain [0, 1]³, strength {strength:g}"
                + (", inverse" if inverse else "")])
 

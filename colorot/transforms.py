@@ -11,6 +11,8 @@ Each is an ``nn.Module`` taking (N, 3) colours, so apply, LUT baking and
   ``T(x) = y`` with the analytic Jacobian. T is ε-strongly monotone, hence a
   bijection of R³; ``x ← x − α·J_T(x)⁻¹(T(x) − y)`` with α halved until the
   residual ‖T(x) − y‖ falls (the Newton step is a descent direction of ½‖T(x) − y‖²).
+  :func:`check_inverse` measures it on an image's own colours: where T is nearly flat
+  the preimage of a colour lies far outside the cube, and the written pixel is clipped.
 * :class:`ColorAugment`: the map on image tensors (3, H, W) or (B, 3, H, W),
   CPU or CUDA, with a fixed or random per-image strength, for a ``DataLoader``.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -103,11 +106,71 @@ def prepare_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool =
 
 
 def round_trip_error(fitted_map: nn.Module, inverse: nn.Module, *, n: int = 4096, seed: int = 0) -> float:
-    """max over n random colours x ∈ [0, 1]³ of ‖T⁻¹(T(x)) − x‖_∞ (RGB units)."""
+    """max over n random colours x ∈ [0, 1]³ of ‖T⁻¹(T(x)) − x‖_∞ (RGB units): the solver's accuracy
+    where T⁻¹ has a preimage in the cube, not what an image gets (that is :func:`check_inverse`)."""
     x = torch.from_numpy(np.random.default_rng(seed).random((n, 3), dtype=np.float32))
     with torch.inference_mode():
         back = inverse(fitted_map(x))
     return float((back - x).abs().max())
+
+
+#: Two 8-bit code values: the most a colour may miss by, coming back or staying in the cube.
+INVERSE_TOLERANCE = 2 / 255
+#: The share of an image's pixels that may miss it before its inverse is called ill-conditioned.
+INVERSE_BAD_SHARE = 0.01
+#: Pixels of an image (seeded, uniform) that :func:`check_inverse` solves.
+INVERSE_CHECK_PIXELS = 2048
+#: The share of an inverse LUT's entries that may lie over INVERSE_TOLERANCE outside the cube.
+#: A LUT covers colours the map never produces, so this is laxer than INVERSE_BAD_SHARE.
+INVERSE_LUT_BAD_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class InverseCheck:
+    """How T⁻¹ fares on one image's own colours y (see :func:`check_inverse`)."""
+
+    round_trip_max: float  #: max ‖T(T⁻¹(y)) − y‖_∞: the solve's residual
+    outside_share: float  #: share of pixels with T⁻¹(y) more than INVERSE_TOLERANCE outside [0, 1]³
+    outside_max: float  #: max distance ‖T⁻¹(y) − clip(T⁻¹(y), 0, 1)‖_∞ of T⁻¹(y) from the cube
+
+    @property
+    def ill_conditioned(self) -> bool:
+        """The solve misses by more than INVERSE_TOLERANCE, or over INVERSE_BAD_SHARE of the
+        pixels leave the cube by more than that (they are clipped when written: false colours)."""
+        return self.round_trip_max > INVERSE_TOLERANCE or self.outside_share > INVERSE_BAD_SHARE
+
+
+def distance_outside_cube(x: np.ndarray) -> np.ndarray:
+    """Per row of an (N, 3) array: ‖x − clip(x, 0, 1)‖_∞, 0 inside the cube."""
+    return np.maximum(np.maximum(-x, x - 1.0), 0.0).max(axis=-1)
+
+
+def lut_outside(table: np.ndarray) -> tuple[float, float]:
+    """(share of entries more than INVERSE_TOLERANCE outside [0, 1]³, max distance outside) of a
+    LUT's (…, 3) table. Entries far out spoil every cell they bound: a consumer interpolates
+    first and clips after."""
+    outside = distance_outside_cube(np.asarray(table, np.float64).reshape(-1, 3))
+    return float(np.mean(outside > INVERSE_TOLERANCE)), float(outside.max())
+
+
+def check_inverse(inverse: InverseMap, pixels: np.ndarray, *, n: int = INVERSE_CHECK_PIXELS,
+                  seed: int = 0) -> InverseCheck:
+    """:class:`InverseCheck` of ``inverse`` on n of an image's pixels y (N, 3), drawn without
+    replacement by ``np.random.default_rng(seed)`` (all of them when N ≤ n), in float64.
+
+    T is ``inverse.map``. A T that is nearly flat (Jacobian eigenvalues near ε) around the
+    colours that reach y sends T⁻¹(y) far outside the cube: the written pixel is clipped there.
+    """
+    pixels = np.asarray(pixels).reshape(-1, 3)
+    if len(pixels) > n:
+        pixels = pixels[np.random.default_rng(seed).choice(len(pixels), n, replace=False)]
+    y = torch.as_tensor(pixels, dtype=torch.float64)
+    with torch.inference_mode():
+        x = inverse(y)
+        residual = float((inverse.map(x) - y).abs().max())
+    outside = distance_outside_cube(x.numpy())
+    return InverseCheck(round_trip_max=residual, outside_share=float(np.mean(outside > INVERSE_TOLERANCE)),
+                        outside_max=float(outside.max()))
 
 
 class ColorAugment(nn.Module):
