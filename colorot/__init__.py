@@ -8,18 +8,23 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["ColorTransfer", "load", "__version__"]
+__all__ = ["ColorTransfer", "load", "match", "__version__"]
 
 
 def __getattr__(name: str) -> object:
-    """``ColorTransfer`` and ``load`` come from :mod:`colorot.transfer` on first use, so that
-    importing colorot (and starting its CLI) does not import torch."""
+    """``ColorTransfer`` and ``load`` come from :mod:`colorot.transfer`, ``match`` from
+    :mod:`colorot.matching`, on first use, so that importing colorot (and starting its CLI) does
+    not import torch."""
     if name in ("ColorTransfer", "load"):
         from colorot import transfer
 
         return getattr(transfer, name)
+    if name == "match":
+        from colorot.matching import match
+
+        return match
     raise AttributeError(f"module 'colorot' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "ColorTransfer", "load"])
+    return sorted([*globals(), "ColorTransfer", "load", "match"])

@@ -28,11 +28,14 @@ from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWri
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
                              read_image, write_image)
 from colorot.colour_table import ColourTable, Evaluator
+from colorot.controls import Controls
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_strength
 
 if TYPE_CHECKING:
     import torch
+
+    from colorot.models import MonotoneGradientMap
 
 #: Pixels per tensor: small enough that a 576-unit ridge map's (chunk × units) activations
 #: stay near 75 MB (the sliced solver's map), large enough that per-chunk overhead is noise.
@@ -92,31 +95,55 @@ def colour_table(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> ColourTa
     return ColourTable(colour_evaluator(fitted_map))
 
 
-def checkpoint_table(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0) -> ColourTable | None:
+def checkpoint_table(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0,
+                     controls: Controls | None = None) -> ColourTable | None:
     """The fast path's :class:`ColourTable` for the map of a checkpoint (a file, or its bytes) at
-    ``strength``, read without torch: for a ridge map (the default) or an affine map that every
+    ``strength``, then ``controls``, read without torch: for a ridge map (the default) or an affine map that every
     check of :func:`colorot.checkpoint.read_ridge_map` passes and whose profiles can be tabulated;
     None otherwise (load such a checkpoint with :func:`colorot.checkpoint.load`, which also names
     its faults). The table gives what :func:`colour_table` of the loaded map gives."""
     ridge = checkpoint.ridge_map_from_bytes(bytes(model)) if _is_bytes(model) else checkpoint.read_ridge_map(model)
     profiles = None if ridge is None else RidgeProfiles.from_parameters(ridge.state, ridge.eps)
-    return None if profiles is None else ColourTable(_at_strength(profiles, check_strength(strength)))
+    if profiles is None:
+        return None
+    return ColourTable(_controlled(_at_strength(profiles, check_strength(strength)), controls))
 
 
 def prepare(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0, inverse: bool = False,
-            exact: bool = False) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, ColourTable | None]:
+            exact: bool = False, controls: Controls | None = None
+            ) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, ColourTable | None]:
     """The map to apply and its colour table, as ``colorot apply`` builds them from a checkpoint
     (a file, or its bytes). A ridge or affine map goes into the table read without torch, and
     the map is None; any other map, and ``inverse`` or ``exact``, is loaded (torch) and the
-    table, if not ``exact``, evaluates it."""
-    table = None if inverse or exact else checkpoint_table(model, strength=strength)
+    table, if not ``exact``, evaluates it. ``controls`` act after the map at ``strength``."""
+    _refuse_inverse_controls(inverse, controls)
+    table = None if inverse or exact else checkpoint_table(model, strength=strength, controls=controls)
     if table is not None:
         return None, table
+    loaded = checkpoint.from_bytes(bytes(model)) if _is_bytes(model) else checkpoint.load(model)
+    return prepare_fitted(loaded.model, strength=strength, inverse=inverse, exact=exact, controls=controls)
+
+
+def prepare_fitted(model: MonotoneGradientMap, *, strength: float = 1.0, inverse: bool = False,
+                   exact: bool = False, controls: Controls | None = None
+                   ) -> tuple[Callable[[torch.Tensor], torch.Tensor], ColourTable | None]:
+    """:func:`prepare` for a fitted map in memory (``ColorTransfer.map_``): the map at
+    ``strength`` (or its inverse), then ``controls``, and its colour table unless ``exact``."""
     from colorot.transforms import prepare_map  # here: torch only for the maps that need it
 
-    loaded = checkpoint.from_bytes(bytes(model)) if _is_bytes(model) else checkpoint.load(model)
-    fitted = prepare_map(loaded.model, strength=strength, inverse=inverse)
-    return fitted, (None if exact else colour_table(fitted))
+    _refuse_inverse_controls(inverse, controls)
+    fitted = prepare_map(model, strength=strength, inverse=inverse)
+    table = None if exact else ColourTable(_controlled(colour_evaluator(fitted), controls))
+    return (fitted if controls is None else controls.bind(fitted, torch_map=True)), table
+
+
+def _controlled(evaluate: Evaluator, controls: Controls | None) -> Evaluator:
+    return evaluate if controls is None else controls.bind(evaluate)
+
+
+def _refuse_inverse_controls(inverse: bool, controls: Controls | None) -> None:
+    if inverse and controls is not None and not controls.is_identity:
+        raise ConfigError("the colour controls (--keep-luminance, --saturation, --neutral) do not apply to --inverse")
 
 
 def _is_bytes(model: object) -> bool:
@@ -362,23 +389,35 @@ def run(
     jobs: int = 1,
     **apply_kwargs: Any,
 ) -> Report:
-    """Run every job of ``plan``; a ColorotError fails that file only and the batch goes on,
-    except a :class:`DestinationError` (an output the file system refuses): it stops the
-    batch (files in flight finish atomically) and is raised.
+    """Apply ``fitted_map`` to every job of ``plan`` (:func:`run_each` of :func:`apply_to_file`,
+    with ``apply_kwargs``); the map and its colour table are shared by the workers."""
+    return run_each(plan, lambda job: apply_to_file(fitted_map, job.src, job.dst, **apply_kwargs),
+                    on_file_done=on_file_done, jobs=jobs)
+
+
+def run_each(
+    plan: Plan,
+    work: Callable[[Job], None],
+    *,
+    on_file_done: Callable[[Job, str | None], None] | None = None,
+    jobs: int = 1,
+) -> Report:
+    """Run ``work(job)`` for every job of ``plan``; a ColorotError fails that file only and the
+    batch goes on, except a :class:`DestinationError` (an output the file system refuses): it
+    stops the batch (files in flight finish atomically) and is raised.
 
     ``jobs`` files are processed at once by a thread pool (decoding, numpy, encoding
-    and torch all release the GIL; the map and its colour table are shared).
-    Destination folders are created as needed. ``on_file_done(job, error)`` is
-    called in the calling thread after each job, with the error message or None. ``apply_kwargs`` go
-    to :func:`apply_to_file`.
+    and torch all release the GIL). Destination folders are created as needed.
+    ``on_file_done(job, error)`` is called in the calling thread after each job, with the
+    error message or None.
     """
     start = time.perf_counter()
     errors: dict[Job, str | None] = {}
     try:
         if jobs <= 1:
-            _run_serially(plan.jobs, fitted_map, errors, on_file_done, apply_kwargs)
+            _run_serially(plan.jobs, work, errors, on_file_done)
         else:
-            _run_in_pool(plan.jobs, fitted_map, errors, on_file_done, jobs, apply_kwargs)
+            _run_in_pool(plan.jobs, work, errors, on_file_done, jobs)
     except DestinationError as exc:
         raise DestinationError(f"{exc}; the batch stopped") from exc
     return _report(plan, errors, start)
@@ -391,23 +430,21 @@ def _report(plan: Plan, errors: dict[Job, str | None], start: float) -> Report:
     return Report(written, list(plan.skipped), failed, time.perf_counter() - start)
 
 
-def _run_serially(jobs: list[Job], fitted_map: Callable[[torch.Tensor], torch.Tensor],
-                  errors: dict[Job, str | None], on_file_done: Callable[[Job, str | None], None] | None,
-                  apply_kwargs: dict[str, Any]) -> None:
+def _run_serially(jobs: list[Job], work: Callable[[Job], None], errors: dict[Job, str | None],
+                  on_file_done: Callable[[Job, str | None], None] | None) -> None:
     """Run ``jobs`` in this thread (an interrupt stops the batch at once), filling ``errors``."""
     for job in jobs:
-        errors[job] = _run_job(job, fitted_map, apply_kwargs)
+        errors[job] = _run_job(job, work)
         if on_file_done is not None:
             on_file_done(job, errors[job])
 
 
-def _run_in_pool(jobs: list[Job], fitted_map: Callable[[torch.Tensor], torch.Tensor],
-                 errors: dict[Job, str | None], on_file_done: Callable[[Job, str | None], None] | None,
-                 workers: int, apply_kwargs: dict[str, Any]) -> None:
+def _run_in_pool(jobs: list[Job], work: Callable[[Job], None], errors: dict[Job, str | None],
+                 on_file_done: Callable[[Job, str | None], None] | None, workers: int) -> None:
     """Run ``jobs`` on ``workers`` threads, filling ``errors`` as they finish."""
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        pending = {pool.submit(_run_job, job, fitted_map, apply_kwargs): job for job in jobs}
+        pending = {pool.submit(_run_job, job, work): job for job in jobs}
         for future in as_completed(pending):
             job = pending[future]
             errors[job] = future.result()
@@ -419,16 +456,14 @@ def _run_in_pool(jobs: list[Job], fitted_map: Callable[[torch.Tensor], torch.Ten
     pool.shutdown()
 
 
-def _run_job(
-    job: Job, fitted_map: Callable[[torch.Tensor], torch.Tensor], apply_kwargs: dict[str, Any]
-) -> str | None:
-    """Apply the map to one job; the error message if it failed, else None.
+def _run_job(job: Job, work: Callable[[Job], None]) -> str | None:
+    """``work(job)``; the error message if it failed, else None.
 
     A :class:`DestinationError` is raised, not returned: it stops the batch.
     """
     try:
         _make_folder(job.dst.parent)
-        apply_to_file(fitted_map, job.src, job.dst, **apply_kwargs)
+        work(job)
     except DestinationError:
         raise
     except ColorotError as exc:

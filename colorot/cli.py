@@ -24,7 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from colorot import __version__, apply as apply_mod, checkpoint, metrics, preview as preview_mod
 from colorot.cube import cube_text, write_cube
-from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
+from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS,
+                              DEFAULT_TEMPORAL_WEIGHT)
 from colorot.errors import ColorotError, ConfigError
 from colorot.lut import bake
 
@@ -122,9 +123,16 @@ def main_options(
 
 
 _STRENGTH_HELP = "Strength t in [0, 1]: (1−t)·x + t·T(x); 0 is the identity, 1 the full map."
+_KEEP_LUMINANCE_HELP = ("Keep each pixel's luma (Rec. 709 weights) and take only the colours: y + (Y(x) − Y(y))·1, "
+                        "after --strength (no longer a monotone map in general).")
+_SATURATION_HELP = ("Scale colourfulness around each output's luma: Y(y) + S·(y − Y(y)); 0 is grey, 1 unchanged "
+                    "(one-to-one for S > 0, no longer a gradient map).")
+_NEUTRAL_HELP = ("Remove this fraction of the cast the map gives mid-grey: a constant shift, still a monotone "
+                 "gradient map.")
 _INVERSE_HELP = ("Apply the inverse map T⁻¹ (back from the target's style), solved per colour by Newton. "
                  "Checked on 2048 pixels of each input: a warning when T(T⁻¹(y)) misses y by over 2/255, or "
-                 "over 1 % of them have T⁻¹(y) more than 2/255 outside the cube (clipped: false colours).")
+                 "over 1 % of them have T⁻¹(y) more than 2/255 outside the cube (clipped: false colours) or "
+                 "a gain 1/σ_min(J_T) over 4 (half a code of noise in, over 2 out: banding).")
 _INVERSE_LUT_HELP = ("Export the inverse map T⁻¹, solved per grid colour by Newton; a warning when over 10 % of "
                      "the entries lie more than 2/255 outside the cube.")
 
@@ -210,11 +218,7 @@ def fit(
         if output.exists() and not force:
             raise ColorotError(f"{output} already exists (use --force to replace it)")
         sources, target_images, target_kind = _images_and_targets(images, targets or [], distribution.value)
-        n_components: int | str | None = components
-        if components not in (None, "auto"):
-            if not components.isdigit():
-                raise ConfigError(f"--components must be a positive integer or 'auto', not {components!r}")
-            n_components = int(components)
+        n_components = _components(components)
         from colorot.transfer import ColorTransfer
 
         estimator = ColorTransfer(
@@ -260,6 +264,9 @@ def apply_command(
     max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_HELP)] = False,
+    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", help=_KEEP_LUMINANCE_HELP)] = False,
+    saturation: Annotated[float, typer.Option(min=0.0, help=_SATURATION_HELP)] = 1.0,
+    neutral: Annotated[float, typer.Option(min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
     exact: Annotated[bool, typer.Option("--exact", help="Evaluate the map itself on every pixel instead of once "
                                                         "per distinct colour (8-bit) or through its tabulated "
                                                         "profiles (16-bit ridge maps).")] = False,
@@ -292,9 +299,12 @@ def apply_command(
             raise ConfigError("'-' works with exactly one input and one output (no --shard, --preview, --from-stdin)")
         if output == "-" and as_json:
             raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
-        document: dict = {"strength": strength, "inverse": inverse}
+        from colorot.controls import Controls
+
+        controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
+        document: dict = {"strength": strength, "inverse": inverse, "controls": controls.describe()}
         # The table is shared by the file workers; a ridge or affine map gets one without torch.
-        fitted, table = apply_mod.prepare(model, strength=strength, inverse=inverse, exact=exact)
+        fitted, table = apply_mod.prepare(model, strength=strength, inverse=inverse, exact=exact, controls=controls)
         if fitted is not None and jobs > 1:
             import torch
 
@@ -343,19 +353,20 @@ def apply_command(
 def _check_inverse_on(inverse, sources: list[Path], max_pixels: int | None) -> dict:
     """The inverse checked on each input's own colours (stdin excepted), for the JSON; a warning
     line on stderr for each input where it is ill-conditioned."""
+    from dataclasses import asdict
+
     from colorot.imageio import read_pixels
     from colorot.transforms import check_inverse
 
     checks = []
     for src in (s for s in sources if str(s) != "-"):
         check = check_inverse(inverse, read_pixels(src, max_pixels=max_pixels))
-        checks.append({"input": str(src), "round_trip_max": check.round_trip_max,
-                       "outside_share": check.outside_share, "outside_max": check.outside_max,
-                       "ill_conditioned": check.ill_conditioned})
+        checks.append({"input": str(src), **asdict(check), "ill_conditioned": check.ill_conditioned})
         if check.ill_conditioned:
-            stderr.print(f"warning: the inverse is ill-conditioned for {src}: {check.outside_share:.1%} of its "
-                         f"pixels come from outside the colour cube (up to {check.outside_max:.3g} away) and are "
-                         f"clipped to false colours; round trip {check.round_trip_max:.1e}",
+            stderr.print(f"warning: the inverse is ill-conditioned for {src}: it magnifies the noise of "
+                         f"{check.gain_share:.1%} of its pixels over 4× (banding; up to {check.gain_max:.3g}×), "
+                         f"{check.outside_share:.1%} come from outside the colour cube (false colours; up to "
+                         f"{check.outside_max:.3g} away); round trip {check.round_trip_max:.1e}",
                          highlight=False, soft_wrap=True)
     return {"round_trip_error": max((c["round_trip_max"] for c in checks), default=None),
             "inverse_ill_conditioned": any(c["ill_conditioned"] for c in checks), "inverse_checks": checks}
@@ -363,8 +374,15 @@ def _check_inverse_on(inverse, sources: list[Path], max_pixels: int | None) -> d
 
 def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.Report:
     """Run a plan with a progress bar on stderr; failures are printed as they happen."""
+    jobs = kwargs.pop("jobs", 1)
+    return _run_each_with_progress(job_plan, lambda job: apply_mod.apply_to_file(fitted, job.src, job.dst, **kwargs),
+                                   jobs=jobs, label="applying")
+
+
+def _run_each_with_progress(job_plan: apply_mod.Plan, work, *, jobs: int, label: str) -> apply_mod.Report:
+    """:func:`colorot.apply.run_each` with a progress bar (files/s) on stderr; failures printed as they happen."""
     with _progress() as bar:
-        task = bar.add_task("applying", total=len(job_plan.jobs), extra="")
+        task = bar.add_task(label, total=len(job_plan.jobs), extra="")
 
         def done(job: apply_mod.Job, error: str | None) -> None:
             if error is not None:
@@ -373,7 +391,7 @@ def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.
             completed = bar.tasks[task].completed + 1
             bar.update(task, completed=completed, extra=f"{completed / elapsed:.1f} files/s" if elapsed else "")
 
-        return apply_mod.run(job_plan, fitted, on_file_done=done, **kwargs)
+        return apply_mod.run_each(job_plan, work, on_file_done=done, jobs=jobs)
 
 
 def _apply_stream(fitted, source: str, output: str, output_format: str | None, table, quality: int,
@@ -401,6 +419,176 @@ def _apply_stream(fitted, source: str, output: str, output_format: str | None, t
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
 
 
+@app.command("match")
+def match_command(
+    reference: Annotated[Path, typer.Argument(help="The image whose colours every input takes.")],
+    paths: Annotated[list[str], typer.Argument(help="Input images or folders, then the output file or folder, "
+                                               "as for 'colorot apply' ('-': stdin / stdout).", show_default=False)],
+    sequence: Annotated[bool, typer.Option("--sequence", help="The inputs are frames: matched in order (numbers "
+                        "in names compared as numbers), each fit starting from the last frame's map and "
+                        "pulled towards it, so the grade does not flicker (kl solver; one file at a time).")] = False,
+    temporal_weight: Annotated[float, typer.Option(min=0.0, help="ρ of --sequence's ρ·mean‖T_t(x) − T_{t−1}(x)‖² "
+                               "(0: warm start only).")] = DEFAULT_TEMPORAL_WEIGHT,
+    save_maps: Annotated[Optional[Path], typer.Option(help="Keep each input's checkpoint in this folder (the "
+                         "output tree mirrored, suffix .pt), for 'colorot apply' or 'export-lut' later.")] = None,
+    model: Annotated[ModelName, typer.Option(help="Map, as for 'colorot fit'.")] = ModelName.ridge,
+    solver: Annotated[SolverName, typer.Option(help="Solver, as for 'colorot fit'.")] = SolverName.auto,
+    distribution: Annotated[TargetKind, typer.Option("--distribution", help="What each map transports onto, as "
+                            "for 'colorot fit'.")] = TargetKind.auto,
+    components: Annotated[Optional[str], typer.Option(help="Mixture components K of the reference, or 'auto' "
+                          "[default: 10 for the kl solver, auto otherwise].", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Iterations or steps per fit, as for 'colorot fit'.")] = None,
+    sw_weight: Annotated[Optional[float], typer.Option(help="μ of μ·SW₂², as for 'colorot fit'.",
+                                                       show_default=False)] = None,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed of every fit.")] = 0,
+    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Allow outputs inside an input folder.")] = False,
+    suffix: Annotated[Optional[str], typer.Option(help="Output format by suffix, e.g. .png (default: the input's).")] = None,
+    output_format: Annotated[Optional[str], typer.Option("--format", help="Format of an image written to "
+                             "stdout ('-'), e.g. png or jpg (default: the input's).")] = None,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
+    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
+    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", help=_KEEP_LUMINANCE_HELP)] = False,
+    saturation: Annotated[float, typer.Option(min=0.0, help=_SATURATION_HELP)] = 1.0,
+    neutral: Annotated[float, typer.Option(min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
+    exact: Annotated[bool, typer.Option("--exact", help="Evaluate each map on every pixel instead of once per "
+                                                        "distinct colour.")] = False,
+    from_stdin: Annotated[bool, typer.Option("--from-stdin", help="Read input file paths from stdin, one a line; "
+                                             "the only positional path is then the output folder.")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="Do only shard i of N (0 ≤ i < N), e.g. 0/4.")] = None,
+    preview: Annotated[Optional[Path], typer.Option(help="Write a contact sheet of a sample of the batch "
+                                                    "(input | output) to this PNG.")] = None,
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="Files matched at once [default: the machine's CPU "
+                                                "count; 1 with --sequence].", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+) -> None:
+    """Match every input image to REFERENCE, each with its own fitted map (the reference is fitted once).
+
+    Example: colorot match sunset.jpg photos/ matched/
+
+    Frames: colorot match grade.jpg frames/ graded/ --sequence
+    """
+    with _user_errors():
+        if from_stdin:
+            if len(paths) != 1:
+                raise ConfigError("with --from-stdin give only the output folder: colorot match REFERENCE --from-stdin OUT/")
+            inputs, output = [], paths[0]
+        elif len(paths) < 2:
+            raise ConfigError("give at least one input and an output: colorot match REFERENCE INPUT... OUTPUT")
+        else:
+            *inputs, output = paths
+        streaming = "-" in inputs or output == "-"
+        if streaming and (len(inputs) != 1 or shard or preview or from_stdin or save_maps or sequence):
+            raise ConfigError("'-' works with exactly one input and one output (no --shard, --preview, --from-stdin, "
+                              "--save-maps, --sequence)")
+        if output == "-" and as_json:
+            raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
+        if sequence and (shard or (jobs or 1) > 1):
+            raise ConfigError("--sequence matches frames one after another: it takes no --shard and no --jobs above 1")
+        from colorot.controls import Controls
+        from colorot.matching import Matcher, map_destination, natural_order
+
+        controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
+        n_components = _components(components)
+        jobs = jobs or (1 if sequence else _CPUS)
+        job_plan = None
+        if not streaming:  # every path is checked before the reference is fitted
+            if from_stdin:
+                job_plan = apply_mod.plan_listed(sys.stdin.read().splitlines(), output, overwrite=overwrite,
+                                                 suffix=suffix)
+            else:
+                job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive,
+                                          overwrite=overwrite, in_place=in_place, suffix=suffix)
+            if shard:
+                job_plan = apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output)
+            if sequence:
+                order = {src: i for i, src in enumerate(natural_order([job.src for job in job_plan.jobs]))}
+                job_plan.jobs.sort(key=lambda job: order[job.src])
+        import torch
+
+        if jobs > 1:
+            torch.set_num_threads(1)  # parallelism comes from the file workers
+        matcher = Matcher(reference, sequence=sequence, temporal_weight=temporal_weight, model=model.value,
+                          solver=solver.value, target=distribution.value, n_components=n_components, steps=steps,
+                          sw_weight=sw_weight, random_state=seed, max_image_pixels=max_image_pixels)
+        settings = dict(strength=strength, controls=controls, exact=exact, quality=quality, max_pixels=max_image_pixels)
+        document: dict = {"reference": str(reference), "sequence": sequence, "strength": strength,
+                          "controls": controls.describe()}
+        if streaming:
+            report = _match_stream(matcher, inputs[0], output, output_format, settings)
+        else:
+            def maps_for(job: apply_mod.Job) -> Path | None:
+                return None if save_maps is None else map_destination(save_maps, job.dst, Path(output))
+
+            report = _run_each_with_progress(
+                job_plan, lambda job: matcher.match_file(job.src, job.dst, save_map=maps_for(job), **settings),
+                jobs=jobs, label="matching")
+            if preview is not None:
+                preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
+            document["maps"] = [str(maps_for(j)) for j in report.written] if save_maps else None
+        document.update({
+            "written": [str(j.dst) for j in report.written],
+            "skipped": [str(j.dst) for j in report.skipped],
+            "failed": [{"input": str(j.src), "error": e} for j, e in report.failed],
+            "seconds": round(report.seconds, 3),
+            "shard": shard,
+            "preview": str(preview) if preview and report.written else None,
+        })
+        lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "
+                 f"to redo), {len(report.failed)} failed in {report.seconds:.1f} s"]
+        lines += [f"failed: {e}" for _, e in report.failed]
+        if output == "-":
+            for line in lines:
+                stderr.print(line, highlight=False)
+        else:
+            _emit(as_json, document, lines)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _match_stream(matcher, source: str, output: str, output_format: str | None, settings: dict) -> apply_mod.Report:
+    """One image between stdin/stdout and files ('-' on either side), matched to the reference."""
+    import time
+
+    from colorot.atomic import write_atomic
+    from colorot.imageio import format_for_suffix
+
+    start = time.perf_counter()
+    data = _read_input(source)
+    if output == "-":
+        encoded, _ = matcher.match_bytes(data, format=output_format, **settings)
+        sys.stdout.buffer.write(encoded)
+        sys.stdout.buffer.flush()
+    else:
+        if Path(output).is_dir() or output.endswith(("/", os.sep)):
+            raise ConfigError("an image from stdin needs an output file name, not a folder")
+        encoded, _ = matcher.match_bytes(data, format=format_for_suffix(Path(output).suffix), **settings)
+        write_atomic(output, encoded)
+    job = apply_mod.Job(Path(source), Path(output))
+    return apply_mod.Report([job], [], [], time.perf_counter() - start)
+
+
+def _read_input(source: str) -> bytes:
+    """The bytes of ``source``, or of stdin for '-'."""
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {source}: {exc.strerror or exc}") from exc
+
+
+def _components(components: str | None) -> int | str | None:
+    """--components as ColorTransfer takes it: None, 'auto' or an int."""
+    if components in (None, "auto"):
+        return components
+    if not components.isdigit():
+        raise ConfigError(f"--components must be a positive integer or 'auto', not {components!r}")
+    return int(components)
+
+
 @app.command("export-lut")
 def export_lut(
     model: Annotated[Path, typer.Argument(help="Checkpoint written by 'colorot fit'.")],
@@ -409,6 +597,9 @@ def export_lut(
                                       "(finest).")] = 33,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_LUT_HELP)] = False,
+    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", help=_KEEP_LUMINANCE_HELP)] = False,
+    saturation: Annotated[float, typer.Option(min=0.0, help=_SATURATION_HELP)] = 1.0,
+    neutral: Annotated[float, typer.Option(min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
 ) -> None:
@@ -422,10 +613,17 @@ def export_lut(
             raise ConfigError("--json cannot share stdout with the LUT")
         from colorot.transforms import INVERSE_LUT_BAD_SHARE, lut_outside, prepare_map
 
+        from colorot.controls import Controls
+
+        controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
+        if inverse and not controls.is_identity:
+            raise ConfigError("the colour controls (--keep-luminance, --saturation, --neutral) do not apply to --inverse")
         base = checkpoint.load(model).model
-        lut = bake(prepare_map(base, strength=strength, inverse=inverse), size)
-        title = f"colorot {base.name}" + (f" strength {strength:g}" if strength != 1.0 else "") + \
-            (" inverse" if inverse else "")
+        lut = bake(controls.bind(prepare_map(base, strength=strength, inverse=inverse), torch_map=True), size)
+        title = " ".join([f"colorot {base.name}", *([f"strength {strength:g}"] if strength != 1.0 else []),
+                          *(["inverse"] if inverse else []), *(["keep-luminance"] if keep_luminance else []),
+                          *([f"saturation {saturation:g}"] if saturation != 1.0 else []),
+                          *([f"neutral {neutral:g}"] if neutral else [])])
         far_share, far_max = lut_outside(lut.table)
         ill_conditioned = inverse and far_share > INVERSE_LUT_BAD_SHARE
         if ill_conditioned:
@@ -438,6 +636,7 @@ def export_lut(
         write_cube(output, lut, title=title, overwrite=force)
         outside = float(((lut.table < 0) | (lut.table > 1)).any(-1).mean())
         _emit(as_json, {"lut": output, "size": size, "entries": size**3, "strength": strength, "inverse": inverse,
+                        "controls": controls.describe(),
                         "domain": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], "fraction_outside_unit_cube": outside,
                         "fraction_outside_by_2_codes": far_share, "max_outside": far_max,
                         "inverse_ill_conditioned": ill_conditioned if inverse else None},

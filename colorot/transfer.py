@@ -149,7 +149,7 @@ def _sha256(images: ImageLike | Sequence[ImageLike]) -> str | list | None:
 
 @dataclass(frozen=True)
 class Reference:
-    """A target read and its distribution fitted once, for many fits onto it (:mod:`colorot.match`).
+    """A target read and its distribution fitted once, for many fits onto it (:mod:`colorot.matching`).
 
     Made by :meth:`ColorTransfer.fit_reference`; ``fit`` accepts it in place of the target
     images when its own target settings are those it was made with (``settings``).

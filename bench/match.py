@@ -1,0 +1,245 @@
+"""Per-image matching (``colorot match``) against color-matcher, and frame sequences without flicker.
+
+    python bench/match.py [--files 30] [--frames 60] [--cache DIR] [--skip-folder] [--skip-sequence]
+
+1. **Folder** (``--files`` 1920×1200 JPEGs, crops and flips of real photographs: the bundled
+   samples and, when ``--cache`` holds them, bench/quality.py's photographs; the reference is
+   ``samples/sunset.jpg``): ``colorot match REF folder/ out/ --jobs 2`` as a fresh process
+   against color-matcher's own command line (``color-matcher -s DIR -r REF -m hm-mkl-hm``)
+   run as 2 processes on the two halves of the folder at once.  Prints files/s of each (wall
+   time, start-up included), the median SW2 of the outputs to the reference
+   (``colorot.metrics.sliced_w2``, as bench/quality.py), and the peak resident memory
+   (``/usr/bin/time -f %M``) of ``colorot match`` on a third of the files and on all of them.
+2. **Sequence** (``--frames`` frames of 480×300 cut from ``samples/day.jpg``: a slow pan and
+   zoom, an exposure ramp of +0.5 stop and sensor-like noise, σ = 2 code values, seeded; the
+   reference is ``samples/sunset.jpg``).  Four runs: ``colorot match --sequence``,
+   independent per-frame fits (``colorot match``), color-matcher per frame (``hm-mkl-hm``) and
+   one map for the whole sequence (``colorot fit`` on frame 0, applied to every frame).
+
+   **Flicker**: for each output frame the 12 statistics mean and 5/50/95 % percentiles of R,
+   G and B (code values).  What the input itself changes is removed by regressing each
+   statistic over the frames on the same statistic of the input frames (least squares,
+   a + b·s_in); flicker is the RMS frame-to-frame change of the residuals, over frames and
+   statistics.  Also printed: each run's median SW2 to the reference, and for
+   ``--sequence`` the largest per-frame ratio of its SW2 to the independent fit's.
+
+color-matcher is bench-only (``pip install color-matcher``), never a dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+REFERENCE = SAMPLES / "sunset.jpg"
+SIZE = (1920, 1200)
+FRAME_SIZE = (480, 300)
+COLOROT = [sys.executable, "-m", "colorot"]
+
+
+def photographs(cache: Path | None) -> list[Path]:
+    """The real photographs to cut the folder from: the samples but the reference, then the cache's."""
+    found = [p for p in sorted(SAMPLES.glob("*.jpg")) if p != REFERENCE]
+    if cache is not None and (cache / "images").is_dir():
+        found += sorted((cache / "images").glob("*.jpg"))
+    return found
+
+
+def make_folder(folder: Path, count: int, cache: Path | None) -> list[Path]:
+    """``count`` distinct 1920×1200 JPEGs, each a seeded crop (60–100 %) of a photograph, every other one flipped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = photographs(cache)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        with Image.open(sources[i % len(sources)]) as photo:
+            photo = photo.convert("RGB")
+        w, h = photo.size
+        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        image = photo.crop((x, y, x + cw, y + ch)).resize(SIZE, Image.Resampling.BICUBIC)
+        if i % 2:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        paths.append(folder / f"img{i:03d}.jpg")
+        image.save(paths[-1], quality=92)
+    return paths
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.float32).reshape(-1, 3) / 255
+
+
+def median_sw2(outputs: list[Path]) -> float:
+    from colorot.metrics import sliced_w2
+
+    reference = pixels(REFERENCE)
+    return statistics.median(sliced_w2(pixels(p), reference) for p in outputs)
+
+
+def timed(command: list[str], cwd: Path | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def peak_memory_mib(command: list[str]) -> float:
+    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], check=True, capture_output=True, text=True)
+    return int(result.stderr.strip().splitlines()[-1]) / 1024
+
+
+def folder_bench(work: Path, count: int, cache: Path | None) -> None:
+    files = make_folder(work / "in", count, cache)
+    out = work / "colorot"
+    seconds = timed([*COLOROT, "match", str(REFERENCE), str(work / "in"), str(out), "--jobs", "2"])
+    ours = sorted(out.glob("*.jpg"))
+    halves = [work / "half0", work / "half1"]
+    for index, half in enumerate(halves):
+        half.mkdir()
+        for path in files[index::2]:
+            shutil.copy(path, half / path.name)
+    start = time.perf_counter()
+    peers = [subprocess.Popen(["color-matcher", "-s", str(half), "-r", str(REFERENCE), "-m", "hm-mkl-hm"],
+                              cwd=half, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for half in halves]
+    if any(p.wait() for p in peers):
+        raise RuntimeError("color-matcher failed")
+    peer_seconds = time.perf_counter() - start
+    theirs = sorted(p for half in halves for p in (half / "batch_proc_hm-mkl-hm").glob("*"))
+    print(f"folder: {count} files of {SIZE[0]}×{SIZE[1]}, reference {REFERENCE.name}")
+    print(f"  colorot match --jobs 2: {seconds:.1f} s, {count / seconds:.3f} files/s; "
+          f"color-matcher hm-mkl-hm, 2 processes: {peer_seconds:.1f} s, {len(theirs) / peer_seconds:.3f} files/s; "
+          f"ratio {(count / seconds) / (len(theirs) / peer_seconds):.2f}×")
+    print(f"  median SW2 to the reference: colorot {median_sw2(ours):.4f}, color-matcher {median_sw2(theirs):.4f}")
+    third = work / "third"
+    third.mkdir()
+    for path in files[: max(1, count // 3)]:
+        shutil.copy(path, third / path.name)
+    small = peak_memory_mib([*COLOROT, "match", str(REFERENCE), str(third), str(work / "m1"), "--jobs", "2"])
+    large = peak_memory_mib([*COLOROT, "match", str(REFERENCE), str(work / "in"), str(work / "m2"), "--jobs", "2"])
+    print(f"  peak memory of colorot match: {small:.0f} MiB for {max(1, count // 3)} files, {large:.0f} MiB for {count}")
+
+
+def make_sequence(folder: Path, frames: int) -> list[Path]:
+    """``frames`` PNG frames of a slow pan and zoom across samples/day.jpg, exposure ramp, noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(SAMPLES / "day.jpg") as photo:
+        photo = photo.convert("RGB")
+    w, h = photo.size
+    rng = np.random.default_rng(0)
+    paths = []
+    for t in range(frames):
+        s = t / max(1, frames - 1)
+        scale = 0.7 - 0.15 * s  # the crop shrinks: a zoom in
+        cw, ch = int(w * scale), int(w * scale * FRAME_SIZE[1] / FRAME_SIZE[0])
+        x, y = int((w - cw) * (0.2 + 0.5 * s)), int((h - ch) * 0.5)
+        frame = np.asarray(photo.crop((x, y, x + cw, y + ch)).resize(FRAME_SIZE, Image.Resampling.BILINEAR),
+                           np.float64)
+        frame = frame * 2 ** (0.5 * s) + rng.normal(0, 2.0, frame.shape)  # +½ stop over the clip, sensor noise
+        paths.append(folder / f"frame{t:04d}.png")
+        Image.fromarray(np.clip(np.rint(frame), 0, 255).astype(np.uint8)).save(paths[-1])
+    return paths
+
+
+def frame_statistics(path: Path) -> np.ndarray:
+    """Mean and 5/50/95 % percentiles of R, G, B in code values: (12,)."""
+    p = pixels(path) * 255
+    return np.concatenate([p.mean(0), *np.percentile(p, [5, 50, 95], axis=0)])
+
+
+def flicker(inputs: list[Path], outputs: list[Path]) -> float:
+    """RMS frame-to-frame change of the output statistics not explained by the input's (module docstring)."""
+    s_in = np.stack([frame_statistics(p) for p in inputs])
+    s_out = np.stack([frame_statistics(p) for p in outputs])
+    residuals = []
+    for k in range(s_in.shape[1]):
+        design = np.stack([np.ones(len(s_in)), s_in[:, k]], axis=1)
+        coef, *_ = np.linalg.lstsq(design, s_out[:, k], rcond=None)
+        residuals.append(s_out[:, k] - design @ coef)
+    return float(np.sqrt(np.mean(np.diff(np.stack(residuals, axis=1), axis=0) ** 2)))
+
+
+def frame_sw2(outputs: list[Path]) -> np.ndarray:
+    from colorot.metrics import sliced_w2
+
+    reference = pixels(REFERENCE)
+    return np.asarray([sliced_w2(pixels(p), reference) for p in outputs])
+
+
+def color_matcher_frames(frames: list[Path], out: Path) -> list[Path]:
+    from color_matcher import ColorMatcher
+
+    out.mkdir()
+    with Image.open(REFERENCE) as image:
+        reference = np.asarray(image.convert("RGB"))
+    paths = []
+    for frame in frames:
+        with Image.open(frame) as image:
+            source = np.asarray(image.convert("RGB"))
+        result = ColorMatcher().transfer(src=source, ref=reference, method="hm-mkl-hm")
+        paths.append(out / frame.name)
+        Image.fromarray(np.clip(np.rint(result), 0, 255).astype(np.uint8)).save(paths[-1])
+    return paths
+
+
+def sequence_bench(work: Path, count: int) -> None:
+    frames = make_sequence(work / "frames", count)
+    runs: dict[str, list[Path]] = {}
+    seconds: dict[str, float] = {}
+    for name, extra in (("colorot match --sequence", ["--sequence"]), ("independent per-frame fits", ["--jobs", "2"])):
+        out = work / name.split()[-1].strip("-")
+        seconds[name] = timed([*COLOROT, "match", str(REFERENCE), str(work / "frames"), str(out), *extra])
+        runs[name] = sorted(out.glob("*.png"))
+    start = time.perf_counter()
+    runs["color-matcher per frame"] = color_matcher_frames(frames, work / "peer")
+    seconds["color-matcher per frame"] = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run([*COLOROT, "fit", str(frames[0]), str(REFERENCE), "-o", str(work / "one.pt")], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([*COLOROT, "apply", str(work / "one.pt"), str(work / "frames"), str(work / "one")], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds["one map for the sequence"] = time.perf_counter() - start
+    runs["one map for the sequence"] = sorted((work / "one").glob("*.png"))
+    sw2 = {name: frame_sw2(outputs) for name, outputs in runs.items()}
+    print(f"sequence: {count} frames of {FRAME_SIZE[0]}×{FRAME_SIZE[1]} (pan, zoom, +0.5 stop ramp, noise σ 2), "
+          f"reference {REFERENCE.name}")
+    print(f"  input flicker (its own statistics against themselves): {flicker(frames, frames):.3f}")
+    for name, outputs in runs.items():
+        print(f"  {name:28s} flicker {flicker(frames, outputs):7.3f} code values   median SW2 "
+              f"{np.median(sw2[name]):.4f}   {seconds[name]:6.1f} s")
+    ratio = sw2["colorot match --sequence"] / sw2["independent per-frame fits"]
+    print(f"  --sequence against independent fits: flicker {flicker(frames, runs['independent per-frame fits']) / flicker(frames, runs['colorot match --sequence']):.1f}× lower; "
+          f"SW2 ratio per frame median {np.median(ratio):.3f}, largest {ratio.max():.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("COLOROT_BENCH_CACHE",
+                                                                          Path.home() / ".cache/colorot-bench")))
+    parser.add_argument("--skip-folder", action="store_true")
+    parser.add_argument("--skip-sequence", action="store_true")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="colorot-match-bench-") as tmp:
+        if not args.skip_folder:
+            folder_bench(Path(tmp) / "folder", args.files, args.cache)
+        if not args.skip_sequence:
+            sequence_bench(Path(tmp) / "sequence", args.frames)
+
+
+if __name__ == "__main__":
+    main()
