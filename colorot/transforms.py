@@ -118,6 +118,9 @@ def round_trip_error(fitted_map: nn.Module, inverse: nn.Module, *, n: int = 4096
 INVERSE_TOLERANCE = 2 / 255
 #: The share of an image's pixels that may miss it before its inverse is called ill-conditioned.
 INVERSE_BAD_SHARE = 0.01
+#: The most T⁻¹ may magnify an input's error: half a code value (8-bit rounding) then moves the
+#: output by up to 2 code values. The gain at y is ‖J_T⁻¹(y)‖₂ = 1 / σ_min(J_T(T⁻¹(y))).
+INVERSE_MAX_GAIN = 4.0
 #: Pixels of an image (seeded, uniform) that :func:`check_inverse` solves.
 INVERSE_CHECK_PIXELS = 2048
 #: The share of an inverse LUT's entries that may lie over INVERSE_TOLERANCE outside the cube.
@@ -132,12 +135,16 @@ class InverseCheck:
     round_trip_max: float  #: max ‖T(T⁻¹(y)) − y‖_∞: the solve's residual
     outside_share: float  #: share of pixels with T⁻¹(y) more than INVERSE_TOLERANCE outside [0, 1]³
     outside_max: float  #: max distance ‖T⁻¹(y) − clip(T⁻¹(y), 0, 1)‖_∞ of T⁻¹(y) from the cube
+    gain_share: float  #: share of pixels where the gain of T⁻¹ exceeds INVERSE_MAX_GAIN
+    gain_max: float  #: max gain 1 / σ_min(J_T(T⁻¹(y)))
 
     @property
     def ill_conditioned(self) -> bool:
-        """The solve misses by more than INVERSE_TOLERANCE, or over INVERSE_BAD_SHARE of the
-        pixels leave the cube by more than that (they are clipped when written: false colours)."""
-        return self.round_trip_max > INVERSE_TOLERANCE or self.outside_share > INVERSE_BAD_SHARE
+        """The solve misses by more than INVERSE_TOLERANCE, or over INVERSE_BAD_SHARE of the pixels
+        leave the cube by more than that (clipped when written: false colours) or have a gain over
+        INVERSE_MAX_GAIN (their rounding and compression noise is magnified: banding)."""
+        return (self.round_trip_max > INVERSE_TOLERANCE or self.outside_share > INVERSE_BAD_SHARE
+                or self.gain_share > INVERSE_BAD_SHARE)
 
 
 def distance_outside_cube(x: np.ndarray) -> np.ndarray:
@@ -158,8 +165,9 @@ def check_inverse(inverse: InverseMap, pixels: np.ndarray, *, n: int = INVERSE_C
     """:class:`InverseCheck` of ``inverse`` on n of an image's pixels y (N, 3), drawn without
     replacement by ``np.random.default_rng(seed)`` (all of them when N ≤ n), in float64.
 
-    T is ``inverse.map``. A T that is nearly flat (Jacobian eigenvalues near ε) around the
-    colours that reach y sends T⁻¹(y) far outside the cube: the written pixel is clipped there.
+    T is ``inverse.map``. Where T is nearly flat (Jacobian eigenvalues near ε) T⁻¹ magnifies the
+    input's own rounding and compression noise by its gain 1 / σ_min(J_T), and sends colours that
+    T never reaches from the cube far outside it, where the written pixel is clipped.
     """
     pixels = np.asarray(pixels).reshape(-1, 3)
     if len(pixels) > n:
@@ -167,10 +175,12 @@ def check_inverse(inverse: InverseMap, pixels: np.ndarray, *, n: int = INVERSE_C
     y = torch.as_tensor(pixels, dtype=torch.float64)
     with torch.inference_mode():
         x = inverse(y)
-        residual = float((inverse.map(x) - y).abs().max())
+        forward, jac = inverse.map.forward_and_jacobian(x)
+        gain = (1.0 / torch.linalg.svdvals(jac)[:, -1]).numpy()
     outside = distance_outside_cube(x.numpy())
-    return InverseCheck(round_trip_max=residual, outside_share=float(np.mean(outside > INVERSE_TOLERANCE)),
-                        outside_max=float(outside.max()))
+    return InverseCheck(round_trip_max=float((forward - y).abs().max()),
+                        outside_share=float(np.mean(outside > INVERSE_TOLERANCE)), outside_max=float(outside.max()),
+                        gain_share=float(np.mean(gain > INVERSE_MAX_GAIN)), gain_max=float(gain.max()))
 
 
 class ColorAugment(nn.Module):

@@ -4,6 +4,7 @@ field where the inverse is ill-conditioned for the image, and the share of an in
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ from typer.testing import CliRunner
 from colorot import ColorTransfer, checkpoint
 from colorot.cli import _INVERSE_HELP, _INVERSE_LUT_HELP, app
 from colorot.imageio import read_pixels
-from colorot.transforms import (INVERSE_BAD_SHARE, INVERSE_LUT_BAD_SHARE, INVERSE_TOLERANCE, InverseMap,
-                                check_inverse, distance_outside_cube, lut_outside)
+from colorot.models import AffineMap
+from colorot.transforms import (INVERSE_BAD_SHARE, INVERSE_LUT_BAD_SHARE, INVERSE_MAX_GAIN, INVERSE_TOLERANCE,
+                                InverseMap, check_inverse, distance_outside_cube, lut_outside)
 
 from conftest import smooth_rgb
 
@@ -44,8 +46,9 @@ def _invert(model: Path, image: Path, tmp_path: Path):
 
 
 def test_the_thresholds_are_the_documented_ones() -> None:
-    assert (INVERSE_TOLERANCE, INVERSE_BAD_SHARE, INVERSE_LUT_BAD_SHARE) == (2 / 255, 0.01, 0.10)
-    assert "2/255" in _INVERSE_HELP and "1 %" in _INVERSE_HELP and "10 %" in _INVERSE_LUT_HELP
+    assert (INVERSE_TOLERANCE, INVERSE_BAD_SHARE, INVERSE_LUT_BAD_SHARE, INVERSE_MAX_GAIN) == (2 / 255, 0.01, 0.10, 4)
+    assert all(text in _INVERSE_HELP for text in ("2/255", "1 %", "over 4"))
+    assert "10 %" in _INVERSE_LUT_HELP and "2/255" in _INVERSE_LUT_HELP
 
 
 def test_distance_outside_cube_is_the_max_norm_excess() -> None:
@@ -56,7 +59,18 @@ def test_distance_outside_cube_is_the_max_norm_excess() -> None:
 def test_check_inverse_of_a_mild_map_is_well_conditioned_on_the_images_colours(maps) -> None:
     inverse = InverseMap(checkpoint.load(maps["warm.pt"]).model)
     check = check_inverse(inverse, read_pixels(maps["warm"]))
-    assert check.round_trip_max < 1e-6 and check.outside_share == 0.0 and not check.ill_conditioned
+    assert check.round_trip_max < 1e-6 and check.outside_share == 0.0 and check.gain_share == 0.0
+    assert check.gain_max < INVERSE_MAX_GAIN and not check.ill_conditioned
+
+
+def test_check_inverse_flags_a_gain_that_magnifies_rounding_into_banding(rng) -> None:
+    """T = 0.5 + diag(1, 1, 1/8)(x − 0.5): every preimage is in the cube, but blue's noise is magnified 8×."""
+    cov = np.eye(3) * 0.04
+    squeeze = AffineMap.from_gaussians(np.full(3, 0.5), cov, np.full(3, 0.5), cov * np.diag([1, 1, 1 / 64]), eps=1e-9)
+    y = np.column_stack([rng.random((300, 2)), 0.5 + (rng.random(300) - 0.5) / 9])  # inside T(cube)
+    check = check_inverse(InverseMap(squeeze), y)
+    assert check.outside_share == 0.0 and check.round_trip_max < 1e-6
+    assert check.gain_max == pytest.approx(8.0, rel=1e-4) and check.gain_share == 1.0 and check.ill_conditioned
 
 
 def test_check_inverse_of_a_map_onto_near_grey_finds_preimages_far_outside_the_cube(maps) -> None:
@@ -96,6 +110,9 @@ def test_apply_inverse_of_an_ill_conditioned_map_warns_in_one_line_and_says_so_i
     assert doc["inverse_ill_conditioned"] is True
     (check,) = doc["inverse_checks"]
     assert check["ill_conditioned"] is True and check["outside_share"] > INVERSE_BAD_SHARE
+    assert check == {"input": str(maps["source"]), "ill_conditioned": True,
+                     **asdict(check_inverse(InverseMap(checkpoint.load(maps["grey.pt"]).model),
+                                            read_pixels(maps["source"])))}
     plain = CliRunner().invoke(app, ["apply", str(maps["grey.pt"]), str(maps["source"]), str(tmp_path / "b2.png"),
                                      "--inverse", "--jobs", "1"])
     assert "ill-conditioned: yes" in plain.stdout
