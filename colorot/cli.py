@@ -702,8 +702,9 @@ def eval_command(
 
     W2 is debiased: in each of R repeats, c = W2²(a, b) between n-pixel subsamples of SOURCE and
     TARGET and f = ½(W2²(a, a′) + W2²(b, b′)) between disjoint subsamples of each image (the noise
-    floor: what c reads when W2 = 0); W2 = sqrt(max(0, mean(c − f))), with a 95 % Student
-    interval over the repeats. RMS/W2 − 1 is 'undefined' when that interval reaches 0.
+    floor: what c reads when W2 = 0); W2 = sqrt(max(0, mean(c − f))). Its 95 % interval runs from
+    the lower Student limit of mean(c − f) to the upper one of mean(c) (c is biased upwards), over
+    the repeats. RMS/W2 − 1 is 'undefined' when that interval reaches 0.
 
     Example: colorot eval day.jpg graded/day.jpg sunset.jpg --model model.pt
     """
