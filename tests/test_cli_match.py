@@ -1,0 +1,177 @@
+"""``colorot match`` and the colour controls on the command line (CliRunner, small images in tmp_path)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from colorot import load
+from colorot.cli import app
+from colorot.controls import luma
+from colorot.imageio import Image, read_image, write_image
+from conftest import smooth_rgb
+
+runner = CliRunner()
+FAST = ["--steps", "3"]
+
+
+def codes(path: Path) -> np.ndarray:
+    with PILImage.open(path) as image:
+        return np.asarray(image)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> dict:
+    """A warm reference and a folder of three inputs (one in a sub-folder)."""
+    root = tmp_path_factory.mktemp("match")
+    reference = root / "reference.png"
+    PILImage.fromarray((smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.7, 0.4])).astype(np.uint8)).save(reference)
+    folder = root / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i, name in enumerate(["a.png", "b.png", "sub/c.png"]):
+        PILImage.fromarray(smooth_rgb(16, 24, i)).save(folder / name)
+    return {"reference": reference, "folder": folder}
+
+
+def match(scene, *args: str):
+    return runner.invoke(app, ["match", str(scene["reference"]), *args, *FAST])
+
+
+def test_match_mirrors_the_tree_and_keeps_each_map(scene, tmp_path):
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    result = match(scene, str(scene["folder"]), str(out), "--save-maps", str(maps), "--json", "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert sorted(Path(p).relative_to(out).as_posix() for p in document["written"]) == ["a.png", "b.png", "sub/c.png"]
+    assert sorted(Path(p).relative_to(maps).as_posix() for p in document["maps"]) == ["a.pt", "b.pt", "sub/c.pt"]
+    # A kept map applied later gives the same image (the same map, the same colour table).
+    again = tmp_path / "again.png"
+    assert runner.invoke(app, ["apply", str(maps / "sub/c.pt"), str(scene["folder"] / "sub/c.png"), str(again)]).exit_code == 0
+    assert np.abs(codes(again).astype(int) - codes(out / "sub/c.png")).max() <= 1
+    assert load(maps / "a.pt").train_info_["target_sha256"] is not None
+
+
+def test_each_input_gets_its_own_map(scene, tmp_path):
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    assert match(scene, str(scene["folder"]), str(out), "--save-maps", str(maps)).exit_code == 0
+    a, b = load(maps / "a.pt"), load(maps / "b.pt")
+    assert a.train_info_["source_sha256"] != b.train_info_["source_sha256"]
+    assert a.train_info_["target_sha256"] == b.train_info_["target_sha256"]
+
+
+def test_existing_outputs_are_skipped_until_overwrite(scene, tmp_path):
+    out = tmp_path / "out"
+    assert match(scene, str(scene["folder"]), str(out)).exit_code == 0
+    stamp = (out / "a.png").stat().st_mtime_ns
+    result = match(scene, str(scene["folder"]), str(out), "--json")
+    assert json.loads(result.stdout)["written"] == [] and len(json.loads(result.stdout)["skipped"]) == 3
+    assert (out / "a.png").stat().st_mtime_ns == stamp
+    assert len(json.loads(match(scene, str(scene["folder"]), str(out), "--overwrite", "--json").stdout)["written"]) == 3
+
+
+def test_a_broken_input_fails_alone_with_exit_3_and_a_rerun_resumes(scene, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(scene["folder"], folder)
+    (folder / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    result = match(scene, str(folder), str(out), "--json")
+    assert result.exit_code == 3
+    document = json.loads(result.stdout)
+    assert len(document["written"]) == 3 and [f["input"] for f in document["failed"]] == [str(folder / "broken.png")]
+    (out / "b.png").unlink()  # as if the run had been stopped before it
+    (folder / "broken.png").unlink()
+    resumed = json.loads(match(scene, str(folder), str(out), "--json").stdout)
+    assert resumed["written"] == [str(out / "b.png")] and len(resumed["skipped"]) == 2
+
+
+def test_stdin_to_stdout(scene):
+    data = (scene["folder"] / "a.png").read_bytes()
+    result = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", "--format", "png", *FAST], input=data)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sixteen_bit_and_alpha_are_kept(scene, tmp_path):
+    rgb = smooth_rgb(16, 24, 4).astype(np.uint16) * 257
+    alpha = np.linspace(0, 65535, rgb.shape[0] * rgb.shape[1]).reshape(rgb.shape[:2]).astype(np.uint16)
+    src = tmp_path / "deep.png"
+    write_image(src, Image(rgb, alpha, 16, "RGBA", "PNG"), rgb / np.float32(65535))
+    assert read_image(src).bit_depth == 16
+    out = tmp_path / "out.png"
+    assert match(scene, str(src), str(out)).exit_code == 0
+    image = read_image(out)
+    assert image.bit_depth == 16 and image.alpha is not None
+    np.testing.assert_array_equal(image.alpha, alpha)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sequence", "--jobs", "2"], "--sequence matches frames one after another"),
+    (["--sequence", "--shard", "0/2"], "--sequence matches frames one after another"),
+    (["--sequence", "--solver", "sliced"], "--sequence needs the kl solver"),
+    (["--keep-luminance", "--saturation", "-1"], "saturation"),
+])
+def test_refused_combinations(scene, tmp_path, args, message):
+    result = match(scene, str(scene["folder"]), str(tmp_path / "out"), *args)
+    assert result.exit_code in (1, 2) and message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_json_cannot_share_stdout_with_the_image(scene):
+    result = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", "--json", *FAST], input=b"")
+    assert result.exit_code == 1 and "--json cannot share stdout" in result.stderr
+
+
+def test_a_sequence_is_matched_in_frame_order(scene, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in (1, 2, 10):  # frame10 after frame2, not before it
+        PILImage.fromarray(np.clip(smooth_rgb(16, 24, 0) * (0.8 + 0.02 * t), 0, 255).astype(np.uint8)).save(
+            frames / f"frame{t}.png")
+    maps = tmp_path / "maps"
+    result = match(scene, str(frames), str(tmp_path / "out"), "--sequence", "--save-maps", str(maps), "--json")
+    assert result.exit_code == 0, result.output
+    assert [Path(p).name for p in json.loads(result.stdout)["written"]] == ["frame1.png", "frame2.png", "frame10.png"]
+    assert "temporal_weight" not in load(maps / "frame1.pt").train_info_
+    assert load(maps / "frame10.pt").train_info_["temporal_weight"] == 1e5
+
+
+def test_keep_luminance_on_apply_keeps_each_pixels_luma(tiny_fit, tmp_path):
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    PILImage.fromarray((smooth_rgb(16, 24, 3) * 0.6 + 50).astype(np.uint8)).save(src)  # mid-tones: nothing clips
+    result = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(src), str(out), "--keep-luminance", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["controls"]["keep_luminance"] is True
+    before, after = codes(src) / 255.0, codes(out) / 255.0
+    assert np.abs(luma(after) - luma(before)).max() <= 1.0 / 255
+    plain = tmp_path / "plain.png"
+    assert runner.invoke(app, ["apply", str(tiny_fit["model"]), str(src), str(plain)]).exit_code == 0
+    assert np.abs(codes(plain).astype(int) - codes(out)).max() > 2  # the control did something
+
+
+def test_controls_do_not_apply_to_the_inverse(tiny_fit, tmp_path):
+    result = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["source"]), str(tmp_path / "o.png"),
+                                 "--inverse", "--saturation", "0.5"])
+    assert result.exit_code == 1 and "do not apply to --inverse" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (CI installs it)")
+@pytest.mark.parametrize("controls", [["--keep-luminance"], ["--saturation", "1.5", "--neutral", "1"],
+                                      ["--strength", "0.6", "--keep-luminance", "--saturation", "0.5"]])
+def test_a_cube_with_controls_gives_what_apply_gives(tiny_fit, tmp_path, controls):
+    """ffmpeg -vf lut3d with the exported .cube matches colorot apply with the same controls within 1 code value
+    (on smooth images: a LUT interpolates between its 65³ grid colours)."""
+    cube, ours, theirs, src = (tmp_path / n for n in ("grade.cube", "ours.png", "theirs.png", "in.png"))
+    PILImage.fromarray(smooth_rgb(40, 64, 5)).save(src)
+    assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), str(cube), "--size", "65", *controls]).exit_code == 0
+    assert runner.invoke(app, ["apply", str(tiny_fit["model"]), str(src), str(ours), *controls]).exit_code == 0
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(src), "-vf", f"lut3d={cube}",
+                    str(theirs)], check=True, timeout=60)
+    diff = np.abs(codes(ours).astype(int) - np.asarray(PILImage.open(theirs).convert("RGB"), dtype=int))
+    assert diff.max() <= 1, diff.max()
