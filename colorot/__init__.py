@@ -6,7 +6,7 @@
 >>> ct.save("model.pt"); ct = load("model.pt")  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from colorot.version import __version__
 
 __all__ = ["ColorTransfer", "load", "match", "__version__"]
 

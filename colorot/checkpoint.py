@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from colorot import __version__
+from colorot.version import __version__
 from colorot.atomic import write_atomic
 from colorot.distributions import GaussianMixture, target_from_dict
 from colorot.errors import CheckpointError, ColorotError, OutputExistsError
