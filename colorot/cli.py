@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from enum import Enum
@@ -38,6 +39,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True)
+
+
+class _Command(typer.core.TyperCommand):
+    """A command whose usage line names its arguments as the README does (``INPUT... OUTPUT``),
+    without the braces Typer puts around required arguments."""
+
+    def collect_usage_pieces(self, ctx):  # noqa: D102 (click's hook)
+        pieces = []
+        for piece in super().collect_usage_pieces(ctx):
+            bare = re.fullmatch(r"\{(.+)\}(\.\.\.)?", piece)
+            if bare:  # a metavar that spells its own repetition ("INPUT... OUTPUT") takes no "..."
+                name, dots = bare.groups()
+                piece = name if (" " in name or name.endswith("...")) else name + (dots or "")
+            pieces.append(piece)
+        return pieces
 _CPUS = os.cpu_count() or 1
 _state = {"debug": False}
 
@@ -158,61 +174,66 @@ def _images_and_targets(images: list[Path], targets: list[str], distribution: st
     return [images[0]], [images[1]], distribution
 
 
-@app.command()
+@app.command(cls=_Command)
 def fit(
-    images: Annotated[list[Path], typer.Argument(help="SOURCE TARGET; or, with --target, the source images.",
+    images: Annotated[list[Path], typer.Argument(metavar="SOURCE TARGET", help="SOURCE TARGET; or, with --target, "
+                                                 "the source images.",
                                                  show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint file to write.")],
-    targets: Annotated[Optional[list[str]], typer.Option("--target", "-t", help="A target image (repeat for "
+    output: Annotated[Path, typer.Option("-o", "--output", rich_help_panel="Output", help="Checkpoint file to write.")],
+    targets: Annotated[Optional[list[str]], typer.Option("--target", "-t", rich_help_panel="Inputs", help="A target image (repeat for "
                        "several; pixels are pooled). Then every positional image is a source.")] = None,
-    masks: Annotated[Optional[list[Path]], typer.Option("--mask", help="A mask per source, in order (white = "
+    masks: Annotated[Optional[list[Path]], typer.Option("--mask", rich_help_panel="Inputs", help="A mask per source, in order (white = "
                      "fit on these pixels).")] = None,
-    target_masks: Annotated[Optional[list[Path]], typer.Option("--target-mask", help="A mask per target image, "
+    target_masks: Annotated[Optional[list[Path]], typer.Option("--target-mask", rich_help_panel="Inputs", help="A mask per target image, "
                             "in order.")] = None,
-    model: Annotated[ModelName, typer.Option(help="Map: ridge-sum MGN, M-MGN, C-MGN, or the closed-form Gaussian "
+    model: Annotated[ModelName, typer.Option(rich_help_panel="Map", help="Map: ridge-sum MGN, M-MGN, C-MGN, or the closed-form Gaussian "
                                                      "map.")] = ModelName.ridge,
-    solver: Annotated[SolverName, typer.Option(help="kl: the ridge map by the exact KL to the fitted density "
+    solver: Annotated[SolverName, typer.Option(rich_help_panel="Training", help="kl: the ridge map by the exact KL to the fitted density "
                                                "plus μ·SW₂², from the sliced solution (seconds); sliced: sliced-W₂ "
                                                "majorise–minimise alone; adam: train any network on the KL loss "
                                                "(minutes); auto: kl for ridge, adam for cmgn/mmgn.")] = SolverName.auto,
-    distribution: Annotated[TargetKind, typer.Option("--distribution", help="What the map transports onto: a "
+    distribution: Annotated[TargetKind, typer.Option("--distribution", rich_help_panel="Target", help="What the map transports onto: a "
                             "Gaussian mixture (EM), a Gaussian (MLE) or the target's pixels (sliced solver only); "
                             "auto: gmm, pixels for the sliced solver.")] = TargetKind.auto,
-    components: Annotated[Optional[str], typer.Option(help="Mixture components K, or 'auto' (BIC among 1–10) "
-                          "[default: 10 for the kl solver, auto otherwise].", show_default=False)] = None,
-    loss: Annotated[LossName, typer.Option(help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,
-    sw_weight: Annotated[Optional[float], typer.Option(help="μ of the mass-covering term μ·SW₂²(mapped, target "
-                         "pixels); 0 = KL alone [default: 100000 for the kl solver, 5000 for adam].",
+    components: Annotated[Optional[str], typer.Option(rich_help_panel="Target", help="Mixture components K, or 'auto' (BIC among 1–10) "
+                          "\\[default: 10 for the kl solver, auto otherwise].", show_default=False)] = None,
+    loss: Annotated[LossName, typer.Option(rich_help_panel="Training", help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,
+    sw_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Training", help="μ of the mass-covering term μ·SW₂²(mapped, target "
+                         "pixels); 0 = KL alone \\[default: 100000 for the kl solver, 5000 for adam].",
                          show_default=False)] = None,
-    sw_directions: Annotated[Optional[int], typer.Option(help="Random directions of the SW₂ term per step (adam "
-                             f"only) [default: {DEFAULT_SW_DIRECTIONS}].", show_default=False)] = None,
-    transport_weight: Annotated[float, typer.Option(help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
-    steps: Annotated[Optional[int], typer.Option(help="KL majorise–minimise iterations, sliced iterations or Adam "
+    sw_directions: Annotated[Optional[int], typer.Option(rich_help_panel="Training", help="Random directions of the SW₂ term per step (adam "
+                             f"only) \\[default: {DEFAULT_SW_DIRECTIONS}].", show_default=False)] = None,
+    transport_weight: Annotated[float, typer.Option(rich_help_panel="Training", help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
+    steps: Annotated[Optional[int], typer.Option(rich_help_panel="Training", help="KL majorise–minimise iterations, sliced iterations or Adam "
                                                  "steps (default: 20 for kl, 30 for sliced, 2000 for adam).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate, cosine-annealed to 5% "
+    lr: Annotated[Optional[float], typer.Option(rich_help_panel="Training", help="Adam learning rate, cosine-annealed to 5% "
                                                 "(default: 0.05 for ridge, 0.03 for mmgn, 0.01 for cmgn).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Pixels per training step.")] = DEFAULT_BATCH_SIZE,
-    max_pixels: Annotated[int, typer.Option(help="Source and target pixels sampled for training.")] = DEFAULT_MAX_PIXELS,
-    ridge: Annotated[Optional[float], typer.Option(help="Variance added to every target covariance [default: "
+    batch_size: Annotated[int, typer.Option(rich_help_panel="Training", help="Pixels per training step.")] = DEFAULT_BATCH_SIZE,
+    max_pixels: Annotated[int, typer.Option(rich_help_panel="Training", help="Source and target pixels sampled for training.")] = DEFAULT_MAX_PIXELS,
+    ridge: Annotated[Optional[float], typer.Option(rich_help_panel="Target", help="Variance added to every target covariance \\[default: "
                      "0.0001 for the kl solver, 0.0004 otherwise].", show_default=False)] = None,
-    eps: Annotated[float, typer.Option(help="Strong-convexity floor: Jacobian eigenvalues ≥ eps.")] = DEFAULT_EPS,
-    hidden: Annotated[Optional[int], typer.Option(help="Hidden units (ridge units; per module for M-MGN).")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="C-MGN layers.")] = None,
-    modules: Annotated[Optional[int], typer.Option(help="M-MGN modules.")] = None,
-    device: Annotated[DeviceName, typer.Option(help="Where to train.")] = DeviceName.auto,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1,
+    eps: Annotated[float, typer.Option(rich_help_panel="Map", help="Strong-convexity floor: Jacobian eigenvalues ≥ eps.")] = DEFAULT_EPS,
+    hidden: Annotated[Optional[int], typer.Option(rich_help_panel="Map", help="Hidden units (ridge units; per module for M-MGN).")] = None,
+    layers: Annotated[Optional[int], typer.Option(rich_help_panel="Map", help="C-MGN layers.")] = None,
+    modules: Annotated[Optional[int], typer.Option(rich_help_panel="Map", help="M-MGN modules.")] = None,
+    device: Annotated[DeviceName, typer.Option(rich_help_panel="Training", help="Where to train.")] = DeviceName.auto,
+    seed: Annotated[int, typer.Option(rich_help_panel="Training", min=0, max=2**32 - 1,
                                       help="Random seed (training is deterministic on CPU).")] = 0,
-    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
-    preview: Annotated[Optional[Path], typer.Option(help="Write a contact sheet (source | result | target, "
+    max_image_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
+    preview: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet (source | result | target, "
                        "RGB histograms, loss curve) to this PNG.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+    force: Annotated[bool, typer.Option("--force", rich_help_panel="Output", help="Replace an existing checkpoint.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Fit a colour map from SOURCE to TARGET and save it as a checkpoint.
 
-    Example: colorot fit day.jpg sunset.jpg -o model.pt
+    With --target, every positional image is a source and each --target image a target (pixels pooled).
+    Full reference: docs/cli.md.
 
-    Several: colorot fit day1.jpg day2.jpg --target sunset1.jpg --target sunset2.jpg -o model.pt
+    Examples:
+      colorot fit samples/day.jpg samples/sunset.jpg -o model.pt
+      colorot fit samples/day.jpg samples/storm.jpg --target samples/sunset.jpg -o pooled.pt
+      colorot fit samples/day.jpg samples/sunset.jpg -o sliced.pt --solver sliced --preview preview.png
     """
     with _user_errors():
         if output.exists() and not force:
@@ -248,42 +269,47 @@ def fit(
                + f"{info['fit_seconds']:.1f} s"] + ([f"preview {preview}"] if preview else []))
 
 
-@app.command("apply")
+@app.command("apply", cls=_Command)
 def apply_command(
-    model: Annotated[Path, typer.Argument(help="Checkpoint written by 'colorot fit'.")],
-    paths: Annotated[list[str], typer.Argument(help="Input images or folders, then the output file or folder "
-                                               "(a trailing '/' makes it a folder). '-' reads an image from "
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint written by 'colorot fit'.")],
+    paths: Annotated[list[str], typer.Argument(metavar="INPUT... OUTPUT", help="Input images or folders, then the "
+                                               "output file or folder (a trailing '/' makes it a folder). '-' reads an image from "
                                                "stdin / writes it to stdout.", show_default=False)],
-    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
-    in_place: Annotated[bool, typer.Option("--in-place", help="Allow outputs inside an input folder.")] = False,
-    suffix: Annotated[Optional[str], typer.Option(help="Output format by suffix, e.g. .png (default: the input's).")] = None,
-    output_format: Annotated[Optional[str], typer.Option("--format", help="Format of an image written to "
+    recursive: Annotated[bool, typer.Option(rich_help_panel="Inputs", help="Descend into sub-folders of folder inputs.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace outputs that already exist.")] = False,
+    in_place: Annotated[bool, typer.Option("--in-place", rich_help_panel="Output", help="Allow outputs inside an input folder.")] = False,
+    suffix: Annotated[Optional[str], typer.Option(rich_help_panel="Output", help="Output format by suffix, e.g. .png (default: the input's).")] = None,
+    output_format: Annotated[Optional[str], typer.Option("--format", rich_help_panel="Output", help="Format of an image written to "
                              "stdout ('-'), e.g. png or jpg (default: the input's).")] = None,
-    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
-    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
-    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
-    inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_HELP)] = False,
-    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", help=_KEEP_LUMINANCE_HELP)] = False,
-    saturation: Annotated[float, typer.Option(min=0.0, help=_SATURATION_HELP)] = 1.0,
-    neutral: Annotated[float, typer.Option(min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
-    exact: Annotated[bool, typer.Option("--exact", help="Evaluate the map itself on every pixel instead of once "
+    quality: Annotated[int, typer.Option(rich_help_panel="Output", min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    max_image_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
+    strength: Annotated[float, typer.Option(rich_help_panel="Map", min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
+    inverse: Annotated[bool, typer.Option("--inverse", rich_help_panel="Map", help=_INVERSE_HELP)] = False,
+    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls", help=_KEEP_LUMINANCE_HELP)] = False,
+    saturation: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, help=_SATURATION_HELP)] = 1.0,
+    neutral: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
+    exact: Annotated[bool, typer.Option("--exact", rich_help_panel="Map", help="Evaluate the map itself on every pixel instead of once "
                                                         "per distinct colour (8-bit) or through its tabulated "
                                                         "profiles (16-bit ridge maps).")] = False,
-    from_stdin: Annotated[bool, typer.Option("--from-stdin", help="Read input file paths from stdin, one a line; "
+    from_stdin: Annotated[bool, typer.Option("--from-stdin", rich_help_panel="Inputs", help="Read input file paths from stdin, one a line; "
                                              "the only positional path is then the output folder.")] = False,
-    shard: Annotated[Optional[str], typer.Option(help="Do only shard i of N (0 ≤ i < N), e.g. 0/4: files are "
+    shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", help="Do only shard i of N (0 ≤ i < N), e.g. 0/4: files are "
                                                  "split by a hash of their output path.")] = None,
-    preview: Annotated[Optional[Path], typer.Option(help="Write a contact sheet of a sample of the batch "
+    preview: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet of a sample of the batch "
                                                     "(input | output) to this PNG.")] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Files processed at once (default: the machine's CPU count).")] = _CPUS,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+    jobs: Annotated[int, typer.Option(rich_help_panel="Batch", min=1, help="Files processed at once "
+                                                "\\[default: the machine's CPU count].", show_default=False)] = _CPUS,
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Apply a fitted map to image files and folders (the tree is mirrored under the output).
 
-    Example: colorot apply model.pt photos/ graded/
+    One folder input lands at the top of OUTPUT; with several inputs each keeps its own name under it.
+    Full reference: docs/cli.md.
 
-    Pipes: cat in.jpg | colorot apply model.pt - - --format png > out.png
+    Examples:
+      colorot apply model.pt samples/ out/
+      colorot apply model.pt samples/day.jpg half.jpg --strength 0.5 --saturation 0.8
+      cat in.jpg | colorot apply model.pt - - --format png > out.png
     """
     with _user_errors():
         if from_stdin:
@@ -419,56 +445,59 @@ def _apply_stream(fitted, source: str, output: str, output_format: str | None, t
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
 
 
-@app.command("match")
+@app.command("match", cls=_Command)
 def match_command(
-    reference: Annotated[Path, typer.Argument(help="The image whose colours every input takes.")],
-    paths: Annotated[list[str], typer.Argument(help="Input images or folders, then the output file or folder, "
-                                               "as for 'colorot apply' ('-': stdin / stdout).", show_default=False)],
-    sequence: Annotated[bool, typer.Option("--sequence", help="The inputs are frames: matched in order (numbers "
+    reference: Annotated[Path, typer.Argument(metavar="REFERENCE", help="The image whose colours every input takes.")],
+    paths: Annotated[list[str], typer.Argument(metavar="INPUT... OUTPUT", help="Input images or folders, then the "
+                                               "output file or folder, as for 'colorot apply' ('-': stdin / stdout).", show_default=False)],
+    sequence: Annotated[bool, typer.Option("--sequence", rich_help_panel="Fit (each input's map)", help="The inputs are frames: matched in order (numbers "
                         "in names compared as numbers), each fit starting from the last frame's map and "
                         "pulled towards it, so the grade does not flicker (kl solver; one file at a time).")] = False,
-    temporal_weight: Annotated[float, typer.Option(min=0.0, help="ρ of --sequence's ρ·mean‖T_t(x) − T_{t−1}(x)‖² "
+    temporal_weight: Annotated[float, typer.Option(rich_help_panel="Fit (each input's map)", min=0.0, help="ρ of --sequence's ρ·mean‖T_t(x) − T_{t−1}(x)‖² "
                                "(0: warm start only).")] = DEFAULT_TEMPORAL_WEIGHT,
-    save_maps: Annotated[Optional[Path], typer.Option(help="Keep each input's checkpoint in this folder (the "
+    save_maps: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Keep each input's checkpoint in this folder (the "
                          "output tree mirrored, suffix .pt), for 'colorot apply' or 'export-lut' later.")] = None,
-    model: Annotated[ModelName, typer.Option(help="Map, as for 'colorot fit'.")] = ModelName.ridge,
-    solver: Annotated[SolverName, typer.Option(help="Solver, as for 'colorot fit'.")] = SolverName.auto,
-    distribution: Annotated[TargetKind, typer.Option("--distribution", help="What each map transports onto, as "
+    model: Annotated[ModelName, typer.Option(rich_help_panel="Fit (each input's map)", help="Map, as for 'colorot fit'.")] = ModelName.ridge,
+    solver: Annotated[SolverName, typer.Option(rich_help_panel="Fit (each input's map)", help="Solver, as for 'colorot fit'.")] = SolverName.auto,
+    distribution: Annotated[TargetKind, typer.Option("--distribution", rich_help_panel="Fit (each input's map)", help="What each map transports onto, as "
                             "for 'colorot fit'.")] = TargetKind.auto,
-    components: Annotated[Optional[str], typer.Option(help="Mixture components K of the reference, or 'auto' "
-                          "[default: 10 for the kl solver, auto otherwise].", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Iterations or steps per fit, as for 'colorot fit'.")] = None,
-    sw_weight: Annotated[Optional[float], typer.Option(help="μ of μ·SW₂², as for 'colorot fit'.",
+    components: Annotated[Optional[str], typer.Option(rich_help_panel="Fit (each input's map)", help="Mixture components K of the reference, or 'auto' "
+                          "\\[default: 10 for the kl solver, auto otherwise].", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option(rich_help_panel="Fit (each input's map)", help="Iterations or steps per fit, as for 'colorot fit'.")] = None,
+    sw_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Fit (each input's map)", help="μ of μ·SW₂², as for 'colorot fit'.",
                                                        show_default=False)] = None,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed of every fit.")] = 0,
-    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
-    in_place: Annotated[bool, typer.Option("--in-place", help="Allow outputs inside an input folder.")] = False,
-    suffix: Annotated[Optional[str], typer.Option(help="Output format by suffix, e.g. .png (default: the input's).")] = None,
-    output_format: Annotated[Optional[str], typer.Option("--format", help="Format of an image written to "
+    seed: Annotated[int, typer.Option(rich_help_panel="Fit (each input's map)", min=0, max=2**32 - 1, help="Random seed of every fit.")] = 0,
+    recursive: Annotated[bool, typer.Option(rich_help_panel="Inputs", help="Descend into sub-folders of folder inputs.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace outputs that already exist.")] = False,
+    in_place: Annotated[bool, typer.Option("--in-place", rich_help_panel="Output", help="Allow outputs inside an input folder.")] = False,
+    suffix: Annotated[Optional[str], typer.Option(rich_help_panel="Output", help="Output format by suffix, e.g. .png (default: the input's).")] = None,
+    output_format: Annotated[Optional[str], typer.Option("--format", rich_help_panel="Output", help="Format of an image written to "
                              "stdout ('-'), e.g. png or jpg (default: the input's).")] = None,
-    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
-    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
-    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
-    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", help=_KEEP_LUMINANCE_HELP)] = False,
-    saturation: Annotated[float, typer.Option(min=0.0, help=_SATURATION_HELP)] = 1.0,
-    neutral: Annotated[float, typer.Option(min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
-    exact: Annotated[bool, typer.Option("--exact", help="Evaluate each map on every pixel instead of once per "
+    quality: Annotated[int, typer.Option(rich_help_panel="Output", min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    max_image_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
+    strength: Annotated[float, typer.Option(rich_help_panel="Map", min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
+    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls", help=_KEEP_LUMINANCE_HELP)] = False,
+    saturation: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, help=_SATURATION_HELP)] = 1.0,
+    neutral: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
+    exact: Annotated[bool, typer.Option("--exact", rich_help_panel="Map", help="Evaluate each map on every pixel instead of once per "
                                                         "distinct colour.")] = False,
-    from_stdin: Annotated[bool, typer.Option("--from-stdin", help="Read input file paths from stdin, one a line; "
+    from_stdin: Annotated[bool, typer.Option("--from-stdin", rich_help_panel="Inputs", help="Read input file paths from stdin, one a line; "
                                              "the only positional path is then the output folder.")] = False,
-    shard: Annotated[Optional[str], typer.Option(help="Do only shard i of N (0 ≤ i < N), e.g. 0/4.")] = None,
-    preview: Annotated[Optional[Path], typer.Option(help="Write a contact sheet of a sample of the batch "
+    shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", help="Do only shard i of N (0 ≤ i < N), e.g. 0/4.")] = None,
+    preview: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet of a sample of the batch "
                                                     "(input | output) to this PNG.")] = None,
-    jobs: Annotated[Optional[int], typer.Option(min=1, help="Files matched at once [default: the machine's CPU "
+    jobs: Annotated[Optional[int], typer.Option(rich_help_panel="Batch", min=1, help="Files matched at once \\[default: the machine's CPU "
                                                 "count; 1 with --sequence].", show_default=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Match every input image to REFERENCE, each with its own fitted map (the reference is fitted once).
 
-    Example: colorot match sunset.jpg photos/ matched/
+    Outputs are laid out as by 'colorot apply'. Full reference: docs/cli.md.
 
-    Frames: colorot match grade.jpg frames/ graded/ --sequence
+    Examples:
+      colorot match samples/sunset.jpg samples/day.jpg samples/storm.jpg matched/
+      colorot match grade.jpg frames/ graded/ --sequence --save-maps maps/
+      colorot match samples/sunset.jpg samples/day.jpg day_matched.jpg --keep-luminance
     """
     with _user_errors():
         if from_stdin:
@@ -589,24 +618,28 @@ def _components(components: str | None) -> int | str | None:
     return int(components)
 
 
-@app.command("export-lut")
+@app.command("export-lut", cls=_Command)
 def export_lut(
-    model: Annotated[Path, typer.Argument(help="Checkpoint written by 'colorot fit'.")],
-    output: Annotated[str, typer.Argument(help="The .cube file to write ('-': stdout).")],
-    size: Annotated[int, typer.Option(min=2, max=65, help="Grid points per axis: 33 (common) or 65 "
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint written by 'colorot fit'.")],
+    output: Annotated[str, typer.Argument(metavar="LUT.cube", help="The .cube file to write ('-': stdout).")],
+    size: Annotated[int, typer.Option(rich_help_panel="Map", min=2, max=65, help="Grid points per axis: 33 (common) or 65 "
                                       "(finest).")] = 33,
-    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
-    inverse: Annotated[bool, typer.Option("--inverse", help=_INVERSE_LUT_HELP)] = False,
-    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", help=_KEEP_LUMINANCE_HELP)] = False,
-    saturation: Annotated[float, typer.Option(min=0.0, help=_SATURATION_HELP)] = 1.0,
-    neutral: Annotated[float, typer.Option(min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+    strength: Annotated[float, typer.Option(rich_help_panel="Map", min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
+    inverse: Annotated[bool, typer.Option("--inverse", rich_help_panel="Map", help=_INVERSE_LUT_HELP)] = False,
+    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls", help=_KEEP_LUMINANCE_HELP)] = False,
+    saturation: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, help=_SATURATION_HELP)] = 1.0,
+    neutral: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
+    force: Annotated[bool, typer.Option("--force", rich_help_panel="Output", help="Replace an existing file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Export the map as an Adobe/Resolve .cube 3-D LUT (domain [0, 1]³ of sRGB code values / max).
 
-    Example: colorot export-lut model.pt grade.cube --size 33
-    then: ffmpeg -i in.mp4 -vf lut3d=grade.cube out.mp4
+    Full reference: docs/cli.md.
+
+    Examples:
+      colorot export-lut model.pt grade.cube
+      colorot export-lut model.pt grade65.cube --size 65 --neutral 0.5
+      ffmpeg -i in.mp4 -vf lut3d=grade.cube out.mp4
     """
     with _user_errors():
         if output == "-" and as_json:
@@ -644,14 +677,16 @@ def export_lut(
                + (", inverse" if inverse else "")])
 
 
-@app.command()
+@app.command(cls=_Command)
 def info(
-    model: Annotated[Path, typer.Argument(help="Checkpoint to describe.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint to describe.")],
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Describe what a checkpoint holds: map, target, training summary, version.
 
-    Example: colorot info model.pt --json
+    Examples:
+      colorot info model.pt
+      colorot info model.pt --json
     """
     with _user_errors():
         ckpt = checkpoint.load(model)
@@ -672,33 +707,39 @@ def info(
             f"target      {ckpt.target.describe()}",
             "training    " + ", ".join(f"{k}={v}" for k, v in ckpt.train.items()
                                         if k not in ("source_sha256", "target_sha256")),
-            f"source      sha256 {ckpt.train.get('source_sha256')}",
-            f"target img  sha256 {ckpt.train.get('target_sha256')}",
+            *_hash_lines("source      ", ckpt.train.get("source_sha256")),
+            *_hash_lines("target img  ", ckpt.train.get("target_sha256")),
             f"colorot     {ckpt.colorot_version} (checkpoint format {checkpoint.FORMAT_VERSION})",
         ]
         _emit(as_json, document, lines)
 
 
-@app.command("eval")
+def _hash_lines(label: str, value) -> list[str]:
+    """``label sha256 H``; pooled images (a list of hashes) one a line, the label on the first."""
+    hashes = value if isinstance(value, list) and value else [value]
+    return [f"{label if i == 0 else ' ' * len(label)}sha256 {h}" for i, h in enumerate(hashes)]
+
+
+@app.command("eval", cls=_Command)
 def eval_command(
-    source: Annotated[Path, typer.Argument(help="The image the map was applied to.")],
-    output: Annotated[Path, typer.Argument(help="SOURCE after 'colorot apply' (same size).")],
-    target: Annotated[Path, typer.Argument(help="The target (style) image.")],
-    model: Annotated[Optional[Path], typer.Option(help="Checkpoint that made OUTPUT: adds the minimum Jacobian "
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="The image the map was applied to.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="SOURCE after 'colorot apply' (same size).")],
+    target: Annotated[Path, typer.Argument(metavar="TARGET", help="The target (style) image.")],
+    model: Annotated[Optional[Path], typer.Option(rich_help_panel="Measures", help="Checkpoint that made OUTPUT: adds the minimum Jacobian "
                                                   "eigenvalue and the clipped fraction.")] = None,
-    directions: Annotated[int, typer.Option(min=1, help="SW2 random directions.")] = metrics.SW2_DIRECTIONS,
-    pixels: Annotated[int, typer.Option(min=1, help="SW2 pixels drawn from each image.")] = metrics.SW2_PIXELS,
-    w2_pixels: Annotated[int, typer.Option(min=1, max=10_000, help="Pixels per subsample of the W2 estimate "
+    directions: Annotated[int, typer.Option(rich_help_panel="Measures", min=1, help="SW2 random directions.")] = metrics.SW2_DIRECTIONS,
+    pixels: Annotated[int, typer.Option(rich_help_panel="Measures", min=1, help="SW2 pixels drawn from each image.")] = metrics.SW2_PIXELS,
+    w2_pixels: Annotated[int, typer.Option(rich_help_panel="Measures", min=1, max=10_000, help="Pixels per subsample of the W2 estimate "
                                            "(time grows as n³).")] = metrics.W2_ESTIMATE_PIXELS,
-    w2_repeats: Annotated[int, typer.Option(min=2, max=100, help="Independent repeats of the W2 estimate (its "
+    w2_repeats: Annotated[int, typer.Option(rich_help_panel="Measures", min=2, max=100, help="Independent repeats of the W2 estimate (its "
                                             "interval).")] = metrics.W2_REPEATS,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of every random draw.")] = 0,
-    max_image_pixels: Annotated[Optional[int], typer.Option(min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+    seed: Annotated[int, typer.Option(rich_help_panel="Measures", min=0, max=2**32 - 1, help="Seed of every random draw.")] = 0,
+    max_image_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Measure a transfer: SW2 to the target, RMS displacement, W2 from SOURCE to TARGET; with --model
-    also the minimum Jacobian eigenvalue and the fraction of pixels clipped (definitions: README,
-    Measuring quality).
+    also the minimum Jacobian eigenvalue and the fraction of pixels clipped (definitions:
+    docs/cli.md, Measuring quality).
 
     W2 is debiased: in each of R repeats, c = W2²(a, b) between n-pixel subsamples of SOURCE and
     TARGET and f = ½(W2²(a, a′) + W2²(b, b′)) between disjoint subsamples of each image (the noise
@@ -706,7 +747,9 @@ def eval_command(
     the lower Student limit of mean(c − f) to the upper one of mean(c) (c is biased upwards), over
     the repeats. RMS/W2 − 1 is 'undefined' when that interval reaches 0.
 
-    Example: colorot eval day.jpg graded/day.jpg sunset.jpg --model model.pt
+    Examples:
+      colorot eval samples/day.jpg out/day.jpg samples/sunset.jpg
+      colorot eval samples/day.jpg out/day.jpg samples/sunset.jpg --model model.pt --json
     """
     with _user_errors():
         fitted = checkpoint.load(model).model if model is not None else None
