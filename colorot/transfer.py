@@ -17,6 +17,7 @@ pixels of a list are pooled (concatenated) before fitting. Optional masks
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import os
 import time
@@ -31,7 +32,7 @@ from colorot import checkpoint
 from colorot.apply import map_pixels
 from colorot.controls import Controls
 from colorot.defaults import DEFAULT_MAX_PIXELS
-from colorot.distributions import DEFAULT_RIDGE, GaussianMixture, fit_target, gaussian_moments
+from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, GaussianMixture, fit_target, gaussian_moments
 from colorot.errors import ConfigError
 from colorot.imageio import read_image, read_pixels
 from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_matrix
@@ -58,6 +59,71 @@ MODEL_DEFAULTS = {
 }
 
 PREPROCESS = {"colour_space": "sRGB (encoded values, no linearisation)", "range": [0.0, 1.0]}
+
+#: The ``colorot fit`` option of each parameter.  Errors name a parameter as ``name (--flag)``
+#: and a value it needs as ``name='value' (--flag value)``, for readers of the API and the CLI alike.
+FLAGS = {"model": "--model", "target": "--distribution", "solver": "--solver", "n_components": "--components",
+         "loss": "--loss", "sw_weight": "--sw-weight", "sw_directions": "--sw-directions",
+         "transport_weight": "--transport-weight", "steps": "--steps", "lr": "--lr", "batch_size": "--batch-size",
+         "max_pixels": "--max-pixels", "ridge": "--ridge", "eps": "--eps", "hidden": "--hidden",
+         "layers": "--layers", "modules": "--modules", "device": "--device", "random_state": "--seed",
+         "max_image_pixels": "--max-image-pixels"}
+
+
+def _named(parameter: str) -> str:
+    """A parameter as errors name it: ``batch_size (--batch-size)``."""
+    return f"{parameter} ({FLAGS[parameter]})" if parameter in FLAGS else parameter
+
+
+@dataclass(frozen=True)
+class FitKind:
+    """What a fit does: its resolved solver, target kind and model, and μ of its SW₂ term."""
+
+    solver: str
+    target: str
+    model: str
+    sw_weight: float
+
+    def describe(self) -> str:
+        if self.solver == "closed-form":
+            return "the affine model (closed form, gaussian target)"
+        return f"the {self.solver} solver ({self.model} model, {self.target} target)"
+
+
+def _adam(fit: FitKind, value: object) -> bool:
+    return fit.solver == "adam"
+
+
+_ADAM = "only solver='adam' (--solver adam)"
+
+#: Where each parameter that only some fits use applies, and what it needs.  A value other than
+#: the constructor's default is refused where it does not apply (``ColorTransfer.fit``, before any
+#: image is read); the parameters not listed (max_pixels, eps, random_state, progress,
+#: max_image_pixels) apply to every fit.
+APPLICABILITY: dict[str, tuple[Callable[[FitKind, object], bool], str]] = {
+    "solver": (lambda fit, value: fit.model != "affine", "the affine map is fitted in closed form"),
+    "target": (lambda fit, value: fit.model != "affine" or value == "gaussian",
+               "the affine map needs only the target's mean and covariance (a gaussian target)"),
+    "n_components": (lambda fit, value: fit.target == "gmm",
+                     "only target='gmm' (--distribution gmm) has components"),
+    "loss": (_adam, f"{_ADAM} has a choice of loss"),
+    "sw_weight": (lambda fit, value: fit.solver in ("kl", "adam"),
+                  "only solver='kl' or 'adam' adds μ·SW₂²; the sliced solver minimises SW₂ alone"),
+    "sw_directions": (lambda fit, value: fit.solver == "adam" and fit.sw_weight > 0,
+                      f"{_ADAM} with sw_weight > 0 (--sw-weight) draws SW₂ directions"),
+    "transport_weight": (_adam, f"{_ADAM} adds λ·E‖T(x) − x‖²"),
+    "steps": (lambda fit, value: fit.solver != "closed-form", "the affine map is fitted in closed form"),
+    "lr": (_adam, f"{_ADAM} has a learning rate"),
+    "batch_size": (_adam, f"{_ADAM} trains in batches"),
+    "ridge": (lambda fit, value: fit.target != "pixels",
+              "it floors the covariances of a gmm or gaussian target (--distribution)"),
+    "hidden": (_adam, f"{_ADAM} trains a network of a chosen size; the kl and sliced solvers' ridge map "
+                      "has a fixed dictionary"),
+    "layers": (lambda fit, value: fit.model == "cmgn", "only model='cmgn' (--model cmgn) has layers"),
+    "modules": (lambda fit, value: fit.model == "mmgn", "only model='mmgn' (--model mmgn) has modules"),
+    "device": (lambda fit, value: fit.solver == "adam" or value == "cpu",
+               f"{_ADAM} trains on a GPU; the other solvers run on the CPU"),
+}
 
 
 def to_pixels(image: ImageLike, *, max_image_pixels: int | None = None) -> np.ndarray:
@@ -179,6 +245,10 @@ class ColorTransfer:
     ``hidden``/``layers``/``modules`` (network size), ``device`` ("auto", "cpu",
     "cuda"), ``random_state``, ``progress`` (a tqdm bar while training) and
     ``max_image_pixels`` (raises the decompression-bomb limit for image files).
+
+    A parameter set to other than its default where the fit would not use it (``batch_size``
+    outside Adam, ``ridge`` with the pixels target, …: :data:`APPLICABILITY`) makes ``fit`` raise
+    a ConfigError before any image is read.
     """
 
     def __init__(self, model: str = "ridge", target: str = "auto", *, solver: str = "auto",
@@ -214,15 +284,10 @@ class ColorTransfer:
 
     # ----------------------------------------------------------------- fitting
     def _model_config(self) -> dict:
-        if self.model not in MODEL_DEFAULTS:
-            raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_DEFAULTS)}")
+        """The network's constructor arguments (sizes checked by :meth:`_check_applicable` first)."""
         config = dict(MODEL_DEFAULTS[self.model], eps=self.eps)
-        for key in ("hidden", "layers", "modules"):
-            value = getattr(self, key)
-            if value is not None:
-                if key not in config:
-                    raise ConfigError(f"--{key} does not apply to the {self.model} model")
-                config[key] = value
+        config.update({key: getattr(self, key) for key in ("hidden", "layers", "modules")
+                       if getattr(self, key) is not None})
         size_error = checkpoint.model_size_error(config)
         if size_error is not None:  # a larger model could not be saved and loaded
             raise ConfigError(size_error)
@@ -248,18 +313,37 @@ class ColorTransfer:
         return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, DEFAULT_LR["ridge"])
 
     def _check_numbers(self) -> None:
-        """ConfigError for a --max-pixels, --ridge, --eps or --seed that cannot give a usable fit."""
+        """ConfigError for n_components, max_pixels, ridge, eps or random_state values that cannot give a
+        usable fit."""
         if self.n_components not in ("auto", None) and not (isinstance(self.n_components, int)
                                                             and self.n_components >= 1):
-            raise ConfigError(f"--components must be a positive integer or 'auto', not {self.n_components!r}")
+            raise ConfigError(f"{_named('n_components')} must be a positive integer or 'auto', "
+                              f"not {self.n_components!r}")
         if self.max_pixels < 2:
-            raise ConfigError(f"--max-pixels must be at least 2, got {self.max_pixels}")
+            raise ConfigError(f"{_named('max_pixels')} must be at least 2, got {self.max_pixels}")
         if self.ridge is not None and not 0 <= self.ridge < math.inf:
-            raise ConfigError(f"--ridge must be a finite number ≥ 0, got {self.ridge}")
+            raise ConfigError(f"{_named('ridge')} must be a finite number ≥ 0, got {self.ridge}")
         if not 0 < self.eps < math.inf:
-            raise ConfigError(f"--eps must be a finite number > 0, got {self.eps}")
+            raise ConfigError(f"{_named('eps')} must be a finite number > 0, got {self.eps}")
         if not 0 <= self.random_state < 2**32:
-            raise ConfigError(f"--seed must be from 0 to {2**32 - 1}, got {self.random_state}")
+            raise ConfigError(f"{_named('random_state')} must be from 0 to {2**32 - 1}, got {self.random_state}")
+
+    def _check_applicable(self) -> None:
+        """ConfigError naming every parameter set (to other than its default) that this fit would not use
+        (:data:`APPLICABILITY`), and what each needs."""
+        fit = FitKind(self.resolved_solver(), self.resolved_target(), self.model, self.resolved_sw_weight())
+        refused = {name: needs for name, (applies, needs) in APPLICABILITY.items()
+                   if getattr(self, name) != _DEFAULTS[name] and not applies(fit, getattr(self, name))}
+        if refused:
+            names = [_named(name) for name in refused]
+            subject = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+            raise ConfigError(f"{subject} {'does' if len(names) == 1 else 'do'} not apply to {fit.describe()}: "
+                              f"{'; '.join(refused.values())}")
+
+    def _check_options(self) -> None:
+        """Every check of the parameters alone, before any image is read."""
+        self._check_numbers()
+        self._check_applicable()
 
     def resolved_solver(self) -> str:
         """How the map is fitted: "closed-form" (affine), "kl", "sliced" or "adam".
@@ -267,14 +351,18 @@ class ColorTransfer:
         ``solver="auto"`` picks the KL solver for the ridge map, Adam for the C-MGN and
         M-MGN (the KL and sliced solvers need a map that is linear in its parameters).
         """
+        if self.model not in MODEL_DEFAULTS:
+            raise ConfigError(f"unknown {_named('model')} {self.model!r}; choose one of "
+                              f"{', '.join(MODEL_DEFAULTS)}")
         if self.solver not in SOLVERS:
-            raise ConfigError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
+            raise ConfigError(f"unknown {_named('solver')} {self.solver!r}; choose one of {', '.join(SOLVERS)}")
         if self.model == "affine":
             return "closed-form"
         if self.solver == "auto":
             return "kl" if self.model == "ridge" else "adam"
         if self.solver in ("kl", "sliced") and self.model != "ridge":
-            raise ConfigError(f"the {self.solver} solver fits the ridge map only; use --solver adam for {self.model}")
+            raise ConfigError(f"solver='{self.solver}' (--solver {self.solver}) fits the ridge map only; use "
+                              f"solver='adam' (--solver adam) for model='{self.model}'")
         return self.solver
 
     def resolved_target(self) -> str:
@@ -283,10 +371,14 @@ class ColorTransfer:
         solver = self.resolved_solver()
         if solver == "closed-form":  # the closed form needs only the target's mean and covariance
             return "gaussian"
+        if self.target not in ("auto", *TARGET_KINDS):
+            raise ConfigError(f"unknown {_named('target')} {self.target!r}; choose one of auto, "
+                              f"{', '.join(TARGET_KINDS)}")
         if self.target == "auto":
             return "pixels" if solver == "sliced" else "gmm"
         if self.target == "pixels" and solver in ("kl", "adam"):
-            raise ConfigError(f"the KL loss needs a density: use --distribution gmm or gaussian with --solver {solver}")
+            raise ConfigError(f"target='pixels' (--distribution pixels) needs solver='sliced': the {solver} solver's "
+                              "KL loss needs a density; use target='gmm' or 'gaussian'")
         return self.target
 
     def resolved_steps(self) -> int:
@@ -324,7 +416,7 @@ class ColorTransfer:
     def fit_reference(self, target: ImageLike | Sequence[ImageLike],
                       target_mask: ImageLike | Sequence[ImageLike] | None = None) -> Reference:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
-        self._check_numbers()
+        self._check_options()
         kind, components, ridge, seed = self._reference_settings()
         pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
         distribution = fit_target(pixels, kind, components, ridge=ridge, random_state=seed)
@@ -347,7 +439,7 @@ class ColorTransfer:
         (:class:`colorot.kl_solver.WarmStart`).
         """
         start = time.perf_counter()
-        self._check_numbers()
+        self._check_options()
         solver, kind, steps = self.resolved_solver(), self.resolved_target(), self.resolved_steps()
         device = str(resolve_device(self.device))
         settings = TrainSettings(steps=steps, lr=self._learning_rate(), batch_size=self.batch_size,
@@ -362,17 +454,6 @@ class ColorTransfer:
         kl_settings.validate()
         if solver in ("kl", "sliced"):
             sliced.validate()
-            if self.hidden is not None:
-                raise ConfigError(f"--hidden does not apply to the {solver} solver (its map has "
-                                  f"{sliced.directions} directions × {sliced.knots} steps)")
-        if solver == "kl":
-            ignored = [flag for flag, used in (("--loss moment", self.loss != "kl"), ("--lr", self.lr is not None),
-                                               ("--sw-directions", self.sw_directions is not None),
-                                               ("--transport-weight", self.transport_weight != 0))
-                       if used]
-            if ignored:
-                raise ConfigError(f"{', '.join(ignored)} does not apply to the kl solver (it minimises the exact KL "
-                                  f"+ μ·SW₂² by majorise–minimise); use --solver adam")
         config = self._model_config()  # checked before any image is read
         warm = self._warm_start(previous, temporal_weight, solver)
         if isinstance(target, Reference):
@@ -448,7 +529,7 @@ class ColorTransfer:
     def _warm_start(previous: "ColorTransfer | None", weight: float, solver: str) -> kl_solver.WarmStart | None:
         """The previous frame's map as a warm start, or None; ConfigError where it cannot be one."""
         if not 0 <= weight < math.inf:
-            raise ConfigError(f"the temporal weight must be finite and ≥ 0, got {weight}")
+            raise ConfigError(f"temporal_weight (--temporal-weight) must be finite and ≥ 0, got {weight}")
         if previous is None:
             if weight:
                 raise ConfigError("a temporal weight needs the previous frame's fit (previous=...)")
@@ -535,6 +616,8 @@ class ColorTransfer:
 _PARAMS = ("model", "target", "solver", "n_components", "loss", "sw_weight", "sw_directions", "transport_weight", "steps", "lr", "batch_size",
            "max_pixels", "ridge", "eps", "hidden", "layers", "modules", "device", "random_state", "progress",
            "max_image_pixels")
+#: The constructor's defaults: a parameter at its default is never refused as not applying.
+_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(ColorTransfer).parameters.items()}
 
 
 def load(path: str | os.PathLike) -> ColorTransfer:

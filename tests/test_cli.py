@@ -92,7 +92,7 @@ def test_fit_adam_refuses_the_pixels_target(images, tmp_path) -> None:
 
 
 def test_fit_affine_reports_closed_form(images, tmp_path) -> None:
-    result = run("fit", images["source"], images["target"], "-o", tmp_path / "a.pt", "--model", "affine", *FAST)
+    result = run("fit", images["source"], images["target"], "-o", tmp_path / "a.pt", "--model", "affine")
     assert result.exit_code == 0, result.output
     assert "n/a (closed form)" in result.stdout
 
@@ -104,7 +104,7 @@ def test_fit_refuses_to_overwrite_without_force(images, tmp_path) -> None:
     message = assert_clean_error(result, 1)
     assert "--force" in message and str(out) in message
     assert out.read_bytes() == b"keep me"
-    forced = run("fit", images["source"], images["target"], "-o", out, "--force", "--model", "affine", *FAST)
+    forced = run("fit", images["source"], images["target"], "-o", out, "--force", "--model", "affine")
     assert forced.exit_code == 0, forced.output
     assert colorot.load(out).map_.name == "affine"
 
@@ -114,7 +114,7 @@ def test_fit_refuses_to_overwrite_without_force(images, tmp_path) -> None:
     [
         (["--components", "many"], "--components"),
         (["--model", "affine", "--hidden", "4"], "--hidden"),
-        (["--lr", "0"], "lr"),
+        (["--solver", "adam", "--lr", "0"], "lr"),
     ],
 )
 def test_fit_option_errors_are_clean(images, tmp_path, extra, fragment) -> None:

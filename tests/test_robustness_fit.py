@@ -24,8 +24,13 @@ from colorot.errors import TrainingError
 from colorot.imageio import read_image
 from colorot.train import DIVERGENCE_MARGIN, DIVERGENCE_WINDOW, check_divergence
 
-FAST = ("--steps", "40", "--batch-size", "256")
+FAST = ("--steps", "40", "--batch-size", "256")  # Adam's (the C-MGN's and M-MGN's solver)
 CLOSED_FORM = ("--model", "affine", "--distribution", "gaussian")  # no training, no EM: instant
+
+
+def _fast(model: str) -> tuple[str, ...]:
+    """Quick options that apply to ``model``'s solver: Adam's, the kl solver's (no batches) or none (closed form)."""
+    return {"affine": (), "ridge": FAST[:2]}.get(model, FAST)
 
 
 def _save(path: Path, codes: np.ndarray) -> Path:
@@ -57,14 +62,15 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- item 3: degenerate fits ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["mmgn", "cmgn", "affine"])
-@pytest.mark.parametrize("target_kind", ["gmm", "gaussian"])
+@pytest.mark.parametrize("model, target_kind", [(model, kind) for model in ("mmgn", "cmgn")
+                                                for kind in ("gmm", "gaussian")]
+                         + [("affine", "gaussian")])  # the affine map's target is always the Gaussian
 def test_a_single_colour_target_gives_a_finite_map_onto_that_colour(
     tmp_path: Path, source: Path, model: str, target_kind: str
 ) -> None:
     colour = np.array([200, 40, 90])
     target = _save(tmp_path / "flat.png", np.broadcast_to(colour, (8, 8, 3)))
-    ckpt = _fit(tmp_path, source, target, "--model", model, "--distribution", target_kind, *FAST)
+    ckpt = _fit(tmp_path, source, target, "--model", model, "--distribution", target_kind, *_fast(model))
     info = json.loads(cli("info", ckpt, "--json").stdout)
     assert info["components"] == 1  # auto K stops at the number of distinct colours
     mapped = _mapped(ckpt, source)
@@ -76,7 +82,7 @@ def test_a_single_colour_target_gives_a_finite_map_onto_that_colour(
 def test_a_greyscale_target_gives_grey_outputs(tmp_path: Path, source: Path) -> None:
     grey = smooth_rgb(12, 12, seed=5)[..., :1].repeat(3, axis=2)
     target = _save(tmp_path / "grey.png", grey)
-    ckpt = _fit(tmp_path, source, target, *FAST)
+    ckpt = _fit(tmp_path, source, target, *_fast("ridge"))
     mapped = _mapped(ckpt, source)
     assert np.isfinite(mapped).all()
     chroma = mapped - mapped.mean(axis=1, keepdims=True)
@@ -85,7 +91,7 @@ def test_a_greyscale_target_gives_grey_outputs(tmp_path: Path, source: Path) -> 
 
 def test_a_single_colour_source_gives_a_finite_map(tmp_path: Path, source: Path) -> None:
     flat = _save(tmp_path / "flat.png", np.full((6, 6, 3), 77))
-    ckpt = _fit(tmp_path, flat, source, *FAST)
+    ckpt = _fit(tmp_path, flat, source, *_fast("ridge"))
     assert np.isfinite(_mapped(ckpt, flat)).all()
     assert np.isfinite(_mapped(ckpt, source)).all()  # and on colours it never saw
 
@@ -107,7 +113,7 @@ def test_a_source_equal_to_the_target_gives_about_the_identity(
     ridge map and M-MGN RMS < 0.02, the ridge's σ (≈ 5 code values), max < 0.05; C-MGN
     RMS < 0.06, max < 0.12. For scale,
     a map between two different such images moves pixels by 0.18–0.40 RMS."""
-    ckpt = _fit(tmp_path, source, source, "--model", model, "--components", "4", *FAST)
+    ckpt = _fit(tmp_path, source, source, "--model", model, "--components", "4", *_fast(model))
     pixels = read_image(source).rgb.reshape(-1, 3)
     moved = np.linalg.norm(_mapped(ckpt, source) - pixels, axis=1)
     rms_bound, max_bound = IDENTITY_BOUNDS[model]
@@ -146,7 +152,7 @@ def test_a_source_far_outside_the_target_range_is_carried_into_it(tmp_path: Path
     dark = _save(tmp_path / "dark.png", rng.integers(0, 12, (12, 12, 3)))
     bright = _save(tmp_path / "bright.png", rng.integers(230, 256, (12, 12, 3)))
     for model in ("mmgn", "affine"):
-        ckpt = _fit(tmp_path, dark, bright, "--model", model, *FAST, name=f"{model}.pt")
+        ckpt = _fit(tmp_path, dark, bright, "--model", model, *_fast(model), name=f"{model}.pt")
         mapped = _mapped(ckpt, dark)
         assert np.isfinite(mapped).all()
         assert np.abs(mapped.mean(axis=0) - 242.5 / 255).max() < 0.03
@@ -163,7 +169,8 @@ def test_a_source_far_outside_the_target_range_is_carried_into_it(tmp_path: Path
 def test_invalid_training_options_are_one_line_errors(
     tmp_path: Path, source: Path, option: str, value: str
 ) -> None:
-    outcome = cli("fit", source, source, "-o", tmp_path / "m.pt", option, value)
+    applies = {"--modules": ("--model", "mmgn")}.get(option, ("--solver", "adam"))  # where the option is used
+    outcome = cli("fit", source, source, "-o", tmp_path / "m.pt", *applies, option, value)
     assert_one_line_error(outcome)
     assert not (tmp_path / "m.pt").exists()
 
@@ -278,7 +285,7 @@ def test_the_divergence_rule(losses: list[float], diverged: bool) -> None:
 
 def test_the_divergence_rule_never_trips_a_healthy_default_run(tmp_path: Path, source: Path) -> None:
     target = _save(tmp_path / "t.png", smooth_rgb(16, 20, seed=9))
-    ckpt = _fit(tmp_path, source, target, "--steps", "150", "--batch-size", "512")
+    ckpt = _fit(tmp_path, source, target, "--solver", "adam", "--steps", "150", "--batch-size", "512")
     assert checkpoint.load(ckpt).train["steps"] == 150
 
 

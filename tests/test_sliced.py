@@ -140,8 +140,9 @@ def test_the_sliced_solver_aims_at_the_pixels_and_improves_on_affine() -> None:
     ({"hidden": 8, "solver": "sliced"}, "does not apply to the sliced solver"),
     ({"hidden": 8}, "does not apply to the kl solver"),
     ({"model": "mmgn", "solver": "kl"}, "ridge map only"),
-    ({"loss": "moment"}, "--loss moment does not apply to the kl solver"),
-    ({"lr": 0.1, "transport_weight": 1.0}, "--lr, --transport-weight does not apply to the kl solver"),
+    ({"loss": "moment"}, r"loss \(--loss\) does not apply to the kl solver"),
+    ({"lr": 0.1, "transport_weight": 1.0}, r"transport_weight \(--transport-weight\) and lr \(--lr\) do not apply "
+                                           "to the kl solver"),
     ({"solver": "newton"}, "unknown solver"),
     ({"steps": 0, "solver": "sliced"}, "≥ 1 iteration"),
 ])
