@@ -267,8 +267,10 @@ def plan(
     mirrored under ``output/<folder name>`` and each file goes to
     ``output/<name>``. ``suffix`` (e.g. ".png") changes the output format.
     Refused: a missing input, a folder without images, an output that is an
-    input, two inputs with one output, and an output inside an input folder
-    unless ``in_place``. Existing outputs are skipped unless ``overwrite``.
+    input, two inputs with one output, an output named like an image file
+    for a folder or several inputs (unless it is an existing folder or ends
+    in '/'), and an output inside an input folder unless ``in_place``.
+    Existing outputs are skipped unless ``overwrite``.
     Nothing is created: destination folders are made when the jobs run.
     """
     if not inputs:
@@ -286,8 +288,7 @@ def plan(
             Job(inputs[0], _single_file_destination(inputs[0], output, output_is_folder, suffix))
         ]
     else:
-        if output.is_file():
-            raise ConfigError(f"output must be a folder for a folder or several inputs: {output}")
+        _refuse_file_output(output, output_is_folder, "a folder or several inputs")
         several = len(inputs) > 1
         jobs = [
             job for src in inputs for job in _jobs_for(src, output, several, in_place, recursive)
@@ -333,9 +334,9 @@ def plan_listed(
     if not files:
         raise ConfigError("no input paths given")
     suffix = _checked_suffix(suffix)
+    output_is_folder = str(output).endswith(("/", os.sep))
     output = Path(output)
-    if output.is_file():
-        raise ConfigError(f"output must be a folder: {output}")
+    _refuse_file_output(output, output_is_folder, "listed inputs")
     jobs = []
     for src in files:
         if not src.is_file():
@@ -483,6 +484,16 @@ def _refuse_nul(paths: Sequence[Path | str]) -> None:
     for path in paths:
         if "\x00" in str(path):
             raise ConfigError(f"a path contains a NUL byte: {str(path)!r}")
+
+
+def _refuse_file_output(output: Path, output_is_folder: bool, inputs: str) -> None:
+    """ConfigError when ``output`` is a file, or named like an image file, where ``inputs`` need a folder
+    (an existing folder, or a name ending in '/', is taken as one)."""
+    if output.is_file():
+        raise ConfigError(f"output must be a folder for {inputs}: {output}")
+    if not (output_is_folder or output.is_dir()) and output.suffix.lower() in IMAGE_SUFFIXES:
+        raise ConfigError(f"output {output} is named like an image file, but {inputs} need an output folder "
+                          f"(name a folder, or end the name in '/' to make one named {output.name})")
 
 
 def _checked_suffix(suffix: str | None) -> str | None:
