@@ -54,13 +54,20 @@ def _histogram_panel(codes: np.ndarray, width: int) -> PILImage.Image:
     return panel
 
 
+def loss_label(value: float) -> str:
+    """A loss as the sheet prints it: 3 significant digits, in scientific notation below 10⁻⁴ and
+    from 1000, the sign kept (a KL may be negative): 0.000123, -2.35, 1.2e-05, 1.23e+04."""
+    return f"{value:.3g}"
+
+
 def _loss_panel(losses: Sequence[float], width: int) -> PILImage.Image:
+    """The loss curve, its top and bottom labelled with the largest and smallest loss."""
     panel = PILImage.new("RGB", (width, LOSS_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(panel)
     values = np.asarray([v for v in losses if np.isfinite(v)], dtype=np.float64)
     if len(values) < 2:
         draw.text((PAD, PAD), "loss: closed-form map, no training" if not len(values)
-                  else f"loss {values[-1]:.4f}", fill=INK)
+                  else f"loss {loss_label(values[-1])}", fill=INK)
         return panel
     low, high = float(values.min()), float(values.max())
     span = high - low or 1.0
@@ -69,8 +76,10 @@ def _loss_panel(losses: Sequence[float], width: int) -> PILImage.Image:
     ys = bottom - (values - low) / span * (bottom - top)
     draw.rectangle((left, top, right, bottom), outline=(90, 90, 90))
     draw.line(list(zip(xs.tolist(), ys.tolist())), fill=(250, 200, 80), width=2)
-    draw.text((PAD, 4), f"training loss: {values[0]:.4f} -> {values[-1]:.4f} over {len(values)} steps "
-                        f"(min {low:.4f}, max {high:.4f})", fill=INK)
+    draw.text((PAD, 4), f"training loss: {loss_label(values[0])} -> {loss_label(values[-1])} over "
+                        f"{len(values)} steps", fill=INK)
+    draw.text((left + 3, top + 2), loss_label(high), fill=INK)
+    draw.text((left + 3, bottom - LABEL + 2), loss_label(low), fill=INK)
     return panel
 
 
