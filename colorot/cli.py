@@ -23,7 +23,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from colorot import __version__, apply as apply_mod, checkpoint, metrics, preview as preview_mod
+from colorot import apply as apply_mod, checkpoint, metrics, preview as preview_mod
+from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
 from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS,
                               DEFAULT_TEMPORAL_WEIGHT)
