@@ -26,8 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from colorot import apply as apply_mod, checkpoint, metrics, preview as preview_mod
 from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
-from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS,
-                              DEFAULT_TEMPORAL_WEIGHT)
+from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
 from colorot.errors import ColorotError, ConfigError
 from colorot.lut import bake
 
@@ -451,11 +450,6 @@ def match_command(
     reference: Annotated[Path, typer.Argument(metavar="REFERENCE", help="The image whose colours every input takes.")],
     paths: Annotated[list[str], typer.Argument(metavar="INPUT... OUTPUT", help="Input images or folders, then the "
                                                "output file or folder, as for 'colorot apply' ('-': stdin / stdout).", show_default=False)],
-    sequence: Annotated[bool, typer.Option("--sequence", rich_help_panel="Fit (each input's map)", help="The inputs are frames: matched in order (numbers "
-                        "in names compared as numbers), each fit starting from the last frame's map and "
-                        "pulled towards it, so the grade does not flicker (kl solver; one file at a time).")] = False,
-    temporal_weight: Annotated[float, typer.Option(rich_help_panel="Fit (each input's map)", min=0.0, help="ρ of --sequence's ρ·mean‖T_t(x) − T_{t−1}(x)‖² "
-                               "(0: warm start only).")] = DEFAULT_TEMPORAL_WEIGHT,
     save_maps: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Keep each input's checkpoint in this folder (the "
                          "output tree mirrored, suffix .pt), for 'colorot apply' or 'export-lut' later.")] = None,
     model: Annotated[ModelName, typer.Option(rich_help_panel="Fit (each input's map)", help="Map, as for 'colorot fit'.")] = ModelName.ridge,
@@ -488,7 +482,7 @@ def match_command(
     preview: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet of a sample of the batch "
                                                     "(input | output) to this PNG.")] = None,
     jobs: Annotated[Optional[int], typer.Option(rich_help_panel="Batch", min=1, help="Files matched at once \\[default: the machine's CPU "
-                                                "count; 1 with --sequence].", show_default=False)] = None,
+                                                "count].", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
 ) -> None:
     """Match every input image to REFERENCE, each with its own fitted map (the reference is fitted once).
@@ -497,7 +491,7 @@ def match_command(
 
     Examples:
       colorot match samples/sunset.jpg samples/day.jpg samples/storm.jpg matched/
-      colorot match grade.jpg frames/ graded/ --sequence --save-maps maps/
+      colorot match grade.jpg photos/ graded/ --save-maps maps/ --jobs 2
       colorot match samples/sunset.jpg samples/day.jpg day_matched.jpg --keep-luminance
     """
     with _user_errors():
@@ -510,19 +504,17 @@ def match_command(
         else:
             *inputs, output = paths
         streaming = "-" in inputs or output == "-"
-        if streaming and (len(inputs) != 1 or shard or preview or from_stdin or save_maps or sequence):
+        if streaming and (len(inputs) != 1 or shard or preview or from_stdin or save_maps):
             raise ConfigError("'-' works with exactly one input and one output (no --shard, --preview, --from-stdin, "
-                              "--save-maps, --sequence)")
+                              "--save-maps)")
         if output == "-" and as_json:
             raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
-        if sequence and (shard or (jobs or 1) > 1):
-            raise ConfigError("--sequence matches frames one after another: it takes no --shard and no --jobs above 1")
         from colorot.controls import Controls
-        from colorot.matching import Matcher, map_destination, natural_order
+        from colorot.matching import Matcher, map_destination
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
         n_components = _components(components)
-        jobs = jobs or (1 if sequence else _CPUS)
+        jobs = jobs or _CPUS
         job_plan = None
         if not streaming:  # every path is checked before the reference is fitted
             if from_stdin:
@@ -533,18 +525,15 @@ def match_command(
                                           overwrite=overwrite, in_place=in_place, suffix=suffix)
             if shard:
                 job_plan = apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output)
-            if sequence:
-                order = {src: i for i, src in enumerate(natural_order([job.src for job in job_plan.jobs]))}
-                job_plan.jobs.sort(key=lambda job: order[job.src])
-        import torch
-
         if jobs > 1:
+            import torch
+
             torch.set_num_threads(1)  # parallelism comes from the file workers
-        matcher = Matcher(reference, sequence=sequence, temporal_weight=temporal_weight, model=model.value,
+        matcher = Matcher(reference, model=model.value,
                           solver=solver.value, target=distribution.value, n_components=n_components, steps=steps,
                           sw_weight=sw_weight, random_state=seed, max_image_pixels=max_image_pixels)
         settings = dict(strength=strength, controls=controls, exact=exact, quality=quality, max_pixels=max_image_pixels)
-        document: dict = {"reference": str(reference), "sequence": sequence, "strength": strength,
+        document: dict = {"reference": str(reference), "strength": strength,
                           "controls": controls.describe()}
         if streaming:
             report = _match_stream(matcher, inputs[0], output, output_format, settings)

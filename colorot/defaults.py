@@ -19,7 +19,3 @@ DEFAULT_SW_WEIGHT = 5000.0
 DEFAULT_SW_DIRECTIONS = 64
 #: Source (and target) pixels sampled, seeded, for training.
 DEFAULT_MAX_PIXELS = 100_000
-#: ρ of ``colorot match --sequence``'s temporal term ρ·mean ‖T_t(x) − T_{t−1}(x)‖² (RGB units²,
-#: like the KL solver's μ·SW₂², μ = 10⁵).  Chosen on bench/match.py's synthetic sequence
-#: (bench/EXPERIMENTS.md, E38).
-DEFAULT_TEMPORAL_WEIGHT = 100_000.0

@@ -80,15 +80,6 @@ class KLSettings:
 
 
 @dataclass
-class WarmStart:
-    """A sequence's previous frame: its map (whose dictionary the next fit keeps) and ρ of the
-    temporal term ρ·mean ‖T(x) − T_prev(x)‖² over the new frame's pixels."""
-
-    solution: SlicedSolution
-    weight: float
-
-
-@dataclass
 class KLTerms:
     """The KL's parts at a map, in nats: KL(T#α ‖ q) = cross_entropy − log_det − H(α)."""
 
@@ -181,8 +172,7 @@ def _det_and_inverse(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, settings: KLSettings,
-           sliced: SlicedSettings, entropy: float | None = None, callback=None,
-           warm: WarmStart | None = None) -> KLResult:
+           sliced: SlicedSettings, entropy: float | None = None, callback=None) -> KLResult:
     """Fit the ridge map from ``source`` pixels to ``target`` (q) by the KL + μ·SW₂².
 
     ``reference``: the target's pixels (the SW₂ term's).  The sliced solution (``sliced``)
@@ -191,11 +181,6 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, s
     and takes INNER_ITERATIONS L-BFGS-B steps on KL + μ·bound.  ``callback(iteration,
     value)`` after each, with the value KL + μ·SW₂² at the map the iteration started from (SW₂²
     from its random frames; H(α) is ``entropy``, or :func:`dequantised_entropy` of ``source``).
-
-    ``warm`` (frame sequences): start from the previous frame's map instead of the sliced
-    solution, on its dictionary, and add ρ·mean ‖T(x) − T_prev(x)‖² = ρ·((θ − θ′)ᵀG(θ − θ′)
-    + ‖offset − offset′‖²) over this frame's pixels (G the centred features' Gram), so the
-    map moves between frames only as far as the frame's colours ask.
     """
     from scipy.optimize import minimize
 
@@ -203,15 +188,8 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, s
     began = time.perf_counter()
     if entropy is None:
         entropy = dequantised_entropy(source)
-    if warm is None:
-        problem = SlicedProblem(source, reference, sliced)
-        theta, offset, costs = problem.run()
-        anchor = None
-    else:
-        problem = SlicedProblem(source, reference, sliced, dictionary=warm.solution.dictionary)
-        theta = warm.solution.theta.astype(np.float32)
-        offset = problem.offset(theta, warm.solution.bias)
-        costs, anchor = [], np.concatenate([theta, offset]).astype(np.float64)
+    problem = SlicedProblem(source, reference, sliced)
+    theta, offset, costs = problem.run()
     rng = np.random.default_rng(settings.seed)
     n = min(settings.pixels, len(source))
     x = np.asarray(source, np.float64)[rng.choice(len(source), n, replace=False)]
@@ -223,34 +201,17 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, s
     weight = settings.sw_weight / 3
     gram = problem.gram.astype(np.float64)
 
-    def quadratic(params: np.ndarray, centre: np.ndarray, linear: np.ndarray) -> tuple[float, np.ndarray]:
-        """(θᵀGθ − 2hᵀθ + ‖offset − centre‖²) and its gradient."""
+    def bound(params: np.ndarray, linear: np.ndarray, best_offset: np.ndarray) -> float:
+        """μ/3 · (θᵀGθ − 2hᵀθ + ‖offset − offset*‖²): the SW₂ term's quadratic bound, up to a constant."""
         theta_, offset_ = params[:units], params[units:]
-        g_theta = gram @ theta_
-        return (theta_ @ g_theta - 2 * linear @ theta_ + np.sum((offset_ - centre) ** 2),
-                np.concatenate([2 * (g_theta - linear), 2 * (offset_ - centre)]))
-
-    # The temporal term ρ·((θ − θ′)ᵀG(θ − θ′) + ‖offset − offset′‖²), up to a constant.
-    temporal = (None if anchor is None else
-                (warm.weight, anchor[units:], gram @ anchor[:units]))
-
-    def added(params: np.ndarray, linear: np.ndarray, best_offset: np.ndarray) -> tuple[float, np.ndarray]:
-        """μ/3 · (θᵀGθ − 2hᵀθ + ‖offset − offset*‖²), the SW₂ term's quadratic bound up to a
-        constant, plus the temporal term if any; and the gradient."""
-        value, grad = quadratic(params, best_offset, linear)
-        value, grad = weight * value, weight * grad
-        if temporal is not None:
-            rho, centre, pull = temporal
-            v, g = quadratic(params, centre, pull)
-            value, grad = value + rho * v, grad + rho * g
-        return value, grad
+        return weight * (theta_ @ (gram @ theta_) - 2 * linear @ theta_ + np.sum((offset_ - best_offset) ** 2))
 
     def objective(params: np.ndarray, linear: np.ndarray, best_offset: np.ndarray) -> tuple[float, np.ndarray]:
         theta_, offset_ = params[:units], params[units:]
         value, grad = kl(np.concatenate([theta_, offset_ - theta_ @ shift]))
-        extra, extra_grad = added(params, linear, best_offset)
-        return (value + extra,
-                np.concatenate([grad[:units] - shift @ grad[units:], grad[units:]]) + extra_grad)
+        grad_theta = grad[:units] - shift @ grad[units:] + weight * 2 * (gram @ theta_ - linear)
+        return (value + bound(params, linear, best_offset),
+                np.concatenate([grad_theta, grad[units:] + weight * 2 * (offset_ - best_offset)]))
 
     bounds = [(0.0, None if math.isinf(c) else float(c)) for c in problem.upper] + [(None, None)] * 3
     params = np.concatenate([theta, offset]).astype(np.float64)
@@ -268,7 +229,7 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, s
         result = minimize(objective, params, args=(linear, best_offset), jac=True, method="L-BFGS-B",
                           bounds=bounds, options={"maxiter": INNER_ITERATIONS})
         params = result.x
-        kl_value = float(result.fun - added(params, linear, best_offset)[0])  # the KL there, not evaluated again
+        kl_value = float(result.fun - bound(params, linear, best_offset))  # the KL there, not evaluated again
     theta, offset = params[:units], params[units:]
     if settings.iterations:
         costs.append(problem.surrogate(theta.astype(np.float32), offset)[2])

@@ -349,6 +349,12 @@ class RidgeMGN(MonotoneGradientMap):
         self.rho.add_(math.log(factor))
 
 
+def inverse_softplus(a: np.ndarray) -> np.ndarray:
+    """ρ with softplus(ρ) = a for a > 0 (a is floored at 10⁻³⁰, an amplitude of nothing)."""
+    a = np.maximum(np.asarray(a, np.float64), 1e-30)
+    return a + np.log(-np.expm1(-a))
+
+
 #: Registry shared by the API, the CLI and the checkpoint loader.
 MODELS: dict[str, type[MonotoneGradientMap]] = {m.name: m for m in (AffineMap, CMGN, MMGN, RidgeMGN)}
 

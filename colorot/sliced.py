@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from colorot.errors import ConfigError
-from colorot.models import DEFAULT_EPS, RidgeMGN, _psd_sqrt
+from colorot.models import DEFAULT_EPS, RidgeMGN, _psd_sqrt, inverse_softplus
 
 
 #: Directions, steps per direction and the step width (sharpness s_d = WIDTH · knots /
@@ -214,21 +214,17 @@ class SlicedProblem:
     ½θᵀGθ − hᵀθ (½ mean ‖T(x) − y*‖² up to a constant, with the offset at its best).
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, settings: SlicedSettings,
-                 dictionary: Dictionary | None = None) -> None:
-        """``dictionary``: the units to use (e.g. an earlier frame's, so that maps compare);
-        by default built from x."""
+    def __init__(self, x: np.ndarray, y: np.ndarray, settings: SlicedSettings) -> None:
         self.settings, self.rng = settings, np.random.default_rng(settings.seed)
         n = min(settings.pixels, len(x), len(y))
         self.n = n
         self.x = np.asarray(x, np.float32)[self.rng.choice(len(x), n, replace=False)]
         self.y = np.asarray(y, np.float32)[self.rng.choice(len(y), n, replace=False)]
-        self.dictionary = dictionary if dictionary is not None else build_dictionary(self.x.astype(np.float64),
-                                                                                     settings)
+        self.dictionary = build_dictionary(self.x.astype(np.float64), settings)
         self.features = self.dictionary.features(self.x)
         self.mean_features = self.features.mean(0)
         self.features -= self.mean_features
-        d, k = self.dictionary.centres.shape
+        d, k = settings.directions, settings.knots
         self.direction_of = np.concatenate([np.repeat(np.arange(d), k), np.arange(d)])
         u = self.dictionary.directions
         # Gram of the centred 3-vector columns u_{d(p)} f_p(x): (FᵀF ⊙ UUᵀ) / N, plus a small ridge.
@@ -268,15 +264,11 @@ class SlicedProblem:
         goal -= eps * self.x
         offset = goal.mean(0)
         along = (goal - offset) @ u.T  # (N, D): the goal's coordinate along each u_d
-        d, k = self.dictionary.centres.shape
+        d, k = self.settings.directions, self.settings.knots
         steps = np.einsum("ndk,nd->dk", self.features[:, :d * k].reshape(-1, d, k), along)  # F_pᵀ·along_d(p)
         linear = np.concatenate([steps.ravel(), np.einsum("nd,nd->d", self.features[:, d * k:], along)])
         linear /= np.float32(self.n)
         return linear, offset, cost
-
-    def offset(self, theta: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        """The offset from b: offset = b + mean(F)·θ u (the inverse of :meth:`bias`)."""
-        return np.asarray(bias, np.float64) + self.mean_features.astype(np.float64) @ self.columns(theta)
 
     def bias(self, theta: np.ndarray, offset: np.ndarray) -> np.ndarray:
         """b from the offset: b = offset − mean(F)·θ u."""
@@ -285,12 +277,6 @@ class SlicedProblem:
     def solution(self, theta, offset, costs, seconds) -> SlicedSolution:
         return SlicedSolution(self.dictionary, np.asarray(theta, np.float64), self.bias(theta, offset),
                               self.settings.eps, costs, seconds)
-
-
-def inverse_softplus(a: np.ndarray) -> np.ndarray:
-    """ρ with softplus(ρ) = a for a > 0 (a is floored at 10⁻³⁰, an amplitude of nothing)."""
-    a = np.maximum(np.asarray(a, np.float64), 1e-30)
-    return a + np.log(-np.expm1(-a))
 
 
 @torch.no_grad()

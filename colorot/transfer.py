@@ -6,8 +6,7 @@ target)`` sets the trailing-underscore attributes and returns ``self``:
 * ``target_dist_``: the fitted target distribution (Gaussian or mixture);
 * ``map_``: the fitted map, a frozen ``torch.nn.Module`` (N, 3) → (N, 3);
 * ``history_``: the training loss per step and the wall time;
-* ``train_info_``: the training summary stored in the checkpoint;
-* ``solution_``: the KL solver's map in its dictionary's terms (None for other solvers).
+* ``train_info_``: the training summary stored in the checkpoint.
 
 ``source`` and ``target`` may each be one image or a list of images: the
 pixels of a list are pooled (concatenated) before fitting. Optional masks
@@ -425,18 +424,13 @@ class ColorTransfer:
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
             source_mask: ImageLike | Sequence[ImageLike] | None = None,
-            target_mask: ImageLike | Sequence[ImageLike] | None = None,
-            previous: "ColorTransfer | None" = None,
-            temporal_weight: float = 0.0) -> "ColorTransfer":
+            target_mask: ImageLike | Sequence[ImageLike] | None = None) -> "ColorTransfer":
         """Fit the target, then the map: in closed form (affine), by the sliced solver, or
         by Adam on the KL loss from the closed-form Gaussian map.
 
         ``source`` and ``target``: one image or a list (pixels pooled), or for the target a
         :class:`Reference` (already fitted: :meth:`fit_reference`);
         ``source_mask``/``target_mask``: one mask per image, non-zero = fit on it.
-        ``previous`` (frame sequences, KL solver only): start from that fitted estimator's map, on
-        its dictionary, and add ``temporal_weight``·mean ‖T(x) − T_prev(x)‖² to the objective
-        (:class:`colorot.kl_solver.WarmStart`).
         """
         start = time.perf_counter()
         self._check_options()
@@ -455,7 +449,6 @@ class ColorTransfer:
         if solver in ("kl", "sliced"):
             sliced.validate()
         config = self._model_config()  # checked before any image is read
-        warm = self._warm_start(previous, temporal_weight, solver)
         if isinstance(target, Reference):
             if target_mask is not None:
                 raise ConfigError("give the target mask to fit_reference, not to fit with a Reference")
@@ -475,7 +468,6 @@ class ColorTransfer:
         if tgt.shape[0] > self.max_pixels:
             tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
 
-        self.solution_ = None  # the map in its dictionary's terms (KL solver): a sequence's next warm start
         if solver == "sliced":
             # Onto the pixels themselves, or onto samples of the fitted distribution.
             goal = tgt if kind == "pixels" else self.target_dist_.sample(len(tgt), self.random_state)
@@ -484,8 +476,7 @@ class ColorTransfer:
             self.history_ = History(losses=solution.costs, seconds=solution.seconds)
         elif solver == "kl":
             result = kl_solver.fit_kl(src, tgt, self.target_dist_, kl_settings, sliced, entropy=entropy,
-                                      callback=self._with_progress(callback), warm=warm)
-            self.solution_ = result.solution
+                                      callback=self._with_progress(callback))
             model = result.solution.to_ridge_map()
             self.history_ = History(losses=result.losses, seconds=result.seconds)
         else:
@@ -507,8 +498,7 @@ class ColorTransfer:
         adam_only = {"loss": self.loss, "sw_weight": self.resolved_sw_weight(),
                      "transport_weight": float(self.transport_weight), "lr": float(self._learning_rate()),
                      "batch_size": int(self.batch_size)}
-        kl_only = {"loss": "kl", "sw_weight": self.resolved_sw_weight(),
-                   **({} if warm is None else {"temporal_weight": float(temporal_weight)})}
+        kl_only = {"loss": "kl", "sw_weight": self.resolved_sw_weight()}
         self.train_info_ = {
             "model": self.model, "solver": solver, "target": self.target_dist_.kind,
             **(adam_only if solver == "adam" else kl_only if solver == "kl" else {}),
@@ -524,19 +514,6 @@ class ColorTransfer:
             "source_sha256": _sha256(source), "target_sha256": reference.sha256,
         }
         return self
-
-    @staticmethod
-    def _warm_start(previous: "ColorTransfer | None", weight: float, solver: str) -> kl_solver.WarmStart | None:
-        """The previous frame's map as a warm start, or None; ConfigError where it cannot be one."""
-        if not 0 <= weight < math.inf:
-            raise ConfigError(f"temporal_weight (--temporal-weight) must be finite and ≥ 0, got {weight}")
-        if previous is None:
-            if weight:
-                raise ConfigError("a temporal weight needs the previous frame's fit (previous=...)")
-            return None
-        if solver != "kl" or getattr(previous, "solution_", None) is None:
-            raise ConfigError("frame sequences need the kl solver (the default ridge map), for this frame and the last")
-        return kl_solver.WarmStart(previous.solution_, float(weight))
 
     def _with_progress(self, callback):
         if not self.progress:

@@ -112,9 +112,7 @@ def test_sixteen_bit_and_alpha_are_kept(scene, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--sequence", "--jobs", "2"], "--sequence matches frames one after another"),
-    (["--sequence", "--shard", "0/2"], "--sequence matches frames one after another"),
-    (["--sequence", "--solver", "sliced"], "--sequence needs the kl solver"),
+    (["--model", "affine"], "steps (--steps)"),
     (["--keep-luminance", "--saturation", "-1"], "saturation"),
 ])
 def test_refused_combinations(scene, tmp_path, args, message):
@@ -126,20 +124,6 @@ def test_refused_combinations(scene, tmp_path, args, message):
 def test_json_cannot_share_stdout_with_the_image(scene):
     result = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", "--json", *FAST], input=b"")
     assert result.exit_code == 1 and "--json cannot share stdout" in result.stderr
-
-
-def test_a_sequence_is_matched_in_frame_order(scene, tmp_path):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for t in (1, 2, 10):  # frame10 after frame2, not before it
-        PILImage.fromarray(np.clip(smooth_rgb(16, 24, 0) * (0.8 + 0.02 * t), 0, 255).astype(np.uint8)).save(
-            frames / f"frame{t}.png")
-    maps = tmp_path / "maps"
-    result = match(scene, str(frames), str(tmp_path / "out"), "--sequence", "--save-maps", str(maps), "--json")
-    assert result.exit_code == 0, result.output
-    assert [Path(p).name for p in json.loads(result.stdout)["written"]] == ["frame1.png", "frame2.png", "frame10.png"]
-    assert "temporal_weight" not in load(maps / "frame1.pt").train_info_
-    assert load(maps / "frame10.pt").train_info_["temporal_weight"] == 1e5
 
 
 def test_keep_luminance_on_apply_keeps_each_pixels_luma(tiny_fit, tmp_path):

@@ -1,4 +1,4 @@
-"""colorot.match: each image its own map onto one reference fitted once; frame sequences."""
+"""colorot.match: each image its own map onto one reference fitted once."""
 
 import numpy as np
 import pytest
@@ -53,37 +53,6 @@ def test_a_reference_with_other_settings_is_refused():
     reference = ColorTransfer(n_components=2, **FAST).fit_reference(image(0))
     with pytest.raises(ConfigError, match="Reference was fitted with"):
         ColorTransfer(n_components=3, **FAST).fit(image(1), reference)
-
-
-def test_a_sequence_warm_starts_each_frame_from_the_last():
-    matcher = Matcher(image(0, (1.0, 0.6, 0.3)), sequence=True, temporal_weight=1e5, **FAST)
-    first, second = matcher.fit(image(1)), matcher.fit(image(1) * 0.95)
-    assert "temporal_weight" not in first.train_info_
-    assert second.train_info_["temporal_weight"] == 1e5
-    assert second.solution_.dictionary is first.solution_.dictionary  # the same units: the maps compare
-
-
-def test_a_heavy_temporal_weight_holds_the_map_still():
-    """ρ → ∞ keeps the previous frame's map; ρ = 0 lets the new frame move it."""
-    frames = [image(1), np.clip(image(1) * 1.3, 0, 1)]
-    moved = {}
-    for weight in (0.0, 1e9):
-        matcher = Matcher(image(0, (1.0, 0.6, 0.3)), sequence=True, temporal_weight=weight, **FAST)
-        first, second = (matcher.fit(f) for f in frames)
-        probe = frames[1].reshape(-1, 3)
-        moved[weight] = np.abs(second.transform(probe) - first.transform(probe)).max()
-    assert moved[1e9] < 1e-3 < moved[0.0]
-
-
-@pytest.mark.parametrize("params", [{"solver": "sliced"}, {"model": "cmgn"}, {"model": "affine"}])
-def test_a_sequence_needs_the_kl_solver(params):
-    with pytest.raises(ConfigError, match="--sequence needs the kl solver"):
-        Matcher(image(0), sequence=True, **params)
-
-
-def test_a_negative_temporal_weight_is_refused():
-    with pytest.raises(ConfigError, match="temporal-weight"):
-        Matcher(image(0), sequence=True, temporal_weight=-1)
 
 
 def test_match_is_exported_at_the_top():
