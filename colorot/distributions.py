@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 #: about 0.02, i.e. ~5 code values of an 8-bit channel).
 DEFAULT_RIDGE = 4e-4
 #: Pixels sampled (seeded) to run EM on: on development pairs 20 000 gives the same fitted maps
-#: as 50 000 (KL within 0.01 nats, bench/EXPERIMENTS.md E37), usually in about half the time.
+#: as 50 000 (KL within 0.01 nats, bench/EXPERIMENTS.md E38), usually in about half the time.
 DEFAULT_EM_SAMPLES = 20_000
 #: Range of K tried when ``n_components="auto"`` (chosen by BIC).
 AUTO_COMPONENTS = (1, 2, 3, 4, 5, 6, 8, 10)

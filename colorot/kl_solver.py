@@ -54,7 +54,7 @@ DEFAULT_ITERATIONS = 20
 INNER_ITERATIONS = 5
 #: Source pixels the KL is averaged over (seeded subsample, dequantised once).  5 000 gives the
 #: same maps as 10 000 on development pairs (KL within 0.01 nats, SW2 equal) at half the cost
-#: per evaluation (bench/EXPERIMENTS.md, E37).
+#: per evaluation (bench/EXPERIMENTS.md, E38).
 DEFAULT_PIXELS = 5_000
 #: μ of μ·SW₂² (SW₂² the mean over directions of the 1-D W₂², RGB units²).  Chosen on
 #: development pairs outside the benchmark (bench/EXPERIMENTS.md, E36): 10⁵ keeps the sliced
