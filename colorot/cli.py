@@ -525,10 +525,15 @@ def match_command(
                                           overwrite=overwrite, in_place=in_place, suffix=suffix)
             if shard:
                 job_plan = apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output)
-        if jobs > 1:
+        if jobs > 1:  # parallelism comes from the file workers: one torch and one BLAS thread each
             import torch
+            from threadpoolctl import threadpool_limits
 
-            torch.set_num_threads(1)  # parallelism comes from the file workers
+            import scipy.optimize  # noqa: F401  (loaded first, so that the limit below reaches its BLAS too)
+            import sklearn.mixture  # noqa: F401
+
+            torch.set_num_threads(1)
+            threadpool_limits(1)  # 2 workers × 2 BLAS threads on 2 cores: half the pace (bench/EXPERIMENTS.md, E38)
         matcher = Matcher(reference, model=model.value,
                           solver=solver.value, target=distribution.value, n_components=n_components, steps=steps,
                           sw_weight=sw_weight, random_state=seed, max_image_pixels=max_image_pixels)
