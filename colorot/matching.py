@@ -16,6 +16,7 @@ from colorot.controls import Controls
 from colorot.errors import DestinationError
 from colorot.transfer import ColorTransfer, ImageLike
 
+
 class Matcher:
     """Fit each image's own map onto one ``reference`` image (or list of images, pooled).
 
