@@ -264,7 +264,7 @@ def fit(
               [f"wrote {output}: {info['model']} map ({info['solver']}), {estimator.target_dist_.describe()}, "
                f"{len(sources)} source(s), "
                f"{len(target_images)} target(s), {info['steps']} {'steps' if info['solver'] == 'adam' else 'iterations'}, "
-               f"final loss {info['final_loss'] if info['final_loss'] is not None else 'n/a (closed form)'}, "
+               f"final loss {'n/a (closed form)' if info['final_loss'] is None else format(info['final_loss'], '.4g')}, "
                + (f"KL {info['kl_nats']:.3f} nats, " if info.get("kl_nats") is not None else "")
                + f"{info['fit_seconds']:.1f} s"] + ([f"preview {preview}"] if preview else []))
 
