@@ -53,9 +53,9 @@ class Controls:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.saturation) and self.saturation >= 0):
-            raise ConfigError(f"saturation must be a finite number ≥ 0, not {self.saturation}")
+            raise ConfigError(f"saturation (--saturation) must be a finite number ≥ 0, not {self.saturation}")
         if not 0.0 <= self.neutral <= 1.0:
-            raise ConfigError(f"neutral must be between 0 and 1, not {self.neutral}")
+            raise ConfigError(f"neutral (--neutral) must be between 0 and 1, not {self.neutral}")
 
     @property
     def is_identity(self) -> bool:
@@ -82,9 +82,10 @@ class Controls:
                 import torch
 
                 parameters = list(evaluate.parameters()) if hasattr(evaluate, "parameters") else []
-                dtype = parameters[0].dtype if parameters else torch.float32  # the map's own precision
+                probe = torch.from_numpy(grey)  # on the map's own device, in its own precision
+                probe = probe.to(parameters[0].device, parameters[0].dtype) if parameters else probe
                 with torch.inference_mode():
-                    grey = evaluate(torch.from_numpy(grey).to(dtype)).to("cpu", torch.float64).numpy()
+                    grey = evaluate(probe).to("cpu", torch.float64).numpy()
             else:
                 grey = np.asarray(evaluate(grey), np.float64)
             cast = [float(v) for v in (grey - luma(grey))[0]]
