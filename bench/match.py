@@ -40,10 +40,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from speed import SIZE, make_folder  # bench/ is the script's folder, so on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 REFERENCE = SAMPLES / "sunset.jpg"
-SIZE = (1920, 1200)
 FRAME_SIZE = (480, 300)
 COLOROT = [sys.executable, "-m", "colorot"]
 
@@ -54,26 +55,6 @@ def photographs(cache: Path | None) -> list[Path]:
     if cache is not None and (cache / "images").is_dir():
         found += sorted((cache / "images").glob("*.jpg"))
     return found
-
-
-def make_folder(folder: Path, count: int, cache: Path | None) -> list[Path]:
-    """``count`` distinct 1920×1200 JPEGs, each a seeded crop (60–100 %) of a photograph, every other one flipped."""
-    folder.mkdir(parents=True, exist_ok=True)
-    sources = photographs(cache)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(count):
-        with Image.open(sources[i % len(sources)]) as photo:
-            photo = photo.convert("RGB")
-        w, h = photo.size
-        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        image = photo.crop((x, y, x + cw, y + ch)).resize(SIZE, Image.Resampling.BICUBIC)
-        if i % 2:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        paths.append(folder / f"img{i:03d}.jpg")
-        image.save(paths[-1], quality=92)
-    return paths
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -100,7 +81,7 @@ def peak_memory_mib(command: list[str]) -> float:
 
 
 def folder_bench(work: Path, count: int, cache: Path | None) -> None:
-    files = make_folder(work / "in", count, cache)
+    files = make_folder(work / "in", count, photographs(cache))
     out = work / "colorot"
     seconds = timed([*COLOROT, "match", str(REFERENCE), str(work / "in"), str(out), "--jobs", "2"])
     ours = sorted(out.glob("*.jpg"))

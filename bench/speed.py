@@ -49,23 +49,24 @@ SAMPLES = ROOT / "samples"
 SIZE = (1920, 1200)
 
 
-def make_folder(folder: Path, count: int) -> list[Path]:
-    """``count`` distinct 1920×1200 JPEGs cut from the sample photographs."""
+def make_folder(folder: Path, count: int, photos: list[Path] | None = None) -> list[Path]:
+    """``count`` distinct 1920×1200 JPEGs, each a seeded crop (60–100 %) of one of ``photos`` in turn
+    (default: the sample photographs), every other one flipped."""
     folder.mkdir(parents=True, exist_ok=True)
-    photos = [Image.open(p).convert("RGB") for p in sorted(SAMPLES.glob("*.jpg"))]
+    photos = sorted(SAMPLES.glob("*.jpg")) if photos is None else photos
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
-        photo = photos[i % len(photos)]
+        with Image.open(photos[i % len(photos)]) as photo:
+            photo = photo.convert("RGB")
         w, h = photo.size
         cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
         x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
         image = photo.crop((x, y, x + cw, y + ch)).resize(SIZE, Image.Resampling.BICUBIC)
         if i % 2:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        path = folder / f"img{i:03d}.jpg"
-        image.save(path, quality=92)
-        paths.append(path)
+        paths.append(folder / f"img{i:03d}.jpg")
+        image.save(paths[-1], quality=92)
     return paths
 
 

@@ -463,7 +463,7 @@ def _run_job(job: Job, work: Callable[[Job], None]) -> str | None:
     A :class:`DestinationError` is raised, not returned: it stops the batch.
     """
     try:
-        _make_folder(job.dst.parent)
+        make_folder(job.dst.parent)
         work(job)
     except DestinationError:
         raise
@@ -472,7 +472,8 @@ def _run_job(job: Job, work: Callable[[Job], None]) -> str | None:
     return None
 
 
-def _make_folder(folder: Path) -> None:
+def make_folder(folder: Path) -> None:
+    """``folder`` and its parents, or DestinationError when the file system refuses."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -113,9 +113,13 @@ def _progress() -> Progress:
     )
 
 
-def _emit(as_json: bool, document: dict, lines: list[str]) -> None:
-    """Print the result: one JSON document, or human-readable lines, on stdout."""
-    if as_json:
+def _emit(as_json: bool, document: dict, lines: list[str], *, to_stderr: bool = False) -> None:
+    """Print the result: one JSON document, or human-readable lines, on stdout (the lines on
+    stderr with ``to_stderr``, when stdout carries an image)."""
+    if to_stderr:
+        for line in lines:
+            stderr.print(line, highlight=False)
+    elif as_json:
         typer.echo(json.dumps(document, indent=2, default=str))
     else:
         for line in lines:
@@ -151,6 +155,28 @@ _INVERSE_HELP = ("Apply the inverse map T⁻¹ (back from the target's style), s
                  "a gain 1/σ_min(J_T) over 4 (half a code of noise in, over 2 out: banding).")
 _INVERSE_LUT_HELP = ("Export the inverse map T⁻¹, solved per grid colour by Newton; a warning when over 10 % of "
                      "the entries lie more than 2/255 outside the cube.")
+
+# Options several commands share, declared once.
+_MaxImagePixels = Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1,
+                                                        help="Raise the decompression-bomb limit (pixels).")]
+_Json = Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")]
+_Strength = Annotated[float, typer.Option(rich_help_panel="Map", min=0.0, max=1.0, help=_STRENGTH_HELP)]
+_KeepLuminance = Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls",
+                                              help=_KEEP_LUMINANCE_HELP)]
+_Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, help=_SATURATION_HELP)]
+_Neutral = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)]
+_Recursive = Annotated[bool, typer.Option(rich_help_panel="Inputs", help="Descend into sub-folders of folder inputs.")]
+_Overwrite = Annotated[bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace outputs that already exist.")]
+_InPlace = Annotated[bool, typer.Option("--in-place", rich_help_panel="Output", help="Allow outputs inside an input folder.")]
+_Suffix = Annotated[Optional[str], typer.Option(rich_help_panel="Output",
+                                                help="Output format by suffix, e.g. .png (default: the input's).")]
+_StdoutFormat = Annotated[Optional[str], typer.Option("--format", rich_help_panel="Output", help="Format of an image written "
+                                                      "to stdout ('-'), e.g. png or jpg (default: the input's).")]
+_Quality = Annotated[int, typer.Option(rich_help_panel="Output", min=1, max=100, help="JPEG/WebP quality.")]
+_FromStdin = Annotated[bool, typer.Option("--from-stdin", rich_help_panel="Inputs", help="Read input file paths from stdin, "
+                                          "one a line; the only positional path is then the output folder.")]
+_BatchPreview = Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet of a sample "
+                                                       "of the batch (input | output) to this PNG.")]
 
 
 def _images_and_targets(images: list[Path], targets: list[str], distribution: str) -> tuple[list, list, str]:
@@ -219,11 +245,11 @@ def fit(
     device: Annotated[DeviceName, typer.Option(rich_help_panel="Training", help="Where to train.")] = DeviceName.auto,
     seed: Annotated[int, typer.Option(rich_help_panel="Training", min=0, max=2**32 - 1,
                                       help="Random seed (training is deterministic on CPU).")] = 0,
-    max_image_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
+    max_image_pixels: _MaxImagePixels = None,
     preview: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet (source | result | target, "
                        "RGB histograms, loss curve) to this PNG.")] = None,
     force: Annotated[bool, typer.Option("--force", rich_help_panel="Output", help="Replace an existing checkpoint.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
+    as_json: _Json = False,
 ) -> None:
     """Fit a colour map from SOURCE to TARGET and save it as a checkpoint.
 
@@ -275,31 +301,28 @@ def apply_command(
     paths: Annotated[list[str], typer.Argument(metavar="INPUT... OUTPUT", help="Input images or folders, then the "
                                                "output file or folder (a trailing '/' makes it a folder). '-' reads an image from "
                                                "stdin / writes it to stdout.", show_default=False)],
-    recursive: Annotated[bool, typer.Option(rich_help_panel="Inputs", help="Descend into sub-folders of folder inputs.")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace outputs that already exist.")] = False,
-    in_place: Annotated[bool, typer.Option("--in-place", rich_help_panel="Output", help="Allow outputs inside an input folder.")] = False,
-    suffix: Annotated[Optional[str], typer.Option(rich_help_panel="Output", help="Output format by suffix, e.g. .png (default: the input's).")] = None,
-    output_format: Annotated[Optional[str], typer.Option("--format", rich_help_panel="Output", help="Format of an image written to "
-                             "stdout ('-'), e.g. png or jpg (default: the input's).")] = None,
-    quality: Annotated[int, typer.Option(rich_help_panel="Output", min=1, max=100, help="JPEG/WebP quality.")] = 95,
-    max_image_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
-    strength: Annotated[float, typer.Option(rich_help_panel="Map", min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
+    recursive: _Recursive = True,
+    overwrite: _Overwrite = False,
+    in_place: _InPlace = False,
+    suffix: _Suffix = None,
+    output_format: _StdoutFormat = None,
+    quality: _Quality = 95,
+    max_image_pixels: _MaxImagePixels = None,
+    strength: _Strength = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", rich_help_panel="Map", help=_INVERSE_HELP)] = False,
-    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls", help=_KEEP_LUMINANCE_HELP)] = False,
-    saturation: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, help=_SATURATION_HELP)] = 1.0,
-    neutral: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
+    keep_luminance: _KeepLuminance = False,
+    saturation: _Saturation = 1.0,
+    neutral: _Neutral = 0.0,
     exact: Annotated[bool, typer.Option("--exact", rich_help_panel="Map", help="Evaluate the map itself on every pixel instead of once "
                                                         "per distinct colour (8-bit) or through its tabulated "
                                                         "profiles (16-bit ridge maps).")] = False,
-    from_stdin: Annotated[bool, typer.Option("--from-stdin", rich_help_panel="Inputs", help="Read input file paths from stdin, one a line; "
-                                             "the only positional path is then the output folder.")] = False,
+    from_stdin: _FromStdin = False,
     shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", help="Do only shard i of N (0 ≤ i < N), e.g. 0/4: files are "
                                                  "split by a hash of their output path.")] = None,
-    preview: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet of a sample of the batch "
-                                                    "(input | output) to this PNG.")] = None,
+    preview: _BatchPreview = None,
     jobs: Annotated[int, typer.Option(rich_help_panel="Batch", min=1, help="Files processed at once "
                                                 "\\[default: the machine's CPU count].", show_default=False)] = _CPUS,
-    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
+    as_json: _Json = False,
 ) -> None:
     """Apply a fitted map to image files and folders (the tree is mirrored under the output).
 
@@ -312,19 +335,8 @@ def apply_command(
       cat in.jpg | colorot apply model.pt - - --format png > out.png
     """
     with _user_errors():
-        if from_stdin:
-            if len(paths) != 1:
-                raise ConfigError("with --from-stdin give only the output folder: colorot apply MODEL --from-stdin OUT/")
-            inputs, output = [], paths[0]
-        elif len(paths) < 2:
-            raise ConfigError("give at least one input and an output: colorot apply MODEL INPUT... OUTPUT")
-        else:
-            *inputs, output = paths
-        streaming = "-" in inputs or output == "-"
-        if streaming and (len(inputs) != 1 or shard or preview or from_stdin):
-            raise ConfigError("'-' works with exactly one input and one output (no --shard, --preview, --from-stdin)")
-        if output == "-" and as_json:
-            raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
+        inputs, output, streaming = _batch_paths(paths, "apply MODEL", from_stdin, as_json,
+                                                 {"--shard": shard, "--preview": preview, "--from-stdin": from_stdin})
         from colorot.controls import Controls
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
@@ -338,26 +350,13 @@ def apply_command(
         if streaming:
             report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels)
         else:
-            if from_stdin:
-                job_plan = apply_mod.plan_listed(sys.stdin.read().splitlines(), output, overwrite=overwrite,
-                                                 suffix=suffix)
-            else:
-                job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive,
-                                          overwrite=overwrite, in_place=in_place, suffix=suffix)
-            if shard:
-                job_plan = apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output)
+            job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
+                                   in_place=in_place, suffix=suffix, shard=shard)
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
                                         max_pixels=max_image_pixels)
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
-        document.update({
-            "written": [str(j.dst) for j in report.written],
-            "skipped": [str(j.dst) for j in report.skipped],
-            "failed": [{"input": str(j.src), "error": e} for j, e in report.failed],
-            "seconds": round(report.seconds, 3),
-            "shard": shard,
-            "preview": str(preview) if preview and report.written else None,
-        })
+        document.update(_batch_summary(report, shard, preview))
         if inverse:
             document.update(_check_inverse_on(fitted, [j.src for j in report.written], max_image_pixels))
         lines = [f"{len(report.written)} written, {len(report.skipped)} skipped (exist; --overwrite to redo), "
@@ -367,13 +366,52 @@ def apply_command(
                          f"{document['round_trip_error']:.2e}, ill-conditioned: "
                          f"{'yes' if document['inverse_ill_conditioned'] else 'no'}")
         lines += [f"failed: {e}" for _, e in report.failed]
-        if output == "-":
-            for line in lines:
-                stderr.print(line, highlight=False)
-        else:
-            _emit(as_json, document, lines)
+        _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _batch_paths(paths: list[str], usage: str, from_stdin: bool, as_json: bool,
+                 not_with_streams: dict[str, object]) -> tuple[list[str], str, bool]:
+    """The inputs, the output and whether '-' streams one image, from a batch command's paths;
+    ConfigError for a wrong count, or for '-' beside an option of ``not_with_streams`` that is set."""
+    if from_stdin:
+        if len(paths) != 1:
+            raise ConfigError(f"with --from-stdin give only the output folder: colorot {usage} --from-stdin OUT/")
+        inputs, output = [], paths[0]
+    elif len(paths) < 2:
+        raise ConfigError(f"give at least one input and an output: colorot {usage} INPUT... OUTPUT")
+    else:
+        *inputs, output = paths
+    streaming = "-" in inputs or output == "-"
+    if streaming and (len(inputs) != 1 or any(not_with_streams.values())):
+        raise ConfigError(f"'-' works with exactly one input and one output (no {', '.join(not_with_streams)})")
+    if output == "-" and as_json:
+        raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
+    return inputs, output, streaming
+
+
+def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: bool, overwrite: bool,
+                in_place: bool, suffix: str | None, shard: str | None) -> apply_mod.Plan:
+    """The jobs of a batch command: its inputs (or the paths listed on stdin), then its shard."""
+    if from_stdin:
+        job_plan = apply_mod.plan_listed(sys.stdin.read().splitlines(), output, overwrite=overwrite, suffix=suffix)
+    else:
+        job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive, overwrite=overwrite,
+                                  in_place=in_place, suffix=suffix)
+    return apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output) if shard else job_plan
+
+
+def _batch_summary(report: apply_mod.Report, shard: str | None, preview: Path | None) -> dict:
+    """What a batch command's JSON says of its run."""
+    return {
+        "written": [str(j.dst) for j in report.written],
+        "skipped": [str(j.dst) for j in report.skipped],
+        "failed": [{"input": str(j.src), "error": e} for j, e in report.failed],
+        "seconds": round(report.seconds, 3),
+        "shard": shard,
+        "preview": str(preview) if preview and report.written else None,
+    }
 
 
 def _check_inverse_on(inverse, sources: list[Path], max_pixels: int | None) -> dict:
@@ -426,13 +464,7 @@ def _apply_stream(fitted, source: str, output: str, output_format: str | None, t
     import time
 
     start = time.perf_counter()
-    if source == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = Path(source).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    data = _read_input(source)
     if output == "-":
         sys.stdout.buffer.write(apply_mod.apply_to_bytes(fitted, data, format=output_format, quality=quality,
                                                          max_pixels=max_pixels, table=table))
@@ -462,28 +494,25 @@ def match_command(
     sw_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Fit (each input's map)", help="μ of μ·SW₂², as for 'colorot fit'.",
                                                        show_default=False)] = None,
     seed: Annotated[int, typer.Option(rich_help_panel="Fit (each input's map)", min=0, max=2**32 - 1, help="Random seed of every fit.")] = 0,
-    recursive: Annotated[bool, typer.Option(rich_help_panel="Inputs", help="Descend into sub-folders of folder inputs.")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace outputs that already exist.")] = False,
-    in_place: Annotated[bool, typer.Option("--in-place", rich_help_panel="Output", help="Allow outputs inside an input folder.")] = False,
-    suffix: Annotated[Optional[str], typer.Option(rich_help_panel="Output", help="Output format by suffix, e.g. .png (default: the input's).")] = None,
-    output_format: Annotated[Optional[str], typer.Option("--format", rich_help_panel="Output", help="Format of an image written to "
-                             "stdout ('-'), e.g. png or jpg (default: the input's).")] = None,
-    quality: Annotated[int, typer.Option(rich_help_panel="Output", min=1, max=100, help="JPEG/WebP quality.")] = 95,
-    max_image_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
-    strength: Annotated[float, typer.Option(rich_help_panel="Map", min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
-    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls", help=_KEEP_LUMINANCE_HELP)] = False,
-    saturation: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, help=_SATURATION_HELP)] = 1.0,
-    neutral: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
+    recursive: _Recursive = True,
+    overwrite: _Overwrite = False,
+    in_place: _InPlace = False,
+    suffix: _Suffix = None,
+    output_format: _StdoutFormat = None,
+    quality: _Quality = 95,
+    max_image_pixels: _MaxImagePixels = None,
+    strength: _Strength = 1.0,
+    keep_luminance: _KeepLuminance = False,
+    saturation: _Saturation = 1.0,
+    neutral: _Neutral = 0.0,
     exact: Annotated[bool, typer.Option("--exact", rich_help_panel="Map", help="Evaluate each map on every pixel instead of once per "
                                                         "distinct colour.")] = False,
-    from_stdin: Annotated[bool, typer.Option("--from-stdin", rich_help_panel="Inputs", help="Read input file paths from stdin, one a line; "
-                                             "the only positional path is then the output folder.")] = False,
+    from_stdin: _FromStdin = False,
     shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", help="Do only shard i of N (0 ≤ i < N), e.g. 0/4.")] = None,
-    preview: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet of a sample of the batch "
-                                                    "(input | output) to this PNG.")] = None,
+    preview: _BatchPreview = None,
     jobs: Annotated[Optional[int], typer.Option(rich_help_panel="Batch", min=1, help="Files matched at once \\[default: the machine's CPU "
                                                 "count].", show_default=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
+    as_json: _Json = False,
 ) -> None:
     """Match every input image to REFERENCE, each with its own fitted map (the reference is fitted once).
 
@@ -495,20 +524,9 @@ def match_command(
       colorot match samples/sunset.jpg samples/day.jpg day_matched.jpg --keep-luminance
     """
     with _user_errors():
-        if from_stdin:
-            if len(paths) != 1:
-                raise ConfigError("with --from-stdin give only the output folder: colorot match REFERENCE --from-stdin OUT/")
-            inputs, output = [], paths[0]
-        elif len(paths) < 2:
-            raise ConfigError("give at least one input and an output: colorot match REFERENCE INPUT... OUTPUT")
-        else:
-            *inputs, output = paths
-        streaming = "-" in inputs or output == "-"
-        if streaming and (len(inputs) != 1 or shard or preview or from_stdin or save_maps):
-            raise ConfigError("'-' works with exactly one input and one output (no --shard, --preview, --from-stdin, "
-                              "--save-maps)")
-        if output == "-" and as_json:
-            raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
+        inputs, output, streaming = _batch_paths(paths, "match REFERENCE", from_stdin, as_json,
+                                                 {"--shard": shard, "--preview": preview, "--from-stdin": from_stdin,
+                                                  "--save-maps": save_maps})
         from colorot.controls import Controls
         from colorot.matching import Matcher, map_destination
 
@@ -517,14 +535,8 @@ def match_command(
         jobs = jobs or _CPUS
         job_plan = None
         if not streaming:  # every path is checked before the reference is fitted
-            if from_stdin:
-                job_plan = apply_mod.plan_listed(sys.stdin.read().splitlines(), output, overwrite=overwrite,
-                                                 suffix=suffix)
-            else:
-                job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive,
-                                          overwrite=overwrite, in_place=in_place, suffix=suffix)
-            if shard:
-                job_plan = apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output)
+            job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
+                                   in_place=in_place, suffix=suffix, shard=shard)
         if jobs > 1:  # parallelism comes from the file workers: one torch and one BLAS thread each
             import torch
             from threadpoolctl import threadpool_limits
@@ -552,22 +564,11 @@ def match_command(
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
             document["maps"] = [str(maps_for(j)) for j in report.written] if save_maps else None
-        document.update({
-            "written": [str(j.dst) for j in report.written],
-            "skipped": [str(j.dst) for j in report.skipped],
-            "failed": [{"input": str(j.src), "error": e} for j, e in report.failed],
-            "seconds": round(report.seconds, 3),
-            "shard": shard,
-            "preview": str(preview) if preview and report.written else None,
-        })
+        document.update(_batch_summary(report, shard, preview))
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "
                  f"to redo), {len(report.failed)} failed in {report.seconds:.1f} s"]
         lines += [f"failed: {e}" for _, e in report.failed]
-        if output == "-":
-            for line in lines:
-                stderr.print(line, highlight=False)
-        else:
-            _emit(as_json, document, lines)
+        _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
@@ -619,13 +620,13 @@ def export_lut(
     output: Annotated[str, typer.Argument(metavar="LUT.cube", help="The .cube file to write ('-': stdout).")],
     size: Annotated[int, typer.Option(rich_help_panel="Map", min=2, max=65, help="Grid points per axis: 33 (common) or 65 "
                                       "(finest).")] = 33,
-    strength: Annotated[float, typer.Option(rich_help_panel="Map", min=0.0, max=1.0, help=_STRENGTH_HELP)] = 1.0,
+    strength: _Strength = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", rich_help_panel="Map", help=_INVERSE_LUT_HELP)] = False,
-    keep_luminance: Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls", help=_KEEP_LUMINANCE_HELP)] = False,
-    saturation: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, help=_SATURATION_HELP)] = 1.0,
-    neutral: Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)] = 0.0,
+    keep_luminance: _KeepLuminance = False,
+    saturation: _Saturation = 1.0,
+    neutral: _Neutral = 0.0,
     force: Annotated[bool, typer.Option("--force", rich_help_panel="Output", help="Replace an existing file.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
+    as_json: _Json = False,
 ) -> None:
     """Export the map as an Adobe/Resolve .cube 3-D LUT (domain [0, 1]³ of sRGB code values / max).
 
@@ -675,7 +676,7 @@ def export_lut(
 @app.command(cls=_Command)
 def info(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint to describe.")],
-    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
+    as_json: _Json = False,
 ) -> None:
     """Describe what a checkpoint holds: map, target, training summary, version.
 
@@ -729,8 +730,8 @@ def eval_command(
     w2_repeats: Annotated[int, typer.Option(rich_help_panel="Measures", min=2, max=100, help="Independent repeats of the W2 estimate (its "
                                             "interval).")] = metrics.W2_REPEATS,
     seed: Annotated[int, typer.Option(rich_help_panel="Measures", min=0, max=2**32 - 1, help="Seed of every random draw.")] = 0,
-    max_image_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1, help="Raise the decompression-bomb limit (pixels).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")] = False,
+    max_image_pixels: _MaxImagePixels = None,
+    as_json: _Json = False,
 ) -> None:
     """Measure a transfer: SW2 to the target, RMS displacement, W2 from SOURCE to TARGET; with --model
     also the minimum Jacobian eigenvalue and the fraction of pixels clipped (definitions:

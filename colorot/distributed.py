@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from colorot.apply import Job, Plan, Report, _make_folder, apply_to_file, prepare
+from colorot.apply import Job, Plan, Report, make_folder, apply_to_file, prepare
 from colorot.errors import ColorotError, ConfigError
 from colorot.colour_table import ColourTable
 
@@ -68,7 +68,7 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
     """
     fitted, table = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact)
     dst = Path(dst)
-    _make_folder(dst.parent)
+    make_folder(dst.parent)
     apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table)
     return str(dst)
 

@@ -13,7 +13,6 @@ from typing import Sequence
 import numpy as np
 
 from colorot.controls import Controls
-from colorot.errors import DestinationError
 from colorot.transfer import ColorTransfer, ImageLike
 
 
@@ -60,10 +59,7 @@ def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: f
     from colorot import apply
 
     if save_map is not None:
-        try:
-            save_map.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DestinationError(f"{save_map.parent}: cannot create folder ({exc.strerror or exc})") from exc
+        apply.make_folder(save_map.parent)
         estimator.save(save_map, overwrite=True)
     fitted, table = apply.prepare_fitted(estimator.map_, strength=strength, exact=exact, controls=controls)
     apply.apply_to_file(fitted, src, dst, table=table, quality=quality, max_pixels=max_pixels)
