@@ -16,11 +16,11 @@ space colorot's maps work in; table values are the map's outputs, unclipped
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from colorot.atomic import write_atomic
 from colorot.errors import ColorotError, ConfigError, ImageWriteError
 from colorot.lut import Lut
 
@@ -38,18 +38,11 @@ def cube_text(lut: Lut, title: str = "colorot") -> str:
 
 
 def write_cube(path: str | os.PathLike, lut: Lut, *, title: str = "colorot", overwrite: bool = False) -> None:
-    """Write ``lut`` as a ``.cube`` file atomically (temp file beside it, then rename)."""
+    """Write ``lut`` as a ``.cube`` file atomically (:func:`colorot.atomic.write_atomic`)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise ColorotError(f"{path} already exists (use --force to replace it)")
-    data = cube_text(lut, title).encode("ascii")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    write_atomic(path, cube_text(lut, title).encode("ascii"), ImageWriteError, "the LUT")
 
 
 def read_cube(path: str | os.PathLike) -> Lut:

@@ -18,6 +18,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from colorot.apply import map_pixels
+from colorot.atomic import write_atomic
 from colorot.errors import ImageWriteError
 from colorot.imageio import quantize, read_image
 
@@ -122,10 +123,14 @@ def batch_sheet(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> PILImage
 
 
 def save_sheet(sheet: PILImage.Image, path: str | os.PathLike) -> None:
-    """Write a sheet (PNG or any format its suffix names)."""
+    """Write a sheet atomically (:func:`colorot.atomic.write_atomic`), PNG or any format its suffix names."""
+    path = Path(path)
+    image_format = PILImage.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ImageWriteError(f"cannot write preview {path}: unknown file extension {path.suffix!r}")
     try:
-        sheet.save(Path(path))
-    except (OSError, ValueError) as exc:
+        write_atomic(path, lambda file: sheet.save(file, format=image_format), ImageWriteError, "the preview")
+    except ValueError as exc:  # a format that cannot hold the sheet
         raise ImageWriteError(f"cannot write preview {path}: {exc}") from exc
 
 

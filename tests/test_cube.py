@@ -73,3 +73,16 @@ def test_ffmpeg_lut3d_matches_colorot_apply(tiny_fit, tmp_path, size):
     diff = np.abs(np.asarray(PILImage.open(ours).convert("RGB"), dtype=int)
                   - np.asarray(PILImage.open(theirs).convert("RGB"), dtype=int))
     assert diff.max() <= 2, diff.max()
+
+
+def test_write_cube_is_atomic_and_clears_a_killed_write(tmp_path):
+    """A temp file a killed earlier write left is removed; an unwritable folder is one ImageWriteError."""
+    from colorot.errors import ImageWriteError
+
+    lut = Lut(2, np.zeros((8, 3), np.float32))
+    stale = tmp_path / ".grade.cube.0123abcd.tmp"
+    stale.write_text("half a LUT")
+    write_cube(tmp_path / "grade.cube", lut)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grade.cube"]
+    with pytest.raises(ImageWriteError, match="cannot write the LUT"):
+        write_cube(tmp_path / "missing" / "grade.cube", lut)

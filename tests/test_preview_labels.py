@@ -1,4 +1,4 @@
-"""The fit contact sheet's loss labels stay readable for small and negative losses."""
+"""The preview sheets: loss labels readable for small and negative losses, and atomic writes."""
 
 from __future__ import annotations
 
@@ -19,3 +19,21 @@ def test_loss_labels_keep_three_significant_digits_and_the_sign(value, label) ->
 def test_a_curve_of_tiny_losses_is_drawn() -> None:
     panel = _loss_panel(list(np.geomspace(3e-5, 1e-6, 50)), 400)
     assert np.asarray(panel).std() > 0
+
+
+def test_save_sheet_writes_atomically_by_suffix(tmp_path):
+    """The sheet lands under its name in the suffix's format, a killed write's temp file is cleared,
+    and an unknown suffix is one ImageWriteError that leaves nothing behind."""
+    from PIL import Image
+
+    from colorot.errors import ImageWriteError
+    from colorot.preview import save_sheet
+
+    sheet = Image.new("RGB", (8, 4), (10, 200, 30))
+    (tmp_path / ".sheet.jpg.89abcdef.tmp").write_bytes(b"half a sheet")
+    save_sheet(sheet, tmp_path / "sheet.jpg")
+    with Image.open(tmp_path / "sheet.jpg") as written:
+        assert written.format == "JPEG" and written.size == (8, 4)
+    with pytest.raises(ImageWriteError, match="unknown file extension"):
+        save_sheet(sheet, tmp_path / "sheet.nope")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.jpg"]
