@@ -92,7 +92,8 @@ class DeviceName(str, Enum):
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a ColorotError into a one-line message and its exit code (traceback with --debug)."""
+    """Turn a ColorotError, or a failed allocation, into a one-line message and its exit code
+    (traceback with --debug)."""
     try:
         yield
     except ColorotError as exc:
@@ -100,6 +101,12 @@ def _user_errors() -> Iterator[None]:
             raise
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
+    except MemoryError:  # an allocation failed outside training (which raises its own TrainingError)
+        if _state["debug"]:
+            raise
+        stderr.print("[bold red]error:[/] out of memory; use fewer pixels (--max-pixels for fit and match, "
+                     "--max-image-pixels to refuse huge images) or fewer --jobs", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         stderr.print("interrupted", highlight=False)
         raise typer.Exit(130) from None

@@ -149,6 +149,20 @@ def test_fit_out_of_memory_is_one_line_with_exit_1(
     assert old.read_bytes() == before and temp_files(tmp_path) == []
 
 
+def test_out_of_memory_outside_training_is_one_line_with_exit_1(
+    tmp_path: Path, pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default (KL) solver's numpy allocations fail as a MemoryError: one line, nothing written."""
+    from colorot import kl_solver
+
+    old = write_checkpoint(tmp_path / "m.pt")
+    before = old.read_bytes()
+    monkeypatch.setattr(kl_solver, "fit_kl", _raiser(MemoryError()))
+    outcome = cli("fit", *pair, "-o", old, "--force")
+    assert_one_line_error(outcome, "out of memory", "--max-pixels")
+    assert old.read_bytes() == before and temp_files(tmp_path) == []
+
+
 # --- a destination that cannot be written -------------------------------------------------
 
 
