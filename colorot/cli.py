@@ -104,7 +104,7 @@ def _user_errors() -> Iterator[None]:
     except MemoryError:  # an allocation failed outside training (which raises its own TrainingError)
         if _state["debug"]:
             raise
-        stderr.print("[bold red]error:[/] out of memory; use fewer pixels (--max-pixels for fit and match, "
+        stderr.print("[bold red]error:[/] out of memory; use fewer pixels (--max-pixels for fit, "
                      "--max-image-pixels to refuse huge images) or fewer --jobs", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
