@@ -136,18 +136,20 @@ def sliced_targets(z: np.ndarray, y: np.ndarray, rng: np.random.Generator, frame
     """y*: each mapped point z_i moved to the target quantile of its rank along the axes of
     ``frames`` random frames (averaged), and the mean sliced cost at z (mean squared move).
 
-    z and y must have the same number of rows.
+    z and y must have the same number of rows.  The work runs along rows (3, N), one per axis.
     """
-    move = np.zeros_like(z)
+    n = len(z)
+    along = np.arange(3)[:, None] * n  # each axis's row start in the flattened (3, N) arrays
+    move = np.zeros((3, n), z.dtype)
     for _ in range(frames):
         frame = random_frame(rng).astype(z.dtype)
-        pz, py = z @ frame, np.sort(y @ frame, axis=0)
-        order = np.argsort(pz, axis=0)
-        shift = np.empty_like(pz)
-        np.put_along_axis(shift, order, py - np.take_along_axis(pz, order, axis=0), axis=0)
-        move += shift @ frame.T
+        pz, py = frame.T @ z.T, np.sort(frame.T @ y.T, axis=1)
+        order = (np.argsort(pz, axis=1) + along).ravel()  # flat index of each axis's i-th smallest
+        shift = np.empty(3 * n, z.dtype)
+        shift[order] = py.ravel() - pz.ravel()[order]
+        move += frame @ shift.reshape(3, n)
     move /= frames
-    return z + move, float(np.mean(np.sum(move * move, axis=1)))
+    return z + move.T, float(np.mean(np.sum(move * move, axis=0)))
 
 
 def nonnegative_least_squares(gram: np.ndarray, linear: np.ndarray, start: np.ndarray, upper: np.ndarray,
@@ -155,11 +157,18 @@ def nonnegative_least_squares(gram: np.ndarray, linear: np.ndarray, start: np.nd
     """argmin ½θᵀGθ − hᵀθ over 0 ≤ θ ≤ upper, by accelerated projected gradient (FISTA) from
     ``start``, with step 1/``lipschitz`` (≥ G's largest eigenvalue); in the arrays' dtype."""
     theta, momentum, t = start.copy(), start.copy(), 1.0
+    step, work = np.empty_like(theta), np.empty_like(theta)  # buffers: no allocation per iteration
     for _ in range(iterations):
-        step = np.clip(momentum - (gram @ momentum - linear) / lipschitz, 0.0, upper)
+        np.matmul(gram, momentum, out=work)
+        work -= linear
+        work /= lipschitz
+        np.subtract(momentum, work, out=step)
+        np.minimum(np.maximum(step, 0.0, out=step), upper, out=step)  # the projection onto [0, upper]
         t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        momentum = step + (t - 1) / t_next * (step - theta)
-        theta, t = step, t_next
+        np.subtract(step, theta, out=momentum)  # momentum = step + (t − 1)/t_next · (step − θ)
+        momentum *= (t - 1) / t_next
+        momentum += step
+        theta, step, t = step, theta, t_next
     return theta
 
 
