@@ -113,62 +113,66 @@ class Objective:
     """−E log q(T(x)) − E log det J_T(x) and its gradient in (θ, b) over a fixed dictionary.
 
     The parameter vector is (θ, b): the D·K step heights, the D linear weights λ, then b.
+    J_T is symmetric: its upper triangle is carried, (6, N).  The last evaluation is kept,
+    since each L-BFGS-B run starts where the previous one ended.
     """
 
     def __init__(self, dictionary: Dictionary, eps: float, x: np.ndarray, target: GaussianMixture) -> None:
-        self.x, self.target, self.eps = x, target, eps
+        self.target, self.eps, self.n = target, eps, len(x)
         self.u = dictionary.directions.astype(np.float64)
         self.d, self.k = dictionary.centres.shape
         self.t = x @ self.u.T  # (N, D): coordinates along each direction
+        self.shift = eps * x.T  # εx, (3, N)
         z = dictionary.sharpness[:, None, None] * (self.t.T[:, :, None] - dictionary.centres[:, None, :])
         step = 0.5 + 0.5 * np.tanh(0.5 * z)  # the logistic sigmoid, without overflow; (D, N, K)
         self.f = np.ascontiguousarray(step, np.float32)  # C order: the batched products below need it
         self.g = np.ascontiguousarray(step * (1 - step) * dictionary.sharpness[:, None, None], np.float32)
         self.f_t = np.ascontiguousarray(self.f.transpose(0, 2, 1))
         self.g_t = np.ascontiguousarray(self.g.transpose(0, 2, 1))
-        self.outer = (self.u[:, :, None] * self.u[:, None, :]).reshape(self.d, 9)  # u_d u_dᵀ, flattened
+        upper = np.triu_indices(3)
+        self.outer = self.u[:, upper[0]] * self.u[:, upper[1]]  # u_d u_dᵀ's upper triangle (xx xy xz yy yz zz)
+        self.quadratic = self.outer * [1, 2, 2, 1, 2, 1]  # u_dᵀ S u_d = quadratic_d · (S's upper triangle)
+        self._last: tuple[np.ndarray, float, np.ndarray] | None = None  # params, value, gradient
 
     def _map(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """T(x) (N, 3) and J_T(x) flattened (N, 9)."""
+        """T(x) (3, N) and the upper triangle of the symmetric J_T(x) (6, N)."""
         dk = self.d * self.k
         heights = params[:dk].reshape(self.d, self.k, 1).astype(np.float32)
-        linear, bias = params[dk:dk + self.d], params[dk + self.d:]
-        along = (self.f @ heights)[:, :, 0].T.astype(np.float64) + linear * self.t  # (N, D)
-        mapped = along @ self.u + self.eps * self.x + bias
-        slopes = (self.g @ heights)[:, :, 0].T.astype(np.float64) + linear
-        jac = slopes @ self.outer
-        jac[:, [0, 4, 8]] += self.eps
+        linear, bias = params[dk:dk + self.d, None], params[dk + self.d:, None]
+        mapped = self.u.T @ ((self.f @ heights)[:, :, 0] + linear * self.t.T) + self.shift + bias
+        jac = self.outer.T @ ((self.g @ heights)[:, :, 0] + linear)
+        jac[[0, 3, 5]] += self.eps  # the diagonal
         return mapped, jac
 
     def terms(self, params: np.ndarray) -> KLTerms:
         mapped, jac = self._map(params)
-        log_q, _ = self.target.log_prob_and_gradient(mapped)
-        return KLTerms(float(-log_q.mean()), float(np.log(_det_and_inverse(jac)[0]).mean()))
+        log_q, _ = self.target.log_prob_and_gradient(mapped.T)
+        return KLTerms(float(-log_q.mean()), float(np.log(_det_and_cofactors(jac)[0]).mean()))
 
     def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
-        n = len(self.x)
+        if self._last is not None and np.array_equal(params, self._last[0]):
+            return self._last[1], self._last[2].copy()
+        n = self.n
         mapped, jac = self._map(params)
-        log_q, grad_log_q = self.target.log_prob_and_gradient(mapped)
-        det, inverse = _det_and_inverse(jac)
+        log_q, grad_log_q = self.target.log_prob_and_gradient(mapped.T)
+        det, cofactors = _det_and_cofactors(jac)
         value = float(-log_q.mean() - np.log(det).mean())
         d_mapped = -grad_log_q / n  # ∂/∂T(x_i)
         d_along = d_mapped @ self.u.T  # (N, D)
-        d_slopes = (inverse @ self.outer.T) / n  # u_dᵀ J⁻¹ u_d / N
+        d_slopes = (self.quadratic @ (cofactors / det)).T / n  # u_dᵀ J⁻¹ u_d / N, (N, D)
         grad_heights = (self.f_t @ np.ascontiguousarray(d_along.T, np.float32)[:, :, None]
                         - self.g_t @ np.ascontiguousarray(d_slopes.T, np.float32)[:, :, None])
-        grad = np.concatenate([grad_heights.ravel().astype(np.float64),
-                               (d_along * self.t).sum(0) - d_slopes.sum(0), d_mapped.sum(0)])
-        return value, grad
+        grad = np.concatenate([grad_heights.ravel(), (d_along * self.t).sum(0) - d_slopes.sum(0), d_mapped.sum(0)])
+        self._last = (params.copy(), value, grad)
+        return value, grad.copy()
 
 
-def _det_and_inverse(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Determinants (N,) and inverses (N, 9) of 3×3 matrices given flattened (N, 9), by cofactors."""
-    a, b, c, d, e, f, g, h, i = m.T
-    co = np.stack([e * i - f * h, c * h - b * i, b * f - c * e,
-                   f * g - d * i, a * i - c * g, c * d - a * f,
-                   d * h - e * g, b * g - a * h, a * e - b * d], axis=1)
-    det = a * co[:, 0] + b * co[:, 3] + c * co[:, 6]
-    return det, co / det[:, None]
+def _det_and_cofactors(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Determinants (N,) and cofactors (6, N) of symmetric 3×3 matrices given by their upper
+    triangles (6, N) (xx xy xz yy yz zz); the inverse is cofactors / determinant."""
+    a, b, c, e, f, i = m
+    co = np.stack([e * i - f * f, c * f - b * i, b * f - c * e, a * i - c * c, b * c - a * f, a * e - b * b])
+    return a * co[0] + b * co[1] + c * co[2], co
 
 
 def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, settings: KLSettings,

@@ -73,6 +73,20 @@ def test_the_objective_gradient_matches_autograd(seed: int) -> None:
     assert np.allclose(grad, p.grad.numpy(), rtol=2e-3, atol=2e-4 * np.abs(p.grad.numpy()).max())
 
 
+def test_the_objective_repeats_its_last_evaluation_unchanged() -> None:
+    """The kept evaluation: the same value and gradient as a fresh objective, not shared with callers."""
+    dictionary, params, x, target = _problem(0)
+    objective = Objective(dictionary, 1e-3, x, target)
+    fresh, grad_fresh = Objective(dictionary, 1e-3, x, target)(params)
+    value, grad = objective(params)
+    grad[:] = 0  # a caller writing into its gradient must not reach the kept one
+    again, grad_again = objective(params)
+    assert value == again == fresh and np.array_equal(grad_again, grad_fresh)
+    other = params.copy()
+    other[-1] += 0.01
+    assert objective(other)[0] != value  # kept for those parameters only
+
+
 def test_kl_to_target_matches_the_closed_form_for_a_uniform_box() -> None:
     """Every 8-bit code of a 20³ box once: α is uniform on a box of side 20/255, T affine,
     q Gaussian, so KL(T#α‖q) = −log vol − log det A + ½ tr(Σ⁻¹ C) + ½ mᵀΣ⁻¹m + ½ log det(2πΣ)
