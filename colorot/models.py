@@ -53,6 +53,12 @@ _POTENTIALS = {
 }
 
 
+def _outer_products(w: torch.Tensor) -> torch.Tensor:
+    """w_h w_hᵀ of each row of w (H, d), flattened: (H, d²).  A Jacobian Σ_h c_h w_h w_hᵀ is then
+    one matrix product c @ _outer_products(w), with no (N, H, d, d) tensor."""
+    return (w[:, :, None] * w[:, None, :]).reshape(w.shape[0], -1)
+
+
 def _psd_sqrt(m: np.ndarray) -> np.ndarray:
     """Symmetric square root of the PSD part of a symmetric matrix."""
     w, q = np.linalg.eigh((m + m.T) / 2)
@@ -224,7 +230,7 @@ class CMGN(MonotoneGradientMap):
         if not with_jacobian:
             return out, None
         d = dact(z) * p
-        return out, torch.einsum("nh,hi,hj->nij", d, self.W, self.W)
+        return out, (d @ _outer_products(self.W)).reshape(-1, self.dim, self.dim)
 
     @torch.no_grad()
     def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:
@@ -267,16 +273,16 @@ class MMGN(MonotoneGradientMap):
 
     def _nonlinear(self, x, with_jacobian):
         pot, act, dact = _POTENTIALS[self.activation]
-        z = torch.einsum("khd,nd->nkh", self.W, x) + self.biases  # (N, K, H)
+        n, k, h = x.shape[0], self.modules_count, self.hidden
+        z = (x @ self.W.reshape(k * h, self.dim).T).reshape(n, k, h) + self.biases  # (N, K, H)
         s = pot(z).sum(-1)  # (N, K): per sample, per module
-        sig = act(z)
-        u = torch.einsum("nkh,khd->nkd", sig, self.W)  # W_kᵀ σ(z_k)
-        out = torch.einsum("nk,nkd->nd", s, u)
+        u = torch.bmm(act(z).transpose(0, 1), self.W).transpose(0, 1)  # W_kᵀ σ(z_k): (N, K, d)
+        out = (s.unsqueeze(-1) * u).sum(1)
         if not with_jacobian:
             return out, None
-        jac = torch.einsum("nk,nkh,khi,khj->nij", s, dact(z), self.W, self.W)
-        jac = jac + torch.einsum("nki,nkj->nij", u, u)
-        return out, jac
+        curvature = (s.unsqueeze(-1) * dact(z)).reshape(n, k * h)  # s(z_k) σ'(z_kh)
+        jac = (curvature @ _outer_products(self.W.reshape(k * h, self.dim))).reshape(n, self.dim, self.dim)
+        return out, jac + u.transpose(1, 2) @ u
 
     @torch.no_grad()
     def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:
@@ -331,8 +337,7 @@ class RidgeMGN(MonotoneGradientMap):
         if not with_jacobian:
             return out, None
         d = step * (1.0 - step) * amplitude
-        outer = (self.W[:, :, None] * self.W[:, None, :]).reshape(self.hidden, -1)  # w_h w_hᵀ, (H, d²)
-        return out, (d @ outer).reshape(-1, self.dim, self.dim)  # one matmul: no (N, H, d) tensor
+        return out, (d @ _outer_products(self.W)).reshape(-1, self.dim, self.dim)
 
     @torch.no_grad()
     def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:

@@ -37,6 +37,8 @@ from colorot.imageio import read_image, read_pixels
 from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_matrix
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
+from colorot import mgn_solver
+from colorot.mgn_solver import NetworkKLSettings, fit_network_kl
 from colorot.sliced import DEFAULT_ITERATIONS, SlicedSettings, solve_sliced
 from colorot.train import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS,
                            DEFAULT_SW_WEIGHT, History, TrainSettings, resolve_device, train)
@@ -116,8 +118,9 @@ APPLICABILITY: dict[str, tuple[Callable[[FitKind, object], bool], str]] = {
     "batch_size": (_adam, f"{_ADAM} trains in batches"),
     "ridge": (lambda fit, value: fit.target != "pixels",
               "it floors the covariances of a gmm or gaussian target (--distribution)"),
-    "hidden": (_adam, f"{_ADAM} trains a network of a chosen size; the kl and sliced solvers' ridge map "
-                      "has a fixed dictionary"),
+    "hidden": (lambda fit, value: fit.solver == "adam" or fit.model in ("cmgn", "mmgn"),
+               "the kl and sliced solvers' ridge map has a fixed dictionary; a chosen size needs "
+               "model='cmgn' or 'mmgn' (--model), or solver='adam' (--solver adam)"),
     "layers": (lambda fit, value: fit.model == "cmgn", "only model='cmgn' (--model cmgn) has layers"),
     "modules": (lambda fit, value: fit.model == "mmgn", "only model='mmgn' (--model mmgn) has modules"),
     "device": (lambda fit, value: fit.solver == "adam" or value == "cpu",
@@ -348,7 +351,9 @@ class ColorTransfer:
         """How the map is fitted: "closed-form" (affine), "kl", "sliced" or "adam".
 
         ``solver="auto"`` picks the KL solver for the ridge map, Adam for the C-MGN and
-        M-MGN (the KL and sliced solvers need a map that is linear in its parameters).
+        M-MGN.  The sliced solver needs a map that is linear in its parameters (the ridge map);
+        the KL solver fits the ridge map over its dictionary (:mod:`colorot.kl_solver`) and a
+        C-MGN or M-MGN over all its weights (:mod:`colorot.mgn_solver`).
         """
         if self.model not in MODEL_DEFAULTS:
             raise ConfigError(f"unknown {_named('model')} {self.model!r}; choose one of "
@@ -359,9 +364,9 @@ class ColorTransfer:
             return "closed-form"
         if self.solver == "auto":
             return "kl" if self.model == "ridge" else "adam"
-        if self.solver in ("kl", "sliced") and self.model != "ridge":
-            raise ConfigError(f"solver='{self.solver}' (--solver {self.solver}) fits the ridge map only; use "
-                              f"solver='adam' (--solver adam) for model='{self.model}'")
+        if self.solver == "sliced" and self.model != "ridge":
+            raise ConfigError(f"solver='sliced' (--solver sliced) fits the ridge map only; use "
+                              f"solver='kl' or 'adam' (--solver kl, adam) for model='{self.model}'")
         return self.solver
 
     def resolved_target(self) -> str:
@@ -381,11 +386,13 @@ class ColorTransfer:
         return self.target
 
     def resolved_steps(self) -> int:
-        """``steps``, or the solver's default (100 KL iterations, 30 sliced iterations, 2000 Adam steps)."""
+        """``steps``, or the solver's default (20 KL iterations, 30 sliced iterations, 2000 Adam steps)."""
         if self.steps is not None:
             return self.steps
-        return {"kl": kl_solver.DEFAULT_ITERATIONS, "sliced": DEFAULT_ITERATIONS}.get(self.resolved_solver(),
-                                                                                    DEFAULT_STEPS)
+        solver = self.resolved_solver()
+        if solver == "kl" and self.model != "ridge":
+            return mgn_solver.DEFAULT_ITERATIONS
+        return {"kl": kl_solver.DEFAULT_ITERATIONS, "sliced": DEFAULT_ITERATIONS}.get(solver, DEFAULT_STEPS)
 
     def resolved_ridge(self) -> float:
         """``ridge``, or the solver's default (10⁻⁴ for the KL solver, 4·10⁻⁴ otherwise)."""
@@ -400,7 +407,7 @@ class ColorTransfer:
         return kl_solver.DEFAULT_COMPONENTS if self.resolved_solver() == "kl" else "auto"
 
     def resolved_sw_weight(self) -> float:
-        """``sw_weight``, or the solver's default (30 000 for the KL solver, 5000 for Adam)."""
+        """``sw_weight``, or the solver's default (100 000 for the KL solver, 5000 for Adam)."""
         if self.sw_weight is not None:
             return float(self.sw_weight)
         return kl_solver.DEFAULT_SW_WEIGHT if self.resolved_solver() == "kl" else DEFAULT_SW_WEIGHT
@@ -474,7 +481,7 @@ class ColorTransfer:
             solution = solve_sliced(src, goal, sliced, callback=self._with_progress(callback))
             model = solution.to_ridge_map()
             self.history_ = History(losses=solution.costs, seconds=solution.seconds)
-        elif solver == "kl":
+        elif solver == "kl" and self.model == "ridge":
             result = kl_solver.fit_kl(src, tgt, self.target_dist_, kl_settings, sliced, entropy=entropy,
                                       callback=self._with_progress(callback))
             model = result.solution.to_ridge_map()
@@ -492,8 +499,14 @@ class ColorTransfer:
                 init_points = src[: min(len(src), 20_000)]
                 model.init_hidden(init_points, seed=self.random_state)
                 model.init_to_affine(a, c, init_points)
-                self.history_ = train(model, src, self.target_dist_, settings,
-                                      callback=self._with_progress(callback), target_pixels=tgt)
+                if solver == "kl":
+                    network_settings = NetworkKLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
+                                                         seed=self.random_state)
+                    self.history_ = fit_network_kl(model, src, tgt, self.target_dist_, network_settings, entropy,
+                                                   callback=self._with_progress(callback))
+                else:
+                    self.history_ = train(model, src, self.target_dist_, settings,
+                                          callback=self._with_progress(callback), target_pixels=tgt)
         self.map_ = model.cpu().eval().requires_grad_(False)
         adam_only = {"loss": self.loss, "sw_weight": self.resolved_sw_weight(),
                      "transport_weight": float(self.transport_weight), "lr": float(self._learning_rate()),
