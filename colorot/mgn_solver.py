@@ -15,8 +15,9 @@ two fresh random frames) and replaces SW₂² by its quadratic upper bound
 KL + μ·bound over every weight of the network.  The map stays a monotone gradient
 network throughout: only its weights move.
 
-Compared with Adam on minibatches (:mod:`colorot.train`), the same objective on the same
-models falls as far in ≈ 1/10 of the time (bench/EXPERIMENTS.md, E39).
+Against Adam on minibatches (:mod:`colorot.train`) it fits in ≈ 1/10 of the time, to an SW2
+within a few per cent on 4 of 6 bench pairs and up to 23 % worse on the other two
+(bench/EXPERIMENTS.md, E39).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ HISTORY = 20
 #: (SW2 within 1 %) in ≈ 70 % of the time (bench/EXPERIMENTS.md, E39).
 DTYPE = torch.float32
 #: Source and target pixels of the SW₂ term: 10 000 gives the maps of 20 000 (SW2 within 2 %)
-#: in ≈ 80 % of the time (E39).
+#: in 70–100 % of the time (E39).
 SW_PIXELS = 10_000
 
 

@@ -38,7 +38,6 @@ from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_mat
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot import mgn_solver
-from colorot.mgn_solver import NetworkKLSettings, fit_network_kl
 from colorot.sliced import DEFAULT_ITERATIONS, SlicedSettings, solve_sliced
 from colorot.train import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS,
                            DEFAULT_SW_WEIGHT, History, TrainSettings, resolve_device, train)
@@ -500,9 +499,9 @@ class ColorTransfer:
                 model.init_hidden(init_points, seed=self.random_state)
                 model.init_to_affine(a, c, init_points)
                 if solver == "kl":
-                    network_settings = NetworkKLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
+                    network_settings = mgn_solver.NetworkKLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
                                                          seed=self.random_state)
-                    self.history_ = fit_network_kl(model, src, tgt, self.target_dist_, network_settings, entropy,
+                    self.history_ = mgn_solver.fit_network_kl(model, src, tgt, self.target_dist_, network_settings, entropy,
                                                    callback=self._with_progress(callback))
                 else:
                     self.history_ = train(model, src, self.target_dist_, settings,
