@@ -499,10 +499,11 @@ class ColorTransfer:
                 model.init_hidden(init_points, seed=self.random_state)
                 model.init_to_affine(a, c, init_points)
                 if solver == "kl":
-                    network_settings = mgn_solver.NetworkKLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
-                                                         seed=self.random_state)
-                    self.history_ = mgn_solver.fit_network_kl(model, src, tgt, self.target_dist_, network_settings, entropy,
-                                                   callback=self._with_progress(callback))
+                    network_settings = mgn_solver.NetworkKLSettings(
+                        iterations=steps, sw_weight=self.resolved_sw_weight(), seed=self.random_state)
+                    self.history_ = mgn_solver.fit_network_kl(
+                        model, src, tgt, self.target_dist_, network_settings, entropy,
+                        callback=self._with_progress(callback))
                 else:
                     self.history_ = train(model, src, self.target_dist_, settings,
                                           callback=self._with_progress(callback), target_pixels=tgt)
