@@ -182,6 +182,8 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     name, config, state = _model_section(payload, source)
     _require(isinstance(name, str) and name in MODELS, source, f"unknown model kind {name!r}")
     _check_config(config, state, source)
+    if name in ("cmgn", "mmgn") and "scale" not in config:
+        config = {**config, "scale": 1.0}  # written before the activation scale existed (colorot ≤ 0.2.0)
     try:
         model = build_model(name, config)
     except ColorotError as exc:

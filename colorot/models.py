@@ -53,6 +53,34 @@ _POTENTIALS = {
 }
 
 
+#: The C-MGN's and M-MGN's activation scale α (σ(z) = α·act(z/α)): chosen on development pairs
+#: outside the benchmark (bench/EXPERIMENTS.md, E40).  Checkpoints written before it existed
+#: hold no scale and load with α = 1 (colorot.checkpoint).
+DEFAULT_SCALE = 0.1
+
+
+def _check_scale(scale: float) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"the activation scale must be a positive finite number, not {scale!r}")
+    return float(scale)
+
+
+def _scaled_activation(name: str, scale: float):
+    """(σ, σ') of σ(z) = α·act(z/α), for the C-MGN."""
+    act, dact = _ACTIVATIONS[name]
+    if scale == 1.0:
+        return act, dact
+    return (lambda z: scale * act(z / scale)), (lambda z: dact(z / scale))
+
+
+def _scaled_potential(name: str, scale: float):
+    """(S, σ, σ') of S(z) = α²·S₁(z/α), for the M-MGN."""
+    pot, act, dact = _POTENTIALS[name]
+    if scale == 1.0:
+        return pot, act, dact
+    return (lambda z: scale * scale * pot(z / scale)), (lambda z: scale * act(z / scale)), (lambda z: dact(z / scale))
+
+
 def _outer_products(w: torch.Tensor) -> torch.Tensor:
     """w_h w_hᵀ of each row of w (H, d), flattened: (H, d²).  A Jacobian Σ_h c_h w_h w_hᵀ is then
     one matrix product c @ _outer_products(w), with no (N, H, d, d) tensor."""
@@ -198,27 +226,34 @@ class CMGN(MonotoneGradientMap):
     T(x) = Wᵀσ(z_{L−1}) + (VᵀV + εI)x + b, with one W shared by every layer.
     Since dz_l/dx = diag(p_l) W with p₀ = 1 and p_l = 1 + σ'(z_{l−1}) ⊙ p_{l−1},
     J_T = Wᵀ diag(σ'(z_{L−1}) ⊙ p_{L−1}) W + VᵀV + εI, symmetric PSD for σ' ≥ 0.
+
+    The activation is scaled, σ(z) = α·act(z/α) (``scale`` α, σ' = act'(z/α) ≥ 0).  A unit's
+    step along w then has height ∝ α|w| and width ∝ α/|w|: their product is α², so a small α
+    lets one unit make the small, sharp steps a colour map needs (α = 1 cannot:
+    bench/EXPERIMENTS.md, E40).
     """
 
     name = "cmgn"
 
     def __init__(self, dim: int = 3, hidden: int = 16, layers: int = 3,
-                 activation: str = "tanh", eps: float = DEFAULT_EPS) -> None:
+                 activation: str = "tanh", eps: float = DEFAULT_EPS, scale: float = DEFAULT_SCALE) -> None:
         super().__init__(dim, eps)
         if activation not in _ACTIVATIONS:
             raise ConfigError(f"unknown C-MGN activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
         if hidden < 1 or layers < 1:
             raise ConfigError("hidden and layers must be at least 1")
         self.hidden, self.layers, self.activation = hidden, layers, activation
+        self.scale = _check_scale(scale)
         self.W = nn.Parameter(torch.randn(hidden, dim) / math.sqrt(dim))
         self.biases = nn.Parameter(torch.zeros(layers, hidden))
 
     @property
     def config(self) -> dict:
-        return {**super().config, "hidden": self.hidden, "layers": self.layers, "activation": self.activation}
+        return {**super().config, "hidden": self.hidden, "layers": self.layers, "activation": self.activation,
+                "scale": self.scale}
 
     def _nonlinear(self, x, with_jacobian):
-        act, dact = _ACTIVATIONS[self.activation]
+        act, dact = _scaled_activation(self.activation, self.scale)
         wx = x @ self.W.T
         z = wx + self.biases[0]
         p = torch.ones_like(z) if with_jacobian else None
@@ -251,28 +286,32 @@ class MMGN(MonotoneGradientMap):
     σ = tanh; or S = softplus, σ = sigmoid).  Module k is ∇(½ s(z_k)²), and
     J_T = Σ_k W_kᵀ [s(z_k) diag(σ'(z_k)) + σ(z_k) σ(z_k)ᵀ] W_k + VᵀV + εI.
     s is evaluated per sample: never summed across the batch.
+
+    The potential is scaled, S(z) = α²·S₁(z/α) (``scale`` α; then σ = α·σ₁(z/α), σ' = σ₁'(z/α)),
+    as the C-MGN's activation is (see :class:`CMGN`).
     """
 
     name = "mmgn"
 
     def __init__(self, dim: int = 3, hidden: int = 8, modules: int = 4,
-                 activation: str = "logcosh", eps: float = DEFAULT_EPS) -> None:
+                 activation: str = "logcosh", eps: float = DEFAULT_EPS, scale: float = DEFAULT_SCALE) -> None:
         super().__init__(dim, eps)
         if activation not in _POTENTIALS:
             raise ConfigError(f"unknown M-MGN potential {activation!r}; choose from {sorted(_POTENTIALS)}")
         if hidden < 1 or modules < 1:
             raise ConfigError("hidden and modules must be at least 1")
         self.hidden, self.modules_count, self.activation = hidden, modules, activation
+        self.scale = _check_scale(scale)
         self.W = nn.Parameter(torch.randn(modules, hidden, dim) / math.sqrt(dim))
         self.biases = nn.Parameter(torch.zeros(modules, hidden))
 
     @property
     def config(self) -> dict:
         return {**super().config, "hidden": self.hidden, "modules": self.modules_count,
-                "activation": self.activation}
+                "activation": self.activation, "scale": self.scale}
 
     def _nonlinear(self, x, with_jacobian):
-        pot, act, dact = _POTENTIALS[self.activation]
+        pot, act, dact = _scaled_potential(self.activation, self.scale)
         n, k, h = x.shape[0], self.modules_count, self.hidden
         z = (x @ self.W.reshape(k * h, self.dim).T).reshape(n, k, h) + self.biases  # (N, K, H)
         s = pot(z).sum(-1)  # (N, K): per sample, per module

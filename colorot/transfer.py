@@ -232,8 +232,9 @@ class ColorTransfer:
     """Fit a Brenier colour map from a source image to a target image and apply it.
 
     Parameters mirror the ``colorot fit`` options: ``model`` ("ridge", "cmgn",
-    "mmgn" or "affine"), ``solver`` ("auto"; "kl": the ridge map by L-BFGS-B on the exact KL to
-    the fitted density plus μ·SW₂², from the sliced solution, seconds; "sliced": majorise–minimise
+    "mmgn" or "affine"), ``solver`` ("auto": "kl"; "kl": the exact KL to the fitted density plus
+    μ·SW₂², by L-BFGS-B over the ridge map's dictionary from the sliced solution, or by L-BFGS over
+    every weight of a C-MGN or M-MGN from the closed-form map, seconds; "sliced": majorise–minimise
     on SW₂ alone, ridge map only; "adam": the KL loss by Adam, any network, minutes), ``target``
     ("auto", "pixels" (the target's own pixels, sliced solver only), "gmm" or "gaussian"; the affine map always uses the
     Gaussian, since it needs only the target's mean and covariance), ``n_components`` (an int,
@@ -349,8 +350,8 @@ class ColorTransfer:
     def resolved_solver(self) -> str:
         """How the map is fitted: "closed-form" (affine), "kl", "sliced" or "adam".
 
-        ``solver="auto"`` picks the KL solver for the ridge map, Adam for the C-MGN and
-        M-MGN.  The sliced solver needs a map that is linear in its parameters (the ridge map);
+        ``solver="auto"`` picks the KL solver for every network (the ridge map, the C-MGN and
+        the M-MGN).  The sliced solver needs a map that is linear in its parameters (the ridge map);
         the KL solver fits the ridge map over its dictionary (:mod:`colorot.kl_solver`) and a
         C-MGN or M-MGN over all its weights (:mod:`colorot.mgn_solver`).
         """
@@ -362,7 +363,7 @@ class ColorTransfer:
         if self.model == "affine":
             return "closed-form"
         if self.solver == "auto":
-            return "kl" if self.model == "ridge" else "adam"
+            return "kl"
         if self.solver == "sliced" and self.model != "ridge":
             raise ConfigError(f"solver='sliced' (--solver sliced) fits the ridge map only; use "
                               f"solver='kl' or 'adam' (--solver kl, adam) for model='{self.model}'")

@@ -373,3 +373,20 @@ def test_a_damaged_member_is_refused_where_torch_load_would_read_it(tmp_path, sa
     with pytest.raises(CheckpointError, match="fails its CRC check"):
         checkpoint.load(damaged)
     assert checkpoint.read_ridge_map(damaged) is None
+
+
+@pytest.mark.parametrize("name", ["cmgn", "mmgn"])
+def test_a_network_saved_before_the_activation_scale_loads_with_scale_one(tmp_path: Path, name: str) -> None:
+    """colorot ≤ 0.2.0 wrote C-MGN/M-MGN configs without ``scale``; their activations were unscaled."""
+    torch.manual_seed(0)
+    model = build_model(name, {"hidden": 3, "scale": 1.0})
+    path = tmp_path / "old.pt"
+    path.write_bytes(checkpoint.to_bytes(model, Gaussian(np.full(3, 0.5), np.eye(3) * 0.01), {}, {}))
+    payload = checkpoint_payload(path)
+    del payload["model"]["config"]["scale"]
+    save_payload(path, payload)
+    loaded = checkpoint.load(path).model
+    assert loaded.scale == 1.0
+    x = torch.rand(16, 3)
+    assert torch.equal(loaded(x), model(x))
+    assert build_model(name, {"hidden": 3}).scale == 0.1  # what a new fit uses

@@ -58,7 +58,7 @@ def test_fit_writes_a_checkpoint_and_reports(images, tmp_path) -> None:
     result = run("fit", images["source"], images["target"], "-o", out, "--model", "cmgn", "--hidden", "4", *FAST)
     assert result.exit_code == 0, result.output
     assert out.is_file()
-    assert result.stdout.startswith(f"wrote {out}: cmgn map (adam), gmm target (K=2), 1 source(s), 1 target(s), 5 steps")
+    assert result.stdout.startswith(f"wrote {out}: cmgn map (kl), gmm target (K=2), 1 source(s), 1 target(s), 5 iterations")
     assert "Traceback" not in result.output
     loaded = colorot.load(out)
     assert loaded.map_.name == "cmgn" and loaded.train_info_["steps"] == 5

@@ -47,9 +47,11 @@ def test_the_kl_solver_fits_a_monotone_float32_map_and_reports_it(pair, model) -
 def test_the_kl_solver_lowers_its_objective_and_is_seeded(pair) -> None:
     source, target = pair
     settings = dict(model="cmgn", solver="kl", n_components=2, random_state=4)
+    # Each recorded loss takes SW₂² from that iteration's random frames, so early iterations are noisy
+    # (±10 %); on this pair the fall comes after ≈ 12 iterations (two clusters split: SW2 0.13 → 0.04).
     short = ColorTransfer(steps=1, **settings).fit(source, target)
-    longer = ColorTransfer(steps=6, **settings).fit(source, target)
-    again = ColorTransfer(steps=6, **settings).fit(source, target)
+    longer = ColorTransfer(steps=20, **settings).fit(source, target)
+    again = ColorTransfer(steps=20, **settings).fit(source, target)
     assert longer.history_.losses[-1] < short.history_.losses[-1]
     assert longer.train_info_["kl_nats"] < short.train_info_["kl_nats"]
     assert np.array_equal(_mapped(longer, source), _mapped(again, source))

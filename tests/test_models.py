@@ -27,6 +27,7 @@ from colorot.errors import ConfigError
 from colorot.models import (
     CMGN,
     DEFAULT_EPS,
+    DEFAULT_SCALE,
     MMGN,
     MODELS,
     AffineMap,
@@ -52,6 +53,9 @@ SPEC_IDS = [f"{n}-{a}" if a else n for n, a in SPECS]
 
 PROPERTY_SETTINGS = settings(max_examples=30, deadline=None)
 
+#: The C-MGN's and M-MGN's activation scales α the property tests draw from.
+ACTIVATION_SCALES = st.sampled_from([0.03, DEFAULT_SCALE, 1.0, 2.5])
+
 
 # ----------------------------------------------------------------- helpers
 @st.composite
@@ -59,9 +63,11 @@ def model_specs(draw, name: str, activation: str | None) -> dict:
     """A model configuration plus how to perturb its parameters."""
     config: dict = {"eps": draw(st.sampled_from([1e-4, DEFAULT_EPS, 0.05, 0.5]))}
     if name == "cmgn":
-        config.update(hidden=draw(st.integers(1, 8)), layers=draw(st.integers(1, 3)), activation=activation)
+        config.update(hidden=draw(st.integers(1, 8)), layers=draw(st.integers(1, 3)), activation=activation,
+                      scale=draw(ACTIVATION_SCALES))
     elif name == "mmgn":
-        config.update(hidden=draw(st.integers(1, 6)), modules=draw(st.integers(1, 4)), activation=activation)
+        config.update(hidden=draw(st.integers(1, 6)), modules=draw(st.integers(1, 4)), activation=activation,
+                      scale=draw(ACTIVATION_SCALES))
     elif name == "ridge":
         config.update(hidden=draw(st.integers(1, 8)))
     return {
@@ -325,7 +331,8 @@ def test_registry_names_and_rebuild_from_config() -> None:
         k: v.shape for k, v in original.state_dict().items()
     }
     mm = build_model("mmgn", {"hidden": 3, "modules": 2, "activation": "softplus"})
-    assert mm.config == {"dim": 3, "eps": DEFAULT_EPS, "hidden": 3, "modules": 2, "activation": "softplus"}
+    assert mm.config == {"dim": 3, "eps": DEFAULT_EPS, "hidden": 3, "modules": 2, "activation": "softplus",
+                         "scale": DEFAULT_SCALE}
 
 
 def test_unknown_model_name() -> None:
@@ -363,3 +370,34 @@ def test_non_positive_eps(name, eps) -> None:
 def test_nan_eps_is_refused(name) -> None:
     with pytest.raises(ConfigError):
         build_model(name, {"eps": float("nan")})
+
+
+# ------------------------------------------------------- activation scale
+@pytest.mark.parametrize("name, power", [("cmgn", 2), ("mmgn", 4)])
+def test_activation_scale_is_the_documented_rescaling(name, power) -> None:
+    """σ_α(z) = α·σ(z/α) (C-MGN) and S_α(z) = α²·S(z/α) (M-MGN).  With W and the biases divided by
+    α, every pre-activation z is divided by α, so the unscaled network's nonlinear part and its
+    Jacobian are those of the scaled one over α² (C-MGN: Wᵀσ) or α⁴ (M-MGN: s(z)·Wᵀσ)."""
+    torch.manual_seed(0)
+    sizes = {"hidden": 4, "layers": 2} if name == "cmgn" else {"hidden": 4, "modules": 2}
+    alpha = 0.07
+    scaled = build_model(name, {**sizes, "scale": alpha}).double()
+    plain = build_model(name, {**sizes, "scale": 1.0}).double()
+    with torch.no_grad():
+        scaled.biases.copy_(torch.randn(scaled.biases.shape, dtype=torch.float64))
+        plain.W.copy_(scaled.W / alpha)
+        plain.biases.copy_(scaled.biases / alpha)
+    x = torch.as_tensor(np.random.default_rng(1).uniform(0, 1, (20, 3)))
+    out_scaled, jac_scaled = scaled._nonlinear(x, with_jacobian=True)
+    out_plain, jac_plain = plain._nonlinear(x, with_jacobian=True)
+    factor = alpha ** power
+    assert out_scaled.abs().max() > 1e-6  # a non-trivial map
+    assert torch.allclose(out_scaled, factor * out_plain, rtol=1e-10, atol=1e-14)
+    assert torch.allclose(jac_scaled, factor * jac_plain, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.1, math.inf, math.nan, True, "0.1"])
+def test_activation_scale_must_be_positive_and_finite(scale) -> None:
+    for name in ("cmgn", "mmgn"):
+        with pytest.raises(ConfigError, match="activation scale"):
+            build_model(name, {"scale": scale})

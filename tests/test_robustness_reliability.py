@@ -94,7 +94,7 @@ def test_a_fit_killed_while_training_leaves_nothing(tmp_path: Path, pair: tuple[
     out = tmp_path / "out"
     out.mkdir()
     _kill_when_stalled(tmp_path, "train", "fit", *pair, "-o", out / "model.pt", "--model", "cmgn",
-                       "--distribution", "gaussian", "--steps", "100000")
+                       "--solver", "adam", "--distribution", "gaussian", "--steps", "100000")
     assert _listing(out) == []
 
 
@@ -136,7 +136,7 @@ def _raiser(error: BaseException):
     return fail
 
 
-@pytest.mark.parametrize("options", [("--model", "cmgn"), ("--solver", "adam")])
+@pytest.mark.parametrize("options", [("--model", "cmgn", "--solver", "adam"), ("--solver", "adam")])
 def test_fit_out_of_memory_is_one_line_with_exit_1(
     tmp_path: Path, pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, options: tuple[str, ...]
 ) -> None:
