@@ -70,3 +70,25 @@ def test_a_single_colour_target_gives_a_finite_map_onto_that_colour(model) -> No
     mapped = _mapped(fit, source)
     assert np.isfinite(mapped).all()
     assert np.abs(np.median(mapped, axis=0) - target[0]).max() < 0.05
+
+
+def test_a_step_to_a_non_finite_loss_is_undone_and_the_fit_stops(pair, monkeypatch) -> None:
+    """The KL turns NaN once the first iteration has run: that iteration's weights are put back and
+    the fit ends with the map it started the iteration from, still finite and monotone."""
+    from colorot import mgn_solver
+
+    source, target = pair
+    real, calls = mgn_solver.exact_kl, {"n": 0, "poison_after": None}
+
+    def exact_kl(*args, **kwargs):
+        calls["n"] += 1
+        value = real(*args, **kwargs)
+        poisoned = calls["poison_after"] is not None and calls["n"] > calls["poison_after"]
+        return value * float("nan") if poisoned else value
+
+    monkeypatch.setattr(mgn_solver, "exact_kl", exact_kl)
+    one = ColorTransfer(model="cmgn", solver="kl", steps=1, n_components=2).fit(source, target)
+    calls.update(n=0, poison_after=calls["n"])  # every call after those of a one-iteration fit
+    stopped = ColorTransfer(model="cmgn", solver="kl", steps=5, n_components=2).fit(source, target)
+    assert len(stopped.history_.losses) == 1 and np.isfinite(stopped.history_.losses).all()
+    assert np.array_equal(_mapped(stopped, source), _mapped(one, source))
