@@ -8,16 +8,16 @@ Schema (``format_version`` 1)::
      "preprocess": {"colour_space": "sRGB (encoded values)", "range": [0.0, 1.0]},
      "train": {...training summary: steps, loss, final_loss, seed, seconds, hashes...}}
 
-Loading uses ``torch.load(weights_only=True)``, so no Python object is ever
-unpickled, then validates every field before anything is built from it.
+The file is what ``torch.save`` would write, written without torch (:mod:`colorot.torch_archive`),
+parameters in float32 as the models hold them.  Loading uses ``torch.load(weights_only=True)``,
+so no Python object is ever unpickled, then validates every field before anything is built from it.
 
-:func:`read_ridge_map` reads the same file without torch, for ``apply``'s fast path: the
-zip archive ``torch.save`` writes, its ``data.pkl`` unpickled with a whitelist as narrow as
-our schema (plain containers, tensors of the usual dtypes: never code), the tensors rebuilt
-as numpy arrays, then the same checks. Both check every member's CRC-32 (torch.load itself
-does not, and reads a damaged member without a word); the torch-free reader ignores zip
-fields it does not use (disk numbers) that torch.load refuses.
-Importing this module does not import torch.
+:func:`read_ridge_map` reads the same file without torch, for ``apply``'s fast path
+(:func:`colorot.torch_archive.read`: a whitelist as narrow as our schema, plain containers and
+tensors of the usual dtypes, never code), then makes the same checks. Both check every member's
+CRC-32 (torch.load itself does not, and reads a damaged member without a word); the torch-free
+reader ignores zip fields it does not use (disk numbers) that torch.load refuses.
+Importing this module does not import torch, and neither does saving a :class:`RidgeParameters`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from colorot import torch_archive
 from colorot.version import __version__
 from colorot.atomic import write_atomic
 from colorot.distributions import GaussianMixture, target_from_dict
 from colorot.errors import CheckpointError, ColorotError, OutputExistsError
+from colorot.ridge_map import RidgeParameters
 
 if TYPE_CHECKING:
     from colorot.models import MonotoneGradientMap
@@ -65,29 +67,32 @@ class Checkpoint:
     colorot_version: str
 
 
-def to_bytes(model: MonotoneGradientMap, target: GaussianMixture, preprocess: dict, train: dict) -> bytes:
-    """Serialise a checkpoint to bytes (see the module docstring for the schema)."""
-    import torch  # here, not at the top: the CLI starts without torch
-
+def to_bytes(model: MonotoneGradientMap | RidgeParameters, target: GaussianMixture, preprocess: dict,
+             train: dict) -> bytes:
+    """Serialise a checkpoint to bytes (see the module docstring for the schema).  ``model``: a
+    fitted map, or a ridge map's parameters (then torch is not imported)."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "colorot_version": __version__,
-        "model": {
-            "name": model.name,
-            "config": dict(model.config),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        },
+        "model": _model_payload(model),
         "target": target.to_dict(),
         "preprocess": dict(preprocess),
         "train": dict(train),
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
+    return torch_archive.write(payload)
 
 
-def save(path: str | Path, model: MonotoneGradientMap, target: GaussianMixture,
+def _model_payload(model: MonotoneGradientMap | RidgeParameters) -> dict:
+    """The model section: name, config and parameters as float32 arrays (a RidgeMGN's state dict order)."""
+    if isinstance(model, RidgeParameters):
+        return {"name": "ridge", "config": {"dim": 3, "eps": model.eps, "hidden": model.hidden},
+                "state_dict": {key: np.asarray(model.state[key], np.float32) for key in _ridge_shapes(0)}}
+    return {"name": model.name, "config": dict(model.config),
+            "state_dict": {key: value.detach().cpu().numpy() for key, value in model.state_dict().items()}}
+
+
+def save(path: str | Path, model: MonotoneGradientMap | RidgeParameters, target: GaussianMixture,
          preprocess: dict, train: dict, *, overwrite: bool = True) -> None:
     """Write a checkpoint atomically: a temporary file beside ``path``, then rename."""
     path = Path(path)
@@ -240,16 +245,6 @@ def load(path: str | Path) -> Checkpoint:
     return from_bytes(data, source=path)
 
 
-@dataclass(frozen=True)
-class RidgeParameters:
-    """A ridge map's parameters as float64 arrays (``W``, ``biases``, ``rho``, ``V``, ``b``, as in
-    :class:`~colorot.models.RidgeMGN`'s state dict) and its floor ``eps``. An affine map is a
-    ridge map with no units: ``W`` (0, 3), ``biases`` and ``rho`` (0,)."""
-
-    state: dict[str, np.ndarray]
-    eps: float
-
-
 def read_ridge_map(path: str | os.PathLike[str]) -> RidgeParameters | None:
     """The ridge map (or affine map) of a checkpoint file, read without torch (see the module
     docstring).
@@ -269,7 +264,7 @@ def ridge_map_from_bytes(data: bytes) -> RidgeParameters | None:
     says what is wrong with them)."""
     source = "checkpoint"  # the checks' messages are not shown: a fault only means None
     try:
-        payload = _read_payload(data)
+        payload = torch_archive.read(data)
         name, config, state = _model_section(payload, source)
         if not isinstance(config, dict) or (name, set(config)) not in (("ridge", {"dim", "eps", "hidden"}),
                                                                         ("affine", {"dim", "eps"})):
@@ -295,78 +290,6 @@ def ridge_map_from_bytes(data: bytes) -> RidgeParameters | None:
 def _ridge_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
     """The parameter shapes of a 3-D RidgeMGN of ``hidden`` units (an AffineMap's are V and b)."""
     return {"V": (3, 3), "b": (3,), "W": (hidden, 3), "biases": (hidden,), "rho": (hidden,)}
-
-
-#: The typed storages ``torch.save`` names → numpy dtype codes (the byte order is the archive's).
-_STORAGE_DTYPES = {"DoubleStorage": "f8", "FloatStorage": "f4", "HalfStorage": "f2", "LongStorage": "i8",
-                   "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1", "ByteStorage": "u1",
-                   "BoolStorage": "b1"}
-
-
-def _read_payload(data: bytes) -> object:
-    """The object ``torch.save`` wrote into ``data``, tensors as numpy arrays: the archive's
-    ``data.pkl``, unpickled by :class:`_ArrayUnpickler`. Raises on anything else."""
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        pickles = [name for name in archive.namelist() if name.endswith("/data.pkl")]
-        if len(pickles) != 1:
-            raise ValueError("not a torch.save archive")
-        prefix = pickles[0].removesuffix("data.pkl")
-        byteorder = _entry(archive, prefix + "byteorder") if prefix + "byteorder" in archive.namelist() else b"little"
-        if byteorder not in (b"little", b"big"):
-            raise ValueError("unknown byte order")
-        return _ArrayUnpickler(archive, prefix, "<" if byteorder == b"little" else ">").load()
-
-
-def _entry(archive: zipfile.ZipFile, name: str) -> bytes:
-    """An archive member, which ``torch.save`` stores uncompressed (so nothing can inflate)."""
-    if archive.getinfo(name).compress_type != zipfile.ZIP_STORED:
-        raise ValueError("compressed archive member")
-    return archive.read(name)
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles ``data.pkl`` allowing only plain values, ``OrderedDict`` (as dict) and tensors
-    (``torch._utils._rebuild_tensor_v2`` over typed storages), rebuilt as numpy arrays."""
-
-    def __init__(self, archive: zipfile.ZipFile, prefix: str, byteorder: str) -> None:
-        super().__init__(io.BytesIO(_entry(archive, prefix + "data.pkl")))
-        self._archive, self._prefix, self._byteorder = archive, prefix, byteorder
-        self._storages: dict[str, np.ndarray] = {}
-
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) == ("collections", "OrderedDict"):
-            return dict
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return self._byteorder + _STORAGE_DTYPES[name]
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint")
-
-    def persistent_load(self, pid: object) -> np.ndarray:
-        """A storage ``("storage", dtype, key, location, numel)``: the archive's ``data/<key>``."""
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], str)
-                and isinstance(pid[2], str) and isinstance(pid[4], int) and pid[4] >= 0):
-            raise pickle.UnpicklingError("unexpected persistent id")
-        _, dtype, key, _, numel = pid
-        if key not in self._storages:
-            raw = _entry(self._archive, f"{self._prefix}data/{key}")
-            self._storages[key] = np.frombuffer(raw, dtype=dtype, count=numel)
-        return self._storages[key]
-
-
-def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: object) -> np.ndarray:
-    """The tensor ``size``/``stride`` at ``offset`` of ``storage`` (in elements), as a new array;
-    ValueError if any of it lies outside the storage."""
-    size, stride = tuple(size), tuple(stride)
-    if not (isinstance(storage, np.ndarray) and len(size) == len(stride)
-            and all(isinstance(n, int) and n >= 0 for n in (offset, *size, *stride))):
-        raise ValueError("malformed tensor")
-    if 0 in size:
-        return np.zeros(size, storage.dtype)
-    if offset + sum((n - 1) * step for n, step in zip(size, stride)) >= len(storage):
-        raise ValueError("tensor outside its storage")
-    steps = [step * storage.itemsize for step in stride]
-    return np.lib.stride_tricks.as_strided(storage[offset:], size, steps).copy()
 
 
 def count_parameters(model: MonotoneGradientMap) -> int:

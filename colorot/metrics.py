@@ -234,18 +234,25 @@ def kl_to_target(model, source: np.ndarray, target, entropy: float | None = None
     α is the source's pixels spread uniformly over their 8-bit cells; the expectations are
     means over ``pixels`` seeded draws from α (float64), and H(α) is ``entropy`` or
     :func:`colorot.kl_solver.dequantised_entropy` of ``source`` (exact for 8-bit pixels).
+    ``model``: a fitted map, or a ridge map's :class:`~colorot.ridge_map.RidgeParameters`
+    (evaluated in numpy, without torch).
     """
-    import torch  # here, not at the top: the CLI starts without torch
-
     from colorot.defaults import DEQUANTISE
     from colorot.kl_solver import dequantised_entropy
-    from colorot.losses import exact_kl
+    from colorot.ridge_map import RidgeParameters
 
     source = np.asarray(source, np.float64).reshape(-1, 3)
     if entropy is None:
         entropy = dequantised_entropy(source)
     rng = np.random.default_rng(seed)
     x = subsample(source, pixels, rng) + rng.uniform(-DEQUANTISE, DEQUANTISE, (min(pixels, len(source)), 3))
+    if isinstance(model, RidgeParameters):
+        mapped, jac = model.forward_and_jacobian(x)
+        return float(-target.log_prob_and_gradient(mapped)[0].mean() - np.linalg.slogdet(jac)[1].mean()) - entropy
+    import torch  # here, not at the top: the CLI starts without torch
+
+    from colorot.losses import exact_kl
+
     with torch.no_grad():
         mapped, jac = copy.deepcopy(model).cpu().double().forward_and_jacobian(torch.as_tensor(x))
         return float(exact_kl(mapped, jac, target)) - entropy

@@ -37,7 +37,8 @@ from colorot.kl_solver import DEFAULT_PIXELS, DEFAULT_SW_WEIGHT
 from colorot.losses import exact_kl
 from colorot.models import MonotoneGradientMap
 from colorot.sliced import sliced_targets
-from colorot.train import History, is_out_of_memory
+from colorot.history import History
+from colorot.train import is_out_of_memory
 
 #: Majorise–minimise iterations (the CLI's --steps for this solver) and L-BFGS iterations in each.
 DEFAULT_ITERATIONS = 20

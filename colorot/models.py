@@ -21,6 +21,7 @@ from torch import nn
 
 from colorot.defaults import DEFAULT_EPS
 from colorot.errors import ConfigError
+from colorot.ridge_map import RidgeParameters, psd_sqrt
 
 
 # ------------------------------------------------------------------ scalars
@@ -87,12 +88,6 @@ def _outer_products(w: torch.Tensor) -> torch.Tensor:
     return (w[:, :, None] * w[:, None, :]).reshape(w.shape[0], -1)
 
 
-def _psd_sqrt(m: np.ndarray) -> np.ndarray:
-    """Symmetric square root of the PSD part of a symmetric matrix."""
-    w, q = np.linalg.eigh((m + m.T) / 2)
-    return (q * np.sqrt(np.clip(w, 0.0, None))) @ q.T
-
-
 def gaussian_map_matrix(cov_s: np.ndarray, cov_t: np.ndarray) -> np.ndarray:
     """A = Σ_s^{-1/2} (Σ_s^{1/2} Σ_t Σ_s^{1/2})^{1/2} Σ_s^{-1/2}.
 
@@ -104,7 +99,7 @@ def gaussian_map_matrix(cov_s: np.ndarray, cov_t: np.ndarray) -> np.ndarray:
         raise ConfigError("the source covariance is singular; add a ridge")
     s_half = (q * np.sqrt(w)) @ q.T
     s_inv_half = (q / np.sqrt(w)) @ q.T
-    a = s_inv_half @ _psd_sqrt(s_half @ cov_t @ s_half) @ s_inv_half
+    a = s_inv_half @ psd_sqrt(s_half @ cov_t @ s_half) @ s_inv_half
     return (a + a.T) / 2
 
 
@@ -173,7 +168,7 @@ class MonotoneGradientMap(nn.Module):
         for _ in range(80):
             out, jac = self._nonlinear(x0, with_jacobian=True)
             residual = target_lin if jac is None else target_lin - jac[0]
-            self.V.copy_(torch.as_tensor(_psd_sqrt(residual.numpy()), dtype=dtype))
+            self.V.copy_(torch.as_tensor(psd_sqrt(residual.numpy()), dtype=dtype))
             self.b.zero_()
             self.b.copy_(wanted.mean(0) - self(x0)[0])  # A x₀ + c is the mean of `wanted`
             if jac is None:
@@ -392,11 +387,14 @@ class RidgeMGN(MonotoneGradientMap):
     def _shrink_nonlinear(self, factor):
         self.rho.add_(math.log(factor))
 
-
-def inverse_softplus(a: np.ndarray) -> np.ndarray:
-    """ρ with softplus(ρ) = a for a > 0 (a is floored at 10⁻³⁰, an amplitude of nothing)."""
-    a = np.maximum(np.asarray(a, np.float64), 1e-30)
-    return a + np.log(-np.expm1(-a))
+    @classmethod
+    @torch.no_grad()
+    def from_parameters(cls, parameters: RidgeParameters) -> "RidgeMGN":
+        """The map of ``parameters`` (its arrays copied into float32 parameters), in eval mode."""
+        model = cls(dim=3, hidden=parameters.hidden, eps=parameters.eps)
+        for key, value in model.state_dict().items():
+            value.copy_(torch.as_tensor(np.asarray(parameters.state[key], np.float64)))
+        return model.eval()
 
 
 #: Registry shared by the API, the CLI and the checkpoint loader.

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from colorot.ridge_map import softplus
+
 if TYPE_CHECKING:
     from colorot.models import AffineMap, RidgeMGN
 
@@ -67,7 +69,7 @@ class RidgeProfiles:
         ``V``, ``b``) and floor ``eps`` (units grouped by identical weight rows). With no units
         (``W`` of shape (0, 3)) it is the affine map (VᵀV + εI)x + b."""
         weights, offsets, v, bias = (np.asarray(state[key], np.float64) for key in ("W", "biases", "V", "b"))
-        amplitudes = _softplus(np.asarray(state["rho"], np.float64))
+        amplitudes = softplus(np.asarray(state["rho"], np.float64))
         matrix = v.T @ v + eps * np.eye(3)  # VᵀV + εI, in float64 like the rest
         rows, ridge_of_unit = np.unique(weights, axis=0, return_inverse=True)
         ridge_of_unit = ridge_of_unit.reshape(-1)
@@ -113,11 +115,6 @@ class RidgeProfiles:
             profile += c0.take(cell)
             out[start:start + CHUNK] = profile @ self.rows + x @ self.matrix + self.bias
         return out
-
-
-def _softplus(x: np.ndarray) -> np.ndarray:
-    """log(1 + eˣ) as torch computes it (x itself above 20), so the amplitudes are the map's."""
-    return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20))))
 
 
 def _ridge_cells(start: float, spacing: float, knots: int, offsets: np.ndarray,

@@ -27,11 +27,16 @@ import math
 import time
 from dataclasses import dataclass
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from colorot.defaults import DEFAULT_EPS
 from colorot.errors import ConfigError
-from colorot.models import DEFAULT_EPS, RidgeMGN, _psd_sqrt, inverse_softplus
+from colorot.ridge_map import RidgeParameters, inverse_softplus, psd_sqrt
+
+if TYPE_CHECKING:
+    from colorot.models import RidgeMGN
 
 
 #: Directions, steps per direction and the step width (sharpness s_d = WIDTH · knots /
@@ -184,6 +189,9 @@ class SlicedSolution:
     costs: list[float]
     seconds: float
 
+    def ridge_parameters(self) -> RidgeParameters:
+        return ridge_parameters(self.dictionary, self.theta, self.bias, self.eps)
+
     def to_ridge_map(self) -> RidgeMGN:
         return to_ridge_map(self.dictionary, self.theta, self.bias, self.eps)
 
@@ -288,18 +296,21 @@ class SlicedProblem:
                               self.settings.eps, costs, seconds)
 
 
-@torch.no_grad()
-def to_ridge_map(dictionary: Dictionary, theta: np.ndarray, bias: np.ndarray, eps: float) -> RidgeMGN:
-    """The fitted T as a :class:`RidgeMGN`: unit (d, k) has w = s_d u_d, bias −s_d c_dk and
-    amplitude θ_dk / s_d (its step height along u_d is then θ_dk); VᵀV = Σ λ_d u_d u_dᵀ."""
+def ridge_parameters(dictionary: Dictionary, theta: np.ndarray, bias: np.ndarray, eps: float) -> RidgeParameters:
+    """The fitted T as a ridge map's parameters, rounded to float32 as :class:`~colorot.models.RidgeMGN`
+    holds them: unit (d, k) has w = s_d u_d, bias −s_d c_dk and amplitude θ_dk / s_d (its step
+    height along u_d is then θ_dk); VᵀV = Σ λ_d u_d u_dᵀ."""
     u = dictionary.directions.astype(np.float64)
     d, k = dictionary.centres.shape
     sharp = dictionary.sharpness.astype(np.float64)
-    model = RidgeMGN(dim=3, hidden=d * k, eps=eps)
-    model.W.copy_(torch.as_tensor(np.repeat(sharp[:, None] * u, k, axis=0)))
-    model.biases.copy_(torch.as_tensor(-(sharp[:, None] * dictionary.centres).reshape(-1)))
-    model.rho.copy_(torch.as_tensor(inverse_softplus(theta[: d * k] / np.repeat(sharp, k))))
-    linear = (u.T * theta[d * k:]) @ u
-    model.V.copy_(torch.as_tensor(_psd_sqrt(linear)))
-    model.b.copy_(torch.as_tensor(np.asarray(bias, np.float64)))
-    return model.eval()
+    state = {"V": psd_sqrt((u.T * theta[d * k:]) @ u), "b": np.asarray(bias, np.float64),
+             "W": np.repeat(sharp[:, None] * u, k, axis=0), "biases": -(sharp[:, None] * dictionary.centres).reshape(-1),
+             "rho": inverse_softplus(theta[: d * k] / np.repeat(sharp, k))}
+    return RidgeParameters({key: value.astype(np.float32).astype(np.float64) for key, value in state.items()}, eps)
+
+
+def to_ridge_map(dictionary: Dictionary, theta: np.ndarray, bias: np.ndarray, eps: float) -> RidgeMGN:
+    """:func:`ridge_parameters` as a :class:`~colorot.models.RidgeMGN` (imports torch)."""
+    from colorot.models import RidgeMGN
+
+    return RidgeMGN.from_parameters(ridge_parameters(dictionary, theta, bias, eps))

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, DEQUANTISE
+from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS,  # noqa: F401
+                              DEFAULT_SW_WEIGHT, DEQUANTISE)
 from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError, TrainingError
+from colorot.history import History
 from colorot.losses import (LOSSES, exact_kl, moment_kl, random_directions, sliced_w2_squared,
                             sorted_projections, transport_cost)
 from colorot.models import MonotoneGradientMap
@@ -37,13 +39,6 @@ DIVERGENCE_MARGIN = 10.0
 REFERENCE_PIXELS = 4096
 
 
-#: The default training recipe, shared by the Python API and the CLI.
-#: 2000 steps: on development pairs outside the benchmark, 1000 → 2000 lowered SW2 by
-#: 11–17 % (bench/EXPERIMENTS.md, E28), and a step costs ≈ 21 ms on one CPU core.
-DEFAULT_STEPS = 2000
-#: Adam's learning rate per model: the C-MGN shares one W between its input and
-#: output, so the same step moves it further and it needs a smaller one.
-DEFAULT_LR = {"ridge": 5e-2, "mmgn": 3e-2, "cmgn": 1e-2}
 #: The learning rate warms up linearly over WARMUP_STEPS steps, or the first
 #: WARMUP_SHARE of a shorter run (a 40-step fit onto a greyscale target tripped the
 #: divergence rule with a 2-step warm-up; with 10 it does not).
@@ -85,18 +80,6 @@ class TrainSettings:
                 and self.sw_directions >= 1):
             raise ConfigError("the transport and sliced-Wasserstein weights must be finite and ≥ 0, "
                               "with at least one direction")
-
-
-@dataclass
-class History:
-    """What training did: loss per step and the wall time."""
-
-    losses: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def final_loss(self) -> float | None:
-        return self.losses[-1] if self.losses else None
 
 
 def resolve_device(device: str) -> torch.device:

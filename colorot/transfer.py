@@ -4,7 +4,8 @@ scikit-learn style: ``__init__`` only stores its arguments, ``fit(source,
 target)`` sets the trailing-underscore attributes and returns ``self``:
 
 * ``target_dist_``: the fitted target distribution (Gaussian or mixture);
-* ``map_``: the fitted map, a frozen ``torch.nn.Module`` (N, 3) → (N, 3);
+* ``map_``: the fitted map, a frozen ``torch.nn.Module`` (N, 3) → (N, 3) (the KL and sliced
+  solvers fit a ridge map as numpy arrays, without torch; its module is built on first use);
 * ``history_``: the training loss per step and the wall time;
 * ``train_info_``: the training summary stored in the checkpoint.
 
@@ -25,23 +26,24 @@ from pathlib import Path
 from typing import Callable, Sequence, Union
 
 import numpy as np
-import torch
 
 from colorot import checkpoint
 from colorot.apply import map_pixels
 from colorot.controls import Controls
-from colorot.defaults import DEFAULT_MAX_PIXELS
+from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_STEPS,
+                              DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, GaussianMixture, fit_target, gaussian_moments
 from colorot.errors import ConfigError
+from colorot.history import History
 from colorot.imageio import read_image, read_pixels
-from colorot.models import DEFAULT_EPS, AffineMap, build_model, gaussian_map_matrix
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
-from colorot import mgn_solver
+from colorot.ridge_map import RidgeParameters
 from colorot.sliced import DEFAULT_ITERATIONS, SlicedSettings, solve_sliced
-from colorot.train import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS,
-                           DEFAULT_SW_WEIGHT, History, TrainSettings, resolve_device, train)
-from colorot.transforms import prepare_map
+
+#: The network solvers (``mgn_solver``, ``train``), the models and ``transforms`` import torch: they
+#: are imported where a fit or a transform needs them, so a default fit (the KL solver's ridge
+#: map, numpy only) runs, and saves its checkpoint, without torch.
 
 #: What ``fit`` and ``transform`` accept: a file path, a PIL image, or an array
 #: (H, W, 3) / (N, 3) of uint8, uint16 or floats in [0, 1].
@@ -391,6 +393,8 @@ class ColorTransfer:
             return self.steps
         solver = self.resolved_solver()
         if solver == "kl" and self.model != "ridge":
+            from colorot import mgn_solver
+
             return mgn_solver.DEFAULT_ITERATIONS
         return {"kl": kl_solver.DEFAULT_ITERATIONS, "sliced": DEFAULT_ITERATIONS}.get(solver, DEFAULT_STEPS)
 
@@ -442,12 +446,7 @@ class ColorTransfer:
         start = time.perf_counter()
         self._check_options()
         solver, kind, steps = self.resolved_solver(), self.resolved_target(), self.resolved_steps()
-        device = str(resolve_device(self.device))
-        settings = TrainSettings(steps=steps, lr=self._learning_rate(), batch_size=self.batch_size,
-                                 loss=self.loss, sw_weight=self.resolved_sw_weight(), sw_directions=self.resolved_sw_directions(),
-                                 sw_smoothing=math.sqrt(self.resolved_ridge()), transport_weight=self.transport_weight,
-                                 seed=self.random_state, device=device)
-        settings.validate()  # bad options fail before any image is read
+        settings = self._adam_settings(steps) if solver == "adam" else None  # bad options fail before any image is read
         sliced = SlicedSettings(iterations=steps if solver == "sliced" else DEFAULT_ITERATIONS, eps=self.eps,
                                 seed=self.random_state)
         kl_settings = kl_solver.KLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
@@ -479,36 +478,16 @@ class ColorTransfer:
             # Onto the pixels themselves, or onto samples of the fitted distribution.
             goal = tgt if kind == "pixels" else self.target_dist_.sample(len(tgt), self.random_state)
             solution = solve_sliced(src, goal, sliced, callback=self._with_progress(callback))
-            model = solution.to_ridge_map()
+            self._set_ridge_map(solution.ridge_parameters())
             self.history_ = History(losses=solution.costs, seconds=solution.seconds)
         elif solver == "kl" and self.model == "ridge":
             result = kl_solver.fit_kl(src, tgt, self.target_dist_, kl_settings, sliced, entropy=entropy,
                                       callback=self._with_progress(callback))
-            model = result.solution.to_ridge_map()
+            self._set_ridge_map(result.solution.ridge_parameters())
             self.history_ = History(losses=result.losses, seconds=result.seconds)
         else:
-            torch.manual_seed(self.random_state)
-            model = build_model(self.model, config)
-            mean_s, cov_s = gaussian_moments(src, self.resolved_ridge())
-            a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
-            c = self.target_dist_.mean - a @ mean_s
-            if isinstance(model, AffineMap):
-                model.init_to_affine(a, c, mean_s[None])
-                self.history_ = History()
-            else:
-                init_points = src[: min(len(src), 20_000)]
-                model.init_hidden(init_points, seed=self.random_state)
-                model.init_to_affine(a, c, init_points)
-                if solver == "kl":
-                    network_settings = mgn_solver.NetworkKLSettings(
-                        iterations=steps, sw_weight=self.resolved_sw_weight(), seed=self.random_state)
-                    self.history_ = mgn_solver.fit_network_kl(
-                        model, src, tgt, self.target_dist_, network_settings, entropy,
-                        callback=self._with_progress(callback))
-                else:
-                    self.history_ = train(model, src, self.target_dist_, settings,
-                                          callback=self._with_progress(callback), target_pixels=tgt)
-        self.map_ = model.cpu().eval().requires_grad_(False)
+            self.map_, self.history_ = self._fit_network(src, tgt, config, solver, steps, settings, entropy, callback)
+        fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
         adam_only = {"loss": self.loss, "sw_weight": self.resolved_sw_weight(),
                      "transport_weight": float(self.transport_weight), "lr": float(self._learning_rate()),
                      "batch_size": int(self.batch_size)}
@@ -520,14 +499,80 @@ class ColorTransfer:
             "training_pixels": int({"sliced": min(src.shape[0], sliced.pixels),
                                     "kl": min(src.shape[0], kl_settings.pixels)}.get(solver, src.shape[0])),
             "seed": int(self.random_state),
-            "device": device if solver == "adam" else "cpu",
+            "device": settings.device if solver == "adam" else "cpu",
             "final_loss": self.history_.final_loss, "train_seconds": round(self.history_.seconds, 3),
             "kl_nats": (None if kind == "pixels" else
-                        round(kl_to_target(model, src, self.target_dist_, entropy, seed=self.random_state), 4)),
+                        round(kl_to_target(fitted, src, self.target_dist_, entropy, seed=self.random_state), 4)),
             "fit_seconds": round(time.perf_counter() - start, 3),
             "source_sha256": _sha256(source), "target_sha256": reference.sha256,
         }
         return self
+
+    def _adam_settings(self, steps: int):
+        """The Adam solver's :class:`colorot.train.TrainSettings`, validated (its device resolved)."""
+        from colorot.train import TrainSettings, resolve_device
+
+        settings = TrainSettings(steps=steps, lr=self._learning_rate(), batch_size=self.batch_size,
+                                 loss=self.loss, sw_weight=self.resolved_sw_weight(),
+                                 sw_directions=self.resolved_sw_directions(),
+                                 sw_smoothing=math.sqrt(self.resolved_ridge()), transport_weight=self.transport_weight,
+                                 seed=self.random_state, device=str(resolve_device(self.device)))
+        settings.validate()
+        return settings
+
+    def _fit_network(self, src: np.ndarray, tgt: np.ndarray, config: dict, solver: str, steps: int, settings,
+                     entropy: float | None, callback):
+        """The map and history of a network fit (C-MGN, M-MGN, or the ridge map by Adam) or the affine
+        closed form: from the closed-form Gaussian map between the source's moments and the target's."""
+        import torch
+
+        from colorot import mgn_solver
+        from colorot.models import AffineMap, build_model, gaussian_map_matrix
+        from colorot.train import train
+
+        torch.manual_seed(self.random_state)
+        model = build_model(self.model, config)
+        mean_s, cov_s = gaussian_moments(src, self.resolved_ridge())
+        a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
+        c = self.target_dist_.mean - a @ mean_s
+        if isinstance(model, AffineMap):
+            model.init_to_affine(a, c, mean_s[None])
+            return model.eval().requires_grad_(False), History()
+        init_points = src[: min(len(src), 20_000)]
+        model.init_hidden(init_points, seed=self.random_state)
+        model.init_to_affine(a, c, init_points)
+        if solver == "kl":
+            network_settings = mgn_solver.NetworkKLSettings(
+                iterations=steps, sw_weight=self.resolved_sw_weight(), seed=self.random_state)
+            history = mgn_solver.fit_network_kl(model, src, tgt, self.target_dist_, network_settings, entropy,
+                                                callback=self._with_progress(callback))
+        else:
+            history = train(model, src, self.target_dist_, settings, callback=self._with_progress(callback),
+                            target_pixels=tgt)
+        return model.cpu().eval().requires_grad_(False), history
+
+    # ------------------------------------------------------------- the fitted map
+    _ridge_parameters: RidgeParameters | None = None
+
+    def _set_ridge_map(self, parameters: RidgeParameters) -> None:
+        """Keep a fitted ridge map as its parameters; ``map_`` builds its module when first asked."""
+        self.__dict__.pop("_module", None)
+        self._ridge_parameters = parameters
+
+    @property
+    def map_(self):
+        """The fitted map, a frozen ``torch.nn.Module`` (N, 3) → (N, 3)."""
+        if "_module" not in self.__dict__:
+            if self._ridge_parameters is None:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute 'map_' (not fitted)")
+            from colorot.models import RidgeMGN
+
+            self._module = RidgeMGN.from_parameters(self._ridge_parameters).requires_grad_(False)
+        return self._module
+
+    @map_.setter
+    def map_(self, model) -> None:
+        self._module, self._ridge_parameters = model, None
 
     def _with_progress(self, callback):
         if not self.progress:
@@ -549,7 +594,7 @@ class ColorTransfer:
 
     # ----------------------------------------------------------- application
     def _check_fitted(self) -> None:
-        if not hasattr(self, "map_"):
+        if self._ridge_parameters is None and "_module" not in self.__dict__:
             raise ConfigError("this ColorTransfer is not fitted yet: call fit() or colorot.load()")
 
     def transform(self, image: ImageLike, *, strength: float = 1.0, controls: Controls | None = None) -> np.ndarray:
@@ -560,11 +605,15 @@ class ColorTransfer:
         Values are the map's raw output: they may leave [0, 1]; writing an image
         clips them (see the README's output rule).
         """
+        from colorot.transforms import prepare_map
+
         fitted = prepare_map(self._fitted(), strength=strength)
         return self._map(image, fitted if controls is None else controls.bind(fitted, torch_map=True))
 
     def inverse_transform(self, image: ImageLike, *, strength: float = 1.0) -> np.ndarray:
         """Undo :meth:`transform`: solve ``T_t(x) = y`` per colour (damped Newton)."""
+        from colorot.transforms import prepare_map
+
         return self._map(image, prepare_map(self._fitted(), strength=strength, inverse=True))
 
     def as_module(self, *, strength: float | tuple[float, float] = 1.0, p: float = 1.0):
@@ -589,7 +638,8 @@ class ColorTransfer:
     def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> None:
         """Write the fitted map, target and training summary to one checkpoint file."""
         self._check_fitted()
-        checkpoint.save(path, self.map_, self.target_dist_, PREPROCESS, self.train_info_, overwrite=overwrite)
+        fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
+        checkpoint.save(path, fitted, self.target_dist_, PREPROCESS, self.train_info_, overwrite=overwrite)
 
     @classmethod
     def from_checkpoint(cls, ckpt: checkpoint.Checkpoint) -> "ColorTransfer":

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from colorot import transfer
+from colorot import train, transfer
 from colorot.cli import app
 from colorot.errors import ConfigError
 from colorot.transfer import ColorTransfer
@@ -83,7 +83,7 @@ def stop_before_reading(monkeypatch: pytest.MonkeyPatch) -> None:
         raise Reached
 
     monkeypatch.setattr(transfer, "pooled_pixels", reached)
-    monkeypatch.setattr(transfer, "resolve_device", lambda device: "cpu")  # --device cuda without a GPU
+    monkeypatch.setattr(train, "resolve_device", lambda device: "cpu")  # --device cuda without a GPU
 
 
 def outcome(**params) -> str | None:

@@ -218,6 +218,30 @@ def test_apply_of_a_ridge_map_never_imports_torch(model_file, images, tmp_path) 
     assert torch_imported("--exact") == "True"  # the check does see torch when it is there
 
 
+def test_a_default_fit_never_imports_torch_and_saves_what_torch_loads(images, tmp_path) -> None:
+    """The KL solver's ridge map is fitted, scored (kl_nats) and saved in numpy; torch.load reads it."""
+    script = ("import sys\n"
+              "from typer.testing import CliRunner\n"
+              "from colorot.cli import app\n"
+              "result = CliRunner().invoke(app, sys.argv[1:])\n"
+              "assert result.exit_code == 0, result.output\n"
+              "print('torch' in sys.modules)\n")
+
+    def torch_imported(*options: str) -> str:
+        args = ["fit", str(images["source"]), str(images["target"]), "-o", str(tmp_path / "m.pt"), "--force",
+                "--steps", "2", *options]
+        done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
+        return done.stdout.split()[-1]
+
+    assert torch_imported() == "False"
+    assert torch_imported("--solver", "sliced") == "False"
+    from colorot import checkpoint
+
+    loaded = checkpoint.load(tmp_path / "m.pt")
+    assert loaded.model.name == "ridge" and loaded.train["solver"] == "sliced"
+    assert torch_imported("--model", "mmgn") == "True"  # the check does see torch when it is there
+
+
 def test_apply_to_a_nested_folder_mirrors_the_tree(model_file, tmp_path, make_png) -> None:
     src = tmp_path / "in"
     shapes = {"a.png": (10, 12), "sub/b.png": (7, 9), "sub/deeper/c.png": (5, 6)}
