@@ -42,9 +42,10 @@ MIN_KERNEL_VARIANCE = 1e-6
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _check_pixels(pixels: np.ndarray) -> np.ndarray:
-    """Validate samples (N, d): finite, at least two rows."""
-    pixels = np.asarray(pixels, dtype=np.float64)
+def _check_pixels(pixels: np.ndarray, keep_dtype: bool = False) -> np.ndarray:
+    """Validate samples (N, d): finite, at least two rows; as float64, or (``keep_dtype``) as given,
+    for a caller that subsamples before converting."""
+    pixels = np.asarray(pixels) if keep_dtype else np.asarray(pixels, dtype=np.float64)
     if pixels.ndim != 2:
         raise ConfigError(f"expected pixels of shape (N, 3), got {pixels.shape}")
     if pixels.shape[0] < 2:
@@ -140,10 +141,11 @@ class GaussianMixture:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture as SkGMM
 
-        pixels = _check_pixels(pixels)
+        pixels = _check_pixels(pixels, keep_dtype=True)
         rng = np.random.default_rng(random_state)
         if pixels.shape[0] > max_samples:
             pixels = pixels[rng.choice(pixels.shape[0], max_samples, replace=False)]
+        pixels = pixels.astype(np.float64)
         if n_components == "auto":
             distinct = _count_distinct(pixels, limit=max(AUTO_COMPONENTS))
             candidates = [k for k in AUTO_COMPONENTS if k <= distinct]

@@ -92,18 +92,22 @@ class Dictionary:
     sharpness: np.ndarray
 
     def features(self, x: np.ndarray) -> np.ndarray:
-        """(N, D·K + D) float32: the step σ(s_d(u_dᵀx − c_dk)) of every unit, then u_dᵀx."""
-        t = (x @ self.directions.T).astype(np.float32)
-        n, (d, k) = len(x), self.centres.shape
-        out = np.empty((n, d * k + d), np.float32)
-        steps = out[:, : d * k].reshape(n, d, k)  # a view: filled in place, no temporaries
-        np.subtract(t[:, :, None], self.centres[None], out=steps)
-        steps *= (0.5 * self.sharpness)[None, :, None]
+        """(N, D·K + D) float32: the step σ(s_d(u_dᵀx − c_dk)) of every unit, then u_dᵀx.
+
+        The transpose of a C-ordered (D·K + D, N) array: the solvers work along its rows (one
+        feature over every pixel), where a step's D·K rows are a (D, K, N) block.
+        """
+        t = (x @ self.directions.T).astype(np.float32).T  # (D, N)
+        (d, k), n = self.centres.shape, len(x)
+        out = np.empty((d * k + d, n), np.float32)
+        steps = out[: d * k].reshape(d, k, n)  # a view: filled in place, no temporaries
+        np.subtract(t[:, None, :], self.centres[:, :, None], out=steps)
+        steps *= (0.5 * self.sharpness)[:, None, None]
         np.tanh(steps, out=steps)  # σ(z) = ½ + ½ tanh(z/2): the logistic sigmoid, without overflow
         steps *= 0.5
         steps += 0.5
-        out[:, d * k:] = t
-        return out
+        out[d * k:] = t
+        return out.T
 
 
 def spread_directions(count: int) -> np.ndarray:
@@ -238,14 +242,15 @@ class SlicedProblem:
         self.x = np.asarray(x, np.float32)[self.rng.choice(len(x), n, replace=False)]
         self.y = np.asarray(y, np.float32)[self.rng.choice(len(y), n, replace=False)]
         self.dictionary = build_dictionary(self.x.astype(np.float64), settings)
-        self.features = self.dictionary.features(self.x)
-        self.mean_features = self.features.mean(0)
-        self.features -= self.mean_features
+        features = self.dictionary.features(self.x).T  # (P, N), C order
+        self.mean_features = features.mean(1)
+        features -= self.mean_features[:, None]
         d, k = settings.directions, settings.knots
+        self.steps, self.projections = features[: d * k].reshape(d, k, n), features[d * k:]  # (D, K, N), (D, N)
         self.direction_of = np.concatenate([np.repeat(np.arange(d), k), np.arange(d)])
         u = self.dictionary.directions
         # Gram of the centred 3-vector columns u_{d(p)} f_p(x): (FᵀF ⊙ UUᵀ) / N, plus a small ridge.
-        gram = (self.features.T @ self.features).astype(np.float64) * (u @ u.T)[self.direction_of][:, self.direction_of] / n
+        gram = (features @ features.T).astype(np.float64) * (u @ u.T)[self.direction_of][:, self.direction_of] / n
         gram += GRAM_RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram))
         self.lipschitz = float(np.linalg.eigvalsh(gram)[-1])
         self.gram = gram.astype(np.float32)  # the solves' matrix–vector products in float32: 4× faster
@@ -276,14 +281,17 @@ class SlicedProblem:
     def surrogate(self, theta: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """h of the quadratic at the current map, the best offset, and the sliced cost there."""
         eps, u = self.settings.eps, self.dictionary.directions
-        z = self.features @ self.columns(theta) + eps * self.x + np.asarray(offset, np.float32)  # float32 throughout
+        d, k = self.settings.directions, self.settings.knots
+        theta = np.asarray(theta, np.float32)
+        # Σ_p θ_p F_p(x) u_d(p), direction by direction: the profile along u_d is Σ_k θ_dk F_dk + λ_d F_d.
+        profiles = np.matmul(theta[: d * k].reshape(d, 1, k), self.steps)[:, 0] + theta[d * k:, None] * self.projections
+        z = profiles.T @ u + eps * self.x + np.asarray(offset, np.float32)  # float32 throughout
         goal, cost = sliced_targets(z, self.y, self.rng)
         goal -= eps * self.x
         offset = goal.mean(0)
-        along = (goal - offset) @ u.T  # (N, D): the goal's coordinate along each u_d
-        d, k = self.settings.directions, self.settings.knots
-        steps = np.einsum("ndk,nd->dk", self.features[:, :d * k].reshape(-1, d, k), along)  # F_pᵀ·along_d(p)
-        linear = np.concatenate([steps.ravel(), np.einsum("nd,nd->d", self.features[:, d * k:], along)])
+        along = u @ (goal - offset).T  # (D, N): the goal's coordinate along each u_d
+        steps = np.matmul(self.steps, along[:, :, None])[:, :, 0]  # F_pᵀ·along_d(p)
+        linear = np.concatenate([steps.ravel(), np.einsum("dn,dn->d", self.projections, along)])
         linear /= np.float32(self.n)
         return linear, offset, cost
 
