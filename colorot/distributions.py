@@ -80,6 +80,46 @@ def _gaussian_log_prob(x: torch.Tensor, means: torch.Tensor, chol_invs: torch.Te
     return log_norms[None, :] - 0.5 * (y * y).sum(-1)
 
 
+@dataclass(frozen=True)
+class EMProblem:
+    """What EM fits: the seeded float64 subsample of the target's pixels, the numbers of components
+    to try (one, or the BIC candidates of ``"auto"``), the covariance ridge and the seed.  Made by
+    :meth:`prepare`, which raises every ConfigError a fit can raise, so that EM itself (in this process
+    or another: :mod:`colorot.em_process`) only computes."""
+
+    sample: np.ndarray
+    candidates: tuple[int, ...]
+    ridge: float
+    random_state: int
+
+    @classmethod
+    def prepare(cls, pixels: np.ndarray, n_components: int | str = "auto", *, ridge: float = DEFAULT_RIDGE,
+                max_samples: int = DEFAULT_EM_SAMPLES, random_state: int = 0) -> "EMProblem":
+        pixels = _check_pixels(pixels, keep_dtype=True)
+        rng = np.random.default_rng(random_state)
+        if pixels.shape[0] > max_samples:
+            pixels = pixels[rng.choice(pixels.shape[0], max_samples, replace=False)]
+        pixels = pixels.astype(np.float64)
+        if n_components == "auto":
+            distinct = _count_distinct(pixels, limit=max(AUTO_COMPONENTS))
+            return cls(pixels, tuple(k for k in AUTO_COMPONENTS if k <= distinct), ridge, random_state)
+        try:
+            k = int(n_components)
+        except (TypeError, ValueError):
+            raise ConfigError(f"n_components must be a positive integer or 'auto', not {n_components!r}") from None
+        if k < 1:
+            raise ConfigError("the number of mixture components must be at least 1")
+        if k > pixels.shape[0]:
+            raise ConfigError(f"{k} mixture components need at least {k} pixels, got {pixels.shape[0]}")
+        distinct = _count_distinct(pixels, limit=k)
+        if k > distinct:
+            raise ConfigError(
+                f"{k} mixture components need at least {k} distinct colours, the target has "
+                f"{distinct}; use --components {distinct} or auto"
+            )
+        return cls(pixels, (k,), ridge, random_state)
+
+
 @dataclass
 class GaussianMixture:
     """A mixture of full-covariance Gaussians ``Σ_k w_k N(μ_k, Σ_k)`` in R^d (RGB: d = 3).
@@ -138,46 +178,29 @@ class GaussianMixture:
         single-colour target gives K = 1).  A fixed K needs at least K distinct
         colours, else ConfigError.  ``ridge`` is scikit-learn's ``reg_covar``.
         """
+        return cls.fit_em(EMProblem.prepare(pixels, n_components, ridge=ridge, max_samples=max_samples,
+                                            random_state=random_state))
+
+    @classmethod
+    def fit_em(cls, problem: EMProblem) -> "GaussianMixture":
+        """EM (scikit-learn) on a prepared problem, on one BLAS thread (the same bits on any machine's
+        thread count, and faster than two for 20 000 pixels)."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture as SkGMM
+        from threadpoolctl import threadpool_limits
 
-        pixels = _check_pixels(pixels, keep_dtype=True)
-        rng = np.random.default_rng(random_state)
-        if pixels.shape[0] > max_samples:
-            pixels = pixels[rng.choice(pixels.shape[0], max_samples, replace=False)]
-        pixels = pixels.astype(np.float64)
-        if n_components == "auto":
-            distinct = _count_distinct(pixels, limit=max(AUTO_COMPONENTS))
-            candidates = [k for k in AUTO_COMPONENTS if k <= distinct]
-        else:
-            try:
-                k = int(n_components)
-            except (TypeError, ValueError):
-                raise ConfigError(f"n_components must be a positive integer or 'auto', not {n_components!r}") from None
-            if k < 1:
-                raise ConfigError("the number of mixture components must be at least 1")
-            if k > pixels.shape[0]:
-                raise ConfigError(
-                    f"{k} mixture components need at least {k} pixels, got {pixels.shape[0]}"
-                )
-            distinct = _count_distinct(pixels, limit=k)
-            if k > distinct:
-                raise ConfigError(
-                    f"{k} mixture components need at least {k} distinct colours, the target has "
-                    f"{distinct}; use --components {distinct} or auto"
-                )
-            candidates = [k]
         best, best_bic = None, math.inf
-        for k in candidates:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                sk = SkGMM(
-                    n_components=k, covariance_type="full", reg_covar=ridge,
-                    random_state=random_state, n_init=1, max_iter=200,
-                ).fit(pixels)
-            bic = sk.bic(pixels) if len(candidates) > 1 else 0.0
-            if bic < best_bic:
-                best, best_bic = sk, bic
+        with threadpool_limits(1):
+            for k in problem.candidates:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    sk = SkGMM(
+                        n_components=k, covariance_type="full", reg_covar=problem.ridge,
+                        random_state=problem.random_state, n_init=1, max_iter=200,
+                    ).fit(problem.sample)
+                bic = sk.bic(problem.sample) if len(problem.candidates) > 1 else 0.0
+                if bic < best_bic:
+                    best, best_bic = sk, bic
         assert best is not None
         return cls(best.weights_, best.means_, best.covariances_)
 

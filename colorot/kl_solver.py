@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,10 +90,11 @@ class KLTerms:
 
 @dataclass
 class KLResult:
-    """The fitted map, the KL's parts at the sliced start and at the end, the loss after each
-    iteration (KL + μ·SW₂², nats) and the wall seconds, sliced start included."""
+    """The fitted map, the density q it was fitted to, the KL's parts at the sliced start and at the
+    end, the loss after each iteration (KL + μ·SW₂², nats) and the wall seconds, sliced start included."""
 
     solution: SlicedSolution
+    target: GaussianMixture
     start: KLTerms
     final: KLTerms
     losses: list[float] = field(default_factory=list)
@@ -112,13 +114,15 @@ def dequantised_entropy(pixels: np.ndarray) -> float:
 class Objective:
     """−E log q(T(x)) − E log det J_T(x) and its gradient in (θ, b) over a fixed dictionary.
 
-    The parameter vector is (θ, b): the D·K step heights, the D linear weights λ, then b.
+    The parameter vector is (θ, b): the D·K step heights, the D linear weights λ, then b.  ``target``
+    is q, or a function giving it: the features are computed before q is needed.
     J_T is symmetric: its upper triangle is carried, (6, N).  The last evaluation is kept,
     since each L-BFGS-B run starts where the previous one ended.
     """
 
-    def __init__(self, dictionary: Dictionary, eps: float, x: np.ndarray, target: GaussianMixture) -> None:
-        self.target, self.eps, self.n = target, eps, len(x)
+    def __init__(self, dictionary: Dictionary, eps: float, x: np.ndarray,
+                 target: GaussianMixture | Callable[[], GaussianMixture]) -> None:
+        self._target, self.eps, self.n = target, eps, len(x)
         self.u = dictionary.directions.astype(np.float64)
         self.d, self.k = dictionary.centres.shape
         self.t = x @ self.u.T  # (N, D): coordinates along each direction
@@ -133,6 +137,13 @@ class Objective:
         self.outer = self.u[:, upper[0]] * self.u[:, upper[1]]  # u_d u_dᵀ's upper triangle (xx xy xz yy yz zz)
         self.quadratic = self.outer * [1, 2, 2, 1, 2, 1]  # u_dᵀ S u_d = quadratic_d · (S's upper triangle)
         self._last: tuple[np.ndarray, float, np.ndarray] | None = None  # params, value, gradient
+
+    @property
+    def target(self) -> GaussianMixture:
+        """q (a function given for it is called when q is first needed, once)."""
+        if callable(self._target):
+            self._target = self._target()
+        return self._target
 
     def _map(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """T(x) (3, N) and the upper triangle of the symmetric J_T(x) (6, N)."""
@@ -175,12 +186,13 @@ def _det_and_cofactors(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a * co[0] + b * co[1] + c * co[2], co
 
 
-def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, settings: KLSettings,
-           sliced: SlicedSettings, entropy: float | None = None, callback=None) -> KLResult:
+def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture | Callable[[], GaussianMixture],
+           settings: KLSettings, sliced: SlicedSettings, entropy: float | None = None, callback=None) -> KLResult:
     """Fit the ridge map from ``source`` pixels to ``target`` (q) by the KL + μ·SW₂².
 
-    ``reference``: the target's pixels (the SW₂ term's).  The sliced solution (``sliced``)
-    is the start; each of ``settings.iterations`` majorise–minimise iterations then
+    ``reference``: the target's pixels (the SW₂ term's); ``target``: q, or a function giving it,
+    called once the sliced start, which does not need q, is done (so EM can run meanwhile:
+    :mod:`colorot.em_process`).  The sliced solution (``sliced``) is the start; each of ``settings.iterations`` majorise–minimise iterations then
     replaces SW₂² by its quadratic upper bound at the current map (:mod:`colorot.sliced`)
     and takes INNER_ITERATIONS L-BFGS-B steps on KL + μ·bound.  ``callback(iteration,
     value)`` after each, with the value KL + μ·SW₂² at the map the iteration started from (SW₂²
@@ -242,4 +254,4 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture, s
             callback(settings.iterations, losses[-1])
     solution = problem.solution(theta, offset, costs, time.perf_counter() - began)
     final = kl.terms(np.concatenate([theta, solution.bias]))
-    return KLResult(solution, start_terms, final, losses, time.perf_counter() - began)
+    return KLResult(solution, kl.target, start_terms, final, losses, time.perf_counter() - began)

@@ -16,6 +16,7 @@ pixels of a list are pooled (concatenated) before fitting. Optional masks
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import math
@@ -32,7 +33,8 @@ from colorot.apply import map_pixels
 from colorot.controls import Controls
 from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_STEPS,
                               DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT)
-from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, GaussianMixture, fit_target, gaussian_moments
+from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
+from colorot.em_process import BackgroundEM
 from colorot.errors import ConfigError
 from colorot.history import History
 from colorot.imageio import read_image, read_pixels
@@ -461,32 +463,18 @@ class ColorTransfer:
             if target.settings != self._reference_settings():
                 raise ConfigError(f"this Reference was fitted with target settings {target.settings}; this "
                                   f"estimator needs {self._reference_settings()}")
-            reference = target
         src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
-        if not isinstance(target, Reference):
-            reference = self.fit_reference(target, target_mask)
-        tgt = reference.pixels
-        entropy = None if kind == "pixels" else kl_solver.dequantised_entropy(src)  # H(α) of the KL in nats
-        rng = np.random.default_rng(self.random_state)
-        if src.shape[0] > self.max_pixels:
-            src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
-        self.target_dist_ = reference.distribution
-        if tgt.shape[0] > self.max_pixels:
-            tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
-
-        if solver == "sliced":
-            # Onto the pixels themselves, or onto samples of the fitted distribution.
-            goal = tgt if kind == "pixels" else self.target_dist_.sample(len(tgt), self.random_state)
-            solution = solve_sliced(src, goal, sliced, callback=self._with_progress(callback))
-            self._set_ridge_map(solution.ridge_parameters())
-            self.history_ = History(losses=solution.costs, seconds=solution.seconds)
-        elif solver == "kl" and self.model == "ridge":
-            result = kl_solver.fit_kl(src, tgt, self.target_dist_, kl_settings, sliced, entropy=entropy,
-                                      callback=self._with_progress(callback))
-            self._set_ridge_map(result.solution.ridge_parameters())
-            self.history_ = History(losses=result.losses, seconds=result.seconds)
+        if isinstance(target, Reference):
+            tgt, density, target_sha256 = target.pixels, target.distribution, target.sha256
         else:
-            self.map_, self.history_ = self._fit_network(src, tgt, config, solver, steps, settings, entropy, callback)
+            tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+            density = self._fit_density(tgt, overlap=solver == "kl" and self.model == "ridge")
+            target_sha256 = _sha256(target)
+        with contextlib.ExitStack() as running:
+            if isinstance(density, BackgroundEM):  # EM runs beside the KL solver's sliced start
+                running.enter_context(density)
+            src, entropy = self._fit_map(src, tgt, density, solver, kind, steps, config, settings, kl_settings,
+                                         sliced, callback)
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
         adam_only = {"loss": self.loss, "sw_weight": self.resolved_sw_weight(),
                      "transport_weight": float(self.transport_weight), "lr": float(self._learning_rate()),
@@ -504,9 +492,47 @@ class ColorTransfer:
             "kl_nats": (None if kind == "pixels" else
                         round(kl_to_target(fitted, src, self.target_dist_, entropy, seed=self.random_state), 4)),
             "fit_seconds": round(time.perf_counter() - start, 3),
-            "source_sha256": _sha256(source), "target_sha256": reference.sha256,
+            "source_sha256": _sha256(source), "target_sha256": target_sha256,
         }
         return self
+
+    def _fit_density(self, pixels: np.ndarray, overlap: bool):
+        """The target's distribution; for a mixture the KL solver's ridge map is fitted onto
+        (``overlap``), a :class:`~colorot.em_process.BackgroundEM` fitting it beside the sliced start."""
+        kind, components, ridge, seed = self._reference_settings()
+        if overlap and kind == "gmm":
+            return BackgroundEM(EMProblem.prepare(pixels, components, ridge=ridge, random_state=seed))
+        return fit_target(pixels, kind, components, ridge=ridge, random_state=seed)
+
+    def _fit_map(self, src: np.ndarray, tgt: np.ndarray, density, solver: str, kind: str, steps: int, config: dict,
+                 settings, kl_settings: kl_solver.KLSettings, sliced: SlicedSettings,
+                 callback) -> tuple[np.ndarray, float | None]:
+        """Fit the map from the source's pixels onto the target (its pixels ``tgt`` and ``density``, a
+        distribution or a BackgroundEM); sets ``target_dist_``, the map and ``history_``.  Returns the
+        source's training subsample and H(α) (None for the pixels target)."""
+        entropy = None if kind == "pixels" else kl_solver.dequantised_entropy(src)  # H(α) of the KL in nats
+        rng = np.random.default_rng(self.random_state)
+        if src.shape[0] > self.max_pixels:
+            src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
+        if tgt.shape[0] > self.max_pixels:
+            tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
+        if solver == "kl" and self.model == "ridge":
+            result = kl_solver.fit_kl(src, tgt, density.result if isinstance(density, BackgroundEM) else density,
+                                      kl_settings, sliced, entropy=entropy, callback=self._with_progress(callback))
+            self.target_dist_ = result.target
+            self._set_ridge_map(result.solution.ridge_parameters())
+            self.history_ = History(losses=result.losses, seconds=result.seconds)
+            return src, entropy
+        self.target_dist_ = density
+        if solver == "sliced":
+            # Onto the pixels themselves, or onto samples of the fitted distribution.
+            goal = tgt if kind == "pixels" else self.target_dist_.sample(len(tgt), self.random_state)
+            solution = solve_sliced(src, goal, sliced, callback=self._with_progress(callback))
+            self._set_ridge_map(solution.ridge_parameters())
+            self.history_ = History(losses=solution.costs, seconds=solution.seconds)
+        else:
+            self.map_, self.history_ = self._fit_network(src, tgt, config, solver, steps, settings, entropy, callback)
+        return src, entropy
 
     def _adam_settings(self, steps: int):
         """The Adam solver's :class:`colorot.train.TrainSettings`, validated (its device resolved)."""

@@ -1,0 +1,112 @@
+"""The target's EM in a second Python process, while this one starts the map (``colorot fit``).
+
+A default fit spends ≈ 1.3 s importing scikit-learn and ≈ 0.4 s in its EM, all of it holding
+Python's lock, while the sliced start (:mod:`colorot.sliced`), which needs only the target's
+pixels, holds one core for about a second.  Threads cannot overlap the two; a second process
+can.  :class:`BackgroundEM` starts ``python -m colorot.em_process`` (a fresh interpreter: no fork of
+a process whose threads, BLAS's or torch's, may hold locks), sends it the prepared
+:class:`~colorot.distributions.EMProblem` and later reads back the mixture, which is exactly
+:meth:`GaussianMixture.fit_em`'s in this process (same code, same data, one BLAS thread).  If the
+process cannot start or does not answer with a mixture, EM runs here instead, so the result, or
+the error, is the same either way.  Only arrays cross the pipe (``np.save``, no pickles).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+
+from colorot.distributions import EMProblem, GaussianMixture
+
+#: Environment of the EM process: one BLAS/OpenMP thread, leaving the other cores to this process.
+_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+class BackgroundEM:
+    """EM of ``problem`` running in another process from construction until :meth:`result`; a
+    context manager whose exit stops the process if the caller never asked for the result."""
+
+    def __init__(self, problem: EMProblem) -> None:
+        self.problem = problem
+        self._process: subprocess.Popen | None = None
+        if (os.cpu_count() or 1) < 2:
+            return  # nothing to overlap with: EM runs in this process when asked for
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "colorot.em_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, env=_environment())
+        except (OSError, ValueError):  # no interpreter to start (embedded, frozen), no processes left, …
+            return
+        request = _arrays_to_bytes(sample=problem.sample, candidates=np.asarray(problem.candidates),
+                                   ridge=np.float64(problem.ridge), random_state=np.int64(problem.random_state))
+        # Written from a thread: the pipe holds less than the request, and this process has work to do.
+        self._writer = threading.Thread(target=_send, args=(self._process.stdin, request), daemon=True)
+        self._writer.start()
+
+    def result(self) -> GaussianMixture:
+        """The fitted mixture (EM in this process if the other one failed)."""
+        if self._process is not None:
+            try:
+                answer = self._process.stdout.read()
+                if self._process.wait() == 0:
+                    arrays = np.load(io.BytesIO(answer), allow_pickle=False)
+                    return GaussianMixture(arrays["weights"], arrays["means"], arrays["covariances"])
+            except Exception:  # noqa: BLE001: a broken answer of any kind means: fit here
+                pass
+            finally:
+                self.close()
+        return GaussianMixture.fit_em(self.problem)
+
+    def close(self) -> None:
+        """Stop the process (if it still runs)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> "BackgroundEM":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _environment() -> dict[str, str]:
+    """This process's environment, with one BLAS/OpenMP thread and this colorot first on the path
+    (the EM process must run the same code, wherever this one was imported from)."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, **_ONE_THREAD, "PYTHONPATH": path}
+
+
+def _send(pipe, data: bytes) -> None:
+    try:
+        with pipe:
+            pipe.write(data)
+    except OSError:  # the process exited: result() then fits here
+        pass
+
+
+def _arrays_to_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _serve() -> None:
+    """The EM process: one problem from stdin, its mixture to stdout."""
+    request = np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
+    problem = EMProblem(request["sample"], tuple(int(k) for k in request["candidates"]), float(request["ridge"]),
+                        int(request["random_state"]))
+    mixture = GaussianMixture.fit_em(problem)
+    sys.stdout.buffer.write(_arrays_to_bytes(weights=mixture.weights, means=mixture.means,
+                                             covariances=mixture.covariances))
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,67 @@
+"""Tests for colorot.em_process: EM in a second process gives the mixture EM here gives, or falls back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from colorot import em_process
+from colorot.distributions import EMProblem, GaussianMixture
+from colorot.em_process import BackgroundEM
+from colorot.transfer import ColorTransfer
+
+
+@pytest.fixture(scope="module")
+def problem() -> EMProblem:
+    rng = np.random.default_rng(0)
+    pixels = np.concatenate([rng.normal(0.3, 0.05, (3000, 3)), rng.normal(0.7, 0.1, (3000, 3))]).clip(0, 1)
+    return EMProblem.prepare(np.round(pixels * 255) / 255, 3, ridge=1e-4, random_state=2)
+
+
+def same(a: GaussianMixture, b: GaussianMixture) -> bool:
+    return all(np.array_equal(x, y) for x, y in [(a.weights, b.weights), (a.means, b.means),
+                                                 (a.covariances, b.covariances)])
+
+
+def forbid_em_here(monkeypatch) -> None:
+    def refuse(cls, problem):
+        raise AssertionError("EM ran in this process")
+
+    monkeypatch.setattr(GaussianMixture, "fit_em", classmethod(refuse))
+
+
+def test_the_second_process_gives_exactly_the_mixture_em_gives_here(problem, monkeypatch) -> None:
+    here = GaussianMixture.fit_em(problem)
+    forbid_em_here(monkeypatch)
+    with BackgroundEM(problem) as running:
+        assert same(running.result(), here)
+
+
+def test_without_a_second_process_em_runs_here(problem, monkeypatch) -> None:
+    here = GaussianMixture.fit_em(problem)
+    monkeypatch.setattr(em_process.sys, "executable", "/nonexistent/python")
+    with BackgroundEM(problem) as running:
+        assert same(running.result(), here)
+
+
+def test_a_process_that_fails_leaves_em_to_this_one(problem, monkeypatch) -> None:
+    here = GaussianMixture.fit_em(problem)
+    monkeypatch.setattr(em_process, "_arrays_to_bytes", lambda **arrays: b"not an npz archive")
+    with BackgroundEM(problem) as running:
+        assert same(running.result(), here)
+
+
+def test_leaving_early_stops_the_process(problem) -> None:
+    with BackgroundEM(problem) as running:
+        process = running._process
+        assert process is None or process.poll() is None
+    assert running._process is None and (process is None or process.poll() is not None)
+
+
+def test_a_default_fit_gets_the_mixture_of_an_ordinary_em() -> None:
+    rng = np.random.default_rng(1)
+    source = np.round(rng.random((4000, 3)) * 255) / 255
+    target = np.round(rng.random((4000, 3)) ** 2 * 255) / 255
+    fitted = ColorTransfer(steps=1).fit(source, target)
+    pixels = target.astype(np.float32)  # as fit reads any image
+    assert same(fitted.target_dist_, GaussianMixture.fit(pixels, 10, ridge=1e-4, random_state=0))
