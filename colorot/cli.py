@@ -28,7 +28,7 @@ from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
 from colorot.errors import ColorotError, ConfigError
-from colorot.lut import bake
+from colorot.lut import bake, interpolation_error
 
 app = typer.Typer(
     name="colorot",
@@ -655,7 +655,8 @@ def export_lut(
         if inverse and not controls.is_identity:
             raise ConfigError("the colour controls (--keep-luminance, --saturation, --neutral) do not apply to --inverse")
         base = checkpoint.load(model).model
-        lut = bake(controls.bind(prepare_map(base, strength=strength, inverse=inverse), torch_map=True), size)
+        fitted = controls.bind(prepare_map(base, strength=strength, inverse=inverse), torch_map=True)
+        lut = bake(fitted, size)
         title = " ".join([f"colorot {base.name}", *([f"strength {strength:g}"] if strength != 1.0 else []),
                           *(["inverse"] if inverse else []), *(["keep-luminance"] if keep_luminance else []),
                           *([f"saturation {saturation:g}"] if saturation != 1.0 else []),
@@ -670,14 +671,18 @@ def export_lut(
             sys.stdout.write(cube_text(lut, title))
             return
         write_cube(output, lut, title=title, overwrite=force)
+        error_p99, error_max = interpolation_error(lut, fitted)
         outside = float(((lut.table < 0) | (lut.table > 1)).any(-1).mean())
         _emit(as_json, {"lut": output, "size": size, "entries": size**3, "strength": strength, "inverse": inverse,
                         "controls": controls.describe(),
                         "domain": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], "fraction_outside_unit_cube": outside,
                         "fraction_outside_by_2_codes": far_share, "max_outside": far_max,
-                        "inverse_ill_conditioned": ill_conditioned if inverse else None},
+                        "inverse_ill_conditioned": ill_conditioned if inverse else None,
+                        "interpolation_error_codes": {"p99": round(error_p99, 3), "max": round(error_max, 3)}},
               [f"wrote {output}: {size}³ .cube LUT, domain [0, 1]³, strength {strength:g}"
-               + (", inverse" if inverse else "")])
+               + (", inverse" if inverse else "")
+               + f"; interpolated, it follows the map within {error_p99:.2g} code values on 99 % of colours "
+               f"(at most {error_max:.2g})" + ("" if size == 65 or error_p99 <= 1 else "; --size 65 follows it closer")])
 
 
 @app.command(cls=_Command)

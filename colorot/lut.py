@@ -24,6 +24,8 @@ from colorot.errors import ConfigError
 DEFAULT_LUT_SIZE = 65
 #: Grid colours evaluated at a time while baking.
 BAKE_CHUNK = 1 << 15
+#: Seeded uniform colours on which :func:`interpolation_error` compares a table with its map.
+ERROR_SAMPLES = 1 << 15
 
 
 def lut_grid(size: int) -> np.ndarray:
@@ -62,3 +64,33 @@ def bake(fitted_map, size: int = DEFAULT_LUT_SIZE) -> Lut:
     with torch.inference_mode():  # in chunks, so a wide map's activations stay small
         table = torch.cat([fitted_map(chunk).to("cpu", torch.float32) for chunk in grid.split(BAKE_CHUNK)])
     return Lut(size, table.numpy())
+
+
+def interpolate(lut: Lut, colours: np.ndarray) -> np.ndarray:
+    """The table at ``colours`` (N, 3) in [0, 1]³ by trilinear interpolation, as ffmpeg's ``lut3d``
+    and Pillow do: float64 (N, 3), unclipped."""
+    scaled = np.clip(np.asarray(colours, np.float64), 0, 1) * (lut.size - 1)
+    low = np.minimum(np.floor(scaled).astype(np.int64), lut.size - 2)
+    frac = scaled - low
+    table = lut.table.astype(np.float64)
+    out = np.zeros((len(scaled), 3))
+    for corner in range(8):  # the cell's 8 corners (r, g, b offsets 0/1), weighted by proximity
+        offset = np.array([corner & 1, (corner >> 1) & 1, corner >> 2])
+        weight = np.prod(np.where(offset, frac, 1 - frac), axis=1)
+        r, g, b = (low + offset).T
+        out += weight[:, None] * table[r + lut.size * (g + lut.size * b)]
+    return out
+
+
+def interpolation_error(lut: Lut, fitted_map, samples: int = ERROR_SAMPLES, seed: int = 0) -> tuple[float, float]:
+    """How far the table strays from the map it was baked from, in 8-bit code values: the 99th
+    percentile and the maximum over ``samples`` seeded uniform colours of the cube of
+    max over channels |table(x) − T(x)|, both clipped to [0, 1] as a consumer shows them."""
+    import torch  # here, not at the top: the CLI starts without torch
+
+    colours = np.random.default_rng(seed).random((samples, 3)).astype(np.float32)
+    with torch.inference_mode():
+        exact = torch.cat([fitted_map(chunk).to("cpu", torch.float64)
+                           for chunk in torch.from_numpy(colours).split(BAKE_CHUNK)]).numpy()
+    error = np.abs(np.clip(interpolate(lut, colours), 0, 1) - np.clip(exact, 0, 1)).max(axis=1) * 255
+    return float(np.percentile(error, 99)), float(error.max())

@@ -18,7 +18,8 @@ Its minimiser over θ, λ ≥ 0 (a non-negative least-squares problem whose Gram
 never changes) cannot raise the cost.  Each iteration averages a few random frames.
 
 Each step's height is capped, θ_dk ≤ C / s_d², which bounds the map's curvature along
-u_d and so the error of a lookup table baked from it (:data:`CURVATURE_CAP`).
+u_d: how much it can amplify fine detail and noise, and the error of a lookup table baked
+from it (:data:`CURVATURE_CAP`).
 """
 
 from __future__ import annotations
@@ -51,11 +52,14 @@ FRAMES = 2
 #: Source and target pixels the solver works on (seeded subsamples).
 DEFAULT_PIXELS = 20_000
 #: C in θ_dk ≤ C / s_d²: a step's second derivative along u_d is at most 0.0962 θ s², and
-#: trilinear interpolation on a grid of spacing h errs by at most h²/8 times that.  Measured
-#: on the 12 benchmark pairs (bench/EXPERIMENTS.md, E31): C = 200 keeps a 65³ LUT within 2
-#: code values but gives median SW2 0.0180; 600 gives 0.0122; no cap 0.0082 with LUT errors
-#: up to 30 code values.  600 is the compromise: the quality goal (≤ 0.015) with margin.
-CURVATURE_CAP = 600.0
+#: trilinear interpolation on a grid of spacing h errs by at most h²/8 times that.  A higher
+#: cap fits the target closer but sharpens the map, which amplifies fine detail (grain) and
+#: strays further from a baked .cube LUT.  On 8 development pairs outside the benchmark
+#: (bench/EXPERIMENTS.md, E41), 1800 lowered SW2 by up to 60 % against 600 (0 % where the
+#: cap did not bind) while the fine-detail gain stayed within 6 % of color-matcher hm-mkl-hm's
+#: on every pair; 6000 gained a little more and exceeded it by up to 17 %.  (600 was set when
+#: `colorot apply` went through a 65³ LUT, which it no longer does: E31, E37.)
+CURVATURE_CAP = 1800.0
 #: Spread floor (RGB units) along a direction, so a flat source does not get infinitely sharp steps.
 MIN_SPREAD = 1e-3
 #: Ridge on the Gram matrix, relative to its mean diagonal: keeps the solve well posed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -50,6 +51,8 @@ def test_export_lut_cli(tiny_fit, tmp_path):
     result = runner.invoke(app, ["export-lut", str(tiny_fit["model"]), str(out), "--size", "9", "--json"])
     assert result.exit_code == 0, result.output
     assert '"size": 9' in result.stdout and read_cube(out).size == 9
+    error = json.loads(result.stdout)["interpolation_error_codes"]
+    assert 0 <= error["p99"] <= error["max"]
     assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), str(out)]).exit_code == 1  # exists
     half = runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "-", "--size", "3", "--strength", "0"])
     rows = [list(map(float, line.split())) for line in half.stdout.splitlines()[4:]]

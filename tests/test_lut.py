@@ -9,7 +9,7 @@ import torch
 from colorot.apply import map_pixels
 from colorot.errors import ConfigError
 from colorot.imageio import quantize
-from colorot.lut import bake, lut_grid
+from colorot.lut import bake, interpolate, interpolation_error, lut_grid
 from colorot.models import RidgeMGN
 
 
@@ -46,3 +46,33 @@ def test_a_step_too_sharp_for_the_grid_is_missed_by_the_lut():
     codes = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     exact = quantize(map_pixels(model.eval(), codes / np.float32(255)), 8).astype(int)
     assert np.abs(bake(model).apply_codes(codes).astype(int) - exact).max() > 10
+
+
+def _sharp_step(width: float) -> RidgeMGN:
+    """The identity plus one step of height 0.3 along red at 0.503, ≈ ``width`` wide."""
+    model = RidgeMGN(hidden=1)
+    with torch.no_grad():
+        model.V.copy_(torch.eye(3))
+        model.W.copy_(torch.tensor([[1.0 / width, 0.0, 0.0]]))
+        model.biases.fill_(-0.503 / width)
+        model.rho.fill_(float(np.log(np.expm1(0.3 * width))))
+    return model.eval()
+
+
+def test_interpolation_is_the_table_at_its_grid_and_agrees_with_pillow(curved_map):
+    lut = bake(curved_map, size=17)
+    np.testing.assert_allclose(interpolate(lut, lut_grid(17)), lut.table, atol=1e-6)
+    codes = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    ours = quantize(interpolate(lut, codes.reshape(-1, 3) / 255.0), 8).reshape(codes.shape).astype(int)
+    assert np.abs(ours - lut.apply_codes(codes).astype(int)).max() <= 1  # Pillow's fixed-point rounding
+
+
+def test_an_affine_map_is_interpolated_exactly_and_a_sharp_step_is_not():
+    affine = _sharp_step(0.1)
+    with torch.no_grad():
+        affine.rho.fill_(-60.0)  # no step: the identity, which trilinear interpolation reproduces
+    assert interpolation_error(bake(affine, 5), affine)[1] < 1e-3
+    sharp = _sharp_step(0.01)
+    coarse, fine = interpolation_error(bake(sharp, 33), sharp), interpolation_error(bake(sharp, 65), sharp)
+    assert fine[0] <= coarse[0] and fine[1] < coarse[1]
+    assert coarse[1] > 2  # a step 0.01 wide inside a cell 1/32 wide (measured: 7.3 code values)
