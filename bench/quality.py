@@ -36,6 +36,8 @@ Measures (each output in [0, 1] units, as float, unclipped unless said):
   subsamples of source and target, uniform weights, ``M = ot.dist(xs, xt)``
   (squared Euclidean); RMS/W2 − 1 says how far a map moves colours beyond the
   cheapest transport;
+* detail gain = ``colorot.metrics.detail_gain(source, clip(output, 0, 1))``: the energy of the
+  output luma's finest detail over the source's (above 1: detail, noise and grain amplified);
 * time per pair: wall time of fit + apply on the decoded images (decoding excluded);
 * for colorot's maps: the smallest eigenvalue of the symmetric Jacobian over every
   pixel of the pair's two images (every distinct colour, which covers every pixel,
@@ -72,8 +74,8 @@ import torch  # noqa: E402
 
 import colorot  # noqa: E402
 from colorot import ColorTransfer  # noqa: E402
-from colorot.metrics import (clipped_fraction, kl_to_target, min_jacobian_eigenvalue,  # noqa: E402
-                             rms_displacement, sliced_w2)
+from colorot.metrics import (clipped_fraction, detail_gain, kl_to_target,  # noqa: E402
+                             min_jacobian_eigenvalue, rms_displacement, sliced_w2)
 
 SIZE = (1920, 1200)
 PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
@@ -348,7 +350,8 @@ def run_pair(src_name: str, tgt_name: str, images: dict[str, Path], methods: lis
         seconds = time.perf_counter() - start
         out = output.pixels.reshape(-1, 3)
         row = {"sw2": sliced_w2(np.clip(out, 0, 1), tgt), "rms": rms_displacement(src, out),
-               "seconds": seconds, "clipped": clipped_fraction(out)}
+               "seconds": seconds, "clipped": clipped_fraction(out),
+               "detail_gain": detail_gain(src_u8 / 255.0, output.pixels.reshape(src_u8.shape))}
         row["rms_w2"] = row["rms"] / result.w2 - 1
         if output.estimator is not None:
             ct = output.estimator
@@ -451,18 +454,21 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
         f"`colorot-default` is `ColorTransfer()` as it stood: "
         f"`{', '.join(f'{k}={v!r}' for k, v in params.items() if k != 'progress')}`.",
         "",
-        "| method | median SW2 ↓ | median RMS displacement | median RMS/W2 − 1 | median time per pair |",
-        "| --- | --- | --- | --- | --- |",
+        "| method | median SW2 ↓ | median RMS displacement | median RMS/W2 − 1 | worst RMS/W2 − 1 | "
+        "median detail gain | median time per pair |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for method in sorted(methods, key=lambda m: summary[m]):
         rows = [r.rows[method] for r in results]
+        worst = max((x["rms_w2"] for x in rows), key=abs)
         lines.append(f"| {method} | {summary[method]:.4f} | {med(x['rms'] for x in rows):.4f} | "
-                     f"{100 * med(x['rms_w2'] for x in rows):+.1f} % | {med(x['seconds'] for x in rows):.2f} s |")
+                     f"{100 * med(x['rms_w2'] for x in rows):+.1f} % | {100 * worst:+.1f} % | "
+                     f"{med(x['detail_gain'] for x in rows):.2f} | {med(x['seconds'] for x in rows):.2f} s |")
     for ref in results[0].refs:
         values = [r.refs[ref] for r in results]
         rms = f"{med(v['rms'] for v in values):.4f}" if "rms" in values[0] else "–"
         rel_w2 = f"{100 * med(v['rms_w2'] for v in values):+.1f} %" if "rms_w2" in values[0] else "–"
-        lines.append(f"| *{ref}* | {med(v['sw2'] for v in values):.4f} | {rms} | {rel_w2} | – |")
+        lines.append(f"| *{ref}* | {med(v['sw2'] for v in values):.4f} | {rms} | {rel_w2} | – | – | – |")
     lines += [
         "",
         f"Median exact W2 estimate over the pairs: {med(r.w2 for r in results):.4f}.",
@@ -474,6 +480,9 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
         "uniform weights, `M = ot.dist(xs, xt)` (squared Euclidean). RMS/W2 − 1 is how much further than "
         "the cheapest transport a method moves colours; the subsample estimate is biased upwards, so a map "
         "that stops short of the target can read below 0.",
+        "* **detail gain** = `colorot.metrics.detail_gain(source, clip(output, 0, 1))`: the energy of the "
+        "output luma's finest detail (luma minus its 3×3 mean) over the source's; above 1 a method amplifies "
+        "fine detail, noise and grain.",
         "* **time per pair**: wall time of fit + apply on images already decoded (decoding excluded).",
         "* colorot outputs are the map applied exactly to every pixel (`ct.transform`, no LUT). "
         "color-matcher gets uint8 arrays (its documented input) and its code-value output is divided by "
@@ -513,7 +522,7 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
     refs = list(results[0].refs)
     lines += [f"![contact sheet]({rel(sheet)})", "",
               f"Contact sheet: source | {ours or '–'} | best peer by median SW2 ({peer or '–'}) | target.", "",
-              "<details><summary>Per pair: SW2, RMS/W2 − 1, time, clipped fraction</summary>", "",
+              "<details><summary>Per pair: SW2, RMS/W2 − 1, detail gain, time, clipped fraction</summary>", "",
               "SW2 ↓", "",
               "| pair | " + " | ".join(methods + refs) + " |",
               "| --- |" + " --- |" * (len(methods) + len(refs))]
@@ -521,6 +530,7 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
         lines.append(f"| {r.pair} | " + " | ".join([f"{r.rows[m]['sw2']:.4f}" for m in methods]
                                                    + [f"{r.refs[k]['sw2']:.4f}" for k in refs]) + " |")
     for title, key, fmt in (("RMS/W2 − 1", "rms_w2", lambda v: f"{100 * v:+.1f} %"),
+                            ("detail gain", "detail_gain", lambda v: f"{v:.2f}"),
                             ("time per pair (s)", "seconds", lambda v: f"{v:.2f}"),
                             ("pixels outside [0, 1]", "clipped", lambda v: f"{100 * v:.2f} %")):
         lines += ["", title, "", "| pair | exact W2 | " + " | ".join(methods) + " |",

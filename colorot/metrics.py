@@ -9,6 +9,8 @@
 * :func:`w2_estimate`: W2 between the whole pixel sets, debiased with the subsamples'
   own noise floor, with a 95 % interval over independent repeats (``colorot eval``).
 * :func:`clipped_fraction`: share of pixels with a channel outside [0, 1].
+* :func:`detail_gain`: how much a transfer amplifies fine detail and noise (grain): the
+  high-frequency energy of the output's luma over the source's.
 * :func:`min_jacobian_eigenvalue`: min over distinct colours x of λ_min((J_T(x) + J_T(x)ᵀ)/2).
 * :func:`kl_to_target`: KL(T#α ‖ q) in nats, by change of variables, for the source's
   pixels α dequantised over their 8-bit cells.
@@ -192,6 +194,26 @@ def clipped_fraction(mapped: np.ndarray) -> float:
         raise ValueError("clipped_fraction needs at least one pixel")
     inside = (flat >= 0) & (flat <= 1)  # NaN compares false: counted as clipped
     return float(np.mean(~inside.all(axis=1)))
+
+
+#: Rec. 709 luma weights of encoded RGB (as :mod:`colorot.controls` uses them).
+LUMA = (0.2126, 0.7152, 0.0722)
+
+
+def detail_gain(source: np.ndarray, output: np.ndarray) -> float:
+    """E(output) / E(source), with E(image) = mean over pixels of (Y − box₃(Y))² for the luma Y of
+    the image (H, W, 3) in [0, 1] (``output`` clipped to it) and box₃ its 3×3 mean (edges
+    reflected): the energy of the finest detail, noise and grain included.  Above 1 the transfer
+    amplifies it, as any map must that stretches a narrow range of colours."""
+    from scipy.ndimage import uniform_filter
+
+    def energy(image: np.ndarray) -> float:
+        luma = np.clip(np.asarray(image, np.float64), 0, 1) @ np.asarray(LUMA)
+        return float(np.mean((luma - uniform_filter(luma, 3)) ** 2))
+
+    if np.asarray(source).ndim != 3 or np.asarray(source).shape != np.asarray(output).shape:
+        raise ValueError("detail_gain needs a source and an output image of the same shape (H, W, 3)")
+    return energy(output) / max(energy(source), 1e-30)
 
 
 def _distinct_rows(rows: np.ndarray) -> np.ndarray:

@@ -315,3 +315,17 @@ def test_eval_reports_missing_files_and_bad_checkpoints(files, tmp_path) -> None
     assert "bad.pt" in _one_line_error(_eval(files["source"], files["output"], files["target"],
                                              "--model", tmp_path / "bad.pt"))
     assert _eval(files["source"], files["output"], files["target"], "--w2-pixels", "0").exit_code == 2
+
+
+def test_detail_gain_is_one_for_the_identity_and_scales_with_contrast_squared() -> None:
+    from scipy.ndimage import uniform_filter
+
+    from colorot.metrics import detail_gain
+
+    image = 0.3 + 0.2 * np.random.default_rng(0).random((40, 50, 3))
+    assert detail_gain(image, image) == pytest.approx(1.0)
+    assert detail_gain(image, 0.5 + 2 * (image - 0.5)) == pytest.approx(4.0)  # stays inside [0, 1]
+    assert detail_gain(image, image + 0.1) == pytest.approx(1.0)  # a shift adds no detail
+    assert detail_gain(image, uniform_filter(image, (5, 5, 1))) < 0.2  # a blur removes it
+    with pytest.raises(ValueError):
+        detail_gain(image, image[:, :-1])
