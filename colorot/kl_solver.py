@@ -125,14 +125,16 @@ class Objective:
         self._target, self.eps, self.n = target, eps, len(x)
         self.u = dictionary.directions.astype(np.float64)
         self.d, self.k = dictionary.centres.shape
-        self.t = x @ self.u.T  # (N, D): coordinates along each direction
+        self.t = self.u @ x.T  # (D, N): coordinates along each direction
         self.shift = eps * x.T  # εx, (3, N)
-        z = dictionary.sharpness[:, None, None] * (self.t.T[:, :, None] - dictionary.centres[:, None, :])
-        step = 0.5 + 0.5 * np.tanh(0.5 * z)  # the logistic sigmoid, without overflow; (D, N, K)
-        self.f = np.ascontiguousarray(step, np.float32)  # C order: the batched products below need it
-        self.g = np.ascontiguousarray(step * (1 - step) * dictionary.sharpness[:, None, None], np.float32)
-        self.f_t = np.ascontiguousarray(self.f.transpose(0, 2, 1))
-        self.g_t = np.ascontiguousarray(self.g.transpose(0, 2, 1))
+        # f_p and g_p of every unit at every pixel, (D, K, N) in C order (the batched products need it)
+        z = np.empty((self.d, self.k, self.n), np.float32)
+        np.subtract(self.t.astype(np.float32)[:, None, :], dictionary.centres[:, :, None], out=z)
+        z *= (0.5 * dictionary.sharpness)[:, None, None]
+        self.f_t = np.tanh(z, out=z)
+        self.f_t *= 0.5
+        self.f_t += 0.5  # the logistic sigmoid σ(s(t − c)) = ½ + ½ tanh(s(t − c)/2), without overflow
+        self.g_t = self.f_t * (1 - self.f_t) * dictionary.sharpness[:, None, None]
         upper = np.triu_indices(3)
         self.outer = self.u[:, upper[0]] * self.u[:, upper[1]]  # u_d u_dᵀ's upper triangle (xx xy xz yy yz zz)
         self.quadratic = self.outer * [1, 2, 2, 1, 2, 1]  # u_dᵀ S u_d = quadratic_d · (S's upper triangle)
@@ -148,10 +150,10 @@ class Objective:
     def _map(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """T(x) (3, N) and the upper triangle of the symmetric J_T(x) (6, N)."""
         dk = self.d * self.k
-        heights = params[:dk].reshape(self.d, self.k, 1).astype(np.float32)
+        heights = params[:dk].reshape(self.d, 1, self.k).astype(np.float32)
         linear, bias = params[dk:dk + self.d, None], params[dk + self.d:, None]
-        mapped = self.u.T @ ((self.f @ heights)[:, :, 0] + linear * self.t.T) + self.shift + bias
-        jac = self.outer.T @ ((self.g @ heights)[:, :, 0] + linear)
+        mapped = self.u.T @ (np.matmul(heights, self.f_t)[:, 0] + linear * self.t) + self.shift + bias
+        jac = self.outer.T @ (np.matmul(heights, self.g_t)[:, 0] + linear)
         jac[[0, 3, 5]] += self.eps  # the diagonal
         return mapped, jac
 
@@ -168,12 +170,12 @@ class Objective:
         log_q, grad_log_q = self.target.log_prob_and_gradient(mapped.T)
         det, cofactors = _det_and_cofactors(jac)
         value = float(-log_q.mean() - np.log(det).mean())
-        d_mapped = -grad_log_q / n  # ∂/∂T(x_i)
-        d_along = d_mapped @ self.u.T  # (N, D)
-        d_slopes = (self.quadratic @ (cofactors / det)).T / n  # u_dᵀ J⁻¹ u_d / N, (N, D)
-        grad_heights = (self.f_t @ np.ascontiguousarray(d_along.T, np.float32)[:, :, None]
-                        - self.g_t @ np.ascontiguousarray(d_slopes.T, np.float32)[:, :, None])
-        grad = np.concatenate([grad_heights.ravel(), (d_along * self.t).sum(0) - d_slopes.sum(0), d_mapped.sum(0)])
+        d_mapped = -grad_log_q / n  # ∂/∂T(x_i), (N, 3)
+        d_along = self.u @ d_mapped.T  # (D, N)
+        d_slopes = (self.quadratic @ (cofactors / det)) / n  # u_dᵀ J⁻¹ u_d / N, (D, N)
+        grad_heights = (self.f_t @ d_along.astype(np.float32)[:, :, None]
+                        - self.g_t @ d_slopes.astype(np.float32)[:, :, None])
+        grad = np.concatenate([grad_heights.ravel(), (d_along * self.t).sum(1) - d_slopes.sum(1), d_mapped.sum(0)])
         self._last = (params.copy(), value, grad)
         return value, grad.copy()
 
