@@ -35,6 +35,8 @@ from colorot.strength import check_strength
 if TYPE_CHECKING:
     import torch
 
+    from colorot.ridge_map import RidgeParameters
+
     from colorot.models import MonotoneGradientMap
 
 #: Pixels per tensor: small enough that a 576-unit ridge map's (chunk × units) activations
@@ -103,6 +105,14 @@ def checkpoint_table(model: str | os.PathLike[str] | bytes, *, strength: float =
     None otherwise (load such a checkpoint with :func:`colorot.checkpoint.load`, which also names
     its faults). The table gives what :func:`colour_table` of the loaded map gives."""
     ridge = checkpoint.ridge_map_from_bytes(bytes(model)) if _is_bytes(model) else checkpoint.read_ridge_map(model)
+    return ridge_table(ridge, strength=strength, controls=controls)
+
+
+def ridge_table(ridge: RidgeParameters | None, *, strength: float = 1.0,
+                controls: Controls | None = None) -> ColourTable | None:
+    """The fast path's :class:`ColourTable` for a ridge (or affine) map's parameters at ``strength``,
+    then ``controls``, without torch (what :func:`colour_table` of its module gives); None for no
+    parameters, or profiles too sharp to tabulate."""
     profiles = None if ridge is None else RidgeProfiles.from_parameters(ridge.state, ridge.eps)
     if profiles is None:
         return None

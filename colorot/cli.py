@@ -545,13 +545,15 @@ def match_command(
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
         if jobs > 1:  # parallelism comes from the file workers: one torch and one BLAS thread each
-            import torch
             from threadpoolctl import threadpool_limits
 
             import scipy.optimize  # noqa: F401  (loaded first, so that the limit below reaches its BLAS too)
             import sklearn.mixture  # noqa: F401
 
-            torch.set_num_threads(1)
+            if model != ModelName.ridge or solver == SolverName.adam or exact:  # only these evaluate torch maps
+                import torch
+
+                torch.set_num_threads(1)
             threadpool_limits(1)  # 2 workers × 2 BLAS threads on 2 cores: half the pace (bench/EXPERIMENTS.md, E38)
         matcher = Matcher(reference, model=model.value,
                           solver=solver.value, target=distribution.value, n_components=n_components, steps=steps,

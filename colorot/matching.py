@@ -27,13 +27,15 @@ class Matcher:
         self.params = params
         self.reference = ColorTransfer(**params).fit_reference(reference, reference_mask)
 
-    def fit(self, image: ImageLike) -> ColorTransfer:
-        """A fitted :class:`ColorTransfer` from ``image`` onto the reference."""
-        return ColorTransfer(**self.params).fit(image, self.reference)
+    def fit(self, image: ImageLike, *, measure_kl: bool = True) -> ColorTransfer:
+        """A fitted :class:`ColorTransfer` from ``image`` onto the reference (``measure_kl``: as
+        :meth:`ColorTransfer.fit`'s)."""
+        return ColorTransfer(**self.params).fit(image, self.reference, measure_kl=measure_kl)
 
     def match_file(self, src: Path, dst: Path, *, save_map: Path | None = None, **write_options) -> None:
-        """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`)."""
-        write_matched(self.fit(src), src, dst, save_map=save_map, **write_options)
+        """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`); the map's KL
+        is estimated only for a map that is kept (``save_map``)."""
+        write_matched(self.fit(src, measure_kl=save_map is not None), src, dst, save_map=save_map, **write_options)
 
     def match_bytes(self, data: bytes, *, format: str | None = None, strength: float = 1.0,
                     controls: Controls | None = None, exact: bool = False, quality: int = 95,
@@ -44,8 +46,7 @@ class Matcher:
         from colorot.imageio import decode_image, encode_image, format_for_suffix
 
         image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
-        estimator = self.fit(image.rgb)
-        fitted, table = apply.prepare_fitted(estimator.map_, strength=strength, exact=exact, controls=controls)
+        fitted, table = _prepared(self.fit(image.rgb, measure_kl=False), strength, exact, controls)
         fmt = format_for_suffix(format) if format else image.format
         return encode_image(image, apply.map_image(fitted, image, table=table), fmt, quality=quality), fmt
 
@@ -61,8 +62,19 @@ def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: f
     if save_map is not None:
         apply.make_folder(save_map.parent)
         estimator.save(save_map, overwrite=True)
-    fitted, table = apply.prepare_fitted(estimator.map_, strength=strength, exact=exact, controls=controls)
+    fitted, table = _prepared(estimator, strength, exact, controls)
     apply.apply_to_file(fitted, src, dst, table=table, quality=quality, max_pixels=max_pixels)
+
+
+def _prepared(estimator: ColorTransfer, strength: float, exact: bool, controls: Controls | None):
+    """The map and colour table ``colorot apply`` would use for the estimator's map: for a ridge map
+    the table of its parameters, without torch (the map is then None), unless ``exact``."""
+    from colorot import apply
+
+    table = None if exact else apply.ridge_table(estimator.ridge_parameters_, strength=strength, controls=controls)
+    if table is not None:
+        return None, table
+    return apply.prepare_fitted(estimator.map_, strength=strength, exact=exact, controls=controls)
 
 
 def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike], *, strength: float = 1.0,

@@ -58,6 +58,27 @@ def test_match_mirrors_the_tree_and_keeps_each_map(scene, tmp_path):
     assert load(maps / "a.pt").train_info_["target_sha256"] is not None
 
 
+def test_a_default_match_never_imports_torch(scene, tmp_path):
+    import sys
+
+    script = ("import sys\n"
+              "from typer.testing import CliRunner\n"
+              "from colorot.cli import app\n"
+              "result = CliRunner().invoke(app, sys.argv[1:])\n"
+              "assert result.exit_code == 0, result.output\n"
+              "print('torch' in sys.modules)\n")
+
+    def torch_imported(*options: str) -> str:
+        args = ["match", str(scene["reference"]), str(scene["folder"]), str(tmp_path / "out"), "--overwrite", *FAST,
+                *options]
+        done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
+        return done.stdout.split()[-1]
+
+    assert torch_imported("--jobs", "2") == "False"
+    assert torch_imported("--jobs", "2", "--save-maps", str(tmp_path / "maps")) == "False"
+    assert torch_imported("--jobs", "2", "--exact") == "True"  # the check does see torch when it is there
+
+
 def test_each_input_gets_its_own_map(scene, tmp_path):
     out, maps = tmp_path / "out", tmp_path / "maps"
     assert match(scene, str(scene["folder"]), str(out), "--save-maps", str(maps)).exit_code == 0

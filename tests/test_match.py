@@ -57,3 +57,34 @@ def test_a_reference_with_other_settings_is_refused():
 
 def test_match_is_exported_at_the_top():
     assert colorot.match is match
+
+
+def test_a_matched_file_is_what_the_map_applied_through_torch_writes(tmp_path):
+    """match writes a ridge map through its parameters' colour table, without torch: the same file
+    as through the loaded module (the table ``colorot apply`` builds for it)."""
+    from PIL import Image
+
+    from colorot import apply
+    from colorot.matching import write_matched
+
+    reference, source = image(0, (1.0, 0.6, 0.3), size=32), image(1, size=32)
+    Image.fromarray(np.round(source * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    estimator = Matcher(reference, **FAST).fit(tmp_path / "in.png", measure_kl=False)
+    controls = Controls(saturation=0.8, neutral=0.5)
+    write_matched(estimator, tmp_path / "in.png", tmp_path / "table.png", strength=0.7, controls=controls)
+    fitted, table = apply.prepare_fitted(estimator.map_, strength=0.7, controls=controls)
+    apply.apply_to_file(fitted, tmp_path / "in.png", tmp_path / "torch.png", table=table)
+    with Image.open(tmp_path / "table.png") as a, Image.open(tmp_path / "torch.png") as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_kl_is_measured_for_the_maps_that_are_kept(tmp_path):
+    from PIL import Image
+
+    source = tmp_path / "in.png"
+    Image.fromarray(np.round(image(1) * 255).astype(np.uint8)).save(source)
+    matcher = Matcher(image(0, (1.0, 0.6, 0.3)), **FAST)
+    matcher.match_file(source, tmp_path / "out.png", save_map=tmp_path / "maps" / "in.pt")
+    assert colorot.load(tmp_path / "maps" / "in.pt").train_info_["kl_nats"] is not None
+    assert matcher.fit(source, measure_kl=False).train_info_["kl_nats"] is None
+    assert matcher.fit(source).train_info_["kl_nats"] is not None
