@@ -497,7 +497,9 @@ def match_command(
                             "for 'colorot fit'.")] = TargetKind.auto,
     components: Annotated[Optional[str], typer.Option(rich_help_panel="Fit (each input's map)", help="Mixture components K of the reference, or 'auto' "
                           "\\[default: 10 for the kl solver, auto otherwise].", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option(rich_help_panel="Fit (each input's map)", help="Iterations or steps per fit, as for 'colorot fit'.")] = None,
+    steps: Annotated[Optional[int], typer.Option(rich_help_panel="Fit (each input's map)", help="Iterations or steps per fit, as for 'colorot fit' "
+                                                 "\\[default: 5 KL iterations for the ridge map, each input fitted on 10 000 of "
+                                                 "its pixels; the other solvers' as for 'colorot fit'].", show_default=False)] = None,
     sw_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Fit (each input's map)", help="μ of μ·SW₂², as for 'colorot fit'.",
                                                        show_default=False)] = None,
     seed: Annotated[int, typer.Option(rich_help_panel="Fit (each input's map)", min=0, max=2**32 - 1, help="Random seed of every fit.")] = 0,

@@ -1,8 +1,9 @@
 """Match images to one reference, each with its own map (``colorot match``).
 
 The reference is read and its distribution fitted once (:meth:`ColorTransfer.fit_reference`);
-each image then gets its own :class:`ColorTransfer` fit onto it, at the same settings as
-``colorot fit``.
+each image then gets its own :class:`ColorTransfer` fit onto it, at the settings of ``colorot
+fit``, except that the default (the KL solver's ridge map) runs a lighter schedule unless
+``steps`` or ``max_pixels`` are given: :data:`MATCH_PIXELS` and :data:`MATCH_KL_ITERATIONS`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ import numpy as np
 from colorot.controls import Controls
 from colorot.transfer import ColorTransfer, ImageLike
 
+#: Each input's pixels (the sliced start works on as many, the KL on half) and KL iterations when the
+#: KL solver fits a ridge map for a match (``colorot fit``: 20 000 and 20).  On 9 development photos
+#: matched to samples/sunset.jpg (bench/EXPERIMENTS.md, E41): 20 → 5 KL iterations moved the
+#: outputs' SW2 to the reference by −10 % to +5 %; 20 000 → 10 000 pixels by −13 % to +33 %
+#: (median +5 %), for about 0.6× the solver's time; color-matcher's hm-mkl-hm stayed a median 1.5×
+#: further from the reference.  A match of many photographs is bound by these fits.
+MATCH_PIXELS = 10_000
+MATCH_KL_ITERATIONS = 5
+
 
 class Matcher:
     """Fit each image's own map onto one ``reference`` image (or list of images, pooled).
@@ -24,8 +34,8 @@ class Matcher:
     """
 
     def __init__(self, reference: ImageLike | Sequence[ImageLike], *, reference_mask=None, **params) -> None:
-        self.params = params
-        self.reference = ColorTransfer(**params).fit_reference(reference, reference_mask)
+        self.params = _match_schedule(params)
+        self.reference = ColorTransfer(**self.params).fit_reference(reference, reference_mask)
 
     def fit(self, image: ImageLike, *, measure_kl: bool = True) -> ColorTransfer:
         """A fitted :class:`ColorTransfer` from ``image`` onto the reference (``measure_kl``: as
@@ -49,6 +59,15 @@ class Matcher:
         fitted, table = _prepared(self.fit(image.rgb, measure_kl=False), strength, exact, controls)
         fmt = format_for_suffix(format) if format else image.format
         return encode_image(image, apply.map_image(fitted, image, table=table), fmt, quality=quality), fmt
+
+
+def _match_schedule(params: dict) -> dict:
+    """``params`` with the match schedule of the KL solver's ridge map (:data:`MATCH_PIXELS`,
+    :data:`MATCH_KL_ITERATIONS`) where ``max_pixels`` and ``steps`` are not given."""
+    if ColorTransfer(**params).resolved_solver() != "kl" or params.get("model", "ridge") != "ridge":
+        return params
+    return {**params, "steps": MATCH_KL_ITERATIONS if params.get("steps") is None else params["steps"],
+            "max_pixels": params.get("max_pixels", MATCH_PIXELS)}
 
 
 def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: float = 1.0,

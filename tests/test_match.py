@@ -88,3 +88,16 @@ def test_the_kl_is_measured_for_the_maps_that_are_kept(tmp_path):
     assert colorot.load(tmp_path / "maps" / "in.pt").train_info_["kl_nats"] is not None
     assert matcher.fit(source, measure_kl=False).train_info_["kl_nats"] is None
     assert matcher.fit(source).train_info_["kl_nats"] is not None
+
+
+def test_the_default_fits_of_a_match_run_the_lighter_schedule():
+    from colorot.matching import MATCH_KL_ITERATIONS, MATCH_PIXELS
+
+    reference = image(0, (1.0, 0.6, 0.3))
+    fitted = Matcher(reference).fit(image(1), measure_kl=False)
+    assert fitted.get_params()["steps"] == MATCH_KL_ITERATIONS and fitted.get_params()["max_pixels"] == MATCH_PIXELS
+    assert fitted.train_info_["steps"] == MATCH_KL_ITERATIONS
+    assert Matcher(reference, steps=2, max_pixels=300).params["steps"] == 2
+    assert Matcher(reference, steps=2, max_pixels=300).params["max_pixels"] == 300
+    for other in ({"solver": "sliced", "steps": None}, {"model": "affine"}):
+        assert "max_pixels" not in Matcher(reference, **other).params
