@@ -429,10 +429,8 @@ class ColorTransfer:
                       target_mask: ImageLike | Sequence[ImageLike] | None = None) -> Reference:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
         self._check_options()
-        kind, components, ridge, seed = self._reference_settings()
         pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
-        distribution = fit_target(pixels, kind, components, ridge=ridge, random_state=seed)
-        return Reference(pixels, distribution, self._reference_settings(), _sha256(target))
+        return Reference(pixels, self._fit_density(pixels, overlap=False), self._reference_settings(), _sha256(target))
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
@@ -473,9 +471,7 @@ class ColorTransfer:
             tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
             density = self._fit_density(tgt, overlap=solver == "kl" and self.model == "ridge")
             target_sha256 = _sha256(target)
-        with contextlib.ExitStack() as running:
-            if isinstance(density, BackgroundEM):  # EM runs beside the KL solver's sliced start
-                running.enter_context(density)
+        with density if isinstance(density, BackgroundEM) else contextlib.nullcontext():  # EM beside the sliced start
             src, entropy = self._fit_map(src, tgt, density, solver, kind, steps, config, settings, kl_settings,
                                          sliced, callback)
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
