@@ -42,8 +42,10 @@ W2_REPEATS = 4
 W2_CONFIDENCE = 0.95
 #: Distinct colours per Jacobian evaluation in :func:`min_jacobian_eigenvalue`.
 JACOBIAN_CHUNK = 65_536
-#: Dequantised source pixels of the Monte-Carlo KL estimate.
+#: Dequantised source pixels of the Monte-Carlo KL estimate, and how many a ridge map's numpy
+#: evaluation takes at a time.
 KL_PIXELS = 20_000
+KL_CHUNK = 2048
 
 
 def subsample(pixels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -268,9 +270,12 @@ def kl_to_target(model, source: np.ndarray, target, entropy: float | None = None
         entropy = dequantised_entropy(source)
     rng = np.random.default_rng(seed)
     x = subsample(source, pixels, rng) + rng.uniform(-DEQUANTISE, DEQUANTISE, (min(pixels, len(source)), 3))
-    if isinstance(model, RidgeParameters):
-        mapped, jac = model.forward_and_jacobian(x)
-        return float(-target.log_prob_and_gradient(mapped)[0].mean() - np.linalg.slogdet(jac)[1].mean()) - entropy
+    if isinstance(model, RidgeParameters):  # in chunks: the (pixels × units) work arrays stay in cache
+        total = 0.0
+        for start in range(0, len(x), KL_CHUNK):
+            mapped, jac = model.forward_and_jacobian(x[start:start + KL_CHUNK])
+            total += float(target.log_prob_and_gradient(mapped)[0].sum() + np.linalg.slogdet(jac)[1].sum())
+        return -total / len(x) - entropy
     import torch  # here, not at the top: the CLI starts without torch
 
     from colorot.losses import exact_kl
