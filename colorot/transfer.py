@@ -54,7 +54,7 @@ SOLVERS = ("auto", "kl", "sliced", "adam")
 MODEL_DEFAULTS = {
     "ridge": {"hidden": 64},
     "cmgn": {"hidden": 16, "layers": 3},
-    "mmgn": {"hidden": 8, "modules": 4},
+    "mmgn": {"hidden": 8, "modules": 3},
     "affine": {},
 }
 
