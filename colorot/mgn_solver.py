@@ -184,6 +184,8 @@ def _cubic_minimum(x1, f1, g1, x2, f2, g2, bounds=None):
     """The minimiser of the cubic through (x1, f1, g1) and (x2, f2, g2), clipped to ``bounds``
     (default: between x1 and x2); their midpoint when the cubic has none."""
     low, high = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
+    if not all(map(math.isfinite, (x1, f1, g1, x2, f2, g2))):  # an end where the loss was not finite: bisect
+        return (low + high) / 2.0
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
     d2_square = d1 * d1 - g1 * g2
     if d2_square < 0:
@@ -198,7 +200,9 @@ def _cubic_minimum(x1, f1, g1, x2, f2, g2, bounds=None):
 
 def _strong_wolfe(evaluate, t, d, f, g, gtd, max_evaluations, c1=1e-4, c2=0.9):
     """A step t along d meeting the strong Wolfe conditions (bracketing, then cubic zoom): the
-    algorithm of torch.optim.LBFGS.  ``evaluate(t)`` → (loss, flat gradient) at x + t·d.
+    algorithm of torch.optim.LBFGS.  ``evaluate(t)`` → (loss, flat gradient) at x + t·d; a step
+    whose loss is not finite comes back as (inf, 0), fails the sufficient-decrease test and is
+    bisected away from (torch's would carry the NaN into the weights).
     Returns (loss, gradient, t, evaluations)."""
     d_norm = float(d.abs().max())
     f_new, g_new = evaluate(t)
@@ -258,6 +262,8 @@ class LBFGS:
     The algorithm of ``torch.optim.LBFGS(lr=1, line_search_fn="strong_wolfe")`` (its curvature pairs
     kept across :meth:`step` calls), written out because constructing any ``torch.optim`` optimiser
     imports torch's compiler stack: ≈ 2 s of a 10 s fit in a fresh process (bench/EXPERIMENTS.md, E41).
+    One difference: a line-search step to a non-finite loss is treated as an infinite loss and
+    stepped back from (:func:`_strong_wolfe`), where torch's would take it.
     """
 
     def __init__(self, params, max_iter: int, history_size: int) -> None:
@@ -291,8 +297,8 @@ class LBFGS:
         closure = torch.enable_grad()(closure)
         loss = float(closure())
         evaluations, grad = 1, self._flat_grad()
-        if float(grad.abs().max()) <= _TOLERANCE_GRAD:
-            return loss
+        if not math.isfinite(loss) or not bool(torch.isfinite(grad).all()) or float(grad.abs().max()) <= _TOLERANCE_GRAD:
+            return loss  # nowhere to go from a non-finite loss (the caller checks it), or already stationary
         for n in range(1, self.max_iter + 1):
             self.iterations += 1
             if self.iterations == 1:
@@ -326,6 +332,8 @@ class LBFGS:
                 self._add(step, d)
                 value = float(closure())
                 flat = self._flat_grad()
+                if not (math.isfinite(value) and bool(torch.isfinite(flat).all())):
+                    value, flat = math.inf, torch.zeros_like(flat)
                 for p, x in zip(self.params, start):
                     p.copy_(x)
                 return value, flat

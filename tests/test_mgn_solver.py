@@ -226,3 +226,25 @@ def test_a_network_fit_does_not_import_torchs_compiler(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_line_search_step_to_a_non_finite_loss_is_stepped_back_from() -> None:
+    """f(x) = Σ(x − 3)², undefined (NaN) beyond x = 2: the written-out L-BFGS bisects back into the
+    finite region and still lowers f, where torch's L-BFGS would carry the NaN into the weights."""
+    from colorot.mgn_solver import LBFGS
+
+    x = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    optimiser = LBFGS([x], max_iter=10, history_size=5)
+
+    def closure():
+        optimiser.zero_grad()
+        loss = ((x - 3) ** 2).sum()
+        if bool((x > 2).any()):
+            loss = loss * float("nan")
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        optimiser.step(closure)
+    assert torch.isfinite(x).all() and float(x.max()) <= 2
+    assert float(((x - 3) ** 2).sum()) < 2.05  # from 18 at x = 0 to the edge of the finite region (2 at x = 2)
