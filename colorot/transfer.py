@@ -58,7 +58,7 @@ SOLVERS = ("auto", "kl", "sliced", "adam")
 MODEL_DEFAULTS = {
     "ridge": {"hidden": 64},
     "cmgn": {"hidden": 16, "layers": 3},
-    "mmgn": {"hidden": 8, "modules": 4},
+    "mmgn": {"hidden": 8, "modules": 3},
     "affine": {},
 }
 
@@ -483,8 +483,7 @@ class ColorTransfer:
             "model": self.model, "solver": solver, "target": self.target_dist_.kind,
             **(adam_only if solver == "adam" else kl_only if solver == "kl" else {}),
             "steps": len(self.history_.losses),
-            "training_pixels": int({"sliced": min(src.shape[0], sliced.pixels),
-                                    "kl": min(src.shape[0], kl_settings.pixels)}.get(solver, src.shape[0])),
+            "training_pixels": int(min(src.shape[0], self._solver_pixels(solver, sliced, kl_settings))),
             "seed": int(self.random_state),
             "device": settings.device if solver == "adam" else "cpu",
             "final_loss": self.history_.final_loss, "train_seconds": round(self.history_.seconds, 3),
@@ -494,6 +493,18 @@ class ColorTransfer:
             "source_sha256": _sha256(source), "target_sha256": target_sha256,
         }
         return self
+
+    def _solver_pixels(self, solver: str, sliced: SlicedSettings, kl_settings: kl_solver.KLSettings) -> float:
+        """How many source pixels the solver's objective is averaged over (Adam: every training pixel)."""
+        if solver == "sliced":
+            return sliced.pixels
+        if solver == "kl":
+            if self.model == "ridge":
+                return kl_settings.pixels
+            from colorot import mgn_solver
+
+            return mgn_solver.KL_PIXELS
+        return math.inf
 
     def _fit_density(self, pixels: np.ndarray, overlap: bool):
         """The target's distribution; for a mixture the KL solver's ridge map is fitted onto

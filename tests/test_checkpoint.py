@@ -395,4 +395,16 @@ def test_a_network_saved_before_the_activation_scale_loads_with_scale_one(tmp_pa
     assert loaded.scale == 1.0
     x = torch.rand(16, 3)
     assert torch.equal(loaded(x), model(x))
-    assert build_model(name, {"hidden": 3}).scale == 0.1  # what a new fit uses
+    assert build_model(name, {"hidden": 3}).scale == {"cmgn": 0.1, "mmgn": 0.05}[name]  # what a new fit uses
+
+
+def test_an_mmgn_saved_with_the_earlier_defaults_loads_with_them(tmp_path: Path) -> None:
+    """The M-MGN's defaults changed (4 → 3 modules, α = 0.1 → 0.05, E41); a checkpoint keeps its own."""
+    torch.manual_seed(0)
+    model = build_model("mmgn", {"hidden": 8, "modules": 4, "scale": 0.1})
+    path = tmp_path / "earlier.pt"
+    path.write_bytes(checkpoint.to_bytes(model, Gaussian(np.full(3, 0.5), np.eye(3) * 0.01), {}, {}))
+    loaded = checkpoint.load(path).model
+    assert (loaded.modules_count, loaded.scale) == (4, 0.1)
+    x = torch.rand(16, 3)
+    assert torch.equal(loaded(x), model(x))

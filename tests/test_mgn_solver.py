@@ -1,11 +1,14 @@
 """The KL solver for the C-MGN and M-MGN (colorot.mgn_solver): it lowers the objective, stays
-monotone, is seeded, refuses Adam's options and reports what it did."""
+monotone, is seeded, refuses Adam's options and reports what it did; its separable start
+(colorot.mgn_start) is the network's fit of per-channel histogram matching."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from colorot import ColorTransfer
 from colorot.errors import ConfigError
@@ -92,3 +95,166 @@ def test_a_step_to_a_non_finite_loss_is_undone_and_the_fit_stops(pair, monkeypat
     stopped = ColorTransfer(model="cmgn", solver="kl", steps=5, n_components=2).fit(source, target)
     assert len(stopped.history_.losses) == 1 and np.isfinite(stopped.history_.losses).all()
     assert np.array_equal(_mapped(stopped, source), _mapped(one, source))
+
+
+# ------------------------------------------------------------------ the separable start
+def _squares(n: int = 6000, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform source; target its per-channel square: each axis's 1-D optimal map is g(t) = t²."""
+    source = np.random.default_rng(seed).random((n, 3))
+    return source, source ** 2
+
+
+@pytest.mark.parametrize("name,config,tolerance", [
+    ("cmgn", {"hidden": 16, "layers": 3}, 0.01), ("cmgn", {"hidden": 7, "layers": 1}, 0.025),  # 2–3 units an axis
+    ("mmgn", {"hidden": 8, "modules": 3}, 0.01), ("mmgn", {"hidden": 6, "modules": 4}, 0.015)])
+def test_the_separable_start_is_the_networks_fit_of_per_channel_histogram_matching(name, config, tolerance) -> None:
+    from colorot.mgn_start import separable_start
+    from colorot.models import build_model
+
+    source, target = _squares()
+    model = build_model(name, config).double()
+    errors = separable_start(model, source, target)
+    weights = model.W.detach().reshape(-1, 3)
+    used = weights[weights.abs().max(1).values > 1e-2]
+    assert len(used) >= 3 and ((used.abs() > 1e-12).sum(1) == 1).all()  # every full-strength unit on one RGB axis
+    probe = torch.as_tensor(np.random.default_rng(8).random((400, 3)))
+    jac = model.jacobian(probe).detach()
+    off_diagonal = jac - torch.diag_embed(torch.diagonal(jac, dim1=1, dim2=2))
+    assert float(off_diagonal.abs().max()) < 1e-6  # separable: output j depends on x_j alone
+    with torch.no_grad():
+        mapped = model(torch.as_tensor(source)).numpy()
+    rms = np.sqrt(np.mean((mapped - target) ** 2, axis=0))  # per axis, over the source
+    assert rms.max() < tolerance and np.allclose(rms, errors, atol=0.003)
+    assert float(torch.linalg.eigvalsh(jac).min()) >= model.eps * (1 - 1e-9)
+
+
+@given(data=st.data())
+@settings(max_examples=12, deadline=None)
+def test_the_separable_start_is_monotone_on_any_pair(data) -> None:
+    from colorot.mgn_start import separable_start
+    from colorot.models import build_model
+
+    name = data.draw(st.sampled_from(["cmgn", "mmgn"]))
+    seed = data.draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    n = data.draw(st.integers(50, 400))
+    spread_s, spread_t = data.draw(st.sampled_from([0.0, 0.01, 0.3])), data.draw(st.sampled_from([0.0, 0.01, 0.3]))
+    source = np.clip(rng.random(3) + spread_s * rng.normal(size=(n, 3)), 0, 1)
+    target = np.clip(rng.random(3) + spread_t * rng.normal(size=(n, 3)) ** 3, 0, 1)
+    model = build_model(name)
+    separable_start(model, source, target, max_evaluations=20)
+    probe = torch.as_tensor(np.concatenate([source, rng.random((200, 3))]), dtype=torch.float32)
+    mapped, jac = model.forward_and_jacobian(probe)
+    assert torch.isfinite(mapped).all()
+    assert float(torch.linalg.eigvalsh(jac.detach().double()).min()) >= model.eps * 0.999
+
+
+def test_a_given_start_is_kept_and_zero_iterations_leave_the_separable_start() -> None:
+    from colorot import mgn_solver
+    from colorot.distributions import GaussianMixture
+    from colorot.mgn_start import separable_start
+    from colorot.models import build_model
+
+    source, target = _squares(2000)
+    source, target = source.astype(np.float32), target.astype(np.float32)
+    mixture = GaussianMixture.fit(target, 2, random_state=0)
+    given_model = build_model("cmgn")
+    before = [p.detach().clone() for p in given_model.parameters()]
+    mgn_solver.fit_network_kl(given_model, source, target, mixture,
+                              mgn_solver.NetworkKLSettings(iterations=0, start="given"), entropy=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, given_model.parameters()))
+    started, expected = build_model("cmgn"), build_model("cmgn")
+    mgn_solver.fit_network_kl(started, source, target, mixture, mgn_solver.NetworkKLSettings(iterations=0), entropy=0.0)
+    separable_start(expected, source, target)
+    assert all(torch.equal(a, b) for a, b in zip(expected.parameters(), started.parameters()))
+
+
+@pytest.mark.parametrize("change", [{"start": "affine"}, {"frames": 0}])
+def test_bad_network_solver_settings_are_refused(change) -> None:
+    from colorot import mgn_solver
+
+    with pytest.raises(ConfigError):
+        mgn_solver.NetworkKLSettings(**change).validate()
+
+
+def test_the_written_out_lbfgs_takes_torch_s_steps() -> None:
+    """mgn_solver.LBFGS is torch.optim.LBFGS(lr=1, strong Wolfe) written out (to skip its import cost):
+    the same iterates on a non-convex problem, across several step() calls, to float rounding."""
+    from colorot.mgn_solver import LBFGS
+
+    def rosenbrock(p: torch.Tensor) -> torch.Tensor:
+        return ((1 - p[:-1]) ** 2).sum() + 100 * ((p[1:] - p[:-1] ** 2) ** 2).sum()
+
+    ours, theirs = torch.full((6,), -1.2, dtype=torch.float64, requires_grad=True), \
+        torch.full((6,), -1.2, dtype=torch.float64, requires_grad=True)
+    mine = LBFGS([ours], max_iter=10, history_size=5)
+    reference = torch.optim.LBFGS([theirs], lr=1, max_iter=10, history_size=5, line_search_fn="strong_wolfe")
+    start = float(rosenbrock(ours))
+    for _ in range(4):
+        def closure_ours():
+            mine.zero_grad()
+            loss = rosenbrock(ours)
+            loss.backward()
+            return loss
+
+        def closure_theirs():
+            reference.zero_grad()
+            loss = rosenbrock(theirs)
+            loss.backward()
+            return loss
+
+        mine.step(closure_ours)
+        reference.step(closure_theirs)
+        assert torch.allclose(ours, theirs, rtol=1e-9, atol=1e-9)
+    assert float(rosenbrock(ours)) < start / 100
+
+
+def test_a_network_fit_does_not_import_torchs_compiler(tmp_path) -> None:
+    """Constructing a torch.optim optimiser imports torch._dynamo (≈ 2 s in a fresh process); the
+    network KL solver must not."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, numpy as np\n"
+            "from colorot import ColorTransfer\n"
+            "rng = np.random.default_rng(0)\n"
+            "ColorTransfer(model='cmgn', steps=2, n_components=2).fit(rng.random((500, 3)), rng.random((500, 3)) ** 2)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_line_search_step_to_a_non_finite_loss_is_stepped_back_from() -> None:
+    """f(x) = Σ(x − 3)², undefined (NaN) beyond x = 2: the written-out L-BFGS bisects back into the
+    finite region and still lowers f, where torch's L-BFGS would carry the NaN into the weights."""
+    from colorot.mgn_solver import LBFGS
+
+    x = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    optimiser = LBFGS([x], max_iter=10, history_size=5)
+
+    def closure():
+        optimiser.zero_grad()
+        loss = ((x - 3) ** 2).sum()
+        if bool((x > 2).any()):
+            loss = loss * float("nan")
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        optimiser.step(closure)
+    assert torch.isfinite(x).all() and float(x.max()) <= 2
+    assert float(((x - 3) ** 2).sum()) < 2.05  # from 18 at x = 0 to the edge of the finite region (2 at x = 2)
+
+
+def test_the_checkpoint_says_how_many_pixels_the_network_kl_averages_over() -> None:
+    from colorot import mgn_solver
+    from colorot.transfer import ColorTransfer
+
+    rng = np.random.default_rng(3)
+    source, target = rng.random((6000, 3)), rng.random((6000, 3)) ** 2
+    info = ColorTransfer(model="cmgn", steps=1).fit(source, target, measure_kl=False).train_info_
+    assert info["training_pixels"] == mgn_solver.KL_PIXELS

@@ -28,6 +28,7 @@ from colorot.models import (
     CMGN,
     DEFAULT_EPS,
     DEFAULT_SCALE,
+    MMGN_SCALE,
     MMGN,
     MODELS,
     AffineMap,
@@ -54,7 +55,7 @@ SPEC_IDS = [f"{n}-{a}" if a else n for n, a in SPECS]
 PROPERTY_SETTINGS = settings(max_examples=30, deadline=None)
 
 #: The C-MGN's and M-MGN's activation scales α the property tests draw from.
-ACTIVATION_SCALES = st.sampled_from([0.03, DEFAULT_SCALE, 1.0, 2.5])
+ACTIVATION_SCALES = st.sampled_from([0.03, MMGN_SCALE, DEFAULT_SCALE, 1.0, 2.5])
 
 
 # ----------------------------------------------------------------- helpers
@@ -332,7 +333,7 @@ def test_registry_names_and_rebuild_from_config() -> None:
     }
     mm = build_model("mmgn", {"hidden": 3, "modules": 2, "activation": "softplus"})
     assert mm.config == {"dim": 3, "eps": DEFAULT_EPS, "hidden": 3, "modules": 2, "activation": "softplus",
-                         "scale": DEFAULT_SCALE}
+                         "scale": MMGN_SCALE}
 
 
 def test_unknown_model_name() -> None:
