@@ -209,6 +209,15 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
     return pixels
 
 
+def _one_blas_thread():
+    """The ridge map's solvers run on one BLAS thread: their products are too small for more to
+    pay, and EM may run beside them (a default `colorot fit` of a 1920×1200 pair took 3.1 s instead
+    of 4.5 s on 2 cores: bench/EXPERIMENTS.md, E41)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
 def _sha256(images: ImageLike | Sequence[ImageLike]) -> str | list | None:
     if isinstance(images, (list, tuple)):
         hashes = [_sha256(image) for image in images]
@@ -527,8 +536,9 @@ class ColorTransfer:
         if tgt.shape[0] > self.max_pixels:
             tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
         if solver == "kl" and self.model == "ridge":
-            result = kl_solver.fit_kl(src, tgt, density.result if isinstance(density, BackgroundEM) else density,
-                                      kl_settings, sliced, entropy=entropy, callback=self._with_progress(callback))
+            with _one_blas_thread():
+                result = kl_solver.fit_kl(src, tgt, density.result if isinstance(density, BackgroundEM) else density,
+                                          kl_settings, sliced, entropy=entropy, callback=self._with_progress(callback))
             self.target_dist_ = result.target
             self._set_ridge_map(result.solution.ridge_parameters())
             self.history_ = History(losses=result.losses, seconds=result.seconds)
@@ -537,7 +547,8 @@ class ColorTransfer:
         if solver == "sliced":
             # Onto the pixels themselves, or onto samples of the fitted distribution.
             goal = tgt if kind == "pixels" else self.target_dist_.sample(len(tgt), self.random_state)
-            solution = solve_sliced(src, goal, sliced, callback=self._with_progress(callback))
+            with _one_blas_thread():
+                solution = solve_sliced(src, goal, sliced, callback=self._with_progress(callback))
             self._set_ridge_map(solution.ridge_parameters())
             self.history_ = History(losses=solution.costs, seconds=solution.seconds)
         else:
