@@ -67,13 +67,18 @@ def make_png() -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def curved_map():
-    """An M-MGN with real curvature, started at a colour-shifting Gaussian map."""
+    """An M-MGN with real curvature, started at a colour-shifting Gaussian map.
+
+    Its size and α are pinned (4 modules, α = 0.1), so its curvature does not follow the M-MGN's
+    defaults: with α = 0.05 the same weights make steps twice as sharp, 3 code values off a 65³
+    LUT, which ``test_a_step_too_sharp_for_the_grid_is_missed_by_the_lut`` covers.
+    """
     rng = np.random.default_rng(3)
     points = rng.random((2000, 3))
     a = gaussian_map_matrix(np.diag([0.05, 0.04, 0.06]), np.array(
         [[0.03, 0.01, 0.0], [0.01, 0.05, 0.01], [0.0, 0.01, 0.02]]))
     torch.manual_seed(0)
-    model = MMGN()
+    model = MMGN(modules=4, scale=0.1)
     model.init_hidden(points)
     model.init_to_affine(a, np.array([0.2, 0.0, -0.1]), points)
     with torch.no_grad():  # grow the nonlinear part well past its near-affine start
