@@ -54,12 +54,13 @@ DEFAULT_PIXELS = 20_000
 #: C in θ_dk ≤ C / s_d²: a step's second derivative along u_d is at most 0.0962 θ s², and
 #: trilinear interpolation on a grid of spacing h errs by at most h²/8 times that.  A higher
 #: cap fits the target closer but sharpens the map, which amplifies fine detail (grain) and
-#: strays further from a baked .cube LUT.  On 8 development pairs outside the benchmark
-#: (bench/EXPERIMENTS.md, E41), 1800 lowered SW2 by up to 60 % against 600 (0 % where the
-#: cap did not bind) while the fine-detail gain stayed within 6 % of color-matcher hm-mkl-hm's
-#: on every pair; 6000 gained a little more and exceeded it by up to 17 %.  (600 was set when
-#: `colorot apply` went through a 65³ LUT, which it no longer does: E31, E37.)
-CURVATURE_CAP = 1800.0
+#: strays further from a baked .cube LUT.  On bench/quality.py's 12 pairs (``python bench/cap.py``,
+#: bench/RESULTS.md) 3000 is the lowest of the caps measured (600, 1800, 3000, 6000) whose map
+#: moves colours within 5 % of the exact W₂ on every pair (1800: −6.1 % on one): median SW2
+#: 0.0082 → 0.0071, median fine-detail gain 3.73 → 3.88 (color-matcher hm-mkl-hm: 3.18).
+#: (600 was set when `colorot apply` went through a 65³ LUT, which it no longer does: E31, E37;
+#: 1800 on development pairs, E41.)
+CURVATURE_CAP = 3000.0
 #: Spread floor (RGB units) along a direction, so a flat source does not get infinitely sharp steps.
 MIN_SPREAD = 1e-3
 #: Ridge on the Gram matrix, relative to its mean diagonal: keeps the solve well posed
