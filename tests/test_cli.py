@@ -7,8 +7,6 @@ CliRunner keeps them apart (``result.stdout`` / ``result.stderr``).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from typer.testing import CliRunner
 
 import colorot
 from colorot.cli import app
+from _fresh_process import cli_imports_torch
 
 FAST = ["--steps", "5", "--max-pixels", "500", "--components", "2", "--device", "cpu"]
 
@@ -202,44 +201,27 @@ def test_apply_of_an_affine_map_without_torch_writes_what_the_loaded_map_gives(i
 
 
 def test_apply_of_a_ridge_map_never_imports_torch(model_file, images, tmp_path) -> None:
-    script = ("import sys\n"
-              "from typer.testing import CliRunner\n"
-              "from colorot.cli import app\n"
-              "result = CliRunner().invoke(app, sys.argv[1:])\n"
-              "assert result.exit_code == 0, result.output\n"
-              "print('torch' in sys.modules)\n")
+    def torch_imported(*options: str) -> bool:
+        return cli_imports_torch("apply", str(model_file), str(images["source"]), str(tmp_path / "out.png"),
+                                 "--overwrite", *options)
 
-    def torch_imported(*options: str) -> str:
-        args = ["apply", str(model_file), str(images["source"]), str(tmp_path / "out.png"), "--overwrite", *options]
-        done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
-        return done.stdout.split()[-1]
-
-    assert torch_imported() == "False"
-    assert torch_imported("--exact") == "True"  # the check does see torch when it is there
+    assert torch_imported() is False
+    assert torch_imported("--exact") is True  # the check does see torch when it is there
 
 
 def test_a_default_fit_never_imports_torch_and_saves_what_torch_loads(images, tmp_path) -> None:
     """The KL solver's ridge map is fitted, scored (kl_nats) and saved in numpy; torch.load reads it."""
-    script = ("import sys\n"
-              "from typer.testing import CliRunner\n"
-              "from colorot.cli import app\n"
-              "result = CliRunner().invoke(app, sys.argv[1:])\n"
-              "assert result.exit_code == 0, result.output\n"
-              "print('torch' in sys.modules)\n")
+    def torch_imported(*options: str) -> bool:
+        return cli_imports_torch("fit", str(images["source"]), str(images["target"]), "-o", str(tmp_path / "m.pt"),
+                                 "--force", "--steps", "2", *options)
 
-    def torch_imported(*options: str) -> str:
-        args = ["fit", str(images["source"]), str(images["target"]), "-o", str(tmp_path / "m.pt"), "--force",
-                "--steps", "2", *options]
-        done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
-        return done.stdout.split()[-1]
-
-    assert torch_imported() == "False"
-    assert torch_imported("--solver", "sliced") == "False"
+    assert torch_imported() is False
+    assert torch_imported("--solver", "sliced") is False
     from colorot import checkpoint
 
     loaded = checkpoint.load(tmp_path / "m.pt")
     assert loaded.model.name == "ridge" and loaded.train["solver"] == "sliced"
-    assert torch_imported("--model", "mmgn") == "True"  # the check does see torch when it is there
+    assert torch_imported("--model", "mmgn") is True  # the check does see torch when it is there
 
 
 def test_apply_to_a_nested_folder_mirrors_the_tree(model_file, tmp_path, make_png) -> None:

@@ -16,6 +16,7 @@ from colorot import load
 from colorot.cli import app
 from colorot.controls import luma
 from colorot.imageio import Image, read_image, write_image
+from _fresh_process import cli_imports_torch
 from conftest import smooth_rgb
 
 runner = CliRunner()
@@ -59,24 +60,13 @@ def test_match_mirrors_the_tree_and_keeps_each_map(scene, tmp_path):
 
 
 def test_a_default_match_never_imports_torch(scene, tmp_path):
-    import sys
+    def torch_imported(*options: str) -> bool:
+        return cli_imports_torch("match", str(scene["reference"]), str(scene["folder"]), str(tmp_path / "out"),
+                                 "--overwrite", *FAST, *options)
 
-    script = ("import sys\n"
-              "from typer.testing import CliRunner\n"
-              "from colorot.cli import app\n"
-              "result = CliRunner().invoke(app, sys.argv[1:])\n"
-              "assert result.exit_code == 0, result.output\n"
-              "print('torch' in sys.modules)\n")
-
-    def torch_imported(*options: str) -> str:
-        args = ["match", str(scene["reference"]), str(scene["folder"]), str(tmp_path / "out"), "--overwrite", *FAST,
-                *options]
-        done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
-        return done.stdout.split()[-1]
-
-    assert torch_imported("--jobs", "2") == "False"
-    assert torch_imported("--jobs", "2", "--save-maps", str(tmp_path / "maps")) == "False"
-    assert torch_imported("--jobs", "2", "--exact") == "True"  # the check does see torch when it is there
+    assert torch_imported("--jobs", "2") is False
+    assert torch_imported("--jobs", "2", "--save-maps", str(tmp_path / "maps")) is False
+    assert torch_imported("--jobs", "2", "--exact") is True  # the check does see torch when it is there
 
 
 def test_each_input_gets_its_own_map(scene, tmp_path):
