@@ -333,11 +333,25 @@ class PairResult:
     thumbs: dict = field(default_factory=dict)     # column → PIL thumbnail (sheet pairs only)
 
 
+def pixels01(codes: np.ndarray) -> np.ndarray:
+    """An 8-bit (H, W, 3) image as float32 pixels (H·W, 3) in [0, 1]."""
+    return (codes.reshape(-1, 3) / np.float32(255)).astype(np.float32)
+
+
+def output_scores(src_u8: np.ndarray, src: np.ndarray, tgt: np.ndarray, w2: float, pixels: np.ndarray) -> dict:
+    """SW2 to the target, RMS displacement (and over ``w2``), clipped fraction and detail gain of one
+    method's unclipped output ``pixels`` for the source ``src_u8`` (``src``, ``tgt``: :func:`pixels01`)."""
+    out = pixels.reshape(-1, 3)
+    row = {"sw2": sliced_w2(np.clip(out, 0, 1), tgt), "rms": rms_displacement(src, out),
+           "clipped": clipped_fraction(out), "detail_gain": detail_gain(src_u8 / 255.0, pixels.reshape(src_u8.shape))}
+    row["rms_w2"] = row["rms"] / w2 - 1
+    return row
+
+
 def run_pair(src_name: str, tgt_name: str, images: dict[str, Path], methods: list[str],
              keep_thumbs: bool) -> PairResult:
     src_u8, tgt_u8 = decode(images[src_name]), decode(images[tgt_name])
-    src = (src_u8.reshape(-1, 3) / np.float32(255)).astype(np.float32)
-    tgt = (tgt_u8.reshape(-1, 3) / np.float32(255)).astype(np.float32)
+    src, tgt = pixels01(src_u8), pixels01(tgt_u8)
     result = PairResult(f"{src_name} → {tgt_name}", w2_exact(src, tgt))
     log(f"  exact W2 (4000-pixel subsamples) {result.w2:.4f}")
     if keep_thumbs:
@@ -348,11 +362,7 @@ def run_pair(src_name: str, tgt_name: str, images: dict[str, Path], methods: lis
         start = time.perf_counter()
         output = METHODS[method](src_u8, tgt_u8)
         seconds = time.perf_counter() - start
-        out = output.pixels.reshape(-1, 3)
-        row = {"sw2": sliced_w2(np.clip(out, 0, 1), tgt), "rms": rms_displacement(src, out),
-               "seconds": seconds, "clipped": clipped_fraction(out),
-               "detail_gain": detail_gain(src_u8 / 255.0, output.pixels.reshape(src_u8.shape))}
-        row["rms_w2"] = row["rms"] / result.w2 - 1
+        row = {**output_scores(src_u8, src, tgt, result.w2, output.pixels), "seconds": seconds}
         if output.estimator is not None:
             ct = output.estimator
             row["min_eig"] = min_jacobian_eigenvalue(ct.map_, np.concatenate([src, tgt]))
