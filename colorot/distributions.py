@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from colorot.errors import ConfigError
+from colorot.sampling import representative_subsample
 
 if TYPE_CHECKING:
     import torch
@@ -98,7 +99,7 @@ class EMProblem:
         pixels = _check_pixels(pixels, keep_dtype=True)
         rng = np.random.default_rng(random_state)
         if pixels.shape[0] > max_samples:
-            pixels = pixels[rng.choice(pixels.shape[0], max_samples, replace=False)]
+            pixels = representative_subsample(pixels, max_samples, rng)
         pixels = pixels.astype(np.float64)
         if n_components == "auto":
             distinct = _count_distinct(pixels, limit=max(AUTO_COMPONENTS))

@@ -42,6 +42,7 @@ from colorot.defaults import DEQUANTISE
 from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError
 from colorot.sliced import Dictionary, SlicedProblem, SlicedSettings, SlicedSolution
+from colorot.sampling import representative_subsample
 
 #: The target density's defaults for this solver: K = 10 components, covariance ridge 10⁻⁴ (a
 #: standard-deviation floor of 2.6 code values).  On development pairs the mixture's own samples
@@ -210,7 +211,7 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture | 
     theta, offset, costs = problem.run()
     rng = np.random.default_rng(settings.seed)
     n = min(settings.pixels, len(source))
-    x = np.asarray(source, np.float64)[rng.choice(len(source), n, replace=False)]
+    x = np.asarray(representative_subsample(source, n, rng), np.float64)
     x = x + rng.uniform(-DEQUANTISE, DEQUANTISE, x.shape)
     kl = Objective(problem.dictionary, sliced.eps, x, target)
     units = len(problem.gram)

@@ -47,6 +47,7 @@ from colorot.models import MonotoneGradientMap
 from colorot.sliced import sliced_targets
 from colorot.history import History
 from colorot.train import is_out_of_memory
+from colorot.sampling import representative_subsample
 
 #: Majorise–minimise iterations (the CLI's --steps for this solver) and L-BFGS iterations in each.
 DEFAULT_ITERATIONS = 40
@@ -123,10 +124,10 @@ def _fit(model, source, reference, target, settings, entropy, callback) -> Histo
         return history
     rng = np.random.default_rng(settings.seed)
     n_sw = min(settings.sw_pixels, len(source), len(reference))
-    x_sw = np.asarray(source, np.float64)[rng.choice(len(source), n_sw, replace=False)]
-    y_sw = np.asarray(reference, np.float64)[rng.choice(len(reference), n_sw, replace=False)]
+    x_sw = np.asarray(representative_subsample(source, n_sw, rng), np.float64)
+    y_sw = np.asarray(representative_subsample(reference, n_sw, rng), np.float64)
     n_kl = min(settings.pixels, len(source))
-    x_kl = np.asarray(source, np.float64)[rng.choice(len(source), n_kl, replace=False)]
+    x_kl = np.asarray(representative_subsample(source, n_kl, rng), np.float64)
     x_kl = x_kl + rng.uniform(-DEQUANTISE, DEQUANTISE, x_kl.shape)
     model.to(DTYPE).train()
     sw_points, kl_points = torch.as_tensor(x_sw, dtype=DTYPE), torch.as_tensor(x_kl, dtype=DTYPE)

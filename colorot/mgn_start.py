@@ -35,6 +35,7 @@ import torch
 
 from colorot.errors import ConfigError
 from colorot.models import CMGN, MMGN, MonotoneGradientMap
+from colorot.sampling import representative_subsample
 
 #: Source quantiles (and target quantiles at the same levels) each axis's 1-D fit runs on.
 GRID = 256
@@ -54,8 +55,8 @@ def axis_profiles(source: np.ndarray, target: np.ndarray, *, grid: int = GRID, p
     rng = np.random.default_rng(seed)
     xs = np.asarray(source, np.float64)
     ys = np.asarray(target, np.float64)
-    xs = xs[rng.choice(len(xs), pixels, replace=False)] if len(xs) > pixels else xs
-    ys = ys[rng.choice(len(ys), pixels, replace=False)] if len(ys) > pixels else ys
+    xs = representative_subsample(xs, pixels, rng)
+    ys = representative_subsample(ys, pixels, rng)
     levels = (np.arange(grid) + 0.5) / grid
     return [(np.quantile(xs @ u, levels), np.quantile(ys @ u, levels)) for u in AXES]
 

@@ -35,6 +35,7 @@ import numpy as np
 from colorot.defaults import DEFAULT_EPS
 from colorot.errors import ConfigError
 from colorot.ridge_map import RidgeParameters, inverse_softplus, psd_sqrt
+from colorot.sampling import representative_subsample
 
 if TYPE_CHECKING:
     from colorot.models import RidgeMGN
@@ -244,8 +245,8 @@ class SlicedProblem:
         self.settings, self.rng = settings, np.random.default_rng(settings.seed)
         n = min(settings.pixels, len(x), len(y))
         self.n = n
-        self.x = np.asarray(x, np.float32)[self.rng.choice(len(x), n, replace=False)]
-        self.y = np.asarray(y, np.float32)[self.rng.choice(len(y), n, replace=False)]
+        self.x = np.asarray(representative_subsample(x, n, self.rng), np.float32)
+        self.y = np.asarray(representative_subsample(y, n, self.rng), np.float32)
         self.dictionary = build_dictionary(self.x.astype(np.float64), settings)
         features = self.dictionary.features(self.x).T  # (P, N), C order
         self.mean_features = features.mean(1)

@@ -42,6 +42,7 @@ from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
 from colorot.sliced import DEFAULT_ITERATIONS, SlicedSettings, solve_sliced
+from colorot.sampling import representative_subsample
 
 #: The network solvers (``mgn_solver``, ``train``), the models and ``transforms`` import torch: they
 #: are imported where a fit or a transform needs them, so a default fit (the KL solver's ridge
@@ -532,9 +533,9 @@ class ColorTransfer:
         entropy = None if kind == "pixels" else kl_solver.dequantised_entropy(src)  # H(α) of the KL in nats
         rng = np.random.default_rng(self.random_state)
         if src.shape[0] > self.max_pixels:
-            src = src[rng.choice(src.shape[0], self.max_pixels, replace=False)]
+            src = representative_subsample(src, self.max_pixels, rng)
         if tgt.shape[0] > self.max_pixels:
-            tgt = tgt[rng.choice(tgt.shape[0], self.max_pixels, replace=False)]
+            tgt = representative_subsample(tgt, self.max_pixels, rng)
         if solver == "kl" and self.model == "ridge":
             with _one_blas_thread():
                 result = kl_solver.fit_kl(src, tgt, density.result if isinstance(density, BackgroundEM) else density,
