@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,7 +40,7 @@ def test_each_colour_cell_gets_its_share_to_within_one(seed: int, count: int, n:
     sorted_cells = cells(pixels[order])
     boundaries = np.flatnonzero(np.r_[True, sorted_cells[1:] != sorted_cells[:-1], True])
     picked_cells = cells(picked)
-    for start, end in zip(boundaries[:-1], boundaries[1:]):
+    for start, end in pairwise(boundaries):
         share = n * (end - start) / count
         assert abs(np.count_nonzero(picked_cells == sorted_cells[start]) - share) < 1
         assert abs(np.isin(picked_cells, sorted_cells[:end]).sum() - n * end / count) < 1
