@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from colorot import sampling
 from colorot.sampling import KEY_BITS, colour_order, representative_subsample
 
 
@@ -74,3 +75,19 @@ def test_the_subsample_estimates_quantiles_better_than_an_iid_one() -> None:
         iid.append(np.abs(np.quantile(pixels[rng.choice(len(pixels), 2000, replace=False)], levels, axis=0)
                           - exact).mean())
     assert np.mean(ours) < 0.5 * np.mean(iid)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.integers(2, 5000), st.integers(1, 4999))
+def test_a_large_image_is_thinned_first_yet_gives_n_distinct_rows(seed: int, count: int, n: int) -> None:
+    """Above ORDERED_PIXELS (here 100) the pixels are thinned before the colour order; still n rows."""
+    pixels = np.random.default_rng(seed).random((count, 3)).astype(np.float32)
+    original = sampling.ORDERED_PIXELS
+    sampling.ORDERED_PIXELS = 100
+    try:
+        picked = representative_subsample(pixels, n, np.random.default_rng(seed))
+    finally:
+        sampling.ORDERED_PIXELS = original
+    assert len(picked) == min(n, count)
+    rows = {row.tobytes() for row in pixels}
+    assert len({row.tobytes() for row in picked}) == len(picked) and all(row.tobytes() in rows for row in picked)
