@@ -17,7 +17,8 @@ from colorot.controls import Controls
 from colorot.transfer import ColorTransfer, ImageLike
 
 #: Each input's pixels (the sliced start works on as many, the KL on half) and KL iterations when the
-#: KL solver fits a ridge map for a match (``colorot fit``: 20 000 and 20).  On 9 development photos
+#: KL solver fits a ridge map for a match (``colorot fit``: 20 000 and 20 when this was measured; its
+#: sliced start now takes 10 000 of its 100 000 pixels too, E43).  On 9 development photos
 #: matched to samples/sunset.jpg (bench/EXPERIMENTS.md, E41): 20 → 5 KL iterations moved the
 #: outputs' SW2 to the reference by −10 % to +5 %; 20 000 → 10 000 pixels by −13 % to +33 %
 #: (median +5 %), for about 0.6× the solver's time; color-matcher's hm-mkl-hm stayed a median 1.5×
