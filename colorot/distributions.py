@@ -98,8 +98,7 @@ class EMProblem:
                 max_samples: int = DEFAULT_EM_SAMPLES, random_state: int = 0) -> "EMProblem":
         pixels = _check_pixels(pixels, keep_dtype=True)
         rng = np.random.default_rng(random_state)
-        if pixels.shape[0] > max_samples:
-            pixels = representative_subsample(pixels, max_samples, rng)
+        pixels = representative_subsample(pixels, max_samples, rng)
         pixels = pixels.astype(np.float64)
         if n_components == "auto":
             distinct = _count_distinct(pixels, limit=max(AUTO_COMPONENTS))

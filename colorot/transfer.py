@@ -532,10 +532,8 @@ class ColorTransfer:
         source's training subsample and H(α) (None for the pixels target)."""
         entropy = None if kind == "pixels" else kl_solver.dequantised_entropy(src)  # H(α) of the KL in nats
         rng = np.random.default_rng(self.random_state)
-        if src.shape[0] > self.max_pixels:
-            src = representative_subsample(src, self.max_pixels, rng)
-        if tgt.shape[0] > self.max_pixels:
-            tgt = representative_subsample(tgt, self.max_pixels, rng)
+        src = representative_subsample(src, self.max_pixels, rng)  # (all of them, as given, when fewer)
+        tgt = representative_subsample(tgt, self.max_pixels, rng)
         if solver == "kl" and self.model == "ridge":
             with _one_blas_thread():
                 result = kl_solver.fit_kl(src, tgt, density.result if isinstance(density, BackgroundEM) else density,
