@@ -26,3 +26,6 @@ DEFAULT_STEPS = 2000
 #: Adam's learning rate per model: the C-MGN shares one W between its input and
 #: output, so the same step moves it further and it needs a smaller one.
 DEFAULT_LR = {"ridge": 5e-2, "mmgn": 3e-2, "cmgn": 1e-2}
+#: Majorise–minimise iterations of the C-MGN/M-MGN KL solver (:mod:`colorot.mgn_solver`), here so
+#: that resolving a fit's steps does not import torch before the target's EM has started beside it.
+NETWORK_KL_ITERATIONS = 40

@@ -1,8 +1,9 @@
 """The target's EM in a second Python process, while this one starts the map (``colorot fit``).
 
-A default fit spends ≈ 1.3 s importing scikit-learn and ≈ 0.4 s in its EM, all of it holding
-Python's lock, while the sliced start (:mod:`colorot.sliced`), which needs only the target's
-pixels, holds one core for about a second.  Threads cannot overlap the two; a second process
+A KL fit spends ≈ 1.3 s importing scikit-learn and ≈ 0.4 s in its EM, all of it holding
+Python's lock, while the start of its map needs only pixels: the default's sliced start
+(:mod:`colorot.sliced`, about a second), or the C-MGN's and M-MGN's torch import and separable
+start (:mod:`colorot.mgn_start`, about 3 s).  Threads cannot overlap the two; a second process
 can.  :class:`BackgroundEM` starts ``python -m colorot.em_process`` (a fresh interpreter: no fork of
 a process whose threads, BLAS's or torch's, may hold locks), sends it the prepared
 :class:`~colorot.distributions.EMProblem` and later reads back the mixture, which is exactly
@@ -34,6 +35,7 @@ class BackgroundEM:
     def __init__(self, problem: EMProblem) -> None:
         self.problem = problem
         self._process: subprocess.Popen | None = None
+        self._mixture: GaussianMixture | None = None
         if (os.cpu_count() or 1) < 2:
             return  # nothing to overlap with: EM runs in this process when asked for
         try:
@@ -49,7 +51,12 @@ class BackgroundEM:
         self._writer.start()
 
     def result(self) -> GaussianMixture:
-        """The fitted mixture (EM in this process if the other one failed)."""
+        """The fitted mixture (EM in this process if the other one failed); the same one on every call."""
+        if self._mixture is None:
+            self._mixture = self._fitted()
+        return self._mixture
+
+    def _fitted(self) -> GaussianMixture:
         if self._process is not None:
             try:
                 answer = self._process.stdout.read()

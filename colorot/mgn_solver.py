@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from colorot.defaults import DEQUANTISE
+from colorot.defaults import DEQUANTISE, NETWORK_KL_ITERATIONS
 from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError, TrainingError
 from colorot.kl_solver import DEFAULT_SW_WEIGHT
@@ -50,7 +50,7 @@ from colorot.train import is_out_of_memory
 from colorot.sampling import representative_subsample
 
 #: Majorise–minimise iterations (the CLI's --steps for this solver) and L-BFGS iterations in each.
-DEFAULT_ITERATIONS = 40
+DEFAULT_ITERATIONS = NETWORK_KL_ITERATIONS
 INNER_ITERATIONS = 10
 #: Curvature pairs L-BFGS keeps.
 HISTORY = 20
@@ -91,12 +91,14 @@ class NetworkKLSettings:
 
 
 def fit_network_kl(model: MonotoneGradientMap, source: np.ndarray, reference: np.ndarray,
-                   target: GaussianMixture, settings: NetworkKLSettings, entropy: float,
+                   target: GaussianMixture | Callable[[], GaussianMixture], settings: NetworkKLSettings, entropy: float,
                    callback: Callable[[int, float], None] | None = None) -> History:
     """Fit ``model`` in place: from the separable start (``settings.start``; with 0 iterations, the
     start alone), or from the caller's (``start="given"``, e.g. the closed-form Gaussian map).
 
     ``source``/``reference``: the source's and the target's pixels (N, 3) in [0, 1];
+    ``target``: the fitted density, or a function that returns it, called once after the start
+    (e.g. :meth:`colorot.em_process.BackgroundEM.result`: EM runs while the start is fitted);
     ``entropy``: H(α) in nats (:func:`colorot.kl_solver.dequantised_entropy`).  The history's
     losses are KL + μ·SW₂² in nats after each iteration (SW₂² from that iteration's frames, at
     the map it started from).  An iteration that would leave the loss non-finite is undone and
@@ -119,6 +121,8 @@ def _fit(model, source, reference, target, settings, entropy, callback) -> Histo
     history = History()
     if settings.start == "separable":
         separable_start(model, source, reference, seed=settings.seed)
+    if callable(target):
+        target = target()
     if not settings.iterations:
         history.seconds = time.perf_counter() - began
         return history

@@ -32,7 +32,7 @@ from colorot import checkpoint
 from colorot.apply import map_pixels
 from colorot.controls import Controls
 from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_STEPS,
-                              DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT)
+                              DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, NETWORK_KL_ITERATIONS)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
 from colorot.em_process import BackgroundEM
 from colorot.errors import ConfigError
@@ -405,9 +405,7 @@ class ColorTransfer:
             return self.steps
         solver = self.resolved_solver()
         if solver == "kl" and self.model != "ridge":
-            from colorot import mgn_solver
-
-            return mgn_solver.DEFAULT_ITERATIONS
+            return NETWORK_KL_ITERATIONS
         return {"kl": kl_solver.DEFAULT_ITERATIONS, "sliced": DEFAULT_ITERATIONS}.get(solver, DEFAULT_STEPS)
 
     def resolved_ridge(self) -> float:
@@ -479,9 +477,9 @@ class ColorTransfer:
             tgt, density, target_sha256 = target.pixels, target.distribution, target.sha256
         else:
             tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
-            density = self._fit_density(tgt, overlap=solver == "kl" and self.model == "ridge")
+            density = self._fit_density(tgt, overlap=solver == "kl")
             target_sha256 = _sha256(target)
-        with density if isinstance(density, BackgroundEM) else contextlib.nullcontext():  # EM beside the sliced start
+        with density if isinstance(density, BackgroundEM) else contextlib.nullcontext():  # EM beside the map's start
             src, entropy = self._fit_map(src, tgt, density, solver, kind, steps, config, settings, kl_settings,
                                          sliced, callback)
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
@@ -517,8 +515,9 @@ class ColorTransfer:
         return math.inf
 
     def _fit_density(self, pixels: np.ndarray, overlap: bool):
-        """The target's distribution; for a mixture the KL solver's ridge map is fitted onto
-        (``overlap``), a :class:`~colorot.em_process.BackgroundEM` fitting it beside the sliced start."""
+        """The target's distribution; for a mixture the KL solver's map is fitted onto (``overlap``), a
+        :class:`~colorot.em_process.BackgroundEM` fitting it beside the map's start (the ridge map's
+        sliced start; the networks' torch import and separable start)."""
         kind, components, ridge, seed = self._reference_settings()
         if overlap and kind == "gmm":
             return BackgroundEM(EMProblem.prepare(pixels, components, ridge=ridge, random_state=seed))
@@ -542,6 +541,9 @@ class ColorTransfer:
             self._set_ridge_map(result.solution.ridge_parameters())
             self.history_ = History(losses=result.losses, seconds=result.seconds)
             return src, entropy
+        if solver == "kl":  # the C-MGN or M-MGN
+            self.map_, self.history_ = self._fit_network_kl(src, tgt, density, config, steps, entropy, callback)
+            return src, entropy
         self.target_dist_ = density
         if solver == "sliced":
             # Onto the pixels themselves, or onto samples of the fitted distribution.
@@ -551,7 +553,7 @@ class ColorTransfer:
             self._set_ridge_map(solution.ridge_parameters())
             self.history_ = History(losses=solution.costs, seconds=solution.seconds)
         else:
-            self.map_, self.history_ = self._fit_network(src, tgt, config, solver, steps, settings, entropy, callback)
+            self.map_, self.history_ = self._fit_network(src, tgt, config, settings, callback)
         return src, entropy
 
     def _adam_settings(self, steps: int):
@@ -566,13 +568,33 @@ class ColorTransfer:
         settings.validate()
         return settings
 
-    def _fit_network(self, src: np.ndarray, tgt: np.ndarray, config: dict, solver: str, steps: int, settings,
-                     entropy: float | None, callback):
-        """The map and history of a network fit (C-MGN, M-MGN, or the ridge map by Adam) or the affine
-        closed form: from the closed-form Gaussian map between the source's moments and the target's."""
+    def _fit_network_kl(self, src: np.ndarray, tgt: np.ndarray, density, config: dict, steps: int, entropy: float,
+                        callback):
+        """The C-MGN's or M-MGN's map and history by the KL solver (:mod:`colorot.mgn_solver`).  Its
+        separable start sets every weight and needs only pixels, so the target's density (``density``, or
+        a BackgroundEM fitting it since before torch was imported) is waited for after it."""
         import torch
 
         from colorot import mgn_solver
+        from colorot.models import build_model
+
+        def target():
+            self.target_dist_ = density.result() if isinstance(density, BackgroundEM) else density
+            return self.target_dist_
+
+        torch.manual_seed(self.random_state)
+        model = build_model(self.model, config)
+        settings = mgn_solver.NetworkKLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
+                                                seed=self.random_state)
+        history = mgn_solver.fit_network_kl(model, src, tgt, target, settings, entropy,
+                                            callback=self._with_progress(callback))
+        return model.cpu().eval().requires_grad_(False), history
+
+    def _fit_network(self, src: np.ndarray, tgt: np.ndarray, config: dict, settings, callback):
+        """The map and history of a network fit by Adam, or the affine closed form: from the
+        closed-form Gaussian map between the source's moments and the target's."""
+        import torch
+
         from colorot.models import AffineMap, build_model, gaussian_map_matrix
         from colorot.train import train
 
@@ -587,14 +609,8 @@ class ColorTransfer:
         init_points = src[: min(len(src), 20_000)]
         model.init_hidden(init_points, seed=self.random_state)
         model.init_to_affine(a, c, init_points)
-        if solver == "kl":
-            network_settings = mgn_solver.NetworkKLSettings(
-                iterations=steps, sw_weight=self.resolved_sw_weight(), seed=self.random_state)
-            history = mgn_solver.fit_network_kl(model, src, tgt, self.target_dist_, network_settings, entropy,
-                                                callback=self._with_progress(callback))
-        else:
-            history = train(model, src, self.target_dist_, settings, callback=self._with_progress(callback),
-                            target_pixels=tgt)
+        history = train(model, src, self.target_dist_, settings, callback=self._with_progress(callback),
+                        target_pixels=tgt)
         return model.cpu().eval().requires_grad_(False), history
 
     # ------------------------------------------------------------- the fitted map

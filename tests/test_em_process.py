@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -51,6 +53,13 @@ def test_a_process_that_fails_leaves_em_to_this_one(problem, monkeypatch) -> Non
         assert same(running.result(), here)
 
 
+def test_the_result_is_fitted_once(problem, monkeypatch) -> None:
+    with BackgroundEM(problem) as running:
+        first = running.result()
+        forbid_em_here(monkeypatch)  # a second call neither reads the closed process nor fits here
+        assert running.result() is first
+
+
 def test_leaving_early_stops_the_process(problem) -> None:
     with BackgroundEM(problem) as running:
         process = running._process
@@ -65,3 +74,20 @@ def test_a_default_fit_gets_the_mixture_of_an_ordinary_em() -> None:
     fitted = ColorTransfer(steps=1).fit(source, target)
     pixels = target.astype(np.float32)  # as fit reads any image
     assert same(fitted.target_dist_, GaussianMixture.fit(pixels, 10, ridge=1e-4, random_state=0))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: EM runs in this process")
+@pytest.mark.parametrize("model", ["cmgn", "mmgn"])
+def test_a_network_fit_gets_the_mixture_of_an_ordinary_em_from_the_second_process(model, monkeypatch) -> None:
+    """The C-MGN's and M-MGN's KL solver waits for the second process's mixture after its start."""
+    rng = np.random.default_rng(1)
+    source = np.round(rng.random((4000, 3)) * 255) / 255
+    target = np.round(rng.random((4000, 3)) ** 2 * 255) / 255
+    pixels = target.astype(np.float32)  # as fit reads any image
+    ordinary = GaussianMixture.fit(pixels, 10, ridge=1e-4, random_state=0)
+    started = []
+    monkeypatch.setattr(em_process.BackgroundEM, "__enter__", lambda self: started.append(self) or self)
+    forbid_em_here(monkeypatch)
+    fitted = ColorTransfer(model=model, steps=1).fit(source, target)
+    assert len(started) == 1 and started[0]._process is None  # it ran, answered and was closed
+    assert same(fitted.target_dist_, ordinary)

@@ -169,6 +169,33 @@ def test_a_given_start_is_kept_and_zero_iterations_leave_the_separable_start() -
     assert all(torch.equal(a, b) for a, b in zip(expected.parameters(), started.parameters()))
 
 
+@pytest.mark.parametrize("iterations", [0, 2])
+def test_a_target_given_as_a_function_is_asked_for_once_after_the_start(iterations, monkeypatch) -> None:
+    """So that EM can run while the start is fitted (colorot.em_process)."""
+    from colorot import mgn_solver
+    from colorot.distributions import GaussianMixture
+    from colorot.models import build_model
+
+    source, target = _squares(2000)
+    source, target = source.astype(np.float32), target.astype(np.float32)
+    mixture = GaussianMixture.fit(target, 2, random_state=0)
+    events = []
+    real_start = mgn_solver.separable_start
+    monkeypatch.setattr(mgn_solver, "separable_start", lambda *a, **k: events.append("start") or real_start(*a, **k))
+
+    def waited_for():
+        events.append("target")
+        return mixture
+
+    lazy, eager = build_model("mmgn"), build_model("mmgn")
+    settings = mgn_solver.NetworkKLSettings(iterations=iterations)
+    lazy_history = mgn_solver.fit_network_kl(lazy, source, target, waited_for, settings, entropy=0.0)
+    assert events == ["start", "target"]
+    eager_history = mgn_solver.fit_network_kl(eager, source, target, mixture, settings, entropy=0.0)
+    assert lazy_history.losses == eager_history.losses
+    assert all(torch.equal(a, b) for a, b in zip(lazy.parameters(), eager.parameters()))
+
+
 @pytest.mark.parametrize("change", [{"start": "affine"}, {"frames": 0}])
 def test_bad_network_solver_settings_are_refused(change) -> None:
     from colorot import mgn_solver
