@@ -40,19 +40,32 @@ def _softplus(z: torch.Tensor) -> torch.Tensor:
     return torch.logaddexp(z, torch.zeros((), dtype=z.dtype, device=z.device))
 
 
-#: Elementwise monotone activations: name → (σ, σ').
+def _tanh_and_slope(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    t = torch.tanh(z)
+    return t, 1.0 - t * t
+
+
+def _sigmoid_and_slope(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    s = torch.sigmoid(z)
+    return s, s * (1.0 - s)
+
+
+def _softplus_and_slope(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return _softplus(z), torch.sigmoid(z)
+
+
+#: Elementwise monotone activations: name → (σ, z ↦ (σ(z), σ'(z)) sharing their work).
 _ACTIVATIONS = {
-    "tanh": (torch.tanh, lambda z: 1.0 - torch.tanh(z) ** 2),
-    "sigmoid": (torch.sigmoid, lambda z: torch.sigmoid(z) * (1.0 - torch.sigmoid(z))),
-    "softplus": (_softplus, torch.sigmoid),
+    "tanh": (torch.tanh, _tanh_and_slope),
+    "sigmoid": (torch.sigmoid, _sigmoid_and_slope),
+    "softplus": (_softplus, _softplus_and_slope),
 }
 
-#: M-MGN convex, non-negative potentials: name → (s, σ = s', σ' = s'').
+#: M-MGN convex, non-negative potentials: name → (s, σ = s', z ↦ (σ(z), σ'(z)) with σ' = s'').
 _POTENTIALS = {
-    "logcosh": (_log_cosh, torch.tanh, lambda z: 1.0 - torch.tanh(z) ** 2),
-    "softplus": (_softplus, torch.sigmoid, lambda z: torch.sigmoid(z) * (1.0 - torch.sigmoid(z))),
+    "logcosh": (_log_cosh, torch.tanh, _tanh_and_slope),
+    "softplus": (_softplus, torch.sigmoid, _sigmoid_and_slope),
 }
-
 
 #: The C-MGN's and M-MGN's activation scale α (σ(z) = α·act(z/α)): chosen on development pairs
 #: outside the benchmark (bench/EXPERIMENTS.md, E40).  Checkpoints written before it existed
@@ -70,19 +83,25 @@ def _check_scale(scale: float) -> float:
 
 
 def _scaled_activation(name: str, scale: float):
-    """(σ, σ') of σ(z) = α·act(z/α), for the C-MGN."""
-    act, dact = _ACTIVATIONS[name]
-    if scale == 1.0:
-        return act, dact
-    return (lambda z: scale * act(z / scale)), (lambda z: dact(z / scale))
+    """(σ, z ↦ (σ(z), σ'(z))) of σ(z) = α·act(z/α), σ'(z) = act'(z/α), for the C-MGN."""
+    act, act_and_slope = _ACTIVATIONS[name]
+
+    def value_and_slope(z):
+        value, slope = act_and_slope(z / scale)
+        return scale * value, slope
+
+    return (lambda z: scale * act(z / scale)), value_and_slope
 
 
 def _scaled_potential(name: str, scale: float):
-    """(S, σ, σ') of S(z) = α²·S₁(z/α), for the M-MGN."""
-    pot, act, dact = _POTENTIALS[name]
-    if scale == 1.0:
-        return pot, act, dact
-    return (lambda z: scale * scale * pot(z / scale)), (lambda z: scale * act(z / scale)), (lambda z: dact(z / scale))
+    """(S, σ, z ↦ (σ(z), σ'(z))) of S(z) = α²·S₁(z/α), σ(z) = α·σ₁(z/α), σ'(z) = σ₁'(z/α), for the M-MGN."""
+    pot, act, act_and_slope = _POTENTIALS[name]
+
+    def value_and_slope(z):
+        value, slope = act_and_slope(z / scale)
+        return scale * value, slope
+
+    return (lambda z: scale * scale * pot(z / scale)), (lambda z: scale * act(z / scale)), value_and_slope
 
 
 def _outer_products(w: torch.Tensor) -> torch.Tensor:
@@ -251,19 +270,20 @@ class CMGN(MonotoneGradientMap):
                 "scale": self.scale}
 
     def _nonlinear(self, x, with_jacobian):
-        act, dact = _scaled_activation(self.activation, self.scale)
+        act, act_and_slope = _scaled_activation(self.activation, self.scale)
         wx = x @ self.W.T
         z = wx + self.biases[0]
-        p = torch.ones_like(z) if with_jacobian else None
-        for layer in range(1, self.layers):
-            if with_jacobian:
-                p = 1.0 + dact(z) * p
-            z = wx + act(z) + self.biases[layer]
-        out = act(z) @ self.W
         if not with_jacobian:
-            return out, None
-        d = dact(z) * p
-        return out, (d @ _outer_products(self.W)).reshape(-1, self.dim, self.dim)
+            for layer in range(1, self.layers):
+                z = wx + act(z) + self.biases[layer]
+            return act(z) @ self.W, None
+        p = torch.ones_like(z)
+        for layer in range(1, self.layers):
+            value, slope = act_and_slope(z)
+            p = 1.0 + slope * p
+            z = wx + value + self.biases[layer]
+        value, slope = act_and_slope(z)
+        return value @ self.W, ((slope * p) @ _outer_products(self.W)).reshape(-1, self.dim, self.dim)
 
     @torch.no_grad()
     def init_hidden(self, points: np.ndarray, seed: int = 0) -> None:
@@ -309,15 +329,16 @@ class MMGN(MonotoneGradientMap):
                 "activation": self.activation, "scale": self.scale}
 
     def _nonlinear(self, x, with_jacobian):
-        pot, act, dact = _scaled_potential(self.activation, self.scale)
+        pot, act, act_and_slope = _scaled_potential(self.activation, self.scale)
         n, k, h = x.shape[0], self.modules_count, self.hidden
         z = (x @ self.W.reshape(k * h, self.dim).T).reshape(n, k, h) + self.biases  # (N, K, H)
         s = pot(z).sum(-1)  # (N, K): per sample, per module
-        u = torch.bmm(act(z).transpose(0, 1), self.W).transpose(0, 1)  # W_kᵀ σ(z_k): (N, K, d)
+        value, slope = act_and_slope(z) if with_jacobian else (act(z), None)
+        u = torch.bmm(value.transpose(0, 1), self.W).transpose(0, 1)  # W_kᵀ σ(z_k): (N, K, d)
         out = (s.unsqueeze(-1) * u).sum(1)
         if not with_jacobian:
             return out, None
-        curvature = (s.unsqueeze(-1) * dact(z)).reshape(n, k * h)  # s(z_k) σ'(z_kh)
+        curvature = (s.unsqueeze(-1) * slope).reshape(n, k * h)  # s(z_k) σ'(z_kh)
         jac = (curvature @ _outer_products(self.W.reshape(k * h, self.dim))).reshape(n, self.dim, self.dim)
         return out, jac + u.transpose(1, 2) @ u
 
