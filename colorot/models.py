@@ -67,6 +67,7 @@ _POTENTIALS = {
     "softplus": (_softplus, torch.sigmoid, _sigmoid_and_slope),
 }
 
+
 #: The C-MGN's and M-MGN's activation scale α (σ(z) = α·act(z/α)): chosen on development pairs
 #: outside the benchmark (bench/EXPERIMENTS.md, E40).  Checkpoints written before it existed
 #: hold no scale and load with α = 1 (colorot.checkpoint).
@@ -82,26 +83,26 @@ def _check_scale(scale: float) -> float:
     return float(scale)
 
 
-def _scaled_activation(name: str, scale: float):
-    """(σ, z ↦ (σ(z), σ'(z))) of σ(z) = α·act(z/α), σ'(z) = act'(z/α), for the C-MGN."""
-    act, act_and_slope = _ACTIVATIONS[name]
+def _scaled_slope(act_and_slope, scale: float):
+    """z ↦ (α·σ₁(z/α), σ₁'(z/α)): the value and slope of σ(z) = α·σ₁(z/α), given σ₁'s."""
 
     def value_and_slope(z):
         value, slope = act_and_slope(z / scale)
         return scale * value, slope
 
-    return (lambda z: scale * act(z / scale)), value_and_slope
+    return value_and_slope
+
+
+def _scaled_activation(name: str, scale: float):
+    """(σ, z ↦ (σ(z), σ'(z))) of σ(z) = α·act(z/α), σ'(z) = act'(z/α), for the C-MGN."""
+    act, act_and_slope = _ACTIVATIONS[name]
+    return (lambda z: scale * act(z / scale)), _scaled_slope(act_and_slope, scale)
 
 
 def _scaled_potential(name: str, scale: float):
     """(S, σ, z ↦ (σ(z), σ'(z))) of S(z) = α²·S₁(z/α), σ(z) = α·σ₁(z/α), σ'(z) = σ₁'(z/α), for the M-MGN."""
     pot, act, act_and_slope = _POTENTIALS[name]
-
-    def value_and_slope(z):
-        value, slope = act_and_slope(z / scale)
-        return scale * value, slope
-
-    return (lambda z: scale * scale * pot(z / scale)), (lambda z: scale * act(z / scale)), value_and_slope
+    return (lambda z: scale * scale * pot(z / scale)), (lambda z: scale * act(z / scale)), _scaled_slope(act_and_slope, scale)
 
 
 def _outer_products(w: torch.Tensor) -> torch.Tensor:
