@@ -66,18 +66,17 @@ def _count_distinct(pixels: np.ndarray, limit: int) -> int:
     return len(seen)
 
 
-def _gaussian_log_prob(x: torch.Tensor, means: torch.Tensor, chol_invs: torch.Tensor,
+def _gaussian_log_prob(x: torch.Tensor, projections: torch.Tensor, offsets: torch.Tensor,
                        log_norms: torch.Tensor) -> torch.Tensor:
     """log N(x | μ_k, L_k L_kᵀ) for every sample and component: (N, K).
 
-    With P_k = L_k⁻¹ precomputed (K small 3×3 inverses, once per target), the
-    Mahalanobis term is ‖P_k (x − μ_k)‖², one batched matrix product instead of
-    N·K triangular solves; ``log_norms`` holds −½ log det Σ_k − (d/2) log 2π
-    = −Σ log diag L_k − (d/2) log 2π.
+    With P_k = L_k⁻¹ precomputed (K small d×d inverses, once per target), the Mahalanobis term
+    is ‖P_k x − P_k μ_k‖²: every component's P_k x in one matrix product x @ [P_1ᵀ … P_Kᵀ]
+    (``projections``, d × Kd; ``offsets`` holds P_k μ_k), a third of the time of a batched
+    product over components with its backward (bench/EXPERIMENTS.md, E44); ``log_norms`` holds
+    −½ log det Σ_k − (d/2) log 2π = −Σ log diag L_k − (d/2) log 2π.
     """
-    import torch  # here, not at the top: the CLI starts without torch
-
-    y = torch.einsum("kij,nkj->nki", chol_invs, x[:, None, :] - means[None, :, :])
+    y = (x @ projections).reshape(x.shape[0], -1, x.shape[1]) - offsets
     return log_norms[None, :] - 0.5 * (y * y).sum(-1)
 
 
@@ -210,10 +209,12 @@ class GaussianMixture:
 
         key = (str(device), dtype)
         if key not in self._torch_cache:
+            chol_invs = np.linalg.inv(self._chols)  # P_k (K, d, d)
+            k, d = self.means.shape
             self._torch_cache[key] = (
                 torch.as_tensor(np.log(self.weights), dtype=dtype, device=device),
-                torch.as_tensor(self.means, dtype=dtype, device=device),
-                torch.as_tensor(np.linalg.inv(self._chols), dtype=dtype, device=device),
+                torch.as_tensor(chol_invs.reshape(k * d, d).T, dtype=dtype, device=device),
+                torch.as_tensor(np.einsum("kij,kj->ki", chol_invs, self.means), dtype=dtype, device=device),
                 torch.as_tensor(
                     -np.log(np.diagonal(self._chols, axis1=-2, axis2=-1)).sum(-1) - 0.5 * self.means.shape[1] * _LOG_2PI,
                     dtype=dtype, device=device,
@@ -223,8 +224,8 @@ class GaussianMixture:
 
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log w_k + log N(x | μ_k, Σ_k) for each sample and component: (N, K)."""
-        log_w, means, chol_invs, log_norms = self._torch(x.device, x.dtype)
-        return log_w[None, :] + _gaussian_log_prob(x, means, chol_invs, log_norms)
+        log_w, projections, offsets, log_norms = self._torch(x.device, x.dtype)
+        return log_w[None, :] + _gaussian_log_prob(x, projections, offsets, log_norms)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log density log Σ_k w_k N(x | μ_k, Σ_k) of each row of x: (N,)."""

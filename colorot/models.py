@@ -335,7 +335,8 @@ class MMGN(MonotoneGradientMap):
         z = (x @ self.W.reshape(k * h, self.dim).T).reshape(n, k, h) + self.biases  # (N, K, H)
         s = pot(z).sum(-1)  # (N, K): per sample, per module
         value, slope = act_and_slope(z) if with_jacobian else (act(z), None)
-        u = torch.bmm(value.transpose(0, 1), self.W).transpose(0, 1)  # W_kᵀ σ(z_k): (N, K, d)
+        # W_kᵀ σ(z_k) of every module: one product with the block-diagonal diag(W_1, …, W_K): (N, K, d)
+        u = (value.reshape(n, k * h) @ torch.block_diag(*self.W)).reshape(n, k, self.dim)
         out = (s.unsqueeze(-1) * u).sum(1)
         if not with_jacobian:
             return out, None
