@@ -5,7 +5,8 @@ Python's lock, while the start of its map needs only pixels: the default's slice
 (:mod:`colorot.sliced`, about a second), or the C-MGN's and M-MGN's torch import and separable
 start (:mod:`colorot.mgn_start`, about 3 s).  Threads cannot overlap the two; a second process
 can.  :class:`BackgroundEM` starts ``python -m colorot.em_process`` (a fresh interpreter: no fork of
-a process whose threads, BLAS's or torch's, may hold locks), sends it the prepared
+a process whose threads, BLAS's or torch's, may hold locks) before the images are read, so that
+scikit-learn's import overlaps their decoding too, then sends it the prepared
 :class:`~colorot.distributions.EMProblem` and later reads back the mixture, which is exactly
 :meth:`GaussianMixture.fit_em`'s in this process (same code, same data, one BLAS thread).  If the
 process cannot start or does not answer with a mixture, EM runs here instead, so the result, or
@@ -29,20 +30,30 @@ _ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 
 class BackgroundEM:
-    """EM of ``problem`` running in another process from construction until :meth:`result`; a
-    context manager whose exit stops the process if the caller never asked for the result."""
+    """EM in another process: started at construction (it imports scikit-learn at once), given its
+    problem by :meth:`send` (or at construction), fitting until :meth:`result`; a context manager
+    whose exit stops the process if the caller never asked for the result."""
 
-    def __init__(self, problem: EMProblem) -> None:
-        self.problem = problem
+    def __init__(self, problem: EMProblem | None = None) -> None:
+        self.problem: EMProblem | None = None
         self._process: subprocess.Popen | None = None
         self._mixture: GaussianMixture | None = None
-        if (os.cpu_count() or 1) < 2:
-            return  # nothing to overlap with: EM runs in this process when asked for
-        try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "colorot.em_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, env=_environment())
-        except (OSError, ValueError):  # no interpreter to start (embedded, frozen), no processes left, …
+        if (os.cpu_count() or 1) >= 2:  # else nothing to overlap with: EM runs in this process when asked for
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "colorot.em_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, env=_environment())
+            except (OSError, ValueError):  # no interpreter to start (embedded, frozen), no processes left, …
+                pass
+        if problem is not None:
+            self.send(problem)
+
+    def send(self, problem: EMProblem) -> None:
+        """Give the process its problem (once)."""
+        if self.problem is not None:
+            raise RuntimeError("this BackgroundEM already has its problem")
+        self.problem = problem
+        if self._process is None:
             return
         request = _arrays_to_bytes(sample=problem.sample, candidates=np.asarray(problem.candidates),
                                    ridge=np.float64(problem.ridge), random_state=np.int64(problem.random_state))
@@ -52,6 +63,8 @@ class BackgroundEM:
 
     def result(self) -> GaussianMixture:
         """The fitted mixture (EM in this process if the other one failed); the same one on every call."""
+        if self.problem is None:
+            raise RuntimeError("send the BackgroundEM its problem before asking for the result")
         if self._mixture is None:
             self._mixture = self._fitted()
         return self._mixture
@@ -106,7 +119,10 @@ def _arrays_to_bytes(**arrays: np.ndarray) -> bytes:
 
 
 def _serve() -> None:
-    """The EM process: one problem from stdin, its mixture to stdout."""
+    """The EM process: scikit-learn imported first (≈ 1.3–1.8 s, while the caller may still be reading
+    its images), then one problem from stdin, its mixture to stdout."""
+    import sklearn.mixture  # noqa: F401
+
     request = np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
     problem = EMProblem(request["sample"], tuple(int(k) for k in request["candidates"]), float(request["ridge"]),
                         int(request["random_state"]))

@@ -438,7 +438,7 @@ class ColorTransfer:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
         self._check_options()
         pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
-        return Reference(pixels, self._fit_density(pixels, overlap=False), self._reference_settings(), _sha256(target))
+        return Reference(pixels, self._fit_density(pixels), self._reference_settings(), _sha256(target))
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
@@ -472,14 +472,17 @@ class ColorTransfer:
             if target.settings != self._reference_settings():
                 raise ConfigError(f"this Reference was fitted with target settings {target.settings}; this "
                                   f"estimator needs {self._reference_settings()}")
-        src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
-        if isinstance(target, Reference):
-            tgt, density, target_sha256 = target.pixels, target.distribution, target.sha256
-        else:
-            tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
-            density = self._fit_density(tgt, overlap=solver == "kl")
-            target_sha256 = _sha256(target)
-        with density if isinstance(density, BackgroundEM) else contextlib.nullcontext():  # EM beside the map's start
+        # The KL solver's mixture: EM in a second process, started now (it imports scikit-learn while
+        # the images are read) and fitting beside the map's start.
+        overlap = solver == "kl" and kind == "gmm" and not isinstance(target, Reference)
+        with BackgroundEM() if overlap else contextlib.nullcontext() as background:
+            src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
+            if isinstance(target, Reference):
+                tgt, density, target_sha256 = target.pixels, target.distribution, target.sha256
+            else:
+                tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+                density = self._fit_density(tgt, background)
+                target_sha256 = _sha256(target)
             src, entropy = self._fit_map(src, tgt, density, solver, kind, steps, config, settings, kl_settings,
                                          sliced, callback)
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
@@ -514,13 +517,14 @@ class ColorTransfer:
             return mgn_solver.KL_PIXELS
         return math.inf
 
-    def _fit_density(self, pixels: np.ndarray, overlap: bool):
-        """The target's distribution; for a mixture the KL solver's map is fitted onto (``overlap``), a
-        :class:`~colorot.em_process.BackgroundEM` fitting it beside the map's start (the ridge map's
-        sliced start; the networks' torch import and separable start)."""
+    def _fit_density(self, pixels: np.ndarray, background: BackgroundEM | None = None):
+        """The target's distribution; given a started :class:`~colorot.em_process.BackgroundEM` (the KL
+        solver's mixture), that process, sent its EM problem, to fit it beside the map's start (the ridge
+        map's sliced start; the networks' torch import and separable start)."""
         kind, components, ridge, seed = self._reference_settings()
-        if overlap and kind == "gmm":
-            return BackgroundEM(EMProblem.prepare(pixels, components, ridge=ridge, random_state=seed))
+        if background is not None:
+            background.send(EMProblem.prepare(pixels, components, ridge=ridge, random_state=seed))
+            return background
         return fit_target(pixels, kind, components, ridge=ridge, random_state=seed)
 
     def _fit_map(self, src: np.ndarray, tgt: np.ndarray, density, solver: str, kind: str, steps: int, config: dict,

@@ -10,6 +10,7 @@ import pytest
 from colorot import em_process
 from colorot.distributions import EMProblem, GaussianMixture
 from colorot.em_process import BackgroundEM
+from colorot.errors import ImageReadError
 from colorot.transfer import ColorTransfer
 
 
@@ -58,6 +59,29 @@ def test_the_result_is_fitted_once(problem, monkeypatch) -> None:
         first = running.result()
         forbid_em_here(monkeypatch)  # a second call neither reads the closed process nor fits here
         assert running.result() is first
+
+
+def test_a_process_started_before_its_problem_gives_the_same_mixture(problem, monkeypatch) -> None:
+    here = GaussianMixture.fit_em(problem)
+    forbid_em_here(monkeypatch)
+    with BackgroundEM() as running:
+        with pytest.raises(RuntimeError, match="problem"):
+            running.result()
+        running.send(problem)
+        with pytest.raises(RuntimeError, match="already"):
+            running.send(problem)
+        assert same(running.result(), here)
+
+
+def test_a_fit_whose_source_cannot_be_read_stops_the_em_process(tmp_path, monkeypatch) -> None:
+    started = []
+    real_init = em_process.BackgroundEM.__init__
+    monkeypatch.setattr(em_process.BackgroundEM, "__init__",
+                        lambda self, *a, **k: started.append(self) or real_init(self, *a, **k))
+    rng = np.random.default_rng(1)
+    with pytest.raises(ImageReadError):
+        ColorTransfer(steps=1).fit(tmp_path / "missing.png", rng.random((500, 3)))
+    assert len(started) == 1 and started[0]._process is None  # closed on the way out
 
 
 def test_leaving_early_stops_the_process(problem) -> None:
