@@ -31,10 +31,10 @@ _ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 class BackgroundEM:
     """EM in another process: started at construction (it imports scikit-learn at once), given its
-    problem by :meth:`send` (or at construction), fitting until :meth:`result`; a context manager
-    whose exit stops the process if the caller never asked for the result."""
+    problem by :meth:`send`, fitting until :meth:`result`; a context manager whose exit stops the
+    process if the caller never asked for the result."""
 
-    def __init__(self, problem: EMProblem | None = None) -> None:
+    def __init__(self) -> None:
         self.problem: EMProblem | None = None
         self._process: subprocess.Popen | None = None
         self._mixture: GaussianMixture | None = None
@@ -45,8 +45,6 @@ class BackgroundEM:
                     stderr=subprocess.DEVNULL, env=_environment())
             except (OSError, ValueError):  # no interpreter to start (embedded, frozen), no processes left, …
                 pass
-        if problem is not None:
-            self.send(problem)
 
     def send(self, problem: EMProblem) -> None:
         """Give the process its problem (once)."""

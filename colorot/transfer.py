@@ -518,9 +518,8 @@ class ColorTransfer:
         return math.inf
 
     def _fit_density(self, pixels: np.ndarray, background: BackgroundEM | None = None):
-        """The target's distribution; given a started :class:`~colorot.em_process.BackgroundEM` (the KL
-        solver's mixture), that process, sent its EM problem, to fit it beside the map's start (the ridge
-        map's sliced start; the networks' torch import and separable start)."""
+        """The target's distribution; or, given a started :class:`~colorot.em_process.BackgroundEM` (the KL
+        solver's mixture), that process, sent the EM problem it then solves beside the map's start."""
         kind, components, ridge, seed = self._reference_settings()
         if background is not None:
             background.send(EMProblem.prepare(pixels, components, ridge=ridge, random_state=seed))
@@ -537,16 +536,19 @@ class ColorTransfer:
         rng = np.random.default_rng(self.random_state)
         src = representative_subsample(src, self.max_pixels, rng)  # (all of them, as given, when fewer)
         tgt = representative_subsample(tgt, self.max_pixels, rng)
+        # The KL solvers ask for the target (calling ``target``, a BackgroundEM's result) after their starts.
+        target = density.result if isinstance(density, BackgroundEM) else density
         if solver == "kl" and self.model == "ridge":
             with _one_blas_thread():
-                result = kl_solver.fit_kl(src, tgt, density.result if isinstance(density, BackgroundEM) else density,
-                                          kl_settings, sliced, entropy=entropy, callback=self._with_progress(callback))
+                result = kl_solver.fit_kl(src, tgt, target, kl_settings, sliced, entropy=entropy,
+                                          callback=self._with_progress(callback))
             self.target_dist_ = result.target
             self._set_ridge_map(result.solution.ridge_parameters())
             self.history_ = History(losses=result.losses, seconds=result.seconds)
             return src, entropy
         if solver == "kl":  # the C-MGN or M-MGN
-            self.map_, self.history_ = self._fit_network_kl(src, tgt, density, config, steps, entropy, callback)
+            self.map_, self.history_ = self._fit_network_kl(src, tgt, target, config, steps, entropy, callback)
+            self.target_dist_ = target() if callable(target) else target
             return src, entropy
         self.target_dist_ = density
         if solver == "sliced":
@@ -572,19 +574,15 @@ class ColorTransfer:
         settings.validate()
         return settings
 
-    def _fit_network_kl(self, src: np.ndarray, tgt: np.ndarray, density, config: dict, steps: int, entropy: float,
+    def _fit_network_kl(self, src: np.ndarray, tgt: np.ndarray, target, config: dict, steps: int, entropy: float,
                         callback):
         """The C-MGN's or M-MGN's map and history by the KL solver (:mod:`colorot.mgn_solver`).  Its
-        separable start sets every weight and needs only pixels, so the target's density (``density``, or
-        a BackgroundEM fitting it since before torch was imported) is waited for after it."""
+        separable start sets every weight and needs only pixels, so the target's density (``target``, or
+        a function waiting for the EM fitting it since before torch was imported) is asked for after it."""
         import torch
 
         from colorot import mgn_solver
         from colorot.models import build_model
-
-        def target():
-            self.target_dist_ = density.result() if isinstance(density, BackgroundEM) else density
-            return self.target_dist_
 
         torch.manual_seed(self.random_state)
         model = build_model(self.model, config)

@@ -26,6 +26,13 @@ def same(a: GaussianMixture, b: GaussianMixture) -> bool:
                                                  (a.covariances, b.covariances)])
 
 
+def sent(problem: EMProblem) -> BackgroundEM:
+    """A BackgroundEM given ``problem``."""
+    running = BackgroundEM()
+    running.send(problem)
+    return running
+
+
 def forbid_em_here(monkeypatch) -> None:
     def refuse(cls, problem):
         raise AssertionError("EM ran in this process")
@@ -36,26 +43,26 @@ def forbid_em_here(monkeypatch) -> None:
 def test_the_second_process_gives_exactly_the_mixture_em_gives_here(problem, monkeypatch) -> None:
     here = GaussianMixture.fit_em(problem)
     forbid_em_here(monkeypatch)
-    with BackgroundEM(problem) as running:
+    with sent(problem) as running:
         assert same(running.result(), here)
 
 
 def test_without_a_second_process_em_runs_here(problem, monkeypatch) -> None:
     here = GaussianMixture.fit_em(problem)
     monkeypatch.setattr(em_process.sys, "executable", "/nonexistent/python")
-    with BackgroundEM(problem) as running:
+    with sent(problem) as running:
         assert same(running.result(), here)
 
 
 def test_a_process_that_fails_leaves_em_to_this_one(problem, monkeypatch) -> None:
     here = GaussianMixture.fit_em(problem)
     monkeypatch.setattr(em_process, "_arrays_to_bytes", lambda **arrays: b"not an npz archive")
-    with BackgroundEM(problem) as running:
+    with sent(problem) as running:
         assert same(running.result(), here)
 
 
 def test_the_result_is_fitted_once(problem, monkeypatch) -> None:
-    with BackgroundEM(problem) as running:
+    with sent(problem) as running:
         first = running.result()
         forbid_em_here(monkeypatch)  # a second call neither reads the closed process nor fits here
         assert running.result() is first
@@ -85,7 +92,7 @@ def test_a_fit_whose_source_cannot_be_read_stops_the_em_process(tmp_path, monkey
 
 
 def test_leaving_early_stops_the_process(problem) -> None:
-    with BackgroundEM(problem) as running:
+    with sent(problem) as running:
         process = running._process
         assert process is None or process.poll() is None
     assert running._process is None and (process is None or process.poll() is not None)
