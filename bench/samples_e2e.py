@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from colorot.imageio import read_pixels
 from colorot.metrics import sliced_w2
 

@@ -74,7 +74,7 @@ class BackgroundEM:
                 if self._process.wait() == 0:
                     arrays = np.load(io.BytesIO(answer), allow_pickle=False)
                     return GaussianMixture(arrays["weights"], arrays["means"], arrays["covariances"])
-            except Exception:  # noqa: BLE001: a broken answer of any kind means: fit here
+            except Exception:  # noqa: BLE001 (a broken answer of any kind means: fit here)
                 pass
             finally:
                 self.close()

@@ -90,17 +90,26 @@ class NetworkKLSettings:
             raise ConfigError("--sw-weight must be finite and ≥ 0")
 
 
+@dataclass
+class NetworkKLResult:
+    """What :func:`fit_network_kl` did (the loss per iteration, the wall time) and the density q it
+    fitted to (``target`` resolved when it was given as a function)."""
+
+    history: History
+    target: GaussianMixture
+
+
 def fit_network_kl(model: MonotoneGradientMap, source: np.ndarray, reference: np.ndarray,
                    target: GaussianMixture | Callable[[], GaussianMixture], settings: NetworkKLSettings, entropy: float,
-                   callback: Callable[[int, float], None] | None = None) -> History:
+                   callback: Callable[[int, float], None] | None = None) -> NetworkKLResult:
     """Fit ``model`` in place: from the separable start (``settings.start``; with 0 iterations, the
     start alone), or from the caller's (``start="given"``, e.g. the closed-form Gaussian map).
 
     ``source``/``reference``: the source's and the target's pixels (N, 3) in [0, 1];
     ``target``: the fitted density, or a function that returns it, called once after the start
     (e.g. :meth:`colorot.em_process.BackgroundEM.result`: EM runs while the start is fitted);
-    ``entropy``: H(α) in nats (:func:`colorot.kl_solver.dequantised_entropy`).  The history's
-    losses are KL + μ·SW₂² in nats after each iteration (SW₂² from that iteration's frames, at
+    ``entropy``: H(α) in nats (:func:`colorot.kl_solver.dequantised_entropy`).  Returns the
+    history and q itself (:class:`NetworkKLResult`); the history's losses are KL + μ·SW₂² in nats after each iteration (SW₂² from that iteration's frames, at
     the map it started from).  An iteration that would leave the loss non-finite is undone and
     the fit stops there (the history then has fewer entries than ``settings.iterations``).
     Raises TrainingError when the loss is not finite at the start or memory runs out.
@@ -116,7 +125,7 @@ def fit_network_kl(model: MonotoneGradientMap, source: np.ndarray, reference: np
         model.float()
 
 
-def _fit(model, source, reference, target, settings, entropy, callback) -> History:
+def _fit(model, source, reference, target, settings, entropy, callback) -> NetworkKLResult:
     began = time.perf_counter()
     history = History()
     if settings.start == "separable":
@@ -125,7 +134,7 @@ def _fit(model, source, reference, target, settings, entropy, callback) -> Histo
         target = target()
     if not settings.iterations:
         history.seconds = time.perf_counter() - began
-        return history
+        return NetworkKLResult(history, target)
     rng = np.random.default_rng(settings.seed)
     n_sw = min(settings.sw_pixels, len(source), len(reference))
     x_sw = np.asarray(representative_subsample(source, n_sw, rng), np.float64)
@@ -179,7 +188,7 @@ def _fit(model, source, reference, target, settings, entropy, callback) -> Histo
             break
     model.eval()
     history.seconds = time.perf_counter() - began
-    return history
+    return NetworkKLResult(history, target)
 
 
 #: L-BFGS's tolerances (torch.optim.LBFGS's defaults).

@@ -547,8 +547,8 @@ class ColorTransfer:
             self.history_ = History(losses=result.losses, seconds=result.seconds)
             return src, entropy
         if solver == "kl":  # the C-MGN or M-MGN
-            self.map_, self.history_ = self._fit_network_kl(src, tgt, target, config, steps, entropy, callback)
-            self.target_dist_ = target() if callable(target) else target
+            self.map_, result = self._fit_network_kl(src, tgt, target, config, steps, entropy, callback)
+            self.target_dist_, self.history_ = result.target, result.history
             return src, entropy
         self.target_dist_ = density
         if solver == "sliced":
@@ -576,7 +576,8 @@ class ColorTransfer:
 
     def _fit_network_kl(self, src: np.ndarray, tgt: np.ndarray, target, config: dict, steps: int, entropy: float,
                         callback):
-        """The C-MGN's or M-MGN's map and history by the KL solver (:mod:`colorot.mgn_solver`).  Its
+        """The C-MGN's or M-MGN's map and its :class:`~colorot.mgn_solver.NetworkKLResult` (history,
+        resolved target) by the KL solver (:mod:`colorot.mgn_solver`).  Its
         separable start sets every weight and needs only pixels, so the target's density (``target``, or
         a function waiting for the EM fitting it since before torch was imported) is asked for after it."""
         import torch
@@ -588,9 +589,9 @@ class ColorTransfer:
         model = build_model(self.model, config)
         settings = mgn_solver.NetworkKLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
                                                 seed=self.random_state)
-        history = mgn_solver.fit_network_kl(model, src, tgt, target, settings, entropy,
-                                            callback=self._with_progress(callback))
-        return model.cpu().eval().requires_grad_(False), history
+        result = mgn_solver.fit_network_kl(model, src, tgt, target, settings, entropy,
+                                           callback=self._with_progress(callback))
+        return model.cpu().eval().requires_grad_(False), result
 
     def _fit_network(self, src: np.ndarray, tgt: np.ndarray, config: dict, settings, callback):
         """The map and history of a network fit by Adam, or the affine closed form: from the

@@ -189,10 +189,12 @@ def test_a_target_given_as_a_function_is_asked_for_once_after_the_start(iteratio
 
     lazy, eager = build_model("mmgn"), build_model("mmgn")
     settings = mgn_solver.NetworkKLSettings(iterations=iterations)
-    lazy_history = mgn_solver.fit_network_kl(lazy, source, target, waited_for, settings, entropy=0.0)
+    lazy_result = mgn_solver.fit_network_kl(lazy, source, target, waited_for, settings, entropy=0.0)
     assert events == ["start", "target"]
-    eager_history = mgn_solver.fit_network_kl(eager, source, target, mixture, settings, entropy=0.0)
-    assert lazy_history.losses == eager_history.losses
+    assert lazy_result.target is mixture
+    eager_result = mgn_solver.fit_network_kl(eager, source, target, mixture, settings, entropy=0.0)
+    assert eager_result.target is mixture
+    assert lazy_result.history.losses == eager_result.history.losses
     assert all(torch.equal(a, b) for a, b in zip(lazy.parameters(), eager.parameters()))
 
 
