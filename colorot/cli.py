@@ -452,8 +452,15 @@ def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.
 
 def _run_each_with_progress(job_plan: apply_mod.Plan, work, *, jobs: int, label: str) -> apply_mod.Report:
     """:func:`colorot.apply.run_each` with a progress bar (files/s) on stderr; failures printed as they happen."""
+    return _with_progress(len(job_plan.jobs), label,
+                          lambda done: apply_mod.run_each(job_plan, work, on_file_done=done, jobs=jobs))
+
+
+def _with_progress(total: int, label: str, run) -> apply_mod.Report:
+    """``run(on_file_done)`` with a progress bar of ``total`` files (files/s) on stderr; failures
+    printed as they happen."""
     with _progress() as bar:
-        task = bar.add_task(label, total=len(job_plan.jobs), extra="")
+        task = bar.add_task(label, total=total, extra="")
 
         def done(job: apply_mod.Job, error: str | None) -> None:
             if error is not None:
@@ -462,7 +469,7 @@ def _run_each_with_progress(job_plan: apply_mod.Plan, work, *, jobs: int, label:
             completed = bar.tasks[task].completed + 1
             bar.update(task, completed=completed, extra=f"{completed / elapsed:.1f} files/s" if elapsed else "")
 
-        return apply_mod.run_each(job_plan, work, on_file_done=done, jobs=jobs)
+        return run(done)
 
 
 def _apply_stream(fitted, source: str, output: str, output_format: str | None, table, quality: int,
@@ -503,6 +510,11 @@ def match_command(
     sw_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Fit (each input's map)", help="μ of μ·SW₂², as for 'colorot fit'.",
                                                        show_default=False)] = None,
     seed: Annotated[int, typer.Option(rich_help_panel="Fit (each input's map)", min=0, max=2**32 - 1, help="Random seed of every fit.")] = 0,
+    sequence: Annotated[bool, typer.Option("--sequence", rich_help_panel="Sequence", help="The inputs are the frames of one "
+                                           "sequence, in the natural order of their names: each frame is written through a "
+                                           "Gaussian blend of its neighbours' maps, against flicker (ridge maps only).")] = False,
+    smooth: Annotated[Optional[float], typer.Option(rich_help_panel="Sequence", help="σ of --sequence's blend, in frames "
+                                                    "(0: each frame its own map) \\[default: 1].", show_default=False)] = None,
     recursive: _Recursive = True,
     overwrite: _Overwrite = False,
     in_place: _InPlace = False,
@@ -531,13 +543,15 @@ def match_command(
       colorot match samples/sunset.jpg samples/day.jpg samples/storm.jpg matched/
       colorot match grade.jpg photos/ graded/ --save-maps maps/ --jobs 2
       colorot match samples/sunset.jpg samples/day.jpg day_matched.jpg --keep-luminance
+      colorot match grade.jpg frames/ graded/ --sequence
     """
     with _user_errors():
         inputs, output, streaming = _batch_paths(paths, "match REFERENCE", from_stdin, as_json,
                                                  {"--shard": shard, "--preview": preview, "--from-stdin": from_stdin,
-                                                  "--save-maps": save_maps})
+                                                  "--save-maps": save_maps, "--sequence": sequence})
+        _check_sequence_options(sequence, smooth, shard, model, solver)
         from colorot.controls import Controls
-        from colorot.matching import Matcher, map_destination
+        from colorot.matching import Matcher, map_destination, write_matched
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
         n_components = _components(components)
@@ -569,9 +583,19 @@ def match_command(
             def maps_for(job: apply_mod.Job) -> Path | None:
                 return None if save_maps is None else map_destination(save_maps, job.dst, Path(output))
 
-            report = _run_each_with_progress(
-                job_plan, lambda job: matcher.match_file(job.src, job.dst, save_map=maps_for(job), **settings),
-                jobs=jobs, label="matching")
+            if sequence:
+                from colorot.sequence import DEFAULT_SIGMA, match_sequence
+
+                sigma = DEFAULT_SIGMA if smooth is None else smooth
+                document["sequence"] = {"sigma": sigma}
+                report = _with_progress(len(job_plan.jobs), "matching", lambda done: match_sequence(
+                    lambda src: matcher.fit(src, measure_kl=False),
+                    lambda fitted, job: write_matched(fitted, job.src, job.dst, save_map=maps_for(job), **settings),
+                    job_plan, sigma=sigma, jobs=jobs, on_file_done=done))
+            else:
+                report = _run_each_with_progress(
+                    job_plan, lambda job: matcher.match_file(job.src, job.dst, save_map=maps_for(job), **settings),
+                    jobs=jobs, label="matching")
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
             document["maps"] = [str(maps_for(j)) for j in report.written] if save_maps else None
@@ -582,6 +606,23 @@ def match_command(
         _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _check_sequence_options(sequence: bool, smooth: float | None, shard: str | None, model: ModelName,
+                            solver: SolverName) -> None:
+    """ConfigError for --smooth without --sequence, or --sequence with what it cannot do."""
+    if not sequence:
+        if smooth is not None:
+            raise ConfigError("--smooth sets the blend of --sequence; add --sequence")
+        return
+    if shard:
+        raise ConfigError("--sequence blends each frame with its neighbours, so it needs the whole sequence: no --shard")
+    if model != ModelName.ridge or solver == SolverName.adam:
+        raise ConfigError("--sequence blends ridge maps: use --model ridge (the default) with the kl or sliced solver")
+    if smooth is not None:
+        from colorot.sequence import check_sigma
+
+        check_sigma(smooth)
 
 
 def _match_stream(matcher, source: str, output: str, output_format: str | None, settings: dict) -> apply_mod.Report:

@@ -98,16 +98,26 @@ def _prepared(estimator: ColorTransfer, strength: float, exact: bool, controls: 
 
 
 def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike], *, strength: float = 1.0,
-          controls: Controls | None = None, **params) -> list[np.ndarray]:
+          controls: Controls | None = None, smooth: float | None = None, **params) -> list[np.ndarray]:
     """Each of ``images`` matched to ``reference`` by its own fitted map: float32 pixels of each
     image's shape ((N, 3) for a path), like :meth:`ColorTransfer.transform`.
 
     ``params`` go to :class:`ColorTransfer`; ``strength`` and ``controls`` act as in
-    ``colorot apply``.  For the fitted maps themselves (to save, or to export as LUTs) use
-    :class:`Matcher`.
+    ``colorot apply``.  ``smooth`` σ (frames; ``colorot match --sequence --smooth``): ``images``
+    are the frames of one sequence, in the order given, each written through the Gaussian blend
+    of its neighbours' maps (:mod:`colorot.sequence`; ridge maps only).  For the fitted maps
+    themselves (to save, or to export as LUTs) use :class:`Matcher` and
+    :func:`colorot.sequence.blended`.
     """
     matcher = Matcher(reference, **params)
-    return [matcher.fit(image).transform(image, strength=strength, controls=controls) for image in images]
+    if smooth is None:
+        return [matcher.fit(image).transform(image, strength=strength, controls=controls) for image in images]
+    from colorot.sequence import blended, check_sigma
+
+    check_sigma(smooth)
+    fits = dict(enumerate(matcher.fit(image, measure_kl=False) for image in images))
+    return [blended(fits, t, len(images), smooth).transform(image, strength=strength, controls=controls)
+            for t, image in enumerate(images)]
 
 
 def map_destination(save_maps: Path, job_dst: Path, output_root: Path) -> Path:

@@ -17,6 +17,7 @@ pixels of a list are pooled (concatenated) before fitting. Optional masks
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import inspect
 import math
@@ -623,6 +624,15 @@ class ColorTransfer:
         """Keep a fitted ridge map as its parameters; ``map_`` builds its module when first asked."""
         self.__dict__.pop("_module", None)
         self._ridge_parameters = parameters
+
+    def with_ridge_map(self, parameters: RidgeParameters, **train_info) -> "ColorTransfer":
+        """A copy of this fitted estimator whose map is the ridge map ``parameters`` (e.g. a blend of
+        fitted maps, :mod:`colorot.sequence`), its training summary updated with ``train_info``."""
+        self._check_fitted()
+        other = copy.copy(self)
+        other._set_ridge_map(parameters)
+        other.train_info_ = {**self.train_info_, **train_info}
+        return other
 
     @property
     def ridge_parameters_(self) -> RidgeParameters | None:

@@ -1,0 +1,246 @@
+"""Frame sequences: the blend's window and weights, the blended ridge map, and ``colorot match --sequence``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from colorot import load, sequence
+from colorot.cli import app
+from colorot.errors import ConfigError
+from colorot.matching import Matcher, match
+from colorot.ridge_map import RidgeParameters
+from _fresh_process import cli_imports_torch
+from conftest import smooth_rgb
+
+runner = CliRunner()
+FAST = ["--steps", "3"]
+
+
+def test_frames_are_ordered_by_their_numbers() -> None:
+    names = ["shot/frame10.png", "shot/frame9.png", "shot/frame100.png", "shot/frame0.png"]
+    assert sorted(names, key=sequence.natural_key) == ["shot/frame0.png", "shot/frame9.png", "shot/frame10.png",
+                                                       "shot/frame100.png"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(count=st.integers(1, 40), data=st.data(), sigma=st.floats(0, 6))
+def test_the_window_is_centred_shrinks_symmetrically_and_its_weights_sum_to_one(count, data, sigma) -> None:
+    t = data.draw(st.integers(0, count - 1))
+    frames, weights = sequence.window(t, count, sigma)
+    half = min(math.floor(3 * sigma), t, count - 1 - t)
+    np.testing.assert_array_equal(frames, np.arange(t - half, t + half + 1))
+    assert (weights > 0).all() and math.isclose(weights.sum(), 1.0)
+    np.testing.assert_allclose(weights, weights[::-1])  # symmetric about t: Σ c_k (k − t) = 0
+    if half:
+        assert weights[half] == weights.max()
+
+
+@pytest.mark.parametrize("sigma", [-1.0, math.nan, math.inf])
+def test_a_bad_sigma_is_refused(sigma) -> None:
+    with pytest.raises(ConfigError, match="--smooth"):
+        sequence.window(0, 3, sigma)
+
+
+def random_ridge_map(rng: np.random.Generator, hidden: int, eps: float = 1e-3) -> RidgeParameters:
+    return RidgeParameters({"W": rng.normal(0, 4, (hidden, 3)), "biases": rng.normal(0, 2, hidden),
+                            "rho": rng.normal(-1, 1.5, hidden), "V": rng.normal(0, 0.5, (3, 3)),
+                            "b": rng.normal(0, 0.2, 3)}, eps)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), count=st.integers(1, 5))
+def test_the_blend_is_the_weighted_sum_of_the_maps_and_stays_monotone(seed, count) -> None:
+    rng = np.random.default_rng(seed)
+    maps = [random_ridge_map(rng, int(rng.integers(0, 12))) for _ in range(count)]
+    weights = rng.dirichlet(np.ones(count))
+    mix = sequence.blend_ridge_maps(maps, weights)
+    assert mix.hidden == sum(m.hidden for m in maps)
+    x = rng.uniform(-0.2, 1.2, (64, 3))
+    mapped, jac = mix.forward_and_jacobian(x)
+    parts = [m.forward_and_jacobian(x) for m in maps]
+    np.testing.assert_allclose(mapped, sum(c * p[0] for c, p in zip(weights, parts)), atol=1e-9)
+    np.testing.assert_allclose(jac, sum(c * p[1] for c, p in zip(weights, parts)), atol=1e-9)
+    np.testing.assert_allclose(jac, np.swapaxes(jac, 1, 2), atol=1e-12)  # a gradient's Jacobian
+    assert np.linalg.eigvalsh(jac).min() >= mix.eps * (1 - 1e-9)  # of a strictly convex function
+
+
+def test_maps_that_cannot_be_blended_are_refused() -> None:
+    rng = np.random.default_rng(0)
+    a, b = random_ridge_map(rng, 3), random_ridge_map(rng, 3, eps=1e-2)
+    with pytest.raises(ValueError, match="floors"):
+        sequence.blend_ridge_maps([a, b], [0.5, 0.5])
+    with pytest.raises(ValueError, match="sum to 1"):
+        sequence.blend_ridge_maps([a, a], [0.5, 0.6])
+    with pytest.raises(ValueError, match="≥ 0"):
+        sequence.blend_ridge_maps([a, a], [1.5, -0.5])
+
+
+def frames(count: int, size=(16, 24)) -> list[np.ndarray]:
+    """A slow brightening of one smooth picture, with fresh noise in every frame."""
+    base = smooth_rgb(*size, 7).astype(np.float64)
+    rng = np.random.default_rng(1)
+    return [np.clip(np.rint(base * (1 + 0.02 * t) + rng.normal(0, 2, base.shape)), 0, 255).astype(np.uint8)
+            for t in range(count)]
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return (smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.7, 0.4])).astype(np.uint8)
+
+
+def test_a_blended_frame_is_its_window_of_fits_and_says_so(reference) -> None:
+    matcher = Matcher(reference, steps=3)
+    clip = frames(5)
+    fits = {t: matcher.fit(image, measure_kl=False) for t, image in enumerate(clip)}
+    frames_2, weights_2 = sequence.window(2, 5, 1.0)
+    one = sequence.blended(fits, 2, 5, 1.0, names=[f"f{t}" for t in range(5)])
+    x = clip[2].reshape(-1, 3) / 255.0
+    expected = sum(c * fits[int(k)].transform(x) for k, c in zip(frames_2, weights_2))
+    np.testing.assert_allclose(one.transform(x), expected, atol=1e-5)
+    assert one.train_info_["sequence"] == {"sigma": 1.0, "frames": ["f0", "f1", "f2", "f3", "f4"],
+                                           "weights": [round(float(c), 6) for c in weights_2]}
+    assert one.train_info_["kl_nats"] is None and fits[2].train_info_.get("sequence") is None
+    # A frame whose fit failed is left out, the others' weights renormalised.
+    del fits[3]
+    without = sequence.blended(fits, 2, 5, 1.0)
+    kept = [0, 1, 2, 4]
+    c = np.asarray([weights_2[k] for k in kept]) / sum(weights_2[k] for k in kept)
+    np.testing.assert_allclose(without.transform(x), sum(ci * fits[k].transform(x) for ci, k in zip(c, kept)),
+                               atol=1e-5)
+    assert without.train_info_["sequence"]["frames"] == kept
+
+
+def test_python_match_with_smooth(reference) -> None:
+    clip = [image / 255.0 for image in frames(4)]
+    own = match(reference, clip, steps=3)
+    unsmoothed = match(reference, clip, steps=3, smooth=0)
+    smoothed = match(reference, clip, steps=3, smooth=1)
+    for a, b in zip(own, unsmoothed):
+        np.testing.assert_allclose(a, b, atol=1e-5)  # σ = 0: every frame its own map
+    assert max(np.abs(a - b).max() for a, b in zip(own, smoothed)) > 1e-3
+    np.testing.assert_allclose(own[0], smoothed[0], atol=1e-5)  # the clip's ends keep their own maps
+    with pytest.raises(ConfigError, match="--smooth"):
+        match(reference, clip, smooth=-1)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, reference) -> dict:
+    """Six numbered frames (frame8 … frame13: natural order is not the names' sorted order) and a reference."""
+    root = tmp_path_factory.mktemp("sequence")
+    path = root / "reference.png"
+    PILImage.fromarray(reference).save(path)
+    folder = root / "frames"
+    folder.mkdir()
+    for t, image in enumerate(frames(6)):
+        PILImage.fromarray(image).save(folder / f"frame{t + 8}.png")
+    return {"reference": path, "folder": folder, "names": [f"frame{t + 8}.png" for t in range(6)]}
+
+
+def run_match(clip, *args: str):
+    return runner.invoke(app, ["match", str(clip["reference"]), *args, *FAST])
+
+
+def codes(path: Path) -> np.ndarray:
+    with PILImage.open(path) as image:
+        return np.asarray(image).astype(int)
+
+
+@pytest.fixture(scope="module")
+def matched(clip, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("matched") / "out"
+    result = run_match(clip, str(clip["folder"]), str(out), "--sequence", "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_match_sequence_writes_each_frame_through_its_blend(clip, matched, reference, tmp_path) -> None:
+    inputs = [codes(clip["folder"] / name) / 255.0 for name in clip["names"]]
+    expected = match(reference, inputs, steps=3, smooth=1.0)
+    for name, wanted in zip(clip["names"], expected):
+        assert np.abs(codes(matched / name) - np.clip(wanted, 0, 1) * 255).max() <= 1.0, name
+    # ... which is not what frame-by-frame matching writes.
+    own = tmp_path / "own"
+    assert run_match(clip, str(clip["folder"]), str(own)).exit_code == 0
+    assert any((codes(own / name) != codes(matched / name)).any() for name in clip["names"][1:-1])
+
+
+def test_a_kept_sequence_map_is_the_blend_and_says_so(clip, tmp_path) -> None:
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    result = run_match(clip, str(clip["folder"]), str(out), "--sequence", "--smooth", "0.5", "--save-maps", str(maps),
+                       "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sequence"] == {"sigma": 0.5}
+    info = load(maps / "frame10.pt").train_info_["sequence"]
+    assert info["frames"] == [str(clip["folder"] / name) for name in clip["names"][1:4]] and info["sigma"] == 0.5
+    again = tmp_path / "again.png"
+    assert runner.invoke(app, ["apply", str(maps / "frame10.pt"), str(clip["folder"] / "frame10.png"),
+                               str(again)]).exit_code == 0
+    assert np.abs(codes(again) - codes(out / "frame10.png")).max() <= 1
+
+
+def test_the_frames_go_in_rounds_without_changing_a_frame(clip, matched, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(sequence, "CHUNK", 2)
+    out = tmp_path / "out"
+    assert run_match(clip, str(clip["folder"]), str(out), "--sequence").exit_code == 0
+    for name in clip["names"]:
+        np.testing.assert_array_equal(codes(out / name), codes(matched / name))
+
+
+def test_a_stopped_sequence_resumes_to_the_same_frames(clip, matched, tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in clip["names"]:
+        if name != "frame10.png":
+            (out / name).write_bytes((matched / name).read_bytes())
+    result = run_match(clip, str(clip["folder"]), str(out), "--sequence", "--json")
+    document = json.loads(result.stdout)
+    assert document["written"] == [str(out / "frame10.png")] and len(document["skipped"]) == 5
+    np.testing.assert_array_equal(codes(out / "frame10.png"), codes(matched / "frame10.png"))
+
+
+def test_a_broken_frame_fails_alone_and_leaves_its_neighbours_blends(clip, tmp_path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in clip["names"]:
+        (folder / name).write_bytes((clip["folder"] / name).read_bytes())
+    (folder / "frame10.png").write_bytes(b"not a png")
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    result = run_match(clip, str(folder), str(out), "--sequence", "--save-maps", str(maps), "--json")
+    assert result.exit_code == 3
+    document = json.loads(result.stdout)
+    assert [f["input"] for f in document["failed"]] == [str(folder / "frame10.png")]
+    assert len(document["written"]) == 5
+    assert str(folder / "frame10.png") not in load(maps / "frame11.pt").train_info_["sequence"]["frames"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--smooth", "2"], "add --sequence"),
+    (["--sequence", "--model", "cmgn"], "--sequence blends ridge maps"),
+    (["--sequence", "--solver", "adam"], "--sequence blends ridge maps"),
+    (["--sequence", "--shard", "0/2"], "no --shard"),
+    (["--sequence", "--smooth", "-1"], "--smooth"),
+])
+def test_refused_sequence_options(clip, tmp_path, args, message) -> None:
+    result = run_match(clip, str(clip["folder"]), str(tmp_path / "out"), *args)
+    assert result.exit_code in (1, 2) and message in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sequence_cannot_stream(clip) -> None:
+    data = (clip["folder"] / "frame8.png").read_bytes()
+    result = runner.invoke(app, ["match", str(clip["reference"]), "-", "-", "--sequence", *FAST], input=data)
+    assert result.exit_code == 1 and "--sequence" in result.stderr
+
+
+def test_a_default_sequence_never_imports_torch(clip, tmp_path) -> None:
+    assert cli_imports_torch("match", str(clip["reference"]), str(clip["folder"]), str(tmp_path / "out"),
+                             "--sequence", "--jobs", "2", *FAST) is False
