@@ -12,15 +12,17 @@
    (``/usr/bin/time -f %M``) of ``colorot match`` on a third of the files and on all of them.
 2. **Sequence** (``--frames`` frames of 480×300 cut from ``samples/day.jpg``: a slow pan and
    zoom, an exposure ramp of +0.5 stop and sensor-like noise, σ = 2 code values, seeded; the
-   reference is ``samples/sunset.jpg``).  Three runs: ``colorot match`` (each frame its own
-   fit), color-matcher per frame (``hm-mkl-hm``) and one map for the whole sequence
+   reference is ``samples/sunset.jpg``).  Four runs: ``colorot match --sequence`` (each frame
+   through the blend of its neighbours' maps, ``--jobs 2``), ``colorot match`` (each frame its
+   own fit), color-matcher per frame (``hm-mkl-hm``) and one map for the whole sequence
    (``colorot fit`` on frame 0, applied to every frame).
 
    **Flicker**: for each output frame the 12 statistics mean and 5/50/95 % percentiles of R,
    G and B (code values).  What the input itself changes is removed by regressing each
    statistic over the frames on the same statistic of the input frames (least squares,
    a + b·s_in); flicker is the RMS frame-to-frame change of the residuals, over frames and
-   statistics.  Also printed: each run's median SW2 to the reference.
+   statistics.  Also printed: each run's median SW2 to the reference, and for ``--sequence`` the
+   largest ratio of a frame's SW2 to that of the same frame's own fit.
 
 color-matcher is bench-only (``pip install color-matcher``), never a dependency.
 """
@@ -179,6 +181,10 @@ def sequence_bench(work: Path, count: int) -> None:
     frames = make_sequence(work / "frames", count)
     runs: dict[str, list[Path]] = {}
     seconds: dict[str, float] = {}
+    name = "colorot match --sequence"
+    seconds[name] = timed([*COLOROT, "match", str(REFERENCE), str(work / "frames"), str(work / "sequence"),
+                           "--sequence", "--jobs", "2"])
+    runs[name] = sorted((work / "sequence").glob("*.png"))
     name = "colorot match (own fits)"
     seconds[name] = timed([*COLOROT, "match", str(REFERENCE), str(work / "frames"), str(work / "own"), "--jobs", "2"])
     runs[name] = sorted((work / "own").glob("*.png"))
@@ -198,6 +204,10 @@ def sequence_bench(work: Path, count: int) -> None:
     for name, outputs in runs.items():
         print(f"  {name:28s} flicker {flicker(frames, outputs):7.3f} code values   median SW2 "
               f"{np.median(sw2[name]):.4f}   {seconds[name]:6.1f} s")
+    ratio = sw2["colorot match --sequence"] / sw2["colorot match (own fits)"]
+    print(f"  --sequence against own fits: flicker ÷ "
+          f"{flicker(frames, runs['colorot match (own fits)']) / flicker(frames, runs['colorot match --sequence']):.2f}, "
+          f"each frame's SW2 ratio median {np.median(ratio):.3f}, largest {ratio.max():.3f} (frame {ratio.argmax()})")
 
 
 def main() -> None:
