@@ -453,14 +453,21 @@ def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.
 def _run_each_with_progress(job_plan: apply_mod.Plan, work, *, jobs: int, label: str) -> apply_mod.Report:
     """:func:`colorot.apply.run_each` with a progress bar (files/s) on stderr; failures printed as they happen."""
     return _with_progress(len(job_plan.jobs), label,
-                          lambda done: apply_mod.run_each(job_plan, work, on_file_done=done, jobs=jobs))
+                          lambda done, _: apply_mod.run_each(job_plan, work, on_file_done=done, jobs=jobs))
 
 
 def _with_progress(total: int, label: str, run) -> apply_mod.Report:
-    """``run(on_file_done)`` with a progress bar of ``total`` files (files/s) on stderr; failures
-    printed as they happen."""
+    """``run(on_file_done, on_fit_done)`` with a progress bar of ``total`` files (files/s) on
+    stderr; failures printed as they happen; maps fitted ahead of their files (``--sequence``)
+    counted in the label."""
     with _progress() as bar:
         task = bar.add_task(label, total=total, extra="")
+        fitted = 0
+
+        def fit_done(job: apply_mod.Job, error: str | None) -> None:
+            nonlocal fitted
+            fitted += 1
+            bar.update(task, description=f"{label} ({fitted} maps fitted)")
 
         def done(job: apply_mod.Job, error: str | None) -> None:
             if error is not None:
@@ -469,7 +476,7 @@ def _with_progress(total: int, label: str, run) -> apply_mod.Report:
             completed = bar.tasks[task].completed + 1
             bar.update(task, completed=completed, extra=f"{completed / elapsed:.1f} files/s" if elapsed else "")
 
-        return run(done)
+        return run(done, fit_done)
 
 
 def _apply_stream(fitted, source: str, output: str, output_format: str | None, table, quality: int,
@@ -588,10 +595,10 @@ def match_command(
 
                 sigma = DEFAULT_SIGMA if smooth is None else smooth
                 document["sequence"] = {"sigma": sigma}
-                report = _with_progress(len(job_plan.jobs), "matching", lambda done: match_sequence(
+                report = _with_progress(len(job_plan.jobs), "matching", lambda done, fit_done: match_sequence(
                     lambda src: matcher.fit(src, measure_kl=False),
                     lambda fitted, job: write_matched(fitted, job.src, job.dst, save_map=maps_for(job), **settings),
-                    job_plan, sigma=sigma, jobs=jobs, on_file_done=done))
+                    job_plan, sigma=sigma, jobs=jobs, on_file_done=done, on_fit_done=fit_done))
             else:
                 report = _run_each_with_progress(
                     job_plan, lambda job: matcher.match_file(job.src, job.dst, save_map=maps_for(job), **settings),

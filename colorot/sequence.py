@@ -113,13 +113,15 @@ def blended(fits: Mapping[int, ColorTransfer], t: int, count: int, sigma: float,
 
 def match_sequence(fit: Callable[[Path], ColorTransfer], write: Callable[[ColorTransfer, apply.Job], None],
                    plan: apply.Plan, *, sigma: float = DEFAULT_SIGMA, jobs: int = 1,
-                   on_file_done: Callable[[apply.Job, str | None], None] | None = None) -> apply.Report:
+                   on_file_done: Callable[[apply.Job, str | None], None] | None = None,
+                   on_fit_done: Callable[[apply.Job, str | None], None] | None = None) -> apply.Report:
     """Match the frames of ``plan`` as one sequence: ``fit(src)`` each frame's own map (the skipped
     frames too, where a frame to write needs them), then ``write(estimator, job)`` each frame of
     ``plan.jobs`` through its blend (:func:`blended`).  Frames go in :data:`CHUNK`-frame rounds,
     each fitted and then written ``jobs`` at a time, keeping only the maps later frames need.
     A failed fit fails its own frame (if written) and is left out of its neighbours' blends;
-    errors are handled as :func:`colorot.apply.run_each` handles them."""
+    errors are handled as :func:`colorot.apply.run_each` handles them.  ``on_file_done(job,
+    error)`` follows each frame of ``plan.jobs``, ``on_fit_done(job, error)`` each fit."""
     check_sigma(sigma)
     start = time.perf_counter()
     frames = sorted([*plan.jobs, *plan.skipped], key=lambda job: natural_key(job.src))
@@ -141,7 +143,8 @@ def match_sequence(fit: Callable[[Path], ColorTransfer], write: Callable[[ColorT
     for first in range(0, count, CHUNK):
         chunk = [t for t in range(first, min(count, first + CHUNK)) if frames[t] in to_write]
         needed = sorted({int(k) for t in chunk for k in window(t, count, sigma)[0]} - fits.keys() - fit_failed.keys())
-        fitted = apply.run_each(apply.Plan([frames[k] for k in needed], []), fit_frame, jobs=jobs)
+        fitted = apply.run_each(apply.Plan([frames[k] for k in needed], []), fit_frame, on_file_done=on_fit_done,
+                                jobs=jobs)
         fit_failed.update((index[job], error) for job, error in fitted.failed)
         for t in chunk:
             if t in fit_failed:

@@ -244,3 +244,25 @@ def test_a_sequence_cannot_stream(clip) -> None:
 def test_a_default_sequence_never_imports_torch(clip, tmp_path) -> None:
     assert cli_imports_torch("match", str(clip["reference"]), str(clip["folder"]), str(tmp_path / "out"),
                              "--sequence", "--jobs", "2", *FAST) is False
+
+
+def test_match_sequence_reports_every_fit_and_every_frame(clip, matched, tmp_path) -> None:
+    from colorot.apply import Job, Plan
+    from colorot.matching import write_matched
+
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = [Job(clip["folder"] / name, out / name) for name in clip["names"]]
+    (out / "frame8.png").write_bytes((matched / "frame8.png").read_bytes())  # an output that exists: skipped
+    matcher = Matcher(clip["reference"], steps=3)
+    fitted, done = [], []
+    report = sequence.match_sequence(lambda src: matcher.fit(src, measure_kl=False),
+                                     lambda estimator, job: write_matched(estimator, job.src, job.dst),
+                                     Plan(jobs[:0:-1], jobs[:1]), jobs=2,
+                                     on_file_done=lambda job, error: done.append((job.src.name, error)),
+                                     on_fit_done=lambda job, error: fitted.append(job.src.name))
+    assert sorted(fitted) == sorted(clip["names"])  # frame8 too: its neighbours' blends need its map
+    assert sorted(done) == sorted((name, None) for name in clip["names"][1:])
+    assert report.written == jobs[1:] and report.skipped == jobs[:1] and not report.failed
+    for name in clip["names"][1:]:
+        np.testing.assert_array_equal(codes(out / name), codes(matched / name))
