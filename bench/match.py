@@ -1,6 +1,7 @@
 """Per-image matching (``colorot match``) against color-matcher, and frame sequences without flicker.
 
-    python bench/match.py [--files 30] [--frames 60] [--cache DIR] [--skip-folder] [--skip-sequence]
+    python bench/match.py [--files 30] [--frames 60] [--frame-size 480x300] [--repeats 3] [--cut]
+                          [--cache DIR] [--skip-folder] [--skip-sequence]
 
 1. **Folder** (``--files`` 1920×1200 JPEGs, crops and flips of real photographs: the bundled
    samples and, when ``--cache`` holds them, bench/quality.py's photographs; the reference is
@@ -10,19 +11,23 @@
    time, start-up included), the median SW2 of the outputs to the reference
    (``colorot.metrics.sliced_w2``, as bench/quality.py), and the peak resident memory
    (``/usr/bin/time -f %M``) of ``colorot match`` on a third of the files and on all of them.
-2. **Sequence** (``--frames`` frames of 480×300 cut from ``samples/day.jpg``: a slow pan and
-   zoom, an exposure ramp of +0.5 stop and sensor-like noise, σ = 2 code values, seeded; the
-   reference is ``samples/sunset.jpg``).  Four runs: ``colorot match --sequence`` (each frame
-   through the blend of its neighbours' maps, ``--jobs 2``), ``colorot match`` (each frame its
-   own fit), color-matcher per frame (``hm-mkl-hm``) and one map for the whole sequence
-   (``colorot fit`` on frame 0, applied to every frame).
+2. **Sequence** (``--frames`` frames of ``--frame-size`` cut from ``samples/day.jpg``: a slow pan and
+   zoom, an exposure ramp of +0.5 stop and sensor-like noise, σ = 2 code values, seeded; with
+   ``--cut`` the second half pans across ``samples/storm.jpg``; the reference is
+   ``samples/sunset.jpg``).  Five runs: ``colorot match --sequence`` (each frame through the
+   blend of its neighbours' maps, ``--jobs 2``), the same with ``--smooth-range inf`` (the
+   purely temporal blend), ``colorot match`` (each frame its own fit), color-matcher per frame
+   (``hm-mkl-hm``) and one map for the whole sequence (``colorot fit`` on frame 0, applied to
+   every frame).  The default ``--sequence`` and the own fits are timed ``--repeats`` times
+   each, alternating, and their median wall times printed with their ratio (the other runs
+   once); flicker and SW2 are of the first repeat's frames.
 
    **Flicker**: for each output frame the 12 statistics mean and 5/50/95 % percentiles of R,
    G and B (code values).  What the input itself changes is removed by regressing each
    statistic over the frames on the same statistic of the input frames (least squares,
    a + b·s_in); flicker is the RMS frame-to-frame change of the residuals, over frames and
-   statistics.  Also printed: each run's median SW2 to the reference, and for ``--sequence`` the
-   largest ratio of a frame's SW2 to that of the same frame's own fit.
+   statistics.  Also printed: each run's median SW2 to the reference, and for both ``--sequence``
+   runs the median and largest ratio of a frame's SW2 to that of the same frame's own fit.
 
 color-matcher is bench-only (``pip install color-matcher``), never a dependency.
 """
@@ -47,7 +52,6 @@ from speed import SIZE, make_folder  # bench/ is the script's folder, so on sys.
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 REFERENCE = SAMPLES / "sunset.jpg"
-FRAME_SIZE = (480, 300)
 COLOROT = [sys.executable, "-m", "colorot"]
 
 
@@ -115,20 +119,24 @@ def folder_bench(work: Path, count: int, cache: Path | None) -> None:
     print(f"  peak memory of colorot match: {small:.0f} MiB for {max(1, count // 3)} files, {large:.0f} MiB for {count}")
 
 
-def make_sequence(folder: Path, frames: int) -> list[Path]:
-    """``frames`` PNG frames of a slow pan and zoom across samples/day.jpg, exposure ramp, noise."""
+def make_sequence(folder: Path, frames: int, size: tuple[int, int], cut: bool = False) -> list[Path]:
+    """``frames`` PNG frames of ``size`` (width, height): a slow pan and zoom across samples/day.jpg,
+    an exposure ramp, noise; with ``cut``, the second half pans across samples/storm.jpg."""
     folder.mkdir(parents=True, exist_ok=True)
-    with Image.open(SAMPLES / "day.jpg") as photo:
-        photo = photo.convert("RGB")
-    w, h = photo.size
+    photos = []
+    for name in ("day.jpg", "storm.jpg"):
+        with Image.open(SAMPLES / name) as photo:
+            photos.append(photo.convert("RGB"))
     rng = np.random.default_rng(0)
     paths = []
     for t in range(frames):
+        photo = photos[cut and t >= frames // 2]
+        w, h = photo.size
         s = t / max(1, frames - 1)
         scale = 0.7 - 0.15 * s  # the crop shrinks: a zoom in
-        cw, ch = int(w * scale), int(w * scale * FRAME_SIZE[1] / FRAME_SIZE[0])
+        cw, ch = int(w * scale), min(h, int(w * scale * size[1] / size[0]))
         x, y = int((w - cw) * (0.2 + 0.5 * s)), int((h - ch) * 0.5)
-        frame = np.asarray(photo.crop((x, y, x + cw, y + ch)).resize(FRAME_SIZE, Image.Resampling.BILINEAR),
+        frame = np.asarray(photo.crop((x, y, x + cw, y + ch)).resize(size, Image.Resampling.BILINEAR),
                            np.float64)
         frame = frame * 2 ** (0.5 * s) + rng.normal(0, 2.0, frame.shape)  # +½ stop over the clip, sensor noise
         paths.append(folder / f"frame{t:04d}.png")
@@ -177,17 +185,25 @@ def color_matcher_frames(frames: list[Path], out: Path) -> list[Path]:
     return paths
 
 
-def sequence_bench(work: Path, count: int) -> None:
-    frames = make_sequence(work / "frames", count)
+def sequence_bench(work: Path, count: int, size: tuple[int, int], repeats: int, cut: bool) -> None:
+    frames = make_sequence(work / "frames", count, size, cut)
     runs: dict[str, list[Path]] = {}
     seconds: dict[str, float] = {}
-    name = "colorot match --sequence"
-    seconds[name] = timed([*COLOROT, "match", str(REFERENCE), str(work / "frames"), str(work / "sequence"),
-                           "--sequence", "--jobs", "2"])
-    runs[name] = sorted((work / "sequence").glob("*.png"))
-    name = "colorot match (own fits)"
-    seconds[name] = timed([*COLOROT, "match", str(REFERENCE), str(work / "frames"), str(work / "own"), "--jobs", "2"])
-    runs[name] = sorted((work / "own").glob("*.png"))
+    ours = {"colorot match --sequence": ["--sequence"], "… --smooth-range inf": ["--sequence", "--smooth-range", "inf"],
+            "colorot match (own fits)": []}
+    times: dict[str, list[float]] = {name: [] for name in ours}
+    for repeat in range(repeats):
+        for name, options in ours.items():
+            if repeat and name == "… --smooth-range inf":
+                continue  # timed once: the range term's cost is in the default's time
+            out = work / f"{len(options)}-{repeat}"
+            times[name].append(timed([*COLOROT, "match", str(REFERENCE), str(work / "frames"), str(out),
+                                      *options, "--jobs", "2"]))
+            if repeat == 0:
+                runs[name] = sorted(out.glob("*.png"))
+            else:
+                shutil.rmtree(out)
+    seconds.update((name, statistics.median(values)) for name, values in times.items())
     start = time.perf_counter()
     runs["color-matcher per frame"] = color_matcher_frames(frames, work / "peer")
     seconds["color-matcher per frame"] = time.perf_counter() - start
@@ -199,15 +215,28 @@ def sequence_bench(work: Path, count: int) -> None:
     seconds["one map for the sequence"] = time.perf_counter() - start
     runs["one map for the sequence"] = sorted((work / "one").glob("*.png"))
     sw2 = {name: frame_sw2(outputs) for name, outputs in runs.items()}
-    print(f"sequence: {count} frames of {FRAME_SIZE[0]}×{FRAME_SIZE[1]} (pan, zoom, +0.5 stop ramp, noise σ 2), "
-          f"reference {REFERENCE.name}")
+    print(f"sequence: {count} frames of {size[0]}×{size[1]} (pan, zoom, +0.5 stop ramp, noise σ 2"
+          f"{', a cut after frame ' + str(count // 2 - 1) if cut else ''}), reference {REFERENCE.name}; "
+          f"the default's and own fits' times the median of {repeats}")
     for name, outputs in runs.items():
         print(f"  {name:28s} flicker {flicker(frames, outputs):7.3f} code values   median SW2 "
               f"{np.median(sw2[name]):.4f}   {seconds[name]:6.1f} s")
-    ratio = sw2["colorot match --sequence"] / sw2["colorot match (own fits)"]
-    print(f"  --sequence against own fits: flicker ÷ "
-          f"{flicker(frames, runs['colorot match (own fits)']) / flicker(frames, runs['colorot match --sequence']):.2f}, "
-          f"each frame's SW2 ratio median {np.median(ratio):.3f}, largest {ratio.max():.3f} (frame {ratio.argmax()})")
+    own = runs["colorot match (own fits)"]
+    for name in ("colorot match --sequence", "… --smooth-range inf"):
+        ratio = sw2[name] / sw2["colorot match (own fits)"]
+        print(f"  {name} against own fits: flicker ÷ {flicker(frames, own) / flicker(frames, runs[name]):.2f}, "
+              f"each frame's SW2 ratio median {np.median(ratio):.3f}, largest {ratio.max():.3f} "
+              f"(frame {ratio.argmax()}), time × {seconds[name] / seconds['colorot match (own fits)']:.2f}")
+
+def frame_size(text: str) -> tuple[int, int]:
+    """``WxH`` → (W, H)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give the frame size as WxH, not {text!r}") from None
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError("frames must be at least 16×16")
+    return width, height
 
 
 def main() -> None:
@@ -215,17 +244,22 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=30)
     parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--frame-size", type=frame_size, default=(480, 300))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cut", action="store_true", help="the sequence's second half pans another photograph")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("COLOROT_BENCH_CACHE",
                                                                           Path.home() / ".cache/colorot-bench")))
     parser.add_argument("--skip-folder", action="store_true")
     parser.add_argument("--skip-sequence", action="store_true")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="colorot-match-bench-") as tmp:
         if not args.skip_folder:
             folder_bench(Path(tmp) / "folder", args.files, args.cache)
         if not args.skip_sequence:
-            sequence_bench(Path(tmp) / "sequence", args.frames)
+            sequence_bench(Path(tmp) / "sequence", args.frames, args.frame_size, args.repeats, args.cut)
 
 
 if __name__ == "__main__":

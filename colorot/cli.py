@@ -11,6 +11,7 @@ without torch, and ``colorot apply`` of a ridge map (the default) or an affine m
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -519,9 +520,15 @@ def match_command(
     seed: Annotated[int, typer.Option(rich_help_panel="Fit (each input's map)", min=0, max=2**32 - 1, help="Random seed of every fit.")] = 0,
     sequence: Annotated[bool, typer.Option("--sequence", rich_help_panel="Sequence", help="The inputs are the frames of one "
                                            "sequence, in the natural order of their names: each frame is written through a "
-                                           "Gaussian blend of its neighbours' maps, against flicker (ridge maps only).")] = False,
+                                           "blend of its neighbours' maps, against flicker; neighbours that grade it "
+                                           "differently (a cut) are left out (ridge maps only).")] = False,
     smooth: Annotated[Optional[float], typer.Option(rich_help_panel="Sequence", help="σ of --sequence's blend, in frames "
                                                     "(0: each frame its own map) \\[default: 1].", show_default=False)] = None,
+    smooth_range: Annotated[Optional[float], typer.Option(rich_help_panel="Sequence", help="τ of --sequence's blend, in code "
+                                                          "values: a neighbour whose map grades the frame D code values (RMS) "
+                                                          "apart weighs exp(−½(D/τ)²) as much, so cuts and fast motion are "
+                                                          "not blended (inf: no such term) \\[default: 4].",
+                                                          show_default=False)] = None,
     recursive: _Recursive = True,
     overwrite: _Overwrite = False,
     in_place: _InPlace = False,
@@ -556,7 +563,7 @@ def match_command(
         inputs, output, streaming = _batch_paths(paths, "match REFERENCE", from_stdin, as_json,
                                                  {"--shard": shard, "--preview": preview, "--from-stdin": from_stdin,
                                                   "--save-maps": save_maps, "--sequence": sequence})
-        _check_sequence_options(sequence, smooth, shard, model, solver)
+        _check_sequence_options(sequence, smooth, smooth_range, shard, model, solver)
         from colorot.controls import Controls
         from colorot.matching import Matcher, map_destination, write_matched
 
@@ -591,14 +598,15 @@ def match_command(
                 return None if save_maps is None else map_destination(save_maps, job.dst, Path(output))
 
             if sequence:
-                from colorot.sequence import DEFAULT_SIGMA, match_sequence
+                from colorot.sequence import DEFAULT_RANGE, DEFAULT_SIGMA, FrameFit, match_sequence
 
                 sigma = DEFAULT_SIGMA if smooth is None else smooth
-                document["sequence"] = {"sigma": sigma}
+                tau = DEFAULT_RANGE if smooth_range is None else smooth_range
+                document["sequence"] = {"sigma": sigma, "range": tau if math.isfinite(tau) else None}
                 report = _with_progress(len(job_plan.jobs), "matching", lambda done, fit_done: match_sequence(
-                    lambda src: matcher.fit(src, measure_kl=False),
+                    lambda src: FrameFit.of(matcher.fit(src, measure_kl=False), src, max_image_pixels),
                     lambda fitted, job: write_matched(fitted, job.src, job.dst, save_map=maps_for(job), **settings),
-                    job_plan, sigma=sigma, jobs=jobs, on_file_done=done, on_fit_done=fit_done))
+                    job_plan, sigma=sigma, tau=tau, jobs=jobs, on_file_done=done, on_fit_done=fit_done))
             else:
                 report = _run_each_with_progress(
                     job_plan, lambda job: matcher.match_file(job.src, job.dst, save_map=maps_for(job), **settings),
@@ -615,21 +623,24 @@ def match_command(
         raise typer.Exit(report.exit_code)
 
 
-def _check_sequence_options(sequence: bool, smooth: float | None, shard: str | None, model: ModelName,
-                            solver: SolverName) -> None:
-    """ConfigError for --smooth without --sequence, or --sequence with what it cannot do."""
+def _check_sequence_options(sequence: bool, smooth: float | None, smooth_range: float | None, shard: str | None,
+                            model: ModelName, solver: SolverName) -> None:
+    """ConfigError for --smooth or --smooth-range without --sequence, or --sequence with what it cannot do."""
     if not sequence:
-        if smooth is not None:
-            raise ConfigError("--smooth sets the blend of --sequence; add --sequence")
+        for name, value in (("--smooth", smooth), ("--smooth-range", smooth_range)):
+            if value is not None:
+                raise ConfigError(f"{name} sets the blend of --sequence; add --sequence")
         return
     if shard:
         raise ConfigError("--sequence blends each frame with its neighbours, so it needs the whole sequence: no --shard")
     if model != ModelName.ridge or solver == SolverName.adam:
         raise ConfigError("--sequence blends ridge maps: use --model ridge (the default) with the kl or sliced solver")
-    if smooth is not None:
-        from colorot.sequence import check_sigma
+    from colorot.sequence import check_range, check_sigma
 
+    if smooth is not None:
         check_sigma(smooth)
+    if smooth_range is not None:
+        check_range(smooth_range)
 
 
 def _match_stream(matcher, source: str, output: str, output_format: str | None, settings: dict) -> apply_mod.Report:

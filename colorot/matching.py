@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from colorot.controls import Controls
+from colorot.errors import ConfigError
 from colorot.transfer import ColorTransfer, ImageLike
 
 #: Each input's pixels (the sliced start works on as many, the KL on half) and KL iterations when the
@@ -98,25 +99,33 @@ def _prepared(estimator: ColorTransfer, strength: float, exact: bool, controls: 
 
 
 def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike], *, strength: float = 1.0,
-          controls: Controls | None = None, smooth: float | None = None, **params) -> list[np.ndarray]:
+          controls: Controls | None = None, smooth: float | None = None, smooth_range: float | None = None,
+          **params) -> list[np.ndarray]:
     """Each of ``images`` matched to ``reference`` by its own fitted map: float32 pixels of each
     image's shape ((N, 3) for a path), like :meth:`ColorTransfer.transform`.
 
     ``params`` go to :class:`ColorTransfer`; ``strength`` and ``controls`` act as in
     ``colorot apply``.  ``smooth`` σ (frames; ``colorot match --sequence --smooth``): ``images``
-    are the frames of one sequence, in the order given, each written through the Gaussian blend
-    of its neighbours' maps (:mod:`colorot.sequence`; ridge maps only).  For the fitted maps
-    themselves (to save, or to export as LUTs) use :class:`Matcher` and
+    are the frames of one sequence, in the order given, each written through the blend of its
+    neighbours' maps (:mod:`colorot.sequence`; ridge maps only), with the range τ
+    ``smooth_range`` (code values; ``--smooth-range``, default
+    :data:`colorot.sequence.DEFAULT_RANGE`).  For the fitted maps themselves (to save, or to
+    export as LUTs) use :class:`Matcher`, :class:`colorot.sequence.FrameFit` and
     :func:`colorot.sequence.blended`.
     """
+    if smooth is None and smooth_range is not None:
+        raise ConfigError("smooth_range sets the blend of a sequence; give smooth too")
     matcher = Matcher(reference, **params)
     if smooth is None:
         return [matcher.fit(image).transform(image, strength=strength, controls=controls) for image in images]
-    from colorot.sequence import blended, check_sigma
+    from colorot.sequence import DEFAULT_RANGE, FrameFit, blended, check_range, check_sigma
 
+    tau = DEFAULT_RANGE if smooth_range is None else smooth_range
     check_sigma(smooth)
-    fits = dict(enumerate(matcher.fit(image, measure_kl=False) for image in images))
-    return [blended(fits, t, len(images), smooth).transform(image, strength=strength, controls=controls)
+    check_range(tau)
+    limit = matcher.params.get("max_image_pixels")
+    fits = {t: FrameFit.of(matcher.fit(image, measure_kl=False), image, limit) for t, image in enumerate(images)}
+    return [blended(fits, t, len(images), smooth, tau).transform(image, strength=strength, controls=controls)
             for t, image in enumerate(images)]
 
 

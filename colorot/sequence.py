@@ -1,15 +1,24 @@
-"""Frame sequences (``colorot match --sequence``): each frame written through a Gaussian blend of
-its neighbours' own maps, so that the grade does not jitter from frame to frame.
+"""Frame sequences (``colorot match --sequence``): each frame written through a blend of its
+neighbours' own maps, so that the grade does not jitter from frame to frame where the footage
+does not change, and follows it where it does.
 
 Every frame k gets its own ridge map T_k onto the reference (:class:`colorot.matching.Matcher`);
 frame t is written through
 
-    T̄_t = Σ_k c_tk T_k,   k = t − h … t + h,   c_tk ∝ exp(−(k − t)² / 2σ²),   h = min(⌊3σ⌋, t, n − 1 − t),
+    T̄_t = Σ_k c_tk T_k,   k = t − h … t + h,   h = min(⌊3σ⌋, t, n − 1 − t),
+    c_tk ∝ exp(−(k − t)² / 2σ²) · exp(−d_tk² / 2τ²),   d_tk = max(D_t,k, D_t,2t−k),
 
 a window centred on t that shrinks symmetrically at the clip's ends: a one-sided window there
 would blend in maps of frames that all lie on one side, and lag the footage (bench/EXPERIMENTS.md,
-E46).  σ = 0 leaves every frame its own map.  A frame whose fit failed is left out of its
-neighbours' blends (the others' weights renormalised).
+E46).  D_t,k is how differently T_k and T_t grade frame t: the RMS of ‖T_k(x) − T_t(x)‖ over
+:data:`SAMPLE_PIXELS` of frame t's pixels, in 8-bit code values.  The range factor (τ, as a
+bilateral filter's) keeps a neighbour whose map would grade the frame differently (across a cut
+D is ~100 code values, within a steady shot a few per frame) out of the blend; taking each
+pair k, 2t − k at the larger of their two distances keeps the window symmetric there too, so a
+frame beside a cut keeps its own map as the clip's ends do.  Weights under
+:data:`WEIGHT_FLOOR` of the frame's own are dropped.  σ = 0 leaves every frame its own map,
+τ = ∞ gives the purely temporal blend.  A frame whose fit failed counts as infinitely far:
+it and its mirror image about t are left out of t's blend.
 
 A convex combination of gradients of convex functions is the gradient of the same combination of
 the functions, so T̄_t is again a monotone gradient map.  For ridge maps
@@ -26,6 +35,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +43,20 @@ import numpy as np
 from colorot import apply
 from colorot.errors import ConfigError
 from colorot.ridge_map import RidgeParameters, inverse_softplus, psd_sqrt, softplus
-from colorot.transfer import ColorTransfer
+from colorot.ridge_profiles import RidgeProfiles
+from colorot.sampling import representative_subsample
+from colorot.transfer import ColorTransfer, ImageLike, to_pixels
 
-#: The blend's default σ in frames: on bench/match.py's sequence (E46) σ = 1 cut the flicker by 11 %
-#: (32 % before rounding to 8 bits) with every frame's SW2 to the reference within 4 % of its own
-#: map's; σ = 2 cut it by 21 % but moved one frame's SW2 by 16 %.
+#: The blend's default σ in frames and range τ in code values (bench/EXPERIMENTS.md, E47): on
+#: bench/match.py's 60-frame pan σ = 1, τ = 4 cut the flicker of frame-by-frame fits by 20 %, every
+#: frame's SW2 to the reference within 3 % of its own map's; the purely temporal blend (τ = ∞) cut
+#: it by 11 %, and across a cut raised one frame's SW2 24-fold, where τ = 4 left it alone.
 DEFAULT_SIGMA = 1.0
+DEFAULT_RANGE = 4.0
+#: Pixels of a frame on which its neighbours' maps are compared with its own (D_t,k).
+SAMPLE_PIXELS = 4096
+#: Blend weights under this fraction of the frame's own are dropped (the rest renormalised).
+WEIGHT_FLOOR = 1e-3
 #: Frames fitted and written per round of a file sequence: the maps kept at once are at most this
 #: many plus the window's 2h, whatever the sequence's length.
 CHUNK = 64
@@ -70,6 +88,70 @@ def check_sigma(sigma: float) -> None:
         raise ConfigError(f"the sequence's σ (--smooth) must be finite and ≥ 0, not {sigma}")
 
 
+def check_range(tau: float) -> None:
+    if not tau > 0:  # NaN fails too; ∞ is the purely temporal blend
+        raise ConfigError(f"the sequence's range τ (--smooth-range) must be > 0 (inf: no range term), not {tau}")
+
+
+@dataclass
+class FrameFit:
+    """A frame's own fitted estimator, and the pixels of the frame on which its neighbours' maps
+    are compared with its own (:data:`SAMPLE_PIXELS`, float64 in [0, 1])."""
+
+    estimator: ColorTransfer
+    sample: np.ndarray
+    _evaluate: Callable[[np.ndarray], np.ndarray] | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def of(cls, estimator: ColorTransfer, image: ImageLike, max_image_pixels: int | None = None) -> "FrameFit":
+        """``estimator`` (fitted on ``image``) with its sample of ``image``'s pixels."""
+        if estimator.ridge_parameters_ is None:
+            raise ConfigError("--sequence blends ridge maps: use --model ridge (the default) with the kl or "
+                              "sliced solver")
+        pixels = to_pixels(image, max_image_pixels=max_image_pixels)
+        sample = representative_subsample(pixels, SAMPLE_PIXELS, np.random.default_rng(0))
+        return cls(estimator, np.asarray(sample, np.float64))
+
+    def grade(self, x: np.ndarray) -> np.ndarray:
+        """This frame's map T at the colours ``x`` (N, 3): float64, unclipped."""
+        if self._evaluate is None:  # tabulated once (exact within 10⁻⁷), as colorot apply evaluates it
+            parameters = self.estimator.ridge_parameters_
+            self._evaluate = RidgeProfiles.from_parameters(parameters.state, parameters.eps) or _Exact(parameters)
+        return self._evaluate(x)
+
+    def distance(self, other: "FrameFit") -> float:
+        """D: the RMS of ‖T_other(x) − T_self(x)‖ over this frame's sample, in 8-bit code values."""
+        difference = other.grade(self.sample) - self.grade(self.sample)
+        return float(np.sqrt(np.mean(np.sum(difference**2, axis=1)))) * 255
+
+
+@dataclass
+class _Exact:
+    """A ridge map too sharp to tabulate, evaluated as it is."""
+
+    parameters: RidgeParameters
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.parameters.forward_and_jacobian(x)[0]
+
+
+def blend_weights(fits: Mapping[int, FrameFit], t: int, count: int, sigma: float,
+                  tau: float = DEFAULT_RANGE) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of frame t's blend and their weights c_tk (module docstring): the frames that
+    were fitted and weigh at least :data:`WEIGHT_FLOOR` of frame t's own, weights summing to 1."""
+    check_range(tau)
+    frames, weights = window(t, count, sigma)
+    own = fits[t]
+    far = np.asarray([math.inf if int(k) not in fits else 0.0 if k == t or math.isinf(tau) else own.distance(fits[int(k)])
+                      for k in frames])
+    far = np.maximum(far, far[::-1])  # each pair k, 2t − k at the larger distance: the window stays centred
+    with np.errstate(invalid="ignore"):  # ∞/∞ (a failed frame at τ = ∞): left out below
+        factor = np.where(np.isfinite(far), np.exp(-0.5 * (far / tau) ** 2), 0.0)
+    weights = weights * factor
+    kept = weights >= WEIGHT_FLOOR * weights[frames == t]
+    return frames[kept], weights[kept] / weights[kept].sum()
+
+
 def blend_ridge_maps(maps: Sequence[RidgeParameters], weights: Sequence[float]) -> RidgeParameters:
     """The ridge map Σ_k c_k T_k of ridge maps T_k sharing their floor ε, for weights c_k ≥ 0
     summing to 1 (module docstring)."""
@@ -93,43 +175,41 @@ def blend_ridge_maps(maps: Sequence[RidgeParameters], weights: Sequence[float]) 
     return RidgeParameters(state, maps[0].eps)
 
 
-def blended(fits: Mapping[int, ColorTransfer], t: int, count: int, sigma: float,
+def blended(fits: Mapping[int, FrameFit], t: int, count: int, sigma: float, tau: float = DEFAULT_RANGE,
             names: Sequence[str] | None = None) -> ColorTransfer:
-    """Frame t's estimator: a copy of its own fit whose map is the blend of the fitted frames of its
-    window (``fits``: frame index → fitted estimator; frames missing from it are left out).  Its
-    training summary gains ``"sequence"``: σ, the frames blended (``names``, else their indices)
-    and their weights; its ``kl_nats`` (the own map's) is dropped."""
-    frames, weights = window(t, count, sigma)
-    kept = [(int(k), c) for k, c in zip(frames, weights) if int(k) in fits]
-    total = sum(c for _, c in kept)
-    maps = [fits[k].ridge_parameters_ for k, _ in kept]
-    if any(m is None for m in maps):
-        raise ConfigError("--sequence blends ridge maps: use --model ridge (the default) with the kl or sliced solver")
-    mix = blend_ridge_maps(maps, [c / total for _, c in kept])
-    info = {"sigma": float(sigma), "frames": [names[k] if names else k for k, _ in kept],
-            "weights": [round(c / total, 6) for _, c in kept]}
-    return fits[t].with_ridge_map(mix, sequence=info, kl_nats=None)  # the own map's KL is not the blend's
+    """Frame t's estimator: a copy of its own fit whose map is the blend of its window's fitted
+    frames (``fits``: frame index → :class:`FrameFit`; frames missing from it count as infinitely
+    far), weighted by :func:`blend_weights`.  Its training summary gains ``"sequence"``: σ, τ
+    (None for ∞), the frames blended (``names``, else their indices) and their weights; its ``kl_nats`` (the
+    own map's) is dropped."""
+    frames, weights = blend_weights(fits, t, count, sigma, tau)
+    mix = blend_ridge_maps([fits[int(k)].estimator.ridge_parameters_ for k in frames], weights)
+    info = {"sigma": float(sigma), "range": float(tau) if math.isfinite(tau) else None,
+            "frames": [names[k] if names else int(k) for k in frames], "weights": [round(float(c), 6) for c in weights]}
+    return fits[t].estimator.with_ridge_map(mix, sequence=info, kl_nats=None)  # the own map's KL is not the blend's
 
 
-def match_sequence(fit: Callable[[Path], ColorTransfer], write: Callable[[ColorTransfer, apply.Job], None],
-                   plan: apply.Plan, *, sigma: float = DEFAULT_SIGMA, jobs: int = 1,
+def match_sequence(fit: Callable[[Path], FrameFit], write: Callable[[ColorTransfer, apply.Job], None],
+                   plan: apply.Plan, *, sigma: float = DEFAULT_SIGMA, tau: float = DEFAULT_RANGE, jobs: int = 1,
                    on_file_done: Callable[[apply.Job, str | None], None] | None = None,
                    on_fit_done: Callable[[apply.Job, str | None], None] | None = None) -> apply.Report:
-    """Match the frames of ``plan`` as one sequence: ``fit(src)`` each frame's own map (the skipped
-    frames too, where a frame to write needs them), then ``write(estimator, job)`` each frame of
+    """Match the frames of ``plan`` as one sequence: ``fit(src)`` each frame's own map and sample
+    (:class:`FrameFit`; the skipped frames too, where a frame to write needs them), then
+    ``write(estimator, job)`` each frame of
     ``plan.jobs`` through its blend (:func:`blended`).  Frames go in :data:`CHUNK`-frame rounds,
     each fitted and then written ``jobs`` at a time, keeping only the maps later frames need.
     A failed fit fails its own frame (if written) and is left out of its neighbours' blends;
     errors are handled as :func:`colorot.apply.run_each` handles them.  ``on_file_done(job,
     error)`` follows each frame of ``plan.jobs``, ``on_fit_done(job, error)`` each fit."""
     check_sigma(sigma)
+    check_range(tau)
     start = time.perf_counter()
     frames = sorted([*plan.jobs, *plan.skipped], key=lambda job: natural_key(job.src))
     index = {job: t for t, job in enumerate(frames)}
     to_write = set(plan.jobs)
     names = [str(job.src) for job in frames]
     count, farthest = len(frames), reach(sigma)
-    fits: dict[int, ColorTransfer] = {}
+    fits: dict[int, FrameFit] = {}
     fit_failed: dict[int, str] = {}
     written: list[apply.Job] = []
     failed: list[tuple[apply.Job, str]] = []
@@ -138,7 +218,7 @@ def match_sequence(fit: Callable[[Path], ColorTransfer], write: Callable[[ColorT
         fits[index[job]] = fit(job.src)
 
     def write_frame(job: apply.Job) -> None:
-        write(blended(fits, index[job], count, sigma, names), job)
+        write(blended(fits, index[job], count, sigma, tau, names), job)
 
     for first in range(0, count, CHUNK):
         chunk = [t for t in range(first, min(count, first + CHUNK)) if frames[t] in to_write]

@@ -100,23 +100,70 @@ def reference() -> np.ndarray:
 def test_a_blended_frame_is_its_window_of_fits_and_says_so(reference) -> None:
     matcher = Matcher(reference, steps=3)
     clip = frames(5)
-    fits = {t: matcher.fit(image, measure_kl=False) for t, image in enumerate(clip)}
-    frames_2, weights_2 = sequence.window(2, 5, 1.0)
-    one = sequence.blended(fits, 2, 5, 1.0, names=[f"f{t}" for t in range(5)])
+    fits = {t: sequence.FrameFit.of(matcher.fit(image, measure_kl=False), image) for t, image in enumerate(clip)}
     x = clip[2].reshape(-1, 3) / 255.0
-    expected = sum(c * fits[int(k)].transform(x) for k, c in zip(frames_2, weights_2))
-    np.testing.assert_allclose(one.transform(x), expected, atol=1e-5)
-    assert one.train_info_["sequence"] == {"sigma": 1.0, "frames": ["f0", "f1", "f2", "f3", "f4"],
-                                           "weights": [round(float(c), 6) for c in weights_2]}
-    assert one.train_info_["kl_nats"] is None and fits[2].train_info_.get("sequence") is None
-    # A frame whose fit failed is left out, the others' weights renormalised.
+    for tau in (math.inf, 4.0, 0.5):
+        frames_2, weights_2 = sequence.window(2, 5, 1.0)
+        far = np.asarray([fits[2].distance(fits[int(k)]) for k in frames_2])
+        weights_2 = weights_2 * np.exp(-0.5 * (np.maximum(far, far[::-1]) / tau) ** 2)
+        kept = weights_2 >= 1e-3 * weights_2[2]
+        frames_2, weights_2 = frames_2[kept], weights_2[kept] / weights_2[kept].sum()
+        one = sequence.blended(fits, 2, 5, 1.0, tau, names=[f"f{t}" for t in range(5)])
+        expected = sum(c * fits[int(k)].estimator.transform(x) for k, c in zip(frames_2, weights_2))
+        np.testing.assert_allclose(one.transform(x), expected, atol=1e-5)
+        assert one.train_info_["sequence"] == {"sigma": 1.0, "range": None if tau == math.inf else tau,
+                                               "frames": [f"f{k}" for k in frames_2],
+                                               "weights": [round(float(c), 6) for c in weights_2]}
+    assert one.train_info_["kl_nats"] is None and fits[2].estimator.train_info_.get("sequence") is None
+    # A frame whose fit failed is left out with its mirror image about the frame: the window stays centred.
     del fits[3]
-    without = sequence.blended(fits, 2, 5, 1.0)
-    kept = [0, 1, 2, 4]
-    c = np.asarray([weights_2[k] for k in kept]) / sum(weights_2[k] for k in kept)
-    np.testing.assert_allclose(without.transform(x), sum(ci * fits[k].transform(x) for ci, k in zip(c, kept)),
-                               atol=1e-5)
-    assert without.train_info_["sequence"]["frames"] == kept
+    without = sequence.blended(fits, 2, 5, 1.0, math.inf)
+    kept_frames = [0, 2, 4]
+    c = np.asarray([math.exp(-2), 1, math.exp(-2)]) / (1 + 2 * math.exp(-2))
+    np.testing.assert_allclose(without.transform(x), sum(ci * fits[k].estimator.transform(x)
+                                                         for ci, k in zip(c, kept_frames)), atol=1e-5)
+    assert without.train_info_["sequence"]["frames"] == kept_frames
+
+
+class Distances:
+    """A stand-in for FrameFit whose distances D_t,k come from a table."""
+
+    def __init__(self, table: np.ndarray, t: int) -> None:
+        self.table, self.t = table, t
+
+    def distance(self, other: "Distances") -> float:
+        return float(self.table[self.t, other.t])
+
+
+@settings(max_examples=200, deadline=None)
+@given(count=st.integers(1, 25), data=st.data(), sigma=st.floats(0, 4), tau=st.floats(0.1, 50))
+def test_the_blend_weights_are_centred_and_fade_with_distance(count, data, sigma, tau) -> None:
+    t = data.draw(st.integers(0, count - 1))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    table = rng.uniform(0, 3 * tau, (count, count)) * (rng.random((count, count)) < 0.8) + np.eye(count) * 1e9
+    failed = {k for k in range(count) if k != t and rng.random() < 0.2}
+    fits = {k: Distances(table, k) for k in range(count) if k not in failed}
+    frames, weights = sequence.blend_weights(fits, t, count, sigma, tau)
+    assert t in frames and math.isclose(weights.sum(), 1.0) and (weights > 0).all()
+    assert not set(frames.tolist()) & failed
+    np.testing.assert_array_equal(frames, 2 * t - frames[::-1])  # centred on t ...
+    np.testing.assert_allclose(weights, weights[::-1])  # ... with equal weights at equal offsets
+    assert weights[frames == t] == weights.max()
+    for k, c in zip(frames, weights):  # c_tk ∝ temporal weight × exp(−½(max(D_t,k, D_t,2t−k)/τ)²)
+        far = max(table[t, k], table[t, 2 * t - k]) if k != t else 0.0
+        expected = math.exp(-0.5 * ((k - t) / sigma) ** 2 - 0.5 * (far / tau) ** 2) if k != t else 1.0
+        assert c / weights[frames == t][0] == pytest.approx(expected, rel=1e-9)
+    # A neighbour across a cut (D ≫ τ) is never blended, nor its mirror image.
+    table[t, :] = np.where(np.arange(count) > t, 100 * tau, table[t, :])
+    table[t, t] = 0
+    frames, _ = sequence.blend_weights(fits, t, count, sigma, tau)
+    assert frames.tolist() == [t]
+
+
+def test_a_bad_range_is_refused() -> None:
+    for tau in (0.0, -1.0, math.nan):
+        with pytest.raises(ConfigError, match="--smooth-range"):
+            sequence.check_range(tau)
 
 
 def test_python_match_with_smooth(reference) -> None:
@@ -130,6 +177,10 @@ def test_python_match_with_smooth(reference) -> None:
     np.testing.assert_allclose(own[0], smoothed[0], atol=1e-5)  # the clip's ends keep their own maps
     with pytest.raises(ConfigError, match="--smooth"):
         match(reference, clip, smooth=-1)
+    with pytest.raises(ConfigError, match="give smooth too"):
+        match(reference, clip, smooth_range=4)
+    temporal = match(reference, clip, steps=3, smooth=1, smooth_range=math.inf)
+    assert max(np.abs(a - b).max() for a, b in zip(smoothed, temporal)) > 1e-4  # the range term counts
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +229,7 @@ def test_a_kept_sequence_map_is_the_blend_and_says_so(clip, tmp_path) -> None:
     result = run_match(clip, str(clip["folder"]), str(out), "--sequence", "--smooth", "0.5", "--save-maps", str(maps),
                        "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["sequence"] == {"sigma": 0.5}
+    assert json.loads(result.stdout)["sequence"] == {"sigma": 0.5, "range": 4.0}
     info = load(maps / "frame10.pt").train_info_["sequence"]
     assert info["frames"] == [str(clip["folder"] / name) for name in clip["names"][1:4]] and info["sigma"] == 0.5
     again = tmp_path / "again.png"
@@ -224,6 +275,8 @@ def test_a_broken_frame_fails_alone_and_leaves_its_neighbours_blends(clip, tmp_p
 
 @pytest.mark.parametrize("args, message", [
     (["--smooth", "2"], "add --sequence"),
+    (["--smooth-range", "2"], "add --sequence"),
+    (["--sequence", "--smooth-range", "0"], "--smooth-range"),
     (["--sequence", "--model", "cmgn"], "--sequence blends ridge maps"),
     (["--sequence", "--solver", "adam"], "--sequence blends ridge maps"),
     (["--sequence", "--shard", "0/2"], "no --shard"),
@@ -256,7 +309,7 @@ def test_match_sequence_reports_every_fit_and_every_frame(clip, matched, tmp_pat
     (out / "frame8.png").write_bytes((matched / "frame8.png").read_bytes())  # an output that exists: skipped
     matcher = Matcher(clip["reference"], steps=3)
     fitted, done = [], []
-    report = sequence.match_sequence(lambda src: matcher.fit(src, measure_kl=False),
+    report = sequence.match_sequence(lambda src: sequence.FrameFit.of(matcher.fit(src, measure_kl=False), src),
                                      lambda estimator, job: write_matched(estimator, job.src, job.dst),
                                      Plan(jobs[:0:-1], jobs[:1]), jobs=2,
                                      on_file_done=lambda job, error: done.append((job.src.name, error)),
@@ -266,3 +319,34 @@ def test_match_sequence_reports_every_fit_and_every_frame(clip, matched, tmp_pat
     assert report.written == jobs[1:] and report.skipped == jobs[:1] and not report.failed
     for name in clip["names"][1:]:
         np.testing.assert_array_equal(codes(out / name), codes(matched / name))
+
+
+def test_frames_beside_a_cut_keep_their_own_maps(reference, tmp_path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    first = frames(3)
+    second = [255 - image[::-1] for image in frames(3)]  # another picture: the cut after frame 2
+    for t, image in enumerate(first + second):
+        PILImage.fromarray(image).save(folder / f"f{t}.png")
+    reference_path = tmp_path / "reference.png"
+    PILImage.fromarray(reference).save(reference_path)
+    maps = tmp_path / "maps"
+    for tau, kept in (("4", [[0, 1, 2], [2], [3]]), ("inf", [[0, 1, 2], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])):
+        result = runner.invoke(app, ["match", str(reference_path), str(folder), str(tmp_path / tau), "--sequence",
+                                     "--smooth-range", tau, "--save-maps", str(maps / tau), *FAST])
+        assert result.exit_code == 0, result.output
+        blends = [load(maps / tau / f"f{t}.pt").train_info_["sequence"]["frames"] for t in (1, 2, 3)]
+        assert blends == [[str(folder / f"f{k}.png") for k in frames_k] for frames_k in kept], tau
+
+
+def test_a_frame_grades_by_its_map_also_when_too_sharp_to_tabulate() -> None:
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (50, 3))
+    smooth, sharp = random_ridge_map(rng, 6), random_ridge_map(rng, 6)
+    sharp.state["W"] = sharp.state["W"] * 1e5  # steps too sharp for the profiles' tables
+    for parameters in (smooth, sharp):
+        frame = sequence.FrameFit(SimpleNamespace(ridge_parameters_=parameters), x)
+        np.testing.assert_allclose(frame.grade(x), parameters.forward_and_jacobian(x)[0], atol=1e-6)
+        assert frame.distance(frame) == 0
