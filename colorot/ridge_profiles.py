@@ -78,8 +78,8 @@ class RidgeProfiles:
         mass = np.bincount(ridge_of_unit, weights=amplitudes, minlength=len(rows))
         # Each ridge may contribute TOLERANCE / G: |w| δ⁴/384 · 0.128 · Σa ≤ TOLERANCE / G.
         scale = np.linalg.norm(rows, axis=1) * SIGMOID_FOURTH_DERIVATIVE_MAX * mass / 384
-        with np.errstate(divide="ignore"):
-            spacing = (TOLERANCE / max(len(rows), 1) / scale) ** 0.25  # inf for a ridge of zero mass
+        with np.errstate(divide="ignore", over="ignore"):
+            spacing = (TOLERANCE / max(len(rows), 1) / scale) ** 0.25  # inf for a ridge of (next to) zero mass
         cells = np.ceil(widths / spacing)
         if not np.isfinite(cells).all() or cells.max(initial=0) + 1 > MAX_KNOTS:
             return None
