@@ -633,9 +633,10 @@ def _check_sequence_options(sequence: bool, smooth: float | None, smooth_range: 
         return
     if shard:
         raise ConfigError("--sequence blends each frame with its neighbours, so it needs the whole sequence: no --shard")
+    from colorot.sequence import RIDGE_ONLY, check_range, check_sigma
+
     if model != ModelName.ridge or solver == SolverName.adam:
-        raise ConfigError("--sequence blends ridge maps: use --model ridge (the default) with the kl or sliced solver")
-    from colorot.sequence import check_range, check_sigma
+        raise ConfigError(RIDGE_ONLY)
 
     if smooth is not None:
         check_sigma(smooth)

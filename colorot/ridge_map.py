@@ -28,17 +28,27 @@ class RidgeParameters:
     def hidden(self) -> int:
         return int(self.state["W"].shape[0])
 
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """T(x) (N, 3) of each row of ``x``, in float64."""
+        return self._forward(*self._steps(x))
+
     def forward_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """T(x) (N, 3) and J_T(x) (N, 3, 3) of each row of ``x``, in float64."""
+        x, w, step, amplitude, linear = self._steps(x)
+        slopes = step * (1 - step) * amplitude  # a_h σ′(z_h)
+        outer = (w[:, :, None] * w[:, None, :]).reshape(len(w), 9)  # w_h w_hᵀ, flattened
+        return self._forward(x, w, step, amplitude, linear), (slopes @ outer).reshape(-1, 3, 3) + linear
+
+    def _steps(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """x, W, the units' steps σ(w_hᵀx + b_h) (N, H), the amplitudes a_h and VᵀV + εI, in float64."""
         w, biases, v = (np.asarray(self.state[key], np.float64) for key in ("W", "biases", "V"))
         amplitude = softplus(np.asarray(self.state["rho"], np.float64))
         x = np.asarray(x, np.float64)
         step = 0.5 + 0.5 * np.tanh(0.5 * (x @ w.T + biases))  # σ, without overflow: (N, H)
-        linear = v.T @ v + self.eps * np.eye(3)
-        mapped = (step * amplitude) @ w + x @ linear + np.asarray(self.state["b"], np.float64)
-        slopes = step * (1 - step) * amplitude  # a_h σ′(z_h)
-        outer = (w[:, :, None] * w[:, None, :]).reshape(len(w), 9)  # w_h w_hᵀ, flattened
-        return mapped, (slopes @ outer).reshape(-1, 3, 3) + linear
+        return x, w, step, amplitude, v.T @ v + self.eps * np.eye(3)
+
+    def _forward(self, x, w, step, amplitude, linear) -> np.ndarray:
+        return (step * amplitude) @ w + x @ linear + np.asarray(self.state["b"], np.float64)
 
 
 def softplus(x: np.ndarray) -> np.ndarray:

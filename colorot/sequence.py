@@ -57,6 +57,8 @@ DEFAULT_RANGE = 4.0
 SAMPLE_PIXELS = 4096
 #: Blend weights under this fraction of the frame's own are dropped (the rest renormalised).
 WEIGHT_FLOOR = 1e-3
+#: Why a map cannot take part in a sequence's blend.
+RIDGE_ONLY = "--sequence blends ridge maps: use --model ridge (the default) with the kl or sliced solver"
 #: Frames fitted and written per round of a file sequence: the maps kept at once are at most this
 #: many plus the window's 2h, whatever the sequence's length.
 CHUNK = 64
@@ -101,13 +103,13 @@ class FrameFit:
     estimator: ColorTransfer
     sample: np.ndarray
     _evaluate: Callable[[np.ndarray], np.ndarray] | None = field(default=None, init=False, repr=False)
+    _graded_sample: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def of(cls, estimator: ColorTransfer, image: ImageLike, max_image_pixels: int | None = None) -> "FrameFit":
         """``estimator`` (fitted on ``image``) with its sample of ``image``'s pixels."""
         if estimator.ridge_parameters_ is None:
-            raise ConfigError("--sequence blends ridge maps: use --model ridge (the default) with the kl or "
-                              "sliced solver")
+            raise ConfigError(RIDGE_ONLY)
         pixels = to_pixels(image, max_image_pixels=max_image_pixels)
         sample = representative_subsample(pixels, SAMPLE_PIXELS, np.random.default_rng(0))
         return cls(estimator, np.asarray(sample, np.float64))
@@ -116,23 +118,15 @@ class FrameFit:
         """This frame's map T at the colours ``x`` (N, 3): float64, unclipped."""
         if self._evaluate is None:  # tabulated once (exact within 10⁻⁷), as colorot apply evaluates it
             parameters = self.estimator.ridge_parameters_
-            self._evaluate = RidgeProfiles.from_parameters(parameters.state, parameters.eps) or _Exact(parameters)
+            self._evaluate = RidgeProfiles.from_parameters(parameters.state, parameters.eps) or parameters.forward
         return self._evaluate(x)
 
     def distance(self, other: "FrameFit") -> float:
         """D: the RMS of ‖T_other(x) − T_self(x)‖ over this frame's sample, in 8-bit code values."""
-        difference = other.grade(self.sample) - self.grade(self.sample)
+        if self._graded_sample is None:  # compared with up to 2h neighbours: graded once
+            self._graded_sample = self.grade(self.sample)
+        difference = other.grade(self.sample) - self._graded_sample
         return float(np.sqrt(np.mean(np.sum(difference**2, axis=1)))) * 255
-
-
-@dataclass
-class _Exact:
-    """A ridge map too sharp to tabulate, evaluated as it is."""
-
-    parameters: RidgeParameters
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.parameters.forward_and_jacobian(x)[0]
 
 
 def blend_weights(fits: Mapping[int, FrameFit], t: int, count: int, sigma: float,

@@ -32,6 +32,7 @@ def test_the_numpy_map_is_the_ridge_network(seed, hidden) -> None:
     mapped, jac = held.forward_and_jacobian(x)
     np.testing.assert_allclose(mapped, expected[0], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(jac, expected[1], rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(held.forward(x), mapped)
     assert np.allclose(jac, jac.transpose(0, 2, 1)) and np.linalg.eigvalsh(jac).min() >= parameters.eps * (1 - 1e-9)
 
 
