@@ -1,0 +1,120 @@
+"""The Adam path on a CUDA GPU against the CPU, and the tests marked ``cuda``.
+
+    python bench/cuda.py [--models ridge,cmgn,mmgn] [--runs 3] [--cpu-runs 1] [--steps N] [--json PATH]
+
+1. The machine: CPUs, Python, torch and the CUDA card's name.
+2. ``python -m pytest -m cuda tests`` (they skip without a GPU), its summary line.
+3. For each model, ``ColorTransfer(model=M, solver="adam", device=D, random_state=0).fit(SOURCE,
+   TARGET)`` on the 1920×1200 pair of bench/speed.py (samples/day.jpg → samples/sunset.jpg), every
+   setting but the device at its default: ``--cpu-runs`` fits on the CPU (one training thread, as
+   colorot trains there), then on the GPU one cold fit (it pays for CUDA's start) and ``--runs``
+   timed ones.  Prints the median wall time of the whole fit (reading, EM and the start included),
+   of its Adam loop alone (``history_.seconds``), their CPU/GPU ratios, and each device's SW2 of
+   the output to the target (``colorot.metrics.sliced_w2``, as bench/quality.py), so that a fast
+   fit is also shown to be as good a one.
+
+Without a CUDA device it runs parts 1–3 on the CPU alone and exits 1.  Fits in this process:
+imports and CUDA's start are outside the warm timings, inside the cold one.  Each CPU fit takes
+about 75 s (2 CPUs, 2026-12-03), so the defaults need about 5 minutes beside the GPU's fits;
+``--models ridge`` about 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from speed import SAMPLES, SIZE  # bench/ is the script's folder, so on sys.path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+    return (f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, torch {torch.__version__}, "
+            f"CUDA {torch.version.cuda or 'n/a'}: {card}")
+
+
+def cuda_tests() -> str:
+    """The summary line of ``pytest -m cuda`` over the test suite."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
+                           str(ROOT / "tests")], capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode not in (0, 5):  # 5: nothing collected
+        print(proc.stdout[-4000:], proc.stderr[-2000:], sep="\n")
+    return f"rc {proc.returncode}: {lines[-1] if lines else proc.stderr.strip()[-200:]}"
+
+
+def fit_once(model: str, device: str, pair: tuple[Path, Path], steps: int | None) -> dict:
+    """One Adam fit: wall seconds of the fit and of its Adam loop, and the output's SW2 to the target."""
+    from colorot.metrics import sliced_w2
+    from colorot.transfer import ColorTransfer, to_pixels
+
+    start = time.perf_counter()
+    fitted = ColorTransfer(model=model, solver="adam", device=device, steps=steps, random_state=0).fit(*pair)
+    seconds = time.perf_counter() - start
+    output = np.clip(fitted.transform(pair[0]), 0, 1)
+    return {"fit_s": seconds, "adam_s": fitted.history_.seconds, "steps": len(fitted.history_.losses),
+            "device": fitted.train_info_["device"], "sw2": sliced_w2(output, to_pixels(pair[1]))}
+
+
+def timed(model: str, device: str, pair: tuple[Path, Path], steps: int | None, runs: int) -> dict:
+    fits = [fit_once(model, device, pair, steps) for _ in range(runs)]
+    return {"runs": fits, **{key: statistics.median(f[key] for f in fits) for key in ("fit_s", "adam_s", "sw2")}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="ridge,cmgn,mmgn")
+    parser.add_argument("--runs", type=int, default=3, help="timed GPU fits per model, after a cold one")
+    parser.add_argument("--cpu-runs", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=None, help="Adam steps (default: colorot's)")
+    parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    args = parser.parse_args()
+    gpu = torch.cuda.is_available()
+    report: dict = {"machine": machine(), "tests": cuda_tests(), "models": {}}
+    print(f"machine: {report['machine']}\npytest -m cuda: {report['tests']}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        pair = (Path(tmp_name) / "src.jpg", Path(tmp_name) / "tgt.jpg")
+        for photo, path in zip((SAMPLES / "day.jpg", SAMPLES / "sunset.jpg"), pair):
+            with Image.open(photo) as image:
+                image.convert("RGB").resize(SIZE).save(path, quality=95)
+        print("| model | device | fit s (median) | Adam loop s | SW2 | runs |\n| --- | --- | --- | --- | --- | --- |")
+        for model in args.models.split(","):
+            rows = {"cpu": timed(model, "cpu", pair, args.steps, args.cpu_runs)}
+            if gpu:
+                rows["cuda cold"] = timed(model, "cuda", pair, args.steps, 1)
+                rows["cuda"] = timed(model, "cuda", pair, args.steps, args.runs)
+            for device, row in rows.items():
+                print(f"| {model} | {device} | {row['fit_s']:.2f} | {row['adam_s']:.2f} | {row['sw2']:.4f} | "
+                      f"{len(row['runs'])} ({row['runs'][0]['steps']} steps) |", flush=True)
+            if gpu:
+                rows["ratio"] = {"fit": rows["cpu"]["fit_s"] / rows["cuda"]["fit_s"],
+                                 "adam": rows["cpu"]["adam_s"] / rows["cuda"]["adam_s"]}
+            report["models"][model] = rows
+    for model, rows in report["models"].items():
+        if gpu:
+            print(f"{model}: CPU/GPU {rows['ratio']['fit']:.1f}× for the whole fit, "
+                  f"{rows['ratio']['adam']:.1f}× for the Adam loop")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    if not gpu:
+        print("no CUDA device: the GPU fits and the ratios are not measured")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
