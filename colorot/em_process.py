@@ -38,6 +38,7 @@ class BackgroundEM:
         self.problem: EMProblem | None = None
         self._process: subprocess.Popen | None = None
         self._mixture: GaussianMixture | None = None
+        self._writer: threading.Thread | None = None
         if (os.cpu_count() or 1) >= 2:  # else nothing to overlap with: EM runs in this process when asked for
             try:
                 self._process = subprocess.Popen(
@@ -81,11 +82,17 @@ class BackgroundEM:
         return GaussianMixture.fit_em(self.problem)
 
     def close(self) -> None:
-        """Stop the process (if it still runs)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+        """Stop the process (if it still runs) and close both ends of its pipes here."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if self._writer is not None:  # its write fails at once on a dead process's pipe; it closes stdin
+            self._writer.join()
+        process.stdin.close()
+        process.stdout.close()
 
     def __enter__(self) -> "BackgroundEM":
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -40,11 +41,22 @@ def forbid_em_here(monkeypatch) -> None:
     monkeypatch.setattr(GaussianMixture, "fit_em", classmethod(refuse))
 
 
+NEEDS_TWO_CORES = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: EM runs in this process")
+
+
+def closed(process: subprocess.Popen) -> bool:
+    """The process has ended and this side of both its pipes is closed (no file left to the GC)."""
+    return process.poll() is not None and process.stdin.closed and process.stdout.closed
+
+
+@NEEDS_TWO_CORES
 def test_the_second_process_gives_exactly_the_mixture_em_gives_here(problem, monkeypatch) -> None:
     here = GaussianMixture.fit_em(problem)
     forbid_em_here(monkeypatch)
     with sent(problem) as running:
+        process = running._process
         assert same(running.result(), here)
+    assert closed(process)
 
 
 def test_without_a_second_process_em_runs_here(problem, monkeypatch) -> None:
@@ -91,11 +103,13 @@ def test_a_fit_whose_source_cannot_be_read_stops_the_em_process(tmp_path, monkey
     assert len(started) == 1 and started[0]._process is None  # closed on the way out
 
 
-def test_leaving_early_stops_the_process(problem) -> None:
-    with sent(problem) as running:
+@NEEDS_TWO_CORES
+@pytest.mark.parametrize("given_problem", [True, False])
+def test_leaving_early_stops_the_process(problem, given_problem) -> None:
+    with (sent(problem) if given_problem else BackgroundEM()) as running:
         process = running._process
-        assert process is None or process.poll() is None
-    assert running._process is None and (process is None or process.poll() is not None)
+        assert process.poll() is None
+    assert running._process is None and closed(process)
 
 
 def test_a_default_fit_gets_the_mixture_of_an_ordinary_em() -> None:
@@ -107,7 +121,7 @@ def test_a_default_fit_gets_the_mixture_of_an_ordinary_em() -> None:
     assert same(fitted.target_dist_, GaussianMixture.fit(pixels, 10, ridge=1e-4, random_state=0))
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: EM runs in this process")
+@NEEDS_TWO_CORES
 @pytest.mark.parametrize("model", ["cmgn", "mmgn"])
 def test_a_network_fit_gets_the_mixture_of_an_ordinary_em_from_the_second_process(model, monkeypatch) -> None:
     """The C-MGN's and M-MGN's KL solver waits for the second process's mixture after its start."""

@@ -275,6 +275,7 @@ def test_a_line_search_step_to_a_non_finite_loss_is_stepped_back_from() -> None:
 
     for _ in range(3):
         optimiser.step(closure)
+    x = x.detach()
     assert torch.isfinite(x).all() and float(x.max()) <= 2
     assert float(((x - 3) ** 2).sum()) < 2.05  # from 18 at x = 0 to the edge of the finite region (2 at x = 2)
 
