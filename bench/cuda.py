@@ -33,9 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from speed import SAMPLES, SIZE  # bench/ is the script's folder, so on sys.path
+from speed import make_pair  # bench/ is the script's folder, so on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,10 +86,7 @@ def main() -> int:
     print(f"machine: {report['machine']}\npytest -m cuda: {report['tests']}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp_name:
-        pair = (Path(tmp_name) / "src.jpg", Path(tmp_name) / "tgt.jpg")
-        for photo, path in zip((SAMPLES / "day.jpg", SAMPLES / "sunset.jpg"), pair):
-            with Image.open(photo) as image:
-                image.convert("RGB").resize(SIZE).save(path, quality=95)
+        pair = make_pair(Path(tmp_name))
         print("| model | device | fit s (median) | Adam loop s | SW2 | runs |\n| --- | --- | --- | --- | --- | --- |")
         for model in args.models.split(","):
             rows = {"cpu": timed(model, "cpu", pair, args.steps, args.cpu_runs)}

@@ -70,6 +70,16 @@ def make_folder(folder: Path, count: int, photos: list[Path] | None = None) -> l
     return paths
 
 
+def make_pair(folder: Path) -> tuple[Path, Path]:
+    """The fit benchmarks' pair: samples/day.jpg and samples/sunset.jpg resized to 1920×1200, as
+    JPEGs in ``folder``."""
+    pair = (folder / "src.jpg", folder / "tgt.jpg")
+    for photo, path in zip((SAMPLES / "day.jpg", SAMPLES / "sunset.jpg"), pair):
+        with Image.open(photo) as image:
+            image.convert("RGB").resize(SIZE).save(path, quality=95)
+    return pair
+
+
 #: The I/O floor's loop: a plain Pillow decode → encode of FILES into the folder OUT, JOBS threads
 #: (run in this process by :func:`io_floor`, and as a fresh process by :func:`io_floor_command`).
 FLOOR_LOOP = """
@@ -297,10 +307,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         files = make_folder(tmp / "in", args.images)
-        source, target = SAMPLES / "day.jpg", SAMPLES / "sunset.jpg"
-        pair_src, pair_tgt = tmp / "src.jpg", tmp / "tgt.jpg"
-        Image.open(source).resize(SIZE).save(pair_src, quality=95)
-        Image.open(target).resize(SIZE).save(pair_tgt, quality=95)
+        pair_src, pair_tgt = make_pair(tmp)
 
         # 3. fit (first: it also writes the model used below)
         model = tmp / "model.pt"
@@ -363,7 +370,7 @@ def main() -> None:
         # 4. memory
         big = tmp / "big" / "big.jpg"
         big.parent.mkdir()
-        Image.open(source).resize((8660, 5774), Image.Resampling.BICUBIC).save(big, quality=92)
+        Image.open(SAMPLES / "day.jpg").resize((8660, 5774), Image.Resampling.BICUBIC).save(big, quality=92)
         _, rss_big = run_child([*colorot, "apply", str(model), str(big), str(tmp / "big-out.jpg"),
                                 "--overwrite", "--jobs", "1"])
         _, rss_big_exact = run_child([*colorot, "apply", str(model), str(big), str(tmp / "big-exact.jpg"),

@@ -598,13 +598,13 @@ def match_command(
                 return None if save_maps is None else map_destination(save_maps, job.dst, Path(output))
 
             if sequence:
-                from colorot.sequence import DEFAULT_RANGE, DEFAULT_SIGMA, FrameFit, match_sequence
+                from colorot.sequence import DEFAULT_RANGE, DEFAULT_SIGMA, match_sequence
 
                 sigma = DEFAULT_SIGMA if smooth is None else smooth
                 tau = DEFAULT_RANGE if smooth_range is None else smooth_range
                 document["sequence"] = {"sigma": sigma, "range": tau if math.isfinite(tau) else None}
                 report = _with_progress(len(job_plan.jobs), "matching", lambda done, fit_done: match_sequence(
-                    lambda src: FrameFit.of(matcher.fit(src, measure_kl=False), src, max_image_pixels),
+                    matcher.fit_frame,
                     lambda fitted, job: write_matched(fitted, job.src, job.dst, save_map=maps_for(job), **settings),
                     job_plan, sigma=sigma, tau=tau, jobs=jobs, on_file_done=done, on_fit_done=fit_done))
             else:

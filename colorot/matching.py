@@ -9,13 +9,16 @@ fit``, except that the default (the KL solver's ridge map) runs a lighter schedu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from colorot.controls import Controls
 from colorot.errors import ConfigError
 from colorot.transfer import ColorTransfer, ImageLike
+
+if TYPE_CHECKING:
+    from colorot.sequence import FrameFit
 
 #: Each input's pixels (the sliced start works on as many, the KL on half) and KL iterations when the
 #: KL solver fits a ridge map for a match (``colorot fit``: 20 000 and 20 when this was measured; its
@@ -43,6 +46,13 @@ class Matcher:
         """A fitted :class:`ColorTransfer` from ``image`` onto the reference (``measure_kl``: as
         :meth:`ColorTransfer.fit`'s)."""
         return ColorTransfer(**self.params).fit(image, self.reference, measure_kl=measure_kl)
+
+    def fit_frame(self, image: ImageLike) -> "FrameFit":
+        """``image``'s own map with its sample, for a sequence's blend (:class:`colorot.sequence.FrameFit`;
+        its KL is not measured: the blend is what is kept)."""
+        from colorot.sequence import FrameFit
+
+        return FrameFit.of(self.fit(image, measure_kl=False), image, self.params.get("max_image_pixels"))
 
     def match_file(self, src: Path, dst: Path, *, save_map: Path | None = None, **write_options) -> None:
         """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`); the map's KL
@@ -118,13 +128,12 @@ def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike
     matcher = Matcher(reference, **params)
     if smooth is None:
         return [matcher.fit(image).transform(image, strength=strength, controls=controls) for image in images]
-    from colorot.sequence import DEFAULT_RANGE, FrameFit, blended, check_range, check_sigma
+    from colorot.sequence import DEFAULT_RANGE, blended, check_range, check_sigma
 
     tau = DEFAULT_RANGE if smooth_range is None else smooth_range
     check_sigma(smooth)
     check_range(tau)
-    limit = matcher.params.get("max_image_pixels")
-    fits = {t: FrameFit.of(matcher.fit(image, measure_kl=False), image, limit) for t, image in enumerate(images)}
+    fits = {t: matcher.fit_frame(image) for t, image in enumerate(images)}
     return [blended(fits, t, len(images), smooth, tau).transform(image, strength=strength, controls=controls)
             for t, image in enumerate(images)]
 
