@@ -16,12 +16,13 @@ import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image as PILImage
 
 from colorot import checkpoint
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
@@ -285,7 +286,7 @@ def plan(
     """
     if not inputs:
         raise ConfigError("no input given")
-    _refuse_nul([*inputs, output])
+    _refuse_unusable_paths([*inputs, output])
     inputs = [Path(src) for src in inputs]
     suffix = _checked_suffix(suffix)
     output_is_folder = str(output).endswith(("/", os.sep))
@@ -337,10 +338,11 @@ def plan_listed(
 
     A relative path without ``..`` keeps its path under ``output``
     (``photos/a/x.jpg`` → ``output/photos/a/x.jpg``); any other path goes to
-    ``output/<name>``. Blank entries are ignored; the checks of :func:`plan` apply.
+    ``output/<name>``. Blank entries are ignored, repeated ones done once; the checks of :func:`plan` apply.
     """
-    _refuse_nul([*files, output])
-    files = [Path(f) for f in files if str(f).strip()]
+    files = [f for f in files if str(f).strip()]
+    _refuse_unusable_paths([*files, output])
+    files = list(dict.fromkeys(Path(f) for f in files))  # a path listed twice is done once
     if not files:
         raise ConfigError("no input paths given")
     suffix = _checked_suffix(suffix)
@@ -386,7 +388,7 @@ def shard(plan: Plan, index: int, count: int, output: Path | str) -> Plan:
             key = job.dst.relative_to(root).as_posix()
         except ValueError:
             key = job.dst.name
-        return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
+        return int.from_bytes(hashlib.sha256(os.fsencode(key)).digest()[:8], "big") % count
 
     return Plan(jobs=[j for j in plan.jobs if owner(j) == index],
                 skipped=[j for j in plan.skipped if owner(j) == index])
@@ -490,11 +492,14 @@ def make_folder(folder: Path) -> None:
         raise DestinationError(f"{folder}: cannot create folder ({exc.strerror or exc})") from exc
 
 
-def _refuse_nul(paths: Sequence[Path | str]) -> None:
-    """ConfigError for a path holding a NUL byte (no file system accepts one)."""
+def _refuse_unusable_paths(paths: Sequence[Path | str]) -> None:
+    """ConfigError for a path holding a NUL byte (no file system accepts one), or an empty one
+    (an unset shell variable: it would stand for the current folder)."""
     for path in paths:
         if "\x00" in str(path):
             raise ConfigError(f"a path contains a NUL byte: {str(path)!r}")
+        if isinstance(path, str) and not path.strip():
+            raise ConfigError("an empty path was given (an unset variable?)")
 
 
 def _refuse_file_output(output: Path, output_is_folder: bool, inputs: str) -> None:
@@ -522,6 +527,9 @@ def _checked_suffix(suffix: str | None) -> str | None:
 def _single_file_destination(
     src: Path, output: Path, output_is_folder: bool, suffix: str | None
 ) -> Path:
+    if not (output_is_folder or output.is_dir()) and output.suffix.lower() not in IMAGE_SUFFIXES:
+        if output.suffix.lower() in PILImage.registered_extensions():  # out.gif: an image, not a folder
+            _checked_suffix(output.suffix)
     if output_is_folder or output.is_dir() or output.suffix.lower() not in IMAGE_SUFFIXES:
         dst = output / src.name
         return dst if suffix is None else dst.with_suffix(suffix)
@@ -548,11 +556,11 @@ def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive:
 def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -> None:
     """Raise ConfigError for an output that is an input, is shared, cannot be encoded or
     lands inside an input folder (unless ``in_place``)."""
-    sources = {job.src.resolve() for job in jobs}
-    folders = [folder.resolve() for folder in input_folders]
+    sources = {_resolved(job.src) for job in jobs}
+    folders = [_resolved(folder) for folder in input_folders]
     claimed: dict[Path, Path] = {}
     for job in jobs:
-        dst = job.dst.resolve()
+        dst = _resolved(job.dst)
         if dst in sources:
             raise ConfigError(f"output would overwrite an input: {job.dst}")
         if dst in claimed:
@@ -567,9 +575,24 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
             )
 
 
+def is_any_of(path: Path | str, paths: Iterable[Path | str]) -> bool:
+    """Whether ``path`` names the same file as one of ``paths`` (links and ``..`` resolved)."""
+    target = _resolved(Path(path))
+    return any(_resolved(Path(other)) == target for other in paths)
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` absolute, with its links resolved; a link loop is left as it stands (reading it
+    fails later, as that file's own error)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13's "Symlink loop"
+        return Path(os.path.abspath(path))
+
+
 def _is_inside(path: Path, folder: Path) -> bool:
-    return path.resolve().is_relative_to(folder.resolve())
+    return _resolved(path).is_relative_to(_resolved(folder))
 
 
 def _is_strictly_inside(path: Path, folder: Path) -> bool:
-    return _is_inside(path, folder) and path.resolve() != folder.resolve()
+    return _is_inside(path, folder) and _resolved(path) != _resolved(folder)

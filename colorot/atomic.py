@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import secrets
 from collections.abc import Callable
@@ -47,9 +48,22 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
         raise
 
 
+#: The longest file name, in bytes, most file systems take (ext4, XFS, btrfs, APFS, NTFS in UTF-16 units).
+NAME_MAX = 255
+
+
 def temp_path(path: Path, token: str) -> Path:
-    """The hidden temp file ``.<name>.<token>.tmp`` written before the rename to ``path``."""
-    return path.with_name(f".{path.name}.{token}.tmp")
+    """The hidden temp file ``.<stem>.<token>.tmp`` written before the rename to ``path``."""
+    return path.with_name(f".{_temp_stem(path)}.{token}.tmp")
+
+
+def _temp_stem(path: Path) -> str:
+    """``path``'s name, or, when the temp file's name would then pass :data:`NAME_MAX` bytes, a
+    digest of it (a name the file system takes must not fail for its temp file's length)."""
+    name = os.fsencode(path.name)
+    if len(name) + len("..12345678.tmp") <= NAME_MAX:
+        return path.name
+    return "colorot-" + hashlib.sha256(name).hexdigest()[:32]
 
 
 def _remove_quietly(path: Path) -> None:
@@ -60,13 +74,14 @@ def _remove_quietly(path: Path) -> None:
 def remove_stale_temp_files(path: str | os.PathLike[str]) -> int:
     """Remove the temp files an interrupted (killed) :func:`write_atomic` left beside ``path``.
 
-    Only names of the exact form ``.<name>.<8 hex digits>.tmp`` are touched.
+    Only names of the exact form ``.<stem>.<8 hex digits>.tmp`` (:func:`temp_path`) are touched.
     Returns how many were removed.
     """
     path = Path(path)
+    stem = _temp_stem(path)
     removed = 0
-    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        token = candidate.name[len(path.name) + 2: -len(".tmp")]
+    for candidate in path.parent.glob(f".{glob.escape(stem)}.*.tmp"):
+        token = candidate.name[len(stem) + 2: -len(".tmp")]
         if len(token) == 8 and all(c in "0123456789abcdef" for c in token):
             _remove_quietly(candidate)
             removed += 1

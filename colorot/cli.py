@@ -22,13 +22,14 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from colorot import apply as apply_mod, checkpoint, metrics, preview as preview_mod
 from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
-from colorot.errors import ColorotError, ConfigError
+from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.lut import bake, interpolation_error
 
 app = typer.Typer(
@@ -100,7 +101,7 @@ def _user_errors() -> Iterator[None]:
     except ColorotError as exc:
         if _state["debug"]:
             raise
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except MemoryError:  # an allocation failed outside training (which raises its own TrainingError)
         if _state["debug"]:
@@ -126,12 +127,26 @@ def _emit(as_json: bool, document: dict, lines: list[str], *, to_stderr: bool = 
     stderr with ``to_stderr``, when stdout carries an image)."""
     if to_stderr:
         for line in lines:
-            stderr.print(line, highlight=False)
+            stderr.print(line, markup=False, highlight=False, soft_wrap=True)
     elif as_json:
-        typer.echo(json.dumps(document, indent=2, default=str))
+        _write_stdout(json.dumps(document, indent=2, default=str) + "\n")
     else:
-        for line in lines:
-            typer.echo(line)
+        _write_stdout("".join(f"{line}\n" for line in lines))
+
+
+def _write_stdout(data: str | bytes) -> None:
+    """Write ``data`` to stdout and flush it; a full disk or a closed device is a DestinationError
+    (a closed pipe is left to click, which exits 1 quietly)."""
+    try:
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise DestinationError(f"cannot write to stdout ({exc.strerror or exc})") from exc
 
 
 def _version(value: bool) -> None:
@@ -171,7 +186,25 @@ _Json = Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="P
 _Strength = Annotated[float, typer.Option(rich_help_panel="Map", min=0.0, max=1.0, help=_STRENGTH_HELP)]
 _KeepLuminance = Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls",
                                               help=_KEEP_LUMINANCE_HELP)]
-_Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, help=_SATURATION_HELP)]
+def _finite(value: float) -> float:
+    """A float option's value, refused (a usage error, exit 2) when infinite."""
+    if not math.isfinite(value):
+        raise typer.BadParameter("must be a finite number")
+    return value
+
+
+def _shard_value(value: str | None) -> str | None:
+    """--shard's text, refused (a usage error, exit 2) unless it reads i/N with 0 ≤ i < N."""
+    if value is not None:
+        try:
+            apply_mod.parse_shard(value)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+_Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, callback=_finite,
+                                            help=_SATURATION_HELP)]
 _Neutral = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)]
 _Recursive = Annotated[bool, typer.Option(rich_help_panel="Inputs", help="Descend into sub-folders of folder inputs.")]
 _Overwrite = Annotated[bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace outputs that already exist.")]
@@ -270,9 +303,14 @@ def fit(
       colorot fit samples/day.jpg samples/sunset.jpg -o sliced.pt --solver sliced --preview preview.png
     """
     with _user_errors():
+        sources, target_images, target_kind = _images_and_targets(images, targets or [], distribution.value)
+        inputs = [*sources, *target_images, *(masks or []), *(target_masks or [])]
+        if apply_mod.is_any_of(output, inputs):
+            raise ConfigError(f"the checkpoint {output} would overwrite an input")
         if output.exists() and not force:
             raise ColorotError(f"{output} already exists (use --force to replace it)")
-        sources, target_images, target_kind = _images_and_targets(images, targets or [], distribution.value)
+        if preview is not None:
+            preview_mod.check_preview_path(preview, [*inputs, output])
         n_components = _components(components)
         from colorot.transfer import ColorTransfer
 
@@ -325,7 +363,8 @@ def apply_command(
                                                         "per distinct colour (8-bit) or through its tabulated "
                                                         "profiles (16-bit ridge maps).")] = False,
     from_stdin: _FromStdin = False,
-    shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", help="Do only shard i of N (0 ≤ i < N), e.g. 0/4: files are "
+    shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", callback=_shard_value,
+                                                 help="Do only shard i of N (0 ≤ i < N), e.g. 0/4: files are "
                                                  "split by a hash of their output path.")] = None,
     preview: _BatchPreview = None,
     jobs: Annotated[int, typer.Option(rich_help_panel="Batch", min=1, help="Files processed at once "
@@ -356,10 +395,13 @@ def apply_command(
 
             torch.set_num_threads(1)  # parallelism comes from the file workers
         if streaming:
-            report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels)
+            report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels,
+                                   overwrite)
         else:
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
+            if preview is not None:
+                preview_mod.check_preview_path(preview, [model, *_plan_files(job_plan)])
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
                                         max_pixels=max_image_pixels)
             if preview is not None:
@@ -391,6 +433,8 @@ def _batch_paths(paths: list[str], usage: str, from_stdin: bool, as_json: bool,
         raise ConfigError(f"give at least one input and an output: colorot {usage} INPUT... OUTPUT")
     else:
         *inputs, output = paths
+    if not all(path.strip() for path in paths):
+        raise ConfigError("an empty path was given (an unset variable?)")
     streaming = "-" in inputs or output == "-"
     if streaming and (len(inputs) != 1 or any(not_with_streams.values())):
         raise ConfigError(f"'-' works with exactly one input and one output (no {', '.join(not_with_streams)})")
@@ -408,6 +452,11 @@ def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: 
         job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive, overwrite=overwrite,
                                   in_place=in_place, suffix=suffix)
     return apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output) if shard else job_plan
+
+
+def _plan_files(job_plan: apply_mod.Plan) -> list[Path]:
+    """Every input and output of a plan, those skipped included."""
+    return [path for job in (*job_plan.jobs, *job_plan.skipped) for path in (job.src, job.dst)]
 
 
 def _batch_summary(report: apply_mod.Report, shard: str | None, preview: Path | None) -> dict:
@@ -432,10 +481,14 @@ def _check_inverse_on(inverse, sources: list[Path], max_pixels: int | None) -> d
 
     checks = []
     for src in (s for s in sources if str(s) != "-"):
-        check = check_inverse(inverse, read_pixels(src, max_pixels=max_pixels))
+        try:
+            pixels = read_pixels(src, max_pixels=max_pixels)
+        except ColorotError:  # written, but with no colour to check (e.g. every pixel transparent)
+            continue
+        check = check_inverse(inverse, pixels)
         checks.append({"input": str(src), **asdict(check), "ill_conditioned": check.ill_conditioned})
         if check.ill_conditioned:
-            stderr.print(f"warning: the inverse is ill-conditioned for {src}: it magnifies the noise of "
+            stderr.print(f"warning: the inverse is ill-conditioned for {escape(str(src))}: it magnifies the noise of "
                          f"{check.gain_share:.1%} of its pixels over 4× (banding; up to {check.gain_max:.3g}×), "
                          f"{check.outside_share:.1%} come from outside the colour cube (false colours; up to "
                          f"{check.outside_max:.3g} away); round trip {check.round_trip_max:.1e}",
@@ -472,7 +525,7 @@ def _with_progress(total: int, label: str, run) -> apply_mod.Report:
 
         def done(job: apply_mod.Job, error: str | None) -> None:
             if error is not None:
-                bar.console.print(f"[red]failed:[/] {error}", highlight=False)
+                bar.console.print(f"[red]failed:[/] {escape(error)}", highlight=False, soft_wrap=True)
             elapsed = bar.tasks[task].elapsed or 0.0
             completed = bar.tasks[task].completed + 1
             bar.update(task, completed=completed, extra=f"{completed / elapsed:.1f} files/s" if elapsed else "")
@@ -481,22 +534,32 @@ def _with_progress(total: int, label: str, run) -> apply_mod.Report:
 
 
 def _apply_stream(fitted, source: str, output: str, output_format: str | None, table, quality: int,
-                  max_pixels: int | None) -> apply_mod.Report:
+                  max_pixels: int | None, overwrite: bool) -> apply_mod.Report:
     """One image between stdin/stdout and files ('-' on either side)."""
     import time
 
     start = time.perf_counter()
+    job = apply_mod.Job(Path(source), Path(output))
+    if _stream_output_exists(output, overwrite):
+        return apply_mod.Report([], [job], [], time.perf_counter() - start)
     data = _read_input(source)
     if output == "-":
-        sys.stdout.buffer.write(apply_mod.apply_to_bytes(fitted, data, format=output_format, quality=quality,
-                                                         max_pixels=max_pixels, table=table))
-        sys.stdout.buffer.flush()
+        _write_stdout(apply_mod.apply_to_bytes(fitted, data, format=output_format, quality=quality,
+                                               max_pixels=max_pixels, table=table))
     else:
-        if Path(output).is_dir() or output.endswith(("/", os.sep)):
-            raise ConfigError("an image from stdin needs an output file name, not a folder")
+        apply_mod.make_folder(Path(output).parent)
         apply_mod.apply_bytes_to_file(fitted, data, output, quality=quality, max_pixels=max_pixels, table=table)
-    job = apply_mod.Job(Path(source), Path(output))
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
+
+
+def _stream_output_exists(output: str, overwrite: bool) -> bool:
+    """Whether the file ``output`` (not stdout) of an image read from stdin exists, to be skipped
+    unless ``overwrite``; ConfigError for a folder."""
+    if output == "-":
+        return False
+    if Path(output).is_dir() or output.endswith(("/", os.sep)):
+        raise ConfigError("an image from stdin needs an output file name, not a folder")
+    return Path(output).exists() and not overwrite
 
 
 @app.command("match", cls=_Command)
@@ -543,7 +606,8 @@ def match_command(
     exact: Annotated[bool, typer.Option("--exact", rich_help_panel="Map", help="Evaluate each map on every pixel instead of once per "
                                                         "distinct colour.")] = False,
     from_stdin: _FromStdin = False,
-    shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", help="Do only shard i of N (0 ≤ i < N), e.g. 0/4.")] = None,
+    shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", callback=_shard_value,
+                                                 help="Do only shard i of N (0 ≤ i < N), e.g. 0/4.")] = None,
     preview: _BatchPreview = None,
     jobs: Annotated[Optional[int], typer.Option(rich_help_panel="Batch", min=1, help="Files matched at once \\[default: the machine's CPU "
                                                 "count].", show_default=False)] = None,
@@ -574,6 +638,8 @@ def match_command(
         if not streaming:  # every path is checked before the reference is fitted
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
+            if preview is not None:
+                preview_mod.check_preview_path(preview, [reference, *_plan_files(job_plan)])
         if jobs > 1:  # parallelism comes from the file workers: one torch and one BLAS thread each
             from threadpoolctl import threadpool_limits
 
@@ -592,7 +658,7 @@ def match_command(
         document: dict = {"reference": str(reference), "strength": strength,
                           "controls": controls.describe()}
         if streaming:
-            report = _match_stream(matcher, inputs[0], output, output_format, settings)
+            report = _match_stream(matcher, inputs[0], output, output_format, settings, overwrite)
         else:
             def maps_for(job: apply_mod.Job) -> Path | None:
                 return None if save_maps is None else map_destination(save_maps, job.dst, Path(output))
@@ -644,7 +710,8 @@ def _check_sequence_options(sequence: bool, smooth: float | None, smooth_range: 
         check_range(smooth_range)
 
 
-def _match_stream(matcher, source: str, output: str, output_format: str | None, settings: dict) -> apply_mod.Report:
+def _match_stream(matcher, source: str, output: str, output_format: str | None, settings: dict,
+                  overwrite: bool) -> apply_mod.Report:
     """One image between stdin/stdout and files ('-' on either side), matched to the reference."""
     import time
 
@@ -652,17 +719,16 @@ def _match_stream(matcher, source: str, output: str, output_format: str | None, 
     from colorot.imageio import format_for_suffix
 
     start = time.perf_counter()
+    job = apply_mod.Job(Path(source), Path(output))
+    if _stream_output_exists(output, overwrite):
+        return apply_mod.Report([], [job], [], time.perf_counter() - start)
     data = _read_input(source)
     if output == "-":
-        encoded, _ = matcher.match_bytes(data, format=output_format, **settings)
-        sys.stdout.buffer.write(encoded)
-        sys.stdout.buffer.flush()
+        _write_stdout(matcher.match_bytes(data, format=output_format, **settings)[0])
     else:
-        if Path(output).is_dir() or output.endswith(("/", os.sep)):
-            raise ConfigError("an image from stdin needs an output file name, not a folder")
         encoded, _ = matcher.match_bytes(data, format=format_for_suffix(Path(output).suffix), **settings)
-        write_atomic(output, encoded)
-    job = apply_mod.Job(Path(source), Path(output))
+        apply_mod.make_folder(Path(output).parent)
+        write_atomic(Path(output), encoded, ImageWriteError, "image")
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
 
 
@@ -732,7 +798,7 @@ def export_lut(
                          f"{far_max:.3g} away): colours the map never produces; cells next to them interpolate to "
                          "false colours", highlight=False, soft_wrap=True)
         if output == "-":
-            sys.stdout.write(cube_text(lut, title))
+            _write_stdout(cube_text(lut, title))
             return
         write_cube(output, lut, title=title, overwrite=force)
         error_p99, error_max = interpolation_error(lut, fitted)

@@ -306,6 +306,8 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
 
     Suffixes match :data:`IMAGE_SUFFIXES` whatever their case. Symbolic links
     to folders are followed, but each real folder is visited once, so loops end.
+    Pipes, sockets and devices are left out (reading a pipe would wait for a writer);
+    a broken link is kept, to be reported when it cannot be read.
     """
     images: list[Path] = []
     visited: set[str] = set()
@@ -316,7 +318,8 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
             continue
         visited.add(real)
         subfolders[:] = [name for name in subfolders if recursive and not name.startswith(".")]
-        images.extend(Path(folder, name) for name in files if _is_image_name(name))
+        images.extend(path for path in (Path(folder, name) for name in files if _is_image_name(name))
+                      if path.is_file() or not path.exists())
     return sorted(images)
 
 
@@ -371,11 +374,12 @@ def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarra
     if pil.mode.startswith("I;16"):
         pil.load()
         grey = np.asarray(pil).astype(np.uint16)
-        return np.repeat(grey[..., None], 3, axis=2), 16
+        return _with_colour_key(np.repeat(grey[..., None], 3, axis=2), pil.info.get("transparency")), 16
     low_bytes = _low_byte_decoder(pil)
     if low_bytes is not None:
         pil.load()
-        return (np.asarray(pil).astype(np.uint16) << 8) | low_bytes(data), 16
+        codes = (np.asarray(pil).astype(np.uint16) << 8) | low_bytes(data)
+        return (_with_colour_key(codes, pil.info.get("transparency")) if codes.shape[2] == 3 else codes), 16
     if pil.mode in ("I", "F"):
         raise ImageReadError(f"{name}: unsupported pixel format (Pillow mode {pil.mode})")
     pil.load()
@@ -383,6 +387,17 @@ def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarra
         return np.asarray(pil if pil.mode == "RGBA" else pil.convert("RGBA")), 8  # convert() would copy
     rgb = pil if pil.mode == "RGB" else pil.convert("RGB")
     return np.frombuffer(rgb.tobytes("raw", "RGBX"), dtype="<u4").reshape(rgb.height, rgb.width), 8
+
+
+def _with_colour_key(codes: np.ndarray, key: object) -> np.ndarray:
+    """16-bit RGB ``codes`` with their alpha (H, W, 4) when the file names one colour transparent
+    (a PNG's tRNS ``key``: a grey level or an (R, G, B) triple, which Pillow's 8-bit conversion
+    would compare with the truncated samples); untouched without a key."""
+    if key is None:
+        return codes
+    key = np.broadcast_to(np.asarray(key, np.uint16), (3,))
+    alpha = np.where((codes == key).all(axis=2), 0, 65535).astype(np.uint16)
+    return np.dstack((codes, alpha))
 
 
 def _low_byte_decoder(pil: PILImage.Image) -> Callable[[bytes], np.ndarray] | None:

@@ -9,7 +9,7 @@ scaled to its own peak), and the training loss curve below.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from colorot.apply import map_pixels
+from colorot.apply import is_any_of, map_pixels
 from colorot.atomic import write_atomic
-from colorot.errors import ImageWriteError
+from colorot.errors import ConfigError, ImageWriteError
 from colorot.imageio import quantize, read_image
 
 if TYPE_CHECKING:
@@ -122,10 +122,24 @@ def batch_sheet(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> PILImage
     return sheet
 
 
+def check_preview_path(path: str | os.PathLike, protected: Iterable[str | os.PathLike]) -> None:
+    """ConfigError, before any work, when the preview ``path`` names no image format, or is one of the
+    run's ``protected`` files (its inputs and outputs): a preview never replaces them."""
+    if _sheet_format(Path(path)) is None:
+        raise ConfigError(f"cannot write preview {path}: unknown file extension {Path(path).suffix!r} (use e.g. .png)")
+    if is_any_of(path, protected):
+        raise ConfigError(f"--preview {path} would overwrite an input or output of this run; name another file")
+
+
+def _sheet_format(path: Path) -> str | None:
+    """Pillow's format for the suffix of ``path``, or None."""
+    return PILImage.registered_extensions().get(path.suffix.lower())
+
+
 def save_sheet(sheet: PILImage.Image, path: str | os.PathLike) -> None:
     """Write a sheet atomically (:func:`colorot.atomic.write_atomic`), PNG or any format its suffix names."""
     path = Path(path)
-    image_format = PILImage.registered_extensions().get(path.suffix.lower())
+    image_format = _sheet_format(path)
     if image_format is None:
         raise ImageWriteError(f"cannot write preview {path}: unknown file extension {path.suffix!r}")
     try:

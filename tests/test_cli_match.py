@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -107,6 +108,21 @@ def test_stdin_to_stdout(scene):
     result = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", "--format", "png", *FAST], input=data)
     assert result.exit_code == 0, result.stderr
     assert result.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stdin_to_a_file_is_written_once_then_skipped(scene, tmp_path):
+    """``match REF - FILE`` raised a TypeError (the atomic write's arguments); it also follows the
+    batch rule for an existing file."""
+    data = (scene["folder"] / "a.png").read_bytes()
+    out = tmp_path / "new" / "a.png"
+    result = runner.invoke(app, ["match", str(scene["reference"]), "-", str(out), *FAST], input=data)
+    assert result.exit_code == 0, result.output
+    written = out.read_bytes()
+    to_stdout = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", *FAST], input=data).stdout_bytes
+    with PILImage.open(io.BytesIO(to_stdout)) as image:
+        assert np.array_equal(codes(out), np.asarray(image)) and image.size == (24, 16)
+    result = runner.invoke(app, ["match", str(scene["reference"]), "-", str(out), *FAST], input=b"")
+    assert result.exit_code == 0 and "1 skipped" in result.output and out.read_bytes() == written
 
 
 def test_sixteen_bit_and_alpha_are_kept(scene, tmp_path):

@@ -142,9 +142,11 @@ def test_shards_split_a_folder_exactly_once(tiny_fit, tmp_path):
     again = json.loads(_ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "again/",
                             "--shard", "1/3", "--json"]).stdout)["written"]
     assert [p.replace("again", "all") for p in again] == parts[1]
-    for bad in ("3/3", "x", "1/0"):
-        assert runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]),
-                                   str(tmp_path / "b/"), "--shard", bad]).exit_code == 1
+    for bad in ("3/3", "x", "1/0", "-1/2"):  # a value out of range: a usage error, before any work
+        result = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]),
+                                     str(tmp_path / "b/"), "--shard", bad])
+        assert result.exit_code == 2 and "--shard" in result.output
+    assert not (tmp_path / "b").exists()
 
 
 # --- json everywhere, completion --------------------------------------------------------

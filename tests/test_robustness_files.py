@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _robust_helpers import (
     assert_one_line_error,
@@ -29,9 +30,11 @@ from _robust_helpers import (
     temp_files,
     write_checkpoint,
 )
+from typer.testing import CliRunner
 
 import colorot.atomic
 import colorot.imageio
+from colorot.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -338,3 +341,150 @@ def test_a_nul_byte_in_a_path_is_a_clear_error(tmp_path: Path, half: Path) -> No
         assert "NUL" in outcome.stderr, (args, outcome)
     outcome = cli("info", "m\x00.pt")  # Typer's own path check: a usage error
     assert outcome.crash is None and outcome.code == 2
+
+
+# --- names, links, pipes and streams (found by exploratory runs of the 0.2 CLI) ----------
+
+def test_a_self_link_or_a_pipe_in_a_folder_fails_alone_or_is_left_out(tmp_path: Path, half: Path) -> None:
+    """A link to itself was a traceback from path resolution; a named pipe made the run wait forever."""
+    root = tmp_path / "in"
+    _tree(root, count=2)
+    (root / "self.png").symlink_to("self.png")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(root / "pipe.png")
+    outcome = _in_thread(30, "apply", half, root, tmp_path / "out", "--json", "--jobs", "1")
+    assert outcome.crash is None and outcome.code == 3, outcome.stderr
+    report = json.loads(outcome.stdout)
+    assert [Path(item["input"]).name for item in report["failed"]] == ["self.png"]
+    assert len(report["written"]) == 2
+
+
+def test_rich_markup_in_a_name_is_printed_as_it_is(tmp_path: Path, half: Path) -> None:
+    """'[/x]' in a path was read as a Rich closing tag: a MarkupError traceback, or a changed name."""
+    assert_one_line_error(cli("apply", half, tmp_path / "nope[/x].png", tmp_path / "o.png"), "nope[/x].png")
+    assert_one_line_error(cli("apply", half, tmp_path / "nope[red]X.png", tmp_path / "o.png"), "nope[red]X.png")
+    root = tmp_path / "in"
+    png(root / "ok.png")
+    broken = root / "a[/b]" / "c.png"
+    broken.parent.mkdir(parents=True)  # the folders "a[" and "b]"
+    broken.write_bytes(b"not an image")
+    outcome = cli("apply", half, root, tmp_path / "out", "--jobs", "1")
+    assert outcome.crash is None and outcome.code == 3, outcome.stderr
+    assert f"failed: {broken}" in outcome.stderr and (tmp_path / "out" / "ok.png").exists()
+
+
+@pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="needs a file system that takes any bytes in names")
+def test_shards_take_names_that_are_not_utf8(tmp_path: Path, half: Path) -> None:
+    root = tmp_path / "in"
+    png(root / "a.png")
+    (root / "a.png").rename(os.fsdecode(bytes(root / "a.png")[:-5] + b"caf\xe9.png"))
+    png(root / "b.png")
+    written = []
+    for index in range(2):
+        outcome = cli("apply", half, root, tmp_path / "out", "--shard", f"{index}/2", "--json")
+        assert outcome.crash is None and outcome.code == 0, outcome.stderr
+        written += json.loads(outcome.stdout)["written"]
+    assert len(written) == 2
+
+
+def test_a_name_near_the_length_limit_is_written(tmp_path: Path, half: Path) -> None:
+    """The temp file's name adds 14 bytes: a 250-byte name (which Linux takes) stopped the batch."""
+    root = tmp_path / "in"
+    long_name = "x" * 246 + ".png"
+    png(root / long_name)
+    png(root / "z.png")
+    outcome = cli("apply", half, root, tmp_path / "out", "--json")
+    assert outcome.code == 0, outcome.stderr
+    assert sorted(Path(p).name for p in json.loads(outcome.stdout)["written"]) == [long_name, "z.png"]
+    temp = colorot.atomic.temp_path(tmp_path / long_name, "0123abcd")
+    assert len(os.fsencode(temp.name)) <= colorot.atomic.NAME_MAX
+    temp.write_bytes(b"left by a killed write")
+    assert colorot.atomic.remove_stale_temp_files(tmp_path / long_name) == 1
+
+
+def test_an_image_from_stdin_skips_an_existing_file_unless_overwrite(tmp_path: Path, half: Path) -> None:
+    """'-' → FILE replaced any existing file, the very photo that was piped in included."""
+    photo = png(tmp_path / "photo.png")
+    before = photo.read_bytes()
+    runner = CliRunner()
+    result = runner.invoke(app, ["apply", str(half), "-", str(photo)], input=before)
+    assert result.exit_code == 0 and "1 skipped" in result.stdout, result.output
+    assert photo.read_bytes() == before
+    result = runner.invoke(app, ["apply", str(half), "-", str(photo), "--overwrite"], input=before)
+    assert result.exit_code == 0 and photo.read_bytes() != before, result.output
+    result = runner.invoke(app, ["apply", str(half), "-", str(tmp_path / "new" / "out.png")], input=before)
+    assert result.exit_code == 0 and decodes_fully(tmp_path / "new" / "out.png"), result.output
+
+
+def test_a_preview_never_replaces_an_input_or_an_output(tmp_path: Path, half: Path) -> None:
+    root = tmp_path / "in"
+    _tree(root, count=2)
+    before = _snapshot(root)
+    for preview in (root / "d0" / "img00.png", tmp_path / "out" / "d1" / "img01.png"):
+        assert_one_line_error(cli("apply", half, root, tmp_path / "out", "--preview", preview), "--preview")
+    assert_one_line_error(cli("apply", half, root, tmp_path / "out", "--preview", tmp_path / "sheet"),
+                          "unknown file extension")
+    assert _snapshot(root) == before and not (tmp_path / "out").exists()  # refused before any work
+    source = png(tmp_path / "source.png")
+    assert_one_line_error(cli("fit", source, source, "-o", tmp_path / "m.pt", "--preview", source), "--preview")
+    assert_one_line_error(cli("fit", source, png(tmp_path / "t.png"), "-o", source, "--force"), "overwrite an input")
+    assert decodes_fully(source) and not (tmp_path / "m.pt").exists()
+
+
+def test_a_single_file_to_a_format_that_cannot_be_written_is_refused(tmp_path: Path, half: Path) -> None:
+    """'out.gif' was taken for a folder name: out.gif/a.png appeared."""
+    source = png(tmp_path / "a.png")
+    assert_one_line_error(cli("apply", half, source, tmp_path / "out.gif"), "cannot write '.gif'")
+    assert not (tmp_path / "out.gif").exists()
+
+
+def test_an_empty_path_is_refused_and_a_listed_path_is_done_once(tmp_path: Path, half: Path) -> None:
+    source = png(tmp_path / "a.png")
+    assert_one_line_error(cli("apply", half, source, ""), "empty path")
+    assert_one_line_error(cli("apply", half, "", tmp_path / "out"), "empty path")
+    listed = f"{source}\n{source}\n\n"
+    result = CliRunner().invoke(app, ["apply", str(half), "--from-stdin", str(tmp_path / "out"), "--json"], input=listed)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["written"]) == 1
+
+
+def test_a_failed_write_to_stdout_is_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from colorot import cli as cli_module
+    from colorot.errors import DestinationError
+
+    class FullDevice:
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        buffer = property(lambda self: self)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", FullDevice())
+    for data in ("text\n", b"\x89PNG"):
+        with pytest.raises(DestinationError, match="cannot write to stdout"):
+            cli_module._write_stdout(data)
+
+
+def test_a_16_bit_png_with_a_transparent_colour_keeps_it(tmp_path: Path, half: Path) -> None:
+    """A 16-bit PNG's tRNS colour key was lost (Pillow compares it with truncated 8-bit samples)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    codes = np.full((2, 4, 3), (40000, 20000, 10000), np.uint16)
+    codes[:, :2] = (1000, 2000, 3000)
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in codes)
+    path = tmp_path / "in" / "keyed.png"
+    path.parent.mkdir()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 2, 16, 2, 0, 0, 0))
+                     + chunk(b"tRNS", struct.pack(">HHH", 1000, 2000, 3000))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    image = colorot.imageio.read_image(path)
+    assert image.bit_depth == 16 and image.alpha.tolist() == [[0, 0, 65535, 65535]] * 2
+    assert cli("apply", half, path.parent, tmp_path / "out").code == 0
+    written = colorot.imageio.read_image(tmp_path / "out" / "keyed.png")
+    assert written.bit_depth == 16 and np.array_equal(written.alpha, image.alpha)
