@@ -454,9 +454,14 @@ def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: 
     return apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output) if shard else job_plan
 
 
+def _all_jobs(job_plan: apply_mod.Plan) -> list[apply_mod.Job]:
+    """A plan's jobs, those skipped included."""
+    return [*job_plan.jobs, *job_plan.skipped]
+
+
 def _plan_files(job_plan: apply_mod.Plan) -> list[Path]:
     """Every input and output of a plan, those skipped included."""
-    return [path for job in (*job_plan.jobs, *job_plan.skipped) for path in (job.src, job.dst)]
+    return [path for job in _all_jobs(job_plan) for path in (job.src, job.dst)]
 
 
 def _batch_summary(report: apply_mod.Report, shard: str | None, preview: Path | None) -> dict:
@@ -629,17 +634,21 @@ def match_command(
                                                   "--save-maps": save_maps, "--sequence": sequence})
         _check_sequence_options(sequence, smooth, smooth_range, shard, model, solver)
         from colorot.controls import Controls
-        from colorot.matching import Matcher, map_destination, write_matched
+        from colorot.matching import Matcher, map_destination, plan_maps, write_matched
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
         n_components = _components(components)
         jobs = jobs or _CPUS
-        job_plan = None
+        job_plan, map_only = None, frozenset()
         if not streaming:  # every path is checked before the reference is fitted
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
                 preview_mod.check_preview_path(preview, [reference, *_plan_files(job_plan)])
+            if save_maps is not None:
+                job_plan, map_only = plan_maps(job_plan, save_maps, Path(output), overwrite)
+        if apply_mod.is_any_of(reference, [output] if streaming else [job.dst for job in _all_jobs(job_plan)]):
+            raise ConfigError(f"an output would overwrite the reference {reference}")
         if jobs > 1:  # parallelism comes from the file workers: one torch and one BLAS thread each
             from threadpoolctl import threadpool_limits
 
@@ -671,11 +680,13 @@ def match_command(
                 document["sequence"] = {"sigma": sigma, "range": tau if math.isfinite(tau) else None}
                 report = _with_progress(len(job_plan.jobs), "matching", lambda done, fit_done: match_sequence(
                     matcher.fit_frame,
-                    lambda fitted, job: write_matched(fitted, job.src, job.dst, save_map=maps_for(job), **settings),
+                    lambda fitted, job: write_matched(fitted, job.src, job.dst, save_map=maps_for(job),
+                                                      image=job not in map_only, **settings),
                     job_plan, sigma=sigma, tau=tau, jobs=jobs, on_file_done=done, on_fit_done=fit_done))
             else:
                 report = _run_each_with_progress(
-                    job_plan, lambda job: matcher.match_file(job.src, job.dst, save_map=maps_for(job), **settings),
+                    job_plan, lambda job: matcher.match_file(job.src, job.dst, save_map=maps_for(job),
+                                                             image=job not in map_only, **settings),
                     jobs=jobs, label="matching")
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])

@@ -8,6 +8,7 @@ fit``, except that the default (the KL solver's ridge map) runs a lighter schedu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -18,6 +19,7 @@ from colorot.errors import ConfigError
 from colorot.transfer import ColorTransfer, ImageLike
 
 if TYPE_CHECKING:
+    from colorot.apply import Plan
     from colorot.sequence import FrameFit
 
 #: Each input's pixels (the sliced start works on as many, the KL on half) and KL iterations when the
@@ -55,8 +57,9 @@ class Matcher:
         return FrameFit.of(self.fit(image, measure_kl=False), image, self.params.get("max_image_pixels"))
 
     def match_file(self, src: Path, dst: Path, *, save_map: Path | None = None, **write_options) -> None:
-        """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`); the map's KL
-        is estimated only for a map that is kept (``save_map``)."""
+        """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`, which takes
+        ``image=False`` to keep the map only); the map's KL is estimated only for a map that is kept
+        (``save_map``)."""
         write_matched(self.fit(src, measure_kl=save_map is not None), src, dst, save_map=save_map, **write_options)
 
     def match_bytes(self, data: bytes, *, format: str | None = None, strength: float = 1.0,
@@ -84,17 +87,19 @@ def _match_schedule(params: dict) -> dict:
 
 def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: float = 1.0,
                   controls: Controls | None = None, exact: bool = False, quality: int = 95,
-                  max_pixels: int | None = None, save_map: Path | None = None) -> None:
-    """Keep ``estimator``'s map at ``save_map`` (if given; replaced, since it belongs to the image
-    about to be written), and write ``src`` through it to ``dst`` as ``colorot apply`` does (the
-    colour table unless ``exact``; ``strength`` then ``controls``)."""
+                  max_pixels: int | None = None, save_map: Path | None = None, image: bool = True) -> None:
+    """Write ``src`` through ``estimator``'s map to ``dst`` as ``colorot apply`` does (the colour
+    table unless ``exact``; ``strength`` then ``controls``), unless not ``image``; then keep the
+    map at ``save_map``, if given (:func:`plan_maps` decides what may be replaced).  The image goes
+    first, so a run killed in between leaves an image without its map, which a rerun fits again."""
     from colorot import apply
 
+    if image:
+        fitted, table = _prepared(estimator, strength, exact, controls)
+        apply.apply_to_file(fitted, src, dst, table=table, quality=quality, max_pixels=max_pixels)
     if save_map is not None:
         apply.make_folder(save_map.parent)
         estimator.save(save_map, overwrite=True)
-    fitted, table = _prepared(estimator, strength, exact, controls)
-    apply.apply_to_file(fitted, src, dst, table=table, quality=quality, max_pixels=max_pixels)
 
 
 def _prepared(estimator: ColorTransfer, strength: float, exact: bool, controls: Controls | None):
@@ -123,6 +128,8 @@ def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike
     export as LUTs) use :class:`Matcher`, :class:`colorot.sequence.FrameFit` and
     :func:`colorot.sequence.blended`.
     """
+    if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "convert"):
+        raise ConfigError("images must be a list of images (for one image: [image])")
     if smooth is None and smooth_range is not None:
         raise ConfigError("smooth_range sets the blend of a sequence; give smooth too")
     matcher = Matcher(reference, **params)
@@ -143,6 +150,35 @@ def map_destination(save_maps: Path, job_dst: Path, output_root: Path) -> Path:
     mirrored under ``save_maps``, with the suffix ``.pt``."""
     try:
         relative = job_dst.relative_to(output_root)
-    except ValueError:  # one file written to a file name
+    except ValueError:
+        relative = Path(job_dst.name)
+    if relative == Path("."):  # one file written to a file name
         relative = Path(job_dst.name)
     return save_maps / relative.with_suffix(".pt")
+
+
+def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool) -> tuple["Plan", frozenset]:
+    """A batch's plan with ``--save-maps``: the plan to run and the jobs to run for their map only.
+
+    A job is skipped only when its image and its map both exist; an image that exists without its
+    map (a run killed between the two) is fitted again for its map alone.  Refused before any
+    work: two inputs that would keep their maps in one file, and, unless ``overwrite``, a map that
+    exists for an image about to be written (an earlier run's, whose image is elsewhere or gone).
+    """
+    from colorot.apply import Plan
+
+    owner: dict[Path, object] = {}
+    for job in (*plan.jobs, *plan.skipped):
+        path = map_destination(save_maps, job.dst, output_root)
+        if path in owner:
+            raise ConfigError(f"{owner[path].src} and {job.src} would both keep their map in {path}; "
+                              "match them separately or use --suffix")
+        owner[path] = job
+    if not overwrite:
+        for job in plan.jobs:
+            if (path := map_destination(save_maps, job.dst, output_root)).exists():
+                raise ConfigError(f"{path} already exists (the map of an earlier run) but {job.dst} does not; "
+                                  "pass --overwrite to replace it, or choose another --save-maps folder")
+    map_only = frozenset(job for job in plan.skipped if not map_destination(save_maps, job.dst, output_root).exists())
+    return Plan([*plan.jobs, *(job for job in plan.skipped if job in map_only)],
+                [job for job in plan.skipped if job not in map_only]), map_only

@@ -139,7 +139,7 @@ def blend_weights(fits: Mapping[int, FrameFit], t: int, count: int, sigma: float
     far = np.asarray([math.inf if int(k) not in fits else 0.0 if k == t or math.isinf(tau) else own.distance(fits[int(k)])
                       for k in frames])
     far = np.maximum(far, far[::-1])  # each pair k, 2t − k at the larger distance: the window stays centred
-    with np.errstate(invalid="ignore"):  # ∞/∞ (a failed frame at τ = ∞): left out below
+    with np.errstate(invalid="ignore", over="ignore"):  # ∞/∞ (a failed frame at τ = ∞): left out below; a tiny τ: weight 0
         factor = np.where(np.isfinite(far), np.exp(-0.5 * (far / tau) ** 2), 0.0)
     weights = weights * factor
     kept = weights >= WEIGHT_FLOOR * weights[frames == t]

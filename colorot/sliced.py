@@ -70,6 +70,11 @@ MIN_SPREAD = 1e-3
 #: Ridge on the Gram matrix, relative to its mean diagonal: keeps the solve well posed
 #: when two units are (almost) the same function on the source.
 GRAM_RIDGE = 1e-4
+#: The least step 1/L of the solves' gradient steps.  A single-colour source has no spread: its
+#: centred features, G and h vanish (to rounding; exactly for black, where L = 0 gave NaN), and
+#: the map can only move it to the target's mean.  Real photographs give L ≈ 10–20, a two-tone
+#: image one code value apart 13.
+LIPSCHITZ_FLOOR = 1e-6
 #: Projected-gradient (FISTA) iterations per non-negative least-squares solve, warm-started.
 NNLS_ITERATIONS = 200
 
@@ -261,7 +266,7 @@ class SlicedProblem:
         # Gram of the centred 3-vector columns u_{d(p)} f_p(x): (FᵀF ⊙ UUᵀ) / N, plus a small ridge.
         gram = (features @ features.T).astype(np.float64) * (u @ u.T)[self.direction_of][:, self.direction_of] / n
         gram += GRAM_RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram))
-        self.lipschitz = float(np.linalg.eigvalsh(gram)[-1])
+        self.lipschitz = max(float(np.linalg.eigvalsh(gram)[-1]), LIPSCHITZ_FLOOR)
         self.gram = gram.astype(np.float32)  # the solves' matrix–vector products in float32: 4× faster
         self.upper = step_caps(self.dictionary).astype(np.float32)
 

@@ -136,19 +136,49 @@ APPLICABILITY: dict[str, tuple[Callable[[FitKind, object], bool], str]] = {
 def to_pixels(image: ImageLike, *, max_image_pixels: int | None = None) -> np.ndarray:
     """Any accepted image form → float32 pixels (N, 3) in [0, 1].
 
+    A path or a PIL image gives its pixels without the fully transparent ones, as colorot reads
+    a file (16-bit greyscale at its full precision); an array gives all of its pixels: uint8,
+    uint16, or floats in [0, 1] (other integer types are refused, as their range is unknown).
     ``max_image_pixels`` replaces the decompression-bomb limit for a file.
     """
     if isinstance(image, (str, os.PathLike)):
         return read_pixels(image, max_pixels=max_image_pixels)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        image = np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
+    if _is_pil(image):
+        pixels, alpha = _pil_pixels(image)
+        if alpha is None:
+            return pixels
+        pixels = pixels[alpha != 0]
+        if len(pixels) == 0:
+            raise ConfigError("every pixel of the image is fully transparent")
+        return pixels
+    return _array_pixels(np.asarray(image))
+
+
+def _is_pil(image: object) -> bool:
+    return hasattr(image, "convert") and hasattr(image, "size")
+
+
+def _pil_pixels(image) -> tuple[np.ndarray, np.ndarray | None]:
+    """A PIL image's pixels (H·W, 3) and its alpha (H·W,), or None without transparency."""
+    if image.mode.startswith("I;16"):  # convert("RGB") would clip it to 0–255
+        grey = np.asarray(image).astype(np.uint16).reshape(-1, 1)
+        return np.repeat(grey, 3, axis=1) / np.float32(65535), None
+    if image.has_transparency_data:
+        rgba = np.asarray(image.convert("RGBA")).reshape(-1, 4)
+        return rgba[:, :3] / np.float32(255), rgba[:, 3]
+    return _array_pixels(np.asarray(image.convert("RGB"))), None
+
+
+def _array_pixels(array: np.ndarray) -> np.ndarray:
+    """An array (..., 3) of uint8 or uint16 codes or of floats in [0, 1] → float32 (N, 3)."""
     if array.ndim < 2 or array.shape[-1] != 3:
         raise ConfigError(f"expected an RGB image or pixels (..., 3), got shape {array.shape}")
     if array.dtype == np.uint8:
         return (array.reshape(-1, 3) / np.float32(255)).astype(np.float32)
     if array.dtype == np.uint16:
         return (array.reshape(-1, 3) / np.float32(65535)).astype(np.float32)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ConfigError(f"pixels must be uint8, uint16 or floats in [0, 1], not {array.dtype}")
     return array.reshape(-1, 3).astype(np.float32)
 
 
@@ -198,8 +228,8 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
         if not masks:
             parts.append(_at_least_two(to_pixels(image, max_image_pixels=max_image_pixels), image, role))
             continue
-        pixels = to_pixels(read_image(image, max_pixels=max_image_pixels).rgb
-                           if isinstance(image, (str, os.PathLike)) else image)
+        pixels = (to_pixels(read_image(image, max_pixels=max_image_pixels).rgb) if isinstance(image, (str, os.PathLike))
+                  else _pil_pixels(image)[0] if _is_pil(image) else to_pixels(image))  # every pixel, as the mask
         keep = _mask_of(masks[index])
         if keep.shape[0] != pixels.shape[0]:
             raise ConfigError(f"mask {index + 1} does not have the size of its {role} ({keep.shape[0]} vs "
@@ -208,6 +238,8 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
     pixels = np.concatenate(parts)
     if len(pixels) < 2:
         raise ConfigError(f"the masks leave fewer than 2 {role} pixels")
+    if not np.isfinite(pixels).all():
+        raise ConfigError(f"the {role} pixels contain NaN or infinite values")
     return pixels
 
 

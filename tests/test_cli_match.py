@@ -60,6 +60,43 @@ def test_match_mirrors_the_tree_and_keeps_each_map(scene, tmp_path):
     assert load(maps / "a.pt").train_info_["target_sha256"] is not None
 
 
+def test_kept_maps_are_never_lost_or_left_behind(scene, tmp_path):
+    """--save-maps crashed for one file written to a file name, let two inputs share one map file,
+    replaced an earlier run's map, and a rerun after a kill between image and map kept no map."""
+    src = scene["folder"] / "a.png"
+    result = match(scene, str(src), str(tmp_path / "one.png"), "--save-maps", str(tmp_path / "m1"))
+    assert result.exit_code == 0 and (tmp_path / "m1" / "one.pt").is_file(), result.output
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    shutil.copy(src, twins / "a.png")
+    PILImage.open(src).save(twins / "a.tif")
+    result = match(scene, str(twins), str(tmp_path / "o2"), "--save-maps", str(tmp_path / "m2"))
+    assert result.exit_code == 1 and "would both keep their map in" in result.stderr
+    assert not (tmp_path / "o2").exists()
+    maps = tmp_path / "m3"
+    assert match(scene, str(src), str(tmp_path / "first/"), "--save-maps", str(maps)).exit_code == 0
+    kept = (maps / "a.pt").read_bytes()
+    first_map = load(maps / "a.pt").transform(src)
+    result = match(scene, str(src), str(tmp_path / "second/"), "--save-maps", str(maps), "--seed", "3")
+    assert result.exit_code == 1 and "already exists" in result.stderr and (maps / "a.pt").read_bytes() == kept
+    (maps / "a.pt").unlink()  # as a run killed between the image and its map leaves it
+    image = (tmp_path / "first" / "a.png").read_bytes()
+    result = match(scene, str(src), str(tmp_path / "first/"), "--save-maps", str(maps), "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["maps"] == [str(maps / "a.pt")], result.output
+    np.testing.assert_array_equal(load(maps / "a.pt").transform(src), first_map)  # the same map again (seeded)
+    assert (tmp_path / "first" / "a.png").read_bytes() == image  # and the image left as it was
+
+
+def test_the_reference_is_never_overwritten(scene, tmp_path):
+    reference = tmp_path / "reference.png"
+    shutil.copy(scene["reference"], reference)
+    before = reference.read_bytes()
+    for args in ([str(scene["folder"] / "a.png"), str(reference), "--overwrite"], ["-", str(reference), "--overwrite"]):
+        result = runner.invoke(app, ["match", str(reference), *args, *FAST], input=(scene["folder"] / "a.png").read_bytes())
+        assert result.exit_code == 1 and "overwrite the reference" in result.stderr, result.output
+    assert reference.read_bytes() == before
+
+
 def test_a_default_match_never_imports_torch(scene, tmp_path):
     def torch_imported(*options: str) -> bool:
         return cli_imports_torch("match", str(scene["reference"]), str(scene["folder"]), str(tmp_path / "out"),

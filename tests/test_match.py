@@ -55,6 +55,13 @@ def test_a_reference_with_other_settings_is_refused():
         ColorTransfer(n_components=3, **FAST).fit(image(1), reference)
 
 
+def test_one_image_instead_of_a_list_is_refused():
+    """An array was taken for a list of its rows, a path for a list of its characters."""
+    for one in ("samples/day.jpg", np.zeros((4, 4, 3), np.uint8)):
+        with pytest.raises(ConfigError, match="list of images"):
+            match(np.zeros((4, 4, 3), np.uint8), one)
+
+
 def test_match_is_exported_at_the_top():
     assert colorot.match is match
 

@@ -98,6 +98,17 @@ def test_a_single_colour_source_gives_a_finite_map(tmp_path: Path, source: Path)
     assert np.isfinite(_mapped(ckpt, source)).all()  # and on colours it never saw
 
 
+@pytest.mark.parametrize("solver", ["kl", "sliced"])
+def test_an_all_black_source_is_carried_to_the_target_mean(tmp_path: Path, source: Path, solver: str) -> None:
+    """A black frame (a fade) gave G = 0 exactly in the sliced solves: NaN, then a LinAlgError traceback."""
+    black = _save(tmp_path / "black.png", np.zeros((6, 6, 3)))
+    ckpt = _fit(tmp_path, black, source, "--solver", solver)
+    mapped = _mapped(ckpt, black)
+    with PILImage.open(source) as image:
+        mean = np.asarray(image.convert("RGB"), np.float64).reshape(-1, 3).mean(0) / 255
+    np.testing.assert_allclose(mapped.reshape(-1, 3).mean(0), mean, atol=0.02)
+
+
 #: model → (RMS, max) bound on ‖T(x) − x‖ for a source fitted onto itself.
 IDENTITY_BOUNDS = {"ridge": (0.02, 0.05), "mmgn": (0.02, 0.05), "cmgn": (0.06, 0.12)}
 

@@ -151,6 +151,31 @@ def test_transform_accepts_uint8_pil_and_paths(fitted, tmp_path, make_png) -> No
     np.testing.assert_array_equal(fitted.transform(str(path)), from_path)
 
 
+def test_a_pil_image_reads_as_its_file_does(fitted, tmp_path) -> None:
+    """16-bit greyscale was clipped to 0–255 by convert("RGB"); fully transparent pixels were kept."""
+    grey = np.linspace(0, 65535, 6 * 8).astype(np.uint16).reshape(6, 8)
+    PILImage.fromarray(grey).save(tmp_path / "grey16.png")
+    rgba = np.full((6, 8, 4), 120, np.uint8)
+    rgba[:2, :, 3] = 0
+    rgba[3:, :, 0] = 200
+    PILImage.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    for name, rows in (("grey16.png", 6 * 8), ("rgba.png", 4 * 8)):
+        with PILImage.open(tmp_path / name) as image:
+            from_pil = fitted.transform(image)
+        from_path = fitted.transform(tmp_path / name)
+        assert from_pil.shape == from_path.shape == (rows, 3)
+        np.testing.assert_array_equal(from_pil, from_path)
+
+
+def test_pixels_of_unknown_range_or_not_finite_are_refused(fitted, source, target_pixels) -> None:
+    with pytest.raises(ConfigError, match="uint8, uint16 or floats"):
+        fitted.transform(np.zeros((4, 4, 3), np.int64))
+    broken = np.array(source, np.float32)
+    broken[0] = np.nan
+    with pytest.raises(ConfigError, match="source pixels contain NaN"):
+        ColorTransfer().fit(broken, target_pixels)
+
+
 def test_transform_rejects_non_rgb_input(fitted) -> None:
     with pytest.raises(ConfigError):
         fitted.transform(np.zeros((4, 4)))
