@@ -16,7 +16,7 @@ import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from colorot import checkpoint
+from colorot.atomic import resolved
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
                              read_image, write_image)
@@ -556,11 +557,11 @@ def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive:
 def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -> None:
     """Raise ConfigError for an output that is an input, is shared, cannot be encoded or
     lands inside an input folder (unless ``in_place``)."""
-    sources = {_resolved(job.src) for job in jobs}
-    folders = [_resolved(folder) for folder in input_folders]
+    sources = {resolved(job.src) for job in jobs}
+    folders = [resolved(folder) for folder in input_folders]
     claimed: dict[Path, Path] = {}
     for job in jobs:
-        dst = _resolved(job.dst)
+        dst = resolved(job.dst)
         if dst in sources:
             raise ConfigError(f"output would overwrite an input: {job.dst}")
         if dst in claimed:
@@ -575,24 +576,9 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
             )
 
 
-def is_any_of(path: Path | str, paths: Iterable[Path | str]) -> bool:
-    """Whether ``path`` names the same file as one of ``paths`` (links and ``..`` resolved)."""
-    target = _resolved(Path(path))
-    return any(_resolved(Path(other)) == target for other in paths)
-
-
-def _resolved(path: Path) -> Path:
-    """``path`` absolute, with its links resolved; a link loop is left as it stands (reading it
-    fails later, as that file's own error)."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13's "Symlink loop"
-        return Path(os.path.abspath(path))
-
-
 def _is_inside(path: Path, folder: Path) -> bool:
-    return _resolved(path).is_relative_to(_resolved(folder))
+    return resolved(path).is_relative_to(resolved(folder))
 
 
 def _is_strictly_inside(path: Path, folder: Path) -> bool:
-    return _is_inside(path, folder) and _resolved(path) != _resolved(folder)
+    return _is_inside(path, folder) and resolved(path) != resolved(folder)

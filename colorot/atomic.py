@@ -9,9 +9,9 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
-from colorot.errors import ColorotError
+from colorot.errors import ColorotError, ConfigError, OutputExistsError
 
 
 def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: type[ColorotError],
@@ -86,3 +86,37 @@ def remove_stale_temp_files(path: str | os.PathLike[str]) -> int:
             _remove_quietly(candidate)
             removed += 1
     return removed
+
+
+def is_any_of(path: Path | str, paths: Iterable[Path | str]) -> bool:
+    """Whether ``path`` names the same file as one of ``paths`` (links and ``..`` resolved)."""
+    target = resolved(Path(path))
+    return any(resolved(Path(other)) == target for other in paths)
+
+
+def resolved(path: Path) -> Path:
+    """``path`` absolute, with its links resolved; a link loop is left as it stands (reading it
+    fails later, as that file's own error)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13's "Symlink loop"
+        return Path(os.path.abspath(path))
+
+
+def check_file_output(path: str | os.PathLike[str], inputs: list, *, replace: bool, flag: str, what: str,
+                      folder_made: bool = False) -> None:
+    """Refuse, before any work, a file output (a checkpoint, a LUT, a preview) that cannot or must
+    not be written: an empty path, a folder, one of the run's ``inputs``, a file that exists unless
+    ``replace`` (named by ``flag``), or a file in a folder that does not exist (unless the writer
+    makes it: ``folder_made``)."""
+    if not str(path).strip():
+        raise ConfigError(f"an empty path was given for the {what}")
+    path = Path(path)
+    if path.is_dir() or str(path).endswith(("/", os.sep)):
+        raise ConfigError(f"{path} is a folder; give a file name for the {what}")
+    if is_any_of(path, inputs):
+        raise ConfigError(f"the {what} {path} would overwrite an input or output of this run; name another file")
+    if path.exists() and not replace:
+        raise OutputExistsError(f"{path} already exists (use {flag} to replace it)")
+    if not folder_made and not path.parent.is_dir():
+        raise ConfigError(f"cannot write the {what} {path}: the folder {path.parent} does not exist")

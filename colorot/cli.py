@@ -29,6 +29,7 @@ from colorot import apply as apply_mod, checkpoint, metrics, preview as preview_
 from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
+from colorot.atomic import check_file_output, is_any_of
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.lut import bake, interpolation_error
 
@@ -129,9 +130,21 @@ def _emit(as_json: bool, document: dict, lines: list[str], *, to_stderr: bool = 
         for line in lines:
             stderr.print(line, markup=False, highlight=False, soft_wrap=True)
     elif as_json:
-        _write_stdout(json.dumps(document, indent=2, default=str) + "\n")
+        _write_stdout(json.dumps(_strict_json(document), indent=2, default=str, allow_nan=False) + "\n")
     else:
         _write_stdout("".join(f"{line}\n" for line in lines))
+
+
+def _strict_json(value):
+    """``value`` with every NaN or infinite float as None: JSON has no such numbers, and strict
+    parsers refuse Python's ``NaN`` (a crafted or damaged checkpoint's training record can hold one)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    return value
 
 
 def _write_stdout(data: str | bytes) -> None:
@@ -230,6 +243,9 @@ def _images_and_targets(images: list[Path], targets: list[str], distribution: st
     target_images = []
     for value in targets:
         if value in ("gmm", "gaussian") and not Path(value).exists():
+            if distribution not in ("auto", value):
+                raise ConfigError(f"--target {value} (deprecated: --distribution {value}) contradicts "
+                                  f"--distribution {distribution}; give --distribution alone")
             stderr.print(f"warning: --target {value} is deprecated; use --distribution {value}", highlight=False)
             distribution = value
         else:
@@ -263,7 +279,8 @@ def fit(
                             "Gaussian mixture (EM), a Gaussian (MLE) or the target's pixels (sliced solver only); "
                             "auto: gmm, pixels for the sliced solver.")] = TargetKind.auto,
     components: Annotated[Optional[str], typer.Option(rich_help_panel="Target", help="Mixture components K, or 'auto' (BIC among 1–10) "
-                          "\\[default: 10 for the kl solver, auto otherwise].", show_default=False)] = None,
+                          "\\[default: 10 for the kl solver, at most the target's distinct colours; auto "
+                          "otherwise].", show_default=False)] = None,
     loss: Annotated[LossName, typer.Option(rich_help_panel="Training", help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,
     sw_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Training", help="μ of the mass-covering term μ·SW₂²(mapped, target "
                          "pixels); 0 = KL alone \\[default: 100000 for the kl solver, 5000 for adam].",
@@ -305,12 +322,9 @@ def fit(
     with _user_errors():
         sources, target_images, target_kind = _images_and_targets(images, targets or [], distribution.value)
         inputs = [*sources, *target_images, *(masks or []), *(target_masks or [])]
-        if apply_mod.is_any_of(output, inputs):
-            raise ConfigError(f"the checkpoint {output} would overwrite an input")
-        if output.exists() and not force:
-            raise ColorotError(f"{output} already exists (use --force to replace it)")
+        check_file_output(output, inputs, replace=force, flag="--force", what="checkpoint")
         if preview is not None:
-            preview_mod.check_preview_path(preview, [*inputs, output])
+            preview_mod.check_preview_path(preview, [*inputs, output], replace=force, flag="--force")
         n_components = _components(components)
         from colorot.transfer import ColorTransfer
 
@@ -401,7 +415,7 @@ def apply_command(
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
-                preview_mod.check_preview_path(preview, [model, *_plan_files(job_plan)])
+                preview_mod.check_preview_path(preview, [model, *_plan_files(job_plan)], **_BATCH_PREVIEW)
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
                                         max_pixels=max_image_pixels)
             if preview is not None:
@@ -452,6 +466,11 @@ def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: 
         job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive, overwrite=overwrite,
                                   in_place=in_place, suffix=suffix)
     return apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output) if shard else job_plan
+
+
+#: A batch's preview replaces the sheet of an earlier run (a rerun resumes), and gets its folder made
+#: as the outputs do; it never replaces an input or an output (:func:`preview_mod.check_preview_path`).
+_BATCH_PREVIEW = {"replace": True, "flag": "--overwrite", "folder_made": True}
 
 
 def _all_jobs(job_plan: apply_mod.Plan) -> list[apply_mod.Job]:
@@ -644,10 +663,10 @@ def match_command(
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
-                preview_mod.check_preview_path(preview, [reference, *_plan_files(job_plan)])
+                preview_mod.check_preview_path(preview, [reference, *_plan_files(job_plan)], **_BATCH_PREVIEW)
             if save_maps is not None:
                 job_plan, map_only = plan_maps(job_plan, save_maps, Path(output), overwrite)
-        if apply_mod.is_any_of(reference, [output] if streaming else [job.dst for job in _all_jobs(job_plan)]):
+        if is_any_of(reference, [output] if streaming else [job.dst for job in _all_jobs(job_plan)]):
             raise ConfigError(f"an output would overwrite the reference {reference}")
         if jobs > 1:  # parallelism comes from the file workers: one torch and one BLAS thread each
             from threadpoolctl import threadpool_limits
@@ -788,6 +807,8 @@ def export_lut(
     with _user_errors():
         if output == "-" and as_json:
             raise ConfigError("--json cannot share stdout with the LUT")
+        if output != "-":
+            check_file_output(output, [model], replace=force, flag="--force", what="LUT")
         from colorot.transforms import INVERSE_LUT_BAD_SHARE, lut_outside, prepare_map
 
         from colorot.controls import Controls

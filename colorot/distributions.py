@@ -94,7 +94,10 @@ class EMProblem:
 
     @classmethod
     def prepare(cls, pixels: np.ndarray, n_components: int | str = "auto", *, ridge: float = DEFAULT_RIDGE,
-                max_samples: int = DEFAULT_EM_SAMPLES, random_state: int = 0) -> "EMProblem":
+                max_samples: int = DEFAULT_EM_SAMPLES, random_state: int = 0, at_most: bool = False) -> "EMProblem":
+        """The EM problem of ``n_components`` (an int, or "auto") on a seeded subsample of ``pixels``;
+        a fixed K needs K distinct colours, else ConfigError, unless ``at_most`` (a default K,
+        not the user's: then it is lowered to the colours there are)."""
         pixels = _check_pixels(pixels, keep_dtype=True)
         rng = np.random.default_rng(random_state)
         pixels = representative_subsample(pixels, max_samples, rng)
@@ -108,8 +111,11 @@ class EMProblem:
             raise ConfigError(f"n_components must be a positive integer or 'auto', not {n_components!r}") from None
         if k < 1:
             raise ConfigError("the number of mixture components must be at least 1")
+        if at_most:
+            k = min(k, _count_distinct(pixels, limit=k))
         if k > pixels.shape[0]:
-            raise ConfigError(f"{k} mixture components need at least {k} pixels, got {pixels.shape[0]}")
+            raise ConfigError(f"{k} mixture components need at least {k} pixels, got {pixels.shape[0]}; "
+                              f"use --components {pixels.shape[0]} or auto")
         distinct = _count_distinct(pixels, limit=k)
         if k > distinct:
             raise ConfigError(
@@ -169,16 +175,18 @@ class GaussianMixture:
         ridge: float = DEFAULT_RIDGE,
         max_samples: int = DEFAULT_EM_SAMPLES,
         random_state: int = 0,
+        at_most: bool = False,
     ) -> "GaussianMixture":
         """Fit by EM (scikit-learn, full covariances) on a seeded subsample.
 
         ``n_components="auto"`` fits each K in :data:`AUTO_COMPONENTS` up to the
         number of distinct colours and keeps the one with the lowest BIC (a
         single-colour target gives K = 1).  A fixed K needs at least K distinct
-        colours, else ConfigError.  ``ridge`` is scikit-learn's ``reg_covar``.
+        colours, else ConfigError, unless ``at_most`` (:meth:`EMProblem.prepare`).  ``ridge`` is
+        scikit-learn's ``reg_covar``.
         """
         return cls.fit_em(EMProblem.prepare(pixels, n_components, ridge=ridge, max_samples=max_samples,
-                                            random_state=random_state))
+                                            random_state=random_state, at_most=at_most))
 
     @classmethod
     def fit_em(cls, problem: EMProblem) -> "GaussianMixture":
@@ -366,12 +374,14 @@ def fit_target(
     *,
     ridge: float = DEFAULT_RIDGE,
     random_state: int = 0,
+    at_most: bool = False,
 ) -> GaussianMixture:
-    """Fit the target distribution named ``kind`` ("gaussian", "gmm" or "pixels")."""
+    """Fit the target distribution named ``kind`` ("gaussian", "gmm" or "pixels"); ``at_most``: a
+    fixed ``n_components`` is lowered to the target's distinct colours (:meth:`EMProblem.prepare`)."""
     if kind == "gaussian":
         return Gaussian.fit(pixels, ridge=ridge)
     if kind == "gmm":
-        return GaussianMixture.fit(pixels, n_components, ridge=ridge, random_state=random_state)
+        return GaussianMixture.fit(pixels, n_components, ridge=ridge, random_state=random_state, at_most=at_most)
     if kind == "pixels":
         return PixelTarget.fit(pixels, ridge=ridge, random_state=random_state)
     raise ConfigError(f"unknown target kind {kind!r}; choose one of {', '.join(TARGET_KINDS)}")

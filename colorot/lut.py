@@ -1,4 +1,4 @@
-"""3-D lookup tables: bake a colour map onto a grid, apply it by trilinear interpolation.
+"""3-D lookup tables: bake a colour map onto a grid, apply it, measure how its interpolations stray.
 
 A table of size S holds T at the S³ grid colours (i, j, k)/(S − 1), red varying
 fastest, then green, then blue: the order of the Adobe/Resolve ``.cube`` format
@@ -66,31 +66,56 @@ def bake(fitted_map, size: int = DEFAULT_LUT_SIZE) -> Lut:
     return Lut(size, table.numpy())
 
 
-def interpolate(lut: Lut, colours: np.ndarray) -> np.ndarray:
-    """The table at ``colours`` (N, 3) in [0, 1]³ by trilinear interpolation, as ffmpeg's ``lut3d``
-    and Pillow do: float64 (N, 3), unclipped."""
+#: How consumers interpolate a .cube: trilinearly (Pillow, Resolve's default) or tetrahedrally
+#: (ffmpeg's lut3d default, Resolve's and OCIO's option).
+INTERPOLATIONS = ("trilinear", "tetrahedral")
+
+
+def interpolate(lut: Lut, colours: np.ndarray, method: str = "trilinear") -> np.ndarray:
+    """The table at ``colours`` (N, 3) in [0, 1]³: float64 (N, 3), unclipped.
+
+    ``trilinear``: the 8 corners of the colour's cell weighted by proximity (Pillow, and ffmpeg's
+    ``lut3d=interp=trilinear``).  ``tetrahedral``: with the cell fractions sorted f₁ ≥ f₂ ≥ f₃ along
+    axes a₁, a₂, a₃, the corners c₀, c₀ + e_a₁, c₀ + e_a₁ + e_a₂, c₀ + (1, 1, 1) weighted
+    1 − f₁, f₁ − f₂, f₂ − f₃, f₃ (ffmpeg's ``lut3d`` default).
+    """
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"method must be one of {INTERPOLATIONS}, not {method!r}")
     scaled = np.clip(np.asarray(colours, np.float64), 0, 1) * (lut.size - 1)
     low = np.minimum(np.floor(scaled).astype(np.int64), lut.size - 2)
     frac = scaled - low
     table = lut.table.astype(np.float64)
+
+    def at(corner: np.ndarray) -> np.ndarray:
+        r, g, b = corner.T
+        return table[r + lut.size * (g + lut.size * b)]
+
+    if method == "tetrahedral":
+        order = np.argsort(-frac, axis=1, kind="stable")
+        f = np.take_along_axis(frac, order, axis=1)
+        steps = np.eye(3, dtype=np.int64)[order]  # (N, 3 steps, 3): the unit step along a₁, a₂, a₃
+        first, second = low + steps[:, 0], low + steps[:, 0] + steps[:, 1]
+        return ((1 - f[:, :1]) * at(low) + (f[:, :1] - f[:, 1:2]) * at(first)
+                + (f[:, 1:2] - f[:, 2:]) * at(second) + f[:, 2:] * at(low + 1))
     out = np.zeros((len(scaled), 3))
     for corner in range(8):  # the cell's 8 corners (r, g, b offsets 0/1), weighted by proximity
         offset = np.array([corner & 1, (corner >> 1) & 1, corner >> 2])
         weight = np.prod(np.where(offset, frac, 1 - frac), axis=1)
-        r, g, b = (low + offset).T
-        out += weight[:, None] * table[r + lut.size * (g + lut.size * b)]
+        out += weight[:, None] * at(low + offset)
     return out
 
 
 def interpolation_error(lut: Lut, fitted_map, samples: int = ERROR_SAMPLES, seed: int = 0) -> tuple[float, float]:
     """How far the table strays from the map it was baked from, in 8-bit code values: the 99th
     percentile and the maximum over ``samples`` seeded uniform colours of the cube of
-    max over channels |table(x) − T(x)|, both clipped to [0, 1] as a consumer shows them."""
+    max over channels |table(x) − T(x)|, both clipped to [0, 1] as a consumer shows them; each the
+    larger of the two :data:`INTERPOLATIONS`, since the consumer chooses."""
     import torch  # here, not at the top: the CLI starts without torch
 
     colours = np.random.default_rng(seed).random((samples, 3)).astype(np.float32)
     with torch.inference_mode():
         exact = torch.cat([fitted_map(chunk).to("cpu", torch.float64)
                            for chunk in torch.from_numpy(colours).split(BAKE_CHUNK)]).numpy()
-    error = np.abs(np.clip(interpolate(lut, colours), 0, 1) - np.clip(exact, 0, 1)).max(axis=1) * 255
-    return float(np.percentile(error, 99)), float(error.max())
+    errors = [np.abs(np.clip(interpolate(lut, colours, method), 0, 1) - np.clip(exact, 0, 1)).max(axis=1) * 255
+              for method in INTERPOLATIONS]
+    return max(float(np.percentile(error, 99)) for error in errors), max(float(error.max()) for error in errors)

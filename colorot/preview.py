@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from colorot.apply import is_any_of, map_pixels
+from colorot.apply import make_folder, map_pixels
+from colorot.atomic import check_file_output
 from colorot.atomic import write_atomic
 from colorot.errors import ConfigError, ImageWriteError
 from colorot.imageio import quantize, read_image
@@ -122,13 +123,15 @@ def batch_sheet(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> PILImage
     return sheet
 
 
-def check_preview_path(path: str | os.PathLike, protected: Iterable[str | os.PathLike]) -> None:
-    """ConfigError, before any work, when the preview ``path`` names no image format, or is one of the
-    run's ``protected`` files (its inputs and outputs): a preview never replaces them."""
+def check_preview_path(path: str | os.PathLike, protected: Iterable[str | os.PathLike], *, replace: bool,
+                       flag: str, folder_made: bool = False) -> None:
+    """Refuse, before any work, a preview ``path`` that names no image format, is one of the run's
+    ``protected`` files (its inputs and outputs), or exists unless ``replace`` (the ``flag`` that
+    replaces the run's outputs), as :func:`colorot.atomic.check_file_output` says (a batch's
+    preview gets its folder made, as its outputs do: ``folder_made``)."""
     if _sheet_format(Path(path)) is None:
         raise ConfigError(f"cannot write preview {path}: unknown file extension {Path(path).suffix!r} (use e.g. .png)")
-    if is_any_of(path, protected):
-        raise ConfigError(f"--preview {path} would overwrite an input or output of this run; name another file")
+    check_file_output(path, list(protected), replace=replace, flag=flag, what="preview", folder_made=folder_made)
 
 
 def _sheet_format(path: Path) -> str | None:
@@ -166,6 +169,7 @@ def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *
     count = min(limit, len(pairs))
     picks = sorted({round(i * (len(pairs) - 1) / max(count - 1, 1)) for i in range(count)})
     sample = [pairs[i] for i in picks]
+    make_folder(Path(path).parent)
     save_sheet(batch_sheet([(thumbnail_codes(src), thumbnail_codes(dst), Path(src).name)
                             for src, dst in sample]), path)
     return sample

@@ -191,7 +191,7 @@ def _as_list(images: ImageLike | Sequence[ImageLike] | None) -> list:
 
 
 def _mask_of(mask: ImageLike) -> np.ndarray:
-    """A mask image → bool (H·W,): true where its mean code is at least half the maximum."""
+    """A mask image → bool (H, W): true where its mean code is at least half the maximum."""
     if isinstance(mask, (str, os.PathLike)):
         image = read_image(mask)
         codes, top = image.codes, (65535 if image.bit_depth == 16 else 255)
@@ -199,7 +199,32 @@ def _mask_of(mask: ImageLike) -> np.ndarray:
         codes = np.asarray(mask.convert("L") if hasattr(mask, "convert") else mask)
         top = 65535 if codes.dtype == np.uint16 else 255 if codes.dtype == np.uint8 else 1.0
     codes = codes.reshape(codes.shape[0], codes.shape[1], -1)
-    return (codes.mean(-1) >= top / 2).reshape(-1)
+    return codes.mean(-1) >= top / 2
+
+
+def _masked(image: ImageLike, mask: ImageLike, index: int, role: str, max_image_pixels: int | None) -> np.ndarray:
+    """The pixels of ``image`` that its ``mask`` (the same width and height) selects, fully
+    transparent ones left out as without a mask."""
+    alpha = None
+    if isinstance(image, (str, os.PathLike)):
+        decoded = read_image(image, max_pixels=max_image_pixels)
+        pixels, alpha, shape = to_pixels(decoded.rgb), decoded.alpha, decoded.rgb.shape[:2]
+    elif _is_pil(image):
+        (pixels, alpha), shape = _pil_pixels(image), (image.height, image.width)
+    else:
+        pixels, array = to_pixels(image), np.asarray(image)
+        shape = array.shape[:2] if array.ndim == 3 else None  # (N, 3) pixels: only their count
+    keep = _mask_of(mask)
+    if shape is not None and keep.shape != shape:
+        raise ConfigError(f"mask {index + 1} is {keep.shape[1]}×{keep.shape[0]} pixels but its {role} is "
+                          f"{shape[1]}×{shape[0]}; a mask must have its image's width and height")
+    keep = keep.reshape(-1)
+    if keep.shape[0] != pixels.shape[0]:
+        raise ConfigError(f"mask {index + 1} does not have the size of its {role} ({keep.shape[0]} vs "
+                          f"{pixels.shape[0]} pixels)")
+    if alpha is not None:
+        keep &= alpha.reshape(-1) != 0
+    return pixels[keep]
 
 
 def _at_least_two(pixels: np.ndarray, image: ImageLike, role: str) -> np.ndarray:
@@ -228,13 +253,7 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
         if not masks:
             parts.append(_at_least_two(to_pixels(image, max_image_pixels=max_image_pixels), image, role))
             continue
-        pixels = (to_pixels(read_image(image, max_pixels=max_image_pixels).rgb) if isinstance(image, (str, os.PathLike))
-                  else _pil_pixels(image)[0] if _is_pil(image) else to_pixels(image))  # every pixel, as the mask
-        keep = _mask_of(masks[index])
-        if keep.shape[0] != pixels.shape[0]:
-            raise ConfigError(f"mask {index + 1} does not have the size of its {role} ({keep.shape[0]} vs "
-                              f"{pixels.shape[0]} pixels)")
-        parts.append(pixels[keep])
+        parts.append(_masked(image, masks[index], index, role, max_image_pixels))
     pixels = np.concatenate(parts)
     if len(pixels) < 2:
         raise ConfigError(f"the masks leave fewer than 2 {role} pixels")
@@ -554,10 +573,11 @@ class ColorTransfer:
         """The target's distribution; or, given a started :class:`~colorot.em_process.BackgroundEM` (the KL
         solver's mixture), that process, sent the EM problem it then solves beside the map's start."""
         kind, components, ridge, seed = self._reference_settings()
+        at_most = self.n_components is None  # the default K is lowered to the colours a target has
         if background is not None:
-            background.send(EMProblem.prepare(pixels, components, ridge=ridge, random_state=seed))
+            background.send(EMProblem.prepare(pixels, components, ridge=ridge, random_state=seed, at_most=at_most))
             return background
-        return fit_target(pixels, kind, components, ridge=ridge, random_state=seed)
+        return fit_target(pixels, kind, components, ridge=ridge, random_state=seed, at_most=at_most)
 
     def _fit_map(self, src: np.ndarray, tgt: np.ndarray, density, solver: str, kind: str, steps: int, config: dict,
                  settings, kl_settings: kl_solver.KLSettings, sliced: SlicedSettings,

@@ -56,6 +56,23 @@ def test_fit_masks_select_pixels(tiny_fit, tmp_path):
     assert wrong.exit_code == 1 and "one mask per source" in wrong.output
 
 
+def test_a_mask_must_have_its_image_s_shape_and_keeps_transparency_out(tiny_fit, tmp_path):
+    """A transposed mask of the same pixel count was taken in flattened order; with a mask, fully
+    transparent pixels were fitted."""
+    transposed = np.full((32, 24), 255, dtype=np.uint8)
+    PILImage.fromarray(transposed).save(tmp_path / "transposed.png")
+    wrong = runner.invoke(app, ["fit", str(tiny_fit["source"]), "--target", str(tiny_fit["target"]), "--mask",
+                                str(tmp_path / "transposed.png"), "-o", str(tmp_path / "t.pt"), *TINY])
+    assert wrong.exit_code == 1 and "mask 1 is 24×32 pixels but its source is 32×24" in wrong.output
+    rgba = np.asarray(PILImage.open(tiny_fit["source"]).convert("RGBA")).copy()
+    rgba[:10, :, 3] = 0
+    PILImage.fromarray(rgba).save(tmp_path / "half_hidden.png")
+    PILImage.fromarray(np.full((24, 32), 255, dtype=np.uint8)).save(tmp_path / "all.png")
+    result = _ok(["fit", tmp_path / "half_hidden.png", "--target", tiny_fit["target"], "--mask", tmp_path / "all.png",
+                  "-o", tmp_path / "m.pt", "--json", *TINY])
+    assert json.loads(result.stdout)["training_pixels"] == 14 * 32
+
+
 def test_fit_old_syntax_and_target_distribution_alias(tiny_fit, tmp_path):
     result = _ok(["fit", tiny_fit["source"], tiny_fit["target"], "-o", tmp_path / "m.pt", "--target",
                   "gaussian", "--model", "affine", "--json"])
@@ -63,6 +80,9 @@ def test_fit_old_syntax_and_target_distribution_alias(tiny_fit, tmp_path):
     assert "deprecated" in result.stderr
     bad = runner.invoke(app, ["fit", str(tiny_fit["source"]), "-o", str(tmp_path / "x.pt")])
     assert bad.exit_code == 1
+    both = runner.invoke(app, ["fit", str(tiny_fit["source"]), str(tiny_fit["target"]), "-o", str(tmp_path / "y.pt"),
+                               "--target", "gaussian", "--distribution", "gmm"])
+    assert both.exit_code == 1 and "contradicts --distribution gmm" in both.output
 
 
 # --- apply: strength, inverse, preview ------------------------------------------------
@@ -165,3 +185,12 @@ def test_shell_completion_script(monkeypatch):
     monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")
     result = _ok(["--show-completion", "bash"])
     assert "complete" in result.stdout and "_completion" in result.stdout
+
+
+def test_json_has_no_nan():
+    """A crafted checkpoint's NaN final loss made `info --json` print NaN, which strict parsers refuse."""
+    from colorot.cli import _strict_json
+
+    document = {"final_loss": float("nan"), "history": [1.0, float("inf")], "nested": {"x": -float("inf")}, "n": 3}
+    assert json.loads(json.dumps(_strict_json(document), allow_nan=False)) == {
+        "final_loss": None, "history": [1.0, None], "nested": {"x": None}, "n": 3}

@@ -89,3 +89,25 @@ def test_write_cube_is_atomic_and_clears_a_killed_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grade.cube"]
     with pytest.raises(ImageWriteError, match="cannot write the LUT"):
         write_cube(tmp_path / "missing" / "grade.cube", lut)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (CI installs it)")
+@pytest.mark.parametrize("method", ["tetrahedral", "trilinear"])
+def test_both_interpolations_are_ffmpegs(curved_map, tmp_path, method):
+    """The error an export reports covers both ways a consumer interpolates: each is ffmpeg's own
+    (tetrahedral is lut3d's default) to rounding, on a coarse table where the two differ by codes."""
+    from colorot.lut import bake, interpolate
+
+    lut = bake(curved_map, 9)
+    write_cube(tmp_path / "coarse.cube", lut)
+    codes = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    PILImage.fromarray(codes).save(tmp_path / "in.png")
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(tmp_path / "in.png"), "-vf",
+                    f"lut3d=file={tmp_path / 'coarse.cube'}:interp={method}", "-pix_fmt", "rgb24",
+                    str(tmp_path / "out.png")], check=True, timeout=60)
+    theirs = np.asarray(PILImage.open(tmp_path / "out.png"), dtype=np.float64).reshape(-1, 3)
+    ours = {m: np.clip(interpolate(lut, codes.reshape(-1, 3) / 255.0, m), 0, 1) * 255
+            for m in ("tetrahedral", "trilinear")}
+    other = "trilinear" if method == "tetrahedral" else "tetrahedral"
+    assert np.abs(ours[method] - theirs).max() <= 1.0
+    assert np.abs(ours[other] - theirs).max() > 1.0  # the two differ here, so the check above has teeth

@@ -421,12 +421,12 @@ def test_a_preview_never_replaces_an_input_or_an_output(tmp_path: Path, half: Pa
     _tree(root, count=2)
     before = _snapshot(root)
     for preview in (root / "d0" / "img00.png", tmp_path / "out" / "d1" / "img01.png"):
-        assert_one_line_error(cli("apply", half, root, tmp_path / "out", "--preview", preview), "--preview")
+        assert_one_line_error(cli("apply", half, root, tmp_path / "out", "--preview", preview), "preview", "would overwrite")
     assert_one_line_error(cli("apply", half, root, tmp_path / "out", "--preview", tmp_path / "sheet"),
                           "unknown file extension")
     assert _snapshot(root) == before and not (tmp_path / "out").exists()  # refused before any work
     source = png(tmp_path / "source.png")
-    assert_one_line_error(cli("fit", source, source, "-o", tmp_path / "m.pt", "--preview", source), "--preview")
+    assert_one_line_error(cli("fit", source, source, "-o", tmp_path / "m.pt", "--preview", source), "preview", "would overwrite")
     assert_one_line_error(cli("fit", source, png(tmp_path / "t.png"), "-o", source, "--force"), "overwrite an input")
     assert decodes_fully(source) and not (tmp_path / "m.pt").exists()
 

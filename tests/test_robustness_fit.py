@@ -70,11 +70,9 @@ def test_a_single_colour_target_gives_a_finite_map_onto_that_colour(
 ) -> None:
     colour = np.array([200, 40, 90])
     target = _save(tmp_path / "flat.png", np.broadcast_to(colour, (8, 8, 3)))
-    components = ("--components", "auto") if target_kind == "gmm" else ()  # the kl solver's 10 need 10 colours
-    ckpt = _fit(tmp_path, source, target, "--model", model, "--distribution", target_kind, *components,
-                *_fast(model))
+    ckpt = _fit(tmp_path, source, target, "--model", model, "--distribution", target_kind, *_fast(model))
     info = json.loads(cli("info", ckpt, "--json").stdout)
-    assert info["components"] == 1  # auto K stops at the number of distinct colours
+    assert info["components"] == 1  # the kl solver's default 10 lowered to the 1 colour there is
     mapped = _mapped(ckpt, source)
     assert np.isfinite(mapped).all()
     # every pixel lands near the colour: within 5 standard deviations of the ridge (0.02)
@@ -154,6 +152,8 @@ def test_fewer_pixels_than_components_is_a_clear_error(tmp_path: Path, source: P
         "3 distinct colours", "--components 2",
     )
     assert not (tmp_path / "m.pt").exists()
+    ckpt = _fit(tmp_path, source, two_colours, name="default.pt")  # the default K is lowered, not refused
+    assert json.loads(cli("info", ckpt, "--json").stdout)["components"] == 2
     # auto K on the 4-pixel target picks at most 4 components and trains
     ckpt = _fit(tmp_path, source, tiny, "--solver", "adam", *FAST)
     assert json.loads(cli("info", ckpt, "--json").stdout)["components"] <= 4
@@ -345,14 +345,23 @@ def test_a_read_only_destination_is_a_clear_error(
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refuse)  # tests run as root: chmod would not stop it
+    (tmp_path / "ro").mkdir()
     outcome = cli("fit", source, source, "-o", tmp_path / "ro" / "m.pt", *CLOSED_FORM)
     assert_one_line_error(outcome, "cannot write checkpoint", "Permission denied")
     assert list(tmp_path.rglob("*.pt")) == []
 
 
-def test_a_missing_output_folder_is_a_clear_error(tmp_path: Path, source: Path) -> None:
-    outcome = cli("fit", source, source, "-o", tmp_path / "nope" / "m.pt", *CLOSED_FORM)
-    assert_one_line_error(outcome, "cannot write checkpoint", "No such file or directory")
+def test_a_missing_output_folder_is_a_clear_error_before_the_fit(tmp_path: Path, source: Path) -> None:
+    outcome = cli("fit", source, source, "-o", tmp_path / "nope" / "m.pt")  # the default fit: refused before it
+    assert_one_line_error(outcome, "cannot write the checkpoint", "the folder", "does not exist")
+    for output in (tmp_path, ""):  # a folder, or an empty path (typer reads it as "."), is no file name
+        assert_one_line_error(cli("fit", source, source, "-o", output, "--force"), "is a folder")
+    model = _fit(tmp_path, source, source, *CLOSED_FORM)
+    assert_one_line_error(cli("export-lut", model, model, "--force"), "LUT", "would overwrite")
+    assert_one_line_error(cli("export-lut", model, tmp_path / "nope" / "g.cube"), "the folder", "does not exist")
+    assert_one_line_error(cli("fit", source, source, "-o", tmp_path / "p.pt", "--preview", tmp_path / "nope" / "p.png"),
+                          "preview", "does not exist")
+    assert not (tmp_path / "p.pt").exists()  # refused before the fit: no checkpoint without its preview
 
 
 def test_a_checkpoint_follows_the_umask_like_any_file(tmp_path: Path, source: Path) -> None:
