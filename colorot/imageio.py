@@ -240,7 +240,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
     """
     fmt = format.upper()
     if fmt not in _FORMAT_BY_SUFFIX.values():
-        raise ImageWriteError(f"cannot write the {format!r} format")
+        raise ImageWriteError(f"cannot write the {format!r} format; choose one of "
+                              f"{', '.join(sorted(s.lstrip('.') for s in _FORMAT_BY_SUFFIX))} (--format or --suffix)")
     if rgb.shape != image.codes.shape:
         raise ValueError(f"rgb has shape {rgb.shape}, the image {image.codes.shape}")
     bits = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
