@@ -97,7 +97,7 @@ def save(path: str | Path, model: MonotoneGradientMap | RidgeParameters, target:
     """Write a checkpoint atomically: a temporary file beside ``path``, then rename."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists (use --force to replace it)")
+        raise OutputExistsError(f"{path} already exists (overwrite=True replaces it; --force on the command line)")
     write_atomic(path, to_bytes(model, target, preprocess, train), CheckpointError, "checkpoint")
 
 

@@ -338,7 +338,7 @@ def fit(
             total = estimator.resolved_steps() if estimator.resolved_solver() != "closed-form" else 0
             task = bar.add_task("training", total=total, extra="")
             estimator.fit(sources, target_images, source_mask=masks or None, target_mask=target_masks or None,
-                          callback=lambda step, value: bar.update(task, completed=step, extra=f"loss {value:.4f}"))
+                          callback=lambda step, value: bar.update(task, completed=step, extra=f"loss {value:.4g}"))
         estimator.save(output, overwrite=True)
         if preview is not None:
             preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0], estimator.history_.losses)

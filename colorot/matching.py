@@ -130,6 +130,7 @@ def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike
     """
     if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "convert"):
         raise ConfigError("images must be a list of images (for one image: [image])")
+    images = list(images)  # any iterable (a generator is read once)
     if smooth is None and smooth_range is not None:
         raise ConfigError("smooth_range sets the blend of a sequence; give smooth too")
     matcher = Matcher(reference, **params)

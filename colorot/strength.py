@@ -8,7 +8,10 @@ from colorot.errors import ConfigError
 
 def check_strength(t: float) -> float:
     """``t`` as a float, or ConfigError unless 0 ≤ t ≤ 1."""
-    t = float(t)
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        raise ConfigError(f"strength must be a number between 0 and 1, not {t!r}") from None
     if not 0.0 <= t <= 1.0:
         raise ConfigError(f"strength must be between 0 and 1, not {t}")
     return t

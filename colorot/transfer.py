@@ -11,7 +11,7 @@ target)`` sets the trailing-underscore attributes and returns ``self``:
 
 ``source`` and ``target`` may each be one image or a list of images: the
 pixels of a list are pooled (concatenated) before fitting. Optional masks
-(one per image, same size; non-zero = used) restrict fitting to regions.
+(one per image, same size; white = used) restrict fitting to regions.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import copy
 import hashlib
 import inspect
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass
@@ -151,6 +152,8 @@ def to_pixels(image: ImageLike, *, max_image_pixels: int | None = None) -> np.nd
         if len(pixels) == 0:
             raise ConfigError("every pixel of the image is fully transparent")
         return pixels
+    if hasattr(image, "detach"):  # a torch tensor
+        image = image.detach().cpu().numpy()
     return _array_pixels(np.asarray(image))
 
 
@@ -160,6 +163,9 @@ def _is_pil(image: object) -> bool:
 
 def _pil_pixels(image) -> tuple[np.ndarray, np.ndarray | None]:
     """A PIL image's pixels (H·W, 3) and its alpha (H·W,), or None without transparency."""
+    if image.mode in ("I", "F"):  # convert("RGB") would clip each value to 0–255, as a file they are refused
+        raise ConfigError(f"unsupported pixel format (Pillow mode {image.mode}): give 8- or 16-bit images, "
+                          "or an array of floats in [0, 1]")
     if image.mode.startswith("I;16"):  # convert("RGB") would clip it to 0–255
         grey = np.asarray(image).astype(np.uint16).reshape(-1, 1)
         return np.repeat(grey, 3, axis=1) / np.float32(65535), None
@@ -173,10 +179,9 @@ def _array_pixels(array: np.ndarray) -> np.ndarray:
     """An array (..., 3) of uint8 or uint16 codes or of floats in [0, 1] → float32 (N, 3)."""
     if array.ndim < 2 or array.shape[-1] != 3:
         raise ConfigError(f"expected an RGB image or pixels (..., 3), got shape {array.shape}")
-    if array.dtype == np.uint8:
-        return (array.reshape(-1, 3) / np.float32(255)).astype(np.float32)
-    if array.dtype == np.uint16:
-        return (array.reshape(-1, 3) / np.float32(65535)).astype(np.float32)
+    if array.dtype.kind == "u" and array.dtype.itemsize in (1, 2):  # either byte order
+        top = np.float32(255 if array.dtype.itemsize == 1 else 65535)
+        return (array.reshape(-1, 3) / top).astype(np.float32)
     if not np.issubdtype(array.dtype, np.floating):
         raise ConfigError(f"pixels must be uint8, uint16 or floats in [0, 1], not {array.dtype}")
     return array.reshape(-1, 3).astype(np.float32)
@@ -191,13 +196,16 @@ def _as_list(images: ImageLike | Sequence[ImageLike] | None) -> list:
 
 
 def _mask_of(mask: ImageLike) -> np.ndarray:
-    """A mask image → bool (H, W): true where its mean code is at least half the maximum."""
+    """A mask image → bool (H, W) (a 1-D mask of pixels: (N,)): true where its mean code is at
+    least half the maximum (8- and 16-bit codes: white; floats, bools and other integers: ≥ 0.5)."""
     if isinstance(mask, (str, os.PathLike)):
         image = read_image(mask)
         codes, top = image.codes, (65535 if image.bit_depth == 16 else 255)
     else:
         codes = np.asarray(mask.convert("L") if hasattr(mask, "convert") else mask)
         top = 65535 if codes.dtype == np.uint16 else 255 if codes.dtype == np.uint8 else 1.0
+    if codes.ndim == 1:
+        return codes >= top / 2
     codes = codes.reshape(codes.shape[0], codes.shape[1], -1)
     return codes.mean(-1) >= top / 2
 
@@ -215,7 +223,7 @@ def _masked(image: ImageLike, mask: ImageLike, index: int, role: str, max_image_
         pixels, array = to_pixels(image), np.asarray(image)
         shape = array.shape[:2] if array.ndim == 3 else None  # (N, 3) pixels: only their count
     keep = _mask_of(mask)
-    if shape is not None and keep.shape != shape:
+    if shape is not None and keep.ndim == 2 and keep.shape != shape:
         raise ConfigError(f"mask {index + 1} is {keep.shape[1]}×{keep.shape[0]} pixels but its {role} is "
                           f"{shape[1]}×{shape[0]}; a mask must have its image's width and height")
     keep = keep.reshape(-1)
@@ -235,6 +243,11 @@ def _at_least_two(pixels: np.ndarray, image: ImageLike, role: str) -> np.ndarray
             f"the {role} image{name} has {pixels.shape[0]} usable pixel(s); fitting needs at least 2"
         )
     return pixels
+
+
+#: How far float pixels given to a fit may stray outside [0, 1] (a processed image's overshoot);
+#: 8-bit codes given as floats (0–255, a missing / 255) are refused.
+FLOAT_SLACK = 0.5
 
 
 def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None = None,
@@ -259,7 +272,18 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
         raise ConfigError(f"the masks leave fewer than 2 {role} pixels")
     if not np.isfinite(pixels).all():
         raise ConfigError(f"the {role} pixels contain NaN or infinite values")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
+        raise ConfigError(f"the {role} pixels run from {low:g} to {high:g}, not over [0, 1]: give uint8 or "
+                          "uint16 codes, or floats divided by 255 (or 65535)")
     return pixels
+
+
+#: The type each parameter must have (None stands for its default where it has one).
+_PARAM_TYPES = {**dict.fromkeys(("n_components", "sw_directions", "steps", "batch_size", "max_pixels", "hidden",
+                                 "layers", "modules", "random_state", "max_image_pixels"), numbers.Integral),
+                **dict.fromkeys(("sw_weight", "transport_weight", "lr", "ridge", "eps"), numbers.Real),
+                **dict.fromkeys(("model", "target", "solver", "loss", "device"), str)}
 
 
 def _one_blas_thread():
@@ -382,9 +406,15 @@ class ColorTransfer:
 
     def _check_numbers(self) -> None:
         """ConfigError for n_components, max_pixels, ridge, eps or random_state values that cannot give a
-        usable fit."""
-        if self.n_components not in ("auto", None) and not (isinstance(self.n_components, int)
-                                                            and self.n_components >= 1):
+        usable fit, or of the wrong type."""
+        for name, kind in _PARAM_TYPES.items():
+            value = getattr(self, name)
+            if (value is None and _DEFAULTS[name] is None) or (name == "n_components" and value == "auto"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, kind):
+                what = "an integer" if kind is numbers.Integral else "a number" if kind is numbers.Real else "a string"
+                raise ConfigError(f"{_named(name)} must be {what}, not {value!r}")
+        if self.n_components not in ("auto", None) and not self.n_components >= 1:
             raise ConfigError(f"{_named('n_components')} must be a positive integer or 'auto', "
                               f"not {self.n_components!r}")
         if self.max_pixels < 2:
@@ -501,11 +531,22 @@ class ColorTransfer:
 
         ``source`` and ``target``: one image or a list (pixels pooled), or for the target a
         :class:`Reference` (already fitted: :meth:`fit_reference`);
-        ``source_mask``/``target_mask``: one mask per image, non-zero = fit on it;
+        ``source_mask``/``target_mask``: one mask per image (the same width and height), selecting
+        the pixels whose mean code is at least half the maximum (white; for bool masks, True);
         ``measure_kl``: estimate the fitted map's KL to the target density for ``train_info_["kl_nats"]``
         (20 000 fresh pixels, ≈ 0.3 s; False leaves it None, as ``colorot match`` does for maps it
-        does not keep).
+        does not keep).  A fit that fails or is interrupted leaves the estimator as it was.
         """
+        before = dict(self.__dict__)
+        try:
+            return self._fit(source, target, callback, source_mask, target_mask, measure_kl)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, source, target, callback, source_mask, target_mask, measure_kl: bool) -> "ColorTransfer":
+        """:meth:`fit`, which undoes what this did when it fails."""
         start = time.perf_counter()
         self._check_options()
         solver, kind, steps = self.resolved_solver(), self.resolved_target(), self.resolved_steps()
@@ -718,7 +759,7 @@ class ColorTransfer:
 
         def report(step: int, loss: float) -> None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.set_postfix(loss=f"{loss:.4g}")
             if step == total:
                 bar.close()
             if callback is not None:
@@ -762,8 +803,8 @@ class ColorTransfer:
 
     @staticmethod
     def _map(image: ImageLike, fitted_map) -> np.ndarray:
-        if isinstance(image, np.ndarray) and image.ndim >= 2 and image.shape[-1] == 3:
-            shape = image.shape
+        if (isinstance(image, np.ndarray) or hasattr(image, "detach")) and image.ndim >= 2 and image.shape[-1] == 3:
+            shape = tuple(image.shape)  # an array or tensor keeps its shape
         else:
             shape = (-1, 3)
         return map_pixels(fitted_map, to_pixels(image), device="cpu").reshape(shape)

@@ -20,6 +20,7 @@ Each is an ``nn.Module`` taking (N, 3) colours, so apply, LUT baking and
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -187,7 +188,8 @@ class ColorAugment(nn.Module):
     """Colour-domain augmentation: apply a fitted map to image tensors.
 
     ``images``: float (3, H, W) or (B, 3, H, W) in [0, 1], on any device (the
-    map follows the input's device). ``strength``: a number t, or a pair
+    module's own copy of the map follows the input's device; the estimator's map is not
+    moved). Gradients flow through T when the images require them. ``strength``: a number t, or a pair
     ``(low, high)`` drawn uniformly per image; ``p``: probability that an image
     is mapped at all (else it is returned unchanged). Output: the same shape
     and dtype, ``(1 − t)·x + t·T(x)`` clamped to [0, 1] when ``clamp``.
@@ -197,13 +199,16 @@ class ColorAugment(nn.Module):
     def __init__(self, fitted_map: nn.Module, *, strength: float | tuple[float, float] = 1.0,
                  p: float = 1.0, clamp: bool = True) -> None:
         super().__init__()
-        low, high = (strength, strength) if isinstance(strength, (int, float)) else strength
+        try:
+            low, high = (strength, strength) if isinstance(strength, numbers.Real) else strength
+        except (TypeError, ValueError):
+            raise ConfigError(f"strength must be a number or a pair (low, high), not {strength!r}") from None
         self.low, self.high = check_strength(low), check_strength(high)
         if self.low > self.high:
             raise ConfigError(f"strength range ({low}, {high}) is empty")
         if not 0.0 <= p <= 1.0:
             raise ConfigError(f"p must be between 0 and 1, not {p}")
-        self.map = fitted_map.eval().requires_grad_(False)
+        self.map = copy.deepcopy(fitted_map).eval().requires_grad_(False)  # moved to the images' device
         self.p, self.clamp = float(p), clamp
 
     @classmethod
@@ -220,14 +225,15 @@ class ColorAugment(nn.Module):
             raise ConfigError(f"expected float images (3, H, W) or (B, 3, H, W), got {tuple(images.shape)} "
                               f"{images.dtype}")
         device = batch.device
-        if next(self.map.parameters(), torch.empty(0)).device != device:
+        weight = next(self.map.parameters(), torch.empty(0))
+        if weight.device != device:
             self.map.to(device)
         b = batch.shape[0]
         t = self.low + (self.high - self.low) * torch.rand(b, device=device)
         if self.p < 1.0:
             t = torch.where(torch.rand(b, device=device) < self.p, t, torch.zeros_like(t))
-        pixels = batch.permute(0, 2, 3, 1).reshape(-1, 3).float()
-        with torch.no_grad():
+        pixels = batch.permute(0, 2, 3, 1).reshape(-1, 3).to(weight.dtype)  # float32, or the module's .double()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and pixels.requires_grad):  # T's Jacobian if asked
             mapped = self.map(pixels).reshape(b, batch.shape[2], batch.shape[3], 3).permute(0, 3, 1, 2)
         out = batch + t.view(b, 1, 1, 1).to(batch.dtype) * (mapped.to(batch.dtype) - batch)
         if self.clamp:

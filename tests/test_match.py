@@ -62,6 +62,18 @@ def test_one_image_instead_of_a_list_is_refused():
             match(np.zeros((4, 4, 3), np.uint8), one)
 
 
+def test_any_iterable_of_images_is_matched():
+    """With smooth, a generator was used up by the fits and [] came back."""
+    rng = np.random.default_rng(0)
+    frames = [rng.random((6, 8, 3)).astype(np.float32) for _ in range(3)]
+    reference = rng.random((6, 8, 3)).astype(np.float32) * 0.5
+    from_list = match(reference, frames, smooth=1, steps=2)
+    from_generator = match(reference, (frame for frame in frames), smooth=1, steps=2)
+    assert len(from_generator) == 3
+    for a, b in zip(from_list, from_generator):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_match_is_exported_at_the_top():
     assert colorot.match is match
 

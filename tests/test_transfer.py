@@ -219,3 +219,58 @@ def test_save_without_overwrite_keeps_the_existing_file(fitted, tmp_path) -> Non
     with pytest.raises(OutputExistsError):
         fitted.save(path, overwrite=False)
     assert path.read_bytes() == b"precious"
+
+
+# ------------------------------------------------ inputs and parameters a user may hand over
+def test_arrays_tensors_and_pil_modes_as_the_docs_say(fitted) -> None:
+    codes = np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 997
+    np.testing.assert_array_equal(fitted.transform(codes.astype(">u2")), fitted.transform(codes))
+    tensor = torch.rand(4, 5, 3, requires_grad=True)
+    out = fitted.transform(tensor)
+    assert out.shape == (4, 5, 3)
+    np.testing.assert_array_equal(out, fitted.transform(tensor.detach().numpy()))
+    for mode_image in (PILImage.fromarray(np.full((3, 4), 0.5, np.float32)),
+                       PILImage.fromarray(np.full((3, 4), 30000, np.int32))):
+        with pytest.raises(ConfigError, match="unsupported pixel format"):
+            fitted.transform(mode_image)  # convert("RGB") clipped them to 0 or 1
+
+
+def test_a_fit_on_8_bit_codes_as_floats_is_refused(source, target_pixels) -> None:
+    with pytest.raises(ConfigError, match="divided by 255"):
+        ColorTransfer(**FAST).fit(source * 255, target_pixels)
+
+
+@pytest.mark.parametrize("name, value", [("n_components", 2.5), ("steps", "3"), ("max_pixels", 100.5),
+                                         ("random_state", None), ("device", torch.device("cpu")),
+                                         ("eps", "small"), ("batch_size", True)])
+def test_a_parameter_of_the_wrong_type_is_a_config_error(source, target_pixels, name, value) -> None:
+    with pytest.raises(ConfigError, match="must be"):
+        ColorTransfer(**{name: value}).fit(source, target_pixels)
+
+
+def test_numpy_integers_are_integers(source, target_pixels) -> None:
+    fitted = ColorTransfer(n_components=np.int64(2), random_state=np.int32(1), steps=np.int64(2)).fit(
+        source, target_pixels)
+    assert fitted.target_dist_.n_components == 2
+
+
+def test_a_one_dimensional_mask_selects_pixels_of_an_n_by_3_array(source, target_pixels) -> None:
+    keep = np.zeros(len(source), bool)
+    keep[: len(source) // 2] = True
+    fitted = ColorTransfer(model="affine", target="gaussian").fit(source, target_pixels, source_mask=keep)
+    expected = ColorTransfer(model="affine", target="gaussian").fit(source[keep], target_pixels)
+    np.testing.assert_allclose(fitted.transform(source), expected.transform(source), atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["sliced", "kl"])
+def test_a_failed_fit_leaves_the_estimator_as_it_was(source, target_pixels, solver) -> None:
+    """The sliced and Adam solvers set target_dist_ before solving: a failed refit saved a mix."""
+    ct = ColorTransfer(solver=solver, target="gaussian", steps=3).fit(source, target_pixels)
+    before = {key: value for key, value in ct.__dict__.items()}
+
+    def stop(step: int, loss: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ct.fit(1 - source, 1 - target_pixels, callback=stop)
+    assert ct.__dict__.keys() == before.keys() and all(ct.__dict__[key] is before[key] for key in before)

@@ -126,3 +126,26 @@ def test_augment_on_cuda():
     on_gpu = augment(images.cuda())
     assert on_gpu.device.type == "cuda"
     torch.testing.assert_close(on_gpu.cpu(), augment.cpu()(images), atol=1e-5, rtol=1e-5)
+
+
+def test_augment_keeps_its_own_map_and_passes_the_map_s_jacobian(curved):
+    """ColorAugment moved and froze the module it was given (the estimator's own map), and ran T
+    under no_grad, so a gradient through it was (1 − t)·I."""
+    weights = {key: value.clone() for key, value in curved.state_dict().items()}
+    requires = [p.requires_grad for p in curved.parameters()]
+    augment = ColorAugment(curved, strength=0.5)
+    augment.double()
+    assert all(p.dtype == torch.float32 for p in curved.parameters())
+    assert [p.requires_grad for p in curved.parameters()] == requires
+    assert all(torch.equal(value, weights[key]) for key, value in curved.state_dict().items())
+    x = torch.rand(1, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    out = augment(x)
+    pixel = x.detach()[0, :, 0, 0].float()
+    jacobian = torch.autograd.functional.jacobian(lambda y: curved(y[None])[0], pixel).double()
+    (grad,) = torch.autograd.grad(out[0, :, 0, 0].sum(), x)
+    expected = 0.5 * torch.ones(3, dtype=torch.float64) + 0.5 * jacobian.sum(0)  # d/dx Σ_i ((1−t)x + tT(x))_i
+    torch.testing.assert_close(grad[0, :, 0, 0], expected, rtol=1e-4, atol=1e-5)
+    for strength in (np.float32(0.5), (0.2, 0.4)):
+        ColorAugment(curved, strength=strength)
+    with pytest.raises(ConfigError, match="strength"):
+        ColorAugment(curved, strength=(0.1, 0.2, 0.3))
