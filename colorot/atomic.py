@@ -13,6 +13,11 @@ from typing import BinaryIO, Iterable
 
 from colorot.errors import ColorotError, ConfigError, OutputExistsError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a temp file is then taken for stale by its name alone
+    fcntl = None
+
 
 def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: type[ColorotError],
                  what: str = "file") -> None:
@@ -31,6 +36,7 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise error(f"{path}: cannot write {what}: cannot create it ({exc.strerror or exc})") from exc
+    _lock(fd)  # while it is held, another run's cleanup leaves the file alone
     try:
         with os.fdopen(fd, "wb") as file:
             if callable(data):
@@ -74,7 +80,8 @@ def _remove_quietly(path: Path) -> None:
 def remove_stale_temp_files(path: str | os.PathLike[str]) -> int:
     """Remove the temp files an interrupted (killed) :func:`write_atomic` left beside ``path``.
 
-    Only names of the exact form ``.<stem>.<8 hex digits>.tmp`` (:func:`temp_path`) are touched.
+    Only names of the exact form ``.<stem>.<8 hex digits>.tmp`` (:func:`temp_path`) are touched,
+    and not one a live write still holds locked (another process writing the same output).
     Returns how many were removed.
     """
     path = Path(path)
@@ -82,10 +89,35 @@ def remove_stale_temp_files(path: str | os.PathLike[str]) -> int:
     removed = 0
     for candidate in path.parent.glob(f".{glob.escape(stem)}.*.tmp"):
         token = candidate.name[len(stem) + 2: -len(".tmp")]
-        if len(token) == 8 and all(c in "0123456789abcdef" for c in token):
+        if len(token) == 8 and all(c in "0123456789abcdef" for c in token) and not _in_use(candidate):
             _remove_quietly(candidate)
             removed += 1
     return removed
+
+
+def _lock(fd: int) -> None:
+    """Hold an advisory lock on the open temp file ``fd`` (released when it is closed, or when its
+    process dies)."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a live :func:`write_atomic` holds ``path`` locked: its lock cannot be taken."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def is_any_of(path: Path | str, paths: Iterable[Path | str]) -> bool:

@@ -47,10 +47,11 @@ if TYPE_CHECKING:
 FORMAT = "colorot"
 FORMAT_VERSION = 1
 
-#: Largest model a checkpoint may hold and ``fit`` may train: each of
-#: hidden/layers/modules, and their product (the defaults use 32 and 48 units).
-#: Far above anything useful, low enough that a crafted config cannot make
-#: loading allocate gigabytes.
+#: Largest model ``fit`` may train: each of hidden/layers/modules (the defaults use 32 and 48
+#: units; the ridge map 576); a checkpoint may hold up to MAX_MODEL_UNITS in each and in their
+#: product, since a sequence frame's blended ridge map holds the units of every frame it blends
+#: (7 × 576 at σ = 1, 13 × 576 at σ = 2).  Far above anything useful, low enough that a crafted
+#: config cannot make loading allocate gigabytes.
 MAX_MODEL_SIZE = 4096
 MAX_MODEL_UNITS = 1 << 16
 _SIZE_KEYS = ("hidden", "layers", "modules")
@@ -94,10 +95,14 @@ def _model_payload(model: MonotoneGradientMap | RidgeParameters) -> dict:
 
 def save(path: str | Path, model: MonotoneGradientMap | RidgeParameters, target: GaussianMixture,
          preprocess: dict, train: dict, *, overwrite: bool = True) -> None:
-    """Write a checkpoint atomically: a temporary file beside ``path``, then rename."""
+    """Write a checkpoint atomically: a temporary file beside ``path``, then rename; CheckpointError
+    for a model larger than a checkpoint may hold (it could not be loaded)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists (overwrite=True replaces it; --force on the command line)")
+    size_error = model_size_error(_model_payload(model)["config"], MAX_MODEL_UNITS)
+    if size_error is not None:
+        raise CheckpointError(f"cannot save {path}: {size_error} (a sequence's blend: use a smaller --smooth)")
     write_atomic(path, to_bytes(model, target, preprocess, train), CheckpointError, "checkpoint")
 
 
@@ -106,12 +111,13 @@ def _require(condition: bool, path: object, what: str) -> None:
         raise CheckpointError(f"{path} is not a valid colorot checkpoint: {what}")
 
 
-def model_size_error(config: dict) -> str | None:
-    """Why the sizes in a model config are out of range (see MAX_MODEL_SIZE), or None."""
+def model_size_error(config: dict, largest: int = MAX_MODEL_SIZE) -> str | None:
+    """Why the sizes in a model config are out of range (each at most ``largest``: MAX_MODEL_SIZE
+    to fit, MAX_MODEL_UNITS in a checkpoint; their product at most MAX_MODEL_UNITS), or None."""
     sizes = [config[key] for key in _SIZE_KEYS if config.get(key) is not None]
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_MODEL_SIZE
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= largest
                for v in sizes):
-        return f"each of hidden, layers and modules must be from 1 to {MAX_MODEL_SIZE}"
+        return f"each of hidden, layers and modules must be from 1 to {largest}"
     if math.prod(sizes) > MAX_MODEL_UNITS:
         return f"model size out of range: hidden × layers/modules must be at most {MAX_MODEL_UNITS}"
     return None
@@ -127,7 +133,7 @@ def _check_config(config: object, state: object, source: object) -> None:
     eps = config.get("eps", 1.0)
     _require(isinstance(eps, (int, float)) and not isinstance(eps, bool)
              and math.isfinite(eps) and eps > 0, source, "eps must be a positive finite number")
-    size_error = model_size_error(config)
+    size_error = model_size_error(config, MAX_MODEL_UNITS)
     _require(size_error is None, source, f"model size out of range ({size_error})")
 
 

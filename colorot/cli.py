@@ -10,6 +10,7 @@ without torch, and ``colorot apply`` of a ridge map (the default) or an affine m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -398,6 +399,7 @@ def apply_command(
     with _user_errors():
         inputs, output, streaming = _batch_paths(paths, "apply MODEL", from_stdin, as_json,
                                                  {"--shard": shard, "--preview": preview, "--from-stdin": from_stdin})
+        _check_stdout_format(output_format, output)
         from colorot.controls import Controls
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
@@ -455,6 +457,13 @@ def _batch_paths(paths: list[str], usage: str, from_stdin: bool, as_json: bool,
     if output == "-" and as_json:
         raise ConfigError("--json cannot share stdout with the image; the summary goes to stderr")
     return inputs, output, streaming
+
+
+def _check_stdout_format(output_format: str | None, output: str) -> None:
+    """ConfigError for --format with a file or folder output: it names stdout's format only."""
+    if output_format is not None and output != "-":
+        raise ConfigError("--format names the format of an image written to stdout ('-'); a file's format "
+                          "comes from its suffix (--suffix for a folder)")
 
 
 def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: bool, overwrite: bool,
@@ -651,6 +660,7 @@ def match_command(
         inputs, output, streaming = _batch_paths(paths, "match REFERENCE", from_stdin, as_json,
                                                  {"--shard": shard, "--preview": preview, "--from-stdin": from_stdin,
                                                   "--save-maps": save_maps, "--sequence": sequence})
+        _check_stdout_format(output_format, output)
         _check_sequence_options(sequence, smooth, smooth_range, shard, model, solver)
         from colorot.controls import Controls
         from colorot.matching import Matcher, map_destination, plan_maps, write_matched
@@ -707,9 +717,12 @@ def match_command(
                     job_plan, lambda job: matcher.match_file(job.src, job.dst, save_map=maps_for(job),
                                                              image=job not in map_only, **settings),
                     jobs=jobs, label="matching")
+            remapped = [job for job in report.written if job in map_only]  # an image kept, its map fitted again
+            report = dataclasses.replace(report, written=[job for job in report.written if job not in map_only],
+                                         skipped=[*report.skipped, *remapped])
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
-            document["maps"] = [str(maps_for(j)) for j in report.written] if save_maps else None
+            document["maps"] = [str(maps_for(j)) for j in (*report.written, *remapped)] if save_maps else None
         document.update(_batch_summary(report, shard, preview))
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "
                  f"to redo), {len(report.failed)} failed in {report.seconds:.1f} s"]

@@ -336,7 +336,8 @@ def evaluate_files(source: str | os.PathLike, output: str | os.PathLike, target:
 
     Pixels are compared by position; the source's fully transparent pixels are
     left out of source and output alike, and the target's, as ``fit`` does.
-    ConfigError when the sizes differ, ImageReadError when a file cannot be read.
+    ConfigError when the sizes differ or an image has fewer than 2 usable pixels, ImageReadError
+    when a file cannot be read.
     """
     src = read_image(source, max_pixels=max_image_pixels)
     out = read_image(output, max_pixels=max_image_pixels)
@@ -349,5 +350,8 @@ def evaluate_files(source: str | os.PathLike, output: str | os.PathLike, target:
     if src_pixels.shape[0] == 0:
         raise ImageReadError(f"{source}: every pixel is fully transparent")
     target_pixels = read_pixels(target, max_pixels=max_image_pixels)
+    for name, pixels in ((source, src_pixels), (target, target_pixels)):
+        if pixels.shape[0] < 2:  # W2 and its interval need two of each
+            raise ConfigError(f"{name} has {pixels.shape[0]} usable pixel; eval needs at least 2")
     return {"compared_pixels": int(src_pixels.shape[0]),
             **evaluate(src_pixels, out_pixels, target_pixels, fitted_map=fitted_map, **options)}

@@ -82,7 +82,9 @@ def test_kept_maps_are_never_lost_or_left_behind(scene, tmp_path):
     (maps / "a.pt").unlink()  # as a run killed between the image and its map leaves it
     image = (tmp_path / "first" / "a.png").read_bytes()
     result = match(scene, str(src), str(tmp_path / "first/"), "--save-maps", str(maps), "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout)["maps"] == [str(maps / "a.pt")], result.output
+    document = json.loads(result.stdout)
+    assert result.exit_code == 0 and document["maps"] == [str(maps / "a.pt")], result.output
+    assert (document["written"], document["skipped"]) == ([], [str(tmp_path / "first" / "a.png")])
     np.testing.assert_array_equal(load(maps / "a.pt").transform(src), first_map)  # the same map again (seeded)
     assert (tmp_path / "first" / "a.png").read_bytes() == image  # and the image left as it was
 

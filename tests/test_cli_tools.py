@@ -139,6 +139,9 @@ def test_stdin_to_stdout_matches_file_apply(tiny_fit, tmp_path):
     assert jpeg.stdout_bytes[:2] == b"\xff\xd8"
     refused = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["source"]), "-", "--json"])
     assert refused.exit_code == 1
+    ignored = runner.invoke(app, ["apply", str(tiny_fit["model"]), "-", str(tmp_path / "named.png"), "--format", "jpg"],
+                            input=tiny_fit["source"].read_bytes())  # a file's format is its suffix's: was silently PNG
+    assert ignored.exit_code == 1 and "--format names the format of an image written to stdout" in ignored.output
 
 
 def test_paths_from_stdin_are_mirrored(tiny_fit, tmp_path, monkeypatch):

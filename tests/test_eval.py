@@ -309,6 +309,13 @@ def test_eval_refuses_an_output_of_another_size(files) -> None:
     assert "20×16" in line and "10×8" in line and "corresponding pixels" in line
 
 
+def test_eval_needs_two_pixels_of_each_image(files, tmp_path) -> None:
+    """A 1×1 image made W2's interval raise a ValueError: a traceback."""
+    PILImage.new("RGB", (1, 1)).save(tmp_path / "one.png")
+    assert "at least 2" in _one_line_error(_eval(files["source"], files["output"], tmp_path / "one.png"))
+    assert "at least 2" in _one_line_error(_eval(tmp_path / "one.png", tmp_path / "one.png", files["target"]))
+
+
 def test_eval_reports_missing_files_and_bad_checkpoints(files, tmp_path) -> None:
     assert "missing.png" in _one_line_error(_eval(files["source"], tmp_path / "missing.png", files["target"]))
     (tmp_path / "bad.pt").write_text("not a checkpoint")

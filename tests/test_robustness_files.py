@@ -488,3 +488,22 @@ def test_a_16_bit_png_with_a_transparent_colour_keeps_it(tmp_path: Path, half: P
     assert cli("apply", half, path.parent, tmp_path / "out").code == 0
     written = colorot.imageio.read_image(tmp_path / "out" / "keyed.png")
     assert written.bit_depth == 16 and np.array_equal(written.alpha, image.alpha)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl.flock) are POSIX")
+def test_the_cleanup_leaves_a_live_write_of_another_run_alone(tmp_path: Path) -> None:
+    """Two runs writing one folder: each removed the other's temp file just before its rename."""
+    import fcntl
+
+    out = tmp_path / "a.png"
+    live = colorot.atomic.temp_path(out, "0123abcd")
+    dead = colorot.atomic.temp_path(out, "89abcdef")
+    dead.write_bytes(b"left by a killed write")
+    fd = os.open(live, os.O_WRONLY | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as write_atomic holds its temp file
+    try:
+        assert colorot.atomic.remove_stale_temp_files(out) == 1
+        assert live.exists() and not dead.exists()
+    finally:
+        os.close(fd)
+    assert colorot.atomic.remove_stale_temp_files(out) == 1 and not live.exists()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
-from colorot import load, sequence
+from colorot import checkpoint, load, sequence
 from colorot.cli import app
 from colorot.errors import ConfigError
 from colorot.matching import Matcher, match
@@ -236,6 +236,23 @@ def test_a_kept_sequence_map_is_the_blend_and_says_so(clip, tmp_path) -> None:
     assert runner.invoke(app, ["apply", str(maps / "frame10.pt"), str(clip["folder"] / "frame10.png"),
                                str(again)]).exit_code == 0
     assert np.abs(codes(again) - codes(out / "frame10.png")).max() <= 1
+
+
+def test_a_wide_blend_is_kept_as_a_map_that_loads(clip, tmp_path) -> None:
+    """σ = 2.5 over 15 frames blends 15 maps into the middle frame: 15 × 576 units, over the 4096 the
+    loader took before, which wrote maps no command could read."""
+    folder = tmp_path / "long"
+    folder.mkdir()
+    for t, image in enumerate(frames(15, size=(8, 12))):
+        PILImage.fromarray(image).save(folder / f"f{t:02d}.png")
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    result = run_match(clip, str(folder), str(out), "--sequence", "--smooth", "2.5", "--smooth-range", "inf",
+                       "--save-maps", str(maps))
+    assert result.exit_code == 0, result.output
+    assert checkpoint.load(maps / "f07.pt").model.config["hidden"] > checkpoint.MAX_MODEL_SIZE
+    assert runner.invoke(app, ["info", str(maps / "f07.pt")]).exit_code == 0
+    too_many = {"dim": 3, "eps": 1e-3, "hidden": checkpoint.MAX_MODEL_UNITS + 1}
+    assert checkpoint.model_size_error(too_many, checkpoint.MAX_MODEL_UNITS) is not None
 
 
 def test_the_frames_go_in_rounds_without_changing_a_frame(clip, matched, tmp_path, monkeypatch) -> None:
