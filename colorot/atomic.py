@@ -1,4 +1,5 @@
-"""Atomic file writes: nothing half-written is ever left under the final name."""
+"""Atomic file writes: nothing half-written is ever left under the final name; and the checks of a
+file output before any work (not a folder, not an input, not replaced unasked)."""
 
 from __future__ import annotations
 
@@ -143,8 +144,9 @@ def check_file_output(path: str | os.PathLike[str], inputs: list, *, replace: bo
     makes it: ``folder_made``)."""
     if not str(path).strip():
         raise ConfigError(f"an empty path was given for the {what}")
+    named_as_folder = str(path).endswith(("/", os.sep))
     path = Path(path)
-    if path.is_dir() or str(path).endswith(("/", os.sep)):
+    if named_as_folder or path.is_dir():
         raise ConfigError(f"{path} is a folder; give a file name for the {what}")
     if is_any_of(path, inputs):
         raise ConfigError(f"the {what} {path} would overwrite an input or output of this run; name another file")
