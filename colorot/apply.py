@@ -528,10 +528,10 @@ def _checked_suffix(suffix: str | None) -> str | None:
 def _single_file_destination(
     src: Path, output: Path, output_is_folder: bool, suffix: str | None
 ) -> Path:
-    if not (output_is_folder or output.is_dir()) and output.suffix.lower() not in IMAGE_SUFFIXES:
-        if output.suffix.lower() in PILImage.registered_extensions():  # out.gif: an image, not a folder
-            _checked_suffix(output.suffix)
-    if output_is_folder or output.is_dir() or output.suffix.lower() not in IMAGE_SUFFIXES:
+    named_folder, writable = output_is_folder or output.is_dir(), output.suffix.lower() in IMAGE_SUFFIXES
+    if not (named_folder or writable) and output.suffix.lower() in PILImage.registered_extensions():
+        _checked_suffix(output.suffix)  # raises: out.gif names an image colorot cannot write, not a folder
+    if named_folder or not writable:
         dst = output / src.name
         return dst if suffix is None else dst.with_suffix(suffix)
     if suffix is not None and output.suffix.lower() != suffix:

@@ -87,10 +87,17 @@ def to_bytes(model: MonotoneGradientMap | RidgeParameters, target: GaussianMixtu
 def _model_payload(model: MonotoneGradientMap | RidgeParameters) -> dict:
     """The model section: name, config and parameters as float32 arrays (a RidgeMGN's state dict order)."""
     if isinstance(model, RidgeParameters):
-        return {"name": "ridge", "config": {"dim": 3, "eps": model.eps, "hidden": model.hidden},
+        return {"name": "ridge", "config": _model_config(model),
                 "state_dict": {key: np.asarray(model.state[key], np.float32) for key in _ridge_shapes(0)}}
-    return {"name": model.name, "config": dict(model.config),
+    return {"name": model.name, "config": _model_config(model),
             "state_dict": {key: value.detach().cpu().numpy() for key, value in model.state_dict().items()}}
+
+
+def _model_config(model: MonotoneGradientMap | RidgeParameters) -> dict:
+    """The model's constructor arguments, as the checkpoint keeps them."""
+    if isinstance(model, RidgeParameters):
+        return {"dim": 3, "eps": model.eps, "hidden": model.hidden}
+    return dict(model.config)
 
 
 def save(path: str | Path, model: MonotoneGradientMap | RidgeParameters, target: GaussianMixture,
@@ -100,7 +107,7 @@ def save(path: str | Path, model: MonotoneGradientMap | RidgeParameters, target:
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists (overwrite=True replaces it; --force on the command line)")
-    size_error = model_size_error(_model_payload(model)["config"], MAX_MODEL_UNITS)
+    size_error = model_size_error(_model_config(model), MAX_MODEL_UNITS)
     if size_error is not None:
         raise CheckpointError(f"cannot save {path}: {size_error} (a sequence's blend: use a smaller --smooth)")
     write_atomic(path, to_bytes(model, target, preprocess, train), CheckpointError, "checkpoint")

@@ -168,18 +168,18 @@ def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool)
     """
     from colorot.apply import Plan
 
+    maps = {job: map_destination(save_maps, job.dst, output_root) for job in (*plan.jobs, *plan.skipped)}
     owner: dict[Path, object] = {}
-    for job in (*plan.jobs, *plan.skipped):
-        path = map_destination(save_maps, job.dst, output_root)
+    for job, path in maps.items():
         if path in owner:
             raise ConfigError(f"{owner[path].src} and {job.src} would both keep their map in {path}; "
                               "match them separately or use --suffix")
         owner[path] = job
     if not overwrite:
         for job in plan.jobs:
-            if (path := map_destination(save_maps, job.dst, output_root)).exists():
-                raise ConfigError(f"{path} already exists (the map of an earlier run) but {job.dst} does not; "
+            if maps[job].exists():
+                raise ConfigError(f"{maps[job]} already exists (the map of an earlier run) but {job.dst} does not; "
                                   "pass --overwrite to replace it, or choose another --save-maps folder")
-    map_only = frozenset(job for job in plan.skipped if not map_destination(save_maps, job.dst, output_root).exists())
+    map_only = frozenset(job for job in plan.skipped if not maps[job].exists())
     return Plan([*plan.jobs, *(job for job in plan.skipped if job in map_only)],
                 [job for job in plan.skipped if job not in map_only]), map_only

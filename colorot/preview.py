@@ -18,8 +18,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from colorot.apply import make_folder, map_pixels
-from colorot.atomic import check_file_output
-from colorot.atomic import write_atomic
+from colorot.atomic import check_file_output, write_atomic
 from colorot.errors import ConfigError, ImageWriteError
 from colorot.imageio import quantize, read_image
 
