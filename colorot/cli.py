@@ -217,6 +217,27 @@ def _shard_value(value: str | None) -> str | None:
     return value
 
 
+def _sigma_value(value: float | None) -> float | None:
+    """--smooth's value, refused (a usage error, exit 2) unless finite and ≥ 0."""
+    return _sequence_value("check_sigma", value)
+
+
+def _range_value(value: float | None) -> float | None:
+    """--smooth-range's value, refused (a usage error, exit 2) unless > 0."""
+    return _sequence_value("check_range", value)
+
+
+def _sequence_value(check: str, value: float | None) -> float | None:
+    if value is not None:
+        from colorot import sequence
+
+        try:
+            getattr(sequence, check)(value)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 _Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, callback=_finite,
                                             help=_SATURATION_HELP)]
 _Neutral = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)]
@@ -439,14 +460,17 @@ def apply_command(
 
 def _batch_paths(paths: list[str], usage: str, from_stdin: bool, as_json: bool,
                  not_with_streams: dict[str, object]) -> tuple[list[str], str, bool]:
-    """The inputs, the output and whether '-' streams one image, from a batch command's paths;
-    ConfigError for a wrong count, or for '-' beside an option of ``not_with_streams`` that is set."""
+    """The inputs, the output and whether '-' streams one image, from a batch command's paths; a
+    usage error (exit 2) for a wrong count, ConfigError for '-' beside an option of
+    ``not_with_streams`` that is set."""
     if from_stdin:
         if len(paths) != 1:
-            raise ConfigError(f"with --from-stdin give only the output folder: colorot {usage} --from-stdin OUT/")
+            raise typer.BadParameter(f"with --from-stdin give only the output folder: colorot {usage} --from-stdin "
+                                     "OUT/", param_hint="'INPUT... OUTPUT'")
         inputs, output = [], paths[0]
     elif len(paths) < 2:
-        raise ConfigError(f"give at least one input and an output: colorot {usage} INPUT... OUTPUT")
+        raise typer.BadParameter(f"give at least one input and an output: colorot {usage} INPUT... OUTPUT",
+                                 param_hint="'INPUT... OUTPUT'")
     else:
         *inputs, output = paths
     if not all(path.strip() for path in paths):
@@ -618,9 +642,9 @@ def match_command(
                                            "sequence, in the natural order of their names: each frame is written through a "
                                            "blend of its neighbours' maps, against flicker; neighbours that grade it "
                                            "differently (a cut) are left out (ridge maps only).")] = False,
-    smooth: Annotated[Optional[float], typer.Option(rich_help_panel="Sequence", help="σ of --sequence's blend, in frames "
+    smooth: Annotated[Optional[float], typer.Option(rich_help_panel="Sequence", callback=_sigma_value, help="σ of --sequence's blend, in frames "
                                                     "(0: each frame its own map) \\[default: 1].", show_default=False)] = None,
-    smooth_range: Annotated[Optional[float], typer.Option(rich_help_panel="Sequence", help="τ of --sequence's blend, in code "
+    smooth_range: Annotated[Optional[float], typer.Option(rich_help_panel="Sequence", callback=_range_value, help="τ of --sequence's blend, in code "
                                                           "values: a neighbour whose map grades the frame D code values (RMS) "
                                                           "apart weighs exp(−½(D/τ)²) as much, so cuts and fast motion are "
                                                           "not blended (inf: no such term) \\[default: 4].",
@@ -742,15 +766,10 @@ def _check_sequence_options(sequence: bool, smooth: float | None, smooth_range: 
         return
     if shard:
         raise ConfigError("--sequence blends each frame with its neighbours, so it needs the whole sequence: no --shard")
-    from colorot.sequence import RIDGE_ONLY, check_range, check_sigma
+    from colorot.sequence import RIDGE_ONLY
 
     if model != ModelName.ridge or solver == SolverName.adam:
         raise ConfigError(RIDGE_ONLY)
-
-    if smooth is not None:
-        check_sigma(smooth)
-    if smooth_range is not None:
-        check_range(smooth_range)
 
 
 def _match_stream(matcher, source: str, output: str, output_format: str | None, settings: dict,

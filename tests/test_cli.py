@@ -277,11 +277,6 @@ def test_apply_json_is_exactly_one_document_even_with_failures(model_file, tmp_p
     assert [f["input"] for f in document["failed"]] == [str(src / "bad.png")]
 
 
-def test_apply_needs_an_input_and_an_output(model_file, images) -> None:
-    message = assert_clean_error(run("apply", model_file, images["source"]), 1)
-    assert "output" in message
-
-
 # ------------------------------------------------------------------ info
 def test_info_human_readable(model_file) -> None:
     result = run("info", model_file)

@@ -152,6 +152,17 @@ def test_paths_from_stdin_are_mirrored(tiny_fit, tmp_path, monkeypatch):
     assert written == [str(tmp_path / "out/photos/a.png"), str(tmp_path / "out/photos/sub/c.png")]
 
 
+
+@pytest.mark.parametrize("command", ["apply", "match"])
+def test_a_wrong_count_of_paths_is_a_usage_error(tiny_fit, tmp_path, command):
+    first = str(tiny_fit["model"] if command == "apply" else tiny_fit["target"])
+    for paths, message in ((["out/"], "give at least one input and an output"),
+                           (["--from-stdin", str(tiny_fit["source"]), "out/"], "give only the output")):
+        result = runner.invoke(app, [command, first, *paths], input="", terminal_width=200)
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_shards_split_a_folder_exactly_once(tiny_fit, tmp_path):
     everything = json.loads(_ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "all/",
                                  "--json"]).stdout)["written"]

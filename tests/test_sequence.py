@@ -290,18 +290,20 @@ def test_a_broken_frame_fails_alone_and_leaves_its_neighbours_blends(clip, tmp_p
     assert str(folder / "frame10.png") not in load(maps / "frame11.pt").train_info_["sequence"]["frames"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--smooth", "2"], "add --sequence"),
-    (["--smooth-range", "2"], "add --sequence"),
-    (["--sequence", "--smooth-range", "0"], "--smooth-range"),
-    (["--sequence", "--model", "cmgn"], "--sequence blends ridge maps"),
-    (["--sequence", "--solver", "adam"], "--sequence blends ridge maps"),
-    (["--sequence", "--shard", "0/2"], "no --shard"),
-    (["--sequence", "--smooth", "-1"], "--smooth"),
+@pytest.mark.parametrize("args, message, exit_code", [
+    (["--smooth", "2"], "add --sequence", 1),
+    (["--smooth-range", "2"], "add --sequence", 1),
+    (["--sequence", "--model", "cmgn"], "--sequence blends ridge maps", 1),
+    (["--sequence", "--solver", "adam"], "--sequence blends ridge maps", 1),
+    (["--sequence", "--shard", "0/2"], "no --shard", 1),
+    (["--sequence", "--smooth-range", "0"], "--smooth-range", 2),  # a value out of range: a usage error
+    (["--sequence", "--smooth-range", "nan"], "--smooth-range", 2),
+    (["--sequence", "--smooth", "-1"], "--smooth", 2),
+    (["--smooth", "inf"], "--smooth", 2),
 ])
-def test_refused_sequence_options(clip, tmp_path, args, message) -> None:
+def test_refused_sequence_options(clip, tmp_path, args, message, exit_code) -> None:
     result = run_match(clip, str(clip["folder"]), str(tmp_path / "out"), *args)
-    assert result.exit_code in (1, 2) and message in result.output, result.output
+    assert result.exit_code == exit_code and message in result.output, result.output
     assert not (tmp_path / "out").exists()
 
 
