@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass
 
@@ -48,6 +49,20 @@ KL_PIXELS = 20_000
 KL_CHUNK = 2048
 
 
+def pixel_rows(pixels: np.ndarray, name: str = "pixels", *, at_least: int = 1) -> np.ndarray:
+    """``pixels`` as (N, 3) rows; ValueError unless it holds whole RGB triples, at least ``at_least``
+    of them, all finite (a measure of NaN colours would be NaN, or fail deep inside a solver)."""
+    array = np.asarray(pixels)
+    if array.ndim == 0 or array.shape[-1] != 3:
+        raise ValueError(f"{name} must be RGB rows (N, 3) or an image (H, W, 3), not shape {array.shape}")
+    rows = array.reshape(-1, 3)
+    if rows.shape[0] < at_least:
+        raise ValueError(f"{name} has {rows.shape[0]} pixel(s); this measure needs at least {at_least}")
+    if not np.isfinite(rows).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return rows
+
+
 def subsample(pixels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """n rows of ``pixels`` drawn without replacement (all of them if fewer)."""
     pixels = np.asarray(pixels).reshape(-1, 3)
@@ -59,8 +74,9 @@ def subsample(pixels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
 def sliced_w2(a: np.ndarray, b: np.ndarray, *, directions: int = SW2_DIRECTIONS,
               pixels: int = SW2_PIXELS, seed: int = 0) -> float:
     """Sliced Wasserstein-2 distance between pixel sets a and b, each (N, 3)."""
+    a, b = pixel_rows(a, "a"), pixel_rows(b, "b")
     rng = np.random.default_rng(seed)
-    n = min(pixels, np.asarray(a).reshape(-1, 3).shape[0], np.asarray(b).reshape(-1, 3).shape[0])
+    n = min(pixels, a.shape[0], b.shape[0])
     xa = subsample(a, n, rng).astype(np.float64)
     xb = subsample(b, n, rng).astype(np.float64)
     theta = rng.normal(size=(3, directions))
@@ -72,7 +88,11 @@ def sliced_w2(a: np.ndarray, b: np.ndarray, *, directions: int = SW2_DIRECTIONS,
 
 def rms_displacement(source: np.ndarray, mapped: np.ndarray) -> float:
     """Root-mean-square colour displacement between corresponding pixels."""
-    d = np.asarray(mapped, np.float64).reshape(-1, 3) - np.asarray(source, np.float64).reshape(-1, 3)
+    source, mapped = pixel_rows(source, "source"), pixel_rows(mapped, "mapped")
+    if source.shape != mapped.shape:
+        raise ValueError(f"source has {source.shape[0]} pixels and mapped {mapped.shape[0]}: "
+                         "the displacement compares corresponding pixels")
+    d = mapped.astype(np.float64) - source.astype(np.float64)
     return float(np.sqrt(np.mean(np.sum(d * d, axis=1))))
 
 
@@ -87,10 +107,9 @@ def exact_w2(a: np.ndarray, b: np.ndarray, *, pixels: int = W2_PIXELS, seed: int
     images it is biased upwards (sample matching cost shrinks as n grows):
     :func:`w2_estimate` removes that bias.
     """
+    a, b = pixel_rows(a, "a"), pixel_rows(b, "b")
     rng = np.random.default_rng(seed)
-    n = min(pixels, np.asarray(a).reshape(-1, 3).shape[0], np.asarray(b).reshape(-1, 3).shape[0])
-    if n < 1:
-        raise ValueError("exact_w2 needs at least one pixel in each set")
+    n = min(pixels, a.shape[0], b.shape[0])
     xa = subsample(a, n, rng).astype(np.float64)
     xb = subsample(b, n, rng).astype(np.float64)
     return float(np.sqrt(_assignment_w2_squared(xa, xb)))
@@ -149,10 +168,10 @@ def w2_estimate(a: np.ndarray, b: np.ndarray, *, pixels: int = W2_ESTIMATE_PIXEL
     exactly (0 when v = 0); otherwise d tends to overcorrect (Gaussian and uniform pairs), so
     it bounds the interval below. ``resolved`` (the interval excludes 0) says W2 stands above the noise.
     """
-    a, b = (np.asarray(x).reshape(-1, 3) for x in (a, b))
+    a, b = pixel_rows(a, "a", at_least=2), pixel_rows(b, "b", at_least=2)
+    if repeats < 2:
+        raise ValueError("w2_estimate needs at least 2 repeats")
     n = min(pixels, a.shape[0] // 2, b.shape[0] // 2)
-    if n < 1 or repeats < 2:
-        raise ValueError("w2_estimate needs at least 2 pixels in each set and 2 repeats")
     same = a.shape == b.shape and np.array_equal(a, b)
     rng = np.random.default_rng(seed)
     cross, floor = np.empty(repeats), np.empty(repeats)
@@ -198,6 +217,9 @@ def clipped_fraction(mapped: np.ndarray) -> float:
     return float(np.mean(~inside.all(axis=1)))
 
 
+#: Detail energy below which an image counts as perfectly flat: float64 rounding leaves up to
+#: ~1e-32 in a flat image, one 16-bit code of detail in one pixel of an 8K frame gives ~6e-18.
+FLAT_ENERGY = 1e-24
 #: Rec. 709 luma weights of encoded RGB (as :mod:`colorot.controls` uses them).
 LUMA = (0.2126, 0.7152, 0.0722)
 
@@ -206,7 +228,8 @@ def detail_gain(source: np.ndarray, output: np.ndarray) -> float:
     """E(output) / E(source), with E(image) = mean over pixels of (Y − box₃(Y))² for the luma Y of
     the image (H, W, 3) in [0, 1] (``output`` clipped to it) and box₃ its 3×3 mean (edges
     reflected): the energy of the finest detail, noise and grain included.  Above 1 the transfer
-    amplifies it, as any map must that stretches a narrow range of colours."""
+    amplifies it, as any map must that stretches a narrow range of colours.  A perfectly flat
+    source has no detail to amplify: the gain is then ∞ if the output has some, else 1."""
     from scipy.ndimage import uniform_filter
 
     def energy(image: np.ndarray) -> float:
@@ -215,7 +238,11 @@ def detail_gain(source: np.ndarray, output: np.ndarray) -> float:
 
     if np.asarray(source).ndim != 3 or np.asarray(source).shape != np.asarray(output).shape:
         raise ValueError("detail_gain needs a source and an output image of the same shape (H, W, 3)")
-    return energy(output) / max(energy(source), 1e-30)
+    pixel_rows(source, "source"), pixel_rows(output, "output")
+    before, after = energy(source), energy(output)
+    if before < FLAT_ENERGY:
+        return math.inf if after >= FLAT_ENERGY else 1.0
+    return after / before
 
 
 def _distinct_rows(rows: np.ndarray) -> np.ndarray:

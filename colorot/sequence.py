@@ -135,6 +135,8 @@ def blend_weights(fits: Mapping[int, FrameFit], t: int, count: int, sigma: float
     were fitted and weigh at least :data:`WEIGHT_FLOOR` of frame t's own, weights summing to 1."""
     check_range(tau)
     frames, weights = window(t, count, sigma)
+    if t not in fits:
+        raise ValueError(f"frame {t} has no fit: its blend is centred on its own map")
     own = fits[t]
     far = np.asarray([math.inf if int(k) not in fits else 0.0 if k == t or math.isinf(tau) else own.distance(fits[int(k)])
                       for k in frames])

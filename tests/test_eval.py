@@ -125,7 +125,7 @@ def test_w2_estimate_draws_disjoint_halves_as_documented(rng) -> None:
     assert est.floor == pytest.approx(np.sqrt(np.mean(floor)), rel=1e-12)
     assert est.w2 == pytest.approx(np.sqrt(max(0.0, np.mean(cross) - np.mean(floor))), rel=1e-12)
     assert w2_estimate(a, b, pixels=100, repeats=3).pixels == 13  # the smaller set's half bounds n
-    with pytest.raises(ValueError, match="at least 2 pixels"):
+    with pytest.raises(ValueError, match="has 1 pixel.*needs at least 2"):
         w2_estimate(a[:1], b)
 
 
@@ -336,3 +336,27 @@ def test_detail_gain_is_one_for_the_identity_and_scales_with_contrast_squared() 
     assert detail_gain(image, uniform_filter(image, (5, 5, 1))) < 0.2  # a blur removes it
     with pytest.raises(ValueError):
         detail_gain(image, image[:, :-1])
+
+
+def test_detail_gain_of_a_flat_source_is_infinite_or_one() -> None:
+    """A flat source has no detail to amplify: 0/0 is read as no change, x/0 as ∞ (it read 5.6e24)."""
+    from colorot.metrics import detail_gain
+
+    flat = np.full((30, 40, 3), 0.7)  # float64 rounding leaves ~1e-32 of "detail" in it
+    assert detail_gain(flat, np.full_like(flat, 0.2)) == 1.0
+    assert detail_gain(flat, flat + 0.01 * np.random.default_rng(0).random(flat.shape)) == np.inf
+
+
+@pytest.mark.parametrize("measure", [sliced_w2, exact_w2, w2_estimate, rms_displacement])
+def test_the_measures_refuse_empty_non_finite_or_non_rgb_pixels(measure, rng) -> None:
+    good = rng.random((20, 3))
+    for bad, message in ((np.zeros((0, 3)), "0 pixel"), (np.full((20, 3), np.nan), "NaN or infinite"),
+                         (np.where(np.eye(20, 3) > 0, np.inf, good), "NaN or infinite"), (rng.random(20), "RGB rows")):
+        for a, b in ((bad, good), (good, bad)):
+            with pytest.raises(ValueError, match=message):
+                measure(a, b)
+
+
+def test_rms_displacement_refuses_unpaired_pixels(rng) -> None:
+    with pytest.raises(ValueError, match="corresponding pixels"):
+        rms_displacement(rng.random((20, 3)), rng.random((10, 3)))

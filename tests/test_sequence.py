@@ -123,6 +123,10 @@ def test_a_blended_frame_is_its_window_of_fits_and_says_so(reference) -> None:
     np.testing.assert_allclose(without.transform(x), sum(ci * fits[k].estimator.transform(x)
                                                          for ci, k in zip(c, kept_frames)), atol=1e-5)
     assert without.train_info_["sequence"]["frames"] == kept_frames
+    with pytest.raises(ValueError, match="frame 3 has no fit"):  # its own map is the blend's centre
+        sequence.blended(fits, 3, 5, 1.0)
+    with pytest.raises(ValueError, match="not among 5 frames"):
+        sequence.blended(fits, 5, 5, 1.0)
 
 
 class Distances:
