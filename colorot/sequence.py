@@ -31,6 +31,7 @@ Frames are taken in the natural order of their paths (``frame9`` before ``frame1
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -65,8 +66,11 @@ CHUNK = 64
 
 
 def natural_key(path: Path | str) -> tuple:
-    """Sort key comparing runs of digits as numbers: ``frame9`` before ``frame10``."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path)))
+    """Sort key comparing runs of digits as numbers and the rest regardless of case: ``frame9``
+    before ``frame10``, ``a9`` before ``A10``; names equal but for case in code-point order."""
+    parts = re.split(r"(\d+)", str(path))  # text, digits, text, …: digit runs at the odd places
+    folded = tuple(int(part) if odd else part.casefold() for odd, part in zip(itertools.cycle((False, True)), parts))
+    return folded, str(path)
 
 
 def window(t: int, count: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:

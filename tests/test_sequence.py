@@ -29,6 +29,10 @@ def test_frames_are_ordered_by_their_numbers() -> None:
     names = ["shot/frame10.png", "shot/frame9.png", "shot/frame100.png", "shot/frame0.png"]
     assert sorted(names, key=sequence.natural_key) == ["shot/frame0.png", "shot/frame9.png", "shot/frame10.png",
                                                        "shot/frame100.png"]
+    # Case is ignored but breaks ties; digits that are not decimal (²) are text (they raised).
+    names = ["A10.png", "a9.png", "B1.png", "a1²3.png", "a1²2.png", "b1.png"]
+    assert sorted(names, key=sequence.natural_key) == ["a1²2.png", "a1²3.png", "a9.png", "A10.png", "B1.png",
+                                                       "b1.png"]
 
 
 @settings(max_examples=200, deadline=None)
