@@ -167,12 +167,17 @@ def read_pixels(path: str | os.PathLike[str], **kwargs: int | None) -> np.ndarra
     Keyword arguments go to :func:`read_image`. An image with no pixel left
     raises ImageReadError.
     """
-    image = read_image(path, **kwargs)
+    return visible_pixels(read_image(path, **kwargs), str(path))
+
+
+def visible_pixels(image: Image, name: str) -> np.ndarray:
+    """A decoded image's pixels as float32 (N, 3), leaving out fully transparent ones;
+    ImageReadError naming the image when none is left."""
     pixels = image.rgb.reshape(-1, 3)
     if image.alpha is not None:
         pixels = pixels[image.alpha.reshape(-1) != 0]
     if len(pixels) == 0:
-        raise ImageReadError(f"{path}: every pixel is fully transparent")
+        raise ImageReadError(f"{name}: every pixel is fully transparent")
     return pixels
 
 

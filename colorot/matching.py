@@ -68,10 +68,11 @@ class Matcher:
         """An encoded image (e.g. stdin) matched to the reference: the encoded result and its format
         (``format``, or the input's)."""
         from colorot import apply
-        from colorot.imageio import decode_image, encode_image, format_for_suffix
+        from colorot.imageio import decode_image, encode_image, format_for_suffix, visible_pixels
 
         image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
-        fitted, table = _prepared(self.fit(image.rgb, measure_kl=False), strength, exact, controls)
+        pixels = visible_pixels(image, "<stdin>")  # fitted as a file is: fully transparent pixels left out
+        fitted, table = _prepared(self.fit(pixels, measure_kl=False), strength, exact, controls)
         fmt = format_for_suffix(format) if format else image.format
         return encode_image(image, apply.map_image(fitted, image, table=table), fmt, quality=quality), fmt
 

@@ -164,6 +164,27 @@ def test_stdin_to_a_file_is_written_once_then_skipped(scene, tmp_path):
     assert result.exit_code == 0 and "1 skipped" in result.output and out.read_bytes() == written
 
 
+def test_stdin_is_fitted_without_its_transparent_pixels_as_a_file_is(scene, tmp_path):
+    """From stdin the fit took the colours hidden under fully transparent pixels (up to 81 codes
+    off on the visible ones), and a fully transparent image was matched instead of refused."""
+    rgb = smooth_rgb(16, 24, 5)
+    alpha = np.zeros(rgb.shape[:2], np.uint8)
+    alpha[:, :8] = 255
+    rgb[alpha == 0] = (0, 255, 0)  # a hidden pure green that a fit must not see
+    src = tmp_path / "hidden.png"
+    PILImage.fromarray(np.dstack([rgb, alpha])).save(src)
+    from_file = tmp_path / "file.png"
+    assert match(scene, str(src), str(from_file)).exit_code == 0
+    piped = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", *FAST], input=src.read_bytes())
+    assert piped.exit_code == 0, piped.stderr
+    with PILImage.open(io.BytesIO(piped.stdout_bytes)) as image:
+        assert np.array_equal(np.asarray(image), codes(from_file))
+    clear = io.BytesIO()
+    PILImage.fromarray(np.zeros((4, 4, 4), np.uint8)).save(clear, format="PNG")
+    refused = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", *FAST], input=clear.getvalue())
+    assert refused.exit_code == 1 and "every pixel is fully transparent" in refused.stderr
+
+
 def test_sixteen_bit_and_alpha_are_kept(scene, tmp_path):
     rgb = smooth_rgb(16, 24, 4).astype(np.uint16) * 257
     alpha = np.linspace(0, 65535, rgb.shape[0] * rgb.shape[1]).reshape(rgb.shape[:2]).astype(np.uint16)
