@@ -49,6 +49,9 @@ _FORMAT_BY_SUFFIX = {
 IMAGE_SUFFIXES = frozenset(_FORMAT_BY_SUFFIX)
 """Lower-case suffixes of the images a folder run reads and can write back."""
 
+#: Formats Pillow reads under their own name that are written as another: a multi-picture JPEG
+#: (phones' MPO, a JPEG with an MPF segment) is a JPEG.
+_WRITTEN_AS = {"MPO": "JPEG"}
 _ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _ORIENTATION_TAG = 0x0112
@@ -87,8 +90,9 @@ class Image:
     (8 or 16) says (decoded 8-bit RGB without alpha: a read-only view of RGBX words, see
     :func:`codes_of_words`); ``rgb`` is the same as float32 in [0, 1]. ``alpha`` is the
     original alpha channel (H, W) in its original dtype, or None. ``mode`` and
-    ``format`` are Pillow's names for the source, ``icc_profile`` and ``exif``
-    its raw metadata.
+    ``format`` are Pillow's names for the source (a multi-picture JPEG's format:
+    JPEG), ``icc_profile`` and ``exif`` its raw metadata; ``webp_lossless`` says
+    the source is a lossless WebP, written back to WebP losslessly.
     """
 
     codes: np.ndarray
@@ -98,6 +102,7 @@ class Image:
     format: str
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    webp_lossless: bool = False
 
     @property
     def rgb(self) -> np.ndarray:
@@ -137,9 +142,9 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     Palette, greyscale, CMYK and other modes become RGB (CMYK by Pillow's plain
     conversion, without colour management). Animated and multi-page files give
     their first frame. 16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF
-    keep their full precision; rarer 16-bit layouts (premultiplied alpha,
-    separate planes) come at Pillow's 8-bit precision with ``bit_depth`` 8;
-    32-bit integer and floating-point modes are refused.
+    keep their full precision; rarer 16-bit layouts (premultiplied alpha, CMYK)
+    come at Pillow's 8-bit precision with ``bit_depth`` 8; TIFFs of over 8 bits
+    a sample in separate planes, and 32-bit integer and floating-point modes, are refused.
     EXIF is read from JPEG, PNG and WebP; a TIFF's own tags are not carried.
     ``max_pixels`` replaces Pillow's decompression-bomb limit (while such a
     decode runs, Pillow's global limit is lifted under a lock); without it an
@@ -241,7 +246,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
     sources are written as RGB. The alpha channel is written untouched by PNG,
     TIFF and WebP (rounded to 8 bits where the output is 8-bit) and dropped by
     JPEG and BMP. The ICC profile is written when it is an RGB profile and the
-    format takes one (not BMP); so is the EXIF. ``quality`` applies to JPEG and WebP.
+    format takes one (not BMP); so is the EXIF. ``quality`` applies to JPEG and lossy
+    WebP; a lossless WebP source is written to WebP losslessly.
     """
     fmt = format.upper()
     if fmt not in _FORMAT_BY_SUFFIX.values():
@@ -261,7 +267,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
     exif = image.exif if fmt != "BMP" else None
     options = {key: value for key, value in (("icc_profile", icc), ("exif", exif)) if value is not None}
-    if fmt in ("JPEG", "WEBP"):
+    if fmt == "WEBP":  # exact: the colours under transparent pixels are kept, as PNG and TIFF keep them
+        options.update({"lossless": True} if image.webp_lossless else {"quality": quality}, exact=True)
+    elif fmt == "JPEG":
         options["quality"] = quality
 
     def write(file: BinaryIO) -> None:
@@ -368,9 +376,10 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
             alpha=codes[..., 3].copy() if codes.ndim == 3 and codes.shape[2] == 4 else None,
             bit_depth=bit_depth,
             mode=pil.mode,
-            format=pil.format or "",
+            format=_WRITTEN_AS.get(pil.format, pil.format or ""),
             icc_profile=pil.info.get("icc_profile") or None,
             exif=_upright_exif(pil, orientation),
+            webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
         )
 
 
@@ -381,6 +390,9 @@ def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarra
         pil.load()
         grey = np.asarray(pil).astype(np.uint16)
         return _with_colour_key(np.repeat(grey[..., None], 3, axis=2), pil.info.get("transparency")), 16
+    if _planar_deep_tiff(pil):
+        raise ImageReadError(f"{name}: a TIFF of over 8 bits a sample with separate colour planes is not supported "
+                             "(Pillow misreads it); save it with interleaved (contiguous) samples")
     low_bytes = _low_byte_decoder(pil)
     if low_bytes is not None:
         pil.load()
@@ -393,6 +405,31 @@ def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarra
         return np.asarray(pil if pil.mode == "RGBA" else pil.convert("RGBA")), 8  # convert() would copy
     rgb = pil if pil.mode == "RGB" else pil.convert("RGB")
     return np.frombuffer(rgb.tobytes("raw", "RGBX"), dtype="<u4").reshape(rgb.height, rgb.width), 8
+
+
+def _webp_is_lossless(data: bytes) -> bool:
+    """Whether a WebP's (first) image is coded losslessly: its bitstream chunk is 'VP8L', not
+    'VP8 ' (RIFF chunks: a FourCC, a little-endian size, the payload padded to even; an
+    animation's frames are 'ANMF' chunks holding a 16-byte header and then their own chunks)."""
+    at, end = 12, len(data)
+    while at + 8 <= end:
+        kind, size = data[at:at + 4], struct.unpack_from("<I", data, at + 4)[0]
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        if kind == b"ANMF":
+            at, end = at + 8 + 16, min(end, at + 8 + size)  # into the first frame
+            continue
+        at += 8 + size + (size & 1)
+    return False
+
+
+def _planar_deep_tiff(pil: PILImage.Image) -> bool:
+    """A TIFF with separate planes (PlanarConfiguration 2) of more than 8 bits a sample, which
+    Pillow decodes with 8-bit raw modes: wrong values, not truncated ones."""
+    if pil.format != "TIFF" or pil.tag_v2.get(TiffImagePlugin.PLANAR_CONFIGURATION) != 2:
+        return False
+    bits = pil.tag_v2.get(TiffImagePlugin.BITSPERSAMPLE, 1)
+    return max(bits if isinstance(bits, tuple) else (bits,)) > 8
 
 
 def _with_colour_key(codes: np.ndarray, key: object) -> np.ndarray:

@@ -110,6 +110,28 @@ def _tiff16(codes: np.ndarray, *, deflate: bool, order: str = "<") -> bytes:
     return header + ifd + struct.pack(f"{order}{channels}H", *[16] * channels) + strip
 
 
+def _tiff16_planar(codes: np.ndarray) -> bytes:
+    """A 16-bit RGB TIFF with separate colour planes (PlanarConfiguration 2), one strip per plane,
+    little-endian, written by hand."""
+    height, width, channels = codes.shape
+    planes = [np.ascontiguousarray(codes[..., c]).astype("<u2").tobytes() for c in range(channels)]
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, channels, None), (259, 3, 1, 1), (262, 3, 1, 2),
+               (273, 4, channels, None), (277, 3, 1, channels), (278, 4, 1, height), (279, 4, channels, None),
+               (284, 3, 1, 2)]
+    arrays_at = 8 + 2 + 12 * len(entries) + 4  # BitsPerSample, StripOffsets, StripByteCounts follow the IFD
+    bits = struct.pack(f"<{channels}H", *[16] * channels)
+    data_at = arrays_at + len(bits) + 8 * channels
+    offsets = struct.pack(f"<{channels}I", *[data_at + c * len(planes[0]) for c in range(channels)])
+    counts = struct.pack(f"<{channels}I", *[len(plane) for plane in planes])
+    out_of_line = {258: arrays_at, 273: arrays_at + len(bits), 279: arrays_at + len(bits) + 4 * channels}
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        packed = (struct.pack("<I", out_of_line[tag]) if value is None else
+                  struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+        ifd += struct.pack("<HHI", tag, kind, count) + packed
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bits + offsets + counts + b"".join(planes)
+
+
 def _srgb_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -217,6 +239,47 @@ def test_floating_point_images_are_refused(tmp_path: Path) -> None:
     PILImage.fromarray(np.zeros((2, 2), np.float32)).save(tmp_path / "a.tif")
     with pytest.raises(ImageReadError, match="unsupported pixel format"):
         read_image(tmp_path / "a.tif")
+
+
+def test_a_16_bit_tiff_in_separate_planes_is_refused_not_misread() -> None:
+    """Pillow decodes its planes with 8-bit raw modes: the green of (0, 65535, 0) came out black."""
+    codes = np.zeros((6, 8, 3), np.uint16)
+    codes[:, :4] = (0, 65535, 0)
+    with pytest.raises(ImageReadError, match="separate colour planes"):
+        decode_image(_tiff16_planar(codes), name="planes.tif")
+    with PILImage.open(io.BytesIO(_tiff16_planar(codes))) as pil:  # the file is what it should be
+        assert pil.tag_v2[284] == 2 and pil.tag_v2[258] == (16, 16, 16) and pil.size == (8, 6)
+
+
+def test_a_multi_picture_jpeg_is_a_jpeg() -> None:
+    """Phones' JPEGs with an MPF segment open as Pillow's 'MPO', which colorot cannot write: an
+    image piped in kept that name as its output format and was refused."""
+    first, second = _codes((6, 8, 3)), _codes((6, 8, 3))
+    buffer = io.BytesIO()
+    PILImage.fromarray(first).save(buffer, format="MPO", save_all=True, append_images=[PILImage.fromarray(second)])
+    image = decode_image(buffer.getvalue())
+    assert image.format == "JPEG" and image.codes.shape == (6, 8, 3)
+    assert encode_image(image, image.rgb, image.format)[:3] == b"\xff\xd8\xff"
+
+
+@pytest.mark.parametrize("animated", [False, True])
+def test_a_lossless_webp_is_written_back_losslessly(animated: bool) -> None:
+    """It was re-encoded lossily (up to 135 codes off at strength 0 on noise, 55 at quality 100),
+    and the colours under transparent pixels were dropped."""
+    codes = _codes((12, 16, 4))
+    codes[:4, :, 3] = 0  # transparent, with colours under it
+    frames = [PILImage.fromarray(codes), PILImage.fromarray(codes[::-1].copy())]
+    for lossless in (False, True):  # the lossless one last: written back below
+        buffer = io.BytesIO()
+        frames[0].save(buffer, format="WEBP", lossless=lossless, exact=True, save_all=animated,
+                       append_images=frames[1:])
+        image = decode_image(buffer.getvalue())
+        assert image.webp_lossless is lossless
+    again = decode_image(encode_image(image, image.rgb, "WEBP"))  # the lossless source, written back
+    assert again.webp_lossless
+    shown = codes[..., 3] > 0 if animated else slice(None)  # Pillow composites an animation's frame on
+    np.testing.assert_array_equal(again.codes[shown], codes[..., :3][shown])  # a transparent black canvas
+    np.testing.assert_array_equal(again.alpha, codes[..., 3])
 
 
 def test_encode_and_decode_bytes_round_trip() -> None:
