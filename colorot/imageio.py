@@ -158,8 +158,10 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
             return _decode(data, name, max_pixels)
     except ColorotError:
         raise
-    except PILImage.DecompressionBombError as exc:
-        raise ImageReadError(f"{name}: {exc} Raise the limit with --max-image-pixels.") from exc
+    except PILImage.DecompressionBombError as exc:  # over twice Pillow's limit: refused as over once
+        limit = PILImage.MAX_IMAGE_PIXELS
+        with _pillow_pixel_limit_lifted(True), PILImage.open(io.BytesIO(data)) as pil:  # reads the header only
+            raise ImageReadError(_over_limit(name, pil, limit)) from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(f"{name}: not an image, or a format Pillow cannot read") from exc
     except Exception as exc:  # Pillow's decoders raise many exception types on bad data
@@ -364,10 +366,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
     with pil:
         limit = max_pixels if max_pixels is not None else PILImage.MAX_IMAGE_PIXELS
         if limit is not None and pil.width * pil.height > limit:
-            raise ImageReadError(
-                f"{name}: {pil.width}x{pil.height} is {pil.width * pil.height} pixels, over the "
-                f"decompression-bomb limit of {limit}; raise it with --max-image-pixels"
-            )
+            raise ImageReadError(_over_limit(name, pil, limit))
         codes, bit_depth = _pixel_codes(pil, data, name)
         orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
         codes = np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(codes))
@@ -381,6 +380,11 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
             exif=_upright_exif(pil, orientation),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
         )
+
+
+def _over_limit(name: str, pil: PILImage.Image, limit: int) -> str:
+    return (f"{name}: {pil.width}x{pil.height} is {pil.width * pil.height} pixels, over the "
+            f"decompression-bomb limit of {limit}; raise it with --max-image-pixels")
 
 
 def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarray, int]:
