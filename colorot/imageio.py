@@ -2,7 +2,8 @@
 
 Reading gives float32 RGB in [0, 1] with the alpha channel split off, EXIF
 orientation applied and 16-bit sources kept at 16-bit precision. Writing puts
-the result back in the source's bit depth, with its alpha, ICC profile and EXIF.
+the result back in the source's bit depth, with its alpha and metadata (ICC profile,
+EXIF, XMP, resolution).
 
 Output rule: each channel is clipped to [0, 1] (NaN counts as 0) and rounded to
 the nearest code value, ``round(x * 255)`` or ``round(x * 65535)``; there is no
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import struct
 import sys
 import threading
@@ -31,7 +33,7 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageFile, TiffImagePlugin, TiffTags, UnidentifiedImageError
+from PIL import ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, TiffTags, UnidentifiedImageError
 
 from colorot.atomic import write_atomic
 from colorot.errors import ColorotError, ImageReadError, ImageWriteError
@@ -56,6 +58,12 @@ _ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
+_XMP_TIFF_TAG = 700
+#: The most XMP a JPEG's APP1 marker holds (65 533 bytes less its 29-byte namespace header);
+#: longer XMP (which Adobe splits into "extended XMP") is not written to JPEG.
+_JPEG_XMP_LIMIT = 65_504
+#: XMP's copy of the orientation, as an attribute or an element.
+_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>\s*)[1-8]")
 
 _TRANSPOSES: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     2: lambda a: a[:, ::-1],
@@ -91,8 +99,11 @@ class Image:
     :func:`codes_of_words`); ``rgb`` is the same as float32 in [0, 1]. ``alpha`` is the
     original alpha channel (H, W) in its original dtype, or None. ``mode`` and
     ``format`` are Pillow's names for the source (a multi-picture JPEG's format:
-    JPEG), ``icc_profile`` and ``exif`` its raw metadata; ``webp_lossless`` says
-    the source is a lossless WebP, written back to WebP losslessly.
+    JPEG), ``icc_profile``, ``exif`` and ``xmp`` its raw metadata (orientation reset
+    to 1 where it was applied), ``dpi`` its resolution; ``jpeg_subsampling`` a JPEG
+    source's chroma subsampling (Pillow's 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0), kept by a
+    JPEG output; ``webp_lossless`` says the source is a lossless WebP, written back to
+    WebP losslessly.
     """
 
     codes: np.ndarray
@@ -102,6 +113,9 @@ class Image:
     format: str
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    xmp: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    jpeg_subsampling: int | None = None
     webp_lossless: bool = False
 
     @property
@@ -248,8 +262,10 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
     sources are written as RGB. The alpha channel is written untouched by PNG,
     TIFF and WebP (rounded to 8 bits where the output is 8-bit) and dropped by
     JPEG and BMP. The ICC profile is written when it is an RGB profile and the
-    format takes one (not BMP); so is the EXIF. ``quality`` applies to JPEG and lossy
-    WebP; a lossless WebP source is written to WebP losslessly.
+    format takes one (not BMP); so are the EXIF and XMP (XMP too long for one JPEG
+    marker is not written to JPEG), and the resolution (not WebP). ``quality``
+    applies to JPEG and lossy WebP; a lossless WebP source is written to WebP
+    losslessly, a JPEG source to JPEG with its chroma subsampling.
     """
     fmt = format.upper()
     if fmt not in _FORMAT_BY_SUFFIX.values():
@@ -268,16 +284,30 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
         pixels = np.dstack((pixels, _alpha_codes(image.alpha, bits)))
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
     exif = image.exif if fmt != "BMP" else None
-    options = {key: value for key, value in (("icc_profile", icc), ("exif", exif)) if value is not None}
+    xmp = image.xmp if fmt != "BMP" and not (fmt == "JPEG" and len(image.xmp or b"") > _JPEG_XMP_LIMIT) else None
+    dpi = image.dpi if fmt != "WEBP" else None
+    options = {key: value for key, value in (("icc_profile", icc), ("exif", exif), ("dpi", dpi)) if value is not None}
     if fmt == "WEBP":  # exact: the colours under transparent pixels are kept, as PNG and TIFF keep them
         options.update({"lossless": True} if image.webp_lossless else {"quality": quality}, exact=True)
     elif fmt == "JPEG":
         options["quality"] = quality
+        if image.jpeg_subsampling is not None:
+            options["subsampling"] = image.jpeg_subsampling
+    if xmp is not None and fmt in ("JPEG", "WEBP"):
+        options["xmp"] = xmp
+    elif xmp is not None and fmt == "PNG":
+        options["pnginfo"] = PngImagePlugin.PngInfo()
+        options["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+    elif xmp is not None and fmt == "TIFF":  # Pillow takes a TIFF's tags from tiffinfo, else from exif
+        options["tiffinfo"] = PILImage.Exif()
+        if options.pop("exif", None):
+            options["tiffinfo"].load(exif)
+        options["tiffinfo"][_XMP_TIFF_TAG] = xmp
 
     def write(file: BinaryIO) -> None:
         try:
             if bits == 16:
-                file.write((_encode_png16 if fmt == "PNG" else _encode_tiff16)(pixels, icc, exif))
+                file.write((_encode_png16 if fmt == "PNG" else _encode_tiff16)(pixels, icc, exif, xmp, dpi))
             else:
                 _pillow_image(pixels, fmt).save(file, format=fmt, **options)
         except Exception as exc:  # Pillow's encoders raise many exception types
@@ -378,6 +408,9 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
             format=_WRITTEN_AS.get(pil.format, pil.format or ""),
             icc_profile=pil.info.get("icc_profile") or None,
             exif=_upright_exif(pil, orientation),
+            xmp=_upright_xmp(pil.info.get("xmp"), orientation),
+            dpi=_upright_dpi(pil.info.get("dpi"), orientation),
+            jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
         )
 
@@ -488,6 +521,29 @@ def _upright_exif(pil: PILImage.Image, orientation: object) -> bytes | None:
     return raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
 
 
+def _upright_xmp(xmp: object, orientation: object) -> bytes | None:
+    """The source's XMP packet, with its copy of the orientation reset to 1 if it was applied."""
+    if not xmp:
+        return None
+    xmp = xmp if isinstance(xmp, bytes) else str(xmp).encode()
+    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp) if orientation in _TRANSPOSES else xmp
+
+
+def _upright_dpi(dpi: object, orientation: object) -> tuple[float, float] | None:
+    """The source's horizontal and vertical resolution, swapped where the pixels were turned by 90°."""
+    if not (isinstance(dpi, tuple) and len(dpi) == 2 and all(float(d) > 0 for d in dpi)):
+        return None
+    x, y = (float(d) for d in dpi)
+    return (y, x) if orientation in (5, 6, 7, 8) else (x, y)
+
+
+def _jpeg_subsampling(pil: PILImage.Image) -> int | None:
+    if pil.format not in ("JPEG", "MPO") or pil.mode != "RGB":
+        return None
+    sampling = JpegImagePlugin.get_sampling(pil)
+    return sampling if sampling in (0, 1, 2) else None
+
+
 def _alpha_codes(alpha: np.ndarray, bits: int) -> np.ndarray:
     """The alpha channel at ``bits`` bits per sample, untouched when it already is."""
     if alpha.dtype == (np.uint16 if bits == 16 else np.uint8):
@@ -512,7 +568,8 @@ def _pillow_image(pixels: np.ndarray, fmt: str) -> PILImage.Image:
     return rgbx if fmt == "JPEG" else rgbx.convert("RGB")
 
 
-def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
+                  dpi: tuple[float, float] | None) -> bytes:
     """A 16-bit RGB or RGBA PNG; every row uses the Sub filter."""
     height, width, channels = pixels.shape
     rows = pixels.astype(">u2").view(np.uint8).reshape(height, -1)
@@ -527,6 +584,10 @@ def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> 
         chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
     if exif:
         chunks.append((b"eXIf", exif.removeprefix(_EXIF_HEADER)))
+    if xmp:  # iTXt: keyword, NUL, uncompressed, no language tag or translated keyword
+        chunks.append((b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
+    if dpi:  # pixels per metre
+        chunks.append((b"pHYs", struct.pack(">IIB", *(round(d / 0.0254) for d in dpi), 1)))
     compressed = zlib.compress(scanlines)
     chunks += [(b"IDAT", compressed[i : i + (1 << 24)]) for i in range(0, len(compressed), 1 << 24)]
     chunks.append((b"IEND", b""))
@@ -536,7 +597,8 @@ def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> 
     )
 
 
-def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
+                   dpi: tuple[float, float] | None) -> bytes:
     """An uncompressed 16-bit RGB or RGBA TIFF (unassociated alpha), one strip."""
     height, width, channels = pixels.shape
     strip = pixels.astype("<u2").tobytes()
@@ -561,6 +623,12 @@ def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None) ->
         ifd[TiffImagePlugin.EXTRASAMPLES] = 2
     if icc:
         ifd[TiffImagePlugin.ICCPROFILE] = icc
+    if xmp:
+        ifd.tagtype[_XMP_TIFF_TAG] = TiffTags.BYTE
+        ifd[_XMP_TIFF_TAG] = xmp
+    if dpi:
+        ifd[TiffImagePlugin.X_RESOLUTION], ifd[TiffImagePlugin.Y_RESOLUTION] = dpi
+        ifd[TiffImagePlugin.RESOLUTION_UNIT] = 2  # inches
     buffer = io.BytesIO()
     ifd.save(buffer)
     buffer.write(strip)

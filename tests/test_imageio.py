@@ -406,6 +406,47 @@ def test_icc_profile_and_exif_are_carried(tmp_path: Path, suffix: str) -> None:
         assert out.getexif()[0x010F] == "colorot test camera"
 
 
+_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+        b'tiff:Orientation="6" xmp:Rating="5"/></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize("suffix, bits", [(".jpg", 8), (".png", 8), (".png", 16), (".tif", 8), (".tif", 16),
+                                          (".webp", 8), (".bmp", 8)])
+def test_xmp_resolution_and_chroma_subsampling_are_carried(tmp_path: Path, suffix: str, bits: int) -> None:
+    """XMP (ratings, keywords, rights), the resolution and a JPEG's chroma subsampling were dropped;
+    the pixels are turned upright, so XMP's copy of the orientation is reset as EXIF's is."""
+    source = _save(tmp_path / "a.jpg", _codes((4, 6, 3)), exif=_exif(6), xmp=_XMP, dpi=(300, 72), subsampling=0)
+    image = read_image(source)
+    assert image.codes.shape == (6, 4, 3) and image.dpi == (72, 300) and image.jpeg_subsampling == 0
+    if bits == 16:
+        image.codes, image.bit_depth = image.codes.astype(np.uint16) * 257, 16
+    write_image(tmp_path / f"b{suffix}", image, image.rgb)
+    with PILImage.open(tmp_path / f"b{suffix}") as out:
+        xmp = out.info.get("xmp")
+        if suffix == ".bmp":  # BMP holds no metadata but its resolution
+            assert xmp is None
+        else:
+            assert b'xmp:Rating="5"' in xmp and b'tiff:Orientation="1"' in xmp and b'Orientation="6"' not in xmp
+            assert out.getexif()[0x0112] == 1 and out.getexif()[0x010F] == "colorot test camera"
+        if suffix != ".webp":  # WebP has no resolution field
+            assert tuple(round(d) for d in out.info["dpi"]) == (72, 300)
+        if suffix == ".jpg":
+            from PIL import JpegImagePlugin
+
+            assert JpegImagePlugin.get_sampling(out) == 0  # 4:4:4 kept (Pillow's default is 4:2:0)
+    assert read_image(tmp_path / f"b{suffix}").bit_depth == bits
+
+
+def test_xmp_too_long_for_a_jpeg_marker_is_left_out_of_a_jpeg(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.png", _codes((4, 4, 3))))
+    image.xmp = b"<x:xmpmeta>" + b" " * 70_000 + b"</x:xmpmeta>"
+    with PILImage.open(io.BytesIO(encode_image(image, image.rgb, "JPEG"))) as out:
+        assert "xmp" not in out.info
+    with PILImage.open(io.BytesIO(encode_image(image, image.rgb, "PNG"))) as out:
+        assert out.info["xmp"] == image.xmp
+
+
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_icc_profile_and_exif_are_carried_into_16_bit_output(tmp_path: Path, suffix: str) -> None:
     icc = _srgb_profile()
