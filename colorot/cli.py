@@ -817,8 +817,8 @@ def _components(components: str | None) -> int | str | None:
 def export_lut(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint written by 'colorot fit'.")],
     output: Annotated[str, typer.Argument(metavar="LUT.cube", help="The .cube file to write ('-': stdout).")],
-    size: Annotated[int, typer.Option(rich_help_panel="Map", min=2, max=65, help="Grid points per axis: 33 (common) or 65 "
-                                      "(finest).")] = 33,
+    size: Annotated[int, typer.Option(rich_help_panel="Map", min=2, max=65, help="Grid points per axis: 65 (the finest, "
+                                      "closest to the map) or 33 (for consumers limited to 33³).")] = 65,
     strength: _Strength = 1.0,
     inverse: Annotated[bool, typer.Option("--inverse", rich_help_panel="Map", help=_INVERSE_LUT_HELP)] = False,
     keep_luminance: _KeepLuminance = False,
@@ -833,7 +833,7 @@ def export_lut(
 
     Examples:
       colorot export-lut model.pt grade.cube
-      colorot export-lut model.pt grade65.cube --size 65 --neutral 0.5
+      colorot export-lut model.pt grade33.cube --size 33 --neutral 0.5
       ffmpeg -i in.mp4 -vf lut3d=grade.cube out.mp4
     """
     with _user_errors():
@@ -876,7 +876,7 @@ def export_lut(
               [f"wrote {output}: {size}³ .cube LUT, domain [0, 1]³, strength {strength:g}"
                + (", inverse" if inverse else "")
                + f"; interpolated, it follows the map within {error_p99:.2g} code values on 99 % of colours "
-               f"(at most {error_max:.2g})" + ("" if size == 65 or error_p99 <= 1 else "; --size 65 follows it closer")])
+               f"(largest sampled: {error_max:.2g})" + ("" if size == 65 or error_p99 <= 1 else "; --size 65 follows it closer")])
 
 
 @app.command(cls=_Command)
