@@ -311,7 +311,7 @@ def fit(
                              f"only) \\[default: {DEFAULT_SW_DIRECTIONS}].", show_default=False)] = None,
     transport_weight: Annotated[float, typer.Option(rich_help_panel="Training", help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
     steps: Annotated[Optional[int], typer.Option(rich_help_panel="Training", help="KL majorise–minimise iterations, sliced iterations or Adam "
-                                                 "steps (default: 20 for kl, 30 for sliced, 2000 for adam).")] = None,
+                                                 "steps (default: 20 for kl, 40 for kl with cmgn/mmgn, 30 for sliced, 2000 for adam).")] = None,
     lr: Annotated[Optional[float], typer.Option(rich_help_panel="Training", help="Adam learning rate, cosine-annealed to 5% "
                                                 "(default: 0.05 for ridge, 0.03 for mmgn, 0.01 for cmgn).")] = None,
     batch_size: Annotated[int, typer.Option(rich_help_panel="Training", help="Pixels per training step.")] = DEFAULT_BATCH_SIZE,
@@ -452,7 +452,7 @@ def apply_command(
             lines.append(f"inverse on the inputs' own colours: round trip max |T(T⁻¹(y)) − y| = "
                          f"{document['round_trip_error']:.2e}, ill-conditioned: "
                          f"{'yes' if document['inverse_ill_conditioned'] else 'no'}")
-        lines += [f"failed: {e}" for _, e in report.failed]
+        lines += [f"failed: {e}" for _, e in report.failed] + _unwritten_preview(preview, report)
         _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code:
         raise typer.Exit(report.exit_code)
@@ -514,6 +514,11 @@ def _all_jobs(job_plan: apply_mod.Plan) -> list[apply_mod.Job]:
 def _plan_files(job_plan: apply_mod.Plan) -> list[Path]:
     """Every input and output of a plan, those skipped included."""
     return [path for job in _all_jobs(job_plan) for path in (job.src, job.dst)]
+
+
+def _unwritten_preview(preview: Path | None, report: apply_mod.Report) -> list[str]:
+    """The line saying why a batch's --preview was not written (its sheet shows this run's outputs)."""
+    return [f"preview {preview} not written: this run wrote no image"] if preview and not report.written else []
 
 
 def _batch_summary(report: apply_mod.Report, shard: str | None, preview: Path | None) -> dict:
@@ -750,7 +755,7 @@ def match_command(
         document.update(_batch_summary(report, shard, preview))
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "
                  f"to redo), {len(report.failed)} failed in {report.seconds:.1f} s"]
-        lines += [f"failed: {e}" for _, e in report.failed]
+        lines += [f"failed: {e}" for _, e in report.failed] + _unwritten_preview(preview, report)
         _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code:
         raise typer.Exit(report.exit_code)

@@ -120,6 +120,10 @@ def test_apply_preview_samples_the_batch(tiny_fit, tmp_path):
     assert json.loads(result.stdout)["preview"] == str(sheet)
     with PILImage.open(sheet) as image:
         assert image.height > 5 * 256  # five files, one row each
+    before = sheet.read_bytes()
+    again = _ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "out/", "--preview", sheet])
+    assert f"preview {sheet} not written: this run wrote no image" in again.stdout  # it said nothing
+    assert sheet.read_bytes() == before
 
 
 # --- pipes ------------------------------------------------------------------------------
