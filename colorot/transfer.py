@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -641,7 +641,8 @@ class ColorTransfer:
             self.history_ = History(losses=result.losses, seconds=result.seconds)
             return src, entropy
         if solver == "kl":  # the C-MGN or M-MGN
-            self.map_, result = self._fit_network_kl(src, tgt, target, config, steps, entropy, callback)
+            with _seeded_torch(self.random_state, "cpu"):
+                self.map_, result = self._fit_network_kl(src, tgt, target, config, steps, entropy, callback)
             self.target_dist_, self.history_ = result.target, result.history
             return src, entropy
         self.target_dist_ = density
@@ -653,7 +654,8 @@ class ColorTransfer:
             self._set_ridge_map(solution.ridge_parameters())
             self.history_ = History(losses=solution.costs, seconds=solution.seconds)
         else:
-            self.map_, self.history_ = self._fit_network(src, tgt, config, settings, callback)
+            with _seeded_torch(self.random_state, settings.device if settings is not None else "cpu"):
+                self.map_, self.history_ = self._fit_network(src, tgt, config, settings, callback)
         return src, entropy
 
     def _adam_settings(self, steps: int):
@@ -674,12 +676,9 @@ class ColorTransfer:
         resolved target) by the KL solver (:mod:`colorot.mgn_solver`).  Its
         separable start sets every weight and needs only pixels, so the target's density (``target``, or
         a function waiting for the EM fitting it since before torch was imported) is asked for after it."""
-        import torch
-
         from colorot import mgn_solver
         from colorot.models import build_model
 
-        torch.manual_seed(self.random_state)
         model = build_model(self.model, config)
         settings = mgn_solver.NetworkKLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
                                                 seed=self.random_state)
@@ -690,12 +689,9 @@ class ColorTransfer:
     def _fit_network(self, src: np.ndarray, tgt: np.ndarray, config: dict, settings, callback):
         """The map and history of a network fit by Adam, or the affine closed form: from the
         closed-form Gaussian map between the source's moments and the target's."""
-        import torch
-
         from colorot.models import AffineMap, build_model, gaussian_map_matrix
         from colorot.train import train
 
-        torch.manual_seed(self.random_state)
         model = build_model(self.model, config)
         mean_s, cov_s = gaussian_moments(src, self.resolved_ridge())
         a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
@@ -826,6 +822,23 @@ class ColorTransfer:
         est.map_, est.target_dist_, est.train_info_ = ckpt.model, ckpt.target, dict(info)
         est.history_ = History()
         return est
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed: int, device: str) -> Iterator[None]:
+    """torch's global generator (and the CUDA device's, for a fit there) seeded with ``seed`` while a
+    network is initialised and trained, and the caller's states restored afterwards: a fit neither
+    depends on nor moves the random stream of the code around it (``ColorAugment``'s, say)."""
+    import torch
+
+    where = torch.device(device)
+    cuda = [where.index if where.index is not None else torch.cuda.current_device()] if where.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 #: The constructor's parameter names, in order.
