@@ -50,11 +50,17 @@ KL_CHUNK = 2048
 
 
 def pixel_rows(pixels: np.ndarray, name: str = "pixels", *, at_least: int = 1) -> np.ndarray:
-    """``pixels`` as (N, 3) rows; ValueError unless it holds whole RGB triples, at least ``at_least``
-    of them, all finite (a measure of NaN colours would be NaN, or fail deep inside a solver)."""
+    """``pixels`` as (N, 3) rows in [0, 1] units (uint8 and uint16 codes divided by 255 and 65 535,
+    as everywhere in colorot; floats as they are); ValueError unless it holds whole RGB triples, at
+    least ``at_least`` of them, all finite (a measure of NaN colours would be NaN, or fail deep
+    inside a solver), and no other integer type (its scale is unknown)."""
     array = np.asarray(pixels)
     if array.ndim == 0 or array.shape[-1] != 3:
         raise ValueError(f"{name} must be RGB rows (N, 3) or an image (H, W, 3), not shape {array.shape}")
+    if array.dtype.kind == "u" and array.dtype.itemsize in (1, 2):
+        array = array / np.float32(255 if array.dtype.itemsize == 1 else 65535)
+    elif not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{name} must be uint8 or uint16 codes or floats in [0, 1], not {array.dtype}")
     rows = array.reshape(-1, 3)
     if rows.shape[0] < at_least:
         raise ValueError(f"{name} has {rows.shape[0]} pixel(s); this measure needs at least {at_least}")
@@ -232,14 +238,14 @@ def detail_gain(source: np.ndarray, output: np.ndarray) -> float:
     source has no detail to amplify: the gain is then ∞ if the output has some, else 1."""
     from scipy.ndimage import uniform_filter
 
-    def energy(image: np.ndarray) -> float:
-        luma = np.clip(np.asarray(image, np.float64), 0, 1) @ np.asarray(LUMA)
+    def energy(image: np.ndarray, name: str) -> float:
+        values = pixel_rows(image, name).reshape(np.shape(image))  # codes in [0, 1] units, finite
+        luma = np.clip(values.astype(np.float64), 0, 1) @ np.asarray(LUMA)
         return float(np.mean((luma - uniform_filter(luma, 3)) ** 2))
 
-    if np.asarray(source).ndim != 3 or np.asarray(source).shape != np.asarray(output).shape:
+    if np.ndim(source) != 3 or np.shape(source) != np.shape(output):
         raise ValueError("detail_gain needs a source and an output image of the same shape (H, W, 3)")
-    pixel_rows(source, "source"), pixel_rows(output, "output")
-    before, after = energy(source), energy(output)
+    before, after = energy(source, "source"), energy(output, "output")
     if before < FLAT_ENERGY:
         return math.inf if after >= FLAT_ENERGY else 1.0
     return after / before
@@ -262,9 +268,7 @@ def min_jacobian_eigenvalue(model, pixels: np.ndarray, *, chunk: int = JACOBIAN_
     """
     import torch  # here, not at the top: the CLI starts without torch
 
-    colours = _distinct_rows(np.asarray(pixels).reshape(-1, 3))
-    if colours.shape[0] == 0:
-        raise ValueError("min_jacobian_eigenvalue needs at least one pixel")
+    colours = _distinct_rows(pixel_rows(pixels))
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
     device = param.device if param is not None else "cpu"
@@ -292,7 +296,7 @@ def kl_to_target(model, source: np.ndarray, target, entropy: float | None = None
     from colorot.kl_solver import dequantised_entropy
     from colorot.ridge_map import RidgeParameters
 
-    source = np.asarray(source, np.float64).reshape(-1, 3)
+    source = pixel_rows(source, "source").astype(np.float64)
     if entropy is None:
         entropy = dequantised_entropy(source)
     rng = np.random.default_rng(seed)
@@ -328,8 +332,7 @@ def evaluate(source: np.ndarray, output: np.ndarray, target: np.ndarray, *, fitt
 
     Every sampled measure uses the same ``seed``.
     """
-    source = np.asarray(source).reshape(-1, 3)
-    output = np.asarray(output).reshape(-1, 3)
+    source, output, target = pixel_rows(source, "source"), pixel_rows(output, "output"), pixel_rows(target, "target")
     if source.shape != output.shape:
         raise ConfigError(f"the source has {source.shape[0]} pixels and the output {output.shape[0]}: "
                           "eval compares corresponding pixels")

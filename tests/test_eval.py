@@ -357,6 +357,27 @@ def test_the_measures_refuse_empty_non_finite_or_non_rgb_pixels(measure, rng) ->
                 measure(a, b)
 
 
+def test_the_measures_read_uint8_and_uint16_codes_as_the_rest_of_colorot_does(rng) -> None:
+    """uint8 codes were measured as floats 0–255: an evaluate of 8-bit arrays read SW2 157 for 0.004."""
+    from colorot.metrics import detail_gain
+
+    codes = rng.integers(0, 256, (12, 10, 3)).astype(np.uint8)
+    other = rng.integers(0, 256, (12, 10, 3)).astype(np.uint8)
+    floats, other_floats = codes / np.float32(255), other / np.float32(255)
+    deep = codes.astype(np.uint16) * 257
+    assert sliced_w2(codes, other) == pytest.approx(sliced_w2(floats, other_floats), rel=1e-6)
+    assert sliced_w2(deep, other) == pytest.approx(sliced_w2(floats, other_floats), rel=1e-6)
+    assert rms_displacement(codes, other) == pytest.approx(rms_displacement(floats, other_floats), rel=1e-6)
+    assert detail_gain(codes, other) == pytest.approx(detail_gain(floats, other_floats), rel=1e-6)
+    as_codes = evaluate(codes, other, other, w2_pixels=20, w2_repeats=2)
+    as_floats = evaluate(floats, other_floats, other_floats, w2_pixels=20, w2_repeats=2)
+    assert as_codes.keys() == as_floats.keys()
+    for key, value in as_floats.items():
+        assert as_codes[key] == (value if value is None else pytest.approx(value, rel=1e-5)), key
+    with pytest.raises(ValueError, match="int32"):
+        sliced_w2(codes.astype(np.int32), other)
+
+
 def test_rms_displacement_refuses_unpaired_pixels(rng) -> None:
     with pytest.raises(ValueError, match="corresponding pixels"):
         rms_displacement(rng.random((20, 3)), rng.random((10, 3)))
