@@ -129,7 +129,7 @@ def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike
     export as LUTs) use :class:`Matcher`, :class:`colorot.sequence.FrameFit` and
     :func:`colorot.sequence.blended`.
     """
-    if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "convert"):
+    if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "convert") or hasattr(images, "detach"):
         raise ConfigError("images must be a list of images (for one image: [image])")
     images = list(images)  # any iterable (a generator is read once)
     if smooth is None and smooth_range is not None:

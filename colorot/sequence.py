@@ -59,7 +59,8 @@ SAMPLE_PIXELS = 4096
 #: Blend weights under this fraction of the frame's own are dropped (the rest renormalised).
 WEIGHT_FLOOR = 1e-3
 #: Why a map cannot take part in a sequence's blend.
-RIDGE_ONLY = "--sequence blends ridge maps: use --model ridge (the default) with the kl or sliced solver"
+RIDGE_ONLY = ("--sequence blends ridge maps: use --model ridge (the default) with the kl or sliced solver (in "
+              "Python: model='ridge' with solver 'auto', 'kl' or 'sliced')")
 #: Frames fitted and written per round of a file sequence: the maps kept at once are at most this
 #: many plus the window's 2h, whatever the sequence's length.
 CHUNK = 64

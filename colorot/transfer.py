@@ -245,8 +245,8 @@ def _at_least_two(pixels: np.ndarray, image: ImageLike, role: str) -> np.ndarray
     return pixels
 
 
-#: How far float pixels given to a fit may stray outside [0, 1] (a processed image's overshoot);
-#: 8-bit codes given as floats (0–255, a missing / 255) are refused.
+#: How far float pixels given to a fit or a transform may stray outside [0, 1] (a processed image's
+#: overshoot); 8-bit codes given as floats (0–255, a missing / 255) are refused.
 FLOAT_SLACK = 0.5
 
 
@@ -270,12 +270,19 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
     pixels = np.concatenate(parts)
     if len(pixels) < 2:
         raise ConfigError(f"the masks leave fewer than 2 {role} pixels")
+    return checked_values(pixels, role)
+
+
+def checked_values(pixels: np.ndarray, role: str) -> np.ndarray:
+    """``pixels`` (N, 3) unchanged; ConfigError when one is NaN or infinite, or when they stray
+    further than :data:`FLOAT_SLACK` outside [0, 1] (8-bit codes given as floats, most likely)."""
     if not np.isfinite(pixels).all():
         raise ConfigError(f"the {role} pixels contain NaN or infinite values")
-    low, high = float(pixels.min()), float(pixels.max())
-    if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
-        raise ConfigError(f"the {role} pixels run from {low:g} to {high:g}, not over [0, 1]: give uint8 or "
-                          "uint16 codes, or floats divided by 255 (or 65535)")
+    if len(pixels):
+        low, high = float(pixels.min()), float(pixels.max())
+        if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
+            raise ConfigError(f"the {role} pixels run from {low:g} to {high:g}, not over [0, 1]: give uint8 or "
+                              "uint16 codes, or floats divided by 255 (or 65535)")
     return pixels
 
 
@@ -803,7 +810,7 @@ class ColorTransfer:
             shape = tuple(image.shape)  # an array or tensor keeps its shape
         else:
             shape = (-1, 3)
-        return map_pixels(fitted_map, to_pixels(image), device="cpu").reshape(shape)
+        return map_pixels(fitted_map, checked_values(to_pixels(image), "image"), device="cpu").reshape(shape)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> None:
@@ -820,6 +827,9 @@ class ColorTransfer:
         est = cls(model=ckpt.model.name, target=ckpt.target.kind, solver=solver if solver in SOLVERS else "auto",
                   loss=info.get("loss", "kl"), random_state=info.get("seed", 0))
         est.map_, est.target_dist_, est.train_info_ = ckpt.model, ckpt.target, dict(info)
+        if ckpt.model.name == "ridge":  # its numpy parameters too: the colour table, blends (colorot.sequence)
+            state = {key: value.detach().cpu().double().numpy() for key, value in ckpt.model.state_dict().items()}
+            est._ridge_parameters = RidgeParameters(state, float(ckpt.model.eps))
         est.history_ = History()
         return est
 

@@ -57,7 +57,9 @@ def test_a_reference_with_other_settings_is_refused():
 
 def test_one_image_instead_of_a_list_is_refused():
     """An array was taken for a list of its rows, a path for a list of its characters."""
-    for one in ("samples/day.jpg", np.zeros((4, 4, 3), np.uint8)):
+    import torch
+
+    for one in ("samples/day.jpg", np.zeros((4, 4, 3), np.uint8), torch.zeros((4, 4, 3), dtype=torch.uint8)):
         with pytest.raises(ConfigError, match="list of images"):
             match(np.zeros((4, 4, 3), np.uint8), one)
 

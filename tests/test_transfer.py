@@ -213,6 +213,19 @@ def test_save_and_load_round_trip(source, target_pixels, tmp_path, model) -> Non
     np.testing.assert_array_equal(loaded.target_dist_.covariance, est.target_dist_.covariance)
 
 
+def test_a_loaded_ridge_map_keeps_its_numpy_parameters(source, target_pixels, tmp_path) -> None:
+    """``ridge_parameters_`` was None after load, so a loaded map could not be blended
+    (colorot.sequence) or tabulated without torch."""
+    fitted = ColorTransfer(steps=2, max_pixels=500).fit(source, target_pixels)
+    fitted.save(tmp_path / "m.pt")
+    loaded = colorot.load(tmp_path / "m.pt")
+    assert loaded.ridge_parameters_.eps == fitted.ridge_parameters_.eps
+    for key, value in fitted.ridge_parameters_.state.items():
+        np.testing.assert_array_equal(loaded.ridge_parameters_.state[key], value.astype(np.float32))
+    loaded.save(tmp_path / "again.pt")
+    assert (tmp_path / "again.pt").read_bytes() == (tmp_path / "m.pt").read_bytes()
+
+
 def test_save_without_overwrite_keeps_the_existing_file(fitted, tmp_path) -> None:
     path = tmp_path / "m.pt"
     path.write_bytes(b"precious")
@@ -238,6 +251,19 @@ def test_arrays_tensors_and_pil_modes_as_the_docs_say(fitted) -> None:
 def test_a_fit_on_8_bit_codes_as_floats_is_refused(source, target_pixels) -> None:
     with pytest.raises(ConfigError, match="divided by 255"):
         ColorTransfer(**FAST).fit(source * 255, target_pixels)
+
+
+def test_transform_refuses_what_fit_refuses(fitted, source) -> None:
+    """transform and inverse_transform mapped 8-bit codes given as floats, and NaN, without a word."""
+    codes_as_floats = np.asarray(source, np.float32)[:10] * 255
+    broken = np.asarray(source, np.float32)[:10].copy()
+    broken[0, 1] = np.nan
+    for method in (fitted.transform, fitted.inverse_transform):
+        with pytest.raises(ConfigError, match="divided by 255"):
+            method(codes_as_floats)
+        with pytest.raises(ConfigError, match="NaN"):
+            method(broken)
+        method(np.asarray(source, np.float32)[:10] * 1.2 - 0.1)  # a processed image's overshoot is taken
 
 
 @pytest.mark.parametrize("name, value", [("n_components", 2.5), ("steps", "3"), ("max_pixels", 100.5),
