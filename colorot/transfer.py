@@ -789,10 +789,10 @@ class ColorTransfer:
         return self._map(image, fitted if controls is None else controls.bind(fitted, torch_map=True))
 
     def inverse_transform(self, image: ImageLike, *, strength: float = 1.0) -> np.ndarray:
-        """Undo :meth:`transform`: solve ``T_t(x) = y`` per colour (damped Newton)."""
+        """Undo :meth:`transform`: solve ``T_t(x) = y`` once per distinct colour (damped Newton)."""
         from colorot.transforms import prepare_map
 
-        return self._map(image, prepare_map(self._fitted(), strength=strength, inverse=True))
+        return self._map(image, prepare_map(self._fitted(), strength=strength, inverse=True), per_colour=True)
 
     def as_module(self, *, strength: float | tuple[float, float] = 1.0, p: float = 1.0):
         """A :class:`colorot.transforms.ColorAugment` for image tensors (B, 3, H, W)."""
@@ -805,12 +805,20 @@ class ColorTransfer:
         return self.map_
 
     @staticmethod
-    def _map(image: ImageLike, fitted_map) -> np.ndarray:
+    def _map(image: ImageLike, fitted_map, *, per_colour: bool = False) -> np.ndarray:
+        """``fitted_map`` of every pixel of ``image`` (``per_colour``: evaluated once per distinct
+        colour, for a costly map; an 8-bit photograph has 10⁴–10⁵ of them)."""
         if (isinstance(image, np.ndarray) or hasattr(image, "detach")) and image.ndim >= 2 and image.shape[-1] == 3:
             shape = tuple(image.shape)  # an array or tensor keeps its shape
         else:
             shape = (-1, 3)
-        return map_pixels(fitted_map, checked_values(to_pixels(image), "image"), device="cpu").reshape(shape)
+        pixels = checked_values(to_pixels(image), "image")
+        if not per_colour:
+            return map_pixels(fitted_map, pixels, device="cpu").reshape(shape)
+        rows = np.ascontiguousarray(pixels).view(np.dtype((np.void, 12))).ravel()  # a float32 colour as 12 bytes
+        distinct, index = np.unique(rows, return_inverse=True)
+        colours = distinct.view(np.float32).reshape(-1, 3)
+        return map_pixels(fitted_map, colours, device="cpu")[index.ravel()].reshape(shape)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> None:
