@@ -214,7 +214,7 @@ def test_save_and_load_round_trip(source, target_pixels, tmp_path, model) -> Non
 
 
 def test_inverse_transform_solves_each_distinct_colour_once(fitted, source, monkeypatch) -> None:
-    """Newton ran on every pixel: 22 s for a 240×160 8-bit image of 1 523 colours (0.2 s once each)."""
+    """Newton ran on every pixel: 15 s for a 240×160 8-bit image of 503 colours (0.26 s once each)."""
     import colorot.transfer as transfer_module
 
     colours = np.unique((np.asarray(source[:7]) * 255).round().astype(np.uint8), axis=0)
