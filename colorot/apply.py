@@ -91,7 +91,7 @@ def colour_evaluator(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> Eval
     profiles = RidgeProfiles.from_model(inner) if isinstance(inner, (RidgeMGN, AffineMap)) else None
     if profiles is None:
         return lambda colours: map_pixels(fitted_map, colours)
-    return _at_strength(profiles, strength)
+    return at_strength(profiles, strength)
 
 
 def colour_table(fitted_map: Callable[[torch.Tensor], torch.Tensor]) -> ColourTable:
@@ -118,7 +118,7 @@ def ridge_table(ridge: RidgeParameters | None, *, strength: float = 1.0,
     profiles = None if ridge is None else RidgeProfiles.from_parameters(ridge.state, ridge.eps)
     if profiles is None:
         return None
-    return ColourTable(_controlled(_at_strength(profiles, check_strength(strength)), controls))
+    return ColourTable(_controlled(at_strength(profiles, check_strength(strength)), controls))
 
 
 def prepare(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0, inverse: bool = False,
@@ -162,7 +162,7 @@ def _is_bytes(model: object) -> bool:
     return isinstance(model, (bytes, bytearray, memoryview))
 
 
-def _at_strength(evaluate: Evaluator, strength: float) -> Evaluator:
+def at_strength(evaluate: Evaluator, strength: float) -> Evaluator:
     """``T_t(x) = (1 − t)·x + t·T(x)`` for T = ``evaluate`` (T itself at t = 1)."""
     if strength == 1.0:
         return evaluate
