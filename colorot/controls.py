@@ -23,6 +23,7 @@ on numpy arrays and torch tensors.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -52,6 +53,12 @@ class Controls:
     neutral: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.keep_luminance, (bool, np.bool_)):  # "no" would be true
+            raise ConfigError(f"keep_luminance must be True or False, not {self.keep_luminance!r}")
+        for name in ("saturation", "neutral"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"{name} (--{name}) must be a number, not {value!r}")
         if not (math.isfinite(self.saturation) and self.saturation >= 0):
             raise ConfigError(f"saturation (--saturation) must be a finite number ≥ 0, not {self.saturation}")
         if not 0.0 <= self.neutral <= 1.0:

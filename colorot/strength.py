@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from colorot.errors import ConfigError
 
 
 def check_strength(t: float) -> float:
-    """``t`` as a float, or ConfigError unless 0 ≤ t ≤ 1."""
+    """``t`` as a float, or ConfigError unless 0 ≤ t ≤ 1 (a string or a bool is refused, not read)."""
+    if isinstance(t, (str, bytes, bool, np.bool_)):
+        raise ConfigError(f"strength must be a number between 0 and 1, not {t!r}")
     try:
         t = float(t)
     except (TypeError, ValueError):

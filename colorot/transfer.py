@@ -843,6 +843,8 @@ class ColorTransfer:
         """``evaluate`` (colours (N, 3) → mapped colours) of every pixel of ``image``, as float32 of
         its shape, :data:`~colorot.apply.DEFAULT_CHUNK_PIXELS` at a time (``per_colour``: once per
         distinct colour, for a costly map; an 8-bit photograph has 10⁴–10⁵ of them)."""
+        if isinstance(image, (list, tuple)):  # nested lists of pixels: an array of their shape
+            image = np.asarray(image)
         if (isinstance(image, np.ndarray) or hasattr(image, "detach")) and image.ndim >= 2 and image.shape[-1] == 3:
             shape = tuple(image.shape)  # an array or tensor keeps its shape
         else:

@@ -206,8 +206,8 @@ class ColorAugment(nn.Module):
         self.low, self.high = check_strength(low), check_strength(high)
         if self.low > self.high:
             raise ConfigError(f"strength range ({low}, {high}) is empty")
-        if not 0.0 <= p <= 1.0:
-            raise ConfigError(f"p must be between 0 and 1, not {p}")
+        if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+            raise ConfigError(f"p must be a number between 0 and 1, not {p!r}")
         self.map = copy.deepcopy(fitted_map).eval().requires_grad_(False)  # moved to the images' device
         self.p, self.clamp = float(p), clamp
 
@@ -219,6 +219,9 @@ class ColorAugment(nn.Module):
         return cls(checkpoint.load(path).model, **kwargs)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor):
+            raise ConfigError(f"expected a float image tensor (3, H, W) or (B, 3, H, W), not {type(images).__name__} "
+                              "(images of several sizes: map each, or stack them)")
         single = images.dim() == 3
         batch = images.unsqueeze(0) if single else images
         if batch.dim() != 4 or batch.shape[1] != 3 or not batch.is_floating_point():

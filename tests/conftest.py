@@ -28,6 +28,13 @@ torch.set_num_threads(1)
 threadpool_limits(1)  # in case numpy's BLAS was loaded before the variables above were set
 
 
+@pytest.fixture(autouse=True)
+def _torch_seeded() -> None:
+    """Every test starts torch's global generator at one state, whatever ran before it (fits no
+    longer reseed it)."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

@@ -120,7 +120,8 @@ def test_numpy_and_torch_give_the_same_output():
 
 
 @pytest.mark.parametrize("kwargs", [{"saturation": -0.1}, {"saturation": float("nan")}, {"neutral": 1.5},
-                                    {"neutral": -0.1}])
+                                    {"neutral": -0.1}, {"neutral": "0.5"}, {"saturation": True},
+                                    {"keep_luminance": "no"}])  # the last three: a TypeError, and "no" read as on
 def test_bad_values_are_refused(kwargs):
     with pytest.raises(ConfigError):
         Controls(**kwargs)

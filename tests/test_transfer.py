@@ -177,6 +177,11 @@ def test_pixels_of_unknown_range_or_not_finite_are_refused(fitted, source, targe
         ColorTransfer().fit(broken, target_pixels)
 
 
+def test_nested_lists_keep_their_shape(fitted) -> None:
+    pixels = np.random.default_rng(2).random((2, 4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(fitted.transform(pixels.tolist()), fitted.transform(pixels))
+
+
 def test_transform_rejects_non_rgb_input(fitted) -> None:
     with pytest.raises(ConfigError):
         fitted.transform(np.zeros((4, 4)))

@@ -55,7 +55,7 @@ def test_interpolated_map_is_monotone_gradient_at_every_strength(curved, t):
 
 
 def test_strength_out_of_range_is_refused(curved):
-    for t in (-0.1, 1.5):
+    for t in (-0.1, 1.5, "0.5", True):  # a string or a bool was read as a number
         with pytest.raises(ConfigError):
             Interpolated(curved, t)
 
@@ -114,6 +114,10 @@ def test_augment_in_a_dataloader(curved):
 def test_augment_refuses_wrong_shapes(curved):
     with pytest.raises(ConfigError):
         ColorAugment(curved)(torch.rand(2, 4, 3, 3))
+    with pytest.raises(ConfigError, match="not list"):  # an AttributeError on .dim()
+        ColorAugment(curved)([torch.rand(3, 4, 4), torch.rand(3, 5, 5)])
+    with pytest.raises(ConfigError, match="p must be a number"):  # a TypeError
+        ColorAugment(curved, p="0.5")
     with pytest.raises(ConfigError):
         ColorAugment(curved, strength=(0.8, 0.2))
 
@@ -133,12 +137,12 @@ def test_augment_keeps_its_own_map_and_passes_the_map_s_jacobian(curved):
     under no_grad, so a gradient through it was (1 − t)·I."""
     weights = {key: value.clone() for key, value in curved.state_dict().items()}
     requires = [p.requires_grad for p in curved.parameters()]
-    augment = ColorAugment(curved, strength=0.5)
+    augment = ColorAugment(curved, strength=0.5, clamp=False)  # unclamped: the gradient is the formula's everywhere
     augment.double()
     assert all(p.dtype == torch.float32 for p in curved.parameters())
     assert [p.requires_grad for p in curved.parameters()] == requires
     assert all(torch.equal(value, weights[key]) for key, value in curved.state_dict().items())
-    x = torch.rand(1, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(1, 3, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
     out = augment(x)
     pixel = x.detach()[0, :, 0, 0].float()
     jacobian = torch.autograd.functional.jacobian(lambda y: curved(y[None])[0], pixel).double()
