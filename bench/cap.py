@@ -3,9 +3,9 @@
     python bench/cap.py [--caps 600,1800,3000,6000] [--cache DIR]
 
 For each pair and each cap C (``colorot.sliced.CURVATURE_CAP``, the bound θ ≤ C/s² on every step of
-the ridge map), ``ColorTransfer()`` fitted in this process, the map applied exactly, and scored as
-bench/quality.py scores it: SW2 to the target, ``colorot.metrics.detail_gain`` (grain) and RMS
-displacement over the exact W2.  Prints a line per pair and the medians.
+the ridge map), ``ColorTransfer()`` fitted in this process, the map applied by ``transform`` (within
+10⁻⁷), and scored as bench/quality.py scores it: SW2 to the target, ``colorot.metrics.detail_gain``
+(grain) and RMS displacement over the exact W2.  Prints a line per pair and the medians.
 """
 
 from __future__ import annotations
