@@ -59,6 +59,11 @@ _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
 _XMP_TIFF_TAG = 700
+#: A TIFF's own descriptive tags, carried as EXIF (its structural tags describe the input's own
+#: layout and are not): ImageDescription, Make, Model, Software, DateTime, Artist, HostComputer,
+#: Copyright; and its Exif and GPS sub-directories.
+_TIFF_DESCRIPTIVE_TAGS = (270, 271, 272, 305, 306, 315, 316, 33432)
+_EXIF_SUB_IFDS = (0x8769, 0x8825)
 #: The most XMP a JPEG's APP1 marker holds (65 533 bytes less its 29-byte namespace header);
 #: longer XMP (which Adobe splits into "extended XMP") is not written to JPEG.
 _JPEG_XMP_LIMIT = 65_504
@@ -159,7 +164,8 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     keep their full precision; rarer 16-bit layouts (premultiplied alpha, CMYK)
     come at Pillow's 8-bit precision with ``bit_depth`` 8; TIFFs of over 8 bits
     a sample in separate planes, and 32-bit integer and floating-point modes, are refused.
-    EXIF is read from JPEG, PNG and WebP; a TIFF's own tags are not carried.
+    EXIF is read from JPEG, PNG and WebP, and from a TIFF's descriptive tags (Make,
+    Model, DateTime, Copyright…, its Exif and GPS directories), not its layout tags.
     ``max_pixels`` replaces Pillow's decompression-bomb limit (while such a
     decode runs, Pillow's global limit is lifted under a lock); without it an
     image over ``PIL.Image.MAX_IMAGE_PIXELS`` is refused (Pillow itself only
@@ -262,8 +268,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
     sources are written as RGB. The alpha channel is written untouched by PNG,
     TIFF and WebP (rounded to 8 bits where the output is 8-bit) and dropped by
     JPEG and BMP. The ICC profile is written when it is an RGB profile and the
-    format takes one (not BMP); so are the EXIF and XMP (XMP too long for one JPEG
-    marker is not written to JPEG), and the resolution (not WebP). ``quality``
+    format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive
+    tags) and XMP (XMP too long for one JPEG marker is not written to JPEG), and
+    the resolution (not WebP). ``quality``
     applies to JPEG and lossy WebP; a lossless WebP source is written to WebP
     losslessly, a JPEG source to JPEG with its chroma subsampling.
     """
@@ -407,7 +414,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
             mode=pil.mode,
             format=_WRITTEN_AS.get(pil.format, pil.format or ""),
             icc_profile=pil.info.get("icc_profile") or None,
-            exif=_upright_exif(pil, orientation),
+            exif=_tiff_exif(pil) if pil.format == "TIFF" else _upright_exif(pil, orientation),
             xmp=_upright_xmp(pil.info.get("xmp"), orientation),
             dpi=_upright_dpi(pil.info.get("dpi"), orientation),
             jpeg_subsampling=_jpeg_subsampling(pil),
@@ -519,6 +526,19 @@ def _upright_exif(pil: PILImage.Image, orientation: object) -> bytes | None:
         exif[_ORIENTATION_TAG] = 1
         return exif.tobytes()
     return raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
+
+
+def _tiff_exif(pil: PILImage.Image) -> bytes | None:
+    """A TIFF's descriptive tags and Exif/GPS sub-directories as an EXIF block (None without any).
+    Pillow has already turned the pixels upright and dropped the orientation tag."""
+    tags, exif = pil.getexif(), PILImage.Exif()
+    for tag in _TIFF_DESCRIPTIVE_TAGS:
+        if tag in tags:
+            exif[tag] = tags[tag]
+    for tag in _EXIF_SUB_IFDS:
+        if tags.get_ifd(tag):
+            exif[tag] = tags.get_ifd(tag)
+    return exif.tobytes() if len(exif) else None
 
 
 def _upright_xmp(xmp: object, orientation: object) -> bytes | None:

@@ -438,6 +438,27 @@ def test_xmp_resolution_and_chroma_subsampling_are_carried(tmp_path: Path, suffi
     assert read_image(tmp_path / f"b{suffix}").bit_depth == bits
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_tiff_s_descriptive_tags_are_carried_as_exif(tmp_path: Path, bits: int) -> None:
+    """A TIFF's own tags (Make, Copyright, its Exif and GPS directories) were dropped from every
+    output; its layout tags (width, strips…) describe the input only and are left behind."""
+    tags = _exif(1)
+    tags[0x8298] = "(c) colorot"
+    tags.get_ifd(0x8769)[0x9003] = "2026:01:01 10:00:00"  # DateTimeOriginal
+    tags.get_ifd(0x8825)[1] = "N"  # GPSLatitudeRef
+    image = read_image(_save(tmp_path / "a.jpg", _codes((4, 6, 3)), exif=tags))
+    if bits == 16:
+        image.codes, image.bit_depth = image.codes.astype(np.uint16) * 257, 16
+    write_image(tmp_path / "a.tif", image, image.rgb)  # a TIFF carrying them as its own tags
+    write_image(tmp_path / "b.png", read_image(tmp_path / "a.tif"), read_image(tmp_path / "a.tif").rgb)
+    with PILImage.open(tmp_path / "b.png") as out:
+        exif = out.getexif()
+        assert exif[0x010F] == "colorot test camera" and exif[0x8298] == "(c) colorot"
+        assert exif.get_ifd(0x8769)[0x9003] == "2026:01:01 10:00:00" and exif.get_ifd(0x8825)[1] == "N"
+        assert 256 not in exif and 273 not in exif  # ImageWidth, StripOffsets
+    assert read_image(_save(tmp_path / "plain.tif", _codes((4, 6, 3)))).exif is None
+
+
 def test_xmp_too_long_for_a_jpeg_marker_is_left_out_of_a_jpeg(tmp_path: Path) -> None:
     image = read_image(_save(tmp_path / "a.png", _codes((4, 4, 3))))
     image.xmp = b"<x:xmpmeta>" + b" " * 70_000 + b"</x:xmpmeta>"
