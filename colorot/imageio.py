@@ -18,6 +18,7 @@ low bytes, and writing 16-bit PNG and TIFF uses the small encoders below.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -64,6 +65,9 @@ _XMP_TIFF_TAG = 700
 #: Copyright; and its Exif and GPS sub-directories.
 _TIFF_DESCRIPTIVE_TAGS = (270, 271, 272, 305, 306, 315, 316, 33432)
 _EXIF_SUB_IFDS = (0x8769, 0x8825)
+#: A TIFF source's lossless compressions (Pillow's names) that a TIFF output keeps; a 16-bit output
+#: (colorot's own encoder) uses Adobe deflate for any of them.
+_LOSSLESS_TIFF_COMPRESSIONS = frozenset({"tiff_lzw", "tiff_adobe_deflate", "packbits"})
 #: The most XMP a JPEG's APP1 marker holds (65 533 bytes less its 29-byte namespace header);
 #: longer XMP (which Adobe splits into "extended XMP") is not written to JPEG.
 _JPEG_XMP_LIMIT = 65_504
@@ -108,7 +112,8 @@ class Image:
     to 1 where it was applied), ``dpi`` its resolution; ``jpeg_subsampling`` a JPEG
     source's chroma subsampling (Pillow's 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0), kept by a
     JPEG output; ``webp_lossless`` says the source is a lossless WebP, written back to
-    WebP losslessly.
+    WebP losslessly; ``tiff_compression`` a TIFF source's lossless compression
+    (:data:`_LOSSLESS_TIFF_COMPRESSIONS`), which a TIFF output keeps.
     """
 
     codes: np.ndarray
@@ -122,6 +127,7 @@ class Image:
     dpi: tuple[float, float] | None = None
     jpeg_subsampling: int | None = None
     webp_lossless: bool = False
+    tiff_compression: str | None = None
 
     @property
     def rgb(self) -> np.ndarray:
@@ -296,6 +302,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
     options = {key: value for key, value in (("icc_profile", icc), ("exif", exif), ("dpi", dpi)) if value is not None}
     if fmt == "WEBP":  # exact: the colours under transparent pixels are kept, as PNG and TIFF keep them
         options.update({"lossless": True} if image.webp_lossless else {"quality": quality}, exact=True)
+    elif fmt == "TIFF" and image.tiff_compression:
+        options["compression"] = image.tiff_compression
     elif fmt == "JPEG":
         options["quality"] = quality
         if image.jpeg_subsampling is not None:
@@ -314,7 +322,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
     def write(file: BinaryIO) -> None:
         try:
             if bits == 16:
-                file.write((_encode_png16 if fmt == "PNG" else _encode_tiff16)(pixels, icc, exif, xmp, dpi))
+                encode = _encode_png16 if fmt == "PNG" else functools.partial(
+                    _encode_tiff16, deflate=image.tiff_compression is not None)
+                file.write(encode(pixels, icc, exif, xmp, dpi))
             else:
                 _pillow_image(pixels, fmt).save(file, format=fmt, **options)
         except Exception as exc:  # Pillow's encoders raise many exception types
@@ -419,6 +429,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
             dpi=_upright_dpi(pil.info.get("dpi"), orientation),
             jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
+            tiff_compression=pil.info.get("compression") if pil.format == "TIFF" and
+            pil.info.get("compression") in _LOSSLESS_TIFF_COMPRESSIONS else None,
         )
 
 
@@ -618,10 +630,12 @@ def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp
 
 
 def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-                   dpi: tuple[float, float] | None) -> bytes:
-    """An uncompressed 16-bit RGB or RGBA TIFF (unassociated alpha), one strip."""
+                   dpi: tuple[float, float] | None, *, deflate: bool = False) -> bytes:
+    """A 16-bit RGB or RGBA TIFF (unassociated alpha), one strip, uncompressed or Adobe-deflated."""
     height, width, channels = pixels.shape
     strip = pixels.astype("<u2").tobytes()
+    if deflate:
+        strip = zlib.compress(strip, 6)
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     if exif:
         tags = PILImage.Exif()
@@ -631,7 +645,7 @@ def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xm
     ifd[TiffImagePlugin.IMAGEWIDTH] = width
     ifd[TiffImagePlugin.IMAGELENGTH] = height
     ifd[TiffImagePlugin.BITSPERSAMPLE] = (16,) * channels
-    ifd[TiffImagePlugin.COMPRESSION] = 1
+    ifd[TiffImagePlugin.COMPRESSION] = 8 if deflate else 1  # 8: Adobe deflate
     ifd[TiffImagePlugin.PHOTOMETRIC_INTERPRETATION] = 2
     ifd[TiffImagePlugin.SAMPLESPERPIXEL] = channels
     ifd[TiffImagePlugin.ROWSPERSTRIP] = height

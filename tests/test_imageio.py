@@ -459,6 +459,22 @@ def test_a_tiff_s_descriptive_tags_are_carried_as_exif(tmp_path: Path, bits: int
     assert read_image(_save(tmp_path / "plain.tif", _codes((4, 6, 3)))).exif is None
 
 
+@pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate", "packbits"])
+def test_a_compressed_tiff_is_written_back_compressed(tmp_path: Path, compression: str) -> None:
+    """TIFF outputs were always uncompressed: an LZW or deflate source grew on every pass."""
+    codes = _codes((20, 30, 3))
+    image = read_image(_save(tmp_path / "a.tif", codes, compression=compression))
+    write_image(tmp_path / "b.tif", image, image.rgb)
+    with PILImage.open(tmp_path / "b.tif") as out:
+        assert out.info["compression"] == compression
+        np.testing.assert_array_equal(np.asarray(out), codes)
+    image.codes, image.bit_depth = image.codes.astype(np.uint16) * 257, 16
+    write_image(tmp_path / "c.tif", image, image.rgb)  # colorot's own 16-bit encoder: deflate
+    with PILImage.open(tmp_path / "c.tif") as out:
+        assert out.info["compression"] == "tiff_adobe_deflate"
+    np.testing.assert_array_equal(read_image(tmp_path / "c.tif").codes, image.codes)
+
+
 def test_xmp_too_long_for_a_jpeg_marker_is_left_out_of_a_jpeg(tmp_path: Path) -> None:
     image = read_image(_save(tmp_path / "a.png", _codes((4, 4, 3))))
     image.xmp = b"<x:xmpmeta>" + b" " * 70_000 + b"</x:xmpmeta>"
