@@ -186,8 +186,12 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
         raise
     except PILImage.DecompressionBombError as exc:  # over twice Pillow's limit: refused as over once
         limit = PILImage.MAX_IMAGE_PIXELS
-        with _pillow_pixel_limit_lifted(True), PILImage.open(io.BytesIO(data)) as pil:  # reads the header only
-            raise ImageReadError(_over_limit(name, pil, limit)) from exc
+        try:
+            with _pillow_pixel_limit_lifted(True), PILImage.open(io.BytesIO(data)) as pil:  # the header only
+                message = _over_limit(name, pil, limit)
+        except Exception:  # a damaged file whose header claims the size: no size to name
+            message = f"{name}: over the decompression-bomb limit of {limit} pixels; raise it with --max-image-pixels"
+        raise ImageReadError(message) from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(f"{name}: not an image, or a format Pillow cannot read") from exc
     except Exception as exc:  # Pillow's decoders raise many exception types on bad data

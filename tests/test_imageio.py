@@ -571,6 +571,15 @@ def test_max_pixels_is_enforced_and_can_exceed_pillows_limit(tmp_path: Path, mon
     assert PILImage.MAX_IMAGE_PIXELS == 10
 
 
+def test_a_damaged_file_claiming_a_huge_size_is_refused_cleanly() -> None:
+    """A WebP header claiming 16384² pixels with a broken body: re-opened to name its size after
+    Pillow's bomb error, it raised a raw OSError (found by the fuzz test)."""
+    canvas = b"\x10\x00\x00\x00" + (16383).to_bytes(3, "little") * 2
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", 10) + canvas + b"VP8 " + struct.pack("<I", 4) + b"\x00\x01\x02\x03"
+    with pytest.raises(ImageReadError, match="huge.webp: over the decompression-bomb limit of .*--max-image-pixels"):
+        decode_image(b"RIFF" + struct.pack("<I", len(body)) + body, name="huge.webp")
+
+
 def test_read_pixels_leaves_out_transparent_pixels(tmp_path: Path) -> None:
     codes = _codes((4, 5, 4))
     codes[..., 3] = 255
