@@ -19,7 +19,7 @@ import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -207,35 +207,36 @@ def _finite(value: float) -> float:
     return value
 
 
-def _shard_value(value: str | None) -> str | None:
-    """--shard's text, refused (a usage error, exit 2) unless it reads i/N with 0 ≤ i < N."""
-    if value is not None:
-        try:
-            apply_mod.parse_shard(value)
-        except ConfigError as exc:
-            raise typer.BadParameter(str(exc)) from None
+def _usage_checked(check: Callable[[object], object], value: object) -> object:
+    """``value``, or a usage error (exit 2) with the message of the ConfigError ``check(value)`` raises."""
+    try:
+        check(value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
     return value
+
+
+def _shard_value(value: str | None) -> str | None:
+    """--shard's text, refused unless it reads i/N with 0 ≤ i < N."""
+    return None if value is None else _usage_checked(apply_mod.parse_shard, value)
 
 
 def _sigma_value(value: float | None) -> float | None:
-    """--smooth's value, refused (a usage error, exit 2) unless finite and ≥ 0."""
-    return _sequence_value("check_sigma", value)
+    """--smooth's value, refused unless finite and ≥ 0."""
+    if value is None:
+        return None
+    from colorot.sequence import check_sigma  # here: the module imports the estimator
+
+    return _usage_checked(check_sigma, value)
 
 
 def _range_value(value: float | None) -> float | None:
-    """--smooth-range's value, refused (a usage error, exit 2) unless > 0."""
-    return _sequence_value("check_range", value)
+    """--smooth-range's value, refused unless > 0."""
+    if value is None:
+        return None
+    from colorot.sequence import check_range
 
-
-def _sequence_value(check: str, value: float | None) -> float | None:
-    if value is not None:
-        from colorot import sequence
-
-        try:
-            getattr(sequence, check)(value)
-        except ConfigError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
+    return _usage_checked(check_range, value)
 
 
 _Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, callback=_finite,

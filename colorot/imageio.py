@@ -188,10 +188,10 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
         limit = PILImage.MAX_IMAGE_PIXELS
         try:
             with _pillow_pixel_limit_lifted(True), PILImage.open(io.BytesIO(data)) as pil:  # the header only
-                message = _over_limit(name, pil, limit)
+                size = pil.size
         except Exception:  # a damaged file whose header claims the size: no size to name
-            message = f"{name}: over the decompression-bomb limit of {limit} pixels; raise it with --max-image-pixels"
-        raise ImageReadError(message) from exc
+            size = None
+        raise ImageReadError(_over_limit(name, limit, size)) from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(f"{name}: not an image, or a format Pillow cannot read") from exc
     except Exception as exc:  # Pillow's decoders raise many exception types on bad data
@@ -240,6 +240,14 @@ def words_of_codes(codes: np.ndarray) -> np.ndarray | None:
             or codes.__array_interface__["data"][0] != base.__array_interface__["data"][0]):
         return None
     return base.reshape(codes.shape[:2])
+
+
+def unit_values(array: np.ndarray) -> np.ndarray | None:
+    """Pixel values in [0, 1] units: uint8 and uint16 codes (either byte order) divided by 255 and
+    65 535, as float32; floats as they are; None for any other type (its scale is unknown)."""
+    if array.dtype.kind == "u" and array.dtype.itemsize in (1, 2):
+        return array / np.float32(255 if array.dtype.itemsize == 1 else 65535)
+    return array if np.issubdtype(array.dtype, np.floating) else None
 
 
 def quantize(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -417,7 +425,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
     with pil:
         limit = max_pixels if max_pixels is not None else PILImage.MAX_IMAGE_PIXELS
         if limit is not None and pil.width * pil.height > limit:
-            raise ImageReadError(_over_limit(name, pil, limit))
+            raise ImageReadError(_over_limit(name, limit, pil.size))
         codes, bit_depth = _pixel_codes(pil, data, name)
         orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
         codes = np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(codes))
@@ -433,14 +441,14 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
             dpi=_upright_dpi(pil.info.get("dpi"), orientation),
             jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
-            tiff_compression=pil.info.get("compression") if pil.format == "TIFF" and
-            pil.info.get("compression") in _LOSSLESS_TIFF_COMPRESSIONS else None,
+            tiff_compression=_tiff_compression(pil),
         )
 
 
-def _over_limit(name: str, pil: PILImage.Image, limit: int) -> str:
-    return (f"{name}: {pil.width}x{pil.height} is {pil.width * pil.height} pixels, over the "
-            f"decompression-bomb limit of {limit}; raise it with --max-image-pixels")
+def _over_limit(name: str, limit: int, size: tuple[int, int] | None) -> str:
+    """The message for an image of ``size`` (width, height; None: unknown) over the pixel limit."""
+    pixels = "" if size is None else f"{size[0]}x{size[1]} is {size[0] * size[1]} pixels, "
+    return f"{name}: {pixels}over the decompression-bomb limit of {limit}; raise it with --max-image-pixels"
 
 
 def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarray, int]:
@@ -552,8 +560,8 @@ def _tiff_exif(pil: PILImage.Image) -> bytes | None:
         if tag in tags:
             exif[tag] = tags[tag]
     for tag in _EXIF_SUB_IFDS:
-        if tags.get_ifd(tag):
-            exif[tag] = tags.get_ifd(tag)
+        if directory := tags.get_ifd(tag):
+            exif[tag] = directory
     return exif.tobytes() if len(exif) else None
 
 
@@ -571,6 +579,11 @@ def _upright_dpi(dpi: object, orientation: object) -> tuple[float, float] | None
         return None
     x, y = (float(d) for d in dpi)
     return (y, x) if orientation in (5, 6, 7, 8) else (x, y)
+
+
+def _tiff_compression(pil: PILImage.Image) -> str | None:
+    compression = pil.info.get("compression") if pil.format == "TIFF" else None
+    return compression if compression in _LOSSLESS_TIFF_COMPRESSIONS else None
 
 
 def _jpeg_subsampling(pil: PILImage.Image) -> int | None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from colorot.apply import map_pixels
 from colorot.errors import ConfigError, ImageReadError
-from colorot.imageio import read_image, read_pixels
+from colorot.imageio import read_image, read_pixels, unit_values
 
 #: Defaults of the published figures: 256 directions, 60 000 pixels per image.
 SW2_DIRECTIONS = 256
@@ -57,11 +57,10 @@ def pixel_rows(pixels: np.ndarray, name: str = "pixels", *, at_least: int = 1) -
     array = np.asarray(pixels)
     if array.ndim == 0 or array.shape[-1] != 3:
         raise ValueError(f"{name} must be RGB rows (N, 3) or an image (H, W, 3), not shape {array.shape}")
-    if array.dtype.kind == "u" and array.dtype.itemsize in (1, 2):
-        array = array / np.float32(255 if array.dtype.itemsize == 1 else 65535)
-    elif not np.issubdtype(array.dtype, np.floating):
+    values = unit_values(array)
+    if values is None:
         raise ValueError(f"{name} must be uint8 or uint16 codes or floats in [0, 1], not {array.dtype}")
-    rows = array.reshape(-1, 3)
+    rows = values.reshape(-1, 3)
     if rows.shape[0] < at_least:
         raise ValueError(f"{name} has {rows.shape[0]} pixel(s); this measure needs at least {at_least}")
     if not np.isfinite(rows).all():

@@ -39,7 +39,7 @@ from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, Gaussi
 from colorot.em_process import BackgroundEM
 from colorot.errors import ConfigError
 from colorot.history import History
-from colorot.imageio import read_image, read_pixels
+from colorot.imageio import read_image, read_pixels, unit_values
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
@@ -181,12 +181,10 @@ def _array_pixels(array: np.ndarray) -> np.ndarray:
     """An array (..., 3) of uint8 or uint16 codes or of floats in [0, 1] → float32 (N, 3)."""
     if array.ndim < 2 or array.shape[-1] != 3:
         raise ConfigError(f"expected an RGB image or pixels (..., 3), got shape {array.shape}")
-    if array.dtype.kind == "u" and array.dtype.itemsize in (1, 2):  # either byte order
-        top = np.float32(255 if array.dtype.itemsize == 1 else 65535)
-        return (array.reshape(-1, 3) / top).astype(np.float32)
-    if not np.issubdtype(array.dtype, np.floating):
+    values = unit_values(array)
+    if values is None:
         raise ConfigError(f"pixels must be uint8, uint16 or floats in [0, 1], not {array.dtype}")
-    return array.reshape(-1, 3).astype(np.float32)
+    return values.reshape(-1, 3).astype(np.float32)
 
 
 def _as_list(images: ImageLike | Sequence[ImageLike] | None) -> list:

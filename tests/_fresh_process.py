@@ -1,9 +1,11 @@
-"""The CLI run in a fresh interpreter, to see which modules it imports (imported, not collected)."""
+"""colorot run in a fresh interpreter, to see which modules it imports (imported, not collected)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 _SCRIPT = ("import sys\n"
            "from typer.testing import CliRunner\n"
@@ -15,5 +17,13 @@ _SCRIPT = ("import sys\n"
 
 def cli_imports_torch(*args: str) -> bool:
     """Run ``colorot ARGS`` in a fresh Python process (it must succeed): did it import torch?"""
-    done = subprocess.run([sys.executable, "-c", _SCRIPT, *args], capture_output=True, text=True, check=True)
-    return done.stdout.split()[-1] == "True"
+    return last_line_of(_SCRIPT, *args) == "True"
+
+
+def last_line_of(code: str, *args: str) -> str:
+    """Run the Python ``code`` (``sys.argv[1:]``: ``args``) in a fresh process with this checkout
+    first on the path (it must succeed): the last line it prints."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]

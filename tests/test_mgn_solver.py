@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from colorot import ColorTransfer
 from colorot.errors import ConfigError
+from _fresh_process import last_line_of
 
 
 def _blobs(n: int, seed: int) -> np.ndarray:
@@ -238,23 +239,15 @@ def test_the_written_out_lbfgs_takes_torch_s_steps() -> None:
     assert float(rosenbrock(ours.detach())) < start / 100
 
 
-def test_a_network_fit_does_not_import_torchs_compiler(tmp_path) -> None:
+def test_a_network_fit_does_not_import_torchs_compiler() -> None:
     """Constructing a torch.optim optimiser imports torch._dynamo (≈ 2 s in a fresh process); the
     network KL solver must not."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = ("import sys, numpy as np\n"
             "from colorot import ColorTransfer\n"
             "rng = np.random.default_rng(0)\n"
             "ColorTransfer(model='cmgn', steps=2, n_components=2).fit(rng.random((500, 3)), rng.random((500, 3)) ** 2)\n"
             "print('torch._dynamo' in sys.modules)\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert last_line_of(code) == "False"
 
 
 def test_a_line_search_step_to_a_non_finite_loss_is_stepped_back_from() -> None:
