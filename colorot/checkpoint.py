@@ -30,7 +30,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -100,17 +100,26 @@ def _model_config(model: MonotoneGradientMap | RidgeParameters) -> dict:
     return dict(model.config)
 
 
-def save(path: str | Path, model: MonotoneGradientMap | RidgeParameters, target: GaussianMixture,
+def save(path: str | Path | BinaryIO, model: MonotoneGradientMap | RidgeParameters, target: GaussianMixture,
          preprocess: dict, train: dict, *, overwrite: bool = True) -> None:
-    """Write a checkpoint atomically: a temporary file beside ``path``, then rename; CheckpointError
-    for a model larger than a checkpoint may hold (it could not be loaded)."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists (overwrite=True replaces it; --force on the command line)")
+    """Write a checkpoint atomically: a temporary file beside ``path``, then rename; or into a
+    binary file object (anything with ``write``: an open file, ``io.BytesIO``), written as it
+    stands. CheckpointError for a model larger than a checkpoint may hold (it could not be loaded)."""
+    file = path if hasattr(path, "write") else None
+    name = getattr(file, "name", "the file object") if file is not None else Path(path)
+    if file is None and name.exists() and not overwrite:
+        raise OutputExistsError(f"{name} already exists (overwrite=True replaces it; --force on the command line)")
     size_error = model_size_error(_model_config(model), MAX_MODEL_UNITS)
     if size_error is not None:
-        raise CheckpointError(f"cannot save {path}: {size_error} (a sequence's blend: use a smaller --smooth)")
-    write_atomic(path, to_bytes(model, target, preprocess, train), CheckpointError, "checkpoint")
+        raise CheckpointError(f"cannot save {name}: {size_error} (a sequence's blend: use a smaller --smooth)")
+    data = to_bytes(model, target, preprocess, train)
+    if file is None:
+        write_atomic(name, data, CheckpointError, "checkpoint")
+        return
+    try:
+        file.write(data)
+    except (OSError, TypeError, ValueError) as exc:  # TypeError: a text file; ValueError: a closed one
+        raise CheckpointError(f"cannot write checkpoint to {name}: {exc}") from exc
 
 
 def _require(condition: bool, path: object, what: str) -> None:
@@ -247,8 +256,21 @@ def _target_and_metadata(payload: dict, source: object) -> tuple[GaussianMixture
     return target, preprocess, train, str(payload.get("colorot_version", "unknown"))
 
 
-def load(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint file."""
+def load(path: str | Path | bytes | BinaryIO) -> Checkpoint:
+    """Read and validate a checkpoint: a file's path, its bytes, or a binary file object (anything
+    with ``read``: an open file, ``io.BytesIO``), read from where it stands to its end."""
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        return from_bytes(bytes(path))
+    if hasattr(path, "read"):
+        source = getattr(path, "name", "checkpoint")
+        try:
+            data = path.read()
+        except (OSError, ValueError) as exc:  # ValueError: a closed file
+            raise CheckpointError(f"cannot read checkpoint {source!r}: {exc}") from exc
+        if not isinstance(data, (bytes, bytearray)):
+            raise CheckpointError(f"cannot read checkpoint {source!r}: a checkpoint is binary; open the file "
+                                  "with mode 'rb'")
+        return from_bytes(bytes(data), source=source)
     path = Path(path)
     try:
         data = path.read_bytes()

@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, Union
+from typing import BinaryIO, Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -859,8 +859,9 @@ class ColorTransfer:
         return (mapped if index is None else mapped[index.ravel()]).reshape(shape)
 
     # ------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> None:
-        """Write the fitted map, target and training summary to one checkpoint file."""
+    def save(self, path: str | os.PathLike | BinaryIO, *, overwrite: bool = True) -> None:
+        """Write the fitted map, target and training summary to one checkpoint file (atomically),
+        or into a binary file object (an open file, ``io.BytesIO``)."""
         self._check_fitted()
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
         checkpoint.save(path, fitted, self.target_dist_, PREPROCESS, self.train_info_, overwrite=overwrite)
@@ -910,6 +911,8 @@ _PARAMS = ("model", "target", "solver", "n_components", "loss", "sw_weight", "sw
 _DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(ColorTransfer).parameters.items()}
 
 
-def load(path: str | os.PathLike) -> ColorTransfer:
-    """Load a checkpoint written by :meth:`ColorTransfer.save` (or ``colorot fit``)."""
+def load(path: str | os.PathLike | bytes | BinaryIO) -> ColorTransfer:
+    """Load a checkpoint written by :meth:`ColorTransfer.save` (or ``colorot fit``): its path, its
+    bytes, or a binary file object. The map is loaded on the CPU, whatever device it was fitted
+    on (``transform`` runs there; :meth:`ColorTransfer.as_module` follows its images' device)."""
     return ColorTransfer.from_checkpoint(checkpoint.load(path))

@@ -23,6 +23,7 @@ import copy
 import numbers
 import os
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -212,11 +213,16 @@ class ColorAugment(nn.Module):
         self.p, self.clamp = float(p), clamp
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "ColorAugment":
-        """Load the map of a checkpoint written by ``colorot fit``."""
+    def from_checkpoint(cls, path: str | os.PathLike | bytes | BinaryIO, **kwargs) -> "ColorAugment":
+        """Load the map of a checkpoint written by ``colorot fit`` (its path, bytes or binary file
+        object)."""
         from colorot import checkpoint
 
         return cls(checkpoint.load(path).model, **kwargs)
+
+    def extra_repr(self) -> str:
+        strength = self.low if self.low == self.high else (self.low, self.high)
+        return f"strength={strength}, p={self.p}, clamp={self.clamp}"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not isinstance(images, torch.Tensor):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import colorot
 from colorot import ColorTransfer
 from colorot.apply import map_pixels
 from colorot.distributions import DEFAULT_RIDGE, Gaussian, GaussianMixture
-from colorot.errors import ConfigError, OutputExistsError
+from colorot.errors import CheckpointError, ConfigError, OutputExistsError
 from colorot.models import AffineMap, MonotoneGradientMap
 from _fresh_process import last_line_of
 
@@ -247,6 +248,33 @@ def test_a_loaded_ridge_map_keeps_its_numpy_parameters(source, target_pixels, tm
         np.testing.assert_array_equal(loaded.ridge_parameters_.state[key], value.astype(np.float32))
     loaded.save(tmp_path / "again.pt")
     assert (tmp_path / "again.pt").read_bytes() == (tmp_path / "m.pt").read_bytes()
+
+
+def test_save_and_load_through_file_objects_and_bytes(fitted, tmp_path) -> None:
+    """A checkpoint goes into and out of an open file, a BytesIO, or its bytes, as into a path."""
+    fitted.save(tmp_path / "m.pt")
+    on_disk = (tmp_path / "m.pt").read_bytes()
+    buffer = io.BytesIO()
+    fitted.save(buffer)
+    assert buffer.getvalue() == on_disk
+    x = np.random.default_rng(3).uniform(0, 1, size=(50, 3)).astype(np.float32)
+    with open(tmp_path / "m.pt", "rb") as file:
+        from_file = colorot.load(file)
+    for loaded in (from_file, colorot.load(io.BytesIO(on_disk)), colorot.load(on_disk)):
+        np.testing.assert_array_equal(loaded.transform(x), fitted.transform(x))
+        assert loaded.train_info_ == fitted.train_info_
+
+
+def test_a_text_or_closed_file_is_a_checkpoint_error(fitted, tmp_path) -> None:
+    fitted.save(tmp_path / "m.pt")
+    with open(tmp_path / "m.pt", encoding="latin-1") as text, pytest.raises(CheckpointError, match="'rb'"):
+        colorot.load(text)
+    with pytest.raises(CheckpointError, match="cannot write checkpoint"):
+        fitted.save(io.StringIO())
+    closed = io.BytesIO()
+    closed.close()
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        colorot.load(closed)
 
 
 def test_save_without_overwrite_keeps_the_existing_file(fitted, tmp_path) -> None:

@@ -96,6 +96,12 @@ def test_augment_random_strength_per_image(curved):
     torch.testing.assert_close(kept, images)
 
 
+def test_augment_shows_its_settings(curved):
+    """print(model) of a pipeline shows how each augmentation is set (they are not in its state_dict)."""
+    assert "strength=(0.2, 0.6), p=0.5, clamp=True" in repr(ColorAugment(curved, strength=(0.2, 0.6), p=0.5))
+    assert "strength=1.0, p=1.0, clamp=False" in repr(ColorAugment(curved, clamp=False))
+
+
 def test_augment_in_a_dataloader(curved):
     augment = ColorAugment(curved, strength=(0.5, 1.0))
 
