@@ -16,6 +16,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -31,7 +32,7 @@ from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
 from colorot.atomic import check_file_output, is_any_of
-from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
+from colorot.errors import ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageWriteError
 from colorot.lut import bake, interpolation_error
 
 app = typer.Typer(
@@ -177,6 +178,19 @@ def main_options(
 ) -> None:
     """Colour transfer as optimal transport."""
     _state["debug"] = debug
+    warnings.simplefilter("always", ImageMetadataWarning)  # each image's own, however many
+    warnings.showwarning = _show_warning
+
+
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """colorot's warnings as one line on stderr (``warning: ...``), others as Python shows them."""
+    if issubclass(category, ImageMetadataWarning):
+        stderr.print(f"warning: {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
 
 
 _STRENGTH_HELP = "Strength t in [0, 1]: (1−t)·x + t·T(x); 0 is the identity, 1 the full map."

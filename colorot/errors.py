@@ -41,3 +41,8 @@ class ConfigError(ColorotError):
 
 class OutputExistsError(ColorotError):
     """An output already exists and overwriting was not allowed."""
+
+
+class ImageMetadataWarning(UserWarning):
+    """An image's metadata is damaged (a truncated EXIF block, say): its pixels are read in full,
+    its metadata carried as far as it could be read. The CLI prints it as a one-line warning."""

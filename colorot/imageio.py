@@ -37,7 +37,7 @@ from PIL import Image as PILImage
 from PIL import ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, TiffTags, UnidentifiedImageError
 
 from colorot.atomic import write_atomic
-from colorot.errors import ColorotError, ImageReadError, ImageWriteError
+from colorot.errors import ColorotError, ImageMetadataWarning, ImageReadError, ImageWriteError
 
 _FORMAT_BY_SUFFIX = {
     ".jpg": "JPEG",
@@ -97,6 +97,7 @@ _LOW_BYTES: dict[str, tuple[str, list[int] | None]] = {
 _LOW_BYTES["LA;16B"] = ("RGBA", [1, 1, 1, 3])
 
 _PIXEL_LIMIT_LOCK = threading.Lock()
+_PILLOW_WARNINGS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -419,15 +420,22 @@ def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
 
 def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
     """Decode with Pillow, then apply the orientation, split alpha off and scale to floats."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)  # refused below
+    notes: list[str] = []
+    with _pillow_warnings_recorded(notes):
         pil = PILImage.open(io.BytesIO(data))
     with pil:
         limit = max_pixels if max_pixels is not None else PILImage.MAX_IMAGE_PIXELS
         if limit is not None and pil.width * pil.height > limit:
             raise ImageReadError(_over_limit(name, limit, pil.size))
         codes, bit_depth = _pixel_codes(pil, data, name)
-        orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
+        with _pillow_warnings_recorded(notes):
+            orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
+            exif = _tiff_exif(pil) if pil.format == "TIFF" else _upright_exif(pil, orientation)
+        if notes:
+            with _PILLOW_WARNINGS_LOCK:  # not into another thread's record
+                warnings.warn(f"{name}: damaged metadata ({'; '.join(dict.fromkeys(notes))}, says Pillow): the "
+                              "pixels are read in full, the EXIF is carried as far as it could be read",
+                              ImageMetadataWarning, stacklevel=4)
         codes = np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(codes))
         return Image(
             codes=codes_of_words(codes) if codes.ndim == 2 else np.ascontiguousarray(codes[..., :3]),
@@ -436,13 +444,37 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
             mode=pil.mode,
             format=_WRITTEN_AS.get(pil.format, pil.format or ""),
             icc_profile=pil.info.get("icc_profile") or None,
-            exif=_tiff_exif(pil) if pil.format == "TIFF" else _upright_exif(pil, orientation),
+            exif=exif,
             xmp=_upright_xmp(pil.info.get("xmp"), orientation),
             dpi=_upright_dpi(pil.info.get("dpi"), orientation),
             jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
             tiff_compression=_tiff_compression(pil),
         )
+
+
+@contextlib.contextmanager
+def _pillow_warnings_recorded(notes: list[str]) -> Iterator[None]:
+    """Pillow's own warnings in the block (it parses a damaged EXIF block with a bare
+    ``UserWarning`` such as "Truncated File Read") appended to ``notes``, for one warning naming
+    the image; its decompression-bomb warning dropped (colorot's own limit refuses or admits the
+    image); any other warning passed on. ``warnings.catch_warnings`` is process-wide, hence the
+    lock: the blocks it guards read headers and metadata, never pixels."""
+    with _PILLOW_WARNINGS_LOCK:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for warning in caught:
+            if issubclass(warning.category, PILImage.DecompressionBombWarning):
+                continue
+            if issubclass(warning.category, UserWarning) and _is_pillow_file(warning.filename):
+                notes.append(str(warning.message))
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _is_pillow_file(filename: str) -> bool:
+    return Path(filename).parent.name == "PIL"
 
 
 def _over_limit(name: str, limit: int, size: tuple[int, int] | None) -> str:

@@ -266,6 +266,24 @@ def test_apply_with_a_corrupt_input_exits_3_and_writes_the_others(model_file, tm
     assert leftovers == []
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_damaged_exif_is_a_one_line_warning_for_each_image(model_file, tmp_path, jobs) -> None:
+    """Pillow's bare "UserWarning: Truncated File Read" came once per run, with its source line
+    and no file name; the images are written all the same."""
+    src = tmp_path / "in"
+    src.mkdir()
+    exif = PILImage.Exif()
+    exif[0x010F], exif[0x0110] = "camera", "a model name long enough to be stored after the directory"
+    for name in ("a.jpg", "b.jpg"):
+        PILImage.fromarray(np.full((6, 8, 3), 90, np.uint8)).save(src / name, exif=exif.tobytes()[:-30])
+    result = run("apply", model_file, src, tmp_path / "out", "--jobs", jobs)
+    assert result.exit_code == 0, result.output
+    warned = sorted(line for line in result.stderr.splitlines() if line.strip())
+    assert warned == [f"warning: {src / name}: damaged metadata (Truncated File Read, says Pillow): the pixels "
+                      "are read in full, the EXIF is carried as far as it could be read" for name in ("a.jpg", "b.jpg")]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.jpg", "b.jpg"]
+
+
 def test_apply_json_is_exactly_one_document_even_with_failures(model_file, tmp_path, make_png) -> None:
     src = tmp_path / "in"
     make_png(src / "ok.png", 5, 5, seed=3)

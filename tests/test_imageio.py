@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image as PILImage
 from PIL import ImageCms, ImageFile, ImageOps
 
-from colorot.errors import ImageReadError, ImageWriteError
+from colorot.errors import ImageMetadataWarning, ImageReadError, ImageWriteError
 from colorot.imageio import (
     IMAGE_SUFFIXES,
     Image,
@@ -404,6 +404,56 @@ def test_icc_profile_and_exif_are_carried(tmp_path: Path, suffix: str) -> None:
     with PILImage.open(tmp_path / f"b{suffix}") as out:
         assert out.info.get("icc_profile") == icc
         assert out.getexif()[0x010F] == "colorot test camera"
+
+
+def _damaged_exif_jpeg(path: Path) -> Path:
+    """A JPEG whose EXIF block is cut short: its directory promises more bytes than follow."""
+    exif = _exif(1)
+    exif[0x0110] = "a model name long enough to be stored after the directory"
+    return _save(path, _codes((6, 8, 3)), exif=exif.tobytes()[:-30])
+
+
+@pytest.mark.filterwarnings("ignore:Truncated File Read")  # the test's own look with Pillow
+def test_damaged_exif_is_one_warning_naming_the_image(tmp_path: Path) -> None:
+    """Pillow warned "Truncated File Read" on its own, once per process, naming no file."""
+    path = _damaged_exif_jpeg(tmp_path / "a.jpg")
+    with pytest.warns(ImageMetadataWarning, match=r"a\.jpg: damaged metadata \(Truncated File Read") as caught:
+        image = read_image(path)
+    assert len(caught) == 1
+    with PILImage.open(path) as pil:
+        np.testing.assert_array_equal(image.rgb, np.asarray(pil, np.float32) / 255)
+        assert image.exif == pil.info["exif"]  # carried as it came
+
+
+def test_metadata_warnings_leave_the_warnings_machinery_as_it_was(tmp_path: Path, monkeypatch) -> None:
+    """catch_warnings is process-wide: threads decoding at once must neither lose an image's warning
+    nor leave another thread's recorder or filters installed. (Opening is slowed down so that
+    the threads' header reads would overlap if nothing kept them apart.)"""
+    import threading
+    import time
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    real_open = PILImage.open
+    monkeypatch.setattr(PILImage, "open", lambda *args: time.sleep(0.002) or real_open(*args))
+
+    paths = [_damaged_exif_jpeg(tmp_path / f"{index}.jpg") for index in range(4)]
+    paths += [_save(tmp_path / f"{index}.png", _codes((64, 64, 3))) for index in range(4)]
+    names = []
+    seen = threading.Lock()
+
+    def show(message, *_):
+        with seen:
+            names.append(str(message).split(":")[0])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        filters = list(warnings.filters)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(read_image, paths * 5))
+        assert warnings.showwarning is show and warnings.filters == filters
+    assert sorted(names) == sorted(str(path) for path in paths[:4] for _ in range(5))
 
 
 _XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
