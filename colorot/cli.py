@@ -33,7 +33,7 @@ from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
 from colorot.atomic import check_file_output, is_any_of
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageWriteError
-from colorot.lut import bake, interpolation_error
+from colorot.lut import bake, interpolation_error, lut_title
 
 app = typer.Typer(
     name="colorot",
@@ -861,20 +861,15 @@ def export_lut(
             raise ConfigError("--json cannot share stdout with the LUT")
         if output != "-":
             check_file_output(output, [model], replace=force, flag="--force", what="LUT")
-        from colorot.transforms import INVERSE_LUT_BAD_SHARE, lut_outside, prepare_map
+        from colorot.transforms import INVERSE_LUT_BAD_SHARE, lut_map, lut_outside
 
         from colorot.controls import Controls
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
-        if inverse and not controls.is_identity:
-            raise ConfigError("the colour controls (--keep-luminance, --saturation, --neutral) do not apply to --inverse")
         base = checkpoint.load(model).model
-        fitted = controls.bind(prepare_map(base, strength=strength, inverse=inverse), torch_map=True)
+        fitted = lut_map(base, strength=strength, inverse=inverse, controls=controls)
         lut = bake(fitted, size)
-        title = " ".join([f"colorot {base.name}", *([f"strength {strength:g}"] if strength != 1.0 else []),
-                          *(["inverse"] if inverse else []), *(["keep-luminance"] if keep_luminance else []),
-                          *([f"saturation {saturation:g}"] if saturation != 1.0 else []),
-                          *([f"neutral {neutral:g}"] if neutral else [])])
+        title = lut_title(base.name, strength=strength, inverse=inverse, controls=controls)
         far_share, far_max = lut_outside(lut.table)
         ill_conditioned = inverse and far_share > INVERSE_LUT_BAD_SHARE
         if ill_conditioned:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from colorot.atomic import write_atomic
-from colorot.errors import ColorotError, ConfigError, ImageWriteError
+from colorot.errors import ConfigError, ImageWriteError, OutputExistsError
 from colorot.lut import Lut
 
 
@@ -41,7 +41,7 @@ def write_cube(path: str | os.PathLike, lut: Lut, *, title: str = "colorot", ove
     """Write ``lut`` as a ``.cube`` file atomically (:func:`colorot.atomic.write_atomic`)."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise ColorotError(f"{path} already exists (use --force to replace it)")
+        raise OutputExistsError(f"{path} already exists (overwrite=True replaces it; --force on the command line)")
     write_atomic(path, cube_text(lut, title).encode("ascii"), ImageWriteError, "the LUT")
 
 

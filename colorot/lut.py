@@ -12,6 +12,7 @@ solver's maps stray up to 2 code values; ``tests/test_lut.py``).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,14 +57,25 @@ class Lut:
 
 def bake(fitted_map, size: int = DEFAULT_LUT_SIZE) -> Lut:
     """Evaluate ``fitted_map`` on the S³ grid: the table of a :class:`Lut`."""
-    if not 2 <= size <= 65:
-        raise ConfigError(f"LUT size must be between 2 and 65, not {size}")
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, numbers.Integral) or not 2 <= size <= 65:
+        raise ConfigError(f"LUT size must be a whole number between 2 and 65, not {size!r}")
+    size = int(size)
     import torch  # here, not at the top: the CLI starts without torch
 
     grid = torch.from_numpy(lut_grid(size))
     with torch.inference_mode():  # in chunks, so a wide map's activations stay small
         table = torch.cat([fitted_map(chunk).to("cpu", torch.float32) for chunk in grid.split(BAKE_CHUNK)])
     return Lut(size, table.numpy())
+
+
+def lut_title(model_name: str, *, strength: float = 1.0, inverse: bool = False, controls=None) -> str:
+    """A ``.cube`` TITLE naming the map and every setting baked into the table
+    (``controls``: a :class:`colorot.controls.Controls` or None)."""
+    return " ".join([f"colorot {model_name}", *([f"strength {strength:g}"] if strength != 1.0 else []),
+                     *(["inverse"] if inverse else []),
+                     *(["keep-luminance"] if controls is not None and controls.keep_luminance else []),
+                     *([f"saturation {controls.saturation:g}"] if controls is not None and controls.saturation != 1.0 else []),
+                     *([f"neutral {controls.neutral:g}"] if controls is not None and controls.neutral else [])])
 
 
 #: How consumers interpolate a .cube: trilinearly (Pillow, Resolve's default) or tetrahedrally

@@ -33,6 +33,7 @@ import numpy as np
 from colorot import checkpoint
 from colorot.apply import DEFAULT_CHUNK_PIXELS, at_strength, map_pixels
 from colorot.controls import Controls
+from colorot.cube import write_cube
 from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_STEPS,
                               DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, NETWORK_KL_ITERATIONS)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
@@ -40,6 +41,7 @@ from colorot.em_process import BackgroundEM
 from colorot.errors import ConfigError
 from colorot.history import History
 from colorot.imageio import read_image, read_pixels, unit_values
+from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake, lut_title
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
@@ -800,6 +802,18 @@ class ColorTransfer:
 
         inverse = prepare_map(self._fitted(), strength=strength, inverse=True)
         return self._map(image, _torch_evaluator(inverse), per_colour=True)
+
+    def export_lut(self, path: str | os.PathLike, *, size: int = DEFAULT_LUT_SIZE, strength: float = 1.0,
+                   controls: Controls | None = None, inverse: bool = False, overwrite: bool = True) -> Lut:
+        """Write the map as a ``.cube`` 3-D LUT of ``size``³ entries, as ``colorot export-lut`` does:
+        ``T_t`` (t = ``strength``) followed by ``controls``, or with ``inverse`` ``T_t⁻¹``; returns
+        the table (:class:`colorot.lut.Lut`)."""
+        from colorot.transforms import lut_map
+
+        lut = bake(lut_map(self._fitted(), strength=strength, inverse=inverse, controls=controls), size)
+        title = lut_title(self.map_.name, strength=strength, inverse=inverse, controls=controls)
+        write_cube(path, lut, title=title, overwrite=overwrite)
+        return lut
 
     def as_module(self, *, strength: float | tuple[float, float] = 1.0, p: float = 1.0):
         """A :class:`colorot.transforms.ColorAugment` for image tensors (B, 3, H, W)."""

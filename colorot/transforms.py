@@ -107,6 +107,19 @@ def prepare_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool =
     return InverseMap(result) if inverse else result
 
 
+def lut_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool = False, controls=None):
+    """The map a LUT holds: ``T_t`` followed by ``controls`` (a :class:`colorot.controls.Controls`
+    or None), or ``T_t⁻¹``, which takes no controls."""
+    from colorot.controls import Controls
+
+    if controls is not None and not isinstance(controls, Controls):
+        raise ConfigError(f"controls must be a colorot.controls.Controls or None, not {type(controls).__name__}")
+    if inverse and controls is not None and not controls.is_identity:
+        raise ConfigError("the colour controls (--keep-luminance, --saturation, --neutral) do not apply to --inverse")
+    mapped = prepare_map(fitted_map, strength=strength, inverse=inverse)
+    return mapped if controls is None else controls.bind(mapped, torch_map=True)
+
+
 def round_trip_error(fitted_map: nn.Module, inverse: nn.Module, *, n: int = 4096, seed: int = 0) -> float:
     """max over n random colours x ∈ [0, 1]³ of ‖T⁻¹(T(x)) − x‖_∞ (RGB units): the solver's accuracy
     where T⁻¹ has a preimage in the cube, not what an image gets (that is :func:`check_inverse`)."""

@@ -11,9 +11,11 @@ import pytest
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
+import colorot
 from colorot.cli import app
+from colorot.controls import Controls
 from colorot.cube import cube_text, read_cube, write_cube
-from colorot.errors import ColorotError
+from colorot.errors import ColorotError, ConfigError, OutputExistsError
 from colorot.lut import Lut, bake, lut_grid
 
 runner = CliRunner()
@@ -60,6 +62,37 @@ def test_export_lut_cli(tiny_fit, tmp_path):
     rows = [list(map(float, line.split())) for line in half.stdout.splitlines()[4:]]
     np.testing.assert_allclose(rows, lut_grid(3), atol=1e-6)  # strength 0: the identity
     assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "x.cube", "--size", "66"]).exit_code == 2
+
+
+@pytest.mark.parametrize("options, flags", [
+    ({}, []),
+    ({"strength": 0.5, "controls": Controls(saturation=1.3, neutral=0.5)},
+     ["--strength", "0.5", "--saturation", "1.3", "--neutral", "0.5"]),
+    ({"controls": Controls(keep_luminance=True)}, ["--keep-luminance"]),
+    ({"inverse": True}, ["--inverse"]),
+])
+def test_export_lut_in_python_writes_what_the_cli_writes(tiny_fit, tmp_path, options, flags):
+    fitted = colorot.load(tiny_fit["model"])
+    lut = fitted.export_lut(tmp_path / "python.cube", size=9, **options)
+    assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), str(tmp_path / "cli.cube"), "--size", "9",
+                               *flags]).exit_code == 0
+    assert (tmp_path / "python.cube").read_bytes() == (tmp_path / "cli.cube").read_bytes()
+    np.testing.assert_allclose(read_cube(tmp_path / "python.cube").table, lut.table, atol=1e-6)
+
+
+def test_export_lut_in_python_refuses_what_it_cannot_write(tiny_fit, tmp_path):
+    fitted = colorot.load(tiny_fit["model"])
+    path = tmp_path / "grade.cube"
+    path.write_text("precious")
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        fitted.export_lut(path, size=3, overwrite=False)
+    assert path.read_text() == "precious"
+    for options, message in [({"size": 9.5}, "whole number"), ({"size": 66}, "between 2 and 65"),
+                             ({"inverse": True, "controls": Controls(neutral=1.0)}, "do not apply to --inverse"),
+                             ({"controls": {"neutral": 1.0}}, "controls must be"), ({"strength": 2}, "strength")]:
+        with pytest.raises(ConfigError, match=message):
+            fitted.export_lut(path, **options)
+    assert path.read_text() == "precious"
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary (CI installs it)")
