@@ -89,10 +89,12 @@ class SlicedSettings:
     pixels: int = DEFAULT_PIXELS
     eps: float = DEFAULT_EPS
     seed: int = 0
+    solve_iterations: int = NNLS_ITERATIONS  #: FISTA iterations of each step's least-squares solve
 
     def validate(self) -> None:
         # No iteration would leave every step at height 0: the map εx + b, all colours at the mean.
-        if self.directions < 3 or self.knots < 1 or self.iterations < 1 or self.pixels < 2:
+        if (self.directions < 3 or self.knots < 1 or self.iterations < 1 or self.pixels < 2
+                or self.solve_iterations < 1):
             raise ConfigError("the sliced solver needs ≥ 3 directions, ≥ 1 knot, ≥ 1 iteration (--steps), "
                               "≥ 2 pixels")
 
@@ -283,7 +285,8 @@ class SlicedProblem:
         for iteration in range(self.settings.iterations):
             linear, offset, cost = self.surrogate(theta, offset)
             costs.append(cost)
-            theta = nonnegative_least_squares(self.gram, linear, theta, self.upper, self.lipschitz)
+            theta = nonnegative_least_squares(self.gram, linear, theta, self.upper, self.lipschitz,
+                                              self.settings.solve_iterations)
             if callback is not None:
                 callback(iteration + 1, cost)
         return theta, offset, costs

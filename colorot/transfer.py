@@ -47,7 +47,7 @@ from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_strength
-from colorot.sliced import DEFAULT_ITERATIONS, SlicedSettings, solve_sliced
+from colorot.sliced import DEFAULT_ITERATIONS, NNLS_ITERATIONS, SlicedSettings, solve_sliced
 from colorot.sampling import representative_subsample
 
 #: The network solvers (``mgn_solver``, ``train``), the models and ``transforms`` import torch: they
@@ -352,6 +352,10 @@ class ColorTransfer:
     a ConfigError before any image is read.
     """
 
+    #: FISTA iterations of each least-squares solve of the sliced solver (the KL solver's start
+    #: too). Not a parameter: :class:`colorot.matching.Matcher`'s lighter schedule lowers it.
+    sliced_solve_iterations: int = NNLS_ITERATIONS
+
     def __init__(self, model: str = "ridge", target: str = "auto", *, solver: str = "auto",
                  n_components: int | str | None = None,
                  loss: str = "kl", sw_weight: float | None = None,
@@ -561,7 +565,7 @@ class ColorTransfer:
         solver, kind, steps = self.resolved_solver(), self.resolved_target(), self.resolved_steps()
         settings = self._adam_settings(steps) if solver == "adam" else None  # bad options fail before any image is read
         sliced = SlicedSettings(iterations=steps if solver == "sliced" else DEFAULT_ITERATIONS, eps=self.eps,
-                                seed=self.random_state)
+                                seed=self.random_state, solve_iterations=self.sliced_solve_iterations)
         kl_settings = kl_solver.KLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
                                            seed=self.random_state)
         kl_settings.validate()

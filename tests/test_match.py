@@ -29,6 +29,24 @@ def test_the_reference_is_fitted_once(monkeypatch):
     assert len(calls) == 1
 
 
+def test_the_lighter_schedule_solves_the_sliced_start_in_fewer_iterations(monkeypatch):
+    """E53: 100 FISTA iterations a solve instead of 200, for the default map without --steps."""
+    from colorot import sliced
+    from colorot.matching import MATCH_SOLVE_ITERATIONS
+
+    seen = []
+    real = sliced.nonnegative_least_squares
+    monkeypatch.setattr(sliced, "nonnegative_least_squares", lambda *args: seen.append(args[5]) or real(*args))
+    Matcher(image(0)).fit(image(1))
+    assert set(seen) == {MATCH_SOLVE_ITERATIONS} and MATCH_SOLVE_ITERATIONS < sliced.NNLS_ITERATIONS
+    seen.clear()
+    Matcher(image(0), **FAST).fit(image(1))  # steps given: colorot fit's schedule
+    assert set(seen) == {sliced.NNLS_ITERATIONS}
+    seen.clear()
+    ColorTransfer().fit(image(1), image(0))
+    assert set(seen) == {sliced.NNLS_ITERATIONS}
+
+
 def test_each_image_gets_its_own_map_towards_the_reference():
     reference = image(0, (1.0, 0.6, 0.3))
     dark, bright = image(1, (0.3, 0.3, 0.3)), image(2)
