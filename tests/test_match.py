@@ -30,7 +30,8 @@ def test_the_reference_is_fitted_once(monkeypatch):
 
 
 def test_the_lighter_schedule_solves_the_sliced_start_in_fewer_iterations(monkeypatch):
-    """E53: 100 FISTA iterations a solve instead of 200, for the default map without --steps."""
+    """E53: 100 FISTA iterations a solve instead of 200, for the default map without --steps (not for
+    a sequence's frames)."""
     from colorot import sliced
     from colorot.matching import MATCH_SOLVE_ITERATIONS
 
@@ -42,9 +43,10 @@ def test_the_lighter_schedule_solves_the_sliced_start_in_fewer_iterations(monkey
     seen.clear()
     Matcher(image(0), **FAST).fit(image(1))  # steps given: colorot fit's schedule
     assert set(seen) == {sliced.NNLS_ITERATIONS}
-    seen.clear()
-    ColorTransfer().fit(image(1), image(0))
-    assert set(seen) == {sliced.NNLS_ITERATIONS}
+    for fit in (lambda: ColorTransfer().fit(image(1), image(0)), lambda: Matcher(image(0)).fit_frame(image(1))):
+        seen.clear()
+        fit()  # colorot fit, and a frame of --sequence
+        assert set(seen) == {sliced.NNLS_ITERATIONS}
 
 
 def test_each_image_gets_its_own_map_towards_the_reference():
