@@ -30,7 +30,7 @@ from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWri
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
                              read_image, write_image)
 from colorot.colour_table import ColourTable, Evaluator
-from colorot.controls import Controls
+from colorot.controls import Controls, refuse_with_inverse
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_strength
 
@@ -128,11 +128,11 @@ def prepare(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0, inv
     (a file, or its bytes). A ridge or affine map goes into the table read without torch, and
     the map is None; any other map, and ``inverse`` or ``exact``, is loaded (torch) and the
     table, if not ``exact``, evaluates it. ``controls`` act after the map at ``strength``."""
-    _refuse_inverse_controls(inverse, controls)
+    refuse_with_inverse(inverse, controls)
     table = None if inverse or exact else checkpoint_table(model, strength=strength, controls=controls)
     if table is not None:
         return None, table
-    loaded = checkpoint.from_bytes(bytes(model)) if _is_bytes(model) else checkpoint.load(model)
+    loaded = checkpoint.load(model)  # a file or its bytes
     return prepare_fitted(loaded.model, strength=strength, inverse=inverse, exact=exact, controls=controls)
 
 
@@ -143,7 +143,7 @@ def prepare_fitted(model: MonotoneGradientMap, *, strength: float = 1.0, inverse
     ``strength`` (or its inverse), then ``controls``, and its colour table unless ``exact``."""
     from colorot.transforms import prepare_map  # here: torch only for the maps that need it
 
-    _refuse_inverse_controls(inverse, controls)
+    refuse_with_inverse(inverse, controls)
     fitted = prepare_map(model, strength=strength, inverse=inverse)
     table = None if exact else ColourTable(_controlled(colour_evaluator(fitted), controls))
     return (fitted if controls is None else controls.bind(fitted, torch_map=True)), table
@@ -151,11 +151,6 @@ def prepare_fitted(model: MonotoneGradientMap, *, strength: float = 1.0, inverse
 
 def _controlled(evaluate: Evaluator, controls: Controls | None) -> Evaluator:
     return evaluate if controls is None else controls.bind(evaluate)
-
-
-def _refuse_inverse_controls(inverse: bool, controls: Controls | None) -> None:
-    if inverse and controls is not None and not controls.is_identity:
-        raise ConfigError("the colour controls (--keep-luminance, --saturation, --neutral) do not apply to --inverse")
 
 
 def _is_bytes(model: object) -> bool:

@@ -112,3 +112,9 @@ class Controls:
         if self.keep_luminance:
             y = y + (luma(x) - luma(y))
         return y
+
+
+def refuse_with_inverse(inverse: bool, controls: Controls | None) -> None:
+    """ConfigError for colour controls asked of the inverse map, which takes none."""
+    if inverse and controls is not None and not controls.is_identity:
+        raise ConfigError("the colour controls (--keep-luminance, --saturation, --neutral) do not apply to --inverse")

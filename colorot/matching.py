@@ -53,8 +53,12 @@ class Matcher:
     def fit(self, image: ImageLike, *, measure_kl: bool = True) -> ColorTransfer:
         """A fitted :class:`ColorTransfer` from ``image`` onto the reference (``measure_kl``: as
         :meth:`ColorTransfer.fit`'s)."""
+        return self._fit(image, measure_kl=measure_kl, light=self._light_schedule)
+
+    def _fit(self, image: ImageLike, *, measure_kl: bool, light: bool) -> ColorTransfer:
+        """:meth:`fit`, its sliced start on :data:`MATCH_SOLVE_ITERATIONS` if ``light``."""
         estimator = ColorTransfer(**self.params)
-        if self._light_schedule:
+        if light:
             estimator.sliced_solve_iterations = MATCH_SOLVE_ITERATIONS
         return estimator.fit(image, self.reference, measure_kl=measure_kl)
 
@@ -65,8 +69,7 @@ class Matcher:
         ``--sequence`` instead of 0.268 (E53)."""
         from colorot.sequence import FrameFit
 
-        estimator = ColorTransfer(**self.params).fit(image, self.reference, measure_kl=False)
-        return FrameFit.of(estimator, image, self.params.get("max_image_pixels"))
+        return FrameFit.of(self._fit(image, measure_kl=False, light=False), image, self.params.get("max_image_pixels"))
 
     def match_file(self, src: Path, dst: Path, *, save_map: Path | None = None, **write_options) -> None:
         """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`, which takes

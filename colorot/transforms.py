@@ -110,12 +110,11 @@ def prepare_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool =
 def lut_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool = False, controls=None):
     """The map a LUT holds: ``T_t`` followed by ``controls`` (a :class:`colorot.controls.Controls`
     or None), or ``T_t⁻¹``, which takes no controls."""
-    from colorot.controls import Controls
+    from colorot.controls import Controls, refuse_with_inverse
 
     if controls is not None and not isinstance(controls, Controls):
         raise ConfigError(f"controls must be a colorot.controls.Controls or None, not {type(controls).__name__}")
-    if inverse and controls is not None and not controls.is_identity:
-        raise ConfigError("the colour controls (--keep-luminance, --saturation, --neutral) do not apply to --inverse")
+    refuse_with_inverse(inverse, controls)
     mapped = prepare_map(fitted_map, strength=strength, inverse=inverse)
     return mapped if controls is None else controls.bind(mapped, torch_map=True)
 
