@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,8 @@ from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_strength
 
 if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+
     import torch
 
     from colorot.ridge_map import RidgeParameters
@@ -174,14 +176,17 @@ def apply_to_file(
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
     device: str | torch.device = "cpu",
     table: ColourTable | None = None,
+    image: Image | None = None,
 ) -> None:
-    """Read ``src``, map its pixels, write ``dst`` atomically in the source's depth and metadata.
+    """Read ``src`` (unless ``image`` is given: ``src`` decoded already), map its pixels, write
+    ``dst`` atomically in the source's depth and metadata.
 
     With a ``table`` (:func:`colour_table`), 8-bit images go through it and 16-bit ones
     through its evaluator; without one, every image takes the exact map in float32.
     A write the file system refuses raises :class:`DestinationError`.
     """
-    image = read_image(src, max_pixels=max_pixels)
+    if image is None:
+        image = read_image(src, max_pixels=max_pixels)
     mapped = map_image(fitted_map, image, table=table, chunk_pixels=chunk_pixels, device=device)
     try:
         write_image(dst, image, mapped, quality=quality)
@@ -410,23 +415,34 @@ def run_each(
     *,
     on_file_done: Callable[[Job, str | None], None] | None = None,
     jobs: int = 1,
+    processes: BaseContext | None = None,
+    torch_threads: bool = False,
 ) -> Report:
     """Run ``work(job)`` for every job of ``plan``; a ColorotError fails that file only and the
     batch goes on, except a :class:`DestinationError` (an output the file system refuses): it
     stops the batch (files in flight finish atomically) and is raised.
 
     ``jobs`` files are processed at once by a thread pool (decoding, numpy, encoding
-    and torch all release the GIL). Destination folders are created as needed.
+    and torch all release the GIL), or, given ``processes`` (:func:`colorot.workers.start_server`),
+    by as many worker processes, each sent ``work`` once (it must pickle), with one torch thread
+    if ``torch_threads``. Destination folders are created as needed.
     ``on_file_done(job, error)`` is called in the calling thread after each job, with the
     error message or None.
     """
     start = time.perf_counter()
     errors: dict[Job, str | None] = {}
+    jobs = min(jobs, len(plan.jobs))
     try:
         if jobs <= 1:
             _run_serially(plan.jobs, work, errors, on_file_done)
+        elif processes is not None:
+            from colorot.workers import WorkerPool
+
+            pool = WorkerPool(processes, jobs, work, torch_threads=torch_threads)  # each worker holds ``work``
+            _run_in_pool(plan.jobs, errors, on_file_done, pool, lambda job: pool.submit(run_job, job))
         else:
-            _run_in_pool(plan.jobs, work, errors, on_file_done, jobs)
+            pool = ThreadPoolExecutor(max_workers=jobs)
+            _run_in_pool(plan.jobs, errors, on_file_done, pool, lambda job: pool.submit(run_job, job, work))
     except DestinationError as exc:
         raise DestinationError(f"{exc}; the batch stopped") from exc
     return _report(plan, errors, start)
@@ -443,17 +459,18 @@ def _run_serially(jobs: list[Job], work: Callable[[Job], None], errors: dict[Job
                   on_file_done: Callable[[Job, str | None], None] | None) -> None:
     """Run ``jobs`` in this thread (an interrupt stops the batch at once), filling ``errors``."""
     for job in jobs:
-        errors[job] = _run_job(job, work)
+        errors[job] = run_job(job, work)
         if on_file_done is not None:
             on_file_done(job, errors[job])
 
 
-def _run_in_pool(jobs: list[Job], work: Callable[[Job], None], errors: dict[Job, str | None],
-                 on_file_done: Callable[[Job, str | None], None] | None, workers: int) -> None:
-    """Run ``jobs`` on ``workers`` threads, filling ``errors`` as they finish."""
-    pool = ThreadPoolExecutor(max_workers=workers)
+def _run_in_pool(jobs: list[Job], errors: dict[Job, str | None],
+                 on_file_done: Callable[[Job, str | None], None] | None, pool,
+                 submit: Callable[[Job], Future]) -> None:
+    """Run ``jobs`` on ``pool`` (threads, or a :class:`colorot.workers.WorkerPool`), each by
+    ``submit(job)`` (a future of :func:`run_job`'s result), filling ``errors`` as they finish."""
     try:
-        pending = {pool.submit(_run_job, job, work): job for job in jobs}
+        pending = {submit(job): job for job in jobs}
         for future in as_completed(pending):
             job = pending[future]
             errors[job] = future.result()
@@ -465,7 +482,7 @@ def _run_in_pool(jobs: list[Job], work: Callable[[Job], None], errors: dict[Job,
     pool.shutdown()
 
 
-def _run_job(job: Job, work: Callable[[Job], None]) -> str | None:
+def run_job(job: Job, work: Callable[[Job], None]) -> str | None:
     """``work(job)``; the error message if it failed, else None.
 
     A :class:`DestinationError` is raised, not returned: it stops the batch.

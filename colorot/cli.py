@@ -60,7 +60,7 @@ class _Command(typer.core.TyperCommand):
             pieces.append(piece)
         return pieces
 _CPUS = os.cpu_count() or 1
-_state = {"debug": False}
+_state = {"debug": False, "program": False}
 
 
 class ModelName(str, Enum):
@@ -581,10 +581,11 @@ def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.
                                    jobs=jobs, label="applying")
 
 
-def _run_each_with_progress(job_plan: apply_mod.Plan, work, *, jobs: int, label: str) -> apply_mod.Report:
-    """:func:`colorot.apply.run_each` with a progress bar (files/s) on stderr; failures printed as they happen."""
+def _run_each_with_progress(job_plan: apply_mod.Plan, work, *, jobs: int, label: str, **pool) -> apply_mod.Report:
+    """:func:`colorot.apply.run_each` (``pool``: its ``processes`` and ``torch_threads``) with a progress
+    bar (files/s) on stderr; failures printed as they happen."""
     return _with_progress(len(job_plan.jobs), label,
-                          lambda done, _: apply_mod.run_each(job_plan, work, on_file_done=done, jobs=jobs))
+                          lambda done, _: apply_mod.run_each(job_plan, work, on_file_done=done, jobs=jobs, **pool))
 
 
 def _with_progress(total: int, label: str, run) -> apply_mod.Report:
@@ -707,7 +708,7 @@ def match_command(
         _check_stdout_format(output_format, output)
         _check_sequence_options(sequence, smooth, smooth_range, shard, model, solver)
         from colorot.controls import Controls
-        from colorot.matching import Matcher, map_destination, plan_maps, write_matched
+        from colorot.matching import Matcher, MatchWork, plan_maps, write_matched
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
         n_components = _components(components)
@@ -722,13 +723,19 @@ def match_command(
                 job_plan, map_only = plan_maps(job_plan, save_maps, Path(output), overwrite)
         if is_any_of(reference, [output] if streaming else [job.dst for job in _all_jobs(job_plan)]):
             raise ConfigError(f"an output would overwrite the reference {reference}")
+        uses_torch = model != ModelName.ridge or solver == SolverName.adam or exact  # only these evaluate torch maps
+        processes = None  # a batch's files in worker processes, started now (colorot.workers)
+        if _state["program"] and jobs > 1 and not streaming and not sequence and len(job_plan.jobs) > 1:
+            from colorot.workers import start_server
+
+            processes = start_server()
         if jobs > 1:  # parallelism comes from the file workers: one torch and one BLAS thread each
             from threadpoolctl import threadpool_limits
 
             import scipy.optimize  # noqa: F401  (loaded first, so that the limit below reaches its BLAS too)
             import sklearn.mixture  # noqa: F401
 
-            if model != ModelName.ridge or solver == SolverName.adam or exact:  # only these evaluate torch maps
+            if uses_torch:
                 import torch
 
                 torch.set_num_threads(1)
@@ -742,9 +749,7 @@ def match_command(
         if streaming:
             report = _match_stream(matcher, inputs[0], output, output_format, settings, overwrite)
         else:
-            def maps_for(job: apply_mod.Job) -> Path | None:
-                return None if save_maps is None else map_destination(save_maps, job.dst, Path(output))
-
+            work = MatchWork(matcher, settings, save_maps, Path(output), map_only)
             if sequence:
                 from colorot.sequence import DEFAULT_RANGE, DEFAULT_SIGMA, match_sequence
 
@@ -753,20 +758,18 @@ def match_command(
                 document["sequence"] = {"sigma": sigma, "range": tau if math.isfinite(tau) else None}
                 report = _with_progress(len(job_plan.jobs), "matching", lambda done, fit_done: match_sequence(
                     matcher.fit_frame,
-                    lambda fitted, job: write_matched(fitted, job.src, job.dst, save_map=maps_for(job),
+                    lambda fitted, job: write_matched(fitted, job.src, job.dst, save_map=work.map_path(job),
                                                       image=job not in map_only, **settings),
                     job_plan, sigma=sigma, tau=tau, jobs=jobs, on_file_done=done, on_fit_done=fit_done))
             else:
-                report = _run_each_with_progress(
-                    job_plan, lambda job: matcher.match_file(job.src, job.dst, save_map=maps_for(job),
-                                                             image=job not in map_only, **settings),
-                    jobs=jobs, label="matching")
+                report = _run_each_with_progress(job_plan, work, jobs=jobs, label="matching", processes=processes,
+                                                 torch_threads=uses_torch)
             remapped = [job for job in report.written if job in map_only]  # an image kept, its map fitted again
             report = dataclasses.replace(report, written=[job for job in report.written if job not in map_only],
                                          skipped=[*report.skipped, *remapped])
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
-            document["maps"] = [str(maps_for(j)) for j in (*report.written, *remapped)] if save_maps else None
+            document["maps"] = [str(work.map_path(j)) for j in (*report.written, *remapped)] if save_maps else None
         document.update(_batch_summary(report, shard, preview))
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "
                  f"to redo), {len(report.failed)} failed in {report.seconds:.1f} s"]
@@ -992,5 +995,9 @@ def eval_command(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point, and ``python -m colorot``'s.  The process is then colorot's own,
+    so ``colorot match`` may run its files in worker processes (:mod:`colorot.workers`), which
+    import the program's main module again; the CLI run inside another program (by
+    ``typer.testing.CliRunner``, say, from a script without a ``__main__`` guard) keeps to threads."""
+    _state["program"] = True
     app()

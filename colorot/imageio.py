@@ -154,11 +154,15 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
 
     See :func:`decode_image` for what is decoded and how.
     """
+    return decode_image(read_file(path), name=str(path), max_pixels=max_pixels)
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """An image file's bytes; ImageReadError naming the file when it cannot be read."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         raise ImageReadError(f"{path!s}: cannot read file ({getattr(exc, 'strerror', None) or exc})") from exc
-    return decode_image(data, name=str(path), max_pixels=max_pixels)
 
 
 def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None) -> Image:

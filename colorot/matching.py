@@ -8,7 +8,9 @@ fit``, except that the default (the KL solver's ridge map) runs a lighter schedu
 
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -19,7 +21,8 @@ from colorot.errors import ConfigError
 from colorot.transfer import ColorTransfer, ImageLike
 
 if TYPE_CHECKING:
-    from colorot.apply import Plan
+    from colorot.apply import Job, Plan
+    from colorot.imageio import Image
     from colorot.sequence import FrameFit
 
 #: Each input's pixels (the sliced start works on as many, the KL on half) and KL iterations when the
@@ -74,8 +77,15 @@ class Matcher:
     def match_file(self, src: Path, dst: Path, *, save_map: Path | None = None, **write_options) -> None:
         """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`, which takes
         ``image=False`` to keep the map only); the map's KL is estimated only for a map that is kept
-        (``save_map``)."""
-        write_matched(self.fit(src, measure_kl=save_map is not None), src, dst, save_map=save_map, **write_options)
+        (``save_map``).  The file is read and decoded once (at the fit's ``max_image_pixels``), for
+        the fit and the write: one decode, and one warning for damaged metadata."""
+        from colorot.imageio import decode_image, read_file, visible_pixels
+
+        data = read_file(src)
+        image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"))
+        estimator = self.fit(visible_pixels(image, str(src)), measure_kl=save_map is not None)
+        estimator.train_info_["source_sha256"] = hashlib.sha256(data).hexdigest()  # as a fit from the path records
+        write_matched(estimator, src, dst, save_map=save_map, decoded=image, **write_options)
 
     def match_bytes(self, data: bytes, *, format: str | None = None, strength: float = 1.0,
                     controls: Controls | None = None, exact: bool = False, quality: int = 95,
@@ -92,6 +102,29 @@ class Matcher:
         return encode_image(image, apply.map_image(fitted, image, table=table), fmt, quality=quality), fmt
 
 
+@dataclass(frozen=True)
+class MatchWork:
+    """What ``colorot match`` does with each job of its plan: fit the input's own map and write the
+    image through it (``settings``: :func:`write_matched`'s), keeping the map under ``save_maps``
+    (the output tree under ``output_root`` mirrored: :func:`map_destination`), and for the jobs of
+    ``map_only`` keeping the map alone (:func:`plan_maps`).  It pickles whole, matcher and
+    reference included, for worker processes (:mod:`colorot.workers`)."""
+
+    matcher: Matcher
+    settings: dict = field(default_factory=dict)
+    save_maps: Path | None = None
+    output_root: Path = Path(".")
+    map_only: frozenset = frozenset()
+
+    def map_path(self, job: "Job") -> Path | None:
+        """Where ``job``'s map is kept (None without ``save_maps``)."""
+        return None if self.save_maps is None else map_destination(self.save_maps, job.dst, self.output_root)
+
+    def __call__(self, job: "Job") -> None:
+        self.matcher.match_file(job.src, job.dst, save_map=self.map_path(job), image=job not in self.map_only,
+                                **self.settings)
+
+
 def _match_schedule(params: dict) -> dict:
     """``params`` with the match schedule of the KL solver's ridge map (:data:`MATCH_PIXELS`,
     :data:`MATCH_KL_ITERATIONS`) where ``max_pixels`` and ``steps`` are not given."""
@@ -103,16 +136,18 @@ def _match_schedule(params: dict) -> dict:
 
 def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: float = 1.0,
                   controls: Controls | None = None, exact: bool = False, quality: int = 95,
-                  max_pixels: int | None = None, save_map: Path | None = None, image: bool = True) -> None:
-    """Write ``src`` through ``estimator``'s map to ``dst`` as ``colorot apply`` does (the colour
-    table unless ``exact``; ``strength`` then ``controls``), unless not ``image``; then keep the
-    map at ``save_map``, if given (:func:`plan_maps` decides what may be replaced).  The image goes
-    first, so a run killed in between leaves an image without its map, which a rerun fits again."""
+                  max_pixels: int | None = None, save_map: Path | None = None, image: bool = True,
+                  decoded: "Image | None" = None) -> None:
+    """Write ``src`` (``decoded``: read already) through ``estimator``'s map to ``dst`` as ``colorot
+    apply`` does (the colour table unless ``exact``; ``strength`` then ``controls``), unless not
+    ``image``; then keep the map at ``save_map``, if given (:func:`plan_maps` decides what may be
+    replaced).  The image goes first, so a run killed in between leaves an image without its map,
+    which a rerun fits again."""
     from colorot import apply
 
     if image:
         fitted, table = _prepared(estimator, strength, exact, controls)
-        apply.apply_to_file(fitted, src, dst, table=table, quality=quality, max_pixels=max_pixels)
+        apply.apply_to_file(fitted, src, dst, table=table, quality=quality, max_pixels=max_pixels, image=decoded)
     if save_map is not None:
         apply.make_folder(save_map.parent)
         estimator.save(save_map, overwrite=True)

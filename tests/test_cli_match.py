@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -113,6 +114,7 @@ def test_each_input_gets_its_own_map(scene, tmp_path):
     out, maps = tmp_path / "out", tmp_path / "maps"
     assert match(scene, str(scene["folder"]), str(out), "--save-maps", str(maps)).exit_code == 0
     a, b = load(maps / "a.pt"), load(maps / "b.pt")
+    assert a.train_info_["source_sha256"] == hashlib.sha256((scene["folder"] / "a.png").read_bytes()).hexdigest()
     assert a.train_info_["source_sha256"] != b.train_info_["source_sha256"]
     assert a.train_info_["target_sha256"] == b.train_info_["target_sha256"]
 

@@ -1,0 +1,112 @@
+"""Worker processes for a batch whose files are Python-bound work (``colorot match``'s fits).
+
+A thread pool shares one interpreter lock: each match spends about half its time in Python
+between small numpy calls (the sliced start's solves, L-BFGS-B's callbacks), so two threads on
+two cores matched 30 photographs in 15.4 s where two processes took 13.7 s (bench/EXPERIMENTS.md,
+E54).  The processes come from a fork server (:func:`start_server`), started before the
+reference is read so that its imports (:data:`PRELOAD`) load while this process imports
+scikit-learn and fits the reference's EM; each worker is forked from it, single-threaded, so no
+lock of this process's threads (BLAS's, torch's, the progress bar's) is copied held.
+
+Each worker receives the batch's ``state`` once (pickled: for ``colorot match`` its work, the
+:class:`~colorot.matching.Matcher` with its reference inside), runs one BLAS thread (one torch
+thread too, if the work needs torch), and
+ignores Ctrl-C: the parent stops the batch, and files in flight finish atomically, as with
+threads.  The warnings a file raises in a worker are shown by the parent, as its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from colorot.errors import ColorotError
+
+#: Modules the fork server imports when it starts, so that workers forked from it have them (the
+#: CLI too: a worker imports the main module again, and the console script's imports colorot.cli).
+PRELOAD = ("colorot.cli", "colorot.apply", "colorot.matching", "colorot.transfer", "colorot.kl_solver", "colorot.sliced",
+           "colorot.imageio", "scipy.optimize", "threadpoolctl")
+
+#: The batch's state in a worker process (set by its initializer).
+_state: Any = None
+
+
+def start_server() -> BaseContext | None:
+    """The fork server's multiprocessing context, its server started now (its :data:`PRELOAD`
+    loading in the background); None where there is none (Windows) or it cannot start: the
+    caller then uses threads."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    try:
+        context.set_forkserver_preload(list(PRELOAD))
+        forkserver.ensure_running()
+    except (OSError, ValueError):  # no processes or pipes left, an interpreter that cannot start one
+        return None
+    return context
+
+
+class WorkerPool:
+    """``workers`` processes of ``context``, each holding ``state`` (pickled once to each)."""
+
+    def __init__(self, context: BaseContext, workers: int, state: Any, *, torch_threads: bool = False) -> None:
+        self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_initialise,
+                                         initargs=(state, torch_threads))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """A future of ``fn(*args, state)`` run in a worker (``fn`` and ``args`` pickled), done once
+        the warnings it raised have been shown here; a worker that died fails it with a ColorotError."""
+        outcome: Future = Future()
+        self._pool.submit(_run, fn, args).add_done_callback(lambda done: _relay(done, outcome))
+        return outcome
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait, cancel_futures=cancel_futures)
+
+
+def _initialise(state: Any, torch_threads: bool) -> None:
+    """A worker's start: Ctrl-C ignored, one BLAS (and torch) thread, the batch's ``state`` kept."""
+    global _state
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(1)
+    _state = state
+
+
+def _run(fn: Callable[..., Any], args: tuple) -> tuple[Any, list[tuple[type[Warning], str]]]:
+    """In a worker: ``fn(*args, state)`` and the warnings it raised (category, message)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every one goes to the parent, whose filters decide
+        result = fn(*args, _state)
+    return result, [(w.category, str(w.message)) for w in caught]
+
+
+def _relay(done: Future, outcome: Future) -> None:
+    """In this process: show a finished job's warnings, then settle ``outcome`` as ``done``."""
+    if done.cancelled():
+        outcome.cancel()
+        return
+    failure = done.exception()
+    if isinstance(failure, BrokenProcessPool):
+        failure = ColorotError("a worker process ended unexpectedly (killed, or out of memory: try fewer --jobs); "
+                               "the batch stopped")
+    if failure is not None:
+        outcome.set_exception(failure)
+        return
+    result, caught = done.result()
+    for category, message in caught:
+        warnings.warn(message, category, stacklevel=1)
+    outcome.set_result(result)

@@ -1,0 +1,132 @@
+"""Worker processes for ``colorot match`` (colorot.workers): the same report, errors and warnings
+as the thread pool's, from other processes that ignore Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from _worker_helpers import die, fail_on_bad, warn_then_write, write_process
+from colorot import load
+from colorot.apply import Job, Plan, run_each
+from colorot.cli import app
+from colorot.errors import ColorotError, DestinationError, ImageMetadataWarning
+from colorot.workers import start_server
+from conftest import smooth_rgb
+
+pytestmark = pytest.mark.skipif(start_server() is None, reason="no fork server on this platform")
+
+
+def plan_of(tmp_path: Path, names: list[str]) -> Plan:
+    (tmp_path / "in").mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for name in names:
+        (tmp_path / "in" / name).write_text("input")
+        jobs.append(Job(tmp_path / "in" / name, tmp_path / "out" / name))
+    return Plan(jobs, [])
+
+
+def test_files_run_in_worker_processes_that_ignore_ctrl_c(tmp_path):
+    plan = plan_of(tmp_path, [f"{i}.txt" for i in range(6)])
+    report = run_each(plan, write_process, jobs=2, processes=start_server())
+    assert report.exit_code == 0 and len(report.written) == 6
+    runs = [(tmp_path / "out" / f"{i}.txt").read_text().split() for i in range(6)]
+    pids = {int(pid) for pid, _ in runs}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    assert all(ignores == "True" for _, ignores in runs)
+
+
+def test_a_workers_warnings_are_raised_here(tmp_path):
+    plan = plan_of(tmp_path, ["a.jpg", "b.jpg"])
+    with pytest.warns(ImageMetadataWarning) as caught:
+        report = run_each(plan, warn_then_write, jobs=2, processes=start_server())
+    assert report.exit_code == 0
+    assert sorted(str(w.message) for w in caught) == ["a.jpg: damaged metadata", "b.jpg: damaged metadata"]
+
+
+def test_a_failed_file_fails_alone_and_a_refused_destination_stops_the_batch(tmp_path):
+    plan = plan_of(tmp_path, ["good1.txt", "bad.txt", "good2.txt"])
+    report = run_each(plan, fail_on_bad, jobs=2, processes=start_server())
+    assert [job.src.name for job in report.written] == ["good1.txt", "good2.txt"]
+    assert [(job.src.name, error) for job, error in report.failed] == [("bad.txt", "bad.txt is bad")]
+    assert report.exit_code == 3
+    refused = plan_of(tmp_path / "second", ["good.txt", "refused.txt"])
+    with pytest.raises(DestinationError, match="refused; the batch stopped"):
+        run_each(refused, fail_on_bad, jobs=2, processes=start_server())
+
+
+def test_a_worker_that_dies_stops_the_batch_with_a_clear_error(tmp_path):
+    with pytest.raises(ColorotError, match="a worker process ended unexpectedly"):
+        run_each(plan_of(tmp_path, ["a.txt", "b.txt"]), die, jobs=2, processes=start_server())
+
+
+#: ``python -m colorot ARGS`` that says on its last line whether ``colorot match`` started the fork server.
+_SPY = ("import atexit, sys\n"
+        "from colorot import workers\n"
+        "started, start = [], workers.start_server\n"
+        "workers.start_server = lambda: started.append(start()) or started[-1]\n"
+        "atexit.register(lambda: print('server', [s is not None for s in started]))\n"
+        "sys.argv[0] = 'colorot'\n"
+        "from colorot.cli import main\n"
+        "main()\n")
+
+
+def test_match_in_worker_processes_writes_what_one_process_writes_with_each_warning_once(tmp_path):
+    """colorot's own process matches in worker processes, outputs and kept maps as those of one
+    process; the damaged metadata of each image is one warning (the file is decoded once)."""
+    reference = tmp_path / "reference.png"
+    PILImage.fromarray((smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.6, 0.3])).astype(np.uint8)).save(reference)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    exif = PILImage.Exif()
+    exif[0x010F], exif[0x0110] = "camera", "a model name long enough to be stored after the directory"
+    names = [f"{i}.jpg" for i in range(4)]
+    for i, name in enumerate(names):
+        PILImage.fromarray(smooth_rgb(16, 24, i)).save(folder / name, exif=exif.tobytes()[:-30])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    runs = {}
+    for jobs in ("1", "2"):
+        runs[jobs] = subprocess.run([sys.executable, "-c", _SPY, "match", str(reference), str(folder),
+                                     str(tmp_path / f"jobs{jobs}"), "--jobs", jobs, "--save-maps",
+                                     str(tmp_path / f"maps{jobs}")], capture_output=True, text=True, env=env, timeout=300)
+        assert runs[jobs].returncode == 0, runs[jobs].stderr
+    assert runs["1"].stdout.splitlines()[-1] == "server []"
+    assert runs["2"].stdout.splitlines()[-1] == "server [True]"
+    warned = sorted(line for line in runs["2"].stderr.splitlines() if line.strip())
+    assert warned == [f"warning: {folder / name}: damaged metadata (Truncated File Read, says Pillow): the pixels "
+                      "are read in full, the EXIF is carried as far as it could be read" for name in names]
+    for name in names:
+        one, two = (np.asarray(PILImage.open(tmp_path / f"jobs{j}" / name)) for j in ("1", "2"))
+        assert np.array_equal(one, two)
+        maps = [load(tmp_path / f"maps{j}" / name.replace(".jpg", ".pt")).ridge_parameters_ for j in ("1", "2")]
+        assert maps[0].state.keys() == maps[1].state.keys()
+        assert all(np.array_equal(maps[0].state[key], maps[1].state[key]) for key in maps[0].state)
+
+
+def test_the_cli_inside_another_program_keeps_to_threads_with_each_warning_once(tmp_path):
+    """CliRunner (or any program calling the Typer app) never starts worker processes, which would
+    import that program's main module again."""
+    reference = tmp_path / "reference.png"
+    PILImage.fromarray((smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.6, 0.3])).astype(np.uint8)).save(reference)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    exif = PILImage.Exif()
+    exif[0x010F], exif[0x0110] = "camera", "a model name long enough to be stored after the directory"
+    for i, name in enumerate(("a.jpg", "b.jpg", "c.jpg")):
+        PILImage.fromarray(smooth_rgb(16, 24, i)).save(folder / name, exif=exif.tobytes()[:-30])
+    started = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("colorot.workers.start_server", lambda: started.append(1))
+        result = CliRunner().invoke(app, ["match", str(reference), str(folder), str(tmp_path / "out"), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    assert started == []
+    warned = sorted(line for line in result.stderr.splitlines() if line.strip())
+    assert warned == [f"warning: {folder / name}: damaged metadata (Truncated File Read, says Pillow): the pixels "
+                      "are read in full, the EXIF is carried as far as it could be read" for name in ("a.jpg", "b.jpg", "c.jpg")]
