@@ -9,8 +9,9 @@
    against color-matcher's own command line (``color-matcher -s DIR -r REF -m hm-mkl-hm``)
    run as 2 processes on the two halves of the folder at once.  Prints files/s of each (wall
    time, start-up included), the median SW2 of the outputs to the reference
-   (``colorot.metrics.sliced_w2``, as bench/quality.py), and the peak resident memory
-   (``/usr/bin/time -f %M``) of ``colorot match`` on a third of the files and on all of them.
+   (``colorot.metrics.sliced_w2``, as bench/quality.py), and the peak memory of ``colorot match``
+   and its worker processes on a third of the files and on all of them: their summed PSS, and the
+   largest one's RSS (``/usr/bin/time -f %M``'s figure), sampled from /proc (Linux).
 2. **Sequence** (``--frames`` frames of ``--frame-size`` cut from ``samples/day.jpg``: a slow pan and
    zoom, an exposure ramp of +0.5 stop and sensor-like noise, σ = 2 code values, seeded; with
    ``--cut`` the second half pans across ``samples/storm.jpg``; the reference is
@@ -81,9 +82,50 @@ def timed(command: list[str], cwd: Path | None = None) -> float:
     return time.perf_counter() - start
 
 
-def peak_memory_mib(command: list[str]) -> float:
-    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], check=True, capture_output=True, text=True)
-    return int(result.stderr.strip().splitlines()[-1]) / 1024
+def peak_memory_mib(command: list[str]) -> tuple[float, float]:
+    """The peak, over the run, of the memory of ``command`` and every process it starts (its worker
+    processes and their fork server), sampled every 0.1 s from /proc (Linux): the summed PSS
+    (shared pages divided among the processes that share them) and the largest single RSS (what
+    ``/usr/bin/time -f %M`` reports), in MiB."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    total = largest = 0.0
+    while process.poll() is None:
+        tree = process_tree(process.pid)
+        total = max(total, sum(_kib(pid, "smaps_rollup", "Pss:") for pid in tree) / 1024)
+        largest = max(largest, max(_kib(pid, "status", "VmRSS:") for pid in tree) / 1024)
+        time.sleep(0.1)
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return total, largest
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def _kib(pid: int, name: str, key: str) -> float:
+    """The ``key`` line of /proc/PID/NAME in kB (0 when the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(key):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
 
 
 def folder_bench(work: Path, count: int, cache: Path | None) -> None:
@@ -114,9 +156,11 @@ def folder_bench(work: Path, count: int, cache: Path | None) -> None:
     third.mkdir()
     for path in files[: max(1, count // 3)]:
         shutil.copy(path, third / path.name)
-    small = peak_memory_mib([*COLOROT, "match", str(REFERENCE), str(third), str(work / "m1"), "--jobs", "2"])
-    large = peak_memory_mib([*COLOROT, "match", str(REFERENCE), str(work / "in"), str(work / "m2"), "--jobs", "2"])
-    print(f"  peak memory of colorot match: {small:.0f} MiB for {max(1, count // 3)} files, {large:.0f} MiB for {count}")
+    small, small_largest = peak_memory_mib([*COLOROT, "match", str(REFERENCE), str(third), str(work / "m1"), "--jobs", "2"])
+    large, large_largest = peak_memory_mib([*COLOROT, "match", str(REFERENCE), str(work / "in"), str(work / "m2"),
+                                            "--jobs", "2"])
+    print(f"  peak memory of colorot match, all its processes (PSS): {small:.0f} MiB for {max(1, count // 3)} files, "
+          f"{large:.0f} MiB for {count}; the largest process (RSS): {small_largest:.0f} / {large_largest:.0f} MiB")
 
 
 def make_sequence(folder: Path, frames: int, size: tuple[int, int], cut: bool = False) -> list[Path]:
