@@ -10,9 +10,9 @@ lock of this process's threads (BLAS's, torch's, the progress bar's) is copied h
 
 Each worker receives the batch's ``state`` once (pickled: for ``colorot match`` its work, the
 :class:`~colorot.matching.Matcher` with its reference inside), runs one BLAS thread (one torch
-thread too, if the work needs torch), and
-ignores Ctrl-C: the parent stops the batch, and files in flight finish atomically, as with
-threads.  The warnings a file raises in a worker are shown by the parent, as its own.
+thread too, if the work needs torch), and ignores Ctrl-C: the parent stops the batch, and files
+in flight finish atomically, as with threads.  The warnings a file raises in a worker are shown by
+the parent, as its own.
 """
 
 from __future__ import annotations
