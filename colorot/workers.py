@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import sys
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -39,9 +40,10 @@ _state: Any = None
 
 def start_server() -> BaseContext | None:
     """The fork server's multiprocessing context, its server started now (its :data:`PRELOAD`
-    loading in the background); None where there is none (Windows) or it cannot start: the
-    caller then uses threads."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    loading in the background); None where there is none (Windows), in a frozen program (whose
+    executable is no Python to start the server with) or where it cannot start: the caller then
+    uses threads."""
+    if "forkserver" not in multiprocessing.get_all_start_methods() or getattr(sys, "frozen", False):
         return None
     from multiprocessing import forkserver
 

@@ -78,6 +78,11 @@ _SPY = ("import atexit, sys\n"
         "main()\n")
 
 
+def test_a_frozen_program_keeps_to_threads(monkeypatch):
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert start_server() is None
+
+
 def test_match_in_worker_processes_writes_what_one_process_writes_with_each_warning_once(tmp_path):
     """colorot's own process matches in worker processes, outputs and kept maps as those of one
     process; the damaged metadata of each image is one warning (the file is decoded once)."""
