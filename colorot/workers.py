@@ -41,17 +41,19 @@ _state: Any = None
 def start_server() -> BaseContext | None:
     """The fork server's multiprocessing context, its server started now (its :data:`PRELOAD`
     loading in the background); None where there is none (Windows), in a frozen program (whose
-    executable is no Python to start the server with) or where it cannot start: the caller then
-    uses threads."""
+    executable is no Python to start the server with), where it cannot start, or where the
+    pool's queues cannot work (no POSIX semaphores, as in some sandboxes): the caller then uses
+    threads."""
     if "forkserver" not in multiprocessing.get_all_start_methods() or getattr(sys, "frozen", False):
         return None
     from multiprocessing import forkserver
 
     context = multiprocessing.get_context("forkserver")
     try:
+        context.Lock()  # a semaphore, as the pool's queues need (sem_open)
         context.set_forkserver_preload(list(PRELOAD))
         forkserver.ensure_running()
-    except (OSError, ValueError):  # no processes or pipes left, an interpreter that cannot start one
+    except (OSError, ValueError, ImportError, NotImplementedError):  # no semaphores, processes or pipes left, …
         return None
     return context
 

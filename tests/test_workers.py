@@ -83,6 +83,14 @@ def test_a_frozen_program_keeps_to_threads(monkeypatch):
     assert start_server() is None
 
 
+def test_a_system_without_semaphores_keeps_to_threads(monkeypatch):
+    def no_semaphores(self):
+        raise ImportError("This platform lacks a functioning sem_open implementation")
+
+    monkeypatch.setattr("multiprocessing.context.BaseContext.Lock", no_semaphores)
+    assert start_server() is None
+
+
 def test_match_in_worker_processes_writes_what_one_process_writes_with_each_warning_once(tmp_path):
     """colorot's own process matches in worker processes, outputs and kept maps as those of one
     process; the damaged metadata of each image is one warning (the file is decoded once)."""
