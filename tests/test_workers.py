@@ -3,6 +3,7 @@ as the thread pool's, from other processes that ignore Ctrl-C."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from colorot.errors import ColorotError, DestinationError, ImageMetadataWarning
 from colorot.workers import start_server
 from conftest import smooth_rgb
 
-pytestmark = pytest.mark.skipif(start_server() is None, reason="no fork server on this platform")
+pytestmark = pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(),
+                                reason="no fork server on this platform")
 
 
 def plan_of(tmp_path: Path, names: list[str]) -> Plan:
