@@ -411,12 +411,13 @@ def run(
 
 def run_each(
     plan: Plan,
-    work: Callable[[Job], None],
+    work: Callable[[Job], Any],
     *,
     on_file_done: Callable[[Job, str | None], None] | None = None,
     jobs: int = 1,
     processes: BaseContext | None = None,
     torch_threads: bool = False,
+    results: dict[Job, Any] | None = None,
 ) -> Report:
     """Run ``work(job)`` for every job of ``plan``; a ColorotError fails that file only and the
     batch goes on, except a :class:`DestinationError` (an output the file system refuses): it
@@ -427,22 +428,25 @@ def run_each(
     by as many worker processes, each sent ``work`` once (it must pickle), with one torch thread
     if ``torch_threads``. Destination folders are created as needed.
     ``on_file_done(job, error)`` is called in the calling thread after each job, with the
-    error message or None.
+    error message or None. ``results``, if given, receives what ``work`` returned for each job
+    that did not fail (from a worker process: pickled back).
     """
     start = time.perf_counter()
     errors: dict[Job, str | None] = {}
+    results = {} if results is None else results
     jobs = min(jobs, len(plan.jobs))
     try:
         if jobs <= 1:
-            _run_serially(plan.jobs, work, errors, on_file_done)
+            _run_serially(plan.jobs, work, errors, results, on_file_done)
         elif processes is not None:
             from colorot.workers import WorkerPool
 
             pool = WorkerPool(processes, jobs, work, torch_threads=torch_threads)  # each worker holds ``work``
-            _run_in_pool(plan.jobs, errors, on_file_done, pool, lambda job: pool.submit(run_job, job))
+            _run_in_pool(plan.jobs, errors, results, on_file_done, pool, lambda job: pool.submit(run_job, job))
         else:
             pool = ThreadPoolExecutor(max_workers=jobs)
-            _run_in_pool(plan.jobs, errors, on_file_done, pool, lambda job: pool.submit(run_job, job, work))
+            _run_in_pool(plan.jobs, errors, results, on_file_done, pool,
+                         lambda job: pool.submit(run_job, job, work))
     except DestinationError as exc:
         raise DestinationError(f"{exc}; the batch stopped") from exc
     return _report(plan, errors, start)
@@ -455,25 +459,27 @@ def _report(plan: Plan, errors: dict[Job, str | None], start: float) -> Report:
     return Report(written, list(plan.skipped), failed, time.perf_counter() - start)
 
 
-def _run_serially(jobs: list[Job], work: Callable[[Job], None], errors: dict[Job, str | None],
-                  on_file_done: Callable[[Job, str | None], None] | None) -> None:
-    """Run ``jobs`` in this thread (an interrupt stops the batch at once), filling ``errors``."""
+def _run_serially(jobs: list[Job], work: Callable[[Job], Any], errors: dict[Job, str | None],
+                  results: dict[Job, Any], on_file_done: Callable[[Job, str | None], None] | None) -> None:
+    """Run ``jobs`` in this thread (an interrupt stops the batch at once), filling ``errors`` and
+    ``results``."""
     for job in jobs:
-        errors[job] = run_job(job, work)
+        _record(job, run_job(job, work), errors, results)
         if on_file_done is not None:
             on_file_done(job, errors[job])
 
 
-def _run_in_pool(jobs: list[Job], errors: dict[Job, str | None],
+def _run_in_pool(jobs: list[Job], errors: dict[Job, str | None], results: dict[Job, Any],
                  on_file_done: Callable[[Job, str | None], None] | None, pool,
                  submit: Callable[[Job], Future]) -> None:
     """Run ``jobs`` on ``pool`` (threads, or a :class:`colorot.workers.WorkerPool`), each by
-    ``submit(job)`` (a future of :func:`run_job`'s result), filling ``errors`` as they finish."""
+    ``submit(job)`` (a future of :func:`run_job`'s result), filling ``errors`` and ``results`` as
+    they finish."""
     try:
         pending = {submit(job): job for job in jobs}
         for future in as_completed(pending):
             job = pending[future]
-            errors[job] = future.result()
+            _record(job, future.result(), errors, results)
             if on_file_done is not None:
                 on_file_done(job, errors[job])
     except BaseException:  # a refused destination, Ctrl-C or a bug: drop the queued files;
@@ -482,19 +488,25 @@ def _run_in_pool(jobs: list[Job], errors: dict[Job, str | None],
     pool.shutdown()
 
 
-def run_job(job: Job, work: Callable[[Job], None]) -> str | None:
-    """``work(job)``; the error message if it failed, else None.
+def run_job(job: Job, work: Callable[[Job], Any]) -> tuple[str | None, Any]:
+    """``work(job)``: (the error message, None) if it failed, else (None, what it returned).
 
     A :class:`DestinationError` is raised, not returned: it stops the batch.
     """
     try:
         make_folder(job.dst.parent)
-        work(job)
+        return None, work(job)
     except DestinationError:
         raise
     except ColorotError as exc:
-        return str(exc)
-    return None
+        return str(exc), None
+
+
+def _record(job: Job, outcome: tuple[str | None, Any], errors: dict[Job, str | None], results: dict[Job, Any]) -> None:
+    """A job's :func:`run_job` outcome into ``errors`` (every job) and ``results`` (those that did not fail)."""
+    errors[job], value = outcome
+    if errors[job] is None:
+        results[job] = value
 
 
 def make_folder(folder: Path) -> None:

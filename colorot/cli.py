@@ -708,7 +708,7 @@ def match_command(
         _check_stdout_format(output_format, output)
         _check_sequence_options(sequence, smooth, smooth_range, shard, model, solver)
         from colorot.controls import Controls
-        from colorot.matching import Matcher, MatchWork, plan_maps, write_matched
+        from colorot.matching import Matcher, MatchWork, plan_maps
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
         n_components = _components(components)
@@ -725,7 +725,7 @@ def match_command(
             raise ConfigError(f"an output would overwrite the reference {reference}")
         uses_torch = model != ModelName.ridge or solver == SolverName.adam or exact  # only these evaluate torch maps
         processes = None  # a batch's files in worker processes, started now (colorot.workers)
-        if _state["program"] and jobs > 1 and not streaming and not sequence and len(job_plan.jobs) > 1:
+        if _state["program"] and jobs > 1 and not streaming and len(job_plan.jobs) > 1:
             from colorot.workers import start_server
 
             processes = start_server()
@@ -757,10 +757,8 @@ def match_command(
                 tau = DEFAULT_RANGE if smooth_range is None else smooth_range
                 document["sequence"] = {"sigma": sigma, "range": tau if math.isfinite(tau) else None}
                 report = _with_progress(len(job_plan.jobs), "matching", lambda done, fit_done: match_sequence(
-                    matcher.fit_frame,
-                    lambda fitted, job: write_matched(fitted, job.src, job.dst, save_map=work.map_path(job),
-                                                      image=job not in map_only, **settings),
-                    job_plan, sigma=sigma, tau=tau, jobs=jobs, on_file_done=done, on_fit_done=fit_done))
+                    work.fit_frame, work.write_frame, job_plan, sigma=sigma, tau=tau, jobs=jobs, on_file_done=done,
+                    on_fit_done=fit_done, processes=processes))
             else:
                 report = _run_each_with_progress(job_plan, work, jobs=jobs, label="matching", processes=processes,
                                                  torch_threads=uses_torch)

@@ -124,6 +124,15 @@ class MatchWork:
         self.matcher.match_file(job.src, job.dst, save_map=self.map_path(job), image=job not in self.map_only,
                                 **self.settings)
 
+    def fit_frame(self, job: "Job") -> "FrameFit":
+        """A ``--sequence`` frame's own fit (:meth:`Matcher.fit_frame`)."""
+        return self.matcher.fit_frame(job.src)
+
+    def write_frame(self, estimator: ColorTransfer, job: "Job") -> None:
+        """A ``--sequence`` frame written through ``estimator`` (its blend), its map kept as for any job."""
+        write_matched(estimator, job.src, job.dst, save_map=self.map_path(job), image=job not in self.map_only,
+                      **self.settings)
+
 
 def _match_schedule(params: dict) -> dict:
     """``params`` with the match schedule of the KL solver's ridge map (:data:`MATCH_PIXELS`,

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -47,6 +48,9 @@ from colorot.ridge_map import RidgeParameters, inverse_softplus, psd_sqrt, softp
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.sampling import representative_subsample
 from colorot.transfer import ColorTransfer, ImageLike, to_pixels
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
 
 #: The blend's default σ in frames and range τ in code values (bench/EXPERIMENTS.md, E47): on
 #: bench/match.py's 60-frame pan σ = 1, τ = 4 cut the flicker of frame-by-frame fits by 20 %, every
@@ -190,15 +194,17 @@ def blended(fits: Mapping[int, FrameFit], t: int, count: int, sigma: float, tau:
     return fits[t].estimator.with_ridge_map(mix, sequence=info, kl_nats=None)  # the own map's KL is not the blend's
 
 
-def match_sequence(fit: Callable[[Path], FrameFit], write: Callable[[ColorTransfer, apply.Job], None],
+def match_sequence(fit: Callable[[apply.Job], FrameFit], write: Callable[[ColorTransfer, apply.Job], None],
                    plan: apply.Plan, *, sigma: float = DEFAULT_SIGMA, tau: float = DEFAULT_RANGE, jobs: int = 1,
                    on_file_done: Callable[[apply.Job, str | None], None] | None = None,
-                   on_fit_done: Callable[[apply.Job, str | None], None] | None = None) -> apply.Report:
-    """Match the frames of ``plan`` as one sequence: ``fit(src)`` each frame's own map and sample
-    (:class:`FrameFit`; the skipped frames too, where a frame to write needs them), then
-    ``write(estimator, job)`` each frame of
-    ``plan.jobs`` through its blend (:func:`blended`).  Frames go in :data:`CHUNK`-frame rounds,
-    each fitted and then written ``jobs`` at a time, keeping only the maps later frames need.
+                   on_fit_done: Callable[[apply.Job, str | None], None] | None = None,
+                   processes: "BaseContext | None" = None) -> apply.Report:
+    """Match the frames of ``plan`` as one sequence: ``fit(job)`` each frame's own map and sample
+    (:class:`FrameFit` of ``job.src``; the skipped frames too, where a frame to write needs them),
+    then ``write(estimator, job)`` each frame of ``plan.jobs`` through its blend (:func:`blended`).
+    Frames go in :data:`CHUNK`-frame rounds, each fitted and then written ``jobs`` at a time,
+    keeping only the maps later frames need; given ``processes`` (:func:`colorot.workers.start_server`)
+    the fits run in as many worker processes (``fit`` must pickle), the blends and writes here.
     A failed fit fails its own frame (if written) and is left out of its neighbours' blends;
     errors are handled as :func:`colorot.apply.run_each` handles them.  ``on_file_done(job,
     error)`` follows each frame of ``plan.jobs``, ``on_fit_done(job, error)`` each fit."""
@@ -215,17 +221,16 @@ def match_sequence(fit: Callable[[Path], FrameFit], write: Callable[[ColorTransf
     written: list[apply.Job] = []
     failed: list[tuple[apply.Job, str]] = []
 
-    def fit_frame(job: apply.Job) -> None:
-        fits[index[job]] = fit(job.src)
-
     def write_frame(job: apply.Job) -> None:
         write(blended(fits, index[job], count, sigma, tau, names), job)
 
     for first in range(0, count, CHUNK):
         chunk = [t for t in range(first, min(count, first + CHUNK)) if frames[t] in to_write]
         needed = sorted({int(k) for t in chunk for k in window(t, count, sigma)[0]} - fits.keys() - fit_failed.keys())
-        fitted = apply.run_each(apply.Plan([frames[k] for k in needed], []), fit_frame, on_file_done=on_fit_done,
-                                jobs=jobs)
+        new: dict[apply.Job, FrameFit] = {}
+        fitted = apply.run_each(apply.Plan([frames[k] for k in needed], []), fit, on_file_done=on_fit_done,
+                                jobs=jobs, processes=processes, results=new)
+        fits.update((index[job], frame_fit) for job, frame_fit in new.items())
         fit_failed.update((index[job], error) for job, error in fitted.failed)
         for t in chunk:
             if t in fit_failed:

@@ -336,7 +336,7 @@ def test_match_sequence_reports_every_fit_and_every_frame(clip, matched, tmp_pat
     (out / "frame8.png").write_bytes((matched / "frame8.png").read_bytes())  # an output that exists: skipped
     matcher = Matcher(clip["reference"], steps=3)
     fitted, done = [], []
-    report = sequence.match_sequence(lambda src: sequence.FrameFit.of(matcher.fit(src, measure_kl=False), src),
+    report = sequence.match_sequence(lambda job: sequence.FrameFit.of(matcher.fit(job.src, measure_kl=False), job.src),
                                      lambda estimator, job: write_matched(estimator, job.src, job.dst),
                                      Plan(jobs[:0:-1], jobs[:1]), jobs=2,
                                      on_file_done=lambda job, error: done.append((job.src.name, error)),

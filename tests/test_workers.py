@@ -14,7 +14,7 @@ import pytest
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
-from _worker_helpers import die, fail_on_bad, warn_then_write, write_process
+from _worker_helpers import die, fail_on_bad, name_and_process, warn_then_write, write_process
 from colorot import load
 from colorot.apply import Job, Plan, run_each
 from colorot.cli import app
@@ -43,6 +43,19 @@ def test_files_run_in_worker_processes_that_ignore_ctrl_c(tmp_path):
     pids = {int(pid) for pid, _ in runs}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
     assert all(ignores == "True" for _, ignores in runs)
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_what_work_returns_comes_back_for_each_file_that_did_not_fail(tmp_path, processes):
+    plan = plan_of(tmp_path, ["a.txt", "bad.txt", "c.txt"])
+    results = {}
+    report = run_each(plan, fail_on_bad, jobs=2, processes=start_server() if processes else None, results=results)
+    assert sorted(job.src.name for job in results) == ["a.txt", "c.txt"] and report.exit_code == 3
+    returned = {}
+    run_each(plan_of(tmp_path / "again", ["a.txt", "b.txt"]), name_and_process, jobs=2,
+             processes=start_server() if processes else None, results=returned)
+    assert sorted(name for name, _ in returned.values()) == ["a.txt", "b.txt"]
+    assert all((pid != os.getpid()) == processes for _, pid in returned.values())
 
 
 def test_a_workers_warnings_are_raised_here(tmp_path):
@@ -123,6 +136,32 @@ def test_match_in_worker_processes_writes_what_one_process_writes_with_each_warn
         maps = [load(tmp_path / f"maps{j}" / name.replace(".jpg", ".pt")).ridge_parameters_ for j in ("1", "2")]
         assert maps[0].state.keys() == maps[1].state.keys()
         assert all(np.array_equal(maps[0].state[key], maps[1].state[key]) for key in maps[0].state)
+
+
+def test_a_sequence_fits_its_frames_in_worker_processes_as_one_process_does(tmp_path):
+    reference = tmp_path / "reference.png"
+    PILImage.fromarray((smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.6, 0.3])).astype(np.uint8)).save(reference)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    names = [f"frame{t}.png" for t in range(5)]
+    for t, name in enumerate(names):
+        PILImage.fromarray(np.clip(smooth_rgb(16, 24, 3) * (1 + 0.04 * t), 0, 255).astype(np.uint8)).save(folder / name)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    runs = {}
+    for jobs in ("1", "2"):
+        runs[jobs] = subprocess.run([sys.executable, "-c", _SPY, "match", str(reference), str(folder),
+                                     str(tmp_path / f"jobs{jobs}"), "--sequence", "--jobs", jobs, "--save-maps",
+                                     str(tmp_path / f"maps{jobs}")], capture_output=True, text=True, env=env, timeout=300)
+        assert runs[jobs].returncode == 0, runs[jobs].stderr
+    assert runs["1"].stdout.splitlines()[-1] == "server []"
+    assert runs["2"].stdout.splitlines()[-1] == "server [True]"
+    for name in names:
+        one, two = (np.asarray(PILImage.open(tmp_path / f"jobs{j}" / name)) for j in ("1", "2"))
+        assert np.array_equal(one, two)
+        kept = [load(tmp_path / f"maps{j}" / name.replace(".png", ".pt")) for j in ("1", "2")]
+        assert kept[0].train_info_["sequence"] == kept[1].train_info_["sequence"]
+        assert all(np.array_equal(kept[0].ridge_parameters_.state[key], kept[1].ridge_parameters_.state[key])
+                   for key in kept[0].ridge_parameters_.state)
 
 
 def test_the_cli_inside_another_program_keeps_to_threads_with_each_warning_once(tmp_path):
