@@ -72,19 +72,30 @@ class Matcher:
         ``--sequence`` instead of 0.268 (E53)."""
         from colorot.sequence import FrameFit
 
+        if isinstance(image, (str, os.PathLike)):
+            estimator, _, pixels = self._fit_file(Path(image), measure_kl=False, light=False)
+            return FrameFit.of(estimator, pixels)
         return FrameFit.of(self._fit(image, measure_kl=False, light=False), image, self.params.get("max_image_pixels"))
 
-    def match_file(self, src: Path, dst: Path, *, save_map: Path | None = None, **write_options) -> None:
-        """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`, which takes
-        ``image=False`` to keep the map only); the map's KL is estimated only for a map that is kept
-        (``save_map``).  The file is read and decoded once (at the fit's ``max_image_pixels``), for
-        the fit and the write: one decode, and one warning for damaged metadata."""
+    def _fit_file(self, src: Path, *, measure_kl: bool, light: bool) -> tuple[ColorTransfer, "Image", np.ndarray]:
+        """:meth:`_fit` of the file ``src``, read and decoded once (at the fit's ``max_image_pixels``)
+        for whatever else needs it (a write, a frame's sample): one decode, and one warning for
+        damaged metadata.  Returns the estimator (the file's SHA-256 recorded, as a fit from the
+        path records it), the decoded image and its visible pixels."""
         from colorot.imageio import decode_image, read_file, visible_pixels
 
         data = read_file(src)
         image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"))
-        estimator = self.fit(visible_pixels(image, str(src)), measure_kl=save_map is not None)
-        estimator.train_info_["source_sha256"] = hashlib.sha256(data).hexdigest()  # as a fit from the path records
+        pixels = visible_pixels(image, str(src))
+        estimator = self._fit(pixels, measure_kl=measure_kl, light=light)
+        estimator.train_info_["source_sha256"] = hashlib.sha256(data).hexdigest()
+        return estimator, image, pixels
+
+    def match_file(self, src: Path, dst: Path, *, save_map: Path | None = None, **write_options) -> None:
+        """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`, which takes
+        ``image=False`` to keep the map only), decoding it once (:meth:`_fit_file`); the map's KL is
+        estimated only for a map that is kept (``save_map``)."""
+        estimator, image, _ = self._fit_file(src, measure_kl=save_map is not None, light=self._light_schedule)
         write_matched(estimator, src, dst, save_map=save_map, decoded=image, **write_options)
 
     def match_bytes(self, data: bytes, *, format: str | None = None, strength: float = 1.0,
