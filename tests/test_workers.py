@@ -3,6 +3,7 @@ as the thread pool's, from other processes that ignore Ctrl-C."""
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import subprocess
@@ -106,81 +107,89 @@ def test_a_system_without_semaphores_keeps_to_threads(monkeypatch):
     assert start_server() is None
 
 
-def test_match_in_worker_processes_writes_what_one_process_writes_with_each_warning_once(tmp_path):
-    """colorot's own process matches in worker processes, outputs and kept maps as those of one
-    process; the damaged metadata of each image is one warning (the file is decoded once)."""
+def reference_image(tmp_path: Path) -> Path:
     reference = tmp_path / "reference.png"
     PILImage.fromarray((smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.6, 0.3])).astype(np.uint8)).save(reference)
-    folder = tmp_path / "photos"
+    return reference
+
+
+def damaged_jpegs(folder: Path, names: list[str]) -> None:
+    """JPEGs whose EXIF block is cut short (Pillow: "Truncated File Read")."""
     folder.mkdir()
     exif = PILImage.Exif()
     exif[0x010F], exif[0x0110] = "camera", "a model name long enough to be stored after the directory"
-    names = [f"{i}.jpg" for i in range(4)]
     for i, name in enumerate(names):
         PILImage.fromarray(smooth_rgb(16, 24, i)).save(folder / name, exif=exif.tobytes()[:-30])
+
+
+def damaged_warnings(stderr: str, folder: Path, names: list[str]) -> tuple[list[str], list[str]]:
+    """The warning lines of ``stderr``, sorted, and those expected: one for each of ``names``."""
+    return (sorted(line for line in stderr.splitlines() if line.strip()),
+            [f"warning: {folder / name}: damaged metadata (Truncated File Read, says Pillow): the pixels are read "
+             "in full, the EXIF is carried as far as it could be read" for name in sorted(names)])
+
+
+def colorot_at_jobs_1_and_2(*args: str) -> dict:
+    """``python -m colorot ARGS --jobs J --save-maps maps<J>`` in fresh processes for J = 1, 2 (each must
+    succeed; ARGS end with an output folder, suffixed with J): each run, by J."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     runs = {}
     for jobs in ("1", "2"):
-        runs[jobs] = subprocess.run([sys.executable, "-c", _SPY, "match", str(reference), str(folder),
-                                     str(tmp_path / f"jobs{jobs}"), "--jobs", jobs, "--save-maps",
-                                     str(tmp_path / f"maps{jobs}")], capture_output=True, text=True, env=env, timeout=300)
+        output = Path(args[-1])
+        command = [sys.executable, "-c", _SPY, *args[:-1], f"{output}{jobs}", "--jobs", jobs,
+                   "--save-maps", str(output.parent / f"maps{jobs}")]
+        runs[jobs] = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
         assert runs[jobs].returncode == 0, runs[jobs].stderr
     assert runs["1"].stdout.splitlines()[-1] == "server []"
     assert runs["2"].stdout.splitlines()[-1] == "server [True]"
-    warned = sorted(line for line in runs["2"].stderr.splitlines() if line.strip())
-    assert warned == [f"warning: {folder / name}: damaged metadata (Truncated File Read, says Pillow): the pixels "
-                      "are read in full, the EXIF is carried as far as it could be read" for name in names]
+    return runs
+
+
+def assert_the_same_outputs_and_maps(tmp_path: Path, names: list[str]) -> list:
+    """The images and kept maps of :func:`colorot_at_jobs_1_and_2` the same at both; the maps, by J."""
+    kept = []
     for name in names:
         one, two = (np.asarray(PILImage.open(tmp_path / f"jobs{j}" / name)) for j in ("1", "2"))
         assert np.array_equal(one, two)
-        maps = [load(tmp_path / f"maps{j}" / name.replace(".jpg", ".pt")).ridge_parameters_ for j in ("1", "2")]
-        assert maps[0].state.keys() == maps[1].state.keys()
-        assert all(np.array_equal(maps[0].state[key], maps[1].state[key]) for key in maps[0].state)
+        maps = [load(tmp_path / f"maps{j}" / Path(name).with_suffix(".pt")) for j in ("1", "2")]
+        first, second = (m.ridge_parameters_.state for m in maps)
+        assert first.keys() == second.keys() and all(np.array_equal(first[key], second[key]) for key in first)
+        kept.append(maps)
+    return kept
+
+
+def test_match_in_worker_processes_writes_what_one_process_writes_with_each_warning_once(tmp_path):
+    """colorot's own process matches in worker processes, outputs and kept maps as those of one
+    process; the damaged metadata of each image is one warning (the file is decoded once)."""
+    reference, folder, names = reference_image(tmp_path), tmp_path / "photos", [f"{i}.jpg" for i in range(4)]
+    damaged_jpegs(folder, names)
+    runs = colorot_at_jobs_1_and_2("match", str(reference), str(folder), str(tmp_path / "jobs"))
+    warned, expected = damaged_warnings(runs["2"].stderr, folder, names)
+    assert warned == expected
+    assert_the_same_outputs_and_maps(tmp_path, names)
 
 
 def test_a_sequence_fits_its_frames_in_worker_processes_as_one_process_does(tmp_path):
-    reference = tmp_path / "reference.png"
-    PILImage.fromarray((smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.6, 0.3])).astype(np.uint8)).save(reference)
-    folder = tmp_path / "frames"
+    reference, folder, names = reference_image(tmp_path), tmp_path / "frames", [f"frame{t}.png" for t in range(5)]
     folder.mkdir()
-    names = [f"frame{t}.png" for t in range(5)]
     for t, name in enumerate(names):
         PILImage.fromarray(np.clip(smooth_rgb(16, 24, 3) * (1 + 0.04 * t), 0, 255).astype(np.uint8)).save(folder / name)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    runs = {}
-    for jobs in ("1", "2"):
-        runs[jobs] = subprocess.run([sys.executable, "-c", _SPY, "match", str(reference), str(folder),
-                                     str(tmp_path / f"jobs{jobs}"), "--sequence", "--jobs", jobs, "--save-maps",
-                                     str(tmp_path / f"maps{jobs}")], capture_output=True, text=True, env=env, timeout=300)
-        assert runs[jobs].returncode == 0, runs[jobs].stderr
-    assert runs["1"].stdout.splitlines()[-1] == "server []"
-    assert runs["2"].stdout.splitlines()[-1] == "server [True]"
-    for name in names:
-        one, two = (np.asarray(PILImage.open(tmp_path / f"jobs{j}" / name)) for j in ("1", "2"))
-        assert np.array_equal(one, two)
-        kept = [load(tmp_path / f"maps{j}" / name.replace(".png", ".pt")) for j in ("1", "2")]
-        assert kept[0].train_info_["sequence"] == kept[1].train_info_["sequence"]
-        assert all(np.array_equal(kept[0].ridge_parameters_.state[key], kept[1].ridge_parameters_.state[key])
-                   for key in kept[0].ridge_parameters_.state)
+    colorot_at_jobs_1_and_2("match", "--sequence", str(reference), str(folder), str(tmp_path / "jobs"))
+    for name, (one, two) in zip(names, assert_the_same_outputs_and_maps(tmp_path, names)):
+        assert one.train_info_["sequence"] == two.train_info_["sequence"]
+        assert two.train_info_["source_sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
 
 
 def test_the_cli_inside_another_program_keeps_to_threads_with_each_warning_once(tmp_path):
     """CliRunner (or any program calling the Typer app) never starts worker processes, which would
     import that program's main module again."""
-    reference = tmp_path / "reference.png"
-    PILImage.fromarray((smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.6, 0.3])).astype(np.uint8)).save(reference)
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    exif = PILImage.Exif()
-    exif[0x010F], exif[0x0110] = "camera", "a model name long enough to be stored after the directory"
-    for i, name in enumerate(("a.jpg", "b.jpg", "c.jpg")):
-        PILImage.fromarray(smooth_rgb(16, 24, i)).save(folder / name, exif=exif.tobytes()[:-30])
+    reference, folder, names = reference_image(tmp_path), tmp_path / "photos", ["a.jpg", "b.jpg", "c.jpg"]
+    damaged_jpegs(folder, names)
     started = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("colorot.workers.start_server", lambda: started.append(1))
         result = CliRunner().invoke(app, ["match", str(reference), str(folder), str(tmp_path / "out"), "--jobs", "2"])
     assert result.exit_code == 0, result.output
     assert started == []
-    warned = sorted(line for line in result.stderr.splitlines() if line.strip())
-    assert warned == [f"warning: {folder / name}: damaged metadata (Truncated File Read, says Pillow): the pixels "
-                      "are read in full, the EXIF is carried as far as it could be read" for name in ("a.jpg", "b.jpg", "c.jpg")]
+    warned, expected = damaged_warnings(result.stderr, folder, names)
+    assert warned == expected
