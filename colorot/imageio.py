@@ -165,7 +165,8 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
         raise ImageReadError(f"{path!s}: cannot read file ({getattr(exc, 'strerror', None) or exc})") from exc
 
 
-def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None) -> Image:
+def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None,
+                 metadata_warning: bool = True) -> Image:
     """Decode encoded image bytes to an :class:`Image`.
 
     EXIF orientation is applied and the EXIF kept has its orientation reset to 1.
@@ -181,12 +182,14 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     decode runs, Pillow's global limit is lifted under a lock); without it an
     image over ``PIL.Image.MAX_IMAGE_PIXELS`` is refused (Pillow itself only
     warns up to twice that). Truncated data is an error, never a partial image.
+    Damaged metadata gives an :class:`ImageMetadataWarning` naming the image, unless not
+    ``metadata_warning`` (for a second decode of an image already warned about).
     """
     if not data:
         raise ImageReadError(f"{name}: empty file")
     try:
         with _pillow_pixel_limit_lifted(max_pixels is not None):
-            return _decode(data, name, max_pixels)
+            return _decode(data, name, max_pixels, metadata_warning)
     except ColorotError:
         raise
     except PILImage.DecompressionBombError as exc:  # over twice Pillow's limit: refused as over once
@@ -422,7 +425,7 @@ def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
             PILImage.MAX_IMAGE_PIXELS = saved
 
 
-def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
+def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bool) -> Image:
     """Decode with Pillow, then apply the orientation, split alpha off and scale to floats."""
     notes: list[str] = []
     with _pillow_warnings_recorded(notes):
@@ -435,7 +438,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> Image:
         with _pillow_warnings_recorded(notes):
             orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
             exif = _tiff_exif(pil) if pil.format == "TIFF" else _upright_exif(pil, orientation)
-        if notes:
+        if notes and metadata_warning:
             with _PILLOW_WARNINGS_LOCK:  # not into another thread's record
                 warnings.warn(f"{name}: damaged metadata ({'; '.join(dict.fromkeys(notes))}, says Pillow): the "
                               "pixels are read in full, the EXIF is carried as far as it could be read",

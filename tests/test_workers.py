@@ -170,17 +170,20 @@ def test_match_in_worker_processes_writes_what_one_process_writes_with_each_warn
 
 
 def test_a_sequence_fits_its_frames_in_worker_processes_as_one_process_does(tmp_path):
-    reference, folder, names = reference_image(tmp_path), tmp_path / "frames", [f"frame{t}.png" for t in range(5)]
-    folder.mkdir()
-    for t, name in enumerate(names):
-        PILImage.fromarray(np.clip(smooth_rgb(16, 24, 3) * (1 + 0.04 * t), 0, 255).astype(np.uint8)).save(folder / name)
-    colorot_at_jobs_1_and_2("match", "--sequence", str(reference), str(folder), str(tmp_path / "jobs"))
+    """... and warns once about each frame's damaged metadata, though a frame is decoded again for its write."""
+    reference, folder, names = reference_image(tmp_path), tmp_path / "frames", [f"frame{t}.jpg" for t in range(5)]
+    damaged_jpegs(folder, names)
+    runs = colorot_at_jobs_1_and_2("match", "--sequence", str(reference), str(folder), str(tmp_path / "jobs"))
+    for run in runs.values():
+        warned, expected = damaged_warnings(run.stderr, folder, names)
+        assert warned == expected
     for name, (one, two) in zip(names, assert_the_same_outputs_and_maps(tmp_path, names)):
         assert one.train_info_["sequence"] == two.train_info_["sequence"]
         assert two.train_info_["source_sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
 
 
-def test_the_cli_inside_another_program_keeps_to_threads_with_each_warning_once(tmp_path):
+@pytest.mark.parametrize("options", [[], ["--sequence"]])
+def test_the_cli_inside_another_program_keeps_to_threads_with_each_warning_once(tmp_path, options):
     """CliRunner (or any program calling the Typer app) never starts worker processes, which would
     import that program's main module again."""
     reference, folder, names = reference_image(tmp_path), tmp_path / "photos", ["a.jpg", "b.jpg", "c.jpg"]
@@ -188,7 +191,8 @@ def test_the_cli_inside_another_program_keeps_to_threads_with_each_warning_once(
     started = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("colorot.workers.start_server", lambda: started.append(1))
-        result = CliRunner().invoke(app, ["match", str(reference), str(folder), str(tmp_path / "out"), "--jobs", "2"])
+        result = CliRunner().invoke(app, ["match", str(reference), str(folder), str(tmp_path / "out"), "--jobs", "2",
+                                          *options])
     assert result.exit_code == 0, result.output
     assert started == []
     warned, expected = damaged_warnings(result.stderr, folder, names)
