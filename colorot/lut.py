@@ -71,11 +71,19 @@ def bake(fitted_map, size: int = DEFAULT_LUT_SIZE) -> Lut:
 def lut_title(model_name: str, *, strength: float = 1.0, inverse: bool = False, controls=None) -> str:
     """A ``.cube`` TITLE naming the map and every setting baked into the table
     (``controls``: a :class:`colorot.controls.Controls` or None)."""
-    return " ".join([f"colorot {model_name}", *([f"strength {strength:g}"] if strength != 1.0 else []),
-                     *(["inverse"] if inverse else []),
-                     *(["keep-luminance"] if controls is not None and controls.keep_luminance else []),
-                     *([f"saturation {controls.saturation:g}"] if controls is not None and controls.saturation != 1.0 else []),
-                     *([f"neutral {controls.neutral:g}"] if controls is not None and controls.neutral else [])])
+    words = [f"colorot {model_name}"]
+    if strength != 1.0:
+        words.append(f"strength {strength:g}")
+    if inverse:
+        words.append("inverse")
+    if controls is not None:
+        if controls.keep_luminance:
+            words.append("keep-luminance")
+        if controls.saturation != 1.0:
+            words.append(f"saturation {controls.saturation:g}")
+        if controls.neutral:
+            words.append(f"neutral {controls.neutral:g}")
+    return " ".join(words)
 
 
 #: How consumers interpolate a .cube: trilinearly (Pillow, Resolve's default) or tetrahedrally

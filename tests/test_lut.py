@@ -9,7 +9,8 @@ import torch
 from colorot.apply import map_pixels
 from colorot.errors import ConfigError
 from colorot.imageio import quantize
-from colorot.lut import bake, interpolate, interpolation_error, lut_grid
+from colorot.controls import Controls
+from colorot.lut import bake, interpolate, interpolation_error, lut_grid, lut_title
 from colorot.models import RidgeMGN
 
 
@@ -76,3 +77,11 @@ def test_an_affine_map_is_interpolated_exactly_and_a_sharp_step_is_not():
     coarse, fine = interpolation_error(bake(sharp, 33), sharp), interpolation_error(bake(sharp, 65), sharp)
     assert fine[0] <= coarse[0] and fine[1] < coarse[1]
     assert coarse[1] > 2  # a step 0.01 wide inside a cell 1/32 wide (measured: 7.3 code values)
+
+
+def test_the_title_names_every_setting_baked_into_the_table():
+    assert lut_title("ridge") == lut_title("ridge", controls=Controls()) == "colorot ridge"
+    assert lut_title("cmgn", strength=0.5, inverse=True,
+                     controls=Controls(keep_luminance=True, saturation=1.2, neutral=0.3)) == (
+        "colorot cmgn strength 0.5 inverse keep-luminance saturation 1.2 neutral 0.3")
+    assert lut_title("mmgn", controls=Controls(neutral=1.0)) == "colorot mmgn neutral 1"
