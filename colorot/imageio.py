@@ -149,12 +149,13 @@ def format_for_suffix(name: str) -> str:
                           f"{', '.join(sorted(s.lstrip('.') for s in _FORMAT_BY_SUFFIX))}")
 
 
-def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> Image:
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
+               metadata_warning: bool = True) -> Image:
     """Read an image file; raise ImageReadError naming the file on any failure.
 
     See :func:`decode_image` for what is decoded and how.
     """
-    return decode_image(read_file(path), name=str(path), max_pixels=max_pixels)
+    return decode_image(read_file(path), name=str(path), max_pixels=max_pixels, metadata_warning=metadata_warning)
 
 
 def read_file(path: str | os.PathLike[str]) -> bytes:

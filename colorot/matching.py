@@ -142,11 +142,10 @@ class MatchWork:
     def write_frame(self, estimator: ColorTransfer, job: "Job") -> None:
         """A ``--sequence`` frame written through ``estimator`` (its blend), its map kept as for any job.
         The frame is decoded again, without the warning for damaged metadata that its fit gave."""
-        from colorot.imageio import decode_image, read_file
+        from colorot.imageio import read_image
 
         image = job not in self.map_only
-        decoded = decode_image(read_file(job.src), name=str(job.src), max_pixels=self.settings.get("max_pixels"),
-                               metadata_warning=False) if image else None
+        decoded = read_image(job.src, max_pixels=self.settings.get("max_pixels"), metadata_warning=False) if image else None
         write_matched(estimator, job.src, job.dst, save_map=self.map_path(job), image=image, decoded=decoded,
                       **self.settings)
 
