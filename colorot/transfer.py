@@ -237,8 +237,9 @@ def _masked(image: ImageLike, mask: ImageLike, index: int, role: str, max_image_
     return pixels[keep]
 
 
-def _at_least_two(pixels: np.ndarray, image: ImageLike, role: str) -> np.ndarray:
-    """``pixels`` unchanged, or ConfigError naming the image when it has fewer than 2."""
+def at_least_two_pixels(pixels: np.ndarray, image: ImageLike, role: str) -> np.ndarray:
+    """``pixels`` unchanged, or ConfigError naming the image (a path, or a name such as ``<stdin>``)
+    when it has fewer than 2."""
     if pixels.shape[0] < 2:
         name = f" {image}" if isinstance(image, (str, os.PathLike)) else ""
         raise ConfigError(
@@ -266,7 +267,7 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
     parts = []
     for index, image in enumerate(images):
         if not masks:
-            parts.append(_at_least_two(to_pixels(image, max_image_pixels=max_image_pixels), image, role))
+            parts.append(at_least_two_pixels(to_pixels(image, max_image_pixels=max_image_pixels), image, role))
             continue
         parts.append(_masked(image, masks[index], index, role, max_image_pixels))
     pixels = np.concatenate(parts)

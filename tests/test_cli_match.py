@@ -144,6 +144,19 @@ def test_a_broken_input_fails_alone_with_exit_3_and_a_rerun_resumes(scene, tmp_p
     assert resumed["written"] == [str(out / "b.png")] and len(resumed["skipped"]) == 2
 
 
+def test_an_input_with_one_pixel_fails_by_name(scene, tmp_path):
+    """Its failure named no file ("the source image has 1 usable pixel(s)"), where ``colorot fit``
+    and a fully transparent input name theirs; from stdin it is named ``<stdin>``."""
+    one = tmp_path / "one.png"
+    PILImage.new("RGB", (1, 1), (10, 200, 30)).save(one)
+    result = match(scene, str(one), str(tmp_path / "out") + "/", "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["failed"] == [
+        {"input": str(one), "error": f"the source image {one} has 1 usable pixel(s); fitting needs at least 2"}]
+    piped = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", *FAST], input=one.read_bytes())
+    assert piped.exit_code == 1 and "the source image <stdin> has 1 usable pixel(s)" in piped.stderr
+
+
 def test_stdin_to_stdout(scene):
     data = (scene["folder"] / "a.png").read_bytes()
     result = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", "--format", "png", *FAST], input=data)
