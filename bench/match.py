@@ -29,6 +29,9 @@
    a + b·s_in); flicker is the RMS frame-to-frame change of the residuals, over frames and
    statistics.  Also printed: each run's median SW2 to the reference, and for both ``--sequence``
    runs the median and largest ratio of a frame's SW2 to that of the same frame's own fit.
+   **The measure's floor**: the flicker of one map applied to a still clip (``--frames`` frames of
+   the first frame's view and exposure, each with fresh noise), a grade that does not move at all:
+   what the frames' own noise alone scores, printed beside a fifth of the own fits' flicker.
 
 color-matcher is bench-only (``pip install color-matcher``), never a dependency.
 """
@@ -163,9 +166,11 @@ def folder_bench(work: Path, count: int, cache: Path | None) -> None:
           f"{large:.0f} MiB for {count}; the largest process (RSS): {small_largest:.0f} / {large_largest:.0f} MiB")
 
 
-def make_sequence(folder: Path, frames: int, size: tuple[int, int], cut: bool = False) -> list[Path]:
+def make_sequence(folder: Path, frames: int, size: tuple[int, int], cut: bool = False,
+                  still: bool = False) -> list[Path]:
     """``frames`` PNG frames of ``size`` (width, height): a slow pan and zoom across samples/day.jpg,
-    an exposure ramp, noise; with ``cut``, the second half pans across samples/storm.jpg."""
+    an exposure ramp, noise; with ``cut``, the second half pans across samples/storm.jpg; with
+    ``still``, every frame is the first frame's view and exposure, each with its own noise."""
     folder.mkdir(parents=True, exist_ok=True)
     photos = []
     for name in ("day.jpg", "storm.jpg"):
@@ -176,7 +181,7 @@ def make_sequence(folder: Path, frames: int, size: tuple[int, int], cut: bool = 
     for t in range(frames):
         photo = photos[cut and t >= frames // 2]
         w, h = photo.size
-        s = t / max(1, frames - 1)
+        s = 0.0 if still else t / max(1, frames - 1)
         scale = 0.7 - 0.15 * s  # the crop shrinks: a zoom in
         cw, ch = int(w * scale), min(h, int(w * scale * size[1] / size[0]))
         x, y = int((w - cw) * (0.2 + 0.5 * s)), int((h - ch) * 0.5)
@@ -258,6 +263,7 @@ def sequence_bench(work: Path, count: int, size: tuple[int, int], repeats: int, 
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds["one map for the sequence"] = time.perf_counter() - start
     runs["one map for the sequence"] = sorted((work / "one").glob("*.png"))
+    floor = still_clip_flicker(work, count, size)
     sw2 = {name: frame_sw2(outputs) for name, outputs in runs.items()}
     print(f"sequence: {count} frames of {size[0]}×{size[1]} (pan, zoom, +0.5 stop ramp, noise σ 2"
           f"{', a cut after frame ' + str(count // 2 - 1) if cut else ''}), reference {REFERENCE.name}; "
@@ -271,6 +277,20 @@ def sequence_bench(work: Path, count: int, size: tuple[int, int], repeats: int, 
         print(f"  {name} against own fits: flicker ÷ {flicker(frames, own) / flicker(frames, runs[name]):.2f}, "
               f"each frame's SW2 ratio median {np.median(ratio):.3f}, largest {ratio.max():.3f} "
               f"(frame {ratio.argmax()}), time × {seconds[name] / seconds['colorot match (own fits)']:.2f}")
+    print(f"  the measure's floor: one map on a still clip (frame 0's view, fresh noise each frame) flickers "
+          f"{floor:.3f}; a fifth of the own fits' flicker is {flicker(frames, own) / 5:.3f}")
+
+
+def still_clip_flicker(work: Path, count: int, size: tuple[int, int]) -> float:
+    """The flicker of a grade that does not move at all: one map (``colorot fit`` on the first frame)
+    applied to a still clip whose frames differ only by their sensor noise."""
+    still = make_sequence(work / "still", count, size, still=True)
+    subprocess.run([*COLOROT, "fit", str(still[0]), str(REFERENCE), "-o", str(work / "still.pt")], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([*COLOROT, "apply", str(work / "still.pt"), str(work / "still"), str(work / "still-out")],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return flicker(still, sorted((work / "still-out").glob("*.png")))
+
 
 def frame_size(text: str) -> tuple[int, int]:
     """``WxH`` → (W, H)."""
