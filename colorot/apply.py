@@ -177,9 +177,11 @@ def apply_to_file(
     device: str | torch.device = "cpu",
     table: ColourTable | None = None,
     image: Image | None = None,
+    replace: bool = True,
 ) -> None:
     """Read ``src`` (unless ``image`` is given: ``src`` decoded already), map its pixels, write
-    ``dst`` atomically in the source's depth and metadata.
+    ``dst`` atomically in the source's depth and metadata (unless ``replace``, never over a file
+    that appeared at ``dst`` meanwhile: OutputExistsError).
 
     With a ``table`` (:func:`colour_table`), 8-bit images go through it and 16-bit ones
     through its evaluator; without one, every image takes the exact map in float32.
@@ -189,7 +191,7 @@ def apply_to_file(
         image = read_image(src, max_pixels=max_pixels)
     mapped = map_image(fitted_map, image, table=table, chunk_pixels=chunk_pixels, device=device)
     try:
-        write_image(dst, image, mapped, quality=quality)
+        write_image(dst, image, mapped, quality=quality, replace=replace)
     except ImageWriteError as exc:
         if isinstance(exc.__cause__, OSError):  # the file system's refusal, not the encoder's
             raise DestinationError(str(exc)) from exc.__cause__
@@ -322,10 +324,12 @@ def apply_bytes_to_file(
     quality: int = 95,
     max_pixels: int | None = None,
     table: ColourTable | None = None,
+    replace: bool = True,
 ) -> None:
-    """Encoded image bytes (e.g. stdin) → mapped image written atomically to ``dst`` (format from its suffix)."""
+    """Encoded image bytes (e.g. stdin) → mapped image written atomically to ``dst`` (format from its
+    suffix; ``replace``: as :func:`apply_to_file`'s)."""
     image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
-    write_image(dst, image, map_image(fitted_map, image, table=table), quality=quality)
+    write_image(dst, image, map_image(fitted_map, image, table=table), quality=quality, replace=replace)
 
 
 def plan_listed(

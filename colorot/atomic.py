@@ -21,10 +21,13 @@ except ImportError:  # Windows: no advisory locks; a temp file is then taken for
 
 
 def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: type[ColorotError],
-                 what: str = "file") -> None:
+                 what: str = "file", *, replace: bool = True) -> None:
     """Write ``data`` to a hidden temp file beside ``path``, sync it, rename it into place.
 
-    ``data`` is the bytes, or a function that writes them into the open file.
+    ``data`` is the bytes, or a function that writes them into the open file. Unless ``replace``,
+    a file that exists at ``path`` by then (another run wrote it since this one checked) is left
+    as it is and OutputExistsError raised: the temp file is hard-linked to ``path``, which fails
+    on an existing name, or, where the file system has no hard links, checked and renamed.
 
     Temp files a killed earlier write left for ``path`` are removed first. The file
     gets the usual permissions (0666 less the umask). On any failure, interruption
@@ -46,13 +49,32 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
                 file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp, path)
+        if replace:
+            os.replace(temp, path)
+        else:
+            _place_without_replacing(temp, path)
     except OSError as exc:
         _remove_quietly(temp)
         raise error(f"{path}: cannot write {what} ({exc.strerror or exc})") from exc
     except BaseException:
         _remove_quietly(temp)
         raise
+
+
+def _place_without_replacing(temp: Path, path: Path) -> None:
+    """Give the written ``temp`` the name ``path`` unless a file has it: OutputExistsError then."""
+    appeared = OutputExistsError(f"{path} appeared while this run was writing it (another run?) and is left "
+                                 "as it is")
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # no hard links on this file system (FAT, some network shares): check, then rename
+        if os.path.lexists(path):
+            raise appeared from None
+        os.replace(temp, path)
+    else:
+        _remove_quietly(temp)
 
 
 #: The longest file name, in bytes, most file systems take (ext4, XFS, btrfs, APFS, NTFS in UTF-16 units).

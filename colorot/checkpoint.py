@@ -114,7 +114,7 @@ def save(path: str | Path | BinaryIO, model: MonotoneGradientMap | RidgeParamete
         raise CheckpointError(f"cannot save {name}: {size_error} (a sequence's blend: use a smaller --smooth)")
     data = to_bytes(model, target, preprocess, train)
     if file is None:
-        write_atomic(name, data, CheckpointError, "checkpoint")
+        write_atomic(name, data, CheckpointError, "checkpoint", replace=overwrite)
         return
     try:
         file.write(data)

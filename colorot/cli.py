@@ -376,7 +376,7 @@ def fit(
             task = bar.add_task("training", total=total, extra="")
             estimator.fit(sources, target_images, source_mask=masks or None, target_mask=target_masks or None,
                           callback=lambda step, value: bar.update(task, completed=step, extra=f"loss {value:.4g}"))
-        estimator.save(output, overwrite=True)
+        estimator.save(output, overwrite=force)  # a checkpoint another run wrote meanwhile is kept
         if preview is not None:
             preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0], estimator.history_.losses)
         info = estimator.train_info_
@@ -455,7 +455,7 @@ def apply_command(
             if preview is not None:
                 preview_mod.check_preview_path(preview, [model, *_plan_files(job_plan)], **_BATCH_PREVIEW)
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
-                                        max_pixels=max_image_pixels)
+                                        max_pixels=max_image_pixels, replace=overwrite)
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
         document.update(_batch_summary(report, shard, preview))
@@ -626,7 +626,8 @@ def _apply_stream(fitted, source: str, output: str, output_format: str | None, t
                                                max_pixels=max_pixels, table=table))
     else:
         apply_mod.make_folder(Path(output).parent)
-        apply_mod.apply_bytes_to_file(fitted, data, output, quality=quality, max_pixels=max_pixels, table=table)
+        apply_mod.apply_bytes_to_file(fitted, data, output, quality=quality, max_pixels=max_pixels, table=table,
+                                      replace=overwrite)
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
 
 
@@ -749,7 +750,7 @@ def match_command(
         if streaming:
             report = _match_stream(matcher, inputs[0], output, output_format, settings, overwrite)
         else:
-            work = MatchWork(matcher, settings, save_maps, Path(output), map_only)
+            work = MatchWork(matcher, {**settings, "replace": overwrite}, save_maps, Path(output), map_only)
             if sequence:
                 from colorot.sequence import DEFAULT_RANGE, DEFAULT_SIGMA, match_sequence
 
@@ -811,7 +812,7 @@ def _match_stream(matcher, source: str, output: str, output_format: str | None, 
     else:
         encoded, _ = matcher.match_bytes(data, format=format_for_suffix(Path(output).suffix), **settings)
         apply_mod.make_folder(Path(output).parent)
-        write_atomic(Path(output), encoded, ImageWriteError, "image")
+        write_atomic(Path(output), encoded, ImageWriteError, "image", replace=overwrite)
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
 
 

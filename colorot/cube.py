@@ -42,7 +42,7 @@ def write_cube(path: str | os.PathLike, lut: Lut, *, title: str = "colorot", ove
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists (overwrite=True replaces it; --force on the command line)")
-    write_atomic(path, cube_text(lut, title).encode("ascii"), ImageWriteError, "the LUT")
+    write_atomic(path, cube_text(lut, title).encode("ascii"), ImageWriteError, "the LUT", replace=overwrite)
 
 
 def read_cube(path: str | os.PathLike) -> Lut:

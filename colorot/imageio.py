@@ -357,13 +357,15 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
 
 
 def write_image(
-    path: str | os.PathLike[str], image: Image, rgb: np.ndarray, *, quality: int = 95
+    path: str | os.PathLike[str], image: Image, rgb: np.ndarray, *, quality: int = 95, replace: bool = True
 ) -> None:
     """Write ``rgb`` atomically to ``path``, in the format its suffix names.
 
     The pixels are encoded as by :func:`encode_image`, straight into a hidden temp
     file in the destination folder, synced and renamed into place; on failure
-    the temp file is removed and ImageWriteError raised.
+    the temp file is removed and ImageWriteError raised. Unless ``replace``, a file
+    that exists at ``path`` by then is kept and OutputExistsError raised
+    (:func:`colorot.atomic.write_atomic`).
     """
     path = Path(path)
     fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
@@ -382,7 +384,7 @@ def write_image(
         except ImageWriteError as exc:
             raise ImageWriteError(f"{path}: {exc}") from exc
 
-    write_atomic(path, write, ImageWriteError)
+    write_atomic(path, write, ImageWriteError, replace=replace)
 
 
 def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:

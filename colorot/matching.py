@@ -163,17 +163,19 @@ def _match_schedule(params: dict) -> dict:
 def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: float = 1.0,
                   controls: Controls | None = None, exact: bool = False, quality: int = 95,
                   max_pixels: int | None = None, save_map: Path | None = None, image: bool = True,
-                  decoded: "Image | None" = None) -> None:
+                  decoded: "Image | None" = None, replace: bool = True) -> None:
     """Write ``src`` (``decoded``: read already) through ``estimator``'s map to ``dst`` as ``colorot
     apply`` does (the colour table unless ``exact``; ``strength`` then ``controls``), unless not
-    ``image``; then keep the map at ``save_map``, if given (:func:`plan_maps` decides what may be
-    replaced).  The image goes first, so a run killed in between leaves an image without its map,
+    ``image`` (unless ``replace``, never over a file that appeared at ``dst`` meanwhile:
+    OutputExistsError); then keep the map at ``save_map``, if given (:func:`plan_maps` decides what
+    may be replaced).  The image goes first, so a run killed in between leaves an image without its map,
     which a rerun fits again."""
     from colorot import apply
 
     if image:
         fitted, table = _prepared(estimator, strength, exact, controls)
-        apply.apply_to_file(fitted, src, dst, table=table, quality=quality, max_pixels=max_pixels, image=decoded)
+        apply.apply_to_file(fitted, src, dst, table=table, quality=quality, max_pixels=max_pixels, image=decoded,
+                            replace=replace)
     if save_map is not None:
         apply.make_folder(save_map.parent)
         estimator.save(save_map, overwrite=True)

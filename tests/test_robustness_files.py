@@ -33,6 +33,7 @@ from _robust_helpers import (
 from typer.testing import CliRunner
 
 import colorot.atomic
+import colorot.errors
 import colorot.imageio
 from colorot.cli import app
 
@@ -115,19 +116,22 @@ def test_ctrl_c_mid_batch_leaves_complete_files_and_no_temp_file(
     tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _tree(tmp_path / "in")
-    real_replace, calls = os.replace, [0]
+    calls = [0]
 
-    def replace(src, dst):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise KeyboardInterrupt
-        real_replace(src, dst)
+    def interrupting(name_it):  # the call that gives a written file its name (a link without --overwrite)
+        def call(src, dst):
+            calls[0] += 1
+            if calls[0] == 3:
+                raise KeyboardInterrupt
+            name_it(src, dst)
+        return call
 
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", interrupting(os.replace))
+    monkeypatch.setattr(os, "link", interrupting(os.link))
     outcome = cli("apply", half, tmp_path / "in", tmp_path / "out", "--jobs", "1")  # serial: the count is exact
     assert outcome.code == 130 and "interrupted" in outcome.stderr
     assert len(_outputs(tmp_path / "out")) == 2 and temp_files(tmp_path) == []
-    monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.undo()
     report = json.loads(cli("apply", half, tmp_path / "in", tmp_path / "out", "--json").stdout)
     assert (len(report["skipped"]), len(report["written"])) == (2, 4)
 
@@ -324,6 +328,49 @@ def test_a_rerun_skips_finished_work_and_overwrite_redoes_it(tmp_path: Path, hal
     third = json.loads(cli("apply", half, tmp_path / "in", tmp_path / "out", "--json",
                            "--overwrite").stdout)
     assert len(third["written"]) == 6 and temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["link", "no-hard-links"])
+def test_a_write_that_may_not_replace_keeps_a_file_that_appeared(tmp_path: Path, monkeypatch, hard_links) -> None:
+    """``replace=False`` keeps a file that is there when the write lands, also where the file
+    system has no hard links (the check-then-rename fallback); the temp file is removed."""
+    if not hard_links:
+        def no_link(src, dst):
+            raise OSError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(colorot.atomic.os, "link", no_link)
+    theirs = tmp_path / "out.png"
+    theirs.write_bytes(b"theirs")
+    with pytest.raises(colorot.errors.OutputExistsError, match="appeared while this run was writing it"):
+        colorot.atomic.write_atomic(theirs, b"ours", colorot.errors.ImageWriteError, replace=False)
+    assert theirs.read_bytes() == b"theirs" and temp_files(tmp_path) == []
+    colorot.atomic.write_atomic(tmp_path / "new.png", b"ours", colorot.errors.ImageWriteError, replace=False)
+    assert (tmp_path / "new.png").read_bytes() == b"ours" and temp_files(tmp_path) == []
+    colorot.atomic.write_atomic(theirs, b"ours", colorot.errors.ImageWriteError)
+    assert theirs.read_bytes() == b"ours"
+
+
+@pytest.mark.parametrize("command", ["apply", "match"])
+def test_an_output_another_run_writes_meanwhile_is_kept_unless_overwrite(
+        tmp_path: Path, half: Path, monkeypatch, command) -> None:
+    """Outputs are checked when the run is planned; one that appears before its write lands (another
+    run writing the same folder) was replaced. Now it is kept, and its file fails with exit 3."""
+    inputs = _tree(tmp_path / "in", count=2)
+    first = half if command == "apply" else inputs[0]
+    other_run = colorot.atomic.remove_stale_temp_files  # called first by every atomic write
+
+    def another_run_writes(path):
+        Path(path).write_bytes(b"theirs")
+        return other_run(path)
+
+    monkeypatch.setattr(colorot.atomic, "remove_stale_temp_files", another_run_writes)
+    extra = ["--steps", "2"] if command == "match" else []
+    outcome = cli(command, first, tmp_path / "in", tmp_path / "out", "--json", *extra)
+    assert outcome.crash is None and outcome.code == 3, (outcome.code, outcome.stderr)
+    failed = json.loads(outcome.stdout)["failed"]
+    assert len(failed) == 2 and all("appeared while this run was writing it" in f["error"] for f in failed)
+    assert all(p.read_bytes() == b"theirs" for p in _outputs(tmp_path / "out")) and temp_files(tmp_path) == []
+    outcome = cli(command, first, tmp_path / "in", tmp_path / "out", "--json", "--overwrite", *extra)
+    assert outcome.code == 0 and all(decodes_fully(p) for p in _outputs(tmp_path / "out")), outcome.stderr
 
 
 def test_the_temp_name_pattern_is_the_one_cleaned_up() -> None:
