@@ -60,16 +60,17 @@ def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: b
 
 def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: str | os.PathLike, *,
                strength: float = 1.0, inverse: bool = False, exact: bool = False, quality: int = 95,
-               max_pixels: int | None = None) -> str:
+               max_pixels: int | None = None, replace: bool = True) -> str:
     """Map the image ``src`` to ``dst`` with the checkpoint ``model`` (bytes or path); returns ``dst``.
 
-    The options are ``colorot apply``'s. Creates ``dst``'s folder; raises a
-    ColorotError subclass on failure.
+    The options are ``colorot apply``'s; unless ``replace``, a file at ``dst`` when the write lands
+    is kept (OutputExistsError), as ``colorot apply`` keeps one without ``--overwrite``. Creates
+    ``dst``'s folder; raises a ColorotError subclass on failure.
     """
     fitted, table = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact)
     dst = Path(dst)
     make_folder(dst.parent)
-    apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table)
+    apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table, replace=replace)
     return str(dst)
 
 

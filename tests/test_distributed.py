@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from colorot.apply import plan
 from colorot.cli import app
 from colorot.distributed import apply_path, prepared
+from colorot.errors import OutputExistsError
 
 runner = CliRunner()
 
@@ -31,6 +32,17 @@ def test_apply_path_with_bytes_or_path_equals_cli(tiny_fit, cli_output, tmp_path
         model = data if job.src.suffix == ".png" else tiny_fit["model"]
         assert apply_path(model, job.src, job.dst, strength=0.7) == str(job.dst)
     assert _files(tmp_path / "out") == _files(cli_output)
+
+
+def test_apply_path_keeps_a_file_at_its_output_unless_it_may_replace_it(tiny_fit, tmp_path):
+    src = plan([tiny_fit["folder"]], tmp_path / "out").jobs[0].src
+    dst = tmp_path / "theirs.png"
+    dst.write_bytes(b"theirs")
+    with pytest.raises(OutputExistsError, match="appeared while this run was writing it"):
+        apply_path(tiny_fit["model"], src, dst, replace=False)
+    assert dst.read_bytes() == b"theirs"
+    apply_path(tiny_fit["model"], src, dst)
+    assert dst.read_bytes() != b"theirs"
 
 
 def test_a_ridge_map_is_prepared_without_loading_it(tiny_fit):
