@@ -166,10 +166,10 @@ def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: f
                   decoded: "Image | None" = None, replace: bool = True) -> None:
     """Write ``src`` (``decoded``: read already) through ``estimator``'s map to ``dst`` as ``colorot
     apply`` does (the colour table unless ``exact``; ``strength`` then ``controls``), unless not
-    ``image`` (unless ``replace``, never over a file that appeared at ``dst`` meanwhile:
-    OutputExistsError); then keep the map at ``save_map``, if given (:func:`plan_maps` decides what
-    may be replaced).  The image goes first, so a run killed in between leaves an image without its map,
-    which a rerun fits again."""
+    ``image``; then keep the map at ``save_map``, if given (:func:`plan_maps` decides what may be
+    replaced).  The image goes first, so a run killed in between leaves an image without its map,
+    which a rerun fits again.  Unless ``replace``, a file that appeared at ``dst`` meanwhile (another
+    run's) is kept: OutputExistsError, and no map is kept either."""
     from colorot import apply
 
     if image:
