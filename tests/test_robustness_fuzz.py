@@ -51,12 +51,19 @@ def encoded_images(draw) -> bytes:
     return buffer.getvalue()
 
 
+#: The decompression-bomb limit of the fuzzed decodes. The fuzzed images have at most 36 pixels, but
+#: a damaged header can claim any size: a GIF cut after its signature claimed 23 440 × 2 781, which
+#: decoded (under Pillow's default limit) in 1–4 s on 2 cores and failed the deadline on a busy CI
+#: machine. Above this limit a claimed size is refused (ImageReadError) before any pixel is decoded.
+FUZZ_MAX_PIXELS = 2**20
+
+
 def _decode_or_refuse(data: bytes) -> None:
     """Decoding gives a sane image or ImageReadError; anything else propagates and fails."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns on odd EXIF or palettes
         try:
-            image = decode_image(data)
+            image = decode_image(data, max_pixels=FUZZ_MAX_PIXELS)
         except ImageReadError:
             return
     assert image.rgb.dtype == np.float32 and image.rgb.ndim == 3 and image.rgb.shape[2] == 3
@@ -88,6 +95,19 @@ def test_damaged_images_decode_or_are_refused(data: bytes, edits: st.DataObject)
         else:
             del damaged[position:]
     _decode_or_refuse(bytes(damaged))
+
+
+def test_a_damaged_header_claiming_a_huge_size_is_refused_by_the_limit() -> None:
+    """The example that hit the deadline: a 5 × 2 GIF drawn by :func:`encoded_images` with 12 bytes
+    cut after its signature (under Pillow's own limit it decodes to 23 440 × 2 781 pixels)."""
+    drawn = (b"GIF89a\x05\x00\x02\x00\x83\x00\x00!\xcd\rFI\x90[\xdd\nkV%|Pp\x87:\xfb\x99s\x14\xaegO\xd6 \xc5\xc1=\x93"
+             + bytes(18) + b"!\xf9\x04\x01\x00\x00\t\x00,\x00\x00\x00\x00\x05\x00\x02\x00\x00\x08\x0e\x00\x01\x10\x10p"
+             b"\x00\x81\x81\x01\t\x02\x14\x08\x08\x00;")
+    damaged = drawn[:6] + drawn[18:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ImageReadError, match="decompression-bomb limit"):
+            decode_image(damaged, max_pixels=FUZZ_MAX_PIXELS)
 
 
 # --- the checkpoint loader --------------------------------------------------------------------
