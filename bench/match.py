@@ -257,39 +257,36 @@ def sequence_bench(work: Path, count: int, size: tuple[int, int], repeats: int, 
     runs["color-matcher per frame"] = color_matcher_frames(frames, work / "peer")
     seconds["color-matcher per frame"] = time.perf_counter() - start
     start = time.perf_counter()
-    subprocess.run([*COLOROT, "fit", str(frames[0]), str(REFERENCE), "-o", str(work / "one.pt")], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run([*COLOROT, "apply", str(work / "one.pt"), str(work / "frames"), str(work / "one")], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs["one map for the sequence"] = one_map(frames, work / "one")
     seconds["one map for the sequence"] = time.perf_counter() - start
-    runs["one map for the sequence"] = sorted((work / "one").glob("*.png"))
-    floor = still_clip_flicker(work, count, size)
+    still = make_sequence(work / "still", count, size, still=True)
+    floor = flicker(still, one_map(still, work / "still-out"))
     sw2 = {name: frame_sw2(outputs) for name, outputs in runs.items()}
+    flickers = {name: flicker(frames, outputs) for name, outputs in runs.items()}
+    own = flickers["colorot match (own fits)"]
     print(f"sequence: {count} frames of {size[0]}×{size[1]} (pan, zoom, +0.5 stop ramp, noise σ 2"
           f"{', a cut after frame ' + str(count // 2 - 1) if cut else ''}), reference {REFERENCE.name}; "
           f"the default's and own fits' times the median of {repeats}")
-    for name, outputs in runs.items():
-        print(f"  {name:28s} flicker {flicker(frames, outputs):7.3f} code values   median SW2 "
+    for name in runs:
+        print(f"  {name:28s} flicker {flickers[name]:7.3f} code values   median SW2 "
               f"{np.median(sw2[name]):.4f}   {seconds[name]:6.1f} s")
-    own = runs["colorot match (own fits)"]
     for name in ("colorot match --sequence", "… --smooth-range inf"):
         ratio = sw2[name] / sw2["colorot match (own fits)"]
-        print(f"  {name} against own fits: flicker ÷ {flicker(frames, own) / flicker(frames, runs[name]):.2f}, "
+        print(f"  {name} against own fits: flicker ÷ {own / flickers[name]:.2f}, "
               f"each frame's SW2 ratio median {np.median(ratio):.3f}, largest {ratio.max():.3f} "
               f"(frame {ratio.argmax()}), time × {seconds[name] / seconds['colorot match (own fits)']:.2f}")
     print(f"  the measure's floor: one map on a still clip (frame 0's view, fresh noise each frame) flickers "
-          f"{floor:.3f}; a fifth of the own fits' flicker is {flicker(frames, own) / 5:.3f}")
+          f"{floor:.3f}; a fifth of the own fits' flicker is {own / 5:.3f}")
 
 
-def still_clip_flicker(work: Path, count: int, size: tuple[int, int]) -> float:
-    """The flicker of a grade that does not move at all: one map (``colorot fit`` on the first frame)
-    applied to a still clip whose frames differ only by their sensor noise."""
-    still = make_sequence(work / "still", count, size, still=True)
-    subprocess.run([*COLOROT, "fit", str(still[0]), str(REFERENCE), "-o", str(work / "still.pt")], check=True,
+def one_map(frames: list[Path], out: Path) -> list[Path]:
+    """Every frame (one folder's) through one map, ``colorot fit`` on the first frame: the outputs."""
+    model = out.with_suffix(".pt")
+    subprocess.run([*COLOROT, "fit", str(frames[0]), str(REFERENCE), "-o", str(model)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run([*COLOROT, "apply", str(work / "still.pt"), str(work / "still"), str(work / "still-out")],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return flicker(still, sorted((work / "still-out").glob("*.png")))
+    subprocess.run([*COLOROT, "apply", str(model), str(frames[0].parent), str(out)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return sorted(out.glob("*.png"))
 
 
 def frame_size(text: str) -> tuple[int, int]:
