@@ -63,18 +63,20 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
 
 def _place_without_replacing(temp: Path, path: Path) -> None:
     """Give the written ``temp`` the name ``path`` unless a file has it: OutputExistsError then."""
-    appeared = OutputExistsError(f"{path} appeared while this run was writing it (another run?) and is left "
-                                 "as it is")
     try:
         os.link(temp, path)
     except FileExistsError:
-        raise appeared from None
+        raise _appeared(path) from None
     except OSError:  # no hard links on this file system (FAT, some network shares): check, then rename
         if os.path.lexists(path):
-            raise appeared from None
+            raise _appeared(path) from None
         os.replace(temp, path)
     else:
         _remove_quietly(temp)
+
+
+def _appeared(path: Path) -> OutputExistsError:
+    return OutputExistsError(f"{path} appeared while this run was writing it (another run?) and is left as it is")
 
 
 #: The longest file name, in bytes, most file systems take (ext4, XFS, btrfs, APFS, NTFS in UTF-16 units).
