@@ -66,16 +66,17 @@ def _place_without_replacing(temp: Path, path: Path) -> None:
     try:
         os.link(temp, path)
     except FileExistsError:
-        raise _appeared(path) from None
+        raise appeared(path) from None
     except OSError:  # no hard links on this file system (FAT, some network shares): check, then rename
         if os.path.lexists(path):
-            raise _appeared(path) from None
+            raise appeared(path) from None
         os.replace(temp, path)
     else:
         _remove_quietly(temp)
 
 
-def _appeared(path: Path) -> OutputExistsError:
+def appeared(path: Path) -> OutputExistsError:
+    """The error for a file that another run wrote at ``path`` after this run planned to write it."""
     return OutputExistsError(f"{path} appeared while this run was writing it (another run?) and is left as it is")
 
 

@@ -168,9 +168,10 @@ def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: f
     apply`` does (the colour table unless ``exact``; ``strength`` then ``controls``), unless not
     ``image``; then keep the map at ``save_map``, if given (:func:`plan_maps` decides what may be
     replaced).  The image goes first, so a run killed in between leaves an image without its map,
-    which a rerun fits again.  Unless ``replace``, a file that appeared at ``dst`` meanwhile (another
-    run's) is kept: OutputExistsError, and no map is kept either."""
+    which a rerun fits again.  Unless ``replace``, a file that appeared at ``dst`` or ``save_map``
+    meanwhile (another run's) is kept: OutputExistsError, and no map is kept after a refused image."""
     from colorot import apply
+    from colorot.atomic import appeared
 
     if image:
         fitted, table = _prepared(estimator, strength, exact, controls)
@@ -178,7 +179,9 @@ def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: f
                             replace=replace)
     if save_map is not None:
         apply.make_folder(save_map.parent)
-        estimator.save(save_map, overwrite=True)
+        if not replace and save_map.exists():  # absent when planned (plan_maps): another run's since
+            raise appeared(save_map)
+        estimator.save(save_map, overwrite=replace)
 
 
 def _prepared(estimator: ColorTransfer, strength: float, exact: bool, controls: Controls | None):

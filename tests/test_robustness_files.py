@@ -373,6 +373,38 @@ def test_an_output_another_run_writes_meanwhile_is_kept_unless_overwrite(
     assert outcome.code == 0 and all(decodes_fully(p) for p in _outputs(tmp_path / "out")), outcome.stderr
 
 
+@pytest.mark.parametrize("when", ["image", "map"], ids=["during-the-image-write", "during-the-map-write"])
+def test_a_map_another_run_saves_meanwhile_is_kept_unless_overwrite(tmp_path: Path, monkeypatch, when) -> None:
+    """``--save-maps``: a map that another run saves after this run planned it (checked when the
+    run starts) was replaced. Now it is kept, and its file fails with exit 3."""
+    inputs = _tree(tmp_path / "in", count=2)
+    maps, out = tmp_path / "maps", tmp_path / "out"
+    other_run = colorot.atomic.remove_stale_temp_files  # called first by every atomic write
+
+    def another_run_saves_the_map(path):
+        path = Path(path)
+        if when == "map" and path.suffix == ".pt":
+            path.write_bytes(b"theirs")
+        elif when == "image" and path.suffix != ".pt":
+            mirrored = maps / path.relative_to(out).with_suffix(".pt")
+            mirrored.parent.mkdir(parents=True, exist_ok=True)
+            mirrored.write_bytes(b"theirs")
+        return other_run(path)
+
+    monkeypatch.setattr(colorot.atomic, "remove_stale_temp_files", another_run_saves_the_map)
+    args = ("match", inputs[0], tmp_path / "in", out, "--json", "--steps", "2", "--save-maps", maps)
+    outcome = cli(*args)
+    assert outcome.crash is None and outcome.code == 3, (outcome.code, outcome.stderr)
+    failed = json.loads(outcome.stdout)["failed"]
+    assert len(failed) == 2 and all("appeared while this run was writing it" in f["error"] for f in failed)
+    assert all(p.read_bytes() == b"theirs" for p in maps.rglob("*.pt")) and len(list(maps.rglob("*.pt"))) == 2
+    assert temp_files(tmp_path) == []
+    monkeypatch.setattr(colorot.atomic, "remove_stale_temp_files", other_run)
+    outcome = cli(*args, "--overwrite")
+    assert outcome.code == 0, outcome.stderr
+    assert len([colorot.load(p) for p in maps.rglob("*.pt")]) == 2  # whole checkpoints now
+
+
 def test_the_temp_name_pattern_is_the_one_cleaned_up() -> None:
     """The cleanup and the writer agree on the temp-file name (guards a silent drift)."""
     temp = colorot.atomic.temp_path(Path("/x/a.png"), "0123abcd")
