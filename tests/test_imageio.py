@@ -318,10 +318,10 @@ def test_alpha_is_dropped_by_jpeg(tmp_path: Path) -> None:
         assert out.mode == "RGB"
 
 
-@pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "1"])
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "1", "LAB", "YCbCr"])
 def test_other_modes_are_read_as_rgb(tmp_path: Path, mode: str) -> None:
     source = PILImage.fromarray(_codes((5, 6, 3))).convert(mode)
-    suffix = ".jpg" if mode == "CMYK" else ".png"
+    suffix = {"CMYK": ".jpg", "LAB": ".tif", "YCbCr": ".tif"}.get(mode, ".png")
     path = tmp_path / f"a{suffix}"
     source.save(path)
     image = read_image(path)
