@@ -921,16 +921,21 @@ def info(
             "format_version": checkpoint.FORMAT_VERSION,
         }
         lines = [
-            f"model       {ckpt.model.name} {ckpt.model.config}",
+            f"model       {ckpt.model.name} ({_key_values(ckpt.model.config)})",
             f"parameters  {document['parameters']}",
             f"target      {ckpt.target.describe()}",
-            "training    " + ", ".join(f"{k}={v}" for k, v in ckpt.train.items()
-                                        if k not in ("source_sha256", "target_sha256")),
+            "training    " + _key_values({k: v for k, v in ckpt.train.items()
+                                          if k not in ("source_sha256", "target_sha256")}),
             *_hash_lines("source      ", ckpt.train.get("source_sha256")),
             *_hash_lines("target img  ", ckpt.train.get("target_sha256")),
             f"colorot     {ckpt.colorot_version} (checkpoint format {checkpoint.FORMAT_VERSION})",
         ]
         _emit(as_json, document, lines)
+
+
+def _key_values(values: dict) -> str:
+    """``k=v, …``, floats to 6 significant digits (``--json`` keeps them whole)."""
+    return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
 def _hash_lines(label: str, value) -> list[str]:

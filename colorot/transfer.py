@@ -450,7 +450,7 @@ class ColorTransfer:
             names = [_named(name) for name in refused]
             subject = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
             raise ConfigError(f"{subject} {'does' if len(names) == 1 else 'do'} not apply to {fit.describe()}: "
-                              f"{'; '.join(refused.values())}")
+                              f"{'; '.join(dict.fromkeys(refused.values()))}")  # each reason once
 
     def _check_options(self) -> None:
         """Every check of the parameters alone, before any image is read."""

@@ -152,6 +152,12 @@ def test_every_refused_parameter_is_named_with_what_it_needs() -> None:
                        "solver='adam' (--solver adam) trains in batches")
 
 
+def test_a_reason_shared_by_several_refused_parameters_is_given_once() -> None:
+    message = outcome(model="affine", solver="adam", steps=5)
+    assert message is not None and message.endswith(
+        "do not apply to the affine model (closed form, gaussian target): the affine map is fitted in closed form")
+
+
 def test_fit_reference_refuses_before_reading_the_target() -> None:
     with pytest.raises(ConfigError, match=r"n_components \(--components\) does not apply to the affine model"):
         ColorTransfer(model="affine", n_components=3).fit_reference(Path("no-such-image.png"))

@@ -15,6 +15,7 @@ from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 import colorot
+from colorot import checkpoint
 from colorot.cli import app
 from _fresh_process import cli_imports_torch
 
@@ -299,8 +300,11 @@ def test_apply_json_is_exactly_one_document_even_with_failures(model_file, tmp_p
 def test_info_human_readable(model_file) -> None:
     result = run("info", model_file)
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0].startswith("model       ridge")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("model       ridge (dim=3, ")
     assert "gmm target (K=2)" in result.stdout and colorot.__version__ in result.stdout
+    final_loss = checkpoint.load(model_file).train["final_loss"]
+    assert f"final_loss={final_loss:.6g}," in lines[3]
 
 
 def test_info_json(model_file) -> None:
