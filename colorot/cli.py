@@ -11,6 +11,7 @@ without torch, and ``colorot apply`` of a ridge map (the default) or an affine m
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -48,7 +49,14 @@ stderr = Console(stderr=True)
 
 class _Command(typer.core.TyperCommand):
     """A command whose usage line names its arguments as the README does (``INPUT... OUTPUT``),
-    without the braces Typer puts around required arguments."""
+    without the braces Typer puts around required arguments, and whose help paragraphs wrap to
+    the terminal (Typer keeps a docstring's line breaks; the "Examples:" block keeps them)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.help:
+            self.help = "\n\n".join(block if block.startswith("Examples:") else " ".join(block.split("\n"))
+                                     for block in inspect.cleandoc(self.help).split("\n\n"))
 
     def collect_usage_pieces(self, ctx):  # noqa: D102 (click's hook)
         pieces = []

@@ -340,11 +340,19 @@ def test_unknown_option_is_a_usage_error(model_file) -> None:
         assert "Traceback" not in result.output and result.stdout == ""
 
 
-@pytest.mark.parametrize("command", ["fit", "apply", "info"])
+@pytest.mark.parametrize("command", ["fit", "apply", "match", "export-lut", "info", "eval"])
 def test_every_command_has_help_with_an_example(command) -> None:
     result = run(command, "--help")
     assert result.exit_code == 0
     assert "Example" in result.stdout and f"colorot {command}" in result.stdout
+
+
+def test_help_paragraphs_wrap_to_the_terminal_and_examples_keep_their_lines() -> None:
+    result = CliRunner().invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert any("subsamples of SOURCE and TARGET and f" in line for line in lines)  # a docstring line break
+    assert "colorot eval samples/day.jpg out/day.jpg samples/sunset.jpg" in lines
 
 
 def test_top_level_help_lists_the_commands() -> None:
