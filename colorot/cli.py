@@ -275,7 +275,7 @@ _Quality = Annotated[int, typer.Option(rich_help_panel="Output", min=1, max=100,
 _FromStdin = Annotated[bool, typer.Option("--from-stdin", rich_help_panel="Inputs", help="Read input file paths from stdin, "
                                           "one a line; the only positional path is then the output folder.")]
 _BatchPreview = Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet of a sample "
-                                                       "of the batch (input | output) to this PNG.")]
+                                                       "of the batch (input | output; for match, the reference beside them) to this PNG.")]
 
 
 def _images_and_targets(images: list[Path], targets: list[str], distribution: str) -> tuple[list, list, str]:
@@ -775,7 +775,7 @@ def match_command(
             report = dataclasses.replace(report, written=[job for job in report.written if job not in map_only],
                                          skipped=[*report.skipped, *remapped])
             if preview is not None:
-                preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
+                preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written], reference=reference)
             document["maps"] = [str(work.map_path(j)) for j in (*report.written, *remapped)] if save_maps else None
         document.update(_batch_summary(report, shard, preview))
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "

@@ -3,7 +3,7 @@
 :func:`fit_sheet`: source | result | target thumbnails, under each its RGB
 distribution (per-channel histograms of the code values, 64 bins, each curve
 scaled to its own peak), and the training loss curve below.
-:func:`batch_sheet`: input | output pairs for a sample of a batch.
+:func:`batch_sheet`: input | output pairs for a sample of a batch (and the reference of a match).
 """
 
 from __future__ import annotations
@@ -110,15 +110,20 @@ def fit_sheet(source: np.ndarray, result: np.ndarray, target: np.ndarray,
     return sheet
 
 
-def batch_sheet(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> PILImage.Image:
-    """One row per (input codes, output codes, name): input | output."""
-    width = PAD + 2 * (THUMB + PAD)
+def batch_sheet(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]],
+                reference: tuple[np.ndarray, str] | None = None) -> PILImage.Image:
+    """One row per (input codes, output codes, name): input | output; a ``reference`` (codes, name),
+    the image every output was matched to, in a third column beside the first row."""
+    width = PAD + (2 if reference is None else 3) * (THUMB + PAD)
     row = LABEL + THUMB + PAD
     sheet = PILImage.new("RGB", (width, PAD + row * max(len(pairs), 1)), BACKGROUND)
     for index, (before, after, name) in enumerate(pairs):
         y = PAD + index * row
         sheet.paste(_labelled(before, f"in: {name}"[:40], THUMB), (PAD, y))
         sheet.paste(_labelled(after, "out", THUMB), (PAD + THUMB + PAD, y))
+    if reference is not None:
+        codes, name = reference
+        sheet.paste(_labelled(codes, f"reference: {name}"[:40], THUMB), (PAD + 2 * (THUMB + PAD), PAD))
     return sheet
 
 
@@ -158,8 +163,10 @@ def fit_preview(path: str | os.PathLike, fitted_map: torch.nn.Module, source: st
     save_sheet(fit_sheet(before, after, thumbnail_codes(target), losses), path)
 
 
-def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *, limit: int = 6) -> list:
-    """Write a :func:`batch_sheet` of up to ``limit`` (input, output) files spread over ``pairs``.
+def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *, limit: int = 6,
+                  reference: str | os.PathLike | None = None) -> list:
+    """Write a :func:`batch_sheet` of up to ``limit`` (input, output) files spread over ``pairs``,
+    with the ``reference`` image file they were matched to, if any.
 
     Returns the sampled pairs.
     """
@@ -169,6 +176,7 @@ def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *
     picks = sorted({round(i * (len(pairs) - 1) / max(count - 1, 1)) for i in range(count)})
     sample = [pairs[i] for i in picks]
     make_folder(Path(path).parent)
+    shown = None if reference is None else (thumbnail_codes(reference), Path(reference).name)
     save_sheet(batch_sheet([(thumbnail_codes(src), thumbnail_codes(dst), Path(src).name)
-                            for src, dst in sample]), path)
+                            for src, dst in sample], shown), path)
     return sample

@@ -18,6 +18,7 @@ from colorot import load
 from colorot.cli import app
 from colorot.controls import luma
 from colorot.imageio import Image, read_image, write_image
+from colorot.preview import BACKGROUND, LABEL, PAD, THUMB
 from _fresh_process import cli_imports_torch
 from conftest import smooth_rgb
 
@@ -45,6 +46,22 @@ def scene(tmp_path_factory) -> dict:
 
 def match(scene, *args: str):
     return runner.invoke(app, ["match", str(scene["reference"]), *args, *FAST])
+
+
+def test_match_preview_shows_the_reference_beside_the_first_pair(scene, tmp_path):
+    sheet = tmp_path / "sheet.png"
+    result = match(scene, str(scene["folder"]), str(tmp_path / "out"), "--preview", str(sheet), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["preview"] == str(sheet)
+    row, column = LABEL + THUMB + PAD, PAD + 2 * (THUMB + PAD)  # batch_sheet's layout: a third column
+    with PILImage.open(sheet) as image:
+        assert image.size == (column + THUMB + PAD, PAD + 3 * row)  # three inputs, one row each
+        third = np.asarray(image.convert("RGB"))[:, column:column + THUMB]
+    first = third[PAD + LABEL:PAD + LABEL + THUMB].reshape(-1, 3)
+    shown = first[(first != BACKGROUND).any(axis=1)]  # the reference's thumbnail, scaled up
+    assert len(shown) > THUMB * THUMB // 2
+    np.testing.assert_allclose(shown.mean(axis=0), codes(scene["reference"]).reshape(-1, 3).mean(axis=0), atol=3)
+    assert (third[PAD + row:] == BACKGROUND).all()  # beside the first pair only
 
 
 def test_match_mirrors_the_tree_and_keeps_each_map(scene, tmp_path):
