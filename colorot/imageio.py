@@ -163,6 +163,9 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
     try:
         return Path(path).read_bytes()
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        if str(path) == "-" and isinstance(exc, FileNotFoundError):
+            raise ImageReadError("-: stdin is read only as the input of 'colorot apply' or 'colorot match'; "
+                                 "give an image file here") from exc
         raise ImageReadError(f"{path!s}: cannot read file ({getattr(exc, 'strerror', None) or exc})") from exc
 
 

@@ -66,6 +66,17 @@ def test_fit_writes_a_checkpoint_and_reports(images, tmp_path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left
 
 
+@pytest.mark.parametrize("command", ["fit source", "fit target", "match reference"])
+def test_stdin_where_a_file_is_needed_is_a_clear_error(images, tmp_path, monkeypatch, command) -> None:
+    monkeypatch.chdir(tmp_path)  # no file named '-' here
+    source, target = str(images["source"]), str(images["target"])
+    args = {"fit source": ["fit", "-", target, "-o", "m.pt"], "fit target": ["fit", source, "-", "-o", "m.pt"],
+            "match reference": ["match", "-", source, "out"]}[command]
+    line = assert_clean_error(CliRunner().invoke(app, args, input=b"not read"))
+    assert line == "error: -: stdin is read only as the input of 'colorot apply' or 'colorot match'; give an image file here"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fit_json_is_exactly_one_document(images, tmp_path) -> None:
     out = tmp_path / "m.pt"
     result = run("fit", images["source"], images["target"], "-o", out, "--json", *FAST)
