@@ -419,8 +419,8 @@ class ColorTransfer:
         return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, DEFAULT_LR["ridge"])
 
     def _check_numbers(self) -> None:
-        """ConfigError for n_components, max_pixels, ridge, eps or random_state values that cannot give a
-        usable fit, or of the wrong type."""
+        """ConfigError for a number that cannot give a usable fit (n_components, max_pixels, ridge, eps,
+        random_state, lr, the weights, steps, batch_size, sw_directions), or of the wrong type."""
         for name, kind in _PARAM_TYPES.items():
             value = getattr(self, name)
             if (value is None and _DEFAULTS[name] is None) or (name == "n_components" and value == "auto"):
@@ -437,6 +437,14 @@ class ColorTransfer:
             raise ConfigError(f"{_named('ridge')} must be a finite number ≥ 0, got {self.ridge}")
         if not 0 < self.eps < math.inf:
             raise ConfigError(f"{_named('eps')} must be a finite number > 0, got {self.eps}")
+        if self.lr is not None and not 0 < self.lr < math.inf:
+            raise ConfigError(f"{_named('lr')} must be a finite number > 0, got {self.lr}")
+        for name in ("sw_weight", "transport_weight"):
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"{_named(name)} must be a finite number ≥ 0, got {getattr(self, name)}")
+        for name, least in (("steps", 0), ("batch_size", 2), ("sw_directions", 1)):
+            if getattr(self, name) is not None and not getattr(self, name) >= least:
+                raise ConfigError(f"{_named(name)} must be at least {least}, got {getattr(self, name)}")
         if not 0 <= self.random_state < 2**32:
             raise ConfigError(f"{_named('random_state')} must be from 0 to {2**32 - 1}, got {self.random_state}")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,6 +325,17 @@ def test_transform_refuses_what_fit_refuses(fitted, source) -> None:
 def test_a_parameter_of_the_wrong_type_is_a_config_error(source, target_pixels, name, value) -> None:
     with pytest.raises(ConfigError, match="must be"):
         ColorTransfer(**{name: value}).fit(source, target_pixels)
+
+
+@pytest.mark.parametrize("name, value, rule", [
+    ("lr", math.nan, "a finite number > 0"), ("lr", 0.0, "a finite number > 0"),
+    ("sw_weight", -1.0, "a finite number ≥ 0"), ("transport_weight", math.inf, "a finite number ≥ 0"),
+    ("steps", -1, "at least 0"), ("batch_size", 1, "at least 2"), ("sw_directions", 0, "at least 1")])
+def test_an_unusable_number_is_refused_by_name_before_any_image_is_read(name, value, rule) -> None:
+    estimator = ColorTransfer(solver="adam", **{name: value})
+    with pytest.raises(ConfigError) as caught:
+        estimator.fit(Path("no-such-source.png"), Path("no-such-target.png"))
+    assert str(caught.value) == f"{name} (--{name.replace('_', '-')}) must be {rule}, got {value}"
 
 
 def test_numpy_integers_are_integers(source, target_pixels) -> None:
