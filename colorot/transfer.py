@@ -182,7 +182,9 @@ def _pil_pixels(image) -> tuple[np.ndarray, np.ndarray | None]:
 def _array_pixels(array: np.ndarray) -> np.ndarray:
     """An array (..., 3) of uint8 or uint16 codes or of floats in [0, 1] → float32 (N, 3)."""
     if array.ndim < 2 or array.shape[-1] != 3:
-        raise ConfigError(f"expected an RGB image or pixels (..., 3), got shape {array.shape}")
+        channels_first = array.ndim >= 3 and array.shape[-3] == 3
+        raise ConfigError(f"expected an RGB image or pixels (..., 3), got shape {array.shape}"
+                          + ("; channels first? move them last (np.moveaxis(a, -3, -1))" if channels_first else ""))
     values = unit_values(array)
     if values is None:
         raise ConfigError(f"pixels must be uint8, uint16 or floats in [0, 1], not {array.dtype}")

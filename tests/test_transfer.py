@@ -187,8 +187,10 @@ def test_nested_lists_keep_their_shape(fitted) -> None:
 
 
 def test_transform_rejects_non_rgb_input(fitted) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"got shape \(4, 4\)$"):
         fitted.transform(np.zeros((4, 4)))
+    with pytest.raises(ConfigError, match=r"got shape \(2, 3, 4, 5\); channels first\? move them last"):
+        fitted.transform(np.zeros((2, 3, 4, 5), np.float32))  # a (B, 3, H, W) batch
 
 
 def test_fit_accepts_paths_and_records_their_hashes(tmp_path, make_png) -> None:
