@@ -29,3 +29,6 @@ DEFAULT_LR = {"ridge": 5e-2, "mmgn": 3e-2, "cmgn": 1e-2}
 #: Majorise–minimise iterations of the C-MGN/M-MGN KL solver (:mod:`colorot.mgn_solver`), here so
 #: that resolving a fit's steps does not import torch before the target's EM has started beside it.
 NETWORK_KL_ITERATIONS = 40
+#: How far float pixels given to a fit, a transform or ColorAugment may stray outside [0, 1] (a
+#: processed image's overshoot); 8-bit codes given as floats (0–255, a missing / 255) are refused.
+FLOAT_SLACK = 0.5

@@ -35,7 +35,7 @@ from colorot.apply import DEFAULT_CHUNK_PIXELS, at_strength, map_pixels
 from colorot.controls import Controls
 from colorot.cube import write_cube
 from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_STEPS,
-                              DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, NETWORK_KL_ITERATIONS)
+                              DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, FLOAT_SLACK, NETWORK_KL_ITERATIONS)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
 from colorot.em_process import BackgroundEM
 from colorot.errors import ConfigError
@@ -248,11 +248,6 @@ def at_least_two_pixels(pixels: np.ndarray, image: ImageLike, role: str) -> np.n
             f"the {role} image{name} has {pixels.shape[0]} usable pixel(s); fitting needs at least 2"
         )
     return pixels
-
-
-#: How far float pixels given to a fit or a transform may stray outside [0, 1] (a processed image's
-#: overshoot); 8-bit codes given as floats (0–255, a missing / 255) are refused.
-FLOAT_SLACK = 0.5
 
 
 def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None = None,

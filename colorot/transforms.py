@@ -20,6 +20,7 @@ Each is an ``nn.Module`` taking (N, 3) colours, so apply, LUT baking and
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import os
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from colorot.defaults import FLOAT_SLACK
 from colorot.errors import ConfigError
 from colorot.strength import check_strength
 
@@ -200,7 +202,8 @@ def check_inverse(inverse: InverseMap, pixels: np.ndarray, *, n: int = INVERSE_C
 class ColorAugment(nn.Module):
     """Colour-domain augmentation: apply a fitted map to image tensors.
 
-    ``images``: float (3, H, W) or (B, 3, H, W) in [0, 1], on any device (the
+    ``images``: float (3, H, W) or (B, 3, H, W) in [0, 1] (on the CPU, NaN or values more than
+    :data:`~colorot.defaults.FLOAT_SLACK` outside it are refused), on any device (the
     module's own copy of the map follows the input's device; the estimator's map is not
     moved). Gradients flow through T when the images require them. ``strength``: a number t, or a pair
     ``(low, high)`` drawn uniformly per image; ``p``: probability that an image
@@ -246,6 +249,13 @@ class ColorAugment(nn.Module):
             raise ConfigError(f"expected float images (3, H, W) or (B, 3, H, W), got {tuple(images.shape)} "
                               f"{images.dtype}")
         device = batch.device
+        if device.type == "cpu" and batch.numel():  # on a GPU the check would wait for the device: left to the caller
+            low, high = (float(v) for v in torch.aminmax(batch.detach()))
+            if math.isnan(low) or math.isnan(high):
+                raise ConfigError("the images contain NaN")
+            if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
+                raise ConfigError(f"images must be floats in [0, 1], these run from {low:g} to {high:g}: "
+                                  "divide 8-bit codes by 255")
         weight = next(self.map.parameters(), torch.empty(0))
         if weight.device != device:
             self.map.to(device)

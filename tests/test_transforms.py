@@ -128,6 +128,16 @@ def test_augment_refuses_wrong_shapes(curved):
         ColorAugment(curved, strength=(0.8, 0.2))
 
 
+def test_augment_refuses_codes_not_divided_by_255_and_nan_on_the_cpu(curved):
+    augment = ColorAugment(curved)
+    with pytest.raises(ConfigError, match=r"run from 0 to 255: divide 8-bit codes by 255"):
+        augment(torch.linspace(0, 255, 48).reshape(1, 3, 4, 4))
+    with pytest.raises(ConfigError, match="contain NaN"):
+        augment(torch.full((3, 2, 2), float("nan")))
+    assert augment(torch.rand(2, 3, 4, 4) * 1.8 - 0.4).shape == (2, 3, 4, 4)  # an overshoot within 0.5 is taken
+    assert augment(torch.rand(0, 3, 4, 4)).shape == (0, 3, 4, 4)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_augment_on_cuda():
