@@ -3,15 +3,18 @@
 Each ``colorot/*.py`` is parsed with :mod:`ast` (nothing is imported); every ``import`` anywhere in
 it, inside functions and ``TYPE_CHECKING`` blocks too, is an edge to the colorot module it names.
 ``from colorot import name`` names the module ``name`` when there is one, else the package itself
-(``colorot/__init__.py``). docs/architecture.md states the layers this test keeps.
+(``colorot/__init__.py``). docs/architecture.md states the layers, and each module's imports, that this
+test keeps.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "colorot"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 INIT = "__init__"
 
 
@@ -98,3 +101,26 @@ def test_colorot_modules_import_without_cycles() -> None:
 def test_a_cycle_is_found() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def documented_layers() -> dict[str, tuple[int, str]]:
+    """docs/architecture.md's table: module → (layer, its "imports from colorot" cell)."""
+    rows = {}
+    for line in ARCHITECTURE.read_text(encoding="utf-8").splitlines():
+        row = re.fullmatch(r"\| (\d+) \| `(\w+)` \| .* \| (.+) \|", line)
+        if row:
+            rows[row.group(2)] = (int(row.group(1)), row.group(3))
+    return rows
+
+
+def test_the_architecture_table_gives_each_module_its_layer_and_its_imports() -> None:
+    graph, rows = import_graph(), documented_layers()
+    assert sorted(rows) == sorted(graph)
+    for module, imports in graph.items():
+        layer, cell = rows[module]
+        if cell != "any module":  # the CLI's row
+            listed = set() if cell == "–" else {name.split(" (")[0] for name in cell.split(", ")}
+            assert listed == imports, f"{module}: the table lists {sorted(listed)}, the code imports {sorted(imports)}"
+        lower = sorted(name for name in imports if rows[name][0] >= layer)
+        assert not lower, f"{module} (layer {layer}) imports {lower}, not of a lower layer"
+
