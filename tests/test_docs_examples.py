@@ -131,6 +131,22 @@ def test_the_docs_hold_examples() -> None:
     assert everywhere >= 40
 
 
+def test_every_option_is_in_its_command_s_section_of_the_reference() -> None:
+    """docs/cli.md's section of each command (from its "## `colorot NAME" heading to the next "## ")
+    names every option the command has."""
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    sections: dict[str, str] = {}
+    for heading in re.finditer(r"^## `colorot ([\w-]+) .*?$(.*?)(?=^## |\Z)", text, re.M | re.S):
+        sections[heading.group(1)] = sections.get(heading.group(1), "") + heading.group(2)
+    commands = group().commands
+    assert sorted(sections) == sorted(commands)
+    missing = [f"{name} {option}" for name, command in commands.items() for param in command.params
+               for option in [*param.opts, *param.secondary_opts]
+               if option.startswith("--") and option != "--help"
+               and not re.search(re.escape(option) + r"(?![\w-])", sections[name])]
+    assert missing == []
+
+
 def test_help_examples_exist() -> None:
     """The examples at the end of each command's --help name real options too."""
     cli = group()
