@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from colorot.apply import Job, Plan, Report, make_folder, apply_to_file, prepare
-from colorot.errors import ColorotError, ConfigError
 from colorot.colour_table import ColourTable
+from colorot.controls import Controls
+from colorot.errors import ColorotError, ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -45,29 +46,32 @@ def model_bytes(model: bytes | str | os.PathLike) -> bytes:
         raise ConfigError(f"cannot read checkpoint {model}: {exc.strerror or exc}") from exc
 
 
-def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False,
-             exact: bool = False) -> tuple[torch.nn.Module | None, ColourTable | None]:
+def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False, exact: bool = False,
+             controls: Controls | None = None) -> tuple[torch.nn.Module | None, ColourTable | None]:
     """The map to apply and its colour table (None when ``exact``), as ``colorot apply`` builds
     them: a ridge or affine map goes into the table read without torch, and the map is None."""
     with _LOCK:
-        return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact))
+        return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact),
+                         controls)
 
 
 @lru_cache(maxsize=4)
-def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool):
-    return prepare(data, strength=strength, inverse=inverse, exact=exact)
+def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool, controls: Controls | None):
+    return prepare(data, strength=strength, inverse=inverse, exact=exact, controls=controls)
 
 
 def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: str | os.PathLike, *,
-               strength: float = 1.0, inverse: bool = False, exact: bool = False, quality: int = 95,
-               max_pixels: int | None = None, replace: bool = True) -> str:
+               strength: float = 1.0, inverse: bool = False, exact: bool = False,
+               controls: Controls | None = None, quality: int = 95, max_pixels: int | None = None,
+               replace: bool = True) -> str:
     """Map the image ``src`` to ``dst`` with the checkpoint ``model`` (bytes or path); returns ``dst``.
 
-    The options are ``colorot apply``'s; unless ``replace``, a file at ``dst`` when the write lands
+    The options are ``colorot apply``'s (``controls``: its colour controls, a
+    :class:`colorot.controls.Controls`); unless ``replace``, a file at ``dst`` when the write lands
     is kept (OutputExistsError), as ``colorot apply`` keeps one without ``--overwrite``. Creates
     ``dst``'s folder; raises a ColorotError subclass on failure.
     """
-    fitted, table = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact)
+    fitted, table = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact, controls=controls)
     dst = Path(dst)
     make_folder(dst.parent)
     apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table, replace=replace)
@@ -93,7 +97,9 @@ def apply_with_dask(client, plan: Plan, model: bytes | str | os.PathLike, *,
     from dask.distributed import as_completed
 
     start = time.perf_counter()
-    data = client.scatter(model_bytes(model), broadcast=True)
+    # A key of its own (not the bytes' hash): a second call with the same model would share the first's
+    # key, which the first call's future releases when it goes, and its tasks would lose their model.
+    data = client.scatter(model_bytes(model), broadcast=True, hash=False)
     futures = {client.submit(_task, data, str(job.src), str(job.dst), options, pure=False): job
                for job in plan.jobs}
     errors: dict[Job, str | None] = {}

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from colorot.apply import plan
 from colorot.cli import app
+from colorot.controls import Controls
 from colorot.distributed import apply_path, prepared
 from colorot.errors import OutputExistsError
 
@@ -32,6 +33,23 @@ def test_apply_path_with_bytes_or_path_equals_cli(tiny_fit, cli_output, tmp_path
         model = data if job.src.suffix == ".png" else tiny_fit["model"]
         assert apply_path(model, job.src, job.dst, strength=0.7) == str(job.dst)
     assert _files(tmp_path / "out") == _files(cli_output)
+
+
+CONTROLS = Controls(keep_luminance=True, saturation=0.8, neutral=0.5)
+CONTROL_FLAGS = ["--keep-luminance", "--saturation", "0.8", "--neutral", "0.5"]
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["table", "exact"])
+def test_apply_path_with_colour_controls_equals_cli(tiny_fit, tmp_path, exact):
+    flags = ["--strength", "0.7", *CONTROL_FLAGS, *(["--exact"] if exact else [])]
+    result = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), f"{tmp_path / 'cli'}/", *flags])
+    assert result.exit_code == 0, result.output
+    for job in plan([tiny_fit["folder"]], tmp_path / "out").jobs:
+        apply_path(tiny_fit["model"], job.src, job.dst, strength=0.7, controls=CONTROLS, exact=exact)
+    assert _files(tmp_path / "out") == _files(tmp_path / "cli")
+    plain = tmp_path / "plain.png"
+    apply_path(tiny_fit["model"], job.src, plain, strength=0.7, exact=exact)
+    assert plain.read_bytes() != job.dst.read_bytes()  # the controls did change the image
 
 
 def test_apply_path_keeps_a_file_at_its_output_unless_it_may_replace_it(tiny_fit, tmp_path):
@@ -64,5 +82,12 @@ def test_dask_local_cluster_equals_cli(tiny_fit, cli_output, tmp_path):
         assert len(client.scheduler_info()["workers"]) == 2
         job_plan = plan([tiny_fit["folder"]], tmp_path / "out")
         report = apply_with_dask(client, job_plan, tiny_fit["model"], strength=0.7)
+        controlled = apply_with_dask(client, plan([tiny_fit["folder"]], tmp_path / "controlled"), tiny_fit["model"],
+                                     strength=0.7, controls=CONTROLS)
     assert not report.failed and len(report.written) == 5
     assert _files(tmp_path / "out") == _files(cli_output)
+    assert not controlled.failed
+    result = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), f"{tmp_path / 'cli'}/",
+                                 "--strength", "0.7", *CONTROL_FLAGS])
+    assert result.exit_code == 0, result.output
+    assert _files(tmp_path / "controlled") == _files(tmp_path / "cli")
