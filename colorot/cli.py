@@ -34,6 +34,7 @@ from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
 from colorot.atomic import check_file_output, is_any_of
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageWriteError
+from colorot.imageio import IMAGE_SUFFIXES
 from colorot.lut import bake, interpolation_error, lut_title
 
 app = typer.Typer(
@@ -367,6 +368,9 @@ def fit(
     with _user_errors():
         sources, target_images, target_kind = _images_and_targets(images, targets or [], distribution.value)
         inputs = [*sources, *target_images, *(masks or []), *(target_masks or [])]
+        if not is_any_of(output, inputs):  # that is refused below as overwriting an input
+            _refuse_an_image_name(output, "the map is saved as a checkpoint (e.g. model.pt); to write the matched "
+                                          f"image in one step: colorot match TARGET SOURCE {output}")
         check_file_output(output, inputs, replace=force, flag="--force", what="checkpoint")
         if preview is not None:
             preview_mod.check_preview_path(preview, [*inputs, output], replace=force, flag="--force")
@@ -870,6 +874,8 @@ def export_lut(
         if output == "-" and as_json:
             raise ConfigError("--json cannot share stdout with the LUT")
         if output != "-":
+            _refuse_an_image_name(output, "the LUT is a .cube text file (e.g. grade.cube); to write graded images: "
+                                          "colorot apply")
             check_file_output(output, [model], replace=force, flag="--force", what="LUT")
         from colorot.transforms import INVERSE_LUT_BAD_SHARE, lut_map, lut_outside
 
@@ -944,6 +950,13 @@ def info(
 def _key_values(values: dict) -> str:
     """``k=v, …``, floats to 6 significant digits (``--json`` keeps them whole)."""
     return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def _refuse_an_image_name(output: str | Path, instead: str) -> None:
+    """ConfigError when a checkpoint or LUT ``output`` is named as an image (``out.png``: most
+    likely a mistake for a command that writes images), saying what to do ``instead``."""
+    if Path(output).suffix.lower() in {*IMAGE_SUFFIXES, ".gif"}:
+        raise ConfigError(f"{output} names an image, but {instead}")
 
 
 def _hash_lines(label: str, value) -> list[str]:

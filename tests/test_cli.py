@@ -77,6 +77,15 @@ def test_stdin_where_a_file_is_needed_is_a_clear_error(images, tmp_path, monkeyp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_checkpoint_or_lut_named_as_an_image_is_refused(images, model_file, tmp_path) -> None:
+    line = assert_clean_error(run("fit", images["source"], images["target"], "-o", tmp_path / "out.PNG"))
+    assert line.startswith(f"error: {tmp_path / 'out.PNG'} names an image, but the map is saved as a checkpoint")
+    assert line.endswith(f"colorot match TARGET SOURCE {tmp_path / 'out.PNG'}")
+    line = assert_clean_error(run("export-lut", model_file, tmp_path / "grade.jpg"))
+    assert line.startswith(f"error: {tmp_path / 'grade.jpg'} names an image, but the LUT is a .cube text file")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fit_json_is_exactly_one_document(images, tmp_path) -> None:
     out = tmp_path / "m.pt"
     result = run("fit", images["source"], images["target"], "-o", out, "--json", *FAST)
