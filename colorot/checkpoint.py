@@ -198,6 +198,18 @@ def _zip_fault(data: bytes) -> str | None:
     return None if bad is None else f"member {bad} fails its CRC check"
 
 
+#: The first bytes of the image formats colorot reads, and their names.
+_IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"II*\x00", "TIFF"),
+                     (b"MM\x00*", "TIFF"), (b"GIF8", "GIF"), (b"BM", "BMP"))
+
+
+def _image_kind(data: bytes) -> str | None:
+    """The image format ``data`` starts as (a file given as a checkpoint by mistake), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for signature, kind in _IMAGE_SIGNATURES if data.startswith(signature)), None)
+
+
 def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     """Parse and validate checkpoint bytes; ``source`` names it in error messages."""
     import torch  # here, not at the top: the CLI starts without torch
@@ -205,6 +217,9 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     from colorot.models import MODELS, build_model
 
     _require(len(data) > 0, source, "the file is empty")
+    kind = _image_kind(data)
+    _require(kind is None, source, f"it is a {kind} image, not a map that colorot fit saved (MODEL comes before "
+                                   "the images: colorot apply MODEL INPUT... OUTPUT)")
     payload = _unpickle(data, source)
     name, config, state = _model_section(payload, source)
     _require(isinstance(name, str) and name in MODELS, source, f"unknown model kind {name!r}")

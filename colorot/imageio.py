@@ -205,6 +205,9 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
             size = None
         raise ImageReadError(_over_limit(name, limit, size)) from exc
     except UnidentifiedImageError as exc:
+        if data.startswith(b"PK\x03\x04"):  # what torch.save writes
+            raise ImageReadError(f"{name}: a zip archive (a colorot checkpoint?), not an image; a checkpoint is "
+                                 "applied by 'colorot apply MODEL INPUT... OUTPUT'") from exc
         raise ImageReadError(f"{name}: not an image, or a format Pillow cannot read") from exc
     except Exception as exc:  # Pillow's decoders raise many exception types on bad data
         raise ImageReadError(f"{name}: cannot decode image ({_one_line(exc)})") from exc

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image as PILImage
 from _robust_helpers import (
     assert_one_line_error,
     checkpoint_payload,
@@ -136,6 +137,20 @@ def test_damaged_or_foreign_files_are_refused(
     path = tmp_path / "bad.pt"
     path.write_bytes(damage(good.read_bytes()))
     _both_commands_refuse(path, tmp_path, "not a valid colorot checkpoint")
+
+
+@pytest.mark.parametrize("suffix, kind", [(".jpg", "JPEG"), (".png", "PNG"), (".tif", "TIFF"), (".webp", "WebP"),
+                                          (".bmp", "BMP"), (".gif", "GIF")])
+def test_an_image_given_as_the_checkpoint_is_named_as_one(tmp_path: Path, suffix: str, kind: str) -> None:
+    image = tmp_path / f"photo{suffix}"
+    PILImage.new("RGB", (4, 4), (200, 100, 50)).save(image)
+    _both_commands_refuse(image, tmp_path, f"it is a {kind} image, not a map that colorot fit saved (MODEL comes before")
+
+
+def test_a_checkpoint_given_as_the_reference_is_named_as_one(tmp_path: Path, good: Path) -> None:
+    assert_one_line_error(cli("match", good, png(tmp_path / "a.png"), tmp_path / "out"),
+                          f"{good}: a zip archive (a colorot checkpoint?), not an image")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_checkpoint_and_a_folder_are_refused(tmp_path: Path) -> None:
