@@ -200,13 +200,15 @@ def _zip_fault(data: bytes) -> str | None:
 
 #: The first bytes of the image formats colorot reads, and their names.
 _IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"II*\x00", "TIFF"),
-                     (b"MM\x00*", "TIFF"), (b"GIF8", "GIF"), (b"BM", "BMP"))
+                     (b"MM\x00*", "TIFF"), (b"GIF8", "GIF"))
 
 
 def _image_kind(data: bytes) -> str | None:
     """The image format ``data`` starts as (a file given as a checkpoint by mistake), or None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
+    if data[:2] == b"BM" and data[6:10] == bytes(4):  # and its reserved bytes: "BM" alone starts text too
+        return "BMP"
     return next((kind for signature, kind in _IMAGE_SIGNATURES if data.startswith(signature)), None)
 
 
