@@ -230,7 +230,7 @@ def apply_to_bytes(
     """
     image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
     fmt = format_for_suffix(format) if format else image.format
-    return encode_image(image, map_image(fitted_map, image, table=table), fmt, quality=quality)
+    return encode_image(image, map_image(fitted_map, image, table=table), fmt, quality=quality, name="<stdout>")
 
 
 @dataclass(frozen=True)

@@ -45,4 +45,5 @@ class OutputExistsError(ColorotError):
 
 class ImageMetadataWarning(UserWarning):
     """An image's metadata is damaged (a truncated EXIF block, say): its pixels are read in full,
-    its metadata carried as far as it could be read. The CLI prints it as a one-line warning."""
+    its metadata carried as far as it could be read; or its output's format cannot hold what it
+    carries (transparency in a JPEG or BMP). The CLI prints it as a one-line warning."""

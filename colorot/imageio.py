@@ -276,16 +276,16 @@ def quantize(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
     return values.astype(dtype)
 
 
-def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95) -> bytes:
+def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95, name: str = "<bytes>") -> bytes:
     """Encode ``rgb`` (H, W, 3) in ``format`` with ``image``'s metadata: the bytes of the file
-    :func:`write_image` would write (see :func:`image_writer`)."""
+    :func:`write_image` would write (see :func:`image_writer`; ``name`` names the output in a warning)."""
     buffer = io.BytesIO()
-    image_writer(image, rgb, format, quality=quality)(buffer)
+    image_writer(image, rgb, format, quality=quality, name=name)(buffer)
     return buffer.getvalue()
 
 
-def image_writer(image: Image, rgb: np.ndarray, format: str, *,
-                 quality: int = 95) -> Callable[[BinaryIO], None]:
+def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95,
+                 name: str = "<bytes>") -> Callable[[BinaryIO], None]:
     """Check and prepare ``rgb`` (H, W, 3) for ``format``; the function that encodes it, with
     ``image``'s metadata, into a binary file object.
 
@@ -300,7 +300,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
     give 16-bit PNG and TIFF, 8-bit everything else. Greyscale and palette
     sources are written as RGB. The alpha channel is written untouched by PNG,
     TIFF and WebP (rounded to 8 bits where the output is 8-bit) and dropped by
-    JPEG and BMP. The ICC profile is written when it is an RGB profile and the
+    JPEG and BMP (an :class:`ImageMetadataWarning` naming the output ``name`` when a pixel was not
+    opaque). The ICC profile is written when it is an RGB profile and the
     format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive
     tags) and XMP (XMP too long for one JPEG marker is not written to JPEG), and
     the resolution (not WebP). ``quality``
@@ -322,6 +323,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *,
         raise ValueError(f"{rgb.dtype} code values cannot be written at {bits} bits")
     if image.alpha is not None and fmt in _ALPHA_FORMATS:
         pixels = np.dstack((pixels, _alpha_codes(image.alpha, bits)))
+    elif image.alpha is not None and image.alpha.min() < np.iinfo(image.alpha.dtype).max:
+        warnings.warn(f"{name}: the input's transparency is dropped: {fmt} has no alpha channel (PNG, TIFF and "
+                      "WebP keep it)", ImageMetadataWarning, stacklevel=3)
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
     exif = image.exif if fmt != "BMP" else None
     xmp = image.xmp if fmt != "BMP" and not (fmt == "JPEG" and len(image.xmp or b"") > _JPEG_XMP_LIMIT) else None
@@ -380,7 +384,7 @@ def write_image(
             f"{path}: cannot tell the output format from the suffix {path.suffix!r}"
         )
     try:
-        encode = image_writer(image, rgb, fmt, quality=quality)
+        encode = image_writer(image, rgb, fmt, quality=quality, name=str(path))
     except ImageWriteError as exc:
         raise ImageWriteError(f"{path}: {exc}") from exc
 

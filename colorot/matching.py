@@ -111,7 +111,8 @@ class Matcher:
         pixels = at_least_two_pixels(visible_pixels(image, "<stdin>"), "<stdin>", "source")
         fitted, table = _prepared(self.fit(pixels, measure_kl=False), strength, exact, controls)
         fmt = format_for_suffix(format) if format else image.format
-        return encode_image(image, apply.map_image(fitted, image, table=table), fmt, quality=quality), fmt
+        return encode_image(image, apply.map_image(fitted, image, table=table), fmt, quality=quality,
+                            name="<stdout>"), fmt
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -311,11 +312,23 @@ def test_rgba_alpha_passes_through_bit_exact(tmp_path: Path) -> None:
             np.testing.assert_array_equal(np.asarray(out)[..., 3], codes[..., 3])
 
 
-def test_alpha_is_dropped_by_jpeg(tmp_path: Path) -> None:
-    image = read_image(_save(tmp_path / "a.png", _codes((4, 4, 4))))
-    write_image(tmp_path / "b.jpg", image, image.rgb)
-    with PILImage.open(tmp_path / "b.jpg") as out:
-        assert out.mode == "RGB"
+def test_alpha_is_dropped_by_jpeg_and_bmp_with_a_warning_when_a_pixel_was_not_opaque(tmp_path: Path) -> None:
+    codes = _codes((4, 4, 4))
+    codes[0, 0, 3] = 254
+    image = read_image(_save(tmp_path / "a.png", codes))
+    for suffix in (".jpg", ".bmp"):
+        with pytest.warns(ImageMetadataWarning, match=rf"b{suffix}: the input's transparency is dropped: "):
+            write_image(tmp_path / f"b{suffix}", image, image.rgb)
+        with PILImage.open(tmp_path / f"b{suffix}") as out:
+            assert out.mode == "RGB"
+    codes[..., 3] = 255  # an alpha channel with nothing transparent: nothing is lost
+    opaque = read_image(_save(tmp_path / "opaque.png", codes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_image(tmp_path / "c.jpg", opaque, opaque.rgb)
+        encode_image(opaque, opaque.rgb, "BMP")
+    with pytest.warns(ImageMetadataWarning, match="<stdout>: the input's transparency is dropped: JPEG"):
+        encode_image(image, image.rgb, "JPEG", name="<stdout>")
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "1", "LAB", "YCbCr"])
