@@ -18,6 +18,7 @@ import numpy as np
 
 from colorot.controls import Controls
 from colorot.errors import ConfigError
+from colorot.profiles import colour_space, warn_if_apart
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class Matcher:
         data = read_file(src)
         image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"))
         pixels = at_least_two_pixels(visible_pixels(image, str(src)), src, "source")  # named, as a path fit names it
+        warn_if_apart(str(src), colour_space(image.icc_profile), *self.reference.space)
         estimator = self._fit(pixels, measure_kl=measure_kl, light=light)
         estimator.train_info_["source_sha256"] = hashlib.sha256(data).hexdigest()
         return estimator, image, pixels
@@ -109,6 +111,7 @@ class Matcher:
         image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
         # fitted as a file is: fully transparent pixels left out, fewer than 2 refused by name
         pixels = at_least_two_pixels(visible_pixels(image, "<stdin>"), "<stdin>", "source")
+        warn_if_apart("<stdin>", colour_space(image.icc_profile), *self.reference.space)
         fitted, table = _prepared(self.fit(pixels, measure_kl=False), strength, exact, controls)
         fmt = format_for_suffix(format) if format else image.format
         return encode_image(image, apply.map_image(fitted, image, table=table), fmt, quality=quality,

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import hashlib
 import inspect
+import itertools
 import math
 import numbers
 import os
@@ -42,6 +43,7 @@ from colorot.errors import ConfigError
 from colorot.history import History
 from colorot.imageio import read_image, read_pixels, unit_values
 from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake, lut_title
+from colorot.profiles import ColourSpace, apart, image_colour_space, warn_if_apart
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
@@ -311,6 +313,21 @@ def _sha256(images: ImageLike | Sequence[ImageLike]) -> str | list | None:
     return None
 
 
+def _named_spaces(images: ImageLike | Sequence[ImageLike]) -> list[tuple[str, ColourSpace | None]]:
+    """Each image's name and colour space (:mod:`colorot.profiles`; None for arrays)."""
+    images = images if isinstance(images, (list, tuple)) else [images]
+    return [(str(image) if isinstance(image, (str, os.PathLike)) else "the image", image_colour_space(image))
+            for image in images]
+
+
+def _warn_if_spaces_apart(sources: list, targets: list) -> None:
+    """One warning for the first source and target in different colour spaces (:func:`warn_if_apart`)."""
+    for (source, source_space), (target, target_space) in itertools.product(sources, targets):
+        if apart(source_space, target_space):
+            warn_if_apart(source, source_space, target, target_space)
+            return
+
+
 @dataclass(frozen=True)
 class Reference:
     """A target read and its distribution fitted once, for many fits onto it (:mod:`colorot.matching`).
@@ -323,6 +340,7 @@ class Reference:
     distribution: GaussianMixture
     settings: tuple               # (target kind, components, ridge, random_state)
     sha256: str | list | None
+    space: tuple[str, ColourSpace | None] = ("the reference", None)  # its name and colour space (the first image's)
 
 
 class ColorTransfer:
@@ -539,7 +557,8 @@ class ColorTransfer:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
         self._check_options()
         pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
-        return Reference(pixels, self._fit_density(pixels), self._reference_settings(), _sha256(target))
+        return Reference(pixels, self._fit_density(pixels), self._reference_settings(), _sha256(target),
+                         _named_spaces(target)[0])
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
@@ -595,6 +614,8 @@ class ColorTransfer:
                 tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
                 density = self._fit_density(tgt, background)
                 target_sha256 = _sha256(target)
+            _warn_if_spaces_apart(_named_spaces(source), [target.space] if isinstance(target, Reference)
+                                  else _named_spaces(target))
             src, entropy = self._fit_map(src, tgt, density, solver, kind, steps, config, settings, kl_settings,
                                          sliced, callback)
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_

@@ -1,0 +1,55 @@
+"""Hand-built ICC v2 RGB profiles (matrix and gamma curves), for images tagged with a colour space.
+
+Pillow can build only an sRGB profile, and no wide-gamut profile ships with it; these are
+written byte by byte after the ICC.1:2001-04 layout (header, tag table, desc/wtpt/cprt tags,
+rXYZ/gXYZ/bXYZ colorants and r/g/bTRC curves), which LittleCMS reads.
+"""
+
+from __future__ import annotations
+
+import struct
+
+#: Colorants adapted to D50 (the PCS white) and the gamma of each space.
+SPACES = {
+    "Adobe RGB (1998)": (((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446)), 563 / 256),
+    "sRGB primaries, gamma 2.2": (((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141)), 2.2),
+}
+D50 = (0.9642, 1.0, 0.8249)
+
+
+def _s15f16(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _xyz(xyz: tuple[float, float, float]) -> bytes:
+    return b"XYZ " + bytes(4) + b"".join(_s15f16(v) for v in xyz)
+
+
+def _curve(gamma: float) -> bytes:
+    return b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+
+
+def _desc(text: str) -> bytes:
+    ascii_text = text.encode("ascii") + b"\0"
+    return (b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text
+            + struct.pack(">II", 0, 0) + struct.pack(">HB", 0, 0) + bytes(67))
+
+
+def rgb_profile(name: str) -> bytes:
+    """The ICC profile of the space ``name`` (a key of :data:`SPACES`)."""
+    colorants, gamma = SPACES[name]
+    tags = [(b"desc", _desc(name)), (b"cprt", b"text" + bytes(4) + b"No copyright\0"), (b"wtpt", _xyz(D50)),
+            (b"rXYZ", _xyz(colorants[0])), (b"gXYZ", _xyz(colorants[1])), (b"bXYZ", _xyz(colorants[2])),
+            (b"rTRC", _curve(gamma)), (b"gTRC", _curve(gamma)), (b"bTRC", _curve(gamma))]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags:
+        body += bytes(-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + bytes(4) + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+              + struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + bytes(4 * 4) + bytes(8) + bytes(4)
+              + b"".join(_s15f16(v) for v in D50) + bytes(4) + bytes(44))
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
