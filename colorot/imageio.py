@@ -158,6 +158,17 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
     return decode_image(read_file(path), name=str(path), max_pixels=max_pixels, metadata_warning=metadata_warning)
 
 
+def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
+    """The ICC profile of the image file ``path`` from its header (the pixels are not decoded, and
+    the decompression-bomb limit is left to the read of the image itself); None when it has none
+    or cannot be opened."""
+    try:
+        with _pillow_pixel_limit_lifted(True), PILImage.open(path) as pil:
+            return pil.info.get("icc_profile") or None
+    except (OSError, ValueError):
+        return None
+
+
 def read_file(path: str | os.PathLike[str]) -> bytes:
     """An image file's bytes; ImageReadError naming the file when it cannot be read."""
     try:

@@ -17,10 +17,12 @@ import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from colorot.errors import ImageMetadataWarning
+from colorot.imageio import read_icc_profile
 
 #: Largest difference, in 8-bit codes, between two profiles' sRGB renderings of the same codes
 #: that still counts as one colour space (two sRGB profiles of different makers differ by ≤ 1).
@@ -69,15 +71,12 @@ def _profile_space(icc: bytes) -> ColourSpace:
 
 def image_colour_space(image: object) -> ColourSpace | None:
     """The colour space of an image given as a path (its header only is read) or a PIL image;
-    None for anything else (arrays carry no profile) or a file that cannot be opened."""
+    None for anything else (arrays carry no profile) or a missing file."""
     from PIL import Image as PILImage
 
     if isinstance(image, (str, os.PathLike)):
-        try:
-            with PILImage.open(image) as pil:
-                return colour_space(pil.info.get("icc_profile"))
-        except (OSError, ValueError, PILImage.DecompressionBombError):
-            return None  # reading the image itself says what is wrong
+        icc = read_icc_profile(image)
+        return colour_space(icc) if icc is not None or Path(image).is_file() else None
     if isinstance(image, PILImage.Image):
         return colour_space(image.info.get("icc_profile"))
     return None
