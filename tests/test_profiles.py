@@ -85,3 +85,12 @@ def test_a_match_warns_for_each_input_in_another_space_than_the_reference(tmp_pa
 
 def test_a_profile_is_read_once_per_process() -> None:
     assert colour_space(ADOBE) is colour_space(bytes(ADOBE))  # cached: a folder of one camera's photos reads it once
+
+
+def test_reading_a_profile_leaves_the_pixel_limit_to_the_image_s_own_read(tmp_path: Path, monkeypatch) -> None:
+    path = tagged(tmp_path / "a.png", ADOBE)  # 24 × 32 pixels
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 500)  # 768 pixels: Pillow warns on opening it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert image_colour_space(path).name == "Adobe RGB (1998)"
+    assert PILImage.MAX_IMAGE_PIXELS == 500
