@@ -18,7 +18,7 @@ import numpy as np
 
 from colorot.controls import Controls
 from colorot.errors import ConfigError
-from colorot.profiles import colour_space, warn_if_apart
+from colorot.profiles import ColourSpace, colour_space
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
 
 if TYPE_CHECKING:
@@ -59,12 +59,19 @@ class Matcher:
         :meth:`ColorTransfer.fit`'s)."""
         return self._fit(image, measure_kl=measure_kl, light=self._light_schedule)
 
-    def _fit(self, image: ImageLike, *, measure_kl: bool, light: bool) -> ColorTransfer:
-        """:meth:`fit`, its sliced start on :data:`MATCH_SOLVE_ITERATIONS` if ``light``."""
+    def _fit(self, image: ImageLike, *, measure_kl: bool, light: bool,
+             space: tuple[str, ColourSpace] | None = None) -> ColorTransfer:
+        """:meth:`fit`, its sliced start on :data:`MATCH_SOLVE_ITERATIONS` if ``light``; ``space``: the
+        name and colour space of an image given as pixels (a path or PIL image tells its own), into
+        which the reference is taken (:meth:`colorot.transfer.Reference.in_space`)."""
         estimator = ColorTransfer(**self.params)
         if light:
             estimator.sliced_solve_iterations = MATCH_SOLVE_ITERATIONS
-        return estimator.fit(image, self.reference, measure_kl=measure_kl)
+        reference = self.reference if space is None else self.reference.in_space(space, estimator._fit_density)
+        estimator.fit(image, reference, measure_kl=measure_kl)
+        if reference is not self.reference:  # as a fit from the image's path records it
+            estimator.train_info_["target_converted"] = f"{self.reference.space[1].name} → {space[1].name}"
+        return estimator
 
     def fit_frame(self, image: ImageLike) -> "FrameFit":
         """``image``'s own map with its sample, for a sequence's blend (:class:`colorot.sequence.FrameFit`;
@@ -88,8 +95,8 @@ class Matcher:
         data = read_file(src)
         image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"))
         pixels = at_least_two_pixels(visible_pixels(image, str(src)), src, "source")  # named, as a path fit names it
-        warn_if_apart(str(src), colour_space(image.icc_profile), *self.reference.space)
-        estimator = self._fit(pixels, measure_kl=measure_kl, light=light)
+        estimator = self._fit(pixels, measure_kl=measure_kl, light=light,
+                              space=(str(src), colour_space(image.icc_profile)))
         estimator.train_info_["source_sha256"] = hashlib.sha256(data).hexdigest()
         return estimator, image, pixels
 
@@ -111,8 +118,9 @@ class Matcher:
         image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
         # fitted as a file is: fully transparent pixels left out, fewer than 2 refused by name
         pixels = at_least_two_pixels(visible_pixels(image, "<stdin>"), "<stdin>", "source")
-        warn_if_apart("<stdin>", colour_space(image.icc_profile), *self.reference.space)
-        fitted, table = _prepared(self.fit(pixels, measure_kl=False), strength, exact, controls)
+        estimator = self._fit(pixels, measure_kl=False, light=self._light_schedule,
+                              space=("<stdin>", colour_space(image.icc_profile)))
+        fitted, table = _prepared(estimator, strength, exact, controls)
         fmt = format_for_suffix(format) if format else image.format
         return encode_image(image, apply.map_image(fitted, image, table=table), fmt, quality=quality,
                             name="<stdout>"), fmt

@@ -1,9 +1,13 @@
-"""Colour profiles: whether two images' RGB code values stand for the same colours.
+"""Colour profiles: whether two images' RGB code values stand for the same colours, and the
+conversion of a target's pixels into a source's colour space.
 
-colorot matches code values. An image whose ICC profile is not sRGB (Display P3 from a phone,
-Adobe RGB from a camera) is shown through that profile, so its codes stand for other colours than
-an sRGB image's. A match between two such images lands on the reference's codes, not on its colours.
-This module tells when that happens, so that it can be said (:func:`warn_if_apart`).
+colorot maps code values. An image whose ICC profile is not sRGB (Display P3 from a phone, Adobe
+RGB from a camera) is shown through that profile, so its codes stand for other colours than an
+sRGB image's. A fit between two such images would land on the target's codes, not on its colours;
+so the target's pixels are first converted into the source's space (:func:`convert`: LittleCMS,
+relative colorimetric, colours outside the source's gamut clipped to it), and the output, written
+with the source's profile, shows the target's colours. Where a profile cannot be read, nothing can
+be converted: :func:`warn_if_apart` says so.
 
 A colour space is told by where a 5³ grid of codes lands in sRGB through the image's profile
 (an untagged image is sRGB, as browsers and viewers show it); two spaces differ when some grid
@@ -15,14 +19,14 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from colorot.errors import ImageMetadataWarning
-from colorot.imageio import read_icc_profile
+from colorot.imageio import quantize, read_icc_profile
 
 #: Largest difference, in 8-bit codes, between two profiles' sRGB renderings of the same codes
 #: that still counts as one colour space (two sRGB profiles of different makers differ by ≤ 1).
@@ -39,6 +43,7 @@ class ColourSpace:
 
     name: str
     srgb_codes: bytes | None
+    icc: bytes | None = field(default=None, repr=False)  # the profile (None: untagged, sRGB)
 
 
 UNTAGGED = ColourSpace("sRGB (untagged)", _GRID_CODES.tobytes())
@@ -47,6 +52,39 @@ UNTAGGED = ColourSpace("sRGB (untagged)", _GRID_CODES.tobytes())
 def colour_space(icc: bytes | None) -> ColourSpace:
     """The colour space of an image with the ICC profile ``icc`` (None: untagged, sRGB)."""
     return UNTAGGED if not icc else _profile_space(bytes(icc))
+
+
+def convert(pixels: np.ndarray, source: ColourSpace, target: ColourSpace) -> np.ndarray:
+    """``pixels`` (N, 3), floats in [0, 1] in the space ``source``, as the codes of the same colours
+    in ``target`` (float32 in [0, 1]): through both profiles at 8 bits, relative colorimetric, colours
+    outside ``target``'s gamut clipped to it. Both spaces must be readable RGB ones."""
+    from PIL import Image as PILImage
+    from PIL import ImageCms
+
+    codes = quantize(np.asarray(pixels).reshape(-1, 3), 8)
+    if not len(codes):
+        return codes.astype(np.float32)
+    rows = -(-len(codes) // _ROW)
+    padded = np.zeros((rows * _ROW, 3), np.uint8)
+    padded[:len(codes)] = codes
+    image = ImageCms.applyTransform(PILImage.fromarray(padded.reshape(rows, _ROW, 3), "RGB"),
+                                    _transform(source.icc, target.icc))
+    return np.asarray(image, np.uint8).reshape(-1, 3)[:len(codes)].astype(np.float32) / np.float32(255)
+
+
+#: Pixels per row of the image a conversion passes to LittleCMS.
+_ROW = 4096
+
+
+@lru_cache(maxsize=8)
+def _transform(source_icc: bytes | None, target_icc: bytes | None):
+    from PIL import ImageCms
+
+    def profile(icc: bytes | None):
+        return ImageCms.createProfile("sRGB") if icc is None else ImageCms.ImageCmsProfile(io.BytesIO(icc))
+
+    return ImageCms.buildTransform(profile(source_icc), profile(target_icc), "RGB", "RGB",
+                                   renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
 
 
 @lru_cache(maxsize=16)
@@ -66,7 +104,7 @@ def _profile_space(icc: bytes) -> ColourSpace:
         rendered = ImageCms.applyTransform(PILImage.fromarray(_GRID_CODES, "RGB"), transform)
     except (OSError, ImageCms.PyCMSError, ValueError):
         return ColourSpace(name, None)
-    return ColourSpace(name, np.asarray(rendered).tobytes())
+    return ColourSpace(name, np.asarray(rendered).tobytes(), icc)
 
 
 def image_colour_space(image: object) -> ColourSpace | None:
@@ -91,11 +129,20 @@ def apart(a: ColourSpace | None, b: ColourSpace | None) -> bool:
     return int(difference.max()) > SAME_SPACE_CODES
 
 
-def warn_if_apart(source: str, source_space: ColourSpace | None, target: str,
-                  target_space: ColourSpace | None) -> None:
-    """An :class:`ImageMetadataWarning` when ``source`` and ``target`` (names) are in different
-    colour spaces: the result then takes the target's codes, not its colours."""
-    if apart(source_space, target_space):
+def in_source_space(pixels: np.ndarray, target: str, target_space: ColourSpace | None, source: str,
+                    source_space: ColourSpace | None) -> np.ndarray:
+    """The target's ``pixels`` as codes of the source's colour space when the two are apart
+    (:func:`convert`), else as they are. ``target`` and ``source`` name the images in the
+    :class:`ImageMetadataWarning` given when LittleCMS cannot convert between their profiles
+    (the result then takes the target's codes, not its colours)."""
+    if not apart(source_space, target_space):
+        return pixels
+    from PIL import ImageCms
+
+    try:
+        return convert(pixels, target_space, source_space)
+    except (OSError, ValueError, ImageCms.PyCMSError) as exc:
         warnings.warn(f"{source} ({source_space.name}) and {target} ({target_space.name}) are in different colour "
-                      "spaces: colorot matches code values, not colours, so convert both to one profile first for a "
-                      "faithful match", ImageMetadataWarning, stacklevel=3)
+                      f"spaces and cannot be converted ({exc}): colorot matches their code values, not their "
+                      "colours; convert both to one profile first", ImageMetadataWarning, stacklevel=3)
+        return pixels

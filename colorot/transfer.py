@@ -20,12 +20,11 @@ import contextlib
 import copy
 import hashlib
 import inspect
-import itertools
 import math
 import numbers
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence, Union
 
@@ -43,7 +42,7 @@ from colorot.errors import ConfigError
 from colorot.history import History
 from colorot.imageio import read_image, read_pixels, unit_values
 from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake, lut_title
-from colorot.profiles import ColourSpace, apart, image_colour_space, warn_if_apart
+from colorot.profiles import ColourSpace, apart, image_colour_space, in_source_space
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
@@ -313,19 +312,11 @@ def _sha256(images: ImageLike | Sequence[ImageLike]) -> str | list | None:
     return None
 
 
-def _named_spaces(images: ImageLike | Sequence[ImageLike]) -> list[tuple[str, ColourSpace | None]]:
-    """Each image's name and colour space (:mod:`colorot.profiles`; None for arrays)."""
-    images = images if isinstance(images, (list, tuple)) else [images]
-    return [(str(image) if isinstance(image, (str, os.PathLike)) else "the image", image_colour_space(image))
-            for image in images]
-
-
-def _warn_if_spaces_apart(sources: list, targets: list) -> None:
-    """One warning for the first source and target in different colour spaces (:func:`warn_if_apart`)."""
-    for (source, source_space), (target, target_space) in itertools.product(sources, targets):
-        if apart(source_space, target_space):
-            warn_if_apart(source, source_space, target, target_space)
-            return
+def named_space(images: ImageLike | Sequence[ImageLike]) -> tuple[str, ColourSpace | None]:
+    """An image's name and colour space (:mod:`colorot.profiles`; None for an array); of a list,
+    its first image's."""
+    image = images[0] if isinstance(images, (list, tuple)) and images else images
+    return (str(image) if isinstance(image, (str, os.PathLike)) else "the image"), image_colour_space(image)
 
 
 @dataclass(frozen=True)
@@ -341,6 +332,20 @@ class Reference:
     settings: tuple               # (target kind, components, ridge, random_state)
     sha256: str | list | None
     space: tuple[str, ColourSpace | None] = ("the reference", None)  # its name and colour space (the first image's)
+    _in_spaces: dict = field(default_factory=dict, compare=False, repr=False)  # in_space's conversions
+
+    def in_space(self, space: tuple[str, ColourSpace | None], fit_density: Callable[[np.ndarray], object]) -> "Reference":
+        """This reference as codes of ``space`` (a source's name and colour space): its pixels converted
+        (:func:`colorot.profiles.in_source_space`) and their distribution fitted by ``fit_density``,
+        once per space; itself when the two spaces agree or either is unknown."""
+        if not apart(space[1], self.space[1]):
+            return self
+        key = space[1].srgb_codes
+        if key not in self._in_spaces:
+            pixels = in_source_space(self.pixels, *self.space, *space)
+            self._in_spaces[key] = self if pixels is self.pixels else Reference(
+                pixels, fit_density(pixels), self.settings, self.sha256, (self.space[0], space[1]))
+        return self._in_spaces[key]
 
 
 class ColorTransfer:
@@ -558,7 +563,7 @@ class ColorTransfer:
         self._check_options()
         pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
         return Reference(pixels, self._fit_density(pixels), self._reference_settings(), _sha256(target),
-                         _named_spaces(target)[0])
+                         named_space(target))
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
@@ -606,16 +611,20 @@ class ColorTransfer:
         # The KL solver's mixture: EM in a second process, started now (it imports scikit-learn while
         # the images are read) and fitting beside the map's start.
         overlap = solver == "kl" and kind == "gmm" and not isinstance(target, Reference)
+        source_space = named_space(source)  # the target's codes are taken into it (colorot.profiles)
         with BackgroundEM() if overlap else contextlib.nullcontext() as background:
             src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
             if isinstance(target, Reference):
-                tgt, density, target_sha256 = target.pixels, target.distribution, target.sha256
+                converted = target.in_space(source_space, self._fit_density)
+                converted_from = target.space[1] if converted is not target else None
+                tgt, density, target_sha256 = converted.pixels, converted.distribution, converted.sha256
             else:
-                tgt = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+                target_space = named_space(target)
+                read = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+                tgt = in_source_space(read, *target_space, *source_space)
+                converted_from = target_space[1] if tgt is not read else None
                 density = self._fit_density(tgt, background)
                 target_sha256 = _sha256(target)
-            _warn_if_spaces_apart(_named_spaces(source), [target.space] if isinstance(target, Reference)
-                                  else _named_spaces(target))
             src, entropy = self._fit_map(src, tgt, density, solver, kind, steps, config, settings, kl_settings,
                                          sliced, callback)
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
@@ -636,6 +645,8 @@ class ColorTransfer:
             "fit_seconds": round(time.perf_counter() - start, 3),
             "source_sha256": _sha256(source), "target_sha256": target_sha256,
         }
+        if converted_from is not None:  # the target's codes taken into the source's colour space
+            self.train_info_["target_converted"] = f"{converted_from.name} → {source_space[1].name}"
         return self
 
     def _solver_pixels(self, solver: str, sliced: SlicedSettings, kl_settings: kl_solver.KLSettings) -> float:

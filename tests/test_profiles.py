@@ -1,5 +1,5 @@
 """Colour profiles: images whose codes stand for different colours are told apart, and a fit or a
-match between them warns (colorot.profiles)."""
+match between them takes the target's colours into the source's space (colorot.profiles)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,19 @@ from PIL import ImageCms
 from typer.testing import CliRunner
 
 from _icc import rgb_profile
-from colorot import ColorTransfer
+from colorot import ColorTransfer, load, profiles
 from colorot.cli import app
 from colorot.errors import ImageMetadataWarning
+from colorot.imageio import quantize
 from colorot.matching import Matcher
-from colorot.profiles import UNTAGGED, apart, colour_space, image_colour_space
+from colorot.metrics import sliced_w2
+from colorot.profiles import UNTAGGED, _transform, apart, colour_space, convert, image_colour_space
 from conftest import smooth_rgb
 
 ADOBE = rgb_profile("Adobe RGB (1998)")
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 FAST = {"steps": 2, "max_pixels": 500}
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def tagged(path: Path, icc: bytes | None, seed: int = 0) -> Path:
@@ -51,36 +54,83 @@ def test_an_image_s_space_comes_from_its_file_or_pil_image(tmp_path: Path) -> No
     assert image_colour_space(tmp_path / "missing.png") is None
 
 
-def test_a_fit_between_spaces_warns_once_naming_both(tmp_path: Path) -> None:
-    source, target = tagged(tmp_path / "source.png", ADOBE, 1), tagged(tmp_path / "target.png", None, 2)
-    with pytest.warns(ImageMetadataWarning) as caught:
-        ColorTransfer(**FAST).fit([source, source], target)
-    assert [str(w.message).split(": colorot")[0] for w in caught] == [
-        f"{source} (Adobe RGB (1998)) and {target} (sRGB (untagged)) are in different colour spaces"]
+def _photo(path: Path, icc: bytes | None) -> Path:
+    """A 160 × 100 cut of samples/day.jpg, its colours written as codes of the profile ``icc``."""
+    with PILImage.open(SAMPLES / "day.jpg") as day:
+        image = day.convert("RGB").resize((160, 100))
+    if icc is not None:
+        image = ImageCms.applyTransform(image, _transform(None, icc))
+    image.save(path, **({"icc_profile": icc} if icc else {}))
+    return path
+
+
+def _in_srgb(codes: np.ndarray, icc: bytes | None) -> np.ndarray:
+    """Codes (H, W, 3) of the profile ``icc`` as sRGB pixels (N, 3) in [0, 1]: what a viewer shows."""
+    image = PILImage.fromarray(np.asarray(codes, np.uint8), "RGB")
+    if icc is not None:
+        image = ImageCms.applyTransform(image, _transform(icc, None))
+    return np.asarray(image, np.float32).reshape(-1, 3) / 255
+
+
+def test_convert_gives_littlecms_s_codes_and_clips_what_the_target_space_cannot_hold() -> None:
+    codes = np.random.default_rng(0).integers(0, 256, (5000, 3)).astype(np.uint8)  # two rows of 4096, one padded
+    adobe = colour_space(ADOBE)
+    expected = np.asarray(ImageCms.applyTransform(PILImage.fromarray(codes[None]), _transform(None, ADOBE)))[0]
+    np.testing.assert_array_equal(convert(codes / np.float32(255), UNTAGGED, adobe) * 255, expected)
+    assert convert(np.ones((1, 3)) * [0, 1, 0], adobe, UNTAGGED).tolist() == [[0, 1, 0]]  # Adobe's green, clipped
+    assert convert(np.zeros((0, 3)), UNTAGGED, adobe).shape == (0, 3)
+
+
+def test_a_fit_takes_the_target_into_the_source_s_space_so_the_output_shows_the_target_s_colours(tmp_path) -> None:
+    source, target = _photo(tmp_path / "source.png", ADOBE), tmp_path / "target.jpg"
+    with PILImage.open(SAMPLES / "sunset.jpg") as sunset:
+        sunset.convert("RGB").resize((160, 100)).save(target)
+    shown_target = _in_srgb(np.asarray(PILImage.open(target)), None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ColorTransfer(**FAST).fit(tagged(tmp_path / "srgb.png", SRGB, 3), target)  # one space: no warning
+        fitted = ColorTransfer(random_state=0).fit(source, target)
+    assert fitted.train_info_["target_converted"] == "sRGB (untagged) → Adobe RGB (1998)"
+    codes_only = ColorTransfer(random_state=0).fit(np.asarray(PILImage.open(source)), np.asarray(PILImage.open(target)))
+    assert "target_converted" not in codes_only.train_info_  # arrays carry no profile
+    errors = {}
+    for name, estimator in (("converted", fitted), ("codes", codes_only)):
+        output = quantize(estimator.transform(np.asarray(PILImage.open(source))), 8)
+        errors[name] = sliced_w2(_in_srgb(output, ADOBE), shown_target)
+    assert errors["converted"] < 0.6 * errors["codes"], errors
 
 
-def test_a_match_warns_for_each_input_in_another_space_than_the_reference(tmp_path: Path) -> None:
+def test_a_match_takes_the_reference_into_each_input_s_space_once(tmp_path: Path) -> None:
     reference = tagged(tmp_path / "reference.png", ADOBE, 1)
     matcher = Matcher(reference, **FAST)
-    with pytest.warns(ImageMetadataWarning, match=rf"plain.png \(sRGB \(untagged\)\) and {reference} \(Adobe RGB"):
-        matcher.fit(tagged(tmp_path / "plain.png", None, 2))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        matcher.fit(tagged(tmp_path / "adobe.png", ADOBE, 3))
+    plain = matcher.fit(tagged(tmp_path / "plain.png", None, 2))
+    assert plain.train_info_["target_converted"] == "Adobe RGB (1998) → sRGB (untagged)"
+    assert "target_converted" not in matcher.fit(tagged(tmp_path / "adobe.png", ADOBE, 3)).train_info_
+    converted = matcher.reference.in_space(("x", UNTAGGED), None)  # cached: no fit_density needed again
+    assert converted is not matcher.reference and converted.space == (str(reference), UNTAGGED)
+    assert matcher.reference.in_space(("y", colour_space(ADOBE)), None) is matcher.reference
     inputs = tmp_path / "in"
     inputs.mkdir()
     tagged(inputs / "plain.png", None, 2), tagged(inputs / "adobe.png", ADOBE, 3)
     result = CliRunner().invoke(app, ["match", str(reference), str(inputs), str(tmp_path / "out"), "--steps", "2",
-                                      "--jobs", "1"])
+                                      "--jobs", "2", "--save-maps", str(tmp_path / "maps")])
     assert result.exit_code == 0, result.output
-    lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert lines == [f"warning: {inputs / 'plain.png'} (sRGB (untagged)) and {reference} (Adobe RGB (1998)) are in "
-                     "different colour spaces: colorot matches code values, not colours, so convert both to one "
-                     "profile first for a faithful match"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adobe.png", "plain.png"]
+    assert "warning" not in result.stderr
+    infos = {name: load(tmp_path / "maps" / f"{name}.pt").train_info_ for name in ("plain", "adobe")}
+    assert infos["plain"]["target_converted"] == "Adobe RGB (1998) → sRGB (untagged)"
+    assert "target_converted" not in infos["adobe"]
+
+
+def test_profiles_lcms_cannot_convert_leave_the_codes_with_a_warning(tmp_path: Path, monkeypatch) -> None:
+    def refuse(*args):
+        raise ImageCms.PyCMSError("cannot build transform")
+
+    monkeypatch.setattr(profiles, "convert", refuse)
+    source, target = tagged(tmp_path / "source.png", ADOBE, 1), tagged(tmp_path / "target.png", None, 2)
+    with pytest.warns(ImageMetadataWarning, match=rf"{source} \(Adobe RGB \(1998\)\) and {target} \(sRGB "
+                                                  r"\(untagged\)\) are in different colour spaces and cannot be "
+                                                  r"converted \(cannot build transform\)"):
+        fitted = ColorTransfer(**FAST).fit(source, target)
+    assert "target_converted" not in fitted.train_info_
 
 
 def test_a_profile_is_read_once_per_process() -> None:
