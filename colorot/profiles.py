@@ -6,8 +6,9 @@ RGB from a camera) is shown through that profile, so its codes stand for other c
 sRGB image's. A fit between two such images would land on the target's codes, not on its colours;
 so the target's pixels are first converted into the source's space (:func:`convert`: LittleCMS,
 relative colorimetric, colours outside the source's gamut clipped to it), and the output, written
-with the source's profile, shows the target's colours. Where a profile cannot be read, nothing can
-be converted: :func:`warn_if_apart` says so.
+with the source's profile, shows the target's colours (:func:`in_source_space`, which warns and
+leaves the codes where LittleCMS cannot convert). A profile that cannot be read, or is not an RGB
+one, says nothing of its space: its image's codes are taken as they are.
 
 A colour space is told by where a 5³ grid of codes lands in sRGB through the image's profile
 (an untagged image is sRGB, as browsers and viewers show it); two spaces differ when some grid
@@ -33,13 +34,15 @@ from colorot.imageio import quantize, read_icc_profile
 SAME_SPACE_CODES = 3
 _GRID = np.linspace(0, 255, 5).round().astype(np.uint8)
 _GRID_CODES = np.stack(np.meshgrid(_GRID, _GRID, _GRID, indexing="ij"), axis=-1).reshape(1, -1, 3)
+#: Pixels per row of the image a conversion passes to LittleCMS.
+_ROW = 4096
 
 
 @dataclass(frozen=True)
 class ColourSpace:
-    """An image's colour space: ``name`` (the profile's description, or "sRGB (untagged)") and
+    """An image's colour space: ``name`` (the profile's description, or "sRGB (untagged)"),
     ``srgb_codes``, the grid's codes rendered in sRGB (bytes), or None when the profile cannot
-    be read or is not an RGB profile (nothing can be said)."""
+    be read or is not an RGB profile (nothing can be said), and ``icc``, the profile itself."""
 
     name: str
     srgb_codes: bytes | None
@@ -70,10 +73,6 @@ def convert(pixels: np.ndarray, source: ColourSpace, target: ColourSpace) -> np.
     image = ImageCms.applyTransform(PILImage.fromarray(padded.reshape(rows, _ROW, 3), "RGB"),
                                     _transform(source.icc, target.icc))
     return np.asarray(image, np.uint8).reshape(-1, 3)[:len(codes)].astype(np.float32) / np.float32(255)
-
-
-#: Pixels per row of the image a conversion passes to LittleCMS.
-_ROW = 4096
 
 
 @lru_cache(maxsize=8)
