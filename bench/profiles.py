@@ -26,7 +26,7 @@ from PIL import Image, ImageCms
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _icc import rgb_profile  # noqa: E402  (the tests' hand-built profile)
+from _icc import rgb_profile, shown_in_srgb as shown  # noqa: E402  (the tests' hand-built profile)
 
 from colorot import ColorTransfer  # noqa: E402
 from colorot.imageio import quantize  # noqa: E402
@@ -35,14 +35,6 @@ from colorot.profiles import _transform  # noqa: E402
 
 PAIRS = [("day", "sunset"), ("storm", "sunset"), ("sunset", "day"), ("day", "storm")]
 ADOBE = rgb_profile("Adobe RGB (1998)")
-
-
-def shown(codes: np.ndarray, icc: bytes | None) -> np.ndarray:
-    """Codes (H, W, 3) of the profile ``icc`` as the sRGB pixels (N, 3) a viewer shows."""
-    image = Image.fromarray(np.asarray(codes, np.uint8), "RGB")
-    if icc is not None:
-        image = ImageCms.applyTransform(image, _transform(icc, None))
-    return np.asarray(image, np.float32).reshape(-1, 3) / 255
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Hand-built ICC v2 RGB profiles (matrix and gamma curves), for images tagged with a colour space.
+"""Hand-built ICC v2 RGB profiles (matrix and gamma curves), for images tagged with a colour space,
+and how a viewer shows an image's codes.
 
 Pillow can build only an sRGB profile, and no wide-gamut profile ships with it; these are
 written byte by byte after the ICC.1:2001-04 layout (header, tag table, desc/wtpt/cprt tags,
@@ -8,6 +9,12 @@ rXYZ/gXYZ/bXYZ colorants and r/g/bTRC curves), which LittleCMS reads.
 from __future__ import annotations
 
 import struct
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageCms
+
+from colorot.profiles import _transform
 
 #: Colorants adapted to D50 (the PCS white) and the gamma of each space.
 SPACES = {
@@ -53,3 +60,13 @@ def rgb_profile(name: str) -> bytes:
               + b"".join(_s15f16(v) for v in D50) + bytes(4) + bytes(44))
     assert len(header) == 128
     return header + struct.pack(">I", len(tags)) + table + data
+
+
+def shown_in_srgb(codes: np.ndarray, icc: bytes | None) -> np.ndarray:
+    """Codes (H, W, 3) of the profile ``icc`` (None: untagged) as the sRGB pixels (N, 3) in [0, 1] a
+    viewer shows."""
+    image = PILImage.fromarray(np.asarray(codes, np.uint8), "RGB")
+    if icc is not None:
+        image = ImageCms.applyTransform(image, _transform(icc, None))
+    return np.asarray(image, np.float32).reshape(-1, 3) / 255
+

@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from PIL import ImageCms
 from typer.testing import CliRunner
 
-from _icc import rgb_profile
+from _icc import rgb_profile, shown_in_srgb
 from colorot import ColorTransfer, load, profiles
 from colorot.cli import app
 from colorot.errors import ImageMetadataWarning
@@ -33,7 +33,7 @@ def tagged(path: Path, icc: bytes | None, seed: int = 0) -> Path:
     return path
 
 
-def test_spaces_are_told_by_where_their_codes_land_in_srgb() -> None:
+def test_spaces_are_told_by_where_their_codes_landshown_in_srgb() -> None:
     assert colour_space(None) == UNTAGGED
     adobe = colour_space(ADOBE)
     assert adobe.name == "Adobe RGB (1998)" and apart(adobe, UNTAGGED) and apart(UNTAGGED, adobe)
@@ -64,14 +64,6 @@ def _photo(path: Path, icc: bytes | None) -> Path:
     return path
 
 
-def _in_srgb(codes: np.ndarray, icc: bytes | None) -> np.ndarray:
-    """Codes (H, W, 3) of the profile ``icc`` as sRGB pixels (N, 3) in [0, 1]: what a viewer shows."""
-    image = PILImage.fromarray(np.asarray(codes, np.uint8), "RGB")
-    if icc is not None:
-        image = ImageCms.applyTransform(image, _transform(icc, None))
-    return np.asarray(image, np.float32).reshape(-1, 3) / 255
-
-
 def test_convert_gives_littlecms_s_codes_and_clips_what_the_target_space_cannot_hold() -> None:
     codes = np.random.default_rng(0).integers(0, 256, (5000, 3)).astype(np.uint8)  # two rows of 4096, one padded
     adobe = colour_space(ADOBE)
@@ -85,7 +77,7 @@ def test_a_fit_takes_the_target_into_the_source_s_space_so_the_output_shows_the_
     source, target = _photo(tmp_path / "source.png", ADOBE), tmp_path / "target.jpg"
     with PILImage.open(SAMPLES / "sunset.jpg") as sunset:
         sunset.convert("RGB").resize((160, 100)).save(target)
-    shown_target = _in_srgb(np.asarray(PILImage.open(target)), None)
+    shown_target = shown_in_srgb(np.asarray(PILImage.open(target)), None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fitted = ColorTransfer(random_state=0).fit(source, target)
@@ -95,7 +87,7 @@ def test_a_fit_takes_the_target_into_the_source_s_space_so_the_output_shows_the_
     errors = {}
     for name, estimator in (("converted", fitted), ("codes", codes_only)):
         output = quantize(estimator.transform(np.asarray(PILImage.open(source))), 8)
-        errors[name] = sliced_w2(_in_srgb(output, ADOBE), shown_target)
+        errors[name] = sliced_w2(shown_in_srgb(output, ADOBE), shown_target)
     assert errors["converted"] < 0.6 * errors["codes"], errors
 
 
