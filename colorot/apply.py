@@ -31,6 +31,7 @@ from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, 
                              read_image, write_image)
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.controls import Controls, refuse_with_inverse
+from colorot.profiles import ColourSpace, recorded_space, warn_if_not_in
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_strength
 
@@ -123,6 +124,12 @@ def ridge_table(ridge: RidgeParameters | None, *, strength: float = 1.0,
     return ColourTable(_controlled(at_strength(profiles, check_strength(strength)), controls))
 
 
+def map_space(model: str | os.PathLike[str] | bytes) -> ColourSpace | None:
+    """The colour space the checkpoint's map was fitted in, as its ``train`` record keeps it
+    (:func:`colorot.profiles.space_record`; read without torch), or None (not recorded)."""
+    return recorded_space(checkpoint.train_record(model))
+
+
 def prepare(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0, inverse: bool = False,
             exact: bool = False, controls: Controls | None = None
             ) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, ColourTable | None]:
@@ -178,10 +185,12 @@ def apply_to_file(
     table: ColourTable | None = None,
     image: Image | None = None,
     replace: bool = True,
+    space: ColourSpace | None = None,
 ) -> None:
     """Read ``src`` (unless ``image`` is given: ``src`` decoded already), map its pixels, write
     ``dst`` atomically in the source's depth and metadata (unless ``replace``, never over a file
-    that appeared at ``dst`` meanwhile: OutputExistsError).
+    that appeared at ``dst`` meanwhile: OutputExistsError). ``space``: the colour space the map was
+    fitted in (:func:`map_space`), if known: an image in another one gets a warning.
 
     With a ``table`` (:func:`colour_table`), 8-bit images go through it and 16-bit ones
     through its evaluator; without one, every image takes the exact map in float32.
@@ -189,6 +198,7 @@ def apply_to_file(
     """
     if image is None:
         image = read_image(src, max_pixels=max_pixels)
+    warn_if_not_in(str(src), image.icc_profile, space)
     mapped = map_image(fitted_map, image, table=table, chunk_pixels=chunk_pixels, device=device)
     try:
         write_image(dst, image, mapped, quality=quality, replace=replace)
@@ -223,12 +233,15 @@ def apply_to_bytes(
     quality: int = 95,
     max_pixels: int | None = None,
     table: ColourTable | None = None,
+    space: ColourSpace | None = None,
 ) -> bytes:
     """Encoded image bytes in → mapped, encoded bytes out (for stdin/stdout pipelines).
 
-    ``format``: an output format name or suffix ("png", ".jpg", "JPEG"); default the input's.
+    ``format``: an output format name or suffix ("png", ".jpg", "JPEG"); default the input's;
+    ``space``: as :func:`apply_to_file`'s.
     """
     image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
+    warn_if_not_in("<stdin>", image.icc_profile, space)
     fmt = format_for_suffix(format) if format else image.format
     return encode_image(image, map_image(fitted_map, image, table=table), fmt, quality=quality, name="<stdout>")
 
@@ -325,10 +338,12 @@ def apply_bytes_to_file(
     max_pixels: int | None = None,
     table: ColourTable | None = None,
     replace: bool = True,
+    space: ColourSpace | None = None,
 ) -> None:
     """Encoded image bytes (e.g. stdin) → mapped image written atomically to ``dst`` (format from its
-    suffix; ``replace``: as :func:`apply_to_file`'s)."""
+    suffix; ``replace`` and ``space``: as :func:`apply_to_file`'s)."""
     image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
+    warn_if_not_in("<stdin>", image.icc_profile, space)
     write_image(dst, image, map_image(fitted_map, image, table=table), quality=quality, replace=replace)
 
 

@@ -339,6 +339,18 @@ def ridge_map_from_bytes(data: bytes) -> RidgeParameters | None:
     return RidgeParameters(arrays, float(config["eps"]))
 
 
+def train_record(model: str | os.PathLike[str] | bytes) -> dict:
+    """A checkpoint's ``train`` record (a file, or its bytes), read without torch; empty when it
+    cannot be read so (:func:`load` then says what is wrong with the file)."""
+    try:
+        data = bytes(model) if isinstance(model, (bytes, bytearray, memoryview)) else Path(model).read_bytes()
+        payload = torch_archive.read(data)
+    except Exception:  # any fault: the map's own read names it
+        return {}
+    train = payload.get("train") if isinstance(payload, dict) else None
+    return train if isinstance(train, dict) else {}
+
+
 def _ridge_shapes(hidden: int) -> dict[str, tuple[int, ...]]:
     """The parameter shapes of a 3-D RidgeMGN of ``hidden`` units (an AffineMap's are V and b)."""
     return {"V": (3, 3), "b": (3,), "W": (hidden, 3), "biases": (hidden,), "rho": (hidden,)}

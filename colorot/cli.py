@@ -454,20 +454,21 @@ def apply_command(
         document: dict = {"strength": strength, "inverse": inverse, "controls": controls.describe()}
         # The table is shared by the file workers; a ridge or affine map gets one without torch.
         fitted, table = apply_mod.prepare(model, strength=strength, inverse=inverse, exact=exact, controls=controls)
+        space = None if inverse else apply_mod.map_space(model)  # each image is checked against it
         if fitted is not None and jobs > 1:
             import torch
 
             torch.set_num_threads(1)  # parallelism comes from the file workers
         if streaming:
             report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels,
-                                   overwrite)
+                                   overwrite, space)
         else:
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
                 preview_mod.check_preview_path(preview, [model, *_plan_files(job_plan)], **_BATCH_PREVIEW)
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
-                                        max_pixels=max_image_pixels, replace=overwrite)
+                                        max_pixels=max_image_pixels, replace=overwrite, space=space)
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
         document.update(_batch_summary(report, shard, preview))
@@ -624,7 +625,7 @@ def _with_progress(total: int, label: str, run) -> apply_mod.Report:
 
 
 def _apply_stream(fitted, source: str, output: str, output_format: str | None, table, quality: int,
-                  max_pixels: int | None, overwrite: bool) -> apply_mod.Report:
+                  max_pixels: int | None, overwrite: bool, space) -> apply_mod.Report:
     """One image between stdin/stdout and files ('-' on either side)."""
     import time
 
@@ -635,11 +636,11 @@ def _apply_stream(fitted, source: str, output: str, output_format: str | None, t
     data = _read_input(source)
     if output == "-":
         _write_stdout(apply_mod.apply_to_bytes(fitted, data, format=output_format, quality=quality,
-                                               max_pixels=max_pixels, table=table))
+                                               max_pixels=max_pixels, table=table, space=space))
     else:
         apply_mod.make_folder(Path(output).parent)
         apply_mod.apply_bytes_to_file(fitted, data, output, quality=quality, max_pixels=max_pixels, table=table,
-                                      replace=overwrite)
+                                      replace=overwrite, space=space)
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
 
 
@@ -939,7 +940,7 @@ def info(
             f"parameters  {document['parameters']}",
             f"target      {ckpt.target.describe()}",
             "training    " + _key_values({k: v for k, v in ckpt.train.items()
-                                          if k not in ("source_sha256", "target_sha256")}),
+                                          if k not in ("source_sha256", "target_sha256", "colour_space_codes")}),
             *_hash_lines("source      ", ckpt.train.get("source_sha256")),
             *_hash_lines("target img  ", ckpt.train.get("target_sha256")),
             f"colorot     {ckpt.colorot_version} (checkpoint format {checkpoint.FORMAT_VERSION})",

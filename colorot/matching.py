@@ -18,7 +18,7 @@ import numpy as np
 
 from colorot.controls import Controls
 from colorot.errors import ConfigError
-from colorot.profiles import ColourSpace, colour_space
+from colorot.profiles import ColourSpace, colour_space, space_record
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
 
 if TYPE_CHECKING:
@@ -69,7 +69,9 @@ class Matcher:
             estimator.sliced_solve_iterations = MATCH_SOLVE_ITERATIONS
         reference = self.reference if space is None else self.reference.in_space(space, estimator._fit_density)
         estimator.fit(image, reference, measure_kl=measure_kl)
-        if reference is not self.reference:  # as a fit from the image's path records it
+        if space is not None:  # as a fit from the image's path records it
+            estimator.train_info_.update(space_record(space[1]))
+        if reference is not self.reference:
             estimator.train_info_["target_converted"] = f"{self.reference.space[1].name} → {space[1].name}"
         return estimator
 

@@ -106,6 +106,33 @@ def _profile_space(icc: bytes) -> ColourSpace:
     return ColourSpace(name, np.asarray(rendered).tobytes(), icc)
 
 
+def space_record(space: ColourSpace | None) -> dict:
+    """What a checkpoint keeps of the colour space a map was fitted in (``train``'s ``colour_space``
+    and ``colour_space_codes``, the grid's sRGB codes in hex); nothing for an unknown one."""
+    if space is None or space.srgb_codes is None:
+        return {}
+    return {"colour_space": space.name, "colour_space_codes": space.srgb_codes.hex()}
+
+
+def recorded_space(train: dict) -> ColourSpace | None:
+    """The colour space a checkpoint's ``train`` record names (:func:`space_record`), or None."""
+    name, codes = train.get("colour_space"), train.get("colour_space_codes")
+    try:
+        return ColourSpace(name, bytes.fromhex(codes)) if isinstance(name, str) and isinstance(codes, str) else None
+    except ValueError:
+        return None
+
+
+def warn_if_not_in(image_name: str, icc: bytes | None, map_space: ColourSpace | None) -> None:
+    """An :class:`ImageMetadataWarning` when an image to be mapped (ICC profile ``icc``) is in
+    another colour space than the one its map was fitted in: its codes stand for other colours."""
+    space = colour_space(icc)
+    if apart(space, map_space):
+        warnings.warn(f"{image_name} ({space.name}) is not in the colour space the map was fitted in "
+                      f"({map_space.name}): its codes stand for other colours; convert it to that space first, or "
+                      "fit a map on an image in its own", ImageMetadataWarning, stacklevel=3)
+
+
 def image_colour_space(image: object) -> ColourSpace | None:
     """The colour space of an image given as a path (its header only is read) or a PIL image;
     None for anything else (arrays carry no profile) or a missing file."""

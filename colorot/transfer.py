@@ -42,7 +42,7 @@ from colorot.errors import ConfigError
 from colorot.history import History
 from colorot.imageio import read_image, read_pixels, unit_values
 from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake, lut_title
-from colorot.profiles import ColourSpace, apart, image_colour_space, in_source_space
+from colorot.profiles import ColourSpace, apart, image_colour_space, in_source_space, space_record
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
@@ -645,6 +645,7 @@ class ColorTransfer:
             "fit_seconds": round(time.perf_counter() - start, 3),
             "source_sha256": _sha256(source), "target_sha256": target_sha256,
         }
+        self.train_info_.update(space_record(source_space[1]))  # for apply's check of its images
         if converted_from is not None:  # the target's codes taken into the source's colour space
             self.train_info_["target_converted"] = f"{converted_from.name} → {source_space[1].name}"
         return self

@@ -136,3 +136,25 @@ def test_reading_a_profile_leaves_the_pixel_limit_to_the_image_s_own_read(tmp_pa
         warnings.simplefilter("error")
         assert image_colour_space(path).name == "Adobe RGB (1998)"
     assert PILImage.MAX_IMAGE_PIXELS == 500
+
+
+def test_apply_warns_for_an_image_outside_the_space_its_map_was_fitted_in(tmp_path: Path) -> None:
+    source, target = tagged(tmp_path / "source.png", ADOBE, 1), tagged(tmp_path / "target.png", None, 2)
+    model = tmp_path / "m.pt"
+    ColorTransfer(**FAST).fit(source, target).save(model)
+    assert load(model).train_info_["colour_space"] == "Adobe RGB (1998)"
+    info = CliRunner().invoke(app, ["info", str(model)])
+    assert "colour_space=Adobe RGB (1998)" in info.stdout and "colour_space_codes" not in info.stdout
+    plain, adobe = tagged(tmp_path / "plain.png", None, 3), tagged(tmp_path / "adobe.png", ADOBE, 4)
+    result = CliRunner().invoke(app, ["apply", str(model), str(plain), str(adobe), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: {plain} (sRGB (untagged)) is not in the colour space the map was fitted in (Adobe RGB (1998)): its "
+        "codes stand for other colours; convert it to that space first, or fit a map on an image in its own"]
+    piped = CliRunner().invoke(app, ["apply", str(model), "-", "-", "--format", "png"], input=plain.read_bytes())
+    assert piped.exit_code == 0 and "warning: <stdin> (sRGB (untagged)) is not in the colour space" in piped.stderr
+    unrecorded = tmp_path / "arrays.pt"  # fitted on arrays: no space recorded, nothing to check against
+    ColorTransfer(**FAST).fit(np.asarray(PILImage.open(source)), np.asarray(PILImage.open(target))).save(unrecorded)
+    assert "colour_space" not in load(unrecorded).train_info_
+    quiet = CliRunner().invoke(app, ["apply", str(unrecorded), str(plain), str(tmp_path / "out2")])
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
