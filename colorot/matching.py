@@ -18,7 +18,7 @@ import numpy as np
 
 from colorot.controls import Controls
 from colorot.errors import ConfigError
-from colorot.profiles import ColourSpace, colour_space, space_record
+from colorot.profiles import ColourSpace, colour_space
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
 
 if TYPE_CHECKING:
@@ -63,17 +63,12 @@ class Matcher:
              space: tuple[str, ColourSpace] | None = None) -> ColorTransfer:
         """:meth:`fit`, its sliced start on :data:`MATCH_SOLVE_ITERATIONS` if ``light``; ``space``: the
         name and colour space of an image given as pixels (a path or PIL image tells its own), into
-        which the reference is taken (:meth:`colorot.transfer.Reference.in_space`)."""
+        which the reference is taken (:meth:`colorot.transfer.Reference.in_space`). A fresh estimator:
+        nothing to undo when it fails, so :meth:`ColorTransfer.fit`'s own work is called."""
         estimator = ColorTransfer(**self.params)
         if light:
             estimator.sliced_solve_iterations = MATCH_SOLVE_ITERATIONS
-        reference = self.reference if space is None else self.reference.in_space(space, estimator._fit_density)
-        estimator.fit(image, reference, measure_kl=measure_kl)
-        if space is not None:  # as a fit from the image's path records it
-            estimator.train_info_.update(space_record(space[1]))
-        if reference is not self.reference:
-            estimator.train_info_["target_converted"] = f"{self.reference.space[1].name} → {space[1].name}"
-        return estimator
+        return estimator._fit(image, self.reference, None, None, None, measure_kl, source_space=space)
 
     def fit_frame(self, image: ImageLike) -> "FrameFit":
         """``image``'s own map with its sample, for a sequence's blend (:class:`colorot.sequence.FrameFit`;

@@ -588,8 +588,10 @@ class ColorTransfer:
             self.__dict__.update(before)
             raise
 
-    def _fit(self, source, target, callback, source_mask, target_mask, measure_kl: bool) -> "ColorTransfer":
-        """:meth:`fit`, which undoes what this did when it fails."""
+    def _fit(self, source, target, callback, source_mask, target_mask, measure_kl: bool,
+             source_space: tuple[str, ColourSpace | None] | None = None) -> "ColorTransfer":
+        """:meth:`fit`, which undoes what this did when it fails; ``source_space``: the source's name and
+        colour space where it cannot tell its own (pixels decoded from a file, :mod:`colorot.matching`)."""
         start = time.perf_counter()
         self._check_options()
         solver, kind, steps = self.resolved_solver(), self.resolved_target(), self.resolved_steps()
@@ -611,7 +613,7 @@ class ColorTransfer:
         # The KL solver's mixture: EM in a second process, started now (it imports scikit-learn while
         # the images are read) and fitting beside the map's start.
         overlap = solver == "kl" and kind == "gmm" and not isinstance(target, Reference)
-        source_space = named_space(source)  # the target's codes are taken into it (colorot.profiles)
+        source_space = source_space or named_space(source)  # the target's codes are taken into it (colorot.profiles)
         with BackgroundEM() if overlap else contextlib.nullcontext() as background:
             src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
             if isinstance(target, Reference):
