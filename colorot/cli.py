@@ -205,9 +205,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _STRENGTH_HELP = "Strength t in [0, 1]: (1−t)·x + t·T(x); 0 is the identity, 1 the full map."
 _KEEP_LUMINANCE_HELP = ("Keep each pixel's luma (Rec. 709 weights) and take only the colours: y + (Y(x) − Y(y))·1, "
                         "after --strength (no longer a monotone map in general).")
-_SATURATION_HELP = ("Scale colourfulness around each output's luma: Y(y) + S·(y − Y(y)); 0 is grey, 1 unchanged "
+_SATURATION_HELP = ("Scale colourfulness around each output's luma, S ≥ 0: Y(y) + S·(y − Y(y)); 0 is grey, 1 unchanged "
                     "(one-to-one for S > 0, no longer a gradient map).")
-_NEUTRAL_HELP = ("Remove this fraction of the cast the map gives mid-grey: a constant shift, still a monotone "
+_NEUTRAL_HELP = ("Remove this fraction, in [0, 1], of the cast the map gives mid-grey: a constant shift, still a monotone "
                  "gradient map.")
 _INVERSE_HELP = ("Apply the inverse map T⁻¹ (back from the target's style), solved per colour by Newton. "
                  "Checked on 2048 pixels of each input: a warning when T(T⁻¹(y)) misses y by over 2/255, or "
@@ -216,18 +216,28 @@ _INVERSE_HELP = ("Apply the inverse map T⁻¹ (back from the target's style), s
 _INVERSE_LUT_HELP = ("Export the inverse map T⁻¹, solved per grid colour by Newton; a warning when over 10 % of "
                      "the entries lie more than 2/255 outside the cube.")
 
+
+def _unit_interval(value: float) -> float:
+    """A float option's value, refused (a usage error, exit 2) outside [0, 1] or NaN."""
+    if not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"must be a number in [0, 1], got {value:g}")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    """A float option's value, refused (a usage error, exit 2) when negative, infinite or NaN."""
+    if not 0.0 <= value < math.inf:
+        raise typer.BadParameter(f"must be a finite number ≥ 0, got {value:g}")
+    return value
+
+
 # Options several commands share, declared once.
 _MaxImagePixels = Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1,
                                                         help="Raise the decompression-bomb limit (pixels).")]
 _Json = Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")]
-_Strength = Annotated[float, typer.Option(rich_help_panel="Map", min=0.0, max=1.0, help=_STRENGTH_HELP)]
+_Strength = Annotated[float, typer.Option(rich_help_panel="Map", callback=_unit_interval, help=_STRENGTH_HELP)]
 _KeepLuminance = Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls",
                                               help=_KEEP_LUMINANCE_HELP)]
-def _finite(value: float) -> float:
-    """A float option's value, refused (a usage error, exit 2) when infinite."""
-    if not math.isfinite(value):
-        raise typer.BadParameter("must be a finite number")
-    return value
 
 
 def _usage_checked(check: Callable[[object], object], value: object) -> object:
@@ -262,9 +272,9 @@ def _range_value(value: float | None) -> float | None:
     return _usage_checked(check_range, value)
 
 
-_Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, callback=_finite,
+_Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", callback=_non_negative,
                                             help=_SATURATION_HELP)]
-_Neutral = Annotated[float, typer.Option(rich_help_panel="Colour controls", min=0.0, max=1.0, help=_NEUTRAL_HELP)]
+_Neutral = Annotated[float, typer.Option(rich_help_panel="Colour controls", callback=_unit_interval, help=_NEUTRAL_HELP)]
 _Recursive = Annotated[bool, typer.Option(rich_help_panel="Inputs", help="Descend into sub-folders of folder inputs.")]
 _Overwrite = Annotated[bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace outputs that already exist.")]
 _InPlace = Annotated[bool, typer.Option("--in-place", rich_help_panel="Output", help="Allow outputs inside an input folder.")]

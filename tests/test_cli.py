@@ -360,6 +360,29 @@ def test_unknown_option_is_a_usage_error(model_file) -> None:
         assert "Traceback" not in result.output and result.stdout == ""
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--strength", "nan", "must be a number in [0, 1], got nan"),
+    ("--strength", "1.5", "must be a number in [0, 1], got 1.5"),
+    ("--neutral", "nan", "must be a number in [0, 1], got nan"),
+    ("--neutral", "-0.1", "must be a number in [0, 1], got -0.1"),
+    ("--saturation", "nan", "must be a finite number ≥ 0, got nan"),
+    ("--saturation", "-1", "must be a finite number ≥ 0, got -1"),
+    ("--saturation", "inf", "must be a finite number ≥ 0, got inf"),
+])
+@pytest.mark.parametrize("command", ["apply", "match", "export-lut"])
+def test_a_colour_control_out_of_its_range_is_refused_by_its_range(command, option, value, message, images,
+                                                                   model_file, tmp_path) -> None:
+    """NaN too: it is in no range, and the message says which (not "should be ≤ 1")."""
+    first = images["target"] if command == "match" else model_file
+    output = tmp_path / ("o.cube" if command == "export-lut" else "o.png")
+    inputs = [] if command == "export-lut" else [images["source"]]
+    result = CliRunner().invoke(app, [command, str(first), *map(str, inputs), str(output), option, value],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split())
+    assert not output.exists()
+
+
 @pytest.mark.parametrize("command", ["fit", "apply", "match", "export-lut", "info", "eval"])
 def test_every_command_has_help_with_an_example(command) -> None:
     result = run(command, "--help")
