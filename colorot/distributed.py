@@ -3,7 +3,8 @@
 :func:`apply_path` is ``(model bytes or path, input path, output path) →
 output path``: it depends on nothing but its arguments, writes exactly one
 file (atomically) and gives the same bytes as ``colorot apply`` with the same
-options. Each worker process loads a model and starts its colour table once
+options, and the same warning for an image in another colour space than the
+map's. Each worker process loads a model and starts its colour table once
 (cached by the model's SHA-256 and the options; up to 4 models, each table 64 MiB
 of address space at most), so shipping the model bytes with every task costs
 only the transfer. As in ``colorot apply``, a ridge or affine map is read without
@@ -25,10 +26,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from colorot.apply import Job, Plan, Report, make_folder, apply_to_file, prepare
+from colorot.apply import Job, Plan, Report, make_folder, apply_to_file, map_space, prepare
 from colorot.colour_table import ColourTable
 from colorot.controls import Controls
 from colorot.errors import ColorotError, ConfigError
+from colorot.profiles import ColourSpace
 
 if TYPE_CHECKING:
     import torch
@@ -47,9 +49,11 @@ def model_bytes(model: bytes | str | os.PathLike) -> bytes:
 
 
 def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False, exact: bool = False,
-             controls: Controls | None = None) -> tuple[torch.nn.Module | None, ColourTable | None]:
-    """The map to apply and its colour table (None when ``exact``), as ``colorot apply`` builds
-    them: a ridge or affine map goes into the table read without torch, and the map is None."""
+             controls: Controls | None = None
+             ) -> tuple[torch.nn.Module | None, ColourTable | None, ColourSpace | None]:
+    """The map to apply, its colour table (None when ``exact``) and the colour space it was fitted
+    in (None: not recorded), as ``colorot apply`` builds them: a ridge or affine map goes into the
+    table read without torch, and the map is None."""
     with _LOCK:
         return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact),
                          controls)
@@ -57,7 +61,7 @@ def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False, exact
 
 @lru_cache(maxsize=4)
 def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool, controls: Controls | None):
-    return prepare(data, strength=strength, inverse=inverse, exact=exact, controls=controls)
+    return (*prepare(data, strength=strength, inverse=inverse, exact=exact, controls=controls), map_space(data))
 
 
 def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: str | os.PathLike, *,
@@ -68,13 +72,16 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
 
     The options are ``colorot apply``'s (``controls``: its colour controls, a
     :class:`colorot.controls.Controls`); unless ``replace``, a file at ``dst`` when the write lands
-    is kept (OutputExistsError), as ``colorot apply`` keeps one without ``--overwrite``. Creates
+    is kept (OutputExistsError), as ``colorot apply`` keeps one without ``--overwrite``. An image in
+    another colour space than the map was fitted in gets an ImageMetadataWarning, as there. Creates
     ``dst``'s folder; raises a ColorotError subclass on failure.
     """
-    fitted, table = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact, controls=controls)
+    fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
+                                    controls=controls)
     dst = Path(dst)
     make_folder(dst.parent)
-    apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table, replace=replace)
+    apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table, replace=replace,
+                  space=space)
     return str(dst)
 
 

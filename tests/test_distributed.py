@@ -67,7 +67,7 @@ def test_a_ridge_map_is_prepared_without_loading_it(tiny_fit):
     """The tiny fit is a ridge map: its table comes from the bytes without torch, and no map is built;
     --exact and --inverse still load it."""
     data = tiny_fit["model"].read_bytes()
-    fitted, table = prepared(data, strength=0.7)
+    fitted, table, _ = prepared(data, strength=0.7)
     assert fitted is None and table is not None
     assert prepared(data, exact=True)[0] is not None
     assert prepared(data, inverse=True)[0] is not None

@@ -158,3 +158,17 @@ def test_apply_warns_for_an_image_outside_the_space_its_map_was_fitted_in(tmp_pa
     assert "colour_space" not in load(unrecorded).train_info_
     quiet = CliRunner().invoke(app, ["apply", str(unrecorded), str(plain), str(tmp_path / "out2")])
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+def test_apply_path_warns_as_colorot_apply_does(tmp_path: Path) -> None:
+    from colorot.distributed import apply_path
+
+    model = tmp_path / "m.pt"
+    ColorTransfer(**FAST).fit(tagged(tmp_path / "source.png", ADOBE, 1), tagged(tmp_path / "target.png", None, 2)
+                              ).save(model)
+    plain, adobe = tagged(tmp_path / "plain.png", None, 3), tagged(tmp_path / "adobe.png", ADOBE, 4)
+    with pytest.warns(ImageMetadataWarning, match=r"plain\.png \(sRGB \(untagged\)\) is not in the colour space"):
+        apply_path(model.read_bytes(), plain, tmp_path / "out" / "plain.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apply_path(model, adobe, tmp_path / "out" / "adobe.png")
