@@ -187,7 +187,8 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     EXIF orientation is applied and the EXIF kept has its orientation reset to 1.
     Palette, greyscale, CMYK and other modes become RGB (CMYK by Pillow's plain
     conversion, without colour management). Animated and multi-page files give
-    their first frame. 16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF
+    their first frame, with an :class:`ImageMetadataWarning` (an MPO's extra pictures,
+    a phone's previews, without one). 16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF
     keep their full precision; rarer 16-bit layouts (premultiplied alpha, CMYK)
     come at Pillow's 8-bit precision with ``bit_depth`` 8; TIFFs of over 8 bits
     a sample in separate planes, and 32-bit integer and floating-point modes, are refused.
@@ -197,8 +198,8 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     decode runs, Pillow's global limit is lifted under a lock); without it an
     image over ``PIL.Image.MAX_IMAGE_PIXELS`` is refused (Pillow itself only
     warns up to twice that). Truncated data is an error, never a partial image.
-    Damaged metadata gives an :class:`ImageMetadataWarning` naming the image, unless not
-    ``metadata_warning`` (for a second decode of an image already warned about).
+    Damaged metadata gives an :class:`ImageMetadataWarning` naming the image; neither warning
+    is given when not ``metadata_warning`` (a second decode of an image already warned about).
     """
     if not data:
         raise ImageReadError(f"{name}: empty file")
@@ -458,6 +459,11 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
         limit = max_pixels if max_pixels is not None else PILImage.MAX_IMAGE_PIXELS
         if limit is not None and pil.width * pil.height > limit:
             raise ImageReadError(_over_limit(name, limit, pil.size))
+        frames = _frame_count(pil, notes)
+        if frames > 1 and metadata_warning:
+            warnings.warn(f"{name}: {frames} frames (an animation or a multi-page image): colorot reads only the "
+                          "first (written out, a still image); save the frames as images of their own to use them "
+                          "all", ImageMetadataWarning, stacklevel=4)
         codes, bit_depth = _pixel_codes(pil, data, name)
         with _pillow_warnings_recorded(notes):
             orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
@@ -482,6 +488,22 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
             tiff_compression=_tiff_compression(pil),
         )
+
+
+def _frame_count(pil: PILImage.Image, notes: list[str]) -> int:
+    """How many frames (an animation's) or pages (a TIFF's) the image has, by its header: 1 for an
+    MPO, whose other pictures are a phone's previews, and where the count cannot be read past
+    the first frame (a damaged page chain: the first is read as before)."""
+    if pil.format in _WRITTEN_AS:
+        return 1
+    try:
+        with _pillow_warnings_recorded(notes):
+            return int(getattr(pil, "n_frames", 1))
+    except Exception:  # Pillow's parsers raise many exception types on a damaged chain
+        return 1
+    finally:
+        if pil.tell() != 0:
+            pil.seek(0)
 
 
 @contextlib.contextmanager

@@ -207,10 +207,44 @@ def test_animated_and_multi_page_images_give_their_first_frame(
         first = np.asarray(check.convert("RGB"))
     dst = tmp_path / "out" / "anim.png"
     extra = ("--suffix", ".png") if fmt == "GIF" else ()
-    out = _apply_one(half, src, dst, *extra)
-    assert np.abs(out[..., :3] - half_map_codes(first)).max() <= 1
+    outcome = cli("apply", half, src, dst, *extra)
+    assert outcome.code == 0, outcome.stderr
+    assert f"warning: {src}: 3 frames (an animation or a multi-page image): colorot reads only the first" \
+        in " ".join(outcome.stderr.split())
+    out = read_image(dst).codes.astype(np.float64)
+    assert np.abs(out - half_map_codes(first)).max() <= 1
     with PILImage.open(dst) as written:
         assert getattr(written, "n_frames", 1) == 1
+
+
+def test_a_tiff_whose_page_chain_is_damaged_is_read_as_its_first_page(tmp_path: Path, half: Path) -> None:
+    """Counting the pages fails past the first (Pillow raises): the first page is read, as before."""
+    import struct
+
+    buffer, codes = io.BytesIO(), _codes(6, 8)
+    PILImage.fromarray(codes).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    first_ifd = struct.unpack("<I", data[4:8])[0]
+    next_pointer = first_ifd + 2 + 12 * struct.unpack("<H", data[first_ifd:first_ifd + 2])[0]
+    data[next_pointer:next_pointer + 4] = struct.pack("<I", len(data) + 1000)  # a second page past the end
+    src = tmp_path / "damaged.tif"
+    src.write_bytes(bytes(data))
+    with PILImage.open(src) as check, pytest.raises(Exception), pytest.warns(UserWarning, match="Corrupt EXIF"):
+        check.n_frames  # noqa: B018 (the property is what raises)
+    outcome = cli("apply", half, src, tmp_path / "out.tif")
+    assert outcome.code == 0 and "warning" not in outcome.stderr, outcome.stderr
+    assert np.abs(read_image(tmp_path / "out.tif").codes - half_map_codes(codes)).max() <= 1
+
+
+def test_a_phones_multi_picture_jpeg_is_a_jpeg_without_a_frames_warning(tmp_path: Path, half: Path) -> None:
+    """An MPO's second picture is a preview or a depth map, not a frame: no warning."""
+    pictures = [PILImage.fromarray(np.full((6, 8, 3), value, np.uint8)) for value in (90, 160)]
+    src = tmp_path / "phone.jpg"
+    pictures[0].save(src, format="MPO", save_all=True, append_images=pictures[1:])
+    with PILImage.open(src) as check:
+        assert check.format == "MPO" and check.n_frames == 2
+    outcome = cli("apply", half, src, tmp_path / "out.jpg")
+    assert outcome.code == 0 and "warning" not in outcome.stderr, outcome.stderr
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
