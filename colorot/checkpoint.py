@@ -207,6 +207,8 @@ def _image_kind(data: bytes) -> str | None:
     """The image format ``data`` starts as (a file given as a checkpoint by mistake), or None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "AVIF"
     if data[:2] == b"BM" and data[6:10] == bytes(4):  # and its reserved bytes: "BM" alone starts text too
         return "BMP"
     return next((kind for signature, kind in _IMAGE_SIGNATURES if data.startswith(signature)), None)

@@ -46,6 +46,7 @@ _FORMAT_BY_SUFFIX = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
     ".webp": "WEBP",
+    ".avif": "AVIF",
     ".bmp": "BMP",
 }
 
@@ -55,7 +56,7 @@ IMAGE_SUFFIXES = frozenset(_FORMAT_BY_SUFFIX)
 #: Formats Pillow reads under their own name that are written as another: a multi-picture JPEG
 #: (phones' MPO, a JPEG with an MPF segment) is a JPEG.
 _WRITTEN_AS = {"MPO": "JPEG"}
-_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
+_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF"})
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
@@ -71,6 +72,14 @@ _LOSSLESS_TIFF_COMPRESSIONS = frozenset({"tiff_lzw", "tiff_adobe_deflate", "pack
 #: The most XMP a JPEG's APP1 marker holds (65 533 bytes less its 29-byte namespace header);
 #: longer XMP (which Adobe splits into "extended XMP") is not written to JPEG.
 _JPEG_XMP_LIMIT = 65_504
+#: ISOBMFF major brands (bytes 8–12, after "ftyp") of AVIF files, and of HEIF/HEIC ones (which Pillow cannot read).
+_AVIF_BRANDS = (b"avif", b"avis")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+#: CICP codes (ITU-T H.273) an AVIF may give its colours by instead of an ICC profile, that
+#: mean sRGB's colours: primaries BT.709 or unspecified; the sRGB curve, or the BT.709/601/2020
+#: camera curve close to it, or unspecified.
+_SRGB_CICP_PRIMARIES = frozenset({1, 2})
+_SRGB_CICP_TRANSFERS = frozenset({1, 2, 6, 13, 14, 15})
 #: XMP's copy of the orientation, as an attribute or an element.
 _XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>\s*)[1-8]")
 
@@ -136,6 +145,14 @@ class Image:
         rgb = self.codes.astype(np.float32)
         rgb /= 65535 if self.bit_depth == 16 else 255
         return rgb
+
+
+@functools.lru_cache(maxsize=1)
+def has_avif() -> bool:
+    """Whether this Pillow reads and writes AVIF (its AVIF plugin, with libavif)."""
+    from PIL import features
+
+    return bool(features.check("avif"))
 
 
 def format_for_suffix(name: str) -> str:
@@ -220,9 +237,20 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
         if data.startswith(b"PK\x03\x04"):  # what torch.save writes
             raise ImageReadError(f"{name}: a zip archive (a colorot checkpoint?), not an image; a checkpoint is "
                                  "applied by 'colorot apply MODEL INPUT... OUTPUT'") from exc
-        raise ImageReadError(f"{name}: not an image, or a format Pillow cannot read") from exc
+        raise ImageReadError(_unreadable(data, name)) from exc
     except Exception as exc:  # Pillow's decoders raise many exception types on bad data
         raise ImageReadError(f"{name}: cannot decode image ({_one_line(exc)})") from exc
+
+
+def _unreadable(data: bytes, name: str) -> str:
+    """The message for bytes Pillow could not identify: an AVIF (Pillow without its AVIF plugin)
+    and a HEIC/HEIF (no Pillow reads it) are named."""
+    if data[4:8] == b"ftyp" and data[8:12] in _AVIF_BRANDS:
+        return (f"{name}: an AVIF image, which this Pillow cannot read (no AVIF support); a recent Pillow "
+                "reads and writes AVIF: pip install -U pillow")
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return f"{name}: a HEIC/HEIF image, which Pillow cannot read; convert it to JPEG, PNG, TIFF, WebP or AVIF"
+    return f"{name}: not an image, or a format Pillow cannot read"
 
 
 def read_pixels(path: str | os.PathLike[str], **kwargs: int | None) -> np.ndarray:
@@ -308,22 +336,25 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     an integer ``rgb`` is taken as code values, uint8 for an 8-bit output and
     uint16 for a 16-bit one.
 
-    ``format`` is a Pillow name: JPEG, PNG, TIFF, WEBP or BMP. 16-bit sources
-    give 16-bit PNG and TIFF, 8-bit everything else. Greyscale and palette
-    sources are written as RGB. The alpha channel is written untouched by PNG,
-    TIFF and WebP (rounded to 8 bits where the output is 8-bit) and dropped by
+    ``format`` is a Pillow name: JPEG, PNG, TIFF, WEBP, AVIF (where Pillow has AVIF support) or
+    BMP. 16-bit sources give 16-bit PNG and TIFF, 8-bit everything else. Greyscale and palette
+    sources are written as RGB. The alpha channel is written by PNG, TIFF and
+    WebP untouched (rounded to 8 bits where the output is 8-bit), by AVIF lossily, and dropped by
     JPEG and BMP (an :class:`ImageMetadataWarning` naming the output ``name`` when a pixel was not
     opaque). The ICC profile is written when it is an RGB profile and the
     format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive
     tags) and XMP (XMP too long for one JPEG marker is not written to JPEG), and
-    the resolution (not WebP). ``quality``
-    applies to JPEG and lossy WebP; a lossless WebP source is written to WebP
+    the resolution (not WebP or AVIF). ``quality``
+    applies to JPEG, lossy WebP and AVIF (Pillow's default 4:2:0 chroma); a lossless WebP source is written to WebP
     losslessly, a JPEG source to JPEG with its chroma subsampling.
     """
     fmt = format.upper()
     if fmt not in _FORMAT_BY_SUFFIX.values():
         raise ImageWriteError(f"cannot write the {format!r} format; choose one of "
                               f"{', '.join(sorted(s.lstrip('.') for s in _FORMAT_BY_SUFFIX))} (--format or --suffix)")
+    if fmt == "AVIF" and not has_avif():
+        raise ImageWriteError("cannot write AVIF: this Pillow has no AVIF support; a recent Pillow has "
+                              "(pip install -U pillow), or choose another format")
     if rgb.shape != image.codes.shape:
         raise ValueError(f"rgb has shape {rgb.shape}, the image {image.codes.shape}")
     bits = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
@@ -336,22 +367,24 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     if image.alpha is not None and fmt in _ALPHA_FORMATS:
         pixels = np.dstack((pixels, _alpha_codes(image.alpha, bits)))
     elif image.alpha is not None and image.alpha.min() < np.iinfo(image.alpha.dtype).max:
-        warnings.warn(f"{name}: the input's transparency is dropped: {fmt} has no alpha channel (PNG, TIFF and "
-                      "WebP keep it)", ImageMetadataWarning, stacklevel=3)
+        warnings.warn(f"{name}: the input's transparency is dropped: {fmt} has no alpha channel (PNG, TIFF, WebP "
+                      "and AVIF keep it)", ImageMetadataWarning, stacklevel=3)
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
     exif = image.exif if fmt != "BMP" else None
     xmp = image.xmp if fmt != "BMP" and not (fmt == "JPEG" and len(image.xmp or b"") > _JPEG_XMP_LIMIT) else None
-    dpi = image.dpi if fmt != "WEBP" else None
+    dpi = image.dpi if fmt not in ("WEBP", "AVIF") else None
     options = {key: value for key, value in (("icc_profile", icc), ("exif", exif), ("dpi", dpi)) if value is not None}
     if fmt == "WEBP":  # exact: the colours under transparent pixels are kept, as PNG and TIFF keep them
         options.update({"lossless": True} if image.webp_lossless else {"quality": quality}, exact=True)
     elif fmt == "TIFF" and image.tiff_compression:
         options["compression"] = image.tiff_compression
+    elif fmt == "AVIF":
+        options["quality"] = quality
     elif fmt == "JPEG":
         options["quality"] = quality
         if image.jpeg_subsampling is not None:
             options["subsampling"] = image.jpeg_subsampling
-    if xmp is not None and fmt in ("JPEG", "WEBP"):
+    if xmp is not None and fmt in ("JPEG", "WEBP", "AVIF"):
         options["xmp"] = xmp
     elif xmp is not None and fmt == "PNG":
         options["pnginfo"] = PngImagePlugin.PngInfo()
@@ -464,6 +497,13 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             warnings.warn(f"{name}: {frames} frames (an animation or a multi-page image): colorot reads only the "
                           "first (written out, a still image); save the frames as images of their own to use them "
                           "all", ImageMetadataWarning, stacklevel=4)
+        cicp = _avif_cicp(data) if pil.format == "AVIF" and not pil.info.get("icc_profile") else None
+        if cicp is not None and metadata_warning and (cicp[0] not in _SRGB_CICP_PRIMARIES
+                                                      or cicp[1] not in _SRGB_CICP_TRANSFERS):
+            warnings.warn(f"{name}: an AVIF whose colours are given by CICP codes (primaries {cicp[0]}, transfer "
+                          f"{cicp[1]}), not an ICC profile: colorot reads its codes as sRGB's (and writes its "
+                          "output as sRGB); convert it to sRGB, or tag it with an ICC profile, first",
+                          ImageMetadataWarning, stacklevel=4)
         codes, bit_depth = _pixel_codes(pil, data, name)
         with _pillow_warnings_recorded(notes):
             orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
@@ -488,6 +528,17 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
             tiff_compression=_tiff_compression(pil),
         )
+
+
+def _avif_cicp(data: bytes) -> tuple[int, int] | None:
+    """An AVIF's CICP colour primaries and transfer codes, from its ``colr`` box of type ``nclx``
+    (in the metadata, before the pixel data), or None when it has none."""
+    end = data.find(b"mdat", 0, 1 << 16)
+    at = data.find(b"colrnclx", 0, end if end >= 0 else 1 << 16)
+    if at < 0 or len(data) < at + 12:
+        return None
+    primaries, transfer = struct.unpack(">HH", data[at + 8:at + 12])
+    return primaries, transfer
 
 
 def _frame_count(pil: PILImage.Image, notes: list[str]) -> int:

@@ -28,6 +28,7 @@ from _robust_helpers import (
 
 from colorot import checkpoint
 from colorot.errors import CheckpointError
+from colorot.imageio import has_avif
 
 
 class _WritesAFile:
@@ -140,7 +141,9 @@ def test_damaged_or_foreign_files_are_refused(
 
 
 @pytest.mark.parametrize("suffix, kind", [(".jpg", "JPEG"), (".png", "PNG"), (".tif", "TIFF"), (".webp", "WebP"),
-                                          (".bmp", "BMP"), (".gif", "GIF")])
+                                          (".bmp", "BMP"), (".gif", "GIF"),
+                                          pytest.param(".avif", "AVIF", marks=pytest.mark.skipif(
+                                              not has_avif(), reason="this Pillow has no AVIF support"))])
 def test_an_image_given_as_the_checkpoint_is_named_as_one(tmp_path: Path, suffix: str, kind: str) -> None:
     image = tmp_path / f"photo{suffix}"
     PILImage.new("RGB", (4, 4), (200, 100, 50)).save(image)
