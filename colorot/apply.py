@@ -27,8 +27,8 @@ from PIL import Image as PILImage
 from colorot import checkpoint
 from colorot.atomic import resolved
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
-from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, list_images,
-                             read_image, write_image)
+from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, has_avif,
+                             list_images, read_image, write_image)
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.controls import Controls, refuse_with_inverse
 from colorot.profiles import ColourSpace, recorded_space, warn_if_not_in
@@ -565,6 +565,9 @@ def _checked_suffix(suffix: str | None) -> str | None:
         raise ConfigError(
             f"cannot write {suffix!r} images; choose one of {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
+    if suffix == ".avif" and not has_avif():
+        raise ConfigError("cannot write '.avif' images: this Pillow has no AVIF support; a recent Pillow has "
+                          "(pip install -U pillow), or choose another --suffix")
     return suffix
 
 

@@ -13,6 +13,7 @@ from PIL import Image as PILImage
 from PIL import ImageCms
 from typer.testing import CliRunner
 
+import colorot.apply
 from colorot import imageio
 from colorot.cli import app
 from colorot.errors import ImageMetadataWarning, ImageReadError, ImageWriteError
@@ -98,6 +99,18 @@ def test_avif_is_refused_by_name_where_pillow_cannot_write_it(monkeypatch: pytes
     image = decode_image(_png(smooth_rgb(4, 4, 4)))
     with pytest.raises(ImageWriteError, match="cannot write AVIF: this Pillow has no AVIF support"):
         encode_image(image, image.rgb, "AVIF")
+
+
+def test_an_avif_suffix_is_refused_before_any_work_where_pillow_cannot_write_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "in.png"
+    src.write_bytes(_png(smooth_rgb(8, 8, 5)))
+    model = tmp_path / "m.pt"
+    assert CliRunner().invoke(app, ["fit", str(src), str(src), "-o", str(model), "--steps", "2"]).exit_code == 0
+    monkeypatch.setattr(colorot.apply, "has_avif", lambda: False)
+    result = CliRunner().invoke(app, ["apply", str(model), str(src), str(tmp_path / "out"), "--suffix", ".avif"])
+    assert result.exit_code == 1 and "cannot write '.avif' images: this Pillow has no AVIF support" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def _png(pixels: np.ndarray) -> bytes:
