@@ -184,8 +184,10 @@ def _array_pixels(array: np.ndarray) -> np.ndarray:
     """An array (..., 3) of uint8 or uint16 codes or of floats in [0, 1] → float32 (N, 3)."""
     if array.ndim < 2 or array.shape[-1] != 3:
         channels_first = array.ndim >= 3 and array.shape[-3] == 3
-        raise ConfigError(f"expected an RGB image or pixels (..., 3), got shape {array.shape}"
-                          + ("; channels first? move them last (np.moveaxis(a, -3, -1))" if channels_first else ""))
+        hint = ("; channels first? move them last (np.moveaxis(a, -3, -1))" if channels_first
+                else "; RGBA? give its colours (a[..., :3]), or the image as a PIL image or a file, whose "
+                     "fully transparent pixels are left out" if array.ndim >= 3 and array.shape[-1] == 4 else "")
+        raise ConfigError(f"expected an RGB image or pixels (..., 3), got shape {array.shape}{hint}")
     values = unit_values(array)
     if values is None:
         raise ConfigError(f"pixels must be uint8, uint16 or floats in [0, 1], not {array.dtype}")

@@ -191,6 +191,8 @@ def test_transform_rejects_non_rgb_input(fitted) -> None:
         fitted.transform(np.zeros((4, 4)))
     with pytest.raises(ConfigError, match=r"got shape \(2, 3, 4, 5\); channels first\? move them last"):
         fitted.transform(np.zeros((2, 3, 4, 5), np.float32))  # a (B, 3, H, W) batch
+    with pytest.raises(ConfigError, match=r"got shape \(2, 5, 4\); RGBA\? give its colours \(a\[\.\.\., :3\]\)"):
+        fitted.transform(np.zeros((2, 5, 4), np.uint8))
 
 
 def test_fit_accepts_paths_and_records_their_hashes(tmp_path, make_png) -> None:
