@@ -56,24 +56,28 @@ class RidgeProfiles:
         self.error_bound = error_bound        # the proven bound on |T̃ − T|, ≤ TOLERANCE
 
     @classmethod
-    def from_model(cls, model: RidgeMGN | AffineMap) -> "RidgeProfiles | None":
+    def from_model(cls, model: RidgeMGN | AffineMap, margin: float = 0.0) -> "RidgeProfiles | None":
         """Tabulate ``model``'s ridges (units grouped by identical weight rows); an AffineMap is a
-        ridge map with no units."""
+        ridge map with no units. ``margin``: as :meth:`from_parameters`'s."""
         state = {"W": np.zeros((0, 3)), "biases": np.zeros(0), "rho": np.zeros(0)}
         state.update({key: value.detach().cpu().double().numpy() for key, value in model.state_dict().items()})
-        return cls.from_parameters(state, model.eps)
+        return cls.from_parameters(state, model.eps, margin)
 
     @classmethod
-    def from_parameters(cls, state: Mapping[str, np.ndarray], eps: float) -> "RidgeProfiles | None":
+    def from_parameters(cls, state: Mapping[str, np.ndarray], eps: float,
+                        margin: float = 0.0) -> "RidgeProfiles | None":
         """Tabulate the ridge map with RidgeMGN parameters ``state`` (``W``, ``biases``, ``rho``,
         ``V``, ``b``) and floor ``eps`` (units grouped by identical weight rows). With no units
-        (``W`` of shape (0, 3)) it is the affine map (VᵀV + εI)x + b."""
+        (``W`` of shape (0, 3)) it is the affine map (VᵀV + εI)x + b. The tables cover the cube
+        widened by ``margin`` on every side, [−m, 1 + m]³: over it t = wᵀx runs ‖w‖₁·m further each
+        way than over the cube."""
         weights, offsets, v, bias = (np.asarray(state[key], np.float64) for key in ("W", "biases", "V", "b"))
         amplitudes = softplus(np.asarray(state["rho"], np.float64))
         matrix = v.T @ v + eps * np.eye(3)  # VᵀV + εI, in float64 like the rest
         rows, ridge_of_unit = np.unique(weights, axis=0, return_inverse=True)
         ridge_of_unit = ridge_of_unit.reshape(-1)
-        starts, ends = np.minimum(rows, 0).sum(1), np.maximum(rows, 0).sum(1)
+        reach = margin * np.abs(rows).sum(1)
+        starts, ends = np.minimum(rows, 0).sum(1) - reach, np.maximum(rows, 0).sum(1) + reach
         widths = np.maximum(ends - starts, 1e-12)
         mass = np.bincount(ridge_of_unit, weights=amplitudes, minlength=len(rows))
         # Each ridge may contribute TOLERANCE / G: |w| δ⁴/384 · 0.128 · Σa ≤ TOLERANCE / G.

@@ -31,6 +31,17 @@ def test_profiles_stay_within_their_proven_bound(seed, ridges, steps, sharpness,
     assert error <= profiles.error_bound + 1e-12
 
 
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), margin=st.floats(0.0, 1.0), sharpness=st.floats(1.0, 200.0))
+def test_a_margin_widens_the_tables_to_the_cube_widened_by_it(seed, margin, sharpness):
+    model = ridge_map(seed, 4, 6, sharpness, 0.3)
+    profiles = RidgeProfiles.from_model(model, margin=margin)
+    assert profiles is not None and profiles.error_bound <= TOLERANCE
+    rgb = np.random.default_rng(seed).random((2000, 3)) * (1 + 2 * margin) - margin
+    rgb[:8] = np.array(np.meshgrid(*[[-margin, 1 + margin]] * 3)).reshape(3, -1).T  # the widened cube's corners
+    assert np.linalg.norm(profiles(rgb) - exact(model, rgb), axis=1).max() <= profiles.error_bound + 1e-12
+
+
 def test_units_of_one_direction_share_one_table():
     profiles = RidgeProfiles.from_model(ridge_map(0, ridges=5, steps=24, sharpness=200.0, height=0.1))
     assert profiles.rows.shape == (5, 3)

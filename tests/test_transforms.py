@@ -169,3 +169,38 @@ def test_augment_keeps_its_own_map_and_passes_the_map_s_jacobian(curved):
         ColorAugment(curved, strength=strength)
     with pytest.raises(ConfigError, match="strength"):
         ColorAugment(curved, strength=(0.1, 0.2, 0.3))
+
+
+@pytest.fixture(scope="module")
+def default_ridge():
+    """A default fit's ridge map (KL solver: 24 directions of 24 steps each)."""
+    from colorot import ColorTransfer
+
+    rng = np.random.default_rng(3)
+    source, target = rng.random((2000, 3)).astype(np.float32), (rng.random((2000, 3)) ** 2).astype(np.float32)
+    return ColorTransfer(max_pixels=2000).fit(source, target).map_
+
+
+@pytest.mark.parametrize("kind", ["ridge", "affine"])
+def test_augment_on_the_cpu_maps_a_ridge_map_through_its_tables_as_the_map_does(default_ridge, kind):
+    """Tabulated over [−0.5, 1.5]³ (all the CPU admits), in chunks: within float32 rounding of T."""
+    from colorot.models import AffineMap
+    from colorot.transforms import AUGMENT_CPU_CHUNK
+
+    fitted = default_ridge
+    if kind == "affine":
+        fitted = AffineMap()
+        fitted.init_to_affine(np.diag([0.8, 1.1, 0.9]), np.array([0.05, -0.02, 0.1]), np.random.rand(50, 3))
+    augment = ColorAugment(fitted, clamp=False)
+    assert augment.tabulated is not None
+    images = torch.rand(2, 3, 128, 96, generator=torch.Generator().manual_seed(1)) * 2 - 0.5  # the slack's range
+    assert images.numel() // 3 > AUGMENT_CPU_CHUNK  # more than one chunk
+    pixels = images.permute(0, 2, 3, 1).reshape(-1, 3)
+    with torch.no_grad():
+        truth = copy.deepcopy(fitted).double()(pixels.double())
+    got = augment(images).permute(0, 2, 3, 1).reshape(-1, 3).double()
+    assert (got - truth).abs().max() < 2e-6
+    wanted = images[:1, :, :2, :2].clone().requires_grad_()  # gradients: through the map itself
+    (grad,) = torch.autograd.grad(augment(wanted).sum(), wanted)
+    assert grad.abs().sum() > 0
+    assert ColorAugment(CMGN(dim=3, hidden=4, layers=2)).tabulated is None  # another map: the map itself
