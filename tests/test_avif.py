@@ -83,11 +83,19 @@ def test_an_avif_with_colours_by_cicp_other_than_srgb_is_warned_about() -> None:
         decode_image(_with_primaries(plain, 12), name="p3.avif")
 
 
+@needs_avif
+def test_a_truncated_avif_is_named_as_damaged() -> None:
+    data = _avif(smooth_rgb(16, 16, 3))
+    with pytest.raises(ImageReadError, match=r"^c\.avif: an AVIF file that cannot be read \(truncated or damaged\)$"):
+        decode_image(data[:len(data) // 2], name="c.avif")
+
+
 def test_heic_and_avif_that_pillow_cannot_read_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     heic = b"\x00\x00\x00\x18ftypheic" + bytes(40)
     with pytest.raises(ImageReadError, match=r"^a\.heic: a HEIC/HEIF image, which Pillow cannot read; convert it"):
         decode_image(heic, name="a.heic")
     monkeypatch.setattr(PILImage, "ID", [plugin for plugin in PILImage.ID if plugin != "AVIF"])  # as without it
+    monkeypatch.setattr(imageio, "has_avif", lambda: False)
     avif = b"\x00\x00\x00\x1cftypavif" + bytes(40)
     with pytest.raises(ImageReadError, match=r"^b\.avif: an AVIF image, which this Pillow cannot read \(no AVIF "
                                              r"support\); a recent Pillow reads and writes AVIF: pip install -U"):
