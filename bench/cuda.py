@@ -12,6 +12,10 @@
    of its Adam loop alone (``history_.seconds``), their CPU/GPU ratios, and each device's SW2 of
    the output to the target (``colorot.metrics.sliced_w2``, as bench/quality.py), so that a fast
    fit is also shown to be as good a one.
+4. With a GPU, ``ColorAugment`` of the default fit's map on a 64×3×224² batch there: the map
+   itself in chunks (what ColorAugment does on a GPU) and its tabulated profiles (what it does on
+   the CPU, bench/augment.py), median ms of 10 runs after a warm-up, their largest difference, and
+   the peak GPU memory of each.
 
 Without a CUDA device it runs parts 1–3 on the CPU alone and exits 1.  Fits in this process:
 imports and CUDA's start are outside the warm timings, inside the cold one.  Each CPU fit takes
@@ -73,6 +77,38 @@ def timed(model: str, device: str, pair: tuple[Path, Path], steps: int | None, r
     return {"runs": fits, **{key: statistics.median(f[key] for f in fits) for key in ("fit_s", "adam_s", "sw2")}}
 
 
+def augment_on_gpu(pair: tuple[Path, Path]) -> dict:
+    """Part 4: ColorAugment's two evaluations of the default map on the GPU."""
+    from colorot.transfer import ColorTransfer
+    from colorot.transforms import AUGMENT_DEVICE_CHUNK, ColorAugment
+
+    augment = ColorAugment(ColorTransfer().fit(*pair).map_, clamp=False).to("cuda")
+    images = torch.rand(64, 3, 224, 224, generator=torch.Generator().manual_seed(0)).cuda()
+    pixels = images.permute(0, 2, 3, 1).reshape(-1, 3)
+
+    def tables() -> torch.Tensor:
+        return torch.cat([augment.tabulated(part) for part in pixels.split(AUGMENT_DEVICE_CHUNK)])
+
+    def module() -> torch.Tensor:
+        return augment(images).permute(0, 2, 3, 1).reshape(-1, 3)
+
+    row: dict = {}
+    for name, run in (("module, chunked", module), ("tables", tables)):
+        out = run()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(10):
+            start = time.perf_counter()
+            run()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        row[name] = {"ms": 1000 * statistics.median(times), "peak_mib": torch.cuda.max_memory_allocated() / 2**20,
+                     "out": out}
+    row["max_difference"] = float((row["tables"].pop("out") - row["module, chunked"].pop("out")).abs().max())
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="ridge,cmgn,mmgn")
@@ -100,10 +136,17 @@ def main() -> int:
                 rows["ratio"] = {"fit": rows["cpu"]["fit_s"] / rows["cuda"]["fit_s"],
                                  "adam": rows["cpu"]["adam_s"] / rows["cuda"]["adam_s"]}
             report["models"][model] = rows
+        if gpu:
+            report["augment"] = augment_on_gpu(pair)
     for model, rows in report["models"].items():
         if gpu:
             print(f"{model}: CPU/GPU {rows['ratio']['fit']:.1f}× for the whole fit, "
                   f"{rows['ratio']['adam']:.1f}× for the Adam loop")
+    if gpu:
+        row = report["augment"]
+        print("ColorAugment, 64×3×224² on the GPU: " + ", ".join(
+            f"{name} {row[name]['ms']:.1f} ms (peak {row[name]['peak_mib']:.0f} MiB)" for name in ("module, chunked", "tables"))
+            + f"; largest difference {row['max_difference']:.1e}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     if not gpu:
