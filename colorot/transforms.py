@@ -259,8 +259,8 @@ class ColorAugment(nn.Module):
     and dtype, ``(1 − t)·x + t·T(x)`` clamped to [0, 1] when ``clamp``.
     Random draws use torch's global generator (seeded per DataLoader worker).
 
-    On the CPU, without gradients, a ridge or affine map (the default fit's) is evaluated through
-    its tabulated profiles (:class:`TabulatedRidges`: the same values to float32 rounding, ~10×
+    On the CPU, in float32 and without gradients, a ridge or affine map (the default fit's) is
+    evaluated through its tabulated profiles (:class:`TabulatedRidges`: the same values to float32 rounding, ~10×
     faster); otherwise through the map itself. Either way in chunks of pixels, so memory does
     not grow with the batch beyond the images themselves.
     """
@@ -319,7 +319,8 @@ class ColorAugment(nn.Module):
             t = torch.where(torch.rand(b, device=device) < self.p, t, torch.zeros_like(t))
         pixels = batch.permute(0, 2, 3, 1).reshape(-1, 3).to(weight.dtype)  # float32, or the module's .double()
         gradients = torch.is_grad_enabled() and pixels.requires_grad  # T's Jacobian if asked
-        tabulated = self.tabulated is not None and device.type == "cpu" and not gradients
+        tabulated = self.tabulated is not None and device.type == "cpu" and not gradients \
+            and weight.dtype == torch.float32  # tables hold T to float32's rounding: not a .double() map's
         evaluate = self.tabulated if tabulated else self.map
         chunk = AUGMENT_CPU_CHUNK if device.type == "cpu" else AUGMENT_DEVICE_CHUNK
         with torch.set_grad_enabled(gradients):

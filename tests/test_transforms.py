@@ -200,6 +200,8 @@ def test_augment_on_the_cpu_maps_a_ridge_map_through_its_tables_as_the_map_does(
         truth = copy.deepcopy(fitted).double()(pixels.double())
     got = augment(images).permute(0, 2, 3, 1).reshape(-1, 3).double()
     assert (got - truth).abs().max() < 2e-6
+    double = copy.deepcopy(augment).double()  # float64: the map itself, to float64's rounding
+    assert (double(images.double()).permute(0, 2, 3, 1).reshape(-1, 3) - truth).abs().max() < 1e-12
     wanted = images[:1, :, :2, :2].clone().requires_grad_()  # gradients: through the map itself
     (grad,) = torch.autograd.grad(augment(wanted).sum(), wanted)
     assert grad.abs().sum() > 0
