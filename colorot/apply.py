@@ -12,6 +12,7 @@ torch is imported only where a map is evaluated as a network: a ridge or affine 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -28,10 +29,11 @@ from colorot import checkpoint
 from colorot.atomic import resolved
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, has_avif,
-                             list_images, read_image, write_image)
+                             list_images, quantize, read_image, write_image)
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.controls import Controls, refuse_with_inverse
-from colorot.profiles import ColourSpace, recorded_space, warn_if_not_in
+from colorot.profiles import (ColourSpace, apart, colour_space, conversion_refusal, convert_codes, recorded_space,
+                              warn_if_not_in)
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_strength
 
@@ -186,11 +188,13 @@ def apply_to_file(
     image: Image | None = None,
     replace: bool = True,
     space: ColourSpace | None = None,
+    convert_space: bool = False,
 ) -> None:
     """Read ``src`` (unless ``image`` is given: ``src`` decoded already), map its pixels, write
     ``dst`` atomically in the source's depth and metadata (unless ``replace``, never over a file
     that appeared at ``dst`` meanwhile: OutputExistsError). ``space``: the colour space the map was
-    fitted in (:func:`map_space`), if known: an image in another one gets a warning.
+    fitted in (:func:`map_space`), if known: an image in another one gets a warning, or with
+    ``convert_space`` is taken into it and back (:func:`map_in_space`).
 
     With a ``table`` (:func:`colour_table`), 8-bit images go through it and 16-bit ones
     through its evaluator; without one, every image takes the exact map in float32.
@@ -198,14 +202,40 @@ def apply_to_file(
     """
     if image is None:
         image = read_image(src, max_pixels=max_pixels)
-    warn_if_not_in(str(src), image.icc_profile, space)
-    mapped = map_image(fitted_map, image, table=table, chunk_pixels=chunk_pixels, device=device)
+    mapped = map_in_space(fitted_map, image, str(src), space, convert_space, table=table, chunk_pixels=chunk_pixels,
+                          device=device)
     try:
         write_image(dst, image, mapped, quality=quality, replace=replace)
     except ImageWriteError as exc:
         if isinstance(exc.__cause__, OSError):  # the file system's refusal, not the encoder's
             raise DestinationError(str(exc)) from exc.__cause__
         raise
+
+
+def map_in_space(
+    fitted_map: Callable[[torch.Tensor], torch.Tensor],
+    image: Image,
+    name: str,
+    space: ColourSpace | None,
+    convert_space: bool,
+    **mapping,
+) -> np.ndarray:
+    """:func:`map_image` (``mapping``: its keyword arguments) of an image named ``name``, checked
+    against ``space``, the colour space its map was fitted in (None: unknown, no check). An image
+    in another space is mapped as it is, with a warning; with ``convert_space``, an 8-bit one is taken
+    into the map's space (LittleCMS, relative colorimetric: colours outside that space's gamut are
+    clipped to it), mapped there, and taken back into its own (uint8 codes; each way rounds to 8
+    bits), so that its output shows the colours the map gives; a 16-bit one is warned about."""
+    own = colour_space(image.icc_profile)
+    if not apart(own, space):
+        return map_image(fitted_map, image, **mapping)
+    refusal = conversion_refusal(own, image.bit_depth, space) if convert_space else None
+    if convert_space and refusal is None:
+        converted = dataclasses.replace(image, codes=convert_codes(image.codes, own, space))
+        mapped = map_image(fitted_map, converted, **mapping)
+        return convert_codes(mapped if mapped.dtype == np.uint8 else quantize(mapped, 8), space, own)
+    warn_if_not_in(name, image.icc_profile, space, refusal or "")
+    return map_image(fitted_map, image, **mapping)
 
 
 def map_image(
@@ -234,16 +264,17 @@ def apply_to_bytes(
     max_pixels: int | None = None,
     table: ColourTable | None = None,
     space: ColourSpace | None = None,
+    convert_space: bool = False,
 ) -> bytes:
     """Encoded image bytes in → mapped, encoded bytes out (for stdin/stdout pipelines).
 
     ``format``: an output format name or suffix ("png", ".jpg", "JPEG"); default the input's;
-    ``space``: as :func:`apply_to_file`'s.
+    ``space`` and ``convert_space``: as :func:`apply_to_file`'s.
     """
     image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
-    warn_if_not_in("<stdin>", image.icc_profile, space)
     fmt = format_for_suffix(format) if format else image.format
-    return encode_image(image, map_image(fitted_map, image, table=table), fmt, quality=quality, name="<stdout>")
+    mapped = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
+    return encode_image(image, mapped, fmt, quality=quality, name="<stdout>")
 
 
 @dataclass(frozen=True)
@@ -339,12 +370,13 @@ def apply_bytes_to_file(
     table: ColourTable | None = None,
     replace: bool = True,
     space: ColourSpace | None = None,
+    convert_space: bool = False,
 ) -> None:
     """Encoded image bytes (e.g. stdin) → mapped image written atomically to ``dst`` (format from its
-    suffix; ``replace`` and ``space``: as :func:`apply_to_file`'s)."""
+    suffix; ``replace``, ``space`` and ``convert_space``: as :func:`apply_to_file`'s)."""
     image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
-    warn_if_not_in("<stdin>", image.icc_profile, space)
-    write_image(dst, image, map_image(fitted_map, image, table=table), quality=quality, replace=replace)
+    mapped = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
+    write_image(dst, image, mapped, quality=quality, replace=replace)
 
 
 def plan_listed(

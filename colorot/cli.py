@@ -213,6 +213,11 @@ _INVERSE_HELP = ("Apply the inverse map T⁻¹ (back from the target's style), s
                  "Checked on 2048 pixels of each input: a warning when T(T⁻¹(y)) misses y by over 2/255, or "
                  "over 1 % of them have T⁻¹(y) more than 2/255 outside the cube (clipped: false colours) or "
                  "a gain 1/σ_min(J_T) over 4 (half a code of noise in, over 2 out: banding).")
+_CONVERT_SPACE_HELP = ("An 8-bit input in another colour space than the map was fitted in (by their ICC profiles: "
+                       "Display P3 or Adobe RGB against sRGB) is taken into the map's space, mapped there and taken "
+                       "back into its own (LittleCMS, relative colorimetric: colours outside the map's gamut are "
+                       "clipped), so its output shows the map's colours. Without it such an input is mapped code "
+                       "for code, with a warning.")
 _INVERSE_LUT_HELP = ("Export the inverse map T⁻¹, solved per grid colour by Newton; a warning when over 10 % of "
                      "the entries lie more than 2/255 outside the cube.")
 
@@ -435,6 +440,8 @@ def apply_command(
     exact: Annotated[bool, typer.Option("--exact", rich_help_panel="Map", help="Evaluate the map itself on every pixel instead of once "
                                                         "per distinct colour (8-bit) or through its tabulated "
                                                         "profiles (16-bit ridge maps).")] = False,
+    convert_space: Annotated[bool, typer.Option("--convert-space", rich_help_panel="Inputs",
+                                                help=_CONVERT_SPACE_HELP)] = False,
     from_stdin: _FromStdin = False,
     shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", callback=_shard_value,
                                                  help="Do only shard i of N (0 ≤ i < N), e.g. 0/4: files are "
@@ -461,7 +468,11 @@ def apply_command(
         from colorot.controls import Controls
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
-        document: dict = {"strength": strength, "inverse": inverse, "controls": controls.describe()}
+        if convert_space and inverse:
+            raise ConfigError("--convert-space takes images into the colour space of the forward map; it is not "
+                              "made for --inverse")
+        document: dict = {"strength": strength, "inverse": inverse, "controls": controls.describe(),
+                          "convert_space": convert_space}
         # The table is shared by the file workers; a ridge or affine map gets one without torch.
         fitted, table = apply_mod.prepare(model, strength=strength, inverse=inverse, exact=exact, controls=controls)
         space = None if inverse else apply_mod.map_space(model)  # each image is checked against it
@@ -471,14 +482,15 @@ def apply_command(
             torch.set_num_threads(1)  # parallelism comes from the file workers
         if streaming:
             report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels,
-                                   overwrite, space)
+                                   overwrite, space, convert_space)
         else:
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
                 preview_mod.check_preview_path(preview, [model, *_plan_files(job_plan)], **_BATCH_PREVIEW)
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
-                                        max_pixels=max_image_pixels, replace=overwrite, space=space)
+                                        max_pixels=max_image_pixels, replace=overwrite, space=space,
+                                        convert_space=convert_space)
             if preview is not None:
                 preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
         document.update(_batch_summary(report, shard, preview))
@@ -635,7 +647,7 @@ def _with_progress(total: int, label: str, run) -> apply_mod.Report:
 
 
 def _apply_stream(fitted, source: str, output: str, output_format: str | None, table, quality: int,
-                  max_pixels: int | None, overwrite: bool, space) -> apply_mod.Report:
+                  max_pixels: int | None, overwrite: bool, space, convert_space: bool) -> apply_mod.Report:
     """One image between stdin/stdout and files ('-' on either side)."""
     import time
 
@@ -646,11 +658,12 @@ def _apply_stream(fitted, source: str, output: str, output_format: str | None, t
     data = _read_input(source)
     if output == "-":
         _write_stdout(apply_mod.apply_to_bytes(fitted, data, format=output_format, quality=quality,
-                                               max_pixels=max_pixels, table=table, space=space))
+                                               max_pixels=max_pixels, table=table, space=space,
+                                               convert_space=convert_space))
     else:
         apply_mod.make_folder(Path(output).parent)
         apply_mod.apply_bytes_to_file(fitted, data, output, quality=quality, max_pixels=max_pixels, table=table,
-                                      replace=overwrite, space=space)
+                                      replace=overwrite, space=space, convert_space=convert_space)
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
 
 
@@ -950,7 +963,8 @@ def info(
             f"parameters  {document['parameters']}",
             f"target      {ckpt.target.describe()}",
             "training    " + _key_values({k: v for k, v in ckpt.train.items()
-                                          if k not in ("source_sha256", "target_sha256", "colour_space_codes")}),
+                                          if k not in ("source_sha256", "target_sha256", "colour_space_codes",
+                                                       "colour_space_icc")}),
             *_hash_lines("source      ", ckpt.train.get("source_sha256")),
             *_hash_lines("target img  ", ckpt.train.get("target_sha256")),
             f"colorot     {ckpt.colorot_version} (checkpoint format {checkpoint.FORMAT_VERSION})",

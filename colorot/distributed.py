@@ -52,8 +52,8 @@ def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False, exact
              controls: Controls | None = None
              ) -> tuple[torch.nn.Module | None, ColourTable | None, ColourSpace | None]:
     """The map to apply, its colour table (None when ``exact``) and the colour space it was fitted
-    in (None: not recorded), as ``colorot apply`` builds them: a ridge or affine map goes into the
-    table read without torch, and the map is None."""
+    in (None: not recorded, or ``inverse``), as ``colorot apply`` builds them: a ridge or affine map
+    goes into the table read without torch, and the map is None."""
     with _LOCK:
         return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact),
                          controls)
@@ -61,27 +61,32 @@ def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False, exact
 
 @lru_cache(maxsize=4)
 def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool, controls: Controls | None):
-    return (*prepare(data, strength=strength, inverse=inverse, exact=exact, controls=controls), map_space(data))
+    space = None if inverse else map_space(data)  # the inverse's inputs are graded images: not checked, as in the CLI
+    return (*prepare(data, strength=strength, inverse=inverse, exact=exact, controls=controls), space)
 
 
 def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: str | os.PathLike, *,
                strength: float = 1.0, inverse: bool = False, exact: bool = False,
                controls: Controls | None = None, quality: int = 95, max_pixels: int | None = None,
-               replace: bool = True) -> str:
+               replace: bool = True, convert_space: bool = False) -> str:
     """Map the image ``src`` to ``dst`` with the checkpoint ``model`` (bytes or path); returns ``dst``.
 
     The options are ``colorot apply``'s (``controls``: its colour controls, a
     :class:`colorot.controls.Controls`); unless ``replace``, a file at ``dst`` when the write lands
     is kept (OutputExistsError), as ``colorot apply`` keeps one without ``--overwrite``. An image in
-    another colour space than the map was fitted in gets an ImageMetadataWarning, as there. Creates
+    another colour space than the map was fitted in gets an ImageMetadataWarning, as there, or with
+    ``convert_space`` is taken into it and back (``--convert-space``). Creates
     ``dst``'s folder; raises a ColorotError subclass on failure.
     """
+    if convert_space and inverse:
+        raise ConfigError("convert_space takes images into the colour space of the forward map; it is not made "
+                          "for inverse")
     fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
                                     controls=controls)
     dst = Path(dst)
     make_folder(dst.parent)
     apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table, replace=replace,
-                  space=space)
+                  space=space, convert_space=convert_space)
     return str(dst)
 
 

@@ -17,6 +17,7 @@ code lands more than :data:`SAME_SPACE_CODES` apart.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import warnings
@@ -36,6 +37,8 @@ _GRID = np.linspace(0, 255, 5).round().astype(np.uint8)
 _GRID_CODES = np.stack(np.meshgrid(_GRID, _GRID, _GRID, indexing="ij"), axis=-1).reshape(1, -1, 3)
 #: Pixels per row of the image a conversion passes to LittleCMS.
 _ROW = 4096
+#: Largest ICC profile a checkpoint keeps (RGB image profiles take a few KiB; larger ones are not kept).
+MAX_RECORDED_PROFILE = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -107,30 +110,70 @@ def _profile_space(icc: bytes) -> ColourSpace:
 
 
 def space_record(space: ColourSpace | None) -> dict:
-    """What a checkpoint keeps of the colour space a map was fitted in (``train``'s ``colour_space``
-    and ``colour_space_codes``, the grid's sRGB codes in hex); nothing for an unknown one."""
+    """What a checkpoint keeps of the colour space a map was fitted in (``train``'s ``colour_space``,
+    ``colour_space_codes``, the grid's sRGB codes in hex, and ``colour_space_icc``, the profile in
+    base64 when the space has one of at most :data:`MAX_RECORDED_PROFILE` bytes); nothing for an
+    unknown one."""
     if space is None or space.srgb_codes is None:
         return {}
-    return {"colour_space": space.name, "colour_space_codes": space.srgb_codes.hex()}
+    record = {"colour_space": space.name, "colour_space_codes": space.srgb_codes.hex()}
+    if space.icc is not None and len(space.icc) <= MAX_RECORDED_PROFILE:
+        record["colour_space_icc"] = base64.b64encode(space.icc).decode("ascii")
+    return record
 
 
 def recorded_space(train: dict) -> ColourSpace | None:
-    """The colour space a checkpoint's ``train`` record names (:func:`space_record`), or None."""
-    name, codes = train.get("colour_space"), train.get("colour_space_codes")
+    """The colour space a checkpoint's ``train`` record names (:func:`space_record`), or None; its
+    ``icc`` is None where the record keeps no profile (untagged, or fitted by colorot ≤ 0.2)."""
+    name, codes, icc = train.get("colour_space"), train.get("colour_space_codes"), train.get("colour_space_icc")
+    if not (isinstance(name, str) and isinstance(codes, str)):
+        return None
     try:
-        return ColourSpace(name, bytes.fromhex(codes)) if isinstance(name, str) and isinstance(codes, str) else None
-    except ValueError:
+        return ColourSpace(name, bytes.fromhex(codes),
+                           base64.b64decode(icc, validate=True) if isinstance(icc, str) else None)
+    except ValueError:  # binascii.Error is one
         return None
 
 
-def warn_if_not_in(image_name: str, icc: bytes | None, map_space: ColourSpace | None) -> None:
+def warn_if_not_in(image_name: str, icc: bytes | None, map_space: ColourSpace | None,
+                   why_not_converted: str = "") -> None:
     """An :class:`ImageMetadataWarning` when an image to be mapped (ICC profile ``icc``) is in
-    another colour space than the one its map was fitted in: its codes stand for other colours."""
+    another colour space than the one its map was fitted in: its codes stand for other colours
+    (``why_not_converted``: why ``--convert-space`` could not take it there, when it was asked to)."""
     space = colour_space(icc)
     if apart(space, map_space):
+        advice = (f"it is mapped as it is ({why_not_converted})" if why_not_converted else
+                  "pass --convert-space (convert_space=True) to take it into that space and back, convert it "
+                  "first, or fit a map on an image in its own")
         warnings.warn(f"{image_name} ({space.name}) is not in the colour space the map was fitted in "
-                      f"({map_space.name}): its codes stand for other colours; convert it to that space first, or "
-                      "fit a map on an image in its own", ImageMetadataWarning, stacklevel=3)
+                      f"({map_space.name}): its codes stand for other colours; {advice}", ImageMetadataWarning,
+                      stacklevel=3)
+
+
+def conversion_refusal(image_space: ColourSpace, bit_depth: int, map_space: ColourSpace) -> str | None:
+    """Why an image (in ``image_space``, of ``bit_depth`` bits) cannot be taken into the map's
+    space and back by :func:`convert_codes`, or None when it can."""
+    if bit_depth != 8:
+        return "16-bit images are not converted: LittleCMS converts 8-bit codes here"
+    if map_space.icc is None and map_space.name != UNTAGGED.name:
+        return "the checkpoint does not hold the profile of its colour space (fitted by colorot 0.2 or earlier)"
+    from PIL import ImageCms
+
+    try:  # both ways, built once per pair of profiles (cached)
+        _transform(image_space.icc, map_space.icc), _transform(map_space.icc, image_space.icc)
+    except (OSError, ValueError, ImageCms.PyCMSError) as exc:
+        return f"LittleCMS cannot convert between the two profiles: {exc}"
+    return None
+
+
+def convert_codes(codes: np.ndarray, source: ColourSpace, target: ColourSpace) -> np.ndarray:
+    """8-bit codes (H, W, 3) in ``source`` as the codes of the same colours in ``target`` (uint8,
+    relative colorimetric, clipped to ``target``'s gamut)."""
+    from PIL import Image as PILImage
+    from PIL import ImageCms
+
+    image = PILImage.fromarray(np.ascontiguousarray(codes, dtype=np.uint8), "RGB")
+    return np.asarray(ImageCms.applyTransform(image, _transform(source.icc, target.icc)), np.uint8)
 
 
 def image_colour_space(image: object) -> ColourSpace | None:

@@ -3,6 +3,7 @@ match between them takes the target's colours into the source's space (colorot.p
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def test_apply_warns_for_an_image_outside_the_space_its_map_was_fitted_in(tmp_pa
     assert result.exit_code == 0, result.output
     assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
         f"warning: {plain} (sRGB (untagged)) is not in the colour space the map was fitted in (Adobe RGB (1998)): its "
-        "codes stand for other colours; convert it to that space first, or fit a map on an image in its own"]
+        "codes stand for other colours; pass --convert-space (convert_space=True) to take it into that space and "
+        "back, convert it first, or fit a map on an image in its own"]
     piped = CliRunner().invoke(app, ["apply", str(model), "-", "-", "--format", "png"], input=plain.read_bytes())
     assert piped.exit_code == 0 and "warning: <stdin> (sRGB (untagged)) is not in the colour space" in piped.stderr
     unrecorded = tmp_path / "arrays.pt"  # fitted on arrays: no space recorded, nothing to check against
@@ -172,3 +174,88 @@ def test_apply_path_warns_as_colorot_apply_does(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         apply_path(model, adobe, tmp_path / "out" / "adobe.png")
+
+
+def _apply(model: Path, *args: object) -> object:
+    return CliRunner().invoke(app, ["apply", str(model), *map(str, args)])
+
+
+def _shown(path: Path) -> np.ndarray:
+    with PILImage.open(path) as image:
+        return shown_in_srgb(np.asarray(image.convert("RGB")), image.info.get("icc_profile")) * 255
+
+
+@pytest.fixture(scope="module")
+def srgb_fit(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A map fitted on untagged (sRGB) images, an untagged input, and its colours in Adobe RGB codes."""
+    root = tmp_path_factory.mktemp("srgb_fit")
+    plain = smooth_rgb(48, 64, 5)
+    PILImage.fromarray(plain).save(root / "plain.png")
+    PILImage.fromarray(smooth_rgb(40, 60, 6)).save(root / "target.png")
+    PILImage.fromarray(profiles.convert_codes(plain, UNTAGGED, colour_space(ADOBE))).save(root / "adobe.png",
+                                                                                           icc_profile=ADOBE)
+    ColorTransfer(max_pixels=3000).fit(root / "plain.png", root / "target.png").save(root / "m.pt")
+    return {"root": root, "model": root / "m.pt", "plain": root / "plain.png", "adobe": root / "adobe.png"}
+
+
+def test_apply_convert_space_gives_an_input_in_another_space_the_colours_the_map_gives(srgb_fit, tmp_path) -> None:
+    """The same colours in Adobe RGB codes, taken into the map's sRGB and back: shown, the output
+    is the untagged input's output to within the 8-bit roundings; mapped code for code it is not."""
+    out = tmp_path / "out"
+    assert _apply(srgb_fit["model"], srgb_fit["plain"], out / "plain.png").exit_code == 0
+    converted = _apply(srgb_fit["model"], srgb_fit["adobe"], out / "converted.png", "--convert-space", "--json")
+    assert converted.exit_code == 0 and "warning" not in converted.stderr, converted.output
+    assert json.loads(converted.stdout)["convert_space"] is True
+    as_codes = _apply(srgb_fit["model"], srgb_fit["adobe"], out / "codes.png")
+    assert as_codes.exit_code == 0 and "pass --convert-space" in as_codes.stderr
+    with PILImage.open(out / "converted.png") as written:
+        assert written.info["icc_profile"] == ADOBE  # back in its own space, its profile kept
+    reference = _shown(out / "plain.png")
+    converted_error = np.abs(_shown(out / "converted.png") - reference).mean()
+    codes_error = np.abs(_shown(out / "codes.png") - reference).mean()
+    assert converted_error < 1.0 and converted_error < 0.1 * codes_error, (converted_error, codes_error)
+    piped = CliRunner().invoke(app, ["apply", str(srgb_fit["model"]), "-", "-", "--convert-space"],
+                               input=srgb_fit["adobe"].read_bytes())
+    assert piped.exit_code == 0 and piped.stdout_bytes == (out / "converted.png").read_bytes()
+
+
+def test_convert_space_uses_the_profile_a_checkpoint_keeps(tmp_path) -> None:
+    """A map fitted in Adobe RGB keeps that profile; an untagged input is converted with it, and by
+    colorot.distributed.apply_path as by the CLI."""
+    from colorot.distributed import apply_path
+
+    source, target = tagged(tmp_path / "source.png", ADOBE, 1), tagged(tmp_path / "target.png", None, 2)
+    model = tmp_path / "m.pt"
+    ColorTransfer(**FAST).fit(source, target).save(model)
+    assert profiles.recorded_space(load(model).train_info_).icc == ADOBE
+    assert "colour_space_icc" not in CliRunner().invoke(app, ["info", str(model)]).stdout
+    plain = tagged(tmp_path / "plain.png", None, 3)
+    result = _apply(model, plain, tmp_path / "cli.png", "--convert-space")
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apply_path(model, plain, tmp_path / "engine.png", convert_space=True)
+    assert (tmp_path / "engine.png").read_bytes() == (tmp_path / "cli.png").read_bytes()
+    assert _apply(model, plain, tmp_path / "codes.png").exit_code == 0
+    assert (tmp_path / "codes.png").read_bytes() != (tmp_path / "cli.png").read_bytes()  # it did convert
+
+
+def test_convert_space_warns_where_it_cannot_convert(srgb_fit, tmp_path) -> None:
+    from colorot.imageio import Image, write_image
+
+    model = srgb_fit["model"]
+    deep = tmp_path / "deep.png"  # 16 bits: LittleCMS converts 8-bit codes here
+    codes = np.asarray(PILImage.open(srgb_fit["adobe"])).astype(np.uint16) * 257
+    write_image(deep, Image(codes, None, 16, "RGB", "PNG", icc_profile=ADOBE), codes)
+    result = _apply(model, deep, tmp_path / "out16.png", "--convert-space")
+    assert result.exit_code == 0 and "it is mapped as it is (16-bit images are not converted" in \
+        " ".join(result.stderr.split()), result.output
+    older = tmp_path / "older.pt"  # a map fitted in Adobe RGB by an earlier colorot: no profile kept
+    fitted = ColorTransfer(**FAST).fit(tagged(tmp_path / "source.png", ADOBE, 1), tagged(tmp_path / "t.png", None, 2))
+    del fitted.train_info_["colour_space_icc"]
+    fitted.save(older)
+    result = _apply(older, srgb_fit["plain"], tmp_path / "old.png", "--convert-space")
+    assert result.exit_code == 0 and "the checkpoint does not hold the profile of its colour space" in \
+        " ".join(result.stderr.split()), result.output
+    refused = _apply(model, srgb_fit["adobe"], tmp_path / "inv.png", "--convert-space", "--inverse")
+    assert refused.exit_code == 1 and "not made for --inverse" in refused.stderr
