@@ -124,7 +124,7 @@ def space_record(space: ColourSpace | None) -> dict:
 
 def recorded_space(train: dict) -> ColourSpace | None:
     """The colour space a checkpoint's ``train`` record names (:func:`space_record`), or None; its
-    ``icc`` is None where the record keeps no profile (untagged, or fitted by colorot ≤ 0.2)."""
+    ``icc`` is None where the record keeps no profile (untagged, or fitted by an earlier colorot)."""
     name, codes, icc = train.get("colour_space"), train.get("colour_space_codes"), train.get("colour_space_icc")
     if not (isinstance(name, str) and isinstance(codes, str)):
         return None
@@ -156,7 +156,7 @@ def conversion_refusal(image_space: ColourSpace, bit_depth: int, map_space: Colo
     if bit_depth != 8:
         return "16-bit images are not converted: LittleCMS converts 8-bit codes here"
     if map_space.icc is None and map_space.name != UNTAGGED.name:
-        return "the checkpoint does not hold the profile of its colour space (fitted by colorot 0.2 or earlier)"
+        return "the checkpoint does not hold the profile of its colour space (fitted by an earlier colorot)"
     from PIL import ImageCms
 
     try:  # both ways, built once per pair of profiles (cached)
