@@ -210,21 +210,26 @@ class TabulatedRidges(nn.Module):
     torch: ``T̃(x) = Σ_g w_g f̃_g(w_gᵀx) + A x + b`` with each ``f̃_g`` a cubic Hermite table,
     built over [−m, 1 + m]³ (m = :data:`~colorot.defaults.FLOAT_SLACK`, every value that
     ColorAugment admits on the CPU). In float32 it lies within float32's own rounding of the
-    module (the tables within 10⁻⁷ of T), and takes 24 table lookups a pixel for the module's
-    576 sigmoids. Outside that domain the outermost cells are extrapolated. No gradients."""
+    module (the tables within 10⁻⁷ of T), and takes one table lookup a pixel per ridge (24 for a
+    default fit) where the module takes one sigmoid per unit (576). Outside that domain the
+    outermost cells are extrapolated. No gradients."""
 
     def __init__(self, profiles: RidgeProfiles) -> None:
         super().__init__()
         inverse_spacing = torch.as_tensor(profiles.inverse_spacing)
         rows = torch.as_tensor(profiles.rows)
-        self.register_buffer("rows", rows.float())  # (G, 3)
-        self.register_buffer("knot_rows", (rows * inverse_spacing[:, None]).T.float())  # (3, G): x ↦ wᵀx / δ
-        self.register_buffer("knot_shift", (-torch.as_tensor(profiles.starts) * inverse_spacing).float())  # (G,)
-        self.register_buffer("last_cell", torch.as_tensor(profiles.last_cell, dtype=torch.int64))
-        self.register_buffer("offsets", torch.as_tensor(profiles.offsets, dtype=torch.int64))
-        self.register_buffer("coefficients", torch.as_tensor(profiles.coefficients.T).float().contiguous())  # (cells, 4)
-        self.register_buffer("matrix", torch.as_tensor(profiles.matrix).float())
-        self.register_buffer("bias", torch.as_tensor(profiles.bias).float())
+        buffers = {
+            "rows": rows.float(),  # (G, 3)
+            "knot_rows": (rows * inverse_spacing[:, None]).T.float(),  # (3, G): x ↦ wᵀx / δ
+            "knot_shift": (-torch.as_tensor(profiles.starts) * inverse_spacing).float(),  # (G,)
+            "last_cell": torch.as_tensor(profiles.last_cell, dtype=torch.int64),
+            "offsets": torch.as_tensor(profiles.offsets, dtype=torch.int64),
+            "coefficients": torch.as_tensor(profiles.coefficients.T).float().contiguous(),  # (cells, 4)
+            "matrix": torch.as_tensor(profiles.matrix).float(),
+            "bias": torch.as_tensor(profiles.bias).float(),
+        }
+        for name, value in buffers.items():  # derived from the map: not in a state_dict
+            self.register_buffer(name, value, persistent=False)
 
     @classmethod
     def of(cls, fitted_map: nn.Module) -> "TabulatedRidges | None":
@@ -260,9 +265,9 @@ class ColorAugment(nn.Module):
     Random draws use torch's global generator (seeded per DataLoader worker).
 
     On the CPU, in float32 and without gradients, a ridge or affine map (the default fit's) is
-    evaluated through its tabulated profiles (:class:`TabulatedRidges`: the same values to float32 rounding, ~10×
-    faster); otherwise through the map itself. Either way in chunks of pixels, so memory does
-    not grow with the batch beyond the images themselves.
+    evaluated through its tabulated profiles (:class:`TabulatedRidges`: the same values to float32
+    rounding, 8× faster); otherwise through the map itself. Either way in chunks of pixels, so
+    memory does not grow with the batch beyond the images themselves.
     """
 
     def __init__(self, fitted_map: nn.Module, *, strength: float | tuple[float, float] = 1.0,
