@@ -1022,6 +1022,8 @@ def eval_command(
       colorot eval samples/day.jpg out/day.jpg samples/sunset.jpg --model model.pt --json
     """
     with _user_errors():
+        _refuse_checkpoints_as_images((source, output, target), "eval compares three images, SOURCE OUTPUT "
+                                      "TARGET; give the map with --model")
         fitted = checkpoint.load(model).model if model is not None else None
         r = metrics.evaluate_files(source, output, target, fitted_map=fitted, max_image_pixels=max_image_pixels,
                                    directions=directions, pixels=pixels, w2_pixels=w2_pixels,
@@ -1042,6 +1044,17 @@ def eval_command(
         _emit(as_json, {"source": str(source), "output": str(output), "target": str(target),
                         "model": str(model) if model else None, **r, "directions": directions,
                         "pixels": pixels, "seed": seed}, lines)
+
+
+def _refuse_checkpoints_as_images(paths, hint: str) -> None:
+    """ConfigError naming the first of ``paths`` that is a zip archive (what a checkpoint is), with ``hint``."""
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                if file.read(4) == b"PK\x03\x04":
+                    raise ConfigError(f"{path}: a zip archive (a colorot checkpoint?), not an image; {hint}")
+        except OSError:  # unreadable: the image reader names it
+            continue
 
 
 def main() -> None:

@@ -156,6 +156,13 @@ def test_a_checkpoint_given_as_the_reference_is_named_as_one(tmp_path: Path, goo
     assert not (tmp_path / "out").exists()
 
 
+def test_a_checkpoint_given_to_eval_as_an_image_points_to_model(tmp_path: Path, good: Path) -> None:
+    image = png(tmp_path / "a.png")
+    assert_one_line_error(cli("eval", good, image, image),
+                          f"{good}: a zip archive (a colorot checkpoint?), not an image; eval compares three images, "
+                          "SOURCE OUTPUT TARGET; give the map with --model")
+
+
 def test_a_missing_checkpoint_and_a_folder_are_refused(tmp_path: Path) -> None:
     assert_one_line_error(cli("info", tmp_path / "nope.pt"), "nope.pt")
     assert_one_line_error(cli("info", tmp_path), str(tmp_path))
