@@ -33,7 +33,7 @@ from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, 
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.controls import Controls, refuse_with_inverse
 from colorot.profiles import (ColourSpace, apart, colour_space, conversion_refusal, convert_codes, recorded_space,
-                              warn_if_not_in)
+                              warn_not_in)
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_strength
 
@@ -226,7 +226,7 @@ def map_in_space(
     into the map's space (LittleCMS, relative colorimetric: colours outside that space's gamut are
     clipped to it), mapped there, and taken back into its own (uint8 codes; each way rounds to 8
     bits), so that its output shows the colours the map gives; a 16-bit one is warned about."""
-    own = colour_space(image.icc_profile)
+    own = colour_space(image.icc_profile) if space is not None else None
     if not apart(own, space):
         return map_image(fitted_map, image, **mapping)
     refusal = conversion_refusal(own, image.bit_depth, space) if convert_space else None
@@ -234,7 +234,7 @@ def map_in_space(
         converted = dataclasses.replace(image, codes=convert_codes(image.codes, own, space))
         mapped = map_image(fitted_map, converted, **mapping)
         return convert_codes(mapped if mapped.dtype == np.uint8 else quantize(mapped, 8), space, own)
-    warn_if_not_in(name, image.icc_profile, space, refusal or "")
+    warn_not_in(name, own, space, refusal or "")
     return map_image(fitted_map, image, **mapping)
 
 

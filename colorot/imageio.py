@@ -245,12 +245,12 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
 def _unreadable(data: bytes, name: str) -> str:
     """The message for bytes Pillow could not identify: an AVIF (damaged, or Pillow without its AVIF
     plugin) and a HEIC/HEIF (no Pillow reads it) are named."""
-    if data[4:8] == b"ftyp" and data[8:12] in _AVIF_BRANDS and has_avif():
-        return f"{name}: an AVIF file that cannot be read (truncated or damaged)"
-    if data[4:8] == b"ftyp" and data[8:12] in _AVIF_BRANDS:
-        return (f"{name}: an AVIF image, which this Pillow cannot read (no AVIF support); a recent Pillow "
-                "reads and writes AVIF: pip install -U pillow")
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+    brand = data[8:12] if data[4:8] == b"ftyp" else None  # an ISOBMFF file's major brand
+    if brand in _AVIF_BRANDS:
+        return (f"{name}: an AVIF file that cannot be read (truncated or damaged)" if has_avif() else
+                f"{name}: an AVIF image, which this Pillow cannot read (no AVIF support); a recent Pillow reads "
+                "and writes AVIF: pip install -U pillow")
+    if brand in _HEIF_BRANDS:
         return f"{name}: a HEIC/HEIF image, which Pillow cannot read; convert it to JPEG, PNG, TIFF, WebP or AVIF"
     return f"{name}: not an image, or a format Pillow cannot read"
 

@@ -135,19 +135,16 @@ def recorded_space(train: dict) -> ColourSpace | None:
         return None
 
 
-def warn_if_not_in(image_name: str, icc: bytes | None, map_space: ColourSpace | None,
-                   why_not_converted: str = "") -> None:
-    """An :class:`ImageMetadataWarning` when an image to be mapped (ICC profile ``icc``) is in
-    another colour space than the one its map was fitted in: its codes stand for other colours
+def warn_not_in(image_name: str, space: ColourSpace, map_space: ColourSpace, why_not_converted: str = "") -> None:
+    """The :class:`ImageMetadataWarning` for an image to be mapped in ``space``, :func:`apart` from
+    ``map_space``, the one its map was fitted in: its codes stand for other colours
     (``why_not_converted``: why ``--convert-space`` could not take it there, when it was asked to)."""
-    space = colour_space(icc)
-    if apart(space, map_space):
-        advice = (f"it is mapped as it is ({why_not_converted})" if why_not_converted else
-                  "pass --convert-space (convert_space=True) to take it into that space and back, convert it "
-                  "first, or fit a map on an image in its own")
-        warnings.warn(f"{image_name} ({space.name}) is not in the colour space the map was fitted in "
-                      f"({map_space.name}): its codes stand for other colours; {advice}", ImageMetadataWarning,
-                      stacklevel=3)
+    advice = (f"it is mapped as it is ({why_not_converted})" if why_not_converted else
+              "pass --convert-space (convert_space=True) to take it into that space and back, convert it "
+              "first, or fit a map on an image in its own")
+    warnings.warn(f"{image_name} ({space.name}) is not in the colour space the map was fitted in "
+                  f"({map_space.name}): its codes stand for other colours; {advice}", ImageMetadataWarning,
+                  stacklevel=4)  # the caller of apply_to_file (through map_in_space)
 
 
 def conversion_refusal(image_space: ColourSpace, bit_depth: int, map_space: ColourSpace) -> str | None:
