@@ -63,19 +63,16 @@ def colour_space(icc: bytes | None) -> ColourSpace:
 def convert(pixels: np.ndarray, source: ColourSpace, target: ColourSpace) -> np.ndarray:
     """``pixels`` (N, 3), floats in [0, 1] in the space ``source``, as the codes of the same colours
     in ``target`` (float32 in [0, 1]): through both profiles at 8 bits, relative colorimetric, colours
-    outside ``target``'s gamut clipped to it. Both spaces must be readable RGB ones."""
-    from PIL import Image as PILImage
-    from PIL import ImageCms
-
+    outside ``target``'s gamut clipped to it (:func:`convert_codes`, on rows of :data:`_ROW` pixels).
+    Both spaces must be readable RGB ones."""
     codes = quantize(np.asarray(pixels).reshape(-1, 3), 8)
     if not len(codes):
         return codes.astype(np.float32)
     rows = -(-len(codes) // _ROW)
     padded = np.zeros((rows * _ROW, 3), np.uint8)
     padded[:len(codes)] = codes
-    image = ImageCms.applyTransform(PILImage.fromarray(padded.reshape(rows, _ROW, 3), "RGB"),
-                                    _transform(source.icc, target.icc))
-    return np.asarray(image, np.uint8).reshape(-1, 3)[:len(codes)].astype(np.float32) / np.float32(255)
+    converted = convert_codes(padded.reshape(rows, _ROW, 3), source, target)
+    return converted.reshape(-1, 3)[:len(codes)].astype(np.float32) / np.float32(255)
 
 
 @lru_cache(maxsize=8)
