@@ -212,6 +212,13 @@ def apply_to_file(
         raise
 
 
+def refuse_convert_space_with_inverse(convert_space: bool, inverse: bool) -> None:
+    """ConfigError for ``convert_space`` with ``inverse`` (the CLI's and distributed's one rule)."""
+    if convert_space and inverse:
+        raise ConfigError("--convert-space (convert_space) takes images into the colour space of the forward "
+                          "map; it is not made for --inverse (inverse)")
+
+
 def map_in_space(
     fitted_map: Callable[[torch.Tensor], torch.Tensor],
     image: Image,

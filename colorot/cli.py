@@ -468,9 +468,7 @@ def apply_command(
         from colorot.controls import Controls
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
-        if convert_space and inverse:
-            raise ConfigError("--convert-space takes images into the colour space of the forward map; it is not "
-                              "made for --inverse")
+        apply_mod.refuse_convert_space_with_inverse(convert_space, inverse)
         document: dict = {"strength": strength, "inverse": inverse, "controls": controls.describe(),
                           "convert_space": convert_space}
         # The table is shared by the file workers; a ridge or affine map gets one without torch.

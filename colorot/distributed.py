@@ -26,7 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from colorot.apply import Job, Plan, Report, make_folder, apply_to_file, map_space, prepare
+from colorot.apply import (Job, Plan, Report, make_folder, apply_to_file, map_space, prepare,
+                           refuse_convert_space_with_inverse)
 from colorot.colour_table import ColourTable
 from colorot.controls import Controls
 from colorot.errors import ColorotError, ConfigError
@@ -78,9 +79,7 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
     ``convert_space`` is taken into it and back (``--convert-space``). Creates
     ``dst``'s folder; raises a ColorotError subclass on failure.
     """
-    if convert_space and inverse:
-        raise ConfigError("convert_space takes images into the colour space of the forward map; it is not made "
-                          "for inverse")
+    refuse_convert_space_with_inverse(convert_space, inverse)
     fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
                                     controls=controls)
     dst = Path(dst)
