@@ -29,7 +29,7 @@ from colorot import checkpoint
 from colorot.atomic import resolved
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, has_avif,
-                             list_images, quantize, read_image, write_image)
+                             has_heif, list_images, quantize, read_image, write_image)
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.controls import Controls, refuse_with_inverse
 from colorot.profiles import (ColourSpace, apart, colour_space, conversion_refusal, convert_codes, recorded_space,
@@ -607,6 +607,9 @@ def _checked_suffix(suffix: str | None) -> str | None:
     if suffix == ".avif" and not has_avif():
         raise ConfigError("cannot write '.avif' images: this Pillow has no AVIF support; a recent Pillow has "
                           "(pip install -U pillow), or choose another --suffix")
+    if format_for_suffix(suffix) == "HEIF" and not has_heif():
+        raise ConfigError(f"cannot write {suffix!r} images: they need pillow-heif (pip install pillow-heif), or "
+                          "choose another --suffix")
     return suffix
 
 

@@ -207,8 +207,11 @@ def _image_kind(data: bytes) -> str | None:
     """The image format ``data`` starts as (a file given as a checkpoint by mistake), or None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
-    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
-        return "AVIF"
+    from colorot.imageio import isobmff_kind  # Pillow, imported only for a file that is no checkpoint
+
+    kind = isobmff_kind(data)
+    if kind is not None:
+        return kind
     if data[:2] == b"BM" and data[6:10] == bytes(4):  # and its reserved bytes: "BM" alone starts text too
         return "BMP"
     return next((kind for signature, kind in _IMAGE_SIGNATURES if data.startswith(signature)), None)

@@ -287,7 +287,7 @@ _Suffix = Annotated[Optional[str], typer.Option(rich_help_panel="Output",
                                                 help="Output format by suffix, e.g. .png (default: the input's).")]
 _StdoutFormat = Annotated[Optional[str], typer.Option("--format", rich_help_panel="Output", help="Format of an image written "
                                                       "to stdout ('-'), e.g. png or jpg (default: the input's).")]
-_Quality = Annotated[int, typer.Option(rich_help_panel="Output", min=1, max=100, help="JPEG/WebP/AVIF quality.")]
+_Quality = Annotated[int, typer.Option(rich_help_panel="Output", min=1, max=100, help="JPEG/WebP/AVIF/HEIC quality.")]
 _FromStdin = Annotated[bool, typer.Option("--from-stdin", rich_help_panel="Inputs", help="Read input file paths from stdin, "
                                           "one a line; the only positional path is then the output folder.")]
 _BatchPreview = Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet of a sample "

@@ -47,6 +47,8 @@ _FORMAT_BY_SUFFIX = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
     ".avif": "AVIF",
+    ".heic": "HEIF",
+    ".heif": "HEIF",
     ".bmp": "BMP",
 }
 
@@ -56,7 +58,7 @@ IMAGE_SUFFIXES = frozenset(_FORMAT_BY_SUFFIX)
 #: Formats Pillow reads under their own name that are written as another: a multi-picture JPEG
 #: (phones' MPO, a JPEG with an MPF segment) is a JPEG.
 _WRITTEN_AS = {"MPO": "JPEG"}
-_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF"})
+_ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF", "HEIF"})
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
@@ -72,10 +74,10 @@ _LOSSLESS_TIFF_COMPRESSIONS = frozenset({"tiff_lzw", "tiff_adobe_deflate", "pack
 #: The most XMP a JPEG's APP1 marker holds (65 533 bytes less its 29-byte namespace header);
 #: longer XMP (which Adobe splits into "extended XMP") is not written to JPEG.
 _JPEG_XMP_LIMIT = 65_504
-#: ISOBMFF major brands (bytes 8–12, after "ftyp") of AVIF files, and of HEIF/HEIC ones (which Pillow cannot read).
+#: ISOBMFF major brands (bytes 8–12, after "ftyp") of AVIF files, and of HEIF/HEIC ones (read by pillow-heif).
 _AVIF_BRANDS = (b"avif", b"avis")
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
-#: CICP codes (ITU-T H.273) an AVIF may give its colours by instead of an ICC profile, that
+#: CICP codes (ITU-T H.273) an AVIF or HEIF may give its colours by instead of an ICC profile, that
 #: mean sRGB's colours: primaries BT.709 or unspecified; the sRGB curve, or the BT.709/601/2020
 #: camera curve close to it, or unspecified.
 _SRGB_CICP_PRIMARIES = frozenset({1, 2})
@@ -153,6 +155,26 @@ def has_avif() -> bool:
     from PIL import features
 
     return bool(features.check("avif"))
+
+
+@functools.lru_cache(maxsize=1)
+def has_heif() -> bool:
+    """Whether HEIC/HEIF is read and written: pillow-heif is installed (``pip install pillow-heif``, or
+    colorot's ``heif`` extra). Its Pillow plugin is registered by the first call, made only when a
+    HEIC is read or written, so other images never import it."""
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except Exception:  # not installed, or an install whose native library does not load
+        return False
+    return True
+
+
+def isobmff_kind(data: bytes) -> str | None:
+    """"AVIF" or "HEIC" for the bytes of an ISOBMFF image file (by its major brand), else None."""
+    brand = data[8:12] if data[4:8] == b"ftyp" else None
+    return "AVIF" if brand in _AVIF_BRANDS else "HEIC" if brand in _HEIF_BRANDS else None
 
 
 def format_for_suffix(name: str) -> str:
@@ -244,14 +266,16 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
 
 def _unreadable(data: bytes, name: str) -> str:
     """The message for bytes Pillow could not identify: an AVIF (damaged, or Pillow without its AVIF
-    plugin) and a HEIC/HEIF (no Pillow reads it) are named."""
-    brand = data[8:12] if data[4:8] == b"ftyp" else None  # an ISOBMFF file's major brand
-    if brand in _AVIF_BRANDS:
+    plugin) and a HEIC/HEIF (damaged, or pillow-heif not installed) are named."""
+    kind = isobmff_kind(data)
+    if kind == "AVIF":
         return (f"{name}: an AVIF file that cannot be read (truncated or damaged)" if has_avif() else
                 f"{name}: an AVIF image, which this Pillow cannot read (no AVIF support); a recent Pillow reads "
                 "and writes AVIF: pip install -U pillow")
-    if brand in _HEIF_BRANDS:
-        return f"{name}: a HEIC/HEIF image, which Pillow cannot read; convert it to JPEG, PNG, TIFF, WebP or AVIF"
+    if kind == "HEIC":
+        return (f"{name}: a HEIC/HEIF file that cannot be read (truncated or damaged)" if has_heif() else
+                f"{name}: a HEIC/HEIF image, which needs pillow-heif to be read: pip install pillow-heif, or "
+                "convert it to JPEG, PNG, TIFF, WebP or AVIF")
     return f"{name}: not an image, or a format Pillow cannot read"
 
 
@@ -338,16 +362,16 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     an integer ``rgb`` is taken as code values, uint8 for an 8-bit output and
     uint16 for a 16-bit one.
 
-    ``format`` is a Pillow name: JPEG, PNG, TIFF, WEBP, AVIF (where Pillow has AVIF support) or
-    BMP. 16-bit sources give 16-bit PNG and TIFF, 8-bit everything else. Greyscale and palette
-    sources are written as RGB. The alpha channel is written by PNG, TIFF and
-    WebP untouched (rounded to 8 bits where the output is 8-bit), by AVIF lossily, and dropped by
-    JPEG and BMP (an :class:`ImageMetadataWarning` naming the output ``name`` when a pixel was not
-    opaque). The ICC profile is written when it is an RGB profile and the
-    format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive
+    ``format`` is a Pillow name: JPEG, PNG, TIFF, WEBP, AVIF (where Pillow has AVIF support), HEIF
+    (HEIC, where pillow-heif is installed) or BMP. 16-bit sources give 16-bit PNG and TIFF, 8-bit
+    everything else. Greyscale and palette sources are written as RGB. The alpha channel is written
+    by PNG, TIFF and WebP untouched (rounded to 8 bits where the output is 8-bit), by AVIF and HEIC
+    lossily, and dropped by JPEG and BMP (an :class:`ImageMetadataWarning` naming the output
+    ``name`` when a pixel was not opaque). The ICC profile is written when it is an RGB profile and
+    the format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive
     tags) and XMP (XMP too long for one JPEG marker is not written to JPEG), and
-    the resolution (not WebP or AVIF). ``quality``
-    applies to JPEG, lossy WebP and AVIF (Pillow's default 4:2:0 chroma); a lossless WebP source is written to WebP
+    the resolution (not WebP, AVIF or HEIC). ``quality`` applies to JPEG, lossy WebP, AVIF and
+    HEIC (4:2:0 chroma); a lossless WebP source is written to WebP
     losslessly, a JPEG source to JPEG with its chroma subsampling.
     """
     fmt = format.upper()
@@ -357,6 +381,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     if fmt == "AVIF" and not has_avif():
         raise ImageWriteError("cannot write AVIF: this Pillow has no AVIF support; a recent Pillow has "
                               "(pip install -U pillow), or choose another format")
+    if fmt == "HEIF" and not has_heif():
+        raise ImageWriteError("cannot write HEIC: it needs pillow-heif (pip install pillow-heif), or choose "
+                              "another format")
     if rgb.shape != image.codes.shape:
         raise ValueError(f"rgb has shape {rgb.shape}, the image {image.codes.shape}")
     bits = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
@@ -370,23 +397,23 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
         pixels = np.dstack((pixels, _alpha_codes(image.alpha, bits)))
     elif image.alpha is not None and image.alpha.min() < np.iinfo(image.alpha.dtype).max:
         warnings.warn(f"{name}: the input's transparency is dropped: {fmt} has no alpha channel (PNG, TIFF, WebP "
-                      "and AVIF keep it)", ImageMetadataWarning, stacklevel=3)
+                      "AVIF and HEIC keep it)", ImageMetadataWarning, stacklevel=3)
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
     exif = image.exif if fmt != "BMP" else None
     xmp = image.xmp if fmt != "BMP" and not (fmt == "JPEG" and len(image.xmp or b"") > _JPEG_XMP_LIMIT) else None
-    dpi = image.dpi if fmt not in ("WEBP", "AVIF") else None
+    dpi = image.dpi if fmt not in ("WEBP", "AVIF", "HEIF") else None
     options = {key: value for key, value in (("icc_profile", icc), ("exif", exif), ("dpi", dpi)) if value is not None}
     if fmt == "WEBP":  # exact: the colours under transparent pixels are kept, as PNG and TIFF keep them
         options.update({"lossless": True} if image.webp_lossless else {"quality": quality}, exact=True)
     elif fmt == "TIFF" and image.tiff_compression:
         options["compression"] = image.tiff_compression
-    elif fmt == "AVIF":
+    elif fmt in ("AVIF", "HEIF"):
         options["quality"] = quality
     elif fmt == "JPEG":
         options["quality"] = quality
         if image.jpeg_subsampling is not None:
             options["subsampling"] = image.jpeg_subsampling
-    if xmp is not None and fmt in ("JPEG", "WEBP", "AVIF"):
+    if xmp is not None and fmt in ("JPEG", "WEBP", "AVIF", "HEIF"):
         options["xmp"] = xmp
     elif xmp is not None and fmt == "PNG":
         options["pnginfo"] = PngImagePlugin.PngInfo()
@@ -488,6 +515,8 @@ def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
 def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bool) -> Image:
     """Decode with Pillow, then apply the orientation, split alpha off and scale to floats."""
     notes: list[str] = []
+    if isobmff_kind(data) == "HEIC":
+        has_heif()  # registers pillow-heif's plugin where it is installed
     with _pillow_warnings_recorded(notes):
         pil = PILImage.open(io.BytesIO(data))
     with pil:
@@ -499,10 +528,11 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             warnings.warn(f"{name}: {frames} frames (an animation or a multi-page image): colorot reads only the "
                           "first (written out, a still image); save the frames as images of their own to use them "
                           "all", ImageMetadataWarning, stacklevel=4)
-        cicp = _avif_cicp(data) if pil.format == "AVIF" and not pil.info.get("icc_profile") else None
+        cicp = _cicp(data) if pil.format in ("AVIF", "HEIF") and not pil.info.get("icc_profile") else None
         if cicp is not None and metadata_warning and (cicp[0] not in _SRGB_CICP_PRIMARIES
                                                       or cicp[1] not in _SRGB_CICP_TRANSFERS):
-            warnings.warn(f"{name}: an AVIF whose colours are given by CICP codes (primaries {cicp[0]}, transfer "
+            kind = "an AVIF" if pil.format == "AVIF" else "a HEIC/HEIF"
+            warnings.warn(f"{name}: {kind} whose colours are given by CICP codes (primaries {cicp[0]}, transfer "
                           f"{cicp[1]}), not an ICC profile: colorot reads its codes as sRGB's (and writes its "
                           "output as sRGB); convert it to sRGB, or tag it with an ICC profile, first",
                           ImageMetadataWarning, stacklevel=4)
@@ -532,8 +562,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
         )
 
 
-def _avif_cicp(data: bytes) -> tuple[int, int] | None:
-    """An AVIF's CICP colour primaries and transfer codes, from its ``colr`` box of type ``nclx``
+def _cicp(data: bytes) -> tuple[int, int] | None:
+    """An AVIF's or HEIF's CICP colour primaries and transfer codes, from its ``colr`` box of type ``nclx``
     (in the metadata, before the pixel data), or None when it has none."""
     end = data.find(b"mdat", 0, 1 << 16)
     at = data.find(b"colrnclx", 0, end if end >= 0 else 1 << 16)

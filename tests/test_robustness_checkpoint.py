@@ -28,7 +28,7 @@ from _robust_helpers import (
 
 from colorot import checkpoint
 from colorot.errors import CheckpointError
-from colorot.imageio import has_avif
+from colorot.imageio import has_avif, has_heif
 
 
 class _WritesAFile:
@@ -143,7 +143,9 @@ def test_damaged_or_foreign_files_are_refused(
 @pytest.mark.parametrize("suffix, kind", [(".jpg", "JPEG"), (".png", "PNG"), (".tif", "TIFF"), (".webp", "WebP"),
                                           (".bmp", "BMP"), (".gif", "GIF"),
                                           pytest.param(".avif", "AVIF", marks=pytest.mark.skipif(
-                                              not has_avif(), reason="this Pillow has no AVIF support"))])
+                                              not has_avif(), reason="this Pillow has no AVIF support")),
+                                          pytest.param(".heic", "HEIC", marks=pytest.mark.skipif(
+                                              not has_heif(), reason="pillow-heif is not installed"))])
 def test_an_image_given_as_the_checkpoint_is_named_as_one(tmp_path: Path, suffix: str, kind: str) -> None:
     image = tmp_path / f"photo{suffix}"
     PILImage.new("RGB", (4, 4), (200, 100, 50)).save(image)

@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 
 from colorot import checkpoint
 from colorot.errors import CheckpointError, ImageReadError
-from colorot.imageio import decode_image, has_avif
+from colorot.imageio import decode_image, has_avif, has_heif
 
 FUZZ = settings(max_examples=60, deadline=2000,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -32,7 +32,8 @@ FUZZ = settings(max_examples=60, deadline=2000,
 # --- the image reader -------------------------------------------------------------------------
 
 MODES = ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16", "I", "F"]
-FORMATS = ["PNG", "JPEG", "TIFF", "WEBP", "BMP", "GIF", *(["AVIF"] if has_avif() else [])]
+FORMATS = ["PNG", "JPEG", "TIFF", "WEBP", "BMP", "GIF", *(["AVIF"] if has_avif() else []),
+           *(["HEIF"] if has_heif() else [])]
 
 
 @st.composite

@@ -81,7 +81,7 @@ REFUSED: dict[str, tuple[str, bytes, str]] = {
     "truncated-png": ("trunc.png", _png_bytes()[:200], "cannot decode image"),
     "text-named-jpg": ("notes.jpg", b"shopping list: eggs, milk\n", "not an image"),
     "html-named-png": ("page.png", b"<!doctype html><html></html>", "not an image"),
-    "heic-named-jpg": ("phone.jpg", b"\x00\x00\x00\x18ftypheic" + bytes(64), "a HEIC/HEIF image, which Pillow cannot read"),
+    "heic-named-jpg": ("phone.jpg", b"\x00\x00\x00\x18ftypheic" + bytes(64), "phone.jpg: a HEIC/HEIF "),
     "float32-tiff": ("float.tif", _float_tiff(), "unsupported pixel format"),
     "int32-tiff": ("int.tif", _int32_tiff(), "unsupported pixel format"),
 }
