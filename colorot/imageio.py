@@ -171,6 +171,13 @@ def has_heif() -> bool:
     return True
 
 
+def _register_plugin_for(data: bytes) -> None:
+    """Register pillow-heif's Pillow plugin (where it is installed) when ``data``, a file's first
+    bytes at least, are a HEIC's, before Pillow opens it."""
+    if isobmff_kind(data) == "HEIC":
+        has_heif()
+
+
 def isobmff_kind(data: bytes) -> str | None:
     """"AVIF" or "HEIC" for the bytes of an ISOBMFF image file (by its major brand), else None."""
     brand = data[8:12] if data[4:8] == b"ftyp" else None
@@ -202,6 +209,8 @@ def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
     the decompression-bomb limit is left to the read of the image itself); None when it has none
     or cannot be opened."""
     try:
+        with open(path, "rb") as file:
+            _register_plugin_for(file.read(12))
         with _pillow_pixel_limit_lifted(True), PILImage.open(path) as pil:
             return pil.info.get("icc_profile") or None
     except (OSError, ValueError):
@@ -515,8 +524,7 @@ def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
 def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bool) -> Image:
     """Decode with Pillow, then apply the orientation, split alpha off and scale to floats."""
     notes: list[str] = []
-    if isobmff_kind(data) == "HEIC":
-        has_heif()  # registers pillow-heif's plugin where it is installed
+    _register_plugin_for(data)
     with _pillow_warnings_recorded(notes):
         pil = PILImage.open(io.BytesIO(data))
     with pil:

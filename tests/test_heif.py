@@ -15,7 +15,8 @@ from PIL import ImageCms
 from typer.testing import CliRunner
 
 import colorot.apply
-from colorot import imageio
+from _icc import rgb_profile
+from colorot import ColorTransfer, imageio
 from colorot.cli import app
 from colorot.errors import ImageMetadataWarning, ImageReadError, ImageWriteError
 from colorot.imageio import decode_image, encode_image, has_heif, list_images, read_image
@@ -23,6 +24,7 @@ from conftest import smooth_rgb
 
 needs_heif = pytest.mark.skipif(not has_heif(), reason="pillow-heif is not installed")
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+ADOBE = rgb_profile("Adobe RGB (1998)")
 ORIENTATION = 0x0112
 
 
@@ -90,6 +92,24 @@ def test_a_png_is_written_as_heic_by_suffix_and_to_stdout_by_format(tmp_path: Pa
     assert written.format == "HEIF" and error < 6 < 30 < np.abs(written.codes.astype(int) - pixels[::-1]).mean()
     result = CliRunner().invoke(app, ["apply", str(model), str(src), "-", "--format", "heic", "--strength", "0"])
     assert result.exit_code == 0 and result.stdout_bytes[4:12] == b"ftypheic"
+
+
+@needs_heif
+def test_a_heic_s_colour_space_is_known_before_it_is_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit reads its images' ICC profiles from their headers before decoding them; in a process
+    that had not met a HEIC yet, Pillow could not open one there, so a HEIC in Adobe RGB was taken
+    as untagged sRGB and the target's colours were not taken into its space."""
+    source, target = tmp_path / "adobe.heic", tmp_path / "plain.png"
+    source.write_bytes(_heic(smooth_rgb(24, 32, 1), icc_profile=ADOBE))
+    PILImage.fromarray(smooth_rgb(24, 32, 2)).save(target)
+    PILImage.init()  # every plugin registered first: one registered during the test would be lost after it
+    monkeypatch.setattr(PILImage, "ID", [plugin for plugin in PILImage.ID if plugin != "HEIF"])  # a fresh process
+    imageio.has_heif.cache_clear()
+    try:
+        fitted = ColorTransfer(random_state=0, steps=2, max_pixels=500).fit(source, target)
+    finally:
+        imageio.has_heif.cache_clear()
+    assert fitted.train_info_["target_converted"] == "sRGB (untagged) → Adobe RGB (1998)"
 
 
 @needs_heif
