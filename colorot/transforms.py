@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+from PIL import Image as PILImage
 from torch import nn
 
 from colorot.defaults import FLOAT_SLACK
@@ -253,7 +254,7 @@ class TabulatedRidges(nn.Module):
 
 
 class ColorAugment(nn.Module):
-    """Colour-domain augmentation: apply a fitted map to image tensors.
+    """Colour-domain augmentation: apply a fitted map to image tensors or PIL images.
 
     ``images``: float (3, H, W) or (B, 3, H, W) in [0, 1] (on the CPU, NaN or values more than
     :data:`~colorot.defaults.FLOAT_SLACK` outside it are refused), on any device (the
@@ -262,6 +263,9 @@ class ColorAugment(nn.Module):
     ``(low, high)`` drawn uniformly per image; ``p``: probability that an image
     is mapped at all (else it is returned unchanged). Output: the same shape
     and dtype, ``(1 − t)·x + t·T(x)`` clamped to [0, 1] when ``clamp``.
+    uint8 tensors (codes, as ``torchvision``'s ``PILToTensor`` gives them) and RGB or RGBA PIL
+    images (alpha kept) are mapped as codes / 255 and come back in their own type, the result
+    clipped to [0, 1] and rounded to the nearest code (the output rule), whatever ``clamp``.
     Random draws use torch's global generator (seeded per DataLoader worker).
 
     On the CPU, in float32 and without gradients, a ridge or affine map (the default fit's) is
@@ -298,15 +302,36 @@ class ColorAugment(nn.Module):
         strength = self.low if self.low == self.high else (self.low, self.high)
         return f"strength={strength}, p={self.p}, clamp={self.clamp}"
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor | PILImage.Image) -> torch.Tensor | PILImage.Image:
+        if isinstance(images, PILImage.Image):
+            return self._augment_pil(images)
         if not isinstance(images, torch.Tensor):
-            raise ConfigError(f"expected a float image tensor (3, H, W) or (B, 3, H, W), not {type(images).__name__} "
-                              "(images of several sizes: map each, or stack them)")
+            raise ConfigError(f"expected an image tensor (3, H, W) or (B, 3, H, W), or a PIL image, not "
+                              f"{type(images).__name__} (images of several sizes: map each, or stack them)")
         single = images.dim() == 3
         batch = images.unsqueeze(0) if single else images
-        if batch.dim() != 4 or batch.shape[1] != 3 or not batch.is_floating_point():
-            raise ConfigError(f"expected float images (3, H, W) or (B, 3, H, W), got {tuple(images.shape)} "
-                              f"{images.dtype}")
+        codes = batch.dtype == torch.uint8
+        if batch.dim() != 4 or batch.shape[1] != 3 or not (codes or batch.is_floating_point()):
+            raise ConfigError(f"expected float images in [0, 1] or uint8 codes, (3, H, W) or (B, 3, H, W), got "
+                              f"{tuple(images.shape)} {images.dtype}")
+        if codes:
+            out = self._augment(batch.to(torch.float32) / 255).clamp(0.0, 1.0).mul(255).round().to(torch.uint8)
+        else:
+            out = self._augment(batch)
+        return out[0] if single else out
+
+    def _augment_pil(self, image: PILImage.Image) -> PILImage.Image:
+        """An RGB or RGBA PIL image mapped as its uint8 codes; alpha kept."""
+        if image.mode not in ("RGB", "RGBA"):
+            raise ConfigError(f"expected an RGB or RGBA PIL image, got mode {image.mode}: convert('RGB') it first")
+        array = np.array(image)  # a writable copy: torch takes no read-only arrays
+        mapped = self(torch.from_numpy(array[..., :3]).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+        if image.mode == "RGBA":
+            mapped = np.dstack((mapped, array[..., 3]))
+        return PILImage.fromarray(np.ascontiguousarray(mapped))  # (H, W, 3): RGB; (H, W, 4): RGBA
+
+    def _augment(self, batch: torch.Tensor) -> torch.Tensor:
+        """Float images (B, 3, H, W) → (1 − t)·x + t·T(x), each image with its own t (clamped when ``clamp``)."""
         device = batch.device
         if device.type == "cpu" and batch.numel():  # on a GPU the check would wait for the device: left to the caller
             low, high = (float(v) for v in torch.aminmax(batch.detach()))
@@ -333,6 +358,4 @@ class ColorAugment(nn.Module):
                 else evaluate(pixels)
             mapped = mapped.reshape(b, batch.shape[2], batch.shape[3], 3).permute(0, 3, 1, 2)
         out = batch + t.view(b, 1, 1, 1).to(batch.dtype) * (mapped.to(batch.dtype) - batch)
-        if self.clamp:
-            out = out.clamp(0.0, 1.0)
-        return out[0] if single else out
+        return out.clamp(0.0, 1.0) if self.clamp else out

@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from PIL import Image as PILImage
 
 from colorot.errors import ConfigError
 from colorot.models import CMGN, MMGN, gaussian_map_matrix
@@ -79,6 +80,30 @@ def test_augment_batches_and_single_images(curved):
     torch.testing.assert_close(full, expected)
     torch.testing.assert_close(ColorAugment(curved)(images[1]), expected[1])
     torch.testing.assert_close(ColorAugment(curved, strength=0.0)(images), images)
+
+
+def test_augment_takes_uint8_codes_and_pil_images_and_gives_back_their_own_type(curved):
+    """PILToTensor's uint8 codes and PIL images, as torchvision pipelines hold them, were refused
+    ("expected float images"); they are mapped as codes / 255 and rounded back (the output rule)."""
+    codes = torch.randint(0, 256, (2, 3, 5, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    expected = ColorAugment(curved)(codes.float() / 255).mul(255).round().to(torch.uint8)
+    out = ColorAugment(curved)(codes)
+    assert out.dtype == torch.uint8 and torch.equal(out, expected)
+    assert torch.equal(ColorAugment(curved, clamp=False)(codes), expected)  # codes are always clipped
+    assert torch.equal(ColorAugment(curved)(codes[1]), expected[1])
+    assert torch.equal(ColorAugment(curved, strength=0.0)(codes), codes)
+    rgb = PILImage.fromarray(codes[0].permute(1, 2, 0).numpy())
+    mapped = ColorAugment(curved)(rgb)
+    assert mapped.mode == "RGB" and np.array_equal(np.asarray(mapped), expected[0].permute(1, 2, 0).numpy())
+    alpha = np.arange(30, dtype=np.uint8).reshape(5, 6)
+    rgba = PILImage.fromarray(np.dstack((np.asarray(rgb), alpha)))
+    mapped = np.asarray(ColorAugment(curved)(rgba))
+    assert mapped.shape == (5, 6, 4) and np.array_equal(mapped[..., 3], alpha)
+    assert np.array_equal(mapped[..., :3], expected[0].permute(1, 2, 0).numpy())
+    with pytest.raises(ConfigError, match=r"got mode L: convert\('RGB'\) it first"):
+        ColorAugment(curved)(rgb.convert("L"))
+    with pytest.raises(ConfigError, match="float images in \\[0, 1\\] or uint8 codes"):
+        ColorAugment(curved)(codes.to(torch.int64))
 
 
 def test_augment_random_strength_per_image(curved):
