@@ -190,7 +190,8 @@ def apply_to_file(
     space: ColourSpace | None = None,
     convert_space: bool = False,
 ) -> None:
-    """Read ``src`` (unless ``image`` is given: ``src`` decoded already), map its pixels, write
+    """Read ``src`` (unless ``image`` is given: ``src`` decoded already, with its frames), map its pixels
+    (an animation's or multi-page file's every frame), write
     ``dst`` atomically in the source's depth and metadata (unless ``replace``, never over a file
     that appeared at ``dst`` meanwhile: OutputExistsError). ``space``: the colour space the map was
     fitted in (:func:`map_space`), if known: an image in another one gets a warning, or with
@@ -201,11 +202,11 @@ def apply_to_file(
     A write the file system refuses raises :class:`DestinationError`.
     """
     if image is None:
-        image = read_image(src, max_pixels=max_pixels)
-    mapped = map_in_space(fitted_map, image, str(src), space, convert_space, table=table, chunk_pixels=chunk_pixels,
-                          device=device)
+        image = read_image(src, max_pixels=max_pixels, frames=True)
+    mapped, *frames = map_in_space(fitted_map, image, str(src), space, convert_space, table=table,
+                                   chunk_pixels=chunk_pixels, device=device)
     try:
-        write_image(dst, image, mapped, quality=quality, replace=replace)
+        write_image(dst, image, mapped, quality=quality, replace=replace, frames=frames)
     except ImageWriteError as exc:
         if isinstance(exc.__cause__, OSError):  # the file system's refusal, not the encoder's
             raise DestinationError(str(exc)) from exc.__cause__
@@ -226,23 +227,28 @@ def map_in_space(
     space: ColourSpace | None,
     convert_space: bool,
     **mapping,
-) -> np.ndarray:
-    """:func:`map_image` (``mapping``: its keyword arguments) of an image named ``name``, checked
+) -> list[np.ndarray]:
+    """:func:`map_image` (``mapping``: its keyword arguments) of an image named ``name`` and of its
+    later frames (``image.frames``), in order, checked once
     against ``space``, the colour space its map was fitted in (None: unknown, no check). An image
     in another space is mapped as it is, with a warning; with ``convert_space``, an 8-bit one is taken
     into the map's space (LittleCMS, relative colorimetric: colours outside that space's gamut are
     clipped to it), mapped there, and taken back into its own (uint8 codes; each way rounds to 8
     bits), so that its output shows the colours the map gives; a 16-bit one is warned about."""
+    pictures = (image, *image.frames)
     own = colour_space(image.icc_profile) if space is not None else None
     if not apart(own, space):
-        return map_image(fitted_map, image, **mapping)
+        return [map_image(fitted_map, picture, **mapping) for picture in pictures]
     refusal = conversion_refusal(own, image.bit_depth, space) if convert_space else None
     if convert_space and refusal is None:
-        converted = dataclasses.replace(image, codes=convert_codes(image.codes, own, space))
-        mapped = map_image(fitted_map, converted, **mapping)
-        return convert_codes(mapped if mapped.dtype == np.uint8 else quantize(mapped, 8), space, own)
+        def converted(picture: Image) -> np.ndarray:
+            mapped = map_image(fitted_map, dataclasses.replace(picture, codes=convert_codes(picture.codes, own, space)),
+                               **mapping)
+            return convert_codes(mapped if mapped.dtype == np.uint8 else quantize(mapped, 8), space, own)
+
+        return [converted(picture) for picture in pictures]
     warn_not_in(name, own, space, refusal or "")
-    return map_image(fitted_map, image, **mapping)
+    return [map_image(fitted_map, picture, **mapping) for picture in pictures]
 
 
 def map_image(
@@ -278,10 +284,10 @@ def apply_to_bytes(
     ``format``: an output format name or suffix ("png", ".jpg", "JPEG"); default the input's;
     ``space`` and ``convert_space``: as :func:`apply_to_file`'s.
     """
-    image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
+    image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True)
     fmt = format_for_suffix(format) if format else image.format
-    mapped = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
-    return encode_image(image, mapped, fmt, quality=quality, name="<stdout>")
+    mapped, *frames = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
+    return encode_image(image, mapped, fmt, quality=quality, name="<stdout>", frames=frames)
 
 
 @dataclass(frozen=True)
@@ -381,9 +387,9 @@ def apply_bytes_to_file(
 ) -> None:
     """Encoded image bytes (e.g. stdin) → mapped image written atomically to ``dst`` (format from its
     suffix; ``replace``, ``space`` and ``convert_space``: as :func:`apply_to_file`'s)."""
-    image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
-    mapped = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
-    write_image(dst, image, mapped, quality=quality, replace=replace)
+    image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True)
+    mapped, *frames = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
+    write_image(dst, image, mapped, quality=quality, replace=replace, frames=frames)
 
 
 def plan_listed(

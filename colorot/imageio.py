@@ -27,8 +27,8 @@ import sys
 import threading
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -60,6 +60,9 @@ IMAGE_SUFFIXES = frozenset(_FORMAT_BY_SUFFIX)
 _WRITTEN_AS = {"MPO": "JPEG"}
 _ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF", "HEIF"})
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
+#: Formats whose files hold several 8-bit pictures that colorot writes back as such: animated WebP,
+#: PNG (APNG) and AVIF, multi-page TIFF (GIF is read, not written; HEIC and JPEG hold one).
+_ANIMATION_FORMATS = frozenset({"WEBP", "PNG", "TIFF", "AVIF"})
 _ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
 _XMP_TIFF_TAG = 700
@@ -125,7 +128,11 @@ class Image:
     source's chroma subsampling (Pillow's 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0), kept by a
     JPEG output; ``webp_lossless`` says the source is a lossless WebP, written back to
     WebP losslessly; ``tiff_compression`` a TIFF source's lossless compression
-    (:data:`_LOSSLESS_TIFF_COMPRESSIONS`), which a TIFF output keeps.
+    (:data:`_LOSSLESS_TIFF_COMPRESSIONS`), which a TIFF output keeps. ``frames``: an animation's
+    or a multi-page file's later pictures, each whole (its own codes and alpha, this image's
+    metadata), where they were asked for (:func:`decode_image`'s ``frames``); ``durations`` every
+    frame's display time in ms (the first's included) and ``loop`` the animation's loop count,
+    where the file gives them.
     """
 
     codes: np.ndarray
@@ -140,6 +147,9 @@ class Image:
     jpeg_subsampling: int | None = None
     webp_lossless: bool = False
     tiff_compression: str | None = None
+    frames: tuple["Image", ...] = ()
+    durations: tuple[int, ...] | None = None
+    loop: int | None = None
 
     @property
     def rgb(self) -> np.ndarray:
@@ -196,12 +206,13 @@ def format_for_suffix(name: str) -> str:
 
 
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
-               metadata_warning: bool = True) -> Image:
+               metadata_warning: bool = True, frames: bool = False) -> Image:
     """Read an image file; raise ImageReadError naming the file on any failure.
 
     See :func:`decode_image` for what is decoded and how.
     """
-    return decode_image(read_file(path), name=str(path), max_pixels=max_pixels, metadata_warning=metadata_warning)
+    return decode_image(read_file(path), name=str(path), max_pixels=max_pixels, metadata_warning=metadata_warning,
+                        frames=frames)
 
 
 def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
@@ -229,14 +240,16 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
 
 
 def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None,
-                 metadata_warning: bool = True) -> Image:
+                 metadata_warning: bool = True, frames: bool = False) -> Image:
     """Decode encoded image bytes to an :class:`Image`.
 
     EXIF orientation is applied and the EXIF kept has its orientation reset to 1.
     Palette, greyscale, CMYK and other modes become RGB (CMYK by Pillow's plain
     conversion, without colour management). Animated and multi-page files give
     their first frame, with an :class:`ImageMetadataWarning` (an MPO's extra pictures,
-    a phone's previews, without one). 16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF
+    a phone's previews, without one); with ``frames``, their later 8-bit frames too, in
+    :attr:`Image.frames`, without the warning, when they are all of one size and together within
+    the pixel limit (else the first, with a warning saying why). 16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF
     keep their full precision; rarer 16-bit layouts (premultiplied alpha, CMYK)
     come at Pillow's 8-bit precision with ``bit_depth`` 8; TIFFs of over 8 bits
     a sample in separate planes, and 32-bit integer and floating-point modes, are refused.
@@ -253,7 +266,7 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
         raise ImageReadError(f"{name}: empty file")
     try:
         with _pillow_pixel_limit_lifted(max_pixels is not None):
-            return _decode(data, name, max_pixels, metadata_warning)
+            return _decode(data, name, max_pixels, metadata_warning, frames)
     except ColorotError:
         raise
     except PILImage.DecompressionBombError as exc:  # over twice Pillow's limit: refused as over once
@@ -351,16 +364,17 @@ def quantize(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
     return values.astype(dtype)
 
 
-def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95, name: str = "<bytes>") -> bytes:
+def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95, name: str = "<bytes>",
+                 frames: Sequence[np.ndarray] = ()) -> bytes:
     """Encode ``rgb`` (H, W, 3) in ``format`` with ``image``'s metadata: the bytes of the file
     :func:`write_image` would write (see :func:`image_writer`; ``name`` names the output in a warning)."""
     buffer = io.BytesIO()
-    image_writer(image, rgb, format, quality=quality, name=name)(buffer)
+    image_writer(image, rgb, format, quality=quality, name=name, frames=frames)(buffer)
     return buffer.getvalue()
 
 
 def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95,
-                 name: str = "<bytes>") -> Callable[[BinaryIO], None]:
+                 name: str = "<bytes>", frames: Sequence[np.ndarray] = ()) -> Callable[[BinaryIO], None]:
     """Check and prepare ``rgb`` (H, W, 3) for ``format``; the function that encodes it, with
     ``image``'s metadata, into a binary file object.
 
@@ -382,6 +396,11 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     the resolution (not WebP, AVIF or HEIC). ``quality`` applies to JPEG, lossy WebP, AVIF and
     HEIC (4:2:0 chroma); a lossless WebP source is written to WebP
     losslessly, a JPEG source to JPEG with its chroma subsampling.
+
+    ``frames``: the pixels of ``image.frames`` (an animation's or a multi-page file's later
+    frames, prepared like ``rgb``), written after it as one animated WebP, PNG (APNG) or AVIF, or
+    multi-page TIFF, with the source's frame durations and loop count; another format holds
+    one picture, so it gets the first with an :class:`ImageMetadataWarning`.
     """
     fmt = format.upper()
     if fmt not in _FORMAT_BY_SUFFIX.values():
@@ -393,19 +412,32 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     if fmt == "HEIF" and not has_heif():
         raise ImageWriteError("cannot write HEIC: it needs pillow-heif (pip install pillow-heif), or choose "
                               "another format")
-    if rgb.shape != image.codes.shape:
-        raise ValueError(f"rgb has shape {rgb.shape}, the image {image.codes.shape}")
+    if len(frames) != len(image.frames):
+        raise ValueError(f"{len(frames)} frames given for the image's {len(image.frames)} later ones")
     bits = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
-    if np.issubdtype(rgb.dtype, np.floating):
-        pixels = quantize(rgb, bits)
-    elif rgb.dtype == (np.uint16 if bits == 16 else np.uint8):
-        pixels = rgb
-    else:
-        raise ValueError(f"{rgb.dtype} code values cannot be written at {bits} bits")
-    if image.alpha is not None and fmt in _ALPHA_FORMATS:
-        pixels = np.dstack((pixels, _alpha_codes(image.alpha, bits)))
-    elif image.alpha is not None and image.alpha.min() < np.iinfo(image.alpha.dtype).max:
-        warnings.warn(f"{name}: the input's transparency is dropped: {fmt} has no alpha channel (PNG, TIFF, WebP "
+
+    def prepared(picture: Image, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` as the codes (and alpha) to write for ``picture``."""
+        if rgb.shape != picture.codes.shape:
+            raise ValueError(f"rgb has shape {rgb.shape}, the image {picture.codes.shape}")
+        if np.issubdtype(rgb.dtype, np.floating):
+            pixels = quantize(rgb, bits)
+        elif rgb.dtype == (np.uint16 if bits == 16 else np.uint8):
+            pixels = rgb
+        else:
+            raise ValueError(f"{rgb.dtype} code values cannot be written at {bits} bits")
+        if picture.alpha is not None and fmt in _ALPHA_FORMATS:
+            pixels = np.dstack((pixels, _alpha_codes(picture.alpha, bits)))
+        return pixels
+
+    pixels = prepared(image, rgb)
+    animated = fmt in _ANIMATION_FORMATS and bits == 8
+    later = [prepared(frame, mapped) for frame, mapped in zip(image.frames, frames)] if animated else []
+    if image.frames and not animated:
+        warnings.warn(f"{name}: the input has {len(image.frames) + 1} frames, but {fmt} holds one picture: only the "
+                      "first is written (WebP, PNG, TIFF and AVIF keep them all)", ImageMetadataWarning, stacklevel=3)
+    if image.alpha is not None and fmt not in _ALPHA_FORMATS and image.alpha.min() < np.iinfo(image.alpha.dtype).max:
+        warnings.warn(f"{name}: the input's transparency is dropped: {fmt} has no alpha channel (PNG, TIFF, WebP, "
                       "AVIF and HEIC keep it)", ImageMetadataWarning, stacklevel=3)
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
     exif = image.exif if fmt != "BMP" else None
@@ -432,6 +464,10 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
         if options.pop("exif", None):
             options["tiffinfo"].load(exif)
         options["tiffinfo"][_XMP_TIFF_TAG] = xmp
+    if later:
+        options.update(save_all=True, append_images=[PILImage.fromarray(frame) for frame in later])
+        options.update({} if image.durations is None else {"duration": list(image.durations)})
+        options.update({} if image.loop is None else {"loop": image.loop})
 
     def write(file: BinaryIO) -> None:
         try:
@@ -439,6 +475,10 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
                 encode = _encode_png16 if fmt == "PNG" else functools.partial(
                     _encode_tiff16, deflate=image.tiff_compression is not None)
                 file.write(encode(pixels, icc, exif, xmp, dpi))
+            elif later:  # via memory: Pillow's multi-page TIFF writer reads back what it wrote
+                buffer = io.BytesIO()
+                _pillow_image(pixels, fmt).save(buffer, format=fmt, **options)
+                file.write(buffer.getvalue())
             else:
                 _pillow_image(pixels, fmt).save(file, format=fmt, **options)
         except Exception as exc:  # Pillow's encoders raise many exception types
@@ -450,9 +490,11 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
 
 
 def write_image(
-    path: str | os.PathLike[str], image: Image, rgb: np.ndarray, *, quality: int = 95, replace: bool = True
+    path: str | os.PathLike[str], image: Image, rgb: np.ndarray, *, quality: int = 95, replace: bool = True,
+    frames: Sequence[np.ndarray] = ()
 ) -> None:
-    """Write ``rgb`` atomically to ``path``, in the format its suffix names.
+    """Write ``rgb`` (and ``frames``, :func:`image_writer`'s) atomically to ``path``, in the format its
+    suffix names.
 
     The pixels are encoded as by :func:`encode_image`, straight into a hidden temp
     file in the destination folder, synced and renamed into place; on failure
@@ -467,7 +509,7 @@ def write_image(
             f"{path}: cannot tell the output format from the suffix {path.suffix!r}"
         )
     try:
-        encode = image_writer(image, rgb, fmt, quality=quality, name=str(path))
+        encode = image_writer(image, rgb, fmt, quality=quality, name=str(path), frames=frames)
     except ImageWriteError as exc:
         raise ImageWriteError(f"{path}: {exc}") from exc
 
@@ -521,7 +563,7 @@ def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
             PILImage.MAX_IMAGE_PIXELS = saved
 
 
-def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bool) -> Image:
+def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bool, all_frames: bool) -> Image:
     """Decode with Pillow, then apply the orientation, split alpha off and scale to floats."""
     notes: list[str] = []
     _register_plugin_for(data)
@@ -531,9 +573,9 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
         limit = max_pixels if max_pixels is not None else PILImage.MAX_IMAGE_PIXELS
         if limit is not None and pil.width * pil.height > limit:
             raise ImageReadError(_over_limit(name, limit, pil.size))
-        frames = _frame_count(pil, notes)
-        if frames > 1 and metadata_warning:
-            warnings.warn(f"{name}: {frames} frames (an animation or a multi-page image): colorot reads only the "
+        count = _frame_count(pil, notes)
+        if count > 1 and metadata_warning and not all_frames:
+            warnings.warn(f"{name}: {count} frames (an animation or a multi-page image): colorot reads only the "
                           "first (written out, a still image); save the frames as images of their own to use them "
                           "all", ImageMetadataWarning, stacklevel=4)
         cicp = _cicp(data) if pil.format in ("AVIF", "HEIF") and not pil.info.get("icc_profile") else None
@@ -554,7 +596,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
                               "pixels are read in full, the EXIF is carried as far as it could be read",
                               ImageMetadataWarning, stacklevel=4)
         codes = np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(codes))
-        return Image(
+        first = Image(
             codes=codes_of_words(codes) if codes.ndim == 2 else np.ascontiguousarray(codes[..., :3]),
             alpha=codes[..., 3].copy() if codes.ndim == 3 and codes.shape[2] == 4 else None,
             bit_depth=bit_depth,
@@ -568,6 +610,50 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
             tiff_compression=_tiff_compression(pil),
         )
+        if not all_frames or count < 2:
+            return first
+        return _with_later_frames(first, pil, count, orientation, limit, name, metadata_warning)
+
+
+def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientation: object, limit: int | None,
+                       name: str, warn: bool) -> Image:
+    """``first`` (frame 0 of ``pil``, decoded) with the ``count`` − 1 later frames of an animation or
+    multi-page file, each decoded whole as RGBA (Pillow composes an animation's frames) and turned
+    upright as the first; alpha on every frame where any is not opaque.  ``first`` alone, with a
+    warning saying why (unless not ``warn``), where they cannot all be written back: 16-bit pages,
+    pages of several sizes, frames together over the pixel ``limit``, or a later frame that
+    cannot be decoded."""
+    durations, later = [pil.info.get("duration")], []  # frame 0's (WebP and AVIF set it as they load it)
+    why = None
+    if first.bit_depth != 8:
+        why = "16-bit pages, which colorot does not write as one file"
+    elif limit is not None and count * pil.width * pil.height > limit:
+        why = f"together over the pixel limit of {limit} (raise it with --max-image-pixels)"
+    else:
+        size = pil.size
+        try:
+            for index in range(1, count):
+                pil.seek(index)
+                if pil.size != size:
+                    why = "pages of different sizes"
+                    break
+                later.append(np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(
+                    np.asarray(pil.convert("RGBA")))))
+                durations.append(pil.info.get("duration"))
+        except Exception as exc:  # Pillow's decoders raise many exception types on a damaged frame
+            why = f"frame {len(later) + 2} cannot be read ({_one_line(exc)})"
+    if why is not None:
+        if warn:
+            warnings.warn(f"{name}: {count} frames (an animation or a multi-page image), {why}: colorot maps only "
+                          "the first (written out, a still image)", ImageMetadataWarning, stacklevel=5)
+        return first
+    opaque = first.alpha is None and all(int(frame[..., 3].min()) == 255 for frame in later)
+    frames = tuple(replace(first, codes=np.ascontiguousarray(frame[..., :3]),
+                           alpha=None if opaque else frame[..., 3].copy()) for frame in later)
+    alpha = first.alpha if first.alpha is not None or opaque else np.full(first.codes.shape[:2], 255, np.uint8)
+    return replace(first, alpha=alpha, frames=frames,
+                   durations=None if None in durations else tuple(round(d) for d in durations),
+                   loop=pil.info.get("loop", 1 if pil.format == "GIF" else None))  # a GIF without one plays once
 
 
 def _cicp(data: bytes) -> tuple[int, int] | None:

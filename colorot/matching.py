@@ -90,7 +90,7 @@ class Matcher:
         from colorot.imageio import decode_image, read_file, visible_pixels
 
         data = read_file(src)
-        image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"))
+        image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"), frames=True)
         pixels = at_least_two_pixels(visible_pixels(image, str(src)), src, "source")  # named, as a path fit names it
         estimator = self._fit(pixels, measure_kl=measure_kl, light=light,
                               space=(str(src), colour_space(image.icc_profile)))
@@ -112,15 +112,15 @@ class Matcher:
         from colorot import apply
         from colorot.imageio import decode_image, encode_image, format_for_suffix, visible_pixels
 
-        image = decode_image(data, name="<stdin>", max_pixels=max_pixels)
+        image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True)
         # fitted as a file is: fully transparent pixels left out, fewer than 2 refused by name
         pixels = at_least_two_pixels(visible_pixels(image, "<stdin>"), "<stdin>", "source")
         estimator = self._fit(pixels, measure_kl=False, light=self._light_schedule,
                               space=("<stdin>", colour_space(image.icc_profile)))
         fitted, table = _prepared(estimator, strength, exact, controls)
         fmt = format_for_suffix(format) if format else image.format
-        return encode_image(image, apply.map_image(fitted, image, table=table), fmt, quality=quality,
-                            name="<stdout>"), fmt
+        mapped, *frames = (apply.map_image(fitted, picture, table=table) for picture in (image, *image.frames))
+        return encode_image(image, mapped, fmt, quality=quality, name="<stdout>", frames=frames), fmt
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,8 @@ class MatchWork:
         from colorot.imageio import read_image
 
         image = job not in self.map_only
-        decoded = read_image(job.src, max_pixels=self.settings.get("max_pixels"), metadata_warning=False) if image else None
+        decoded = (read_image(job.src, max_pixels=self.settings.get("max_pixels"), metadata_warning=False, frames=True)
+                   if image else None)
         write_matched(estimator, job.src, job.dst, save_map=self.map_path(job), image=image, decoded=decoded,
                       **self.settings)
 

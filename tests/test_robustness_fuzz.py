@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 
 from colorot import checkpoint
 from colorot.errors import CheckpointError, ImageReadError
-from colorot.imageio import decode_image, has_avif, has_heif
+from colorot.imageio import decode_image, encode_image, has_avif, has_heif
 
 FUZZ = settings(max_examples=60, deadline=2000,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -36,17 +36,23 @@ FORMATS = ["PNG", "JPEG", "TIFF", "WEBP", "BMP", "GIF", *(["AVIF"] if has_avif()
            *(["HEIF"] if has_heif() else [])]
 
 
+#: Formats Pillow saves with several frames (an animation, or a multi-page TIFF).
+ANIMATED = {"PNG", "WEBP", "TIFF", "GIF", "AVIF"}
+
+
 @st.composite
 def encoded_images(draw) -> bytes:
-    """A small random image in a random mode, saved in a format that can hold that mode."""
+    """A small random image in a random mode, saved in a format that can hold that mode; in a
+    format that animates, sometimes with two or three frames."""
     height, width = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     mode, fmt = draw(st.sampled_from(MODES)), draw(st.sampled_from(FORMATS))
-    seed = draw(st.integers(0, 2**16))
-    codes = np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
-    pil = PILImage.fromarray(codes, "RGBA").convert(mode)
+    count = draw(st.integers(1, 3)) if fmt in ANIMATED else 1
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    frames = [PILImage.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8), "RGBA").convert(mode)
+              for _ in range(count)]
     buffer = io.BytesIO()
     try:
-        pil.save(buffer, format=fmt)
+        frames[0].save(buffer, format=fmt, **({"save_all": True, "append_images": frames[1:]} if count > 1 else {}))
     except (OSError, ValueError, KeyError):  # this format cannot hold this mode: pick again
         draw(st.just(None).filter(lambda _: False))
     return buffer.getvalue()
@@ -60,17 +66,23 @@ FUZZ_MAX_PIXELS = 2**20
 
 
 def _decode_or_refuse(data: bytes) -> None:
-    """Decoding gives a sane image or ImageReadError; anything else propagates and fails."""
+    """Decoding gives a sane image or ImageReadError, and so does decoding every frame (as ``apply``
+    does), which then encodes again; anything else propagates and fails."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns on odd EXIF or palettes
         try:
             image = decode_image(data, max_pixels=FUZZ_MAX_PIXELS)
+            every = decode_image(data, max_pixels=FUZZ_MAX_PIXELS, frames=True)
         except ImageReadError:
             return
-    assert image.rgb.dtype == np.float32 and image.rgb.ndim == 3 and image.rgb.shape[2] == 3
-    assert np.isfinite(image.rgb).all() and image.rgb.min() >= 0 and image.rgb.max() <= 1
-    if image.alpha is not None:
-        assert image.alpha.shape == image.rgb.shape[:2]
+        for picture in (image, every, *every.frames):
+            assert picture.rgb.dtype == np.float32 and picture.rgb.ndim == 3 and picture.rgb.shape[2] == 3
+            assert np.isfinite(picture.rgb).all() and picture.rgb.min() >= 0 and picture.rgb.max() <= 1
+            assert picture.rgb.shape == image.rgb.shape
+            if picture.alpha is not None:
+                assert picture.alpha.shape == image.rgb.shape[:2]
+        assert all((frame.alpha is None) == (every.alpha is None) for frame in every.frames)
+        encode_image(every, every.rgb, "PNG", frames=[frame.rgb for frame in every.frames])
 
 
 @FUZZ

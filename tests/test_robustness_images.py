@@ -193,30 +193,6 @@ def test_16_bit_rgb_png_stays_16_bit(tmp_path: Path, half: Path) -> None:
     assert np.abs(got - half_map_codes(codes, 65535)).max() <= 1
 
 
-@pytest.mark.parametrize("fmt, suffix", [("GIF", ".gif"), ("WEBP", ".webp"), ("TIFF", ".tif"),
-                                          ("PNG", ".png")])
-def test_animated_and_multi_page_images_give_their_first_frame(
-    tmp_path: Path, half: Path, fmt: str, suffix: str
-) -> None:
-    frames = [PILImage.fromarray(np.full((6, 8, 3), value, np.uint8)) for value in (40, 120, 200)]
-    src = tmp_path / f"anim{suffix}"
-    options = {"lossless": True} if fmt == "WEBP" else {}
-    frames[0].save(src, format=fmt, save_all=True, append_images=frames[1:], duration=50, **options)
-    with PILImage.open(src) as check:
-        assert getattr(check, "n_frames", 1) == 3
-        first = np.asarray(check.convert("RGB"))
-    dst = tmp_path / "out" / "anim.png"
-    extra = ("--suffix", ".png") if fmt == "GIF" else ()
-    outcome = cli("apply", half, src, dst, *extra)
-    assert outcome.code == 0, outcome.stderr
-    assert f"warning: {src}: 3 frames (an animation or a multi-page image): colorot reads only the first" \
-        in " ".join(outcome.stderr.split())
-    out = read_image(dst).codes.astype(np.float64)
-    assert np.abs(out - half_map_codes(first)).max() <= 1
-    with PILImage.open(dst) as written:
-        assert getattr(written, "n_frames", 1) == 1
-
-
 def test_a_tiff_whose_page_chain_is_damaged_is_read_as_its_first_page(tmp_path: Path, half: Path) -> None:
     """Counting the pages fails past the first (Pillow raises): the first page is read, as before."""
     import struct

@@ -1,0 +1,136 @@
+"""Animations and multi-page images: `colorot apply` and `colorot match` map every frame and write
+them back as one animated WebP, PNG (APNG) or AVIF, or multi-page TIFF, with the frames' durations
+and loop count; a format that holds one picture gets the first, with a warning; a fit reads the
+first frame, with a warning, as before."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _robust_helpers import cli, half_map_checkpoint, half_map_codes
+from PIL import Image as PILImage
+
+from colorot.imageio import decode_image, has_avif, read_image
+from conftest import smooth_rgb
+
+VALUES = (40, 120, 200)
+DURATIONS = [100, 200, 300]
+
+
+@pytest.fixture(scope="module")
+def half(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return half_map_checkpoint(tmp_path_factory.mktemp("ckpt") / "half.pt")
+
+
+def _frames(alpha: bool = False) -> list[PILImage.Image]:
+    """Three 6×8 frames of one grey each; with ``alpha``, the second half transparent, the third clear."""
+    frames = []
+    for value, opacity in zip(VALUES, (255, 128, 0)):
+        rgb = np.full((6, 8, 3), value, np.uint8)
+        frames.append(PILImage.fromarray(np.dstack((rgb, np.full((6, 8), opacity, np.uint8))) if alpha else rgb))
+    return frames
+
+
+def _save(path: Path, fmt: str, frames: list[PILImage.Image], **options: object) -> Path:
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], duration=DURATIONS, loop=0, **options)
+    return path
+
+
+def _pictures(path: Path) -> list[tuple[np.ndarray, object]]:
+    """Each frame of the file at ``path`` as RGBA codes, with its duration."""
+    with PILImage.open(path) as image:
+        pictures = []
+        for index in range(getattr(image, "n_frames", 1)):
+            image.seek(index)
+            image.load()
+            pictures.append((np.asarray(image.convert("RGBA")).astype(int), image.info.get("duration")))
+        return pictures
+
+
+@pytest.mark.parametrize("fmt, suffix, out_suffix, tolerance", [
+    ("WEBP", ".webp", ".webp", 0), ("PNG", ".png", ".png", 0), ("TIFF", ".tif", ".tif", 0),
+    ("GIF", ".gif", ".webp", 3),  # GIF is read, not written: WebP, lossy from a GIF
+    pytest.param("AVIF", ".avif", ".avif", 3, marks=pytest.mark.skipif(not has_avif(), reason="no AVIF support"))])
+def test_every_frame_is_mapped_and_written_back_with_its_timing(
+        tmp_path: Path, half: Path, fmt: str, suffix: str, out_suffix: str, tolerance: int) -> None:
+    """Only the first frame was read and written, with a warning: an animation came out a still."""
+    options = {"lossless": True} if fmt == "WEBP" else {}
+    src = _save(tmp_path / f"anim{suffix}", fmt, _frames(), **options)
+    dst = tmp_path / "out" / f"anim{out_suffix}"
+    extra = ("--suffix", out_suffix) if out_suffix != suffix else ()
+    outcome = cli("apply", half, src, tmp_path / "out", *extra)
+    assert outcome.code == 0 and "warning" not in outcome.stderr, outcome.stderr
+    pictures = _pictures(dst)
+    assert len(pictures) == 3
+    for (codes, duration), value, expected_duration in zip(pictures, VALUES, DURATIONS):
+        assert np.abs(codes[..., :3] - half_map_codes(np.full((6, 8, 3), value))).max() <= tolerance
+        assert (codes[..., 3] == 255).all()
+        if fmt != "TIFF":  # pages have no durations
+            assert duration == expected_duration
+    if fmt in ("WEBP", "PNG", "GIF"):
+        with PILImage.open(dst) as written:
+            assert written.info.get("loop") == 0
+
+
+def test_each_frame_keeps_its_own_transparency(tmp_path: Path, half: Path) -> None:
+    src = _save(tmp_path / "anim.png", "PNG", _frames(alpha=True))
+    outcome = cli("apply", half, src, tmp_path / "out.png")
+    assert outcome.code == 0 and "warning" not in outcome.stderr, outcome.stderr
+    pictures = _pictures(tmp_path / "out.png")
+    assert [int(codes[0, 0, 3]) for codes, _ in pictures] == [255, 128, 0]
+    assert int(pictures[1][0][0, 0, 0]) == int(half_map_codes(np.array([120]))[0])
+
+
+def test_stdin_to_stdout_and_match_keep_every_frame(tmp_path: Path, half: Path) -> None:
+    src = _save(tmp_path / "anim.webp", "WEBP", _frames(), lossless=True)
+    from typer.testing import CliRunner
+
+    from colorot.cli import app
+
+    piped = CliRunner().invoke(app, ["apply", str(half), "-", "-"], input=src.read_bytes())
+    assert piped.exit_code == 0, piped.stderr
+    assert len(decode_image(piped.stdout_bytes, frames=True).frames) == 2
+    reference = tmp_path / "reference.png"
+    PILImage.fromarray(smooth_rgb(12, 16, 3)).save(reference)
+    matched = cli("match", reference, src, tmp_path / "matched", "--steps", "2")
+    assert matched.code == 0 and "warning" not in matched.stderr, matched.stderr
+    assert len(read_image(tmp_path / "matched" / "anim.webp", frames=True).frames) == 2
+
+
+def test_a_format_that_holds_one_picture_gets_the_first_frame_with_a_warning(tmp_path: Path, half: Path) -> None:
+    src = _save(tmp_path / "anim.webp", "WEBP", _frames(), lossless=True)
+    outcome = cli("apply", half, src, tmp_path / "out.jpg")
+    assert outcome.code == 0
+    assert (f"warning: {tmp_path / 'out.jpg'}: the input has 3 frames, but JPEG holds one picture: only the first is "
+            "written") in " ".join(outcome.stderr.split())
+    codes = read_image(tmp_path / "out.jpg").codes.astype(int)
+    assert np.abs(codes - half_map_codes(np.full((6, 8, 3), VALUES[0]))).max() <= 2
+
+
+def test_a_fit_still_reads_the_first_frame_and_says_so(tmp_path: Path) -> None:
+    src = _save(tmp_path / "anim.png", "PNG", [PILImage.fromarray(smooth_rgb(6, 8, seed)) for seed in range(3)])
+    outcome = cli("fit", src, src, "-o", tmp_path / "m.pt", "--steps", "2")
+    assert outcome.code == 0
+    assert f"warning: {src}: 3 frames (an animation or a multi-page image): colorot reads only the first" \
+        in " ".join(outcome.stderr.split())
+
+
+def test_frames_together_over_the_pixel_limit_give_the_first_with_a_warning(tmp_path: Path, half: Path) -> None:
+    src = _save(tmp_path / "anim.png", "PNG", _frames())
+    outcome = cli("apply", half, src, tmp_path / "out.png", "--max-image-pixels", 100)  # 48 a frame, 144 in all
+    assert outcome.code == 0
+    assert (f"warning: {src}: 3 frames (an animation or a multi-page image), together over the pixel limit of 100 "
+            "(raise it with --max-image-pixels): colorot maps only the first") in " ".join(outcome.stderr.split())
+    assert len(_pictures(tmp_path / "out.png")) == 1
+
+
+def test_pages_of_different_sizes_give_the_first_with_a_warning(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    small = PILImage.fromarray(smooth_rgb(4, 4, 1))
+    PILImage.fromarray(smooth_rgb(6, 8, 0)).save(buffer, format="TIFF", save_all=True, append_images=[small])
+    with pytest.warns(UserWarning, match="x.tif: 2 frames .*pages of different sizes: colorot maps only the first"):
+        image = decode_image(buffer.getvalue(), name="x.tif", frames=True)
+    assert image.frames == () and image.codes.shape == (6, 8, 3)
