@@ -36,8 +36,9 @@ CHANNEL_INK = ((235, 70, 70), (70, 200, 90), (80, 130, 250))
 
 
 def thumbnail_codes(path: str | os.PathLike, box: int = THUMB) -> np.ndarray:
-    """An image file as uint8 RGB codes, shrunk to fit a ``box``² square."""
-    image = read_image(path)
+    """An image file (an animation's first frame) as uint8 RGB codes, shrunk to fit a ``box``² square;
+    without warnings about the file, which the run that wrote or read it gave."""
+    image = read_image(path, metadata_warning=False)
     pil = PILImage.fromarray(image.codes if image.bit_depth == 8 else quantize(image.rgb, 8), "RGB")
     pil.thumbnail((box, box), PILImage.Resampling.BILINEAR)
     return np.asarray(pil)

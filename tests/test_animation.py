@@ -100,6 +100,15 @@ def test_stdin_to_stdout_and_match_keep_every_frame(tmp_path: Path, half: Path) 
     assert len(read_image(tmp_path / "matched" / "anim.webp", frames=True).frames) == 2
 
 
+def test_a_preview_of_animations_shows_first_frames_without_a_warning(tmp_path: Path, half: Path) -> None:
+    """The contact sheet read the input and the output as stills, each with the "reads only the
+    first" warning, though the output kept every frame."""
+    src = _save(tmp_path / "anim.webp", "WEBP", _frames(), lossless=True)
+    outcome = cli("apply", half, src, tmp_path / "out", "--preview", tmp_path / "sheet.png")
+    assert outcome.code == 0 and "warning" not in outcome.stderr, outcome.stderr
+    assert (tmp_path / "sheet.png").is_file() and len(_pictures(tmp_path / "out" / "anim.webp")) == 3
+
+
 def test_a_format_that_holds_one_picture_gets_the_first_frame_with_a_warning(tmp_path: Path, half: Path) -> None:
     src = _save(tmp_path / "anim.webp", "WEBP", _frames(), lossless=True)
     outcome = cli("apply", half, src, tmp_path / "out.jpg")
