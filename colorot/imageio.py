@@ -311,11 +311,13 @@ def read_pixels(path: str | os.PathLike[str], **kwargs: int | None) -> np.ndarra
 
 
 def visible_pixels(image: Image, name: str) -> np.ndarray:
-    """A decoded image's pixels as float32 (N, 3), leaving out fully transparent ones;
-    ImageReadError naming the image when none is left."""
-    pixels = image.rgb.reshape(-1, 3)
-    if image.alpha is not None:
-        pixels = pixels[image.alpha.reshape(-1) != 0]
+    """A decoded image's pixels as float32 (N, 3), those of its later frames (:attr:`Image.frames`)
+    after them, leaving out fully transparent ones; ImageReadError naming the image when none is left."""
+    parts = []
+    for picture in (image, *image.frames):
+        pixels = picture.rgb.reshape(-1, 3)
+        parts.append(pixels if picture.alpha is None else pixels[picture.alpha.reshape(-1) != 0])
+    pixels = parts[0] if len(parts) == 1 else np.concatenate(parts)
     if len(pixels) == 0:
         raise ImageReadError(f"{name}: every pixel is fully transparent")
     return pixels

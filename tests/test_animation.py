@@ -13,7 +13,8 @@ import pytest
 from _robust_helpers import cli, half_map_checkpoint, half_map_codes
 from PIL import Image as PILImage
 
-from colorot.imageio import decode_image, has_avif, read_image
+from colorot import load
+from colorot.imageio import decode_image, has_avif, read_image, visible_pixels
 from conftest import smooth_rgb
 
 VALUES = (40, 120, 200)
@@ -95,9 +96,10 @@ def test_stdin_to_stdout_and_match_keep_every_frame(tmp_path: Path, half: Path) 
     assert len(decode_image(piped.stdout_bytes, frames=True).frames) == 2
     reference = tmp_path / "reference.png"
     PILImage.fromarray(smooth_rgb(12, 16, 3)).save(reference)
-    matched = cli("match", reference, src, tmp_path / "matched", "--steps", "2")
+    matched = cli("match", reference, src, tmp_path / "matched", "--steps", "2", "--save-maps", tmp_path / "maps")
     assert matched.code == 0 and "warning" not in matched.stderr, matched.stderr
     assert len(read_image(tmp_path / "matched" / "anim.webp", frames=True).frames) == 2
+    assert load(tmp_path / "maps" / "anim.pt").train_info_["training_pixels"] == 3 * 48  # fitted on every frame
 
 
 def test_a_preview_of_animations_shows_first_frames_without_a_warning(tmp_path: Path, half: Path) -> None:
@@ -107,6 +109,12 @@ def test_a_preview_of_animations_shows_first_frames_without_a_warning(tmp_path: 
     outcome = cli("apply", half, src, tmp_path / "out", "--preview", tmp_path / "sheet.png")
     assert outcome.code == 0 and "warning" not in outcome.stderr, outcome.stderr
     assert (tmp_path / "sheet.png").is_file() and len(_pictures(tmp_path / "out" / "anim.webp")) == 3
+
+
+def test_the_visible_pixels_of_an_animation_are_every_frame_s(tmp_path: Path) -> None:
+    image = decode_image(_save(tmp_path / "anim.png", "PNG", _frames(alpha=True)).read_bytes(), frames=True)
+    pixels = visible_pixels(image, "anim.png")  # the third frame is fully transparent
+    assert pixels.shape == (96, 3) and sorted(set(np.rint(pixels[:, 0] * 255).astype(int))) == [40, 120]
 
 
 def test_a_format_that_holds_one_picture_gets_the_first_frame_with_a_warning(tmp_path: Path, half: Path) -> None:
