@@ -578,8 +578,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
         count = _frame_count(pil, notes)
         if count > 1 and metadata_warning and not all_frames:
             warnings.warn(f"{name}: {count} frames (an animation or a multi-page image): colorot reads only the "
-                          "first (written out, a still image); save the frames as images of their own to use them "
-                          "all", ImageMetadataWarning, stacklevel=4)
+                          "first here (apply and match map every frame); save the frames as images of their own to "
+                          "use them all", ImageMetadataWarning, stacklevel=4)
         cicp = _cicp(data) if pil.format in ("AVIF", "HEIF") and not pil.info.get("icc_profile") else None
         if cicp is not None and metadata_warning and (cicp[0] not in _SRGB_CICP_PRIMARIES
                                                       or cicp[1] not in _SRGB_CICP_TRANSFERS):

@@ -131,8 +131,8 @@ def test_a_fit_still_reads_the_first_frame_and_says_so(tmp_path: Path) -> None:
     src = _save(tmp_path / "anim.png", "PNG", [PILImage.fromarray(smooth_rgb(6, 8, seed)) for seed in range(3)])
     outcome = cli("fit", src, src, "-o", tmp_path / "m.pt", "--steps", "2")
     assert outcome.code == 0
-    assert f"warning: {src}: 3 frames (an animation or a multi-page image): colorot reads only the first" \
-        in " ".join(outcome.stderr.split())
+    assert (f"warning: {src}: 3 frames (an animation or a multi-page image): colorot reads only the first here "
+            "(apply and match map every frame)") in " ".join(outcome.stderr.split())
 
 
 def test_frames_together_over_the_pixel_limit_give_the_first_with_a_warning(tmp_path: Path, half: Path) -> None:
