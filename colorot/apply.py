@@ -235,20 +235,22 @@ def map_in_space(
     into the map's space (LittleCMS, relative colorimetric: colours outside that space's gamut are
     clipped to it), mapped there, and taken back into its own (uint8 codes; each way rounds to 8
     bits), so that its output shows the colours the map gives; a 16-bit one is warned about."""
-    pictures = (image, *image.frames)
-    own = colour_space(image.icc_profile) if space is not None else None
-    if not apart(own, space):
-        return [map_image(fitted_map, picture, **mapping) for picture in pictures]
-    refusal = conversion_refusal(own, image.bit_depth, space) if convert_space else None
-    if convert_space and refusal is None:
-        def converted(picture: Image) -> np.ndarray:
-            mapped = map_image(fitted_map, dataclasses.replace(picture, codes=convert_codes(picture.codes, own, space)),
-                               **mapping)
-            return convert_codes(mapped if mapped.dtype == np.uint8 else quantize(mapped, 8), space, own)
+    def as_it_is(picture: Image) -> np.ndarray:
+        return map_image(fitted_map, picture, **mapping)
 
-        return [converted(picture) for picture in pictures]
-    warn_not_in(name, own, space, refusal or "")
-    return [map_image(fitted_map, picture, **mapping) for picture in pictures]
+    def converted(picture: Image) -> np.ndarray:
+        mapped = as_it_is(dataclasses.replace(picture, codes=convert_codes(picture.codes, own, space)))
+        return convert_codes(mapped if mapped.dtype == np.uint8 else quantize(mapped, 8), space, own)
+
+    own = colour_space(image.icc_profile) if space is not None else None
+    one = as_it_is
+    if apart(own, space):
+        refusal = conversion_refusal(own, image.bit_depth, space) if convert_space else None
+        if convert_space and refusal is None:
+            one = converted
+        else:
+            warn_not_in(name, own, space, refusal or "")
+    return [one(picture) for picture in image.pictures]
 
 
 def map_image(

@@ -152,6 +152,11 @@ class Image:
     loop: int | None = None
 
     @property
+    def pictures(self) -> tuple["Image", ...]:
+        """This image, then its later frames."""
+        return (self, *self.frames)
+
+    @property
     def rgb(self) -> np.ndarray:
         """The pixels as float32 (H, W, 3) in [0, 1]."""
         rgb = self.codes.astype(np.float32)
@@ -314,7 +319,7 @@ def visible_pixels(image: Image, name: str) -> np.ndarray:
     """A decoded image's pixels as float32 (N, 3), those of its later frames (:attr:`Image.frames`)
     after them, leaving out fully transparent ones; ImageReadError naming the image when none is left."""
     parts = []
-    for picture in (image, *image.frames):
+    for picture in image.pictures:
         pixels = picture.rgb.reshape(-1, 3)
         parts.append(pixels if picture.alpha is None else pixels[picture.alpha.reshape(-1) != 0])
     pixels = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -433,7 +438,7 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
         return pixels
 
     pixels = prepared(image, rgb)
-    animated = fmt in _ANIMATION_FORMATS and bits == 8
+    animated = fmt in _ANIMATION_FORMATS  # frames are 8-bit (decode_image reads no 16-bit ones)
     later = [prepared(frame, mapped) for frame, mapped in zip(image.frames, frames)] if animated else []
     if image.frames and not animated:
         warnings.warn(f"{name}: the input has {len(image.frames) + 1} frames, but {fmt} holds one picture: only the "

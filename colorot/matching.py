@@ -119,7 +119,7 @@ class Matcher:
                               space=("<stdin>", colour_space(image.icc_profile)))
         fitted, table = _prepared(estimator, strength, exact, controls)
         fmt = format_for_suffix(format) if format else image.format
-        mapped, *frames = (apply.map_image(fitted, picture, table=table) for picture in (image, *image.frames))
+        mapped, *frames = (apply.map_image(fitted, picture, table=table) for picture in image.pictures)
         return encode_image(image, mapped, fmt, quality=quality, name="<stdout>", frames=frames), fmt
 
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from _robust_helpers import cli, half_map_checkpoint, half_map_codes
 from PIL import Image as PILImage
+from typer.testing import CliRunner
 
 from colorot import load
+from colorot.cli import app
 from colorot.imageio import decode_image, has_avif, read_image, visible_pixels
 from conftest import smooth_rgb
 
@@ -87,10 +89,6 @@ def test_each_frame_keeps_its_own_transparency(tmp_path: Path, half: Path) -> No
 
 def test_stdin_to_stdout_and_match_keep_every_frame(tmp_path: Path, half: Path) -> None:
     src = _save(tmp_path / "anim.webp", "WEBP", _frames(), lossless=True)
-    from typer.testing import CliRunner
-
-    from colorot.cli import app
-
     piped = CliRunner().invoke(app, ["apply", str(half), "-", "-"], input=src.read_bytes())
     assert piped.exit_code == 0, piped.stderr
     assert len(decode_image(piped.stdout_bytes, frames=True).frames) == 2
