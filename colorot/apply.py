@@ -32,8 +32,8 @@ from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, 
                              has_heif, list_images, quantize, read_image, write_image)
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.controls import Controls, refuse_with_inverse
-from colorot.profiles import (ColourSpace, apart, colour_space, conversion_refusal, convert_codes, recorded_space,
-                              warn_not_in)
+from colorot.profiles import (ColourSpace, apart, colour_space, conversion_refusal, convert_codes, convert_deep,
+                              recorded_space, warn_not_in)
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_strength
 
@@ -231,14 +231,18 @@ def map_in_space(
     """:func:`map_image` (``mapping``: its keyword arguments) of an image named ``name`` and of its
     later frames (``image.frames``), in order, checked once
     against ``space``, the colour space its map was fitted in (None: unknown, no check). An image
-    in another space is mapped as it is, with a warning; with ``convert_space``, an 8-bit one is taken
-    into the map's space (LittleCMS, relative colorimetric: colours outside that space's gamut are
-    clipped to it), mapped there, and taken back into its own (uint8 codes; each way rounds to 8
-    bits), so that its output shows the colours the map gives; a 16-bit one is warned about."""
+    in another space is mapped as it is, with a warning; with ``convert_space``, it is taken into the
+    map's space (relative colorimetric: colours outside that space's gamut are clipped to it), mapped
+    there, and taken back into its own, so that its output shows the colours the map gives: an 8-bit
+    one by LittleCMS (uint8 codes; each way rounds to 8 bits), a 16-bit one in floating point through
+    the profiles' matrices and curves (float32; matrix/TRC profiles only, else a warning)."""
     def as_it_is(picture: Image) -> np.ndarray:
         return map_image(fitted_map, picture, **mapping)
 
     def converted(picture: Image) -> np.ndarray:
+        if picture.bit_depth == 16:
+            mapped = as_it_is(dataclasses.replace(picture, codes=quantize(convert_deep(picture.rgb, own, space), 16)))
+            return convert_deep(mapped, space, own)
         mapped = as_it_is(dataclasses.replace(picture, codes=convert_codes(picture.codes, own, space)))
         return convert_codes(mapped if mapped.dtype == np.uint8 else quantize(mapped, 8), space, own)
 

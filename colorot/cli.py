@@ -213,11 +213,12 @@ _INVERSE_HELP = ("Apply the inverse map T⁻¹ (back from the target's style), s
                  "Checked on 2048 pixels of each input: a warning when T(T⁻¹(y)) misses y by over 2/255, or "
                  "over 1 % of them have T⁻¹(y) more than 2/255 outside the cube (clipped: false colours) or "
                  "a gain 1/σ_min(J_T) over 4 (half a code of noise in, over 2 out: banding).")
-_CONVERT_SPACE_HELP = ("An 8-bit input in another colour space than the map was fitted in (by their ICC profiles: "
+_CONVERT_SPACE_HELP = ("An input in another colour space than the map was fitted in (by their ICC profiles: "
                        "Display P3 or Adobe RGB against sRGB) is taken into the map's space, mapped there and taken "
-                       "back into its own (LittleCMS, relative colorimetric: colours outside the map's gamut are "
-                       "clipped), so its output shows the map's colours. Without it such an input is mapped code "
-                       "for code, with a warning.")
+                       "back into its own (relative colorimetric: colours outside the map's gamut are clipped; "
+                       "8-bit images by LittleCMS, 16-bit ones in floating point, between matrix/TRC profiles), so "
+                       "its output shows the map's colours. Without it such an input is mapped code for code, with "
+                       "a warning.")
 _INVERSE_LUT_HELP = ("Export the inverse map T⁻¹, solved per grid colour by Newton; a warning when over 10 % of "
                      "the entries lie more than 2/255 outside the cube.")
 

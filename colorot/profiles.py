@@ -8,7 +8,9 @@ so the target's pixels are first converted into the source's space (:func:`conve
 relative colorimetric, colours outside the source's gamut clipped to it), and the output, written
 with the source's profile, shows the target's colours (:func:`in_source_space`, which warns and
 leaves the codes where LittleCMS cannot convert). A profile that cannot be read, or is not an RGB
-one, says nothing of its space: its image's codes are taken as they are.
+one, says nothing of its space: its image's codes are taken as they are. LittleCMS here converts
+8-bit codes; a 16-bit image is converted in floating point through its profile's matrix and tone
+curves (:func:`convert_deep`, :mod:`colorot.icc_matrix`), which needs matrix/TRC profiles.
 
 A colour space is told by where a 5³ grid of codes lands in sRGB through the image's profile
 (an untagged image is sRGB, as browsers and viewers show it); two spaces differ when some grid
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from colorot.errors import ImageMetadataWarning
+from colorot.icc_matrix import MatrixProfile, convert_floats, matrix_profile
 from colorot.imageio import quantize, read_icc_profile
 
 #: Largest difference, in 8-bit codes, between two profiles' sRGB renderings of the same codes
@@ -146,11 +149,14 @@ def warn_not_in(image_name: str, space: ColourSpace, map_space: ColourSpace, why
 
 def conversion_refusal(image_space: ColourSpace, bit_depth: int, map_space: ColourSpace) -> str | None:
     """Why an image (in ``image_space``, of ``bit_depth`` bits) cannot be taken into the map's
-    space and back by :func:`convert_codes`, or None when it can."""
-    if bit_depth != 8:
-        return "16-bit images are not converted: LittleCMS converts 8-bit codes here"
+    space and back (8 bits: :func:`convert_codes`; 16 bits: :func:`convert_deep`), or None when it can."""
     if map_space.icc is None and map_space.name != UNTAGGED.name:
         return "the checkpoint does not hold the profile of its colour space (fitted by an earlier colorot)"
+    if bit_depth != 8:
+        if _matrix_form(image_space.icc) is None or _matrix_form(map_space.icc) is None:
+            return ("16-bit images are converted between matrix/TRC profiles (sRGB, Adobe RGB, Display P3, "
+                    "ProPhoto, …) only, and a profile here has lookup tables")
+        return None
     from PIL import ImageCms
 
     try:  # both ways, built once per pair of profiles (cached)
@@ -168,6 +174,26 @@ def convert_codes(codes: np.ndarray, source: ColourSpace, target: ColourSpace) -
 
     image = PILImage.fromarray(np.ascontiguousarray(codes, dtype=np.uint8), "RGB")
     return np.asarray(ImageCms.applyTransform(image, _transform(source.icc, target.icc)), np.uint8)
+
+
+def convert_deep(pixels: np.ndarray, source: ColourSpace, target: ColourSpace) -> np.ndarray:
+    """``pixels`` (…, 3), floats in the space ``source`` (clipped to [0, 1] first, NaN as 0), as the
+    codes of the same colours in ``target`` (float32 in [0, 1]), in floating point through both
+    profiles' matrices and tone curves (:mod:`colorot.icc_matrix`; relative colorimetric, colours
+    outside ``target``'s gamut clipped), for 16-bit images, which LittleCMS here cannot convert.
+    Both profiles must be matrix/TRC ones (:func:`conversion_refusal` says so)."""
+    return convert_floats(pixels, _matrix_form(source.icc), _matrix_form(target.icc))
+
+
+@lru_cache(maxsize=16)
+def _matrix_form(icc: bytes | None) -> MatrixProfile | None:
+    """The matrix/TRC form of a profile (None: untagged, LittleCMS's own sRGB profile, as
+    :func:`convert_codes` takes it), or None when it has lookup tables or cannot be read."""
+    if icc is None:
+        from PIL import ImageCms
+
+        icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return matrix_profile(icc)
 
 
 def image_colour_space(image: object) -> ColourSpace | None:

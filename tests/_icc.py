@@ -36,18 +36,43 @@ def _curve(gamma: float) -> bytes:
     return b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
 
 
+def table_curve(values: np.ndarray) -> bytes:
+    """A 'curv' tone curve of equally spaced entries (values in [0, 1])."""
+    entries = np.rint(np.asarray(values) * 65535).astype(int)
+    return b"curv" + bytes(4) + struct.pack(f">I{len(entries)}H", len(entries), *entries)
+
+
+def parametric_curve(kind: int, parameters: tuple[float, ...]) -> bytes:
+    """A 'para' tone curve of function type ``kind`` (0–4) with its parameters (g, a, b, c, d, e, f)."""
+    return b"para" + bytes(4) + struct.pack(">HH", kind, 0) + b"".join(_s15f16(v) for v in parameters)
+
+
+def lut_tag() -> bytes:
+    """An 'mft2' (lut16Type) A2B0 tag: a 2-point grid taking RGB corners to XYZ by Adobe RGB's colorants
+    (linear in between), identity tables; enough for LittleCMS to read the profile by it."""
+    colorants = np.array(SPACES["Adobe RGB (1998)"][0]).T  # columns: rXYZ, gXYZ, bXYZ
+    grid = [colorants @ np.array(corner, float) for corner in np.ndindex(2, 2, 2)]
+    encode = [min(65535, round(v * 32768)) for xyz in grid for v in xyz]  # XYZ as u1Fixed15
+    identity = [0, 65535]
+    return (b"mft2" + bytes(4) + struct.pack(">BBBB", 3, 3, 2, 0) + b"".join(_s15f16(v) for v in np.eye(3).ravel())
+            + struct.pack(">HH", 2, 2) + struct.pack(">6H", *identity * 3) + struct.pack(f">{len(encode)}H", *encode)
+            + struct.pack(">6H", *identity * 3))
+
+
 def _desc(text: str) -> bytes:
     ascii_text = text.encode("ascii") + b"\0"
     return (b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text
             + struct.pack(">II", 0, 0) + struct.pack(">HB", 0, 0) + bytes(67))
 
 
-def rgb_profile(name: str) -> bytes:
-    """The ICC profile of the space ``name`` (a key of :data:`SPACES`)."""
+def rgb_profile(name: str, curve: bytes | None = None, extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+    """The ICC profile of the space ``name`` (a key of :data:`SPACES`); ``curve``: the tone curve tag of
+    all three channels (default: the space's gamma); ``extra``: more (signature, tag) pairs."""
     colorants, gamma = SPACES[name]
+    curve = curve or _curve(gamma)
     tags = [(b"desc", _desc(name)), (b"cprt", b"text" + bytes(4) + b"No copyright\0"), (b"wtpt", _xyz(D50)),
             (b"rXYZ", _xyz(colorants[0])), (b"gXYZ", _xyz(colorants[1])), (b"bXYZ", _xyz(colorants[2])),
-            (b"rTRC", _curve(gamma)), (b"gTRC", _curve(gamma)), (b"bTRC", _curve(gamma))]
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve), *extra]
     offset = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for signature, body in tags:

@@ -240,16 +240,45 @@ def test_convert_space_uses_the_profile_a_checkpoint_keeps(tmp_path) -> None:
     assert (tmp_path / "codes.png").read_bytes() != (tmp_path / "cli.png").read_bytes()  # it did convert
 
 
-def test_convert_space_warns_where_it_cannot_convert(srgb_fit, tmp_path) -> None:
+def _sixteen_bit(path: Path, eight_bit: Path, icc: bytes) -> Path:
+    """``eight_bit``'s codes as a 16-bit PNG (the same colours) tagged with ``icc``."""
     from colorot.imageio import Image, write_image
 
+    codes = np.asarray(PILImage.open(eight_bit)).astype(np.uint16) * 257
+    write_image(path, Image(codes, None, 16, "RGB", "PNG", icc_profile=icc), codes)
+    return path
+
+
+def test_convert_space_takes_a_16_bit_image_through_the_profiles_in_floating_point(srgb_fit, tmp_path) -> None:
+    """LittleCMS converts 8-bit codes only; a 16-bit image between matrix/TRC profiles is converted in
+    floating point (colorot.icc_matrix): its output stays 16-bit, with its profile, and lands where
+    the 8-bit image of the same colours does, to within that path's 8-bit roundings."""
+    from colorot.imageio import read_image
+
+    deep = _sixteen_bit(tmp_path / "deep.png", srgb_fit["adobe"], ADOBE)
+    converted = _apply(srgb_fit["model"], deep, tmp_path / "converted16.png", "--convert-space")
+    assert converted.exit_code == 0 and "warning" not in converted.stderr, converted.output
+    assert _apply(srgb_fit["model"], srgb_fit["adobe"], tmp_path / "converted8.png", "--convert-space").exit_code == 0
+    assert _apply(srgb_fit["model"], deep, tmp_path / "codes16.png").exit_code == 0
+    written = read_image(tmp_path / "converted16.png")
+    assert written.bit_depth == 16 and written.icc_profile == ADOBE
+    assert min(len(np.unique(written.codes[..., c])) for c in range(3)) > 256  # not rounded to 8 bits on the way
+    eight = read_image(tmp_path / "converted8.png").codes.astype(float)
+    difference = np.abs(written.codes / 257 - eight)
+    as_codes = np.abs(read_image(tmp_path / "codes16.png").codes / 257 - eight).mean()
+    assert difference.mean() < 1.0 and difference.max() <= 6 and difference.mean() < 0.1 * as_codes, \
+        (difference.mean(), difference.max(), as_codes)
+
+
+def test_convert_space_warns_where_it_cannot_convert(srgb_fit, tmp_path) -> None:
+    from _icc import lut_tag
+
     model = srgb_fit["model"]
-    deep = tmp_path / "deep.png"  # 16 bits: LittleCMS converts 8-bit codes here
-    codes = np.asarray(PILImage.open(srgb_fit["adobe"])).astype(np.uint16) * 257
-    write_image(deep, Image(codes, None, 16, "RGB", "PNG", icc_profile=ADOBE), codes)
+    tables = rgb_profile("Adobe RGB (1998)", extra=((b"A2B0", lut_tag()),))  # LittleCMS reads it by its tables
+    deep = _sixteen_bit(tmp_path / "deep.png", srgb_fit["adobe"], tables)
     result = _apply(model, deep, tmp_path / "out16.png", "--convert-space")
-    assert result.exit_code == 0 and "it is mapped as it is (16-bit images are not converted" in \
-        " ".join(result.stderr.split()), result.output
+    assert result.exit_code == 0 and ("it is mapped as it is (16-bit images are converted between matrix/TRC "
+                                      "profiles") in " ".join(result.stderr.split()), result.output
     older = tmp_path / "older.pt"  # a map fitted in Adobe RGB by an earlier colorot: no profile kept
     fitted = ColorTransfer(**FAST).fit(tagged(tmp_path / "source.png", ADOBE, 1), tagged(tmp_path / "t.png", None, 2))
     del fitted.train_info_["colour_space_icc"]
