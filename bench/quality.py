@@ -56,7 +56,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -76,6 +75,7 @@ import colorot  # noqa: E402
 from colorot import ColorTransfer  # noqa: E402
 from colorot.metrics import (clipped_fraction, detail_gain, kl_to_target,  # noqa: E402
                              min_jacobian_eigenvalue, rms_displacement, sliced_w2)
+from apt_data import deb_of, unpacked  # noqa: E402  (bench/apt_data.py)
 
 SIZE = (1920, 1200)
 PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
@@ -111,26 +111,7 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------- images
 def fetch_packages(cache: Path) -> Path:
     """Download and unpack the wallpaper packages once; returns the unpacked root."""
-    debs, root = cache / "debs", cache / "root"
-    debs.mkdir(parents=True, exist_ok=True)
-    missing = [p for p in PACKAGES if not list(debs.glob(f"{p}_*.deb"))]
-    if missing:
-        log(f"apt-get download {' '.join(missing)} → {debs}")
-        proc = subprocess.run(["apt-get", "download", *missing], cwd=debs, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"apt-get download failed (try `apt-get update` first):\n{proc.stderr.strip()}")
-    stamp = root / ".unpacked"
-    if not stamp.exists():
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        for package in PACKAGES:
-            subprocess.run(["dpkg", "-x", str(deb_of(cache, package)), str(root)], check=True)
-        stamp.touch()
-    return root
-
-
-def deb_of(cache: Path, package: str) -> Path:
-    return sorted((cache / "debs").glob(f"{package}_*.deb"))[-1]
+    return unpacked(cache, PACKAGES)
 
 
 def fit_16_10(image: Image.Image) -> Image.Image:

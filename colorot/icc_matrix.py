@@ -159,8 +159,19 @@ def _evaluate(curve: tuple, x: np.ndarray) -> np.ndarray:
 
 
 def _invert(curve: tuple, y: np.ndarray) -> np.ndarray:
-    """An x ∈ [0, 1] with f(x) = y (on a flat piece, one of its ends; the nearest where none is), float32."""
+    """An x ∈ [0, 1] with f(x) = y, float32: the nearest where none is; at or below f(0), 0, and at or above
+    f(1), 1 (where a curve is flat at an end, a log curve's knees, every code there stands for its
+    black or white: the code range's own end); on a flat piece between, one of its ends."""
     y = np.asarray(y, np.float32)
+    x = _invert_inside(curve, y)
+    bottom, top = _evaluate(curve, np.array([0.0, 1.0]))
+    x[y <= bottom] = 0.0
+    x[y >= top] = 1.0
+    return x
+
+
+def _invert_inside(curve: tuple, y: np.ndarray) -> np.ndarray:
+    """:func:`_invert` but at the ends."""
     if curve[0] == "table":  # the entries' own knots: exactly the inverse of the linear pieces
         values = np.asarray(curve[1])
         return np.interp(y, values, np.linspace(0.0, 1.0, len(values))).astype(np.float32)

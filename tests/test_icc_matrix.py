@@ -111,3 +111,11 @@ def test_other_profiles_are_not_read_as_matrix_profiles(icc: bytes) -> None:
     assert matrix_profile(icc) is None
     if b"A2B0" in icc:
         assert colour_space(icc).srgb_codes is not None  # a profile LittleCMS does read
+
+
+def test_a_curve_flat_at_its_ends_is_inverted_to_the_code_range_s_ends() -> None:
+    """A log curve's knees: many codes stand for its black and its white; the inverse takes 0 and 1
+    (LittleCMS's 8-bit tables land somewhere between), and the codes between their own inverse."""
+    profile = matrix_profile(rgb_profile("Adobe RGB (1998)", curve=table_curve([0, 0, 0, 0.5, 1, 1, 1])))
+    linear = np.array([[0.0, 0.25, 0.5, 0.75, 1.0]] * 3)
+    np.testing.assert_allclose(profile.from_linear(linear)[0], [0, 2.5 / 6, 0.5, 3.5 / 6, 1], atol=1e-5)  # 16-bit entries
