@@ -128,3 +128,21 @@ def test_a_curve_flat_at_its_ends_is_inverted_to_the_code_range_s_ends() -> None
     profile = matrix_profile(rgb_profile("Adobe RGB (1998)", curve=table_curve([0, 0, 0, 0.5, 1, 1, 1])))
     linear = np.array([[0.0, 0.25, 0.5, 0.75, 1.0]] * 3)
     np.testing.assert_allclose(profile.from_linear(linear)[0], [0, 2.5 / 6, 0.5, 3.5 / 6, 1], atol=1e-5)  # 16-bit entries
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([SRGB, ADOBE, rgb_profile("Adobe RGB (1998)", curve=table_curve(np.linspace(0, 1, 64) ** 2))]),
+       st.lists(st.tuples(st.integers(0, 700), st.integers(0, 255)), min_size=1, max_size=6),
+       st.integers(100, 1000))
+def test_a_damaged_profile_is_refused_or_converts_into_the_cube(icc: bytes, changes: list, length: int) -> None:
+    """Bytes changed and the profile cut short: None, or a profile whose conversions stay finite in [0, 1]."""
+    damaged = bytearray(icc)
+    for at, value in changes:
+        damaged[at % len(damaged)] = value
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # a damaged curve must not compute NaNs
+        profile = matrix_profile(bytes(damaged[:length]))
+        if profile is not None:
+            srgb, codes = matrix_profile(SRGB), np.random.default_rng(0).random((64, 3))
+            for source, target in ((profile, srgb), (srgb, profile)):
+                out = convert_floats(codes, source, target)
+                assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1
