@@ -58,6 +58,9 @@ IMAGE_SUFFIXES = frozenset(_FORMAT_BY_SUFFIX)
 #: Formats Pillow reads under their own name that are written as another: a multi-picture JPEG
 #: (phones' MPO, a JPEG with an MPF segment) is a JPEG.
 _WRITTEN_AS = {"MPO": "JPEG"}
+#: Formats whose later "frames" are not pictures of the image: an MPO's are a phone's previews, a
+#: PSD's are its layers (Pillow opens a PSD at its composite, the picture Photoshop shows).
+_FIRST_PICTURE_ONLY = frozenset({"MPO", "PSD"})
 _ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "AVIF", "HEIF"})
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 #: Formats whose files hold several 8-bit pictures that colorot writes back as such: animated WebP,
@@ -676,18 +679,19 @@ def _cicp(data: bytes) -> tuple[int, int] | None:
 
 def _frame_count(pil: PILImage.Image, notes: list[str]) -> int:
     """How many frames (an animation's) or pages (a TIFF's) the image has, by its header: 1 for an
-    MPO, whose other pictures are a phone's previews, and where the count cannot be read past
-    the first frame (a damaged page chain: the first is read as before)."""
-    if pil.format in _WRITTEN_AS:
+    MPO and a PSD (:data:`_FIRST_PICTURE_ONLY`), and where the count cannot be read past the first
+    frame (a damaged page chain: the first is read as before). Leaves ``pil`` at the frame it was at."""
+    if pil.format in _FIRST_PICTURE_ONLY:
         return 1
+    opened_at = pil.tell()
     try:
         with _pillow_warnings_recorded(notes):
-            return int(getattr(pil, "n_frames", 1))
+            return max(1, int(getattr(pil, "n_frames", 1)))
     except Exception:  # Pillow's parsers raise many exception types on a damaged chain
         return 1
     finally:
-        if pil.tell() != 0:
-            pil.seek(0)
+        if pil.tell() != opened_at:
+            pil.seek(opened_at)
 
 
 @contextlib.contextmanager

@@ -149,3 +149,37 @@ def test_pages_of_different_sizes_give_the_first_with_a_warning(tmp_path: Path) 
     with pytest.warns(UserWarning, match="x.tif: 2 frames .*pages of different sizes: colorot maps only the first"):
         image = decode_image(buffer.getvalue(), name="x.tif", frames=True)
     assert image.frames == () and image.codes.shape == (6, 8, 3)
+
+
+def _psd(composite: np.ndarray, layers: list[np.ndarray]) -> bytes:
+    """A minimal 8-bit RGB Photoshop file: the ``composite`` and full-canvas ``layers``, uncompressed."""
+    import struct
+
+    h, w, _ = composite.shape
+    records, data = b"", b""
+    for layer in layers:
+        records += struct.pack(">iiiiH", 0, 0, h, w, 3) + b"".join(struct.pack(">hI", c, 2 + h * w) for c in range(3))
+        extra = struct.pack(">II", 0, 0) + b"\x03abc"  # no mask, no blending ranges, the name "abc"
+        records += b"8BIMnorm" + struct.pack(">BBBxI", 255, 0, 0, len(extra)) + extra
+        data += b"".join(struct.pack(">H", 0) + layer[..., c].tobytes() for c in range(3))
+    info = struct.pack(">h", len(layers)) + records + data
+    info += bytes(len(info) % 2)
+    section = struct.pack(">I", len(info)) + info + struct.pack(">I", 0)
+    return (b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, h, w, 8, 3) + struct.pack(">II", 0, 0)
+            + struct.pack(">I", len(section)) + section
+            + struct.pack(">H", 0) + b"".join(composite[..., c].tobytes() for c in range(3)))
+
+
+@pytest.mark.parametrize("layers", [0, 2])
+def test_a_photoshop_file_is_its_composite_not_its_layers(tmp_path: Path, half: Path, layers: int) -> None:
+    """Pillow opens a PSD at its composite as frame 1 of n_frames layers: seeking back to frame 0 failed
+    ("cannot decode image (attempt to seek outside sequence)"), and layers are not frames."""
+    composite = smooth_rgb(6, 8, 3)
+    src = tmp_path / "art.psd"
+    src.write_bytes(_psd(composite, [np.full((6, 8, 3), value, np.uint8) for value in VALUES[:layers]]))
+    image = decode_image(src.read_bytes(), name="art.psd", frames=True)
+    assert image.frames == () and np.array_equal(image.codes, composite)
+    outcome = cli("apply", half, src, tmp_path / "art.png")
+    assert outcome.code == 0 and "warning" not in outcome.stderr, outcome.stderr
+    assert len(_pictures(tmp_path / "art.png")) == 1
+    assert np.abs(read_image(tmp_path / "art.png").codes - half_map_codes(composite)).max() <= 1
