@@ -145,7 +145,8 @@ def _check_config(config: object, state: object, source: object) -> None:
     :data:`MAX_MODEL_SIZE` / :data:`MAX_MODEL_UNITS`."""
     _require(isinstance(config, dict) and isinstance(state, dict), source, "malformed model section")
     _require(all(isinstance(key, str) for key in config), source, "malformed model config")
-    _require(config.get("dim", 3) == 3, source, "the model is not a map of 3 colour channels")
+    dim = config.get("dim", 3)  # an int (a tensor or array here has no one truth value)
+    _require(isinstance(dim, int) and dim == 3, source, "the model is not a map of 3 colour channels")
     eps = config.get("eps", 1.0)
     _require(isinstance(eps, (int, float)) and not isinstance(eps, bool)
              and math.isfinite(eps) and eps > 0, source, "eps must be a positive finite number")

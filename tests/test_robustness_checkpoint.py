@@ -213,6 +213,8 @@ ALTERATIONS: dict[str, tuple[Callable[[dict], None], str]] = {
     "negative-eps": (_set("model", "config", "eps", -1.0), "eps"),
     "eps-as-text": (_set("model", "config", "eps", "0.001"), "eps"),
     "two-channel-model": (_set("model", "config", "dim", 2), "3 colour channels"),
+    "dim-as-empty-tensor": (_set("model", "config", "dim", torch.zeros(0)), "3 colour channels"),  # no truth value
+    "dim-as-tensor": (_set("model", "config", "dim", torch.tensor(3)), "3 colour channels"),
     "huge-model": (_set("model", "config", "hidden", 10**9), "model size"),
     "huge-product": (lambda p: p["model"]["config"].update(hidden=4096, modules=4096), "model size"),
     "unknown-config-key": (_set("model", "config", "depth", 3), "invalid configuration"),
