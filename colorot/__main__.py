@@ -1,5 +1,5 @@
 """``python -m colorot``: the same as the ``colorot`` command."""
 
-from colorot.cli import main
+from colorot.launcher import main
 
 main()

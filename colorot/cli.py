@@ -1057,7 +1057,8 @@ def _refuse_checkpoints_as_images(paths, hint: str) -> None:
 
 
 def main() -> None:
-    """Console-script entry point, and ``python -m colorot``'s.  The process is then colorot's own,
+    """The program: run by :func:`colorot.launcher.main`, the console script's and ``python -m colorot``'s
+    entry point.  The process is then colorot's own,
     so ``colorot match`` may run its files in worker processes (:mod:`colorot.workers`), which
     import the program's main module again; the CLI run inside another program (by
     ``typer.testing.CliRunner``, say, from a script without a ``__main__`` guard) keeps to threads."""

@@ -11,10 +11,14 @@ scikit-learn's import overlaps their decoding too, then sends it the prepared
 :meth:`GaussianMixture.fit_em`'s in this process (same code, same data, one BLAS thread).  If the
 process cannot start or does not answer with a mixture, EM runs here instead, so the result, or
 the error, is the same either way.  Only arrays cross the pipe (``np.save``, no pickles).
+
+The ``colorot`` command starts the process earlier still (:func:`prestart`, from
+:mod:`colorot.launcher`, before the CLI's own imports), and the fit's :class:`BackgroundEM` takes it.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import subprocess
@@ -27,6 +31,57 @@ from colorot.distributions import EMProblem, GaussianMixture
 
 #: Environment of the EM process: one BLAS/OpenMP thread, leaving the other cores to this process.
 _ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+#: The process :func:`prestart` started, until a BackgroundEM takes it or :func:`discard_prestarted` ends it.
+_prestarted: subprocess.Popen | None = None
+
+
+def prestart() -> None:
+    """Start the EM process now, for the first :class:`BackgroundEM` of this process to take (the
+    ``colorot fit`` command, before its imports); ended at exit if none takes it."""
+    global _prestarted
+    if _prestarted is None:
+        _prestarted = _spawn()
+        if _prestarted is not None:
+            atexit.register(discard_prestarted)
+
+
+def discard_prestarted() -> None:
+    """End the process :func:`prestart` started, if no BackgroundEM took it (a fit without EM)."""
+    global _prestarted
+    process, _prestarted = _prestarted, None
+    if process is not None:
+        _end(process)
+
+
+def _take_prestarted() -> subprocess.Popen | None:
+    """The process :func:`prestart` started, still running, or None."""
+    global _prestarted
+    process, _prestarted = _prestarted, None
+    if process is not None and process.poll() is not None:  # it died: start another
+        _end(process)
+        return None
+    return process
+
+
+def _spawn() -> subprocess.Popen | None:
+    """``python -m colorot.em_process``, waiting for its problem on stdin; None with fewer than two
+    cores (nothing to overlap with: EM runs here when asked for) or where no process can start."""
+    if (os.cpu_count() or 1) < 2:
+        return None
+    try:
+        return subprocess.Popen([sys.executable, "-m", "colorot.em_process"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_environment())
+    except (OSError, ValueError):  # no interpreter to start (embedded, frozen), no processes left, …
+        return None
+
+
+def _end(process: subprocess.Popen) -> None:
+    """Kill ``process`` if it still runs, reap it and close this side of its pipes."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    process.stdin.close()
+    process.stdout.close()
 
 
 class BackgroundEM:
@@ -36,16 +91,9 @@ class BackgroundEM:
 
     def __init__(self) -> None:
         self.problem: EMProblem | None = None
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen | None = _take_prestarted() or _spawn()
         self._mixture: GaussianMixture | None = None
         self._writer: threading.Thread | None = None
-        if (os.cpu_count() or 1) >= 2:  # else nothing to overlap with: EM runs in this process when asked for
-            try:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-m", "colorot.em_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL, env=_environment())
-            except (OSError, ValueError):  # no interpreter to start (embedded, frozen), no processes left, …
-                pass
 
     def send(self, problem: EMProblem) -> None:
         """Give the process its problem (once)."""
@@ -91,8 +139,7 @@ class BackgroundEM:
         process.wait()
         if self._writer is not None:  # its write fails at once on a dead process's pipe; it closes stdin
             self._writer.join()
-        process.stdin.close()
-        process.stdout.close()
+        _end(process)
 
     def __enter__(self) -> "BackgroundEM":
         return self

@@ -37,7 +37,7 @@ from colorot.cube import write_cube
 from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_STEPS,
                               DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, FLOAT_SLACK, NETWORK_KL_ITERATIONS)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
-from colorot.em_process import BackgroundEM
+from colorot.em_process import BackgroundEM, discard_prestarted
 from colorot.errors import ConfigError
 from colorot.history import History
 from colorot.imageio import read_image, read_pixels, unit_values
@@ -615,6 +615,8 @@ class ColorTransfer:
         # The KL solver's mixture: EM in a second process, started now (it imports scikit-learn while
         # the images are read) and fitting beside the map's start.
         overlap = solver == "kl" and kind == "gmm" and not isinstance(target, Reference)
+        if not overlap:  # the EM process the colorot command may have started for this fit is not needed
+            discard_prestarted()
         source_space = source_space or named_space(source)  # the target's codes are taken into it (colorot.profiles)
         with BackgroundEM() if overlap else contextlib.nullcontext() as background:
             src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)

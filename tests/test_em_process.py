@@ -136,3 +136,78 @@ def test_a_network_fit_gets_the_mixture_of_an_ordinary_em_from_the_second_proces
     fitted = ColorTransfer(model=model, steps=1).fit(source, target)
     assert len(started) == 1 and started[0]._process is None  # it ran, answered and was closed
     assert same(fitted.target_dist_, ordinary)
+
+
+@pytest.fixture
+def prestarted():
+    """The process em_process.prestart() starts (ended afterwards whatever the test did)."""
+    em_process.prestart()
+    process = em_process._prestarted
+    yield process
+    em_process.discard_prestarted()
+    if process is not None:
+        em_process._end(process)
+
+
+@NEEDS_TWO_CORES
+def test_a_prestarted_process_is_taken_by_the_fit_s_background_em(problem, monkeypatch, prestarted) -> None:
+    """The colorot command starts the EM process before its imports (colorot.launcher); the fit uses that one."""
+    here = GaussianMixture.fit_em(problem)
+    forbid_em_here(monkeypatch)
+    assert prestarted is not None and prestarted.poll() is None
+    with sent(problem) as running:
+        assert running._process is prestarted
+        assert same(running.result(), here)
+    assert closed(prestarted) and em_process._prestarted is None
+    with BackgroundEM() as another:  # taken once: the next starts its own
+        assert another._process is not prestarted
+
+
+@NEEDS_TWO_CORES
+def test_a_prestarted_process_that_died_is_replaced(problem, monkeypatch, prestarted) -> None:
+    here = GaussianMixture.fit_em(problem)
+    forbid_em_here(monkeypatch)
+    prestarted.kill()
+    prestarted.wait()
+    with sent(problem) as running:
+        assert running._process is not prestarted
+        assert same(running.result(), here)
+    assert closed(prestarted)
+
+
+@NEEDS_TWO_CORES
+@pytest.mark.parametrize("options", [{"solver": "sliced"}, {"target": "gaussian"}])
+def test_a_fit_without_em_ends_the_prestarted_process(options, prestarted) -> None:
+    rng = np.random.default_rng(1)
+    ColorTransfer(steps=1, **options).fit(rng.random((500, 3)), rng.random((500, 3)))
+    assert closed(prestarted) and em_process._prestarted is None
+
+
+def test_prestart_is_for_the_fit_command_alone() -> None:
+    from colorot.launcher import is_fit_command
+
+    assert is_fit_command(["fit", "a.jpg", "b.jpg", "-o", "m.pt"])
+    assert is_fit_command(["--debug", "fit", "a.jpg", "b.jpg"])
+    for args in (["apply", "m.pt", "fit", "out"], ["match", "fit.jpg", "x.jpg", "out"], ["fit", "--help"],
+                 ["--version"], ["fit", "-h"], []):
+        assert not is_fit_command(args), args
+
+
+def test_the_command_runs_through_the_launcher(tmp_path) -> None:
+    """`python -m colorot fit` (the console script's path too) fits, with the EM process started early, and
+    a fit that fails before it is needed still ends promptly (the process ended at exit)."""
+    import sys
+
+    from conftest import smooth_rgb
+    from PIL import Image
+
+    for name, seed in (("s.png", 1), ("t.png", 2)):
+        Image.fromarray(smooth_rgb(24, 32, seed)).save(tmp_path / name)
+    run = [sys.executable, "-m", "colorot", "fit", str(tmp_path / "s.png"), str(tmp_path / "t.png")]
+    done = subprocess.run([*run, "-o", str(tmp_path / "m.pt"), "--steps", "2"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and (tmp_path / "m.pt").is_file(), done.stderr
+    failed = subprocess.run([sys.executable, "-m", "colorot", "fit", str(tmp_path / "missing.png"),
+                             str(tmp_path / "t.png"), "-o", str(tmp_path / "n.pt")],
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and "missing.png" in failed.stderr

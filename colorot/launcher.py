@@ -1,0 +1,29 @@
+"""The ``colorot`` command's entry point (and ``python -m colorot``'s).
+
+A default ``colorot fit`` fits the target's mixture by EM in a second process
+(:mod:`colorot.em_process`), whose scikit-learn import is the longest step before the fit can use
+it. So before anything else is imported, a ``fit`` command starts that process
+(:func:`colorot.em_process.prestart`), and the fit takes it; a fit that needs no EM ends it.
+Everything else goes straight to :func:`colorot.cli.main`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    if is_fit_command(sys.argv[1:]):
+        from colorot import em_process
+
+        em_process.prestart()
+    from colorot.cli import main as cli_main
+
+    cli_main()
+
+
+def is_fit_command(args: list[str]) -> bool:
+    """Whether the command line runs a fit: its first word that is not an option is ``fit``, and it
+    asks for no help or version."""
+    words = [arg for arg in args if not arg.startswith("-")]
+    return bool(words) and words[0] == "fit" and not {"--help", "-h", "--version"} & set(args)
