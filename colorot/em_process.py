@@ -1,6 +1,6 @@
 """The target's EM in a second Python process, while this one starts the map (``colorot fit``).
 
-A KL fit spends ≈ 1.3 s importing scikit-learn and ≈ 0.4 s in its EM, all of it holding
+A KL fit spends ≈ 0.8–1.3 s importing scikit-learn and ≈ 0.3–0.4 s in its EM, all of it holding
 Python's lock, while the start of its map needs only pixels: the default's sliced start
 (:mod:`colorot.sliced`, about a second), or the C-MGN's and M-MGN's torch import and separable
 start (:mod:`colorot.mgn_start`, about 3 s).  Threads cannot overlap the two; a second process
@@ -171,7 +171,7 @@ def _arrays_to_bytes(**arrays: np.ndarray) -> bytes:
 
 
 def _serve() -> None:
-    """The EM process: scikit-learn imported first (≈ 1.3–1.8 s, while the caller may still be reading
+    """The EM process: scikit-learn imported first (≈ 0.8–1.8 s, while the caller may still be reading
     its images), then one problem from stdin, its mixture to stdout."""
     import sklearn.mixture  # noqa: F401
 
