@@ -75,11 +75,15 @@ def _spawn() -> subprocess.Popen | None:
         return None
 
 
-def _end(process: subprocess.Popen) -> None:
-    """Kill ``process`` if it still runs, reap it and close this side of its pipes."""
+def _end(process: subprocess.Popen, writer: threading.Thread | None = None) -> None:
+    """Kill ``process`` if it still runs, reap it, wait for ``writer`` (the thread sending it its
+    problem: its write fails at once on a dead process's pipe, and it closes stdin), and close this
+    side of its pipes."""
     if process.poll() is None:
         process.kill()
     process.wait()
+    if writer is not None:
+        writer.join()
     process.stdin.close()
     process.stdout.close()
 
@@ -132,14 +136,8 @@ class BackgroundEM:
     def close(self) -> None:
         """Stop the process (if it still runs) and close both ends of its pipes here."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        if self._writer is not None:  # its write fails at once on a dead process's pipe; it closes stdin
-            self._writer.join()
-        _end(process)
+        if process is not None:
+            _end(process, self._writer)
 
     def __enter__(self) -> "BackgroundEM":
         return self
