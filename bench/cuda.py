@@ -1,26 +1,32 @@
 """The Adam path on a CUDA GPU against the CPU, and the tests marked ``cuda``.
 
-    python bench/cuda.py [--models ridge,cmgn,mmgn] [--runs 3] [--cpu-runs 1] [--steps N] [--json PATH]
+    python bench/cuda.py [--models ridge,cmgn,mmgn] [--devices cuda,cpu] [--runs 3] [--cpu-runs 1]
+                         [--cpu-jobs 1] [--cpu-from REPORT.json] [--steps N] [--json PATH]
 
 1. The machine: CPUs, Python, torch and the CUDA card's name.
-2. ``python -m pytest -m cuda tests`` (they skip without a GPU), its summary line.
+2. With ``cuda`` among ``--devices``: ``python -m pytest -m cuda`` over the test files that hold
+   such tests (the others are not collected, so a missing optional package there cannot stop
+   them), its summary line.
 3. For each model, ``ColorTransfer(model=M, solver="adam", device=D, random_state=0).fit(SOURCE,
    TARGET)`` on the 1920×1200 pair of bench/speed.py (samples/day.jpg → samples/sunset.jpg), every
-   setting but the device at its default: ``--cpu-runs`` fits on the CPU (one training thread, as
-   colorot trains there), then on the GPU one cold fit (it pays for CUDA's start) and ``--runs``
-   timed ones.  Prints the median wall time of the whole fit (reading, EM and the start included),
-   of its Adam loop alone (``history_.seconds``), their CPU/GPU ratios, and each device's SW2 of
-   the output to the target (``colorot.metrics.sliced_w2``, as bench/quality.py), so that a fast
-   fit is also shown to be as good a one.
+   setting but the device at its default: on the GPU one cold fit (it pays for CUDA's start) and
+   ``--runs`` timed ones, then ``--cpu-runs`` fits on the CPU (one training thread, as colorot
+   trains there; ``--cpu-jobs`` models at a time, each in its own process, for a machine with
+   cores to spare).  Prints the median wall time of the whole fit (reading, EM and the start
+   included), of its Adam loop alone (``history_.seconds``), and each device's SW2 of the output
+   to the target (``colorot.metrics.sliced_w2``, as bench/quality.py), so that a fast fit is also
+   shown to be as good a one.  The CPU/GPU ratios are printed against this machine's CPU and
+   against the CPU rows of ``--cpu-from``, an earlier ``--json`` report of another machine (the
+   2-CPU machine the project's speed goals are set on, say).
 4. With a GPU, ``ColorAugment`` of the default fit's map on a 64×3×224² batch there: the map
    itself in chunks (what ColorAugment does on a GPU) and its tabulated profiles (what it does on
    the CPU, bench/augment.py), median ms of 10 runs after a warm-up, their largest difference, and
    the peak GPU memory of each.
 
-Without a CUDA device it runs parts 1–3 on the CPU alone and exits 1.  Fits in this process:
-imports and CUDA's start are outside the warm timings, inside the cold one.  Each CPU fit takes
-about 75 s (2 CPUs, 2026-12-03), so the defaults need about 5 minutes beside the GPU's fits;
-``--models ridge`` about 2.
+A fit that raises is reported with its traceback and the run goes on.  The ``--json`` report is
+rewritten after every part, so a run stopped early keeps what it measured.  Without a CUDA device
+it runs the CPU fits alone and exits 1.  Each CPU fit takes about 75 s (2 CPUs, 2026-12-03), so
+the defaults need about 5 minutes beside the GPU's fits; ``--models ridge`` about 2.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +59,13 @@ def machine() -> str:
 
 
 def cuda_tests() -> str:
-    """The summary line of ``pytest -m cuda`` over the test suite."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
-                           str(ROOT / "tests")], capture_output=True, text=True, cwd=ROOT)
+    """The summary line of ``pytest -m cuda`` over the test files with tests marked ``cuda``."""
+    files = [str(path) for path in sorted((ROOT / "tests").glob("test_*.py")) if "mark.cuda" in path.read_text()]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", *files],
+                          capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode not in (0, 5):  # 5: nothing collected
-        print(proc.stdout[-4000:], proc.stderr[-2000:], sep="\n")
+        print(proc.stdout[-6000:], proc.stderr[-2000:], sep="\n")
     return f"rc {proc.returncode}: {lines[-1] if lines else proc.stderr.strip()[-200:]}"
 
 
@@ -73,7 +83,12 @@ def fit_once(model: str, device: str, pair: tuple[Path, Path], steps: int | None
 
 
 def timed(model: str, device: str, pair: tuple[Path, Path], steps: int | None, runs: int) -> dict:
-    fits = [fit_once(model, device, pair, steps) for _ in range(runs)]
+    """``runs`` fits and their medians, or the traceback of the one that raised."""
+    try:
+        fits = [fit_once(model, device, pair, steps) for _ in range(runs)]
+    except Exception:  # noqa: BLE001 - reported, and the other fits go on
+        print(f"{model} on {device} raised:\n{traceback.format_exc()}", flush=True)
+        return {"error": traceback.format_exc()}
     return {"runs": fits, **{key: statistics.median(f[key] for f in fits) for key in ("fit_s", "adam_s", "sw2")}}
 
 
@@ -109,46 +124,92 @@ def augment_on_gpu(pair: tuple[Path, Path]) -> dict:
     return row
 
 
+def print_row(model: str, device: str, row: dict) -> None:
+    if "error" in row:
+        print(f"| {model} | {device} | raised | | | |", flush=True)
+        return
+    print(f"| {model} | {device} | {row['fit_s']:.2f} | {row['adam_s']:.2f} | {row['sw2']:.4f} | "
+          f"{len(row['runs'])} ({row['runs'][0]['steps']} steps) |", flush=True)
+
+
+def ratios(cpu: dict, gpu: dict) -> dict | None:
+    if "error" in cpu or "error" in gpu:
+        return None
+    return {"fit": cpu["fit_s"] / gpu["fit_s"], "adam": cpu["adam_s"] / gpu["adam_s"]}
+
+
+def cpu_fits(models: list[str], pair: tuple[Path, Path], steps: int | None, runs: int, jobs: int) -> dict:
+    """Each model's CPU fits, ``jobs`` models at a time in their own processes (1: in this one)."""
+    if jobs <= 1:
+        return {model: timed(model, "cpu", pair, steps, runs) for model in models}
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:  # no fork of a CUDA process
+        futures = {model: pool.submit(timed, model, "cpu", pair, steps, runs) for model in models}
+        return {model: future.result() for model, future in futures.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="ridge,cmgn,mmgn")
+    parser.add_argument("--devices", default="cuda,cpu", help="cuda, cpu or both")
     parser.add_argument("--runs", type=int, default=3, help="timed GPU fits per model, after a cold one")
     parser.add_argument("--cpu-runs", type=int, default=1)
+    parser.add_argument("--cpu-jobs", type=int, default=1, help="models fitted on the CPU at a time")
+    parser.add_argument("--cpu-from", type=Path, default=None, help="an earlier --json report whose CPU rows "
+                        "the GPU's are also compared with")
     parser.add_argument("--steps", type=int, default=None, help="Adam steps (default: colorot's)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
     args = parser.parse_args()
-    gpu = torch.cuda.is_available()
-    report: dict = {"machine": machine(), "tests": cuda_tests(), "models": {}}
-    print(f"machine: {report['machine']}\npytest -m cuda: {report['tests']}", flush=True)
+    models, devices = args.models.split(","), args.devices.split(",")
+    gpu = torch.cuda.is_available() and "cuda" in devices
+    report: dict = {"machine": machine(), "models": {model: {} for model in models}}
 
+    def save() -> None:
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1))
+
+    print(f"machine: {report['machine']}", flush=True)
+    if gpu:
+        report["tests"] = cuda_tests()
+        print(f"pytest -m cuda: {report['tests']}", flush=True)
+        save()
     with tempfile.TemporaryDirectory() as tmp_name:
         pair = make_pair(Path(tmp_name))
         print("| model | device | fit s (median) | Adam loop s | SW2 | runs |\n| --- | --- | --- | --- | --- | --- |")
-        for model in args.models.split(","):
-            rows = {"cpu": timed(model, "cpu", pair, args.steps, args.cpu_runs)}
-            if gpu:
-                rows["cuda cold"] = timed(model, "cuda", pair, args.steps, 1)
-                rows["cuda"] = timed(model, "cuda", pair, args.steps, args.runs)
-            for device, row in rows.items():
-                print(f"| {model} | {device} | {row['fit_s']:.2f} | {row['adam_s']:.2f} | {row['sw2']:.4f} | "
-                      f"{len(row['runs'])} ({row['runs'][0]['steps']} steps) |", flush=True)
-            if gpu:
-                rows["ratio"] = {"fit": rows["cpu"]["fit_s"] / rows["cuda"]["fit_s"],
-                                 "adam": rows["cpu"]["adam_s"] / rows["cuda"]["adam_s"]}
-            report["models"][model] = rows
         if gpu:
-            report["augment"] = augment_on_gpu(pair)
+            for model in models:
+                for device, runs in (("cuda cold", 1), ("cuda", args.runs)):
+                    report["models"][model][device] = timed(model, "cuda", pair, args.steps, runs)
+                    print_row(model, device, report["models"][model][device])
+                    save()
+            try:
+                report["augment"] = augment_on_gpu(pair)
+            except Exception:  # noqa: BLE001
+                print(f"ColorAugment on the GPU raised:\n{traceback.format_exc()}", flush=True)
+            save()
+        if "cpu" in devices and args.cpu_runs:
+            for model, row in cpu_fits(models, pair, args.steps, args.cpu_runs, args.cpu_jobs).items():
+                report["models"][model]["cpu"] = row
+                print_row(model, "cpu" + (f" ({args.cpu_jobs} models at a time)" if args.cpu_jobs > 1 else ""), row)
+            save()
+    earlier = json.loads(args.cpu_from.read_text()) if args.cpu_from else None
+    if earlier:
+        report["cpu_from"] = {"path": str(args.cpu_from), "machine": earlier["machine"]}
     for model, rows in report["models"].items():
-        if gpu:
-            print(f"{model}: CPU/GPU {rows['ratio']['fit']:.1f}× for the whole fit, "
-                  f"{rows['ratio']['adam']:.1f}× for the Adam loop")
-    if gpu:
+        if "cuda" not in rows:
+            continue
+        for name, cpu in (("this machine's CPU", rows.get("cpu")),
+                          (f"{args.cpu_from}'s CPU", earlier and earlier["models"].get(model, {}).get("cpu"))):
+            ratio = cpu and ratios(cpu, rows["cuda"])
+            if ratio:
+                rows.setdefault("ratios", {})[name] = ratio
+                print(f"{model}: {name}/GPU {ratio['fit']:.1f}× for the whole fit, {ratio['adam']:.1f}× for the "
+                      f"Adam loop (CPU {cpu['fit_s']:.1f} s, {cpu['adam_s']:.1f} s)")
+    if "augment" in report:
         row = report["augment"]
         print("ColorAugment, 64×3×224² on the GPU: " + ", ".join(
             f"{name} {row[name]['ms']:.1f} ms (peak {row[name]['peak_mib']:.0f} MiB)" for name in ("module, chunked", "tables"))
             + f"; largest difference {row['max_difference']:.1e}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    save()
     if not gpu:
         print("no CUDA device: the GPU fits and the ratios are not measured")
         return 1
