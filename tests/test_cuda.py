@@ -52,7 +52,7 @@ def test_the_sliced_term_s_sort_on_the_gpu_is_the_cpu_s(rng) -> None:
     weights = torch.as_tensor(rng.normal(size=(257, 7)), dtype=torch.float32)
     grads = []
     for device in ("cpu", DEVICE):
-        leaf = values.to(device).requires_grad_(True)
+        leaf = values.clone().to(device).requires_grad_(True)  # not `values` itself, which .to("cpu") returns
         sorted_ = sort_columns(leaf)
         (sorted_ * weights.to(device)).sum().backward()
         torch.testing.assert_close(sorted_.detach().cpu(), torch.sort(values, dim=0).values)
