@@ -21,7 +21,7 @@ DEFAULT_SW_DIRECTIONS = 64
 DEFAULT_MAX_PIXELS = 100_000
 #: The Adam solver's recipe, shared by the Python API and the CLI.
 #: 2000 steps: on development pairs outside the benchmark, 1000 → 2000 lowered SW2 by
-#: 11–17 % (bench/EXPERIMENTS.md, E28), and a step costs ≈ 21 ms on one CPU core.
+#: 11–17 % (bench/EXPERIMENTS.md, E28), and a step costs 11–17 ms on one CPU core (E60).
 DEFAULT_STEPS = 2000
 #: Adam's learning rate per model: the C-MGN shares one W between its input and
 #: output, so the same step moves it further and it needs a smaller one.

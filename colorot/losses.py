@@ -135,19 +135,27 @@ def sort_columns(values: torch.Tensor) -> torch.Tensor:
     return values.T.gather(1, torch.from_numpy(order)).T
 
 
+def quantiles_at_levels(target_sorted: torch.Tensor, n: int) -> torch.Tensor:
+    """The rows of ``target_sorted`` (M sorted values in each column) at the levels (i + ½)/n, i < n:
+    the target's quantiles that n sorted samples are compared with, (n, k).  A fit reads them once
+    for its batch size; each step then takes its directions' columns, 4096 × 64 values rather than
+    the 50 000 × 64 of the whole reference (11 ms of a 24 ms CPU step, E60)."""
+    m = target_sorted.shape[0]
+    levels = ((torch.arange(n, device=target_sorted.device) + 0.5) * (m / n)).long().clamp_(max=m - 1)
+    return target_sorted[levels]
+
+
 def sliced_w2_squared(mapped: torch.Tensor, directions: torch.Tensor,
-                      target_sorted: torch.Tensor) -> torch.Tensor:
+                      target_quantiles: torch.Tensor) -> torch.Tensor:
     """SW₂² between the mapped pixels and the target, along the given directions.
 
     For each direction θ_j the 1-D W₂² between the n sorted projections ⟨θ_j, T(x)⟩
-    and the target's quantiles at the same levels (i + ½)/n, read from
-    ``target_sorted`` (:func:`sorted_projections` of many target pixels along the
+    and the target's quantiles at the same levels (i + ½)/n, ``target_quantiles`` (n, k)
+    (:func:`quantiles_at_levels` of :func:`sorted_projections` of many target pixels along the
     same directions); averaged over directions.  A mass-covering term: it grows
     whenever part of the target is left uncovered, which the reverse KL alone
     does not see.  Each T(x) still depends on its own x only; the samples meet
     only inside the loss.
     """
-    n, m = mapped.shape[0], target_sorted.shape[0]
     projected = sort_columns(mapped @ directions)
-    levels = ((torch.arange(n, device=mapped.device) + 0.5) * (m / n)).long().clamp_(max=m - 1)
-    return (projected - target_sorted[levels]).pow(2).mean()
+    return (projected - target_quantiles).pow(2).mean()

@@ -20,8 +20,8 @@ from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEF
 from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError, TrainingError
 from colorot.history import History
-from colorot.losses import (LOSSES, exact_kl, moment_kl, random_directions, sliced_w2_squared,
-                            sorted_projections, transport_cost)
+from colorot.losses import (LOSSES, exact_kl, moment_kl, quantiles_at_levels, random_directions,
+                            sliced_w2_squared, sorted_projections, transport_cost)
 from colorot.models import MonotoneGradientMap
 
 
@@ -106,11 +106,12 @@ def learning_rate_factor(step: int, steps: int) -> float:
 
 def batch_loss(model: MonotoneGradientMap, x: torch.Tensor, target: GaussianMixture,
                settings: TrainSettings, directions: torch.Tensor | None = None,
-               target_sorted: torch.Tensor | None = None) -> torch.Tensor:
+               target_quantiles: torch.Tensor | None = None) -> torch.Tensor:
     """The training objective on one batch of source pixels x:
 
     KL term (exact or moment-matching) + sw_weight · SW₂²(T(x), target) + transport_weight · E‖T(x) − x‖²,
-    with SW₂² along ``directions`` against the target quantiles ``target_sorted``.
+    with SW₂² along ``directions`` against the target's quantiles at the batch's levels,
+    ``target_quantiles`` (:func:`colorot.losses.quantiles_at_levels`).
     """
     if settings.loss == "kl":
         mapped, jac = model.forward_and_jacobian(x)
@@ -119,7 +120,7 @@ def batch_loss(model: MonotoneGradientMap, x: torch.Tensor, target: GaussianMixt
         mapped = model(x)
         loss = moment_kl(mapped, target)
     if settings.sw_weight:
-        loss = loss + settings.sw_weight * sliced_w2_squared(mapped, directions, target_sorted)
+        loss = loss + settings.sw_weight * sliced_w2_squared(mapped, directions, target_quantiles)
     if settings.transport_weight:
         loss = loss + settings.transport_weight * transport_cost(x, mapped)
     return loss
@@ -148,12 +149,13 @@ def starting_loss(model: MonotoneGradientMap, data: torch.Tensor, target: Gaussi
     Draws nothing from the run's generator (the SW₂ term, if any, uses the first
     directions of the bank), so measuring it does not change the run.
     """
-    directions = target_sorted = None
+    x = data[:REFERENCE_PIXELS]
+    directions = quantiles = None
     if bank is not None:
         directions = bank[0][:, :settings.sw_directions]
-        target_sorted = bank[1][:, :settings.sw_directions]
+        quantiles = quantiles_at_levels(bank[1][:, :settings.sw_directions], x.shape[0])
     with torch.no_grad():
-        return float(batch_loss(model, data[:REFERENCE_PIXELS], target, settings, directions, target_sorted))
+        return float(batch_loss(model, x, target, settings, directions, quantiles))
 
 
 def direction_bank(target_pixels: np.ndarray, settings: TrainSettings, device: torch.device
@@ -256,14 +258,15 @@ def _train(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: learning_rate_factor(s, settings.steps))
     batch = min(settings.batch_size, data.shape[0])
     start_loss = starting_loss(model, data, target, settings, bank)
+    quantiles = quantiles_at_levels(bank[1], batch) if bank is not None else None
     for step in range(settings.steps):
         idx = torch.randint(data.shape[0], (batch,), generator=generator).to(device)
         noise = (torch.rand(batch, data.shape[1], generator=generator) * 2 - 1).to(device) * DEQUANTISE
-        directions = target_sorted = None
+        directions = batch_quantiles = None
         if bank is not None:
             columns = torch.randperm(bank[0].shape[1], generator=generator)[:settings.sw_directions].to(device)
-            directions, target_sorted = bank[0][:, columns], bank[1][:, columns]
-        loss = batch_loss(model, data[idx] + noise, target, settings, directions, target_sorted)
+            directions, batch_quantiles = bank[0][:, columns], quantiles[:, columns]
+        loss = batch_loss(model, data[idx] + noise, target, settings, directions, batch_quantiles)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingError(

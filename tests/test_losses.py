@@ -187,9 +187,10 @@ def test_transport_cost_matches_numpy(rng) -> None:
 
 # ------------------------------------------------------- sliced Wasserstein term
 def sw2(mapped, target, directions):
-    from colorot.losses import sliced_w2_squared, sorted_projections
+    from colorot.losses import quantiles_at_levels, sliced_w2_squared, sorted_projections
 
-    return sliced_w2_squared(mapped, directions, sorted_projections(target, directions))
+    return sliced_w2_squared(mapped, directions, quantiles_at_levels(sorted_projections(target, directions),
+                                                                     mapped.shape[0]))
 
 
 def test_sliced_w2_squared_is_zero_for_the_same_sample_in_any_order():

@@ -10,7 +10,9 @@ from colorot.distributions import Gaussian, GaussianMixture
 from colorot.errors import ConfigError, TrainingError
 from colorot.losses import exact_kl, moment_kl, transport_cost
 from colorot.models import CMGN, MMGN, AffineMap
-from colorot.train import History, TrainSettings, batch_loss, resolve_device, train
+import colorot.train as train_module
+from colorot.losses import quantiles_at_levels
+from colorot.train import History, TrainSettings, batch_loss, direction_bank, resolve_device, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -113,6 +115,31 @@ def test_infinite_pixels_raise_training_error(pixels, target) -> None:
     pixels[:] = np.inf
     with pytest.raises(TrainingError):
         train(small_model(), pixels, target, settings(loss="moment"))
+
+
+# ------------------------------------------------------------ the sliced term's data
+def test_each_step_compares_its_directions_with_their_own_quantiles(pixels, target, monkeypatch) -> None:
+    """Every step's sliced term gets, for each of its directions, the reference's quantiles along
+    that same direction at the batch's levels (i + ½)/n: what the bank holds for it, read at n."""
+    calls = []
+    real = train_module.batch_loss
+
+    def recording(model, x, target, settings, directions=None, quantiles=None):
+        if torch.is_grad_enabled():  # a training step, not the starting loss
+            calls.append((x.shape[0], directions, quantiles))
+        return real(model, x, target, settings, directions, quantiles)
+
+    monkeypatch.setattr(train_module, "batch_loss", recording)
+    run = settings(steps=3, sw_weight=10.0, sw_directions=8)
+    train(small_model(), pixels, target, run, target_pixels=pixels)
+    bank_directions, bank_sorted = direction_bank(pixels, run, torch.device("cpu"))
+    assert len(calls) == 3
+    for n, directions, quantiles in calls:
+        assert n == 64 and directions.shape == (3, 8) and quantiles.shape == (64, 8)
+        for column in range(8):
+            (match,) = [j for j in range(bank_directions.shape[1])
+                        if torch.equal(bank_directions[:, j], directions[:, column])]
+            assert torch.equal(quantiles[:, column], quantiles_at_levels(bank_sorted[:, match:match + 1], n)[:, 0])
 
 
 # -------------------------------------------------------------- callback
