@@ -25,8 +25,8 @@
 
 A fit that raises is reported with its traceback and the run goes on.  The ``--json`` report is
 rewritten after every part, so a run stopped early keeps what it measured.  Without a CUDA device
-it runs the CPU fits alone and exits 1.  Each CPU fit takes about 75 s (2 CPUs, 2026-12-03), so
-the defaults need about 5 minutes beside the GPU's fits; ``--models ridge`` about 2.
+it runs the CPU fits alone and exits 1.  Each CPU fit takes 25–35 s (2 CPUs, 2026-12-04), so the
+defaults need about 2 minutes beside the GPU's fits (about 3 minutes on an H200, 2026-12-04).
 """
 
 from __future__ import annotations

@@ -336,7 +336,7 @@ def fit(
     solver: Annotated[SolverName, typer.Option(rich_help_panel="Training", help="kl: the exact KL to the fitted density "
                                                "plus μ·SW₂², for the ridge map from the sliced solution, for cmgn/mmgn by "
                                                "full-batch L-BFGS (seconds); sliced: sliced-W₂ majorise–minimise alone "
-                                               "(ridge); adam: train any network on the KL loss (minutes); auto: kl.")] = SolverName.auto,
+                                               "(ridge); adam: train any network on the KL loss (tens of seconds); auto: kl.")] = SolverName.auto,
     distribution: Annotated[TargetKind, typer.Option("--distribution", rich_help_panel="Target", help="What the map transports onto: a "
                             "Gaussian mixture (EM), a Gaussian (MLE) or the target's pixels (sliced solver only); "
                             "auto: gmm, pixels for the sliced solver.")] = TargetKind.auto,
