@@ -137,10 +137,7 @@ def sort_columns(values: torch.Tensor) -> torch.Tensor:
 
 def quantiles_at_levels(target_sorted: torch.Tensor, n: int) -> torch.Tensor:
     """The rows of ``target_sorted`` (M sorted values in each column) at the levels (i + ½)/n, i < n:
-    the target's quantiles that n sorted samples are compared with, (n, k).  A fit reads them once
-    for its batch size; each step then takes its directions' columns, 4096 × 64 values rather than
-    the 50 000 × 64 of the whole reference (11 ms of a 24 ms CPU step, E60).  The table holds
-    n × 256 float32 values: 4 MB at the default batch, 100 MB at a batch of 100 000."""
+    the target's quantiles that n sorted samples are compared with, (n, k)."""
     m = target_sorted.shape[0]
     levels = ((torch.arange(n, device=target_sorted.device) + 0.5) * (m / n)).long().clamp_(max=m - 1)
     return target_sorted[levels]

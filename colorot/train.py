@@ -258,6 +258,8 @@ def _train(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: learning_rate_factor(s, settings.steps))
     batch = min(settings.batch_size, data.shape[0])
     start_loss = starting_loss(model, data, target, settings, bank)
+    # The bank read at the batch's levels once (batch × SW_BANK float32: 4 MB at the default batch);
+    # each step takes its directions' columns of this rather than of the whole reference (E60).
     quantiles = quantiles_at_levels(bank[1], batch) if bank is not None else None
     for step in range(settings.steps):
         idx = torch.randint(data.shape[0], (batch,), generator=generator).to(device)

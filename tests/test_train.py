@@ -8,10 +8,9 @@ import torch
 
 from colorot.distributions import Gaussian, GaussianMixture
 from colorot.errors import ConfigError, TrainingError
-from colorot.losses import exact_kl, moment_kl, transport_cost
+from colorot.losses import exact_kl, moment_kl, quantiles_at_levels, transport_cost
 from colorot.models import CMGN, MMGN, AffineMap
 import colorot.train as train_module
-from colorot.losses import quantiles_at_levels
 from colorot.train import History, TrainSettings, batch_loss, direction_bank, resolve_device, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
