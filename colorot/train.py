@@ -258,16 +258,21 @@ def _train(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: learning_rate_factor(s, settings.steps))
     batch = min(settings.batch_size, data.shape[0])
     start_loss = starting_loss(model, data, target, settings, bank)
-    # The bank read at the batch's levels once (batch × SW_BANK float32: 4 MB at the default batch);
-    # each step takes its directions' columns of this rather than of the whole reference (E60).
-    quantiles = quantiles_at_levels(bank[1], batch) if bank is not None else None
+    bank_directions = quantiles = None
+    if bank is not None:
+        # The bank read at the batch's levels once (batch × SW_BANK float32: 4 MB at the default batch);
+        # each step takes its directions' columns of this rather than of the whole reference (E60),
+        # which is let go here (SW_REFERENCE_PIXELS × SW_BANK float32: 51 MB).
+        bank_directions, quantiles = bank[0], quantiles_at_levels(bank[1], batch)
+        del bank
     for step in range(settings.steps):
         idx = torch.randint(data.shape[0], (batch,), generator=generator).to(device)
         noise = (torch.rand(batch, data.shape[1], generator=generator) * 2 - 1).to(device) * DEQUANTISE
         directions = batch_quantiles = None
-        if bank is not None:
-            columns = torch.randperm(bank[0].shape[1], generator=generator)[:settings.sw_directions].to(device)
-            directions, batch_quantiles = bank[0][:, columns], quantiles[:, columns]
+        if bank_directions is not None:
+            columns = torch.randperm(bank_directions.shape[1], generator=generator)[:settings.sw_directions]
+            columns = columns.to(device)
+            directions, batch_quantiles = bank_directions[:, columns], quantiles[:, columns]
         loss = batch_loss(model, data[idx] + noise, target, settings, directions, batch_quantiles)
         value = float(loss.detach())
         if not math.isfinite(value):
