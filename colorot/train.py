@@ -1,8 +1,9 @@
 """The training loop: fit a monotone gradient map to a target with a KL loss.
 
 Adam with a warmed-up cosine learning-rate schedule on seeded minibatches of the source
-pixels; deterministic on CPU for a given seed.  Progress goes to an optional
-callback; this module never prints.
+pixels; deterministic on CPU for a given seed.  On a CUDA device each step after a short
+warm-up is one replay of a captured CUDA graph (:mod:`colorot.train_step`).  Progress goes to
+an optional callback; this module never prints.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from colorot.history import History
 from colorot.losses import (LOSSES, exact_kl, moment_kl, quantiles_at_levels, random_directions,
                             sliced_w2_squared, sorted_projections, transport_cost)
 from colorot.models import MonotoneGradientMap
+from colorot.train_step import TrainingStep
 
 
 #: Divergence rule: training stops with a TrainingError when the mean loss of
@@ -54,6 +56,11 @@ TRAIN_THREADS = 1
 #: sorted projections give the target quantiles.
 SW_BANK = 256
 SW_REFERENCE_PIXELS = 50_000
+
+#: The losses are read back every LOSSES_READ_EVERY steps (and after the last), not after each step,
+#: so that the host does not wait for every step of a GPU (colorot.train_step); the non-finite guard,
+#: the divergence rule and the callback then see each block's losses in order.
+LOSSES_READ_EVERY = 50
 
 
 @dataclass
@@ -102,6 +109,15 @@ def learning_rate_factor(step: int, steps: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def set_learning_rate(optimiser: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate: in place where it is a tensor (a captured graph's)."""
+    for group in optimiser.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def batch_loss(model: MonotoneGradientMap, x: torch.Tensor, target: GaussianMixture,
@@ -191,7 +207,8 @@ def train(
     ``target_pixels`` (M, d) are needed when ``settings.sw_weight`` > 0: each
     step compares the mapped batch with the target's quantiles along
     ``settings.sw_directions`` directions drawn from a fixed bank (:func:`direction_bank`).
-    ``callback(step, loss)`` is called after every step.  Raises
+    ``callback(step, loss)`` is called for every step, in order, in blocks of
+    :data:`LOSSES_READ_EVERY` steps.  Raises
     :class:`TrainingError` when the loss becomes NaN or infinite, when the run
     diverges (:func:`check_divergence`) or when memory runs out, on the CPU or the GPU
     (:func:`is_out_of_memory`); the model is then left part-trained and must not be saved.
@@ -254,8 +271,10 @@ def _train(
     data = torch.as_tensor(np.asarray(pixels, dtype=np.float32), device=device)
     bank = direction_bank(target_pixels, settings, device) if settings.sw_weight else None
     model.to(device).train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: learning_rate_factor(s, settings.steps))
+    graphed = device.type == "cuda" and settings.loss == "kl"  # see colorot.train_step
+    # A graph replays the learning rate it was captured with unless it is a tensor updated in place.
+    lr = torch.tensor(settings.lr, device=device) if graphed else settings.lr
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, capturable=graphed)
     batch = min(settings.batch_size, data.shape[0])
     start_loss = starting_loss(model, data, target, settings, bank)
     bank_directions = quantiles = None
@@ -265,28 +284,41 @@ def _train(
         # which is let go here (SW_REFERENCE_PIXELS × SW_BANK float32: 51 MB).
         bank_directions, quantiles = bank[0], quantiles_at_levels(bank[1], batch)
         del bank
-    for step in range(settings.steps):
-        idx = torch.randint(data.shape[0], (batch,), generator=generator).to(device)
-        noise = (torch.rand(batch, data.shape[1], generator=generator) * 2 - 1).to(device) * DEQUANTISE
-        directions = batch_quantiles = None
-        if bank_directions is not None:
-            columns = torch.randperm(bank_directions.shape[1], generator=generator)[:settings.sw_directions]
-            columns = columns.to(device)
-            directions, batch_quantiles = bank_directions[:, columns], quantiles[:, columns]
-        loss = batch_loss(model, data[idx] + noise, target, settings, directions, batch_quantiles)
-        value = float(loss.detach())
+
+    def compute_loss(x: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor:
+        if columns is None:
+            return batch_loss(model, x, target, settings)
+        return batch_loss(model, x, target, settings, bank_directions[:, columns], quantiles[:, columns])
+
+    def record(step: int, value: float) -> None:
         if not math.isfinite(value):
             raise TrainingError(
                 f"the loss became non-finite at step {step + 1}; try a lower --lr or a larger --ridge"
             )
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
         history.losses.append(value)
         check_divergence(history.losses, start_loss)
         if callback is not None:
             callback(step + 1, value)
+
+    runner = TrainingStep(model, optimiser, data, batch, None if bank_directions is None else settings.sw_directions,
+                          compute_loss, graphed)
+    losses = torch.empty(settings.steps, device=device)
+    try:
+        for step in range(settings.steps):
+            set_learning_rate(optimiser, settings.lr * learning_rate_factor(step, settings.steps))
+            idx = torch.randint(data.shape[0], (batch,), generator=generator)
+            noise = (torch.rand(batch, data.shape[1], generator=generator) * 2 - 1) * DEQUANTISE
+            columns = None
+            if bank_directions is not None:
+                columns = torch.randperm(bank_directions.shape[1], generator=generator)[:settings.sw_directions]
+            runner.load(idx, noise, columns)
+            losses[step].copy_(runner.run())
+            if (step + 1) % LOSSES_READ_EVERY == 0 or step + 1 == settings.steps:
+                first = step - step % LOSSES_READ_EVERY
+                for offset, value in enumerate(losses[first:step + 1].tolist()):
+                    record(first + offset, value)
+    finally:
+        runner.release()
     model.eval()
     history.seconds = time.perf_counter() - start
     return history

@@ -15,7 +15,10 @@ import colorot
 from colorot.cli import app
 from colorot.imageio import read_image
 from colorot.losses import sort_columns
+from colorot import train_step
 from colorot.metrics import min_jacobian_eigenvalue
+from colorot.train import LOSSES_READ_EVERY
+from colorot.train_step import GRAPH_WARMUP_STEPS, TrainingStep
 from colorot.transfer import ColorTransfer, to_pixels
 
 DEVICE = "cuda"
@@ -23,6 +26,8 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 FEW_STEPS = {"solver": "adam", "steps": 3, "max_pixels": 500, "n_components": 2, "random_state": 0}
+#: Past the warm-up, the capture and the first block of loss reads, into a second, partial one.
+GRAPHED_STEPS = {**FEW_STEPS, "steps": LOSSES_READ_EVERY + 30}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +48,45 @@ def test_every_network_trains_on_the_gpu_to_the_cpu_s_objective(pair, model) -> 
     assert all(p.device.type == "cpu" for p in on_gpu.map_.parameters())
     assert np.isfinite(on_gpu.transform(pair[0])).all()
     assert min_jacobian_eigenvalue(on_gpu.map_, to_pixels(pair[0])) > 0
+
+
+@pytest.fixture
+def eager_steps(monkeypatch) -> list[int]:
+    """Counts the steps TrainingStep runs (or, once, captures) eagerly rather than replaying a graph."""
+    calls = []
+    real = TrainingStep._eager_step
+
+    def counting(self):
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(TrainingStep, "_eager_step", counting)
+    return calls
+
+
+@pytest.mark.parametrize("model", ["ridge", "cmgn", "mmgn"])
+def test_the_captured_step_replays_what_eager_steps_compute(pair, model, eager_steps, monkeypatch) -> None:
+    """After GRAPH_WARMUP_STEPS eager steps and one capture, every step is a graph replay; its losses
+    and the fitted map are those of the same fit with every step eager (the same Adam, on the same
+    device), so the replays see each step's own draws and learning rate."""
+    graphed = ColorTransfer(model=model, device=DEVICE, **GRAPHED_STEPS).fit(*pair)
+    assert len(eager_steps) == GRAPH_WARMUP_STEPS + 1
+    monkeypatch.setattr(train_step, "GRAPH_WARMUP_STEPS", 10**9)
+    eager = ColorTransfer(model=model, device=DEVICE, **GRAPHED_STEPS).fit(*pair)
+    assert len(eager_steps) == GRAPH_WARMUP_STEPS + 1 + GRAPHED_STEPS["steps"]
+    assert len(graphed.history_.losses) == GRAPHED_STEPS["steps"]
+    np.testing.assert_allclose(graphed.history_.losses, eager.history_.losses, rtol=1e-4)
+    for replayed, stepped in zip(graphed.map_.parameters(), eager.map_.parameters()):
+        torch.testing.assert_close(replayed, stepped, rtol=1e-4, atol=1e-6)
+
+
+def test_the_moment_loss_trains_eagerly_on_the_gpu(pair, eager_steps) -> None:
+    """The moment loss copies the target's moments from the host each step, which a graph cannot
+    hold: it runs every step eagerly, to the CPU's objective."""
+    on_gpu = ColorTransfer(model="cmgn", loss="moment", device=DEVICE, **GRAPHED_STEPS).fit(*pair)
+    assert len(eager_steps) == GRAPHED_STEPS["steps"] and np.isfinite(on_gpu.history_.losses).all()
+    on_cpu = ColorTransfer(model="cmgn", loss="moment", device="cpu", **FEW_STEPS).fit(*pair)
+    assert on_gpu.history_.losses[0] == pytest.approx(on_cpu.history_.losses[0], rel=1e-3)
 
 
 def test_the_sliced_term_s_sort_on_the_gpu_is_the_cpu_s(rng) -> None:

@@ -11,7 +11,8 @@ from colorot.errors import ConfigError, TrainingError
 from colorot.losses import exact_kl, moment_kl, quantiles_at_levels, transport_cost
 from colorot.models import CMGN, MMGN, AffineMap
 import colorot.train as train_module
-from colorot.train import History, TrainSettings, batch_loss, direction_bank, resolve_device, train
+from colorot.train import (LOSSES_READ_EVERY, History, TrainSettings, batch_loss, direction_bank, resolve_device,
+                           train)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -90,7 +91,10 @@ def test_nan_parameters_raise_training_error(pixels, target) -> None:
         train(model, pixels, target, settings())
 
 
-def test_map_producing_nan_mid_training_raises_at_that_step(pixels, target, monkeypatch) -> None:
+@pytest.mark.parametrize("bad_step, steps", [(3, 5), (LOSSES_READ_EVERY + 7, LOSSES_READ_EVERY + 20)])
+def test_map_producing_nan_mid_training_raises_at_that_step(pixels, target, monkeypatch, bad_step, steps) -> None:
+    """The losses are read in blocks of LOSSES_READ_EVERY steps, in the first block or a later one:
+    the error names the step whose loss was NaN, and the callback saw every step before it."""
     model = small_model()
     original = model.forward_and_jacobian
     calls = {"n": 0}
@@ -100,13 +104,13 @@ def test_map_producing_nan_mid_training_raises_at_that_step(pixels, target, monk
             return original(x)
         calls["n"] += 1
         out, jac = original(x)
-        return (out * float("nan"), jac) if calls["n"] == 3 else (out, jac)
+        return (out * float("nan"), jac) if calls["n"] == bad_step else (out, jac)
 
     monkeypatch.setattr(model, "forward_and_jacobian", flaky)
     seen = []
-    with pytest.raises(TrainingError, match="step 3"):
-        train(model, pixels, target, settings(), callback=lambda s, v: seen.append(s))
-    assert seen == [1, 2]
+    with pytest.raises(TrainingError, match=f"step {bad_step};"):
+        train(model, pixels, target, settings(steps=steps), callback=lambda s, v: seen.append(s))
+    assert seen == list(range(1, bad_step))
 
 
 def test_infinite_pixels_raise_training_error(pixels, target) -> None:
