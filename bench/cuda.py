@@ -1,7 +1,7 @@
 """The Adam path on a CUDA GPU against the CPU, and the tests marked ``cuda``.
 
-    python bench/cuda.py [--models ridge,cmgn,mmgn] [--devices cuda,cpu] [--runs 3] [--cpu-runs 1]
-                         [--cpu-jobs 1] [--cpu-from REPORT.json] [--steps N] [--json PATH]
+    python bench/cuda.py [--models ridge,cmgn,mmgn] [--devices cuda,cpu] [--runs 3] [--eager-runs 1]
+                         [--cpu-runs 1] [--cpu-jobs 1] [--cpu-from REPORT.json] [--steps N] [--json PATH]
 
 1. The machine: CPUs, Python, torch and the CUDA card's name.
 2. With ``cuda`` among ``--devices``: ``python -m pytest -m cuda`` over the test files that hold
@@ -10,7 +10,9 @@
 3. For each model, ``ColorTransfer(model=M, solver="adam", device=D, random_state=0).fit(SOURCE,
    TARGET)`` on the 1920×1200 pair of bench/speed.py (samples/day.jpg → samples/sunset.jpg), every
    setting but the device at its default: on the GPU one cold fit (it pays for CUDA's start) and
-   ``--runs`` timed ones, then ``--cpu-runs`` fits on the CPU (one training thread, as colorot
+   ``--runs`` timed ones, ``--eager-runs`` more with every step launched eagerly rather than replayed
+   as a CUDA graph (``colorot.train_step.GRAPH_WARMUP_STEPS`` past the last step: what the graph
+   gains), then ``--cpu-runs`` fits on the CPU (one training thread, as colorot
    trains there; ``--cpu-jobs`` models at a time, each in its own process, for a machine with
    cores to spare).  Prints the median wall time of the whole fit (reading, EM and the start
    included), of its Adam loop alone (``history_.seconds``), and each device's SW2 of the output
@@ -26,7 +28,8 @@
 A fit that raises is reported with its traceback and the run goes on.  The ``--json`` report is
 rewritten after every part, so a run stopped early keeps what it measured.  Without a CUDA device
 it runs the CPU fits alone and exits 1 (0 with ``--devices cpu``).  Each CPU fit takes 25–35 s (2 CPUs, 2026-12-04), so the
-defaults need about 2 minutes beside the GPU's fits (about 3 minutes on an H200, 2026-12-04).
+defaults need about 2 minutes beside the GPU's fits (about 3 minutes on an H200, 2026-12-04, before the
+``--eager-runs`` rows, which add one fit of ≈ 12 s per model there).
 """
 
 from __future__ import annotations
@@ -70,13 +73,21 @@ def cuda_tests() -> str:
 
 
 def fit_once(model: str, device: str, pair: tuple[Path, Path], steps: int | None) -> dict:
-    """One Adam fit: wall seconds of the fit and of its Adam loop, and the output's SW2 to the target."""
+    """One Adam fit: wall seconds of the fit and of its Adam loop, and the output's SW2 to the target.
+    ``device`` "cuda eager": on the GPU, every step launched eagerly (no CUDA graph)."""
+    from colorot import train_step
     from colorot.metrics import sliced_w2
     from colorot.transfer import ColorTransfer, to_pixels
 
-    start = time.perf_counter()
-    fitted = ColorTransfer(model=model, solver="adam", device=device, steps=steps, random_state=0).fit(*pair)
-    seconds = time.perf_counter() - start
+    warmup = train_step.GRAPH_WARMUP_STEPS
+    if device == "cuda eager":
+        device, train_step.GRAPH_WARMUP_STEPS = "cuda", 10**9
+    try:
+        start = time.perf_counter()
+        fitted = ColorTransfer(model=model, solver="adam", device=device, steps=steps, random_state=0).fit(*pair)
+        seconds = time.perf_counter() - start
+    finally:
+        train_step.GRAPH_WARMUP_STEPS = warmup
     output = np.clip(fitted.transform(pair[0]), 0, 1)
     return {"fit_s": seconds, "adam_s": fitted.history_.seconds, "steps": len(fitted.history_.losses),
             "device": fitted.train_info_["device"], "sw2": sliced_w2(output, to_pixels(pair[1]))}
@@ -153,6 +164,7 @@ def main() -> int:
     parser.add_argument("--models", default="ridge,cmgn,mmgn")
     parser.add_argument("--devices", default="cuda,cpu", help="cuda, cpu or both")
     parser.add_argument("--runs", type=int, default=3, help="timed GPU fits per model, after a cold one")
+    parser.add_argument("--eager-runs", type=int, default=1, help="GPU fits per model without the CUDA graph")
     parser.add_argument("--cpu-runs", type=int, default=1)
     parser.add_argument("--cpu-jobs", type=int, default=1, help="models fitted on the CPU at a time")
     parser.add_argument("--cpu-from", type=Path, default=None, help="an earlier --json report whose CPU rows "
@@ -178,8 +190,11 @@ def main() -> int:
         print("| model | device | fit s (median) | Adam loop s | SW2 | runs |\n| --- | --- | --- | --- | --- | --- |")
         if gpu:
             for model in models:
-                for device, runs in (("cuda cold", 1), ("cuda", args.runs)):
-                    report["models"][model][device] = timed(model, "cuda", pair, args.steps, runs)
+                for device, runs in (("cuda cold", 1), ("cuda", args.runs), ("cuda eager", args.eager_runs)):
+                    if not runs:
+                        continue
+                    row = timed(model, "cuda" if device == "cuda cold" else device, pair, args.steps, runs)
+                    report["models"][model][device] = row
                     print_row(model, device, report["models"][model][device])
                     save()
             try:
@@ -198,6 +213,11 @@ def main() -> int:
     for model, rows in report["models"].items():
         if "cuda" not in rows:
             continue
+        graph_gain = rows.get("cuda eager") and ratios(rows["cuda eager"], rows["cuda"])
+        if graph_gain:
+            rows["graph_gain"] = graph_gain
+            print(f"{model}: eager steps/CUDA graph {graph_gain['fit']:.1f}× for the whole fit, "
+                  f"{graph_gain['adam']:.1f}× for the Adam loop")
         for name, cpu in (("this machine's CPU", rows.get("cpu")),
                           (f"{args.cpu_from}'s CPU", earlier and earlier["models"].get(model, {}).get("cpu"))):
             ratio = cpu and ratios(cpu, rows["cuda"])
