@@ -191,7 +191,8 @@ def direction_bank(target_pixels: np.ndarray, settings: TrainSettings, device: t
     picks = torch.randint(pixels.shape[0], (SW_REFERENCE_PIXELS,), generator=generator)
     noise = torch.randn(SW_REFERENCE_PIXELS, pixels.shape[1], generator=generator)
     reference = pixels[picks] + settings.sw_smoothing * noise
-    return directions.to(device), sorted_projections(reference, directions).to(device)
+    directions = directions.to(device)  # then projected and sorted there: 0.9 s on 2 CPU cores
+    return directions, sorted_projections(reference.to(device), directions)
 
 
 def train(
