@@ -301,7 +301,7 @@ def _train(
         if callback is not None:
             callback(step + 1, value)
 
-    runner = TrainingStep(model, optimiser, data, batch, None if bank_directions is None else settings.sw_directions,
+    runner = TrainingStep(optimiser, data, batch, None if bank_directions is None else settings.sw_directions,
                           compute_loss, graphed)
     losses = torch.empty(settings.steps, device=device)
     try:

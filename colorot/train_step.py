@@ -23,7 +23,8 @@ GRAPH_WARMUP_STEPS = 3
 
 
 class TrainingStep:
-    """forward → loss → backward → Adam's update, reading the batch from fixed buffers.
+    """forward → loss → backward → Adam's update of ``optimiser``'s parameters, the batch read from
+    fixed buffers: rows ``idx`` of ``data`` plus ``noise``, and ``directions`` bank columns.
 
     ``load(idx, noise, columns)`` copies one step's draws (CPU tensors) into the buffers;
     ``run()`` takes the step and returns the batch's loss, a tensor on the device that the next
@@ -31,12 +32,11 @@ class TrainingStep:
     on the batch ``x`` with the sliced term's bank columns ``columns`` (None without that term).
     """
 
-    def __init__(self, model: torch.nn.Module, optimiser: torch.optim.Optimizer, data: torch.Tensor,
-                 batch: int, directions: int | None,
+    def __init__(self, optimiser: torch.optim.Optimizer, data: torch.Tensor, batch: int, directions: int | None,
                  compute_loss: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
                  graphed: bool) -> None:
         device = data.device
-        self.model, self.optimiser, self.data, self.compute_loss = model, optimiser, data, compute_loss
+        self.optimiser, self.data, self.compute_loss = optimiser, data, compute_loss
         self.idx = torch.zeros(batch, dtype=torch.long, device=device)
         self.noise = torch.zeros(batch, data.shape[1], dtype=data.dtype, device=device)
         self.columns = None if directions is None else torch.zeros(directions, dtype=torch.long, device=device)
