@@ -67,8 +67,9 @@ def eager_steps(monkeypatch) -> list[int]:
 @pytest.mark.parametrize("model", ["ridge", "cmgn", "mmgn"])
 def test_the_captured_step_replays_what_eager_steps_compute(pair, model, eager_steps, monkeypatch) -> None:
     """After GRAPH_WARMUP_STEPS eager steps and one capture, every step is a graph replay; its losses
-    and the fitted map are those of the same fit with every step eager (the same Adam, on the same
-    device), so the replays see each step's own draws and learning rate."""
+    and the fitted map's colours are those of the same fit with every step eager (the same Adam, on
+    the same device), so the replays see each step's own draws and learning rate.  (The colours, not
+    the weights: Adam's normalised update can move a weight whose gradient is nearly 0 by rounding.)"""
     graphed = ColorTransfer(model=model, device=DEVICE, **GRAPHED_STEPS).fit(*pair)
     assert len(eager_steps) == GRAPH_WARMUP_STEPS + 1
     monkeypatch.setattr(train_step, "GRAPH_WARMUP_STEPS", 10**9)
@@ -76,8 +77,7 @@ def test_the_captured_step_replays_what_eager_steps_compute(pair, model, eager_s
     assert len(eager_steps) == GRAPH_WARMUP_STEPS + 1 + GRAPHED_STEPS["steps"]
     assert len(graphed.history_.losses) == GRAPHED_STEPS["steps"]
     np.testing.assert_allclose(graphed.history_.losses, eager.history_.losses, rtol=1e-4)
-    for replayed, stepped in zip(graphed.map_.parameters(), eager.map_.parameters()):
-        torch.testing.assert_close(replayed, stepped, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(graphed.transform(pair[0]), eager.transform(pair[0]), rtol=0, atol=1e-4)
 
 
 def test_the_moment_loss_trains_eagerly_on_the_gpu(pair, eager_steps) -> None:
