@@ -27,9 +27,9 @@
 
 A fit that raises is reported with its traceback and the run goes on.  The ``--json`` report is
 rewritten after every part, so a run stopped early keeps what it measured.  Without a CUDA device
-it runs the CPU fits alone and exits 1 (0 with ``--devices cpu``).  Each CPU fit takes 25–35 s (2 CPUs, 2026-12-04), so the
-defaults need about 2 minutes beside the GPU's fits (about 3 minutes on an H200, 2026-12-04, before the
-``--eager-runs`` rows, which add one fit of ≈ 12 s per model there).
+it runs the CPU fits alone and exits 1 (0 with ``--devices cpu``).  Each CPU fit takes 25–45 s (2 CPUs,
+2026-12-04), so the CPU's part needs about 2 minutes.  On an H200 the GPU's part with the defaults (the
+tests, 12 graphed fits of ≈ 3 s, 3 eager ones of ≈ 13 s, ColorAugment) took 2.5 minutes (2026-12-04).
 """
 
 from __future__ import annotations
