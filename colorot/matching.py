@@ -70,6 +70,23 @@ class Matcher:
             estimator.sliced_solve_iterations = MATCH_SOLVE_ITERATIONS
         return estimator._fit(image, self.reference, None, None, None, measure_kl, source_space=space)
 
+    def fit_and_transform(self, image: ImageLike, *, strength: float = 1.0,
+                          controls: Controls | None = None) -> np.ndarray:
+        """``image`` through its own map (:meth:`fit`, then :meth:`ColorTransfer.transform`), as
+        :func:`match` returns it.  A path is read and decoded once, its first frame as
+        :meth:`ColorTransfer.transform` reads one (one warning for an animation or damaged
+        metadata), fitted with its colour space, and its map's KL is not measured (the map is not kept)."""
+        if not isinstance(image, (str, os.PathLike)):
+            return self._fit(image, measure_kl=False, light=self._light_schedule).transform(
+                image, strength=strength, controls=controls)
+        from colorot.imageio import read_image, visible_pixels
+
+        decoded = read_image(image, max_pixels=self.params.get("max_image_pixels"))
+        pixels = at_least_two_pixels(visible_pixels(decoded, str(image)), image, "source")
+        estimator = self._fit(pixels, measure_kl=False, light=self._light_schedule,
+                              space=(str(image), colour_space(decoded.icc_profile)))
+        return estimator.transform(pixels, strength=strength, controls=controls)
+
     def fit_frame(self, image: ImageLike) -> "FrameFit":
         """``image``'s own map with its sample, for a sequence's blend (:class:`colorot.sequence.FrameFit`;
         its KL is not measured: the blend is what is kept).  A frame's sliced start keeps ``colorot
@@ -227,7 +244,7 @@ def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike
         raise ConfigError("smooth_range sets the blend of a sequence; give smooth too")
     matcher = Matcher(reference, **params)
     if smooth is None:
-        return [matcher.fit(image).transform(image, strength=strength, controls=controls) for image in images]
+        return [matcher.fit_and_transform(image, strength=strength, controls=controls) for image in images]
     from colorot.sequence import DEFAULT_RANGE, blended, check_range, check_sigma
 
     tau = DEFAULT_RANGE if smooth_range is None else smooth_range

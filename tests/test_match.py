@@ -96,6 +96,29 @@ def test_any_iterable_of_images_is_matched():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_path_is_read_once_and_matched_as_fit_then_transform_of_it(tmp_path, monkeypatch):
+    """match read each path twice (its fit, then transform), so an animation's warning came twice."""
+    from PIL import Image
+
+    from colorot import imageio
+    from colorot.errors import ImageMetadataWarning
+
+    path = tmp_path / "animated.png"
+    first, second = (Image.fromarray(np.round(image(seed) * 255).astype(np.uint8)) for seed in (1, 2))
+    first.save(path, save_all=True, append_images=[second])
+    reference = image(0, (1.0, 0.6, 0.3))
+    with pytest.warns(ImageMetadataWarning):
+        expected = Matcher(reference, **FAST).fit(path).transform(path, strength=0.8)
+    reads = []
+    real = imageio.read_file
+    monkeypatch.setattr(imageio, "read_file", lambda name: reads.append(name) or real(name))
+    with pytest.warns(ImageMetadataWarning) as caught:
+        [out] = match(reference, [path], strength=0.8, **FAST)
+    assert reads == [path]
+    assert [str(w.message) for w in caught].count(str(caught[0].message)) == 1 and "2 frames" in str(caught[0].message)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_match_is_exported_at_the_top():
     assert colorot.match is match
 

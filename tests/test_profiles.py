@@ -113,6 +113,20 @@ def test_a_match_takes_the_reference_into_each_input_s_space_once(tmp_path: Path
     assert "target_converted" not in infos["adobe"]
 
 
+def test_python_match_of_a_path_fits_it_in_its_own_colour_space(tmp_path: Path) -> None:
+    """colorot.match reads a path once, and still takes the reference into that image's space."""
+    from colorot import match
+    from colorot.transfer import to_pixels
+
+    reference, source = tagged(tmp_path / "reference.png", None, 1), tagged(tmp_path / "adobe.png", ADOBE, 3)
+    [out] = match(reference, [source], **FAST)
+    fitted = Matcher(reference, **FAST).fit(source)
+    assert fitted.train_info_["target_converted"] == "sRGB (untagged) → Adobe RGB (1998)"
+    np.testing.assert_array_equal(out, fitted.transform(source))
+    codes_only = Matcher(reference, **FAST).fit(to_pixels(source))  # no space known: the codes as they are
+    assert not np.array_equal(out, codes_only.transform(source))
+
+
 def test_profiles_lcms_cannot_convert_leave_the_codes_with_a_warning(tmp_path: Path, monkeypatch) -> None:
     def refuse(*args):
         raise ImageCms.PyCMSError("cannot build transform")
