@@ -32,6 +32,11 @@
    **The measure's floor**: the flicker of one map applied to a still clip (``--frames`` frames of
    the first frame's view and exposure, each with fresh noise), a grade that does not move at all:
    what the frames' own noise alone scores, printed beside a fifth of the own fits' flicker.
+   **Before rounding**: ``--sequence`` and the own fits run once more, untimed, with ``--save-maps``;
+   each frame's map, evaluated exactly, gives the same flicker of unrounded outputs (and the still
+   clip's map its floor), and the **grade change**: the RMS of s(T_t(x_t)) − s(T_t−1(x_t)) over the
+   frames and the 12 statistics, each frame through its own map and through the previous frame's,
+   which holds the input fixed (one map for the whole clip scores 0 on it).
 
 color-matcher is bench-only (``pip install color-matcher``), never a dependency.
 """
@@ -195,20 +200,44 @@ def make_sequence(folder: Path, frames: int, size: tuple[int, int], cut: bool = 
 
 def frame_statistics(path: Path) -> np.ndarray:
     """Mean and 5/50/95 % percentiles of R, G, B in code values: (12,)."""
-    p = pixels(path) * 255
+    return statistics_of(pixels(path))
+
+
+def statistics_of(rgb: np.ndarray) -> np.ndarray:
+    """:func:`frame_statistics` of pixels (N, 3) in [0, 1], unrounded."""
+    p = rgb * 255
     return np.concatenate([p.mean(0), *np.percentile(p, [5, 50, 95], axis=0)])
 
 
 def flicker(inputs: list[Path], outputs: list[Path]) -> float:
     """RMS frame-to-frame change of the output statistics not explained by the input's (module docstring)."""
-    s_in = np.stack([frame_statistics(p) for p in inputs])
-    s_out = np.stack([frame_statistics(p) for p in outputs])
+    return residual_flicker(np.stack([frame_statistics(p) for p in inputs]),
+                            np.stack([frame_statistics(p) for p in outputs]))
+
+
+def residual_flicker(s_in: np.ndarray, s_out: np.ndarray) -> float:
+    """:func:`flicker` of the statistics (frames, 12) of the inputs and of the outputs."""
     residuals = []
     for k in range(s_in.shape[1]):
         design = np.stack([np.ones(len(s_in)), s_in[:, k]], axis=1)
         coef, *_ = np.linalg.lstsq(design, s_out[:, k], rcond=None)
         residuals.append(s_out[:, k] - design @ coef)
     return float(np.sqrt(np.mean(np.diff(np.stack(residuals, axis=1), axis=0) ** 2)))
+
+
+def without_rounding(frames: list[Path], maps: list[Path]) -> tuple[float, float]:
+    """The flicker of ``frames`` written through their saved ``maps`` (``--save-maps``) before any
+    rounding (each map evaluated exactly, ``ColorTransfer.transform``), and their **grade change**:
+    the RMS over frames and the 12 statistics of s(T_t(x_t)) − s(T_t−1(x_t)), frame t through its
+    own map and through the previous frame's, which holds the input fixed (one map for all: 0)."""
+    import colorot
+
+    fitted = [colorot.load(path) for path in maps]
+    inputs = [pixels(path) for path in frames]
+    own = np.stack([statistics_of(fit.transform(x)) for fit, x in zip(fitted, inputs)])
+    previous = np.stack([statistics_of(fit.transform(x)) for fit, x in zip(fitted, inputs[1:])])
+    change = float(np.sqrt(np.mean((own[1:] - previous) ** 2)))
+    return residual_flicker(np.stack([statistics_of(x) for x in inputs]), own), change
 
 
 def frame_sw2(outputs: list[Path]) -> np.ndarray:
@@ -277,6 +306,21 @@ def sequence_bench(work: Path, count: int, size: tuple[int, int], repeats: int, 
               f"(frame {ratio.argmax()}), time × {seconds[name] / seconds['colorot match (own fits)']:.2f}")
     print(f"  the measure's floor: one map on a still clip (frame 0's view, fresh noise each frame) flickers "
           f"{floor:.3f}; a fifth of the own fits' flicker is {own / 5:.3f}")
+    exact = {}
+    for name in ("colorot match --sequence", "colorot match (own fits)"):  # again, untimed, keeping the maps
+        options = ours[name]
+        subprocess.run([*COLOROT, "match", str(REFERENCE), str(work / "frames"), str(work / f"kept-{len(options)}"),
+                        *options, "--jobs", "2", "--save-maps", str(work / f"maps-{len(options)}")], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        exact[name] = without_rounding(frames, sorted((work / f"maps-{len(options)}").glob("*.pt")))
+    (seq_flicker, seq_change), (own_flicker, own_change) = exact.values()
+    print(f"  before rounding (each frame's saved map, evaluated exactly): flicker --sequence {seq_flicker:.3f}, "
+          f"own fits {own_flicker:.3f} (÷ {own_flicker / seq_flicker:.2f}); grade change (frame t through its map "
+          f"and the previous frame's) --sequence {seq_change:.3f}, own fits {own_change:.3f} "
+          f"(÷ {own_change / seq_change:.2f})")
+    still_flicker, _ = without_rounding(still, [work / "still-out.pt"] * len(still))
+    print(f"  the floor before rounding: the still clip's one map flickers {still_flicker:.3f}; a fifth of the own "
+          f"fits' is {own_flicker / 5:.3f}")
 
 
 def one_map(frames: list[Path], out: Path) -> list[Path]:
