@@ -79,12 +79,7 @@ class Matcher:
         if not isinstance(image, (str, os.PathLike)):
             return self._fit(image, measure_kl=False, light=self._light_schedule).transform(
                 image, strength=strength, controls=controls)
-        from colorot.imageio import read_image, visible_pixels
-
-        decoded = read_image(image, max_pixels=self.params.get("max_image_pixels"))
-        pixels = at_least_two_pixels(visible_pixels(decoded, str(image)), image, "source")
-        estimator = self._fit(pixels, measure_kl=False, light=self._light_schedule,
-                              space=(str(image), colour_space(decoded.icc_profile)))
+        estimator, _, pixels = self._fit_file(Path(image), measure_kl=False, light=self._light_schedule, frames=False)
         return estimator.transform(pixels, strength=strength, controls=controls)
 
     def fit_frame(self, image: ImageLike) -> "FrameFit":
@@ -99,15 +94,18 @@ class Matcher:
             return FrameFit.of(estimator, pixels)
         return FrameFit.of(self._fit(image, measure_kl=False, light=False), image, self.params.get("max_image_pixels"))
 
-    def _fit_file(self, src: Path, *, measure_kl: bool, light: bool) -> tuple[ColorTransfer, "Image", np.ndarray]:
+    def _fit_file(self, src: Path, *, measure_kl: bool, light: bool,
+                  frames: bool = True) -> tuple[ColorTransfer, "Image", np.ndarray]:
         """:meth:`_fit` of the file ``src``, read and decoded once (at the fit's ``max_image_pixels``)
         for whatever else needs it (a write, a frame's sample): one decode, and one warning for
-        damaged metadata.  Returns the estimator (the file's SHA-256 recorded, as a fit from the
-        path records it), the decoded image and its visible pixels."""
+        damaged metadata.  An animation's every frame is fitted, or with ``frames`` False its first
+        alone (with a warning, as :meth:`ColorTransfer.transform` reads a path).  Returns the
+        estimator (the file's SHA-256 recorded, as a fit from the path records it), the decoded
+        image and its visible pixels."""
         from colorot.imageio import decode_image, read_file, visible_pixels
 
         data = read_file(src)
-        image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"), frames=True)
+        image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"), frames=frames)
         pixels = at_least_two_pixels(visible_pixels(image, str(src)), src, "source")  # named, as a path fit names it
         estimator = self._fit(pixels, measure_kl=measure_kl, light=light,
                               space=(str(src), colour_space(image.icc_profile)))
