@@ -29,7 +29,7 @@ from colorot import checkpoint
 from colorot.atomic import resolved
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, has_avif,
-                             has_heif, list_images, quantize, read_image, write_image)
+                             has_heif, list_images, quantize, read_image, write_image, written_format)
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.controls import Controls, refuse_with_inverse
 from colorot.profiles import (ColourSpace, apart, colour_space, conversion_refusal, convert_codes, convert_deep,
@@ -191,7 +191,8 @@ def apply_to_file(
     convert_space: bool = False,
 ) -> None:
     """Read ``src`` (unless ``image`` is given: ``src`` decoded already, with its frames), map its pixels
-    (an animation's or multi-page file's every frame), write
+    (an animation's or multi-page file's every frame, where ``dst``'s format holds them; else the
+    first alone, the others not decoded), write
     ``dst`` atomically in the source's depth and metadata (unless ``replace``, never over a file
     that appeared at ``dst`` meanwhile: OutputExistsError). ``space``: the colour space the map was
     fitted in (:func:`map_space`), if known: an image in another one gets a warning, or with
@@ -202,7 +203,7 @@ def apply_to_file(
     A write the file system refuses raises :class:`DestinationError`.
     """
     if image is None:
-        image = read_image(src, max_pixels=max_pixels, frames=True)
+        image = read_image(src, max_pixels=max_pixels, frames=True, written_as=written_format(dst))
     mapped, *frames = map_in_space(fitted_map, image, str(src), space, convert_space, table=table,
                                    chunk_pixels=chunk_pixels, device=device)
     try:
@@ -290,8 +291,9 @@ def apply_to_bytes(
     ``format``: an output format name or suffix ("png", ".jpg", "JPEG"); default the input's;
     ``space`` and ``convert_space``: as :func:`apply_to_file`'s.
     """
-    image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True)
-    fmt = format_for_suffix(format) if format else image.format
+    written_as = format_for_suffix(format) if format else None
+    image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True, written_as=written_as)
+    fmt = written_as or image.format
     mapped, *frames = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
     return encode_image(image, mapped, fmt, quality=quality, name="<stdout>", frames=frames)
 
@@ -393,7 +395,7 @@ def apply_bytes_to_file(
 ) -> None:
     """Encoded image bytes (e.g. stdin) → mapped image written atomically to ``dst`` (format from its
     suffix; ``replace``, ``space`` and ``convert_space``: as :func:`apply_to_file`'s)."""
-    image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True)
+    image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True, written_as=written_format(dst))
     mapped, *frames = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
     write_image(dst, image, mapped, quality=quality, replace=replace, frames=frames)
 

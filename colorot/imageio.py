@@ -135,7 +135,9 @@ class Image:
     or a multi-page file's later pictures, each whole (its own codes and alpha, this image's
     metadata), where they were asked for (:func:`decode_image`'s ``frames``); ``durations`` every
     frame's display time in ms (the first's included) and ``loop`` the animation's loop count,
-    where the file gives them.
+    where the file gives them. ``unread_frames``: how many later frames were left undecoded because
+    the image is to be written in a format that holds one picture (:func:`decode_image`'s
+    ``written_as``), for the writer's warning.
     """
 
     codes: np.ndarray
@@ -153,6 +155,7 @@ class Image:
     frames: tuple["Image", ...] = ()
     durations: tuple[int, ...] | None = None
     loop: int | None = None
+    unread_frames: int = 0
 
     @property
     def pictures(self) -> tuple["Image", ...]:
@@ -213,14 +216,26 @@ def format_for_suffix(name: str) -> str:
                           f"{', '.join(sorted(s.lstrip('.') for s in _FORMAT_BY_SUFFIX))}")
 
 
+def written_format(path: str | os.PathLike[str]) -> str | None:
+    """The format a write to ``path`` takes, by its suffix (Pillow's name), or None for a suffix of
+    no format colorot writes."""
+    return _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower())
+
+
+def holds_frames(format: str) -> bool:
+    """Whether an output ``format`` (Pillow's name: "WEBP", "JPEG") writes an animation's or a
+    multi-page file's later frames back (:data:`_ANIMATION_FORMATS`)."""
+    return format.upper() in _ANIMATION_FORMATS
+
+
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
-               metadata_warning: bool = True, frames: bool = False) -> Image:
+               metadata_warning: bool = True, frames: bool = False, written_as: str | None = None) -> Image:
     """Read an image file; raise ImageReadError naming the file on any failure.
 
     See :func:`decode_image` for what is decoded and how.
     """
     return decode_image(read_file(path), name=str(path), max_pixels=max_pixels, metadata_warning=metadata_warning,
-                        frames=frames)
+                        frames=frames, written_as=written_as)
 
 
 def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
@@ -248,7 +263,7 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
 
 
 def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None,
-                 metadata_warning: bool = True, frames: bool = False) -> Image:
+                 metadata_warning: bool = True, frames: bool = False, written_as: str | None = None) -> Image:
     """Decode encoded image bytes to an :class:`Image`.
 
     EXIF orientation is applied and the EXIF kept has its orientation reset to 1.
@@ -257,7 +272,10 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     their first frame, with an :class:`ImageMetadataWarning` (an MPO's extra pictures,
     a phone's previews, without one); with ``frames``, their later 8-bit frames too, in
     :attr:`Image.frames`, without the warning, when they are all of one size and together within
-    the pixel limit (else the first, with a warning saying why). 16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF
+    the pixel limit (else the first, with a warning saying why); with ``frames`` and ``written_as``, the
+    output format the image is to be written in, where that format holds one picture (JPEG, BMP,
+    HEIC: not :func:`holds_frames`), the first alone, without a warning here: the later frames are
+    counted in :attr:`Image.unread_frames`, and the writer warns that only the first is written. 16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF
     keep their full precision; rarer 16-bit layouts (premultiplied alpha, CMYK)
     come at Pillow's 8-bit precision with ``bit_depth`` 8; TIFFs of over 8 bits
     a sample in separate planes, and 32-bit integer and floating-point modes, are refused.
@@ -274,7 +292,8 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
         raise ImageReadError(f"{name}: empty file")
     try:
         with _pillow_pixel_limit_lifted(max_pixels is not None):
-            return _decode(data, name, max_pixels, metadata_warning, frames)
+            one_picture = frames and written_as is not None and not holds_frames(written_as)
+            return _decode(data, name, max_pixels, metadata_warning, frames and not one_picture, one_picture)
     except ColorotError:
         raise
     except PILImage.DecompressionBombError as exc:  # over twice Pillow's limit: refused as over once
@@ -424,6 +443,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
                               "another format")
     if len(frames) != len(image.frames):
         raise ValueError(f"{len(frames)} frames given for the image's {len(image.frames)} later ones")
+    if image.unread_frames and fmt in _ANIMATION_FORMATS:
+        raise ValueError(f"the image's {image.unread_frames} later frames were not read, but {fmt} would hold them")
     bits = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
 
     def prepared(picture: Image, rgb: np.ndarray) -> np.ndarray:
@@ -443,8 +464,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     pixels = prepared(image, rgb)
     animated = fmt in _ANIMATION_FORMATS  # frames are 8-bit (decode_image reads no 16-bit ones)
     later = [prepared(frame, mapped) for frame, mapped in zip(image.frames, frames)] if animated else []
-    if image.frames and not animated:
-        warnings.warn(f"{name}: the input has {len(image.frames) + 1} frames, but {fmt} holds one picture: only the "
+    dropped = len(image.frames) + image.unread_frames
+    if dropped and not animated:
+        warnings.warn(f"{name}: the input has {dropped + 1} frames, but {fmt} holds one picture: only the "
                       "first is written (WebP, PNG, TIFF and AVIF keep them all)", ImageMetadataWarning, stacklevel=3)
     if image.alpha is not None and fmt not in _ALPHA_FORMATS and image.alpha.min() < np.iinfo(image.alpha.dtype).max:
         warnings.warn(f"{name}: the input's transparency is dropped: {fmt} has no alpha channel (PNG, TIFF, WebP, "
@@ -513,7 +535,7 @@ def write_image(
     (:func:`colorot.atomic.write_atomic`).
     """
     path = Path(path)
-    fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    fmt = written_format(path)
     if fmt is None:
         raise ImageWriteError(
             f"{path}: cannot tell the output format from the suffix {path.suffix!r}"
@@ -573,8 +595,10 @@ def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
             PILImage.MAX_IMAGE_PIXELS = saved
 
 
-def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bool, all_frames: bool) -> Image:
-    """Decode with Pillow, then apply the orientation, split alpha off and scale to floats."""
+def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bool, all_frames: bool,
+            one_picture: bool) -> Image:
+    """Decode with Pillow, then apply the orientation, split alpha off and scale to floats; with
+    ``all_frames``, the later frames too; with ``one_picture``, the first alone, the others counted."""
     notes: list[str] = []
     _register_plugin_for(data)
     with _pillow_warnings_recorded(notes):
@@ -584,7 +608,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
         if limit is not None and pil.width * pil.height > limit:
             raise ImageReadError(_over_limit(name, limit, pil.size))
         count = _frame_count(pil, notes)
-        if count > 1 and metadata_warning and not all_frames:
+        if count > 1 and metadata_warning and not all_frames and not one_picture:
             warnings.warn(f"{name}: {count} frames (an animation or a multi-page image): colorot reads only the "
                           "first here (apply and match map every frame); save the frames as images of their own to "
                           "use them all", ImageMetadataWarning, stacklevel=4)
@@ -619,6 +643,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
             tiff_compression=_tiff_compression(pil),
+            unread_frames=count - 1 if one_picture else 0,
         )
         if not all_frames or count < 2:
             return first

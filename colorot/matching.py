@@ -95,17 +95,20 @@ class Matcher:
         return FrameFit.of(self._fit(image, measure_kl=False, light=False), image, self.params.get("max_image_pixels"))
 
     def _fit_file(self, src: Path, *, measure_kl: bool, light: bool,
-                  frames: bool = True) -> tuple[ColorTransfer, "Image", np.ndarray]:
+                  frames: bool = True, written_as: str | None = None) -> tuple[ColorTransfer, "Image", np.ndarray]:
         """:meth:`_fit` of the file ``src``, read and decoded once (at the fit's ``max_image_pixels``)
         for whatever else needs it (a write, a frame's sample): one decode, and one warning for
-        damaged metadata.  An animation's every frame is fitted, or with ``frames`` False its first
-        alone (with a warning, as :meth:`ColorTransfer.transform` reads a path).  Returns the
+        damaged metadata.  An animation's every frame is fitted, or its first alone: with ``frames``
+        False (with a warning, as :meth:`ColorTransfer.transform` reads a path), or where the output
+        format ``written_as`` holds one picture (the writer warns; :func:`colorot.imageio.decode_image`).
+        Returns the
         estimator (the file's SHA-256 recorded, as a fit from the path records it), the decoded
         image and its visible pixels."""
         from colorot.imageio import decode_image, read_file, visible_pixels
 
         data = read_file(src)
-        image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"), frames=frames)
+        image = decode_image(data, name=str(src), max_pixels=self.params.get("max_image_pixels"), frames=frames,
+                             written_as=written_as)
         pixels = at_least_two_pixels(visible_pixels(image, str(src)), src, "source")  # named, as a path fit names it
         estimator = self._fit(pixels, measure_kl=measure_kl, light=light,
                               space=(str(src), colour_space(image.icc_profile)))
@@ -114,9 +117,13 @@ class Matcher:
 
     def match_file(self, src: Path, dst: Path, *, save_map: Path | None = None, **write_options) -> None:
         """Fit ``src``'s own map and write ``src`` through it (:func:`write_matched`, which takes
-        ``image=False`` to keep the map only), decoding it once (:meth:`_fit_file`); the map's KL is
+        ``image=False`` to keep the map only), decoding it once (:meth:`_fit_file`: an animation's frames
+        where ``dst``'s format holds them, else its first, the picture written); the map's KL is
         estimated only for a map that is kept (``save_map``)."""
-        estimator, image, _ = self._fit_file(src, measure_kl=save_map is not None, light=self._light_schedule)
+        from colorot.imageio import written_format
+
+        estimator, image, _ = self._fit_file(src, measure_kl=save_map is not None, light=self._light_schedule,
+                                             written_as=written_format(dst))
         write_matched(estimator, src, dst, save_map=save_map, decoded=image, **write_options)
 
     def match_bytes(self, data: bytes, *, format: str | None = None, strength: float = 1.0,
@@ -127,13 +134,14 @@ class Matcher:
         from colorot import apply
         from colorot.imageio import decode_image, encode_image, format_for_suffix, visible_pixels
 
-        image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True)
+        written_as = format_for_suffix(format) if format else None
+        image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True, written_as=written_as)
         # fitted as a file is: fully transparent pixels left out, fewer than 2 refused by name
         pixels = at_least_two_pixels(visible_pixels(image, "<stdin>"), "<stdin>", "source")
         estimator = self._fit(pixels, measure_kl=False, light=self._light_schedule,
                               space=("<stdin>", colour_space(image.icc_profile)))
         fitted, table = _prepared(estimator, strength, exact, controls)
-        fmt = format_for_suffix(format) if format else image.format
+        fmt = written_as or image.format
         mapped, *frames = (apply.map_image(fitted, picture, table=table) for picture in image.pictures)
         return encode_image(image, mapped, fmt, quality=quality, name="<stdout>", frames=frames), fmt
 
@@ -167,11 +175,11 @@ class MatchWork:
     def write_frame(self, estimator: ColorTransfer, job: "Job") -> None:
         """A ``--sequence`` frame written through ``estimator`` (its blend), its map kept as for any job.
         The frame is decoded again, without the warning for damaged metadata that its fit gave."""
-        from colorot.imageio import read_image
+        from colorot.imageio import read_image, written_format
 
         image = job not in self.map_only
-        decoded = (read_image(job.src, max_pixels=self.settings.get("max_pixels"), metadata_warning=False, frames=True)
-                   if image else None)
+        decoded = (read_image(job.src, max_pixels=self.settings.get("max_pixels"), metadata_warning=False, frames=True,
+                              written_as=written_format(job.dst)) if image else None)
         write_matched(estimator, job.src, job.dst, save_map=self.map_path(job), image=image, decoded=decoded,
                       **self.settings)
 
