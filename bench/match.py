@@ -232,7 +232,8 @@ def without_rounding(frames: list[Path], maps: list[Path]) -> tuple[float, float
     own map and through the previous frame's, which holds the input fixed (one map for all: 0)."""
     import colorot
 
-    fitted = [colorot.load(path) for path in maps]
+    loaded = {path: colorot.load(path) for path in set(maps)}  # the still clip's one map, once
+    fitted = [loaded[path] for path in maps]
     inputs = [pixels(path) for path in frames]
     own = np.stack([statistics_of(fit.transform(x)) for fit, x in zip(fitted, inputs)])
     previous = np.stack([statistics_of(fit.transform(x)) for fit, x in zip(fitted, inputs[1:])])
