@@ -272,13 +272,14 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     their first frame, with an :class:`ImageMetadataWarning` (an MPO's extra pictures,
     a phone's previews, without one); with ``frames``, their later 8-bit frames too, in
     :attr:`Image.frames`, without the warning, when they are all of one size and together within
-    the pixel limit (else the first, with a warning saying why); with ``frames`` and ``written_as``, the
-    output format the image is to be written in, where that format holds one picture (JPEG, BMP,
-    HEIC: not :func:`holds_frames`), the first alone, without a warning here: the later frames are
-    counted in :attr:`Image.unread_frames`, and the writer warns that only the first is written. 16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF
-    keep their full precision; rarer 16-bit layouts (premultiplied alpha, CMYK)
-    come at Pillow's 8-bit precision with ``bit_depth`` 8; TIFFs of over 8 bits
-    a sample in separate planes, and 32-bit integer and floating-point modes, are refused.
+    the pixel limit (else the first, with a warning saying why); with ``frames`` and ``written_as``,
+    the output format the image is to be written in, where that format holds one picture (JPEG,
+    BMP, HEIC: not :func:`holds_frames`), the first alone, without a warning here: the later frames
+    are counted in :attr:`Image.unread_frames`, and the writer warns that only the first is written.
+    16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF keep their full precision; rarer 16-bit
+    layouts (premultiplied alpha, CMYK) come at Pillow's 8-bit precision with ``bit_depth`` 8; TIFFs
+    of over 8 bits a sample in separate planes, and 32-bit integer and floating-point modes, are
+    refused.
     EXIF is read from JPEG, PNG and WebP, and from a TIFF's descriptive tags (Make,
     Model, DateTime, Copyright…, its Exif and GPS directories), not its layout tags.
     ``max_pixels`` replaces Pillow's decompression-bomb limit (while such a

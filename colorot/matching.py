@@ -101,9 +101,8 @@ class Matcher:
         damaged metadata.  An animation's every frame is fitted, or its first alone: with ``frames``
         False (with a warning, as :meth:`ColorTransfer.transform` reads a path), or where the output
         format ``written_as`` holds one picture (the writer warns; :func:`colorot.imageio.decode_image`).
-        Returns the
-        estimator (the file's SHA-256 recorded, as a fit from the path records it), the decoded
-        image and its visible pixels."""
+        Returns the estimator (the file's SHA-256 recorded, as a fit from the path records it), the
+        decoded image and its visible pixels."""
         from colorot.imageio import decode_image, read_file, visible_pixels
 
         data = read_file(src)
