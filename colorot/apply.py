@@ -28,8 +28,8 @@ from PIL import Image as PILImage
 from colorot import checkpoint
 from colorot.atomic import resolved
 from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
-from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, encode_image, format_for_suffix, has_avif,
-                             has_heif, list_images, quantize, read_image, write_image, written_format)
+from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, decode_to_write, encode_image, format_for_suffix,
+                             has_avif, has_heif, list_images, quantize, read_image, write_image, written_format)
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.controls import Controls, refuse_with_inverse
 from colorot.profiles import (ColourSpace, apart, colour_space, conversion_refusal, convert_codes, convert_deep,
@@ -291,9 +291,7 @@ def apply_to_bytes(
     ``format``: an output format name or suffix ("png", ".jpg", "JPEG"); default the input's;
     ``space`` and ``convert_space``: as :func:`apply_to_file`'s.
     """
-    written_as = format_for_suffix(format) if format else None
-    image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True, written_as=written_as)
-    fmt = written_as or image.format
+    image, fmt = decode_to_write(data, format, name="<stdin>", max_pixels=max_pixels)
     mapped, *frames = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
     return encode_image(image, mapped, fmt, quality=quality, name="<stdout>", frames=frames)
 

@@ -238,6 +238,16 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
                         frames=frames, written_as=written_as)
 
 
+def decode_to_write(data: bytes, format: str | None, *, name: str,
+                    max_pixels: int | None = None) -> tuple[Image, str]:
+    """``data`` decoded to be written in ``format`` (a name or suffix; None: the input's own), with
+    the later frames that format holds (:func:`decode_image`'s ``frames`` and ``written_as``), and
+    the format to write (Pillow's name)."""
+    written_as = format_for_suffix(format) if format else None
+    image = decode_image(data, name=name, max_pixels=max_pixels, frames=True, written_as=written_as)
+    return image, written_as or image.format
+
+
 def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
     """The ICC profile of the image file ``path`` from its header (the pixels are not decoded, and
     the decompression-bomb limit is left to the read of the image itself); None when it has none
@@ -444,7 +454,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
                               "another format")
     if len(frames) != len(image.frames):
         raise ValueError(f"{len(frames)} frames given for the image's {len(image.frames)} later ones")
-    if image.unread_frames and fmt in _ANIMATION_FORMATS:
+    animated = holds_frames(fmt)  # frames are 8-bit (decode_image reads no 16-bit ones)
+    if image.unread_frames and animated:
         raise ValueError(f"the image's {image.unread_frames} later frames were not read, but {fmt} would hold them")
     bits = 16 if image.bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
 
@@ -463,7 +474,6 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
         return pixels
 
     pixels = prepared(image, rgb)
-    animated = fmt in _ANIMATION_FORMATS  # frames are 8-bit (decode_image reads no 16-bit ones)
     later = [prepared(frame, mapped) for frame, mapped in zip(image.frames, frames)] if animated else []
     dropped = len(image.frames) + image.unread_frames
     if dropped and not animated:

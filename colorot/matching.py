@@ -131,16 +131,14 @@ class Matcher:
         """An encoded image (e.g. stdin) matched to the reference: the encoded result and its format
         (``format``, or the input's)."""
         from colorot import apply
-        from colorot.imageio import decode_image, encode_image, format_for_suffix, visible_pixels
+        from colorot.imageio import decode_to_write, encode_image, visible_pixels
 
-        written_as = format_for_suffix(format) if format else None
-        image = decode_image(data, name="<stdin>", max_pixels=max_pixels, frames=True, written_as=written_as)
+        image, fmt = decode_to_write(data, format, name="<stdin>", max_pixels=max_pixels)
         # fitted as a file is: fully transparent pixels left out, fewer than 2 refused by name
         pixels = at_least_two_pixels(visible_pixels(image, "<stdin>"), "<stdin>", "source")
         estimator = self._fit(pixels, measure_kl=False, light=self._light_schedule,
                               space=("<stdin>", colour_space(image.icc_profile)))
         fitted, table = _prepared(estimator, strength, exact, controls)
-        fmt = written_as or image.format
         mapped, *frames = (apply.map_image(fitted, picture, table=table) for picture in image.pictures)
         return encode_image(image, mapped, fmt, quality=quality, name="<stdout>", frames=frames), fmt
 
