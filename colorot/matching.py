@@ -82,15 +82,16 @@ class Matcher:
         estimator, _, pixels = self._fit_file(Path(image), measure_kl=False, light=self._light_schedule, frames=False)
         return estimator.transform(pixels, strength=strength, controls=controls)
 
-    def fit_frame(self, image: ImageLike) -> "FrameFit":
+    def fit_frame(self, image: ImageLike, *, written_as: str | None = None) -> "FrameFit":
         """``image``'s own map with its sample, for a sequence's blend (:class:`colorot.sequence.FrameFit`;
         its KL is not measured: the blend is what is kept).  A frame's sliced start keeps ``colorot
         fit``'s 200 FISTA iterations a solve: with 100, bench/match.py's pan flickered 0.296 under
-        ``--sequence`` instead of 0.268 (E53)."""
+        ``--sequence`` instead of 0.268 (E53).  An animated frame's path is fitted on every frame, or
+        on its first alone where the output format ``written_as`` holds one picture (:meth:`_fit_file`)."""
         from colorot.sequence import FrameFit
 
         if isinstance(image, (str, os.PathLike)):
-            estimator, _, pixels = self._fit_file(Path(image), measure_kl=False, light=False)
+            estimator, _, pixels = self._fit_file(Path(image), measure_kl=False, light=False, written_as=written_as)
             return FrameFit.of(estimator, pixels)
         return FrameFit.of(self._fit(image, measure_kl=False, light=False), image, self.params.get("max_image_pixels"))
 
@@ -166,8 +167,10 @@ class MatchWork:
                                 **self.settings)
 
     def fit_frame(self, job: "Job") -> "FrameFit":
-        """A ``--sequence`` frame's own fit (:meth:`Matcher.fit_frame`)."""
-        return self.matcher.fit_frame(job.src)
+        """A ``--sequence`` frame's own fit (:meth:`Matcher.fit_frame`), on the pictures that its write keeps."""
+        from colorot.imageio import written_format
+
+        return self.matcher.fit_frame(job.src, written_as=written_format(job.dst))
 
     def write_frame(self, estimator: ColorTransfer, job: "Job") -> None:
         """A ``--sequence`` frame written through ``estimator`` (its blend), its map kept as for any job.

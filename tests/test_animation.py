@@ -220,3 +220,20 @@ def test_a_photoshop_file_is_its_composite_not_its_layers(tmp_path: Path, half: 
     assert outcome.code == 0 and "warning" not in outcome.stderr, outcome.stderr
     assert len(_pictures(tmp_path / "art.png")) == 1
     assert np.abs(read_image(tmp_path / "art.png").codes - half_map_codes(composite)).max() <= 1
+
+
+def test_a_sequence_to_a_one_picture_format_fits_each_frame_it_writes(tmp_path: Path) -> None:
+    """``--sequence`` fits each frame file on the pictures its write keeps, as ``match`` does."""
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for t in range(3):
+        _save(folder / f"frame_{t:03d}.webp", "WEBP",
+              [PILImage.fromarray(smooth_rgb(6, 8, 3 * t + seed)) for seed in range(3)], lossless=True)
+    reference = tmp_path / "reference.png"
+    PILImage.fromarray(smooth_rgb(12, 16, 9)).save(reference)
+    matched = cli("match", reference, folder, tmp_path / "matched", "--sequence", "--suffix", ".jpg", "--steps", "2",
+                  "--save-maps", tmp_path / "maps")
+    assert matched.code == 0
+    assert " ".join(matched.stderr.split()).count("the input has 3 frames, but JPEG holds one picture") == 3
+    for t in range(3):
+        assert load(tmp_path / "maps" / f"frame_{t:03d}.pt").train_info_["training_pixels"] == 48  # its first frame's
