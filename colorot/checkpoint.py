@@ -127,13 +127,15 @@ def _require(condition: bool, path: object, what: str) -> None:
         raise CheckpointError(f"{path} is not a valid colorot checkpoint: {what}")
 
 
-def model_size_error(config: dict, largest: int = MAX_MODEL_SIZE) -> str | None:
+def model_size_error(config: dict, largest: int = MAX_MODEL_SIZE,
+                     names: str = "hidden, layers and modules") -> str | None:
     """Why the sizes in a model config are out of range (each at most ``largest``: MAX_MODEL_SIZE
-    to fit, MAX_MODEL_UNITS in a checkpoint; their product at most MAX_MODEL_UNITS), or None."""
+    to fit, MAX_MODEL_UNITS in a checkpoint; their product at most MAX_MODEL_UNITS), or None;
+    ``names``: how the message names the three sizes."""
     sizes = [config[key] for key in _SIZE_KEYS if config.get(key) is not None]
     if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= largest
                for v in sizes):
-        return f"each of hidden, layers and modules must be from 1 to {largest}"
+        return f"each of {names} must be from 1 to {largest}"
     if math.prod(sizes) > MAX_MODEL_UNITS:
         return f"model size out of range: hidden × layers/modules must be at most {MAX_MODEL_UNITS}"
     return None

@@ -340,7 +340,7 @@ def fit(
     distribution: Annotated[TargetKind, typer.Option("--distribution", rich_help_panel="Target", help="What the map transports onto: a "
                             "Gaussian mixture (EM), a Gaussian (MLE) or the target's pixels (sliced solver only); "
                             "auto: gmm, pixels for the sliced solver.")] = TargetKind.auto,
-    components: Annotated[Optional[str], typer.Option(rich_help_panel="Target", help="Mixture components K, or 'auto' (BIC among 1–10) "
+    components: Annotated[Optional[str], typer.Option(rich_help_panel="Target", help="Mixture components K, or 'auto' (BIC among 1–6, 8 and 10) "
                           "\\[default: 10 for the kl solver, at most the target's distinct colours; auto "
                           "otherwise].", show_default=False)] = None,
     loss: Annotated[LossName, typer.Option(rich_help_panel="Training", help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,

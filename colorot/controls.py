@@ -114,6 +114,15 @@ class Controls:
         return y
 
 
+def check_controls(controls: object) -> Controls | None:
+    """``controls`` itself if it is a :class:`Controls` or None, else a ConfigError naming what it is."""
+    if controls is not None and not isinstance(controls, Controls):
+        what = f"the class {controls.__name__}" if isinstance(controls, type) else f"a {type(controls).__name__}"
+        raise ConfigError("controls must be a colorot.controls.Controls, e.g. Controls(saturation=0.5), or None, "
+                          f"not {what}")
+    return controls
+
+
 def refuse_with_inverse(inverse: bool, controls: Controls | None) -> None:
     """ConfigError for colour controls asked of the inverse map, which takes none."""
     if inverse and controls is not None and not controls.is_identity:

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from colorot.controls import Controls
+from colorot.controls import Controls, check_controls
 from colorot.errors import ConfigError
 from colorot.profiles import ColourSpace, colour_space
+from colorot.strength import check_strength
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
 
 if TYPE_CHECKING:
@@ -248,6 +249,8 @@ def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike
     images = list(images)  # any iterable (a generator is read once)
     if smooth is None and smooth_range is not None:
         raise ConfigError("smooth_range sets the blend of a sequence; give smooth too")
+    check_strength(strength)  # before any fit
+    check_controls(controls)
     matcher = Matcher(reference, **params)
     if smooth is None:
         return [matcher.fit_and_transform(image, strength=strength, controls=controls) for image in images]

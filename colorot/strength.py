@@ -11,11 +11,11 @@ from colorot.errors import ConfigError
 def check_strength(t: float) -> float:
     """``t`` as a float, or ConfigError unless 0 ≤ t ≤ 1 (a string or a bool is refused, not read)."""
     if isinstance(t, (str, bytes, bool, np.bool_)):
-        raise ConfigError(f"strength must be a number between 0 and 1, not {t!r}")
+        raise ConfigError(f"strength (--strength) must be a number between 0 and 1, not {t!r}")
     try:
         t = float(t)
     except (TypeError, ValueError):
-        raise ConfigError(f"strength must be a number between 0 and 1, not {t!r}") from None
+        raise ConfigError(f"strength (--strength) must be a number between 0 and 1, not {t!r}") from None
     if not 0.0 <= t <= 1.0:
-        raise ConfigError(f"strength must be between 0 and 1, not {t}")
+        raise ConfigError(f"strength (--strength) must be between 0 and 1, not {t}")
     return t

@@ -80,7 +80,7 @@ class TrainSettings:
 
     def validate(self) -> None:
         if self.loss not in LOSSES:
-            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+            raise ConfigError(f"unknown loss (--loss) {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if not (self.steps >= 0 and self.batch_size >= 2 and 0 < self.lr < math.inf):
             raise ConfigError("steps ≥ 0, batch size ≥ 2 and a finite lr > 0 are required")
         if not (0 <= self.transport_weight < math.inf and 0 <= self.sw_weight < math.inf
@@ -96,7 +96,7 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA device is available")
     if device != "cpu" and not device.startswith("cuda"):
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+        raise ConfigError(f"unknown device (--device) {device!r}; use auto, cpu or cuda")
     return torch.device(device)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from colorot import checkpoint
 from colorot.apply import DEFAULT_CHUNK_PIXELS, at_strength, map_pixels
-from colorot.controls import Controls
+from colorot.controls import Controls, check_controls
 from colorot.cube import write_cube
 from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_STEPS,
                               DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, FLOAT_SLACK, NETWORK_KL_ITERATIONS)
@@ -158,7 +158,10 @@ def to_pixels(image: ImageLike, *, max_image_pixels: int | None = None) -> np.nd
             raise ConfigError("every pixel of the image is fully transparent")
         return pixels
     if hasattr(image, "detach"):  # a torch tensor
-        image = image.detach().cpu().numpy()
+        image = image.detach().cpu()
+        if image.is_floating_point() and image.dtype.itemsize == 2:  # half floats widened: numpy has no bfloat16
+            image = image.float()
+        image = image.numpy()
     return _array_pixels(np.asarray(image))
 
 
@@ -356,7 +359,7 @@ class ColorTransfer:
     Parameters mirror the ``colorot fit`` options: ``model`` ("ridge", "cmgn",
     "mmgn" or "affine"), ``solver`` ("auto": "kl"; "kl": the exact KL to the fitted density plus
     μ·SW₂², by L-BFGS-B over the ridge map's dictionary from the sliced solution, or by L-BFGS over
-    every weight of a C-MGN or M-MGN from the closed-form map, seconds; "sliced": majorise–minimise
+    every weight of a C-MGN or M-MGN from a per-channel start (each axis's 1-D optimal map), seconds; "sliced": majorise–minimise
     on SW₂ alone, ridge map only; "adam": the KL loss by Adam, any network, minutes), ``target``
     ("auto", "pixels" (the target's own pixels, sliced solver only), "gmm" or "gaussian"; the affine map always uses the
     Gaussian, since it needs only the target's mean and covariance), ``n_components`` (an int,
@@ -364,7 +367,7 @@ class ColorTransfer:
     Gaussian moment-matching KL), ``sw_weight`` (μ of the mass-covering term
     μ·SW₂²(T#α, target pixels), over ``sw_directions`` random directions; None: the solver's
     default, 0: the KL alone), ``transport_weight`` (λ of λ·E‖T(x) − x‖²),
-    ``steps`` (Adam steps or sliced iterations; default per solver), ``lr``, ``batch_size``, ``max_pixels`` (training subsample),
+    ``steps`` (KL iterations, sliced iterations or Adam steps; default per solver), ``lr``, ``batch_size``, ``max_pixels`` (training subsample),
     ``ridge`` (covariance floor; None: 10⁻⁴ for the KL solver, 4·10⁻⁴ otherwise), ``eps`` (strong-convexity floor of the map),
     ``hidden``/``layers``/``modules`` (network size), ``device`` ("auto", "cpu",
     "cuda"), ``random_state``, ``progress`` (a tqdm bar while training) and
@@ -416,7 +419,8 @@ class ColorTransfer:
         config = dict(MODEL_DEFAULTS[self.model], eps=self.eps)
         config.update({key: getattr(self, key) for key in ("hidden", "layers", "modules")
                        if getattr(self, key) is not None})
-        size_error = checkpoint.model_size_error(config)
+        size_error = checkpoint.model_size_error(
+            config, names=f"{_named('hidden')}, {_named('layers')} and {_named('modules')}")
         if size_error is not None:  # a larger model could not be saved and loaded
             raise ConfigError(size_error)
         return config
@@ -464,9 +468,11 @@ class ColorTransfer:
         for name in ("sw_weight", "transport_weight"):
             if getattr(self, name) is not None and not 0 <= getattr(self, name) < math.inf:
                 raise ConfigError(f"{_named(name)} must be a finite number ≥ 0, got {getattr(self, name)}")
-        for name, least in (("steps", 0), ("batch_size", 2), ("sw_directions", 1)):
+        for name, least in (("steps", 0), ("batch_size", 2), ("sw_directions", 1), ("max_image_pixels", 1)):
             if getattr(self, name) is not None and not getattr(self, name) >= least:
                 raise ConfigError(f"{_named(name)} must be at least {least}, got {getattr(self, name)}")
+        if self.steps == 0 and self.resolved_solver() == "sliced":
+            raise ConfigError(f"{_named('steps')} must be at least 1 for the sliced solver (its iterations), got 0")
         if not 0 <= self.random_state < 2**32:
             raise ConfigError(f"{_named('random_state')} must be from 0 to {2**32 - 1}, got {self.random_state}")
 
@@ -571,8 +577,8 @@ class ColorTransfer:
             callback: Callable[[int, float], None] | None = None, *,
             source_mask: ImageLike | Sequence[ImageLike] | None = None,
             target_mask: ImageLike | Sequence[ImageLike] | None = None, measure_kl: bool = True) -> "ColorTransfer":
-        """Fit the target, then the map: in closed form (affine), by the sliced solver, or
-        by Adam on the KL loss from the closed-form Gaussian map.
+        """Fit the target, then the map: in closed form (affine), by the KL solver (the default), by
+        the sliced solver, or by Adam on the KL loss (``solver``; the class docstring).
 
         ``source`` and ``target``: one image or a list (pixels pooled), or for the target a
         :class:`Reference` (already fitted: :meth:`fit_reference`);
@@ -836,6 +842,7 @@ class ColorTransfer:
         clips them (see the README's output rule).
         """
         self._check_fitted()
+        check_controls(controls)
         evaluate = self._ridge_evaluator()
         if evaluate is not None:  # a ridge map: numpy, as colorot apply evaluates it
             evaluate = at_strength(evaluate, check_strength(strength))
@@ -905,7 +912,14 @@ class ColorTransfer:
         its shape, :data:`~colorot.apply.DEFAULT_CHUNK_PIXELS` at a time (``per_colour``: once per
         distinct colour, for a costly map; an 8-bit photograph has 10⁴–10⁵ of them)."""
         if isinstance(image, (list, tuple)):  # nested lists of pixels: an array of their shape
-            image = np.asarray(image)
+            if any(isinstance(item, (str, os.PathLike)) or _is_pil(item) or getattr(item, "ndim", 1) >= 2
+                   for item in image):
+                raise ConfigError("transform maps one image, not a list of images: call it on each "
+                                  "(fit pools a list's pixels)")
+            try:
+                image = np.asarray(image)
+            except ValueError:
+                raise ConfigError("nested lists of pixels must be rectangular: (N, 3) or (H, W, 3)") from None
         if (isinstance(image, np.ndarray) or hasattr(image, "detach")) and image.ndim >= 2 and image.shape[-1] == 3:
             shape = tuple(image.shape)  # an array or tensor keeps its shape
         else:

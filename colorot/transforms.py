@@ -119,11 +119,9 @@ def prepare_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool =
 def lut_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool = False, controls=None):
     """The map a LUT holds: ``T_t`` followed by ``controls`` (a :class:`colorot.controls.Controls`
     or None), or ``T_t⁻¹``, which takes no controls."""
-    from colorot.controls import Controls, refuse_with_inverse
+    from colorot.controls import check_controls, refuse_with_inverse
 
-    if controls is not None and not isinstance(controls, Controls):
-        raise ConfigError(f"controls must be a colorot.controls.Controls or None, not {type(controls).__name__}")
-    refuse_with_inverse(inverse, controls)
+    refuse_with_inverse(inverse, check_controls(controls))
     mapped = prepare_map(fitted_map, strength=strength, inverse=inverse)
     return mapped if controls is None else controls.bind(mapped, torch_map=True)
 
@@ -261,8 +259,9 @@ class ColorAugment(nn.Module):
     module's own copy of the map follows the input's device; the estimator's map is not
     moved). Gradients flow through T when the images require them. ``strength``: a number t, or a pair
     ``(low, high)`` drawn uniformly per image; ``p``: probability that an image
-    is mapped at all (else it is returned unchanged). Output: the same shape
-    and dtype, ``(1 − t)·x + t·T(x)`` clamped to [0, 1] when ``clamp``.
+    is mapped at all (else t = 0: the image itself, clamped too). Output: the same shape
+    and dtype, ``(1 − t)·x + t·T(x)`` clamped to [0, 1] when ``clamp``; T is evaluated in the
+    map's precision, float32 (``.double()`` the module for float64 throughout).
     uint8 tensors (codes, as ``torchvision``'s ``PILToTensor`` gives them) and RGB or RGBA PIL
     images (alpha kept) are mapped as codes / 255 and come back in their own type, the result
     clipped to [0, 1] and rounded to the nearest code (the output rule), whatever ``clamp``.
@@ -277,6 +276,9 @@ class ColorAugment(nn.Module):
     def __init__(self, fitted_map: nn.Module, *, strength: float | tuple[float, float] = 1.0,
                  p: float = 1.0, clamp: bool = True) -> None:
         super().__init__()
+        if not isinstance(fitted_map, nn.Module):
+            raise ConfigError(f"ColorAugment takes a fitted map (a torch module), not a {type(fitted_map).__name__}: "
+                              "use ColorTransfer.as_module() or ColorAugment.from_checkpoint(path)")
         try:
             low, high = (strength, strength) if isinstance(strength, numbers.Real) else strength
         except (TypeError, ValueError):

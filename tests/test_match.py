@@ -84,6 +84,17 @@ def test_one_image_instead_of_a_list_is_refused():
             match(np.zeros((4, 4, 3), np.uint8), one)
 
 
+def test_controls_and_strength_are_checked_before_any_fit(monkeypatch):
+    """A dict for controls failed with an AttributeError after every image's map was fitted."""
+    monkeypatch.setattr(Matcher, "__init__", lambda *a, **k: pytest.fail("fitted before the check"))
+    for options, message in (({"controls": {"saturation": 0.5}}, "controls must be a colorot.controls.Controls"),
+                             ({"strength": 1.5}, r"strength \(--strength\) must be between 0 and 1")):
+        with pytest.raises(ConfigError, match=message):
+            match(image(0), [image(1)], **options)
+        with pytest.raises(ConfigError, match=message):
+            match(image(0), [image(1), image(2)], smooth=1.0, **options)
+
+
 def test_any_iterable_of_images_is_matched():
     """With smooth, a generator was used up by the fits and [] came back."""
     rng = np.random.default_rng(0)

@@ -15,6 +15,7 @@ from PIL import Image as PILImage
 import colorot
 from colorot import ColorTransfer
 from colorot.apply import map_pixels
+from colorot.controls import Controls
 from colorot.distributions import DEFAULT_RIDGE, Gaussian, GaussianMixture
 from colorot.errors import CheckpointError, ConfigError, OutputExistsError
 from colorot.models import AffineMap, MonotoneGradientMap
@@ -186,6 +187,24 @@ def test_nested_lists_keep_their_shape(fitted) -> None:
     np.testing.assert_array_equal(fitted.transform(pixels.tolist()), fitted.transform(pixels))
 
 
+def test_a_list_of_images_or_ragged_lists_are_refused_by_transform(fitted, tmp_path) -> None:
+    """transform maps one image; a list of images reached numpy ("inhomogeneous shape") or named shape (2,)."""
+    for images in ([np.zeros((4, 4, 3)), np.zeros((5, 5, 3))], [tmp_path / "a.png", tmp_path / "b.png"],
+                   [torch.zeros(2, 3)]):
+        with pytest.raises(ConfigError, match="transform maps one image, not a list of images"):
+            fitted.transform(images)
+    with pytest.raises(ConfigError, match="must be rectangular"):
+        fitted.transform([[0.1, 0.2, 0.3], [0.1, 0.2]])
+    pixels = [np.array([0.1, 0.2, 0.3]), np.array([0.4, 0.5, 0.6])]  # pixels as 1-D arrays: (N, 3)
+    np.testing.assert_array_equal(fitted.transform(pixels), fitted.transform(np.stack(pixels)))
+
+
+def test_half_precision_tensors_are_mapped_as_float32(fitted) -> None:
+    tensor = torch.rand(4, 5, 3)
+    for half in (torch.bfloat16, torch.float16):
+        np.testing.assert_array_equal(fitted.transform(tensor.to(half)), fitted.transform(tensor.to(half).float()))
+
+
 def test_transform_rejects_non_rgb_input(fitted) -> None:
     with pytest.raises(ConfigError, match=r"got shape \(4, 4\)$"):
         fitted.transform(np.zeros((4, 4)))
@@ -334,12 +353,26 @@ def test_a_parameter_of_the_wrong_type_is_a_config_error(source, target_pixels, 
 @pytest.mark.parametrize("name, value, rule", [
     ("lr", math.nan, "a finite number > 0"), ("lr", 0.0, "a finite number > 0"),
     ("sw_weight", -1.0, "a finite number ≥ 0"), ("transport_weight", math.inf, "a finite number ≥ 0"),
-    ("steps", -1, "at least 0"), ("batch_size", 1, "at least 2"), ("sw_directions", 0, "at least 1")])
+    ("steps", -1, "at least 0"), ("batch_size", 1, "at least 2"), ("sw_directions", 0, "at least 1"),
+    ("max_image_pixels", 0, "at least 1")])
 def test_an_unusable_number_is_refused_by_name_before_any_image_is_read(name, value, rule) -> None:
     estimator = ColorTransfer(solver="adam", **{name: value})
     with pytest.raises(ConfigError) as caught:
         estimator.fit(Path("no-such-source.png"), Path("no-such-target.png"))
     assert str(caught.value) == f"{name} (--{name.replace('_', '-')}) must be {rule}, got {value}"
+
+
+def test_the_sliced_solver_needs_an_iteration() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ColorTransfer(solver="sliced", steps=0).fit(Path("no-such-source.png"), Path("no-such-target.png"))
+    assert str(caught.value) == "steps (--steps) must be at least 1 for the sliced solver (its iterations), got 0"
+
+
+def test_controls_of_another_type_are_refused_by_name(fitted, source) -> None:
+    """A dict or the class itself reached Controls.bind ("'dict' object has no attribute 'bind'")."""
+    for controls, what in (({"saturation": 0.5}, "a dict"), (Controls, "the class Controls")):
+        with pytest.raises(ConfigError, match=f"controls must be a colorot.controls.Controls.*, not {what}$"):
+            fitted.transform(source[:4], controls=controls)
 
 
 def test_numpy_integers_are_integers(source, target_pixels) -> None:

@@ -61,6 +61,15 @@ def test_strength_out_of_range_is_refused(curved):
             Interpolated(curved, t)
 
 
+def test_color_augment_of_what_is_not_a_map_says_how_to_get_one():
+    """An estimator or a checkpoint's path failed with "object has no attribute 'eval'"."""
+    from colorot import ColorTransfer
+
+    for given, what in ((ColorTransfer(), "ColorTransfer"), ("model.pt", "str")):
+        with pytest.raises(ConfigError, match=f"not a {what}: use ColorTransfer.as_module"):
+            ColorAugment(given)
+
+
 @pytest.mark.parametrize("t", [1.0, 0.5])
 def test_inverse_round_trip(curved, t):
     forward = prepare_map(curved, strength=t)
