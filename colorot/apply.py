@@ -285,14 +285,16 @@ def apply_to_bytes(
     table: ColourTable | None = None,
     space: ColourSpace | None = None,
     convert_space: bool = False,
+    name: str = "<stdin>",
 ) -> bytes:
     """Encoded image bytes in → mapped, encoded bytes out (for stdin/stdout pipelines).
 
     ``format``: an output format name or suffix ("png", ".jpg", "JPEG"); default the input's;
-    ``space`` and ``convert_space``: as :func:`apply_to_file`'s.
+    ``space`` and ``convert_space``: as :func:`apply_to_file`'s; ``name``: the input's, in errors
+    and warnings.
     """
-    image, fmt = decode_to_write(data, format, name="<stdin>", max_pixels=max_pixels)
-    mapped, *frames = map_in_space(fitted_map, image, "<stdin>", space, convert_space, table=table)
+    image, fmt = decode_to_write(data, format, name=name, max_pixels=max_pixels)
+    mapped, *frames = map_in_space(fitted_map, image, name, space, convert_space, table=table)
     return encode_image(image, mapped, fmt, quality=quality, name="<stdout>", frames=frames)
 
 
@@ -646,7 +648,7 @@ def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive:
     root = output / src.resolve().name if several else output
     images = list_images(src, recursive=recursive)
     if in_place and _is_strictly_inside(output, src):  # earlier outputs are not inputs
-        images = [image for image in images if not _is_inside(image, output)]
+        images = [image for image in images if not is_inside(image, output)]
     if not images:
         raise ConfigError(
             f"no images in folder {src} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -655,8 +657,8 @@ def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive:
 
 
 def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -> None:
-    """Raise ConfigError for an output that is an input, is shared, cannot be encoded or
-    lands inside an input folder (unless ``in_place``)."""
+    """Raise ConfigError for an output that is an input, is shared, cannot be encoded, is an
+    existing folder or lands inside an input folder (unless ``in_place``)."""
     sources = {resolved(job.src) for job in jobs}
     folders = [resolved(folder) for folder in input_folders]
     claimed: dict[Path, Path] = {}
@@ -669,6 +671,8 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
         claimed[dst] = job.src
         if job.dst.suffix.lower() not in IMAGE_SUFFIXES:
             raise ConfigError(f"cannot write {job.dst} in its format; choose one with --suffix")
+        if job.dst.is_dir():  # not an output that exists: no image can be written there
+            raise ConfigError(f"output {job.dst} is a folder; move it or choose another output")
         if not in_place and any(dst.is_relative_to(folder) for folder in folders):
             raise ConfigError(
                 f"output {job.dst} is inside an input folder; "
@@ -676,9 +680,10 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
             )
 
 
-def _is_inside(path: Path, folder: Path) -> bool:
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (links and ``..`` resolved)."""
     return resolved(path).is_relative_to(resolved(folder))
 
 
 def _is_strictly_inside(path: Path, folder: Path) -> bool:
-    return _is_inside(path, folder) and resolved(path) != resolved(folder)
+    return is_inside(path, folder) and resolved(path) != resolved(folder)

@@ -59,6 +59,12 @@ class _Command(typer.core.TyperCommand):
             self.help = "\n\n".join(block if block.startswith("Examples:") else " ".join(block.split("\n"))
                                      for block in inspect.cleandoc(self.help).split("\n\n"))
 
+    def parse_args(self, ctx, args):  # noqa: D102 (click's hook)
+        if any(not arg.strip() for arg in args):  # "$DIR" with DIR unset: typer would read a path as "."
+            with _user_errors():
+                raise ConfigError("an empty argument was given (an unset variable?)")
+        return super().parse_args(ctx, args)
+
     def collect_usage_pieces(self, ctx):  # noqa: D102 (click's hook)
         pieces = []
         for piece in super().collect_usage_pieces(ctx):
@@ -486,7 +492,7 @@ def apply_command(
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
-                preview_mod.check_preview_path(preview, [model, *_plan_files(job_plan)], **_BATCH_PREVIEW)
+                _check_batch_preview(preview, [model, *_plan_files(job_plan)], inputs, in_place)
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
                                         max_pixels=max_image_pixels, replace=overwrite, space=space,
                                         convert_space=convert_space)
@@ -550,9 +556,14 @@ def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: 
     return apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output) if shard else job_plan
 
 
-#: A batch's preview replaces the sheet of an earlier run (a rerun resumes), and gets its folder made
-#: as the outputs do; it never replaces an input or an output (:func:`preview_mod.check_preview_path`).
-_BATCH_PREVIEW = {"replace": True, "flag": "--overwrite", "folder_made": True}
+def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_place: bool) -> None:
+    """A batch's preview replaces the sheet of an earlier run (a rerun resumes), and gets its folder
+    made as the outputs do; it never replaces one of the run's files (``protected``:
+    :func:`preview_mod.check_preview_path`), nor lands inside an input folder unless ``in_place``
+    (a rerun would take the sheet for a photo), as an output would."""
+    preview_mod.check_preview_path(preview, protected, replace=True, flag="--overwrite", folder_made=True)
+    if not in_place and any(Path(src).is_dir() and apply_mod.is_inside(preview, Path(src)) for src in inputs):
+        raise ConfigError(f"the preview {preview} is inside an input folder; choose another path or pass --in-place")
 
 
 def _all_jobs(job_plan: apply_mod.Plan) -> list[apply_mod.Job]:
@@ -656,14 +667,37 @@ def _apply_stream(fitted, source: str, output: str, output_format: str | None, t
         return apply_mod.Report([], [job], [], time.perf_counter() - start)
     data = _read_input(source)
     if output == "-":
-        _write_stdout(apply_mod.apply_to_bytes(fitted, data, format=output_format, quality=quality,
+        with _failed_file(job) as failed:
+            encoded = apply_mod.apply_to_bytes(fitted, data, format=output_format, quality=quality,
                                                max_pixels=max_pixels, table=table, space=space,
-                                               convert_space=convert_space))
+                                               convert_space=convert_space, name=_stream_name(source))
+        if failed:
+            return apply_mod.Report([], [], failed, time.perf_counter() - start)
+        _write_stdout(encoded)
     else:
         apply_mod.make_folder(Path(output).parent)
         apply_mod.apply_bytes_to_file(fitted, data, output, quality=quality, max_pixels=max_pixels, table=table,
                                       replace=overwrite, space=space, convert_space=convert_space)
     return apply_mod.Report([job], [], [], time.perf_counter() - start)
+
+
+@contextmanager
+def _failed_file(job: apply_mod.Job) -> Iterator[list[tuple[apply_mod.Job, str]]]:
+    """Where a file (not stdin) is written to stdout, its error becomes the job's failure, as in a
+    batch (exit 3: :attr:`colorot.apply.Report.exit_code`); the list holds it.  An image read from
+    stdin keeps the error (exit 1)."""
+    failed: list[tuple[apply_mod.Job, str]] = []
+    try:
+        yield failed
+    except ColorotError as exc:
+        if str(job.src) == "-" or isinstance(exc, DestinationError):
+            raise
+        failed.append((job, str(exc)))
+
+
+def _stream_name(source: str) -> str:
+    """How errors and warnings name a streamed image: its file, or ``<stdin>``."""
+    return "<stdin>" if source == "-" else source
 
 
 def _stream_output_exists(output: str, overwrite: bool) -> bool:
@@ -754,9 +788,9 @@ def match_command(
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
-                preview_mod.check_preview_path(preview, [reference, *_plan_files(job_plan)], **_BATCH_PREVIEW)
+                _check_batch_preview(preview, [reference, *_plan_files(job_plan)], inputs, in_place)
             if save_maps is not None:
-                job_plan, map_only = plan_maps(job_plan, save_maps, Path(output), overwrite)
+                job_plan, map_only = plan_maps(job_plan, save_maps, Path(output), overwrite, reference)
         if is_any_of(reference, [output] if streaming else [job.dst for job in _all_jobs(job_plan)]):
             raise ConfigError(f"an output would overwrite the reference {reference}")
         uses_torch = model != ModelName.ridge or solver == SolverName.adam or exact  # only these evaluate torch maps
@@ -843,7 +877,11 @@ def _match_stream(matcher, source: str, output: str, output_format: str | None, 
         return apply_mod.Report([], [job], [], time.perf_counter() - start)
     data = _read_input(source)
     if output == "-":
-        _write_stdout(matcher.match_bytes(data, format=output_format, **settings)[0])
+        with _failed_file(job) as failed:
+            encoded, _ = matcher.match_bytes(data, format=output_format, name=_stream_name(source), **settings)
+        if failed:
+            return apply_mod.Report([], [], failed, time.perf_counter() - start)
+        _write_stdout(encoded)
     else:
         encoded, _ = matcher.match_bytes(data, format=format_for_suffix(Path(output).suffix), **settings)
         apply_mod.make_folder(Path(output).parent)

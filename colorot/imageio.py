@@ -569,7 +569,9 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
     """The image files under ``root``, sorted; hidden files and folders are skipped.
 
     Suffixes match :data:`IMAGE_SUFFIXES` whatever their case. Symbolic links
-    to folders are followed, but each real folder is visited once, so loops end.
+    to folders are followed, but each real folder is visited once, so loops end: by its first path
+    in a walk that takes each folder's real subfolders before its links, each in name order (so the
+    outputs' mirrored paths do not depend on the file system's listing order).
     Pipes, sockets and devices are left out (reading a pipe would wait for a writer);
     a broken link is kept, to be reported when it cannot be read.
     """
@@ -581,7 +583,8 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
             subfolders.clear()
             continue
         visited.add(real)
-        subfolders[:] = [name for name in subfolders if recursive and not name.startswith(".")]
+        subfolders[:] = sorted((name for name in subfolders if recursive and not name.startswith(".")),
+                               key=lambda name: (os.path.islink(os.path.join(folder, name)), name))
         images.extend(path for path in (Path(folder, name) for name in files if _is_image_name(name))
                       if path.is_file() or not path.exists())
     return sorted(images)

@@ -129,17 +129,17 @@ class Matcher:
 
     def match_bytes(self, data: bytes, *, format: str | None = None, strength: float = 1.0,
                     controls: Controls | None = None, exact: bool = False, quality: int = 95,
-                    max_pixels: int | None = None) -> tuple[bytes, str]:
+                    max_pixels: int | None = None, name: str = "<stdin>") -> tuple[bytes, str]:
         """An encoded image (e.g. stdin) matched to the reference: the encoded result and its format
-        (``format``, or the input's)."""
+        (``format``, or the input's); ``name``: the input's, in errors and warnings."""
         from colorot import apply
         from colorot.imageio import decode_to_write, encode_image, visible_pixels
 
-        image, fmt = decode_to_write(data, format, name="<stdin>", max_pixels=max_pixels)
+        image, fmt = decode_to_write(data, format, name=name, max_pixels=max_pixels)
         # fitted as a file is: fully transparent pixels left out, fewer than 2 refused by name
-        pixels = at_least_two_pixels(visible_pixels(image, "<stdin>"), "<stdin>", "source")
+        pixels = at_least_two_pixels(visible_pixels(image, name), name, "source")
         estimator = self._fit(pixels, measure_kl=False, light=self._light_schedule,
-                              space=("<stdin>", colour_space(image.icc_profile)))
+                              space=(name, colour_space(image.icc_profile)))
         fitted, table = _prepared(estimator, strength, exact, controls)
         mapped, *frames = (apply.map_image(fitted, picture, table=table) for picture in image.pictures)
         return encode_image(image, mapped, fmt, quality=quality, name="<stdout>", frames=frames), fmt
@@ -276,22 +276,32 @@ def map_destination(save_maps: Path, job_dst: Path, output_root: Path) -> Path:
     return save_maps / relative.with_suffix(".pt")
 
 
-def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool) -> tuple["Plan", frozenset]:
+def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool,
+              reference: Path | None = None) -> tuple["Plan", frozenset]:
     """A batch's plan with ``--save-maps``: the plan to run and the jobs to run for their map only.
 
     A job is skipped only when its image and its map both exist; an image that exists without its
     map (a run killed between the two) is fitted again for its map alone.  Refused before any
-    work: two inputs that would keep their maps in one file, and, unless ``overwrite``, a map that
-    exists for an image about to be written (an earlier run's, whose image is elsewhere or gone).
+    work: a map that would replace an input, an output or the ``reference`` (an image named
+    ``x.pt``; even with ``overwrite``), two inputs that would keep their maps in one file, and,
+    unless ``overwrite``, a map that exists for an image about to be written (an earlier run's,
+    whose image is elsewhere or gone).
     """
     from colorot.apply import Plan
+    from colorot.atomic import resolved
 
     maps = {job: map_destination(save_maps, job.dst, output_root) for job in (*plan.jobs, *plan.skipped)}
+    images = {resolved(path) for job in maps for path in (job.src, job.dst)}
+    if reference is not None:
+        images.add(resolved(reference))
     owner: dict[Path, object] = {}
     for job, path in maps.items():
+        if resolved(path) in images:
+            raise ConfigError(f"the map {path} would overwrite an input or output of this run; "
+                              "choose another --save-maps folder")
         if path in owner:
             raise ConfigError(f"{owner[path].src} and {job.src} would both keep their map in {path}; "
-                              "match them separately or use --suffix")
+                              "match them in separate runs, each with its own --save-maps folder")
         owner[path] = job
     if not overwrite:
         for job in plan.jobs:

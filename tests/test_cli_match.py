@@ -48,6 +48,46 @@ def match(scene, *args: str):
     return runner.invoke(app, ["match", str(scene["reference"]), *args, *FAST])
 
 
+def test_a_map_never_replaces_an_input_or_the_reference(scene, tmp_path):
+    """An image named x.pt, input or reference, was replaced by a checkpoint under --overwrite."""
+    photo, reference = tmp_path / "photo.pt", tmp_path / "reference.pt"
+    shutil.copy(scene["folder"] / "a.png", photo)
+    shutil.copy(scene["reference"], reference)
+    namesake = tmp_path / "in" / "reference.png"  # its map: reference.pt
+    namesake.parent.mkdir()
+    shutil.copy(scene["folder"] / "a.png", namesake)
+    before = photo.read_bytes(), reference.read_bytes()
+    for args in ([str(scene["reference"]), str(photo), str(tmp_path / "o1/"), "--suffix", ".png"],
+                 [str(reference), str(namesake), str(tmp_path / "o2/")]):
+        result = runner.invoke(app, ["match", *args, "--save-maps", str(tmp_path), "--overwrite", *FAST])
+        assert result.exit_code == 1, result.output
+        assert "would overwrite an input or output of this run" in result.stderr
+    assert (photo.read_bytes(), reference.read_bytes()) == before
+
+
+def test_a_preview_inside_an_input_folder_needs_in_place(scene, tmp_path):
+    """The sheet landed among the photos, and the next run matched it as one."""
+    folder = tmp_path / "photos"
+    shutil.copytree(scene["folder"], folder)
+    result = match(scene, str(folder), str(tmp_path / "out"), "--preview", str(folder / "sheet.png"))
+    assert result.exit_code == 1 and "is inside an input folder" in result.stderr
+    assert not (folder / "sheet.png").exists() and not (tmp_path / "out").exists()
+    result = match(scene, str(folder), str(tmp_path / "out"), "--preview", str(folder / "sheet.png"), "--in-place")
+    assert result.exit_code == 0 and (folder / "sheet.png").is_file(), result.output
+
+
+def test_empty_arguments_are_refused_before_any_work(scene, tmp_path):
+    """typer reads an empty path as ".": --save-maps "" kept maps in the current folder."""
+    src = str(scene["folder"] / "a.png")
+    for args in ([str(scene["reference"]), src, str(tmp_path / "o/"), "--save-maps", ""],
+                 [str(scene["reference"]), src, str(tmp_path / "o/"), "--preview", ""],
+                 [str(scene["reference"]), src, str(tmp_path / "o/"), "--suffix", " "],
+                 ["", src, str(tmp_path / "o/")]):
+        result = runner.invoke(app, ["match", *args, *FAST])
+        assert result.exit_code == 1 and result.stderr.strip() == "error: an empty argument was given (an unset variable?)"
+    assert not (tmp_path / "o").exists()
+
+
 def test_match_preview_shows_the_reference_beside_the_first_pair(scene, tmp_path):
     sheet = tmp_path / "sheet.png"
     result = match(scene, str(scene["folder"]), str(tmp_path / "out"), "--preview", str(sheet), "--json")
@@ -90,6 +130,7 @@ def test_kept_maps_are_never_lost_or_left_behind(scene, tmp_path):
     PILImage.open(src).save(twins / "a.tif")
     result = match(scene, str(twins), str(tmp_path / "o2"), "--save-maps", str(tmp_path / "m2"))
     assert result.exit_code == 1 and "would both keep their map in" in result.stderr
+    assert "separate runs, each with its own --save-maps folder" in " ".join(result.stderr.split())
     assert not (tmp_path / "o2").exists()
     maps = tmp_path / "m3"
     assert match(scene, str(src), str(tmp_path / "first/"), "--save-maps", str(maps)).exit_code == 0
@@ -172,6 +213,15 @@ def test_an_input_with_one_pixel_fails_by_name(scene, tmp_path):
         {"input": str(one), "error": f"the source image {one} has 1 usable pixel(s); fitting needs at least 2"}]
     piped = runner.invoke(app, ["match", str(scene["reference"]), "-", "-", *FAST], input=one.read_bytes())
     assert piped.exit_code == 1 and "the source image <stdin> has 1 usable pixel(s)" in piped.stderr
+
+
+def test_a_file_written_to_stdout_fails_by_its_name(scene, tmp_path):
+    """Its failure was named <stdin> and ended the run with exit 1, not a failed file's 3."""
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    result = match(scene, str(empty), "-")
+    assert result.exit_code == 3 and f"failed: {empty}: empty file" in result.stderr and "<stdin>" not in result.stderr
+    assert result.stdout_bytes == b""
 
 
 def test_stdin_to_stdout(scene):

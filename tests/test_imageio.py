@@ -787,6 +787,25 @@ def test_list_images(tmp_path: Path) -> None:
     assert ".jpeg" in IMAGE_SUFFIXES and ".gif" not in IMAGE_SUFFIXES
 
 
+@pytest.mark.parametrize("listing", ["as listed", "reversed"])
+def test_a_folder_reached_by_links_too_is_listed_by_its_real_name(tmp_path: Path, monkeypatch, listing) -> None:
+    """The name taken was the first in the file system's listing order: outputs moved between machines."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.png").write_bytes(b"x")
+    for link in ("a_link", "z_link"):
+        (tmp_path / link).symlink_to(tmp_path / "b", target_is_directory=True)
+    walk = os.walk
+
+    def walk_in_another_order(top, **options):
+        for folder, subfolders, files in walk(top, **options):
+            if listing == "reversed":
+                subfolders.reverse()  # in place: the walk descends in this order
+            yield folder, subfolders, files
+
+    monkeypatch.setattr("colorot.imageio.os.walk", walk_in_another_order)
+    assert list_images(tmp_path, recursive=True) == [tmp_path / "b" / "x.png"]
+
+
 def test_list_images_survives_symlink_loops(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.png").write_bytes(b"x")

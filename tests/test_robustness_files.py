@@ -517,10 +517,18 @@ def test_a_single_file_to_a_format_that_cannot_be_written_is_refused(tmp_path: P
     assert not (tmp_path / "out.gif").exists()
 
 
+def test_a_folder_where_an_output_goes_is_refused_not_skipped(tmp_path: Path, half: Path) -> None:
+    """It was counted as an existing output and skipped (exit 0, nothing written for it)."""
+    sources = [png(tmp_path / "a.png"), png(tmp_path / "b.png")]
+    (tmp_path / "out" / "a.png").mkdir(parents=True)
+    assert_one_line_error(cli("apply", half, *sources, tmp_path / "out"), f"output {tmp_path / 'out' / 'a.png'} is a folder")
+    assert not (tmp_path / "out" / "b.png").exists()
+
+
 def test_an_empty_path_is_refused_and_a_listed_path_is_done_once(tmp_path: Path, half: Path) -> None:
     source = png(tmp_path / "a.png")
-    assert_one_line_error(cli("apply", half, source, ""), "empty path")
-    assert_one_line_error(cli("apply", half, "", tmp_path / "out"), "empty path")
+    assert_one_line_error(cli("apply", half, source, ""), "an empty argument was given")
+    assert_one_line_error(cli("apply", half, "", tmp_path / "out"), "an empty argument was given")
     listed = f"{source}\n{source}\n\n"
     result = CliRunner().invoke(app, ["apply", str(half), "--from-stdin", str(tmp_path / "out"), "--json"], input=listed)
     assert result.exit_code == 0, result.output
