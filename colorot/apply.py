@@ -585,6 +585,9 @@ def make_folder(folder: Path) -> None:
     """``folder`` and its parents, or DestinationError when the file system refuses."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file stands where a folder goes
+        blocker = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), folder)
+        raise DestinationError(f"{folder}: cannot create folder ({blocker} is a file)") from exc
     except OSError as exc:
         raise DestinationError(f"{folder}: cannot create folder ({exc.strerror or exc})") from exc
 
@@ -665,7 +668,9 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
     for job in jobs:
         dst = resolved(job.dst)
         if dst in sources:
-            raise ConfigError(f"output would overwrite an input: {job.dst}")
+            raise ConfigError(f"output would overwrite an input: {job.dst}" + (
+                " (an earlier --in-place run's output, if one wrote into its input folder: such a run cannot be "
+                "resumed or rerun there; give it an output folder of its own)" if in_place else ""))
         if dst in claimed:
             raise ConfigError(f"{claimed[dst]} and {job.src} would both be written to {job.dst}")
         claimed[dst] = job.src

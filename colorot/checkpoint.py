@@ -239,7 +239,7 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     try:
         model = build_model(name, config)
     except ColorotError as exc:
-        raise CheckpointError(f"{source}: {exc}") from exc
+        raise CheckpointError(f"{source} is not a valid colorot checkpoint: its model: {exc}") from exc
     expected = model.state_dict()
     _require(set(state) == set(expected), source, "model parameters do not match the model kind")
     for key, tensor in state.items():
@@ -274,7 +274,7 @@ def _target_and_metadata(payload: dict, source: object) -> tuple[GaussianMixture
     try:
         target = target_from_dict(target_part)
     except ColorotError as exc:
-        raise CheckpointError(f"{source}: {exc}") from exc
+        raise CheckpointError(f"{source} is not a valid colorot checkpoint: its target: {exc}") from exc
     _require(target.means.shape[1] == 3, source, "the target is not a distribution of RGB colours")
     preprocess, train = payload.get("preprocess", {}), payload.get("train", {})
     _require(isinstance(preprocess, dict) and isinstance(train, dict), source, "malformed metadata")

@@ -261,6 +261,15 @@ def _usage_checked(check: Callable[[object], object], value: object) -> object:
     return value
 
 
+def _components_value(value: str | None) -> str | None:
+    """--components' text: 'auto' (any case) or a positive integer, else a usage error (exit 2)."""
+    if value is None or value.lower() == "auto":
+        return None if value is None else "auto"
+    if not (value.isascii() and value.isdigit() and int(value) >= 1):
+        raise typer.BadParameter(f"must be a positive integer or 'auto', not {value!r}")
+    return value
+
+
 def _shard_value(value: str | None) -> str | None:
     """--shard's text, refused unless it reads i/N with 0 ≤ i < N."""
     return None if value is None else _usage_checked(apply_mod.parse_shard, value)
@@ -346,7 +355,7 @@ def fit(
     distribution: Annotated[TargetKind, typer.Option("--distribution", rich_help_panel="Target", help="What the map transports onto: a "
                             "Gaussian mixture (EM), a Gaussian (MLE) or the target's pixels (sliced solver only); "
                             "auto: gmm, pixels for the sliced solver.")] = TargetKind.auto,
-    components: Annotated[Optional[str], typer.Option(rich_help_panel="Target", help="Mixture components K, or 'auto' (BIC among 1–6, 8 and 10) "
+    components: Annotated[Optional[str], typer.Option(rich_help_panel="Target", callback=_components_value, help="Mixture components K, or 'auto' (BIC among 1–6, 8 and 10) "
                           "\\[default: 10 for the kl solver, at most the target's distinct colours; auto "
                           "otherwise].", show_default=False)] = None,
     loss: Annotated[LossName, typer.Option(rich_help_panel="Training", help="kl: exact reverse KL; moment: Gaussian moment-matching KL.")] = LossName.kl,
@@ -471,7 +480,7 @@ def apply_command(
     with _user_errors():
         inputs, output, streaming = _batch_paths(paths, "apply MODEL", from_stdin, as_json,
                                                  {"--shard": shard, "--preview": preview, "--from-stdin": from_stdin})
-        _check_stdout_format(output_format, output)
+        _check_stdout_format(output_format, output, suffix, streaming)
         from colorot.controls import Controls
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
@@ -538,11 +547,15 @@ def _batch_paths(paths: list[str], usage: str, from_stdin: bool, as_json: bool,
     return inputs, output, streaming
 
 
-def _check_stdout_format(output_format: str | None, output: str) -> None:
-    """ConfigError for --format with a file or folder output: it names stdout's format only."""
+def _check_stdout_format(output_format: str | None, output: str, suffix: str | None, streaming: bool) -> None:
+    """ConfigError for --format with a file or folder output (it names stdout's format only), and for
+    --suffix with '-' (it names a batch's; it was ignored)."""
     if output_format is not None and output != "-":
         raise ConfigError("--format names the format of an image written to stdout ('-'); a file's format "
                           "comes from its suffix (--suffix for a folder)")
+    if suffix is not None and streaming:
+        raise ConfigError("--suffix names the format of a batch's output files; an image written to stdout ('-') "
+                          "takes --format, and one read from stdin the suffix of its output file's name")
 
 
 def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: bool, overwrite: bool,
@@ -721,7 +734,7 @@ def match_command(
     solver: Annotated[SolverName, typer.Option(rich_help_panel="Fit (each input's map)", help="Solver, as for 'colorot fit'.")] = SolverName.auto,
     distribution: Annotated[TargetKind, typer.Option("--distribution", rich_help_panel="Fit (each input's map)", help="What each map transports onto, as "
                             "for 'colorot fit'.")] = TargetKind.auto,
-    components: Annotated[Optional[str], typer.Option(rich_help_panel="Fit (each input's map)", help="Mixture components K of the reference, or 'auto' "
+    components: Annotated[Optional[str], typer.Option(rich_help_panel="Fit (each input's map)", callback=_components_value, help="Mixture components K of the reference, or 'auto' "
                           "\\[default: 10 for the kl solver, auto otherwise].", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(rich_help_panel="Fit (each input's map)", help="Iterations or steps per fit, as for 'colorot fit' "
                                                  "\\[default: 5 KL iterations for the ridge map, each input fitted on 10 000 of "
@@ -775,7 +788,7 @@ def match_command(
         inputs, output, streaming = _batch_paths(paths, "match REFERENCE", from_stdin, as_json,
                                                  {"--shard": shard, "--preview": preview, "--from-stdin": from_stdin,
                                                   "--save-maps": save_maps, "--sequence": sequence})
-        _check_stdout_format(output_format, output)
+        _check_stdout_format(output_format, output, suffix, streaming)
         _check_sequence_options(sequence, smooth, smooth_range, shard, model, solver)
         from colorot.controls import Controls
         from colorot.matching import Matcher, MatchWork, plan_maps
@@ -900,12 +913,8 @@ def _read_input(source: str) -> bytes:
 
 
 def _components(components: str | None) -> int | str | None:
-    """--components as ColorTransfer takes it: None, 'auto' or an int."""
-    if components in (None, "auto"):
-        return components
-    if not components.isdigit():
-        raise ConfigError(f"--components must be a positive integer or 'auto', not {components!r}")
-    return int(components)
+    """--components as ColorTransfer takes it (checked by :func:`_components_value`): None, 'auto' or an int."""
+    return components if components in (None, "auto") else int(components)
 
 
 @app.command("export-lut", cls=_Command)

@@ -113,9 +113,9 @@ class EMProblem:
             raise ConfigError("the number of mixture components must be at least 1")
         if at_most:
             k = min(k, _count_distinct(pixels, limit=k))
-        if k > pixels.shape[0]:
+        if k > pixels.shape[0]:  # the K to suggest is also bounded by the distinct colours
             raise ConfigError(f"{k} mixture components need at least {k} pixels, got {pixels.shape[0]}; "
-                              f"use --components {pixels.shape[0]} or auto")
+                              f"use --components {_count_distinct(pixels, limit=pixels.shape[0])} or auto")
         distinct = _count_distinct(pixels, limit=k)
         if k > distinct:
             raise ConfigError(

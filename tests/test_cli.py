@@ -129,10 +129,18 @@ def test_fit_refuses_to_overwrite_without_force(images, tmp_path) -> None:
     assert colorot.load(out).map_.name == "affine"
 
 
+def test_components_is_a_positive_integer_or_auto_in_any_case(images, tmp_path) -> None:
+    """Bad values were exit 1, unlike every other value out of range; "AUTO" was refused."""
+    for value in ("many", "0", "-1", "2.5", " 3"):
+        result = run("fit", images["source"], images["target"], "-o", tmp_path / "m.pt", *FAST[:4], "--components", value)
+        assert result.exit_code == 2 and "must be a positive integer or 'auto'" in " ".join(result.stderr.split())
+    result = run("fit", images["source"], images["target"], "-o", tmp_path / "m.pt", *FAST[:4], "--components", "AUTO")
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize(
     "extra, fragment",
     [
-        (["--components", "many"], "--components"),
         (["--model", "affine", "--hidden", "4"], "--hidden"),
         (["--solver", "adam", "--lr", "0"], "lr"),
     ],

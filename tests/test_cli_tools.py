@@ -146,6 +146,10 @@ def test_stdin_to_stdout_matches_file_apply(tiny_fit, tmp_path):
     ignored = runner.invoke(app, ["apply", str(tiny_fit["model"]), "-", str(tmp_path / "named.png"), "--format", "jpg"],
                             input=tiny_fit["source"].read_bytes())  # a file's format is its suffix's: was silently PNG
     assert ignored.exit_code == 1 and "--format names the format of an image written to stdout" in ignored.output
+    for args in ([str(tiny_fit["source"]), "-"], ["-", str(tmp_path / "other.png")]):  # --suffix was ignored here
+        ignored = runner.invoke(app, ["apply", str(tiny_fit["model"]), *args, "--suffix", ".jpg"],
+                                input=tiny_fit["source"].read_bytes())
+        assert ignored.exit_code == 1 and "--suffix names the format of a batch's output files" in ignored.output
 
 
 def test_paths_from_stdin_are_mirrored(tiny_fit, tmp_path, monkeypatch):

@@ -242,7 +242,8 @@ def test_altered_checkpoints_are_refused_with_one_line(tmp_path: Path, good: Pat
         payload = copy.deepcopy(checkpoint_payload(good))
         alter(payload)
     path = save_payload(tmp_path / f"{name}.pt", payload)
-    _both_commands_refuse(path, tmp_path, fragment)
+    valid = () if "future" in name else ("is not a valid colorot checkpoint",)  # the target's faults lacked it
+    _both_commands_refuse(path, tmp_path, *valid, fragment)
 
 
 def test_the_unaltered_checkpoint_is_accepted(tmp_path: Path, good: Path) -> None:

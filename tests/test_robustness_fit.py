@@ -142,10 +142,10 @@ def test_the_affine_map_of_a_source_onto_itself_is_exactly_the_identity(
 
 
 def test_fewer_pixels_than_components_is_a_clear_error(tmp_path: Path, source: Path) -> None:
-    tiny = _save(tmp_path / "tiny.png", [[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], [0, 0, 255]]])
+    tiny = _save(tmp_path / "tiny.png", [[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], [0, 0, 0]]])  # 3 colours
     assert_one_line_error(cli("fit", source, tiny, "-o", tmp_path / "m.pt", "--distribution", "gmm",
                               "--components", "5"),
-                          "5 mixture components need at least 5 pixels")
+                          "5 mixture components need at least 5 pixels", "use --components 3 or auto")  # was 4
     two_colours = _save(tmp_path / "two.png", np.tile([[[0, 0, 0]], [[255, 255, 255]]], (4, 4, 1)))
     assert_one_line_error(
         cli("fit", source, two_colours, "-o", tmp_path / "m.pt", "--distribution", "gmm", "--components", "3"),
