@@ -173,7 +173,6 @@ def test_a_source_far_outside_the_target_range_is_carried_into_it(tmp_path: Path
 
 @pytest.mark.parametrize("option, value", [("--max-pixels", "1"), ("--max-pixels", "0"),
                                             ("--batch-size", "1"), ("--lr", "0"), ("--steps", "-1"),
-                                            ("--components", "0"), ("--components", "two"),
                                             ("--eps", "0"), ("--eps", "-1"), ("--eps", "nan"),
                                             ("--eps", "inf"), ("--ridge", "-1"), ("--ridge", "nan"),
                                             ("--lr", "nan"), ("--lr", "inf"),

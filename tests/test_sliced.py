@@ -169,7 +169,7 @@ def test_the_sliced_solver_aims_at_the_pixels_and_improves_on_affine() -> None:
     ({"lr": 0.1, "transport_weight": 1.0}, r"transport_weight \(--transport-weight\) and lr \(--lr\) do not apply "
                                            "to the kl solver"),
     ({"solver": "newton"}, "unknown solver"),
-    ({"steps": 0, "solver": "sliced"}, "≥ 1 iteration"),
+    ({"steps": 0, "solver": "sliced"}, r"steps \(--steps\) must be at least 1 for the sliced solver"),
 ])
 def test_solver_options_that_cannot_work_are_config_errors(options, message) -> None:
     pixels = np.random.default_rng(0).random((100, 3))
