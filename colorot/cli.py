@@ -429,10 +429,22 @@ def fit(
                         "preview": str(preview) if preview else None},
               [f"wrote {output}: {info['model']} map ({info['solver']}), {estimator.target_dist_.describe()}, "
                f"{len(sources)} source(s), "
-               f"{len(target_images)} target(s), {info['steps']} {'steps' if info['solver'] == 'adam' else 'iterations'}, "
-               f"final loss {'n/a (closed form)' if info['final_loss'] is None else format(info['final_loss'], '.4g')}, "
+               f"{len(target_images)} target(s), {_counted(info['steps'], 'step' if info['solver'] == 'adam' else 'iteration')}, "
+               f"final loss {_final_loss(info)}, "
                + (f"KL {info['kl_nats']:.3f} nats, " if info.get("kl_nats") is not None else "")
                + f"{info['fit_seconds']:.1f} s"] + ([f"preview {preview}"] if preview else []))
+
+
+def _counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _final_loss(info: dict) -> str:
+    """A fit's final loss for its summary line: none for a closed form, or for a fit of no iterations."""
+    if info["final_loss"] is not None:
+        return format(info["final_loss"], ".4g")
+    return "n/a (closed form)" if info["solver"] == "closed-form" else "n/a (no iterations: the start map)"
 
 
 @app.command("apply", cls=_Command)

@@ -115,6 +115,9 @@ def test_fit_affine_reports_closed_form(images, tmp_path) -> None:
     result = run("fit", images["source"], images["target"], "-o", tmp_path / "a.pt", "--model", "affine")
     assert result.exit_code == 0, result.output
     assert "n/a (closed form)" in result.stdout
+    result = run("fit", images["source"], images["target"], "-o", tmp_path / "s.pt", "--steps", "0", "--max-pixels", "500")
+    assert result.exit_code == 0, result.output
+    assert "0 iterations, final loss n/a (no iterations: the start map)" in " ".join(result.stdout.split())  # "closed form"
 
 
 def test_fit_refuses_to_overwrite_without_force(images, tmp_path) -> None:
