@@ -111,7 +111,7 @@ def test_fit_adam_refuses_the_pixels_target(images, tmp_path) -> None:
     assert result.exit_code == 1 and "needs a density" in result.output
 
 
-def test_fit_affine_reports_closed_form(images, tmp_path) -> None:
+def test_fit_reports_why_it_has_no_final_loss(images, tmp_path) -> None:
     result = run("fit", images["source"], images["target"], "-o", tmp_path / "a.pt", "--model", "affine")
     assert result.exit_code == 0, result.output
     assert "n/a (closed form)" in result.stdout
