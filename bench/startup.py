@@ -11,7 +11,10 @@ processes of:
    (``colorot.checkpoint.read_ridge_map``) and never imports it;
 4. ``colorot apply --exact`` on the same image: the map loaded by ``torch.load`` and evaluated
    by torch (the path every other map, ``--exact`` and ``--inverse`` take);
-5. ``import torch`` alone.
+5. ``import torch`` alone;
+6. ``colorot.load(model).transform(pixels)`` in Python: the ridge map read without torch, as ``apply``
+   reads it;
+7. the same through ``colorot.checkpoint.load``: torch's read, which every other map takes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+#: A Python process that loads the map and maps a few pixels, by ``{load}`` of the checkpoint ``{model}``.
+_PYTHON_LOAD = ("import numpy as np, colorot\n"
+                "from colorot import ColorTransfer, checkpoint\n"
+                "model = {model!r}\n"
+                "{load}.transform(np.full((8, 8, 3), 0.5, np.float32))\n")
 
 
 def wall(cmd: list[str]) -> float:
@@ -53,6 +63,10 @@ def main() -> None:
             "colorot apply, one 8x8 image (no torch)": apply,
             "colorot apply --exact, one 8x8 image (torch)": [*apply, "--exact"],
             "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+            "colorot.load(m).transform(x) (no torch)": [sys.executable, "-c", _PYTHON_LOAD.format(
+                model=str(model), load="colorot.load(model)")],
+            "the same through torch's read": [sys.executable, "-c", _PYTHON_LOAD.format(
+                model=str(model), load="ColorTransfer.from_checkpoint(checkpoint.load(model))")],
         }
         print(f"machine: {len(os.sched_getaffinity(0))} CPUs, python {sys.version.split()[0]}; "
               f"medians of {args.runs} fresh processes")

@@ -284,8 +284,13 @@ def _target_and_metadata(payload: dict, source: object) -> tuple[GaussianMixture
 def load(path: str | Path | bytes | BinaryIO) -> Checkpoint:
     """Read and validate a checkpoint: a file's path, its bytes, or a binary file object (anything
     with ``read``: an open file, ``io.BytesIO``), read from where it stands to its end."""
+    return from_bytes(*read_bytes(path))
+
+
+def read_bytes(path: str | Path | bytes | BinaryIO) -> tuple[bytes, object]:
+    """A checkpoint's bytes (:func:`load`'s ``path``) and how errors name it, or CheckpointError."""
     if isinstance(path, (bytes, bytearray, memoryview)):
-        return from_bytes(bytes(path))
+        return bytes(path), "checkpoint"
     if hasattr(path, "read"):
         source = getattr(path, "name", "checkpoint")
         try:
@@ -295,14 +300,13 @@ def load(path: str | Path | bytes | BinaryIO) -> Checkpoint:
         if not isinstance(data, (bytes, bytearray)):
             raise CheckpointError(f"cannot read checkpoint {source!r}: a checkpoint is binary; open the file "
                                   "with mode 'rb'")
-        return from_bytes(bytes(data), source=source)
+        return bytes(data), source
     path = Path(path)
     try:
-        data = path.read_bytes()
+        return path.read_bytes(), path
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         reason = getattr(exc, "strerror", None) or exc
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {reason}") from exc
-    return from_bytes(data, source=path)
 
 
 def read_ridge_map(path: str | os.PathLike[str]) -> RidgeParameters | None:
@@ -322,6 +326,20 @@ def read_ridge_map(path: str | os.PathLike[str]) -> RidgeParameters | None:
 def ridge_map_from_bytes(data: bytes) -> RidgeParameters | None:
     """:func:`read_ridge_map` of checkpoint bytes (None: :func:`from_bytes` then loads them, or
     says what is wrong with them)."""
+    parts = _ridge_parts(data)
+    return None if parts is None else parts[1]
+
+
+def ridge_checkpoint_from_bytes(data: bytes) -> tuple[RidgeParameters, GaussianMixture, dict] | None:
+    """A ridge map's checkpoint (not an affine map's) read without torch: the map's parameters, the
+    target and the training record; None as for :func:`ridge_map_from_bytes`."""
+    parts = _ridge_parts(data)
+    return None if parts is None or parts[0] != "ridge" else parts[1:]
+
+
+def _ridge_parts(data: bytes) -> tuple[str, RidgeParameters, GaussianMixture, dict] | None:
+    """The map's kind (ridge or affine), its parameters, the target and the training record of
+    checkpoint bytes, read without torch; None for any other map or any fault."""
     source = "checkpoint"  # the checks' messages are not shown: a fault only means None
     try:
         payload = torch_archive.read(data)
@@ -338,13 +356,13 @@ def ridge_map_from_bytes(data: bytes) -> RidgeParameters | None:
             _require(isinstance(array, np.ndarray) and array.shape == shapes[key] and array.dtype.kind == "f",
                      source, f"parameter {key!r} has the wrong shape or type")
             _require(bool(np.isfinite(array).all()), source, f"parameter {key!r} holds NaN or infinite values")
-        _target_and_metadata(payload, source)
+        target, _, train, _ = _target_and_metadata(payload, source)
     except Exception:  # whatever the fault, load() reads the file again and names it
         return None
     arrays = {key: array.astype(np.float64) for key, array in state.items()}
     if name == "affine":  # a ridge map with no units
         arrays.update(W=np.zeros((0, 3)), biases=np.zeros(0), rho=np.zeros(0))
-    return RidgeParameters(arrays, float(config["eps"]))
+    return name, RidgeParameters(arrays, float(config["eps"])), target, train
 
 
 def train_record(model: str | os.PathLike[str] | bytes) -> dict:
@@ -369,5 +387,5 @@ def count_parameters(model: MonotoneGradientMap) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["Checkpoint", "RidgeParameters", "save", "load", "read_ridge_map", "ridge_map_from_bytes", "to_bytes",
-           "from_bytes", "count_parameters", "FORMAT_VERSION"]
+__all__ = ["Checkpoint", "RidgeParameters", "save", "load", "read_bytes", "read_ridge_map", "ridge_map_from_bytes",
+           "ridge_checkpoint_from_bytes", "to_bytes", "from_bytes", "count_parameters", "FORMAT_VERSION"]

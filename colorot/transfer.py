@@ -946,15 +946,21 @@ class ColorTransfer:
     @classmethod
     def from_checkpoint(cls, ckpt: checkpoint.Checkpoint) -> "ColorTransfer":
         """A fitted estimator from a loaded checkpoint."""
-        info = ckpt.train
-        solver = info.get("solver", "auto")
-        est = cls(model=ckpt.model.name, target=ckpt.target.kind, solver=solver if solver in SOLVERS else "auto",
-                  loss=info.get("loss", "kl"), random_state=info.get("seed", 0))
-        est.map_, est.target_dist_, est.train_info_ = ckpt.model, ckpt.target, dict(info)
+        est = cls._from_record(ckpt.model.name, ckpt.target, ckpt.train)
+        est.map_ = ckpt.model
         if ckpt.model.name == "ridge":  # its numpy parameters too: the colour table, blends (colorot.sequence)
             state = {key: value.detach().cpu().double().numpy() for key, value in ckpt.model.state_dict().items()}
             est._ridge_parameters = RidgeParameters(state, float(ckpt.model.eps))
-        est.history_ = History()
+        return est
+
+    @classmethod
+    def _from_record(cls, model: str, target: GaussianMixture, train: dict) -> "ColorTransfer":
+        """An estimator of a checkpoint's ``model`` kind, ``target`` and ``train`` record, its map still
+        to be set: the parameters that :func:`load` restores, the others at their defaults."""
+        solver = train.get("solver", "auto")
+        est = cls(model=model, target=target.kind, solver=solver if solver in SOLVERS else "auto",
+                  loss=train.get("loss", "kl"), random_state=train.get("seed", 0))
+        est.target_dist_, est.train_info_, est.history_ = target, dict(train), History()
         return est
 
 
@@ -991,5 +997,14 @@ _DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(Co
 def load(path: str | os.PathLike | bytes | BinaryIO) -> ColorTransfer:
     """Load a checkpoint written by :meth:`ColorTransfer.save` (or ``colorot fit``): its path, its
     bytes, or a binary file object. The map is loaded on the CPU, whatever device it was fitted
-    on (``transform`` runs there; :meth:`ColorTransfer.as_module` follows its images' device)."""
-    return ColorTransfer.from_checkpoint(checkpoint.load(path))
+    on (``transform`` runs there; :meth:`ColorTransfer.as_module` follows its images' device).
+    A ridge map (the default fit's) is read without torch, as ``colorot apply`` reads it: ``map_``
+    builds its module when first used."""
+    data, source = checkpoint.read_bytes(path)
+    ridge = checkpoint.ridge_checkpoint_from_bytes(data)
+    if ridge is None:
+        return ColorTransfer.from_checkpoint(checkpoint.from_bytes(data, source))
+    parameters, target, train = ridge
+    est = ColorTransfer._from_record("ridge", target, train)
+    est._ridge_parameters = parameters
+    return est

@@ -425,5 +425,28 @@ def test_transforming_with_a_ridge_map_does_not_import_torch() -> None:
             "rng = np.random.default_rng(0)\n"
             "ct = ColorTransfer(steps=2, n_components=2).fit(rng.random((500, 3)), rng.random((500, 3)) ** 2)\n"
             "ct.transform(rng.random((40, 30, 3)), strength=0.5)\n"
+            "import io, colorot\n"
+            "saved = io.BytesIO()\n"
+            "ct.save(saved)\n"
+            "colorot.load(saved.getvalue()).transform(rng.random((40, 30, 3)))  # loaded as colorot apply reads it\n"
             "print('torch' in sys.modules)\n")
     assert last_line_of(code) == "False"
+
+
+def test_a_ridge_map_loaded_without_torch_is_the_one_torch_loads(source, target_pixels) -> None:
+    """load() reads a ridge map's checkpoint without torch; nothing differs from the torch-read one."""
+    from colorot import checkpoint
+
+    saved = io.BytesIO()
+    ColorTransfer(steps=2, n_components=2).fit(source, target_pixels).save(saved)
+    loaded = colorot.load(saved.getvalue())
+    assert "_module" not in loaded.__dict__  # built when first used
+    by_torch = ColorTransfer.from_checkpoint(checkpoint.from_bytes(saved.getvalue()))
+    assert loaded.get_params() == by_torch.get_params() and loaded.train_info_ == by_torch.train_info_
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(getattr(loaded.target_dist_, name), getattr(by_torch.target_dist_, name))
+    np.testing.assert_array_equal(loaded.transform(source), by_torch.transform(source))
+    modules = loaded.map_, by_torch.map_
+    assert [m.training for m in modules] == [False, False] and modules[0].eps == modules[1].eps
+    for key, value in modules[1].state_dict().items():
+        assert torch.equal(modules[0].state_dict()[key], value), key
