@@ -302,7 +302,8 @@ def main() -> None:
         return profile_apply(args.images)
     cpus = os.cpu_count() or 1
     colorot = [sys.executable, "-m", "colorot"]
-    print(f"machine: {cpus} CPUs, python {sys.version.split()[0]}; medians of {args.runs} runs")
+    runs = f"fits medians of {args.fit_runs}" + ("" if args.fit_only else f", the rest of {args.runs}")
+    print(f"machine: {cpus} CPUs, python {sys.version.split()[0]}; {runs} runs")
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
