@@ -69,6 +69,9 @@ def photographs(cache: Path | None) -> list[Path]:
     found = [p for p in sorted(SAMPLES.glob("*.jpg")) if p != REFERENCE]
     if cache is not None and (cache / "images").is_dir():
         found += sorted((cache / "images").glob("*.jpg"))
+    else:  # the recorded runs cut the folder from the cache's photographs too: say that this one differs
+        print(f"note: no photographs in {cache}/images (run bench/quality.py with this --cache to fetch "
+              "them): the folder is cut from the two samples alone, not the recorded runs' folder", file=sys.stderr)
     return found
 
 

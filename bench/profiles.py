@@ -24,6 +24,7 @@ with ``convert_space``, its 16-bit output shown in sRGB the same way (LittleCMS 
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import warnings
@@ -54,6 +55,7 @@ def shown_file(path: Path) -> np.ndarray:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
     print(f"{'pair':<18}{'converted':>11}{'codes':>9}{'sRGB':>9}")
     applied = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,6 +10,7 @@ wall times and the sliced Wasserstein-2 distance between the output's pixels
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def timed(cmd: list[str]) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
     target = read_pixels(SAMPLES / "sunset.jpg")
     source = read_pixels(SAMPLES / "day.jpg")
     print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}")

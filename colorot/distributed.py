@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from colorot.apply import (Job, Plan, Report, make_folder, apply_to_file, map_space, prepare,
                            refuse_convert_space_with_inverse)
+from colorot.atomic import is_any_of
 from colorot.colour_table import ColourTable
 from colorot.controls import Controls
 from colorot.errors import ColorotError, ConfigError
@@ -76,10 +77,13 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
     :class:`colorot.controls.Controls`); unless ``replace``, a file at ``dst`` when the write lands
     is kept (OutputExistsError), as ``colorot apply`` keeps one without ``--overwrite``. An image in
     another colour space than the map was fitted in gets an ImageMetadataWarning, as there, or with
-    ``convert_space`` is taken into it and back (``--convert-space``). Creates
-    ``dst``'s folder; raises a ColorotError subclass on failure.
+    ``convert_space`` is taken into it and back (``--convert-space``). A ``dst`` that is ``src`` or
+    the checkpoint is refused, as ``colorot apply`` refuses it. Creates ``dst``'s folder; raises a
+    ColorotError subclass on failure.
     """
     refuse_convert_space_with_inverse(convert_space, inverse)
+    if is_any_of(dst, [src] if isinstance(model, (bytes, bytearray, memoryview)) else [src, model]):
+        raise ConfigError(f"output would overwrite an input: {dst}")  # as colorot apply refuses it
     fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
                                     controls=controls)
     dst = Path(dst)

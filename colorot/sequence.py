@@ -95,7 +95,7 @@ def reach(sigma: float) -> int:
 
 
 def check_sigma(sigma: float) -> None:
-    if not (math.isfinite(sigma) and sigma >= 0):
+    if not (math.isfinite(3 * sigma) and sigma >= 0):  # the window's reach ⌊3σ⌋ must be a number
         raise ConfigError(f"the sequence's σ (--smooth) must be finite and ≥ 0, not {sigma}")
 
 

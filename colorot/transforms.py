@@ -290,6 +290,7 @@ class ColorAugment(nn.Module):
             raise ConfigError(f"p must be a number between 0 and 1, not {p!r}")
         self.map = copy.deepcopy(fitted_map).eval().requires_grad_(False)  # moved to the images' device
         self.tabulated = TabulatedRidges.of(self.map)  # the CPU's fast path, or None
+        self.register_load_state_dict_post_hook(ColorAugment._tabulate_again)
         self.p, self.clamp = float(p), clamp
 
     @classmethod
@@ -299,6 +300,12 @@ class ColorAugment(nn.Module):
         from colorot import checkpoint
 
         return cls(checkpoint.load(path).model, **kwargs)
+
+    @staticmethod
+    def _tabulate_again(module: "ColorAugment", incompatible_keys) -> None:
+        """After ``load_state_dict``, the map's new parameters tabulated (the tables are not in the
+        state dict: the fast path kept the old map's)."""
+        module.tabulated = TabulatedRidges.of(module.map)
 
     def extra_repr(self) -> str:
         strength = self.low if self.low == self.high else (self.low, self.high)

@@ -14,6 +14,7 @@ maps, up to the platform's floating-point rounding.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -96,6 +97,7 @@ def match_sheet() -> Image.Image:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
     front().save(ROOT / "docs" / "front.jpg", quality=QUALITY, optimize=True)
     match_sheet().save(ROOT / "docs" / "match.jpg", quality=QUALITY, optimize=True)
     for name in ("front.jpg", "match.jpg"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from typer.testing import CliRunner
 
@@ -9,7 +11,7 @@ from colorot.apply import plan
 from colorot.cli import app
 from colorot.controls import Controls
 from colorot.distributed import apply_path, prepared
-from colorot.errors import OutputExistsError
+from colorot.errors import ConfigError, OutputExistsError
 
 runner = CliRunner()
 
@@ -61,6 +63,19 @@ def test_apply_path_keeps_a_file_at_its_output_unless_it_may_replace_it(tiny_fit
     assert dst.read_bytes() == b"theirs"
     apply_path(tiny_fit["model"], src, dst)
     assert dst.read_bytes() != b"theirs"
+
+
+def test_apply_path_never_writes_over_its_input_or_checkpoint(tiny_fit, tmp_path):
+    """It replaced its source with the graded image, where colorot apply refuses."""
+    src = tmp_path / "a.png"
+    shutil.copy(plan([tiny_fit["folder"]], tmp_path / "out").jobs[0].src, src)
+    model = tmp_path / "m.pt"
+    shutil.copy(tiny_fit["model"], model)
+    before = src.read_bytes(), model.read_bytes()
+    for dst in (src, model):
+        with pytest.raises(ConfigError, match="output would overwrite an input"):
+            apply_path(model, src, dst)
+    assert (src.read_bytes(), model.read_bytes()) == before
 
 
 def test_a_ridge_map_is_prepared_without_loading_it(tiny_fit):

@@ -48,7 +48,7 @@ def test_the_window_is_centred_shrinks_symmetrically_and_its_weights_sum_to_one(
         assert weights[half] == weights.max()
 
 
-@pytest.mark.parametrize("sigma", [-1.0, math.nan, math.inf])
+@pytest.mark.parametrize("sigma", [-1.0, math.nan, math.inf, 1e308])  # 1e308: ⌊3σ⌋ overflowed
 def test_a_bad_sigma_is_refused(sigma) -> None:
     with pytest.raises(ConfigError, match="--smooth"):
         sequence.window(0, 3, sigma)
@@ -308,6 +308,7 @@ def test_a_broken_frame_fails_alone_and_leaves_its_neighbours_blends(clip, tmp_p
     (["--sequence", "--smooth-range", "nan"], "--smooth-range", 2),
     (["--sequence", "--smooth", "-1"], "--smooth", 2),
     (["--smooth", "inf"], "--smooth", 2),
+    (["--sequence", "--smooth", "1e308"], "--smooth", 2),
 ])
 def test_refused_sequence_options(clip, tmp_path, args, message, exit_code) -> None:
     result = run_match(clip, str(clip["folder"]), str(tmp_path / "out"), *args)

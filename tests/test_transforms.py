@@ -240,3 +240,15 @@ def test_augment_on_the_cpu_maps_a_ridge_map_through_its_tables_as_the_map_does(
     (grad,) = torch.autograd.grad(augment(wanted).sum(), wanted)
     assert grad.abs().sum() > 0
     assert ColorAugment(CMGN(dim=3, hidden=4, layers=2)).tabulated is None  # another map: the map itself
+
+
+def test_a_loaded_state_dict_is_tabulated_too(default_ridge):
+    """load_state_dict replaced the map but not its tables: the fast path kept the old map."""
+    other = copy.deepcopy(default_ridge)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.mul_(0.5)
+    augment, wanted = ColorAugment(default_ridge), ColorAugment(other)
+    augment.load_state_dict(wanted.state_dict())
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(augment(images), wanted(images))
