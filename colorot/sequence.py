@@ -185,13 +185,13 @@ def blended(fits: Mapping[int, FrameFit], t: int, count: int, sigma: float, tau:
     """Frame t's estimator: a copy of its own fit whose map is the blend of its window's fitted
     frames (``fits``: frame index → :class:`FrameFit`; frames missing from it count as infinitely
     far), weighted by :func:`blend_weights`.  Its training summary gains ``"sequence"``: σ, τ
-    (None for ∞), the frames blended (``names``, else their indices) and their weights; its ``kl_nats`` (the
-    own map's) is dropped."""
+    (None for ∞), the frames blended (``names``, else their indices) and their weights; its ``kl_nats`` and
+    ``final_loss`` (the own map's) are dropped."""
     frames, weights = blend_weights(fits, t, count, sigma, tau)
     mix = blend_ridge_maps([fits[int(k)].estimator.ridge_parameters_ for k in frames], weights)
     info = {"sigma": float(sigma), "range": float(tau) if math.isfinite(tau) else None,
             "frames": [names[k] if names else int(k) for k in frames], "weights": [round(float(c), 6) for c in weights]}
-    return fits[t].estimator.with_ridge_map(mix, sequence=info, kl_nats=None)  # the own map's KL is not the blend's
+    return fits[t].estimator.with_ridge_map(mix, sequence=info, kl_nats=None, final_loss=None)  # the own map's
 
 
 def match_sequence(fit: Callable[[apply.Job], FrameFit], write: Callable[[ColorTransfer, apply.Job], None],

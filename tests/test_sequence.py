@@ -118,7 +118,8 @@ def test_a_blended_frame_is_its_window_of_fits_and_says_so(reference) -> None:
         assert one.train_info_["sequence"] == {"sigma": 1.0, "range": None if tau == math.inf else tau,
                                                "frames": [f"f{k}" for k in frames_2],
                                                "weights": [round(float(c), 6) for c in weights_2]}
-    assert one.train_info_["kl_nats"] is None and fits[2].estimator.train_info_.get("sequence") is None
+    assert one.train_info_["kl_nats"] is None and one.train_info_["final_loss"] is None  # the own map's, not the blend's
+    assert fits[2].estimator.train_info_.get("sequence") is None
     # A frame whose fit failed is left out with its mirror image about the frame: the window stays centred.
     del fits[3]
     without = sequence.blended(fits, 2, 5, 1.0, math.inf)
