@@ -18,6 +18,7 @@ are scattered to every worker once and one task is submitted per file.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import threading
 import time
@@ -102,19 +103,36 @@ def _task(model: bytes, src: str, dst: str, options: dict) -> str | None:
     return None
 
 
+def _check_options(data: bytes, options: dict) -> None:
+    """ConfigError or CheckpointError for ``options`` that :func:`apply_path` would refuse for every
+    file: a name it does not take, or what preparing the map refuses (strength, controls, the
+    checkpoint ``data`` itself; the map is prepared once here, as a worker prepares it)."""
+    taken = set(inspect.signature(apply_path).parameters) - {"model", "src", "dst"}
+    unknown = sorted(set(options) - taken)
+    if unknown:
+        raise ConfigError(f"apply_with_dask got options apply_path does not take: {', '.join(unknown)} "
+                          f"(it takes {', '.join(sorted(taken))})")
+    refuse_convert_space_with_inverse(options.get("convert_space", False), options.get("inverse", False))
+    prepared(data, **{name: options[name] for name in ("strength", "inverse", "exact", "controls") if name in options})
+
+
 def apply_with_dask(client, plan: Plan, model: bytes | str | os.PathLike, *,
                     on_file_done: Callable[[Job, str | None], None] | None = None, **options) -> Report:
     """Run ``plan`` on the Dask cluster behind ``client``; ``options`` are :func:`apply_path`'s.
 
     Workers must see the input and output paths (a shared file system, or
-    object-store paths mounted the same way everywhere).
+    object-store paths mounted the same way everywhere). Options that every file would refuse (an
+    unknown name, a value out of range, a checkpoint that is not one) are refused here, before any
+    task is sent, as ``colorot apply`` refuses them before any file.
     """
     from dask.distributed import as_completed
 
     start = time.perf_counter()
+    data = model_bytes(model)
+    _check_options(data, options)
     # A key of its own (not the bytes' hash): a second call with the same model would share the first's
     # key, which the first call's future releases when it goes, and its tasks would lose their model.
-    data = client.scatter(model_bytes(model), broadcast=True, hash=False)
+    data = client.scatter(data, broadcast=True, hash=False)
     futures = {client.submit(_task, data, str(job.src), str(job.dst), options, pure=False): job
                for job in plan.jobs}
     errors: dict[Job, str | None] = {}

@@ -11,7 +11,7 @@ from colorot.apply import plan
 from colorot.cli import app
 from colorot.controls import Controls
 from colorot.distributed import apply_path, prepared
-from colorot.errors import ConfigError, OutputExistsError
+from colorot.errors import CheckpointError, ConfigError, OutputExistsError
 
 runner = CliRunner()
 
@@ -86,6 +86,25 @@ def test_a_ridge_map_is_prepared_without_loading_it(tiny_fit):
     assert fitted is None and table is not None
     assert prepared(data, exact=True)[0] is not None
     assert prepared(data, inverse=True)[0] is not None
+
+
+def test_dask_refuses_what_every_file_would_refuse_before_sending_a_task(tiny_fit, tmp_path):
+    """Each file failed alone with the same message (N lines), or a worker logged a TypeError per task."""
+    pytest.importorskip("dask.distributed")
+    from colorot.distributed import apply_with_dask
+
+    class NoCluster:  # any task sent would fail the test
+        def __getattr__(self, name):
+            pytest.fail(f"client.{name} was used before the options were checked")
+
+    job_plan = plan([tiny_fit["folder"]], tmp_path / "out")
+    for options, error, message in (({"bogus": 1}, ConfigError, "options apply_path does not take: bogus"),
+                                    ({"strength": 2}, ConfigError, "strength"),
+                                    ({"inverse": True, "convert_space": True}, ConfigError, "convert-space")):
+        with pytest.raises(error, match=message):
+            apply_with_dask(NoCluster(), job_plan, tiny_fit["model"], **options)
+    with pytest.raises(CheckpointError, match="not a valid colorot checkpoint"):
+        apply_with_dask(NoCluster(), job_plan, b"not a checkpoint")
 
 
 def test_dask_local_cluster_equals_cli(tiny_fit, cli_output, tmp_path):
