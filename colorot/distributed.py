@@ -17,12 +17,13 @@ are scattered to every worker once and one task is submitted per file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from colorot.apply import (Job, Plan, Report, make_folder, apply_to_file, map_sp
 from colorot.atomic import is_any_of
 from colorot.colour_table import ColourTable
 from colorot.controls import Controls
-from colorot.errors import ColorotError, ConfigError
+from colorot.errors import CheckpointError, ColorotError, ConfigError
 from colorot.profiles import ColourSpace
 
 if TYPE_CHECKING:
@@ -85,8 +86,9 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
     refuse_convert_space_with_inverse(convert_space, inverse)
     if is_any_of(dst, [src] if isinstance(model, (bytes, bytearray, memoryview)) else [src, model]):
         raise ConfigError(f"output would overwrite an input: {dst}")  # as colorot apply refuses it
-    fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
-                                    controls=controls)
+    with _named(model):
+        fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
+                                        controls=controls)
     dst = Path(dst)
     make_folder(dst.parent)
     apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table, replace=replace,
@@ -101,6 +103,19 @@ def _task(model: bytes, src: str, dst: str, options: dict) -> str | None:
     except ColorotError as exc:
         return str(exc)
     return None
+
+
+@contextlib.contextmanager
+def _named(model: bytes | str | os.PathLike) -> Iterator[None]:
+    """A fault of the checkpoint ``model``, read as bytes (so named "checkpoint"), names its file when
+    it has one, as ``colorot apply`` names it."""
+    try:
+        yield
+    except CheckpointError as exc:
+        text = str(exc)
+        if isinstance(model, (bytes, bytearray, memoryview)) or not text.startswith("checkpoint "):
+            raise
+        raise CheckpointError(f"{model} {text[len('checkpoint '):]}") from exc
 
 
 def _check_options(data: bytes, options: dict) -> None:
@@ -129,7 +144,8 @@ def apply_with_dask(client, plan: Plan, model: bytes | str | os.PathLike, *,
 
     start = time.perf_counter()
     data = model_bytes(model)
-    _check_options(data, options)
+    with _named(model):
+        _check_options(data, options)
     # A key of its own (not the bytes' hash): a second call with the same model would share the first's
     # key, which the first call's future releases when it goes, and its tasks would lose their model.
     data = client.scatter(data, broadcast=True, hash=False)

@@ -78,6 +78,13 @@ def test_apply_path_never_writes_over_its_input_or_checkpoint(tiny_fit, tmp_path
     assert (src.read_bytes(), model.read_bytes()) == before
 
 
+def test_a_checkpoint_fault_names_its_file(tiny_fit, tmp_path):
+    """The file was called "checkpoint": the map is prepared from its bytes."""
+    src = plan([tiny_fit["folder"]], tmp_path / "out").jobs[0].src
+    with pytest.raises(CheckpointError, match=f"^{src} is not a valid colorot checkpoint: it is a PNG image"):
+        apply_path(src, src, tmp_path / "y.png")
+
+
 def test_a_ridge_map_is_prepared_without_loading_it(tiny_fit):
     """The tiny fit is a ridge map: its table comes from the bytes without torch, and no map is built;
     --exact and --inverse still load it."""
