@@ -164,6 +164,17 @@ def test_in_place_writes_beside_the_inputs_but_never_over_them(tmp_path: Path, h
     assert _snapshot(tmp_path / "in") == after
 
 
+def test_a_rerun_into_its_own_input_folder_says_why_it_is_refused(tmp_path: Path, half: Path) -> None:
+    """The first run's outputs are the second's inputs; the refusal said only "would overwrite an input"."""
+    _tree(tmp_path / "in")
+    first = cli("apply", half, tmp_path / "in", tmp_path / "in", "--in-place", "--suffix", ".tif")
+    assert first.code == 0, first.stderr
+    after = _snapshot(tmp_path / "in")
+    assert_one_line_error(cli("apply", half, tmp_path / "in", tmp_path / "in", "--in-place", "--suffix", ".tif"),
+                          "overwrite an input", "an earlier --in-place run's output", "an output folder of its own")
+    assert _snapshot(tmp_path / "in") == after
+
+
 @pytest.mark.parametrize("spelling", ["same", "dotted", "symlink"])
 def test_an_output_equal_to_an_input_file_is_refused(
     tmp_path: Path, half: Path, spelling: str
