@@ -133,17 +133,17 @@ def map_space(model: str | os.PathLike[str] | bytes) -> ColourSpace | None:
 
 
 def prepare(model: str | os.PathLike[str] | bytes, *, strength: float = 1.0, inverse: bool = False,
-            exact: bool = False, controls: Controls | None = None
+            exact: bool = False, controls: Controls | None = None, name: str = "checkpoint"
             ) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, ColourTable | None]:
     """The map to apply and its colour table, as ``colorot apply`` builds them from a checkpoint
-    (a file, or its bytes). A ridge or affine map goes into the table read without torch, and
-    the map is None; any other map, and ``inverse`` or ``exact``, is loaded (torch) and the
-    table, if not ``exact``, evaluates it. ``controls`` act after the map at ``strength``."""
+    (a file, or its bytes, which errors call ``name``). A ridge or affine map goes into the table
+    read without torch, and the map is None; any other map, and ``inverse`` or ``exact``, is loaded
+    (torch) and the table, if not ``exact``, evaluates it. ``controls`` act after the map at ``strength``."""
     refuse_with_inverse(inverse, controls)
     table = None if inverse or exact else checkpoint_table(model, strength=strength, controls=controls)
     if table is not None:
         return None, table
-    loaded = checkpoint.load(model)  # a file or its bytes
+    loaded = checkpoint.from_bytes(bytes(model), source=name) if _is_bytes(model) else checkpoint.load(model)
     return prepare_fitted(loaded.model, strength=strength, inverse=inverse, exact=exact, controls=controls)
 
 

@@ -17,13 +17,12 @@ are scattered to every worker once and one task is submitted per file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +32,7 @@ from colorot.apply import (Job, Plan, Report, make_folder, apply_to_file, map_sp
 from colorot.atomic import is_any_of
 from colorot.colour_table import ColourTable
 from colorot.controls import Controls
-from colorot.errors import CheckpointError, ColorotError, ConfigError
+from colorot.errors import ColorotError, ConfigError
 from colorot.profiles import ColourSpace
 
 if TYPE_CHECKING:
@@ -53,20 +52,21 @@ def model_bytes(model: bytes | str | os.PathLike) -> bytes:
 
 
 def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False, exact: bool = False,
-             controls: Controls | None = None
+             controls: Controls | None = None, name: str = "checkpoint"
              ) -> tuple[torch.nn.Module | None, ColourTable | None, ColourSpace | None]:
     """The map to apply, its colour table (None when ``exact``) and the colour space it was fitted
     in (None: not recorded, or ``inverse``), as ``colorot apply`` builds them: a ridge or affine map
-    goes into the table read without torch, and the map is None."""
+    goes into the table read without torch, and the map is None (errors call the checkpoint ``name``)."""
     with _LOCK:
         return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact),
-                         controls)
+                         controls, name)
 
 
 @lru_cache(maxsize=4)
-def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool, controls: Controls | None):
+def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: bool, controls: Controls | None,
+              name: str):
     space = None if inverse else map_space(data)  # the inverse's inputs are graded images: not checked, as in the CLI
-    return (*prepare(data, strength=strength, inverse=inverse, exact=exact, controls=controls), space)
+    return (*prepare(data, strength=strength, inverse=inverse, exact=exact, controls=controls, name=name), space)
 
 
 def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: str | os.PathLike, *,
@@ -86,9 +86,8 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
     refuse_convert_space_with_inverse(convert_space, inverse)
     if is_any_of(dst, [src] if isinstance(model, (bytes, bytearray, memoryview)) else [src, model]):
         raise ConfigError(f"output would overwrite an input: {dst}")  # as colorot apply refuses it
-    with _named(model):
-        fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
-                                        controls=controls)
+    fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
+                                    controls=controls, name=_name(model))
     dst = Path(dst)
     make_folder(dst.parent)
     apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table, replace=replace,
@@ -105,30 +104,23 @@ def _task(model: bytes, src: str, dst: str, options: dict) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _named(model: bytes | str | os.PathLike) -> Iterator[None]:
-    """A fault of the checkpoint ``model``, read as bytes (so named "checkpoint"), names its file when
-    it has one, as ``colorot apply`` names it."""
-    try:
-        yield
-    except CheckpointError as exc:
-        text = str(exc)
-        if isinstance(model, (bytes, bytearray, memoryview)) or not text.startswith("checkpoint "):
-            raise
-        raise CheckpointError(f"{model} {text[len('checkpoint '):]}") from exc
+def _name(model: bytes | str | os.PathLike) -> str:
+    """How errors call the checkpoint ``model``: its file, as ``colorot apply`` names it."""
+    return "checkpoint" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
 
 
-def _check_options(data: bytes, options: dict) -> None:
+def _check_options(data: bytes, options: dict, name: str) -> None:
     """ConfigError or CheckpointError for ``options`` that :func:`apply_path` would refuse for every
     file: a name it does not take, or what preparing the map refuses (strength, controls, the
-    checkpoint ``data`` itself; the map is prepared once here, as a worker prepares it)."""
+    checkpoint ``data`` itself, called ``name``; the map is prepared once here, as a worker prepares it)."""
     taken = set(inspect.signature(apply_path).parameters) - {"model", "src", "dst"}
     unknown = sorted(set(options) - taken)
     if unknown:
         raise ConfigError(f"apply_with_dask got options apply_path does not take: {', '.join(unknown)} "
                           f"(it takes {', '.join(sorted(taken))})")
     refuse_convert_space_with_inverse(options.get("convert_space", False), options.get("inverse", False))
-    prepared(data, **{name: options[name] for name in ("strength", "inverse", "exact", "controls") if name in options})
+    prepared(data, name=name,
+             **{key: options[key] for key in ("strength", "inverse", "exact", "controls") if key in options})
 
 
 def apply_with_dask(client, plan: Plan, model: bytes | str | os.PathLike, *,
@@ -144,8 +136,7 @@ def apply_with_dask(client, plan: Plan, model: bytes | str | os.PathLike, *,
 
     start = time.perf_counter()
     data = model_bytes(model)
-    with _named(model):
-        _check_options(data, options)
+    _check_options(data, options, _name(model))
     # A key of its own (not the bytes' hash): a second call with the same model would share the first's
     # key, which the first call's future releases when it goes, and its tasks would lose their model.
     data = client.scatter(data, broadcast=True, hash=False)

@@ -291,12 +291,14 @@ def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool,
     from colorot.atomic import resolved
 
     maps = {job: map_destination(save_maps, job.dst, output_root) for job in (*plan.jobs, *plan.skipped)}
-    images = {resolved(path) for job in maps for path in (job.src, job.dst)}
-    if reference is not None:
-        images.add(resolved(reference))
+    # A map ends in .pt and an output in an image suffix: only an input or the reference named .pt
+    # can be where a map goes (each resolved, and the maps only if there is one).
+    named_pt = [path for path in (*(job.src for job in maps), *([reference] if reference else []))
+                if Path(path).suffix.lower() == ".pt"]
+    images = {resolved(Path(path)) for path in named_pt}
     owner: dict[Path, object] = {}
     for job, path in maps.items():
-        if resolved(path) in images:
+        if images and resolved(path) in images:
             raise ConfigError(f"the map {path} would overwrite an input or output of this run; "
                               "choose another --save-maps folder")
         if path in owner:
