@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from provenance import header  # bench/ is the script's folder, so on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = ("tables", "module, chunked", "module, whole batch")
@@ -89,9 +90,8 @@ def main() -> None:
         exact = copy.deepcopy(ColorAugment.from_checkpoint(model).map).double()
         with torch.no_grad():
             truth = torch.cat([exact(part) for part in pixels.split(1 << 14)])
-        print(f"machine: {len(os.sched_getaffinity(0))} CPUs, python {sys.version.split()[0]}, torch "
-              f"{torch.__version__} ({torch.get_num_threads()} threads); batch {args.batch}×3×{args.size}², "
-              f"medians of {args.runs} runs")
+        print(header(f"torch {torch.__version__} ({torch.get_num_threads()} threads); batch "
+                     f"{args.batch}×3×{args.size}², medians of {args.runs} runs"))
         timings = {}
         for path in PATHS:
             run = mapper(model, path)

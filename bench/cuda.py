@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -50,15 +49,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speed import make_pair  # bench/ is the script's folder, so on sys.path
+from provenance import describe  # bench/ is the script's folder, so on sys.path
+from speed import make_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine() -> str:
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    return (f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, torch {torch.__version__}, "
-            f"CUDA {torch.version.cuda or 'n/a'}: {card}")
+    return describe(f"torch {torch.__version__}, CUDA {torch.version.cuda or 'n/a'}: {card}")
 
 
 def cuda_tests() -> str:

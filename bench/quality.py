@@ -56,7 +56,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -76,6 +75,7 @@ from colorot import ColorTransfer  # noqa: E402
 from colorot.metrics import (clipped_fraction, detail_gain, kl_to_target,  # noqa: E402
                              min_jacobian_eigenvalue, rms_displacement, sliced_w2)
 from apt_data import deb_of, unpacked  # noqa: E402  (bench/apt_data.py)
+from provenance import commit  # noqa: E402
 
 SIZE = (1920, 1200)
 PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
@@ -420,11 +420,7 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
              pairs_md: Path, ours: str | None, peer: str | None, wall: float) -> str:
     rel = lambda p: os.path.relpath(p, out.parent)  # noqa: E731
     params = default_params()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
-        commit = ""
+    at = commit()
     versions = []
     for mod, label in (("color_matcher", "color-matcher"), ("skimage", "scikit-image"), ("ot", "POT")):
         try:
@@ -438,7 +434,7 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
         "## Quality",
         "",
         f"`{cmd}` — {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, colorot {colorot.__version__}"
-        f"{f' ({commit})' if commit else ''}, torch {torch.__version__} ({torch.get_num_threads()} thread(s)), "
+        f"{f' ({at})' if at else ''}, torch {torch.__version__} ({torch.get_num_threads()} thread(s)), "
         f"{', '.join(versions)}; {platform.platform()}, {os.cpu_count()} CPUs; whole run {wall / 60:.1f} min.",
         "",
         f"{n} photo pair(s) at 1920×1200 (credits: [{pairs_md.name}]({rel(pairs_md)})). "

@@ -11,15 +11,14 @@ wall times and the sliced Wasserstein-2 distance between the output's pixels
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from colorot.imageio import read_pixels
 from colorot.metrics import sliced_w2
+from provenance import header  # bench/ is the script's folder, so on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -35,7 +34,7 @@ def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no options
     target = read_pixels(SAMPLES / "sunset.jpg")
     source = read_pixels(SAMPLES / "day.jpg")
-    print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    print(header())
     print(f"no transfer: SW2 {sliced_w2(source, target):.4f}")
     with tempfile.TemporaryDirectory() as tmp:
         for label, extra in (("default", []), ("affine", ["--model", "affine"])):

@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from provenance import header  # bench/ is the script's folder, so on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 SIZE = (1920, 1200)
@@ -303,7 +305,7 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     colorot = [sys.executable, "-m", "colorot"]
     runs = f"fits medians of {args.fit_runs}" + ("" if args.fit_only else f", the rest of {args.runs}")
-    print(f"machine: {cpus} CPUs, python {sys.version.split()[0]}; {runs} runs")
+    print(header(f"{runs} runs"))
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

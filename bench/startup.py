@@ -20,7 +20,6 @@ processes of:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 from PIL import Image
+
+from provenance import header  # bench/ is the script's folder, so on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,8 +69,7 @@ def main() -> None:
             "the same through torch's read": [sys.executable, "-c", _PYTHON_LOAD.format(
                 model=str(model), load="ColorTransfer.from_checkpoint(checkpoint.load(model))")],
         }
-        print(f"machine: {len(os.sched_getaffinity(0))} CPUs, python {sys.version.split()[0]}; "
-              f"medians of {args.runs} fresh processes")
+        print(header(f"medians of {args.runs} fresh processes"))
         for label, cmd in rows.items():
             print(f"  {label:46s} {statistics.median(wall(cmd) for _ in range(args.runs)):.2f} s")
 

@@ -13,9 +13,7 @@ the two and how many pixels differ once rounded to 8 bits.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from PIL import Image
 
 from colorot import ColorTransfer
 from colorot.apply import map_pixels
+from provenance import header  # bench/ is the script's folder, so on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,8 +49,7 @@ def main() -> None:
         pixels = (image / np.float32(255) if image.dtype == np.uint8 else image).reshape(-1, 3)
         return map_pixels(module, pixels.astype(np.float32), device="cpu").reshape(image.shape)
 
-    print(f"machine: {len(os.sched_getaffinity(0))} CPUs, python {sys.version.split()[0]}; "
-          f"{codes.shape[1]}×{codes.shape[0]} image; medians of {args.runs} runs in one process")
+    print(header(f"{codes.shape[1]}×{codes.shape[0]} image; medians of {args.runs} runs in one process"))
     for label, image in (("float32", codes.astype(np.float32) / 255), ("uint8", codes)):
         profiles_s, profiles = median_seconds(args.runs, lambda: fitted.transform(image))
         module_s, by_module = median_seconds(args.runs, lambda: through_module(image))
