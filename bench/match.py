@@ -7,8 +7,9 @@
    samples and, when ``--cache`` holds them, bench/quality.py's photographs; the reference is
    ``samples/sunset.jpg``): ``colorot match REF folder/ out/ --jobs 2`` as a fresh process
    against color-matcher's own command line (``color-matcher -s DIR -r REF -m hm-mkl-hm``)
-   run as 2 processes on the two halves of the folder at once.  Prints files/s of each (wall
-   time, start-up included), the median SW2 of the outputs to the reference
+   run as 2 processes on the two halves of the folder at once, ``--repeats`` times each,
+   alternating.  Prints files/s of each (the median wall time, start-up included), the ratio of
+   the medians and each run's ratio, the median SW2 of the outputs to the reference
    (``colorot.metrics.sliced_w2``, as bench/quality.py), and the peak memory of ``colorot match``
    and its worker processes on a third of the files and on all of them: their summed PSS, and the
    largest one's RSS (``/usr/bin/time -f %M``'s figure), sampled from /proc (Linux).
@@ -56,7 +57,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from speed import SIZE, make_folder  # bench/ is the script's folder, so on sys.path
+from provenance import header  # bench/ is the script's folder, so on sys.path
+from speed import SIZE, make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -139,29 +141,30 @@ def _kib(pid: int, name: str, key: str) -> float:
     return 0.0
 
 
-def folder_bench(work: Path, count: int, cache: Path | None) -> None:
+def folder_bench(work: Path, count: int, cache: Path | None, repeats: int) -> None:
     files = make_folder(work / "in", count, photographs(cache))
     out = work / "colorot"
-    seconds = timed([*COLOROT, "match", str(REFERENCE), str(work / "in"), str(out), "--jobs", "2"])
-    ours = sorted(out.glob("*.jpg"))
     halves = [work / "half0", work / "half1"]
     for index, half in enumerate(halves):
         half.mkdir()
         for path in files[index::2]:
             shutil.copy(path, half / path.name)
-    start = time.perf_counter()
-    peers = [subprocess.Popen(["color-matcher", "-s", str(half), "-r", str(REFERENCE), "-m", "hm-mkl-hm"],
-                              cwd=half, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for half in halves]
-    for peer in peers:
-        peer.wait()  # color-matcher 0.6.0 exits with status 1 even when every file was written
-    peer_seconds = time.perf_counter() - start
+    ours_s, theirs_s = [], []
+    for _ in range(repeats):  # alternating, each from an empty output folder; the last run's files are kept
+        shutil.rmtree(out, ignore_errors=True)
+        ours_s.append(timed([*COLOROT, "match", str(REFERENCE), str(work / "in"), str(out), "--jobs", "2"]))
+        theirs_s.append(color_matcher_halves(halves))
+    ours = sorted(out.glob("*.jpg"))
     theirs = sorted(p for half in halves for p in (half / "batch_proc_hm-mkl-hm").glob("*"))
-    if len(theirs) != count:
-        raise RuntimeError(f"color-matcher wrote {len(theirs)} of {count} files")
-    print(f"folder: {count} files of {SIZE[0]}×{SIZE[1]}, reference {REFERENCE.name}")
+    if len(ours) != count or len(theirs) != count:
+        raise RuntimeError(f"colorot wrote {len(ours)} and color-matcher {len(theirs)} of {count} files")
+    seconds, peer_seconds = statistics.median(ours_s), statistics.median(theirs_s)
+    ratios = sorted(peer / mine for mine, peer in zip(ours_s, theirs_s))
+    print(f"folder: {count} files of {SIZE[0]}×{SIZE[1]}, reference {REFERENCE.name}; medians of {repeats} "
+          "runs each, alternating")
     print(f"  colorot match --jobs 2: {seconds:.1f} s, {count / seconds:.3f} files/s; "
-          f"color-matcher hm-mkl-hm, 2 processes: {peer_seconds:.1f} s, {len(theirs) / peer_seconds:.3f} files/s; "
-          f"ratio {(count / seconds) / (len(theirs) / peer_seconds):.2f}×")
+          f"color-matcher hm-mkl-hm, 2 processes: {peer_seconds:.1f} s, {count / peer_seconds:.3f} files/s; "
+          f"ratio {peer_seconds / seconds:.2f}× (each run's: {', '.join(f'{r:.2f}' for r in ratios)})")
     print(f"  median SW2 to the reference: colorot {median_sw2(ours):.4f}, color-matcher {median_sw2(theirs):.4f}")
     third = work / "third"
     third.mkdir()
@@ -172,6 +175,18 @@ def folder_bench(work: Path, count: int, cache: Path | None) -> None:
                                             "--jobs", "2"])
     print(f"  peak memory of colorot match, all its processes (PSS): {small:.0f} MiB for {max(1, count // 3)} files, "
           f"{large:.0f} MiB for {count}; the largest process (RSS): {small_largest:.0f} / {large_largest:.0f} MiB")
+
+
+def color_matcher_halves(halves: list[Path]) -> float:
+    """Wall seconds of color-matcher's command line run on each half of the folder at once (2 processes)."""
+    for half in halves:
+        shutil.rmtree(half / "batch_proc_hm-mkl-hm", ignore_errors=True)
+    start = time.perf_counter()
+    peers = [subprocess.Popen(["color-matcher", "-s", str(half), "-r", str(REFERENCE), "-m", "hm-mkl-hm"],
+                              cwd=half, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for half in halves]
+    for peer in peers:
+        peer.wait()  # color-matcher 0.6.0 exits with status 1 even when every file was written
+    return time.perf_counter() - start
 
 
 def make_sequence(folder: Path, frames: int, size: tuple[int, int], cut: bool = False,
@@ -363,10 +378,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    print(header(f"--repeats {args.repeats}"))
     with tempfile.TemporaryDirectory(prefix="colorot-match-bench-") as tmp:
         if not args.skip_folder:
-            folder_bench(Path(tmp) / "folder", args.files, args.cache)
+            folder_bench(Path(tmp) / "folder", args.files, args.cache, args.repeats)
         if not args.skip_sequence:
             sequence_bench(Path(tmp) / "sequence", args.frames, args.frame_size, args.repeats, args.cut)
 
