@@ -186,7 +186,22 @@ def credit(root: Path, package: str, path: str) -> dict[str, str]:
     return info
 
 
+def recorded_digests(path: Path) -> dict[str, str]:
+    """Each image's SHA-256 prefix as an earlier run wrote it into ``path`` (PAIRS.md); {} without one."""
+    if not path.exists():
+        return {}
+    found = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[3].startswith("`") and cells[3].endswith("…`"):
+            found[cells[0]] = cells[3].strip("`…")
+    return found
+
+
 def write_pairs_md(path: Path, cache: Path, names: list[str], images: dict[str, Path]) -> None:
+    """Write the credits table, and say on stderr which images differ from the ones ``path`` recorded
+    (apt-get downloads the registry's current version, which may not be the recorded one)."""
+    recorded = recorded_digests(path)
     root = fetch_packages(cache)
     versions = {p: deb_of(cache, p).name.split("_")[1].replace("%3a", ":") for p in PACKAGES}
     lines = [
@@ -209,6 +224,9 @@ def write_pairs_md(path: Path, cache: Path, names: list[str], images: dict[str, 
         package, rel = IMAGES[name]
         info = credit(root, package, rel)
         digest = hashlib.sha256((root / rel).read_bytes()).hexdigest()[:16]
+        if recorded.get(name, digest) != digest:
+            log(f"note: {name} is not the file {path.name} recorded ({package} {versions[package]} here): "
+                "figures measured on the recorded images are not comparable with this run's")
         meta = f"{info['author']}, {info['meta_license']}" if info.get("author") else "–"
         lines.append(f"| {name} | {package} ({versions[package]}) | `/{rel}` | `{digest}…` | "
                      f"{info['copyright']} | {info['license']} | {meta} |")
