@@ -135,7 +135,9 @@ class Image:
     or a multi-page file's later pictures, each whole (its own codes and alpha, this image's
     metadata), where they were asked for (:func:`decode_image`'s ``frames``); ``durations`` every
     frame's display time in ms (the first's included) and ``loop`` the animation's loop count,
-    where the file gives them. ``unread_frames``: how many later frames were left undecoded because
+    where the file gives them; ``default_image``: the first picture is an APNG's default image, which
+    viewers that do not animate show and the animation leaves out (``durations`` then give the
+    animation's frames alone). ``unread_frames``: how many later frames were left undecoded because
     the image is to be written in a format that holds one picture (:func:`decode_image`'s
     ``written_as``), for the writer's warning.
     """
@@ -155,6 +157,7 @@ class Image:
     frames: tuple["Image", ...] = ()
     durations: tuple[int, ...] | None = None
     loop: int | None = None
+    default_image: bool = False
     unread_frames: int = 0
 
     @property
@@ -439,8 +442,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
 
     ``frames``: the pixels of ``image.frames`` (an animation's or a multi-page file's later
     frames, prepared like ``rgb``), written after it as one animated WebP, PNG (APNG) or AVIF, or
-    multi-page TIFF, with the source's frame durations and loop count; another format holds
-    one picture, so it gets the first with an :class:`ImageMetadataWarning`.
+    multi-page TIFF, with the source's frame durations and loop count (an APNG's default image
+    stays one in PNG and is left out of the others, whose first picture is the animation's first
+    frame); another format holds one picture, so it gets the first with an :class:`ImageMetadataWarning`.
     """
     fmt = format.upper()
     if fmt not in _FORMAT_BY_SUFFIX.values():
@@ -475,6 +479,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
 
     pixels = prepared(image, rgb)
     later = [prepared(frame, mapped) for frame, mapped in zip(image.frames, frames)] if animated else []
+    if later and image.default_image and fmt != "PNG":  # only an APNG has a picture outside its animation
+        pixels, later = later[0], later[1:]
     dropped = len(image.frames) + image.unread_frames
     if dropped and not animated:
         warnings.warn(f"{name}: the input has {dropped + 1} frames, but {fmt} holds one picture: only the "
@@ -511,6 +517,7 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
         options.update(save_all=True, append_images=[PILImage.fromarray(frame) for frame in later])
         options.update({} if image.durations is None else {"duration": list(image.durations)})
         options.update({} if image.loop is None else {"loop": image.loop})
+        options.update({"default_image": True} if image.default_image and fmt == "PNG" else {})
 
     def write(file: BinaryIO) -> None:
         try:
@@ -672,7 +679,9 @@ def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientatio
     warning saying why (unless not ``warn``), where they cannot all be written back: 16-bit pages,
     pages of several sizes, frames together over the pixel ``limit``, or a later frame that
     cannot be decoded."""
-    durations, later = [pil.info.get("duration")], []  # frame 0's (WebP and AVIF set it as they load it)
+    default_image = pil.format == "PNG" and bool(pil.info.get("default_image"))  # no frame of the animation
+    durations = [] if default_image else [pil.info.get("duration")]  # WebP and AVIF set frame 0's as they load it
+    later = []
     why = None
     if first.bit_depth != 8:
         why = "16-bit pages, which colorot does not write as one file"
@@ -702,6 +711,7 @@ def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientatio
     alpha = first.alpha if first.alpha is not None or opaque else np.full(first.codes.shape[:2], 255, np.uint8)
     return replace(first, alpha=alpha, frames=frames,
                    durations=None if None in durations else tuple(round(d) for d in durations),
+                   default_image=default_image,
                    loop=pil.info.get("loop", 1 if pil.format == "GIF" else None))  # a GIF without one plays once
 
 

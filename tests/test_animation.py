@@ -79,6 +79,27 @@ def test_every_frame_is_mapped_and_written_back_with_its_timing(
             assert written.info.get("loop") == 0
 
 
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_an_apng_default_image_stays_outside_its_animation(tmp_path: Path, half: Path, suffix: str) -> None:
+    """An APNG's default image (what viewers that do not animate show; no frame of the animation) has
+    no duration: every frame's timing was dropped, and it became the animation's first frame."""
+    frames = _frames()
+    src = tmp_path / "anim.png"
+    frames[0].save(src, save_all=True, append_images=frames[1:], default_image=True, duration=DURATIONS[1:], loop=0)
+    outcome = cli("apply", half, src, tmp_path / "out", *(("--suffix", suffix) if suffix != ".png" else ()))
+    assert outcome.code == 0 and "warning" not in outcome.stderr, outcome.stderr
+    dst = tmp_path / "out" / f"anim{suffix}"
+    pictures = _pictures(dst)
+    if suffix == ".png":  # kept as the default image
+        with PILImage.open(dst) as written:
+            assert written.info.get("default_image") is True
+        default, pictures = pictures[0], pictures[1:]
+        assert int(default[0][0, 0, 0]) == int(half_map_codes(np.array([VALUES[0]]))[0])
+    assert [duration for _, duration in pictures] == DURATIONS[1:]
+    firsts = np.array([int(codes[0, 0, 0]) for codes, _ in pictures])
+    assert np.abs(firsts - half_map_codes(np.array(VALUES[1:]))).max() <= (0 if suffix == ".png" else 3)  # WebP: lossy
+
+
 def test_each_frame_keeps_its_own_transparency(tmp_path: Path, half: Path) -> None:
     src = _save(tmp_path / "anim.png", "PNG", _frames(alpha=True))
     outcome = cli("apply", half, src, tmp_path / "out.png")
