@@ -628,7 +628,11 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
         limit = max_pixels if max_pixels is not None else PILImage.MAX_IMAGE_PIXELS
         if limit is not None and pil.width * pil.height > limit:
             raise ImageReadError(_over_limit(name, limit, pil.size))
-        count = _frame_count(pil, notes)
+        count, uncounted = _frame_count(pil, notes)
+        if uncounted and metadata_warning and all_frames:
+            warnings.warn(f"{name}: an animation or a multi-page image whose frames cannot be counted past the "
+                          f"first ({uncounted}): colorot maps only the first (written out, a still image)",
+                          ImageMetadataWarning, stacklevel=4)
         if count > 1 and metadata_warning and not all_frames and not one_picture:
             warnings.warn(f"{name}: {count} frames (an animation or a multi-page image): colorot reads only the "
                           "first here (apply and match map every frame); save the frames as images of their own to "
@@ -726,18 +730,19 @@ def _cicp(data: bytes) -> tuple[int, int] | None:
     return primaries, transfer
 
 
-def _frame_count(pil: PILImage.Image, notes: list[str]) -> int:
+def _frame_count(pil: PILImage.Image, notes: list[str]) -> tuple[int, str | None]:
     """How many frames (an animation's) or pages (a TIFF's) the image has, by its header: 1 for an
-    MPO and a PSD (:data:`_FIRST_PICTURE_ONLY`), and where the count cannot be read past the first
-    frame (a damaged page chain: the first is read as before). Leaves ``pil`` at the frame it was at."""
+    MPO and a PSD (:data:`_FIRST_PICTURE_ONLY`), and 1 with the reason where the count cannot be
+    read past the first frame (a damaged frame or page chain: the first is read as before).
+    Leaves ``pil`` at the frame it was at."""
     if pil.format in _FIRST_PICTURE_ONLY:
-        return 1
+        return 1, None
     opened_at = pil.tell()
     try:
         with _pillow_warnings_recorded(notes):
-            return max(1, int(getattr(pil, "n_frames", 1)))
-    except Exception:  # Pillow's parsers raise many exception types on a damaged chain
-        return 1
+            return max(1, int(getattr(pil, "n_frames", 1))), None
+    except Exception as exc:  # Pillow's parsers raise many exception types on a damaged chain
+        return 1, _one_line(exc)
     finally:
         if pil.tell() != opened_at:
             pil.seek(opened_at)

@@ -209,6 +209,29 @@ def test_pages_of_different_sizes_give_the_first_with_a_warning(tmp_path: Path) 
     assert image.frames == () and image.codes.shape == (6, 8, 3)
 
 
+def test_an_animation_whose_frames_cannot_be_counted_gives_the_first_with_a_warning() -> None:
+    """A GIF cut off in a later frame makes Pillow's frame count raise: it was written as a still
+    image without a word."""
+    noise = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    frames = [PILImage.fromarray(frame) for frame in noise]
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    whole = buffer.getvalue()
+    cut = next(whole[:end] for end in range(len(whole) - 1, 0, -1) if _count_raises(whole[:end]))  # in frame 3's header
+    with pytest.warns(UserWarning, match="x.gif: an animation .* cannot be counted past the first .*maps only the first"):
+        image = decode_image(cut, name="x.gif", frames=True)
+    assert image.frames == () and image.codes.shape == (32, 32, 3)
+
+
+def _count_raises(data: bytes) -> bool:
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            image.n_frames  # noqa: B018
+    except Exception:  # Pillow raises several types here
+        return True
+    return False
+
+
 def _psd(composite: np.ndarray, layers: list[np.ndarray]) -> bytes:
     """A minimal 8-bit RGB Photoshop file: the ``composite`` and full-canvas ``layers``, uncompressed."""
     import struct
