@@ -69,6 +69,7 @@ _ANIMATION_FORMATS = frozenset({"WEBP", "PNG", "TIFF", "AVIF"})
 _ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
 _XMP_TIFF_TAG = 700
+_PHOTOMETRIC_TAG = 262  # a TIFF's PhotometricInterpretation: 0 white is zero, 1 black is zero, 2 RGB, …
 #: A TIFF's own descriptive tags, carried as EXIF (its structural tags describe the input's own
 #: layout and are not): ImageDescription, Make, Model, Software, DateTime, Artist, HostComputer,
 #: Copyright; and its Exif and GPS sub-directories.
@@ -784,6 +785,8 @@ def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarra
     if pil.mode.startswith("I;16"):
         pil.load()
         grey = np.asarray(pil).astype(np.uint16)
+        if pil.format == "TIFF" and pil.tag_v2.get(_PHOTOMETRIC_TAG) == 0:  # white is zero: Pillow leaves 16 bits as stored
+            grey = np.uint16(65535) - grey
         return _with_colour_key(np.repeat(grey[..., None], 3, axis=2), pil.info.get("transparency")), 16
     if _planar_deep_tiff(pil):
         raise ImageReadError(f"{name}: a TIFF of over 8 bits a sample with separate colour planes is not supported "

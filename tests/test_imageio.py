@@ -236,6 +236,16 @@ def test_16_bit_greyscale_png_is_read_at_16_bits_and_written_as_16_bit_rgb(tmp_p
     np.testing.assert_array_equal(again.rgb, image.rgb)
 
 
+def test_a_16_bit_grey_tiff_where_white_is_zero_is_read_the_right_way_up() -> None:
+    """Pillow inverts an 8-bit one as it reads it, not a 16-bit one: that came out a negative."""
+    stored = _codes((4, 6), np.uint16)
+    buffer = io.BytesIO()
+    PILImage.fromarray(stored).save(buffer, format="TIFF", tiffinfo={262: 0})  # PhotometricInterpretation 0
+    assert stored.tobytes() in buffer.getvalue()  # the samples as stored, white 0
+    image = decode_image(buffer.getvalue(), name="white-is-zero.tif")
+    np.testing.assert_array_equal(image.codes, np.repeat((65535 - stored)[..., None], 3, axis=2))
+
+
 def test_floating_point_images_are_refused(tmp_path: Path) -> None:
     PILImage.fromarray(np.zeros((2, 2), np.float32)).save(tmp_path / "a.tif")
     with pytest.raises(ImageReadError, match="unsupported pixel format"):
