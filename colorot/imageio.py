@@ -69,6 +69,10 @@ _ANIMATION_FORMATS = frozenset({"WEBP", "PNG", "TIFF", "AVIF"})
 _ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
 _XMP_TIFF_TAG = 700
+_DESCRIPTION_TAG = 270
+#: How tifffile and ImageJ begin the ImageDescription they write: the input's array layout (its
+#: shape, pages), which would misdescribe the output, so it is not carried.
+_LAYOUT_DESCRIPTIONS = ('{"shape":', "ImageJ=")
 _PHOTOMETRIC_TAG = 262  # a TIFF's PhotometricInterpretation: 0 white is zero, 1 black is zero, 2 RGB, …
 #: A TIFF's own descriptive tags, carried as EXIF (its structural tags describe the input's own
 #: layout and are not): ImageDescription, Make, Model, Software, DateTime, Artist, HostComputer,
@@ -665,7 +669,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             icc_profile=pil.info.get("icc_profile") or None,
             exif=exif,
             xmp=_upright_xmp(pil.info.get("xmp"), orientation),
-            dpi=_upright_dpi(pil.info.get("dpi"), orientation),
+            dpi=_upright_dpi(_source_dpi(pil), orientation),
             jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
             tiff_compression=_tiff_compression(pil),
@@ -887,7 +891,7 @@ def _tiff_exif(pil: PILImage.Image) -> bytes | None:
     Pillow has already turned the pixels upright and dropped the orientation tag."""
     tags, exif = pil.getexif(), PILImage.Exif()
     for tag in _TIFF_DESCRIPTIVE_TAGS:
-        if tag in tags:
+        if tag in tags and not (tag == _DESCRIPTION_TAG and str(tags[tag]).startswith(_LAYOUT_DESCRIPTIONS)):
             exif[tag] = tags[tag]
     for tag in _EXIF_SUB_IFDS:
         if directory := tags.get_ifd(tag):
@@ -901,6 +905,13 @@ def _upright_xmp(xmp: object, orientation: object) -> bytes | None:
         return None
     xmp = xmp if isinstance(xmp, bytes) else str(xmp).encode()
     return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp) if orientation in _TRANSPOSES else xmp
+
+
+def _source_dpi(pil: PILImage.Image) -> object:
+    """The resolution the file gives (Pillow reports (1, 1) for a TIFF without one)."""
+    if pil.format == "TIFF" and TiffImagePlugin.X_RESOLUTION not in pil.tag_v2:
+        return None
+    return pil.info.get("dpi")
 
 
 def _upright_dpi(dpi: object, orientation: object) -> tuple[float, float] | None:

@@ -511,6 +511,27 @@ def test_xmp_resolution_and_chroma_subsampling_are_carried(tmp_path: Path, suffi
     assert read_image(tmp_path / f"b{suffix}").bit_depth == bits
 
 
+@pytest.mark.parametrize("description, carried", [("a caption", True), ('{"shape": [2, 4, 6, 3]}', False),
+                                                  ("ImageJ=1.11a\nimages=2\n", False)])
+def test_a_tiff_s_description_is_carried_unless_it_describes_its_layout(description: str, carried: bool) -> None:
+    """tifffile and ImageJ describe the array's shape there: carried, it misdescribed the output
+    (a multi-page input's one page written), and tifffile could not read the output back."""
+    buffer = io.BytesIO()
+    PILImage.fromarray(_codes((4, 6, 3))).save(buffer, format="TIFF", tiffinfo={270: description})
+    exif = PILImage.Exif()
+    exif.load(decode_image(buffer.getvalue(), name="a.tif").exif or b"")
+    assert exif.get(270) == (description if carried else None)
+
+
+@pytest.mark.parametrize("dpi", [None, (300, 150)])
+def test_a_tiff_without_a_resolution_gives_none(dpi: tuple[int, int] | None) -> None:
+    """Pillow reports (1, 1) for a TIFF without one, and outputs claimed 1 dpi."""
+    buffer = io.BytesIO()
+    PILImage.fromarray(_codes((4, 6, 3))).save(buffer, format="TIFF", **({} if dpi is None else {"dpi": dpi}))
+    image = decode_image(buffer.getvalue(), name="a.tif")
+    assert image.dpi == (None if dpi is None else tuple(float(d) for d in dpi))
+
+
 @pytest.mark.parametrize("bits", [8, 16])
 def test_a_tiff_s_descriptive_tags_are_carried_as_exif(tmp_path: Path, bits: int) -> None:
     """A TIFF's own tags (Make, Copyright, its Exif and GPS directories) were dropped from every
