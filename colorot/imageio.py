@@ -263,8 +263,8 @@ def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
     try:
         with open(path, "rb") as file:
             _register_plugin_for(file.read(12))
-        with _pillow_pixel_limit_lifted(True), PILImage.open(path) as pil:
-            return pil.info.get("icc_profile") or None
+        with _pillow_warnings_recorded([]), _pillow_pixel_limit_lifted(True), PILImage.open(path) as pil:
+            return pil.info.get("icc_profile") or None  # damage is told by the read of the image itself
     except (OSError, ValueError):
         return None
 

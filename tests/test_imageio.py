@@ -27,6 +27,7 @@ from colorot.imageio import (
     format_for_suffix,
     list_images,
     quantize,
+    read_icc_profile,
     read_image,
     read_pixels,
     words_of_codes,
@@ -588,6 +589,18 @@ def test_icc_profile_and_exif_are_carried_into_16_bit_output(tmp_path: Path, suf
     assert again.bit_depth == 16 and again.icc_profile == icc
     with PILImage.open(tmp_path / f"b{suffix}") as out:
         assert out.getexif()[0x010F] == "colorot test camera"
+
+
+def test_a_profile_read_from_a_damaged_header_lets_no_pillow_warning_out(tmp_path: Path) -> None:
+    """`colorot fit` printed Pillow's raw "UserWarning: Truncated File Read" above its one-line error."""
+    buffer = io.BytesIO()
+    PILImage.fromarray(_codes((40, 64, 3))).save(buffer, format="TIFF")
+    (tmp_path / "cut.tif").write_bytes(buffer.getvalue()[:100])  # in the first directory of tags
+    with pytest.warns(UserWarning, match="Truncated File Read"), pytest.raises(PILImage.UnidentifiedImageError):
+        PILImage.open(tmp_path / "cut.tif")  # what Pillow says of it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_icc_profile(tmp_path / "cut.tif") is None
 
 
 def test_non_rgb_icc_profile_is_not_written(tmp_path: Path) -> None:
