@@ -875,11 +875,12 @@ def _with_rawmode(tile: ImageFile._Tile, rawmode: str) -> ImageFile._Tile:
 
 
 def _upright_exif(pil: PILImage.Image, orientation: object) -> bytes | None:
-    """The source's EXIF block, with the orientation reset to 1 if it was applied."""
+    """The source's EXIF block, with the orientation reset to 1 if it was applied, or was no
+    orientation at all (0, 9 and the like, which no viewer can apply either)."""
     raw = pil.info.get("exif")
     if not raw:
         return None
-    if orientation in _TRANSPOSES:
+    if orientation != 1:
         exif = pil.getexif()
         exif[_ORIENTATION_TAG] = 1
         return exif.tobytes()

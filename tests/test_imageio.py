@@ -419,6 +419,17 @@ def test_jpeg_orientation_is_applied_and_reset_to_1(tmp_path: Path) -> None:
         assert out.getexif()[0x010F] == "colorot test camera"
 
 
+@pytest.mark.parametrize("orientation", [0, 9, 65535])
+def test_an_orientation_that_is_none_is_left_unapplied_and_reset_to_1(tmp_path: Path, orientation: int) -> None:
+    """Such a value was copied to the output, where the docs say orientation tags are reset to 1."""
+    codes = _codes((8, 16, 3))
+    image = read_image(_save(tmp_path / "a.png", codes, exif=_exif(orientation)))
+    np.testing.assert_array_equal(image.codes, codes)  # not turned
+    exif = PILImage.Exif()
+    exif.load(image.exif)
+    assert exif[0x0112] == 1 and exif[0x010F] == "colorot test camera"
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif", ".webp"])
 def test_icc_profile_and_exif_are_carried(tmp_path: Path, suffix: str) -> None:
     icc = _srgb_profile()
