@@ -73,6 +73,9 @@ _DESCRIPTION_TAG = 270
 #: How tifffile and ImageJ begin the ImageDescription they write: the input's array layout (its
 #: shape, pages), which would misdescribe the output, so it is not carried.
 _LAYOUT_DESCRIPTIONS = ('{"shape":', "ImageJ=")
+#: The data colour spaces an ICC profile's header names (bytes 16–20) other than RGB.
+_OTHER_ICC_SPACES = frozenset({b"GRAY", b"CMYK", b"CMY ", b"Lab ", b"Luv ", b"XYZ ", b"Yxy ", b"YCbr", b"HSV ",
+                               b"HLS "})
 _PHOTOMETRIC_TAG = 262  # a TIFF's PhotometricInterpretation: 0 white is zero, 1 black is zero, 2 RGB, …
 #: A TIFF's own descriptive tags, carried as EXIF (its structural tags describe the input's own
 #: layout and are not): ImageDescription, Make, Model, Software, DateTime, Artist, HostComputer,
@@ -286,7 +289,9 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
 
     EXIF orientation is applied and the EXIF kept has its orientation reset to 1.
     Palette, greyscale, CMYK and other modes become RGB (CMYK by Pillow's plain
-    conversion, without colour management). Animated and multi-page files give
+    conversion, without colour management); an ICC profile for other data (a greyscale or
+    CMYK image's own) describes none of that RGB, which is then read as sRGB codes, with an
+    :class:`ImageMetadataWarning` (the writers leave such a profile out). Animated and multi-page files give
     their first frame, with an :class:`ImageMetadataWarning` (an MPO's extra pictures,
     a phone's previews, without one); with ``frames``, their later 8-bit frames too, in
     :attr:`Image.frames`, without the warning, when they are all of one size and together within
@@ -650,6 +655,13 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
                           f"{cicp[1]}), not an ICC profile: colorot reads its codes as sRGB's (and writes its "
                           "output as sRGB); convert it to sRGB, or tag it with an ICC profile, first",
                           ImageMetadataWarning, stacklevel=4)
+        icc = pil.info.get("icc_profile") or None
+        if icc is not None and bytes(icc[16:20]) in _OTHER_ICC_SPACES and metadata_warning:
+            kind = bytes(icc[16:20]).decode("ascii").strip()
+            warnings.warn(f"{name}: its ICC profile is for {kind} data, which colorot reads as RGB (Pillow's "
+                          "conversion): the colours are read as sRGB codes, and the output carries no profile; "
+                          "convert the image to RGB through its profile first to keep its colours",
+                          ImageMetadataWarning, stacklevel=4)
         codes, bit_depth = _pixel_codes(pil, data, name)
         with _pillow_warnings_recorded(notes):
             orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
@@ -666,7 +678,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             bit_depth=bit_depth,
             mode=pil.mode,
             format=_WRITTEN_AS.get(pil.format, pil.format or ""),
-            icc_profile=pil.info.get("icc_profile") or None,
+            icc_profile=icc,
             exif=exif,
             xmp=_upright_xmp(pil.info.get("xmp"), orientation),
             dpi=_upright_dpi(_source_dpi(pil), orientation),

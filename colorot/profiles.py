@@ -59,7 +59,9 @@ UNTAGGED = ColourSpace("sRGB (untagged)", _GRID_CODES.tobytes())
 
 
 def colour_space(icc: bytes | None) -> ColourSpace:
-    """The colour space of an image with the ICC profile ``icc`` (None: untagged, sRGB)."""
+    """The colour space of an image with the ICC profile ``icc`` (None: untagged, sRGB; a readable
+    profile that is not an RGB one, such as a greyscale image's, describes none of the RGB its
+    pixels are read as, which are then sRGB codes: untagged too)."""
     return UNTAGGED if not icc else _profile_space(bytes(icc))
 
 
@@ -100,7 +102,7 @@ def _profile_space(icc: bytes) -> ColourSpace:
     except (OSError, ImageCms.PyCMSError, ValueError):
         return ColourSpace("an unreadable ICC profile", None)
     if icc[16:20] != b"RGB ":
-        return ColourSpace(name, None)
+        return UNTAGGED
     try:
         transform = ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), "RGB", "RGB")
         rendered = ImageCms.applyTransform(PILImage.fromarray(_GRID_CODES, "RGB"), transform)

@@ -40,6 +40,8 @@ def test_spaces_are_told_by_where_their_codes_landshown_in_srgb() -> None:
     assert adobe.name == "Adobe RGB (1998)" and apart(adobe, UNTAGGED) and apart(UNTAGGED, adobe)
     assert not apart(colour_space(SRGB), UNTAGGED)  # an sRGB profile is what an untagged image is shown as
     assert not apart(colour_space(rgb_profile("sRGB primaries, gamma 2.2")), UNTAGGED)  # within 3 codes
+    grey = ADOBE[:16] + b"GRAY" + ADOBE[20:]  # the header of a greyscale image's profile
+    assert colour_space(grey) == UNTAGGED and apart(colour_space(grey), adobe)  # its pixels are read as sRGB codes
     unreadable = colour_space(b"not a profile" * 20)
     assert unreadable.srgb_codes is None and not apart(unreadable, adobe)  # nothing can be said
     assert not apart(None, adobe)  # an array: no profile known
