@@ -279,15 +279,17 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
     return checked_values(pixels, role)
 
 
-def checked_values(pixels: np.ndarray, role: str) -> np.ndarray:
+def checked_values(pixels: np.ndarray, role: str, within: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """``pixels`` (N, 3) unchanged; ConfigError when one is NaN or infinite, or when they stray
-    further than :data:`FLOAT_SLACK` outside [0, 1] (8-bit codes given as floats, most likely)."""
+    further than :data:`FLOAT_SLACK` outside ``within``, [0, 1] unless said (8-bit codes given as
+    floats, most likely)."""
     if not np.isfinite(pixels).all():
         raise ConfigError(f"the {role} pixels contain NaN or infinite values")
     if len(pixels):
         low, high = float(pixels.min()), float(pixels.max())
-        if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
-            raise ConfigError(f"the {role} pixels run from {low:g} to {high:g}, not over [0, 1]: give uint8 or "
+        if low < within[0] - FLOAT_SLACK or high > within[1] + FLOAT_SLACK:
+            over = "[0, 1]" if within == (0.0, 1.0) else f"[{within[0]:g}, {within[1]:g}] (the map's outputs)"
+            raise ConfigError(f"the {role} pixels run from {low:g} to {high:g}, not over {over}: give uint8 or "
                               "uint16 codes, or floats divided by 255 (or 65535)")
     return pixels
 
@@ -853,11 +855,16 @@ class ColorTransfer:
         return self._map(image, _torch_evaluator(fitted if controls is None else controls.bind(fitted, torch_map=True)))
 
     def inverse_transform(self, image: ImageLike, *, strength: float = 1.0) -> np.ndarray:
-        """Undo :meth:`transform`: solve ``T_t(x) = y`` once per distinct colour (damped Newton)."""
+        """Undo :meth:`transform`: solve ``T_t(x) = y`` once per distinct colour (damped Newton).
+        Takes what :meth:`transform` gives, unclipped: values up to :data:`FLOAT_SLACK` outside
+        the range of ``T_t`` over the RGB cube (on a 9³ grid of it) or outside [0, 1]."""
         from colorot.transforms import prepare_map
 
+        forward = prepare_map(self._fitted(), strength=strength)
         inverse = prepare_map(self._fitted(), strength=strength, inverse=True)
-        return self._map(image, _torch_evaluator(inverse), per_colour=True)
+        outputs = _torch_evaluator(forward)(_CUBE_GRID)
+        within = (min(0.0, float(outputs.min())), max(1.0, float(outputs.max())))
+        return self._map(image, _torch_evaluator(inverse), per_colour=True, within=within)
 
     def export_lut(self, path: str | os.PathLike, *, size: int = DEFAULT_LUT_SIZE, strength: float = 1.0,
                    controls: Controls | None = None, inverse: bool = False, overwrite: bool = True) -> Lut:
@@ -907,10 +914,12 @@ class ColorTransfer:
         return evaluate
 
     @staticmethod
-    def _map(image: ImageLike, evaluate: Callable[[np.ndarray], np.ndarray], *, per_colour: bool = False) -> np.ndarray:
+    def _map(image: ImageLike, evaluate: Callable[[np.ndarray], np.ndarray], *, per_colour: bool = False,
+             within: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
         """``evaluate`` (colours (N, 3) → mapped colours) of every pixel of ``image``, as float32 of
         its shape, :data:`~colorot.apply.DEFAULT_CHUNK_PIXELS` at a time (``per_colour``: once per
-        distinct colour, for a costly map; an 8-bit photograph has 10⁴–10⁵ of them)."""
+        distinct colour, for a costly map; an 8-bit photograph has 10⁴–10⁵ of them); ``within``:
+        the range the pixels may stray :data:`FLOAT_SLACK` outside (:func:`checked_values`)."""
         if isinstance(image, (list, tuple)):  # nested lists of pixels: an array of their shape
             if any(isinstance(item, (str, os.PathLike)) or _is_pil(item) or getattr(item, "ndim", 1) >= 2
                    for item in image):
@@ -924,7 +933,7 @@ class ColorTransfer:
             shape = tuple(image.shape)  # an array or tensor keeps its shape
         else:
             shape = (-1, 3)
-        pixels = checked_values(to_pixels(image), "image")
+        pixels = checked_values(to_pixels(image), "image", within)
         index = None
         if per_colour:
             rows = np.ascontiguousarray(pixels).view(np.dtype((np.void, 12))).ravel()  # a float32 colour as 12 bytes
@@ -979,6 +988,10 @@ def _seeded_torch(seed: int, device: str) -> Iterator[None]:
             with torch.cuda.device(index):
                 torch.cuda.manual_seed(seed)
         yield
+
+
+#: A 9³ grid of the RGB cube, where :meth:`ColorTransfer.inverse_transform` finds the range of the map's outputs.
+_CUBE_GRID = np.stack(np.meshgrid(*[np.linspace(0, 1, 9, dtype=np.float32)] * 3, indexing="ij"), -1).reshape(-1, 3)
 
 
 def _torch_evaluator(fitted_map) -> Callable[[np.ndarray], np.ndarray]:

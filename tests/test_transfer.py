@@ -258,7 +258,8 @@ def test_inverse_transform_solves_each_distinct_colour_once(fitted, source, monk
     monkeypatch.setattr(transfer_module, "map_pixels",
                         lambda f, rows, **options: solved.append(len(rows)) or evaluate(f, rows, **options))
     undone = fitted.inverse_transform(image)
-    assert solved == [len(colours)] and undone.shape == (30, 40, 3) and undone.dtype == np.float32
+    forward_on_the_grid = len(transfer_module._CUBE_GRID)  # the range of the map's outputs, then Newton per colour
+    assert solved == [forward_on_the_grid, len(colours)] and undone.shape == (30, 40, 3) and undone.dtype == np.float32
     np.testing.assert_array_equal(undone, fitted.inverse_transform(colours)[which])
 
 
@@ -340,6 +341,20 @@ def test_transform_refuses_what_fit_refuses(fitted, source) -> None:
         with pytest.raises(ConfigError, match="NaN"):
             method(broken)
         method(np.asarray(source, np.float32)[:10] * 1.2 - 0.1)  # a processed image's overshoot is taken
+
+
+def test_inverse_transform_takes_what_transform_gives() -> None:
+    """A map that sends white past 1.5 (a dark source onto a bright target) had its own outputs
+    refused by inverse_transform as "not over [0, 1]"; 8-bit codes as floats still are."""
+    rng = np.random.default_rng(0)
+    dark = rng.uniform(0, 0.3, (2000, 3)).astype(np.float32)
+    stretched = ColorTransfer(model="affine", random_state=0).fit(dark, dark * 3)
+    white = np.ones((1, 3), np.float32)
+    graded = stretched.transform(white)
+    assert graded.min() > 2.5
+    np.testing.assert_allclose(stretched.inverse_transform(graded), white, atol=1e-4)
+    with pytest.raises(ConfigError, match=r"not over \[0, [0-9.]+\] \(the map's outputs\)"):
+        stretched.inverse_transform(white * 255)
 
 
 @pytest.mark.parametrize("name, value", [("n_components", 2.5), ("steps", "3"), ("max_pixels", 100.5),
