@@ -112,8 +112,8 @@ class DeviceName(str, Enum):
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a ColorotError, or a failed allocation, into a one-line message and its exit code
-    (traceback with --debug)."""
+    """Turn a ColorotError, a failed allocation or a file system's refusal into a one-line message
+    and its exit code (traceback with --debug)."""
     try:
         yield
     except ColorotError as exc:
@@ -130,6 +130,13 @@ def _user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         stderr.print("interrupted", highlight=False)
         raise typer.Exit(130) from None
+    except OSError as exc:  # a path the system refuses to look at where no check foresaw it (a name over its limit)
+        if isinstance(exc, BrokenPipeError) or _state["debug"]:  # a closed pipe is left to click
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        stderr.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False,
+                     soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def _progress() -> Progress:

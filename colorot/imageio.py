@@ -590,11 +590,13 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
     in a walk that takes each folder's real subfolders before its links, each in name order (so the
     outputs' mirrored paths do not depend on the file system's listing order).
     Pipes, sockets and devices are left out (reading a pipe would wait for a writer);
-    a broken link is kept, to be reported when it cannot be read.
+    a broken link is kept, to be reported when it cannot be read. A folder that cannot be listed
+    (no permission, a path over the system's limit) is an ImageReadError naming it: its images
+    would be left out without a word.
     """
     images: list[Path] = []
     visited: set[str] = set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):
+    for folder, subfolders, files in os.walk(root, followlinks=True, onerror=_unlistable):
         real = os.path.realpath(folder)
         if real in visited:
             subfolders.clear()
@@ -605,6 +607,11 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
         images.extend(path for path in (Path(folder, name) for name in files if _is_image_name(name))
                       if path.is_file() or not path.exists())
     return sorted(images)
+
+
+def _unlistable(exc: OSError) -> None:
+    raise ImageReadError(f"cannot list the folder {exc.filename} ({exc.strerror or exc}): its images would "
+                         "be left out") from exc
 
 
 def _is_image_name(name: str) -> bool:

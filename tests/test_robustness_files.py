@@ -59,6 +59,38 @@ def _outputs(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.png") if not p.name.startswith("."))
 
 
+# --- paths the file system refuses --------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["apply", "match"])
+def test_a_name_over_the_file_system_s_limit_is_one_line_not_a_traceback(
+        tmp_path: Path, half: Path, command: str) -> None:
+    """Looking at an output named past NAME_MAX raised OSError (File name too long) out of the plan."""
+    _tree(tmp_path / "in")
+    first = half if command == "apply" else png(tmp_path / "reference.png", 6, 6, seed=9)
+    outcome = cli(command, first, tmp_path / "in", tmp_path / ("L" * 300) / "out", "--json")
+    assert_one_line_error(outcome, "File name too long")
+    assert outcome.stdout == ""
+
+
+def test_a_folder_that_cannot_be_listed_stops_the_batch_naming_it(
+        tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder deeper than PATH_MAX was left out of the walk without a word: its images were in
+    neither written, skipped nor failed, and the run exited 0."""
+    png(tmp_path / "in" / "top.png", 6, 6, seed=1)
+    monkeypatch.chdir(tmp_path / "in")
+    for _ in range(60):  # one level at a time: each mkdir sees a short relative path
+        os.mkdir("d" * 72)
+        os.chdir("d" * 72)
+    png(Path("deep.png"), 6, 6, seed=2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(colorot.errors.ImageReadError, match="cannot list the folder .*File name too long"):
+        colorot.imageio.list_images(tmp_path / "in", recursive=True)
+    outcome = cli("apply", half, tmp_path / "in", tmp_path / "out")
+    assert_one_line_error(outcome, "cannot list the folder", "its images would be left out")
+    assert not (tmp_path / "out").exists()
+
+
 # --- an interrupted run leaves only complete files; a rerun resumes ----------------------
 
 
