@@ -124,8 +124,9 @@ def _user_errors() -> Iterator[None]:
     except MemoryError:  # an allocation failed outside training (which raises its own TrainingError)
         if _state["debug"]:
             raise
-        stderr.print("[bold red]error:[/] out of memory; use fewer pixels (--max-pixels for fit, "
-                     "--max-image-pixels to refuse huge images) or fewer --jobs", highlight=False, soft_wrap=True)
+        stderr.print("[bold red]error:[/] out of memory: images are held whole (refuse huge ones with "
+                     "--max-image-pixels, or downscale them), a fit trains on --max-pixels of their pixels; or run "
+                     "fewer --jobs", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         stderr.print("interrupted", highlight=False)

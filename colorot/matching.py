@@ -123,8 +123,8 @@ class Matcher:
         estimated only for a map that is kept (``save_map``)."""
         from colorot.imageio import written_format
 
-        estimator, image, _ = self._fit_file(src, measure_kl=save_map is not None, light=self._light_schedule,
-                                             written_as=written_format(dst))
+        estimator, image = self._fit_file(src, measure_kl=save_map is not None, light=self._light_schedule,
+                                          written_as=written_format(dst))[:2]  # the fit's pixels freed before the write
         write_matched(estimator, src, dst, save_map=save_map, decoded=image, **write_options)
 
     def match_bytes(self, data: bytes, *, format: str | None = None, strength: float = 1.0,

@@ -97,8 +97,15 @@ def rms_displacement(source: np.ndarray, mapped: np.ndarray) -> float:
     if source.shape != mapped.shape:
         raise ValueError(f"source has {source.shape[0]} pixels and mapped {mapped.shape[0]}: "
                          "the displacement compares corresponding pixels")
-    d = mapped.astype(np.float64) - source.astype(np.float64)
-    return float(np.sqrt(np.mean(np.sum(d * d, axis=1))))
+    total = 0.0
+    for start in range(0, len(source), _ROWS_AT_A_TIME):  # in float64, a chunk at a time: no full-size copies
+        d = mapped[start:start + _ROWS_AT_A_TIME].astype(np.float64) - source[start:start + _ROWS_AT_A_TIME]
+        total += float(np.einsum("ij,ij->", d, d))
+    return math.sqrt(total / len(source))
+
+
+#: Rows that :func:`rms_displacement` takes in float64 at a time.
+_ROWS_AT_A_TIME = 1 << 20
 
 
 def exact_w2(a: np.ndarray, b: np.ndarray, *, pixels: int = W2_PIXELS, seed: int = 0) -> float:
@@ -250,11 +257,14 @@ def detail_gain(source: np.ndarray, output: np.ndarray) -> float:
     return after / before
 
 
-def _distinct_rows(rows: np.ndarray) -> np.ndarray:
-    """The distinct rows of an (N, 3) array, compared by their bytes (faster than np.unique(axis=0))."""
+def _distinct_rows(rows: np.ndarray, *, counts: bool = False):
+    """The distinct rows of an (N, 3) array, compared by their bytes (faster than np.unique(axis=0));
+    with ``counts``, also how many times each occurs."""
     rows = np.ascontiguousarray(rows)
     as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    return np.unique(as_bytes).view(rows.dtype).reshape(-1, rows.shape[1])
+    found = np.unique(as_bytes, return_counts=counts)
+    distinct = (found[0] if counts else found).view(rows.dtype).reshape(-1, rows.shape[1])
+    return (distinct, found[1]) if counts else distinct
 
 
 def min_jacobian_eigenvalue(model, pixels: np.ndarray, *, chunk: int = JACOBIAN_CHUNK) -> float:
@@ -327,7 +337,8 @@ def evaluate(source: np.ndarray, output: np.ndarray, target: np.ndarray, *, fitt
       and ``w2_repeats`` it used;
     * ``rms_over_w2`` = rms / w2 − 1, None when the W2 interval reaches 0 (W2 within the noise);
     * with ``fitted_map`` (else None): ``min_jacobian_eigenvalue`` over the distinct source
-      colours and ``clipped_fraction`` of fitted_map(source), its exact unclipped output.
+      colours and ``clipped_fraction`` of fitted_map(source), its exact unclipped output (each
+      distinct colour mapped once, weighted by how many pixels have it).
 
     Every sampled measure uses the same ``seed``.
     """
@@ -353,9 +364,11 @@ def evaluate(source: np.ndarray, output: np.ndarray, target: np.ndarray, *, fitt
         "clipped_fraction": None,
     }
     if fitted_map is not None:
-        result["min_jacobian_eigenvalue"] = min_jacobian_eigenvalue(fitted_map, source)
-        device = next(fitted_map.parameters()).device
-        result["clipped_fraction"] = clipped_fraction(map_pixels(fitted_map, source, device=device))
+        colours, counts = _distinct_rows(source, counts=True)
+        result["min_jacobian_eigenvalue"] = min_jacobian_eigenvalue(fitted_map, colours)
+        mapped = map_pixels(fitted_map, colours, device=next(fitted_map.parameters()).device)
+        leaving = ~((mapped >= 0) & (mapped <= 1)).all(axis=1)  # NaN compares false: counted as clipped
+        result["clipped_fraction"] = float(counts[leaving].sum() / len(source))
     return result
 
 

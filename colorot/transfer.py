@@ -258,7 +258,8 @@ def at_least_two_pixels(pixels: np.ndarray, image: ImageLike, role: str) -> np.n
 
 def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None = None,
                   role: str = "image", max_image_pixels: int | None = None) -> np.ndarray:
-    """The pixels of one image or a list of images, concatenated; with masks, only the selected ones.
+    """The pixels of one image or a list of images, concatenated (one image's: a read-only view, not
+    a copy); with masks, only the selected ones.
 
     ConfigError when an image (or what its mask selects) has fewer than 2 pixels.
     """
@@ -273,7 +274,11 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
             parts.append(at_least_two_pixels(to_pixels(image, max_image_pixels=max_image_pixels), image, role))
             continue
         parts.append(_masked(image, masks[index], index, role, max_image_pixels))
-    pixels = np.concatenate(parts)
+    if len(parts) == 1:  # not copied (12 bytes a pixel): a read-only view, as the caller's array may be given back
+        pixels = parts[0].view()
+        pixels.flags.writeable = False
+    else:
+        pixels = np.concatenate(parts)
     if len(pixels) < 2:
         raise ConfigError(f"the masks leave fewer than 2 {role} pixels")
     return checked_values(pixels, role)

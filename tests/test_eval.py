@@ -378,6 +378,35 @@ def test_the_measures_read_uint8_and_uint16_codes_as_the_rest_of_colorot_does(rn
         sliced_w2(codes.astype(np.int32), other)
 
 
+def test_rms_displacement_is_the_same_taken_chunk_by_chunk(rng, monkeypatch) -> None:
+    """It is summed in float64 a chunk at a time (two full float64 copies took 56 bytes a pixel)."""
+    import colorot.metrics as metrics
+
+    source, mapped = rng.random((1000, 3)).astype(np.float32), rng.random((1000, 3)).astype(np.float32)
+    d = mapped.astype(np.float64) - source.astype(np.float64)
+    monkeypatch.setattr(metrics, "_ROWS_AT_A_TIME", 7)
+    assert rms_displacement(source, mapped) == pytest.approx(np.sqrt(np.mean(np.sum(d * d, axis=1))), rel=1e-12)
+
+
+def test_evaluate_s_clipped_fraction_maps_each_distinct_colour_once(rng, monkeypatch) -> None:
+    """Every pixel went through the map (`eval --model` took 9× as long as without it): each
+    distinct colour once now, counted for every pixel that has it."""
+    import colorot.metrics as metrics
+    from colorot.models import AffineMap
+
+    mapped_rows = []
+    evaluate_map = metrics.map_pixels
+    monkeypatch.setattr(metrics, "map_pixels",
+                        lambda f, rows, **options: mapped_rows.append(len(rows)) or evaluate_map(f, rows, **options))
+
+    model = AffineMap.from_gaussians(np.full(3, 0.5), np.eye(3) * 0.01, np.full(3, 0.5), np.eye(3) * 0.0225)  # 1.5x − ¼
+    colours = rng.random((40, 3)).astype(np.float32)
+    source = colours[rng.integers(0, 40, 3000)]  # 3 000 pixels of 40 colours, unevenly
+    r = evaluate(source, source, source, fitted_map=model, w2_pixels=50)
+    assert r["clipped_fraction"] == clipped_fraction(source * 1.5 - 0.25) > 0 and mapped_rows == [40]
+    assert r["min_jacobian_eigenvalue"] == pytest.approx(1.5, abs=1e-5)
+
+
 def test_rms_displacement_refuses_unpaired_pixels(rng) -> None:
     with pytest.raises(ValueError, match="corresponding pixels"):
         rms_displacement(rng.random((20, 3)), rng.random((10, 3)))
