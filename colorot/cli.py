@@ -11,6 +11,7 @@ without torch, and ``colorot apply`` of a ridge map (the default) or an affine m
 from __future__ import annotations
 
 import dataclasses
+import errno
 import inspect
 import json
 import math
@@ -33,7 +34,8 @@ from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
 from colorot.atomic import check_file_output, is_any_of
-from colorot.errors import ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageWriteError
+from colorot.errors import (ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageReadError,
+                            ImageWriteError)
 from colorot.imageio import IMAGE_SUFFIXES
 from colorot.lut import bake, interpolation_error, lut_title
 
@@ -173,18 +175,35 @@ def _strict_json(value):
 
 
 def _write_stdout(data: str | bytes) -> None:
-    """Write ``data`` to stdout and flush it; a full disk or a closed device is a DestinationError
-    (a closed pipe is left to click, which exits 1 quietly)."""
+    """Write ``data`` to stdout, all of it, and flush it; a full disk, a closed device or a closed
+    stdout is a DestinationError (a closed pipe is left to click, which exits 1 quietly). Python's
+    buffered write of a large block can return having written part of it (a file system that filled
+    up): the rest is written until it is taken or the file system says why not."""
+    if sys.stdout is None:
+        raise DestinationError("cannot write to stdout: it is closed")
+    if isinstance(data, str):
+        data = data.encode(getattr(sys.stdout, "encoding", None) or "utf-8",
+                           getattr(sys.stdout, "errors", None) or "strict")
     try:
-        if isinstance(data, bytes):
-            sys.stdout.buffer.write(data)
-        else:
-            sys.stdout.write(data)
+        sys.stdout.flush()  # what was printed before, first
+        rest = memoryview(data)
+        while rest:
+            written = sys.stdout.buffer.write(rest)
+            if not written:
+                raise OSError(errno.EIO, "the write took nothing")
+            rest = rest[written:]
         sys.stdout.flush()
     except BrokenPipeError:
         raise
     except OSError as exc:
         raise DestinationError(f"cannot write to stdout ({exc.strerror or exc})") from exc
+
+
+def _read_stdin(text: bool) -> str | bytes:
+    """All of stdin; ImageReadError when it is closed (the command started with ``<&-``)."""
+    if sys.stdin is None:
+        raise ImageReadError("cannot read stdin: it is closed")
+    return sys.stdin.read() if text else sys.stdin.buffer.read()
 
 
 def _version(value: bool) -> None:
@@ -582,7 +601,8 @@ def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: 
                 in_place: bool, suffix: str | None, shard: str | None) -> apply_mod.Plan:
     """The jobs of a batch command: its inputs (or the paths listed on stdin), then its shard."""
     if from_stdin:
-        job_plan = apply_mod.plan_listed(sys.stdin.read().splitlines(), output, overwrite=overwrite, suffix=suffix)
+        job_plan = apply_mod.plan_listed(_read_stdin(text=True).splitlines(), output, overwrite=overwrite,
+                                         suffix=suffix)
     else:
         job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive, overwrite=overwrite,
                                   in_place=in_place, suffix=suffix)
@@ -925,7 +945,7 @@ def _match_stream(matcher, source: str, output: str, output_format: str | None, 
 def _read_input(source: str) -> bytes:
     """The bytes of ``source``, or of stdin for '-'."""
     if source == "-":
-        return sys.stdin.buffer.read()
+        return _read_stdin(text=False)
     try:
         return Path(source).read_bytes()
     except OSError as exc:

@@ -597,6 +597,51 @@ def test_a_failed_write_to_stdout_is_one_error_line(monkeypatch: pytest.MonkeyPa
             cli_module._write_stdout(data)
 
 
+@pytest.mark.parametrize("data", ["text\n" * 20, b"\x89PNG" * 20])
+def test_a_write_to_stdout_that_takes_part_goes_on_until_all_is_taken_or_refused(
+        monkeypatch: pytest.MonkeyPatch, data: str | bytes) -> None:
+    """Python's buffered write of a block returned having taken part of it on a filling disk, and
+    the rest was dropped: a truncated image or JSON, exit 0."""
+    from colorot import cli as cli_module
+    from colorot.errors import DestinationError
+
+    class FillingDevice:
+        def __init__(self, room: int) -> None:
+            self.taken, self.room = b"", room
+
+        def write(self, chunk: memoryview) -> int:
+            if self.room == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            part = bytes(chunk[:min(7, self.room)])
+            self.taken, self.room = self.taken + part, self.room - len(part)
+            return len(part)
+
+        buffer = property(lambda self: self)
+
+        def flush(self) -> None:
+            pass
+
+    expected = data.encode() if isinstance(data, str) else data
+    roomy = FillingDevice(room=10_000)
+    monkeypatch.setattr(sys, "stdout", roomy)
+    cli_module._write_stdout(data)
+    assert roomy.taken == expected  # seven bytes a write, all of it
+    monkeypatch.setattr(sys, "stdout", FillingDevice(room=30))
+    with pytest.raises(DestinationError, match="No space left on device"):
+        cli_module._write_stdout(data)
+
+
+def test_a_closed_stdin_or_stdout_is_one_error_line(tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started with `<&-` or `>&-`, Python's sys.stdin or sys.stdout is None: an AttributeError traceback."""
+    from colorot import cli as cli_module
+
+    monkeypatch.setattr(cli_module, "sys", type("ClosedSys", (), {"stdin": None, "stdout": None})())
+    with pytest.raises(colorot.errors.ImageReadError, match="cannot read stdin: it is closed"):
+        cli_module._read_stdin(text=False)
+    with pytest.raises(colorot.errors.DestinationError, match="cannot write to stdout: it is closed"):
+        cli_module._write_stdout(b"x")
+
+
 def test_a_16_bit_png_with_a_transparent_colour_keeps_it(tmp_path: Path, half: Path) -> None:
     """A 16-bit PNG's tRNS colour key was lost (Pillow compares it with truncated 8-bit samples)."""
     import struct
