@@ -9,17 +9,29 @@ Everything else goes straight to :func:`colorot.cli.main`.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
 def main() -> None:
-    if is_fit_command(sys.argv[1:]):
-        from colorot import em_process
+    """Run the command line; a ``kill`` (SIGTERM) stops it as Ctrl-C does (``interrupted``, exit 130:
+    worker processes ended, temporary files removed), also while the modules are still importing."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if is_fit_command(sys.argv[1:]):
+            from colorot import em_process
 
-        em_process.prestart()
-    from colorot.cli import main as cli_main
+            em_process.prestart()
+        from colorot.cli import main as cli_main
 
-    cli_main()
+        cli_main()
+    except KeyboardInterrupt:  # before a command's own handling (the imports) or after it
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def is_fit_command(args: list[str]) -> bool:

@@ -130,6 +130,52 @@ def test_a_killed_batch_leaves_only_complete_files_and_a_rerun_resumes(tmp_path:
     assert _snapshot(tmp_path / "in") == before and len(inputs) == 40
 
 
+def _descendants(pid: int) -> set[int]:
+    """The processes under ``pid`` (from /proc: Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            children.setdefault(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+        except (OSError, ValueError, IndexError):  # not a process, or gone meanwhile
+            continue
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_a_kill_stops_a_match_as_ctrl_c_does(tmp_path: Path) -> None:
+    """SIGTERM ended `colorot match --jobs 2` at once (exit 143): its temporary files stayed, and its
+    worker processes went on fitting and writing files, orphaned, until killed by hand."""
+    for i in range(24):
+        png(tmp_path / "in" / f"img{i:02d}.png", 96, 128, seed=i)
+    reference = png(tmp_path / "reference.png", 32, 32, seed=99)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([sys.executable, "-m", "colorot", "match", str(reference), str(tmp_path / "in"),
+                                str(out), "--jobs", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not _outputs(out) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        helpers = _descendants(process.pid)
+        process.send_signal(signal.SIGTERM)
+        stderr = process.communicate(timeout=60)[1].decode()
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "interrupted" in stderr, (process.returncode, stderr)
+    assert helpers, "no worker processes were seen"
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in helpers)  # no worker left running
+    assert temp_files(out) == [] and 1 <= len(_outputs(out)) < 24
+    assert all(decodes_fully(path) for path in _outputs(out))
+
+
 def test_a_rerun_removes_only_the_temp_files_of_its_own_outputs(tmp_path: Path, half: Path) -> None:
     png(tmp_path / "in" / "a.png")
     out = tmp_path / "out"
