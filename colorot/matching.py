@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from colorot.controls import Controls, check_controls
-from colorot.errors import ConfigError
+from colorot.errors import CheckpointError, ConfigError, DestinationError
 from colorot.profiles import ColourSpace, colour_space
 from colorot.strength import check_strength
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
@@ -203,7 +203,8 @@ def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: f
     ``image``; then keep the map at ``save_map``, if given (:func:`plan_maps` decides what may be
     replaced).  The image goes first, so a run killed in between leaves an image without its map,
     which a rerun fits again.  Unless ``replace``, a file that appeared at ``dst`` or ``save_map``
-    meanwhile (another run's) is kept: OutputExistsError, and no map is kept after a refused image."""
+    meanwhile (another run's) is kept: OutputExistsError, and no map is kept after a refused image.
+    A write the file system refuses, the image's or the map's, raises :class:`DestinationError`."""
     from colorot import apply
     from colorot.atomic import appeared
 
@@ -215,7 +216,12 @@ def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: f
         apply.make_folder(save_map.parent)
         if not replace and save_map.exists():  # absent when planned (plan_maps): another run's since
             raise appeared(save_map)
-        estimator.save(save_map, overwrite=replace)
+        try:
+            estimator.save(save_map, overwrite=replace)
+        except CheckpointError as exc:
+            if isinstance(exc.__cause__, OSError):  # the file system's refusal: every later map would meet it
+                raise DestinationError(str(exc)) from exc.__cause__
+            raise
 
 
 def _prepared(estimator: ColorTransfer, strength: float, exact: bool, controls: Controls | None):

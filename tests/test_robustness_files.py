@@ -316,6 +316,26 @@ def _fail_temp_files(monkeypatch: pytest.MonkeyPatch, stage: str, error: OSError
     monkeypatch.setattr(os, "fsync", guarded_fsync)
 
 
+def test_a_full_destination_for_the_maps_stops_a_match(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--save-maps` on a full disk failed each map in turn (exit 3, every input fitted) where a
+    refused destination stops the batch."""
+    _tree(tmp_path / "in")
+    reference = png(tmp_path / "reference.png", 8, 8, seed=9)
+    real_open = os.open
+
+    def full_for_maps(path, flags, mode=0o777, *args, **kwargs):
+        if str(path).endswith(".tmp") and ".pt." in Path(path).name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", full_for_maps)
+    outcome = cli("match", reference, tmp_path / "in", tmp_path / "out", "--jobs", "1", "--steps", "2",
+                  "--save-maps", tmp_path / "maps")
+    assert_one_line_error(outcome, "No space left on device", "the batch stopped")
+    assert len(_outputs(tmp_path / "out")) == 1 and temp_files(tmp_path) == []  # its image went first
+
+
 @pytest.mark.parametrize("stage, error", [
     ("create", PermissionError(errno.EACCES, "Permission denied")),
     ("create", OSError(errno.EROFS, "Read-only file system")),
