@@ -178,4 +178,5 @@ def check_file_output(path: str | os.PathLike[str], inputs: list, *, replace: bo
     if path.exists() and not replace:
         raise OutputExistsError(f"{path} already exists (use {flag} to replace it)")
     if not folder_made and not path.parent.is_dir():
-        raise ConfigError(f"cannot write the {what} {path}: the folder {path.parent} does not exist")
+        why = "is a file, not a folder" if path.parent.exists() else "does not exist"
+        raise ConfigError(f"cannot write the {what} {path}: the folder {path.parent} {why}")

@@ -366,7 +366,8 @@ def fit(
     images: Annotated[list[Path], typer.Argument(metavar="SOURCE TARGET", help="SOURCE TARGET; or, with --target, "
                                                  "the source images.",
                                                  show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", rich_help_panel="Output", help="Checkpoint file to write.")],
+    output: Annotated[str, typer.Option("-o", "--output", metavar="PATH", rich_help_panel="Output",
+                                        help="Checkpoint file to write.")],  # str: a Path drops a trailing '/'
     targets: Annotated[Optional[list[str]], typer.Option("--target", "-t", rich_help_panel="Inputs", help="A target image (repeat for "
                        "several; pixels are pooled). Then every positional image is a source.")] = None,
     masks: Annotated[Optional[list[Path]], typer.Option("--mask", rich_help_panel="Inputs", help="A mask per source, in order (white = "
@@ -429,7 +430,8 @@ def fit(
         if not is_any_of(output, inputs):  # that is refused below as overwriting an input
             _refuse_an_image_name(output, "the map is saved as a checkpoint (e.g. model.pt); to write the matched "
                                           f"image in one step: colorot match TARGET SOURCE {output}")
-        check_file_output(output, inputs, replace=force, flag="--force", what="checkpoint")
+        check_file_output(output, inputs, replace=force, flag="--force", what="checkpoint")  # 'out/': a folder
+        output = Path(output)
         if preview is not None:
             preview_mod.check_preview_path(preview, [*inputs, output], replace=force, flag="--force")
         n_components = _components(components)

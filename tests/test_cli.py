@@ -120,6 +120,16 @@ def test_fit_reports_why_it_has_no_final_loss(images, tmp_path) -> None:
     assert "0 iterations, final loss n/a (no iterations: the start map)" in " ".join(result.stdout.split())  # "closed form"
 
 
+def test_fit_refuses_an_output_named_as_a_folder(images, tmp_path) -> None:
+    """`-o maps/` (a folder yet to be made) wrote a checkpoint named `maps`: the '/' was lost."""
+    line = assert_clean_error(run("fit", images["source"], images["target"], "-o", f"{tmp_path / 'maps'}/"))
+    assert "is a folder; give a file name for the checkpoint" in line
+    assert not (tmp_path / "maps").exists()
+    (tmp_path / "afile").write_text("x")
+    line = assert_clean_error(run("fit", images["source"], images["target"], "-o", tmp_path / "afile" / "m.pt"))
+    assert line.endswith(f"the folder {tmp_path / 'afile'} is a file, not a folder")  # was "does not exist"
+
+
 def test_fit_refuses_to_overwrite_without_force(images, tmp_path) -> None:
     out = tmp_path / "m.pt"
     out.write_bytes(b"keep me")
