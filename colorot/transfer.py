@@ -576,7 +576,7 @@ class ColorTransfer:
                       target_mask: ImageLike | Sequence[ImageLike] | None = None) -> Reference:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
         self._check_options()
-        pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+        pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels).copy()  # kept: its own
         return Reference(pixels, self._fit_density(pixels), self._reference_settings(), _sha256(target),
                          named_space(target))
 
@@ -701,6 +701,8 @@ class ColorTransfer:
         rng = np.random.default_rng(self.random_state)
         src = representative_subsample(src, self.max_pixels, rng)  # (all of them, as given, when fewer)
         tgt = representative_subsample(tgt, self.max_pixels, rng)
+        # a small image's pixels come as they were given, read-only (pooled_pixels): torch wants its own
+        src, tgt = (pixels if pixels.flags.writeable else pixels.copy() for pixels in (src, tgt))
         # The KL solvers ask for the target (calling ``target``, a BackgroundEM's result) after their starts.
         target = density.result if isinstance(density, BackgroundEM) else density
         if solver == "kl" and self.model == "ridge":
