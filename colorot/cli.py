@@ -546,9 +546,8 @@ def apply_command(
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
                                         max_pixels=max_image_pixels, replace=overwrite, space=space,
                                         convert_space=convert_space)
-            if preview is not None:
-                preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written])
-        document.update(_batch_summary(report, shard, preview))
+        preview_error = _batch_preview(preview, report)
+        document.update(_batch_summary(report, shard, preview, preview_error))
         if inverse:
             document.update(_check_inverse_on(fitted, [j.src for j in report.written], max_image_pixels))
         lines = [f"{len(report.written)} written, {len(report.skipped)} skipped (exist; --overwrite to redo), "
@@ -557,10 +556,10 @@ def apply_command(
             lines.append(f"inverse on the inputs' own colours: round trip max |T(T⁻¹(y)) − y| = "
                          f"{document['round_trip_error']:.2e}, ill-conditioned: "
                          f"{'yes' if document['inverse_ill_conditioned'] else 'no'}")
-        lines += [f"failed: {e}" for _, e in report.failed] + _unwritten_preview(preview, report)
+        lines += [f"failed: {e}" for _, e in report.failed] + _unwritten_preview(preview, report, preview_error)
         _emit(as_json, document, lines, to_stderr=output == "-")
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+    if report.exit_code or preview_error:
+        raise typer.Exit(report.exit_code or 3)
 
 
 def _batch_paths(paths: list[str], usage: str, from_stdin: bool, as_json: bool,
@@ -631,12 +630,26 @@ def _plan_files(job_plan: apply_mod.Plan) -> list[Path]:
     return [path for job in _all_jobs(job_plan) for path in (job.src, job.dst)]
 
 
-def _unwritten_preview(preview: Path | None, report: apply_mod.Report) -> list[str]:
+def _batch_preview(preview: Path | None, report: apply_mod.Report, reference: Path | None = None) -> str | None:
+    """Write a batch's --preview of the images it wrote; why the file system refused it, or None.
+    The batch is done by then: a refused preview is reported with it (exit 3), not instead of it."""
+    if preview is None or not report.written:
+        return None
+    try:
+        preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written], reference=reference)
+    except ImageWriteError as exc:
+        return str(exc)
+    return None
+
+
+def _unwritten_preview(preview: Path | None, report: apply_mod.Report, error: str | None) -> list[str]:
     """The line saying why a batch's --preview was not written (its sheet shows this run's outputs)."""
+    if error:
+        return [f"failed: preview {preview} not written: {error}"]
     return [f"preview {preview} not written: this run wrote no image"] if preview and not report.written else []
 
 
-def _batch_summary(report: apply_mod.Report, shard: str | None, preview: Path | None) -> dict:
+def _batch_summary(report: apply_mod.Report, shard: str | None, preview: Path | None, preview_error: str | None) -> dict:
     """What a batch command's JSON says of its run."""
     return {
         "written": [str(j.dst) for j in report.written],
@@ -644,7 +657,8 @@ def _batch_summary(report: apply_mod.Report, shard: str | None, preview: Path | 
         "failed": [{"input": str(j.src), "error": e} for j, e in report.failed],
         "seconds": round(report.seconds, 3),
         "shard": shard,
-        "preview": str(preview) if preview and report.written else None,
+        "preview": str(preview) if preview and report.written and not preview_error else None,
+        "preview_error": preview_error,
     }
 
 
@@ -890,16 +904,15 @@ def match_command(
             remapped = [job for job in report.written if job in map_only]  # an image kept, its map fitted again
             report = dataclasses.replace(report, written=[job for job in report.written if job not in map_only],
                                          skipped=[*report.skipped, *remapped])
-            if preview is not None:
-                preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written], reference=reference)
             document["maps"] = [str(work.map_path(j)) for j in (*report.written, *remapped)] if save_maps else None
-        document.update(_batch_summary(report, shard, preview))
+        preview_error = _batch_preview(preview, report, reference=reference)
+        document.update(_batch_summary(report, shard, preview, preview_error))
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "
                  f"to redo), {len(report.failed)} failed in {report.seconds:.1f} s"]
-        lines += [f"failed: {e}" for _, e in report.failed] + _unwritten_preview(preview, report)
+        lines += [f"failed: {e}" for _, e in report.failed] + _unwritten_preview(preview, report, preview_error)
         _emit(as_json, document, lines, to_stderr=output == "-")
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+    if report.exit_code or preview_error:
+        raise typer.Exit(report.exit_code or 3)
 
 
 def _check_sequence_options(sequence: bool, smooth: float | None, smooth_range: float | None, shard: str | None,

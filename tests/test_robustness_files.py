@@ -316,6 +316,24 @@ def _fail_temp_files(monkeypatch: pytest.MonkeyPatch, stage: str, error: OSError
     monkeypatch.setattr(os, "fsync", guarded_fsync)
 
 
+@pytest.mark.parametrize("command", ["apply", "match"])
+def test_a_preview_the_file_system_refuses_is_reported_with_the_batch(tmp_path: Path, half: Path, command: str) -> None:
+    """Every image was written, then the preview's refusal was the only thing said: exit 1 (which
+    says nothing was written) and no --json document."""
+    _tree(tmp_path / "in")
+    (tmp_path / "afile").write_text("a file where the preview's folder would go")
+    first = half if command == "apply" else png(tmp_path / "reference.png", 8, 8, seed=9)
+    extra = ("--steps", "2") if command == "match" else ()
+    outcome = cli(command, first, tmp_path / "in", tmp_path / "out", "--preview", tmp_path / "afile" / "p.png",
+                  "--json", *extra)
+    assert outcome.code == 3, (outcome.code, outcome.stderr)
+    report = json.loads(outcome.stdout)
+    assert len(report["written"]) == 6 and report["preview"] is None
+    assert "afile is a file" in report["preview_error"] and len(_outputs(tmp_path / "out")) == 6
+    plain = cli(command, first, tmp_path / "in", tmp_path / "again", "--preview", tmp_path / "afile" / "p.png", *extra)
+    assert plain.code == 3 and f"failed: preview {tmp_path / 'afile' / 'p.png'} not written" in plain.stdout
+
+
 def test_a_full_destination_for_the_maps_stops_a_match(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--save-maps` on a full disk failed each map in turn (exit 3, every input fitted) where a
