@@ -448,9 +448,9 @@ def fit(
             task = bar.add_task("training", total=total, extra="")
             estimator.fit(sources, target_images, source_mask=masks or None, target_mask=target_masks or None,
                           callback=lambda step, value: bar.update(task, completed=step, extra=f"loss {value:.4g}"))
-        estimator.save(output, overwrite=force)  # a checkpoint another run wrote meanwhile is kept
-        if preview is not None:
+        if preview is not None:  # first: a preview the file system refuses leaves no checkpoint a rerun must --force
             preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0], estimator.history_.losses)
+        estimator.save(output, overwrite=force)  # a checkpoint another run wrote meanwhile is kept
         info = estimator.train_info_
         _emit(as_json, {"checkpoint": str(output), **info,
                         "components": estimator.target_dist_.n_components,

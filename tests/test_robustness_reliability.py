@@ -73,6 +73,22 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
     return png(tmp_path / "img" / "day.png", 12, 12, seed=1), png(tmp_path / "img" / "dusk.png", 12, 12, seed=2)
 
 
+def test_a_fit_whose_preview_is_refused_leaves_no_checkpoint(
+    tmp_path: Path, pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint was written, then the preview failed (a full disk): exit 1, which says nothing
+    was written, and a rerun stopped at "already exists (use --force)"."""
+    from colorot import preview
+
+    def full_disk(path, *args, **kwargs):
+        raise DestinationError(f"{path}: cannot write the preview (No space left on device)")
+
+    monkeypatch.setattr(preview, "fit_preview", full_disk)
+    outcome = cli("fit", *pair, "-o", tmp_path / "m.pt", "--preview", tmp_path / "p.png", "--steps", "2")
+    assert_one_line_error(outcome, "No space left on device")
+    assert not (tmp_path / "m.pt").exists()
+
+
 def _listing(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
