@@ -12,12 +12,13 @@ torch is imported only where a map is evaluated as a network: a ridge or affine 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from PIL import Image as PILImage
 
 from colorot import checkpoint
 from colorot.atomic import resolved
-from colorot.errors import ColorotError, ConfigError, DestinationError, ImageWriteError
+from colorot.errors import CheckpointError, ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, decode_to_write, encode_image, format_for_suffix,
                              has_avif, has_heif, list_images, quantize, read_image, write_image, written_format)
 from colorot.colour_table import ColourTable, Evaluator
@@ -206,10 +207,19 @@ def apply_to_file(
         image = read_image(src, max_pixels=max_pixels, frames=True, written_as=written_format(dst))
     mapped, *frames = map_in_space(fitted_map, image, str(src), space, convert_space, table=table,
                                    chunk_pixels=chunk_pixels, device=device)
-    try:
+    with refusals_stop_the_batch():
         write_image(dst, image, mapped, quality=quality, replace=replace, frames=frames)
-    except ImageWriteError as exc:
-        if isinstance(exc.__cause__, OSError):  # the file system's refusal, not the encoder's
+
+
+@contextlib.contextmanager
+def refusals_stop_the_batch() -> Iterator[None]:
+    """A write's error caused by the file system's refusal (an OSError: full, read-only), not by the
+    encoder or the data, raised as :class:`DestinationError`, which stops a batch: every later file
+    would meet it."""
+    try:
+        yield
+    except (ImageWriteError, CheckpointError) as exc:
+        if isinstance(exc.__cause__, OSError) and not isinstance(exc, DestinationError):
             raise DestinationError(str(exc)) from exc.__cause__
         raise
 

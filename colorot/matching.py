@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from colorot.controls import Controls, check_controls
-from colorot.errors import CheckpointError, ConfigError, DestinationError
+from colorot.errors import ConfigError
 from colorot.profiles import ColourSpace, colour_space
 from colorot.strength import check_strength
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
@@ -216,12 +216,8 @@ def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: f
         apply.make_folder(save_map.parent)
         if not replace and save_map.exists():  # absent when planned (plan_maps): another run's since
             raise appeared(save_map)
-        try:
+        with apply.refusals_stop_the_batch():
             estimator.save(save_map, overwrite=replace)
-        except CheckpointError as exc:
-            if isinstance(exc.__cause__, OSError):  # the file system's refusal: every later map would meet it
-                raise DestinationError(str(exc)) from exc.__cause__
-            raise
 
 
 def _prepared(estimator: ColorTransfer, strength: float, exact: bool, controls: Controls | None):
