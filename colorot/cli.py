@@ -77,7 +77,7 @@ class _Command(typer.core.TyperCommand):
             pieces.append(piece)
         return pieces
 _CPUS = os.cpu_count() or 1
-_state = {"debug": False, "program": False}
+_state = {"debug": False, "program": False, "interrupted": False}
 
 
 class ModelName(str, Enum):
@@ -131,7 +131,7 @@ def _user_errors() -> Iterator[None]:
                      "fewer --jobs", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        stderr.print("interrupted", highlight=False)
+        _say_interrupted()
         raise typer.Exit(130) from None
     except OSError as exc:  # a path the system refuses to look at where no check foresaw it (a name over its limit)
         if isinstance(exc, BrokenPipeError) or _state["debug"]:  # a closed pipe is left to click
@@ -219,7 +219,7 @@ def main_options(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Colour transfer as optimal transport."""
-    _state["debug"] = debug
+    _state["debug"], _state["interrupted"] = debug, False
     warnings.simplefilter("always", ImageMetadataWarning)  # each image's own, however many
     warnings.showwarning = _show_warning
 
@@ -1165,4 +1165,16 @@ def main() -> None:
     import the program's main module again; the CLI run inside another program (by
     ``typer.testing.CliRunner``, say, from a script without a ``__main__`` guard) keeps to threads."""
     _state["program"] = True
-    app()
+    try:
+        app()
+    except SystemExit as exit_:
+        if exit_.code == 130:  # typer's own exit for a Ctrl-C outside a command's body (parsing its options) says nothing
+            _say_interrupted()
+        raise
+
+
+def _say_interrupted() -> None:
+    """``interrupted`` on stderr, once."""
+    if not _state["interrupted"]:
+        _state["interrupted"] = True
+        stderr.print("interrupted", highlight=False)

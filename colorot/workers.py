@@ -52,10 +52,23 @@ def start_server() -> BaseContext | None:
     try:
         context.Lock()  # a semaphore, as the pool's queues need (sem_open)
         context.set_forkserver_preload(list(PRELOAD))
-        forkserver.ensure_running()
+        _start_without_ctrl_c(forkserver.ensure_running)
     except (OSError, ValueError, ImportError, NotImplementedError):  # no semaphores, processes or pipes left, …
         return None
     return context
+
+
+def _start_without_ctrl_c(start: Callable[[], None]) -> None:
+    """``start()`` with Ctrl-C blocked in this thread, so that the process it starts inherits it
+    blocked for good: a Ctrl-C sent to the terminal's process group then never reaches the fork
+    server (CPython's ignores it only once its imports are done, and printed a KeyboardInterrupt
+    traceback while they ran) nor the workers forked from it (which ignore it anyway).  One that
+    arrives here meanwhile waits, and is raised when ``start`` returns."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 class WorkerPool:

@@ -33,6 +33,7 @@ from _robust_helpers import (
 from typer.testing import CliRunner
 
 import colorot.atomic
+import colorot.cli
 import colorot.errors
 import colorot.imageio
 from colorot.cli import app
@@ -174,6 +175,21 @@ def test_a_kill_stops_a_match_as_ctrl_c_does(tmp_path: Path) -> None:
     assert not any(Path(f"/proc/{pid}").exists() for pid in helpers)  # no worker left running
     assert temp_files(out) == [] and 1 <= len(_outputs(out)) < 24
     assert all(decodes_fully(path) for path in _outputs(out))
+
+
+def test_a_ctrl_c_while_the_command_line_is_read_says_interrupted(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """typer ends a Ctrl-C outside a command's body (while click reads its options) with exit 130 and
+    not a word; the program says it was interrupted, as it does everywhere else."""
+    def interrupted(self, ctx, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(colorot.cli._Command, "parse_args", interrupted)
+    monkeypatch.setattr(sys, "argv", ["colorot", "info", "model.pt"])
+    monkeypatch.setitem(colorot.cli._state, "program", False)
+    monkeypatch.setitem(colorot.cli._state, "interrupted", False)
+    with pytest.raises(SystemExit) as exit_:
+        colorot.cli.main()
+    assert exit_.value.code == 130 and capsys.readouterr().err == "interrupted\n"
 
 
 def test_a_rerun_removes_only_the_temp_files_of_its_own_outputs(tmp_path: Path, half: Path) -> None:

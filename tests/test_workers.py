@@ -107,6 +107,31 @@ def test_a_system_without_semaphores_keeps_to_threads(monkeypatch):
     assert start_server() is None
 
 
+#: A program that starts the fork server, then gets the terminal's Ctrl-C (to its whole process
+#: group) while the server is still starting; it notes its own and lets one worker answer.
+CTRL_C_AS_THE_SERVER_STARTS = """
+import os, signal
+from colorot.workers import WorkerPool, start_server
+
+signal.signal(signal.SIGINT, lambda signum, frame: print("noted"))
+context = start_server()
+os.killpg(0, signal.SIGINT)
+pool = WorkerPool(context, 1, "state")
+print(pool.submit(str).result(timeout=60))
+pool.shutdown()
+"""
+
+
+def test_a_ctrl_c_as_the_fork_server_starts_is_left_to_this_process():
+    """CPython's fork server ignores Ctrl-C only once its imports are done: before, one sent to the
+    terminal's process group printed its KeyboardInterrupt traceback (or ended it).  It never sees
+    one now; this process does, as soon as the server is started."""
+    run = subprocess.run([sys.executable, "-c", CTRL_C_AS_THE_SERVER_STARTS], capture_output=True, text=True,
+                         timeout=120, start_new_session=True)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert run.stdout.split() == ["noted", "state"]
+
+
 def reference_image(tmp_path: Path) -> Path:
     reference = tmp_path / "reference.png"
     PILImage.fromarray((smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.6, 0.3])).astype(np.uint8)).save(reference)
