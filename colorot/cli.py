@@ -39,7 +39,25 @@ from colorot.errors import (ColorotError, ConfigError, DestinationError, ImageMe
 from colorot.imageio import IMAGE_SUFFIXES
 from colorot.lut import bake, interpolation_error, lut_title
 
+def _untyped_in_help(params: list) -> list:
+    """``params`` with no type shown in the help where it misleads: Typer 0.29's help gives each flag
+    one ("--overwrite <bool>", as if it took a value) and each repeated argument its annotation
+    ("<list[str]>") beside the metavar that names it."""
+    for param in params:
+        if getattr(param, "is_flag", False) or (param.param_type_name == "argument" and param.nargs != 1):
+            param.display_type_rich = lambda ctx: None
+    return params
+
+
+class _Group(typer.core.TyperGroup):
+    """The command group, its flags (``--debug``, ``--version``) shown without a type."""
+
+    def get_params(self, ctx):  # noqa: D102 (click's hook)
+        return _untyped_in_help(super().get_params(ctx))
+
+
 app = typer.Typer(
+    cls=_Group,
     name="colorot",
     help="Colour transfer as optimal transport: learn a Brenier colour map once, apply it to folders.\n\n"
          "Example: colorot fit day.jpg sunset.jpg -o model.pt && colorot apply model.pt photos/ graded/",
@@ -52,14 +70,18 @@ stderr = Console(stderr=True)
 
 class _Command(typer.core.TyperCommand):
     """A command whose usage line names its arguments as the README does (``INPUT... OUTPUT``),
-    without the braces Typer puts around required arguments, and whose help paragraphs wrap to
-    the terminal (Typer keeps a docstring's line breaks; the "Examples:" block keeps them)."""
+    without the braces Typer puts around required arguments, whose help paragraphs wrap to the
+    terminal (Typer keeps a docstring's line breaks; the "Examples:" block keeps them), and whose
+    help shows no type where it misleads (:func:`_untyped_in_help`)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.help:
             self.help = "\n\n".join(block if block.startswith("Examples:") else " ".join(block.split("\n"))
                                      for block in inspect.cleandoc(self.help).split("\n\n"))
+
+    def get_params(self, ctx):  # noqa: D102 (click's hook)
+        return _untyped_in_help(super().get_params(ctx))
 
     def parse_args(self, ctx, args):  # noqa: D102 (click's hook)
         if any(not arg.strip() for arg in args):  # "$DIR" with DIR unset: typer would read a path as "."
@@ -272,7 +294,7 @@ def _non_negative(value: float) -> float:
 
 # Options several commands share, declared once.
 _MaxImagePixels = Annotated[Optional[int], typer.Option(rich_help_panel="Inputs", min=1,
-                                                        help="Raise the decompression-bomb limit (pixels).")]
+                                                        help="Raise the limit on pixels per image (Pillow's guard against decompression bombs).")]
 _Json = Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print the result as one JSON document.")]
 _Strength = Annotated[float, typer.Option(rich_help_panel="Map", callback=_unit_interval, help=_STRENGTH_HELP)]
 _KeepLuminance = Annotated[bool, typer.Option("--keep-luminance", rich_help_panel="Colour controls",
@@ -368,11 +390,11 @@ def fit(
                                                  show_default=False)],
     output: Annotated[str, typer.Option("-o", "--output", metavar="PATH", rich_help_panel="Output",
                                         help="Checkpoint file to write.")],  # str: a Path drops a trailing '/'
-    targets: Annotated[Optional[list[str]], typer.Option("--target", "-t", rich_help_panel="Inputs", help="A target image (repeat for "
+    targets: Annotated[Optional[list[str]], typer.Option("--target", "-t", metavar="IMAGE", rich_help_panel="Inputs", help="A target image (repeat for "
                        "several; pixels are pooled). Then every positional image is a source.")] = None,
-    masks: Annotated[Optional[list[Path]], typer.Option("--mask", rich_help_panel="Inputs", help="A mask per source, in order (white = "
+    masks: Annotated[Optional[list[Path]], typer.Option("--mask", metavar="MASK", rich_help_panel="Inputs", help="A mask per source, in order (white = "
                      "fit on these pixels).")] = None,
-    target_masks: Annotated[Optional[list[Path]], typer.Option("--target-mask", rich_help_panel="Inputs", help="A mask per target image, "
+    target_masks: Annotated[Optional[list[Path]], typer.Option("--target-mask", metavar="MASK", rich_help_panel="Inputs", help="A mask per target image, "
                             "in order.")] = None,
     model: Annotated[ModelName, typer.Option(rich_help_panel="Map", help="Map: ridge-sum MGN, M-MGN, C-MGN, or the closed-form Gaussian "
                                                      "map.")] = ModelName.ridge,
@@ -420,9 +442,10 @@ def fit(
     Full reference: docs/cli.md.
 
     Examples:
-      colorot fit samples/day.jpg samples/sunset.jpg -o model.pt
-      colorot fit samples/day.jpg samples/storm.jpg --target samples/sunset.jpg -o pooled.pt
-      colorot fit samples/day.jpg samples/sunset.jpg -o sliced.pt --solver sliced --preview preview.png
+      colorot fit day.jpg sunset.jpg -o model.pt
+      colorot fit day.jpg storm.jpg --target sunset.jpg -o pooled.pt
+      colorot fit day.jpg sunset.jpg -o sliced.pt --solver sliced
+      colorot fit day.jpg sunset.jpg -o model.pt --preview preview.png
     """
     with _user_errors():
         sources, target_images, target_kind = _images_and_targets(images, targets or [], distribution.value)
@@ -514,8 +537,8 @@ def apply_command(
     Full reference: docs/cli.md.
 
     Examples:
-      colorot apply model.pt samples/ out/
-      colorot apply model.pt samples/day.jpg half.jpg --strength 0.5 --saturation 0.8
+      colorot apply model.pt photos/ graded/
+      colorot apply model.pt day.jpg half.jpg --strength 0.5 --saturation 0.8
       cat in.jpg | colorot apply model.pt - - --format png > out.png
     """
     with _user_errors():
@@ -835,9 +858,9 @@ def match_command(
     Outputs are laid out as by 'colorot apply'. Full reference: docs/cli.md.
 
     Examples:
-      colorot match samples/sunset.jpg samples/day.jpg samples/storm.jpg matched/
+      colorot match sunset.jpg day.jpg storm.jpg matched/
       colorot match grade.jpg photos/ graded/ --save-maps maps/ --jobs 2
-      colorot match samples/sunset.jpg samples/day.jpg day_matched.jpg --keep-luminance
+      colorot match sunset.jpg day.jpg day_matched.jpg --keep-luminance
       colorot match grade.jpg frames/ graded/ --sequence
     """
     with _user_errors():
@@ -1119,8 +1142,8 @@ def eval_command(
     the repeats. RMS/W2 − 1 is 'undefined' when that interval reaches 0.
 
     Examples:
-      colorot eval samples/day.jpg out/day.jpg samples/sunset.jpg
-      colorot eval samples/day.jpg out/day.jpg samples/sunset.jpg --model model.pt --json
+      colorot eval day.jpg out/day.jpg sunset.jpg
+      colorot eval day.jpg out/day.jpg sunset.jpg --model model.pt --json
     """
     with _user_errors():
         _refuse_checkpoints_as_images((source, output, target), "eval compares three images, SOURCE OUTPUT "
