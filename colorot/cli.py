@@ -363,7 +363,7 @@ def _images_and_targets(images: list[Path], targets: list[str], distribution: st
     """Sources, targets and the target distribution from fit's arguments.
 
     With ``--target`` images every positional is a source; without, exactly
-    SOURCE TARGET. ``--target gmm|gaussian`` (no such file) is the old spelling
+    SOURCE TARGET (else a usage error, exit 2). ``--target gmm|gaussian`` (no such file) is the old spelling
     of ``--distribution``.
     """
     target_images = []
@@ -379,7 +379,10 @@ def _images_and_targets(images: list[Path], targets: list[str], distribution: st
     if target_images:
         return list(images), target_images, distribution
     if len(images) != 2:
-        raise ConfigError("give SOURCE TARGET, or sources with one or more --target images")
+        checkpoint_named = next((f"; {path} is a checkpoint's name: it goes after -o" for path in images
+                                 if path.suffix == ".pt"), "")
+        raise typer.BadParameter(f"{_counted(len(images), 'image')} given: give SOURCE TARGET, or the sources with one or "
+                                 f"more --target images{checkpoint_named}", param_hint="'SOURCE TARGET'")
     return [images[0]], [images[1]], distribution
 
 

@@ -130,6 +130,18 @@ def test_fit_refuses_an_output_named_as_a_folder(images, tmp_path) -> None:
     assert line.endswith(f"the folder {tmp_path / 'afile'} is a file, not a folder")  # was "does not exist"
 
 
+@pytest.mark.parametrize(("count", "named"), [(1, False), (3, True)])
+def test_fit_given_a_wrong_count_of_images_is_a_usage_error_saying_so(images, model_file, tmp_path, count, named) -> None:
+    """It was exit 1 with no count; a checkpoint among three images (the order of `colorot apply`)
+    is named as what goes after -o."""
+    given = [model_file, images["source"], images["target"]][-count:]
+    result = CliRunner().invoke(app, ["fit", *map(str, given), "-o", str(tmp_path / "m.pt")], env={"COLUMNS": "300"})
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert result.exit_code == 2 and f"{count} image{'s' if count > 1 else ''} given: give SOURCE TARGET" in message
+    assert (f"{model_file} is a checkpoint's name: it goes after -o" in message) == named
+    assert not (tmp_path / "m.pt").exists()
+
+
 def test_fit_refuses_to_overwrite_without_force(images, tmp_path) -> None:
     out = tmp_path / "m.pt"
     out.write_bytes(b"keep me")
