@@ -237,7 +237,8 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
     if name in ("cmgn", "mmgn") and "scale" not in config:
         config = {**config, "scale": 1.0}  # written before the activation scale existed (colorot ≤ 0.2.0)
     try:
-        model = build_model(name, config)
+        with torch.random.fork_rng(devices=[]):  # its initial weights, replaced below, draw on no caller's random stream
+            model = build_model(name, config)
     except ColorotError as exc:
         raise CheckpointError(f"{source} is not a valid colorot checkpoint: its model: {exc}") from exc
     expected = model.state_dict()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import numbers
 import os
 import threading
 import time
@@ -31,8 +32,8 @@ from colorot.apply import (Job, Plan, Report, make_folder, apply_to_file, map_sp
                            refuse_convert_space_with_inverse)
 from colorot.atomic import is_any_of
 from colorot.colour_table import ColourTable
-from colorot.controls import Controls
-from colorot.errors import ColorotError, ConfigError
+from colorot.controls import Controls, check_controls
+from colorot.errors import ColorotError, ConfigError, OutputExistsError
 from colorot.profiles import ColourSpace
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False, exact
     """The map to apply, its colour table (None when ``exact``) and the colour space it was fitted
     in (None: not recorded, or ``inverse``), as ``colorot apply`` builds them: a ridge or affine map
     goes into the table read without torch, and the map is None (errors call the checkpoint ``name``)."""
+    check_controls(controls)  # before the cache, whose keys a dict is no use as
     with _LOCK:
         return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact),
                          controls, name)
@@ -84,15 +86,28 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
     ColorotError subclass on failure.
     """
     refuse_convert_space_with_inverse(convert_space, inverse)
+    _check_write_options(quality, max_pixels)
     if is_any_of(dst, [src] if isinstance(model, (bytes, bytearray, memoryview)) else [src, model]):
         raise ConfigError(f"output would overwrite an input: {dst}")  # as colorot apply refuses it
     fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
                                     controls=controls, name=_name(model))
     dst = Path(dst)
+    if not replace and os.path.lexists(dst):  # before any work; one that appears meanwhile is kept too
+        raise OutputExistsError(f"{dst} exists and is left as it is (replace=True replaces it)")
     make_folder(dst.parent)
     apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table, replace=replace,
                   space=space, convert_space=convert_space)
     return str(dst)
+
+
+def _check_write_options(quality: object, max_pixels: object) -> None:
+    """ConfigError for a ``quality`` or ``max_pixels`` that ``colorot apply`` refuses as ``--quality``
+    (an integer from 1 to 100) or ``--max-image-pixels`` (a positive integer; None: Pillow's limit)."""
+    if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) or not 1 <= quality <= 100:
+        raise ConfigError(f"quality (--quality) must be an integer from 1 to 100, not {quality!r}")
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral)
+                                   or max_pixels < 1):
+        raise ConfigError(f"max_pixels (--max-image-pixels) must be a positive integer or None, not {max_pixels!r}")
 
 
 def _task(model: bytes, src: str, dst: str, options: dict) -> str | None:
@@ -119,6 +134,7 @@ def _check_options(data: bytes, options: dict, name: str) -> None:
         raise ConfigError(f"apply_with_dask got options apply_path does not take: {', '.join(unknown)} "
                           f"(it takes {', '.join(sorted(taken))})")
     refuse_convert_space_with_inverse(options.get("convert_space", False), options.get("inverse", False))
+    _check_write_options(options.get("quality", 95), options.get("max_pixels"))
     prepared(data, name=name,
              **{key: options[key] for key in ("strength", "inverse", "exact", "controls") if key in options})
 

@@ -39,6 +39,11 @@ class ConfigError(ColorotError):
     """An invalid combination of options or parameter values."""
 
 
+class NotFittedError(ConfigError, AttributeError):
+    """A fitted attribute or method of an estimator not fitted yet; an AttributeError too, so that
+    ``hasattr(estimator, "ridge_parameters_")`` is False before ``fit``, as for ``map_``."""
+
+
 class OutputExistsError(ColorotError):
     """An output already exists and overwriting was not allowed."""
 

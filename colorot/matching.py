@@ -20,6 +20,7 @@ from colorot.controls import Controls, check_controls
 from colorot.errors import ConfigError
 from colorot.profiles import ColourSpace, colour_space
 from colorot.strength import check_strength
+from colorot.torch_threads import one_torch_thread
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
 
 if TYPE_CHECKING:
@@ -47,7 +48,9 @@ class Matcher:
     """Fit each image's own map onto one ``reference`` image (or list of images, pooled).
 
     ``params`` are :class:`ColorTransfer`'s (those of ``colorot fit``).  ``fit`` may be called
-    from several threads at once.
+    from several threads at once.  A network map (any model but the ridge map, or Adam's) is fitted
+    on one torch thread: the same map however many cores or worker processes a batch has, where a
+    ``colorot fit`` runs on torch's threads (its L-BFGS follows the order its float sums ran in).
     """
 
     def __init__(self, reference: ImageLike | Sequence[ImageLike], *, reference_mask=None, **params) -> None:
@@ -69,7 +72,10 @@ class Matcher:
         estimator = ColorTransfer(**self.params)
         if light:
             estimator.sliced_solve_iterations = MATCH_SOLVE_ITERATIONS
-        return estimator._fit(image, self.reference, None, None, None, measure_kl, source_space=space)
+        if estimator.model == "ridge" and estimator.resolved_solver() != "adam":  # numpy alone, one BLAS thread
+            return estimator._fit(image, self.reference, None, None, None, measure_kl, source_space=space)
+        with one_torch_thread():  # the same map whatever the cores or --jobs: torch's sums follow its thread count
+            return estimator._fit(image, self.reference, None, None, None, measure_kl, source_space=space)
 
     def fit_and_transform(self, image: ImageLike, *, strength: float = 1.0,
                           controls: Controls | None = None) -> np.ndarray:

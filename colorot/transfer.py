@@ -23,6 +23,7 @@ import inspect
 import math
 import numbers
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAU
                               DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, FLOAT_SLACK, NETWORK_KL_ITERATIONS)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
 from colorot.em_process import BackgroundEM, discard_prestarted
-from colorot.errors import ConfigError
+from colorot.errors import ConfigError, NotFittedError
 from colorot.history import History
 from colorot.imageio import read_image, read_pixels, unit_values
 from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake, lut_title
@@ -157,12 +158,21 @@ def to_pixels(image: ImageLike, *, max_image_pixels: int | None = None) -> np.nd
         if len(pixels) == 0:
             raise ConfigError("every pixel of the image is fully transparent")
         return pixels
-    if hasattr(image, "detach"):  # a torch tensor
+    if hasattr(image, "read") or isinstance(image, (bytes, bytearray, memoryview)):
+        raise ConfigError(f"an image is a path, a PIL image or an array, not {type(image).__name__}: for an open "
+                          "file or bytes, give PIL.Image.open(file) (or PIL.Image.open(io.BytesIO(data)))")
+    if _is_tensor(image):
         image = image.detach().cpu()
         if image.is_floating_point() and image.dtype.itemsize == 2:  # half floats widened: numpy has no bfloat16
             image = image.float()
         image = image.numpy()
     return _array_pixels(np.asarray(image))
+
+
+def _is_tensor(image: object) -> bool:
+    """Whether ``image`` is a torch tensor (torch already imported: else it cannot be one)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(image, torch.Tensor)
 
 
 def _is_pil(image: object) -> bool:
@@ -205,11 +215,11 @@ def _as_list(images: ImageLike | Sequence[ImageLike] | None) -> list:
     return [images]
 
 
-def _mask_of(mask: ImageLike) -> np.ndarray:
+def _mask_of(mask: ImageLike, max_image_pixels: int | None) -> np.ndarray:
     """A mask image → bool (H, W) (a 1-D mask of pixels: (N,)): true where its mean code is at
     least half the maximum (8- and 16-bit codes: white; floats, bools and other integers: ≥ 0.5)."""
     if isinstance(mask, (str, os.PathLike)):
-        image = read_image(mask)
+        image = read_image(mask, max_pixels=max_image_pixels)
         codes, top = image.codes, (65535 if image.bit_depth == 16 else 255)
     else:
         codes = np.asarray(mask.convert("L") if hasattr(mask, "convert") else mask)
@@ -232,7 +242,7 @@ def _masked(image: ImageLike, mask: ImageLike, index: int, role: str, max_image_
     else:
         pixels, array = to_pixels(image), np.asarray(image)
         shape = array.shape[:2] if array.ndim == 3 else None  # (N, 3) pixels: only their count
-    keep = _mask_of(mask)
+    keep = _mask_of(mask, max_image_pixels)
     if shape is not None and keep.ndim == 2 and keep.shape != shape:
         raise ConfigError(f"mask {index + 1} is {keep.shape[1]}×{keep.shape[0]} pixels but its {role} is "
                           f"{shape[1]}×{shape[0]}; a mask must have its image's width and height")
@@ -270,7 +280,7 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
         raise ConfigError(f"give one mask per {role}: {len(images)} {role}(s), {len(masks)} mask(s)")
     parts = []
     for index, image in enumerate(images):
-        if not masks:
+        if not masks or masks[index] is None:  # None in a list of masks: that image unmasked
             parts.append(at_least_two_pixels(to_pixels(image, max_image_pixels=max_image_pixels), image, role))
             continue
         parts.append(_masked(image, masks[index], index, role, max_image_pixels))
@@ -810,9 +820,12 @@ class ColorTransfer:
         if "_module" not in self.__dict__:
             if self._ridge_parameters is None:
                 raise AttributeError(f"{type(self).__name__!r} object has no attribute 'map_' (not fitted)")
+            import torch
+
             from colorot.models import RidgeMGN
 
-            self._module = RidgeMGN.from_parameters(self._ridge_parameters).requires_grad_(False)
+            with torch.random.fork_rng(devices=[]):  # its initial weights, replaced, leave the caller's random stream
+                self._module = RidgeMGN.from_parameters(self._ridge_parameters).requires_grad_(False)
         return self._module
 
     @map_.setter
@@ -840,7 +853,7 @@ class ColorTransfer:
     # ----------------------------------------------------------- application
     def _check_fitted(self) -> None:
         if self._ridge_parameters is None and "_module" not in self.__dict__:
-            raise ConfigError("this ColorTransfer is not fitted yet: call fit() or colorot.load()")
+            raise NotFittedError("this ColorTransfer is not fitted yet: call fit() or colorot.load()")
 
     def transform(self, image: ImageLike, *, strength: float = 1.0, controls: Controls | None = None) -> np.ndarray:
         """Map an image or pixels; returns float32 of the input's shape ((N, 3) for a path).
@@ -920,8 +933,7 @@ class ColorTransfer:
 
         return evaluate
 
-    @staticmethod
-    def _map(image: ImageLike, evaluate: Callable[[np.ndarray], np.ndarray], *, per_colour: bool = False,
+    def _map(self, image: ImageLike, evaluate: Callable[[np.ndarray], np.ndarray], *, per_colour: bool = False,
              within: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
         """``evaluate`` (colours (N, 3) → mapped colours) of every pixel of ``image``, as float32 of
         its shape, :data:`~colorot.apply.DEFAULT_CHUNK_PIXELS` at a time (``per_colour``: once per
@@ -936,11 +948,11 @@ class ColorTransfer:
                 image = np.asarray(image)
             except ValueError:
                 raise ConfigError("nested lists of pixels must be rectangular: (N, 3) or (H, W, 3)") from None
-        if (isinstance(image, np.ndarray) or hasattr(image, "detach")) and image.ndim >= 2 and image.shape[-1] == 3:
+        if (isinstance(image, np.ndarray) or _is_tensor(image)) and image.ndim >= 2 and image.shape[-1] == 3:
             shape = tuple(image.shape)  # an array or tensor keeps its shape
         else:
             shape = (-1, 3)
-        pixels = checked_values(to_pixels(image), "image", within)
+        pixels = checked_values(to_pixels(image, max_image_pixels=self.max_image_pixels), "image", within)
         index = None
         if per_colour:
             rows = np.ascontiguousarray(pixels).view(np.dtype((np.void, 12))).ravel()  # a float32 colour as 12 bytes

@@ -58,11 +58,20 @@ def test_apply_path_keeps_a_file_at_its_output_unless_it_may_replace_it(tiny_fit
     src = plan([tiny_fit["folder"]], tmp_path / "out").jobs[0].src
     dst = tmp_path / "theirs.png"
     dst.write_bytes(b"theirs")
-    with pytest.raises(OutputExistsError, match="appeared while this run was writing it"):
+    with pytest.raises(OutputExistsError, match="theirs.png exists and is left as it is"):  # it said "appeared while…"
         apply_path(tiny_fit["model"], src, dst, replace=False)
     assert dst.read_bytes() == b"theirs"
     apply_path(tiny_fit["model"], src, dst)
     assert dst.read_bytes() != b"theirs"
+
+
+@pytest.mark.parametrize(("option", "value"), [("quality", 0), ("quality", 101), ("quality", 95.5), ("quality", True),
+                                               ("max_pixels", -1), ("max_pixels", "many")])
+def test_apply_path_refuses_what_colorot_apply_refuses_before_any_work(tiny_fit, tmp_path, option, value):
+    src = plan([tiny_fit["folder"]], tmp_path / "out").jobs[0].src
+    with pytest.raises(ConfigError, match=f"^{option} "):
+        apply_path(tiny_fit["model"], src, tmp_path / "o.jpg", **{option: value})
+    assert not (tmp_path / "o.jpg").exists()
 
 
 def test_apply_path_never_writes_over_its_input_or_checkpoint(tiny_fit, tmp_path):
@@ -107,7 +116,11 @@ def test_dask_refuses_what_every_file_would_refuse_before_sending_a_task(tiny_fi
     job_plan = plan([tiny_fit["folder"]], tmp_path / "out")
     for options, error, message in (({"bogus": 1}, ConfigError, "options apply_path does not take: bogus"),
                                     ({"strength": 2}, ConfigError, "strength"),
-                                    ({"inverse": True, "convert_space": True}, ConfigError, "convert-space")):
+                                    ({"inverse": True, "convert_space": True}, ConfigError, "convert-space"),
+                                    ({"quality": -5}, ConfigError, "quality"),  # it wrote JPEGs of quality 1 or 100
+                                    ({"quality": "high"}, ConfigError, "quality"),  # Pillow's 75, silently
+                                    ({"max_pixels": 0}, ConfigError, "max_pixels"),  # every file failed
+                                    ({"controls": {"saturation": 0.5}}, ConfigError, "Controls")):  # TypeError
         with pytest.raises(error, match=message):
             apply_with_dask(NoCluster(), job_plan, tiny_fit["model"], **options)
     with pytest.raises(CheckpointError, match="not a valid colorot checkpoint"):

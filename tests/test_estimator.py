@@ -58,3 +58,65 @@ def test_a_fit_neither_moves_nor_follows_torch_s_random_stream(params):
     assert torch.equal(torch.rand(2), expected[2:])
     torch.manual_seed(99)
     np.testing.assert_array_equal(ColorTransfer(**params, max_pixels=300).fit(source, target).transform(source), first)
+
+
+def test_loading_a_map_and_building_its_module_leave_torch_s_random_stream(tmp_path):
+    """A transform of a loaded ridge map's colours outside the cube built its module lazily, drawing
+    initial weights from the caller's stream: its next draws depended on the image's content."""
+    rng = np.random.default_rng(0)
+    source, target = rng.random((300, 3)).astype(np.float32), (rng.random((300, 3)) ** 2).astype(np.float32)
+    ColorTransfer(max_pixels=300).fit(source, target).save(tmp_path / "ridge.pt")
+    ColorTransfer(model="cmgn", steps=2, max_pixels=300).fit(source, target).save(tmp_path / "cmgn.pt")
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    load(tmp_path / "ridge.pt").transform(np.full((4, 3), 1.2, np.float32))  # outside the cube: the module
+    assert torch.equal(torch.rand(1), expected[:1])
+    load(tmp_path / "cmgn.pt")
+    assert torch.equal(torch.rand(2), expected[1:])
+
+
+def test_an_unfitted_estimator_has_no_fitted_attributes():
+    """ridge_parameters_ raised a ConfigError, which hasattr and getattr(..., default) let through."""
+    from colorot.errors import NotFittedError
+
+    estimator = ColorTransfer()
+    assert not hasattr(estimator, "ridge_parameters_") and not hasattr(estimator, "map_")
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        estimator.transform(np.zeros((2, 3), np.float32))
+    assert issubclass(NotFittedError, ConfigError)  # what it was: callers catching that still do
+
+
+def test_an_open_file_is_refused_as_an_image_and_left_as_it_was(tmp_path, make_png):
+    """Taken for a tensor (it has .detach), its raw stream was detached: the caller's file broken."""
+    path = make_png(tmp_path / "a.png")
+    with open(path, "rb") as file:
+        with pytest.raises(ConfigError, match="not BufferedReader: for an open file or bytes, give PIL.Image.open"):
+            ColorTransfer(solver="sliced", steps=2).fit(file, path)
+        assert file.read(4) == b"\x89PNG"
+    with pytest.raises(ConfigError, match="not bytes"):
+        ColorTransfer(solver="sliced", steps=2).fit(path.read_bytes(), path)
+
+
+def test_none_in_a_list_of_masks_leaves_its_image_unmasked(tmp_path, make_png):
+    first, second = make_png(tmp_path / "a.png", seed=1), make_png(tmp_path / "b.png", seed=2)
+    target = make_png(tmp_path / "t.png", seed=3)
+    fitted = ColorTransfer(solver="sliced", steps=2).fit([first, second], target, source_mask=[None, None])
+    plain = ColorTransfer(solver="sliced", steps=2).fit([first, second], target)
+    assert fitted.train_info_["training_pixels"] == plain.train_info_["training_pixels"] == 2 * 24 * 32
+
+
+def test_every_read_of_a_file_takes_the_estimator_s_pixel_limit(tmp_path, make_png, monkeypatch):
+    """Only fit honoured max_image_pixels: transform, inverse_transform, masks and match's blended
+    frames refused a file over Pillow's limit that fit had read."""
+    from PIL import Image
+
+    from colorot import match
+
+    source, target = make_png(tmp_path / "s.png", seed=1), make_png(tmp_path / "t.png", seed=2)
+    mask = tmp_path / "m.png"
+    Image.new("L", (32, 24), 255).save(mask)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 24 × 32 = 768 pixels: over Pillow's limit (2×)
+    estimator = ColorTransfer(solver="sliced", steps=2, max_image_pixels=10_000).fit(source, target, source_mask=mask)
+    assert estimator.transform(source).shape == estimator.inverse_transform(source).shape == (768, 3)
+    assert len(match(target, [source, source], smooth=1.0, solver="sliced", steps=2, max_image_pixels=10_000)) == 2

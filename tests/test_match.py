@@ -130,6 +130,58 @@ def test_a_path_is_read_once_and_matched_as_fit_then_transform_of_it(tmp_path, m
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("params", [{"model": "cmgn", "steps": 2}, {"solver": "adam", "steps": 3}])
+def test_a_network_map_is_fitted_on_one_torch_thread_whatever_torch_was_set_to(monkeypatch, params):
+    """`colorot match --model cmgn` fitted on every core at --jobs 1 and on one thread at --jobs 2:
+    maps up to 9 code values apart, and colorot.match agreed with the first only."""
+    import torch
+
+    seen = []
+    real = ColorTransfer._fit
+    monkeypatch.setattr(ColorTransfer, "_fit", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    found = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        match(image(0, (1.0, 0.6, 0.3)), [image(1), image(2)], **params)
+        assert torch.get_num_threads() == 2  # put back
+    finally:
+        torch.set_num_threads(found)
+    assert seen == [1, 1]  # each image's fit
+
+
+def test_one_torch_thread_holds_while_any_thread_holds_it_and_then_puts_back_what_it_found():
+    import threading
+
+    import torch
+
+    from colorot.torch_threads import one_torch_thread
+
+    found = torch.get_num_threads()
+    torch.set_num_threads(3)
+    entered, leave_first = threading.Barrier(2), threading.Event()
+    seen = []
+
+    def hold(first: bool) -> None:
+        with one_torch_thread():
+            entered.wait()
+            if not first:
+                leave_first.set()
+                leave_first.wait()
+            else:
+                leave_first.wait()
+            seen.append(torch.get_num_threads())
+
+    try:
+        threads = [threading.Thread(target=hold, args=(first,)) for first in (True, False)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert seen == [1, 1] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(found)
+
+
 def test_match_is_exported_at_the_top():
     assert colorot.match is match
 
