@@ -18,8 +18,12 @@ the parent, as its own.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import select
 import signal
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -76,7 +80,7 @@ class WorkerPool:
 
     def __init__(self, context: BaseContext, workers: int, state: Any, *, torch_threads: bool = False) -> None:
         self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_initialise,
-                                         initargs=(state, torch_threads))
+                                         initargs=(state, torch_threads, os.getpid()))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """A future of ``fn(*args, state)`` run in a worker (``fn`` and ``args`` pickled), done once
@@ -89,10 +93,12 @@ class WorkerPool:
         self._pool.shutdown(wait, cancel_futures=cancel_futures)
 
 
-def _initialise(state: Any, torch_threads: bool) -> None:
-    """A worker's start: Ctrl-C ignored, one BLAS (and torch) thread, the batch's ``state`` kept."""
+def _initialise(state: Any, torch_threads: bool, batch: int) -> None:
+    """A worker's start: Ctrl-C ignored, one BLAS (and torch) thread, the batch's ``state`` kept,
+    and an end of its own when the process ``batch`` (the one running the batch) has ended."""
     global _state
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_end_after, args=(batch,), daemon=True, name="colorot-batch-watch").start()
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
@@ -101,6 +107,31 @@ def _initialise(state: Any, torch_threads: bool) -> None:
 
         torch.set_num_threads(1)
     _state = state
+
+
+def _end_after(batch: int) -> None:
+    """End this worker once the process ``batch`` has ended.  Killed outright (SIGKILL, the
+    out-of-memory killer) that process cannot end its workers, which are the fork server's children:
+    they went on fitting and writing its files, orphaned, and kept the fork server alive.  A file
+    this worker was writing is left as a hidden temporary file, which the next run removes."""
+    try:
+        watched = os.pidfd_open(batch)  # Linux 5.3 and later: readable once the process has ended
+    except (AttributeError, OSError):  # none here, or it has already ended
+        while _running(batch):
+            time.sleep(1.0)
+    else:
+        select.select([watched], [], [])
+    os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: the number was reused, so the batch has ended
+        return False
+    return True
 
 
 def _run(fn: Callable[..., Any], args: tuple) -> tuple[Any, list[tuple[type[Warning], str]]]:

@@ -177,6 +177,45 @@ def test_a_kill_stops_a_match_as_ctrl_c_does(tmp_path: Path) -> None:
     assert all(decodes_fully(path) for path in _outputs(out))
 
 
+def _alive(pid: int) -> bool:
+    """Whether the process ``pid`` still runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+def test_the_workers_end_when_a_match_is_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL of `colorot match --jobs 2` (which nothing can catch: the out-of-memory killer's) left
+    the fork server and its workers running, orphaned, fitting and writing the batch's files."""
+    for i in range(24):
+        png(tmp_path / "in" / f"img{i:02d}.png", 96, 128, seed=i)
+    reference = png(tmp_path / "reference.png", 32, 32, seed=99)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([sys.executable, "-m", "colorot", "match", str(reference), str(tmp_path / "in"),
+                                str(out), "--jobs", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _outputs(out) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        helpers = _descendants(process.pid)
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert helpers, "no worker processes were seen"
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in helpers if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert len(_outputs(out)) < 24
+
+
 def test_a_ctrl_c_while_the_command_line_is_read_says_interrupted(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """typer ends a Ctrl-C outside a command's body (while click reads its options) with exit 130 and
     not a word; the program says it was interrupted, as it does everywhere else."""
