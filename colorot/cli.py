@@ -221,11 +221,11 @@ def _write_stdout(data: str | bytes) -> None:
         raise DestinationError(f"cannot write to stdout ({exc.strerror or exc})") from exc
 
 
-def _read_stdin(text: bool) -> str | bytes:
+def _read_stdin() -> bytes:
     """All of stdin; ImageReadError when it is closed (the command started with ``<&-``)."""
     if sys.stdin is None:
         raise ImageReadError("cannot read stdin: it is closed")
-    return sys.stdin.read() if text else sys.stdin.buffer.read()
+    return sys.stdin.buffer.read()
 
 
 def _version(value: bool) -> None:
@@ -628,12 +628,19 @@ def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: 
                 in_place: bool, suffix: str | None, shard: str | None) -> apply_mod.Plan:
     """The jobs of a batch command: its inputs (or the paths listed on stdin), then its shard."""
     if from_stdin:
-        job_plan = apply_mod.plan_listed(_read_stdin(text=True).splitlines(), output, overwrite=overwrite,
-                                         suffix=suffix)
+        job_plan = apply_mod.plan_listed(_listed_paths(), output, overwrite=overwrite, suffix=suffix)
     else:
         job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive, overwrite=overwrite,
                                   in_place=in_place, suffix=suffix)
     return apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output) if shard else job_plan
+
+
+def _listed_paths() -> list[str]:
+    """The paths listed on stdin, one a line: split at each newline alone (a name may hold a carriage
+    return, a form feed or another of the breaks ``str.splitlines`` splits at), a CRLF list's carriage
+    returns dropped, and bytes that are not UTF-8 kept as the file system's names (``os.fsdecode``)."""
+    lines = os.fsdecode(_read_stdin()).split("\n")
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_place: bool) -> None:
@@ -986,7 +993,7 @@ def _match_stream(matcher, source: str, output: str, output_format: str | None, 
 def _read_input(source: str) -> bytes:
     """The bytes of ``source``, or of stdin for '-'."""
     if source == "-":
-        return _read_stdin(text=False)
+        return _read_stdin()
     try:
         return Path(source).read_bytes()
     except OSError as exc:

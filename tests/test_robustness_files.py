@@ -717,6 +717,17 @@ def test_an_empty_path_is_refused_and_a_listed_path_is_done_once(tmp_path: Path,
     assert len(json.loads(result.stdout)["written"]) == 1
 
 
+def test_listed_paths_are_split_at_newlines_alone(tmp_path: Path, half: Path) -> None:
+    """str.splitlines() also split names at a form feed, a lone carriage return, U+2028 and others:
+    the whole batch was refused ("input not found: …/ff")."""
+    names = ["ff\fx.png", "cr\rx.png", "ls\u2028x.png", "fs\x1cx.png", "plain.png"]
+    sources = [png(tmp_path / "in" / name, seed=i) for i, name in enumerate(names)]
+    listed = "".join(f"{source}\r\n" if i == len(sources) - 1 else f"{source}\n" for i, source in enumerate(sources))
+    result = CliRunner().invoke(app, ["apply", str(half), "--from-stdin", str(tmp_path / "out"), "--json"], input=listed)
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(p).name for p in json.loads(result.stdout)["written"]) == sorted(names)
+
+
 def test_a_failed_write_to_stdout_is_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from colorot import cli as cli_module
     from colorot.errors import DestinationError
@@ -776,7 +787,7 @@ def test_a_closed_stdin_or_stdout_is_one_error_line(tmp_path: Path, half: Path, 
 
     monkeypatch.setattr(cli_module, "sys", type("ClosedSys", (), {"stdin": None, "stdout": None})())
     with pytest.raises(colorot.errors.ImageReadError, match="cannot read stdin: it is closed"):
-        cli_module._read_stdin(text=False)
+        cli_module._read_stdin()
     with pytest.raises(colorot.errors.DestinationError, match="cannot write to stdout: it is closed"):
         cli_module._write_stdout(b"x")
 
