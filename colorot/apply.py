@@ -387,7 +387,7 @@ def plan(
     _refuse_unsafe(jobs, [src for src in inputs if src.is_dir()], in_place)
     result = Plan(jobs=[], skipped=[])
     for job in jobs:
-        (result.jobs if overwrite or not job.dst.exists() else result.skipped).append(job)
+        (result.jobs if overwrite or not os.path.lexists(job.dst) else result.skipped).append(job)
     return result
 
 
@@ -442,7 +442,7 @@ def plan_listed(
     _refuse_unsafe(jobs, [], in_place=True)
     result = Plan(jobs=[], skipped=[])
     for job in jobs:
-        (result.jobs if overwrite or not job.dst.exists() else result.skipped).append(job)
+        (result.jobs if overwrite or not os.path.lexists(job.dst) else result.skipped).append(job)
     return result
 
 

@@ -809,7 +809,7 @@ def _stream_output_exists(output: str, overwrite: bool) -> bool:
         return False
     if Path(output).is_dir() or output.endswith(("/", os.sep)):
         raise ConfigError("an image from stdin needs an output file name, not a folder")
-    return Path(output).exists() and not overwrite
+    return os.path.lexists(output) and not overwrite
 
 
 @app.command("match", cls=_Command)

@@ -220,7 +220,7 @@ def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: f
                             replace=replace)
     if save_map is not None:
         apply.make_folder(save_map.parent)
-        if not replace and save_map.exists():  # absent when planned (plan_maps): another run's since
+        if not replace and os.path.lexists(save_map):  # absent when planned (plan_maps): another run's since
             raise appeared(save_map)
         with apply.refusals_stop_the_batch():
             estimator.save(save_map, overwrite=replace)
@@ -315,9 +315,9 @@ def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool,
         owner[path] = job
     if not overwrite:
         for job in plan.jobs:
-            if maps[job].exists():
+            if os.path.lexists(maps[job]):
                 raise ConfigError(f"{maps[job]} already exists (the map of an earlier run) but {job.dst} does not; "
                                   "pass --overwrite to replace it, or choose another --save-maps folder")
-    map_only = frozenset(job for job in plan.skipped if not maps[job].exists())
+    map_only = frozenset(job for job in plan.skipped if not os.path.lexists(maps[job]))
     return Plan([*plan.jobs, *(job for job in plan.skipped if job in map_only)],
                 [job for job in plan.skipped if job not in map_only]), map_only

@@ -717,6 +717,19 @@ def test_an_empty_path_is_refused_and_a_listed_path_is_done_once(tmp_path: Path,
     assert len(json.loads(result.stdout)["written"]) == 1
 
 
+def test_a_dangling_link_at_an_output_is_skipped_as_an_existing_output(tmp_path: Path, half: Path) -> None:
+    """The plan looked through the link (no file there), the write could not take the name: "appeared
+    while this run was writing it (another run?)", exit 3, on every rerun."""
+    sources = [png(tmp_path / "in" / "a.png"), png(tmp_path / "in" / "b.png", seed=1)]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b.png").symlink_to(tmp_path / "nowhere" / "gone.png")
+    report = json.loads(cli("apply", half, tmp_path / "in", tmp_path / "out", "--json").stdout)
+    assert [Path(p).name for p in report["written"]] == ["a.png"] and report["failed"] == []
+    assert [Path(p).name for p in report["skipped"]] == ["b.png"] and (tmp_path / "out" / "b.png").is_symlink()
+    assert cli("apply", half, sources[1], tmp_path / "out" / "b.png", "--overwrite").code == 0
+    assert not (tmp_path / "out" / "b.png").is_symlink() and decodes_fully(tmp_path / "out" / "b.png")
+
+
 def test_listed_paths_are_split_at_newlines_alone(tmp_path: Path, half: Path) -> None:
     """str.splitlines() also split names at a form feed, a lone carriage return, U+2028 and others:
     the whole batch was refused ("input not found: …/ff")."""
