@@ -582,7 +582,8 @@ def apply_command(
             lines.append(f"inverse on the inputs' own colours: round trip max |T(T⁻¹(y)) − y| = "
                          f"{document['round_trip_error']:.2e}, ill-conditioned: "
                          f"{'yes' if document['inverse_ill_conditioned'] else 'no'}")
-        lines += [f"failed: {e}" for _, e in report.failed] + _unwritten_preview(preview, report, preview_error)
+        lines += [*_skipped_single_output(report), *(f"failed: {e}" for _, e in report.failed),
+                  *_unwritten_preview(preview, report, preview_error)]
         _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code or preview_error:
         raise typer.Exit(report.exit_code or 3)
@@ -673,6 +674,14 @@ def _batch_preview(preview: Path | None, report: apply_mod.Report, reference: Pa
     except ImageWriteError as exc:
         return str(exc)
     return None
+
+
+def _skipped_single_output(report: apply_mod.Report) -> list[str]:
+    """The line naming a batch's one output when it was skipped: `colorot apply model.pt a.jpg b.jpg`,
+    its output forgotten, takes b.jpg for it, and "1 skipped" alone sent the user to --overwrite."""
+    if report.skipped and len(report.written) + len(report.skipped) + len(report.failed) == 1:
+        return [f"skipped: {report.skipped[0].dst} exists (--overwrite replaces it)"]
+    return []
 
 
 def _unwritten_preview(preview: Path | None, report: apply_mod.Report, error: str | None) -> list[str]:
@@ -942,7 +951,8 @@ def match_command(
         document.update(_batch_summary(report, shard, preview, preview_error))
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "
                  f"to redo), {len(report.failed)} failed in {report.seconds:.1f} s"]
-        lines += [f"failed: {e}" for _, e in report.failed] + _unwritten_preview(preview, report, preview_error)
+        lines += [*_skipped_single_output(report), *(f"failed: {e}" for _, e in report.failed),
+                  *_unwritten_preview(preview, report, preview_error)]
         _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code or preview_error:
         raise typer.Exit(report.exit_code or 3)

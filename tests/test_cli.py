@@ -142,6 +142,22 @@ def test_fit_given_a_wrong_count_of_images_is_a_usage_error_saying_so(images, mo
     assert not (tmp_path / "m.pt").exists()
 
 
+@pytest.mark.parametrize("command", ["apply", "match"])
+def test_a_skipped_single_output_is_named(images, model_file, tmp_path, command) -> None:
+    """`colorot apply model.pt day.jpg sunset.jpg` (the output forgotten) said "1 skipped (exist;
+    --overwrite to redo)" without naming sunset.jpg, which --overwrite then replaced."""
+    first = images["target"] if command == "match" else model_file
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(images["source"].read_bytes())
+    result = CliRunner().invoke(app, [command, str(first), str(images["source"]), str(photo)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert f"skipped: {photo} exists (--overwrite replaces it)" in result.stdout
+    folder = tmp_path / "out"
+    assert CliRunner().invoke(app, [command, str(first), str(images["source"]), str(folder)]).exit_code == 0
+    again = CliRunner().invoke(app, [command, str(first), str(images["source"]), str(photo), str(folder)])
+    assert again.exit_code == 0 and "skipped:" not in again.stdout  # several outputs: the counts say it
+
+
 def test_fit_refuses_to_overwrite_without_force(images, tmp_path) -> None:
     out = tmp_path / "m.pt"
     out.write_bytes(b"keep me")
