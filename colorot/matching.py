@@ -290,7 +290,8 @@ def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool,
 
     A job is skipped only when its image and its map both exist; an image that exists without its
     map (a run killed between the two) is fitted again for its map alone.  Refused before any
-    work: a map that would replace an input, an output or the ``reference`` (an image named
+    work: a ``save_maps`` that is (or lies under) a file, a map that would replace an input, an
+    output or the ``reference`` (an image named
     ``x.pt``; even with ``overwrite``), two inputs that would keep their maps in one file, and,
     unless ``overwrite``, a map that exists for an image about to be written (an earlier run's,
     whose image is elsewhere or gone).
@@ -298,6 +299,9 @@ def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool,
     from colorot.apply import Plan
     from colorot.atomic import resolved
 
+    blocker = next((path for path in (save_maps, *save_maps.parents) if path.exists() and not path.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"--save-maps {save_maps}: {blocker} is a file, not a folder")
     maps = {job: map_destination(save_maps, job.dst, output_root) for job in (*plan.jobs, *plan.skipped)}
     # A map ends in .pt and an output in an image suffix: only an input or the reference named .pt
     # can be where a map goes (each resolved, and the maps only if there is one).

@@ -65,6 +65,16 @@ def test_a_map_never_replaces_an_input_or_the_reference(scene, tmp_path):
     assert (photo.read_bytes(), reference.read_bytes()) == before
 
 
+def test_save_maps_onto_a_file_is_refused_before_any_work(scene, tmp_path):
+    """It fitted and wrote the first image, then stopped: "cannot create folder (… is a file)", exit 1."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for maps in (notes, notes / "maps"):
+        result = match(scene, str(scene["folder"]), str(tmp_path / "out"), "--save-maps", str(maps))
+        assert result.exit_code == 1 and f"{notes} is a file, not a folder" in result.stderr
+        assert not (tmp_path / "out").exists() and notes.read_text() == "mine"
+
+
 def test_a_preview_inside_an_input_folder_needs_in_place(scene, tmp_path):
     """The sheet landed among the photos, and the next run matched it as one."""
     folder = tmp_path / "photos"
