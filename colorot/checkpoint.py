@@ -161,6 +161,9 @@ def _unpickle(data: bytes, source: object) -> object:
     archive member's CRC-32, which torch.load does not check (it would read a damaged member)."""
     import torch  # here, not at the top: the CLI starts without torch
 
+    if not data.startswith(b"PK\x03\x04"):  # what torch.load makes of it is no help ("pop from empty list", "101")
+        raise CheckpointError(f"{source} is not a valid colorot checkpoint: it is not a zip archive, as every "
+                              "checkpoint is (the file is something else)")
     fault = _zip_fault(data)
     if fault is not None:
         raise CheckpointError(f"{source} is not a valid colorot checkpoint: it is truncated, damaged or not a "
@@ -228,8 +231,9 @@ def from_bytes(data: bytes, source: object = "checkpoint") -> Checkpoint:
 
     _require(len(data) > 0, source, "the file is empty")
     kind = _image_kind(data)
-    _require(kind is None, source, f"it is a {kind} image, not a map that colorot fit saved (MODEL comes before "
-                                   "the images: colorot apply MODEL INPUT... OUTPUT)")
+    _require(kind is None, source, f"it is a {kind} image, not a map that colorot fit saved (colorot fit writes "
+                                   "one with -o, e.g. model.pt; colorot apply takes it before the images: colorot "
+                                   "apply MODEL INPUT... OUTPUT)")
     payload = _unpickle(data, source)
     name, config, state = _model_section(payload, source)
     _require(isinstance(name, str) and name in MODELS, source, f"unknown model kind {name!r}")

@@ -81,7 +81,7 @@ def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(
         payload = checkpoint_payload(good)
         payload["train"]["note"] = evil
         torch.save(payload, path)
-    _both_commands_refuse(path, tmp_path, "could run code")
+    _both_commands_refuse(path, tmp_path, "not a zip archive" if wrapping == "raw pickle" else "could run code")
     assert not canary.exists(), "unpickling ran code"
 
 
@@ -140,6 +140,15 @@ def test_damaged_or_foreign_files_are_refused(
     _both_commands_refuse(path, tmp_path, "not a valid colorot checkpoint")
 
 
+@pytest.mark.parametrize("data", [b"some notes\n", b"\x80\x02]q\x00.", bytes(range(256))], ids=["text", "pickle", "binary"])
+def test_a_file_that_is_no_zip_archive_is_named_as_such(tmp_path: Path, data: bytes) -> None:
+    """torch.load's reading of it gave the reason: "(101)" for a text file (a KeyError's key), "(pop
+    from empty list)"."""
+    path = tmp_path / "bad.pt"
+    path.write_bytes(data)
+    _both_commands_refuse(path, tmp_path, "it is not a zip archive, as every checkpoint is (the file is something else)")
+
+
 @pytest.mark.parametrize("suffix, kind", [(".jpg", "JPEG"), (".png", "PNG"), (".tif", "TIFF"), (".webp", "WebP"),
                                           (".bmp", "BMP"), (".gif", "GIF"),
                                           pytest.param(".avif", "AVIF", marks=pytest.mark.skipif(
@@ -149,7 +158,7 @@ def test_damaged_or_foreign_files_are_refused(
 def test_an_image_given_as_the_checkpoint_is_named_as_one(tmp_path: Path, suffix: str, kind: str) -> None:
     image = tmp_path / f"photo{suffix}"
     PILImage.new("RGB", (4, 4), (200, 100, 50)).save(image)
-    _both_commands_refuse(image, tmp_path, f"it is a {kind} image, not a map that colorot fit saved (MODEL comes before")
+    _both_commands_refuse(image, tmp_path, f"it is a {kind} image, not a map that colorot fit saved (colorot fit writes one with -o")
 
 
 def test_a_checkpoint_given_as_the_reference_is_named_as_one(tmp_path: Path, good: Path) -> None:
