@@ -415,8 +415,8 @@ def fit(
     sw_weight: Annotated[Optional[float], typer.Option(rich_help_panel="Training", help="μ of the mass-covering term μ·SW₂²(mapped, target "
                          "pixels); 0 = KL alone \\[default: 100000 for the kl solver, 5000 for adam].",
                          show_default=False)] = None,
-    sw_directions: Annotated[Optional[int], typer.Option(rich_help_panel="Training", help="Random directions of the SW₂ term per step (adam "
-                             f"only) \\[default: {DEFAULT_SW_DIRECTIONS}].", show_default=False)] = None,
+    sw_directions: Annotated[Optional[int], typer.Option(rich_help_panel="Training", help="Directions of the SW₂ term per step, drawn from a fixed "
+                             f"bank of 256 (adam only) \\[default: {DEFAULT_SW_DIRECTIONS}].", show_default=False)] = None,
     transport_weight: Annotated[float, typer.Option(rich_help_panel="Training", help="λ of the added λ·E‖T(x)−x‖² (RGB units).")] = 0.0,
     steps: Annotated[Optional[int], typer.Option(rich_help_panel="Training", help="KL majorise–minimise iterations, sliced iterations or Adam "
                                                  "steps (default: 20 for kl, 40 for kl with cmgn/mmgn, 30 for sliced, 2000 for adam).")] = None,
@@ -506,7 +506,7 @@ def _final_loss(info: dict) -> str:
 def apply_command(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint written by 'colorot fit'.")],
     paths: Annotated[list[str], typer.Argument(metavar="INPUT... OUTPUT", help="Input images or folders, then the "
-                                               "output file or folder (a trailing '/' makes it a folder). '-' reads an image from "
+                                               "output file or folder (a name without an image suffix, or with a trailing '/', is a folder). '-' reads an image from "
                                                "stdin / writes it to stdout.", show_default=False)],
     recursive: _Recursive = True,
     overwrite: _Overwrite = False,
