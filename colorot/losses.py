@@ -111,7 +111,7 @@ def transport_cost(source: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
 
 def random_directions(count: int, dim: int, generator: torch.Generator) -> torch.Tensor:
     """``count`` random unit vectors in R^dim, as the columns of a (dim, count) matrix."""
-    theta = torch.randn(dim, count, generator=generator)
+    theta = torch.randn(dim, count, generator=generator, dtype=torch.float32)
     return theta / theta.norm(dim=0, keepdim=True)
 
 

@@ -136,8 +136,8 @@ class MonotoneGradientMap(nn.Module):
         if not (math.isfinite(eps) and eps > 0):
             raise ConfigError("eps must be a positive number so the map stays invertible")
         self.dim, self.eps = dim, float(eps)
-        self.V = nn.Parameter(torch.eye(dim))
-        self.b = nn.Parameter(torch.zeros(dim))
+        self.V = nn.Parameter(torch.eye(dim, dtype=torch.float32))
+        self.b = nn.Parameter(torch.zeros(dim, dtype=torch.float32))
 
     # subclasses: the nonlinear part N(x) and its Jacobian (None when N = 0)
     def _nonlinear(self, x: torch.Tensor, with_jacobian: bool):
@@ -212,7 +212,7 @@ class MonotoneGradientMap(nn.Module):
         pts = torch.as_tensor(points, dtype=self.W.dtype)
         units = self.W.shape[:-1]
         idx = torch.randint(pts.shape[0], units, generator=g)
-        self.W.copy_(torch.randn(*units, self.dim, generator=g) * 2.0)
+        self.W.copy_(torch.randn(*units, self.dim, generator=g, dtype=torch.float32) * 2.0)
         return -(self.W * pts[idx]).sum(-1)
 
     def _shrink_nonlinear(self, factor: float) -> None:
@@ -262,8 +262,8 @@ class CMGN(MonotoneGradientMap):
             raise ConfigError("hidden and layers must be at least 1")
         self.hidden, self.layers, self.activation = hidden, layers, activation
         self.scale = _check_scale(scale)
-        self.W = nn.Parameter(torch.randn(hidden, dim) / math.sqrt(dim))
-        self.biases = nn.Parameter(torch.zeros(layers, hidden))
+        self.W = nn.Parameter(torch.randn(hidden, dim, dtype=torch.float32) / math.sqrt(dim))
+        self.biases = nn.Parameter(torch.zeros(layers, hidden, dtype=torch.float32))
 
     @property
     def config(self) -> dict:
@@ -321,8 +321,8 @@ class MMGN(MonotoneGradientMap):
             raise ConfigError("hidden and modules must be at least 1")
         self.hidden, self.modules_count, self.activation = hidden, modules, activation
         self.scale = _check_scale(scale)
-        self.W = nn.Parameter(torch.randn(modules, hidden, dim) / math.sqrt(dim))
-        self.biases = nn.Parameter(torch.zeros(modules, hidden))
+        self.W = nn.Parameter(torch.randn(modules, hidden, dim, dtype=torch.float32) / math.sqrt(dim))
+        self.biases = nn.Parameter(torch.zeros(modules, hidden, dtype=torch.float32))
 
     @property
     def config(self) -> dict:
@@ -378,9 +378,9 @@ class RidgeMGN(MonotoneGradientMap):
         if hidden < 1:
             raise ConfigError("hidden must be at least 1")
         self.hidden = hidden
-        self.W = nn.Parameter(torch.randn(hidden, dim) / math.sqrt(dim))
-        self.biases = nn.Parameter(torch.zeros(hidden))
-        self.rho = nn.Parameter(torch.full((hidden,), self.START_RHO))
+        self.W = nn.Parameter(torch.randn(hidden, dim, dtype=torch.float32) / math.sqrt(dim))
+        self.biases = nn.Parameter(torch.zeros(hidden, dtype=torch.float32))
+        self.rho = nn.Parameter(torch.full((hidden,), self.START_RHO, dtype=torch.float32))
 
     @property
     def config(self) -> dict:
@@ -404,7 +404,7 @@ class RidgeMGN(MonotoneGradientMap):
         """Random unit directions × START_SHARPNESS, each step centred on a random source pixel."""
         g = torch.Generator().manual_seed(seed)
         pts = torch.as_tensor(points, dtype=self.W.dtype)
-        directions = torch.randn(self.hidden, self.dim, generator=g)
+        directions = torch.randn(self.hidden, self.dim, generator=g, dtype=torch.float32)
         self.W.copy_(directions / directions.norm(dim=1, keepdim=True) * self.START_SHARPNESS)
         centres = pts[torch.randint(pts.shape[0], (self.hidden,), generator=g)]
         self.biases.copy_(-(self.W * centres).sum(-1))

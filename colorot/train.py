@@ -189,7 +189,7 @@ def direction_bank(target_pixels: np.ndarray, settings: TrainSettings, device: t
     directions = random_directions(max(SW_BANK, settings.sw_directions), target_pixels.shape[1], generator)
     pixels = torch.as_tensor(np.asarray(target_pixels, dtype=np.float32))
     picks = torch.randint(pixels.shape[0], (SW_REFERENCE_PIXELS,), generator=generator)
-    noise = torch.randn(SW_REFERENCE_PIXELS, pixels.shape[1], generator=generator)
+    noise = torch.randn(SW_REFERENCE_PIXELS, pixels.shape[1], generator=generator, dtype=torch.float32)
     reference = pixels[picks] + settings.sw_smoothing * noise
     directions = directions.to(device)  # then projected and sorted there: 0.9 s on 2 CPU cores
     return directions, sorted_projections(reference.to(device), directions)
@@ -308,7 +308,7 @@ def _train(
         for step in range(settings.steps):
             set_learning_rate(optimiser, settings.lr * learning_rate_factor(step, settings.steps))
             idx = torch.randint(data.shape[0], (batch,), generator=generator)
-            noise = (torch.rand(batch, data.shape[1], generator=generator) * 2 - 1) * DEQUANTISE
+            noise = (torch.rand(batch, data.shape[1], generator=generator, dtype=torch.float32) * 2 - 1) * DEQUANTISE
             columns = None
             if bank_directions is not None:
                 columns = torch.randperm(bank_directions.shape[1], generator=generator)[:settings.sw_directions]

@@ -120,3 +120,25 @@ def test_every_read_of_a_file_takes_the_estimator_s_pixel_limit(tmp_path, make_p
     estimator = ColorTransfer(solver="sliced", steps=2, max_image_pixels=10_000).fit(source, target, source_mask=mask)
     assert estimator.transform(source).shape == estimator.inverse_transform(source).shape == (768, 3)
     assert len(match(target, [source, source], smooth=1.0, solver="sliced", steps=2, max_image_pixels=10_000)) == 2
+
+
+@pytest.mark.parametrize("params", [{"model": "cmgn", "steps": 2}, {"solver": "adam", "steps": 3}, {"model": "affine"},
+                                    {}])
+def test_torch_s_default_dtype_set_to_float64_breaks_nothing(tmp_path, params):
+    """With torch.set_default_dtype(torch.float64) in the caller's script, models were built in float64
+    and met float32 pixels: "mat1 and mat2 must have the same dtype" from Adam's fit, an affine map,
+    a loaded C-MGN, and a ridge map's colours outside the cube, its inverse and its LUT."""
+    rng = np.random.default_rng(0)
+    source, target = rng.random((300, 3)).astype(np.float32), (rng.random((300, 3)) ** 2).astype(np.float32)
+    pixels = rng.random((20, 3)).astype(np.float32) * 1.4 - 0.2
+    found = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        ColorTransfer(**params, max_pixels=300).fit(source, target).save(tmp_path / "m.pt")
+        fitted = load(tmp_path / "m.pt")
+        mapped = fitted.transform(pixels)
+        assert mapped.dtype == np.float32 and np.isfinite(mapped).all()
+        assert np.isfinite(fitted.inverse_transform(np.clip(mapped, 0, 1) * 0.9 + 0.05)).all()
+        assert fitted.export_lut(tmp_path / "m.cube", size=3).table.shape == (27, 3)
+    finally:
+        torch.set_default_dtype(found)
