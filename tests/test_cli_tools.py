@@ -79,7 +79,7 @@ def test_fit_old_syntax_and_target_distribution_alias(tiny_fit, tmp_path):
     assert json.loads(result.stdout)["target"] == "gaussian"
     assert "deprecated" in result.stderr
     bad = runner.invoke(app, ["fit", str(tiny_fit["source"]), "-o", str(tmp_path / "x.pt")])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2 and "1 image given" in bad.output  # a usage error
     both = runner.invoke(app, ["fit", str(tiny_fit["source"]), str(tiny_fit["target"]), "-o", str(tmp_path / "y.pt"),
                                "--target", "gaussian", "--distribution", "gmm"])
     assert both.exit_code == 1 and "contradicts --distribution gmm" in both.output
