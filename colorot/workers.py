@@ -25,7 +25,8 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import BaseContext
@@ -84,13 +85,39 @@ class WorkerPool:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """A future of ``fn(*args, state)`` run in a worker (``fn`` and ``args`` pickled), done once
-        the warnings it raised have been shown here; a worker that died fails it with a ColorotError."""
+        the warnings it raised have been shown here; a worker that died fails it with a ColorotError.
+        A submission may start the workers: Ctrl-C waits until it is done (:func:`_interrupts_deferred`)."""
         outcome: Future = Future()
-        self._pool.submit(_run, fn, args).add_done_callback(lambda done: _relay(done, outcome))
+        with _interrupts_deferred():
+            submitted = self._pool.submit(_run, fn, args)
+        submitted.add_done_callback(lambda done: _relay(done, outcome))
         return outcome
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._pool.shutdown(wait, cancel_futures=cancel_futures)
+        """The executor's shutdown, which a second Ctrl-C waits for: interrupted, it was left half done
+        and the batch hung after "interrupted" (a terminal's Ctrl-C, pressed twice)."""
+        with _interrupts_deferred():
+            self._pool.shutdown(wait, cancel_futures=cancel_futures)
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM noted while the block runs, then sent again for their own handlers: the
+    executor's steps that a KeyboardInterrupt would leave half done (starting a worker, then recording
+    it; a shutdown) run whole.  Only the main thread receives them (elsewhere this changes nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {number: signal.signal(number, lambda received, frame: noted.append(received))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(noted):
+            signal.raise_signal(number)
 
 
 def _initialise(state: Any, torch_threads: bool, batch: int) -> None:

@@ -39,3 +39,11 @@ def name_and_process(job) -> tuple[str, int]:
     """What a job's work returns: its input's name and the process that ran it."""
     job.dst.write_text("done")
     return job.src.name, os.getpid()
+
+
+def sleep_then_write(job) -> None:
+    """A file that takes a second."""
+    import time
+
+    time.sleep(1.0)
+    job.dst.write_text("done")

@@ -132,6 +132,45 @@ def test_a_ctrl_c_as_the_fork_server_starts_is_left_to_this_process():
     assert run.stdout.split() == ["noted", "state"]
 
 
+#: A batch of 1-second files in 2 worker processes, and Ctrl-C twice: once while the first files run,
+#: once while the batch waits for the files in flight.
+CTRL_C_TWICE = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from colorot.apply import Job, Plan, run_each
+from colorot.workers import start_server
+from _worker_helpers import sleep_then_write
+
+root = Path(sys.argv[1])
+jobs = [Job(root / f"{i}.txt", root / "out" / f"{i}.txt") for i in range(6)]
+for job in jobs:
+    job.src.write_text("in")
+
+def ctrl_c_twice():
+    time.sleep(1.5)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=ctrl_c_twice, daemon=True).start()
+try:
+    run_each(Plan(jobs, []), sleep_then_write, jobs=2, processes=start_server())
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_a_second_ctrl_c_while_the_batch_stops_does_not_hang_it(tmp_path):
+    """The second interrupted the executor's shutdown half done: "interrupted" was printed, then the
+    process waited for ever on workers that no stop reached (a terminal sends one Ctrl-C to the
+    process, one to its group; or a user presses it twice)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", CTRL_C_TWICE, str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert run.returncode == 0 and run.stdout.split() == ["interrupted"], run.stderr
+    assert all((tmp_path / "out" / f"{i}.txt").read_text() == "done" for i in range(2))  # finished, as in flight
+
+
 def reference_image(tmp_path: Path) -> Path:
     reference = tmp_path / "reference.png"
     PILImage.fromarray((smooth_rgb(20, 30, 9) * np.asarray([1.0, 0.6, 0.3])).astype(np.uint8)).save(reference)
