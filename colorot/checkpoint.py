@@ -186,12 +186,9 @@ def _unpickle(data: bytes, source: object) -> object:
 
 
 def _zip_fault(data: bytes) -> str | None:
-    """What is wrong with a zip archive (``data`` that starts as one), such as ``torch.save``
-    writes: unreadable, or a member that fails its CRC-32; None if nothing, or if ``data`` is
-    no zip archive at all (torch.load then says what it is). torch.load's own zip reader checks
-    no CRC and reads some damaged archives as garbage without a word."""
-    if not data.startswith(b"PK\x03\x04"):
-        return None
+    """What is wrong with a zip archive (``data``, which starts as one), such as ``torch.save``
+    writes: unreadable, or a member that fails its CRC-32; None if nothing. torch.load's own zip
+    reader checks no CRC and reads some damaged archives as garbage without a word."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except Exception as exc:  # zipfile raises many types on what is no (readable) archive

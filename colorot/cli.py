@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import inspect
 import json
+import locale
 import math
 import os
 import re
@@ -639,9 +640,15 @@ def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: 
 def _listed_paths() -> list[str]:
     """The paths listed on stdin, one a line: split at each newline alone (a name may hold a carriage
     return, a form feed or another of the breaks ``str.splitlines`` splits at), a CRLF list's carriage
-    returns dropped, and bytes that are not UTF-8 kept as the file system's names (``os.fsdecode``)."""
-    lines = os.fsdecode(_read_stdin()).split("\n")
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    returns dropped, and bytes that are not UTF-8 kept as the file system's names (``os.fsdecode``;
+    where it decodes strictly, as on Windows, in the locale's encoding, a name it cannot spell
+    replaced, so that the list names it as not found)."""
+    data = _read_stdin()
+    try:
+        text = os.fsdecode(data)
+    except UnicodeDecodeError:
+        text = data.decode(locale.getpreferredencoding(False), "replace")
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
 def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_place: bool) -> None:

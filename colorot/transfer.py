@@ -819,7 +819,7 @@ class ColorTransfer:
         """The fitted map, a frozen ``torch.nn.Module`` (N, 3) → (N, 3)."""
         if "_module" not in self.__dict__:
             if self._ridge_parameters is None:
-                raise AttributeError(f"{type(self).__name__!r} object has no attribute 'map_' (not fitted)")
+                raise NotFittedError(f"{type(self).__name__!r} object has no attribute 'map_' (not fitted)")
             import torch
 
             from colorot.models import RidgeMGN

@@ -82,6 +82,8 @@ def test_an_unfitted_estimator_has_no_fitted_attributes():
 
     estimator = ColorTransfer()
     assert not hasattr(estimator, "ridge_parameters_") and not hasattr(estimator, "map_")
+    with pytest.raises(NotFittedError):
+        estimator.map_
     with pytest.raises(NotFittedError, match="not fitted yet"):
         estimator.transform(np.zeros((2, 3), np.float32))
     assert issubclass(NotFittedError, ConfigError)  # what it was: callers catching that still do

@@ -149,37 +149,40 @@ def test_a_network_map_is_fitted_on_one_torch_thread_whatever_torch_was_set_to(m
     assert seen == [1, 1]  # each image's fit
 
 
-def test_one_torch_thread_holds_while_any_thread_holds_it_and_then_puts_back_what_it_found():
+def test_one_torch_thread_holds_in_each_thread_that_holds_it_and_puts_back_that_thread_s_own():
+    """torch's thread count belongs to each thread: a hold counted across threads set one thread
+    for the first holder alone, and put back one thread's count in another."""
     import threading
 
     import torch
 
     from colorot.torch_threads import one_torch_thread
 
-    found = torch.get_num_threads()
-    torch.set_num_threads(3)
-    entered, leave_first = threading.Barrier(2), threading.Event()
-    seen = []
+    a_inside, b_done = threading.Event(), threading.Event()
+    seen = {}
 
-    def hold(first: bool) -> None:
+    def first() -> None:
+        torch.set_num_threads(3)
         with one_torch_thread():
-            entered.wait()
-            if not first:
-                leave_first.set()
-                leave_first.wait()
-            else:
-                leave_first.wait()
-            seen.append(torch.get_num_threads())
+            a_inside.set()
+            b_done.wait(30)
+            seen["a inside, after b"] = torch.get_num_threads()
+        seen["a after"] = torch.get_num_threads()
 
-    try:
-        threads = [threading.Thread(target=hold, args=(first,)) for first in (True, False)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert seen == [1, 1] and torch.get_num_threads() == 3
-    finally:
-        torch.set_num_threads(found)
+    def second() -> None:
+        torch.set_num_threads(2)
+        a_inside.wait(30)
+        with one_torch_thread():
+            seen["b inside"] = torch.get_num_threads()
+        seen["b after"] = torch.get_num_threads()
+        b_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"b inside": 1, "b after": 2, "a inside, after b": 1, "a after": 3}
 
 
 def test_match_is_exported_at_the_top():

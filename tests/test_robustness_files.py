@@ -845,3 +845,16 @@ def test_the_cleanup_leaves_a_live_write_of_another_run_alone(tmp_path: Path) ->
     finally:
         os.close(fd)
     assert colorot.atomic.remove_stale_temp_files(out) == 1 and not live.exists()
+
+
+def test_a_list_that_is_no_file_system_name_is_read_in_the_locale_s_encoding(tmp_path: Path, half: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where os.fsdecode decodes strictly (Windows: UTF-8, surrogatepass), a list in the console's code
+    page raised UnicodeDecodeError, a traceback."""
+    def strict(data):
+        return data.decode("utf-8")
+
+    monkeypatch.setattr(os, "fsdecode", strict)
+    result = CliRunner().invoke(app, ["apply", str(half), "--from-stdin", str(tmp_path / "out")],
+                                input=b"caf\xe9.png\n")
+    assert result.exit_code == 1 and "input not found" in result.stderr and "Traceback" not in result.output
