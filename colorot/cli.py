@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from colorot import apply as apply_mod, checkpoint, metrics, preview as preview_mod
+from colorot import apply as apply_mod, checkpoint, metrics, preview as preview_mod, profiles
 from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
@@ -1175,8 +1175,10 @@ def eval_command(
     with _user_errors():
         _refuse_checkpoints_as_images((source, output, target), "eval compares three images, SOURCE OUTPUT "
                                       "TARGET; give the map with --model")
-        fitted = checkpoint.load(model).model if model is not None else None
+        loaded = checkpoint.load(model) if model is not None else None
+        fitted = loaded.model if loaded is not None else None
         r = metrics.evaluate_files(source, output, target, fitted_map=fitted, max_image_pixels=max_image_pixels,
+                                   map_space=profiles.recorded_space(loaded.train) if loaded is not None else None,
                                    directions=directions, pixels=pixels, w2_pixels=w2_pixels,
                                    w2_repeats=w2_repeats, seed=seed)
         absent = "n/a (needs --model)"

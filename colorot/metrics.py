@@ -21,13 +21,15 @@ from __future__ import annotations
 import copy
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from colorot.apply import map_pixels
-from colorot.errors import ConfigError, ImageReadError
+from colorot.errors import ConfigError, ImageMetadataWarning, ImageReadError
 from colorot.imageio import read_image, read_pixels, unit_values
+from colorot.profiles import ColourSpace, apart, image_colour_space
 
 #: Defaults of the published figures: 256 directions, 60 000 pixels per image.
 SW2_DIRECTIONS = 256
@@ -373,14 +375,17 @@ def evaluate(source: np.ndarray, output: np.ndarray, target: np.ndarray, *, fitt
 
 
 def evaluate_files(source: str | os.PathLike, output: str | os.PathLike, target: str | os.PathLike, *,
-                   fitted_map=None, max_image_pixels: int | None = None, **options) -> dict:
+                   fitted_map=None, map_space: ColourSpace | None = None, max_image_pixels: int | None = None,
+                   **options) -> dict:
     """:func:`evaluate` on image files; OUTPUT must be SOURCE after ``colorot apply`` (same size).
 
     Pixels are compared by position; the source's fully transparent pixels are
     left out of source and output alike, and the target's, as ``fit`` does.
     ConfigError when the sizes differ or an image has fewer than 2 usable pixels, ImageReadError
-    when a file cannot be read.
+    when a file cannot be read; an ImageMetadataWarning for OUTPUT, TARGET or the map
+    (``map_space``: the space it was fitted in) in another colour space than SOURCE.
     """
+    _warn_spaces_apart(source, output, target, map_space)
     src = read_image(source, max_pixels=max_image_pixels)
     out = read_image(output, max_pixels=max_image_pixels)
     if src.codes.shape[:2] != out.codes.shape[:2]:
@@ -397,3 +402,21 @@ def evaluate_files(source: str | os.PathLike, output: str | os.PathLike, target:
             raise ConfigError(f"{name} has {pixels.shape[0]} usable pixel; eval needs at least 2")
     return {"compared_pixels": int(src_pixels.shape[0]),
             **evaluate(src_pixels, out_pixels, target_pixels, fitted_map=fitted_map, **options)}
+
+
+def _warn_spaces_apart(source: str | os.PathLike, output: str | os.PathLike, target: str | os.PathLike,
+                       map_space: ColourSpace | None) -> None:
+    """A warning for each image, and the map, in another colour space than ``source`` by their ICC
+    profiles: eval compares codes, which then stand for other colours (a match onto a reference in
+    another space converts the reference, so its output, in the source's space, is far from the
+    reference's codes however right its colours)."""
+    space = image_colour_space(source)
+    for name, other in ((output, image_colour_space(output)), (target, image_colour_space(target))):
+        if apart(space, other):
+            warnings.warn(f"{name} ({other.name}) is not in the colour space of {source} ({space.name}): eval "
+                          "compares their codes, which stand for other colours, so its figures measure that "
+                          "difference too; convert the images to one space first", ImageMetadataWarning, stacklevel=3)
+    if apart(space, map_space):
+        warnings.warn(f"the map was fitted in another colour space ({map_space.name}) than {source}'s "
+                      f"({space.name}): its eigenvalue and clipping are of codes that stand for other colours",
+                      ImageMetadataWarning, stacklevel=3)

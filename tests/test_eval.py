@@ -410,3 +410,33 @@ def test_evaluate_s_clipped_fraction_maps_each_distinct_colour_once(rng, monkeyp
 def test_rms_displacement_refuses_unpaired_pixels(rng) -> None:
     with pytest.raises(ValueError, match="corresponding pixels"):
         rms_displacement(rng.random((20, 3)), rng.random((10, 3)))
+
+
+def test_eval_warns_of_images_and_a_map_in_another_colour_space(tmp_path):
+    """A match of an Adobe RGB photo onto an sRGB reference converts the reference: the output, in
+    Adobe RGB, scored almost as far from the reference's codes as no transfer, without a word; a map
+    fitted in Adobe RGB was measured on an sRGB source as silently."""
+    from _icc import rgb_profile
+
+    adobe = rgb_profile("Adobe RGB (1998)")
+    codes = smooth_rgb(24, 32, 1)
+    source, output, target = tmp_path / "s.png", tmp_path / "o.png", tmp_path / "t.png"
+    PILImage.fromarray(codes).save(source, icc_profile=adobe)
+    PILImage.fromarray(codes[::-1]).save(output, icc_profile=adobe)
+    PILImage.fromarray(smooth_rgb(20, 30, 2)).save(target)
+    result = CliRunner().invoke(app, ["eval", str(source), str(output), str(target)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert f"{target} (sRGB (untagged)) is not in the colour space of {source} (Adobe RGB (1998))" in result.stderr
+    assert str(output) + " (" not in result.stderr  # in the source's space
+
+    fitted = tmp_path / "adobe.pt"
+    assert CliRunner().invoke(app, ["fit", str(source), str(output), "-o", str(fitted)]).exit_code == 0
+    plain = [tmp_path / f"{name}.png" for name in ("ps", "po")]
+    for path, image in zip(plain, (codes, codes[::-1])):
+        PILImage.fromarray(image).save(path)
+    result = CliRunner().invoke(app, ["eval", *map(str, plain), str(target), "--model", str(fitted)],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert "the map was fitted in another colour space (Adobe RGB (1998))" in result.stderr
+    quiet = CliRunner().invoke(app, ["eval", *map(str, plain), str(target)])
+    assert quiet.exit_code == 0 and "colour space" not in quiet.stderr
