@@ -1196,7 +1196,7 @@ def eval_command(
         ]
         _emit(as_json, {"source": str(source), "output": str(output), "target": str(target),
                         "model": str(model) if model else None, **r, "directions": directions,
-                        "pixels": pixels, "seed": seed}, lines)
+                        "pixels": pixels, "seed": seed, "max_image_pixels": max_image_pixels}, lines)
 
 
 def _refuse_checkpoints_as_images(paths, hint: str) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -96,7 +97,8 @@ def reach(sigma: float) -> int:
 
 def check_sigma(sigma: float) -> None:
     if not (math.isfinite(3 * sigma) and sigma >= 0):  # the window's reach ⌊3σ⌋ must be a number
-        raise ConfigError(f"the sequence's σ (--smooth) must be finite and ≥ 0, not {sigma}")
+        raise ConfigError(f"the sequence's σ (--smooth) must be ≥ 0 and below {sys.float_info.max / 3:.3g} "
+                          f"(its window reaches 3σ frames), not {sigma}")
 
 
 def check_range(tau: float) -> None:

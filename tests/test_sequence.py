@@ -50,7 +50,8 @@ def test_the_window_is_centred_shrinks_symmetrically_and_its_weights_sum_to_one(
 
 @pytest.mark.parametrize("sigma", [-1.0, math.nan, math.inf, 1e308])  # 1e308: ⌊3σ⌋ overflowed
 def test_a_bad_sigma_is_refused(sigma) -> None:
-    with pytest.raises(ConfigError, match="--smooth"):
+    """The message said "finite" of 1e308, which is: its window's reach 3σ is not."""
+    with pytest.raises(ConfigError, match=r"--smooth\) must be ≥ 0 and below 5.99e\+307 \(its window reaches 3σ"):
         sequence.window(0, 3, sigma)
 
 
