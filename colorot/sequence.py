@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
