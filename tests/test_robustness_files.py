@@ -147,10 +147,9 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
-def test_a_kill_stops_a_match_as_ctrl_c_does(tmp_path: Path) -> None:
-    """SIGTERM ended `colorot match --jobs 2` at once (exit 143): its temporary files stayed, and its
-    worker processes went on fitting and writing files, orphaned, until killed by hand."""
+def _match_with_a_file_written(tmp_path: Path) -> tuple[subprocess.Popen, Path, set[int]]:
+    """`colorot match --jobs 2` of 24 images in a fresh process, once its first file is written: the
+    process, its output folder and the processes under it (fork server, workers)."""
     for i in range(24):
         png(tmp_path / "in" / f"img{i:02d}.png", 96, 128, seed=i)
     reference = png(tmp_path / "reference.png", 32, 32, seed=99)
@@ -158,23 +157,10 @@ def test_a_kill_stops_a_match_as_ctrl_c_does(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.Popen([sys.executable, "-m", "colorot", "match", str(reference), str(tmp_path / "in"),
                                 str(out), "--jobs", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while not _outputs(out) and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        helpers = _descendants(process.pid)
-        process.send_signal(signal.SIGTERM)
-        stderr = process.communicate(timeout=60)[1].decode()
-    finally:
-        process.kill()
-    assert process.returncode == 130 and "interrupted" in stderr, (process.returncode, stderr)
-    assert helpers, "no worker processes were seen"
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() for pid in helpers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in helpers)  # no worker left running
-    assert temp_files(out) == [] and 1 <= len(_outputs(out)) < 24
-    assert all(decodes_fully(path) for path in _outputs(out))
+    deadline = time.monotonic() + 60
+    while not _outputs(out) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return process, out, _descendants(process.pid)
 
 
 def _alive(pid: int) -> bool:
@@ -185,34 +171,46 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+def _still_running(pids: set[int]) -> list[int]:
+    """Those of ``pids`` still running after up to 10 s (killed then, so that none outlives the test)."""
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in pids if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_a_kill_stops_a_match_as_ctrl_c_does(tmp_path: Path) -> None:
+    """SIGTERM ended `colorot match --jobs 2` at once (exit 143): its temporary files stayed, and its
+    worker processes went on fitting and writing files, orphaned, until killed by hand."""
+    process, out, helpers = _match_with_a_file_written(tmp_path)
+    try:
+        process.send_signal(signal.SIGTERM)
+        stderr = process.communicate(timeout=60)[1].decode()
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "interrupted" in stderr, (process.returncode, stderr)
+    assert helpers, "no worker processes were seen"
+    assert _still_running(helpers) == []  # no worker left running
+    assert temp_files(out) == [] and 1 <= len(_outputs(out)) < 24
+    assert all(decodes_fully(path) for path in _outputs(out))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 def test_the_workers_end_when_a_match_is_killed_outright(tmp_path: Path) -> None:
     """SIGKILL of `colorot match --jobs 2` (which nothing can catch: the out-of-memory killer's) left
     the fork server and its workers running, orphaned, fitting and writing the batch's files."""
-    for i in range(24):
-        png(tmp_path / "in" / f"img{i:02d}.png", 96, 128, seed=i)
-    reference = png(tmp_path / "reference.png", 32, 32, seed=99)
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen([sys.executable, "-m", "colorot", "match", str(reference), str(tmp_path / "in"),
-                                str(out), "--jobs", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, out, helpers = _match_with_a_file_written(tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not _outputs(out) and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        helpers = _descendants(process.pid)
         process.kill()
-        process.wait(timeout=60)
+        process.communicate(timeout=60)
     finally:
         process.kill()
     assert helpers, "no worker processes were seen"
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = [pid for pid in helpers if _alive(pid)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert left == []
+    assert _still_running(helpers) == []
     assert len(_outputs(out)) < 24
 
 
