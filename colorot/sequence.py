@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import sys
 import time
@@ -213,7 +214,8 @@ def match_sequence(fit: Callable[[apply.Job], FrameFit], write: Callable[[ColorT
     check_sigma(sigma)
     check_range(tau)
     start = time.perf_counter()
-    frames = sorted([*plan.jobs, *plan.skipped], key=lambda job: natural_key(job.src))
+    # by absolute path: a list spelling some frames relative and others absolute is one clip in order
+    frames = sorted([*plan.jobs, *plan.skipped], key=lambda job: natural_key(os.path.abspath(job.src)))
     index = {job: t for t, job in enumerate(frames)}
     to_write = set(plan.jobs)
     names = [str(job.src) for job in frames]

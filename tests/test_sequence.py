@@ -351,6 +351,24 @@ def test_match_sequence_reports_every_fit_and_every_frame(clip, matched, tmp_pat
         np.testing.assert_array_equal(codes(out / name), codes(matched / name))
 
 
+def test_frames_spelt_relative_and_absolute_are_one_clip_in_order(clip, matched, tmp_path, monkeypatch) -> None:
+    """Sorted by the text as given, absolute paths came before relative ones: frames 11–13 first, then
+    8–10, each blended with the wrong neighbours."""
+    from colorot.apply import Job, Plan
+    from colorot.matching import write_matched
+
+    monkeypatch.chdir(clip["folder"].parent)
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = [Job(Path("frames") / name if t < 3 else clip["folder"] / name, out / name)
+            for t, name in enumerate(clip["names"])]
+    matcher = Matcher(clip["reference"], steps=3)
+    sequence.match_sequence(lambda job: sequence.FrameFit.of(matcher.fit(job.src, measure_kl=False), job.src),
+                            lambda estimator, job: write_matched(estimator, job.src, job.dst), Plan(jobs, []), jobs=1)
+    for name in clip["names"]:
+        np.testing.assert_array_equal(codes(out / name), codes(matched / name))
+
+
 def test_frames_beside_a_cut_keep_their_own_maps(reference, tmp_path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
