@@ -583,8 +583,7 @@ def apply_command(
             lines.append(f"inverse on the inputs' own colours: round trip max |T(T⁻¹(y)) − y| = "
                          f"{document['round_trip_error']:.2e}, ill-conditioned: "
                          f"{'yes' if document['inverse_ill_conditioned'] else 'no'}")
-        lines += [*_skipped_single_output(report), *(f"failed: {e}" for _, e in report.failed),
-                  *_unwritten_preview(preview, report, preview_error)]
+        lines += _batch_outcome_lines(report, preview, preview_error)
         _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code or preview_error:
         raise typer.Exit(report.exit_code or 3)
@@ -683,19 +682,19 @@ def _batch_preview(preview: Path | None, report: apply_mod.Report, reference: Pa
     return None
 
 
-def _skipped_single_output(report: apply_mod.Report) -> list[str]:
-    """The line naming a batch's one output when it was skipped: `colorot apply model.pt a.jpg b.jpg`,
-    its output forgotten, takes b.jpg for it, and "1 skipped" alone sent the user to --overwrite."""
+def _batch_outcome_lines(report: apply_mod.Report, preview: Path | None, preview_error: str | None) -> list[str]:
+    """The lines under a batch's summary: its one output named when it was skipped (`colorot apply
+    model.pt a.jpg b.jpg`, the output forgotten, takes b.jpg for it, and "1 skipped" alone sent the
+    user to --overwrite), each failure, and why its --preview was not written."""
+    lines = []
     if report.skipped and len(report.written) + len(report.skipped) + len(report.failed) == 1:
-        return [f"skipped: {report.skipped[0].dst} exists (--overwrite replaces it)"]
-    return []
-
-
-def _unwritten_preview(preview: Path | None, report: apply_mod.Report, error: str | None) -> list[str]:
-    """The line saying why a batch's --preview was not written (its sheet shows this run's outputs)."""
-    if error:
-        return [f"failed: preview {preview} not written: {error}"]
-    return [f"preview {preview} not written: this run wrote no image"] if preview and not report.written else []
+        lines.append(f"skipped: {report.skipped[0].dst} exists (--overwrite replaces it)")
+    lines += [f"failed: {error}" for _, error in report.failed]
+    if preview_error:
+        lines.append(f"failed: preview {preview} not written: {preview_error}")
+    elif preview and not report.written:
+        lines.append(f"preview {preview} not written: this run wrote no image")
+    return lines
 
 
 def _batch_summary(report: apply_mod.Report, shard: str | None, preview: Path | None, preview_error: str | None) -> dict:
@@ -958,8 +957,7 @@ def match_command(
         document.update(_batch_summary(report, shard, preview, preview_error))
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "
                  f"to redo), {len(report.failed)} failed in {report.seconds:.1f} s"]
-        lines += [*_skipped_single_output(report), *(f"failed: {e}" for _, e in report.failed),
-                  *_unwritten_preview(preview, report, preview_error)]
+        lines += _batch_outcome_lines(report, preview, preview_error)
         _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code or preview_error:
         raise typer.Exit(report.exit_code or 3)

@@ -8,6 +8,7 @@ fit``, except that the default (the KL solver's ridge map) runs a lighter schedu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from colorot.controls import Controls, check_controls
 from colorot.errors import ConfigError
 from colorot.profiles import ColourSpace, colour_space
 from colorot.strength import check_strength
-from colorot.torch_threads import one_torch_thread
+from colorot.torch_threads import torch_threads_held
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
 
 if TYPE_CHECKING:
@@ -72,9 +73,9 @@ class Matcher:
         estimator = ColorTransfer(**self.params)
         if light:
             estimator.sliced_solve_iterations = MATCH_SOLVE_ITERATIONS
-        if estimator.model == "ridge" and estimator.resolved_solver() != "adam":  # numpy alone, one BLAS thread
-            return estimator._fit(image, self.reference, None, None, None, measure_kl, source_space=space)
-        with one_torch_thread():  # the same map whatever the cores or --jobs: torch's sums follow its thread count
+        numpy_alone = estimator.model == "ridge" and estimator.resolved_solver() != "adam"  # on one BLAS thread
+        # a network: the same map whatever the cores or --jobs, torch's sums following its thread count
+        with contextlib.nullcontext() if numpy_alone else torch_threads_held(1):
             return estimator._fit(image, self.reference, None, None, None, measure_kl, source_space=space)
 
     def fit_and_transform(self, image: ImageLike, *, strength: float = 1.0,

@@ -218,8 +218,9 @@ def _margin(values: np.ndarray, t: float) -> float:
     return t * float(values.std(ddof=1)) / np.sqrt(len(values))
 
 
-def clipped_fraction(mapped: np.ndarray) -> float:
-    """Fraction of pixels (rows of an (..., 3) array) with a channel outside [0, 1] or NaN.
+def clipped_fraction(mapped: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Fraction of pixels (rows of an (..., 3) array) with a channel outside [0, 1] or NaN; with
+    ``weights`` (one per row, such as how many pixels have each distinct colour), of their total.
 
     Give it the map's raw, unclipped output: those pixels are the ones the
     output rule clips when the image is written.
@@ -227,8 +228,8 @@ def clipped_fraction(mapped: np.ndarray) -> float:
     flat = np.asarray(mapped).reshape(-1, 3)
     if flat.shape[0] == 0:
         raise ValueError("clipped_fraction needs at least one pixel")
-    inside = (flat >= 0) & (flat <= 1)  # NaN compares false: counted as clipped
-    return float(np.mean(~inside.all(axis=1)))
+    leaving = ~((flat >= 0) & (flat <= 1)).all(axis=1)  # NaN compares false: counted as clipped
+    return float(np.mean(leaving)) if weights is None else float(weights[leaving].sum() / weights.sum())
 
 
 #: Detail energy below which an image counts as perfectly flat: float64 rounding leaves up to
@@ -369,8 +370,7 @@ def evaluate(source: np.ndarray, output: np.ndarray, target: np.ndarray, *, fitt
         colours, counts = _distinct_rows(source, counts=True)
         result["min_jacobian_eigenvalue"] = min_jacobian_eigenvalue(fitted_map, colours)
         mapped = map_pixels(fitted_map, colours, device=next(fitted_map.parameters()).device)
-        leaving = ~((mapped >= 0) & (mapped <= 1)).all(axis=1)  # NaN compares false: counted as clipped
-        result["clipped_fraction"] = float(counts[leaving].sum() / len(source))
+        result["clipped_fraction"] = clipped_fraction(mapped, counts)
     return result
 
 

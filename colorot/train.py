@@ -8,6 +8,7 @@ an optional callback; this module never prints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from colorot.history import History
 from colorot.losses import (LOSSES, exact_kl, moment_kl, quantiles_at_levels, random_directions,
                             sliced_w2_squared, sorted_projections, transport_cost)
 from colorot.models import MonotoneGradientMap
+from colorot.torch_threads import torch_threads_held
 from colorot.train_step import TrainingStep
 
 
@@ -218,17 +220,13 @@ def train(
     if settings.sw_weight and target_pixels is None:
         raise ConfigError("the sliced-Wasserstein term needs the target pixels")
     device = resolve_device(settings.device)
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(TRAIN_THREADS)
-    try:
-        return _train(model, pixels, target, settings, device, callback, target_pixels)
-    except (MemoryError, RuntimeError) as exc:
-        if not is_out_of_memory(exc):
-            raise
-        raise _out_of_memory(exc, device) from exc
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads_held(TRAIN_THREADS) if device.type == "cpu" else contextlib.nullcontext():
+        try:
+            return _train(model, pixels, target, settings, device, callback, target_pixels)
+        except (MemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise _out_of_memory(exc, device) from exc
 
 
 #: How torch's allocators word a failed allocation in a RuntimeError (CPU on Linux and

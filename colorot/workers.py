@@ -154,9 +154,7 @@ def _end_after(batch: int) -> None:
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's: the number was reused, so the batch has ended
+    except (ProcessLookupError, PermissionError):  # gone, or another user's: the number was reused
         return False
     return True
 

@@ -156,14 +156,14 @@ def test_one_torch_thread_holds_in_each_thread_that_holds_it_and_puts_back_that_
 
     import torch
 
-    from colorot.torch_threads import one_torch_thread
+    from colorot.torch_threads import torch_threads_held
 
     a_inside, b_done = threading.Event(), threading.Event()
     seen = {}
 
     def first() -> None:
         torch.set_num_threads(3)
-        with one_torch_thread():
+        with torch_threads_held(1):
             a_inside.set()
             b_done.wait(30)
             seen["a inside, after b"] = torch.get_num_threads()
@@ -172,7 +172,7 @@ def test_one_torch_thread_holds_in_each_thread_that_holds_it_and_puts_back_that_
     def second() -> None:
         torch.set_num_threads(2)
         a_inside.wait(30)
-        with one_torch_thread():
+        with torch_threads_held(1):
             seen["b inside"] = torch.get_num_threads()
         seen["b after"] = torch.get_num_threads()
         b_done.set()
