@@ -43,10 +43,14 @@ from colorot.lut import bake, interpolation_error, lut_title
 def _untyped_in_help(params: list) -> list:
     """``params`` with no type shown in the help where it misleads: Typer 0.29's help gives each flag
     one ("--overwrite <bool>", as if it took a value) and each repeated argument its annotation
-    ("<list[str]>") beside the metavar that names it."""
+    ("<list[str]>") beside the metavar that names it, and a bounded number "<int range>" beside
+    the bounds it prints anyway ("<int> [x>=1]" reads better)."""
     for param in params:
+        descriptor = getattr(param, "type_descriptor", None)
         if getattr(param, "is_flag", False) or (param.param_type_name == "argument" and param.nargs != 1):
             param.display_type_rich = lambda ctx: None
+        elif getattr(descriptor, "is_ranged", False):
+            param.display_type_rich = lambda ctx, name=descriptor.ranged_type_name: f"<{name}>"
     return params
 
 
