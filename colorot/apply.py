@@ -29,7 +29,7 @@ from PIL import Image as PILImage
 from colorot import checkpoint
 from colorot.atomic import resolved
 from colorot.errors import CheckpointError, ColorotError, ConfigError, DestinationError, ImageWriteError
-from colorot.imageio import (IMAGE_SUFFIXES, Image, decode_image, decode_to_write, encode_image, format_for_suffix,
+from colorot.imageio import (IMAGE_SUFFIXES, Image, as_floats, decode_image, decode_to_write, encode_image, format_for_suffix,
                              has_avif, has_heif, list_images, quantize, read_image, write_image, written_format)
 from colorot.colour_table import ColourTable, Evaluator
 from colorot.controls import Controls, refuse_with_inverse
@@ -61,8 +61,10 @@ def map_pixels(
 ) -> np.ndarray:
     """Evaluate ``fitted_map`` on every pixel of an (..., 3) array, ``chunk_pixels`` at a time.
 
-    The map must already live on ``device``. Only one chunk is a tensor at a
-    time, so memory beyond the float32 output stays bounded. Returns float32 of
+    ``rgb``: floats, or uint8 / uint16 codes, each chunk taken to [0, 1] as it comes
+    (:func:`~colorot.imageio.as_floats`, the values of :attr:`Image.rgb`), so no float copy
+    of a whole image is held. The map must already live on ``device``. Only one chunk is a
+    tensor at a time, so memory beyond the float32 output stays bounded. Returns float32 of
     the same shape, unclipped: clipping is the writer's output rule.
     """
     if rgb.shape[-1:] != (3,):
@@ -76,7 +78,7 @@ def map_pixels(
     with torch.inference_mode():
         for start in range(0, len(pixels), chunk_pixels):
             stop = start + chunk_pixels
-            chunk = torch.tensor(pixels[start:stop], dtype=torch.float32, device=device)
+            chunk = torch.tensor(as_floats(pixels[start:stop]), dtype=torch.float32, device=device)
             out[start:stop] = fitted_map(chunk).to("cpu", torch.float32).numpy()
     return out.reshape(rgb.shape)
 
@@ -281,8 +283,8 @@ def map_image(
     With a table, ``fitted_map`` is not used and may be None (as in every function here that
     passes a ``table`` on: :func:`checkpoint_table` gives one without a map)."""
     if table is not None:
-        return table.apply_codes(image.codes) if image.bit_depth == 8 else table.map_floats(image.rgb)
-    return map_pixels(fitted_map, image.rgb, chunk_pixels=chunk_pixels, device=device)
+        return table.apply_codes(image.codes) if image.bit_depth == 8 else table.map_floats(image.codes)
+    return map_pixels(fitted_map, image.codes, chunk_pixels=chunk_pixels, device=device)
 
 
 def apply_to_bytes(

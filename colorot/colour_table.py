@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from colorot.imageio import codes_of_words, quantize, words_of_codes
+from colorot.imageio import as_floats, codes_of_words, quantize, words_of_codes
 
 #: Marks an entry as known (an unknown entry is 0): the byte after r, g, b.
 KNOWN = np.uint32(0xFF000000)
@@ -76,12 +76,14 @@ class ColourTable:
         return out.reshape(words.shape)
 
     def map_floats(self, rgb: np.ndarray) -> np.ndarray:
-        """The evaluator on float colours (..., 3) in [0, 1], such as a 16-bit image's, a band at
-        a time, without the table: float32, unclipped."""
+        """The evaluator on colours (..., 3), such as a 16-bit image's, a band at a time, without
+        the table: float32, unclipped. ``rgb``: floats in [0, 1], or uint8 / uint16 codes, each band
+        taken to [0, 1] as it comes (:func:`~colorot.imageio.as_floats`), so that no float copy of a
+        whole image is held."""
         flat = rgb.reshape(-1, 3)
         out = np.empty(flat.shape, dtype=np.float32)
         for start in range(0, len(flat), BAND_PIXELS):
-            out[start:start + BAND_PIXELS] = self._evaluate(flat[start:start + BAND_PIXELS])
+            out[start:start + BAND_PIXELS] = self._evaluate(as_floats(flat[start:start + BAND_PIXELS]))
         return out.reshape(rgb.shape)
 
     def _fill(self, index: np.ndarray) -> None:

@@ -176,9 +176,7 @@ class Image:
     @property
     def rgb(self) -> np.ndarray:
         """The pixels as float32 (H, W, 3) in [0, 1]."""
-        rgb = self.codes.astype(np.float32)
-        rgb /= 65535 if self.bit_depth == 16 else 255
-        return rgb
+        return as_floats(self.codes)
 
 
 @functools.lru_cache(maxsize=1)
@@ -406,15 +404,33 @@ def unit_values(array: np.ndarray) -> np.ndarray | None:
     return array if np.issubdtype(array.dtype, np.floating) else None
 
 
+#: Rows the 16-bit PNG and TIFF writers filter and compress at a time.
+_ROWS_A_BAND = 64
+#: Values :func:`quantize` rounds at a time.
+_QUANTIZE_BAND = 1 << 18
+
+
+def as_floats(values: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 codes as float32 in [0, 1] (:func:`unit_values`: what :attr:`Image.rgb`
+    holds); floats as they are."""
+    return unit_values(values) if values.dtype.kind == "u" else values
+
+
 def quantize(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Apply the output rule: clip to [0, 1] (NaN → 0) and round to uint8 or uint16 codes."""
+    """Apply the output rule: clip to [0, 1] (NaN → 0) and round to uint8 or uint16 codes, in
+    float32, a band of values at a time (no float copy of a whole image is made)."""
     top, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
-    values = np.array(rgb, dtype=np.float32)
-    np.nan_to_num(values, copy=False, nan=0.0)
-    np.clip(values, 0.0, 1.0, out=values)
-    values *= top
-    np.rint(values, out=values)
-    return values.astype(dtype)
+    rgb = np.asarray(rgb)
+    flat = rgb.reshape(-1)
+    codes = np.empty(flat.shape, dtype=dtype)
+    for start in range(0, len(flat), _QUANTIZE_BAND):
+        values = np.array(flat[start:start + _QUANTIZE_BAND], dtype=np.float32)
+        np.nan_to_num(values, copy=False, nan=0.0)
+        np.clip(values, 0.0, 1.0, out=values)
+        values *= top
+        np.rint(values, out=values)
+        codes[start:start + _QUANTIZE_BAND] = values
+    return codes.reshape(rgb.shape)
 
 
 def encode_image(image: Image, rgb: np.ndarray, format: str, *, quality: int = 95, name: str = "<bytes>",
@@ -532,9 +548,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     def write(file: BinaryIO) -> None:
         try:
             if bits == 16:
-                encode = _encode_png16 if fmt == "PNG" else functools.partial(
-                    _encode_tiff16, deflate=image.tiff_compression is not None)
-                file.write(encode(pixels, icc, exif, xmp, dpi))
+                encode = _write_png16 if fmt == "PNG" else functools.partial(
+                    _write_tiff16, deflate=image.tiff_compression is not None)
+                encode(file, pixels, icc, exif, xmp, dpi)
             elif later:  # via memory: Pillow's multi-page TIFF writer reads back what it wrote
                 buffer = io.BytesIO()
                 _pillow_image(pixels, fmt).save(buffer, format=fmt, **options)
@@ -978,15 +994,11 @@ def _pillow_image(pixels: np.ndarray, fmt: str) -> PILImage.Image:
     return rgbx if fmt == "JPEG" else rgbx.convert("RGB")
 
 
-def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-                  dpi: tuple[float, float] | None) -> bytes:
-    """A 16-bit RGB or RGBA PNG; every row uses the Sub filter."""
+def _write_png16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
+                 dpi: tuple[float, float] | None) -> None:
+    """A 16-bit RGB or RGBA PNG written to ``file``; every row uses the Sub filter. The rows are
+    filtered and compressed a band at a time, so only the compressed stream is held whole."""
     height, width, channels = pixels.shape
-    rows = pixels.astype(">u2").view(np.uint8).reshape(height, -1)
-    step = 2 * channels
-    filtered = rows.copy()
-    filtered[:, step:] -= rows[:, :-step]
-    scanlines = np.hstack((np.ones((height, 1), np.uint8), filtered)).tobytes()
     chunks = [
         (b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2 if channels == 3 else 6, 0, 0, 0))
     ]
@@ -998,22 +1010,37 @@ def _encode_png16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp
         chunks.append((b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
     if dpi:  # pixels per metre
         chunks.append((b"pHYs", struct.pack(">IIB", *(round(d / 0.0254) for d in dpi), 1)))
-    compressed = zlib.compress(scanlines)
-    chunks += [(b"IDAT", compressed[i : i + (1 << 24)]) for i in range(0, len(compressed), 1 << 24)]
+    step = 2 * channels
+    compressor = zlib.compressobj()
+    compressed = []
+    for top in range(0, height, _ROWS_A_BAND):
+        rows = pixels[top:top + _ROWS_A_BAND].astype(">u2").view(np.uint8).reshape(-1, width * step)
+        filtered = rows.copy()
+        filtered[:, step:] -= rows[:, :-step]
+        compressed.append(compressor.compress(np.hstack((np.ones((len(rows), 1), np.uint8), filtered))))
+    compressed.append(compressor.flush())
+    stream = b"".join(compressed)
+    del compressed
+    chunks += [(b"IDAT", stream[i : i + (1 << 24)]) for i in range(0, len(stream), 1 << 24)]
     chunks.append((b"IEND", b""))
-    return b"\x89PNG\r\n\x1a\n" + b"".join(
-        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        for kind, body in chunks
-    )
+    file.write(b"\x89PNG\r\n\x1a\n")
+    for kind, body in chunks:
+        file.write(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)))
 
 
-def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-                   dpi: tuple[float, float] | None, *, deflate: bool = False) -> bytes:
-    """A 16-bit RGB or RGBA TIFF (unassociated alpha), one strip, uncompressed or Adobe-deflated."""
+def _write_tiff16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
+                  dpi: tuple[float, float] | None, *, deflate: bool = False) -> None:
+    """A 16-bit RGB or RGBA TIFF (unassociated alpha), one strip, uncompressed or Adobe-deflated,
+    written to ``file``: the samples straight from ``pixels`` (a copy only where they are not
+    little-endian and contiguous), deflated a band of rows at a time."""
     height, width, channels = pixels.shape
-    strip = pixels.astype("<u2").tobytes()
+    samples = np.ascontiguousarray(pixels, dtype="<u2")
     if deflate:
-        strip = zlib.compress(strip, 6)
+        compressor = zlib.compressobj(6)
+        strip = [compressor.compress(samples[top:top + _ROWS_A_BAND]) for top in range(0, height, _ROWS_A_BAND)]
+        strip.append(compressor.flush())
+    else:
+        strip = [samples.reshape(-1).view(np.uint8)]
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     if exif:
         tags = PILImage.Exif()
@@ -1028,7 +1055,7 @@ def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xm
     ifd[TiffImagePlugin.SAMPLESPERPIXEL] = channels
     ifd[TiffImagePlugin.ROWSPERSTRIP] = height
     ifd.tagtype[TiffImagePlugin.STRIPBYTECOUNTS] = TiffTags.LONG
-    ifd[TiffImagePlugin.STRIPBYTECOUNTS] = len(strip)
+    ifd[TiffImagePlugin.STRIPBYTECOUNTS] = sum(memoryview(piece).nbytes for piece in strip)
     ifd[TiffImagePlugin.STRIPOFFSETS] = 0  # made absolute by the IFD writer
     ifd[TiffImagePlugin.PLANAR_CONFIGURATION] = 1
     if channels == 4:
@@ -1041,10 +1068,11 @@ def _encode_tiff16(pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xm
     if dpi:
         ifd[TiffImagePlugin.X_RESOLUTION], ifd[TiffImagePlugin.Y_RESOLUTION] = dpi
         ifd[TiffImagePlugin.RESOLUTION_UNIT] = 2  # inches
-    buffer = io.BytesIO()
-    ifd.save(buffer)
-    buffer.write(strip)
-    return buffer.getvalue()
+    header = io.BytesIO()
+    ifd.save(header)
+    file.write(header.getvalue())
+    for piece in strip:
+        file.write(piece)
 
 
 def _one_line(exc: BaseException) -> str:

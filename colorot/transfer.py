@@ -236,7 +236,7 @@ def _masked(image: ImageLike, mask: ImageLike, index: int, role: str, max_image_
     alpha = None
     if isinstance(image, (str, os.PathLike)):
         decoded = read_image(image, max_pixels=max_image_pixels)
-        pixels, alpha, shape = to_pixels(decoded.rgb), decoded.alpha, decoded.rgb.shape[:2]
+        pixels, alpha, shape = to_pixels(decoded.rgb), decoded.alpha, decoded.codes.shape[:2]
     elif _is_pil(image):
         (pixels, alpha), shape = _pil_pixels(image), (image.height, image.width)
     else:

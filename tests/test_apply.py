@@ -66,6 +66,18 @@ def test_map_pixels_returns_unclipped_float32_and_accepts_read_only_float64() ->
     assert out.min() < 0 and out.max() > 1
 
 
+@pytest.mark.parametrize("dtype, top", [(np.uint8, 255), (np.uint16, 65535)])
+def test_map_pixels_takes_codes_as_the_floats_an_image_reads_as(dtype, top: int) -> None:
+    """uint8 / uint16 codes are taken to [0, 1] a chunk at a time (a 16-bit image's float copy is
+    not held whole): the values of Image.rgb, codes / top in float32, each chunk included."""
+    codes = np.random.default_rng(2).integers(0, top + 1, (9, 7, 3)).astype(dtype)
+    floats = codes.astype(np.float32)
+    floats /= top
+    out = map_pixels(Square(), codes, chunk_pixels=4)
+    np.testing.assert_array_equal(out, map_pixels(Square(), floats, chunk_pixels=4))
+    np.testing.assert_allclose(out, floats**2, rtol=1e-6)
+
+
 def test_map_pixels_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError):
         map_pixels(INVERT, np.zeros((4, 4)))

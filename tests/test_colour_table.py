@@ -129,6 +129,16 @@ def test_apply_to_file_table_path_and_16_bit_path_of_an_unridged_map(curved_map,
     np.testing.assert_array_equal(got.codes, quantize(map_pixels(curved_map, image.rgb), 16))  # the map itself
 
 
+def test_map_floats_takes_16_bit_codes_band_by_band_as_their_floats(sliced_like_map, monkeypatch):
+    codes = np.random.default_rng(4).integers(0, 65536, (30, 40, 3), dtype=np.uint16)
+    floats = codes.astype(np.float32)
+    floats /= 65535
+    monkeypatch.setattr(colour_table_module, "BAND_PIXELS", 7)  # many bands, the last partial
+    table = colour_table(sliced_like_map)
+    np.testing.assert_array_equal(table.map_floats(codes), table.map_floats(floats))
+    np.testing.assert_allclose(table.map_floats(codes), map_pixels(sliced_like_map, floats), atol=1e-6)
+
+
 def test_16_bit_images_of_a_ridge_map_go_through_its_profiles(sliced_like_map, tmp_path):
     rgb16 = np.random.default_rng(3).integers(0, 65536, (40, 50, 3), dtype=np.uint16)
     path = tmp_path / "c.png"

@@ -180,11 +180,12 @@ def test_identity_write_is_within_one_code_value_for_every_8_bit_format(tmp_path
 # --- 16-bit precision --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("height", [5, 150], ids=["one-band", "three-bands"])  # the writers' bands: 64 rows
 @pytest.mark.parametrize("channels", [3, 4])
 def test_16_bit_png_keeps_full_precision_through_identity_write(
-    tmp_path: Path, channels: int
+    tmp_path: Path, channels: int, height: int
 ) -> None:
-    codes = _codes((5, 9, channels), np.uint16)
+    codes = _codes((height, 9, channels), np.uint16)
     (tmp_path / "a.png").write_bytes(_png16(codes))
     image = read_image(tmp_path / "a.png")
     assert image.bit_depth == 16
@@ -209,13 +210,14 @@ def test_16_bit_grey_alpha_png_keeps_full_precision(tmp_path: Path) -> None:
     np.testing.assert_array_equal(image.alpha, codes[..., 1])
 
 
+@pytest.mark.parametrize("height", [6, 150], ids=["one-band", "three-bands"])
 @pytest.mark.parametrize("order", ["<", ">"], ids=["II", "MM"])
 @pytest.mark.parametrize("deflate", [False, True], ids=["raw", "deflate"])
 @pytest.mark.parametrize("channels", [3, 4])
 def test_16_bit_tiff_keeps_full_precision_through_identity_write(
-    tmp_path: Path, deflate: bool, channels: int, order: str
+    tmp_path: Path, deflate: bool, channels: int, order: str, height: int
 ) -> None:
-    codes = _codes((6, 5, channels), np.uint16)
+    codes = _codes((height, 5, channels), np.uint16)
     (tmp_path / "a.tif").write_bytes(_tiff16(codes, deflate=deflate, order=order))
     image = read_image(tmp_path / "a.tif")
     assert image.bit_depth == 16
@@ -641,6 +643,20 @@ def test_output_rule_clips_and_rounds_without_stretching(tmp_path: Path) -> None
 def test_quantize_16_bit() -> None:
     codes = quantize(np.array([-1.0, 0.0, 0.5, 1.0, 2.0]), 16)
     assert codes.dtype == np.uint16 and codes.tolist() == [0, 0, 32768, 65535, 65535]
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_quantize_rounds_an_image_of_several_bands_as_one(bits: int) -> None:
+    """quantize works a band of 2¹⁸ values at a time (no float copy of a 16-bit image held whole):
+    every band, the last partial one included, follows the output rule in float32."""
+    values = np.random.default_rng(0).normal(0.5, 0.6, (300, 301, 3))  # 3 bands and a part; float64
+    values[0, 0], values[150, 7, 1], values[-1, -1, 2] = np.nan, np.inf, -np.inf
+    top = 2**bits - 1
+    expected = np.rint(np.clip(np.nan_to_num(values.astype(np.float32), nan=0.0), 0, 1) * np.float32(top))
+    codes = quantize(values, bits)
+    assert codes.dtype == (np.uint16 if bits == 16 else np.uint8) and codes.shape == values.shape
+    np.testing.assert_array_equal(codes, expected.astype(codes.dtype))
+    np.testing.assert_array_equal(quantize(values[:, :, ::2], bits), codes[:, :, ::2])  # a strided view
 
 
 # --- failures ----------------------------------------------------------------------
