@@ -44,7 +44,6 @@ class ColourTable:
     def __init__(self, evaluate: Evaluator) -> None:
         self._evaluate = evaluate
         self._entries = np.zeros(1 << 24, dtype="<u4")  # calloc: pages become resident as colours come
-        self.colours_evaluated = 0
 
     def apply_codes(self, codes: np.ndarray) -> np.ndarray:
         """Map uint8 RGB codes (..., 3) to uint8 codes (a view of RGBX words, see
@@ -91,7 +90,6 @@ class ColourTable:
         codes = np.stack([index & 255, (index >> 8) & 255, index >> 16], axis=-1)
         colours = codes.astype(np.float32) / np.float32(255)  # as Image.rgb: the exact path's input
         self._entries[index] = _pack(quantize(self._evaluate(colours), 8)) | KNOWN
-        self.colours_evaluated += len(index)
 
 
 def _pack(codes: np.ndarray) -> np.ndarray:

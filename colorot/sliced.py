@@ -223,19 +223,11 @@ def step_caps(dictionary: Dictionary) -> np.ndarray:
     return np.concatenate([CURVATURE_CAP / sharp ** 2, np.full(d, np.inf)])
 
 
-def fit_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings,
-               callback=None) -> tuple[RidgeMGN, list[float], float]:
-    """Fit T to source pixels x (N, 3) and target pixels y (M, 3), floats in [0, 1].
-
-    Returns the map, the sliced cost before each iteration (RGB units², averaged over
-    its frames) and the wall seconds.  ``callback(iteration, cost)`` after each iteration.
-    """
-    solution = solve_sliced(x, y, settings, callback)
-    return solution.to_ridge_map(), solution.costs, solution.seconds
-
-
 def solve_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings, callback=None) -> SlicedSolution:
-    """:func:`fit_sliced`, returning the solution in the dictionary's terms."""
+    """Fit T to source pixels x (N, 3) and target pixels y (M, 3), floats in [0, 1]: the solution
+    in the dictionary's terms (its ridge map: :meth:`SlicedSolution.to_ridge_map`), with the sliced
+    cost before each iteration (RGB units², averaged over its frames) and the wall seconds.
+    ``callback(iteration, cost)`` after each iteration."""
     settings.validate()
     start = time.perf_counter()
     problem = SlicedProblem(x, y, settings)

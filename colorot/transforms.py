@@ -126,15 +126,6 @@ def lut_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool = Fal
     return mapped if controls is None else controls.bind(mapped, torch_map=True)
 
 
-def round_trip_error(fitted_map: nn.Module, inverse: nn.Module, *, n: int = 4096, seed: int = 0) -> float:
-    """max over n random colours x ∈ [0, 1]³ of ‖T⁻¹(T(x)) − x‖_∞ (RGB units): the solver's accuracy
-    where T⁻¹ has a preimage in the cube, not what an image gets (that is :func:`check_inverse`)."""
-    x = torch.from_numpy(np.random.default_rng(seed).random((n, 3), dtype=np.float32))
-    with torch.inference_mode():
-        back = inverse(fitted_map(x))
-    return float((back - x).abs().max())
-
-
 #: Two 8-bit code values: the most a colour may miss by, coming back or staying in the cube.
 INVERSE_TOLERANCE = 2 / 255
 #: The share of an image's pixels that may miss it before its inverse is called ill-conditioned.

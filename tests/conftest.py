@@ -55,12 +55,6 @@ def smooth_rgb(height: int, width: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def smooth_image() -> Callable[[int, int, int], np.ndarray]:
-    """smooth_image(height, width, seed) → uint8 (H, W, 3) (see :func:`smooth_rgb`)."""
-    return smooth_rgb
-
-
-@pytest.fixture(scope="session")
 def make_png() -> Callable[..., Path]:
     """make_png(path, height=24, width=32, seed=0) writes a smooth random RGB PNG."""
 

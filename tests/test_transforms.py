@@ -11,7 +11,15 @@ from PIL import Image as PILImage
 
 from colorot.errors import ConfigError
 from colorot.models import CMGN, MMGN, gaussian_map_matrix
-from colorot.transforms import ColorAugment, Interpolated, InverseMap, prepare_map, round_trip_error
+from colorot.transforms import ColorAugment, Interpolated, InverseMap, prepare_map
+
+
+def round_trip_error(fitted_map, inverse, *, n: int = 4096, seed: int = 0) -> float:
+    """max over n random colours x ∈ [0, 1]³ of ‖T⁻¹(T(x)) − x‖_∞ (RGB units)."""
+    x = torch.from_numpy(np.random.default_rng(seed).random((n, 3), dtype=np.float32))
+    with torch.inference_mode():
+        back = inverse(fitted_map(x))
+    return float((back - x).abs().max())
 
 
 def _curved(cls, seed: int = 0):
