@@ -290,10 +290,13 @@ def _unit_interval(value: float) -> float:
     return value
 
 
-def _non_negative(value: float) -> float:
-    """A float option's value, refused (a usage error, exit 2) when negative, infinite or NaN."""
-    if not 0.0 <= value < math.inf:
-        raise typer.BadParameter(f"must be a finite number ≥ 0, got {value:g}")
+def _saturation_value(value: float) -> float:
+    """--saturation's value, refused (a usage error, exit 2) when negative, NaN or beyond float32's
+    largest number (infinite where the map's colours are float32: see controls.MAX_SATURATION)."""
+    from colorot.controls import MAX_SATURATION
+
+    if not 0.0 <= value <= MAX_SATURATION:
+        raise typer.BadParameter(f"must be a finite number ≥ 0 (at most {MAX_SATURATION:.3g}), got {value:g}")
     return value
 
 
@@ -347,7 +350,7 @@ def _range_value(value: float | None) -> float | None:
     return _usage_checked(check_range, value)
 
 
-_Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", callback=_non_negative,
+_Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", callback=_saturation_value,
                                             help=_SATURATION_HELP)]
 _Neutral = Annotated[float, typer.Option(rich_help_panel="Colour controls", callback=_unit_interval, help=_NEUTRAL_HELP)]
 _Recursive = Annotated[bool, typer.Option(rich_help_panel="Inputs", help="Descend into sub-folders of folder inputs.")]

@@ -22,7 +22,6 @@ on numpy arrays and torch tensors.
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from typing import Callable, TypeVar
@@ -33,6 +32,9 @@ from colorot.errors import ConfigError
 
 #: Rec. 709 luma weights of encoded R, G, B.
 LUMA = (0.2126, 0.7152, 0.0722)
+#: The largest saturation: float32's largest number (a larger S is infinite where the map's
+#: colours are float32, and ∞·0 made a grey pixel NaN, written black).
+MAX_SATURATION = float(np.finfo(np.float32).max)
 #: The grey whose cast ``neutral`` removes.
 MID_GREY = (0.5, 0.5, 0.5)
 
@@ -59,8 +61,9 @@ class Controls:
             value = getattr(self, name)
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
                 raise ConfigError(f"{name} (--{name}) must be a number, not {value!r}")
-        if not (math.isfinite(self.saturation) and self.saturation >= 0):
-            raise ConfigError(f"saturation (--saturation) must be a finite number ≥ 0, not {self.saturation}")
+        if not 0 <= self.saturation <= MAX_SATURATION:
+            raise ConfigError(f"saturation (--saturation) must be a finite number ≥ 0 (at most {MAX_SATURATION:.3g}, "
+                              f"float32's largest), not {self.saturation}")
         if not 0.0 <= self.neutral <= 1.0:
             raise ConfigError(f"neutral (--neutral) must be between 0 and 1, not {self.neutral}")
 

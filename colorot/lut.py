@@ -25,6 +25,9 @@ from colorot.errors import ConfigError
 DEFAULT_LUT_SIZE = 65
 #: Grid colours evaluated at a time while baking.
 BAKE_CHUNK = 1 << 15
+#: The table entries Pillow's Color3DLUT holds as they are: 16-bit fixed point of 255·2⁶ a unit
+#: keeps |v| ≤ 32767 / 16320 ≈ 2.008, and cuts what lies beyond.
+PILLOW_TABLE_RANGE = 2.0
 #: Seeded uniform colours on which :func:`interpolation_error` compares a table with its map.
 ERROR_SAMPLES = 1 << 15
 
@@ -49,10 +52,16 @@ class Lut:
         self._filter = ImageFilter.Color3DLUT(self.size, self.table, channels=3)
 
     def apply_codes(self, codes: np.ndarray) -> np.ndarray:
-        """Map uint8 RGB codes (H, W, 3) to uint8 codes by trilinear interpolation."""
+        """Map uint8 RGB codes (H, W, 3) to uint8 codes by trilinear interpolation, then the output
+        rule (clip to [0, 1], round): in Pillow's C code, or for a table with entries beyond
+        ±:data:`PILLOW_TABLE_RANGE` (an inverse map's, far outside the cube), which Pillow's fixed
+        point would cut before interpolating, by :func:`interpolate`."""
         if codes.dtype != np.uint8 or codes.shape[-1] != 3:
             raise ValueError("apply_codes takes uint8 RGB codes (H, W, 3)")
-        return np.asarray(PILImage.fromarray(codes, "RGB").filter(self._filter))
+        if np.abs(self.table).max() <= PILLOW_TABLE_RANGE:
+            return np.asarray(PILImage.fromarray(codes, "RGB").filter(self._filter))
+        mapped = interpolate(self, codes.reshape(-1, 3) / np.float32(255))
+        return np.rint(np.clip(mapped, 0.0, 1.0) * 255).astype(np.uint8).reshape(codes.shape)
 
 
 def bake(fitted_map, size: int = DEFAULT_LUT_SIZE) -> Lut:

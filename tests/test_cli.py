@@ -414,9 +414,10 @@ def test_unknown_option_is_a_usage_error(model_file) -> None:
     ("--strength", "1.5", "must be a number in [0, 1], got 1.5"),
     ("--neutral", "nan", "must be a number in [0, 1], got nan"),
     ("--neutral", "-0.1", "must be a number in [0, 1], got -0.1"),
-    ("--saturation", "nan", "must be a finite number ≥ 0, got nan"),
-    ("--saturation", "-1", "must be a finite number ≥ 0, got -1"),
-    ("--saturation", "inf", "must be a finite number ≥ 0, got inf"),
+    ("--saturation", "nan", "must be a finite number ≥ 0 (at most 3.4e+38), got nan"),
+    ("--saturation", "-1", "must be a finite number ≥ 0 (at most 3.4e+38), got -1"),
+    ("--saturation", "inf", "must be a finite number ≥ 0 (at most 3.4e+38), got inf"),
+    ("--saturation", "1e39", "must be a finite number ≥ 0 (at most 3.4e+38), got 1e+39"),  # ∞ in float32
 ])
 @pytest.mark.parametrize("command", ["apply", "match", "export-lut"])
 def test_a_colour_control_out_of_its_range_is_refused_by_its_range(command, option, value, message, images,

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from colorot.controls import LUMA, Controls, luma
+from colorot.controls import LUMA, MAX_SATURATION, Controls, luma
 from colorot.errors import ConfigError
 from colorot.models import RidgeMGN
 
@@ -117,6 +117,16 @@ def test_numpy_and_torch_give_the_same_output():
     via_numpy = controls.bind(lambda c: model(torch.from_numpy(c)).detach().numpy())(x)
     np.testing.assert_allclose(via_torch, via_numpy, atol=1e-6)
     assert via_numpy.dtype == np.float32
+
+
+def test_the_largest_saturation_keeps_a_grey_colour_grey_in_numpy_and_torch():
+    """S beyond float32's largest number was ∞ in a float32 map: ∞·0 made grey NaN (written black)."""
+    grey = np.full((1, 3), 0.5, np.float32)
+    controls = Controls(saturation=MAX_SATURATION)
+    np.testing.assert_array_equal(controls.apply(grey, grey), grey)
+    np.testing.assert_array_equal(controls.apply(torch.from_numpy(grey), torch.from_numpy(grey)).numpy(), grey)
+    with pytest.raises(ConfigError, match="at most 3.4e\\+38"):
+        Controls(saturation=1e39)
 
 
 @pytest.mark.parametrize("kwargs", [{"saturation": -0.1}, {"saturation": float("nan")}, {"neutral": 1.5},

@@ -10,7 +10,7 @@ from colorot.apply import map_pixels
 from colorot.errors import ConfigError
 from colorot.imageio import quantize
 from colorot.controls import Controls
-from colorot.lut import bake, interpolate, interpolation_error, lut_grid, lut_title
+from colorot.lut import Lut, bake, interpolate, interpolation_error, lut_grid, lut_title
 from colorot.models import RidgeMGN
 
 
@@ -66,6 +66,17 @@ def test_interpolation_is_the_table_at_its_grid_and_agrees_with_pillow(curved_ma
     codes = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     ours = quantize(interpolate(lut, codes.reshape(-1, 3) / 255.0), 8).reshape(codes.shape).astype(int)
     assert np.abs(ours - lut.apply_codes(codes).astype(int)).max() <= 1  # Pillow's fixed-point rounding
+
+
+@pytest.mark.parametrize("scale", [1.5, 6.0], ids=["within-pillow", "beyond-pillow"])
+def test_apply_codes_follows_a_table_whose_entries_lie_far_outside_the_cube(scale: float):
+    """An inverse map's table runs far outside [0, 1] (±150 for the samples' map); Pillow holds
+    entries only within ±2.008, so such a table is interpolated by `interpolate` instead. An
+    affine table is interpolated exactly: the output is the affine map, clipped and rounded."""
+    lut = Lut(3, (scale * (lut_grid(3) - 0.5) + 0.5).astype(np.float32))  # entries −2.5 … 3.5 at 6×
+    codes = np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    expected = quantize(scale * (codes / 255.0 - 0.5) + 0.5, 8).astype(int)
+    assert np.abs(lut.apply_codes(codes).astype(int) - expected).max() <= 1  # Pillow's fixed point: ±1
 
 
 def test_an_affine_map_is_interpolated_exactly_and_a_sharp_step_is_not():
