@@ -447,8 +447,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     """Check and prepare ``rgb`` (H, W, 3) for ``format``; the function that encodes it, with
     ``image``'s metadata, into a binary file object.
 
-    Given a real file, Pillow encodes straight into it without holding the GIL, so file
-    workers encode in parallel; into an in-memory buffer it holds the GIL throughout.
+    Pillow encodes a block at a time without holding the GIL, so file workers encode in parallel,
+    and every block goes through the file object's ``write``, which raises on a short write (a
+    full disk; see :class:`_WritesOnly`).
 
     Float ``rgb`` (any values) goes through the output rule (:func:`quantize`);
     an integer ``rgb`` is taken as code values, uint8 for an 8-bit output and
@@ -556,13 +557,29 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
                 _pillow_image(pixels, fmt).save(buffer, format=fmt, **options)
                 file.write(buffer.getvalue())
             else:
-                _pillow_image(pixels, fmt).save(file, format=fmt, **options)
+                _pillow_image(pixels, fmt).save(_WritesOnly(file), format=fmt, **options)
         except Exception as exc:  # Pillow's encoders raise many exception types
             if isinstance(exc, OSError) and exc.errno is not None:  # the file system's: the writer reports it
                 raise
             raise ImageWriteError(f"cannot encode as {fmt} ({_one_line(exc)})") from exc
 
     return write
+
+
+class _WritesOnly:
+    """A binary file without its descriptor. Given one, Pillow's JPEG, BMP and uncompressed TIFF
+    writers encode straight into it from C, which takes a short write (the disk full) for a whole
+    one: the cut file was then renamed into place as written. Without it, they (and libtiff, whose
+    errors carry no errno) hand each encoded block to ``write``, which raises the file system's error."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno")
+
+    def __getattr__(self, name: str):
+        return getattr(self._file, name)
 
 
 def write_image(

@@ -430,6 +430,42 @@ def test_an_unwritable_or_full_destination_stops_the_batch_with_one_message(
     assert (len(report["skipped"]), len(report["written"]), report["failed"]) == (2, 4, [])
 
 
+_WRITE_UNDER_A_SIZE_LIMIT = """
+import resource, sys
+from colorot.errors import ImageWriteError
+from colorot.imageio import read_image, write_image
+image = read_image(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))  # Python ignores SIGXFSZ: writes fail or fall short
+try:
+    write_image(sys.argv[2], image, image.rgb)
+except ImageWriteError as exc:
+    print("refused:", exc)
+else:
+    print("written")
+"""
+
+
+@pytest.mark.parametrize("suffix, options, shape", [
+    (".jpg", {"quality": 95}, (150, 200)), (".bmp", {}, (60, 80)), (".tif", {}, (60, 80)),
+    (".tif", {"compression": "tiff_lzw"}, (60, 80)),
+], ids=["jpeg", "bmp", "tiff", "tiff-lzw"])
+def test_a_disk_that_fills_mid_file_leaves_no_cut_file(tmp_path: Path, suffix: str, options: dict, shape) -> None:
+    """Given the file's descriptor, Pillow's JPEG, BMP and uncompressed TIFF writers took a short
+    write for a whole one: the cut file was renamed into place and reported written (a rerun then
+    skipped it); libtiff's failure read as an encoder error. A real file-size limit, in a child;
+    each file between 8 and 64 KiB, so that one block of Pillow's falls short."""
+    noise = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    source = tmp_path / f"in{suffix}"
+    colorot.imageio.PILImage.fromarray(noise).save(source, **options)
+    output = tmp_path / f"out{suffix}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", _WRITE_UNDER_A_SIZE_LIMIT, str(source), str(output)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused:") and "File too large" in done.stdout, done.stdout
+    assert not output.exists() and temp_files(tmp_path) == []
+
+
 def test_an_output_folder_that_cannot_be_created_stops_the_batch(
     tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
