@@ -517,6 +517,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
                       "AVIF and HEIC keep it)", ImageMetadataWarning, stacklevel=3)
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
     exif = image.exif if fmt != "BMP" else None
+    if exif and fmt == "TIFF":  # the TIFF writer would take the EXIF's layout tags for its own
+        exif = _descriptive_exif(_loaded_exif(exif))
     xmp = image.xmp if fmt != "BMP" and not (fmt == "JPEG" and len(image.xmp or b"") > _JPEG_XMP_LIMIT) else None
     dpi = image.dpi if fmt not in ("WEBP", "AVIF", "HEIF") else None
     options = {key: value for key, value in (("icc_profile", icc), ("exif", exif), ("dpi", dpi)) if value is not None}
@@ -942,7 +944,21 @@ def _upright_exif(pil: PILImage.Image, orientation: object) -> bytes | None:
 def _tiff_exif(pil: PILImage.Image) -> bytes | None:
     """A TIFF's descriptive tags and Exif/GPS sub-directories as an EXIF block (None without any).
     Pillow has already turned the pixels upright and dropped the orientation tag."""
-    tags, exif = pil.getexif(), PILImage.Exif()
+    return _descriptive_exif(pil.getexif())
+
+
+def _loaded_exif(block: bytes) -> PILImage.Exif:
+    """An EXIF block's tags."""
+    tags = PILImage.Exif()
+    tags.load(block)
+    return tags
+
+
+def _descriptive_exif(tags: PILImage.Exif) -> bytes | None:
+    """``tags``' descriptive tags (:data:`_TIFF_DESCRIPTIVE_TAGS`) and Exif/GPS sub-directories as an
+    EXIF block (None without any): what a TIFF takes of a file's EXIF, whose layout tags (a phone's
+    ImageWidth, BitsPerSample, PhotometricInterpretation, …) would describe other pixels."""
+    exif = PILImage.Exif()
     for tag in _TIFF_DESCRIPTIVE_TAGS:
         if tag in tags and not (tag == _DESCRIPTION_TAG and str(tags[tag]).startswith(_LAYOUT_DESCRIPTIONS)):
             exif[tag] = tags[tag]
@@ -1060,8 +1076,7 @@ def _write_tiff16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: b
         strip = [samples.reshape(-1).view(np.uint8)]
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     if exif:
-        tags = PILImage.Exif()
-        tags.load(exif)
+        tags = _loaded_exif(exif)
         for tag, value in tags.items():
             ifd[tag] = tags.get_ifd(tag) if tag in TiffTags.TAGS_V2_GROUPS else value
     ifd[TiffImagePlugin.IMAGEWIDTH] = width

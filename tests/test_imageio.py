@@ -569,6 +569,22 @@ def test_a_tiff_s_descriptive_tags_are_carried_as_exif(tmp_path: Path, bits: int
     assert read_image(_save(tmp_path / "plain.tif", _codes((4, 6, 3)))).exif is None
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_tiff_output_takes_no_layout_tags_from_a_photo_s_exif(tmp_path: Path, bits: int) -> None:
+    """Phones put ImageWidth, ImageLength and the like in a JPEG's EXIF; the TIFF writer took them for
+    its own (a 4000×3000 TIFF of 6×4 pixels: unreadable; PhotometricInterpretation 5: CMYK)."""
+    tags = _exif(1)
+    tags[256], tags[257], tags[262], tags[284] = 4000, 3000, 5, 2  # width, length, photometric, planar
+    image = read_image(_save(tmp_path / "a.jpg", _codes((4, 6, 3)), exif=tags))
+    if bits == 16:
+        image.codes, image.bit_depth = image.codes.astype(np.uint16) * 257, 16
+    write_image(tmp_path / "a.tif", image, image.rgb)
+    again = read_image(tmp_path / "a.tif")
+    np.testing.assert_array_equal(again.codes, image.codes)
+    with PILImage.open(tmp_path / "a.tif") as out:
+        assert out.getexif()[0x010F] == "colorot test camera"
+
+
 @pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate", "packbits"])
 def test_a_compressed_tiff_is_written_back_compressed(tmp_path: Path, compression: str) -> None:
     """TIFF outputs were always uncompressed: an LZW or deflate source grew on every pass."""
