@@ -461,8 +461,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     by PNG, TIFF and WebP untouched (rounded to 8 bits where the output is 8-bit), by AVIF and HEIC
     lossily, and dropped by JPEG and BMP (an :class:`ImageMetadataWarning` naming the output
     ``name`` when a pixel was not opaque). The ICC profile is written when it is an RGB profile and
-    the format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive
-    tags) and XMP (XMP too long for one JPEG marker is not written to JPEG), and
+    the format takes one (not BMP); so are the EXIF (a TIFF source's, and any written to
+    TIFF: its descriptive tags) and XMP (XMP too long for one JPEG marker is not written to JPEG), and
     the resolution (not WebP, AVIF or HEIC). ``quality`` applies to JPEG, lossy WebP, AVIF and
     HEIC (4:2:0 chroma); a lossless WebP source is written to WebP
     losslessly, a JPEG source to JPEG with its chroma subsampling.
