@@ -739,7 +739,8 @@ def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientatio
     """``first`` (frame 0 of ``pil``, decoded) with the ``count`` − 1 later frames of an animation or
     multi-page file, each decoded whole as RGBA (Pillow composes an animation's frames) and turned
     upright as the first; alpha on every frame where any is not opaque.  ``first`` alone, with a
-    warning saying why (unless not ``warn``), where they cannot all be written back: 16-bit pages,
+    warning saying why (unless not ``warn``), where they cannot all be written back: 16-bit pages
+    (or 32-bit, or float, the first's or a later one's),
     pages of several sizes, frames together over the pixel ``limit``, or a later frame that
     cannot be decoded."""
     default_image = pil.format == "PNG" and bool(pil.info.get("default_image"))  # no frame of the animation
@@ -757,6 +758,9 @@ def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientatio
                 pil.seek(index)
                 if pil.size != size:
                     why = "pages of different sizes"
+                    break
+                if _deeper_than_8_bits(pil):  # convert() would clip it to white or black
+                    why = "16-bit pages, which colorot does not write as one file"
                     break
                 later.append(np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(
                     np.asarray(pil.convert("RGBA")))))
@@ -776,6 +780,15 @@ def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientatio
                    durations=None if None in durations else tuple(round(d) for d in durations),
                    default_image=default_image,
                    loop=pil.info.get("loop", 1 if pil.format == "GIF" else None))  # a GIF without one plays once
+
+
+def _deeper_than_8_bits(pil: PILImage.Image) -> bool:
+    """Whether ``pil``'s current frame holds more than 8 bits a sample (16-bit, 32-bit or float:
+    a later page of a TIFF whose first is 8-bit), which Pillow's 8-bit conversion would clip."""
+    if pil.mode in ("I", "F") or pil.mode.startswith("I;16"):
+        return True
+    bits = pil.tag_v2.get(TiffImagePlugin.BITSPERSAMPLE, 8) if pil.format == "TIFF" else 8
+    return max(bits if isinstance(bits, tuple) else (bits,)) > 8
 
 
 def _cicp(data: bytes) -> tuple[int, int] | None:

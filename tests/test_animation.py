@@ -209,6 +209,20 @@ def test_pages_of_different_sizes_give_the_first_with_a_warning(tmp_path: Path) 
     assert image.frames == () and image.codes.shape == (6, 8, 3)
 
 
+@pytest.mark.parametrize("page", [
+    lambda: PILImage.fromarray(np.full((6, 8), 30000, np.uint16)),  # I;16
+    lambda: PILImage.fromarray(np.full((6, 8), 0.5, np.float32)),  # F
+], ids=["16-bit", "float"])
+def test_a_later_page_of_over_8_bits_gives_the_first_with_a_warning(page) -> None:
+    """Only the first page's depth was checked: a later 16-bit page came out white and a float one
+    black, without a word."""
+    buffer = io.BytesIO()
+    PILImage.fromarray(smooth_rgb(6, 8, 0)).save(buffer, format="TIFF", save_all=True, append_images=[page()])
+    with pytest.warns(UserWarning, match="x.tif: 2 frames .*16-bit pages, which colorot does not write as one file"):
+        image = decode_image(buffer.getvalue(), name="x.tif", frames=True)
+    assert image.frames == () and image.codes.shape == (6, 8, 3)
+
+
 def test_an_animation_whose_frames_cannot_be_counted_gives_the_first_with_a_warning() -> None:
     """A GIF cut off in a later frame makes Pillow's frame count raise: it was written as a still
     image without a word."""
