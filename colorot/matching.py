@@ -193,12 +193,13 @@ class MatchWork:
 
 
 def _match_schedule(params: dict) -> dict:
-    """``params`` with the match schedule of the KL solver's ridge map (:data:`MATCH_PIXELS`,
-    :data:`MATCH_KL_ITERATIONS`) where ``max_pixels`` and ``steps`` are not given."""
-    if ColorTransfer(**params).resolved_solver() != "kl" or params.get("model", "ridge") != "ridge":
+    """``params`` with the match schedule of the KL solver's ridge map (:data:`MATCH_KL_ITERATIONS`,
+    and :data:`MATCH_PIXELS` unless ``max_pixels`` is given) where ``steps`` is not given; given
+    ``steps``, ``colorot fit``'s schedule (``colorot match --steps 20`` fits as ``colorot fit``)."""
+    if (ColorTransfer(**params).resolved_solver() != "kl" or params.get("model", "ridge") != "ridge"
+            or params.get("steps") is not None):
         return params
-    return {**params, "steps": MATCH_KL_ITERATIONS if params.get("steps") is None else params["steps"],
-            "max_pixels": params.get("max_pixels", MATCH_PIXELS)}
+    return {**params, "steps": MATCH_KL_ITERATIONS, "max_pixels": params.get("max_pixels", MATCH_PIXELS)}
 
 
 def write_matched(estimator: ColorTransfer, src: Path, dst: Path, *, strength: float = 1.0,

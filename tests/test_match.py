@@ -229,5 +229,10 @@ def test_the_default_fits_of_a_match_run_the_lighter_schedule():
     assert fitted.train_info_["steps"] == MATCH_KL_ITERATIONS
     assert Matcher(reference, steps=2, max_pixels=300).params["steps"] == 2
     assert Matcher(reference, steps=2, max_pixels=300).params["max_pixels"] == 300
+    assert Matcher(reference, max_pixels=300).params == {"steps": MATCH_KL_ITERATIONS, "max_pixels": 300}
+    # given steps, colorot fit's schedule: `colorot match --steps 20` (no --max-pixels) fits as `colorot fit`
+    assert "max_pixels" not in Matcher(reference, steps=20).params
+    again = Matcher(reference, steps=3).fit(image(1), measure_kl=False)
+    assert again.get_params()["max_pixels"] == ColorTransfer().get_params()["max_pixels"]
     for other in ({"solver": "sliced", "steps": None}, {"model": "affine"}):
         assert "max_pixels" not in Matcher(reference, **other).params
