@@ -65,7 +65,10 @@ app = typer.Typer(
     cls=_Group,
     name="colorot",
     help="Colour transfer as optimal transport: learn a Brenier colour map once, apply it to folders.\n\n"
-         "Example: colorot fit day.jpg sunset.jpg -o model.pt && colorot apply model.pt photos/ graded/",
+         "Examples:\n"
+         "  colorot fit day.jpg sunset.jpg -o model.pt\n"
+         "  colorot apply model.pt photos/ graded/\n"
+         "  colorot match reference.jpg photos/ matched/",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -623,10 +626,15 @@ def _batch_paths(paths: list[str], usage: str, from_stdin: bool, as_json: bool,
 
 def _check_stdout_format(output_format: str | None, output: str, suffix: str | None, streaming: bool) -> None:
     """ConfigError for --format with a file or folder output (it names stdout's format only), and for
-    --suffix with '-' (it names a batch's; it was ignored)."""
+    --suffix with '-' (it names a batch's; it was ignored); ImageWriteError for a --format that
+    cannot be written, before any work (it failed the image, exit 3, after the fit)."""
     if output_format is not None and output != "-":
         raise ConfigError("--format names the format of an image written to stdout ('-'); a file's format "
                           "comes from its suffix (--suffix for a folder)")
+    if output_format is not None:
+        from colorot.imageio import writable_format
+
+        writable_format(output_format)
     if suffix is not None and streaming:
         raise ConfigError("--suffix names the format of a batch's output files; an image written to stdout ('-') "
                           "takes --format, and one read from stdin the suffix of its output file's name")

@@ -225,6 +225,22 @@ def format_for_suffix(name: str) -> str:
                           f"{', '.join(sorted(s.lstrip('.') for s in _FORMAT_BY_SUFFIX))}")
 
 
+def writable_format(name: str) -> str:
+    """Pillow's name of a format colorot writes here, from its name or suffix ("png", ".jpg",
+    "JPEG"); ImageWriteError for another, and for AVIF or HEIC where this Pillow cannot write them."""
+    try:
+        fmt = format_for_suffix(name)
+    except ImageWriteError as exc:
+        raise ImageWriteError(f"{exc} (--format or --suffix)") from None
+    if fmt == "AVIF" and not has_avif():
+        raise ImageWriteError("cannot write AVIF: this Pillow has no AVIF support; a recent Pillow has "
+                              "(pip install -U pillow), or choose another format")
+    if fmt == "HEIF" and not has_heif():
+        raise ImageWriteError("cannot write HEIC: it needs pillow-heif (pip install pillow-heif), or choose "
+                              "another format")
+    return fmt
+
+
 def written_format(path: str | os.PathLike[str]) -> str | None:
     """The format a write to ``path`` takes, by its suffix (Pillow's name), or None for a suffix of
     no format colorot writes."""
@@ -473,16 +489,7 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     stays one in PNG and is left out of the others, whose first picture is the animation's first
     frame); another format holds one picture, so it gets the first with an :class:`ImageMetadataWarning`.
     """
-    fmt = format.upper()
-    if fmt not in _FORMAT_BY_SUFFIX.values():
-        raise ImageWriteError(f"cannot write the {format!r} format; choose one of "
-                              f"{', '.join(sorted(s.lstrip('.') for s in _FORMAT_BY_SUFFIX))} (--format or --suffix)")
-    if fmt == "AVIF" and not has_avif():
-        raise ImageWriteError("cannot write AVIF: this Pillow has no AVIF support; a recent Pillow has "
-                              "(pip install -U pillow), or choose another format")
-    if fmt == "HEIF" and not has_heif():
-        raise ImageWriteError("cannot write HEIC: it needs pillow-heif (pip install pillow-heif), or choose "
-                              "another format")
+    fmt = writable_format(format)
     if len(frames) != len(image.frames):
         raise ValueError(f"{len(frames)} frames given for the image's {len(image.frames)} later ones")
     animated = holds_frames(fmt)  # frames are 8-bit (decode_image reads no 16-bit ones)

@@ -733,6 +733,17 @@ def test_a_single_file_to_a_format_that_cannot_be_written_is_refused(tmp_path: P
     assert not (tmp_path / "out.gif").exists()
 
 
+@pytest.mark.parametrize("command", ["apply", "match"])
+def test_a_stdout_format_that_cannot_be_written_is_refused_before_any_work(tmp_path: Path, half: Path,
+                                                                          command: str) -> None:
+    """--format was checked only when the image was encoded: after the fit, as a failed file (exit 3)."""
+    source = png(tmp_path / "a.png")
+    first = source if command == "match" else half
+    for name in ("xyz", "gif"):
+        assert_one_line_error(cli(command, first, source, "-", "--format", name),
+                              f"cannot write the '{name}' format", "(--format or --suffix)")
+
+
 def test_a_folder_where_an_output_goes_is_refused_not_skipped(tmp_path: Path, half: Path) -> None:
     """It was counted as an existing output and skipped (exit 0, nothing written for it)."""
     sources = [png(tmp_path / "a.png"), png(tmp_path / "b.png")]
