@@ -29,6 +29,32 @@ from colorot.models import AffineMap, build_model
 from conftest import smooth_rgb
 
 
+# ------------------------------------------------------------------ sliced W2
+# SW2² = mean over unit θ of W2²(⟨θ, X⟩, ⟨θ, Y⟩); over many directions the mean of θθᵀ is I/3.
+MANY_DIRECTIONS = 20_000  # seed 0's: the eigenvalues of 3·mean θθᵀ within 1.2 % of 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(shift=hnp.arrays(np.float64, 3, elements=st.floats(-0.5, 0.5)).filter(lambda v: np.linalg.norm(v) > 0.05),
+       seed=st.integers(0, 2**32 - 1))
+def test_sliced_w2_to_a_translate_is_the_shift_over_root_3(shift, seed) -> None:
+    """Shifting X by δ moves each projection by ⟨θ, δ⟩: SW2² = mean ⟨θ, δ⟩² → ‖δ‖²/3; and a set
+    against a reordering of itself reads 0."""
+    x = np.random.default_rng(seed).random((300, 3))
+    assert sliced_w2(x, x[::-1]) == 0.0
+    assert sliced_w2(x + shift, x, directions=MANY_DIRECTIONS) == pytest.approx(np.linalg.norm(shift) / 3**0.5,
+                                                                                 rel=0.01)
+
+
+def test_sliced_w2_of_sets_on_one_axis_is_their_1d_w2_over_root_3(rng) -> None:
+    """On the red axis alone each projection is θ_r·t: SW2² = mean θ_r² · W2²(1-D) → W2²(1-D)/3, the
+    1-D W2 being that of the sorted values."""
+    t, u = rng.random(500), rng.random(500) ** 3
+    on_axis = lambda v: np.stack([v, np.zeros_like(v), np.zeros_like(v)], axis=1)  # noqa: E731
+    w2_1d = np.sqrt(np.mean((np.sort(t) - np.sort(u)) ** 2))
+    assert sliced_w2(on_axis(t), on_axis(u), directions=MANY_DIRECTIONS) == pytest.approx(w2_1d / 3**0.5, rel=0.005)
+
+
 # ------------------------------------------------------------------ exact W2
 def test_exact_w2_of_a_set_to_itself_is_zero(rng) -> None:
     x = rng.random((40, 3))
