@@ -17,8 +17,13 @@ def test_loss_labels_keep_three_significant_digits_and_the_sign(value, label) ->
 
 
 def test_a_curve_of_tiny_losses_is_drawn() -> None:
-    panel = _loss_panel(list(np.geomspace(3e-5, 1e-6, 50)), 400)
-    assert np.asarray(panel).std() > 0
+    """The curve, in its own colour, runs across the panel and falls from its top half to its bottom
+    half (the frame and labels alone, drawn in any case, proved nothing)."""
+    panel = np.asarray(_loss_panel(list(np.geomspace(3e-5, 1e-6, 50)), 400)).astype(int)
+    rows, columns = np.nonzero((np.abs(panel - (250, 200, 80)).sum(axis=-1) == 0))
+    assert columns.size and columns.max() - columns.min() > 0.8 * panel.shape[1]
+    height = panel.shape[0]
+    assert rows[columns == columns.min()].mean() < height / 2 < rows[columns == columns.max()].mean()
 
 
 def test_save_sheet_writes_atomically_by_suffix(tmp_path):

@@ -2,7 +2,8 @@
 
 The only failures allowed are the documented ones (ImageReadError,
 CheckpointError, a one-line ``error:`` with exit 1, a usage error 2, a batch
-failure 3); every example has a deadline, so a hang fails the test.
+failure 3). No example has a deadline: hypothesis measures one only after the example returns, so
+a deadline caught no hang and failed slow examples on a busy machine.
 (Plain random bytes into ``decode_image`` are fuzzed in test_imageio.py.)
 """
 
@@ -26,7 +27,7 @@ from colorot import checkpoint
 from colorot.errors import CheckpointError, ImageReadError
 from colorot.imageio import decode_image, encode_image, has_avif, has_heif
 
-FUZZ = settings(max_examples=60, deadline=2000,
+FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # --- the image reader -------------------------------------------------------------------------
@@ -60,8 +61,7 @@ def encoded_images(draw) -> bytes:
 
 #: The decompression-bomb limit of the fuzzed decodes. The fuzzed images have at most 36 pixels, but
 #: a damaged header can claim any size: a GIF cut after its signature claimed 23 440 × 2 781, which
-#: decoded (under Pillow's default limit) in 1–4 s on 2 cores and failed the deadline on a busy CI
-#: machine. Above this limit a claimed size is refused (ImageReadError) before any pixel is decoded.
+#: decoded (under Pillow's default limit) in 1–4 s on 2 cores. Above this limit a claimed size is refused (ImageReadError) before any pixel is decoded.
 FUZZ_MAX_PIXELS = 2**20
 
 
@@ -310,7 +310,7 @@ def _tokens(arena: dict[str, str], command: str) -> st.SearchStrategy[list[str]]
     return st.lists(choice, max_size=5).map(lambda groups: [t for g in groups for t in g])
 
 
-@settings(max_examples=300, deadline=5000, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_random_command_lines_exit_with_a_documented_code(
     monkeypatch: pytest.MonkeyPatch, arena: dict[str, str], choices: st.DataObject
