@@ -149,7 +149,7 @@ def test_16_bit_images_of_a_ridge_map_go_through_its_profiles(sliced_like_map, t
     assert fast.bit_depth == exact.bit_depth == 16
     diff = np.abs(fast.codes.astype(int) - exact.codes.astype(int))
     # 1e-7 is 0.007 of a 16-bit code; float32 rounds the exact map by ~4e-7 (0.03 codes) itself.
-    assert diff.max() <= 1 and (diff > 0).mean() < 0.1
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # 0.2 % measured
 
 
 def test_parallel_run_matches_serial(curved_map, tmp_path):

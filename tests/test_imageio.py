@@ -168,13 +168,13 @@ def test_jpeg_round_trip_keeps_size_and_mode(tmp_path: Path) -> None:
     assert again.rgb.shape == image.rgb.shape
 
 
-def test_identity_write_is_within_one_code_value_for_every_8_bit_format(tmp_path: Path) -> None:
+def test_identity_write_is_exact_for_every_lossless_8_bit_format(tmp_path: Path) -> None:
     codes = _codes((4, 6, 3))
     image = read_image(_save(tmp_path / "a.png", codes))
     for suffix in (".png", ".tif", ".bmp"):
-        write_image(tmp_path / f"b{suffix}", image, image.rgb)
+        write_image(tmp_path / f"b{suffix}", image, image.rgb)  # rint(c / 255 · 255) = c in float32
         with PILImage.open(tmp_path / f"b{suffix}") as out:
-            assert np.abs(np.asarray(out).astype(int) - codes).max() <= 1
+            np.testing.assert_array_equal(np.asarray(out), codes)
 
 
 # --- 16-bit precision --------------------------------------------------------------
@@ -304,10 +304,24 @@ def test_encode_and_decode_bytes_round_trip() -> None:
 
 
 def test_16_bit_source_gives_8_bit_jpeg(tmp_path: Path) -> None:
-    image = decode_image(_png16(_codes((4, 4, 3), np.uint16)))
-    write_image(tmp_path / "b.jpg", image, image.rgb)
+    image = decode_image(_png16(np.tile(np.array([40000, 20000, 60000], np.uint16), (8, 8, 1))))
+    write_image(tmp_path / "b.jpg", image, image.rgb, quality=100)
     with PILImage.open(tmp_path / "b.jpg") as out:
-        assert out.mode == "RGB"
+        assert out.mode == "RGB" and out.size == (8, 8)
+        assert np.abs(np.asarray(out).astype(int) - (156, 78, 233)).max() <= 1  # rint(code / 257), JPEG's ±1
+
+
+def test_a_16_bit_source_to_an_8_bit_format_with_alpha_rounds_codes_and_alpha(tmp_path: Path) -> None:
+    """Colour by the output rule, alpha by rint(a / 257) (not its high or low byte)."""
+    codes = _codes((6, 7, 4), np.uint16)
+    codes[0, :, 3] = [0, 128, 129, 385, 65279, 65407, 65535]  # around the rounding points (x.5 · 257)
+    image = decode_image(_png16(codes))
+    write_image(tmp_path / "b.webp", image, image.rgb)  # WebP is 8-bit; its alpha is kept losslessly
+    with PILImage.open(tmp_path / "b.webp") as out:
+        assert out.mode == "RGBA"
+        written = np.asarray(out)
+    np.testing.assert_array_equal(written[..., 3], np.rint(codes[..., 3] / 257.0).astype(np.uint8))
+    assert written[0, :, 3].tolist() == [0, 0, 1, 1, 254, 255, 255]
 
 
 # --- alpha, modes, orientation and metadata ----------------------------------------

@@ -122,7 +122,7 @@ def test_kl_to_target_matches_the_closed_form_for_a_uniform_box() -> None:
     closed = (-3 * math.log(side) - math.log(np.linalg.det(a)) + 0.5 * np.trace(inv @ cov) + 0.5 * m @ inv @ m
               + 0.5 * math.log(np.linalg.det(2 * math.pi * sigma)))
     estimate = kl_to_target(model, pixels, target, pixels=8000)
-    assert estimate == pytest.approx(closed, abs=0.02), (estimate, closed)
+    assert estimate == pytest.approx(closed, abs=4e-3), (estimate, closed)  # ≤ 4·10⁻⁴ measured over 5 seeds
 
 
 def _bimodal(seed: int = 0):
