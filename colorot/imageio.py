@@ -711,6 +711,12 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
                           "conversion): the colours are read as sRGB codes, and the output carries no profile; "
                           "convert the image to RGB through its profile first to keep its colours",
                           ImageMetadataWarning, stacklevel=4)
+        if pil.format == "TIFF":  # its load() parses the EXIF: parsed here first, where Pillow's warnings are noted
+            with _pillow_warnings_recorded(notes):
+                tags = pil.getexif()
+                for key in TiffTags.TAGS_V2_GROUPS:
+                    if key in tags:
+                        tags.get_ifd(key)
         codes, bit_depth = _pixel_codes(pil, data, name)
         with _pillow_warnings_recorded(notes):
             orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
@@ -718,7 +724,9 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
         if notes and metadata_warning:
             with _PILLOW_WARNINGS_LOCK:  # not into another thread's record
                 warnings.warn(f"{name}: damaged metadata ({'; '.join(dict.fromkeys(notes))}, says Pillow): the "
-                              "pixels are read in full, the EXIF is carried as far as it could be read",
+                              "pixels are read in full, the EXIF is carried as far as it could be read"
+                              + (" (a TIFF's ICC profile and other tags too: an ICC profile lost leaves the "
+                                 "output untagged)" if pil.format == "TIFF" else ""),
                               ImageMetadataWarning, stacklevel=4)
         codes = np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(codes))
         first = Image(

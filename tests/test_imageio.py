@@ -478,6 +478,21 @@ def test_damaged_exif_is_one_warning_naming_the_image(tmp_path: Path) -> None:
         assert image.exif == pil.info["exif"]  # carried as it came
 
 
+def test_a_tiff_cut_in_its_tags_is_one_warning_that_names_the_icc_profile(tmp_path: Path) -> None:
+    """Pillow parses a TIFF's tags again as it loads the pixels: its own "Truncated File Read" came out
+    raw beside colorot's warning, which spoke of the EXIF alone, while the ICC profile was lost too."""
+    tags = _exif(1)
+    tags[0x8298] = "(c) colorot"
+    _save(tmp_path / "whole.tif", _codes((40, 50, 3)), exif=tags, compression="tiff_adobe_deflate",
+          icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data = (tmp_path / "whole.tif").read_bytes()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        decode_image(data[:-8], name="cut.tif")  # the end of the tag data (Pillow writes the IFD last)
+    assert [type(w.message) for w in caught] == [ImageMetadataWarning], [str(w.message) for w in caught]
+    assert "cut.tif: damaged metadata" in str(caught[0].message) and "ICC profile" in str(caught[0].message)
+
+
 def test_metadata_warnings_leave_the_warnings_machinery_as_it_was(tmp_path: Path, monkeypatch) -> None:
     """catch_warnings is process-wide: threads decoding at once must neither lose an image's warning
     nor leave another thread's recorder or filters installed. (Opening is slowed down so that
