@@ -711,9 +711,11 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
                           "conversion): the colours are read as sRGB codes, and the output carries no profile; "
                           "convert the image to RGB through its profile first to keep its colours",
                           ImageMetadataWarning, stacklevel=4)
+        turned = None  # a TIFF's orientation, which its load() applies (and drops) itself
         if pil.format == "TIFF":  # its load() parses the EXIF: parsed here first, where Pillow's warnings are noted
             with _pillow_warnings_recorded(notes):
                 tags = pil.getexif()
+                turned = tags.get(_ORIENTATION_TAG, 1)
                 for key in TiffTags.TAGS_V2_GROUPS:
                     if key in tags:
                         tags.get_ifd(key)
@@ -738,7 +740,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             icc_profile=icc,
             exif=exif,
             xmp=_upright_xmp(pil.info.get("xmp"), orientation),
-            dpi=_upright_dpi(_source_dpi(pil), orientation),
+            dpi=_upright_dpi(_source_dpi(pil), orientation if turned is None else turned),
             jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
             tiff_compression=_tiff_compression(pil),

@@ -568,6 +568,16 @@ def test_a_tiff_s_description_is_carried_unless_it_describes_its_layout(descript
     assert exif.get(270) == (description if carried else None)
 
 
+def test_a_tiff_turned_by_its_orientation_swaps_its_resolution_as_a_jpeg_does() -> None:
+    """Pillow turns a TIFF upright itself and drops the tag: its resolution stayed unswapped."""
+    buffer = io.BytesIO()
+    tags = PILImage.Exif()
+    tags[0x0112] = 6
+    PILImage.fromarray(_codes((4, 6, 3))).save(buffer, format="TIFF", dpi=(300, 100), exif=tags)
+    image = decode_image(buffer.getvalue())
+    assert image.codes.shape == (6, 4, 3) and image.dpi == (100.0, 300.0)
+
+
 @pytest.mark.parametrize("dpi", [None, (300, 150)])
 def test_a_tiff_without_a_resolution_gives_none(dpi: tuple[int, int] | None) -> None:
     """Pillow reports (1, 1) for a TIFF without one, and outputs claimed 1 dpi."""
