@@ -313,7 +313,8 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     the output format the image is to be written in, where that format holds one picture (JPEG,
     BMP, HEIC: not :func:`holds_frames`), the first alone, without a warning here: the later frames
     are counted in :attr:`Image.unread_frames`, and the writer warns that only the first is written.
-    16-bit greyscale, grey+alpha, RGB and RGBA PNG and TIFF keep their full precision; rarer 16-bit
+    16-bit greyscale, RGB and RGBA PNG and TIFF, and grey+alpha PNG, keep their full precision (a
+    16-bit grey+alpha TIFF Pillow cannot open: "not an image, or a format Pillow cannot read"); rarer 16-bit
     layouts (premultiplied alpha, CMYK) come at Pillow's 8-bit precision with ``bit_depth`` 8; TIFFs
     of over 8 bits a sample in separate planes, and 32-bit integer and floating-point modes, are
     refused.

@@ -187,6 +187,8 @@ def _pil_pixels(image) -> tuple[np.ndarray, np.ndarray | None]:
     if image.mode.startswith("I;16"):  # convert("RGB") would clip it to 0–255
         grey = np.asarray(image).astype(np.uint16).reshape(-1, 1)
         return np.repeat(grey, 3, axis=1) / np.float32(65535), None
+    if image.mode == "La":  # premultiplied grey + alpha, which Pillow converts to LA alone
+        image = image.convert("LA")
     if image.has_transparency_data:
         rgba = np.asarray(image.convert("RGBA")).reshape(-1, 4)
         return rgba[:, :3] / np.float32(255), rgba[:, 3]

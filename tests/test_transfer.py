@@ -323,6 +323,8 @@ def test_arrays_tensors_and_pil_modes_as_the_docs_say(fitted) -> None:
                        PILImage.fromarray(np.full((3, 4), 30000, np.int32))):
         with pytest.raises(ConfigError, match="unsupported pixel format"):
             fitted.transform(mode_image)  # convert("RGB") clipped them to 0 or 1
+    grey_alpha = PILImage.fromarray(np.dstack([np.full((3, 4), 90, np.uint8), np.full((3, 4), 255, np.uint8)]), "LA")
+    np.testing.assert_array_equal(fitted.transform(grey_alpha.convert("La")), fitted.transform(grey_alpha))  # a raw ValueError
 
 
 def test_a_fit_on_8_bit_codes_as_floats_is_refused(source, target_pixels) -> None:
