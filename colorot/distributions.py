@@ -201,15 +201,18 @@ class GaussianMixture:
             for k in problem.candidates:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    sk = SkGMM(
-                        n_components=k, covariance_type="full", reg_covar=problem.ridge,
-                        random_state=problem.random_state, n_init=1, max_iter=200,
-                    ).fit(problem.sample)
+                    try:
+                        sk = SkGMM(
+                            n_components=k, covariance_type="full", reg_covar=problem.ridge,
+                            random_state=problem.random_state, n_init=1, max_iter=200,
+                        ).fit(problem.sample)
+                    except ValueError as exc:  # a component of one colour: its covariance is singular
+                        raise ConfigError(_singular(problem.ridge)) from exc
                 bic = sk.bic(problem.sample) if len(problem.candidates) > 1 else 0.0
                 if bic < best_bic:
                     best, best_bic = sk, bic
         assert best is not None
-        return cls(best.weights_, best.means_, best.covariances_)
+        return _with_ridge_named(problem.ridge, lambda: cls(best.weights_, best.means_, best.covariances_))
 
     # --------------------------------------------------------------- torch ops
     def _torch(self, device: torch.device | str, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
@@ -307,6 +310,23 @@ class GaussianMixture:
         }
 
 
+def _singular(ridge: float) -> str:
+    """Why a target's density cannot be fitted with ``ridge``, and what to do."""
+    return (f"the target's colours, or a cluster of them, lie flat (on one colour, a line such as the greys, or a "
+            f"plane), so a covariance stays singular with a ridge of {ridge:g}: give ridge (--ridge) above 0, as its "
+            "defaults are (10⁻⁴ for the kl solver, 4·10⁻⁴ for the others)")
+
+
+def _with_ridge_named(ridge: float, make):
+    """``make()``, its refusal of a covariance that is not positive definite said as :func:`_singular`."""
+    try:
+        return make()
+    except ConfigError as exc:
+        if "not positive definite" not in str(exc):
+            raise
+        raise ConfigError(_singular(ridge)) from exc
+
+
 class Gaussian(GaussianMixture):
     """A single Gaussian N(μ, Σ): maximum-likelihood mean and covariance + ridge."""
 
@@ -319,7 +339,7 @@ class Gaussian(GaussianMixture):
     @classmethod
     def fit(cls, pixels: np.ndarray, *, ridge: float = DEFAULT_RIDGE, **_: object) -> "Gaussian":
         """MLE: the sample mean and the (1/N) sample covariance, plus ``ridge·I``."""
-        return cls(*gaussian_moments(pixels, ridge))
+        return _with_ridge_named(ridge, lambda: cls(*gaussian_moments(pixels, ridge)))
 
     def to_dict(self) -> dict:
         return {

@@ -39,7 +39,7 @@ from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAU
                               DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, FLOAT_SLACK, NETWORK_KL_ITERATIONS)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
 from colorot.em_process import BackgroundEM, discard_prestarted
-from colorot.errors import ConfigError, NotFittedError
+from colorot.errors import ConfigError, NotFittedError, TrainingError
 from colorot.history import History
 from colorot.imageio import read_image, read_pixels, unit_values
 from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake, lut_title
@@ -311,6 +311,10 @@ def checked_values(pixels: np.ndarray, role: str, within: tuple[float, float] = 
     return pixels
 
 
+#: The largest ridge (a variance of 1: a spread the width of the RGB cube), eps (a Jacobian floor of
+#: 100) and weight of an added term: beyond them nothing is gained, and the fit's float arithmetic
+#: overflowed (eps = 1e39: a LinAlgError; sw_weight = 1e300: a NaN loss saved as the map's).
+MAX_RIDGE, MAX_EPS, MAX_WEIGHT = 1.0, 100.0, 1e12
 #: The type each parameter must have (None stands for its default where it has one).
 _PARAM_TYPES = {**dict.fromkeys(("n_components", "sw_directions", "steps", "batch_size", "max_pixels", "hidden",
                                  "layers", "modules", "random_state", "max_image_pixels"), numbers.Integral),
@@ -478,15 +482,16 @@ class ColorTransfer:
                               f"not {self.n_components!r}")
         if self.max_pixels < 2:
             raise ConfigError(f"{_named('max_pixels')} must be at least 2, got {self.max_pixels}")
-        if self.ridge is not None and not 0 <= self.ridge < math.inf:
-            raise ConfigError(f"{_named('ridge')} must be a finite number ≥ 0, got {self.ridge}")
-        if not 0 < self.eps < math.inf:
-            raise ConfigError(f"{_named('eps')} must be a finite number > 0, got {self.eps}")
+        if self.ridge is not None and not 0 <= self.ridge <= MAX_RIDGE:
+            raise ConfigError(f"{_named('ridge')} must be a finite number ≥ 0 (at most {MAX_RIDGE:g}), got {self.ridge}")
+        if not 0 < self.eps <= MAX_EPS:
+            raise ConfigError(f"{_named('eps')} must be a finite number > 0 (at most {MAX_EPS:g}), got {self.eps}")
         if self.lr is not None and not 0 < self.lr < math.inf:
             raise ConfigError(f"{_named('lr')} must be a finite number > 0, got {self.lr}")
         for name in ("sw_weight", "transport_weight"):
-            if getattr(self, name) is not None and not 0 <= getattr(self, name) < math.inf:
-                raise ConfigError(f"{_named(name)} must be a finite number ≥ 0, got {getattr(self, name)}")
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) <= MAX_WEIGHT:
+                raise ConfigError(f"{_named(name)} must be a finite number ≥ 0 (at most {MAX_WEIGHT:g}), "
+                                  f"got {getattr(self, name)}")
         for name, least in (("steps", 0), ("batch_size", 2), ("sw_directions", 1), ("max_image_pixels", 1)):
             if getattr(self, name) is not None and not getattr(self, name) >= least:
                 raise ConfigError(f"{_named(name)} must be at least {least}, got {getattr(self, name)}")
@@ -658,6 +663,10 @@ class ColorTransfer:
                 target_sha256 = _sha256(target)
             src, entropy = self._fit_map(src, tgt, density, solver, kind, steps, config, settings, kl_settings,
                                          sliced, callback)
+        if self.history_.final_loss is not None and not math.isfinite(self.history_.final_loss):
+            raise TrainingError(f"the fit's final loss is {self.history_.final_loss} (overflow): its numbers are too "
+                                "far from the defaults for float arithmetic (--ridge, --eps, --sw-weight, "
+                                "--transport-weight); nothing was saved")
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
         adam_only = {"loss": self.loss, "sw_weight": self.resolved_sw_weight(),
                      "transport_weight": float(self.transport_weight), "lr": float(self._learning_rate()),

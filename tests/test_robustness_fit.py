@@ -79,6 +79,38 @@ def test_a_single_colour_target_gives_a_finite_map_onto_that_colour(
     assert np.abs(mapped - colour / 255).max() < 0.1
 
 
+@pytest.mark.parametrize("options", [(), ("--distribution", "gaussian"), ("--model", "affine"),
+                                     ("--solver", "sliced", "--distribution", "gmm"), ("--components", "auto")],
+                         ids=["default", "gaussian", "affine", "sliced-gmm", "auto"])
+def test_a_ridge_of_0_on_a_flat_target_names_the_ridge(tmp_path: Path, source: Path, options) -> None:
+    """--ridge 0 is allowed; on a target of flat colour areas scikit-learn's EM raised a traceback
+    ("ill-defined empirical covariance"), the Gaussian a bare "not positive definite"."""
+    codes = np.zeros((8, 8, 3), np.uint8)
+    codes[:, 4:] = 255  # black and white: two colours, each without spread
+    target = _save(tmp_path / "bw.png", codes)
+    outcome = cli("fit", source, target, "-o", tmp_path / "m.pt", "--ridge", "0", *options)
+    assert_one_line_error(outcome, "lie flat", "give ridge (--ridge) above 0")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_fit_whose_loss_overflows_saves_nothing(monkeypatch, tmp_path: Path) -> None:
+    """Finite settings far from the defaults overflowed into a NaN final loss, saved with the map."""
+    from colorot import transfer
+    from colorot.history import History
+
+    real = transfer.ColorTransfer._fit_map
+
+    def overflowing(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
+        self.history_ = History([1.0, float("nan")], self.history_.seconds)
+        return result
+
+    monkeypatch.setattr(transfer.ColorTransfer, "_fit_map", overflowing)
+    pixels = np.random.default_rng(0).random((500, 3))
+    with pytest.raises(TrainingError, match="final loss is nan .*nothing was saved"):
+        transfer.ColorTransfer(steps=2).fit(pixels, pixels)
+
+
 def test_a_greyscale_target_gives_grey_outputs(tmp_path: Path, source: Path) -> None:
     grey = smooth_rgb(12, 12, seed=5)[..., :1].repeat(3, axis=2)
     target = _save(tmp_path / "grey.png", grey)
@@ -177,6 +209,8 @@ def test_a_source_far_outside_the_target_range_is_carried_into_it(tmp_path: Path
                                             ("--eps", "inf"), ("--ridge", "-1"), ("--ridge", "nan"),
                                             ("--lr", "nan"), ("--lr", "inf"),
                                             ("--transport-weight", "nan"), ("--hidden", "0"),
+                                            ("--eps", "1e39"), ("--ridge", "1e300"), ("--sw-weight", "1e300"),
+                                            ("--transport-weight", "1e13"),  # each overflowed the fit
                                             ("--hidden", "5000"), ("--modules", "100000")])
 def test_invalid_training_options_are_one_line_errors(
     tmp_path: Path, source: Path, option: str, value: str

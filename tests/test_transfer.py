@@ -369,7 +369,9 @@ def test_a_parameter_of_the_wrong_type_is_a_config_error(source, target_pixels, 
 
 @pytest.mark.parametrize("name, value, rule", [
     ("lr", math.nan, "a finite number > 0"), ("lr", 0.0, "a finite number > 0"),
-    ("sw_weight", -1.0, "a finite number ≥ 0"), ("transport_weight", math.inf, "a finite number ≥ 0"),
+    ("sw_weight", -1.0, "a finite number ≥ 0 (at most 1e+12)"),
+    ("transport_weight", math.inf, "a finite number ≥ 0 (at most 1e+12)"),
+    ("eps", 101.0, "a finite number > 0 (at most 100)"), ("ridge", 1.5, "a finite number ≥ 0 (at most 1)"),
     ("steps", -1, "at least 0"), ("batch_size", 1, "at least 2"), ("sw_directions", 0, "at least 1"),
     ("max_image_pixels", 0, "at least 1")])
 def test_an_unusable_number_is_refused_by_name_before_any_image_is_read(name, value, rule) -> None:
