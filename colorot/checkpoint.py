@@ -37,6 +37,7 @@ import numpy as np
 from colorot import torch_archive
 from colorot.version import __version__
 from colorot.atomic import write_atomic
+from colorot.defaults import MAX_EPS
 from colorot.distributions import GaussianMixture, target_from_dict
 from colorot.errors import CheckpointError, ColorotError, OutputExistsError
 from colorot.ridge_map import RidgeParameters
@@ -143,15 +144,15 @@ def model_size_error(config: dict, largest: int = MAX_MODEL_SIZE,
 
 def _check_config(config: object, state: object, source: object) -> None:
     """Refuse a model section whose config or parameters are not dicts, or whose config is not
-    3-D, has a non-finite or non-positive eps, or asks for more units than
+    3-D, has an eps outside (0, MAX_EPS], or asks for more units than
     :data:`MAX_MODEL_SIZE` / :data:`MAX_MODEL_UNITS`."""
     _require(isinstance(config, dict) and isinstance(state, dict), source, "malformed model section")
     _require(all(isinstance(key, str) for key in config), source, "malformed model config")
     dim = config.get("dim", 3)  # an int (a tensor or array here has no one truth value)
     _require(isinstance(dim, int) and dim == 3, source, "the model is not a map of 3 colour channels")
     eps = config.get("eps", 1.0)
-    _require(isinstance(eps, (int, float)) and not isinstance(eps, bool)
-             and math.isfinite(eps) and eps > 0, source, "eps must be a positive finite number")
+    _require(isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps <= MAX_EPS, source,
+             f"eps must be a positive finite number, at most {MAX_EPS:g}")
     size_error = model_size_error(config, MAX_MODEL_UNITS)
     _require(size_error is None, source, f"model size out of range ({size_error})")
 
@@ -280,7 +281,9 @@ def _target_and_metadata(payload: dict, source: object) -> tuple[GaussianMixture
     _require(target.means.shape[1] == 3, source, "the target is not a distribution of RGB colours")
     preprocess, train = payload.get("preprocess", {}), payload.get("train", {})
     _require(isinstance(preprocess, dict) and isinstance(train, dict), source, "malformed metadata")
-    return target, preprocess, train, str(payload.get("colorot_version", "unknown"))
+    version = payload.get("colorot_version", "unknown")
+    _require(isinstance(version, str), source, "malformed metadata (colorot_version is not text)")
+    return target, preprocess, train, version
 
 
 def load(path: str | Path | bytes | BinaryIO) -> Checkpoint:

@@ -5,6 +5,9 @@ and ``transfer`` take them from here (and still export them under the same names
 #: Strong-convexity floor ε: every Jacobian eigenvalue is at least this.  It is
 #: the largest compression of colour space the map may apply (1000:1).
 DEFAULT_EPS = 1e-3
+#: The largest ε a fit takes and a checkpoint may hold: beyond it nothing is gained, and the fit's
+#: float arithmetic overflowed (ε = 10³⁹: a LinAlgError; 10³⁰: an infinite loss).
+MAX_EPS = 100.0
 #: Half an 8-bit code value: training pixels are spread uniformly over their quantisation
 #: cell (dequantisation), so the source has a density and the log-det term of the exact KL
 #: is meaningful.

@@ -77,9 +77,16 @@ DEFAULT_SCALE = 0.1
 MMGN_SCALE = 0.05
 
 
+#: The activation scales a network takes: within them float32 keeps z/α and α·act(z/α) finite
+#: (a checkpoint's α = 1e-300 made every output infinite).
+SCALE_RANGE = (1e-6, 1e6)
+
+
 def _check_scale(scale: float) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
-        raise ConfigError(f"the activation scale must be a positive finite number, not {scale!r}")
+    low, high = SCALE_RANGE
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not low <= scale <= high:
+        raise ConfigError(f"the activation scale must be a positive finite number from {low:g} to {high:g}, "
+                          f"not {scale!r}")
     return float(scale)
 
 

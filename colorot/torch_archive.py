@@ -19,6 +19,7 @@ unpickles nothing but those values (never code).  colorot's checkpoints are writ
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import struct
 import zipfile
@@ -178,6 +179,9 @@ def read(data: bytes) -> object:
     ``OrderedDict`` and tensors of the dtypes in :data:`STORAGE_DTYPES`.
     """
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        damaged = archive.testzip()  # every member's CRC-32, those not read here too (torch.load's check)
+        if damaged is not None:
+            raise zipfile.BadZipFile(f"member {damaged} fails its CRC check")
         pickles = [name for name in archive.namelist() if name.endswith("/data.pkl")]
         if len(pickles) != 1:
             raise ValueError("not a torch.save archive")
@@ -236,5 +240,7 @@ def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple
         return np.zeros(size, storage.dtype)
     if offset + sum((n - 1) * step for n, step in zip(size, stride)) >= len(storage):
         raise ValueError("tensor outside its storage")
+    if math.prod(size) > len(storage) - offset:  # stride 0 repeats: a 12 KB file asked for gigabytes
+        raise ValueError("tensor larger than its storage")
     steps = [step * storage.itemsize for step in stride]
     return np.lib.stride_tricks.as_strided(storage[offset:], size, steps).copy()

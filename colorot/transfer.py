@@ -36,7 +36,7 @@ from colorot.apply import DEFAULT_CHUNK_PIXELS, at_strength, map_pixels
 from colorot.controls import Controls, check_controls
 from colorot.cube import write_cube
 from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_STEPS,
-                              DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, FLOAT_SLACK, NETWORK_KL_ITERATIONS)
+                              DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, FLOAT_SLACK, MAX_EPS, NETWORK_KL_ITERATIONS)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
 from colorot.em_process import BackgroundEM, discard_prestarted
 from colorot.errors import ConfigError, NotFittedError, TrainingError
@@ -311,10 +311,10 @@ def checked_values(pixels: np.ndarray, role: str, within: tuple[float, float] = 
     return pixels
 
 
-#: The largest ridge (a variance of 1: a spread the width of the RGB cube), eps (a Jacobian floor of
-#: 100) and weight of an added term: beyond them nothing is gained, and the fit's float arithmetic
-#: overflowed (eps = 1e39: a LinAlgError; sw_weight = 1e300: a NaN loss saved as the map's).
-MAX_RIDGE, MAX_EPS, MAX_WEIGHT = 1.0, 100.0, 1e12
+#: The largest ridge (a variance of 1: a spread the width of the RGB cube) and weight of an added
+#: term (eps: defaults.MAX_EPS): beyond them nothing is gained, and the fit's float arithmetic
+#: overflowed (ridge = 1e300: a LinAlgError; sw_weight = 1e300: a NaN loss saved as the map's).
+MAX_RIDGE, MAX_WEIGHT = 1.0, 1e12
 #: The type each parameter must have (None stands for its default where it has one).
 _PARAM_TYPES = {**dict.fromkeys(("n_components", "sw_directions", "steps", "batch_size", "max_pixels", "hidden",
                                  "layers", "modules", "random_state", "max_image_pixels"), numbers.Integral),

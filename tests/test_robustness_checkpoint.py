@@ -221,6 +221,9 @@ ALTERATIONS: dict[str, tuple[Callable[[dict], None], str]] = {
     "nan-eps": (_set("model", "config", "eps", float("nan")), "eps"),
     "negative-eps": (_set("model", "config", "eps", -1.0), "eps"),
     "eps-as-text": (_set("model", "config", "eps", "0.001"), "eps"),
+    "huge-eps": (_set("model", "config", "eps", 1e300), "eps"),  # infinite in float32: eval's eigh crashed
+    "tiny-scale": (_set("model", "config", "scale", 1e-300), "activation scale"),  # every output infinite
+    "version-as-list": (_set("colorot_version", [[[]]]), "colorot_version"),  # nested: a RecursionError
     "two-channel-model": (_set("model", "config", "dim", 2), "3 colour channels"),
     "dim-as-empty-tensor": (_set("model", "config", "dim", torch.zeros(0)), "3 colour channels"),  # no truth value
     "dim-as-tensor": (_set("model", "config", "dim", torch.tensor(3)), "3 colour channels"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
 
 import numpy as np
 import pytest
@@ -98,3 +99,23 @@ def test_tensors_outside_their_storage_are_refused() -> None:
                                  (0, (2,), (-1,)), (0, (2, 2), (1,))]:
         with pytest.raises(ValueError):
             torch_archive._rebuild_tensor(storage, offset, size, stride)
+
+
+def test_a_tensor_larger_than_its_storage_is_refused_before_any_copy() -> None:
+    """Stride 0 repeats one value: a 12 KB file holding (10⁸,) of one element cost 836 MB to read."""
+    buffer = io.BytesIO()
+    torch.save({"b": torch.zeros(1).expand(10**8)}, buffer)
+    with pytest.raises(ValueError, match="larger than its storage"):
+        torch_archive.read(buffer.getvalue())
+
+
+def test_a_damaged_member_that_is_not_read_is_refused_too() -> None:
+    """Only the members the reader read were CRC-checked: a damaged 'version' member passed."""
+    buffer = io.BytesIO()
+    torch.save({"a": torch.arange(3.0)}, buffer)
+    data = bytearray(buffer.getvalue())
+    at = data.index(b"/version") + len(b"/version")  # the local header's name, then its one-line body
+    body = data.index(b"\n", at) - 1
+    data[body] ^= 0x01  # '3' → '2': the stored CRC no longer matches
+    with pytest.raises(zipfile.BadZipFile, match="member .*version fails its CRC check"):
+        torch_archive.read(bytes(data))
