@@ -219,17 +219,27 @@ def _as_list(images: ImageLike | Sequence[ImageLike] | None) -> list:
 
 def _mask_of(mask: ImageLike, max_image_pixels: int | None) -> np.ndarray:
     """A mask image → bool (H, W) (a 1-D mask of pixels: (N,)): true where its mean code is at
-    least half the maximum (8- and 16-bit codes: white; floats, bools and other integers: ≥ 0.5)."""
+    least half the maximum (8- and 16-bit codes: white; floats, bools and other integers: ≥ 0.5)
+    and, for a mask file or PIL image with transparency, where it is at least half opaque (editors
+    export a mask painted on transparency with white under it: it selected every pixel)."""
+    opaque = None
     if isinstance(mask, (str, os.PathLike)):
         image = read_image(mask, max_pixels=max_image_pixels)
         codes, top = image.codes, (65535 if image.bit_depth == 16 else 255)
+        if image.alpha is not None:
+            opaque = image.alpha >= np.iinfo(image.alpha.dtype).max / 2
+    elif hasattr(mask, "convert"):
+        grey = np.asarray(mask.convert("LA") if mask.has_transparency_data else mask.convert("L"))
+        codes, top = (grey[..., 0], 255) if grey.ndim == 3 else (grey, 255)
+        opaque = grey[..., 1] >= 255 / 2 if grey.ndim == 3 else None
     else:
-        codes = np.asarray(mask.convert("L") if hasattr(mask, "convert") else mask)
+        codes = np.asarray(mask)
         top = 65535 if codes.dtype == np.uint16 else 255 if codes.dtype == np.uint8 else 1.0
     if codes.ndim == 1:
         return codes >= top / 2
     codes = codes.reshape(codes.shape[0], codes.shape[1], -1)
-    return codes.mean(-1) >= top / 2
+    white = codes.mean(-1) >= top / 2
+    return white if opaque is None else white & opaque
 
 
 def _masked(image: ImageLike, mask: ImageLike, index: int, role: str, max_image_pixels: int | None) -> np.ndarray:

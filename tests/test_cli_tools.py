@@ -56,6 +56,19 @@ def test_fit_masks_select_pixels(tiny_fit, tmp_path):
     assert wrong.exit_code == 1 and "one mask per source" in wrong.output
 
 
+def test_a_mask_s_transparent_pixels_select_nothing(tiny_fit, tmp_path):
+    """Editors export a mask painted on transparency with white under it: it selected every pixel."""
+    mask = np.zeros((24, 32, 4), dtype=np.uint8)
+    mask[..., :3] = 255
+    mask[:10, :12, 3] = 255  # only this corner is painted (opaque)
+    PILImage.fromarray(mask, "RGBA").save(tmp_path / "painted.png")
+    result = _ok(["fit", tiny_fit["source"], "--target", tiny_fit["target"], "--mask", tmp_path / "painted.png",
+                  "-o", tmp_path / "m.pt", "--json", *TINY])
+    assert json.loads(result.stdout)["training_pixels"] == 10 * 12
+    from colorot.transfer import _mask_of  # the same rule for a PIL image given to the Python API
+    assert _mask_of(PILImage.open(tmp_path / "painted.png"), None).sum() == 10 * 12
+
+
 def test_a_mask_must_have_its_image_s_shape_and_keeps_transparency_out(tiny_fit, tmp_path):
     """A transposed mask of the same pixel count was taken in flattened order; with a mask, fully
     transparent pixels were fitted."""
