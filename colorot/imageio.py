@@ -612,7 +612,16 @@ def _ends_a_jpeg(file: BinaryIO) -> bool:
         return True
     file.flush()
     size = os.fstat(descriptor).st_size
-    return size >= 2 and os.pread(descriptor, 2, size - 2) == b"\xff\xd9"
+    if size < 2:
+        return False
+    if hasattr(os, "pread"):
+        return os.pread(descriptor, 2, size - 2) == b"\xff\xd9"
+    position = os.lseek(descriptor, 0, os.SEEK_CUR)  # Windows has no pread: read, then put the offset back
+    os.lseek(descriptor, size - 2, os.SEEK_SET)
+    try:
+        return os.read(descriptor, 2) == b"\xff\xd9"
+    finally:
+        os.lseek(descriptor, position, os.SEEK_SET)
 
 
 def write_image(

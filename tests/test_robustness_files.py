@@ -478,6 +478,16 @@ def test_a_whole_jpeg_is_encoded_once_straight_into_its_file(tmp_path: Path, mon
     assert (tmp_path / "a.jpg").read_bytes().endswith(b"\xff\xd9")
 
 
+def test_the_jpeg_end_check_reads_without_pread_too(tmp_path: Path, monkeypatch) -> None:
+    """Windows has no os.pread: the check reads the last bytes and puts the file's offset back."""
+    monkeypatch.delattr(os, "pread")
+    with open(tmp_path / "a.jpg", "w+b") as file:
+        file.write(b"\xff\xd8 ... \xff\xd9")  # 9 bytes
+        assert colorot.imageio._ends_a_jpeg(file) and file.tell() == 9
+        file.write(b"\x00")
+        assert not colorot.imageio._ends_a_jpeg(file) and file.tell() == 10
+
+
 def test_an_output_folder_that_cannot_be_created_stops_the_batch(
     tmp_path: Path, half: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
