@@ -82,6 +82,15 @@ _PHOTOMETRIC_TAG = 262  # a TIFF's PhotometricInterpretation: 0 white is zero, 1
 #: Copyright; and its Exif and GPS sub-directories.
 _TIFF_DESCRIPTIVE_TAGS = (270, 271, 272, 305, 306, 315, 316, 33432)
 _EXIF_SUB_IFDS = (0x8769, 0x8825)
+#: The tags a TIFF writes of its own, left out of the EXIF it carries: the layout of its pixels
+#: (size, samples, compression, strips and tiles, sub-files, predictor, sample format, the old JPEG
+#: and YCbCr tags), their colour response, orientation (the pixels are upright), resolution (written
+#: from ``dpi``), and the ICC profile and XMP (written from the image's own).
+_TIFF_OWN_TAGS = frozenset({
+    254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 274, 277, 278, 279, 280, 281, 282, 283,
+    284, 290, 291, 292, 293, 296, 301, 317, 318, 319, 320, 321, 322, 323, 324, 325, 330, 332, 338, 339,
+    340, 341, 347, 512, 513, 514, 515, 517, 518, 519, 520, 521, 529, 530, 531, 532, 700, 34675,
+})
 #: A TIFF source's lossless compressions (Pillow's names) that a TIFF output keeps; a 16-bit output
 #: (colorot's own encoder) uses Adobe deflate for any of them.
 _LOSSLESS_TIFF_COMPRESSIONS = frozenset({"tiff_lzw", "tiff_adobe_deflate", "packbits"})
@@ -479,8 +488,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     by PNG, TIFF and WebP untouched (rounded to 8 bits where the output is 8-bit), by AVIF and HEIC
     lossily, and dropped by JPEG and BMP (an :class:`ImageMetadataWarning` naming the output
     ``name`` when a pixel was not opaque). The ICC profile is written when it is an RGB profile and
-    the format takes one (not BMP); so are the EXIF (a TIFF source's, and any written to
-    TIFF: its descriptive tags) and XMP (XMP too long for one JPEG marker is not written to JPEG), and
+    the format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive tags; into
+    a TIFF: all but the tags of the TIFF's own, :data:`_TIFF_OWN_TAGS`) and XMP (XMP too long for one JPEG marker is not written to JPEG), and
     the resolution (not WebP, AVIF or HEIC). ``quality`` applies to JPEG, lossy WebP, AVIF and
     HEIC (4:2:0 chroma); a lossless WebP source is written to WebP
     losslessly, a JPEG source to JPEG with its chroma subsampling.
@@ -527,7 +536,7 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
     exif = image.exif if fmt != "BMP" else None
     if exif and fmt == "TIFF":  # the TIFF writer would take the EXIF's layout tags for its own
-        exif = _descriptive_exif(_loaded_exif(exif))
+        exif = _exif_for_tiff(exif)
     xmp = image.xmp if fmt != "BMP" and not (fmt == "JPEG" and len(image.xmp or b"") > _JPEG_XMP_LIMIT) else None
     dpi = image.dpi if fmt not in ("WEBP", "AVIF", "HEIF") else None
     options = {key: value for key, value in (("icc_profile", icc), ("exif", exif), ("dpi", dpi)) if value is not None}
@@ -790,7 +799,7 @@ def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientatio
     multi-page file, each decoded whole as RGBA (Pillow composes an animation's frames) and turned
     upright as the first; alpha on every frame where any is not opaque.  ``first`` alone, with a
     warning saying why (unless not ``warn``), where they cannot all be written back: 16-bit pages
-    (or 32-bit, or float, the first's or a later one's),
+    (the first, or a later 16-bit, 32-bit or float grey one, which Pillow's conversion would clip),
     pages of several sizes, frames together over the pixel ``limit``, or a later frame that
     cannot be decoded."""
     default_image = pil.format == "PNG" and bool(pil.info.get("default_image"))  # no frame of the animation
@@ -809,8 +818,9 @@ def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientatio
                 if pil.size != size:
                     why = "pages of different sizes"
                     break
-                if _deeper_than_8_bits(pil):  # convert() would clip it to white or black
-                    why = "16-bit pages, which colorot does not write as one file"
+                if pil.mode in ("I", "F") or pil.mode.startswith("I;16"):  # convert() would clip it to white or black
+                    why = f"a later page of 16-bit, 32-bit or floating-point grey (Pillow mode {pil.mode}), which " \
+                          "colorot does not write with 8-bit ones"
                     break
                 later.append(np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(
                     np.asarray(pil.convert("RGBA")))))
@@ -830,15 +840,6 @@ def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientatio
                    durations=None if None in durations else tuple(round(d) for d in durations),
                    default_image=default_image,
                    loop=pil.info.get("loop", 1 if pil.format == "GIF" else None))  # a GIF without one plays once
-
-
-def _deeper_than_8_bits(pil: PILImage.Image) -> bool:
-    """Whether ``pil``'s current frame holds more than 8 bits a sample (16-bit, 32-bit or float:
-    a later page of a TIFF whose first is 8-bit), which Pillow's 8-bit conversion would clip."""
-    if pil.mode in ("I", "F") or pil.mode.startswith("I;16"):
-        return True
-    bits = pil.tag_v2.get(TiffImagePlugin.BITSPERSAMPLE, 8) if pil.format == "TIFF" else 8
-    return max(bits if isinstance(bits, tuple) else (bits,)) > 8
 
 
 def _cicp(data: bytes) -> tuple[int, int] | None:
@@ -1007,7 +1008,14 @@ def _upright_exif(pil: PILImage.Image, orientation: object) -> bytes | None:
 def _tiff_exif(pil: PILImage.Image) -> bytes | None:
     """A TIFF's descriptive tags and Exif/GPS sub-directories as an EXIF block (None without any).
     Pillow has already turned the pixels upright and dropped the orientation tag."""
-    return _descriptive_exif(pil.getexif())
+    tags, exif = pil.getexif(), PILImage.Exif()
+    for tag in _TIFF_DESCRIPTIVE_TAGS:
+        if tag in tags and not (tag == _DESCRIPTION_TAG and str(tags[tag]).startswith(_LAYOUT_DESCRIPTIONS)):
+            exif[tag] = tags[tag]
+    for tag in _EXIF_SUB_IFDS:
+        if directory := tags.get_ifd(tag):
+            exif[tag] = directory
+    return exif.tobytes() if len(exif) else None
 
 
 def _loaded_exif(block: bytes) -> PILImage.Exif:
@@ -1017,18 +1025,21 @@ def _loaded_exif(block: bytes) -> PILImage.Exif:
     return tags
 
 
-def _descriptive_exif(tags: PILImage.Exif) -> bytes | None:
-    """``tags``' descriptive tags (:data:`_TIFF_DESCRIPTIVE_TAGS`) and Exif/GPS sub-directories as an
-    EXIF block (None without any): what a TIFF takes of a file's EXIF, whose layout tags (a phone's
-    ImageWidth, BitsPerSample, PhotometricInterpretation, …) would describe other pixels."""
-    exif = PILImage.Exif()
-    for tag in _TIFF_DESCRIPTIVE_TAGS:
-        if tag in tags and not (tag == _DESCRIPTION_TAG and str(tags[tag]).startswith(_LAYOUT_DESCRIPTIONS)):
-            exif[tag] = tags[tag]
-    for tag in _EXIF_SUB_IFDS:
-        if directory := tags.get_ifd(tag):
-            exif[tag] = directory
-    return exif.tobytes() if len(exif) else None
+def _exif_for_tiff(block: bytes) -> bytes | None:
+    """What a TIFF output takes of an EXIF block: every tag but :data:`_TIFF_OWN_TAGS` (the layout a
+    phone or editor puts in a JPEG's EXIF would be taken for the TIFF's own: an unreadable or sheared
+    file), its sub-directories included; None without any, or where the block cannot be parsed (its
+    read warned of damaged metadata)."""
+    try:
+        with _pillow_warnings_recorded([]):
+            tags = _loaded_exif(block)
+            exif = PILImage.Exif()
+            for tag, value in tags.items():
+                if tag not in _TIFF_OWN_TAGS:
+                    exif[tag] = tags.get_ifd(tag) if tag in TiffTags.TAGS_V2_GROUPS else value
+            return exif.tobytes() if len(exif) else None
+    except Exception:  # noqa: BLE001 (Pillow's EXIF parser raises many types on a damaged block)
+        return None
 
 
 def _upright_xmp(xmp: object, orientation: object) -> bytes | None:

@@ -6,6 +6,7 @@ first frame, with a warning, as before."""
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
 
@@ -218,9 +219,42 @@ def test_a_later_page_of_over_8_bits_gives_the_first_with_a_warning(page) -> Non
     black, without a word."""
     buffer = io.BytesIO()
     PILImage.fromarray(smooth_rgb(6, 8, 0)).save(buffer, format="TIFF", save_all=True, append_images=[page()])
-    with pytest.warns(UserWarning, match="x.tif: 2 frames .*16-bit pages, which colorot does not write as one file"):
+    with pytest.warns(UserWarning, match="x.tif: 2 frames .*a later page of 16-bit, 32-bit or floating-point grey"):
         image = decode_image(buffer.getvalue(), name="x.tif", frames=True)
     assert image.frames == () and image.codes.shape == (6, 8, 3)
+
+
+def _rgb_pages_tiff(*pages: np.ndarray) -> bytes:
+    """A little-endian multi-page RGB TIFF written by hand: a page for each uint8 or uint16 array."""
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8))
+    for index, codes in enumerate(pages):
+        height, width, _ = codes.shape
+        strip = codes.astype(f"<u{codes.dtype.itemsize}").tobytes()
+        entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 3, None), (259, 3, 1, 1), (262, 3, 1, 2),
+                   (273, 4, 1, None), (277, 3, 1, 3), (278, 4, 1, height), (279, 4, 1, len(strip)), (284, 3, 1, 1)]
+        bits_at = len(out) + 2 + 12 * len(entries) + 4
+        strip_at = bits_at + 6
+        following = 0 if index == len(pages) - 1 else strip_at + len(strip) + len(strip) % 2  # IFDs start even
+        ifd = struct.pack("<H", len(entries))
+        for tag, kind, count, value in entries:
+            value = {258: bits_at, 273: strip_at}.get(tag, value)
+            ifd += struct.pack("<HHI", tag, kind, count) + (
+                struct.pack("<HH", value, 0) if kind == 3 and count == 1 else struct.pack("<I", value))
+        out += ifd + struct.pack("<I", following) + struct.pack("<3H", *[8 * codes.dtype.itemsize] * 3) + strip
+        out += b"\x00" * (len(strip) % 2)
+    return bytes(out)
+
+
+def test_a_later_16_bit_rgb_page_is_kept_at_8_bits_as_before() -> None:
+    """Pillow reads a later 16-bit RGB page at 8 bits (its high bytes): it was kept, and stays so."""
+    first = smooth_rgb(6, 8, 0)
+    data = _rgb_pages_tiff(first, first.astype(np.uint16) * 257 + 100)  # high bytes: first, or first + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = decode_image(data, name="x.tif", frames=True)
+    assert image.bit_depth == 8 and len(image.frames) == 1
+    np.testing.assert_array_equal(image.codes, first)
+    np.testing.assert_array_equal(image.frames[0].codes, (first.astype(np.uint16) * 257 + 100) >> 8)
 
 
 def test_an_animation_whose_frames_cannot_be_counted_gives_the_first_with_a_warning() -> None:

@@ -614,6 +614,7 @@ def test_a_tiff_output_takes_no_layout_tags_from_a_photo_s_exif(tmp_path: Path, 
     its own (a 4000×3000 TIFF of 6×4 pixels: unreadable; PhotometricInterpretation 5: CMYK)."""
     tags = _exif(1)
     tags[256], tags[257], tags[262], tags[284] = 4000, 3000, 5, 2  # width, length, photometric, planar
+    tags[269], tags[0x4746], tags[0x9C9B] = "a document", 5, "Holiday".encode("utf-16le") + b"\0\0"  # kept
     image = read_image(_save(tmp_path / "a.jpg", _codes((4, 6, 3)), exif=tags))
     if bits == 16:
         image.codes, image.bit_depth = image.codes.astype(np.uint16) * 257, 16
@@ -622,6 +623,15 @@ def test_a_tiff_output_takes_no_layout_tags_from_a_photo_s_exif(tmp_path: Path, 
     np.testing.assert_array_equal(again.codes, image.codes)
     with PILImage.open(tmp_path / "a.tif") as out:
         assert out.getexif()[0x010F] == "colorot test camera"
+        assert (out.tag_v2[269], out.tag_v2[0x4746]) == ("a document", 5) and 0x9C9B in out.tag_v2
+
+
+def test_an_exif_block_that_cannot_be_parsed_leaves_a_tiff_without_it(tmp_path: Path) -> None:
+    """Its filter for a TIFF output raised Pillow's SyntaxError as a traceback, which stopped the batch."""
+    image = read_image(_save(tmp_path / "a.jpg", _codes((4, 6, 3)), exif=b"Exif\x00\x00" + b"X" * 16))
+    write_image(tmp_path / "a.tif", image, image.rgb)
+    with PILImage.open(tmp_path / "a.tif") as out:
+        assert out.size == (6, 4) and 0x010F not in out.getexif()
 
 
 @pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate", "packbits"])
