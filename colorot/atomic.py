@@ -37,7 +37,8 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
     remove_stale_temp_files(path)
     temp = temp_path(path, secrets.token_hex(4))
     try:
-        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)  # read too: a JPEG's end is checked (imageio)
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),  # Windows: no text mode
+                     0o666)  # read too: a JPEG's end is checked (imageio)
     except OSError as exc:
         raise error(f"{path}: cannot write {what}: cannot create it ({exc.strerror or exc})") from exc
     _lock(fd)  # while it is held, another run's cleanup leaves the file alone

@@ -473,10 +473,10 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     """Check and prepare ``rgb`` (H, W, 3) for ``format``; the function that encodes it, with
     ``image``'s metadata, into a binary file object.
 
-    Given a real file, Pillow encodes a JPEG straight into it without holding the GIL, so file
-    workers encode in parallel, and the file is then checked to end as a JPEG does; every other
-    format goes through the file object's ``write``, which raises on a short write (a full disk;
-    see :class:`_WritesOnly`).
+    Given a real file on a file system with room to spare (:func:`_room_to_spare`), Pillow encodes a
+    JPEG straight into it without holding the GIL, so file workers encode in parallel, and the file
+    is then checked to end as a JPEG does; every other write goes through the file object's
+    ``write``, which raises on a short write (a full disk; see :class:`_WritesOnly`).
 
     Float ``rgb`` (any values) goes through the output rule (:func:`quantize`);
     an integer ``rgb`` is taken as code values, uint8 for an 8-bit output and
@@ -578,9 +578,9 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
                 file.write(buffer.getvalue())
             else:
                 picture = _pillow_image(pixels, fmt)
-                if fmt == "JPEG":  # from C into the file's descriptor: the hot path, encoded in parallel
+                if fmt == "JPEG" and _room_to_spare(file, pixels.size):  # the hot path, encoded in parallel
                     picture.save(file, format=fmt, **options)
-                    if not _ends_a_jpeg(file):  # a write fell short (the disk filled): again, to raise why
+                    if not _ends_a_jpeg(file):  # its last write fell short: again, to raise why
                         file.seek(0)
                         file.truncate()
                         picture.save(_WritesOnly(file), format=fmt, **options)
@@ -611,10 +611,37 @@ class _WritesOnly:
         return getattr(self._file, name)
 
 
+#: The free space a JPEG of N raw bytes (height × width × 3) is encoded straight into its file
+#: with: room for it (a JPEG is smaller than its raw pixels) 8 times over, for other workers'
+#: files, and 256 MiB besides.
+_SPARE_FACTOR, _SPARE_BYTES = 8, 256 << 20
+
+
+def _room_to_spare(file: BinaryIO, raw_bytes: int) -> bool:
+    """Whether Pillow may encode a JPEG of ``raw_bytes`` of pixels straight into ``file``'s descriptor:
+    its C loop takes a short write (the disk full, a quota, a file-size limit) for a whole one, so
+    it does only where the file system has room to spare (a cut in the last write would still
+    show: :func:`_ends_a_jpeg`) and no file-size limit applies; False where that cannot be known
+    (Windows has no ``fstatvfs``: every write there goes through ``write``)."""
+    try:
+        stats = os.fstatvfs(file.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return False
+    try:
+        import resource
+    except ImportError:
+        return False
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return False
+    return stats.f_bavail * stats.f_frsize >= _SPARE_FACTOR * raw_bytes + _SPARE_BYTES
+
+
 def _ends_a_jpeg(file: BinaryIO) -> bool:
-    """Whether the file Pillow wrote into ends with a JPEG's end-of-image marker, FF D9 (in the coded
-    data every FF byte is followed by 00 or a restart marker's D0–D7, so a cut file never ends so);
-    True for a file object without a descriptor, which reports a short write itself."""
+    """Whether the file Pillow wrote into ends with a JPEG's end-of-image marker, FF D9: a cut in
+    its last write leaves a file that does not (the coded data hold FF only before 00 or a restart
+    marker); a cut before it, where a later write went on, would end so, which the room to spare
+    (:func:`_room_to_spare`) keeps out. True for a file object without a descriptor, which reports
+    a short write itself."""
     try:
         descriptor = file.fileno()
     except (AttributeError, io.UnsupportedOperation):

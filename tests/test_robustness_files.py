@@ -478,6 +478,21 @@ def test_a_whole_jpeg_is_encoded_once_straight_into_its_file(tmp_path: Path, mon
     assert (tmp_path / "a.jpg").read_bytes().endswith(b"\xff\xd9")
 
 
+def test_a_jpeg_on_a_nearly_full_disk_goes_through_python_s_write(tmp_path: Path, monkeypatch) -> None:
+    """A cut before Pillow's last write leaves a file that still ends in FF D9; where the file system
+    has no room to spare (another worker may free space between two writes), each block goes through
+    Python's write, which raises."""
+    from types import SimpleNamespace
+
+    used = []
+    real = colorot.imageio._WritesOnly
+    monkeypatch.setattr(colorot.imageio, "_WritesOnly", lambda file: used.append(file) or real(file))
+    monkeypatch.setattr(os, "fstatvfs", lambda fd: SimpleNamespace(f_bavail=1000, f_frsize=4096), raising=False)
+    image = colorot.imageio.read_image(png(tmp_path / "a.png"))
+    colorot.imageio.write_image(tmp_path / "a.jpg", image, image.rgb)
+    assert len(used) == 1 and (tmp_path / "a.jpg").read_bytes().endswith(b"\xff\xd9")
+
+
 def test_the_jpeg_end_check_reads_without_pread_too(tmp_path: Path, monkeypatch) -> None:
     """Windows has no os.pread: the check reads the last bytes and puts the file's offset back."""
     monkeypatch.delattr(os, "pread")
