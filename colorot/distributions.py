@@ -313,8 +313,8 @@ class GaussianMixture:
 def _singular(ridge: float) -> str:
     """Why a target's density cannot be fitted with ``ridge``, and what to do."""
     return (f"the target's colours, or a cluster of them, lie flat (on one colour, a line such as the greys, or a "
-            f"plane), so a covariance stays singular with a ridge of {ridge:g}: give ridge (--ridge) above 0, as its "
-            "defaults are (10⁻⁴ for the kl solver, 4·10⁻⁴ for the others)")
+            f"plane), so a covariance stays singular with a ridge of {ridge:g}: give a larger ridge (--ridge), such "
+            "as its defaults (10⁻⁴ for the kl solver, 4·10⁻⁴ for the others)")
 
 
 def _with_ridge_named(ridge: float, make):

@@ -444,7 +444,7 @@ def as_floats(values: np.ndarray) -> np.ndarray:
 
 def quantize(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
     """Apply the output rule: clip to [0, 1] (NaN → 0) and round to uint8 or uint16 codes, in
-    float32, a band of values at a time (no float copy of a whole image is made)."""
+    float32, a band of values at a time (of a contiguous array, no float copy of the whole is made)."""
     top, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
     rgb = np.asarray(rgb)
     flat = rgb.reshape(-1)

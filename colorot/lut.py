@@ -60,8 +60,12 @@ class Lut:
             raise ValueError("apply_codes takes uint8 RGB codes (H, W, 3)")
         if np.abs(self.table).max() <= PILLOW_TABLE_RANGE:
             return np.asarray(PILImage.fromarray(codes, "RGB").filter(self._filter))
-        mapped = interpolate(self, codes.reshape(-1, 3) / np.float32(255))
-        return np.rint(np.clip(mapped, 0.0, 1.0) * 255).astype(np.uint8).reshape(codes.shape)
+        flat = codes.reshape(-1, 3)
+        out = np.empty(flat.shape, np.uint8)
+        for start in range(0, len(flat), BAKE_CHUNK):  # interpolate's float64 work arrays, a band at a time
+            mapped = interpolate(self, flat[start:start + BAKE_CHUNK] / np.float32(255))
+            out[start:start + BAKE_CHUNK] = np.rint(np.clip(mapped, 0.0, 1.0) * 255)
+        return out.reshape(codes.shape)
 
 
 def bake(fitted_map, size: int = DEFAULT_LUT_SIZE) -> Lut:

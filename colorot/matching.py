@@ -3,7 +3,7 @@
 The reference is read and its distribution fitted once (:meth:`ColorTransfer.fit_reference`);
 each image then gets its own :class:`ColorTransfer` fit onto it, at the settings of ``colorot
 fit``, except that the default (the KL solver's ridge map) runs a lighter schedule unless
-``steps`` or ``max_pixels`` are given: :data:`MATCH_PIXELS` and :data:`MATCH_KL_ITERATIONS`.
+``steps`` is given: :data:`MATCH_KL_ITERATIONS`, and :data:`MATCH_PIXELS` unless ``max_pixels`` is.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def test_a_ridge_of_0_on_a_flat_target_names_the_ridge(tmp_path: Path, source: P
     codes[:, 4:] = 255  # black and white: two colours, each without spread
     target = _save(tmp_path / "bw.png", codes)
     outcome = cli("fit", source, target, "-o", tmp_path / "m.pt", "--ridge", "0", *options)
-    assert_one_line_error(outcome, "lie flat", "give ridge (--ridge) above 0")
+    assert_one_line_error(outcome, "lie flat", "with a ridge of 0: give a larger ridge (--ridge)")
     assert not (tmp_path / "m.pt").exists()
 
 
