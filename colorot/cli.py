@@ -49,7 +49,8 @@ def _untyped_in_help(params: list) -> list:
         descriptor = getattr(param, "type_descriptor", None)
         if getattr(param, "is_flag", False) or (param.param_type_name == "argument" and param.nargs != 1):
             param.display_type_rich = lambda ctx: None
-        elif getattr(descriptor, "is_ranged", False):
+        elif not getattr(descriptor, "is_list", False) and getattr(descriptor, "is_ranged", False):
+            # is_list first, as Typer's own help asks: on Python 3.10 is_ranged raises for a list option
             param.display_type_rich = lambda ctx, name=descriptor.ranged_type_name: f"<{name}>"
     return params
 
@@ -212,8 +213,8 @@ def _write_stdout(data: str | bytes) -> None:
     if sys.stdout is None:
         raise DestinationError("cannot write to stdout: it is closed")
     if isinstance(data, str):
-        data = data.encode(getattr(sys.stdout, "encoding", None) or "utf-8",
-                           getattr(sys.stdout, "errors", None) or "strict")
+        data = _encoded(data, getattr(sys.stdout, "encoding", None) or "utf-8",
+                        getattr(sys.stdout, "errors", None) or "strict")
     try:
         sys.stdout.flush()  # what was printed before, first
         rest = memoryview(data)
@@ -227,6 +228,20 @@ def _write_stdout(data: str | bytes) -> None:
         raise
     except OSError as exc:
         raise DestinationError(f"cannot write to stdout ({exc.strerror or exc})") from exc
+
+
+def _encoded(text: str, encoding: str, errors: str) -> bytes:
+    """``text`` in stdout's encoding: as the stream would write it, else (a UTF-8 locale's stdout is
+    strict) with a file name's undecodable bytes written back as they are (``os.fsdecode`` made
+    them lone surrogates: ``surrogateescape``, as ``ls`` shows them), else with what the encoding
+    lacks escaped (an "→" on a Latin-1 terminal). The summary of a run that wrote its files must
+    not end in a UnicodeEncodeError."""
+    for handler in (errors, "surrogateescape", "backslashreplace"):
+        try:
+            return text.encode(encoding, handler)
+        except UnicodeEncodeError:
+            continue
+    return text.encode(encoding, "replace")
 
 
 def _read_stdin() -> bytes:

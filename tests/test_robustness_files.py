@@ -706,6 +706,22 @@ def test_rich_markup_in_a_name_is_printed_as_it_is(tmp_path: Path, half: Path) -
 
 
 @pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="needs a file system that takes any bytes in names")
+def test_a_summary_names_a_file_that_is_not_utf8_by_its_bytes_on_a_strict_utf8_stdout(
+    tmp_path: Path, half: Path
+) -> None:
+    """A UTF-8 locale's stdout is strict: the summary of a run that had written its file (and a rerun
+    that skipped it) ended in a UnicodeEncodeError traceback, exit 1. The name's bytes are written
+    back as they are, as ls shows them."""
+    source = os.fsdecode(bytes(png(tmp_path / "a.png"))[:-5] + b"caf\xe9.png")
+    os.rename(tmp_path / "a.png", source)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    for _ in range(2):  # written, then skipped
+        done = subprocess.run([sys.executable, "-m", "colorot", "apply", str(half), source, str(tmp_path / "out")],
+                              capture_output=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert b"skipped: " + bytes(tmp_path / "out") + b"/caf\xe9.png exists" in done.stdout
+
+
 def test_shards_take_names_that_are_not_utf8(tmp_path: Path, half: Path) -> None:
     root = tmp_path / "in"
     png(root / "a.png")
