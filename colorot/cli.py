@@ -164,6 +164,12 @@ def _user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         _say_interrupted()
         raise typer.Exit(130) from None
+    except ModuleNotFoundError as exc:  # torch, a dependency, missing from an incomplete install
+        if exc.name != "torch" or _state["debug"]:
+            raise
+        stderr.print("[bold red]error:[/] this needs PyTorch, which is not installed: pip install torch (any ≥ 2.1; "
+                     "a default fit and applying its map run without it)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except OSError as exc:  # a path the system refuses to look at where no check foresaw it (a name over its limit)
         if isinstance(exc, BrokenPipeError) or _state["debug"]:  # a closed pipe is left to click
             raise

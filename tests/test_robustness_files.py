@@ -722,6 +722,21 @@ def test_a_summary_names_a_file_that_is_not_utf8_by_its_bytes_on_a_strict_utf8_s
     assert b"skipped: " + bytes(tmp_path / "out") + b"/caf\xe9.png exists" in done.stdout
 
 
+def test_a_command_that_needs_torch_says_so_where_it_is_missing(tmp_path: Path, half: Path) -> None:
+    """torch is a dependency, but an incomplete install (pip install --no-deps) lacks it: info, export-lut,
+    eval --model ended in a ModuleNotFoundError traceback. (A default fit and its apply run without it.)"""
+    code = ("import sys; sys.modules['torch'] = None\n"  # import torch now raises ModuleNotFoundError
+            "from colorot.cli import main\n"
+            "sys.argv = ['colorot', 'export-lut', sys.argv[1], sys.argv[2]]\n"
+            "main()\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", code, str(half), str(tmp_path / "grade.cube")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == ["error: this needs PyTorch, which is not installed: pip install torch "
+                                                "(any ≥ 2.1; a default fit and applying its map run without it)"]
+
+
 def test_shards_take_names_that_are_not_utf8(tmp_path: Path, half: Path) -> None:
     root = tmp_path / "in"
     png(root / "a.png")
