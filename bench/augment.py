@@ -10,7 +10,9 @@ then maps one ``--batch``×3×``--size``² batch of random floats in [0, 1] at s
 2. ``module, chunked``: the same chunks through the map itself (``augment.tabulated = None``:
    the path of other maps, of gradients, and of a GPU);
 3. ``module, whole batch``: the map itself on every pixel at once, as ``ColorAugment`` ran before
-   it was chunked (the baseline).
+   it was chunked (the baseline);
+4. with gradients, forward and backward of the batch's sum: ``ColorAugment`` as it is (each pixel's
+   Jacobian kept for backward), against autograd through the map's chunks (what it ran before).
 
 Prints each path's median wall time over ``--runs`` (after one warm-up) and its ratio to the
 baseline, its largest difference from the map evaluated in float64, and the peak RSS of a
@@ -35,6 +37,9 @@ from provenance import header  # bench/ is the script's folder, so on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = ("tables", "module, chunked", "module, whole batch")
+#: With gradients (forward and backward): ColorAugment as it is (each pixel's Jacobian kept), and
+#: autograd through the map's chunks (what it ran before; the baseline of these two).
+GRADIENT_PATHS = ("gradients, Jacobians kept", "gradients, autograd through the map")
 
 
 def mapper(model: Path, path: str):
@@ -42,6 +47,8 @@ def mapper(model: Path, path: str):
     from colorot.transforms import ColorAugment
 
     augment = ColorAugment.from_checkpoint(model, clamp=False)
+    if path in GRADIENT_PATHS:
+        return with_gradients(augment, path)
     if path == "tables":
         assert augment.tabulated is not None, "the default map should be tabulated"
         return augment
@@ -55,6 +62,26 @@ def mapper(model: Path, path: str):
             return augment.map(pixels).reshape(images.shape[0], *images.shape[2:], 3).permute(0, 3, 1, 2)
 
     return whole
+
+
+def with_gradients(augment, path: str):
+    """A function of an image batch that maps it with gradients, then back-propagates its sum."""
+    from colorot.transforms import AUGMENT_CPU_CHUNK
+
+    def through_the_map(images: torch.Tensor) -> torch.Tensor:
+        pixels = images.permute(0, 2, 3, 1).reshape(-1, 3)
+        mapped = torch.cat([augment.map(part) for part in pixels.split(AUGMENT_CPU_CHUNK)])
+        return mapped.reshape(images.shape[0], *images.shape[2:], 3).permute(0, 3, 1, 2)
+
+    run = augment if path == GRADIENT_PATHS[0] else through_the_map
+
+    def forward_and_backward(images: torch.Tensor) -> torch.Tensor:
+        wanted = images.clone().requires_grad_()
+        out = run(wanted)
+        out.sum().backward()
+        return out.detach()
+
+    return forward_and_backward
 
 
 def batch(args: argparse.Namespace) -> torch.Tensor:
@@ -82,7 +109,7 @@ def main() -> None:
         model = Path(tmp_name) / "model.pt"
         subprocess.run([sys.executable, "-m", "colorot", "fit", str(ROOT / "samples" / "day.jpg"),
                         str(ROOT / "samples" / "sunset.jpg"), "-o", str(model)], check=True, capture_output=True)
-        rss = {path: peak_rss(model, path, args) for path in PATHS}  # first: a child starts from this peak
+        rss = {path: peak_rss(model, path, args) for path in PATHS + GRADIENT_PATHS}  # first: a child starts from this peak
         images = batch(args)
         pixels = images.permute(0, 2, 3, 1).reshape(-1, 3).double()
         from colorot.transforms import ColorAugment
@@ -93,7 +120,7 @@ def main() -> None:
         print(header(f"torch {torch.__version__} ({torch.get_num_threads()} threads); batch "
                      f"{args.batch}×3×{args.size}², medians of {args.runs} runs"))
         timings = {}
-        for path in PATHS:
+        for path in PATHS + GRADIENT_PATHS:
             run = mapper(model, path)
             out = run(images)
             times = []
@@ -103,10 +130,13 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
             timings[path] = statistics.median(times)
             error = (out.permute(0, 2, 3, 1).reshape(-1, 3).double() - truth).abs().max().item()
-            print(f"  {path:22s} {timings[path]:7.3f} s   max |error| {error:.1e}   peak RSS {rss[path]:6.0f} MiB")
+            print(f"  {path:36s} {timings[path]:7.3f} s   max |error| {error:.1e}   peak RSS {rss[path]:6.0f} MiB")
         baseline = timings[PATHS[-1]]
         for path in PATHS[:-1]:
             print(f"  {path}: {baseline / timings[path]:.1f}× the speed of the module on the whole batch")
+        kept, autograd = GRADIENT_PATHS
+        print(f"  {kept}: {timings[autograd] / timings[kept]:.1f}× the speed and {rss[kept] / rss[autograd]:.2f}× "
+              "the peak RSS of autograd through the map")
 
 
 if __name__ == "__main__":

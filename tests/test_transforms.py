@@ -190,6 +190,27 @@ def test_augment_on_cuda():
     torch.testing.assert_close(on_gpu.cpu(), augment.cpu()(images), atol=1e-5, rtol=1e-5)
 
 
+def test_augment_s_gradient_keeps_only_each_pixel_s_jacobian(curved, monkeypatch):
+    """Autograd kept every chunk's (pixels × units) activations until backward: 2.2 GB for a 16×3×224²
+    batch of the 576-unit map. Only J_T(x) is kept now; the values and the vector-Jacobian product
+    are autograd's through the map itself, across chunks."""
+    import colorot.transforms as transforms_module
+
+    monkeypatch.setattr(transforms_module, "AUGMENT_CPU_CHUNK", 7)  # many chunks, the last partial
+    augment = ColorAugment(curved, strength=0.7, clamp=False).double()
+    x = torch.rand(2, 3, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    weights = torch.rand(2, 3, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    (grad,) = torch.autograd.grad((augment(x) * weights).sum(), x)
+    reference = augment.map  # the map itself, by autograd (what ColorAugment ran before)
+    pixels = x.detach().permute(0, 2, 3, 1).reshape(-1, 3).requires_grad_()
+    t = float(torch.tensor(0.7))  # ColorAugment draws t in float32
+    mapped = ((1 - t) * pixels + t * reference(pixels)).reshape(2, 5, 4, 3).permute(0, 3, 1, 2)
+    (expected,) = torch.autograd.grad((mapped * weights).sum(), pixels)
+    torch.testing.assert_close(grad.permute(0, 2, 3, 1).reshape(-1, 3), expected, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(augment(x), mapped, rtol=1e-12, atol=1e-12)
+
+
 def test_augment_keeps_its_own_map_and_passes_the_map_s_jacobian(curved):
     """ColorAugment moved and froze the module it was given (the estimator's own map), and ran T
     under no_grad, so a gradient through it was (1 − t)·I."""
