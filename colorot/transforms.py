@@ -359,6 +359,8 @@ class ColorAugment(nn.Module):
             if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
                 raise ConfigError(f"images must be floats in [0, 1], these run from {low:g} to {high:g}: "
                                   "divide 8-bit codes by 255")
+        if device.type == "meta":  # moving the map there would throw its values away, for good
+            raise ConfigError("images on the 'meta' device hold no values to map; give real tensors")
         weight = next(self.map.parameters(), torch.empty(0))
         if weight.device != device:
             self.to(device)

@@ -66,7 +66,10 @@ def test_apply_path_keeps_a_file_at_its_output_unless_it_may_replace_it(tiny_fit
 
 
 @pytest.mark.parametrize(("option", "value"), [("quality", 0), ("quality", 101), ("quality", 95.5), ("quality", True),
-                                               ("max_pixels", -1), ("max_pixels", "many")])
+                                               ("max_pixels", -1), ("max_pixels", "many"),
+                                               ("strength", "0.5"), ("strength", True), ("strength", None),  # read, or a TypeError
+                                               ("inverse", "False"), ("exact", 1), ("replace", "no"),  # "False" was true
+                                               ("convert_space", None)])
 def test_apply_path_refuses_what_colorot_apply_refuses_before_any_work(tiny_fit, tmp_path, option, value):
     src = plan([tiny_fit["folder"]], tmp_path / "out").jobs[0].src
     with pytest.raises(ConfigError, match=f"^{option} "):
@@ -120,7 +123,9 @@ def test_dask_refuses_what_every_file_would_refuse_before_sending_a_task(tiny_fi
                                     ({"quality": -5}, ConfigError, "quality"),  # it wrote JPEGs of quality 1 or 100
                                     ({"quality": "high"}, ConfigError, "quality"),  # Pillow's 75, silently
                                     ({"max_pixels": 0}, ConfigError, "max_pixels"),  # every file failed
-                                    ({"controls": {"saturation": 0.5}}, ConfigError, "Controls")):  # TypeError
+                                    ({"controls": {"saturation": 0.5}}, ConfigError, "Controls"),  # TypeError
+                                    ({"strength": None}, ConfigError, "strength"),  # a bare TypeError
+                                    ({"inverse": "False"}, ConfigError, "inverse must be True or False")):
         with pytest.raises(error, match=message):
             apply_with_dask(NoCluster(), job_plan, tiny_fit["model"], **options)
     with pytest.raises(CheckpointError, match="not a valid colorot checkpoint"):

@@ -211,6 +211,16 @@ def test_augment_s_gradient_keeps_only_each_pixel_s_jacobian(curved, monkeypatch
         torch.testing.assert_close(augment(x), mapped, rtol=1e-12, atol=1e-12)
 
 
+def test_augment_refuses_meta_tensors_and_keeps_its_map(curved):
+    """A meta tensor moved the map to 'meta', which threw its values away: every later call failed."""
+    augment = ColorAugment(curved)
+    images = torch.rand(1, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    before = augment(images)
+    with pytest.raises(ConfigError, match="'meta' device"):
+        augment(torch.empty(1, 3, 2, 2, device="meta"))
+    torch.testing.assert_close(augment(images), before)
+
+
 def test_augment_keeps_its_own_map_and_passes_the_map_s_jacobian(curved):
     """ColorAugment moved and froze the module it was given (the estimator's own map), and ran T
     under no_grad, so a gradient through it was (1 − t)·I."""
