@@ -8,6 +8,8 @@ scaled to its own peak), and the training loss curve below.
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -135,13 +137,27 @@ def check_preview_path(path: str | os.PathLike, protected: Iterable[str | os.Pat
     replaces the run's outputs), as :func:`colorot.atomic.check_file_output` says (a batch's
     preview gets its folder made, as its outputs do: ``folder_made``)."""
     if _sheet_format(Path(path)) is None:
-        raise ConfigError(f"cannot write preview {path}: unknown file extension {Path(path).suffix!r} (use e.g. .png)")
+        raise ConfigError(f"cannot write preview {path}: unknown file extension {Path(path).suffix!r}, or one Pillow "
+                          "cannot write an RGB image in (use e.g. .png)")
     check_file_output(path, list(protected), replace=replace, flag=flag, what="preview", folder_made=folder_made)
 
 
 def _sheet_format(path: Path) -> str | None:
-    """Pillow's format for the suffix of ``path``, or None."""
-    return PILImage.registered_extensions().get(path.suffix.lower())
+    """Pillow's format for the suffix of ``path``, or None where Pillow cannot write an RGB sheet in
+    it (it reads .psd, .xpm, .pcd and more, writes none of them: a KeyError after the whole run;
+    .xbm and .msp take 1-bit images only)."""
+    image_format = PILImage.registered_extensions().get(path.suffix.lower())
+    return image_format if image_format is not None and _writes_rgb(image_format) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _writes_rgb(image_format: str) -> bool:
+    """Whether Pillow writes an RGB image in ``image_format`` (tried on one pixel, in memory)."""
+    try:
+        PILImage.new("RGB", (1, 1)).save(io.BytesIO(), format=image_format)
+    except Exception:  # noqa: BLE001 (Pillow's writers refuse with many exception types)
+        return False
+    return True
 
 
 def save_sheet(sheet: PILImage.Image, path: str | os.PathLike) -> None:
@@ -149,7 +165,8 @@ def save_sheet(sheet: PILImage.Image, path: str | os.PathLike) -> None:
     path = Path(path)
     image_format = _sheet_format(path)
     if image_format is None:
-        raise ImageWriteError(f"cannot write preview {path}: unknown file extension {path.suffix!r}")
+        raise ImageWriteError(f"cannot write preview {path}: unknown file extension {path.suffix!r}, or one Pillow "
+                              "cannot write an RGB image in")
     try:
         write_atomic(path, lambda file: sheet.save(file, format=image_format), ImageWriteError, "the preview")
     except ValueError as exc:  # a format that cannot hold the sheet

@@ -787,6 +787,9 @@ def test_a_preview_never_replaces_an_input_or_an_output(tmp_path: Path, half: Pa
         assert_one_line_error(cli("apply", half, root, tmp_path / "out", "--preview", preview), "preview", "would overwrite")
     assert_one_line_error(cli("apply", half, root, tmp_path / "out", "--preview", tmp_path / "sheet"),
                           "unknown file extension")
+    for read_only in ("sheet.psd", "sheet.xpm", "sheet.xbm"):  # Pillow reads them; a KeyError after the run
+        assert_one_line_error(cli("apply", half, root, tmp_path / "out", "--preview", tmp_path / read_only),
+                              "cannot write an RGB image in")
     assert _snapshot(root) == before and not (tmp_path / "out").exists()  # refused before any work
     source = png(tmp_path / "source.png")
     assert_one_line_error(cli("fit", source, source, "-o", tmp_path / "m.pt", "--preview", source), "preview", "would overwrite")
