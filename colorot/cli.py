@@ -768,8 +768,11 @@ def _check_inverse_on(inverse, sources: list[Path], max_pixels: int | None) -> d
                          f"{check.outside_share:.1%} come from outside the colour cube (false colours; up to "
                          f"{check.outside_max:.3g} away); round trip {check.round_trip_max:.1e}",
                          highlight=False, soft_wrap=True)
+    if any(str(s) == "-" for s in sources):  # its bytes are spent: said, not reported as well-conditioned
+        stderr.print("note: the inverse was not checked on the image from stdin", highlight=False, soft_wrap=True)
     return {"round_trip_error": max((c["round_trip_max"] for c in checks), default=None),
-            "inverse_ill_conditioned": any(c["ill_conditioned"] for c in checks), "inverse_checks": checks}
+            "inverse_ill_conditioned": any(c["ill_conditioned"] for c in checks) if checks else None,
+            "inverse_checks": checks}
 
 
 def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.Report:

@@ -118,6 +118,16 @@ def test_apply_inverse_of_an_ill_conditioned_map_warns_in_one_line_and_says_so_i
     assert "ill-conditioned: yes" in plain.stdout
 
 
+def test_an_image_from_stdin_is_not_reported_as_a_well_conditioned_inverse(maps, tmp_path) -> None:
+    """Its bytes are spent by the time of the check: the JSON said ill_conditioned false, no word."""
+    result = CliRunner().invoke(app, ["apply", str(maps["grey.pt"]), "-", str(tmp_path / "back.png"), "--inverse",
+                                      "--json"], input=maps["source"].read_bytes())
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["inverse_ill_conditioned"] is None and doc["inverse_checks"] == [] and doc["round_trip_error"] is None
+    assert "not checked on the image from stdin" in result.stderr
+
+
 def test_export_lut_inverse_reports_entries_outside_the_cube_and_warns_above_the_threshold(maps, tmp_path) -> None:
     def export(model: Path, name: str, *extra: str):
         return CliRunner().invoke(app, ["export-lut", str(model), str(tmp_path / name), "--size", "9", "--json",
