@@ -1104,10 +1104,10 @@ def export_lut(
             stderr.print(f"warning: {far_share:.0%} of the inverse LUT's entries lie outside the colour cube (up to "
                          f"{far_max:.3g} away): colours the map never produces; cells next to them interpolate to "
                          "false colours", highlight=False, soft_wrap=True)
-        if output == "-":
+        if output == "-":  # its summary then goes to stderr, as every export says how far its table strays
             _write_stdout(cube_text(lut, title))
-            return
-        write_cube(output, lut, title=title, overwrite=force)
+        else:
+            write_cube(output, lut, title=title, overwrite=force)
         error_p99, error_max = interpolation_error(lut, fitted)
         outside = float(((lut.table < 0) | (lut.table > 1)).any(-1).mean())
         _emit(as_json, {"lut": output, "size": size, "entries": size**3, "strength": strength, "inverse": inverse,
@@ -1116,10 +1116,11 @@ def export_lut(
                         "fraction_outside_by_2_codes": far_share, "max_outside": far_max,
                         "inverse_ill_conditioned": ill_conditioned if inverse else None,
                         "interpolation_error_codes": {"p99": round(error_p99, 3), "max": round(error_max, 3)}},
-              [f"wrote {output}: {size}³ .cube LUT, domain [0, 1]³, strength {strength:g}"
+              [f"wrote {'stdout' if output == '-' else output}: {size}³ .cube LUT, domain [0, 1]³, strength {strength:g}"
                + (", inverse" if inverse else "")
                + f"; interpolated, it follows the map within {error_p99:.2g} code values on 99 % of colours "
-               f"(largest sampled: {error_max:.2g})" + ("" if size == 65 or error_p99 <= 1 else "; --size 65 follows it closer")])
+               f"(largest sampled: {error_max:.2g})" + ("" if size == 65 or error_p99 <= 1 else "; --size 65 follows it closer")],
+              to_stderr=output == "-")
 
 
 @app.command(cls=_Command)

@@ -58,6 +58,8 @@ def test_export_lut_cli(tiny_fit, tmp_path):
     assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), str(out)]).exit_code == 1  # exists
     default = runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "-"])  # 65³: the closest to the map
     assert default.exit_code == 0 and "LUT_3D_SIZE 65" in default.stdout
+    assert default.stdout.startswith("TITLE") and len(default.stdout.splitlines()) == 4 + 65**3  # the .cube alone
+    assert default.stderr.startswith("wrote stdout: 65³ .cube LUT") and "99 % of colours" in default.stderr
     half = runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "-", "--size", "3", "--strength", "0"])
     rows = [list(map(float, line.split())) for line in half.stdout.splitlines()[4:]]
     np.testing.assert_allclose(rows, lut_grid(3), atol=1e-6)  # strength 0: the identity
