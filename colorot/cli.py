@@ -511,7 +511,7 @@ def fit(
         estimator.save(output, overwrite=force)  # a checkpoint another run wrote meanwhile is kept
         info = estimator.train_info_
         _emit(as_json, {"checkpoint": str(output), **info,
-                        "components": estimator.target_dist_.n_components,
+                        "components": _component_count(estimator.target_dist_),
                         "sources": [str(p) for p in sources], "targets": [str(p) for p in target_images],
                         "preview": str(preview) if preview else None},
               [f"wrote {output}: {info['model']} map ({info['solver']}), {estimator.target_dist_.describe()}, "
@@ -525,6 +525,12 @@ def fit(
 def _counted(count: int, noun: str) -> str:
     """``count`` and ``noun``, plural unless one."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _component_count(target) -> int | None:
+    """A mixture's (or Gaussian's) component count for the JSON; None for the target's pixels, whose
+    kernels are its kept pixels, no components (it said 256)."""
+    return None if target.kind == "pixels" else target.n_components
 
 
 def _final_loss(info: dict) -> str:
@@ -1141,7 +1147,7 @@ def info(
             "model_config": ckpt.model.config,
             "parameters": checkpoint.count_parameters(ckpt.model),
             "target": ckpt.target.kind,
-            "components": ckpt.target.n_components,
+            "components": _component_count(ckpt.target),
             "train": ckpt.train,
             "preprocess": ckpt.preprocess,
             "colorot_version": ckpt.colorot_version,

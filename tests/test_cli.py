@@ -390,6 +390,15 @@ def test_info_json(model_file) -> None:
     assert document["train"]["steps"] == 5 and document["colorot_version"] == colorot.__version__
 
 
+def test_a_pixels_target_has_no_components_in_the_json(images, tmp_path) -> None:
+    """A sliced fit onto the target's pixels reported "components": 256, its kept pixels' count."""
+    model = tmp_path / "sliced.pt"
+    fitted = json.loads(run("fit", images["source"], images["target"], "-o", model, "--solver", "sliced",
+                            "--steps", "2", "--json").stdout)
+    assert fitted["target"] == "pixels" and fitted["components"] is None
+    assert json.loads(run("info", model, "--json").stdout)["components"] is None
+
+
 # ------------------------------------------------------- errors and usage
 @pytest.mark.parametrize("command", ["info", "apply"])
 @pytest.mark.parametrize("kind", ["garbage", "missing", "image"])
