@@ -43,21 +43,32 @@ AUGMENT_CPU_CHUNK, AUGMENT_DEVICE_CHUNK = 1 << 14, 1 << 18
 
 
 class _WithSavedJacobian(torch.autograd.Function):
-    """T(x) whose backward keeps only each pixel's Jacobian J_T(x) (N, 3, 3), 36 bytes a pixel, not
-    the network's activations (2.4 KB a pixel for the 576-unit ridge map: 2 GB for a 16×3×224² batch,
-    chunks or not). T = ∇φ, so J_T is symmetric and the vector-Jacobian product is J_T·g. First
-    derivatives, for the input alone (:class:`ColorAugment` keeps the map's parameters frozen)."""
+    """T(x) whose backward keeps only each pixel's Jacobian J_T(x) (N, 3, 3), 36 bytes a pixel, and x,
+    not the network's activations (2.4 KB a pixel for the 576-unit ridge map: 2 GB for a 16×3×224²
+    batch, chunks or not): the vector-Jacobian product is gᵀJ_T. Differentiated again (create_graph),
+    J_T is computed once more with its graph, so second derivatives are autograd's own. For the input
+    alone: :class:`ColorAugment` takes this path only for a map whose parameters need no gradient.
+    ``forward`` returns (T(x), J_T(x)); the caller keeps the first."""
+
+    generate_vmap_rule = True  # torch.func's grad, vjp and jacrev take it
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, fitted_map: nn.Module) -> torch.Tensor:
-        y, jac = fitted_map.forward_and_jacobian(x)
-        ctx.save_for_backward(jac)
-        return y
+    def forward(x: torch.Tensor, fitted_map: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        return fitted_map.forward_and_jacobian(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (jac,) = ctx.saved_tensors
-        return (jac @ grad.unsqueeze(-1)).squeeze(-1), None
+    def setup_context(ctx, inputs: tuple, output: tuple) -> None:
+        x, fitted_map = inputs
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(x, output[1])
+        ctx.fitted_map = fitted_map
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x, jac = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the Jacobian again, with its dependence on x
+            jac = ctx.fitted_map.forward_and_jacobian(x)[1]
+        return (grad.unsqueeze(-2) @ jac).squeeze(-2), None
 
 
 class Interpolated(nn.Module):
@@ -373,9 +384,10 @@ class ColorAugment(nn.Module):
         tabulated = self.tabulated is not None and device.type == "cpu" and not gradients \
             and weight.dtype == torch.float32  # tables hold T to float32's rounding: not a .double() map's
         evaluate = self.tabulated if tabulated else self.map
-        if gradients and hasattr(self.map, "forward_and_jacobian"):
+        if gradients and hasattr(self.map, "forward_and_jacobian") \
+                and not any(parameter.requires_grad for parameter in self.map.parameters()):
             def evaluate(part: torch.Tensor) -> torch.Tensor:
-                return _WithSavedJacobian.apply(part, self.map)
+                return _WithSavedJacobian.apply(part, self.map)[0]
         chunk = AUGMENT_CPU_CHUNK if device.type == "cpu" else AUGMENT_DEVICE_CHUNK
         with torch.set_grad_enabled(gradients):
             mapped = torch.cat([evaluate(part) for part in pixels.split(chunk)]) if len(pixels) > chunk \
