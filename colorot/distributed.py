@@ -28,8 +28,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from colorot.apply import (Job, Plan, Report, make_folder, apply_to_file, map_space, prepare,
                            refuse_convert_space_with_inverse)
 from colorot.atomic import is_any_of
@@ -37,7 +35,7 @@ from colorot.colour_table import ColourTable
 from colorot.controls import Controls, check_controls
 from colorot.errors import ColorotError, ConfigError, OutputExistsError
 from colorot.profiles import ColourSpace
-from colorot.strength import check_strength
+from colorot.strength import check_flags, check_strength
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +61,7 @@ def prepared(data: bytes, *, strength: float = 1.0, inverse: bool = False, exact
     goes into the table read without torch, and the map is None (errors call the checkpoint ``name``)."""
     check_controls(controls)  # before the cache, whose keys a dict is no use as
     check_strength(strength)  # "0.5" and True were read as numbers, None raised a bare TypeError
-    _check_flags(inverse=inverse, exact=exact)  # "False" was read as true
+    check_flags(inverse=inverse, exact=exact)  # "False" was read as true
     with _LOCK:
         return _prepared(hashlib.sha256(data).hexdigest(), data, float(strength), bool(inverse), bool(exact),
                          controls, name)
@@ -90,7 +88,7 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
     the checkpoint is refused, as ``colorot apply`` refuses it. Creates ``dst``'s folder; raises a
     ColorotError subclass on failure.
     """
-    _check_flags(replace=replace, convert_space=convert_space)
+    check_flags(replace=replace, convert_space=convert_space)
     refuse_convert_space_with_inverse(convert_space, inverse)
     _check_write_options(quality, max_pixels)
     if is_any_of(dst, [src] if isinstance(model, (bytes, bytearray, memoryview)) else [src, model]):
@@ -104,13 +102,6 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
     apply_to_file(fitted, Path(src), dst, quality=quality, max_pixels=max_pixels, table=table, replace=replace,
                   space=space, convert_space=convert_space)
     return str(dst)
-
-
-def _check_flags(**flags: object) -> None:
-    """ConfigError for a flag that is not True or False (a string such as "False" is true)."""
-    for name, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise ConfigError(f"{name} must be True or False, not {value!r}")
 
 
 def _check_write_options(quality: object, max_pixels: object) -> None:
@@ -146,7 +137,7 @@ def _check_options(data: bytes, options: dict, name: str) -> None:
     if unknown:
         raise ConfigError(f"apply_with_dask got options apply_path does not take: {', '.join(unknown)} "
                           f"(it takes {', '.join(sorted(taken))})")
-    _check_flags(**{key: options[key] for key in ("replace", "convert_space") if key in options})
+    check_flags(**{key: options[key] for key in ("replace", "convert_space") if key in options})
     refuse_convert_space_with_inverse(options.get("convert_space", False), options.get("inverse", False))
     _check_write_options(options.get("quality", 95), options.get("max_pixels"))
     prepared(data, name=name,

@@ -48,7 +48,7 @@ from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
 from colorot.ridge_profiles import RidgeProfiles
-from colorot.strength import check_strength
+from colorot.strength import check_flags, check_strength
 from colorot.sliced import DEFAULT_ITERATIONS, NNLS_ITERATIONS, SlicedSettings, solve_sliced
 from colorot.sampling import representative_subsample
 
@@ -914,6 +914,7 @@ class ColorTransfer:
         the table (:class:`colorot.lut.Lut`)."""
         from colorot.transforms import lut_map
 
+        check_flags(inverse=inverse, overwrite=overwrite)  # "False" would be true
         lut = bake(lut_map(self._fitted(), strength=strength, inverse=inverse, controls=controls), size)
         title = lut_title(self.map_.name, strength=strength, inverse=inverse, controls=controls)
         write_cube(path, lut, title=title, overwrite=overwrite)
@@ -989,6 +990,7 @@ class ColorTransfer:
         """Write the fitted map, target and training summary to one checkpoint file (atomically),
         or into a binary file object (an open file, ``io.BytesIO``)."""
         self._check_fitted()
+        check_flags(overwrite=overwrite)
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
         checkpoint.save(path, fitted, self.target_dist_, PREPROCESS, self.train_info_, overwrite=overwrite)
 

@@ -35,7 +35,7 @@ from torch import nn
 from colorot.defaults import FLOAT_SLACK
 from colorot.errors import ConfigError
 from colorot.ridge_profiles import RidgeProfiles
-from colorot.strength import check_strength
+from colorot.strength import check_flags, check_strength
 
 #: Pixels ColorAugment maps at a time: on the CPU few enough that the (pixels × units) work array
 #: stays small, on a GPU enough to keep it busy while bounding that array (2¹⁸ × 576 floats: 0.6 GB).
@@ -141,6 +141,7 @@ class InverseMap(nn.Module):
 def prepare_map(fitted_map: nn.Module, *, strength: float = 1.0, inverse: bool = False) -> nn.Module:
     """The map to apply: ``T_t`` (t = ``strength``; T itself at t = 1), inverted if ``inverse``."""
     strength = check_strength(strength)
+    check_flags(inverse=inverse)  # "False" would be true
     result = fitted_map if strength == 1.0 else Interpolated(fitted_map, strength)
     return InverseMap(result) if inverse else result
 

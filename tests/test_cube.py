@@ -66,6 +66,15 @@ def test_export_lut_cli(tiny_fit, tmp_path):
     assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "x.cube", "--size", "66"]).exit_code == 2
 
 
+def test_export_lut_in_python_refuses_a_flag_that_is_not_a_bool(tiny_fit, tmp_path):
+    """inverse="False" wrote the inverse LUT: a string is true."""
+    fitted = colorot.load(tiny_fit["model"])
+    for option in ({"inverse": "False"}, {"overwrite": "no"}):
+        with pytest.raises(ConfigError, match="must be True or False"):
+            fitted.export_lut(tmp_path / "x.cube", size=3, **option)
+    assert not (tmp_path / "x.cube").exists()
+
+
 @pytest.mark.parametrize("options, flags", [
     ({}, []),
     ({"strength": 0.5, "controls": Controls(saturation=1.3, neutral=0.5)},
