@@ -438,7 +438,7 @@ def plan_listed(
     for src in files:
         if not src.is_file():
             raise ConfigError(f"input not found (or not a file): {src}")
-        relative = src if not src.is_absolute() and ".." not in src.parts else Path(src.name)
+        relative = src if not src.anchor and ".." not in src.parts else Path(src.name)  # Windows: \x or C:x too
         dst = output / relative
         jobs.append(Job(src, dst if suffix is None else dst.with_suffix(suffix)))
     _refuse_unsafe(jobs, [], in_place=True)

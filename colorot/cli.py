@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import importlib.util
 import inspect
 import json
 import locale
@@ -33,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from colorot import apply as apply_mod, checkpoint, metrics, preview as preview_mod, profiles
 from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
-from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS
+from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS, usable_cpus
 from colorot.atomic import check_file_output, is_any_of
 from colorot.errors import (ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageReadError,
                             ImageWriteError)
@@ -107,7 +108,7 @@ class _Command(typer.core.TyperCommand):
                 piece = name if (" " in name or name.endswith("...")) else name + (dots or "")
             pieces.append(piece)
         return pieces
-_CPUS = os.cpu_count() or 1
+_CPUS = usable_cpus()
 _state = {"debug": False, "program": False, "interrupted": False}
 
 
@@ -492,6 +493,9 @@ def fit(
         output = Path(output)
         if preview is not None:
             preview_mod.check_preview_path(preview, [*inputs, output], replace=force, flag="--force")
+            if importlib.util.find_spec("torch") is None:  # the sheet maps its thumbnails with torch: said first
+                raise ConfigError("--preview needs PyTorch, which is not installed: pip install torch (any ≥ 2.1), "
+                                  "or fit without --preview")
         n_components = _components(components)
         from colorot.transfer import ColorTransfer
 
@@ -569,7 +573,7 @@ def apply_command(
                                                  "split by a hash of their output path.")] = None,
     preview: _BatchPreview = None,
     jobs: Annotated[int, typer.Option(rich_help_panel="Batch", min=1, help="Files processed at once "
-                                                "\\[default: the machine's CPU count].", show_default=False)] = _CPUS,
+                                                "\\[default: the CPUs this process may use].", show_default=False)] = _CPUS,
     as_json: _Json = False,
 ) -> None:
     """Apply a fitted map to image files and folders (the tree is mirrored under the output).
@@ -681,10 +685,15 @@ def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: 
 def _listed_paths() -> list[str]:
     """The paths listed on stdin, one a line: split at each newline alone (a name may hold a carriage
     return, a form feed or another of the breaks ``str.splitlines`` splits at), a CRLF list's carriage
-    returns dropped, and bytes that are not UTF-8 kept as the file system's names (``os.fsdecode``;
+    returns and a UTF-8 byte-order mark dropped (a UTF-16 list refused), and bytes that are not UTF-8
+    kept as the file system's names (``os.fsdecode``;
     where it decodes strictly, as on Windows, in the locale's encoding, a name it cannot spell
     replaced, so that the list names it as not found)."""
     data = _read_stdin()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Windows' "Unicode": PowerShell 5.1's redirect, Notepad
+        raise ConfigError("the list on stdin is UTF-16; give it as UTF-8 (in PowerShell: ... | Out-File -Encoding "
+                          "utf8, or Set-Content -Encoding utf8)")
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (Notepad): no part of the first name
     try:
         text = os.fsdecode(data)
     except UnicodeDecodeError:
@@ -919,8 +928,8 @@ def match_command(
     shard: Annotated[Optional[str], typer.Option(rich_help_panel="Batch", callback=_shard_value,
                                                  help="Do only shard i of N (0 ≤ i < N), e.g. 0/4.")] = None,
     preview: _BatchPreview = None,
-    jobs: Annotated[Optional[int], typer.Option(rich_help_panel="Batch", min=1, help="Files matched at once \\[default: the machine's CPU "
-                                                "count].", show_default=False)] = None,
+    jobs: Annotated[Optional[int], typer.Option(rich_help_panel="Batch", min=1, help="Files matched at once \\[default: the CPUs this "
+                                                "process may use].", show_default=False)] = None,
     as_json: _Json = False,
 ) -> None:
     """Match every input image to REFERENCE, each with its own fitted map (the reference is fitted once).

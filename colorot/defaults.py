@@ -2,6 +2,8 @@
 without importing it (``colorot apply`` on a ridge map never needs it). ``models``, ``train``
 and ``transfer`` take them from here (and still export them under the same names)."""
 
+import os
+
 #: Strong-convexity floor ε: every Jacobian eigenvalue is at least this.  It is
 #: the largest compression of colour space the map may apply (1000:1).
 DEFAULT_EPS = 1e-3
@@ -35,3 +37,14 @@ NETWORK_KL_ITERATIONS = 40
 #: How far float pixels given to a fit, a transform or ColorAugment may stray outside [0, 1] (a
 #: processed image's overshoot); 8-bit codes given as floats (0–255, a missing / 255) are refused.
 FLOAT_SLACK = 0.5
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a ``taskset``'s, a cgroup's or a batch scheduler's set), not
+    the machine's: ``--jobs``' default (a 64-core node granting 4 started 64 match workers, each
+    holding the reference), and whether the EM process has a core of its own."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1

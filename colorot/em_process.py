@@ -27,10 +27,12 @@ import threading
 
 import numpy as np
 
+from colorot.defaults import usable_cpus
 from colorot.distributions import EMProblem, GaussianMixture
 
 #: Environment of the EM process: one BLAS/OpenMP thread, leaving the other cores to this process.
-_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                      "VECLIB_MAXIMUM_THREADS")}  # the last: Apple's Accelerate
 #: The process :func:`prestart` started, until a BackgroundEM takes it or :func:`discard_prestarted` ends it.
 _prestarted: subprocess.Popen | None = None
 
@@ -66,7 +68,7 @@ def _take_prestarted() -> subprocess.Popen | None:
 def _spawn() -> subprocess.Popen | None:
     """``python -m colorot.em_process``, waiting for its problem on stdin; None with fewer than two
     cores (nothing to overlap with: EM runs here when asked for) or where no process can start."""
-    if (os.cpu_count() or 1) < 2:
+    if usable_cpus() < 2:
         return None
     try:
         return subprocess.Popen([sys.executable, "-m", "colorot.em_process"], stdin=subprocess.PIPE,

@@ -737,6 +737,47 @@ def test_a_command_that_needs_torch_says_so_where_it_is_missing(tmp_path: Path, 
                                                 "(any ≥ 2.1; a default fit and applying its map run without it)"]
 
 
+def test_fit_with_a_preview_says_before_the_fit_that_it_needs_torch(tmp_path: Path, monkeypatch) -> None:
+    """Without torch a default fit runs, but its preview maps thumbnails with torch: the whole fit ran,
+    then "this needs PyTorch", and nothing was saved."""
+    real = colorot.cli.importlib.util.find_spec
+    monkeypatch.setattr(colorot.cli.importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    source = png(tmp_path / "a.png")
+    assert_one_line_error(cli("fit", source, source, "-o", tmp_path / "m.pt", "--preview", tmp_path / "p.png"),
+                          "--preview needs PyTorch")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_list_on_stdin_with_a_byte_order_mark_or_in_utf16(tmp_path: Path, half: Path) -> None:
+    """Notepad's UTF-8 list began with an invisible mark (its first name "not found"); PowerShell 5.1's
+    UTF-16 list read as names full of NUL bytes."""
+    png(tmp_path / "a.png")
+    listed = b"\xef\xbb\xbf" + bytes(tmp_path / "a.png") + b"\r\n"
+    outcome = CliRunner().invoke(app, ["apply", str(half), "--from-stdin", str(tmp_path / "out"), "--json"], input=listed)
+    assert outcome.exit_code == 0 and len(json.loads(outcome.stdout)["written"]) == 1, outcome.output
+    utf16 = (str(tmp_path / "a.png") + "\r\n").encode("utf-16")
+    assert_one_line_error(cli_with_input(utf16, "apply", half, "--from-stdin", tmp_path / "out2"), "UTF-16")
+
+
+def cli_with_input(data: bytes, *args: object):
+    """``cli`` with ``data`` on stdin."""
+    from _robust_helpers import Outcome
+
+    result = CliRunner().invoke(app, [str(a) for a in args], input=data)
+    crash = None if result.exception is None or isinstance(result.exception, SystemExit) else result.exception
+    return Outcome(result.exit_code, result.stdout, result.stderr, crash)
+
+
+def test_the_default_jobs_are_the_cpus_this_process_may_use(monkeypatch) -> None:
+    """--jobs took the machine's CPU count: a job on 4 cores of a 64-core node started 64 workers."""
+    from colorot.defaults import usable_cpus
+
+    monkeypatch.delattr(os, "process_cpu_count", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert usable_cpus() == 1
+
+
 def test_shards_take_names_that_are_not_utf8(tmp_path: Path, half: Path) -> None:
     root = tmp_path / "in"
     png(root / "a.png")
