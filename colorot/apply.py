@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from colorot import checkpoint
-from colorot.atomic import resolved
+from colorot.atomic import file_key, is_within
 from colorot.errors import CheckpointError, ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, as_floats, decode_image, decode_to_write, encode_image, format_for_suffix,
                              has_avif, has_heif, list_images, quantize, read_image, write_image, written_format)
@@ -674,11 +674,10 @@ def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive:
 def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -> None:
     """Raise ConfigError for an output that is an input, is shared, cannot be encoded, is an
     existing folder or lands inside an input folder (unless ``in_place``)."""
-    sources = {resolved(job.src) for job in jobs}
-    folders = [resolved(folder) for folder in input_folders]
-    claimed: dict[Path, Path] = {}
+    sources = {file_key(job.src) for job in jobs}
+    claimed: dict[str, Path] = {}
     for job in jobs:
-        dst = resolved(job.dst)
+        dst = file_key(job.dst)
         if dst in sources:
             raise ConfigError(f"output would overwrite an input: {job.dst}" + (
                 " (an earlier --in-place run's output, if one wrote into its input folder: such a run cannot be "
@@ -690,7 +689,7 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
             raise ConfigError(f"cannot write {job.dst} in its format; choose one with --suffix")
         if job.dst.is_dir():  # not an output that exists: no image can be written there
             raise ConfigError(f"output {job.dst} is a folder; move it or choose another output")
-        if not in_place and any(dst.is_relative_to(folder) for folder in folders):
+        if not in_place and any(is_within(job.dst, folder) for folder in input_folders):
             raise ConfigError(
                 f"output {job.dst} is inside an input folder; "
                 "choose another output or pass --in-place"
@@ -698,9 +697,10 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
 
 
 def is_inside(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or lies under it (links and ``..`` resolved)."""
-    return resolved(path).is_relative_to(resolved(folder))
+    """Whether ``path`` is ``folder`` or lies under it (links and ``..`` resolved, spellings folded
+    as the file system folds them: :func:`colorot.atomic.file_key`)."""
+    return is_within(path, folder)
 
 
 def _is_strictly_inside(path: Path, folder: Path) -> bool:
-    return is_inside(path, folder) and resolved(path) != resolved(folder)
+    return is_within(path, folder) and file_key(path) != file_key(folder)

@@ -8,6 +8,8 @@ import glob
 import hashlib
 import os
 import secrets
+import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Iterable
@@ -148,9 +150,32 @@ def _in_use(path: Path) -> bool:
 
 
 def is_any_of(path: Path | str, paths: Iterable[Path | str]) -> bool:
-    """Whether ``path`` names the same file as one of ``paths`` (links and ``..`` resolved)."""
-    target = resolved(Path(path))
-    return any(resolved(Path(other)) == target for other in paths)
+    """Whether ``path`` names the same file as one of ``paths`` (links and ``..`` resolved; spellings
+    that differ only as the file system folds them, on macOS and Windows: :func:`file_key`)."""
+    target = file_key(path)
+    return any(file_key(other) == target for other in paths)
+
+
+def file_key(path: Path | str) -> str:
+    """``path`` resolved (:func:`resolved`), as a key that two spellings of one file share where file
+    names ignore case and Unicode normalisation: macOS's APFS and HFS+ by default (NFD, case folded;
+    a case-sensitive volume then has two names refused as one, never one file written twice), and
+    Windows (``os.path.normcase``). Elsewhere the path itself: on macOS, ``out/Beach.jpg`` and
+    ``out/beach.jpg`` were two outputs for one file, and an input spelt in another case an output."""
+    text = str(resolved(Path(path)))
+    if NAMES_FOLDED:
+        return unicodedata.normalize("NFD", text).casefold()
+    return os.path.normcase(text)
+
+
+#: Whether file names are folded as macOS's file systems fold them (:func:`file_key`).
+NAMES_FOLDED = sys.platform == "darwin"
+
+
+def is_within(path: Path | str, folder: Path | str) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, by :func:`file_key`."""
+    inner, outer = file_key(path), file_key(folder)
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
 def resolved(path: Path) -> Path:

@@ -299,7 +299,7 @@ def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool,
     whose image is elsewhere or gone).
     """
     from colorot.apply import Plan
-    from colorot.atomic import resolved
+    from colorot.atomic import file_key
 
     blocker = next((path for path in (save_maps, *save_maps.parents) if path.exists() and not path.is_dir()), None)
     if blocker is not None:
@@ -309,16 +309,17 @@ def plan_maps(plan: "Plan", save_maps: Path, output_root: Path, overwrite: bool,
     # can be where a map goes (each resolved, and the maps only if there is one).
     named_pt = [path for path in (*(job.src for job in maps), *([reference] if reference else []))
                 if Path(path).suffix.lower() == ".pt"]
-    images = {resolved(Path(path)) for path in named_pt}
-    owner: dict[Path, object] = {}
+    images = {file_key(path) for path in named_pt}
+    owner: dict[str, object] = {}
     for job, path in maps.items():
-        if images and resolved(path) in images:
+        key = file_key(path)  # X.jpg and x.png keep one map on macOS, whose file names ignore case
+        if key in images:
             raise ConfigError(f"the map {path} would overwrite an input or output of this run; "
                               "choose another --save-maps folder")
-        if path in owner:
-            raise ConfigError(f"{owner[path].src} and {job.src} would both keep their map in {path}; "
+        if key in owner:
+            raise ConfigError(f"{owner[key].src} and {job.src} would both keep their map in {path}; "
                               "match them in separate runs, each with its own --save-maps folder")
-        owner[path] = job
+        owner[key] = job
     if not overwrite:
         for job in plan.jobs:
             if os.path.lexists(maps[job]):

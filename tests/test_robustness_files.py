@@ -778,6 +778,41 @@ def test_the_default_jobs_are_the_cpus_this_process_may_use(monkeypatch) -> None
     assert usable_cpus() == 1
 
 
+def test_on_macos_spellings_of_one_file_are_one_file(tmp_path: Path, half: Path, monkeypatch) -> None:
+    """macOS's file names ignore case and Unicode normalisation: out/Beach.png and out/beach.png were
+    two outputs (the first result lost with --overwrite), and an output spelt as an input in another
+    case or normalisation replaced the input. Simulated: Linux's names keep case, so the keys are
+    checked as macOS folds them, and the refusals come before any write."""
+    monkeypatch.setattr(colorot.atomic, "NAMES_FOLDED", True)  # as on macOS
+    png(tmp_path / "a" / "Beach.png")
+    png(tmp_path / "b" / "beach.png")
+    assert_one_line_error(cli("apply", half, tmp_path / "a" / "Beach.png", tmp_path / "b" / "beach.png",
+                              tmp_path / "out", "--overwrite"), "would both be written to")
+    nfc = png(tmp_path / "in" / "caf\u00e9.png")
+    nfd = tmp_path / "in" / "cafe\u0301.png"  # another spelling of the same name
+    for output in (tmp_path / "in" / "Caf\u00e9.png", nfd):
+        assert_one_line_error(cli("apply", half, nfc, output, "--overwrite"), "output would overwrite an input")
+    assert not (tmp_path / "out").exists()
+
+
+def test_on_macos_two_maps_of_one_folded_name_are_refused(tmp_path: Path, monkeypatch) -> None:
+    """X.png and x.jpg keep their maps in X.pt and x.pt: one file where names ignore case."""
+    monkeypatch.setattr(colorot.atomic, "NAMES_FOLDED", True)  # as on macOS
+    reference = png(tmp_path / "ref.png")
+    png(tmp_path / "in" / "X.png")
+    png(tmp_path / "in" / "x.jpg")
+    assert_one_line_error(cli("match", reference, tmp_path / "in", tmp_path / "out", "--save-maps",
+                              tmp_path / "maps"), "would both keep their map in")
+    assert not (tmp_path / "out").exists()
+
+
+def test_where_names_keep_case_two_spellings_are_two_files(tmp_path: Path, half: Path) -> None:
+    png(tmp_path / "a" / "Beach.png")
+    png(tmp_path / "b" / "beach.png")
+    outcome = cli("apply", half, tmp_path / "a" / "Beach.png", tmp_path / "b" / "beach.png", tmp_path / "out", "--json")
+    assert outcome.code == 0 and len(json.loads(outcome.stdout)["written"]) == 2, outcome.stderr
+
+
 def test_shards_take_names_that_are_not_utf8(tmp_path: Path, half: Path) -> None:
     root = tmp_path / "in"
     png(root / "a.png")
