@@ -663,7 +663,7 @@ def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive:
     root = output / src.resolve().name if several else output
     images = list_images(src, recursive=recursive)
     if in_place and _is_strictly_inside(output, src):  # earlier outputs are not inputs
-        images = [image for image in images if not is_inside(image, output)]
+        images = [image for image in images if not is_within(image, output)]
     if not images:
         raise ConfigError(
             f"no images in folder {src} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -694,12 +694,6 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
                 f"output {job.dst} is inside an input folder; "
                 "choose another output or pass --in-place"
             )
-
-
-def is_inside(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or lies under it (links and ``..`` resolved, spellings folded
-    as the file system folds them: :func:`colorot.atomic.file_key`)."""
-    return is_within(path, folder)
 
 
 def _is_strictly_inside(path: Path, folder: Path) -> bool:

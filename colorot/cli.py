@@ -35,7 +35,7 @@ from colorot import apply as apply_mod, checkpoint, metrics, preview as preview_
 from colorot.version import __version__
 from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS, usable_cpus
-from colorot.atomic import check_file_output, is_any_of
+from colorot.atomic import check_file_output, is_any_of, is_within
 from colorot.errors import (ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageReadError,
                             ImageWriteError)
 from colorot.imageio import IMAGE_SUFFIXES
@@ -144,6 +144,11 @@ class DeviceName(str, Enum):
     cuda = "cuda"
 
 
+#: What a command, or an option, that maps with torch says where torch is missing.
+_NEEDS_TORCH = ("PyTorch, which is not installed: pip install torch (any ≥ 2.1; a default fit and applying its map "
+                "run without it)")
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn a ColorotError, a failed allocation or a file system's refusal into a one-line message
@@ -168,8 +173,7 @@ def _user_errors() -> Iterator[None]:
     except ModuleNotFoundError as exc:  # torch, a dependency, missing from an incomplete install
         if exc.name != "torch" or _state["debug"]:
             raise
-        stderr.print("[bold red]error:[/] this needs PyTorch, which is not installed: pip install torch (any ≥ 2.1; "
-                     "a default fit and applying its map run without it)", highlight=False, soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] this needs {_NEEDS_TORCH}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except OSError as exc:  # a path the system refuses to look at where no check foresaw it (a name over its limit)
         if isinstance(exc, BrokenPipeError) or _state["debug"]:  # a closed pipe is left to click
@@ -494,8 +498,7 @@ def fit(
         if preview is not None:
             preview_mod.check_preview_path(preview, [*inputs, output], replace=force, flag="--force")
             if importlib.util.find_spec("torch") is None:  # the sheet maps its thumbnails with torch: said first
-                raise ConfigError("--preview needs PyTorch, which is not installed: pip install torch (any ≥ 2.1), "
-                                  "or fit without --preview")
+                raise ConfigError(f"--preview needs {_NEEDS_TORCH}")
         n_components = _components(components)
         from colorot.transfer import ColorTransfer
 
@@ -707,7 +710,7 @@ def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_p
     :func:`preview_mod.check_preview_path`), nor lands inside an input folder unless ``in_place``
     (a rerun would take the sheet for a photo), as an output would."""
     preview_mod.check_preview_path(preview, protected, replace=True, flag="--overwrite", folder_made=True)
-    if not in_place and any(Path(src).is_dir() and apply_mod.is_inside(preview, Path(src)) for src in inputs):
+    if not in_place and any(Path(src).is_dir() and is_within(preview, src) for src in inputs):
         raise ConfigError(f"the preview {preview} is inside an input folder; choose another path or pass --in-place")
 
 

@@ -153,7 +153,7 @@ class GaussianMixture:
         try:
             self._chols = np.linalg.cholesky(self.covariances)
         except np.linalg.LinAlgError as exc:
-            raise ConfigError("a covariance matrix is not positive definite") from exc
+            raise _NotPositiveDefinite("a covariance matrix is not positive definite") from exc
         self._torch_cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, ...]] = {}
         self._numpy_terms: tuple[np.ndarray, ...] | None = None
 
@@ -321,10 +321,12 @@ def _with_ridge_named(ridge: float, make):
     """``make()``, its refusal of a covariance that is not positive definite said as :func:`_singular`."""
     try:
         return make()
-    except ConfigError as exc:
-        if "not positive definite" not in str(exc):
-            raise
+    except _NotPositiveDefinite as exc:
         raise ConfigError(_singular(ridge)) from exc
+
+
+class _NotPositiveDefinite(ConfigError):
+    """A mixture's covariance that is not positive definite (a fit names the ridge instead)."""
 
 
 class Gaussian(GaussianMixture):

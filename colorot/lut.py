@@ -46,10 +46,12 @@ class Lut:
     size: int
     table: np.ndarray
     _filter: ImageFilter.Color3DLUT = field(init=False, repr=False)
+    _in_pillow_range: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Pillow clips the interpolated outputs to [0, 1] (the output rule).
         self._filter = ImageFilter.Color3DLUT(self.size, self.table, channels=3)
+        self._in_pillow_range = bool(np.abs(self.table).max() <= PILLOW_TABLE_RANGE)
 
     def apply_codes(self, codes: np.ndarray) -> np.ndarray:
         """Map uint8 RGB codes (H, W, 3) to uint8 codes by trilinear interpolation, then the output
@@ -58,7 +60,7 @@ class Lut:
         point would cut before interpolating, by :func:`interpolate`."""
         if codes.dtype != np.uint8 or codes.shape[-1] != 3:
             raise ValueError("apply_codes takes uint8 RGB codes (H, W, 3)")
-        if np.abs(self.table).max() <= PILLOW_TABLE_RANGE:
+        if self._in_pillow_range:
             return np.asarray(PILImage.fromarray(codes, "RGB").filter(self._filter))
         flat = codes.reshape(-1, 3)
         out = np.empty(flat.shape, np.uint8)

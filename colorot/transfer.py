@@ -229,9 +229,9 @@ def _mask_of(mask: ImageLike, max_image_pixels: int | None) -> np.ndarray:
         if image.alpha is not None:
             opaque = image.alpha >= np.iinfo(image.alpha.dtype).max / 2
     elif hasattr(mask, "convert"):
-        grey = np.asarray(mask.convert("LA") if mask.has_transparency_data else mask.convert("L"))
-        codes, top = (grey[..., 0], 255) if grey.ndim == 3 else (grey, 255)
-        opaque = grey[..., 1] >= 255 / 2 if grey.ndim == 3 else None
+        codes, top = np.asarray(mask.convert("LA") if mask.has_transparency_data else mask.convert("L")), 255
+        if codes.ndim == 3:  # grey and alpha
+            codes, opaque = codes[..., 0], codes[..., 1] >= top / 2
     else:
         codes = np.asarray(mask)
         top = 65535 if codes.dtype == np.uint16 else 255 if codes.dtype == np.uint8 else 1.0
