@@ -932,11 +932,7 @@ def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarra
     """The integer pixel codes and their bit depth: (H, W, 3) or (H, W, 4) with alpha last, or
     for 8-bit RGB without alpha, (H, W) RGBX words (see :func:`codes_of_words`)."""
     if pil.mode.startswith("I;16"):
-        pil.load()
-        grey = np.asarray(pil).astype(np.uint16)
-        if pil.format == "TIFF" and pil.tag_v2.get(_PHOTOMETRIC_TAG) == 0:  # white is zero: Pillow leaves 16 bits as stored
-            grey = np.uint16(65535) - grey
-        return _with_colour_key(np.repeat(grey[..., None], 3, axis=2), pil.info.get("transparency")), 16
+        return grey16_codes(pil), 16
     if _planar_deep_tiff(pil):
         raise ImageReadError(f"{name}: a TIFF of over 8 bits a sample with separate colour planes is not supported "
                              "(Pillow misreads it); save it with interleaved (contiguous) samples")
@@ -952,6 +948,18 @@ def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarra
         return np.asarray(pil if pil.mode == "RGBA" else pil.convert("RGBA")), 8  # convert() would copy
     rgb = pil if pil.mode == "RGB" else pil.convert("RGB")
     return np.frombuffer(rgb.tobytes("raw", "RGBX"), dtype="<u4").reshape(rgb.height, rgb.width), 8
+
+
+def grey16_codes(pil: PILImage.Image) -> np.ndarray:
+    """A 16-bit grey image's (Pillow mode ``I;16*``) codes as RGB (H, W, 3), or (H, W, 4) with an
+    alpha of 0 or 65535 where the file names one grey level transparent (a PNG's tRNS); a TIFF whose
+    white is zero is turned round (Pillow leaves its 16 bits as stored). A file and a PIL image
+    are read alike through it."""
+    pil.load()
+    grey = np.asarray(pil).astype(np.uint16)
+    if pil.format == "TIFF" and pil.tag_v2.get(_PHOTOMETRIC_TAG) == 0:
+        grey = np.uint16(65535) - grey
+    return _with_colour_key(np.repeat(grey[..., None], 3, axis=2), pil.info.get("transparency"))
 
 
 def _webp_is_lossless(data: bytes) -> bool:

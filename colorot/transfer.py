@@ -41,7 +41,7 @@ from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, Gaussi
 from colorot.em_process import BackgroundEM, discard_prestarted
 from colorot.errors import ConfigError, NotFittedError, TrainingError
 from colorot.history import History
-from colorot.imageio import read_image, read_pixels, unit_values
+from colorot.imageio import grey16_codes, read_image, read_pixels, unit_values
 from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake, lut_title
 from colorot.profiles import ColourSpace, apart, image_colour_space, in_source_space, space_record
 from colorot import kl_solver
@@ -185,8 +185,9 @@ def _pil_pixels(image) -> tuple[np.ndarray, np.ndarray | None]:
         raise ConfigError(f"unsupported pixel format (Pillow mode {image.mode}): give 8- or 16-bit images, "
                           "or an array of floats in [0, 1]")
     if image.mode.startswith("I;16"):  # convert("RGB") would clip it to 0–255
-        grey = np.asarray(image).astype(np.uint16).reshape(-1, 1)
-        return np.repeat(grey, 3, axis=1) / np.float32(65535), None
+        codes = grey16_codes(image)
+        codes = codes.reshape(-1, codes.shape[2])
+        return codes[:, :3] / np.float32(65535), (codes[:, 3] if codes.shape[1] == 4 else None)
     if image.mode == "La":  # premultiplied grey + alpha, which Pillow converts to LA alone
         image = image.convert("LA")
     if image.has_transparency_data:
@@ -219,8 +220,8 @@ def _as_list(images: ImageLike | Sequence[ImageLike] | None) -> list:
 
 def _mask_of(mask: ImageLike, max_image_pixels: int | None) -> np.ndarray:
     """A mask image → bool (H, W) (a 1-D mask of pixels: (N,)): true where its mean code is at
-    least half the maximum (8- and 16-bit codes: white; floats, bools and other integers: ≥ 0.5)
-    and, for a mask file or PIL image with transparency, where it is at least half opaque (editors
+    least half the maximum (8- and 16-bit codes: white; floats, bools and other integers, and a
+    PIL image of mode F: ≥ 0.5; mode I is refused) and, for a mask file or PIL image with transparency, where it is at least half opaque (editors
     export a mask painted on transparency with white under it: it selected every pixel)."""
     opaque = None
     if isinstance(mask, (str, os.PathLike)):
@@ -229,9 +230,19 @@ def _mask_of(mask: ImageLike, max_image_pixels: int | None) -> np.ndarray:
         if image.alpha is not None:
             opaque = image.alpha >= np.iinfo(image.alpha.dtype).max / 2
     elif hasattr(mask, "convert"):
-        codes, top = np.asarray(mask.convert("LA") if mask.has_transparency_data else mask.convert("L")), 255
-        if codes.ndim == 3:  # grey and alpha
-            codes, opaque = codes[..., 0], codes[..., 1] >= top / 2
+        if mask.mode == "I":
+            raise ConfigError("unsupported mask format (Pillow mode I, 32-bit integers): give an 8- or 16-bit "
+                              "image, or an array of booleans or floats in [0, 1]")
+        if mask.mode == "F":  # floats, as an array of floats: selected from 0.5
+            codes, top = np.asarray(mask), 1.0
+        elif mask.mode.startswith("I;16"):  # convert("L") would clip its codes to 255: all but black white
+            codes, top = grey16_codes(mask), 65535
+            if codes.shape[2] == 4:  # a grey level named transparent
+                codes, opaque = codes[..., 0], codes[..., 3] != 0
+        else:
+            codes, top = np.asarray(mask.convert("LA") if mask.has_transparency_data else mask.convert("L")), 255
+            if codes.ndim == 3:  # grey and alpha
+                codes, opaque = codes[..., 0], codes[..., 1] >= top / 2
     else:
         codes = np.asarray(mask)
         top = 65535 if codes.dtype == np.uint16 else 255 if codes.dtype == np.uint8 else 1.0

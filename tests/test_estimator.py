@@ -108,6 +108,33 @@ def test_none_in_a_list_of_masks_leaves_its_image_unmasked(tmp_path, make_png):
     assert fitted.train_info_["training_pixels"] == plain.train_info_["training_pixels"] == 2 * 24 * 32
 
 
+def test_a_pil_image_or_mask_is_read_as_its_file(tmp_path, make_png):
+    """A 16-bit grey PIL mask was converted to 8 bits, clipping every code over 255 to white; a
+    float (mode F) mask selected nothing; a 16-bit grey PIL image's transparent grey level was fitted."""
+    from PIL import Image
+
+    from colorot.transfer import pooled_pixels
+
+    source = make_png(tmp_path / "s.png", seed=1)  # 32 × 24
+    grey = np.zeros((24, 32), np.uint16)
+    grey[:, :12], grey[:, 12:] = 1000, 40000  # 1000 is black in 16 bits, white once clipped to 8
+    Image.fromarray(grey).save(tmp_path / "mask16.png")
+    as_file = pooled_pixels(source, tmp_path / "mask16.png")
+    with Image.open(tmp_path / "mask16.png") as mask:
+        assert mask.mode.startswith("I;16")
+        np.testing.assert_array_equal(pooled_pixels(source, mask), as_file)
+    assert len(as_file) == 24 * 20
+    floats = np.zeros((24, 32), np.float32)
+    floats[:, :5] = 1.0
+    assert len(pooled_pixels(source, Image.fromarray(floats, "F"))) == len(pooled_pixels(source, floats)) == 24 * 5
+    with pytest.raises(ConfigError, match="mode I, 32-bit"):
+        pooled_pixels(source, Image.fromarray(grey.astype(np.int32)))
+    Image.fromarray(grey).save(tmp_path / "keyed16.png", transparency=1000)  # a grey level named transparent
+    with Image.open(tmp_path / "keyed16.png") as keyed:
+        assert len(pooled_pixels(keyed)) == len(pooled_pixels(tmp_path / "keyed16.png")) == 24 * 20
+        assert len(pooled_pixels(source, keyed)) == 24 * 20  # a keyed mask reads too
+
+
 def test_every_read_of_a_file_takes_the_estimator_s_pixel_limit(tmp_path, make_png, monkeypatch):
     """Only fit honoured max_image_pixels: transform, inverse_transform, masks and match's blended
     frames refused a file over Pillow's limit that fit had read."""
