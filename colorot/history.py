@@ -1,4 +1,8 @@
-"""What a fit did: the loss after each step or iteration, and the wall time (every solver's record)."""
+"""What a fit did: its losses and the wall time (every solver's record).
+
+The KL solvers record the loss of the map after each iteration and the sliced solver the cost of
+its start and after each iteration, so the last is the saved map's; Adam records each step's loss,
+of the minibatch before that step's update, as training loops do."""
 
 from __future__ import annotations
 

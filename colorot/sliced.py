@@ -226,12 +226,14 @@ def step_caps(dictionary: Dictionary) -> np.ndarray:
 def solve_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings, callback=None) -> SlicedSolution:
     """Fit T to source pixels x (N, 3) and target pixels y (M, 3), floats in [0, 1]: the solution
     in the dictionary's terms (its ridge map: :meth:`SlicedSolution.to_ridge_map`), with the sliced
-    cost before each iteration (RGB units², averaged over its frames) and the wall seconds.
-    ``callback(iteration, cost)`` after each iteration."""
+    cost (RGB units², averaged over its frames) of the start and of the map after each iteration,
+    the last the returned map's, and the wall seconds. ``callback(iteration, cost)`` after each
+    iteration, with the cost before it."""
     settings.validate()
     start = time.perf_counter()
     problem = SlicedProblem(x, y, settings)
     theta, offset, costs = problem.run(callback)
+    costs.append(problem.surrogate(theta, offset)[2])  # run's last cost is the map's before the last step
     return problem.solution(theta, offset, costs, time.perf_counter() - start)
 
 

@@ -183,3 +183,13 @@ def test_the_sliced_solver_can_aim_at_a_fitted_mixture() -> None:
     pixels = rng.random((3000, 3))
     fitted = ColorTransfer(solver="sliced", target="gmm", n_components=2, steps=5).fit(pixels, pixels ** 2)
     assert fitted.train_info_["solver"] == "sliced" and fitted.target_dist_.n_components == 2
+
+
+def test_the_last_cost_is_the_returned_map_s() -> None:
+    """The last cost was the map's before the last iteration, so `final_loss` of a 1-step fit was
+    its untrained start's."""
+    rng = np.random.default_rng(3)
+    x = rng.random((4000, 3)) * 0.5
+    y = 0.4 + rng.random((4000, 3)) * 0.5 * np.array([1.0, 0.3, 0.6])
+    costs = solve_sliced(x, y, SlicedSettings(iterations=1)).costs
+    assert len(costs) == 2 and costs[1] < costs[0] / 3, costs
