@@ -186,7 +186,6 @@ def apply_to_file(
     quality: int = 95,
     max_pixels: int | None = None,
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
-    device: str | torch.device = "cpu",
     table: ColourTable | None = None,
     image: Image | None = None,
     replace: bool = True,
@@ -208,7 +207,7 @@ def apply_to_file(
     if image is None:
         image = read_image(src, max_pixels=max_pixels, frames=True, written_as=written_format(dst))
     mapped, *frames = map_in_space(fitted_map, image, str(src), space, convert_space, table=table,
-                                   chunk_pixels=chunk_pixels, device=device)
+                                   chunk_pixels=chunk_pixels)
     with refusals_stop_the_batch():
         write_image(dst, image, mapped, quality=quality, replace=replace, frames=frames)
 
@@ -276,7 +275,6 @@ def map_image(
     *,
     table: ColourTable | None = None,
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
-    device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """The mapped pixels of a decoded image: with a ``table``, 8-bit codes through it (uint8) and
     16-bit images through its evaluator (float32); without one, the map itself (float32).
@@ -284,7 +282,7 @@ def map_image(
     passes a ``table`` on: :func:`checkpoint_table` gives one without a map)."""
     if table is not None:
         return table.apply_codes(image.codes) if image.bit_depth == 8 else table.map_floats(image.codes)
-    return map_pixels(fitted_map, image.codes, chunk_pixels=chunk_pixels, device=device)
+    return map_pixels(fitted_map, image.codes, chunk_pixels=chunk_pixels)
 
 
 def apply_to_bytes(

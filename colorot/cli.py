@@ -794,10 +794,10 @@ def _check_inverse_on(inverse, sources: list[Path], max_pixels: int | None) -> d
 
 
 def _run_with_progress(job_plan: apply_mod.Plan, fitted, **kwargs) -> apply_mod.Report:
-    """Run a plan with a progress bar on stderr; failures are printed as they happen."""
-    jobs = kwargs.pop("jobs", 1)
-    return _run_each_with_progress(job_plan, lambda job: apply_mod.apply_to_file(fitted, job.src, job.dst, **kwargs),
-                                   jobs=jobs, label="applying")
+    """:func:`colorot.apply.run` of a plan (``kwargs``: its ``jobs`` and :func:`~colorot.apply.apply_to_file`'s)
+    with a progress bar on stderr; failures are printed as they happen."""
+    return _with_progress(len(job_plan.jobs), "applying",
+                          lambda done, _: apply_mod.run(job_plan, fitted, on_file_done=done, **kwargs))
 
 
 def _run_each_with_progress(job_plan: apply_mod.Plan, work, *, jobs: int, label: str, **pool) -> apply_mod.Report:
