@@ -5,7 +5,7 @@ Schema (``format_version`` 1)::
     {"format": "colorot", "format_version": 1, "colorot_version": str,
      "model": {"name": str, "config": dict, "state_dict": {str: Tensor}},
      "target": GaussianMixture.to_dict(),
-     "preprocess": {"colour_space": "sRGB (encoded values)", "range": [0.0, 1.0]},
+     "preprocess": {"colour_space": "sRGB (encoded values, no linearisation)", "range": [0.0, 1.0]},
      "train": {...training summary: steps, loss, final_loss, seed, seconds, hashes...}}
 
 The file is what ``torch.save`` would write, written without torch (:mod:`colorot.torch_archive`),
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 FORMAT = "colorot"
 FORMAT_VERSION = 1
 
-#: Largest model ``fit`` may train: each of hidden/layers/modules (the defaults use 32 and 48
-#: units; the ridge map 576); a checkpoint may hold up to MAX_MODEL_UNITS in each and in their
+#: Largest model ``fit`` may train: each of hidden/layers/modules (the defaults: the C-MGN 16 × 3
+#: layers, the M-MGN 8 × 3 modules, the ridge map 64 under Adam, 576 from the KL solver); a checkpoint may hold up to MAX_MODEL_UNITS in each and in their
 #: product, since a sequence frame's blended ridge map holds the units of every frame it blends
 #: (7 × 576 at σ = 1, 13 × 576 at σ = 2).  Far above anything useful, low enough that a crafted
 #: config cannot make loading allocate gigabytes.

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from colorot.apply import map_pixels
+from colorot.controls import LUMA
 from colorot.errors import ConfigError, ImageMetadataWarning, ImageReadError
 from colorot.imageio import read_image, read_pixels, unit_values
 from colorot.profiles import ColourSpace, apart, image_colour_space
@@ -235,8 +236,6 @@ def clipped_fraction(mapped: np.ndarray, weights: np.ndarray | None = None) -> f
 #: Detail energy below which an image counts as perfectly flat: float64 rounding leaves up to
 #: ~1e-32 in a flat image, one 16-bit code of detail in one pixel of an 8K frame gives ~6e-18.
 FLAT_ENERGY = 1e-24
-#: Rec. 709 luma weights of encoded RGB (as :mod:`colorot.controls` uses them).
-LUMA = (0.2126, 0.7152, 0.0722)
 
 
 def detail_gain(source: np.ndarray, output: np.ndarray) -> float:

@@ -49,8 +49,7 @@ from colorot.history import History
 from colorot.train import is_out_of_memory
 from colorot.sampling import representative_subsample
 
-#: Majorise–minimise iterations (the CLI's --steps for this solver) and L-BFGS iterations in each.
-DEFAULT_ITERATIONS = NETWORK_KL_ITERATIONS
+#: L-BFGS iterations in each majorise–minimise iteration (their count: defaults.NETWORK_KL_ITERATIONS).
 INNER_ITERATIONS = 10
 #: Curvature pairs L-BFGS keeps.
 HISTORY = 20
@@ -71,9 +70,9 @@ STARTS = ("separable", "given")
 
 @dataclass
 class NetworkKLSettings:
-    """The network KL solver's settings (pixel counts as the ridge map's KL solver)."""
+    """The network KL solver's settings."""
 
-    iterations: int = DEFAULT_ITERATIONS
+    iterations: int = NETWORK_KL_ITERATIONS
     pixels: int = KL_PIXELS
     sw_pixels: int = SW_PIXELS
     sw_weight: float = DEFAULT_SW_WEIGHT

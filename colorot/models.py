@@ -1,4 +1,4 @@
-"""Monotone gradient maps RGB → RGB: C-MGN, M-MGN and the affine Gaussian map.
+"""Monotone gradient maps RGB → RGB: the ridge map (the default), C-MGN, M-MGN and the affine Gaussian map.
 
 Every model is ``T = ∇φ`` for a convex φ, so its Jacobian is symmetric positive
 semi-definite by construction (Chaudhari, Pranav & Moura, "Learning gradients of
@@ -6,7 +6,7 @@ convex functions with monotone gradient networks", ICASSP 2023).  Each also adds
 ``ε·x`` (``eps``, default :data:`DEFAULT_EPS`), making φ ε-strongly convex: the
 Jacobian's eigenvalues are all ≥ ε and T is invertible.
 
-All three share the linear part ``(VᵀV + εI) x + b`` and return their exact
+All four share the linear part ``(VᵀV + εI) x + b`` and return their exact
 Jacobian analytically (``forward_and_jacobian``), computed per sample: no sum
 or statistic is ever taken across the batch.
 """
@@ -229,8 +229,8 @@ class MonotoneGradientMap(nn.Module):
 class AffineMap(MonotoneGradientMap):
     """T(x) = (VᵀV + εI) x + b: the closed-form Brenier map between Gaussians.
 
-    Fitted in closed form by :meth:`from_gaussians`; also the starting point of
-    the C-MGN and M-MGN.
+    Fitted in closed form by :meth:`from_gaussians` (``model="affine"``); the same closed form
+    starts every network trained by Adam (``solver="adam"``).
     """
 
     name = "affine"

@@ -41,12 +41,12 @@ if TYPE_CHECKING:
     from colorot.models import RidgeMGN
 
 
-#: Directions, steps per direction and the step width (sharpness s_d = WIDTH · knots /
-#: the source's 0.5–99.5 % spread along u_d): chosen on development pairs outside the
-#: benchmark (bench/EXPERIMENTS.md, E29–E30).
+#: Directions, steps per direction, and the steps' sharpness per knot spacing (s_d =
+#: STEP_SHARPNESS · knots / the source's 0.5–99.5 % spread along u_d: larger is narrower):
+#: chosen on development pairs outside the benchmark (bench/EXPERIMENTS.md, E29–E30).
 DEFAULT_DIRECTIONS = 24
 DEFAULT_KNOTS = 24
-WIDTH = 4.0
+STEP_SHARPNESS = 4.0
 #: Majorise–minimise iterations, and random orthonormal frames averaged in each.
 DEFAULT_ITERATIONS = 30
 FRAMES = 2
@@ -138,7 +138,7 @@ def spread_directions(count: int) -> np.ndarray:
 
 def build_dictionary(x: np.ndarray, settings: SlicedSettings) -> Dictionary:
     """The RGB axes, the source's principal axes, the grey axis, then directions spread evenly;
-    centres at the source's quantiles (k + ½)/K along each; sharpness WIDTH·K / spread."""
+    centres at the source's quantiles (k + ½)/K along each; sharpness STEP_SHARPNESS·K / spread."""
     axes = [np.eye(3), np.linalg.eigh(np.cov(x.T))[1].T, np.full((1, 3), 1 / math.sqrt(3)),
             spread_directions(max(0, settings.directions - 7))]
     u = np.concatenate(axes)[: settings.directions]
@@ -146,7 +146,7 @@ def build_dictionary(x: np.ndarray, settings: SlicedSettings) -> Dictionary:
     levels = (np.arange(settings.knots) + 0.5) / settings.knots
     centres = np.quantile(t, levels, axis=0).T
     low, high = np.quantile(t, [0.005, 0.995], axis=0)
-    sharpness = WIDTH * settings.knots / np.maximum(high - low, MIN_SPREAD)
+    sharpness = STEP_SHARPNESS * settings.knots / np.maximum(high - low, MIN_SPREAD)
     return Dictionary(u.astype(np.float32), centres.astype(np.float32), sharpness.astype(np.float32))
 
 

@@ -17,8 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS,  # noqa: F401
-                              DEFAULT_SW_WEIGHT, DEQUANTISE)
+from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS, DEQUANTISE
 from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError, TrainingError
 from colorot.history import History

@@ -35,8 +35,8 @@ from colorot import checkpoint
 from colorot.apply import DEFAULT_CHUNK_PIXELS, at_strength, map_pixels
 from colorot.controls import Controls, check_controls
 from colorot.cube import write_cube
-from colorot.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_STEPS,
-                              DEFAULT_SW_DIRECTIONS, DEFAULT_SW_WEIGHT, FLOAT_SLACK, MAX_EPS, NETWORK_KL_ITERATIONS)
+from colorot.defaults import (ADAM_SW_WEIGHT, DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_LR, DEFAULT_MAX_PIXELS,
+                              DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS, FLOAT_SLACK, MAX_EPS, NETWORK_KL_ITERATIONS)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
 from colorot.em_process import BackgroundEM, discard_prestarted
 from colorot.errors import ConfigError, NotFittedError, TrainingError
@@ -577,7 +577,8 @@ class ColorTransfer:
         return self.target
 
     def resolved_steps(self) -> int:
-        """``steps``, or the solver's default (20 KL iterations, 30 sliced iterations, 2000 Adam steps)."""
+        """``steps``, or the solver's default (20 KL iterations for the ridge map, 40 for the C-MGN
+        and M-MGN, 30 sliced iterations, 2000 Adam steps)."""
         if self.steps is not None:
             return self.steps
         solver = self.resolved_solver()
@@ -601,7 +602,7 @@ class ColorTransfer:
         """``sw_weight``, or the solver's default (100 000 for the KL solver, 5000 for Adam)."""
         if self.sw_weight is not None:
             return float(self.sw_weight)
-        return kl_solver.DEFAULT_SW_WEIGHT if self.resolved_solver() == "kl" else DEFAULT_SW_WEIGHT
+        return kl_solver.DEFAULT_SW_WEIGHT if self.resolved_solver() == "kl" else ADAM_SW_WEIGHT
 
     def resolved_sw_directions(self) -> int:
         """``sw_directions`` (Adam's SW₂ term), or its default, 64 a step."""
@@ -807,13 +808,14 @@ class ColorTransfer:
         from colorot.models import AffineMap, build_model, gaussian_map_matrix
         from colorot.train import train
 
-        model = build_model(self.model, config)
         mean_s, cov_s = gaussian_moments(src, self.resolved_ridge())
-        a = gaussian_map_matrix(cov_s, self.target_dist_.covariance)
-        c = self.target_dist_.mean - a @ mean_s
-        if isinstance(model, AffineMap):
-            model.init_to_affine(a, c, mean_s[None])
+        target = self.target_dist_
+        if self.model == "affine":
+            model = AffineMap.from_gaussians(mean_s, cov_s, target.mean, target.covariance, **config)
             return model.eval().requires_grad_(False), History()
+        model = build_model(self.model, config)
+        a = gaussian_map_matrix(cov_s, target.covariance)
+        c = target.mean - a @ mean_s
         init_points = src[: min(len(src), 20_000)]
         model.init_hidden(init_points, seed=self.random_state)
         model.init_to_affine(a, c, init_points)

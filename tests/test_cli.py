@@ -473,6 +473,23 @@ def test_help_examples_fit_on_one_line_of_an_80_column_terminal_and_flags_show_n
     assert "…" not in result.stdout  # no word cut short
 
 
+def test_fit_help_states_the_defaults_the_code_uses() -> None:
+    """fit --help writes the solvers' defaults as text (the CLI does not import the solvers): a
+    changed constant would have left the help wrong without a word."""
+    from colorot import kl_solver, sliced
+    from colorot.defaults import ADAM_SW_WEIGHT, DEFAULT_LR, DEFAULT_STEPS, NETWORK_KL_ITERATIONS
+    from colorot.distributions import AUTO_COMPONENTS, DEFAULT_RIDGE
+
+    helps = {param.name: " ".join(param.help.split()) for param in typer.main.get_command(app).commands["fit"].params}
+    assert f"{kl_solver.DEFAULT_SW_WEIGHT:.0f} for the kl solver, {ADAM_SW_WEIGHT:.0f} for adam" in helps["sw_weight"]
+    assert (f"{kl_solver.DEFAULT_ITERATIONS} for kl, {NETWORK_KL_ITERATIONS} for kl with cmgn/mmgn, "
+            f"{sliced.DEFAULT_ITERATIONS} for sliced, {DEFAULT_STEPS} for adam") in helps["steps"]
+    assert f"{kl_solver.DEFAULT_RIDGE} for the kl solver, {DEFAULT_RIDGE} otherwise" in helps["ridge"]
+    assert ", ".join(f"{DEFAULT_LR[name]:g} for {name}" for name in ("ridge", "mmgn", "cmgn")) in helps["lr"]
+    assert f"{kl_solver.DEFAULT_COMPONENTS} for the kl solver" in helps["components"]
+    assert AUTO_COMPONENTS == (1, 2, 3, 4, 5, 6, 8, 10) and "1–6, 8 and 10" in helps["components"]
+
+
 def test_top_level_help_lists_the_commands() -> None:
     result = run("--help")
     assert result.exit_code == 0
