@@ -53,19 +53,24 @@ def read_cube(path: str | os.PathLike) -> Lut:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     size, rows = None, []
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         fields = line.split("#")[0].split()
         if not fields or fields[0] == "TITLE":
             continue
-        if fields[0] == "LUT_3D_SIZE":
-            size = int(fields[1])
-        elif fields[0] in ("DOMAIN_MIN", "DOMAIN_MAX"):
-            if [float(v) for v in fields[1:]] != ([0.0] * 3 if fields[0] == "DOMAIN_MIN" else [1.0] * 3):
-                raise ConfigError(f"{path}: only the domain [0, 1]³ is supported")
-        elif fields[0][0].isalpha():
-            raise ConfigError(f"{path}: unsupported keyword {fields[0]}")
-        else:
-            rows.append([float(v) for v in fields])
+        try:
+            if fields[0] == "LUT_3D_SIZE":
+                (size,) = (int(value) for value in fields[1:])
+            elif fields[0] in ("DOMAIN_MIN", "DOMAIN_MAX"):
+                if [float(v) for v in fields[1:]] != ([0.0] * 3 if fields[0] == "DOMAIN_MIN" else [1.0] * 3):
+                    raise ConfigError(f"{path}: only the domain [0, 1]³ is supported")
+            elif fields[0][0].isalpha():
+                raise ConfigError(f"{path}: unsupported keyword {fields[0]}")
+            elif len(fields) != 3:
+                raise ValueError(f"{len(fields)} values")
+            else:
+                rows.append([float(v) for v in fields])
+        except ValueError as exc:
+            raise ConfigError(f"{path}, line {number}: not a .cube line ({exc}): {line.strip()[:60]!r}") from exc
     if size is None or len(rows) != size**3:
         raise ConfigError(f"{path}: not a 3-D .cube LUT (size {size}, {len(rows)} rows)")
     return Lut(size, np.asarray(rows, dtype=np.float32))

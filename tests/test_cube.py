@@ -42,6 +42,17 @@ def test_cube_round_trip_and_layout(tmp_path):
         write_cube(path, lut)  # exists, no overwrite
 
 
+@pytest.mark.parametrize("line", ["LUT_3D_SIZE x", "LUT_3D_SIZE", "0.1 0.2", "0.1 nope 0.3", "DOMAIN_MIN 0 0 zero"])
+def test_read_cube_refuses_a_malformed_line_by_its_number(tmp_path, line):
+    """A malformed number raised Python's bare ValueError ("invalid literal for int()")."""
+    path = tmp_path / "bad.cube"
+    write_cube(path, bake(Shift(), 2))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:5], line, *lines[5:]]) + "\n")
+    with pytest.raises(ConfigError, match=r"bad\.cube, line 6: not a \.cube line"):
+        read_cube(path)
+
+
 def test_cube_text_keeps_values_outside_the_cube():
     table = lut_grid(2) * 1.5 - 0.25
     text = cube_text(Lut(2, table.astype(np.float32)))
