@@ -188,17 +188,21 @@ def _unpickle(data: bytes, source: object) -> object:
 
 def _zip_fault(data: bytes) -> str | None:
     """What is wrong with a zip archive (``data``, which starts as one), such as ``torch.save``
-    writes: unreadable, or a member that fails its CRC-32; None if nothing. torch.load's own zip
+    writes: unreadable, a member that could inflate (:func:`torch_archive.inflating_member`), or a
+    member that fails its CRC-32; None if nothing. torch.load's own zip
     reader checks no CRC and reads some damaged archives as garbage without a word."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except Exception as exc:  # zipfile raises many types on what is no (readable) archive
         return f"not a readable zip archive: {str(exc)[:80] or type(exc).__name__}"
-    try:
-        with archive:
+    with archive:
+        inflating = torch_archive.inflating_member(archive, len(data))
+        if inflating is not None:
+            return inflating
+        try:
             bad = archive.testzip()
-    except Exception as exc:  # a member that cannot be read back
-        return f"unreadable member: {str(exc)[:80] or type(exc).__name__}"
+        except Exception as exc:  # a member that cannot be read back
+            return f"unreadable member: {str(exc)[:80] or type(exc).__name__}"
     return None if bad is None else f"member {bad} fails its CRC check"
 
 
@@ -270,6 +274,42 @@ def _model_section(payload: object, source: object) -> tuple[object, object, obj
     return model_part.get("name"), model_part.get("config"), model_part.get("state_dict")
 
 
+#: How deep a checkpoint's records may nest (``train["sequence"]["frames"]``: 2), how many values they
+#: may hold in all, and how long a text in them may be (an ICC profile in base64: 350 000
+#: characters): a crafted pickle can put one list twice under the next, 40 times, small in the file
+#: and 2⁴⁰ values long once printed.
+MAX_RECORD_DEPTH = 4
+MAX_RECORD_VALUES = 100_000
+MAX_RECORD_TEXT = 1 << 20
+
+
+def _record_fault(record: dict) -> str | None:
+    """What is wrong, if anything, with a checkpoint's ``train`` or ``preprocess`` record: it must be
+    text keys over plain values (text, numbers, booleans, None) and lists or records of them,
+    within :data:`MAX_RECORD_DEPTH`, :data:`MAX_RECORD_VALUES` and :data:`MAX_RECORD_TEXT`."""
+    pending, seen = [(record, 0)], 0
+    while pending:
+        value, depth = pending.pop()
+        seen += 1
+        if seen > MAX_RECORD_VALUES:
+            return f"more than {MAX_RECORD_VALUES} values"
+        if isinstance(value, (dict, list, tuple)):
+            if depth >= MAX_RECORD_DEPTH:
+                return f"nested more than {MAX_RECORD_DEPTH} deep"
+            if isinstance(value, dict) and not all(isinstance(key, str) for key in value):
+                return "a key that is not text"
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+        elif isinstance(value, str):
+            if len(value) > MAX_RECORD_TEXT:
+                return f"a text of {len(value)} characters"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) >= 1 << 64:
+                return "an integer beyond 64 bits"
+        elif not (value is None or isinstance(value, (bool, float))):
+            return f"a value of type {type(value).__name__}"
+    return None
+
+
 def _target_and_metadata(payload: dict, source: object) -> tuple[GaussianMixture, dict, dict, str]:
     """The target, the preprocessing and training records and the writing colorot's version."""
     target_part = payload.get("target")
@@ -281,6 +321,9 @@ def _target_and_metadata(payload: dict, source: object) -> tuple[GaussianMixture
     _require(target.means.shape[1] == 3, source, "the target is not a distribution of RGB colours")
     preprocess, train = payload.get("preprocess", {}), payload.get("train", {})
     _require(isinstance(preprocess, dict) and isinstance(train, dict), source, "malformed metadata")
+    for name, record in (("preprocess", preprocess), ("train", train)):
+        fault = _record_fault(record)
+        _require(fault is None, source, f"malformed metadata (its {name} record holds {fault})")
     version = payload.get("colorot_version", "unknown")
     _require(isinstance(version, str), source, "malformed metadata (colorot_version is not text)")
     return target, preprocess, train, version

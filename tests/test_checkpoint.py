@@ -344,6 +344,62 @@ def test_read_ridge_map_declines_compressed_members(tmp_path, saved_ridge) -> No
     assert checkpoint.read_ridge_map(deflated) is None
 
 
+def test_a_compressed_member_is_refused_before_anything_inflates_it(tmp_path, saved_ridge) -> None:
+    """A 2 MB checkpoint whose deflated storage held 2 GiB of zeros took 2.3 GB and 30 s to refuse
+    (the CRC check and torch.load inflated it); torch.save never compresses a member."""
+    import zipfile
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(saved_ridge) as source, zipfile.ZipFile(bomb, "w") as out:
+        padded = next(info.filename for info in source.infolist() if "/data/" in info.filename)
+        for info in source.infolist():
+            member = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            if info.filename == padded:
+                member.compress_type = zipfile.ZIP_DEFLATED
+                with out.open(member, "w") as stream:
+                    stream.write(source.read(info))
+                    stream.write(bytes(64 << 20))
+            else:
+                out.writestr(member, source.read(info))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(CheckpointError, match=r"member \S+ is compressed, as torch.save never writes one"):
+        checkpoint.load(bomb)
+    assert checkpoint.read_ridge_map(bomb) is None
+
+
+def _shared_under_itself(levels: int) -> list:
+    """A list holding the one below it twice, ``levels`` times: a few bytes pickled (each list is
+    stored once), 2^levels values once printed."""
+    value: list = []
+    for _ in range(levels):
+        value = [value, value]
+    return value
+
+
+@pytest.mark.parametrize("record, fault", [
+    ({"x": _shared_under_itself(40)}, "nested more than 4 deep"),
+    ({"x": list(range(100_001))}, "more than 100000 values"),
+    ({(1, 2): 3}, "a key that is not text"),
+    ({"x": 1 << 70}, "an integer beyond 64 bits"),
+    ({"x": "a" * ((1 << 20) + 1)}, "a text of 1048577 characters"),
+    ({"x": torch.zeros(2)}, "a value of type"),
+])
+def test_a_record_that_is_no_plain_summary_is_refused(tmp_path, saved_ridge, record, fault) -> None:
+    """`colorot info` printed the train record: a 16 KB file with 40 levels of one list shared under
+    the next never finished, and a tuple key ended --json in a TypeError traceback."""
+    payload = checkpoint_payload(saved_ridge)
+    payload["train"] = {**payload["train"], **record}
+    path = save_payload(tmp_path / "record.pt", payload)
+    assert path.stat().st_size < 3 << 20
+    with pytest.raises(CheckpointError, match=f"its train record holds {fault}"):
+        checkpoint.load(path)
+    assert checkpoint.read_ridge_map(path) is None
+    payload = checkpoint_payload(saved_ridge)
+    payload["preprocess"] = {**payload["preprocess"], **record}
+    with pytest.raises(CheckpointError, match=f"its preprocess record holds {fault}"):
+        checkpoint.load(save_payload(tmp_path / "preprocess.pt", payload))
+
+
 def test_a_damaged_member_is_refused_where_torch_load_would_read_it(tmp_path, saved_ridge) -> None:
     """torch.load checks no CRC-32: a flipped byte in a tensor's storage would load as a wrong value."""
     import zipfile
