@@ -75,7 +75,29 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-stderr = Console(stderr=True)
+#: Control characters (C0 but tab and newline, DEL, C1) written as Python escapes them: text that
+#: comes from files (a name, a checkpoint's record, a profile's description) must not drive the
+#: terminal (an ESC sequence clears the screen or writes the clipboard).
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (0x09, 0x0A)}
+
+
+def _visible(text: str) -> str:
+    """``text`` with its control characters escaped (:data:`_CONTROLS`)."""
+    return text.translate(_CONTROLS)
+
+
+class _Terminal(Console):
+    """Rich's console, printing text with its control characters escaped and without emoji codes
+    (a file named ``x:cat:.jpg`` is not ``x🐱.jpg``)."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(emoji=False, **options)
+
+    def print(self, *objects, **options) -> None:
+        super().print(*(_visible(item) if isinstance(item, str) else item for item in objects), **options)
+
+
+stderr = _Terminal(stderr=True)
 
 
 class _Command(typer.core.TyperCommand):
@@ -220,11 +242,12 @@ def _write_stdout(data: str | bytes) -> None:
     """Write ``data`` to stdout, all of it, and flush it; a full disk, a closed device or a closed
     stdout is a DestinationError (a closed pipe is left to click, which exits 1 quietly). Python's
     buffered write of a large block can return having written part of it (a file system that filled
-    up): the rest is written until it is taken or the file system says why not."""
+    up): the rest is written until it is taken or the file system says why not. Text is written with
+    its control characters escaped (:func:`_visible`); bytes (an image, a LUT) as they are."""
     if sys.stdout is None:
         raise DestinationError("cannot write to stdout: it is closed")
     if isinstance(data, str):
-        data = _encoded(data, getattr(sys.stdout, "encoding", None) or "utf-8",
+        data = _encoded(_visible(data), getattr(sys.stdout, "encoding", None) or "utf-8",
                         getattr(sys.stdout, "errors", None) or "strict")
     try:
         sys.stdout.flush()  # what was printed before, first
@@ -383,7 +406,8 @@ _Saturation = Annotated[float, typer.Option(rich_help_panel="Colour controls", c
                                             help=_SATURATION_HELP)]
 _Neutral = Annotated[float, typer.Option(rich_help_panel="Colour controls", callback=_unit_interval, help=_NEUTRAL_HELP)]
 _Recursive = Annotated[bool, typer.Option(rich_help_panel="Inputs", help="Descend into sub-folders of folder inputs.")]
-_Overwrite = Annotated[bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace outputs that already exist.")]
+_Overwrite = Annotated[bool, typer.Option("--overwrite", "--force", rich_help_panel="Output",
+                                          help="Replace outputs that already exist.")]
 _InPlace = Annotated[bool, typer.Option("--in-place", rich_help_panel="Output", help="Allow outputs inside an input folder.")]
 _Suffix = Annotated[Optional[str], typer.Option(rich_help_panel="Output",
                                                 help="Output format by suffix, e.g. .png (default: the input's).")]
@@ -473,7 +497,8 @@ def fit(
     max_image_pixels: _MaxImagePixels = None,
     preview: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet (source | result | target, "
                        "RGB histograms, loss curve) to this PNG.")] = None,
-    force: Annotated[bool, typer.Option("--force", rich_help_panel="Output", help="Replace an existing checkpoint.")] = False,
+    force: Annotated[bool, typer.Option("--force", "--overwrite", rich_help_panel="Output",
+                                        help="Replace an existing checkpoint.")] = False,
     as_json: _Json = False,
 ) -> None:
     """Fit a colour map from SOURCE to TARGET and save it as a checkpoint.
@@ -1088,7 +1113,8 @@ def export_lut(
     keep_luminance: _KeepLuminance = False,
     saturation: _Saturation = 1.0,
     neutral: _Neutral = 0.0,
-    force: Annotated[bool, typer.Option("--force", rich_help_panel="Output", help="Replace an existing file.")] = False,
+    force: Annotated[bool, typer.Option("--force", "--overwrite", rich_help_panel="Output",
+                                        help="Replace an existing file.")] = False,
     as_json: _Json = False,
 ) -> None:
     """Export the map as an Adobe/Resolve .cube 3-D LUT (domain [0, 1]³ of sRGB code values / max).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image as PILImage
 import typer
 from typer.testing import CliRunner
@@ -488,6 +489,21 @@ def test_fit_help_states_the_defaults_the_code_uses() -> None:
     assert ", ".join(f"{DEFAULT_LR[name]:g} for {name}" for name in ("ridge", "mmgn", "cmgn")) in helps["lr"]
     assert f"{kl_solver.DEFAULT_COMPONENTS} for the kl solver" in helps["components"]
     assert AUTO_COMPONENTS == (1, 2, 3, 4, 5, 6, 8, 10) and "1–6, 8 and 10" in helps["components"]
+
+
+def test_text_from_files_cannot_drive_the_terminal(model_file, tmp_path) -> None:
+    """A checkpoint's record reached stdout with its ESC sequences (a screen clear, a clipboard
+    write), and Rich turned ``:cat:`` in a file name into an emoji, naming a file that does not exist."""
+    payload = torch.load(model_file, weights_only=True)
+    payload["train"]["source_sha256"] = "\x1b[2J\x1b]52;c;cHduZWQ=\x07FAKE"
+    crafted = tmp_path / "crafted.pt"
+    torch.save(payload, crafted)
+    result = run("info", crafted)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "sha256 \\x1b[2J\\x1b]52;c;cHduZWQ=\\x07FAKE" in result.stdout
+    missing = run("apply", model_file, tmp_path / "x:cat:.jpg", tmp_path / "out.jpg")
+    assert missing.exit_code == 1 and "x:cat:.jpg" in missing.stderr and "\N{CAT FACE}" not in missing.stderr
 
 
 def test_top_level_help_lists_the_commands() -> None:
