@@ -34,8 +34,12 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
     Temp files a killed earlier write left for ``path`` are removed first. The file
     gets the usual permissions (0666 less the umask). On any failure, interruption
     included, the temp file is removed; an OSError (the file system's) becomes
-    ``error``, chained from it, with a one-line message naming ``path`` and ``what`` it is.
+    ``error``, chained from it, with a one-line message naming ``path`` and ``what`` it is; so does
+    a path that names no file (``""``, ``.``, ``/``).
     """
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise error(f"{path}: cannot write {what}: give a file name, not a folder")
     remove_stale_temp_files(path)
     temp = temp_path(path, secrets.token_hex(4))
     try:

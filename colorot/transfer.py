@@ -239,12 +239,12 @@ def _mask_of(mask: ImageLike, max_image_pixels: int | None) -> np.ndarray:
             codes, top = grey16_codes(mask), 65535
             if codes.shape[2] == 4:  # a grey level named transparent
                 codes, opaque = codes[..., 0], codes[..., 3] != 0
-        else:
-            codes, top = np.asarray(mask.convert("LA") if mask.has_transparency_data else mask.convert("L")), 255
-            if codes.ndim == 3:  # grey and alpha
-                codes, opaque = codes[..., 0], codes[..., 1] >= top / 2
+        else:  # the mean of R, G and B, as for a file (convert("L") would weigh them as luma: green is white)
+            codes, top = np.asarray(mask.convert("RGBA" if mask.has_transparency_data else "RGB")), 255
+            if codes.shape[2] == 4:
+                codes, opaque = codes[..., :3], codes[..., 3] >= top / 2
     else:
-        codes = np.asarray(mask)
+        codes = np.asarray(mask.detach().cpu() if _is_tensor(mask) else mask)
         top = 65535 if codes.dtype == np.uint16 else 255 if codes.dtype == np.uint8 else 1.0
     if codes.ndim == 1:
         return codes >= top / 2
@@ -263,8 +263,8 @@ def _masked(image: ImageLike, mask: ImageLike, index: int, role: str, max_image_
     elif _is_pil(image):
         (pixels, alpha), shape = _pil_pixels(image), (image.height, image.width)
     else:
-        pixels, array = to_pixels(image), np.asarray(image)
-        shape = array.shape[:2] if array.ndim == 3 else None  # (N, 3) pixels: only their count
+        pixels, dims = to_pixels(image), np.shape(image)  # a tensor's own shape: no copy, no detach
+        shape = tuple(dims[:2]) if len(dims) == 3 else None  # (N, 3) pixels: only their count
     keep = _mask_of(mask, max_image_pixels)
     if shape is not None and keep.ndim == 2 and keep.shape != shape:
         raise ConfigError(f"mask {index + 1} is {keep.shape[1]}×{keep.shape[0]} pixels but its {role} is "
@@ -946,8 +946,8 @@ class ColorTransfer:
     def _ridge_evaluator(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """The ridge map T as a numpy function of colours (N, 3): through its tabulated profiles
         on the RGB cube (within 10⁻⁷ of T, as ``colorot apply`` evaluates it; ~5× faster than the
-        module), the module itself (float32) outside it; None for another map, or one too sharp
-        to tabulate."""
+        module), T itself in float64 numpy outside it (no torch); None for another map, or one too
+        sharp to tabulate."""
         if self._ridge_parameters is None:
             return None
         if self._profiles is None:  # tabulated once per fitted map (~10 ms)
@@ -955,7 +955,7 @@ class ColorTransfer:
             self._profiles = RidgeProfiles.from_parameters(parameters.state, parameters.eps) or False
         if self._profiles is False:
             return None
-        profiles = self._profiles
+        profiles, parameters = self._profiles, self._ridge_parameters
 
         def evaluate(colours: np.ndarray) -> np.ndarray:
             inside = ((colours >= 0) & (colours <= 1)).all(axis=1)
@@ -963,7 +963,7 @@ class ColorTransfer:
                 return profiles(colours)
             mapped = np.empty(colours.shape)
             mapped[inside] = profiles(colours[inside])
-            mapped[~inside] = map_pixels(self.map_, colours[~inside])
+            mapped[~inside] = parameters.forward(colours[~inside])
             return mapped
 
         return evaluate

@@ -109,8 +109,9 @@ def test_none_in_a_list_of_masks_leaves_its_image_unmasked(tmp_path, make_png):
 
 
 def test_a_pil_image_or_mask_is_read_as_its_file(tmp_path, make_png):
-    """A 16-bit grey PIL mask was converted to 8 bits, clipping every code over 255 to white; a
-    float (mode F) mask selected nothing; a 16-bit grey PIL image's transparent grey level was fitted."""
+    """A 16-bit grey PIL mask was converted to 8 bits, clipping every code over 255 to white; an RGB
+    one was taken by its luma (pure green counted as white); a float (mode F) mask selected nothing;
+    a 16-bit grey PIL image's transparent grey level was fitted."""
     from PIL import Image
 
     from colorot.transfer import pooled_pixels
@@ -124,6 +125,12 @@ def test_a_pil_image_or_mask_is_read_as_its_file(tmp_path, make_png):
         assert mask.mode.startswith("I;16")
         np.testing.assert_array_equal(pooled_pixels(source, mask), as_file)
     assert len(as_file) == 24 * 20
+    green = np.zeros((24, 32, 3), np.uint8)
+    green[:, :10] = (0, 255, 0)  # mean code 85: not selected
+    green[:, 10:16] = 255
+    Image.fromarray(green).save(tmp_path / "green.png")
+    with Image.open(tmp_path / "green.png") as mask:
+        assert len(pooled_pixels(source, mask)) == len(pooled_pixels(source, tmp_path / "green.png")) == 24 * 6
     floats = np.zeros((24, 32), np.float32)
     floats[:, :5] = 1.0
     assert len(pooled_pixels(source, Image.fromarray(floats, "F"))) == len(pooled_pixels(source, floats)) == 24 * 5
@@ -133,6 +140,30 @@ def test_a_pil_image_or_mask_is_read_as_its_file(tmp_path, make_png):
     with Image.open(tmp_path / "keyed16.png") as keyed:
         assert len(pooled_pixels(keyed)) == len(pooled_pixels(tmp_path / "keyed16.png")) == 24 * 20
         assert len(pooled_pixels(source, keyed)) == 24 * 20  # a keyed mask reads too
+
+
+def test_a_tensor_that_requires_grad_fits_with_a_mask() -> None:
+    """Without a mask it was detached and fitted; with one, numpy was asked for it whole: a RuntimeError."""
+    source = torch.rand(20, 30, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    target = np.random.default_rng(0).random((20, 30, 3))
+    keep = np.zeros((20, 30), bool)
+    keep[:, :12] = True
+    for mask in (keep, torch.as_tensor(keep, dtype=torch.float32).requires_grad_()):
+        fitted = ColorTransfer(solver="sliced", steps=2).fit(source, target, source_mask=mask)
+        assert fitted.train_info_["training_pixels"] == 20 * 12
+
+
+@pytest.mark.parametrize("name", ["", ".", "/", "sub/.."])
+def test_save_and_export_lut_to_a_folder_s_name_are_clear_errors(tmp_path, make_png, name) -> None:
+    """They ended in pathlib's ValueError ("PosixPath('.') has an empty name")."""
+    from colorot.errors import CheckpointError, ImageWriteError
+
+    fitted = ColorTransfer(solver="sliced", steps=2).fit(make_png(tmp_path / "s.png", seed=1),
+                                                          make_png(tmp_path / "t.png", seed=2))
+    with pytest.raises(CheckpointError, match="give a file name, not a folder"):
+        fitted.save(name)
+    with pytest.raises(ImageWriteError, match="give a file name, not a folder"):
+        fitted.export_lut(name)
 
 
 def test_every_read_of_a_file_takes_the_estimator_s_pixel_limit(tmp_path, make_png, monkeypatch):

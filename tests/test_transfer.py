@@ -424,7 +424,7 @@ def test_a_failed_fit_leaves_the_estimator_as_it_was(source, target_pixels, solv
 
 def test_a_ridge_map_transforms_in_numpy_as_colorot_apply_does(source, target_pixels) -> None:
     """transform of the default map went through the torch module, ~5× slower than apply's profiles;
-    now through the profiles on the cube (within 10⁻⁷ of the map) and the module outside it."""
+    now through the profiles on the cube (within 10⁻⁷ of the map) and the map in numpy outside it."""
     from colorot.controls import Controls
     from colorot.transforms import prepare_map
 
@@ -439,11 +439,14 @@ def test_a_ridge_map_transforms_in_numpy_as_colorot_apply_does(source, target_pi
 
 
 def test_transforming_with_a_ridge_map_does_not_import_torch() -> None:
+    """Nor for colours a little outside the cube (a processed image's overshoot), evaluated by the
+    module until they were evaluated by the ridge map's numpy form."""
     code = ("import sys, numpy as np\n"
             "from colorot import ColorTransfer\n"
             "rng = np.random.default_rng(0)\n"
             "ct = ColorTransfer(steps=2, n_components=2).fit(rng.random((500, 3)), rng.random((500, 3)) ** 2)\n"
             "ct.transform(rng.random((40, 30, 3)), strength=0.5)\n"
+            "ct.transform(rng.random((40, 30, 3)) * 1.4 - 0.2)\n"
             "import io, colorot\n"
             "saved = io.BytesIO()\n"
             "ct.save(saved)\n"
