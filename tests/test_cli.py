@@ -506,6 +506,21 @@ def test_text_from_files_cannot_drive_the_terminal(model_file, tmp_path) -> None
     assert missing.exit_code == 1 and "x:cat:.jpg" in missing.stderr and "\N{CAT FACE}" not in missing.stderr
 
 
+def test_force_and_overwrite_are_one_option_on_every_command_that_writes(model_file, images, tmp_path) -> None:
+    """`apply --force` and `fit --overwrite` were "No such option" (suggesting --format and --solver)."""
+    (tmp_path / "out.png").write_bytes(b"old")
+    (tmp_path / "m.pt").write_bytes(b"old")
+    (tmp_path / "t.cube").write_text("old")
+    for args in (["apply", model_file, images["source"], tmp_path / "out.png", "--force"],
+                 ["match", images["target"], images["source"], tmp_path / "out.png", "--force"],
+                 ["fit", images["source"], images["target"], "-o", tmp_path / "m.pt", "--overwrite", *FAST],
+                 ["export-lut", model_file, tmp_path / "t.cube", "--overwrite", "--size", "3"]):
+        result = run(*args)
+        assert result.exit_code == 0, (args[0], result.output)
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "m.pt").read_bytes()[:2] == b"PK"
+    assert (tmp_path / "t.cube").read_text().startswith("TITLE")
+
+
 def test_top_level_help_lists_the_commands() -> None:
     result = run("--help")
     assert result.exit_code == 0
