@@ -15,7 +15,9 @@ Majorise–minimise on SW₂²: along an orthonormal frame Q the sorted pairing 
 current map gives the quadratic Σ_i ‖T(x_i) − y*_i‖², y*_i = T(x_i) + Σ_q q (y_(q, rank_i) −
 ⟨q, T(x_i)⟩), which is ≥ the frame's sliced cost and equal to it at the current map.
 Its minimiser over θ, λ ≥ 0 (a non-negative least-squares problem whose Gram matrix
-never changes) cannot raise the cost.  Each iteration averages a few random frames.
+never changes) cannot raise the cost.  Each iteration averages a few random frames: the mean
+of their quadratics is Σ_i ‖T(x_i) − ȳ*_i‖² (ȳ* the frames' goals averaged) plus a constant,
+so the averaged goal has the same minimiser.
 
 Each step's height is capped, θ_dk ≤ C / s_d², which bounds the map's curvature along
 u_d: how much it can amplify fine detail and noise, and the error of a lookup table baked
@@ -159,22 +161,25 @@ def random_frame(rng: np.random.Generator) -> np.ndarray:
 def sliced_targets(z: np.ndarray, y: np.ndarray, rng: np.random.Generator, frames: int = FRAMES
                    ) -> tuple[np.ndarray, float]:
     """y*: each mapped point z_i moved to the target quantile of its rank along the axes of
-    ``frames`` random frames (averaged), and the mean sliced cost at z (mean squared move).
+    ``frames`` random frames (averaged), and the sliced cost at z: each frame's mean squared move
+    (the sum of its three axes' 1-D W₂², so 3·SW₂² in expectation), averaged over the frames.
 
     z and y must have the same number of rows.  The work runs along rows (3, N), one per axis.
     """
     n = len(z)
     along = np.arange(3)[:, None] * n  # each axis's row start in the flattened (3, N) arrays
     move = np.zeros((3, n), z.dtype)
+    cost = 0.0
     for _ in range(frames):
         frame = random_frame(rng).astype(z.dtype)
         pz, py = frame.T @ z.T, np.sort(frame.T @ y.T, axis=1)
         order = (np.argsort(pz, axis=1) + along).ravel()  # flat index of each axis's i-th smallest
         shift = np.empty(3 * n, z.dtype)
         shift[order] = py.ravel() - pz.ravel()[order]
+        cost += float(np.dot(shift, shift)) / n  # the frame is orthonormal: its move's squared length
         move += frame @ shift.reshape(3, n)
     move /= frames
-    return z + move.T, float(np.mean(np.sum(move * move, axis=0)))
+    return z + move.T, cost / frames
 
 
 def nonnegative_least_squares(gram: np.ndarray, linear: np.ndarray, start: np.ndarray, upper: np.ndarray,
