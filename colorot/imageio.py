@@ -357,6 +357,8 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
             raise ImageReadError(f"{name}: a zip archive (a colorot checkpoint?), not an image; a checkpoint is "
                                  "applied by 'colorot apply MODEL INPUT... OUTPUT'") from exc
         raise ImageReadError(_unreadable(data, name)) from exc
+    except MemoryError:  # no fault of the file's: the CLI's out-of-memory message says what to do
+        raise
     except Exception as exc:  # Pillow's decoders raise many exception types on bad data
         raise ImageReadError(f"{name}: cannot decode image ({_one_line(exc)})") from exc
 
@@ -586,6 +588,8 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
                         picture.save(_WritesOnly(file), format=fmt, **options)
                 else:
                     picture.save(_WritesOnly(file), format=fmt, **options)
+        except MemoryError:
+            raise
         except Exception as exc:  # Pillow's encoders raise many exception types
             if isinstance(exc, OSError) and exc.errno is not None:  # the file system's: the writer reports it
                 raise
@@ -852,6 +856,8 @@ def _with_later_frames(first: Image, pil: PILImage.Image, count: int, orientatio
                 later.append(np.ascontiguousarray(_TRANSPOSES.get(orientation, np.asarray)(
                     np.asarray(pil.convert("RGBA")))))
                 durations.append(pil.info.get("duration"))
+        except MemoryError:  # not a damaged frame: the whole file must not fall back to its first
+            raise
         except Exception as exc:  # Pillow's decoders raise many exception types on a damaged frame
             why = f"frame {len(later) + 2} cannot be read ({_one_line(exc)})"
     if why is not None:

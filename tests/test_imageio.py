@@ -954,3 +954,22 @@ def test_list_images_survives_symlink_loops(tmp_path: Path) -> None:
     (tmp_path / "self").symlink_to(tmp_path / "sub", target_is_directory=True)
     images = list_images(tmp_path, recursive=True)
     assert len(images) == 1 and images[0].name == "a.png"
+
+
+def test_running_out_of_memory_is_no_damaged_file(tmp_path: Path, monkeypatch) -> None:
+    """A decode or an encode that ran out of memory was reported as "cannot decode image
+    (MemoryError)", a corrupt file (copy it again), and a batch went on without it."""
+    path = tmp_path / "a.png"
+    PILImage.new("RGB", (8, 6), (10, 20, 30)).save(path)
+    image = read_image(path)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(PILImage.Image, "load", no_memory)
+    with pytest.raises(MemoryError):
+        read_image(path)
+    monkeypatch.undo()
+    monkeypatch.setattr(PILImage.Image, "save", no_memory)
+    with pytest.raises(MemoryError):
+        write_image(tmp_path / "b.jpg", image, image.codes)
