@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import os
 import time
@@ -216,12 +217,14 @@ def apply_to_file(
 def refusals_stop_the_batch() -> Iterator[None]:
     """A write's error caused by the file system's refusal (an OSError: full, read-only), not by the
     encoder or the data, raised as :class:`DestinationError`, which stops a batch: every later file
-    would meet it."""
+    would meet it. A name too long for the file system is that file's alone: it fails, and the
+    batch goes on."""
     try:
         yield
     except (ImageWriteError, CheckpointError) as exc:
-        if isinstance(exc.__cause__, OSError) and not isinstance(exc, DestinationError):
-            raise DestinationError(str(exc)) from exc.__cause__
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and cause.errno != errno.ENAMETOOLONG and not isinstance(exc, DestinationError):
+            raise DestinationError(str(exc)) from cause
         raise
 
 

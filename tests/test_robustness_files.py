@@ -841,6 +841,20 @@ def test_a_name_near_the_length_limit_is_written(tmp_path: Path, half: Path) -> 
     assert colorot.atomic.remove_stale_temp_files(tmp_path / long_name) == 1
 
 
+def test_an_output_name_too_long_for_the_file_system_fails_that_file_alone(tmp_path: Path, half: Path) -> None:
+    """A 255-byte input name given a longer suffix stopped the whole batch where it sorted (exit 1,
+    3 of 501 written); it is that file's failure (exit 3), and the others are written."""
+    root = tmp_path / "in"
+    long_name = "a" * 251 + ".png"  # 255 bytes: the most Linux takes
+    png(root / long_name)
+    png(root / "b.png")
+    outcome = cli("apply", half, root, tmp_path / "out", "--suffix", ".jpeg", "--json")
+    assert outcome.code == 3, outcome.stderr
+    doc = json.loads(outcome.stdout)
+    assert [Path(p).name for p in doc["written"]] == ["b.jpeg"] and len(doc["failed"]) == 1
+    assert "too long" in outcome.stderr
+
+
 def test_an_image_from_stdin_skips_an_existing_file_unless_overwrite(tmp_path: Path, half: Path) -> None:
     """'-' → FILE replaced any existing file, the very photo that was piped in included."""
     photo = png(tmp_path / "photo.png")
