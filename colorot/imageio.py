@@ -1145,7 +1145,8 @@ def _pillow_image(pixels: np.ndarray, fmt: str) -> PILImage.Image:
 def _write_png16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
                  dpi: tuple[float, float] | None) -> None:
     """A 16-bit RGB or RGBA PNG written to ``file``; every row uses the Sub filter. The rows are
-    filtered and compressed a band at a time, so only the compressed stream is held whole."""
+    filtered and compressed a band at a time, each band's compressed piece written as it comes
+    (one IDAT chunk each), so no more than a band is held."""
     height, width, channels = pixels.shape
     chunks = [
         (b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2 if channels == 3 else 6, 0, 0, 0))
@@ -1158,22 +1159,27 @@ def _write_png16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: by
         chunks.append((b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
     if dpi:  # pixels per metre
         chunks.append((b"pHYs", struct.pack(">IIB", *(round(d / 0.0254) for d in dpi), 1)))
+    file.write(b"\x89PNG\r\n\x1a\n")
+    for kind, body in chunks:
+        _write_png_chunk(file, kind, body)
     step = 2 * channels
     compressor = zlib.compressobj()
-    compressed = []
     for top in range(0, height, _ROWS_A_BAND):
         rows = pixels[top:top + _ROWS_A_BAND].astype(">u2").view(np.uint8).reshape(-1, width * step)
         filtered = rows.copy()
         filtered[:, step:] -= rows[:, :-step]
-        compressed.append(compressor.compress(np.hstack((np.ones((len(rows), 1), np.uint8), filtered))))
-    compressed.append(compressor.flush())
-    stream = b"".join(compressed)
-    del compressed
-    chunks += [(b"IDAT", stream[i : i + (1 << 24)]) for i in range(0, len(stream), 1 << 24)]
-    chunks.append((b"IEND", b""))
-    file.write(b"\x89PNG\r\n\x1a\n")
-    for kind, body in chunks:
-        file.write(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)))
+        _write_png_chunk(file, b"IDAT", compressor.compress(np.hstack((np.ones((len(rows), 1), np.uint8), filtered))))
+    _write_png_chunk(file, b"IDAT", compressor.flush())
+    _write_png_chunk(file, b"IEND", b"", empty=True)
+
+
+def _write_png_chunk(file: BinaryIO, kind: bytes, body: bytes, *, empty: bool = False) -> None:
+    """One PNG chunk (length, type, body, CRC-32 of type and body); an empty body is left out
+    unless ``empty`` (a band zlib held back whole)."""
+    if body or empty:
+        file.write(struct.pack(">I", len(body)) + kind)
+        file.write(body)
+        file.write(struct.pack(">I", zlib.crc32(body, zlib.crc32(kind))))
 
 
 def _write_tiff16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
