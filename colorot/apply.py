@@ -424,11 +424,15 @@ def plan_listed(
 
     A relative path without ``..`` keeps its path under ``output``
     (``photos/a/x.jpg`` → ``output/photos/a/x.jpg``); any other path goes to
-    ``output/<name>``. Blank entries are ignored, repeated ones done once; the checks of :func:`plan` apply.
+    ``output/<name>``. Blank entries are ignored, a path repeated (in any spelling of it: relative,
+    absolute) is done once, as first spelt; the checks of :func:`plan` apply.
     """
     files = [f for f in files if str(f).strip()]
     _refuse_unusable_paths([*files, output])
-    files = list(dict.fromkeys(Path(f) for f in files))  # a path listed twice is done once
+    spellings: dict[str, Path] = {}
+    for name in files:  # a path listed twice is done once, however spelt (./a.png, /abs/a.png): the first
+        spellings.setdefault(os.path.normcase(os.path.abspath(name)), Path(name))
+    files = list(spellings.values())
     if not files:
         raise ConfigError("no input paths given")
     suffix = _checked_suffix(suffix)

@@ -913,11 +913,13 @@ def test_a_folder_where_an_output_goes_is_refused_not_skipped(tmp_path: Path, ha
     assert not (tmp_path / "out" / "b.png").exists()
 
 
-def test_an_empty_path_is_refused_and_a_listed_path_is_done_once(tmp_path: Path, half: Path) -> None:
+def test_an_empty_path_is_refused_and_a_listed_path_is_done_once(tmp_path: Path, half: Path, monkeypatch) -> None:
+    """However spelt: a relative and an absolute spelling of one path wrote it twice (out/a.png twice over)."""
     source = png(tmp_path / "a.png")
     assert_one_line_error(cli("apply", half, source, ""), "an empty argument was given")
     assert_one_line_error(cli("apply", half, "", tmp_path / "out"), "an empty argument was given")
-    listed = f"{source}\n{source}\n\n"
+    monkeypatch.chdir(tmp_path)
+    listed = f"{source}\n{source}\n./a.png\na.png\n\n"
     result = CliRunner().invoke(app, ["apply", str(half), "--from-stdin", str(tmp_path / "out"), "--json"], input=listed)
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["written"]) == 1
