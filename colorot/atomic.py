@@ -245,7 +245,7 @@ def check_file_output(path: str | os.PathLike[str], inputs: list, *, replace: bo
         raise ConfigError(f"{path} is a folder; give a file name for the {what}")
     if is_any_of(path, inputs):
         raise ConfigError(f"the {what} {path} would overwrite an input or output of this run; name another file")
-    if path.exists() and not replace:
+    if os.path.lexists(path) and not replace:  # a link to nothing too: the write could not take its name
         raise OutputExistsError(f"{path} already exists (use {flag} to replace it)")
     if not folder_made and not path.parent.is_dir():
         why = "is a file, not a folder" if path.parent.exists() else "does not exist"

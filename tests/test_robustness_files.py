@@ -925,6 +925,22 @@ def test_an_empty_path_is_refused_and_a_listed_path_is_done_once(tmp_path: Path,
     assert len(json.loads(result.stdout)["written"]) == 1
 
 
+def test_a_dangling_link_at_a_file_output_is_refused_before_the_work(tmp_path: Path, half: Path) -> None:
+    """fit -o and export-lut did all their work, then said the file "appeared while this run was
+    writing it (another run?)"; fit --preview replaced the link without --force."""
+    source, target = png(tmp_path / "s.png"), png(tmp_path / "t.png", seed=1)
+    for name in ("m.pt", "t.cube", "p.png"):
+        (tmp_path / name).symlink_to(tmp_path / "nowhere" / name)
+    fit = ["fit", source, target, "--steps", "2", "--max-pixels", "500"]
+    for args, link in ((fit + ["-o", tmp_path / "m.pt"], "m.pt"), (["export-lut", half, tmp_path / "t.cube"], "t.cube"),
+                       (fit + ["-o", tmp_path / "n.pt", "--preview", tmp_path / "p.png"], "p.png")):
+        assert_one_line_error(cli(*args), f"{tmp_path / link} already exists (use --force to replace it)")
+        assert (tmp_path / link).is_symlink()
+    assert not (tmp_path / "n.pt").exists()
+    assert cli("export-lut", half, tmp_path / "t.cube", "--force", "--size", "3").code == 0
+    assert not (tmp_path / "t.cube").is_symlink() and not (tmp_path / "nowhere").exists()
+
+
 def test_a_dangling_link_at_an_output_is_skipped_as_an_existing_output(tmp_path: Path, half: Path) -> None:
     """The plan looked through the link (no file there), the write could not take the name: "appeared
     while this run was writing it (another run?)", exit 3, on every rerun."""
