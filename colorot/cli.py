@@ -685,8 +685,9 @@ def _batch_paths(paths: list[str], usage: str, from_stdin: bool, as_json: bool,
 
 def _check_stdout_format(output_format: str | None, output: str, suffix: str | None, streaming: bool) -> None:
     """ConfigError for --format with a file or folder output (it names stdout's format only), and for
-    --suffix with '-' (it names a batch's; it was ignored); ImageWriteError for a --format that
-    cannot be written, before any work (it failed the image, exit 3, after the fit)."""
+    --suffix with '-' (it names a batch's; it was ignored); ImageWriteError for a --format, or a
+    streamed image's output file suffix, that cannot be written, before any work (it failed the
+    image, exit 3, or ended the run, after the fit)."""
     if output_format is not None and output != "-":
         raise ConfigError("--format names the format of an image written to stdout ('-'); a file's format "
                           "comes from its suffix (--suffix for a folder)")
@@ -697,6 +698,13 @@ def _check_stdout_format(output_format: str | None, output: str, suffix: str | N
     if suffix is not None and streaming:
         raise ConfigError("--suffix names the format of a batch's output files; an image written to stdout ('-') "
                           "takes --format, and one read from stdin the suffix of its output file's name")
+    if streaming and output != "-" and not output.endswith(("/", os.sep)) and not Path(output).is_dir():
+        from colorot.imageio import writable_format  # (a folder is refused as one, later)
+
+        try:
+            writable_format(Path(output).suffix)
+        except ImageWriteError as exc:
+            raise ImageWriteError(f"{output}: {exc}") from exc
 
 
 def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: bool, overwrite: bool,

@@ -256,6 +256,20 @@ def test_stdin_to_a_file_is_written_once_then_skipped(scene, tmp_path):
     assert result.exit_code == 0 and "1 skipped" in result.output and out.read_bytes() == written
 
 
+def test_stdin_to_a_file_of_a_format_colorot_cannot_write_is_refused_before_the_reference(scene, tmp_path,
+                                                                                        monkeypatch):
+    """It fitted the reference and read stdin, then said "cannot write the '.gif' format" (naming no file)."""
+    import colorot.matching
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("the reference was fitted")
+
+    monkeypatch.setattr(colorot.matching.Matcher, "__init__", not_reached)
+    data = (scene["folder"] / "a.png").read_bytes()
+    result = runner.invoke(app, ["match", str(scene["reference"]), "-", str(tmp_path / "o.gif"), *FAST], input=data)
+    assert result.exit_code == 1 and f"{tmp_path / 'o.gif'}: cannot write the '.gif' format" in result.stderr
+
+
 def test_stdin_is_fitted_without_its_transparent_pixels_as_a_file_is(scene, tmp_path):
     """From stdin the fit took the colours hidden under fully transparent pixels (up to 81 codes
     off on the visible ones), and a fully transparent image was matched instead of refused."""
