@@ -318,7 +318,7 @@ _STRENGTH_HELP = "Strength t in [0, 1]: (1−t)·x + t·T(x); 0 is the identity,
 _KEEP_LUMINANCE_HELP = ("Keep each pixel's luma (Rec. 709 weights) and take only the colours: y + (Y(x) − Y(y))·1, "
                         "after --strength (no longer a monotone map in general).")
 _SATURATION_HELP = ("Scale colourfulness around each output's luma, S ≥ 0: Y(y) + S·(y − Y(y)); 0 is grey, 1 unchanged "
-                    "(one-to-one for S > 0, no longer a gradient map).")
+                    "(one-to-one for S > 0, no longer a gradient map nor monotone).")
 _NEUTRAL_HELP = ("Remove this fraction, in [0, 1], of the cast the map gives mid-grey: a constant shift, still a monotone "
                  "gradient map.")
 _INVERSE_HELP = ("Apply the inverse map T⁻¹ (back from the target's style), solved per colour by Newton. "
@@ -1237,7 +1237,8 @@ def eval_command(
     output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="SOURCE after 'colorot apply' (same size).")],
     target: Annotated[Path, typer.Argument(metavar="TARGET", help="The target (style) image.")],
     model: Annotated[Optional[Path], typer.Option(rich_help_panel="Measures", help="Checkpoint that made OUTPUT: adds the minimum Jacobian "
-                                                  "eigenvalue and the clipped fraction.")] = None,
+                                                  "eigenvalue and the clipped fraction of its map at full "
+                                                  "strength, without colour controls.")] = None,
     directions: Annotated[int, typer.Option(rich_help_panel="Measures", min=1, help="SW2 random directions.")] = metrics.SW2_DIRECTIONS,
     pixels: Annotated[int, typer.Option(rich_help_panel="Measures", min=1, help="SW2 pixels drawn from each image.")] = metrics.SW2_PIXELS,
     w2_pixels: Annotated[int, typer.Option(rich_help_panel="Measures", min=1, max=10_000, help="Pixels per subsample of the W2 estimate "

@@ -14,10 +14,11 @@ gradient map.  The start gives the network that form, with every weight at full 
 
 f_j is then exactly a 1-D network of the same kind (the model class with ``dim=1``), and f_j plus a
 slope c_j ≥ ε and an offset d_j is fitted to g_j by least squares on :data:`GRID` source quantiles
-(each 1/GRID of the source's mass, so the error is the separable map's RMS over the source).  The
-fit starts from a staircase: unit i of k centred where g_j crosses the (i + ½)/k level of its rise
-R_j, each carrying R_j/k of it (|w| = R_j/(k·span·α) with ``span`` the activation's range, 2 for
-tanh).  The linear part becomes VᵀV + εI = Σ_j c_j u_j u_jᵀ and b = Σ_j d_j u_j, so the whole
+(each 1/GRID of the source's mass, so the error is the separable map's RMS over the source).  A
+C-MGN's fit starts from a staircase: unit i of k centred where g_j crosses the (i + ½)/k level of
+its rise R_j, each carrying R_j/k of it (|w| = R_j/(k·span·α) with ``span`` the activation's
+range, 2 for tanh); an M-MGN's from units centred at the source's (i + ½)/k quantiles along u_j,
+each of weight a = 1/(α·k) (the module's slope (α Σ a)² is then about 1).  The linear part becomes VᵀV + εI = Σ_j c_j u_j u_jᵀ and b = Σ_j d_j u_j, so the whole
 network is T₀'s fitted approximation: T(x) = Σ_j u_j (f_j(u_jᵀx) + c_j u_jᵀx + d_j).
 
 This replaces the closed-form Gaussian start for the KL solver (:mod:`colorot.mgn_solver`): from it
