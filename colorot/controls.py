@@ -61,6 +61,7 @@ class Controls:
             value = getattr(self, name)
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
                 raise ConfigError(f"{name} (--{name}) must be a number, not {value!r}")
+            object.__setattr__(self, name, float(value))  # a Fraction or Decimal multiplies no tensor
         if not 0 <= self.saturation <= MAX_SATURATION:
             raise ConfigError(f"saturation (--saturation) must be a finite number ≥ 0 (at most {MAX_SATURATION:.3g}, "
                               f"float32's largest), not {self.saturation}")

@@ -931,7 +931,8 @@ def _is_pillow_file(filename: str) -> bool:
 def _over_limit(name: str, limit: int, size: tuple[int, int] | None) -> str:
     """The message for an image of ``size`` (width, height; None: unknown) over the pixel limit."""
     pixels = "" if size is None else f"{size[0]}x{size[1]} is {size[0] * size[1]} pixels, "
-    return f"{name}: {pixels}over the decompression-bomb limit of {limit}; raise it with --max-image-pixels"
+    return (f"{name}: {pixels}over the decompression-bomb limit of {limit}; raise it with --max-image-pixels "
+            "(max_image_pixels in Python)")
 
 
 def _pixel_codes(pil: PILImage.Image, data: bytes, name: str) -> tuple[np.ndarray, int]:

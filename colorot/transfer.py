@@ -488,6 +488,13 @@ class ColorTransfer:
         """``lr``, or the model's default (:data:`colorot.train.DEFAULT_LR`)."""
         return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, DEFAULT_LR["ridge"])
 
+    def _check_image_limit(self) -> None:
+        """ConfigError for a ``max_image_pixels`` that is neither None nor an integer ≥ 1 (checked by
+        :meth:`_check_numbers` for a fit, here for a transform: a loaded estimator may be changed)."""
+        value = self.max_image_pixels
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise ConfigError(f"{_named('max_image_pixels')} must be an integer of at least 1, not {value!r}")
+
     def _check_numbers(self) -> None:
         """ConfigError for a number that cannot give a usable fit (n_components, max_pixels, ridge, eps,
         random_state, lr, the weights, steps, batch_size, sw_directions), or of the wrong type."""
@@ -987,6 +994,7 @@ class ColorTransfer:
             shape = tuple(image.shape)  # an array or tensor keeps its shape
         else:
             shape = (-1, 3)
+        self._check_image_limit()
         pixels = checked_values(to_pixels(image, max_image_pixels=self.max_image_pixels), "image", within)
         index = None
         if per_colour:

@@ -166,6 +166,24 @@ def test_save_and_export_lut_to_a_folder_s_name_are_clear_errors(tmp_path, make_
         fitted.export_lut(name)
 
 
+def test_transform_checks_the_pixel_limit_and_controls_take_any_real_number(tmp_path, make_png) -> None:
+    """A limit set after the fit ("100", -5) ended in a comparison TypeError or was quoted back as a
+    limit of -5; a Fraction saturation raised a TypeError on a torch map."""
+    from fractions import Fraction
+
+    from colorot.controls import Controls
+
+    source, target = make_png(tmp_path / "s.png", seed=1), make_png(tmp_path / "t.png", seed=2)
+    fitted = ColorTransfer(model="affine").fit(source, target)
+    for limit in ("100", -5, 2.5):
+        fitted.max_image_pixels = limit
+        with pytest.raises(ConfigError, match=r"max_image_pixels \(--max-image-pixels\) must be an integer"):
+            fitted.transform(source)
+    fitted.max_image_pixels = None
+    np.testing.assert_array_equal(fitted.transform(source, controls=Controls(saturation=Fraction(1, 2))),
+                                  fitted.transform(source, controls=Controls(saturation=0.5)))
+
+
 def test_every_read_of_a_file_takes_the_estimator_s_pixel_limit(tmp_path, make_png, monkeypatch):
     """Only fit honoured max_image_pixels: transform, inverse_transform, masks and match's blended
     frames refused a file over Pillow's limit that fit had read."""
