@@ -666,7 +666,13 @@ def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive:
     if src.is_file():
         return [Job(src, output / src.name)]
     root = output / src.resolve().name if several else output
-    images = list_images(src, recursive=recursive)
+    walked: list[Path] = []
+    images = list_images(src, recursive=recursive, folders=walked)
+    if not in_place:  # through a link inside it: a rerun would take the outputs for inputs
+        linked = next((folder for folder in walked[1:] if not is_within(folder, src) and is_within(output, folder)), None)
+        if linked is not None:
+            raise ConfigError(f"output {output} is inside the input folder {src}, as {linked} (through a link); "
+                              "choose another output or pass --in-place")
     if in_place and _is_strictly_inside(output, src):  # earlier outputs are not inputs
         images = [image for image in images if not is_within(image, output)]
     if not images:

@@ -697,7 +697,7 @@ def write_image(
     write_atomic(path, write, ImageWriteError, replace=replace)
 
 
-def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
+def list_images(root: str | os.PathLike[str], *, recursive: bool, folders: list[Path] | None = None) -> list[Path]:
     """The image files under ``root``, sorted; hidden files and folders are skipped.
 
     Suffixes match :data:`IMAGE_SUFFIXES` whatever their case. Symbolic links
@@ -707,7 +707,7 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
     Pipes, sockets and devices are left out (reading a pipe would wait for a writer);
     a broken link is kept, to be reported when it cannot be read. A folder that cannot be listed
     (no permission, a path over the system's limit) is an ImageReadError naming it: its images
-    would be left out without a word.
+    would be left out without a word. ``folders``, if given, gets every folder walked (as reached).
     """
     images: list[Path] = []
     visited: set[str] = set()
@@ -717,6 +717,8 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool) -> list[Path]:
             subfolders.clear()
             continue
         visited.add(real)
+        if folders is not None:
+            folders.append(Path(folder))
         subfolders[:] = sorted((name for name in subfolders if recursive and not name.startswith(".")),
                                key=lambda name: (os.path.islink(os.path.join(folder, name)), name))
         images.extend(path for path in (Path(folder, name) for name in files if _is_image_name(name))

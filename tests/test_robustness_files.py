@@ -941,6 +941,19 @@ def test_a_dangling_link_at_a_file_output_is_refused_before_the_work(tmp_path: P
     assert not (tmp_path / "t.cube").is_symlink() and not (tmp_path / "nowhere").exists()
 
 
+def test_an_output_folder_a_link_inside_the_input_folder_reaches_is_refused(tmp_path: Path, half: Path) -> None:
+    """The first run wrote into it; every rerun then took those outputs for inputs ("output would
+    overwrite an input") and could never resume."""
+    png(tmp_path / "in" / "a.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "in" / "o").symlink_to(Path("..") / "out")
+    assert_one_line_error(cli("apply", half, tmp_path / "in", tmp_path / "out"),
+                          f"output {tmp_path / 'out'} is inside the input folder {tmp_path / 'in'}, as "
+                          f"{tmp_path / 'in' / 'o'} (through a link)")
+    assert list((tmp_path / "out").iterdir()) == []
+    assert cli("apply", half, tmp_path / "in", tmp_path / "out", "--in-place").code == 0
+
+
 def test_a_dangling_link_at_an_output_is_skipped_as_an_existing_output(tmp_path: Path, half: Path) -> None:
     """The plan looked through the link (no file there), the write could not take the name: "appeared
     while this run was writing it (another run?)", exit 3, on every rerun."""
