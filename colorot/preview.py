@@ -1,7 +1,7 @@
 """Contact sheets to look at a transfer (Pillow only, no plotting library).
 
 :func:`fit_sheet`: source | result | target thumbnails, under each its RGB
-distribution (per-channel histograms of the code values, 64 bins, each curve
+distribution (per-channel histograms of the full images' code values, 64 bins, each curve
 scaled to its own peak), and the training loss curve below.
 :func:`batch_sheet`: input | output pairs for a sample of a batch (and the reference of a match).
 """
@@ -35,15 +35,26 @@ LOSS_HEIGHT = 140
 BACKGROUND = (24, 24, 24)
 INK = (230, 230, 230)
 CHANNEL_INK = ((235, 70, 70), (70, 200, 90), (80, 130, 250))
+#: Pixels of the full image a histogram counts (every k-th): a thumbnail's pixels are averages
+#: of its neighbours, narrower than the image's (a noisy image's spread shrank tenfold).
+HIST_PIXELS = 1 << 16
 
 
 def thumbnail_codes(path: str | os.PathLike, box: int = THUMB) -> np.ndarray:
     """An image file (an animation's first frame) as uint8 RGB codes, shrunk to fit a ``box``² square;
     without warnings about the file, which the run that wrote or read it gave."""
+    return thumbnail_and_sample(path, box)[0]
+
+
+def thumbnail_and_sample(path: str | os.PathLike, box: int = THUMB) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`thumbnail_codes`, and about :data:`HIST_PIXELS` of the full image's pixels (every k-th,
+    uint8 (N, 3)) for its histograms."""
     image = read_image(path, metadata_warning=False)
-    pil = PILImage.fromarray(image.codes if image.bit_depth == 8 else quantize(image.rgb, 8), "RGB")
+    codes = image.codes if image.bit_depth == 8 else quantize(image.rgb, 8)
+    pil = PILImage.fromarray(codes, "RGB")
     pil.thumbnail((box, box), PILImage.Resampling.BILINEAR)
-    return np.asarray(pil)
+    pixels = codes.reshape(-1, 3)
+    return np.asarray(pil), pixels[:: max(1, len(pixels) // HIST_PIXELS)].copy()
 
 
 def _histogram_panel(codes: np.ndarray, width: int) -> PILImage.Image:
@@ -99,16 +110,18 @@ def _labelled(codes: np.ndarray, label: str, width: int) -> PILImage.Image:
 
 
 def fit_sheet(source: np.ndarray, result: np.ndarray, target: np.ndarray,
-              losses: Sequence[float]) -> PILImage.Image:
-    """source | result | target (uint8 RGB codes), their RGB histograms, and the loss curve."""
+              losses: Sequence[float], counted: Sequence[np.ndarray] | None = None) -> PILImage.Image:
+    """source | result | target (uint8 RGB codes), their RGB histograms (of ``counted``, the three
+    images' pixels (N, 3), else of the thumbnails), and the loss curve."""
     columns = [(source, "source"), (result, "result"), (target, "target")]
+    counted = counted if counted is not None else [codes.reshape(-1, 3) for codes, _ in columns]
     width = PAD + 3 * (THUMB + PAD)
     sheet = PILImage.new("RGB", (width, PAD + LABEL + THUMB + PAD + HIST_HEIGHT + PAD + LOSS_HEIGHT + PAD),
                          BACKGROUND)
-    for index, (codes, label) in enumerate(columns):
+    for index, ((codes, label), pixels) in enumerate(zip(columns, counted)):
         x = PAD + index * (THUMB + PAD)
         sheet.paste(_labelled(codes, label, THUMB), (x, PAD))
-        sheet.paste(_histogram_panel(codes, THUMB), (x, PAD + LABEL + THUMB + PAD))
+        sheet.paste(_histogram_panel(pixels, THUMB), (x, PAD + LABEL + THUMB + PAD))
     sheet.paste(_loss_panel(losses, width - 2 * PAD), (PAD, PAD + LABEL + THUMB + PAD + HIST_HEIGHT + PAD))
     return sheet
 
@@ -175,10 +188,11 @@ def save_sheet(sheet: PILImage.Image, path: str | os.PathLike) -> None:
 
 def fit_preview(path: str | os.PathLike, fitted_map: torch.nn.Module, source: str | os.PathLike,
                 target: str | os.PathLike, losses: Sequence[float]) -> None:
-    """Write the :func:`fit_sheet` of a fitted map for one source and one target file."""
-    before = thumbnail_codes(source)
-    after = quantize(map_pixels(fitted_map, before / np.float32(255)), 8)
-    save_sheet(fit_sheet(before, after, thumbnail_codes(target), losses), path)
+    """Write the :func:`fit_sheet` of a fitted map for one source and one target file, the histograms
+    of their full images' pixels (:func:`thumbnail_and_sample`)."""
+    (before, source_pixels), (target_thumb, target_pixels) = thumbnail_and_sample(source), thumbnail_and_sample(target)
+    after, mapped = (quantize(map_pixels(fitted_map, codes / np.float32(255)), 8) for codes in (before, source_pixels))
+    save_sheet(fit_sheet(before, after, target_thumb, losses, [source_pixels, mapped, target_pixels]), path)
 
 
 def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *, limit: int = 6,

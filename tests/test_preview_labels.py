@@ -42,3 +42,20 @@ def test_save_sheet_writes_atomically_by_suffix(tmp_path):
     with pytest.raises(ImageWriteError, match="unknown file extension"):
         save_sheet(sheet, tmp_path / "sheet.nope")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.jpg"]
+
+
+def test_the_histograms_count_the_full_image_s_pixels_not_the_thumbnail_s(tmp_path) -> None:
+    """A thumbnail's pixels average their neighbours: a noisy 1×20 000 image's spread shrank from
+    74 code values to 7 in its histograms."""
+    from PIL import Image
+
+    from colorot.preview import HIST_PIXELS, thumbnail_and_sample
+
+    codes = np.random.default_rng(0).integers(0, 256, (1, 20_000, 3), dtype=np.uint8)
+    Image.fromarray(codes).save(tmp_path / "noise.png")
+    thumbnail, sample = thumbnail_and_sample(tmp_path / "noise.png")
+    assert thumbnail.std() < 20 < 70 < sample.std()  # measured: about 7 and 74
+    assert sample.shape == (20_000, 3) and HIST_PIXELS < 20_000 * 4
+    wide = np.random.default_rng(1).integers(0, 256, (400, 600, 3), dtype=np.uint8)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    assert len(thumbnail_and_sample(tmp_path / "wide.png")[1]) in range(HIST_PIXELS, 2 * HIST_PIXELS)
