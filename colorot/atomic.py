@@ -43,13 +43,18 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
     if path.name in ("", ".", ".."):
         raise error(f"{path}: cannot write {what}: give a file name, not a folder")
     remove_stale_temp_files(path)
-    temp = temp_path(path, secrets.token_hex(4))
-    try:
-        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),  # Windows: no text mode
-                     0o666)  # read too: a JPEG's end is checked (imageio)
-    except OSError as exc:
-        raise error(f"{path}: cannot write {what}: cannot create it ({exc.strerror or exc})") from exc
-    _lock(fd)  # while it is held, another run's cleanup leaves the file alone
+    for _ in range(TEMP_TRIES):
+        temp = temp_path(path, secrets.token_hex(4))
+        try:
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),  # Windows: no text
+                         0o666)  # mode; read too: a JPEG's end is checked (imageio)
+        except OSError as exc:
+            raise error(f"{path}: cannot write {what}: cannot create it ({exc.strerror or exc})") from exc
+        if _locked_and_named(fd):  # while the lock is held, another run's cleanup leaves the file alone
+            break
+        os.close(fd)  # that cleanup took it between its creation and the lock: another name
+    else:
+        raise error(f"{path}: cannot write {what}: its temp files were removed as they were made (another run's cleanup?)")
     try:
         with os.fdopen(fd, "wb") as file:
             if callable(data):
@@ -137,10 +142,7 @@ def remove_stale_temp_files(path: str | os.PathLike[str]) -> int:
     with _listings_lock:
         names = _temp_names(folder).get(stem, [])
         candidates, names[:] = list(names), []
-    kept = [name for name in candidates if _in_use(folder / name)]  # another process's live write
-    for name in candidates:
-        if name not in kept:
-            _remove_quietly(folder / name)
+    kept = [name for name in candidates if not _removed_unless_in_use(folder / name)]  # another's live write
     if kept:
         with _listings_lock:
             _temp_names(folder).setdefault(stem, []).extend(kept)
@@ -168,29 +170,41 @@ def _temp_names(folder: Path) -> dict[str, list[str]]:
     return by_stem
 
 
-def _lock(fd: int) -> None:
+#: Temp files :func:`write_atomic` makes before it gives up, each removed by another run's cleanup
+#: between its creation and its lock.
+TEMP_TRIES = 5
+
+
+def _locked_and_named(fd: int) -> bool:
     """Hold an advisory lock on the open temp file ``fd`` (released when it is closed, or when its
-    process dies)."""
-    if fcntl is not None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _in_use(path: Path) -> bool:
-    """Whether a live :func:`write_atomic` holds ``path`` locked: its lock cannot be taken."""
+    process dies), waiting for a cleanup that holds it; whether the file still has its name then
+    (a cleanup removes only a file it holds locked, so once this holds it, it stays)."""
     if fcntl is None:
-        return False
+        return True
+    with contextlib.suppress(OSError):  # a file system without locks: nothing to wait for
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return os.fstat(fd).st_nlink > 0
+
+
+def _removed_unless_in_use(path: Path) -> bool:
+    """Remove the temp file ``path`` unless a live :func:`write_atomic` holds it locked (its lock
+    cannot be taken); removed while this holds the lock, so that a write that has just made it and
+    waits for its lock sees it gone and makes another. Whether it is gone."""
+    if fcntl is None:
+        _remove_quietly(path)
+        return True
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return False
+        return True  # gone already
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        return True
-    finally:
         os.close(fd)
-    return False
+        return False
+    _remove_quietly(path)
+    os.close(fd)
+    return True
 
 
 def is_any_of(path: Path | str, paths: Iterable[Path | str]) -> bool:

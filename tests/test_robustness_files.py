@@ -1084,6 +1084,27 @@ def test_the_cleanup_leaves_a_live_write_of_another_run_alone(tmp_path: Path) ->
     assert colorot.atomic.remove_stale_temp_files(out) == 1 and not live.exists()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl.flock) are POSIX")
+def test_a_cleanup_between_a_temp_file_s_creation_and_its_lock_costs_the_write_nothing(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """Another run's cleanup could remove a temp file before its writer locked it: the write failed
+    ("No such file or directory"), and a batch took it for a refused destination and stopped."""
+    out = tmp_path / "x.png"
+    real = colorot.atomic._locked_and_named
+    cleanups = []
+
+    def cleaned_first(fd: int) -> bool:
+        if not cleanups:  # the first temp file: another run lists and clears it before this locks it
+            colorot.atomic._listings.clear()
+            cleanups.append(colorot.atomic.remove_stale_temp_files(out))
+        return real(fd)
+
+    monkeypatch.setattr(colorot.atomic, "_locked_and_named", cleaned_first)
+    colorot.atomic.write_atomic(out, b"data", colorot.errors.ImageWriteError, "image")
+    assert cleanups == [1] and out.read_bytes() == b"data"
+    assert [path.name for path in tmp_path.iterdir()] == ["x.png"]
+
+
 def test_a_folder_is_listed_once_for_a_batch_of_writes_into_it(tmp_path: Path, monkeypatch) -> None:
     """Every write listed its whole folder for stale temp files: a batch's time grew with the square
     of the folder's size (3000 files into a folder of 10 000: 4× as long)."""
