@@ -1317,7 +1317,7 @@ def main() -> None:
 
 
 def _say_interrupted() -> None:
-    """``interrupted`` on stderr, once."""
+    """``interrupted`` on stderr, once (noted as said once it is)."""
     if not _state["interrupted"]:
-        _state["interrupted"] = True
         stderr.print("interrupted", highlight=False)
+        _state["interrupted"] = True

@@ -16,6 +16,7 @@ import sys
 def main() -> None:
     """Run the command line; a ``kill`` (SIGTERM) stops it as Ctrl-C does (``interrupted``, exit 130:
     worker processes ended, temporary files removed), also while the modules are still importing."""
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if is_fit_command(sys.argv[1:]):
@@ -31,6 +32,13 @@ def main() -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    """The first Ctrl-C or SIGTERM: a KeyboardInterrupt, which stops the command (the files in flight
+    finish, atomically). Later ones are ignored while it winds down: raised inside that (a pool's
+    shutdown, the interpreter's exit), a second Ctrl-C, or ``timeout``'s SIGTERM to the process and
+    its group, left half-written temp files, lost the ``interrupted`` line or printed tracebacks.
+    SIGKILL still stops it at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

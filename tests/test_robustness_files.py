@@ -199,6 +199,26 @@ def test_a_kill_stops_a_match_as_ctrl_c_does(tmp_path: Path) -> None:
     assert all(decodes_fully(path) for path in _outputs(out))
 
 
+def test_a_second_ctrl_c_is_ignored_while_the_first_winds_down() -> None:
+    """A second Ctrl-C (or timeout's SIGTERM, sent to the process and its group) raised inside the
+    first one's unwinding: a thread pool's shutdown let its writers die mid-file (half-written temp
+    files, 7 of 10 double presses), the `interrupted` line was lost, tracebacks were printed."""
+    code = ("import os, signal\n"
+            "from colorot import launcher\n"
+            "signal.signal(signal.SIGINT, launcher._interrupt)\n"
+            "signal.signal(signal.SIGTERM, launcher._interrupt)\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('stopping')\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "print('wound down')\n")
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["stopping", "wound", "down"], (done.stdout, done.stderr)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 def test_the_workers_end_when_a_match_is_killed_outright(tmp_path: Path) -> None:
     """SIGKILL of `colorot match --jobs 2` (which nothing can catch: the out-of-memory killer's) left
