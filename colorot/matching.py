@@ -61,7 +61,10 @@ class Matcher:
 
     def fit(self, image: ImageLike, *, measure_kl: bool = True) -> ColorTransfer:
         """A fitted :class:`ColorTransfer` from ``image`` onto the reference (``measure_kl``: as
-        :meth:`ColorTransfer.fit`'s)."""
+        :meth:`ColorTransfer.fit`'s): the map ``colorot match`` fits, an animation's on all its
+        frames' pixels (:meth:`_fit_file`; ``ColorTransfer.fit`` of a path reads its first frame)."""
+        if isinstance(image, (str, os.PathLike)):
+            return self._fit_file(Path(image), measure_kl=measure_kl, light=self._light_schedule)[0]
         return self._fit(image, measure_kl=measure_kl, light=self._light_schedule)
 
     def _fit(self, image: ImageLike, *, measure_kl: bool, light: bool,

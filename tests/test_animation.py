@@ -175,6 +175,23 @@ def test_match_to_a_one_picture_format_fits_the_frame_it_writes(tmp_path: Path) 
     assert load(tmp_path / "maps" / "anim.pt").train_info_["training_pixels"] == 48  # the first frame's
 
 
+def test_matcher_fit_of_an_animation_is_colorot_match_s_map(tmp_path: Path) -> None:
+    """Matcher.fit(path) read the first frame alone, where colorot match fits every frame's pixels:
+    a map far from the one match saved for the same file."""
+    from colorot.matching import Matcher
+
+    src = _save(tmp_path / "anim.webp", "WEBP", [PILImage.fromarray(smooth_rgb(6, 8, seed)) for seed in range(3)],
+                lossless=True)
+    reference = tmp_path / "reference.png"
+    PILImage.fromarray(smooth_rgb(12, 16, 3)).save(reference)
+    assert cli("match", reference, src, tmp_path / "matched", "--steps", "2", "--save-maps", tmp_path / "maps").code == 0
+    saved = load(tmp_path / "maps" / "anim.pt")
+    fitted = Matcher(reference, steps=2).fit(src)
+    assert saved.train_info_["training_pixels"] == fitted.train_info_["training_pixels"] == 3 * 48
+    for key, value in saved.ridge_parameters_.state.items():
+        np.testing.assert_array_equal(fitted.ridge_parameters_.state[key], value)
+
+
 def test_a_pipe_to_a_one_picture_format_writes_the_first_frame_with_one_warning(tmp_path: Path, half: Path) -> None:
     src = _save(tmp_path / "anim.webp", "WEBP", _frames(), lossless=True)
     piped = CliRunner().invoke(app, ["apply", str(half), "-", "-", "--format", "bmp"], input=src.read_bytes())
