@@ -63,16 +63,25 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
                 file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        if replace:
-            os.replace(temp, path)
-        else:
-            _place_without_replacing(temp, path)
+            if fcntl is not None:  # named while its lock is held: no other run's cleanup can take it first
+                _give_name(temp, path, replace)
+        if fcntl is None:  # Windows: an open file cannot be renamed
+            _give_name(temp, path, replace)
     except OSError as exc:
         _remove_quietly(temp)
         raise error(f"{path}: cannot write {what} ({exc.strerror or exc})") from exc
     except BaseException:
         _remove_quietly(temp)
         raise
+
+
+def _give_name(temp: Path, path: Path, replace: bool) -> None:
+    """Rename the written ``temp`` to ``path``: over a file there if ``replace``, else
+    :func:`_place_without_replacing`."""
+    if replace:
+        os.replace(temp, path)
+    else:
+        _place_without_replacing(temp, path)
 
 
 def _place_without_replacing(temp: Path, path: Path) -> None:

@@ -1125,6 +1125,27 @@ def test_a_cleanup_between_a_temp_file_s_creation_and_its_lock_costs_the_write_n
     assert [path.name for path in tmp_path.iterdir()] == ["x.png"]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl.flock) are POSIX")
+def test_a_cleanup_between_a_temp_file_s_close_and_its_rename_leaves_it_alone(tmp_path: Path, monkeypatch) -> None:
+    """The file was renamed after its close had released its lock: another run's cleanup could remove
+    it in between (two processes writing one folder: 34–103 of 4000 writes failed, each stopping its batch)."""
+    out = tmp_path / "x.png"
+    real = colorot.atomic._give_name
+    cleanups = []
+
+    def cleaned_first(temp: Path, path: Path, replace: bool) -> None:
+        colorot.atomic._listings.clear()
+        cleanups.append(colorot.atomic.remove_stale_temp_files(path))
+        real(temp, path, replace)
+
+    monkeypatch.setattr(colorot.atomic, "_give_name", cleaned_first)
+    for replace in (True, False):
+        out.unlink(missing_ok=True)
+        colorot.atomic.write_atomic(out, b"data", colorot.errors.ImageWriteError, "image", replace=replace)
+        assert out.read_bytes() == b"data"
+    assert cleanups == [0, 0] and [path.name for path in tmp_path.iterdir()] == ["x.png"]
+
+
 def test_a_folder_is_listed_once_for_a_batch_of_writes_into_it(tmp_path: Path, monkeypatch) -> None:
     """Every write listed its whole folder for stale temp files: a batch's time grew with the square
     of the folder's size (3000 files into a folder of 10 000: 4× as long)."""
