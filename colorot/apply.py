@@ -430,8 +430,10 @@ def plan_listed(
     files = [f for f in files if str(f).strip()]
     _refuse_unusable_paths([*files, output])
     spellings: dict[str, Path] = {}
-    for name in files:  # a path listed twice is done once, however spelt (./a.png, /abs/a.png): the first
-        spellings.setdefault(os.path.normcase(os.path.abspath(name)), Path(name))
+    for name in files:  # a path listed twice is done once, however spelt (./a.png, /abs/a.png, a/../a.png: its
+        # folder resolved, links included, its own name kept: a link to a file is another path), the first
+        folder, own = os.path.split(os.fspath(name))  # not abspath's: it would take lnk/.. for . by its text
+        spellings.setdefault(os.path.normcase(os.path.join(os.path.realpath(folder or "."), own)), Path(name))
     files = list(spellings.values())
     if not files:
         raise ConfigError("no input paths given")

@@ -704,7 +704,7 @@ class ColorTransfer:
         self.train_info_ = {
             "model": self.model, "solver": solver, "target": self.target_dist_.kind,
             **(adam_only if solver == "adam" else kl_only if solver == "kl" else {}),
-            "steps": len(self.history_.losses),
+            "steps": len(self.history_.losses) - (solver == "sliced"),  # the sliced solver's first is its start's
             "training_pixels": int(min(src.shape[0], self._solver_pixels(solver, sliced, kl_settings))),
             "seed": int(self.random_state),
             "device": settings.device if solver == "adam" else "cpu",

@@ -987,6 +987,24 @@ def test_a_dangling_link_at_an_output_is_skipped_as_an_existing_output(tmp_path:
     assert not (tmp_path / "out" / "b.png").is_symlink() and decodes_fully(tmp_path / "out" / "b.png")
 
 
+def test_listed_paths_are_one_only_where_they_name_one_file_by_one_name(tmp_path: Path, half: Path,
+                                                                        monkeypatch) -> None:
+    """`lnk/../x.png` (a link's parent: another folder) was taken by its text for `x.png` and skipped
+    without a word; a link to a file under another name is another input, written as well."""
+    png(tmp_path / "x.png")
+    png(tmp_path / "real" / "x.png", seed=1)
+    (tmp_path / "real" / "deep").mkdir()
+    (tmp_path / "lnk").symlink_to(tmp_path / "real" / "deep")
+    (tmp_path / "alias.png").symlink_to(tmp_path / "x.png")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    both = runner.invoke(app, ["apply", str(half), "--from-stdin", "out"], input="x.png\nlnk/../x.png\n")
+    assert both.exit_code == 1 and "would both be written to out/x.png" in both.stderr
+    linked = runner.invoke(app, ["apply", str(half), "--from-stdin", "out", "--json"], input="x.png\nalias.png\n")
+    assert linked.exit_code == 0, linked.output
+    assert sorted(Path(p).name for p in json.loads(linked.stdout)["written"]) == ["alias.png", "x.png"]
+
+
 def test_listed_paths_are_split_at_newlines_alone(tmp_path: Path, half: Path) -> None:
     """str.splitlines() also split names at a form feed, a lone carriage return, U+2028 and others:
     the whole batch was refused ("input not found: …/ff")."""

@@ -195,3 +195,10 @@ def test_the_last_cost_is_the_returned_map_s() -> None:
     y = 0.4 + rng.random((4000, 3)) * 0.5 * np.array([1.0, 0.3, 0.6])
     costs = solve_sliced(x, y, SlicedSettings(iterations=1)).costs
     assert len(costs) == 2 and costs[1] < costs[0] / 3, costs
+
+
+def test_a_sliced_fit_records_the_iterations_it_ran() -> None:
+    """With the start's cost recorded too, the summary counted one step more than ran."""
+    rng = np.random.default_rng(4)
+    fitted = ColorTransfer(solver="sliced", steps=3).fit(rng.random((600, 3)), rng.random((600, 3)) ** 2)
+    assert fitted.train_info_["steps"] == 3 and len(fitted.history_.losses) == 4
