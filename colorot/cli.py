@@ -703,8 +703,10 @@ def _check_stdout_format(output_format: str | None, output: str, suffix: str | N
 
         try:
             writable_format(Path(output).suffix)
-        except ImageWriteError as exc:
-            raise ImageWriteError(f"{output}: {exc}") from exc
+        except ImageWriteError as exc:  # its suggestions (--format, --suffix) do not name this file's format
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise ImageWriteError(f"{output}: colorot cannot write the format of its suffix {Path(output).suffix!r}: "
+                                  f"give the output file one of {suffixes}") from exc
 
 
 def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: bool, overwrite: bool,

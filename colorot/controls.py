@@ -22,6 +22,7 @@ on numpy arrays and torch tensors.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Callable, TypeVar
@@ -61,7 +62,10 @@ class Controls:
             value = getattr(self, name)
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
                 raise ConfigError(f"{name} (--{name}) must be a number, not {value!r}")
-            object.__setattr__(self, name, float(value))  # a Fraction or Decimal multiplies no tensor
+            try:
+                object.__setattr__(self, name, float(value))  # a Fraction or Decimal multiplies no tensor
+            except OverflowError:  # an integer beyond float's range (10**400)
+                object.__setattr__(self, name, math.inf)
         if not 0 <= self.saturation <= MAX_SATURATION:
             raise ConfigError(f"saturation (--saturation) must be a finite number ≥ 0 (at most {MAX_SATURATION:.3g}, "
                               f"float32's largest), not {self.saturation}")

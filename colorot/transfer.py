@@ -221,8 +221,9 @@ def _as_list(images: ImageLike | Sequence[ImageLike] | None) -> list:
 def _mask_of(mask: ImageLike, max_image_pixels: int | None) -> np.ndarray:
     """A mask image → bool (H, W) (a 1-D mask of pixels: (N,)): true where its mean code is at
     least half the maximum (8- and 16-bit codes: white; floats, bools and other integers, and a
-    PIL image of mode F: ≥ 0.5; mode I is refused) and, for a mask file or PIL image with transparency, where it is at least half opaque (editors
-    export a mask painted on transparency with white under it: it selected every pixel)."""
+    PIL image of mode F: ≥ 0.5, floats outside [0, 1] refused; mode I is refused) and, for a mask
+    file or PIL image with transparency, where it is at least half opaque (editors export a mask
+    painted on transparency with white under it: it selected every pixel)."""
     opaque = None
     if isinstance(mask, (str, os.PathLike)):
         image = read_image(mask, max_pixels=max_image_pixels)
@@ -240,12 +241,17 @@ def _mask_of(mask: ImageLike, max_image_pixels: int | None) -> np.ndarray:
             if codes.shape[2] == 4:  # a grey level named transparent
                 codes, opaque = codes[..., 0], codes[..., 3] != 0
         else:  # the mean of R, G and B, as for a file (convert("L") would weigh them as luma: green is white)
+            if mask.mode == "La":  # premultiplied grey + alpha, which Pillow converts to LA alone
+                mask = mask.convert("LA")
             codes, top = np.asarray(mask.convert("RGBA" if mask.has_transparency_data else "RGB")), 255
             if codes.shape[2] == 4:
                 codes, opaque = codes[..., :3], codes[..., 3] >= top / 2
     else:
         codes = np.asarray(mask.detach().cpu() if _is_tensor(mask) else mask)
         top = 65535 if codes.dtype == np.uint16 else 255 if codes.dtype == np.uint8 else 1.0
+    if codes.dtype.kind == "f" and codes.size and not (np.nanmin(codes) >= 0 and np.nanmax(codes) <= 1):
+        raise ConfigError(f"a mask of floats must lie in [0, 1], and this one runs from {np.nanmin(codes):g} to "
+                          f"{np.nanmax(codes):g}: divide 8-bit values by 255 (16-bit ones by 65535)")
     if codes.ndim == 1:
         return codes >= top / 2
     codes = codes.reshape(codes.shape[0], codes.shape[1], -1)

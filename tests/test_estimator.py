@@ -142,6 +142,27 @@ def test_a_pil_image_or_mask_is_read_as_its_file(tmp_path, make_png):
         assert len(pooled_pixels(source, keyed)) == 24 * 20  # a keyed mask reads too
 
 
+def test_a_mask_of_mode_la_reads_and_a_float_mask_must_lie_in_the_unit_range(tmp_path, make_png) -> None:
+    """A PIL mask of mode La raised Pillow's ValueError; a float mask of 0–255 values selected nearly
+    every pixel (60 ≥ 0.5) without a word."""
+    from PIL import Image
+
+    from colorot.transfer import pooled_pixels
+
+    source = make_png(tmp_path / "s.png", seed=1)  # 32 × 24
+    grey = np.zeros((24, 32, 2), np.uint8)
+    grey[:, :8] = 255
+    la = Image.fromarray(grey, "LA").convert("La")
+    assert len(pooled_pixels(source, la)) == 24 * 8
+    scaled = np.zeros((24, 32), np.float32)
+    scaled[:, :8] = 255
+    scaled[:, 8:12] = 60
+    for mask in (scaled, Image.fromarray(scaled, "F")):
+        with pytest.raises(ConfigError, match=r"a mask of floats must lie in \[0, 1\], and this one runs from 0 to 255"):
+            pooled_pixels(source, mask)
+    assert len(pooled_pixels(source, scaled / 255)) == 24 * 8
+
+
 def test_a_tensor_that_requires_grad_fits_with_a_mask() -> None:
     """Without a mask it was detached and fitted; with one, numpy was asked for it whole: a RuntimeError."""
     source = torch.rand(20, 30, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
@@ -180,6 +201,8 @@ def test_transform_checks_the_pixel_limit_and_controls_take_any_real_number(tmp_
         with pytest.raises(ConfigError, match=r"max_image_pixels \(--max-image-pixels\) must be an integer"):
             fitted.transform(source)
     fitted.max_image_pixels = None
+    with pytest.raises(ConfigError, match="saturation"):  # an int beyond float's range: no OverflowError
+        Controls(saturation=10**400)
     np.testing.assert_array_equal(fitted.transform(source, controls=Controls(saturation=Fraction(1, 2))),
                                   fitted.transform(source, controls=Controls(saturation=0.5)))
 
