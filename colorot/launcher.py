@@ -33,13 +33,20 @@ def main() -> None:
 
 def _interrupt(signum: int, frame: object) -> None:
     """The first Ctrl-C or SIGTERM: a KeyboardInterrupt, which stops the command (the files in flight
-    finish, atomically). Later ones are ignored while it winds down: raised inside that (a pool's
+    finish, atomically). The next one is ignored while it winds down: raised inside that (a pool's
     shutdown, the interpreter's exit), a second Ctrl-C, or ``timeout``'s SIGTERM to the process and
     its group, left half-written temp files, lost the ``interrupted`` line or printed tracebacks.
-    SIGKILL still stops it at once."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    A third ends the process at once, by the signal itself, as SIGKILL does (a wind-down that hangs
+    can still be stopped from the keyboard)."""
+    signal.signal(signal.SIGINT, _once_ignored)
+    signal.signal(signal.SIGTERM, _once_ignored)
     raise KeyboardInterrupt
+
+
+def _once_ignored(signum: int, frame: object) -> None:
+    """The second Ctrl-C or SIGTERM: ignored, the next one left to the system's default (the end)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def is_fit_command(args: list[str]) -> bool:

@@ -202,21 +202,27 @@ def test_a_kill_stops_a_match_as_ctrl_c_does(tmp_path: Path) -> None:
 def test_a_second_ctrl_c_is_ignored_while_the_first_winds_down() -> None:
     """A second Ctrl-C (or timeout's SIGTERM, sent to the process and its group) raised inside the
     first one's unwinding: a thread pool's shutdown let its writers die mid-file (half-written temp
-    files, 7 of 10 double presses), the `interrupted` line was lost, tracebacks were printed."""
-    code = ("import os, signal\n"
+    files, 7 of 10 double presses), the `interrupted` line was lost, tracebacks were printed. A
+    third ends the process at once (a wind-down that hangs can still be stopped)."""
+    code = ("import os, signal, sys\n"
+            "import colorot.cli\n"
+            "def command():  # a command that Ctrl-C stops, pressed again while it winds down\n"
+            "    try:\n"
+            "        os.kill(os.getpid(), signal.SIG{first})\n"
+            "    except KeyboardInterrupt:\n"
+            "        os.kill(os.getpid(), signal.SIG{second})\n"
+            "        print('wound down', flush=True)\n"
+            "        os.kill(os.getpid(), signal.SIGINT)  # a third: the end, at once\n"
+            "        print('not reached', flush=True)\n"
+            "colorot.cli.main = command\n"
+            "sys.argv = ['colorot', 'info']\n"
             "from colorot import launcher\n"
-            "signal.signal(signal.SIGINT, launcher._interrupt)\n"
-            "signal.signal(signal.SIGTERM, launcher._interrupt)\n"
-            "try:\n"
-            "    os.kill(os.getpid(), signal.SIGINT)\n"
-            "except KeyboardInterrupt:\n"
-            "    print('stopping')\n"
-            "os.kill(os.getpid(), signal.SIGINT)\n"
-            "os.kill(os.getpid(), signal.SIGTERM)\n"
-            "print('wound down')\n")
+            "launcher.main()\n")
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert done.returncode == 0 and done.stdout.split() == ["stopping", "wound", "down"], (done.stdout, done.stderr)
+    for first, second in (("INT", "INT"), ("TERM", "INT"), ("INT", "TERM")):
+        done = subprocess.run([sys.executable, "-c", code.format(first=first, second=second)], capture_output=True,
+                              text=True, env=env, timeout=60)
+        assert done.stdout == "wound down\n" and done.returncode == -signal.SIGINT, (done.stdout, done.stderr)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
