@@ -9,6 +9,7 @@ Everything else goes straight to :func:`colorot.cli.main`.
 
 from __future__ import annotations
 
+import atexit
 import signal
 import sys
 
@@ -37,10 +38,18 @@ def _interrupt(signum: int, frame: object) -> None:
     shutdown, the interpreter's exit), a second Ctrl-C, or ``timeout``'s SIGTERM to the process and
     its group, left half-written temp files, lost the ``interrupted`` line or printed tracebacks.
     A third ends the process at once, by the signal itself, as SIGKILL does (a wind-down that hangs
-    can still be stopped from the keyboard)."""
+    can still be stopped from the keyboard). Once the interpreter exits, they are ignored: it puts
+    back the default of a signal it handles, and a late one ended an interrupted run by the signal
+    (exit −2) instead of with 130, its files already complete."""
     signal.signal(signal.SIGINT, _once_ignored)
     signal.signal(signal.SIGTERM, _once_ignored)
+    atexit.register(_ignored_from_now)
     raise KeyboardInterrupt
+
+
+def _ignored_from_now() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _once_ignored(signum: int, frame: object) -> None:
