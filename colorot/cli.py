@@ -206,9 +206,18 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+class _Progress(Progress):
+    """Rich's progress bar, which prints nothing at all when disabled (Rich before 14.3 printed an
+    empty line on stopping: a blank line on stderr after every run, before every ``error:``)."""
+
+    def stop(self) -> None:
+        if not self.disable:
+            super().stop()
+
+
 def _progress() -> Progress:
     """A Rich progress bar on stderr, shown only when stderr is a terminal."""
-    return Progress(
+    return _Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[extra]}"), console=stderr, disable=not stderr.is_terminal, transient=False,
     )

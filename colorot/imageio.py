@@ -193,7 +193,9 @@ def has_avif() -> bool:
     """Whether this Pillow reads and writes AVIF (its AVIF plugin, with libavif)."""
     from PIL import features
 
-    return bool(features.check("avif"))
+    with warnings.catch_warnings():  # Pillow before 11.2 knows no "avif" feature: "Unknown feature" warned
+        warnings.simplefilter("ignore")
+        return bool(features.check("avif"))
 
 
 @functools.lru_cache(maxsize=1)

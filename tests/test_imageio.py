@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
 from PIL import ImageCms, ImageFile, ImageOps
+from PIL import __version__ as PILLOW_VERSION
 
 from colorot.errors import ImageMetadataWarning, ImageReadError, ImageWriteError
 from colorot.imageio import (
@@ -35,6 +36,7 @@ from colorot.imageio import (
 )
 
 RNG = np.random.default_rng(0)
+PILLOW_MAJOR = int(PILLOW_VERSION.split(".")[0])
 
 
 def _codes(shape: tuple[int, ...], dtype: type = np.uint8) -> np.ndarray:
@@ -358,7 +360,8 @@ def test_alpha_is_dropped_by_jpeg_and_bmp_with_a_warning_when_a_pixel_was_not_op
         encode_image(image, image.rgb, "JPEG", name="<stdout>")
 
 
-@pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "1", "LAB", "YCbCr"])
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "1", "LAB", pytest.param("YCbCr", marks=pytest.mark.skipif(
+    PILLOW_MAJOR < 13, reason="Pillow before 13 cannot read an uncompressed YCbCr TIFF, its own included"))])
 def test_other_modes_are_read_as_rgb(tmp_path: Path, mode: str) -> None:
     source = PILImage.fromarray(_codes((5, 6, 3))).convert(mode)
     suffix = {"CMYK": ".jpg", "LAB": ".tif", "YCbCr": ".tif"}.get(mode, ".png")
@@ -546,7 +549,8 @@ def test_xmp_resolution_and_chroma_subsampling_are_carried(tmp_path: Path, suffi
             assert xmp is None
         else:
             assert b'xmp:Rating="5"' in xmp and b'tiff:Orientation="1"' in xmp and b'Orientation="6"' not in xmp
-            assert out.getexif()[0x0112] == 1 and out.getexif()[0x010F] == "colorot test camera"
+            # no orientation but 1: a TIFF leaves the tag out (Pillow from 11.2 reads XMP's tiff:Orientation into it)
+            assert out.getexif().get(0x0112, 1) == 1 and out.getexif()[0x010F] == "colorot test camera"
         if suffix != ".webp":  # WebP has no resolution field
             assert tuple(round(d) for d in out.info["dpi"]) == (72, 300)
         if suffix == ".jpg":
@@ -775,6 +779,8 @@ def test_max_pixels_is_enforced_and_can_exceed_pillows_limit(tmp_path: Path, mon
     assert PILImage.MAX_IMAGE_PIXELS == 10
 
 
+@pytest.mark.skipif(PILLOW_MAJOR < 13, reason="Pillow before 13 refuses the body before the size: a clean error, "
+                                            "'could not create decoder object'")
 def test_a_damaged_file_claiming_a_huge_size_is_refused_cleanly() -> None:
     """A WebP header claiming 16384² pixels with a broken body: re-opened to name its size after
     Pillow's bomb error, it raised a raw OSError (found by the fuzz test)."""
