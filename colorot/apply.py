@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from colorot import checkpoint
-from colorot.atomic import file_key, is_within
+from colorot.atomic import file_key, is_within, spelling_key
 from colorot.errors import CheckpointError, ColorotError, ConfigError, DestinationError, ImageWriteError
 from colorot.imageio import (IMAGE_SUFFIXES, Image, as_floats, decode_image, decode_to_write, encode_image, format_for_suffix,
                              has_avif, has_heif, list_images, quantize, read_image, write_image, written_format)
@@ -430,10 +430,8 @@ def plan_listed(
     files = [f for f in files if str(f).strip()]
     _refuse_unusable_paths([*files, output])
     spellings: dict[str, Path] = {}
-    for name in files:  # a path listed twice is done once, however spelt (./a.png, /abs/a.png, a/../a.png: its
-        # folder resolved, links included, its own name kept: a link to a file is another path), the first
-        folder, own = os.path.split(os.fspath(name))  # not abspath's: it would take lnk/.. for . by its text
-        spellings.setdefault(os.path.normcase(os.path.join(os.path.realpath(folder or "."), own)), Path(name))
+    for name in files:  # a path listed twice is done once, however spelt: the first spelling
+        spellings.setdefault(spelling_key(name), Path(name))
     files = list(spellings.values())
     if not files:
         raise ConfigError("no input paths given")

@@ -149,8 +149,7 @@ def remove_stale_temp_files(path: str | os.PathLike[str]) -> int:
     path = Path(path)
     stem, folder = _temp_stem(path), path.parent
     with _listings_lock:
-        names = _temp_names(folder).get(stem, [])
-        candidates, names[:] = list(names), []
+        candidates = _temp_names(folder).pop(stem, [])
     kept = [name for name in candidates if not _removed_unless_in_use(folder / name)]  # another's live write
     if kept:
         with _listings_lock:
@@ -229,7 +228,19 @@ def file_key(path: Path | str) -> str:
     a case-sensitive volume then has two names refused as one, never one file written twice), and
     Windows (``os.path.normcase``). Elsewhere the path itself: on macOS, ``out/Beach.jpg`` and
     ``out/beach.jpg`` were two outputs for one file, and an input spelt in another case an output."""
-    text = str(resolved(Path(path)))
+    return _folded(str(resolved(Path(path))))
+
+
+def spelling_key(path: Path | str) -> str:
+    """A key that the spellings of one path share (``a.png``, ``./a.png``, its absolute path,
+    ``lnk/../a.png`` where that is the folder): its folder resolved, links included, and its own
+    name kept, so that a link to a file is another path; folded as :func:`file_key` folds."""
+    folder, own = os.path.split(os.fspath(path))  # not abspath's: it would take lnk/.. for . by its text
+    return _folded(os.path.join(str(resolved(Path(folder or "."))), own))
+
+
+def _folded(text: str) -> str:
+    """A resolved path as the file system compares names (:func:`file_key`)."""
     if NAMES_FOLDED:
         return unicodedata.normalize("NFD", text).casefold()
     return os.path.normcase(text)
