@@ -1011,6 +1011,14 @@ def test_listed_paths_are_one_only_where_they_name_one_file_by_one_name(tmp_path
     assert sorted(Path(p).name for p in json.loads(linked.stdout)["written"]) == ["alias.png", "x.png"]
 
 
+def test_a_spelling_key_folds_names_as_the_file_system_does(tmp_path: Path, monkeypatch) -> None:
+    """Where names are folded (macOS), `A.png` and `a.png` are one path listed twice, as file_key has it."""
+    monkeypatch.chdir(tmp_path)
+    assert colorot.atomic.spelling_key("A.png") != colorot.atomic.spelling_key("a.png")
+    monkeypatch.setattr(colorot.atomic, "NAMES_FOLDED", True)
+    assert colorot.atomic.spelling_key("A.png") == colorot.atomic.spelling_key(tmp_path / "a.png")
+
+
 def test_listed_paths_are_split_at_newlines_alone(tmp_path: Path, half: Path) -> None:
     """str.splitlines() also split names at a form feed, a lone carriage return, U+2028 and others:
     the whole batch was refused ("input not found: …/ff")."""
