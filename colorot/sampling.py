@@ -13,6 +13,8 @@ image's own (raster) order, so the sample is spread across the frame as well.  b
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 #: Bits of each channel in the sort key: 32 levels, a 15-bit key, which numpy sorts by radix.
@@ -43,17 +45,23 @@ def colour_order(pixels: np.ndarray) -> np.ndarray:
     return np.argsort(key, kind="stable")
 
 
-def representative_subsample(pixels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def thinned(pixels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Every k-th row of ``pixels`` (N, 3) from a start drawn from ``rng``, k = N // max(n,
+    :data:`ORDERED_PIXELS`), so that at least that many remain; ``pixels`` itself (nothing drawn)
+    when k ≤ 1."""
+    stride = len(pixels) // max(n, ORDERED_PIXELS)
+    return pixels[rng.integers(stride)::stride] if stride > 1 else pixels
+
+
+def representative_subsample(pixels: np.ndarray, n: int, rng: np.random.Generator,
+                             order: Callable[[np.ndarray], np.ndarray] = colour_order) -> np.ndarray:
     """``n`` rows of ``pixels`` (N, 3), every (N/n)-th along :func:`colour_order` from a start drawn
-    from ``rng`` (after thinning to at least max(n, :data:`ORDERED_PIXELS`) of them); all of
-    ``pixels`` (not copied) when N ≤ n."""
-    count = len(pixels)
-    if count <= n:
+    from ``rng`` (after :func:`thinned` to at least max(n, :data:`ORDERED_PIXELS`) of them); all of
+    ``pixels`` (not copied) when N ≤ n.  ``order``: :func:`colour_order`, or a caller's that returns
+    one it keeps (:meth:`colorot.transfer.Reference.colour_order`)."""
+    if len(pixels) <= n:
         return pixels
-    stride = count // max(n, ORDERED_PIXELS)
-    if stride > 1:  # ≥ max(n, ORDERED_PIXELS) rows remain, whatever the start
-        pixels = pixels[rng.integers(stride)::stride]
-        count = len(pixels)
-    step = count / n
+    pixels = thinned(pixels, n, rng)
+    step = len(pixels) / n
     picks = (np.arange(n) * step + rng.uniform(0, step)).astype(np.int64)
-    return pixels[colour_order(pixels)[picks]]
+    return pixels[order(pixels)[picks]]

@@ -50,7 +50,7 @@ from colorot.ridge_map import RidgeParameters
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_flags, check_strength
 from colorot.sliced import DEFAULT_ITERATIONS, NNLS_ITERATIONS, SlicedSettings, solve_sliced
-from colorot.sampling import representative_subsample
+from colorot.sampling import colour_order, representative_subsample, thinned
 
 #: The network solvers (``mgn_solver``, ``train``), the models and ``transforms`` import torch: they
 #: are imported where a fit or a transform needs them, so a default fit (the KL solver's ridge
@@ -379,15 +379,31 @@ class Reference:
     """A target read and its distribution fitted once, for many fits onto it (:mod:`colorot.matching`).
 
     Made by :meth:`ColorTransfer.fit_reference`; ``fit`` accepts it in place of the target
-    images when its own target settings are those it was made with (``settings``).
+    images when its own target settings are those it was made with (``settings``).  Its pixels
+    are what each fit's subsample of the target is drawn from: a large target's thinned once
+    (:func:`colorot.sampling.thinned`, as each fit would thin them), and their colour order found
+    once (:meth:`colour_order`), not per fit.  Its caches are not pickled (a worker process builds
+    its own).
     """
 
-    pixels: np.ndarray            # the target's pixels (pooled, masked), float32 (N, 3)
+    pixels: np.ndarray            # the target's pixels (pooled, masked; thinned), float32 (N, 3)
     distribution: GaussianMixture
     settings: tuple               # (target kind, components, ridge, random_state)
     sha256: str | list | None
     space: tuple[str, ColourSpace | None] = ("the reference", None)  # its name and colour space (the first image's)
     _in_spaces: dict = field(default_factory=dict, compare=False, repr=False)  # in_space's conversions
+    _order: list = field(default_factory=list, compare=False, repr=False)  # colour_order's result
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_in_spaces": {}, "_order": []}
+
+    def colour_order(self, pixels: np.ndarray) -> np.ndarray:
+        """:func:`colorot.sampling.colour_order` of ``pixels``, kept for this reference's own."""
+        if pixels is not self.pixels:
+            return colour_order(pixels)
+        if not self._order:
+            self._order.append(colour_order(pixels))
+        return self._order[0]
 
     def in_space(self, space: tuple[str, ColourSpace | None], fit_density: Callable[[np.ndarray], object]) -> "Reference":
         """This reference as codes of ``space`` (a source's name and colour space): its pixels converted
@@ -628,9 +644,10 @@ class ColorTransfer:
                       target_mask: ImageLike | Sequence[ImageLike] | None = None) -> Reference:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
         self._check_options()
-        pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels).copy()  # kept: its own
-        return Reference(pixels, self._fit_density(pixels), self._reference_settings(), _sha256(target),
-                         named_space(target))
+        pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+        density = self._fit_density(pixels)
+        kept = thinned(pixels, self.max_pixels, np.random.default_rng(self.random_state)).copy()  # its own
+        return Reference(kept, density, self._reference_settings(), _sha256(target), named_space(target))
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
@@ -689,15 +706,16 @@ class ColorTransfer:
                 converted = target.in_space(source_space, self._fit_density)
                 converted_from = target.space[1] if converted is not target else None
                 tgt, density, target_sha256 = converted.pixels, converted.distribution, converted.sha256
+                target_order = converted.colour_order
             else:
                 target_space = named_space(target)
                 read = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
                 tgt = in_source_space(read, *target_space, *source_space)
                 converted_from = target_space[1] if tgt is not read else None
                 density = self._fit_density(tgt, background)
-                target_sha256 = _sha256(target)
-            src, entropy = self._fit_map(src, tgt, density, solver, kind, steps, config, settings, kl_settings,
-                                         sliced, callback)
+                target_sha256, target_order = _sha256(target), colour_order
+            src, entropy = self._fit_map(src, (tgt, target_order), density, solver, kind, steps, config, settings,
+                                         kl_settings, sliced, callback)
         if self.history_.final_loss is not None and not math.isfinite(self.history_.final_loss):
             raise TrainingError(f"the fit's final loss is {self.history_.final_loss} (overflow): its numbers are too "
                                 "far from the defaults for float arithmetic (--ridge, --eps, --sw-weight, "
@@ -747,16 +765,18 @@ class ColorTransfer:
             return background
         return fit_target(pixels, kind, components, ridge=ridge, random_state=seed, at_most=at_most)
 
-    def _fit_map(self, src: np.ndarray, tgt: np.ndarray, density, solver: str, kind: str, steps: int, config: dict,
-                 settings, kl_settings: kl_solver.KLSettings, sliced: SlicedSettings,
+    def _fit_map(self, src: np.ndarray, target_pixels: tuple[np.ndarray, Callable], density, solver: str, kind: str,
+                 steps: int, config: dict, settings, kl_settings: kl_solver.KLSettings, sliced: SlicedSettings,
                  callback) -> tuple[np.ndarray, float | None]:
-        """Fit the map from the source's pixels onto the target (its pixels ``tgt`` and ``density``, a
+        """Fit the map from the source's pixels onto the target (its pixels with the function that
+        gives their colour order, :func:`representative_subsample`'s ``order``, and ``density``, a
         distribution or a BackgroundEM); sets ``target_dist_``, the map and ``history_``.  Returns the
         source's training subsample and H(α) (None for the pixels target)."""
         entropy = None if kind == "pixels" else kl_solver.dequantised_entropy(src)  # H(α) of the KL in nats
         rng = np.random.default_rng(self.random_state)
+        tgt, target_order = target_pixels
         src = representative_subsample(src, self.max_pixels, rng)  # (all of them, as given, when fewer)
-        tgt = representative_subsample(tgt, self.max_pixels, rng)
+        tgt = representative_subsample(tgt, self.max_pixels, rng, target_order)
         # a small image's pixels come as they were given, read-only (pooled_pixels): torch wants its own
         src, tgt = (pixels if pixels.flags.writeable else pixels.copy() for pixels in (src, tgt))
         # The KL solvers ask for the target (calling ``target``, a BackgroundEM's result) after their starts.

@@ -238,3 +238,31 @@ def test_the_default_fits_of_a_match_run_the_lighter_schedule():
     assert again.get_params()["max_pixels"] == ColorTransfer().get_params()["max_pixels"]
     for other in ({"solver": "sliced", "steps": None}, {"model": "affine"}):
         assert "max_pixels" not in Matcher(reference, **other).params
+
+
+def test_a_large_reference_is_thinned_once_and_its_colour_order_found_once(monkeypatch):
+    """A reference of at least 2·ORDERED_PIXELS (here 2·100) keeps one thinning of its pixels (each
+    fit's subsample is drawn from it; its distribution is fitted on them all, as fit's), whose colour
+    order is found once for every fit onto it; the caches are not pickled (a worker's copy)."""
+    import pickle
+
+    from colorot import sampling, transfer
+
+    monkeypatch.setattr(sampling, "ORDERED_PIXELS", 100)
+    target = image(0, (1.0, 0.6, 0.3), size=40)  # 1600 pixels: every 16th kept
+    from_all = ColorTransfer(steps=3, max_pixels=50).fit(image(1), target).target_dist_
+    sorted_rows = []
+    real = sampling.colour_order
+    monkeypatch.setattr(transfer, "colour_order", lambda rows: sorted_rows.append(len(rows)) or real(rows))
+    matcher = Matcher(target, steps=3, max_pixels=50)
+    kept = matcher.reference.pixels
+    assert 100 <= len(kept) < 200
+    every = {row.tobytes() for row in target.reshape(-1, 3)}
+    assert all(row.tobytes() in every for row in kept)
+    assert np.array_equal(matcher.reference.distribution.means, from_all.means)
+    first = matcher.fit(image(1)).transform(image(3))
+    matcher.fit(image(2))
+    assert sorted_rows.count(len(kept)) == 1
+    copy = pickle.loads(pickle.dumps(matcher))
+    assert copy.reference._order == [] and np.array_equal(copy.reference.pixels, kept)
+    assert np.array_equal(copy.fit(image(1)).transform(image(3)), first)

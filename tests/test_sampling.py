@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colorot import sampling
-from colorot.sampling import KEY_BITS, colour_order, representative_subsample
+from colorot.sampling import KEY_BITS, colour_order, representative_subsample, thinned
 
 
 def cells(pixels: np.ndarray) -> np.ndarray:
@@ -91,3 +91,34 @@ def test_a_large_image_is_thinned_first_yet_gives_n_distinct_rows(seed: int, cou
     assert len(picked) == min(n, count)
     rows = {row.tobytes() for row in pixels}
     assert len({row.tobytes() for row in picked}) == len(picked) and all(row.tobytes() in rows for row in picked)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.integers(2, 3000), st.integers(1, 2999))
+def test_an_order_the_caller_keeps_gives_the_same_subsample(seed: int, count: int, n: int) -> None:
+    """``order``: a caller's colour order of its own pixels (colorot.transfer.Reference) changes nothing."""
+    pixels = clustered_pixels(seed, count)
+    kept = colour_order(pixels)
+    picked = representative_subsample(pixels, n, np.random.default_rng(seed),
+                                      lambda rows: kept if rows is pixels else colour_order(rows))
+    assert np.array_equal(picked, representative_subsample(pixels, n, np.random.default_rng(seed)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.integers(2, 5000), st.integers(1, 400))
+def test_thinning_keeps_every_kth_row_and_at_least_what_the_order_takes(seed: int, count: int, n: int) -> None:
+    """Every k-th row from a drawn start, at least max(n, ORDERED_PIXELS) (here 100) and fewer than twice that."""
+    pixels = np.arange(count * 3, dtype=np.float32).reshape(count, 3)
+    original = sampling.ORDERED_PIXELS
+    sampling.ORDERED_PIXELS = 100
+    try:
+        kept = thinned(pixels, n, np.random.default_rng(seed))
+    finally:
+        sampling.ORDERED_PIXELS = original
+    least = max(n, 100)
+    if count < 2 * least:
+        assert kept is pixels
+    else:
+        rows = (kept[:, 0] / 3).astype(int)
+        stride = count // least
+        assert least <= len(kept) < 2 * least and set(np.diff(rows)) == {stride} and rows[0] < stride
