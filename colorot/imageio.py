@@ -81,7 +81,8 @@ _PHOTOMETRIC_TAG = 262  # a TIFF's PhotometricInterpretation: 0 white is zero, 1
 #: layout and are not): ImageDescription, Make, Model, Software, DateTime, Artist, HostComputer,
 #: Copyright; and its Exif and GPS sub-directories.
 _TIFF_DESCRIPTIVE_TAGS = (270, 271, 272, 305, 306, 315, 316, 33432)
-_EXIF_SUB_IFDS = (0x8769, 0x8825)
+_EXIF_IFD_TAG, _INTEROP_IFD_TAG = 0x8769, 0xA005
+_EXIF_SUB_IFDS = (_EXIF_IFD_TAG, 0x8825)
 #: The tags a TIFF writes of its own, left out of the EXIF it carries: the layout of its pixels
 #: (size, samples, compression, strips and tiles, sub-files, predictor, sample format, the old JPEG
 #: and YCbCr tags), their colour response, orientation (the pixels are upright), resolution (written
@@ -97,6 +98,9 @@ _LOSSLESS_TIFF_COMPRESSIONS = frozenset({"tiff_lzw", "tiff_adobe_deflate", "pack
 #: The most XMP a JPEG's APP1 marker holds (65 533 bytes less its 29-byte namespace header);
 #: longer XMP (which Adobe splits into "extended XMP") is not written to JPEG.
 _JPEG_XMP_LIMIT = 65_504
+#: The most bytes one JPEG marker holds: an EXIF block (``Exif\\0\\0`` and its TIFF data) longer than
+#: that is not written to JPEG.
+_JPEG_MARKER_LIMIT = 65_533
 #: ISOBMFF major brands (bytes 8–12, after "ftyp") of AVIF files, and of HEIF/HEIC ones (read by pillow-heif).
 _AVIF_BRANDS = (b"avif", b"avis")
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
@@ -148,7 +152,9 @@ class Image:
     source's chroma subsampling (Pillow's 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0), kept by a
     JPEG output; ``webp_lossless`` says the source is a lossless WebP, written back to
     WebP losslessly; ``tiff_compression`` a TIFF source's lossless compression
-    (:data:`_LOSSLESS_TIFF_COMPRESSIONS`), which a TIFF output keeps. ``frames``: an animation's
+    (:data:`_LOSSLESS_TIFF_COMPRESSIONS`), which a TIFF output keeps; ``jpeg_comment`` and
+    ``jpeg_progressive`` a JPEG source's comment and progressive coding, and ``png_colour_chunks`` a PNG
+    source's gAMA, cHRM and sRGB chunks (type, body), kept by an output of the same format. ``frames``: an animation's
     or a multi-page file's later pictures, each whole (its own codes and alpha, this image's
     metadata), where they were asked for (:func:`decode_image`'s ``frames``); ``durations`` every
     frame's display time in ms (the first's included) and ``loop`` the animation's loop count,
@@ -171,6 +177,9 @@ class Image:
     jpeg_subsampling: int | None = None
     webp_lossless: bool = False
     tiff_compression: str | None = None
+    jpeg_comment: bytes | None = None
+    jpeg_progressive: bool = False
+    png_colour_chunks: tuple[tuple[bytes, bytes], ...] = ()
     frames: tuple["Image", ...] = ()
     durations: tuple[int, ...] | None = None
     loop: int | None = None
@@ -493,10 +502,14 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     lossily, and dropped by JPEG and BMP (an :class:`ImageMetadataWarning` naming the output
     ``name`` when a pixel was not opaque). The ICC profile is written when it is an RGB profile and
     the format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive tags; into
-    a TIFF: all but the tags of the TIFF's own, :data:`_TIFF_OWN_TAGS`) and XMP (XMP too long for one JPEG marker is not written to JPEG), and
-    the resolution (not WebP, AVIF or HEIC). ``quality`` applies to JPEG, lossy WebP, AVIF and
-    HEIC (4:2:0 chroma); a lossless WebP source is written to WebP
-    losslessly, a JPEG source to JPEG with its chroma subsampling.
+    a TIFF: all but the tags of the TIFF's own, :data:`_TIFF_OWN_TAGS`, as its tags) and XMP (either
+    too long for one JPEG marker is not written to JPEG; the EXIF with a warning), and the resolution
+    (not WebP, AVIF or HEIC). ``quality`` applies to JPEG, lossy WebP, AVIF and HEIC (4:2:0 chroma);
+    a lossless WebP source is written to WebP losslessly, a JPEG source to JPEG with its chroma
+    subsampling, comment and progressive coding, a PNG source to PNG with its gAMA, cHRM and sRGB
+    chunks. A compressed TIFF source gives a TIFF compressed as it was, or Adobe-deflated by
+    :func:`_write_tiff` where it is 16-bit or its EXIF has sub-directories (which libtiff's
+    compressors cannot write; a multi-page one is then written uncompressed, with a warning).
 
     ``frames``: the pixels of ``image.frames`` (an animation's or a multi-page file's later
     frames, prepared like ``rgb``), written after it as one animated WebP, PNG (APNG) or AVIF, or
@@ -538,32 +551,45 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
         warnings.warn(f"{name}: the input's transparency is dropped: {fmt} has no alpha channel (PNG, TIFF, WebP, "
                       "AVIF and HEIC keep it)", ImageMetadataWarning, stacklevel=3)
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
-    exif = image.exif if fmt != "BMP" else None
-    if exif and fmt == "TIFF":  # the TIFF writer would take the EXIF's layout tags for its own
-        exif = _exif_for_tiff(exif)
+    exif = image.exif if fmt not in ("BMP", "TIFF") else None
+    if exif and fmt == "JPEG" and len(exif) > _JPEG_MARKER_LIMIT:
+        warnings.warn(f"{name}: the input's EXIF ({len(exif)} bytes) is left out: a JPEG's EXIF marker holds "
+                      f"{_JPEG_MARKER_LIMIT} (PNG, TIFF, WebP, AVIF and HEIC keep it)", ImageMetadataWarning, stacklevel=3)
+        exif = None
+    # the TIFF writer would take the EXIF's layout tags for its own: a TIFF gets the others as its tags
+    tiff_tags = _tiff_tags(image.exif) if image.exif and fmt == "TIFF" else None
     xmp = image.xmp if fmt != "BMP" and not (fmt == "JPEG" and len(image.xmp or b"") > _JPEG_XMP_LIMIT) else None
     dpi = image.dpi if fmt not in ("WEBP", "AVIF", "HEIF") else None
+    compressed = fmt == "TIFF" and image.tiff_compression is not None
+    nested = tiff_tags is not None and any(isinstance(value, dict) for value in tiff_tags.values())
+    if compressed and nested and later and bits == 8:
+        warnings.warn(f"{name}: written uncompressed: libtiff's compressors cannot write a multi-page TIFF's "
+                      "Exif or GPS directory", ImageMetadataWarning, stacklevel=3)
+        compressed = False
+    own_tiff = fmt == "TIFF" and (bits == 16 or compressed and nested)  # libtiff's compressors write no sub-IFD
     options = {key: value for key, value in (("icc_profile", icc), ("exif", exif), ("dpi", dpi)) if value is not None}
     if fmt == "WEBP":  # exact: the colours under transparent pixels are kept, as PNG and TIFF keep them
         options.update({"lossless": True} if image.webp_lossless else {"quality": quality}, exact=True)
-    elif fmt == "TIFF" and image.tiff_compression:
-        options["compression"] = image.tiff_compression
+    elif fmt == "TIFF":
+        options.update({"compression": image.tiff_compression} if compressed else {})
+        tiffinfo = {**(tiff_tags or {}), **({_XMP_TIFF_TAG: xmp} if xmp is not None else {})}
+        options.update({"tiffinfo": tiffinfo} if tiffinfo else {})
     elif fmt in ("AVIF", "HEIF"):
         options["quality"] = quality
     elif fmt == "JPEG":
         options["quality"] = quality
         if image.jpeg_subsampling is not None:
             options["subsampling"] = image.jpeg_subsampling
+        options.update({"comment": image.jpeg_comment} if image.jpeg_comment else {})
+        options.update({"progressive": True} if image.jpeg_progressive else {})
+    elif fmt == "PNG" and (image.png_colour_chunks or xmp is not None):
+        options["pnginfo"] = PngImagePlugin.PngInfo()
+        for kind, body in image.png_colour_chunks:
+            options["pnginfo"].add(kind, body)
     if xmp is not None and fmt in ("JPEG", "WEBP", "AVIF", "HEIF"):
         options["xmp"] = xmp
     elif xmp is not None and fmt == "PNG":
-        options["pnginfo"] = PngImagePlugin.PngInfo()
         options["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
-    elif xmp is not None and fmt == "TIFF":  # Pillow takes a TIFF's tags from tiffinfo, else from exif
-        options["tiffinfo"] = PILImage.Exif()
-        if options.pop("exif", None):
-            options["tiffinfo"].load(exif)
-        options["tiffinfo"][_XMP_TIFF_TAG] = xmp
     if later:
         options.update(save_all=True, append_images=[PILImage.fromarray(frame) for frame in later])
         options.update({} if image.durations is None else {"duration": list(image.durations)})
@@ -572,10 +598,10 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
 
     def write(file: BinaryIO) -> None:
         try:
-            if bits == 16:
-                encode = _write_png16 if fmt == "PNG" else functools.partial(
-                    _write_tiff16, deflate=image.tiff_compression is not None)
-                encode(file, pixels, icc, exif, xmp, dpi)
+            if own_tiff:
+                _write_tiff(file, pixels, icc, tiff_tags, xmp, dpi, deflate=compressed)
+            elif bits == 16:
+                _write_png16(file, pixels, icc, exif, xmp, dpi, image.png_colour_chunks)
             elif later:  # via memory: Pillow's multi-page TIFF writer reads back what it wrote
                 buffer = io.BytesIO()
                 _pillow_image(pixels, fmt).save(buffer, format=fmt, **options)
@@ -821,6 +847,9 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
             tiff_compression=_tiff_compression(pil),
+            jpeg_comment=pil.info.get("comment") or None if pil.format in ("JPEG", "MPO") else None,
+            jpeg_progressive=pil.format in ("JPEG", "MPO") and bool(pil.info.get("progressive")),
+            png_colour_chunks=_png_colour_chunks(pil),
             unread_frames=count - 1 if one_picture else 0,
         )
         if not all_frames or count < 2:
@@ -1040,15 +1069,66 @@ def _with_rawmode(tile: ImageFile._Tile, rawmode: str) -> ImageFile._Tile:
 
 def _upright_exif(pil: PILImage.Image, orientation: object) -> bytes | None:
     """The source's EXIF block, with the orientation reset to 1 if it was applied, or was no
-    orientation at all (0, 9 and the like, which no viewer can apply either)."""
+    orientation at all (0, 9 and the like, which no viewer can apply either), and without its
+    thumbnail (:func:`_patched_exif`).  A block laid out otherwise than EXIF says is rebuilt by
+    Pillow where the orientation must change (which moves a maker note's data), else kept as it is."""
     raw = pil.info.get("exif")
     if not raw:
         return None
+    patched = _patched_exif(raw, reset_orientation=orientation != 1)
+    if patched is not None:
+        return patched
     if orientation != 1:
         exif = pil.getexif()
         exif[_ORIENTATION_TAG] = 1
         return exif.tobytes()
     return raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
+
+
+def _patched_exif(raw: bytes, *, reset_orientation: bool) -> bytes | None:
+    """The EXIF block ``raw`` (a TIFF header, after ``Exif\\0\\0`` or not) patched where it lies,
+    so that every offset in it stays valid (a maker note's too, which cameras count from the TIFF
+    header): IFD0's Orientation set to 1 if ``reset_orientation``, and IFD0's link to IFD1 cut (IFD1
+    holds the thumbnail, which shows the picture before the map).  None where the block is not laid
+    out as EXIF says (no TIFF header, IFD0 out of the block, an Orientation that is not one SHORT,
+    or none to reset)."""
+    block = bytearray(raw.removeprefix(_EXIF_HEADER))
+    if len(block) < 8 or block[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "<" if block[:2] == b"II" else ">"
+    (ifd0,) = struct.unpack_from(order + "I", block, 4)
+    if ifd0 + 2 > len(block):
+        return None
+    (count,) = struct.unpack_from(order + "H", block, ifd0)
+    link = ifd0 + 2 + 12 * count  # the offset of the next IFD
+    if link + 4 > len(block):
+        return None
+    reset = False
+    for entry in range(ifd0 + 2, link, 12):
+        tag, kind, values = struct.unpack_from(order + "HHI", block, entry)
+        if tag == _ORIENTATION_TAG and reset_orientation:
+            if kind != 3 or values != 1:  # 3: SHORT
+                return None
+            struct.pack_into(order + "H", block, entry + 8, 1)
+            reset = True
+    if reset_orientation and not reset:
+        return None
+    struct.pack_into(order + "I", block, link, 0)
+    return _EXIF_HEADER + bytes(block)
+
+
+def _sub_directory(tags: PILImage.Exif, tag: int) -> dict:
+    """The sub-directory ``tag`` (:data:`TiffTags.TAGS_V2_GROUPS`) of ``tags`` as a dict for Pillow
+    to write, the Exif directory's Interop directory nested in it as one too (left as the offset it
+    had, Pillow would write that stale offset into the new block), or left out where it is empty."""
+    directory = dict(tags.get_ifd(tag))
+    if tag == _EXIF_IFD_TAG and _INTEROP_IFD_TAG in directory:
+        interop = dict(tags.get_ifd(_INTEROP_IFD_TAG))
+        if interop:
+            directory[_INTEROP_IFD_TAG] = interop
+        else:
+            del directory[_INTEROP_IFD_TAG]
+    return directory
 
 
 def _tiff_exif(pil: PILImage.Image) -> bytes | None:
@@ -1059,7 +1139,7 @@ def _tiff_exif(pil: PILImage.Image) -> bytes | None:
         if tag in tags and not (tag == _DESCRIPTION_TAG and str(tags[tag]).startswith(_LAYOUT_DESCRIPTIONS)):
             exif[tag] = tags[tag]
     for tag in _EXIF_SUB_IFDS:
-        if directory := tags.get_ifd(tag):
+        if directory := _sub_directory(tags, tag):
             exif[tag] = directory
     return exif.tobytes() if len(exif) else None
 
@@ -1071,19 +1151,18 @@ def _loaded_exif(block: bytes) -> PILImage.Exif:
     return tags
 
 
-def _exif_for_tiff(block: bytes) -> bytes | None:
-    """What a TIFF output takes of an EXIF block: every tag but :data:`_TIFF_OWN_TAGS` (the layout a
-    phone or editor puts in a JPEG's EXIF would be taken for the TIFF's own: an unreadable or sheared
-    file), its sub-directories included; None without any, or where the block cannot be parsed (its
-    read warned of damaged metadata)."""
+def _tiff_tags(block: bytes) -> dict | None:
+    """What a TIFF output takes of an EXIF block, as tags for Pillow's TIFF writer (``tiffinfo``):
+    every tag but :data:`_TIFF_OWN_TAGS` (the layout a phone or editor puts in a JPEG's EXIF would be
+    taken for the TIFF's own: an unreadable or sheared file), its sub-directories as dicts
+    (:func:`_sub_directory`); None without any, or where the block cannot be parsed (its read warned
+    of damaged metadata)."""
     try:
         with _pillow_warnings_recorded([]):
             tags = _loaded_exif(block)
-            exif = PILImage.Exif()
-            for tag, value in tags.items():
-                if tag not in _TIFF_OWN_TAGS:
-                    exif[tag] = tags.get_ifd(tag) if tag in TiffTags.TAGS_V2_GROUPS else value
-            return exif.tobytes() if len(exif) else None
+            kept = {tag: _sub_directory(tags, tag) if tag in TiffTags.TAGS_V2_GROUPS else value
+                    for tag, value in tags.items() if tag not in _TIFF_OWN_TAGS}
+            return kept or None
     except Exception:  # noqa: BLE001 (Pillow's EXIF parser raises many types on a damaged block)
         return None
 
@@ -1114,6 +1193,21 @@ def _upright_dpi(dpi: object, orientation: object) -> tuple[float, float] | None
 def _tiff_compression(pil: PILImage.Image) -> str | None:
     compression = pil.info.get("compression") if pil.format == "TIFF" else None
     return compression if compression in _LOSSLESS_TIFF_COMPRESSIONS else None
+
+
+def _png_colour_chunks(pil: PILImage.Image) -> tuple[tuple[bytes, bytes], ...]:
+    """A PNG's gAMA, cHRM and sRGB chunks (type, body) as the file gave them (Pillow reads their
+    integers as floats, /100 000, which give them back exactly)."""
+    if pil.format != "PNG":
+        return ()
+    info, chunks = pil.info, []
+    if isinstance(info.get("gamma"), (int, float)):
+        chunks.append((b"gAMA", struct.pack(">I", round(info["gamma"] * 100_000))))
+    if isinstance(info.get("chromaticity"), tuple) and len(info["chromaticity"]) == 8:
+        chunks.append((b"cHRM", struct.pack(">8I", *(round(v * 100_000) for v in info["chromaticity"]))))
+    if info.get("srgb") in (0, 1, 2, 3):
+        chunks.append((b"sRGB", bytes([info["srgb"]])))
+    return tuple(chunks)
 
 
 def _jpeg_subsampling(pil: PILImage.Image) -> int | None:
@@ -1148,16 +1242,18 @@ def _pillow_image(pixels: np.ndarray, fmt: str) -> PILImage.Image:
 
 
 def _write_png16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-                 dpi: tuple[float, float] | None) -> None:
-    """A 16-bit RGB or RGBA PNG written to ``file``; every row uses the Sub filter. The rows are
-    filtered and compressed a band at a time, each band's compressed piece written as it comes
-    (one IDAT chunk each), so no more than a band is held."""
+                 dpi: tuple[float, float] | None, colour_chunks: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """A 16-bit RGB or RGBA PNG written to ``file``, with ``colour_chunks`` (gAMA, cHRM, sRGB: an sRGB
+    chunk beside an ICC profile left out, as the PNG standard asks); every row uses the Sub filter.
+    The rows are filtered and compressed a band at a time, each band's compressed piece written as it
+    comes (one IDAT chunk each), so no more than a band is held."""
     height, width, channels = pixels.shape
     chunks = [
         (b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2 if channels == 3 else 6, 0, 0, 0))
     ]
     if icc:
         chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    chunks.extend((kind, body) for kind, body in colour_chunks if not (icc and kind == b"sRGB"))
     if exif:
         chunks.append((b"eXIf", exif.removeprefix(_EXIF_HEADER)))
     if xmp:  # iTXt: keyword, NUL, uncompressed, no language tag or translated keyword
@@ -1187,13 +1283,15 @@ def _write_png_chunk(file: BinaryIO, kind: bytes, body: bytes, *, empty: bool = 
         file.write(struct.pack(">I", zlib.crc32(body, zlib.crc32(kind))))
 
 
-def _write_tiff16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None, xmp: bytes | None,
-                  dpi: tuple[float, float] | None, *, deflate: bool = False) -> None:
-    """A 16-bit RGB or RGBA TIFF (unassociated alpha), one strip, uncompressed or Adobe-deflated,
-    written to ``file``: the samples straight from ``pixels`` (a copy only where they are not
-    little-endian and contiguous), deflated a band of rows at a time."""
+def _write_tiff(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, tags: dict | None, xmp: bytes | None,
+                dpi: tuple[float, float] | None, *, deflate: bool = False) -> None:
+    """An 8- or 16-bit RGB or RGBA TIFF (``pixels``' dtype; unassociated alpha), one strip,
+    uncompressed or Adobe-deflated, written to ``file`` with ``tags`` (:func:`_tiff_tags`, their
+    sub-directories too, which libtiff's compressors cannot write): the samples straight from
+    ``pixels`` (a copy only where they are not little-endian and contiguous), deflated a band of
+    rows at a time."""
     height, width, channels = pixels.shape
-    samples = np.ascontiguousarray(pixels, dtype="<u2")
+    samples = np.ascontiguousarray(pixels, dtype="<u2" if pixels.dtype == np.uint16 else np.uint8)
     if deflate:
         compressor = zlib.compressobj(6)
         strip = [compressor.compress(samples[top:top + _ROWS_A_BAND]) for top in range(0, height, _ROWS_A_BAND)]
@@ -1201,13 +1299,11 @@ def _write_tiff16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: b
     else:
         strip = [samples.reshape(-1).view(np.uint8)]
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
-    if exif:
-        tags = _loaded_exif(exif)
-        for tag, value in tags.items():
-            ifd[tag] = tags.get_ifd(tag) if tag in TiffTags.TAGS_V2_GROUPS else value
+    for tag, value in (tags or {}).items():
+        ifd[tag] = value
     ifd[TiffImagePlugin.IMAGEWIDTH] = width
     ifd[TiffImagePlugin.IMAGELENGTH] = height
-    ifd[TiffImagePlugin.BITSPERSAMPLE] = (16,) * channels
+    ifd[TiffImagePlugin.BITSPERSAMPLE] = (8 * samples.itemsize,) * channels
     ifd[TiffImagePlugin.COMPRESSION] = 8 if deflate else 1  # 8: Adobe deflate
     ifd[TiffImagePlugin.PHOTOMETRIC_INTERPRETATION] = 2
     ifd[TiffImagePlugin.SAMPLESPERPIXEL] = channels

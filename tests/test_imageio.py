@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
-from PIL import ImageCms, ImageFile, ImageOps
+from PIL import ImageCms, ImageFile, ImageOps, PngImagePlugin
 from PIL import __version__ as PILLOW_VERSION
 
 from colorot.errors import ImageMetadataWarning, ImageReadError, ImageWriteError
@@ -654,6 +654,153 @@ def test_a_compressed_tiff_is_written_back_compressed(tmp_path: Path, compressio
     np.testing.assert_array_equal(read_image(tmp_path / "c.tif").codes, image.codes)
 
 
+def _exif_directories() -> PILImage.Exif:
+    """A photo's EXIF with an Exif directory (its Interop directory in it, as cameras write) and a GPS one."""
+    tags = _exif(1)
+    tags[0x8769] = {0x9003: "2026:01:01 10:00:00", 0xA005: {1: "R98", 2: b"0100"}}
+    tags[0x8825] = {1: "N"}
+    return tags
+
+
+def _assert_exif_directories(path: Path) -> None:
+    with PILImage.open(path) as out:
+        exif = out.getexif()
+        assert exif[0x010F] == "colorot test camera" and exif.get_ifd(0x8825) == {1: "N"}
+        assert exif.get_ifd(0x8769)[0x9003] == "2026:01:01 10:00:00"
+        assert exif.get_ifd(0xA005) == {1: "R98", 2: b"0100"}
+
+
+def test_a_compressed_tiff_with_exif_directories_is_written_compressed_with_them(tmp_path: Path) -> None:
+    """libtiff's compressors cannot write a sub-directory: a deflated (LZW, PackBits) TIFF whose EXIF had an
+    Exif or GPS directory, as Lightroom and cameras write them, failed to be written ("Error setting from
+    dictionary"); colorot's own encoder now deflates it, sub-directories and all."""
+    from colorot.imageio import _tiff_tags, _write_tiff
+
+    codes = _codes((20, 30, 3))
+    with (tmp_path / "a.tif").open("wb") as file:  # a deflated TIFF with its Exif and GPS directories
+        _write_tiff(file, codes, None, _tiff_tags(_exif_directories().tobytes()), None, None, deflate=True)
+    image = read_image(tmp_path / "a.tif")
+    assert image.tiff_compression == "tiff_adobe_deflate"
+    write_image(tmp_path / "b.tif", image, image.rgb)
+    with PILImage.open(tmp_path / "b.tif") as out:
+        assert out.info["compression"] == "tiff_adobe_deflate"
+        np.testing.assert_array_equal(np.asarray(out), codes)
+    _assert_exif_directories(tmp_path / "b.tif")
+    image.tiff_compression = "tiff_lzw"  # an LZW source: deflated too
+    write_image(tmp_path / "c.tif", image, image.rgb)
+    with PILImage.open(tmp_path / "c.tif") as out:
+        assert out.info["compression"] == "tiff_adobe_deflate"
+    _save(tmp_path / "p.tif", codes, save_all=True, append_images=[PILImage.fromarray(codes)],
+          tiffinfo=dict(_exif_directories()))
+    pages = decode_image((tmp_path / "p.tif").read_bytes(), name="p.tif", frames=True)
+    pages.tiff_compression = "tiff_lzw"  # a multi-page one: written uncompressed, with a warning
+    with pytest.warns(ImageMetadataWarning, match="uncompressed"):
+        write_image(tmp_path / "q.tif", pages, pages.rgb, frames=[frame.rgb for frame in pages.frames])
+    with PILImage.open(tmp_path / "q.tif") as out:
+        assert out.n_frames == 2 and out.info["compression"] == "raw"
+    _assert_exif_directories(tmp_path / "q.tif")
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_the_interop_directory_of_a_camera_s_exif_is_carried_whole(tmp_path: Path, bits: int) -> None:
+    """Into a TIFF, the Exif directory's link to its Interop directory kept its old offset, which then
+    pointed into other tags (an empty or garbled directory; a JPEG made from it warned of corrupt EXIF)."""
+    image = read_image(_save(tmp_path / "a.jpg", _codes((4, 6, 3)), exif=_exif_directories()))
+    if bits == 16:
+        image.codes, image.bit_depth = image.codes.astype(np.uint16) * 257, 16
+    write_image(tmp_path / "a.tif", image, image.rgb)
+    _assert_exif_directories(tmp_path / "a.tif")
+    again = read_image(tmp_path / "a.tif")
+    write_image(tmp_path / "b.jpg", again, again.rgb)
+    _assert_exif_directories(tmp_path / "b.jpg")
+
+
+def _camera_exif(orientation: int) -> bytes:
+    """An EXIF block as a camera lays it out: IFD0 (Make, Orientation, the Exif directory), the Exif
+    directory with a maker note whose entry points at an offset counted from the TIFF header (as Canon's
+    do), and IFD1 with a JPEG thumbnail."""
+    def entry(tag: int, kind: int, count: int, value: int) -> bytes:
+        return struct.pack("<HHII", tag, kind, count, value)
+
+    thumbnail = io.BytesIO()
+    PILImage.new("RGB", (16, 10), "red").save(thumbnail, "JPEG")
+    exif_at = 8 + 2 + 3 * 12 + 4
+    note_at = exif_at + 2 + 12 + 4
+    text = b"FIRMWARE 1.2.3\0"
+    note = struct.pack("<H", 1) + entry(0x0007, 2, len(text), note_at + 18) + b"\0" * 4 + text
+    ifd1_at = note_at + len(note)
+    make_at = ifd1_at + 2 + 24 + 4 + len(thumbnail.getvalue())
+    ifd0 = (struct.pack("<H", 3) + entry(0x010F, 2, 6, make_at) + entry(0x0112, 3, 1, orientation)
+            + entry(0x8769, 4, 1, exif_at) + struct.pack("<I", ifd1_at))
+    exif_ifd = struct.pack("<H", 1) + entry(0x927C, 7, len(note), note_at) + b"\0" * 4
+    ifd1 = (struct.pack("<H", 2) + entry(0x0201, 4, 1, ifd1_at + 30) + entry(0x0202, 4, 1, len(thumbnail.getvalue()))
+            + b"\0" * 4)
+    return b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd0 + exif_ifd + note + ifd1 + thumbnail.getvalue() + b"Canon\0"
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_exif_is_patched_in_place_keeping_the_maker_note_and_leaving_out_the_thumbnail(
+        tmp_path: Path, orientation: int) -> None:
+    """Turning a photo upright rebuilt its EXIF: the maker note moved, so an entry that counts from the
+    TIFF header (Canon's, Sony's) read other bytes, and the thumbnail was dropped; an upright photo kept
+    its thumbnail, which showed the colours before the map."""
+    image = read_image(_save(tmp_path / "a.jpg", _codes((4, 6, 3)), exif=_camera_exif(orientation)))
+    assert image.codes.shape == ((6, 4, 3) if orientation == 6 else (4, 6, 3))
+    block = image.exif.removeprefix(b"Exif\0\0")
+    tags = PILImage.Exif()
+    tags.load(block)
+    assert tags[0x0112] == 1 and tags[0x010F] == "Canon"
+    note = tags.get_ifd(0x8769)[0x927C]
+    count, offset = struct.unpack("<II", note[6:14])
+    assert block[offset:offset + count] == b"FIRMWARE 1.2.3\0"
+    (count,) = struct.unpack_from("<H", block, 8)
+    assert struct.unpack_from("<I", block, 10 + 12 * count) == (0,)  # no link to IFD1
+    write_image(tmp_path / "b.jpg", image, image.rgb)
+    with PILImage.open(tmp_path / "b.jpg") as out:
+        assert out.getexif()[0x0112] == 1 and out.getexif().get_ifd(0x8769)[0x927C] == note
+
+
+def test_exif_too_long_for_a_jpeg_marker_is_left_out_of_a_jpeg_with_a_warning(tmp_path: Path) -> None:
+    """It made the write fail ("EXIF data is too long"), exit 3."""
+    tags = _exif(1)
+    tags.get_ifd(0x8769)[0x927C] = b"M" * 70_000  # a maker note
+    image = read_image(_save(tmp_path / "a.png", _codes((4, 4, 3)), exif=tags))
+    with pytest.warns(ImageMetadataWarning, match="EXIF .* is left out"):
+        data = encode_image(image, image.rgb, "JPEG", name="b.jpg")
+    with PILImage.open(io.BytesIO(data)) as out:
+        assert "exif" not in out.info
+    with PILImage.open(io.BytesIO(encode_image(image, image.rgb, "PNG"))) as out:
+        assert out.getexif().get_ifd(0x8769)[0x927C] == b"M" * 70_000
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_png_s_gamma_chromaticity_and_srgb_chunks_are_carried_to_png(tmp_path: Path, bits: int) -> None:
+    """They were dropped: a linear-light PNG (gAMA 1.0) then displayed as sRGB, darker or lighter."""
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", 100_000))
+    info.add(b"cHRM", struct.pack(">8I", 31_270, 32_900, 64_000, 33_000, 30_000, 60_000, 15_000, 6_000))
+    info.add(b"sRGB", b"\x01")
+    image = read_image(_save(tmp_path / "a.png", _codes((4, 6, 3)), pnginfo=info))
+    if bits == 16:
+        image.codes, image.bit_depth = image.codes.astype(np.uint16) * 257, 16
+    write_image(tmp_path / "b.png", image, image.rgb)
+    with PILImage.open(tmp_path / "b.png") as out:
+        assert out.info["gamma"] == 1.0 and out.info["srgb"] == 1
+        assert out.info["chromaticity"] == (0.3127, 0.329, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06)
+    assert read_image(tmp_path / "b.png").bit_depth == bits
+
+
+def test_a_jpeg_s_comment_and_progressive_coding_are_kept(tmp_path: Path) -> None:
+    image = read_image(_save(tmp_path / "a.jpg", _codes((16, 16, 3)), progressive=True, comment=b"for client X"))
+    write_image(tmp_path / "b.jpg", image, image.rgb)
+    with PILImage.open(tmp_path / "b.jpg") as out:
+        assert out.info["comment"] == b"for client X" and out.info.get("progressive")
+    plain = read_image(_save(tmp_path / "c.jpg", _codes((16, 16, 3))))
+    write_image(tmp_path / "d.jpg", plain, plain.rgb)
+    with PILImage.open(tmp_path / "d.jpg") as out:
+        assert "comment" not in out.info and not out.info.get("progressive")
+
+
 def test_xmp_too_long_for_a_jpeg_marker_is_left_out_of_a_jpeg(tmp_path: Path) -> None:
     image = read_image(_save(tmp_path / "a.png", _codes((4, 4, 3))))
     image.xmp = b"<x:xmpmeta>" + b" " * 70_000 + b"</x:xmpmeta>"
@@ -837,7 +984,7 @@ def test_atomic_write_leaves_only_the_output(tmp_path: Path) -> None:
 
 def test_failed_encoding_leaves_no_file(tmp_path: Path) -> None:
     image = read_image(_save(tmp_path / "a.png", _codes((3, 3, 3))))
-    image.exif = b"Exif\x00\x00" + b"\x00" * 70000  # too long for a JPEG marker
+    image.jpeg_comment = b"x" * 70000  # too long for a JPEG marker (which a JPEG source's cannot be)
     with pytest.raises(ImageWriteError, match="b.jpg"):
         write_image(tmp_path / "b.jpg", image, image.rgb)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
