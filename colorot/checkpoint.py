@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 
 from colorot import torch_archive
+from colorot.caught_warnings import caught_warnings
 from colorot.version import __version__
 from colorot.atomic import write_atomic
 from colorot.defaults import MAX_EPS
@@ -170,7 +171,7 @@ def _unpickle(data: bytes, source: object) -> object:
         raise CheckpointError(f"{source} is not a valid colorot checkpoint: it is truncated, damaged or not a "
                               f"checkpoint file ({fault})")
     try:
-        with warnings.catch_warnings():
+        with caught_warnings():
             warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

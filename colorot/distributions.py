@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from colorot.caught_warnings import caught_warnings
 from colorot.errors import ConfigError
 from colorot.sampling import representative_subsample
 
@@ -194,12 +195,12 @@ class GaussianMixture:
         thread count, and faster than two for 20 000 pixels)."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture as SkGMM
-        from threadpoolctl import threadpool_limits
+        from colorot.thread_counts import one_library_thread
 
         best, best_bic = None, math.inf
-        with threadpool_limits(1):
+        with one_library_thread():
             for k in problem.candidates:
-                with warnings.catch_warnings():
+                with caught_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     try:
                         sk = SkGMM(

@@ -37,6 +37,8 @@ from PIL import Image as PILImage
 from PIL import ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, TiffTags, UnidentifiedImageError
 
 from colorot.atomic import write_atomic
+from colorot.caught_warnings import LOCK as caught_warnings_lock
+from colorot.caught_warnings import caught_warnings
 from colorot.errors import ColorotError, ImageMetadataWarning, ImageReadError, ImageWriteError
 
 _FORMAT_BY_SUFFIX = {
@@ -134,8 +136,20 @@ _LOW_BYTES: dict[str, tuple[str, list[int] | None]] = {
 }
 _LOW_BYTES["LA;16B"] = ("RGBA", [1, 1, 1, 3])
 
-_PIXEL_LIMIT_LOCK = threading.Lock()
-_PILLOW_WARNINGS_LOCK = threading.Lock()
+#: The threads in which Pillow's decompression-bomb check is lifted (:func:`_pillow_pixel_limit_lifted`).
+_LIFTED = threading.local()
+_PILLOW_BOMB_CHECK = PILImage._decompression_bomb_check
+
+
+def _bomb_check_unless_lifted(*args: object, **kwargs: object) -> None:
+    """Pillow's decompression-bomb check (``PIL.Image._decompression_bomb_check``, which every Pillow
+    plugin calls), skipped in a thread that lifted it: lifting the global ``MAX_IMAGE_PIXELS``
+    instead lifted it for every thread, the user's own Pillow work included."""
+    if not getattr(_LIFTED, "depth", 0):
+        _PILLOW_BOMB_CHECK(*args, **kwargs)
+
+
+PILImage._decompression_bomb_check = _bomb_check_unless_lifted
 
 
 @dataclass
@@ -202,7 +216,7 @@ def has_avif() -> bool:
     """Whether this Pillow reads and writes AVIF (its AVIF plugin, with libavif)."""
     from PIL import features
 
-    with warnings.catch_warnings():  # Pillow before 11.2 knows no "avif" feature: "Unknown feature" warned
+    with caught_warnings():  # Pillow before 11.2 knows no "avif" feature: "Unknown feature" warned
         warnings.simplefilter("ignore")
         return bool(features.check("avif"))
 
@@ -341,7 +355,7 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     EXIF is read from JPEG, PNG and WebP, and from a TIFF's descriptive tags (Make,
     Model, DateTime, Copyright…, its Exif and GPS directories), not its layout tags.
     ``max_pixels`` replaces Pillow's decompression-bomb limit (while such a
-    decode runs, Pillow's global limit is lifted under a lock); without it an
+    decode runs, Pillow's check is lifted in its thread alone); without it an
     image over ``PIL.Image.MAX_IMAGE_PIXELS`` is refused (Pillow itself only
     warns up to twice that). Truncated data is an error, never a partial image.
     Damaged metadata gives an :class:`ImageMetadataWarning` naming the image; neither warning
@@ -765,17 +779,16 @@ def _is_image_name(name: str) -> bool:
 
 @contextlib.contextmanager
 def _pillow_pixel_limit_lifted(lifted: bool) -> Iterator[None]:
-    """Lift Pillow's global decompression-bomb limit while the block runs, if ``lifted``."""
+    """Lift Pillow's decompression-bomb check in the calling thread while the block runs, if ``lifted``
+    (:func:`_bomb_check_unless_lifted`; other threads keep it)."""
     if not lifted:
         yield
         return
-    with _PIXEL_LIMIT_LOCK:
-        saved = PILImage.MAX_IMAGE_PIXELS
-        PILImage.MAX_IMAGE_PIXELS = None
-        try:
-            yield
-        finally:
-            PILImage.MAX_IMAGE_PIXELS = saved
+    _LIFTED.depth = getattr(_LIFTED, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _LIFTED.depth -= 1
 
 
 def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bool, all_frames: bool,
@@ -827,7 +840,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
             exif = _tiff_exif(pil) if pil.format == "TIFF" else _upright_exif(pil, orientation)
         if notes and metadata_warning:
-            with _PILLOW_WARNINGS_LOCK:  # not into another thread's record
+            with caught_warnings_lock:  # not into another thread's record
                 warnings.warn(f"{name}: damaged metadata ({'; '.join(dict.fromkeys(notes))}, says Pillow): the "
                               "pixels are read in full, the EXIF is carried as far as it could be read"
                               + (" (a TIFF's ICC profile and other tags too: an ICC profile lost leaves the "
@@ -943,9 +956,9 @@ def _pillow_warnings_recorded(notes: list[str]) -> Iterator[None]:
     ``UserWarning`` such as "Truncated File Read") appended to ``notes``, for one warning naming
     the image; its decompression-bomb warning dropped (colorot's own limit refuses or admits the
     image); any other warning passed on. ``warnings.catch_warnings`` is process-wide, hence the
-    lock: the blocks it guards read headers and metadata, never pixels."""
-    with _PILLOW_WARNINGS_LOCK:
-        with warnings.catch_warnings(record=True) as caught:
+    lock (:mod:`colorot.caught_warnings`): the blocks it guards read headers and metadata, never pixels."""
+    with caught_warnings_lock:
+        with caught_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield
         for warning in caught:

@@ -21,7 +21,7 @@ from colorot.controls import Controls, check_controls
 from colorot.errors import ConfigError
 from colorot.profiles import ColourSpace, colour_space
 from colorot.strength import check_strength
-from colorot.torch_threads import torch_threads_held
+from colorot.thread_counts import torch_threads_held
 from colorot.transfer import ColorTransfer, ImageLike, at_least_two_pixels
 
 if TYPE_CHECKING:

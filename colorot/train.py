@@ -24,7 +24,7 @@ from colorot.history import History
 from colorot.losses import (LOSSES, exact_kl, moment_kl, quantiles_at_levels, random_directions,
                             sliced_w2_squared, sorted_projections, transport_cost)
 from colorot.models import MonotoneGradientMap
-from colorot.torch_threads import torch_threads_held
+from colorot.thread_counts import torch_threads_held
 from colorot.train_step import TrainingStep
 
 

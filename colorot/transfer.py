@@ -51,6 +51,7 @@ from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_flags, check_strength
 from colorot.sliced import DEFAULT_ITERATIONS, NNLS_ITERATIONS, SlicedSettings, solve_sliced
 from colorot.sampling import colour_order, representative_subsample, thinned
+from colorot.thread_counts import one_library_thread
 
 #: The network solvers (``mgn_solver``, ``train``), the models and ``transforms`` import torch: they
 #: are imported where a fit or a transform needs them, so a default fit (the KL solver's ridge
@@ -170,9 +171,10 @@ def to_pixels(image: ImageLike, *, max_image_pixels: int | None = None) -> np.nd
 
 
 def _is_tensor(image: object) -> bool:
-    """Whether ``image`` is a torch tensor (torch already imported: else it cannot be one)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(image, torch.Tensor)
+    """Whether ``image`` is a torch tensor (torch already imported: else it cannot be one; while
+    another thread imports it, ``torch`` is in ``sys.modules`` before its ``Tensor`` is)."""
+    tensor = getattr(sys.modules.get("torch"), "Tensor", None)
+    return isinstance(tensor, type) and isinstance(image, tensor)
 
 
 def _is_pil(image: object) -> bool:
@@ -353,9 +355,7 @@ def _one_blas_thread():
     """The ridge map's solvers run on one BLAS thread: their products are too small for more to
     pay, and EM may run beside them (a default `colorot fit` of a 1920×1200 pair took 3.1 s instead
     of 4.5 s on 2 cores: bench/EXPERIMENTS.md, E41)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
+    return one_library_thread()
 
 
 def _sha256(images: ImageLike | Sequence[ImageLike]) -> str | list | None:

@@ -158,7 +158,7 @@ def test_one_torch_thread_holds_in_each_thread_that_holds_it_and_puts_back_that_
 
     import torch
 
-    from colorot.torch_threads import torch_threads_held
+    from colorot.thread_counts import torch_threads_held
 
     a_inside, b_done = threading.Event(), threading.Event()
     seen = {}

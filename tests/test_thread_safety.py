@@ -1,0 +1,193 @@
+"""Process-wide state that colorot changes for a while, from several threads at once: Pillow's
+decompression-bomb check, torch's and BLAS's thread counts, the warning filters, and torch's import."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import types
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from colorot.errors import ImageReadError
+
+
+def _in_thread(target) -> threading.Thread:
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
+
+
+def test_a_thread_that_lifts_the_pixel_limit_lifts_it_for_itself_alone(monkeypatch) -> None:
+    """Lifting it set Pillow's global MAX_IMAGE_PIXELS to None for the whole decode: an image over
+    the limit read meanwhile in another thread (the user's own Pillow work too) was let through."""
+    from colorot.imageio import _pillow_pixel_limit_lifted, decode_image
+
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (120, 100)).save(buffer, format="PNG")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 5_000)  # 12 000 pixels: more than twice over
+    inside, done = threading.Event(), threading.Event()
+
+    def lifted() -> None:
+        with _pillow_pixel_limit_lifted(True):
+            inside.set()
+            done.wait(30)
+
+    thread = _in_thread(lifted)
+    try:
+        inside.wait(30)
+        with pytest.raises(ImageReadError, match="limit"):
+            decode_image(buffer.getvalue(), name="big.png")
+        with pytest.raises(PILImage.DecompressionBombError):
+            PILImage.open(io.BytesIO(buffer.getvalue()))
+        assert PILImage.MAX_IMAGE_PIXELS == 5_000
+    finally:
+        done.set()
+        thread.join()
+    assert decode_image(buffer.getvalue(), name="big.png", max_pixels=12_000).codes.shape == (100, 120, 3)
+
+
+def test_a_thread_started_during_another_s_torch_hold_leaves_later_threads_their_count() -> None:
+    """torch.set_num_threads also sets the count later threads take: a thread started while another
+    held one thread found 1 and put back 1, and every thread started after ran on one thread."""
+    import torch
+
+    from colorot.thread_counts import torch_threads_held
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        a_inside, b_inside, a_out = threading.Event(), threading.Event(), threading.Event()
+        seen = {}
+
+        def first() -> None:
+            with torch_threads_held(1):
+                a_inside.set()
+                b_inside.wait(30)
+            a_out.set()
+
+        def second() -> None:
+            a_inside.wait(30)
+            with torch_threads_held(1):
+                b_inside.set()
+                a_out.wait(30)
+                seen["b inside, a out"] = torch.get_num_threads()
+            seen["b after"] = torch.get_num_threads()
+
+        for thread in [_in_thread(first), _in_thread(second)]:
+            thread.join()
+        later = []
+        _in_thread(lambda: later.append(torch.get_num_threads())).join()
+        assert seen == {"b inside, a out": 1, "b after": 3} and later == [3] and torch.get_num_threads() == 3
+        with torch_threads_held(1):  # nested: the outer hold's count, then the thread's own
+            with torch_threads_held(2):
+                assert torch.get_num_threads() == 2
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+_BLAS_HOLDS = """
+import threading
+import numpy
+from threadpoolctl import ThreadpoolController
+from colorot.thread_counts import one_library_thread
+
+blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+if not blas:
+    print("no BLAS")
+    raise SystemExit
+count = blas[0].get_num_threads
+# From a thread: once the main thread has set it, OpenBLAS ignores other threads' settings.
+setter = threading.Thread(target=lambda: blas[0].set_num_threads(2))
+setter.start()
+setter.join()
+before = count()
+a_inside, b_inside, a_out = threading.Event(), threading.Event(), threading.Event()
+seen = []
+
+def first():
+    with one_library_thread():
+        a_inside.set()
+        b_inside.wait(30)
+    a_out.set()
+
+def second():
+    a_inside.wait(30)
+    with one_library_thread():
+        b_inside.set()
+        a_out.wait(30)
+        seen.append(count())
+
+threads = [threading.Thread(target=first), threading.Thread(target=second)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print([before, count(), *seen])
+"""
+
+
+def test_blas_stays_on_one_thread_until_the_last_holder_leaves() -> None:
+    """BLAS's count is the process's: each thread put back what it found, so the first out gave the
+    second's fit its threads back mid-fit, and the last out left the process on one thread for good
+    (concurrent fits: later numpy work ran on one thread).  In a fresh process: the suite's own set
+    its count from the main thread, after which OpenBLAS takes no other thread's."""
+    from _fresh_process import last_line_of
+
+    outcome = last_line_of(_BLAS_HOLDS)
+    if outcome == "no BLAS" or not outcome.startswith("[2,"):  # a BLAS that takes no count from a thread
+        pytest.skip(f"{outcome}: nothing to see")
+    assert outcome == "[2, 2, 1]"  # two threads again after; one inside the second hold once the first left
+
+
+def test_colorot_s_warning_blocks_never_overlap_across_threads(tmp_path, monkeypatch) -> None:
+    """catch_warnings saves and restores the process's filters: a checkpoint's load and an image's
+    read in two threads restored each other's, which could leave every later warning ignored."""
+    import time
+
+    import colorot
+    from colorot.imageio import read_image
+
+    colorot.ColorTransfer(model="affine").fit(np.random.default_rng(0).random((8, 8, 3)),
+                                               np.random.default_rng(1).random((8, 8, 3))).save(tmp_path / "m.pt")
+    PILImage.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    inside, most = [], []
+    count = threading.Lock()
+    real = warnings.catch_warnings
+
+    class Counted(real):
+        def __enter__(self):
+            with count:
+                inside.append(1)
+                most.append(len(inside))
+            time.sleep(0.002)
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            with count:
+                inside.pop()
+            return super().__exit__(*exc)
+
+    monkeypatch.setattr(warnings, "catch_warnings", Counted)
+    threads = [_in_thread(lambda: [colorot.load(tmp_path / "m.pt") for _ in range(20)]),
+               _in_thread(lambda: [read_image(tmp_path / "a.png") for _ in range(40)])]
+    for thread in threads:
+        thread.join()
+    assert most and max(most) == 1
+
+
+def test_a_map_applies_while_another_thread_imports_torch(monkeypatch) -> None:
+    """While torch is being imported, sys.modules holds it before its Tensor: the check whether an
+    image is a tensor raised AttributeError ("partially initialized module 'torch'")."""
+    from colorot.transfer import ColorTransfer
+
+    fitted = ColorTransfer(solver="sliced", steps=2).fit(np.random.default_rng(0).random((8, 8, 3)),
+                                                         np.random.default_rng(1).random((8, 8, 3)))
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))  # as a half-done import leaves it
+    assert fitted.transform(np.full((2, 2, 3), 0.5)).shape == (2, 2, 3)
