@@ -189,17 +189,17 @@ def _unpickle(data: bytes, source: object) -> object:
 
 def _zip_fault(data: bytes) -> str | None:
     """What is wrong with a zip archive (``data``, which starts as one), such as ``torch.save``
-    writes: unreadable, a member that could inflate (:func:`torch_archive.inflating_member`), or a
-    member that fails its CRC-32; None if nothing. torch.load's own zip
+    writes: unreadable, a member unlike those torch.save writes (:func:`torch_archive.member_fault`:
+    one that could inflate, or one marked a folder), or a member that fails its CRC-32; None if nothing. torch.load's own zip
     reader checks no CRC and reads some damaged archives as garbage without a word."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except Exception as exc:  # zipfile raises many types on what is no (readable) archive
         return f"not a readable zip archive: {str(exc)[:80] or type(exc).__name__}"
     with archive:
-        inflating = torch_archive.inflating_member(archive, len(data))
-        if inflating is not None:
-            return inflating
+        fault = torch_archive.member_fault(archive, len(data))
+        if fault is not None:
+            return fault
         try:
             bad = archive.testzip()
         except Exception as exc:  # a member that cannot be read back

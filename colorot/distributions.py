@@ -421,7 +421,7 @@ def target_from_dict(d: dict) -> GaussianMixture:
             )
         if d["kind"] == "pixels":
             return PixelTarget(np.asarray(d["pixels"]), float(d["ridge"]))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:  # OverflowError: ints past floats
         raise ConfigError(f"malformed target parameters: {exc}") from exc
     raise ConfigError(f"unknown target kind {d.get('kind')!r}")
 

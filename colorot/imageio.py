@@ -316,7 +316,7 @@ def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
             _register_plugin_for(file.read(12))
         with _pillow_warnings_recorded([]), _pillow_pixel_limit_lifted(True), PILImage.open(path) as pil:
             return pil.info.get("icc_profile") or None  # damage is told by the read of the image itself
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 (Pillow's plugins raise many types: AVIF's a RuntimeError)
         return None
 
 
@@ -357,7 +357,10 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int | None =
     ``max_pixels`` replaces Pillow's decompression-bomb limit (while such a
     decode runs, Pillow's check is lifted in its thread alone); without it an
     image over ``PIL.Image.MAX_IMAGE_PIXELS`` is refused (Pillow itself only
-    warns up to twice that). Truncated data is an error, never a partial image.
+    warns up to twice that). Truncated data (a file cut short) is an error, never a partial image;
+    a file that ends as a whole one but holds less picture than its header declares (a damaged
+    PNG's height, a JPEG's scan cut short but its end marker there) is read as Pillow reads it,
+    the rest filled in.
     Damaged metadata gives an :class:`ImageMetadataWarning` naming the image; neither warning
     is given when not ``metadata_warning`` (a second decode of an image already warned about).
     """

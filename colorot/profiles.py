@@ -125,14 +125,17 @@ def space_record(space: ColourSpace | None) -> dict:
 
 
 def recorded_space(train: dict) -> ColourSpace | None:
-    """The colour space a checkpoint's ``train`` record names (:func:`space_record`), or None; its
-    ``icc`` is None where the record keeps no profile (untagged, or fitted by an earlier colorot)."""
+    """The colour space a checkpoint's ``train`` record names (:func:`space_record`), or None (none,
+    or a record whose codes are not the grid's); its ``icc`` is None where the record keeps no
+    profile (untagged, or fitted by an earlier colorot)."""
     name, codes, icc = train.get("colour_space"), train.get("colour_space_codes"), train.get("colour_space_icc")
     if not (isinstance(name, str) and isinstance(codes, str)):
         return None
     try:
-        return ColourSpace(name, bytes.fromhex(codes),
-                           base64.b64decode(icc, validate=True) if isinstance(icc, str) else None)
+        grid = bytes.fromhex(codes)
+        if len(grid) != _GRID_CODES.size:  # a damaged or crafted record: no space named
+            return None
+        return ColourSpace(name, grid, base64.b64decode(icc, validate=True) if isinstance(icc, str) else None)
     except ValueError:  # binascii.Error is one
         return None
 

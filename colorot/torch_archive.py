@@ -179,9 +179,9 @@ def read(data: bytes) -> object:
     ``OrderedDict`` and tensors of the dtypes in :data:`STORAGE_DTYPES`.
     """
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        inflating = inflating_member(archive, len(data))
-        if inflating is not None:
-            raise ValueError(inflating)
+        fault = member_fault(archive, len(data))
+        if fault is not None:
+            raise ValueError(fault)
         damaged = archive.testzip()  # every member's CRC-32, those not read here too (torch.load's check)
         if damaged is not None:
             raise zipfile.BadZipFile(f"member {damaged} fails its CRC check")
@@ -195,20 +195,23 @@ def read(data: bytes) -> object:
         return _ArrayUnpickler(archive, prefix, "<" if byteorder == b"little" else ">").load()
 
 
-def inflating_member(archive: zipfile.ZipFile, size: int) -> str | None:
-    """What is wrong, if anything, with an archive of ``size`` bytes whose members could inflate:
-    ``torch.save`` stores every member uncompressed, so a compressed one, or one declared larger than
-    the archive, is no checkpoint, and reading it (a CRC check, torch.load) could take gigabytes."""
+def member_fault(archive: zipfile.ZipFile, size: int) -> str | None:
+    """What is wrong, if anything, with the members of an archive of ``size`` bytes, as ``torch.save``
+    writes them: each a file, stored uncompressed.  A compressed one, or one declared larger than the
+    archive, could inflate (a CRC check, torch.load) to gigabytes; one marked a folder (by its name or
+    its MS-DOS attribute) torch.load reads as garbage."""
     for info in archive.infolist():
         if info.compress_type != zipfile.ZIP_STORED:
             return f"member {info.filename} is compressed, as torch.save never writes one"
         if info.file_size > size:
             return f"member {info.filename} declares {info.file_size} bytes in an archive of {size}"
+        if info.is_dir() or info.external_attr & 0x10:
+            return f"member {info.filename} is marked a folder, as torch.save never writes one"
     return None
 
 
 def _entry(archive: zipfile.ZipFile, name: str) -> bytes:
-    """An archive member (stored uncompressed: :func:`inflating_member` was checked)."""
+    """An archive member (stored uncompressed: :func:`member_fault` was checked)."""
     return archive.read(name)
 
 

@@ -367,6 +367,26 @@ def test_a_compressed_member_is_refused_before_anything_inflates_it(tmp_path, sa
     assert checkpoint.read_ridge_map(bomb) is None
 
 
+def test_a_member_marked_a_folder_is_refused(tmp_path, saved_ridge) -> None:
+    """One bit of a central-directory entry (the MS-DOS folder attribute) passes the CRC check, and
+    torch.load then read that member as uninitialised memory: weights that changed from run to run,
+    accepted or refused as NaN; torch.save never marks a member so."""
+    import struct
+
+    data = bytearray(saved_ridge.read_bytes())
+    entry = 0
+    while (entry := data.find(b"PK\x01\x02", entry)) >= 0:  # each central-directory entry
+        length = struct.unpack_from("<H", data, entry + 28)[0]
+        if b"/data/" in data[entry + 46:entry + 46 + length]:
+            data[entry + 38] |= 0x10
+        entry += 4
+    marked = tmp_path / "marked.pt"
+    marked.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"member \S+ is marked a folder"):
+        checkpoint.load(marked)
+    assert checkpoint.read_ridge_map(marked) is None
+
+
 def _shared_under_itself(levels: int) -> list:
     """A list holding the one below it twice, ``levels`` times: a few bytes pickled (each list is
     stored once), 2^levels values once printed."""

@@ -304,3 +304,26 @@ def test_convert_space_warns_where_it_cannot_convert(srgb_fit, tmp_path) -> None
         " ".join(result.stderr.split()), result.output
     refused = _apply(model, srgb_fit["adobe"], tmp_path / "inv.png", "--convert-space", "--inverse")
     assert refused.exit_code == 1 and "not made for --inverse" in refused.stderr
+
+
+@pytest.mark.parametrize("size", [1, 10])
+def test_a_recorded_space_whose_codes_are_not_the_grid_s_names_no_space(size: int) -> None:
+    """A crafted checkpoint's codes of another length broadcast (1 byte: every image warned of as in
+    another space) or crashed apply and eval with a traceback (10 bytes)."""
+    record = profiles.space_record(colour_space(ADOBE))
+    assert profiles.recorded_space(record).name == "Adobe RGB (1998)"
+    assert profiles.recorded_space({**record, "colour_space_codes": "00" * size}) is None
+
+
+def test_a_header_pillow_cannot_open_has_no_profile(tmp_path, monkeypatch) -> None:
+    """Pillow's AVIF plugin raises RuntimeError on a damaged file: fit and eval, which read the
+    profile before the pixels, printed a traceback instead of the read's one-line error."""
+    from colorot.imageio import read_icc_profile
+
+    path = tagged(tmp_path / "a.png", ADOBE)
+
+    def damaged(*args, **kwargs):
+        raise RuntimeError("Failed to decode image: Missing or empty image item")
+
+    monkeypatch.setattr(PILImage, "open", damaged)
+    assert read_icc_profile(path) is None

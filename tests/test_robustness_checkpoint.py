@@ -234,6 +234,7 @@ ALTERATIONS: dict[str, tuple[Callable[[dict], None], str]] = {
     "no-target": (lambda p: p.pop("target"), "missing target section"),
     "target-as-list": (_set("target", [1, 2]), "missing target section"),
     "nan-target-mean": (_set("target", "mean", [float("nan"), 0.5, 0.5]), "NaN or infinite"),
+    "huge-int-target-mean": (_set("target", "mean", [10**400, 0.5, 0.5]), "malformed target"),  # OverflowError
     "singular-target": (_set("target", "covariance", [[0.0] * 3] * 3), "positive definite"),
     "two-channel-target": (lambda p: p.update(target={"kind": "gaussian", "mean": [0.5, 0.5],
                                                      "covariance": [[1.0, 0.0], [0.0, 1.0]]}),
