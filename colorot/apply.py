@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from PIL import Image as PILImage
 
 from colorot import checkpoint
 from colorot.atomic import file_key, is_within, spelling_key
-from colorot.errors import CheckpointError, ColorotError, ConfigError, DestinationError, ImageWriteError
+from colorot.errors import (CheckpointError, ColorotError, ConfigError, DestinationError, ImageMetadataWarning,
+                            ImageWriteError)
 from colorot.imageio import (IMAGE_SUFFIXES, Image, as_floats, decode_image, decode_to_write, encode_image, format_for_suffix,
                              has_avif, has_heif, list_images, quantize, read_image, write_image, written_format)
 from colorot.colour_table import ColourTable, Evaluator
@@ -226,6 +228,16 @@ def refusals_stop_the_batch() -> Iterator[None]:
         if isinstance(cause, OSError) and cause.errno != errno.ENAMETOOLONG and not isinstance(exc, DestinationError):
             raise DestinationError(str(exc)) from cause
         raise
+
+
+def warn_space_unknown(space: ColourSpace | None, convert_space: bool, name: str) -> None:
+    """The :class:`ImageMetadataWarning` for ``convert_space`` asked of a map whose checkpoint (called
+    ``name``) records no colour space (``space`` None: fitted on pixel arrays, or by colorot 0.2.0 or
+    earlier): there is no space to take images into, and each is mapped as it is."""
+    if convert_space and space is None:
+        warnings.warn(f"{name} records no colour space (a map fitted on pixel arrays, or by colorot 0.2.0 or "
+                      "earlier): --convert-space (convert_space) has none to take images into, and each is "
+                      "mapped as it is; refit from the image files to record it", ImageMetadataWarning, stacklevel=3)
 
 
 def refuse_convert_space_with_inverse(convert_space: bool, inverse: bool) -> None:

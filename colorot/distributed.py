@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from colorot.apply import (Job, Plan, Report, make_folder, apply_to_file, map_space, prepare,
-                           refuse_convert_space_with_inverse)
+                           refuse_convert_space_with_inverse, warn_space_unknown)
 from colorot.atomic import is_any_of
 from colorot.colour_table import ColourTable
 from colorot.controls import Controls, check_controls
@@ -95,6 +95,7 @@ def apply_path(model: bytes | str | os.PathLike, src: str | os.PathLike, dst: st
         raise ConfigError(f"output would overwrite an input: {dst}")  # as colorot apply refuses it
     fitted, table, space = prepared(model_bytes(model), strength=strength, inverse=inverse, exact=exact,
                                     controls=controls, name=_name(model))
+    warn_space_unknown(space, convert_space, _name(model))
     dst = Path(dst)
     if not replace and os.path.lexists(dst):  # before any work; one that appears meanwhile is kept too
         raise OutputExistsError(f"{dst} exists and is left as it is (replace=True replaces it)")
@@ -140,8 +141,9 @@ def _check_options(data: bytes, options: dict, name: str) -> None:
     check_flags(**{key: options[key] for key in ("replace", "convert_space") if key in options})
     refuse_convert_space_with_inverse(options.get("convert_space", False), options.get("inverse", False))
     _check_write_options(options.get("quality", 95), options.get("max_pixels"))
-    prepared(data, name=name,
-             **{key: options[key] for key in ("strength", "inverse", "exact", "controls") if key in options})
+    space = prepared(data, name=name,
+                     **{key: options[key] for key in ("strength", "inverse", "exact", "controls") if key in options})[2]
+    warn_space_unknown(space, options.get("convert_space", False), name)  # here: a worker's goes to its log
 
 
 def apply_with_dask(client, plan: Plan, model: bytes | str | os.PathLike, *,

@@ -327,3 +327,21 @@ def test_a_header_pillow_cannot_open_has_no_profile(tmp_path, monkeypatch) -> No
 
     monkeypatch.setattr(PILImage, "open", damaged)
     assert read_icc_profile(path) is None
+
+
+def test_convert_space_with_a_map_that_records_no_space_says_so(tmp_path) -> None:
+    """A map fitted on arrays (or by colorot 0.2.0) records no colour space: --convert-space took the
+    flag, reported "convert_space": true and mapped every image as it was, without a word."""
+    from colorot.distributed import apply_path
+
+    rng = np.random.default_rng(0)
+    model = tmp_path / "arrays.pt"
+    ColorTransfer(**FAST).fit(rng.random((40, 50, 3)), rng.random((40, 50, 3)) * [1.0, 0.6, 0.3]).save(model)
+    adobe = tagged(tmp_path / "adobe.png", ADOBE)
+    plain = _apply(model, adobe, tmp_path / "plain.png")
+    asked = _apply(model, adobe, tmp_path / "asked.png", "--convert-space", "--json")
+    assert asked.exit_code == 0 and asked.stderr.count("records no colour space") == 1, asked.output
+    assert json.loads(asked.stdout)["convert_space"] is False and "records no colour space" not in plain.stderr
+    assert (tmp_path / "plain.png").read_bytes() == (tmp_path / "asked.png").read_bytes()
+    with pytest.warns(ImageMetadataWarning, match="records no colour space"):
+        apply_path(model, adobe, tmp_path / "python.png", convert_space=True)
