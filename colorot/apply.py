@@ -590,7 +590,8 @@ def _run_in_pool(jobs: list[Job], errors: dict[Job, str | None], results: dict[J
 
 
 def run_job(job: Job, work: Callable[[Job], Any]) -> tuple[str | None, Any]:
-    """``work(job)``: (the error message, None) if it failed, else (None, what it returned).
+    """``work(job)``: (the error message, None) if it failed (a ColorotError, or memory running out
+    on this file), else (None, what it returned).
 
     A :class:`DestinationError` is raised, not returned: it stops the batch.
     """
@@ -601,6 +602,9 @@ def run_job(job: Job, work: Callable[[Job], Any]) -> tuple[str | None, Any]:
         raise
     except ColorotError as exc:
         return str(exc), None
+    except MemoryError:  # this file's: the others may fit
+        return (f"{job.src}: out of memory: images are held whole (refuse huge ones with --max-image-pixels, or "
+                "downscale them); or run fewer --jobs"), None
 
 
 def _record(job: Job, outcome: tuple[str | None, Any], errors: dict[Job, str | None], results: dict[Job, Any]) -> None:

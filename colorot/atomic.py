@@ -25,8 +25,11 @@ except ImportError:  # Windows: no advisory locks; a temp file is then taken for
 
 
 def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: type[ColorotError],
-                 what: str = "file", *, replace: bool = True) -> None:
+                 what: str = "file", *, replace: bool = True, before_naming: Callable[[], None] | None = None) -> None:
     """Write ``data`` to a hidden temp file beside ``path``, sync it, rename it into place.
+
+    ``before_naming``: work to do once the file is written, before it is named (another file's
+    write, which then decides: if it raises, this file is not named either).
 
     ``data`` is the bytes, or a function that writes them into the open file. Unless ``replace``,
     a file that exists at ``path`` by then (another run wrote it since this one checked) is left
@@ -63,6 +66,8 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], error: ty
                 file.write(data)
             file.flush()
             os.fsync(file.fileno())
+            if before_naming is not None:
+                before_naming()
             if fcntl is not None:  # named while its lock is held: no other run's cleanup can take it first
                 _give_name(temp, path, replace)
         if fcntl is None:  # Windows: an open file cannot be renamed

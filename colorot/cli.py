@@ -166,6 +166,9 @@ class DeviceName(str, Enum):
     cuda = "cuda"
 
 
+#: What the dynamic loader says of a library it had no memory to map (an ImportError's message).
+_NO_MEMORY_TO_LOAD = ("failed to map segment", "cannot allocate memory", "Cannot allocate memory")
+
 #: What a command, or an option, that maps with torch says where torch is missing.
 _NEEDS_TORCH = ("PyTorch, which is not installed: pip install torch (any ≥ 2.1; a default fit and applying its map "
                 "run without it)")
@@ -196,6 +199,13 @@ def _user_errors() -> Iterator[None]:
         if exc.name != "torch" or _state["debug"]:
             raise
         stderr.print(f"[bold red]error:[/] this needs {_NEEDS_TORCH}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except ImportError as exc:  # a library's compiled code that could not be mapped: memory ran out (ulimit -v)
+        if _state["debug"] or not any(sign in str(exc) for sign in _NO_MEMORY_TO_LOAD):
+            raise
+        stderr.print("[bold red]error:[/] out of memory: a library's code could not be loaded "
+                     f"({escape(str(exc).splitlines()[0][:160])}); raise the memory limit (ulimit -v), or run fewer "
+                     "--jobs", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except OSError as exc:  # a path the system refuses to look at where no check foresaw it (a name over its limit)
         if isinstance(exc, BrokenPipeError) or _state["debug"]:  # a closed pipe is left to click
@@ -547,9 +557,14 @@ def fit(
             task = bar.add_task("training", total=total, extra="")
             estimator.fit(sources, target_images, source_mask=masks or None, target_mask=target_masks or None,
                           callback=lambda step, value: bar.update(task, completed=step, extra=f"loss {value:.4g}"))
-        if preview is not None:  # first: a preview the file system refuses leaves no checkpoint a rerun must --force
-            preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0], estimator.history_.losses)
-        estimator.save(output, overwrite=force)  # a checkpoint another run wrote meanwhile is kept
+        def save() -> None:
+            estimator.save(output, overwrite=force)  # a checkpoint another run wrote meanwhile is kept
+
+        if preview is not None:  # written, then the checkpoint, then the preview named: either refused, neither lands
+            preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0], estimator.history_.losses,
+                                    before_naming=save)
+        else:
+            save()
         info = estimator.train_info_
         _emit(as_json, {"checkpoint": str(output), **info,
                         "components": _component_count(estimator.target_dist_),
@@ -1036,6 +1051,7 @@ def match_command(
         settings = dict(strength=strength, controls=controls, exact=exact, quality=quality, max_pixels=max_image_pixels)
         document: dict = {"reference": str(reference), "strength": strength,
                           "controls": controls.describe()}
+        remapped: list = []  # images kept whose missing maps were fitted
         if streaming:
             report = _match_stream(matcher, inputs[0], output, output_format, settings, overwrite)
         else:
@@ -1058,8 +1074,9 @@ def match_command(
             document["maps"] = [str(work.map_path(j)) for j in (*report.written, *remapped)] if save_maps else None
         preview_error = _batch_preview(preview, report, reference=reference)
         document.update(_batch_summary(report, shard, preview, preview_error))
+        given = f", {len(remapped)} of them given the map they lacked" if remapped else ""
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "
-                 f"to redo), {len(report.failed)} failed in {report.seconds:.1f} s"]
+                 f"to redo){given}, {len(report.failed)} failed in {report.seconds:.1f} s"]
         lines += _batch_outcome_lines(report, preview, preview_error)
         _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code or preview_error:

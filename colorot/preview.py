@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -173,26 +173,31 @@ def _writes_rgb(image_format: str) -> bool:
     return True
 
 
-def save_sheet(sheet: PILImage.Image, path: str | os.PathLike) -> None:
-    """Write a sheet atomically (:func:`colorot.atomic.write_atomic`), PNG or any format its suffix names."""
+def save_sheet(sheet: PILImage.Image, path: str | os.PathLike, before_naming: Callable[[], None] | None = None) -> None:
+    """Write a sheet atomically (:func:`colorot.atomic.write_atomic`, ``before_naming`` too), PNG or any
+    format its suffix names."""
     path = Path(path)
     image_format = _sheet_format(path)
     if image_format is None:
         raise ImageWriteError(f"cannot write preview {path}: unknown file extension {path.suffix!r}, or one Pillow "
                               "cannot write an RGB image in")
     try:
-        write_atomic(path, lambda file: sheet.save(file, format=image_format), ImageWriteError, "the preview")
+        write_atomic(path, lambda file: sheet.save(file, format=image_format), ImageWriteError, "the preview",
+                     before_naming=before_naming)
     except ValueError as exc:  # a format that cannot hold the sheet
         raise ImageWriteError(f"cannot write preview {path}: {exc}") from exc
 
 
 def fit_preview(path: str | os.PathLike, fitted_map: torch.nn.Module, source: str | os.PathLike,
-                target: str | os.PathLike, losses: Sequence[float]) -> None:
+                target: str | os.PathLike, losses: Sequence[float],
+                before_naming: Callable[[], None] | None = None) -> None:
     """Write the :func:`fit_sheet` of a fitted map for one source and one target file, the histograms
-    of their full images' pixels (:func:`thumbnail_and_sample`)."""
+    of their full images' pixels (:func:`thumbnail_and_sample`); ``before_naming``: as
+    :func:`colorot.atomic.write_atomic`'s (``colorot fit``'s checkpoint)."""
     (before, source_pixels), (target_thumb, target_pixels) = thumbnail_and_sample(source), thumbnail_and_sample(target)
     after, mapped = (quantize(map_pixels(fitted_map, codes / np.float32(255)), 8) for codes in (before, source_pixels))
-    save_sheet(fit_sheet(before, after, target_thumb, losses, [source_pixels, mapped, target_pixels]), path)
+    save_sheet(fit_sheet(before, after, target_thumb, losses, [source_pixels, mapped, target_pixels]), path,
+               before_naming)
 
 
 def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *, limit: int = 6,

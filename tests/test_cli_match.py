@@ -156,6 +156,9 @@ def test_kept_maps_are_never_lost_or_left_behind(scene, tmp_path):
     assert (document["written"], document["skipped"]) == ([], [str(tmp_path / "first" / "a.png")])
     np.testing.assert_array_equal(load(maps / "a.pt").transform(src), first_map)  # the same map again (seeded)
     assert (tmp_path / "first" / "a.png").read_bytes() == image  # and the image left as it was
+    (maps / "a.pt").unlink()  # the summary says so: it read as if nothing had been done
+    result = match(scene, str(src), str(tmp_path / "first/"), "--save-maps", str(maps))
+    assert "1 skipped (exist; --overwrite to redo), 1 of them given the map they lacked" in result.stdout
 
 
 def test_the_reference_is_never_overwritten(scene, tmp_path):

@@ -89,6 +89,27 @@ def test_a_fit_whose_preview_is_refused_leaves_no_checkpoint(
     assert not (tmp_path / "m.pt").exists()
 
 
+def test_a_fit_whose_checkpoint_is_refused_leaves_its_preview_as_it_was(
+    tmp_path: Path, pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preview was written first: a checkpoint then refused (a read-only or full destination)
+    left a preview of a fit never saved, replacing the one there with --force (exit 1 says nothing
+    was written). The preview is now named only once the checkpoint is."""
+    from colorot.transfer import ColorTransfer
+
+    def refused(self, path, *args, **kwargs):
+        raise DestinationError(f"{path}: cannot write checkpoint: cannot create it (Read-only file system)")
+
+    monkeypatch.setattr(ColorTransfer, "save", refused)
+    sheet = tmp_path / "sheets"
+    sheet.mkdir()
+    (sheet / "old.png").write_bytes(b"the earlier preview")
+    for name, force in (("new.png", ()), ("old.png", ("--force",))):
+        outcome = cli("fit", *pair, "-o", tmp_path / "m.pt", "--preview", sheet / name, "--steps", "2", *force)
+        assert_one_line_error(outcome, "Read-only file system")
+        assert _listing(sheet) == ["old.png"] and (sheet / "old.png").read_bytes() == b"the earlier preview"
+
+
 def _listing(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
@@ -177,6 +198,41 @@ def test_out_of_memory_outside_training_is_one_line_with_exit_1(
     outcome = cli("fit", *pair, "-o", old, "--force")
     assert_one_line_error(outcome, "out of memory", "--max-pixels")
     assert old.read_bytes() == before and temp_files(tmp_path) == []
+
+
+def test_a_file_that_runs_out_of_memory_fails_alone_and_the_batch_goes_on(tmp_path: Path) -> None:
+    """Out of memory on one (huge) image stopped the batch where it sorted, the others never tried,
+    with a message that named no file (exit 1, after files had been written)."""
+    from colorot.apply import run_each
+
+    sources = [png(tmp_path / "in" / f"{name}.png", 4, 4) for name in "abc"]
+    jobs = [Job(src, tmp_path / "out" / src.name) for src in sources]
+
+    def work(job: Job) -> str:
+        if job.src.name == "b.png":
+            raise MemoryError
+        return job.src.name
+
+    for count in (1, 2):
+        report = run_each(Plan(jobs=jobs, skipped=[]), work, jobs=count)
+        assert [job.src.name for job in report.written] == ["a.png", "c.png"] and report.exit_code == 3
+        [(failed, message)] = report.failed
+        assert failed.src.name == "b.png" and message.startswith(f"{failed.src}: out of memory") and "--jobs" in message
+
+
+def test_a_library_that_memory_could_not_load_is_out_of_memory_not_a_traceback(
+    tmp_path: Path, pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a memory limit (ulimit -v) the dynamic loader cannot map scipy's compiled code: its
+    ImportError came out as a 40-line traceback."""
+    from colorot import kl_solver
+
+    failure = ImportError("/x/_highspy/_core.so: failed to map segment from shared object")
+    monkeypatch.setattr(kl_solver, "fit_kl", _raiser(failure))
+    outcome = cli("fit", *pair, "-o", tmp_path / "m.pt")
+    assert_one_line_error(outcome, "out of memory", "failed to map segment", "ulimit -v")
+    monkeypatch.setattr(kl_solver, "fit_kl", _raiser(ImportError("cannot import name 'x' from 'y'")))
+    assert isinstance(cli("fit", *pair, "-o", tmp_path / "m.pt").crash, ImportError)  # any other is a bug's
 
 
 # --- a destination that cannot be written -------------------------------------------------
