@@ -387,6 +387,9 @@ def plan(
     for src in inputs:
         if not src.exists():
             raise ConfigError(f"input not found: {src}")
+        if not (src.is_file() or src.is_dir()):
+            raise ConfigError(f"input {src} is a pipe or a device, neither a file nor a folder: save it to a file, "
+                              "or pipe one image to stdin as '-'")
     if len(inputs) == 1 and inputs[0].is_file():
         jobs = [
             Job(inputs[0], _single_file_destination(inputs[0], output, output_is_folder, suffix))

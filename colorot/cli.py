@@ -1033,7 +1033,7 @@ def match_command(
         if _state["program"] and jobs > 1 and not streaming and len(job_plan.jobs) > 1:
             from colorot.workers import start_server
 
-            processes = start_server()
+            processes = start_server(min(jobs, len(job_plan.jobs)))
         if jobs > 1:  # parallelism comes from the file workers: one torch and one BLAS thread each
             from threadpoolctl import threadpool_limits
 
@@ -1344,6 +1344,13 @@ def main() -> None:
         if exit_.code == 130:  # typer's own exit for a Ctrl-C outside a command's body (parsing its options) says nothing
             _say_interrupted()
         raise
+    except OSError as exc:  # outside a command's body: --help, --version or completion into a full or closed stdout
+        if isinstance(exc, BrokenPipeError) or _state["debug"]:
+            raise
+        what = f"{exc.filename}" if exc.filename else "cannot write to stdout"
+        stderr.print(f"[bold red]error:[/] {escape(what)} ({escape(exc.strerror or str(exc))})", highlight=False,
+                     soft_wrap=True)
+        raise SystemExit(1) from None
 
 
 def _say_interrupted() -> None:

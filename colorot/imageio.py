@@ -22,6 +22,7 @@ import functools
 import io
 import os
 import re
+import stat
 import struct
 import sys
 import threading
@@ -311,6 +312,8 @@ def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
     """The ICC profile of the image file ``path`` from its header (the pixels are not decoded, and
     the decompression-bomb limit is left to the read of the image itself); None when it has none
     or cannot be opened."""
+    if _is_stream(path):  # not read here: the read of its pixels refuses it
+        return None
     try:
         with open(path, "rb") as file:
             _register_plugin_for(file.read(12))
@@ -320,8 +323,23 @@ def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
         return None
 
 
+def _is_stream(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a pipe, a device or a socket (a shell's ``<(…)``, ``/dev/stdin``): what is read
+    from it is gone, where colorot reads an input more than once (its profile, then its pixels)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
 def read_file(path: str | os.PathLike[str]) -> bytes:
-    """An image file's bytes; ImageReadError naming the file when it cannot be read."""
+    """An image file's bytes; ImageReadError naming the file when it cannot be read (or is a pipe,
+    :func:`_is_stream`)."""
+    if _is_stream(path):
+        raise ImageReadError(f"{path!s}: a pipe or a device, not a file: colorot reads an input more than once; "
+                             "save it to a file first ('colorot apply' and 'colorot match' take one image piped "
+                             "to stdin as '-')")
     try:
         return Path(path).read_bytes()
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path

@@ -43,13 +43,26 @@ PRELOAD = ("colorot.cli", "colorot.apply", "colorot.matching", "colorot.transfer
 _state: Any = None
 
 
-def start_server() -> BaseContext | None:
-    """The fork server's multiprocessing context, its server started now (its :data:`PRELOAD`
-    loading in the background); None where there is none (Windows), in a frozen program (whose
-    executable is no Python to start the server with), where it cannot start, or where the
-    pool's queues cannot work (no POSIX semaphores, as in some sandboxes): the caller then uses
+def files_needed(workers: int) -> int:
+    """The open files a batch on ``workers`` processes may need, with room to spare (the server,
+    each worker's pipes, the images being read and written): ``match --jobs 2`` failed under a limit
+    of 18 ("Too many open files" in the fork server, with its traceback) and ran under 20."""
+    return 64 + 8 * workers
+
+
+def start_server(workers: int) -> BaseContext | None:
+    """The fork server's multiprocessing context for ``workers`` processes, its server started now
+    (its :data:`PRELOAD` loading in the background); None where there is none (Windows), in a
+    frozen program (whose executable is no Python to start the server with), where it cannot start,
+    where the pool's queues cannot work (no POSIX semaphores, as in some sandboxes), or where the
+    process may open fewer files than :func:`files_needed` (``ulimit -n``): the caller then uses
     threads."""
     if "forkserver" not in multiprocessing.get_all_start_methods() or getattr(sys, "frozen", False):
+        return None
+    import resource  # Unix, as the fork server
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < files_needed(workers):
         return None
     from multiprocessing import forkserver
 

@@ -532,3 +532,18 @@ def test_version() -> None:
     result = run("--version")
     assert result.exit_code == 0
     assert result.stdout.strip() == f"colorot {colorot.__version__}"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [("--version",), ("apply", "--help")])
+def test_version_and_help_into_a_full_stdout_are_one_line(args) -> None:
+    """They print before any command's body, where the full disk's OSError came out as a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "colorot", *args], stdout=full, stderr=subprocess.PIPE,
+                              text=True, env=env, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip() == "error: cannot write to stdout (No space left on device)"

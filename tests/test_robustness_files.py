@@ -1205,3 +1205,25 @@ def test_a_list_that_is_no_file_system_name_is_read_in_the_locale_s_encoding(tmp
     result = CliRunner().invoke(app, ["apply", str(half), "--from-stdin", str(tmp_path / "out")],
                                 input=b"caf\xe9.png\n")
     assert result.exit_code == 1 and "input not found" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_given_as_an_input_is_named_as_one(tmp_path: Path, half: Path) -> None:
+    """A shell's <(cat x.jpg): fit read its profile, then found the pipe empty ("empty file"); apply
+    took it for a folder ("a folder or several inputs need an output folder")."""
+    pipe = tmp_path / "photo.jpg"
+    os.mkfifo(pipe)
+    target = png(tmp_path / "t.png")
+    done = threading.Event()
+
+    def unblock() -> None:  # should a reader open the pipe after all, it finds it empty instead of hanging
+        while not done.wait(2):
+            with open(pipe, "wb"):
+                pass
+
+    threading.Thread(target=unblock, daemon=True).start()
+    assert_one_line_error(cli("fit", pipe, target, "-o", tmp_path / "m.pt"), "photo.jpg: a pipe or a device")
+    assert_one_line_error(cli("apply", half, pipe, tmp_path / "out.jpg"), "photo.jpg is a pipe or a device", "'-'")
+    assert_one_line_error(cli("match", target, pipe, tmp_path / "out.jpg"), "photo.jpg is a pipe or a device")
+    done.set()
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "out.jpg").exists()

@@ -38,7 +38,7 @@ def plan_of(tmp_path: Path, names: list[str]) -> Plan:
 
 def test_files_run_in_worker_processes_that_ignore_ctrl_c(tmp_path):
     plan = plan_of(tmp_path, [f"{i}.txt" for i in range(6)])
-    report = run_each(plan, write_process, jobs=2, processes=start_server())
+    report = run_each(plan, write_process, jobs=2, processes=start_server(2))
     assert report.exit_code == 0 and len(report.written) == 6
     runs = [(tmp_path / "out" / f"{i}.txt").read_text().split() for i in range(6)]
     pids = {int(pid) for pid, _ in runs}
@@ -50,11 +50,11 @@ def test_files_run_in_worker_processes_that_ignore_ctrl_c(tmp_path):
 def test_what_work_returns_comes_back_for_each_file_that_did_not_fail(tmp_path, processes):
     plan = plan_of(tmp_path, ["a.txt", "bad.txt", "c.txt"])
     results = {}
-    report = run_each(plan, fail_on_bad, jobs=2, processes=start_server() if processes else None, results=results)
+    report = run_each(plan, fail_on_bad, jobs=2, processes=start_server(2) if processes else None, results=results)
     assert sorted(job.src.name for job in results) == ["a.txt", "c.txt"] and report.exit_code == 3
     returned = {}
     run_each(plan_of(tmp_path / "again", ["a.txt", "b.txt"]), name_and_process, jobs=2,
-             processes=start_server() if processes else None, results=returned)
+             processes=start_server(2) if processes else None, results=returned)
     assert sorted(name for name, _ in returned.values()) == ["a.txt", "b.txt"]
     assert all((pid != os.getpid()) == processes for _, pid in returned.values())
 
@@ -62,32 +62,32 @@ def test_what_work_returns_comes_back_for_each_file_that_did_not_fail(tmp_path, 
 def test_a_workers_warnings_are_raised_here(tmp_path):
     plan = plan_of(tmp_path, ["a.jpg", "b.jpg"])
     with pytest.warns(ImageMetadataWarning) as caught:
-        report = run_each(plan, warn_then_write, jobs=2, processes=start_server())
+        report = run_each(plan, warn_then_write, jobs=2, processes=start_server(2))
     assert report.exit_code == 0
     assert sorted(str(w.message) for w in caught) == ["a.jpg: damaged metadata", "b.jpg: damaged metadata"]
 
 
 def test_a_failed_file_fails_alone_and_a_refused_destination_stops_the_batch(tmp_path):
     plan = plan_of(tmp_path, ["good1.txt", "bad.txt", "good2.txt"])
-    report = run_each(plan, fail_on_bad, jobs=2, processes=start_server())
+    report = run_each(plan, fail_on_bad, jobs=2, processes=start_server(2))
     assert [job.src.name for job in report.written] == ["good1.txt", "good2.txt"]
     assert [(job.src.name, error) for job, error in report.failed] == [("bad.txt", "bad.txt is bad")]
     assert report.exit_code == 3
     refused = plan_of(tmp_path / "second", ["good.txt", "refused.txt"])
     with pytest.raises(DestinationError, match="refused; the batch stopped"):
-        run_each(refused, fail_on_bad, jobs=2, processes=start_server())
+        run_each(refused, fail_on_bad, jobs=2, processes=start_server(2))
 
 
 def test_a_worker_that_dies_stops_the_batch_with_a_clear_error(tmp_path):
     with pytest.raises(ColorotError, match="a worker process ended unexpectedly"):
-        run_each(plan_of(tmp_path, ["a.txt", "b.txt"]), die, jobs=2, processes=start_server())
+        run_each(plan_of(tmp_path, ["a.txt", "b.txt"]), die, jobs=2, processes=start_server(2))
 
 
 #: ``python -m colorot ARGS`` that says on its last line whether ``colorot match`` started the fork server.
 _SPY = ("import atexit, sys\n"
         "from colorot import workers\n"
         "started, start = [], workers.start_server\n"
-        "workers.start_server = lambda: started.append(start()) or started[-1]\n"
+        "workers.start_server = lambda count: started.append(start(count)) or started[-1]\n"
         "atexit.register(lambda: print('server', [s is not None for s in started]))\n"
         "sys.argv[0] = 'colorot'\n"
         "from colorot.cli import main\n"
@@ -96,7 +96,20 @@ _SPY = ("import atexit, sys\n"
 
 def test_a_frozen_program_keeps_to_threads(monkeypatch):
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    assert start_server() is None
+    assert start_server(2) is None
+
+
+def test_a_process_that_may_open_too_few_files_keeps_to_threads(monkeypatch):
+    """Under ``ulimit -n 20`` ``match --jobs 3`` stopped at "Too many open files", with the fork
+    server's traceback; it now runs on threads."""
+    import resource
+
+    from colorot.workers import files_needed
+
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (files_needed(3) - 1, resource.RLIM_INFINITY))
+    assert start_server(3) is None
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (files_needed(3), resource.RLIM_INFINITY))
+    assert start_server(3) is not None
 
 
 def test_a_system_without_semaphores_keeps_to_threads(monkeypatch):
@@ -104,7 +117,7 @@ def test_a_system_without_semaphores_keeps_to_threads(monkeypatch):
         raise ImportError("This platform lacks a functioning sem_open implementation")
 
     monkeypatch.setattr("multiprocessing.context.BaseContext.Lock", no_semaphores)
-    assert start_server() is None
+    assert start_server(2) is None
 
 
 #: A program that starts the fork server, then gets the terminal's Ctrl-C (to its whole process
@@ -114,7 +127,7 @@ import os, signal
 from colorot.workers import WorkerPool, start_server
 
 signal.signal(signal.SIGINT, lambda signum, frame: print("noted"))
-context = start_server()
+context = start_server(2)
 os.killpg(0, signal.SIGINT)
 pool = WorkerPool(context, 1, "state")
 print(pool.submit(str).result(timeout=60))
@@ -154,7 +167,7 @@ def ctrl_c_twice():
 
 threading.Thread(target=ctrl_c_twice, daemon=True).start()
 try:
-    run_each(Plan(jobs, []), sleep_then_write, jobs=2, processes=start_server())
+    run_each(Plan(jobs, []), sleep_then_write, jobs=2, processes=start_server(2))
 except KeyboardInterrupt:
     print("interrupted")
 """
