@@ -298,7 +298,8 @@ def kl_to_target(model, source: np.ndarray, target, entropy: float | None = None
     """KL(T#α ‖ q) = −E log q(T(x)) − E log det J_T(x) − H(α), in nats.
 
     α is the source's pixels spread uniformly over their 8-bit cells; the expectations are
-    means over ``pixels`` seeded draws from α (float64), and H(α) is ``entropy`` or
+    means over ``pixels`` seeded draws from α (float64; a source of fewer pixels is drawn from with
+    replacement: it was averaged over one draw in each of its cells), and H(α) is ``entropy`` or
     :func:`colorot.kl_solver.dequantised_entropy` of ``source`` (exact for 8-bit pixels).
     ``model``: a fitted map, or a ridge map's :class:`~colorot.ridge_map.RidgeParameters`
     (evaluated in numpy, without torch).
@@ -311,7 +312,9 @@ def kl_to_target(model, source: np.ndarray, target, entropy: float | None = None
     if entropy is None:
         entropy = dequantised_entropy(source)
     rng = np.random.default_rng(seed)
-    x = subsample(source, pixels, rng) + rng.uniform(-DEQUANTISE, DEQUANTISE, (min(pixels, len(source)), 3))
+    # ``pixels`` draws however few the source's pixels (with replacement then: each its share of them)
+    drawn = subsample(source, pixels, rng) if len(source) >= pixels else source[rng.integers(len(source), size=pixels)]
+    x = drawn + rng.uniform(-DEQUANTISE, DEQUANTISE, (pixels, 3))
     if isinstance(model, RidgeParameters):  # in chunks: the (pixels × units) work arrays stay in cache
         total = 0.0
         for start in range(0, len(x), KL_CHUNK):

@@ -126,7 +126,8 @@ def gaussian_map_matrix(cov_s: np.ndarray, cov_t: np.ndarray) -> np.ndarray:
     """
     w, q = np.linalg.eigh(cov_s)
     if w.min() <= 0:
-        raise ConfigError("the source covariance is singular; add a ridge")
+        raise ConfigError("the source's colours lie flat (one colour, a line or a plane), so their covariance is "
+                          "singular: give a ridge (--ridge; its default is 4·10⁻⁴ for this map)")
     s_half = (q * np.sqrt(w)) @ q.T
     s_inv_half = (q / np.sqrt(w)) @ q.T
     a = s_inv_half @ psd_sqrt(s_half @ cov_t @ s_half) @ s_inv_half

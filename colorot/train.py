@@ -304,7 +304,10 @@ def _train(
     try:
         for step in range(settings.steps):
             set_learning_rate(optimiser, settings.lr * learning_rate_factor(step, settings.steps))
-            idx = torch.randint(data.shape[0], (batch,), generator=generator)
+            # a batch of every pixel (as many as a batch, or fewer) takes each once: drawn with replacement,
+            # its duplicates raised the SW₂ term over the start's, each pixel once, and tripped the divergence rule
+            idx = (torch.randperm(batch, generator=generator) if batch == data.shape[0]
+                   else torch.randint(data.shape[0], (batch,), generator=generator))
             noise = (torch.rand(batch, data.shape[1], generator=generator, dtype=torch.float32) * 2 - 1) * DEQUANTISE
             columns = None
             if bank_directions is not None:

@@ -267,3 +267,14 @@ def test_log_prob_normalises_in_any_dimension() -> None:
     g = Gaussian(np.zeros(2), np.eye(2))
     got = float(g.log_prob(torch.zeros(1, 2, dtype=torch.float64))[0])
     assert abs(got - (-np.log(2 * np.pi))) < 1e-12
+
+
+def test_a_plane_of_colours_tilted_across_the_cube_is_singular_without_a_ridge() -> None:
+    """Its covariance's least eigenvalue is 10⁻¹⁷, not 0: Cholesky passed and, with --ridge 0, a map
+    10¹⁰ nats from its target was saved; an axis-aligned plane gave the error that says to add a ridge."""
+    rng = np.random.default_rng(1)
+    tilted = rng.integers(0, 256, (1024, 3)).astype(np.float64) / 255
+    tilted[:, 2] = 1 - tilted[:, 0]
+    with pytest.raises(ConfigError, match="lie flat"):
+        Gaussian.fit(tilted, ridge=0.0)
+    assert np.linalg.eigvalsh(Gaussian.fit(tilted, ridge=1e-4).covariances)[0, 0] >= 1e-4

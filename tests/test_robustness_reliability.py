@@ -267,3 +267,20 @@ def test_an_unencodable_image_still_fails_only_its_own_file(
     report = run(Plan(jobs=[Job(src, tmp_path / "out" / src.name) for src in sources], skipped=[]), lambda x: x)
     assert report.exit_code == 3 and [job.src.name for job in report.written] == ["good.png"]
     assert "cannot encode" in report.failed[0][1]
+
+
+def test_a_failure_that_names_no_file_is_named_by_its_input(tmp_path: Path) -> None:
+    """A match's fit error ("training diverged: …") was printed as "failed: training diverged", the
+    image it failed on named only in the JSON."""
+    from colorot.apply import run_each
+    from colorot.errors import TrainingError
+
+    sources = [png(tmp_path / "in" / f"{name}.png", 4, 4) for name in "ab"]
+    jobs = [Job(src, tmp_path / "out" / src.name) for src in sources]
+
+    def work(job: Job) -> None:
+        raise TrainingError("training diverged" if job.src.name == "a.png" else f"{job.src}: cannot decode image")
+
+    report = run_each(Plan(jobs=jobs, skipped=[]), work)
+    assert [message for _, message in report.failed] == [f"{sources[0]}: training diverged",
+                                                         f"{sources[1]}: cannot decode image"]

@@ -246,3 +246,14 @@ def test_training_runs_single_threaded_and_restores_the_thread_count(pixels, tar
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_adam_trains_a_source_of_fewer_pixels_than_a_batch() -> None:
+    """Each batch drew its pixels with replacement: the duplicates raised the SW₂ term over the start's
+    (each pixel once) and every fit of a source under ~100 pixels stopped at "training diverged"."""
+    from colorot.transfer import ColorTransfer
+
+    rng = np.random.default_rng(5)
+    source, target = rng.integers(0, 256, (4, 4, 3), np.uint8), rng.integers(0, 256, (32, 32, 3), np.uint8)
+    fitted = ColorTransfer(solver="adam", steps=60, random_state=0).fit(source, target)
+    assert fitted.train_info_["steps"] == 60 and np.isfinite(fitted.train_info_["final_loss"])
