@@ -605,7 +605,7 @@ def run_job(job: Job, work: Callable[[Job], Any]) -> tuple[str | None, Any]:
         raise
     except ColorotError as exc:  # named by its input where it names neither file (a fit's error, in a match)
         message = str(exc)
-        return (message if str(job.src) in message or str(job.dst) in message else f"{job.src}: {message}"), None
+        return (message if job.src.name in message or job.dst.name in message else f"{job.src}: {message}"), None
     except MemoryError:  # this file's: the others may fit
         return (f"{job.src}: out of memory: images are held whole (refuse huge ones with --max-image-pixels, or "
                 "downscale them); or run fewer --jobs"), None
