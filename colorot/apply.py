@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import hashlib
 import os
+import re
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -605,10 +606,16 @@ def run_job(job: Job, work: Callable[[Job], Any]) -> tuple[str | None, Any]:
         raise
     except ColorotError as exc:  # named by its input where it names neither file (a fit's error, in a match)
         message = str(exc)
-        return (message if job.src.name in message or job.dst.name in message else f"{job.src}: {message}"), None
+        return (message if _names(message, job.src) or _names(message, job.dst) else f"{job.src}: {message}"), None
     except MemoryError:  # this file's: the others may fit
         return (f"{job.src}: out of memory: images are held whole (refuse huge ones with --max-image-pixels, or "
                 "downscale them); or run fewer --jobs"), None
+
+
+def _names(message: str, path: Path) -> bool:
+    """Whether ``message`` names the file ``path``: its name as a word of its own (after a space, a
+    quote or a folder; before a colon, a space or the end)."""
+    return re.search(rf"(^|[\s'\"(/\\]){re.escape(path.name)}($|[\s:'\"),])", message) is not None
 
 
 def _record(job: Job, outcome: tuple[str | None, Any], errors: dict[Job, str | None], results: dict[Job, Any]) -> None:

@@ -155,8 +155,6 @@ class GaussianMixture:
             self._chols = np.linalg.cholesky(self.covariances)
         except np.linalg.LinAlgError as exc:
             raise _NotPositiveDefinite("a covariance matrix is not positive definite") from exc
-        if np.linalg.eigvalsh(self.covariances)[:, 0].min() < MIN_VARIANCE:  # Cholesky passes 10⁻¹⁷ (a tilted plane)
-            raise _NotPositiveDefinite(f"a covariance matrix is not positive definite (a variance under {MIN_VARIANCE:g})")
         self._torch_cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, ...]] = {}
         self._numpy_terms: tuple[np.ndarray, ...] | None = None
 
@@ -327,11 +325,16 @@ def _singular(ridge: float) -> str:
 
 
 def _with_ridge_named(ridge: float, make):
-    """``make()``, its refusal of a covariance that is not positive definite said as :func:`_singular`."""
+    """``make()``, a fit's mixture: its refusal of a covariance that is not positive definite, or one
+    with a variance under :data:`MIN_VARIANCE` (Cholesky passes 10⁻¹⁷: a plane tilted across the cube),
+    said as :func:`_singular`.  Only a fit is held to the floor: a checkpoint's target is what it is."""
     try:
-        return make()
+        fitted = make()
     except _NotPositiveDefinite as exc:
         raise ConfigError(_singular(ridge)) from exc
+    if np.linalg.eigvalsh(fitted.covariances)[:, 0].min() < MIN_VARIANCE:
+        raise ConfigError(_singular(ridge))
+    return fitted
 
 
 class _NotPositiveDefinite(ConfigError):

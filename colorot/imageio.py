@@ -1123,7 +1123,8 @@ def _patched_exif(raw: bytes, *, reset_orientation: bool) -> bytes | None:
     """The EXIF block ``raw`` (a TIFF header, after ``Exif\\0\\0`` or not) patched where it lies,
     so that every offset in it stays valid (a maker note's too, which cameras count from the TIFF
     header): IFD0's Orientation set to 1 if ``reset_orientation``, and IFD0's link to IFD1 cut (IFD1
-    holds the thumbnail, which shows the picture before the map).  None where the block is not laid
+    holds the thumbnail, which shows the picture before the map), the thumbnail's bytes zeroed, or
+    cut off where they end the block.  None where the block is not laid
     out as EXIF says (no TIFF header, IFD0 out of the block, an Orientation that is not one SHORT,
     or none to reset)."""
     block = bytearray(raw.removeprefix(_EXIF_HEADER))
@@ -1147,8 +1148,35 @@ def _patched_exif(raw: bytes, *, reset_orientation: bool) -> bytes | None:
             reset = True
     if reset_orientation and not reset:
         return None
+    (ifd1,) = struct.unpack_from(order + "I", block, link)
     struct.pack_into(order + "I", block, link, 0)
+    start, end = _thumbnail_bytes(block, order, ifd1)
+    block[start:end] = bytes(end - start)  # unlinked, and its picture gone too
+    if end == len(block):  # where it ends the block, as cameras lay it out: cut
+        del block[start:]
     return _EXIF_HEADER + bytes(block)
+
+
+#: IFD1's tags that give its thumbnail's bytes: a JPEG's offset and length, or one strip's.
+_THUMBNAIL_TAGS = ((0x0201, 0x0202), (0x0111, 0x0117))
+
+
+def _thumbnail_bytes(block: bytearray, order: str, ifd1: int) -> tuple[int, int]:
+    """Where in the EXIF ``block`` the thumbnail of the IFD1 at ``ifd1`` lies (start, end); (0, 0)
+    where there is none, or it lies outside the block."""
+    if not 8 <= ifd1 <= len(block) - 2:
+        return 0, 0
+    (count,) = struct.unpack_from(order + "H", block, ifd1)
+    values = {}
+    for entry in range(ifd1 + 2, min(ifd1 + 2 + 12 * count, len(block) - 11), 12):
+        tag, kind, number = struct.unpack_from(order + "HHI", block, entry)
+        if number == 1 and kind in (3, 4):  # one SHORT or LONG
+            values[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), block, entry + 8)[0]
+    for offset_tag, length_tag in _THUMBNAIL_TAGS:
+        start, length = values.get(offset_tag, 0), values.get(length_tag, 0)
+        if 8 <= start and length and start + length <= len(block):
+            return start, start + length
+    return 0, 0
 
 
 def _sub_directory(tags: PILImage.Exif, tag: int) -> dict:

@@ -40,12 +40,13 @@ def torch_threads_held(count: int) -> Iterator[None]:
     me = threading.get_ident()
     with _LOCK:
         found = torch.get_num_threads()
-        if not _torch_holds:
-            _torch_counts["before"] = found
-        elif me not in _torch_holds and found == _torch_counts["set"]:  # taken from another thread's hold
+        first = not _torch_holds
+        if not first and me not in _torch_holds and found == _torch_counts["set"]:  # taken from another's hold
             found = _torch_counts["before"]
+        torch.set_num_threads(count)  # first: a count torch refuses leaves no hold behind
+        if first:
+            _torch_counts["before"] = found
         _torch_holds[me] = _torch_holds.get(me, 0) + 1
-        torch.set_num_threads(count)
         _torch_counts["set"] = count
     try:
         yield

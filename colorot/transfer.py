@@ -379,9 +379,11 @@ class Reference:
     """A target read and its distribution fitted once, for many fits onto it (:mod:`colorot.matching`).
 
     Made by :meth:`ColorTransfer.fit_reference`; ``fit`` accepts it in place of the target
-    images when its own target settings are those it was made with (``settings``).  Its pixels
+    images when its own target settings are those it was made with (``settings``), and its
+    ``max_pixels`` is at most the one it was made with where the target was thinned.  Its pixels
     are what each fit's subsample of the target is drawn from: a large target's thinned once
-    (:func:`colorot.sampling.thinned`, as each fit would thin them), and their colour order found
+    (:func:`colorot.sampling.thinned`, as each fit would thin them; its distribution fitted on them
+    all, but in another colour space (:meth:`in_space`) on those kept), and their colour order found
     once (:meth:`colour_order`), not per fit.  Its caches are not pickled (a worker process builds
     its own).
     """
@@ -391,6 +393,7 @@ class Reference:
     settings: tuple               # (target kind, components, ridge, random_state)
     sha256: str | list | None
     space: tuple[str, ColourSpace | None] = ("the reference", None)  # its name and colour space (the first image's)
+    thinned_for: int | None = None  # the max_pixels its pixels were thinned for (None: all of them kept)
     _in_spaces: dict = field(default_factory=dict, compare=False, repr=False)  # in_space's conversions
     _order: list = field(default_factory=list, compare=False, repr=False)  # colour_order's result
 
@@ -415,7 +418,7 @@ class Reference:
         if key not in self._in_spaces:
             pixels = in_source_space(self.pixels, *self.space, *space)
             self._in_spaces[key] = self if pixels is self.pixels else Reference(
-                pixels, fit_density(pixels), self.settings, self.sha256, (self.space[0], space[1]))
+                pixels, fit_density(pixels), self.settings, self.sha256, (self.space[0], space[1]), self.thinned_for)
         return self._in_spaces[key]
 
 
@@ -647,7 +650,8 @@ class ColorTransfer:
         pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
         density = self._fit_density(pixels)
         kept = thinned(pixels, self.max_pixels, np.random.default_rng(self.random_state)).copy()  # its own
-        return Reference(kept, density, self._reference_settings(), _sha256(target), named_space(target))
+        return Reference(kept, density, self._reference_settings(), _sha256(target), named_space(target),
+                         self.max_pixels if len(kept) < len(pixels) else None)
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
@@ -694,6 +698,9 @@ class ColorTransfer:
             if target.settings != self._reference_settings():
                 raise ConfigError(f"this Reference was fitted with target settings {target.settings}; this "
                                   f"estimator needs {self._reference_settings()}")
+            if target.thinned_for is not None and self.max_pixels > target.thinned_for:
+                raise ConfigError(f"this Reference keeps its pixels thinned for max_pixels={target.thinned_for}; "
+                                  f"make it with this estimator's max_pixels ({self.max_pixels}) to fit on as many")
         # The KL solver's mixture: EM in a second process, started now (it imports scikit-learn while
         # the images are read) and fitting beside the map's start.
         overlap = solver == "kl" and kind == "gmm" and not isinstance(target, Reference)

@@ -278,3 +278,5 @@ def test_a_plane_of_colours_tilted_across_the_cube_is_singular_without_a_ridge()
     with pytest.raises(ConfigError, match="lie flat"):
         Gaussian.fit(tilted, ridge=0.0)
     assert np.linalg.eigvalsh(Gaussian.fit(tilted, ridge=1e-4).covariances)[0, 0] >= 1e-4
+    saved = Gaussian(*gaussian_moments(tilted))  # as a checkpoint an earlier colorot wrote holds it
+    assert target_from_dict(saved.to_dict()).covariance.shape == (3, 3)  # a target read is what it is

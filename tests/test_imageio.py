@@ -755,6 +755,8 @@ def test_exif_is_patched_in_place_keeping_the_maker_note_and_leaving_out_the_thu
     assert block[offset:offset + count] == b"FIRMWARE 1.2.3\0"
     (count,) = struct.unpack_from("<H", block, 8)
     assert struct.unpack_from("<I", block, 10 + 12 * count) == (0,)  # no link to IFD1
+    assert b"\xff\xd8\xff" not in block  # nor the thumbnail's picture (a file carver would find it)
+    assert b"\xff\xd8\xff" in _camera_exif(orientation)
     write_image(tmp_path / "b.jpg", image, image.rgb)
     with PILImage.open(tmp_path / "b.jpg") as out:
         assert out.getexif()[0x0112] == 1 and out.getexif().get_ifd(0x8769)[0x927C] == note

@@ -266,3 +266,17 @@ def test_a_large_reference_is_thinned_once_and_its_colour_order_found_once(monke
     copy = pickle.loads(pickle.dumps(matcher))
     assert copy.reference._order == [] and np.array_equal(copy.reference.pixels, kept)
     assert np.array_equal(copy.fit(image(1)).transform(image(3)), first)
+
+
+def test_a_thinned_reference_refuses_a_fit_on_more_pixels_than_it_was_thinned_for(monkeypatch):
+    """Its fits would draw from fewer pixels than asked, without a word (the reviewer's catch)."""
+    from colorot import sampling
+
+    monkeypatch.setattr(sampling, "ORDERED_PIXELS", 100)
+    target = image(0, (1.0, 0.6, 0.3), size=40)  # 1600 pixels: thinned for max_pixels 50
+    reference = ColorTransfer(steps=3, max_pixels=50).fit_reference(target)
+    assert reference.thinned_for == 50
+    ColorTransfer(steps=3, max_pixels=50).fit(image(1), reference)
+    with pytest.raises(ConfigError, match="thinned for max_pixels=50"):
+        ColorTransfer(steps=3, max_pixels=300).fit(image(1), reference)
+    assert ColorTransfer(steps=3, max_pixels=50).fit_reference(image(0, size=12)).thinned_for is None  # 144: all kept

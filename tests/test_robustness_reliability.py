@@ -284,3 +284,7 @@ def test_a_failure_that_names_no_file_is_named_by_its_input(tmp_path: Path) -> N
     report = run_each(Plan(jobs=jobs, skipped=[]), work)
     assert [message for _, message in report.failed] == [f"{sources[0]}: training diverged",
                                                          f"{sources[1]}: cannot decode image"]
+    from colorot.apply import _names
+
+    assert _names("b.png: cannot decode", Path("b.png")) and _names("cannot write 'x/b.png'", Path("b.png"))
+    assert not _names("training diverged", Path("a")) and not _names("ab.png: x", Path("b.png"))

@@ -88,6 +88,12 @@ def test_a_thread_started_during_another_s_torch_hold_leaves_later_threads_their
                 assert torch.get_num_threads() == 2
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 3
+        with pytest.raises(RuntimeError):  # a count torch refuses leaves no hold open behind it
+            with torch_threads_held(0):
+                pass
+        from colorot.thread_counts import _torch_holds
+
+        assert not _torch_holds and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
 
