@@ -302,7 +302,8 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
     """The pixels of one image or a list of images, concatenated (one image's: a read-only view, not
     a copy); with masks, only the selected ones.
 
-    ConfigError when an image (or what its mask selects) has fewer than 2 pixels.
+    ConfigError when an unmasked image has fewer than 2 pixels, or when the masks leave fewer than 2
+    in all (a masked image may give fewer on its own).
     """
     images, masks = _as_list(images), _as_list(masks)
     if not images:
