@@ -167,7 +167,7 @@ class DeviceName(str, Enum):
 
 
 #: What the dynamic loader says of a library it had no memory to map (an ImportError's message).
-_NO_MEMORY_TO_LOAD = ("failed to map segment", "cannot allocate memory", "Cannot allocate memory")
+_NO_MEMORY_TO_LOAD = ("failed to map segment", "cannot allocate memory")
 
 #: What a command, or an option, that maps with torch says where torch is missing.
 _NEEDS_TORCH = ("PyTorch, which is not installed: pip install torch (any ≥ 2.1; a default fit and applying its map "
@@ -201,7 +201,7 @@ def _user_errors() -> Iterator[None]:
         stderr.print(f"[bold red]error:[/] this needs {_NEEDS_TORCH}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except ImportError as exc:  # a library's compiled code that could not be mapped: memory ran out (ulimit -v)
-        if _state["debug"] or not any(sign in str(exc) for sign in _NO_MEMORY_TO_LOAD):
+        if _state["debug"] or not any(sign in str(exc).lower() for sign in _NO_MEMORY_TO_LOAD):
             raise
         stderr.print("[bold red]error:[/] out of memory: a library's code could not be loaded "
                      f"({escape(str(exc).splitlines()[0][:160])}); raise the memory limit (ulimit -v), or run fewer "

@@ -352,13 +352,6 @@ _PARAM_TYPES = {**dict.fromkeys(("n_components", "sw_directions", "steps", "batc
                 **dict.fromkeys(("model", "target", "solver", "loss", "device"), str)}
 
 
-def _one_blas_thread():
-    """The ridge map's solvers run on one BLAS thread: their products are too small for more to
-    pay, and EM may run beside them (a default `colorot fit` of a 1920×1200 pair took 3.1 s instead
-    of 4.5 s on 2 cores: bench/EXPERIMENTS.md, E41)."""
-    return one_library_thread()
-
-
 def _sha256(images: ImageLike | Sequence[ImageLike]) -> str | list | None:
     if isinstance(images, (list, tuple)):
         hashes = [_sha256(image) for image in images]
@@ -790,7 +783,9 @@ class ColorTransfer:
         # The KL solvers ask for the target (calling ``target``, a BackgroundEM's result) after their starts.
         target = density.result if isinstance(density, BackgroundEM) else density
         if solver == "kl" and self.model == "ridge":
-            with _one_blas_thread():
+            # The ridge map's solvers run on one BLAS thread: their products are too small for more to pay,
+            # and EM may run beside them (a default fit of a 1920×1200 pair: 3.1 s instead of 4.5 s, E41).
+            with one_library_thread():
                 result = kl_solver.fit_kl(src, tgt, target, kl_settings, sliced, entropy=entropy,
                                           callback=self._with_progress(callback))
             self.target_dist_ = result.target
@@ -806,7 +801,7 @@ class ColorTransfer:
         if solver == "sliced":
             # Onto the pixels themselves, or onto samples of the fitted distribution.
             goal = tgt if kind == "pixels" else self.target_dist_.sample(len(tgt), self.random_state)
-            with _one_blas_thread():
+            with one_library_thread():  # as the KL solver's, above
                 solution = solve_sliced(src, goal, sliced, callback=self._with_progress(callback))
             self._set_ridge_map(solution.ridge_parameters())
             self.history_ = History(losses=solution.costs, seconds=solution.seconds)

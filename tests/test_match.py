@@ -151,42 +151,6 @@ def test_a_network_map_is_fitted_on_one_torch_thread_whatever_torch_was_set_to(m
     assert seen == [1, 1]  # each image's fit
 
 
-def test_one_torch_thread_holds_in_each_thread_that_holds_it_and_puts_back_that_thread_s_own():
-    """torch's thread count belongs to each thread: a hold counted across threads set one thread
-    for the first holder alone, and put back one thread's count in another."""
-    import threading
-
-    import torch
-
-    from colorot.thread_counts import torch_threads_held
-
-    a_inside, b_done = threading.Event(), threading.Event()
-    seen = {}
-
-    def first() -> None:
-        torch.set_num_threads(3)
-        with torch_threads_held(1):
-            a_inside.set()
-            b_done.wait(30)
-            seen["a inside, after b"] = torch.get_num_threads()
-        seen["a after"] = torch.get_num_threads()
-
-    def second() -> None:
-        torch.set_num_threads(2)
-        a_inside.wait(30)
-        with torch_threads_held(1):
-            seen["b inside"] = torch.get_num_threads()
-        seen["b after"] = torch.get_num_threads()
-        b_done.set()
-
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert seen == {"b inside": 1, "b after": 2, "a inside, after b": 1, "a after": 3}
-
-
 def test_match_is_exported_at_the_top():
     assert colorot.match is match
 

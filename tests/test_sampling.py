@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from itertools import pairwise
 
 import numpy as np
@@ -77,17 +79,23 @@ def test_the_subsample_estimates_quantiles_better_than_an_iid_one() -> None:
     assert np.mean(ours) < 0.5 * np.mean(iid)
 
 
+@contextlib.contextmanager
+def _ordered_pixels(count: int) -> Iterator[None]:
+    """sampling.ORDERED_PIXELS set to ``count`` for a hypothesis example (monkeypatch is per test)."""
+    original = sampling.ORDERED_PIXELS
+    sampling.ORDERED_PIXELS = count
+    try:
+        yield
+    finally:
+        sampling.ORDERED_PIXELS = original
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**16), st.integers(2, 5000), st.integers(1, 4999))
 def test_a_large_image_is_thinned_first_yet_gives_n_distinct_rows(seed: int, count: int, n: int) -> None:
     """Above ORDERED_PIXELS (here 100) the pixels are thinned before the colour order; still n rows."""
     pixels = np.random.default_rng(seed).random((count, 3)).astype(np.float32)
-    original = sampling.ORDERED_PIXELS
-    sampling.ORDERED_PIXELS = 100
-    try:
+    with _ordered_pixels(100):
         picked = representative_subsample(pixels, n, np.random.default_rng(seed))
-    finally:
-        sampling.ORDERED_PIXELS = original
     assert len(picked) == min(n, count)
     rows = {row.tobytes() for row in pixels}
     assert len({row.tobytes() for row in picked}) == len(picked) and all(row.tobytes() in rows for row in picked)
@@ -109,12 +117,8 @@ def test_an_order_the_caller_keeps_gives_the_same_subsample(seed: int, count: in
 def test_thinning_keeps_every_kth_row_and_at_least_what_the_order_takes(seed: int, count: int, n: int) -> None:
     """Every k-th row from a drawn start, at least max(n, ORDERED_PIXELS) (here 100) and fewer than twice that."""
     pixels = np.arange(count * 3, dtype=np.float32).reshape(count, 3)
-    original = sampling.ORDERED_PIXELS
-    sampling.ORDERED_PIXELS = 100
-    try:
+    with _ordered_pixels(100):
         kept = thinned(pixels, n, np.random.default_rng(seed))
-    finally:
-        sampling.ORDERED_PIXELS = original
     least = max(n, 100)
     if count < 2 * least:
         assert kept is pixels

@@ -51,6 +51,37 @@ def test_a_thread_that_lifts_the_pixel_limit_lifts_it_for_itself_alone(monkeypat
     assert decode_image(buffer.getvalue(), name="big.png", max_pixels=12_000).codes.shape == (100, 120, 3)
 
 
+def test_one_torch_thread_holds_in_each_thread_that_holds_it_and_puts_back_that_thread_s_own():
+    """torch's thread count belongs to each thread: a hold counted across threads set one thread
+    for the first holder alone, and put back one thread's count in another."""
+    import torch
+
+    from colorot.thread_counts import torch_threads_held
+
+    a_inside, b_done = threading.Event(), threading.Event()
+    seen = {}
+
+    def first() -> None:
+        torch.set_num_threads(3)
+        with torch_threads_held(1):
+            a_inside.set()
+            b_done.wait(30)
+            seen["a inside, after b"] = torch.get_num_threads()
+        seen["a after"] = torch.get_num_threads()
+
+    def second() -> None:
+        torch.set_num_threads(2)
+        a_inside.wait(30)
+        with torch_threads_held(1):
+            seen["b inside"] = torch.get_num_threads()
+        seen["b after"] = torch.get_num_threads()
+        b_done.set()
+
+    for thread in [_in_thread(first), _in_thread(second)]:
+        thread.join()
+    assert seen == {"b inside": 1, "b after": 2, "a inside, after b": 1, "a after": 3}
+
+
 def test_a_thread_started_during_another_s_torch_hold_leaves_later_threads_their_count() -> None:
     """torch.set_num_threads also sets the count later threads take: a thread started while another
     held one thread found 1 and put back 1, and every thread started after ran on one thread."""
