@@ -37,7 +37,7 @@ from colorot.cube import cube_text, write_cube
 from colorot.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPS, DEFAULT_MAX_PIXELS, DEFAULT_SW_DIRECTIONS, usable_cpus
 from colorot.atomic import check_file_output, is_any_of, is_within
 from colorot.errors import (ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageReadError,
-                            ImageWriteError)
+                            ImageWriteError, OutputExistsError)
 from colorot.imageio import IMAGE_SUFFIXES
 from colorot.lut import bake, interpolation_error, lut_title
 
@@ -664,7 +664,7 @@ def apply_command(
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
-                _check_batch_preview(preview, [model, *_plan_files(job_plan)], inputs, in_place)
+                _check_batch_preview(preview, [model, *_plan_files(job_plan)], inputs, in_place, overwrite)
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
                                         max_pixels=max_image_pixels, replace=overwrite, space=space,
                                         convert_space=convert_space)
@@ -765,12 +765,16 @@ def _listed_paths() -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
-def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_place: bool) -> None:
-    """A batch's preview replaces the sheet of an earlier run (a rerun resumes), and gets its folder
-    made as the outputs do; it never replaces one of the run's files (``protected``:
+def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_place: bool, overwrite: bool) -> None:
+    """A batch's preview replaces the sheet of an earlier batch (a rerun resumes; the sheet is known
+    by its mark, :func:`preview_mod.is_batch_sheet`), any other file only with ``overwrite``, and
+    gets its folder made as the outputs do; it never replaces one of the run's files (``protected``:
     :func:`preview_mod.check_preview_path`), nor lands inside an input folder unless ``in_place``
     (a rerun would take the sheet for a photo), as an output would."""
     preview_mod.check_preview_path(preview, protected, replace=True, flag="--overwrite", folder_made=True)
+    if not overwrite and os.path.lexists(preview) and not preview_mod.is_batch_sheet(preview):
+        raise OutputExistsError(f"{preview} already exists and is not a preview sheet of a colorot batch (use "
+                                "--overwrite to replace it)")
     if not in_place and any(Path(src).is_dir() and is_within(preview, src) for src in inputs):
         raise ConfigError(f"the preview {preview} is inside an input folder; choose another path or pass --in-place")
 
@@ -1023,7 +1027,7 @@ def match_command(
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
-                _check_batch_preview(preview, [reference, *_plan_files(job_plan)], inputs, in_place)
+                _check_batch_preview(preview, [reference, *_plan_files(job_plan)], inputs, in_place, overwrite)
             if save_maps is not None:
                 job_plan, map_only = plan_maps(job_plan, save_maps, Path(output), overwrite, reference)
         if is_any_of(reference, [output] if streaming else [job.dst for job in _all_jobs(job_plan)]):

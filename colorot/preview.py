@@ -173,17 +173,41 @@ def _writes_rgb(image_format: str) -> bool:
     return True
 
 
-def save_sheet(sheet: PILImage.Image, path: str | os.PathLike, before_naming: Callable[[], None] | None = None) -> None:
+#: The EXIF Software tag of a batch's sheet, which lets a rerun replace it and nothing else
+#: (:func:`is_batch_sheet`); PNG, JPEG, WebP, TIFF and AVIF keep it, other formats none.
+BATCH_SHEET_MARK = "colorot batch preview"
+_SOFTWARE_TAG = 0x0131
+
+
+def is_batch_sheet(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a sheet an earlier batch wrote (its EXIF Software tag is
+    :data:`BATCH_SHEET_MARK`; only the header is read)."""
+    try:
+        with PILImage.open(path) as image:
+            return image.getexif().get(_SOFTWARE_TAG) == BATCH_SHEET_MARK
+    except Exception:  # noqa: BLE001 (not an image Pillow reads, or damaged: not a sheet of ours)
+        return False
+
+
+def _mark_exif() -> bytes:
+    exif = PILImage.Exif()
+    exif[_SOFTWARE_TAG] = BATCH_SHEET_MARK
+    return exif.tobytes()
+
+
+def save_sheet(sheet: PILImage.Image, path: str | os.PathLike, before_naming: Callable[[], None] | None = None,
+               *, marked: bool = False) -> None:
     """Write a sheet atomically (:func:`colorot.atomic.write_atomic`, ``before_naming`` too), PNG or any
-    format its suffix names."""
+    format its suffix names; ``marked``: with :data:`BATCH_SHEET_MARK` where the format keeps EXIF."""
     path = Path(path)
     image_format = _sheet_format(path)
     if image_format is None:
         raise ImageWriteError(f"cannot write preview {path}: unknown file extension {path.suffix!r}, or one Pillow "
                               "cannot write an RGB image in")
     try:
-        write_atomic(path, lambda file: sheet.save(file, format=image_format), ImageWriteError, "the preview",
-                     before_naming=before_naming)
+        mark = {"exif": _mark_exif()} if marked else {}
+        write_atomic(path, lambda file: sheet.save(file, format=image_format, **mark), ImageWriteError,
+                     "the preview", before_naming=before_naming)
     except ValueError as exc:  # a format that cannot hold the sheet
         raise ImageWriteError(f"cannot write preview {path}: {exc}") from exc
 
@@ -215,5 +239,5 @@ def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *
     make_folder(Path(path).parent)
     shown = None if reference is None else (thumbnail_codes(reference), Path(reference).name)
     save_sheet(batch_sheet([(thumbnail_codes(src), thumbnail_codes(dst), Path(src).name)
-                            for src, dst in sample], shown), path)
+                            for src, dst in sample], shown), path, marked=True)
     return sample

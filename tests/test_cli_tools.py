@@ -137,6 +137,32 @@ def test_apply_preview_samples_the_batch(tiny_fit, tmp_path):
     again = _ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "out/", "--preview", sheet])
     assert f"preview {sheet} not written: this run wrote no image" in again.stdout  # it said nothing
     assert sheet.read_bytes() == before
+    inode = sheet.stat().st_ino
+    _ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "out/", "--preview", sheet, "--overwrite"])
+    assert sheet.stat().st_ino != inode  # a rerun that writes images replaces its own sheet (written anew)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_a_batch_preview_replaces_only_a_sheet_of_an_earlier_batch(tiny_fit, tmp_path, suffix):
+    """A batch's --preview replaced any file at its path (a photo of another run: gone, without
+    --overwrite); now only a sheet an earlier batch wrote (marked in its EXIF), other files with --overwrite."""
+    photo = tmp_path / f"precious{suffix}"
+    PILImage.new("RGB", (4, 4), (9, 99, 199)).save(photo)
+    kept = photo.read_bytes()
+    refused = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), str(tmp_path / "out/"),
+                                  "--preview", str(photo)])
+    assert refused.exit_code == 1 and "not a preview sheet of a colorot batch" in refused.output
+    assert photo.read_bytes() == kept and not (tmp_path / "out").exists()  # refused before any work
+    _ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "out/", "--preview", photo, "--overwrite"])
+    assert photo.read_bytes() != kept
+    inode = photo.stat().st_ino
+    rerun = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), str(tmp_path / "out2/"),
+                                "--preview", str(photo)])
+    if suffix == ".bmp":  # BMP keeps no EXIF: the sheet is not known as one, --overwrite replaces it
+        assert rerun.exit_code == 1 and photo.stat().st_ino == inode
+    else:
+        assert rerun.exit_code == 0, rerun.output
+        assert photo.stat().st_ino != inode  # the second batch's sheet, written anew
 
 
 # --- pipes ------------------------------------------------------------------------------
