@@ -39,7 +39,7 @@ from colorot.atomic import check_file_output, is_any_of, is_within
 from colorot.errors import (ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageReadError,
                             ImageWriteError, OutputExistsError)
 from colorot.imageio import IMAGE_SUFFIXES
-from colorot.lut import bake, interpolation_error, lut_title
+from colorot.lut import bake, controls_words, interpolation_error, lut_title
 
 def _untyped_in_help(params: list) -> list:
     """``params`` with no type shown in the help where it misleads: Typer 0.29's help gives each flag
@@ -1155,11 +1155,18 @@ def export_lut(
     keep_luminance: _KeepLuminance = False,
     saturation: _Saturation = 1.0,
     neutral: _Neutral = 0.0,
+    convert_space: Annotated[bool, typer.Option("--convert-space", rich_help_panel="Map",
+                                                help="For a map fitted in another colour space than sRGB (Adobe "
+                                                "RGB, Display P3: `colorot info`), bake the table for sRGB codes: "
+                                                "each takes it into the map's space, through the map, and back. "
+                                                "Without it, such a table takes and gives that space's codes "
+                                                "(with a warning).")] = False,
     force: Annotated[bool, typer.Option("--force", "--overwrite", rich_help_panel="Output",
                                         help="Replace an existing file.")] = False,
     as_json: _Json = False,
 ) -> None:
-    """Export the map as an Adobe/Resolve .cube 3-D LUT (domain [0, 1]³ of sRGB code values / max).
+    """Export the map as an Adobe/Resolve .cube 3-D LUT (domain [0, 1]³ of code values / max in the
+    colour space the map was fitted in: sRGB for untagged photos; --convert-space bakes any map for sRGB).
 
     Full reference: docs/cli.md.
 
@@ -1180,10 +1187,25 @@ def export_lut(
         from colorot.controls import Controls
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
-        base = checkpoint.load(model).model
+        apply_mod.refuse_convert_space_with_inverse(convert_space, inverse)
+        ckpt = checkpoint.load(model)
+        base, space = ckpt.model, profiles.recorded_space(ckpt.train)
         fitted = lut_map(base, strength=strength, inverse=inverse, controls=controls)
+        apply_mod.warn_space_unknown(space, convert_space, str(model))
+        foreign = profiles.apart(space, profiles.UNTAGGED)
+        if foreign and convert_space:
+            refusal = profiles.conversion_refusal(profiles.UNTAGGED, 16, space)
+            if refusal:
+                raise ConfigError(f"--convert-space cannot bake {model} for sRGB: {refusal}")
+            fitted = profiles.for_srgb_codes(fitted, space)
+        elif foreign:
+            stderr.print(f"warning: {escape(str(model))} was fitted in {escape(space.name)}: the table takes and "
+                         "gives that space's codes, not sRGB's; pass --convert-space to bake it for sRGB codes",
+                         highlight=False, soft_wrap=True)
         lut = bake(fitted, size)
-        title = lut_title(base.name, strength=strength, inverse=inverse, controls=controls)
+        table_space = "sRGB" if foreign and convert_space else None if space is None else space.name
+        title = lut_title(base.name, strength=strength, inverse=inverse, controls=controls,
+                          space=table_space if foreign else None)
         far_share, far_max = lut_outside(lut.table)
         ill_conditioned = inverse and far_share > INVERSE_LUT_BAD_SHARE
         if ill_conditioned:
@@ -1197,13 +1219,17 @@ def export_lut(
         error_p99, error_max = interpolation_error(lut, fitted)
         outside = float(((lut.table < 0) | (lut.table > 1)).any(-1).mean())
         _emit(as_json, {"lut": output, "size": size, "entries": size**3, "strength": strength, "inverse": inverse,
-                        "controls": controls.describe(),
+                        "controls": controls.describe(), "colour_space": table_space,
+                        "converted_from": space.name if foreign and convert_space else None,
                         "domain": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], "fraction_outside_unit_cube": outside,
                         "fraction_outside_by_2_codes": far_share, "max_outside": far_max,
                         "inverse_ill_conditioned": ill_conditioned if inverse else None,
                         "interpolation_error_codes": {"p99": round(error_p99, 3), "max": round(error_max, 3)}},
-              [f"wrote {'stdout' if output == '-' else output}: {size}³ .cube LUT, domain [0, 1]³, strength {strength:g}"
-               + (", inverse" if inverse else "")
+              [f"wrote {'stdout' if output == '-' else output}: {size}³ .cube LUT, domain [0, 1]³"
+               + (f" of {table_space} codes" if table_space else "")
+               + (f" (baked from {space.name})" if foreign and convert_space else "")
+               + f", strength {strength:g}" + (", inverse" if inverse else "")
+               + "".join(f", {word}" for word in controls_words(controls))
                + f"; interpolated, it follows the map within {error_p99:.2g} code values on 99 % of colours "
                f"(largest sampled: {error_max:.2g})" + ("" if size == 65 or error_p99 <= 1 else "; --size 65 follows it closer")],
               to_stderr=output == "-")

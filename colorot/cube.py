@@ -8,9 +8,10 @@ Layout (the Adobe Cube LUT Specification 1.0)::
     DOMAIN_MAX 1.0 1.0 1.0
     R G B          # S³ lines: the output at input (i, j, k)/(S − 1), red fastest
 
-The domain is the RGB cube [0, 1]³ of encoded (non-linear) sRGB values, the
-space colorot's maps work in; table values are the map's outputs, unclipped
-(consumers clip after interpolating, as colorot's own LUT path does).
+The domain is the RGB cube [0, 1]³ of encoded (non-linear) values in the colour space
+the map was fitted in (sRGB for untagged images; ``export-lut --convert-space`` bakes
+any map for sRGB: :func:`colorot.profiles.for_srgb_codes`); table values are the map's
+outputs, unclipped (consumers clip after interpolating, as colorot's own LUT path does).
 """
 
 from __future__ import annotations

@@ -83,22 +83,33 @@ def bake(fitted_map, size: int = DEFAULT_LUT_SIZE) -> Lut:
     return Lut(size, table.numpy())
 
 
-def lut_title(model_name: str, *, strength: float = 1.0, inverse: bool = False, controls=None) -> str:
+def lut_title(model_name: str, *, strength: float = 1.0, inverse: bool = False, controls=None,
+              space: str | None = None) -> str:
     """A ``.cube`` TITLE naming the map and every setting baked into the table
-    (``controls``: a :class:`colorot.controls.Controls` or None)."""
+    (``controls``: a :class:`colorot.controls.Controls` or None; ``space``: the colour space of the
+    table's codes, named where it is not plain sRGB or was converted to it)."""
     words = [f"colorot {model_name}"]
     if strength != 1.0:
         words.append(f"strength {strength:g}")
     if inverse:
         words.append("inverse")
-    if controls is not None:
-        if controls.keep_luminance:
-            words.append("keep-luminance")
-        if controls.saturation != 1.0:
-            words.append(f"saturation {controls.saturation:g}")
-        if controls.neutral:
-            words.append(f"neutral {controls.neutral:g}")
+    words += controls_words(controls)
+    if space:
+        words.append(f"codes {space}")
     return " ".join(words)
+
+
+def controls_words(controls) -> list[str]:
+    """The colour controls that change the map (a :class:`colorot.controls.Controls` or None), as a
+    .cube TITLE and ``export-lut``'s summary name them."""
+    if controls is None:
+        return []
+    words = ["keep-luminance"] if controls.keep_luminance else []
+    if controls.saturation != 1.0:
+        words.append(f"saturation {controls.saturation:g}")
+    if controls.neutral:
+        words.append(f"neutral {controls.neutral:g}")
+    return words
 
 
 #: How consumers interpolate a .cube: trilinearly (Pillow, Resolve's default) or tetrahedrally

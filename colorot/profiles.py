@@ -23,15 +23,20 @@ import base64
 import io
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from colorot.errors import ImageMetadataWarning
 from colorot.icc_matrix import MatrixProfile, convert_floats, matrix_profile
 from colorot.imageio import quantize, read_icc_profile
+
+if TYPE_CHECKING:
+    import torch
 
 #: Largest difference, in 8-bit codes, between two profiles' sRGB renderings of the same codes
 #: that still counts as one colour space (two sRGB profiles of different makers differ by ≤ 1).
@@ -188,6 +193,21 @@ def convert_deep(pixels: np.ndarray, source: ColourSpace, target: ColourSpace) -
     outside ``target``'s gamut clipped), for 16-bit images, which LittleCMS here cannot convert.
     Both profiles must be matrix/TRC ones (:func:`conversion_refusal` says so)."""
     return convert_floats(pixels, _matrix_form(source.icc), _matrix_form(target.icc))
+
+
+def for_srgb_codes(fitted_map: Callable[[torch.Tensor], torch.Tensor], space: ColourSpace
+                   ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fitted_map``, a map of codes in ``space``, as a map of sRGB codes (rows (N, 3) in [0, 1]):
+    each colour is taken into ``space``, mapped, and taken back (:func:`convert_deep`, in floating point;
+    both ways relative colorimetric, clipped to the gamut of the space it goes into): what
+    ``export-lut --convert-space`` bakes.  ``space`` needs a matrix/TRC profile (:func:`conversion_refusal`)."""
+    import torch
+
+    def mapped(colours: torch.Tensor) -> torch.Tensor:
+        inside = torch.from_numpy(convert_deep(colours.numpy(), UNTAGGED, space))
+        return torch.from_numpy(convert_deep(fitted_map(inside).to("cpu", torch.float32).numpy(), space, UNTAGGED))
+
+    return mapped
 
 
 @lru_cache(maxsize=16)

@@ -345,3 +345,35 @@ def test_convert_space_with_a_map_that_records_no_space_says_so(tmp_path) -> Non
     assert (tmp_path / "plain.png").read_bytes() == (tmp_path / "asked.png").read_bytes()
     with pytest.warns(ImageMetadataWarning, match="records no colour space"):
         apply_path(model, adobe, tmp_path / "python.png", convert_space=True)
+
+
+def test_export_lut_names_the_maps_colour_space_and_bakes_it_for_srgb_with_convert_space(tmp_path) -> None:
+    """A map fitted in Adobe RGB made a .cube of Adobe RGB codes while every word said sRGB, without a
+    warning; it is said now, and --convert-space bakes the table for sRGB codes: at its grid points
+    the table gives what `colorot apply --convert-space` gives an untagged image of those colours."""
+    from colorot.cube import read_cube
+    from colorot.lut import lut_grid
+
+    source, target = tagged(tmp_path / "source.png", ADOBE, 1), tagged(tmp_path / "target.png", None, 2)
+    model = tmp_path / "m.pt"
+    ColorTransfer(**FAST).fit(source, target).save(model)
+    runner = CliRunner()
+    plain = runner.invoke(app, ["export-lut", str(model), str(tmp_path / "codes.cube"), "--size", "17", "--json"])
+    assert plain.exit_code == 0 and "pass --convert-space to bake it for sRGB codes" in plain.stderr, plain.output
+    assert json.loads(plain.stdout)["colour_space"] == "Adobe RGB (1998)"
+    assert "codes Adobe RGB (1998)" in (tmp_path / "codes.cube").read_text().splitlines()[0]
+    baked = runner.invoke(app, ["export-lut", str(model), str(tmp_path / "srgb.cube"), "--size", "17",
+                                "--convert-space", "--json"])
+    assert baked.exit_code == 0 and "warning" not in baked.stderr, baked.output
+    document = json.loads(baked.stdout)
+    assert (document["colour_space"], document["converted_from"]) == ("sRGB", "Adobe RGB (1998)")
+    grid = (lut_grid(17) * 255).round().astype(np.uint8)
+    PILImage.fromarray(grid.reshape(17, 17 * 17, 3)).save(tmp_path / "grid.png")
+    assert _apply(model, tmp_path / "grid.png", tmp_path / "applied.png", "--convert-space").exit_code == 0
+    applied = np.asarray(PILImage.open(tmp_path / "applied.png"), float).reshape(-1, 3)
+    srgb, codes = (read_cube(tmp_path / name).table.reshape(-1, 3).clip(0, 1) * 255 for name in ("srgb.cube", "codes.cube"))
+    # apply rounds to 8-bit codes on the way in and out (LittleCMS), which the map's slope magnifies
+    assert np.abs(srgb - applied).mean() < 0.75 and np.abs(srgb - applied).max() <= 6
+    assert np.abs(codes - applied).mean() > 4 * np.abs(srgb - applied).mean()  # the unconverted table is further
+    refused = runner.invoke(app, ["export-lut", str(model), str(tmp_path / "i.cube"), "--inverse", "--convert-space"])
+    assert refused.exit_code == 1 and "--convert-space" in refused.output
