@@ -22,7 +22,7 @@ import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -334,10 +334,13 @@ class Job:
 
 @dataclass
 class Plan:
-    """The jobs to run, and those skipped because their output already exists."""
+    """The jobs to run, those skipped because their output already exists, and the images an
+    ``in_place`` run leaves out though they are no output of it: under its output folder, inside an
+    input folder (:func:`plan`)."""
 
     jobs: list[Job]
     skipped: list[Job]
+    left_out: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -371,6 +374,7 @@ def plan(
     its tree mirrored under ``output``; with several inputs each folder is
     mirrored under ``output/<folder name>`` and each file goes to
     ``output/<name>``. ``suffix`` (e.g. ".png") changes the output format.
+    An input given twice (in any spelling) is done once.
     Refused: a missing input, a folder without images, an output that is an
     input, two inputs with one output, an output named like an image file
     for a folder or several inputs (unless it is an existing folder or ends
@@ -381,7 +385,7 @@ def plan(
     if not inputs:
         raise ConfigError("no input given")
     _refuse_unusable_paths([*inputs, output])
-    inputs = [Path(src) for src in inputs]
+    inputs = _once_each(inputs)
     suffix = _checked_suffix(suffix)
     output_is_folder = str(output).endswith(("/", os.sep))
     output = Path(output)
@@ -391,6 +395,7 @@ def plan(
         if not (src.is_file() or src.is_dir()):
             raise ConfigError(f"input {src} is a pipe or a device, neither a file nor a folder: save it to a file, "
                               "or pipe one image to stdin as '-'")
+    under_output: list[Path] = []
     if len(inputs) == 1 and inputs[0].is_file():
         jobs = [
             Job(inputs[0], _single_file_destination(inputs[0], output, output_is_folder, suffix))
@@ -398,13 +403,16 @@ def plan(
     else:
         _refuse_file_output(output, output_is_folder, "a folder or several inputs")
         several = len(inputs) > 1
-        jobs = [
-            job for src in inputs for job in _jobs_for(src, output, several, in_place, recursive)
-        ]
+        jobs = []
+        for src in inputs:
+            jobs += _jobs_for(src, output, several, in_place, recursive, under_output)
         if suffix is not None:
             jobs = [Job(job.src, job.dst.with_suffix(suffix)) for job in jobs]
     _refuse_unsafe(jobs, [src for src in inputs if src.is_dir()], in_place)
     result = Plan(jobs=[], skipped=[])
+    if in_place and under_output:
+        outputs = {file_key(job.dst) for job in jobs}
+        result.left_out = [image for image in under_output if file_key(image) not in outputs]
     for job in jobs:
         (result.jobs if overwrite or not os.path.lexists(job.dst) else result.skipped).append(job)
     return result
@@ -429,6 +437,14 @@ def apply_bytes_to_file(
     write_image(dst, image, mapped, quality=quality, replace=replace, frames=frames)
 
 
+def _once_each(paths: Sequence[Path | str]) -> list[Path]:
+    """``paths`` with a path given twice kept once, however spelt (relative, absolute, ``./``): the first spelling."""
+    spellings: dict[str, Path] = {}
+    for name in paths:
+        spellings.setdefault(spelling_key(name), Path(name))
+    return list(spellings.values())
+
+
 def plan_listed(
     files: Sequence[Path | str],
     output: Path | str,
@@ -445,10 +461,7 @@ def plan_listed(
     """
     files = [f for f in files if str(f).strip()]
     _refuse_unusable_paths([*files, output])
-    spellings: dict[str, Path] = {}
-    for name in files:  # a path listed twice is done once, however spelt: the first spelling
-        spellings.setdefault(spelling_key(name), Path(name))
-    files = list(spellings.values())
+    files = _once_each(files)
     if not files:
         raise ConfigError("no input paths given")
     suffix = _checked_suffix(suffix)
@@ -629,7 +642,11 @@ def make_folder(folder: Path) -> None:
     """``folder`` and its parents, or DestinationError when the file system refuses."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:  # a file stands where a folder goes
+    except (FileExistsError, NotADirectoryError) as exc:  # a file, or a link to nothing, stands where a folder goes
+        dangling = next((path for path in (folder, *folder.parents) if path.is_symlink() and not path.exists()), None)
+        if dangling is not None:
+            raise DestinationError(f"{folder}: cannot create folder ({dangling} is a link to {os.readlink(dangling)}, "
+                                   "which does not exist)") from exc
         blocker = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), folder)
         raise DestinationError(f"{folder}: cannot create folder ({blocker} is a file)") from exc
     except OSError as exc:
@@ -688,11 +705,13 @@ def _single_file_destination(
     return output
 
 
-def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive: bool) -> list[Job]:
-    """The jobs for one input of several (or for one folder input)."""
+def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive: bool,
+              under_output: list[Path]) -> list[Job]:
+    """The jobs for one input of several (or for one folder input); the images of an ``in_place``
+    folder input that lie under ``output`` (earlier outputs, or not) are added to ``under_output``."""
     if src.is_file():
         return [Job(src, output / src.name)]
-    root = output / src.resolve().name if several else output
+    root = output / (Path(os.path.abspath(src)).name or src.resolve().name) if several else output  # a link's own name
     walked: list[Path] = []
     images = list_images(src, recursive=recursive, folders=walked)
     if not in_place:  # through a link inside it: a rerun would take the outputs for inputs
@@ -701,6 +720,7 @@ def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive:
             raise ConfigError(f"output {output} is inside the input folder {src}, as {linked} (through a link); "
                               "choose another output or pass --in-place")
     if in_place and _is_strictly_inside(output, src):  # earlier outputs are not inputs
+        under_output += [image for image in images if is_within(image, output)]
         images = [image for image in images if not is_within(image, output)]
     if not images:
         raise ConfigError(
@@ -713,7 +733,7 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
     """Raise ConfigError for an output that is an input, is shared, cannot be encoded, is an
     existing folder or lands inside an input folder (unless ``in_place``)."""
     sources = {file_key(job.src) for job in jobs}
-    claimed: dict[str, Path] = {}
+    claimed: dict[str, Job] = {}
     for job in jobs:
         dst = file_key(job.dst)
         if dst in sources:
@@ -721,8 +741,8 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
                 " (an earlier --in-place run's output, if one wrote into its input folder: such a run cannot be "
                 "resumed or rerun there; give it an output folder of its own)" if in_place else ""))
         if dst in claimed:
-            raise ConfigError(f"{claimed[dst]} and {job.src} would both be written to {job.dst}")
-        claimed[dst] = job.src
+            raise ConfigError(f"{claimed[dst].src} and {job.src} would both be written to {job.dst}")
+        claimed[dst] = job
         if job.dst.suffix.lower() not in IMAGE_SUFFIXES:
             raise ConfigError(f"cannot write {job.dst} in its format; choose one with --suffix")
         if job.dst.is_dir():  # not an output that exists: no image can be written there
@@ -732,6 +752,24 @@ def _refuse_unsafe(jobs: list[Job], input_folders: list[Path], in_place: bool) -
                 f"output {job.dst} is inside an input folder; "
                 "choose another output or pass --in-place"
             )
+    _refuse_file_where_a_folder_goes(claimed)
+
+
+def _refuse_file_where_a_folder_goes(by_key: dict[str, Job]) -> None:
+    """ConfigError for an output named as a folder another output goes in (``by_key``: each job by its
+    output's :func:`file_key`): ``x/a.jpg`` and ``y/a.jpg/inner.jpg`` given together wrote one, then
+    failed the other or stopped the batch."""
+    folders: dict[str, Job] = {}
+    for key, job in by_key.items():
+        folder = os.path.dirname(key)
+        while folder not in folders and os.path.dirname(folder) != folder:
+            folders[folder] = job
+            folder = os.path.dirname(folder)
+    for key, job in by_key.items():
+        if key in folders:
+            other = folders[key]
+            raise ConfigError(f"{job.src} would be written to {job.dst}, a folder that {other.src} is written in "
+                              f"({other.dst}); give them separate runs or outputs")
 
 
 def _is_strictly_inside(path: Path, folder: Path) -> bool:

@@ -77,8 +77,10 @@ app = typer.Typer(
 )
 #: Control characters (C0 but tab and newline, DEL, C1) written as Python escapes them: text that
 #: comes from files (a name, a checkpoint's record, a profile's description) must not drive the
-#: terminal (an ESC sequence clears the screen or writes the clipboard).
-_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (0x09, 0x0A)}
+#: terminal (an ESC sequence clears the screen or writes the clipboard); nor may the bidirectional
+#: marks, embeddings, overrides and isolates reorder it (``rtl\u202eGPJ.jpg`` shown as ``rtlgpj.JPG``).
+_CONTROLS = {**{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (0x09, 0x0A)},
+             **{code: f"\\u{code:04x}" for code in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}}
 
 
 def _visible(text: str) -> str:
@@ -534,6 +536,8 @@ def fit(
     with _user_errors():
         sources, target_images, target_kind = _images_and_targets(images, targets or [], distribution.value)
         inputs = [*sources, *target_images, *(masks or []), *(target_masks or [])]
+        if str(output) == "-":  # as apply and export-lut read it; a file named '-' was written
+            raise ConfigError("fit saves its checkpoint to a file, not to stdout: give -o a file name (e.g. model.pt)")
         if not is_any_of(output, inputs):  # that is refused below as overwriting an input
             _refuse_an_image_name(output, "the map is saved as a checkpoint (e.g. model.pt); to write the matched "
                                           f"image in one step: colorot match TARGET SOURCE {output}")
@@ -743,6 +747,12 @@ def _batch_plan(inputs: list[str], output: str, *, from_stdin: bool, recursive: 
     else:
         job_plan = apply_mod.plan([Path(p) for p in inputs], output, recursive=recursive, overwrite=overwrite,
                                   in_place=in_place, suffix=suffix)
+        if job_plan.left_out:
+            shown = ", ".join(escape(str(path)) for path in job_plan.left_out[:3])
+            stderr.print(f"warning: {len(job_plan.left_out)} image(s) under the output folder {escape(str(output))} "
+                         f"left out ({shown}{', …' if len(job_plan.left_out) > 3 else ''}): --in-place takes the "
+                         "images there for earlier outputs; move them out of it to map them",
+                         highlight=False, soft_wrap=True)
     return apply_mod.shard(job_plan, *apply_mod.parse_shard(shard), output) if shard else job_plan
 
 

@@ -764,9 +764,10 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool, folders: list[
     """The image files under ``root``, sorted; hidden files and folders are skipped.
 
     Suffixes match :data:`IMAGE_SUFFIXES` whatever their case. Symbolic links
-    to folders are followed, but each real folder is visited once, so loops end: by its first path
-    in a walk that takes each folder's real subfolders before its links, each in name order (so the
-    outputs' mirrored paths do not depend on the file system's listing order).
+    to folders are followed, but each real folder is visited once, so loops end: by its own path
+    when it can be reached without links, else by its first path in a walk that takes each folder's
+    real subfolders before its links, each in name order (so the outputs' mirrored paths depend
+    neither on the file system's listing order nor on links into the tree).
     Pipes, sockets and devices are left out (reading a pipe would wait for a writer);
     a broken link is kept, to be reported when it cannot be read. A folder that cannot be listed
     (no permission, a path over the system's limit) is an ImageReadError naming it: its images
@@ -774,6 +775,7 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool, folders: list[
     """
     images: list[Path] = []
     visited: set[str] = set()
+    direct = _reached_without_links(root) if recursive else set()
     for folder, subfolders, files in os.walk(root, followlinks=True, onerror=_unlistable):
         real = os.path.realpath(folder)
         if real in visited:
@@ -782,11 +784,27 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool, folders: list[
         visited.add(real)
         if folders is not None:
             folders.append(Path(folder))
-        subfolders[:] = sorted((name for name in subfolders if recursive and not name.startswith(".")),
+        subfolders[:] = sorted((name for name in subfolders if recursive and not name.startswith(".")
+                                and not _links_into(os.path.join(folder, name), direct)),
                                key=lambda name: (os.path.islink(os.path.join(folder, name)), name))
         images.extend(path for path in (Path(folder, name) for name in files if _is_image_name(name))
                       if path.is_file() or not path.exists())
     return sorted(images)
+
+
+def _reached_without_links(root: str | os.PathLike[str]) -> set[str]:
+    """The real paths of the folders under ``root`` (itself included) that a walk reaches without
+    following a link to a folder, hidden ones left out as :func:`list_images` leaves them."""
+    reached = set()
+    for folder, subfolders, _ in os.walk(root, onerror=_unlistable):
+        reached.add(os.path.realpath(folder))
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+    return reached
+
+
+def _links_into(path: str, folders: set[str]) -> bool:
+    """Whether ``path`` is a link to one of ``folders`` (real paths), which the walk reaches by their own."""
+    return os.path.islink(path) and os.path.realpath(path) in folders
 
 
 def _unlistable(exc: OSError) -> None:

@@ -113,6 +113,13 @@ def test_fit_adam_refuses_the_pixels_target(images, tmp_path) -> None:
     assert result.exit_code == 1 and "needs a density" in result.output
 
 
+def test_fit_refuses_stdout_as_its_checkpoint(images, tmp_path, monkeypatch) -> None:
+    """`fit -o -` wrote a file named '-', where apply and export-lut take '-' for stdout."""
+    monkeypatch.chdir(tmp_path)
+    result = run("fit", images["source"], images["target"], "-o", "-", "--model", "affine")
+    assert result.exit_code == 1 and "not to stdout" in result.stderr and not (tmp_path / "-").exists()
+
+
 def test_fit_reports_why_it_has_no_final_loss(images, tmp_path) -> None:
     result = run("fit", images["source"], images["target"], "-o", tmp_path / "a.pt", "--model", "affine")
     assert result.exit_code == 0, result.output
@@ -504,6 +511,9 @@ def test_text_from_files_cannot_drive_the_terminal(model_file, tmp_path) -> None
     assert "sha256 \\x1b[2J\\x1b]52;c;cHduZWQ=\\x07FAKE" in result.stdout
     missing = run("apply", model_file, tmp_path / "x:cat:.jpg", tmp_path / "out.jpg")
     assert missing.exit_code == 1 and "x:cat:.jpg" in missing.stderr and "\N{CAT FACE}" not in missing.stderr
+    reversed_name = run("apply", model_file, tmp_path / "rtl\u202eGPJ.jpg", tmp_path / "out.jpg")  # shown as rtlgpj.JPG
+    assert reversed_name.exit_code == 1 and "rtl\\u202eGPJ.jpg" in reversed_name.stderr
+    assert "\u202e" not in reversed_name.stderr
 
 
 def test_force_and_overwrite_are_one_option_on_every_command_that_writes(model_file, images, tmp_path) -> None:

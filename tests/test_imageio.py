@@ -1102,6 +1102,21 @@ def test_a_folder_reached_by_links_too_is_listed_by_its_real_name(tmp_path: Path
     assert list_images(tmp_path, recursive=True) == [tmp_path / "b" / "x.png"]
 
 
+def test_a_folder_linked_from_deeper_in_an_earlier_subtree_keeps_its_own_path(tmp_path: Path) -> None:
+    """a/x/link → b: the depth-first walk reached b through the link before b itself, and listed its
+    images under a/x/link (outputs moved when a link was added or removed)."""
+    (tmp_path / "a" / "x").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "p.png").write_bytes(b"x")
+    (tmp_path / "a" / "x" / "link").symlink_to(tmp_path / "b", target_is_directory=True)
+    assert list_images(tmp_path, recursive=True) == [tmp_path / "b" / "p.png"]
+    (tmp_path / "elsewhere").mkdir()  # a folder reached only through links keeps the first link's path
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "q.png").write_bytes(b"x")
+    (tmp_path / "elsewhere" / "in").symlink_to(tmp_path / "outside", target_is_directory=True)
+    assert list_images(tmp_path / "elsewhere", recursive=True) == [tmp_path / "elsewhere" / "in" / "q.png"]
+
+
 def test_list_images_survives_symlink_loops(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.png").write_bytes(b"x")

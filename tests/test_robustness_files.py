@@ -939,6 +939,21 @@ def test_a_folder_where_an_output_goes_is_refused_not_skipped(tmp_path: Path, ha
     assert not (tmp_path / "out" / "b.png").exists()
 
 
+@pytest.mark.parametrize("order", [0, 1])
+def test_an_output_named_as_the_folder_of_another_output_is_refused_before_any_work(tmp_path: Path, half: Path,
+                                                                                    order: int) -> None:
+    """x/a.png and the folder y/a.png (holding inner.png) given together: one order wrote out/a.png
+    and then stopped the batch (exit 1, b.png never written), the other failed a file as written by
+    "another run"."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y" / "a.png").mkdir(parents=True)
+    files = [png(tmp_path / "x" / "a.png"), tmp_path / "y" / "a.png", png(tmp_path / "x" / "b.png")]
+    png(tmp_path / "y" / "a.png" / "inner.png")
+    inputs = files if order == 0 else files[::-1]
+    assert_one_line_error(cli("apply", half, *inputs, tmp_path / "out"), "a folder that", "is written in")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_empty_path_is_refused_and_a_listed_path_is_done_once(tmp_path: Path, half: Path, monkeypatch) -> None:
     """However spelt: a relative and an absolute spelling of one path wrote it twice (out/a.png twice over)."""
     source = png(tmp_path / "a.png")
@@ -1227,3 +1242,36 @@ def test_a_pipe_given_as_an_input_is_named_as_one(tmp_path: Path, half: Path) ->
     assert_one_line_error(cli("match", target, pipe, tmp_path / "out.jpg"), "photo.jpg is a pipe or a device")
     done.set()
     assert not (tmp_path / "m.pt").exists() and not (tmp_path / "out.jpg").exists()
+
+
+def test_in_place_says_which_images_under_its_output_folder_it_leaves_out(tmp_path: Path, half: Path) -> None:
+    """`apply m.pt t5/ t5/sub/ --in-place` left out the photo already in t5/sub (taken for an earlier
+    output) without a word; earlier outputs themselves are not counted, so a rerun stays quiet."""
+    root = tmp_path / "t5"
+    png(root / "a.png")
+    png(root / "sub" / "b.png", seed=3)
+    first = cli("apply", half, root, root / "sub", "--in-place", "--json")
+    assert first.code == 0, first.stderr
+    assert "1 image(s) under the output folder" in first.stderr and "b.png" in first.stderr
+    assert json.loads(first.stdout)["written"] == [str(root / "sub" / "a.png")]
+    rerun = cli("apply", half, root, root / "sub", "--in-place")
+    assert rerun.code == 0 and rerun.stderr.count("image(s) under the output folder") == 1  # still b.png alone
+    (root / "sub" / "b.png").unlink()
+    quiet = cli("apply", half, root, root / "sub", "--in-place")
+    assert quiet.code == 0 and "left out" not in quiet.stderr  # its own earlier output is no warning
+
+
+def test_several_inputs_name_a_linked_folder_by_the_link_and_a_path_given_twice_is_done_once(
+        tmp_path: Path, half: Path) -> None:
+    """A linked folder input was named after its target (out/photos/, where a linked file keeps the
+    link's name); one file given twice was refused as "a.png and a.png would both be written"."""
+    png(tmp_path / "x" / "photos" / "a.png")
+    (tmp_path / "mylink").symlink_to(tmp_path / "x" / "photos", target_is_directory=True)
+    single = png(tmp_path / "s.png", seed=2)
+    result = cli("apply", half, tmp_path / "mylink", single, tmp_path / "out", "--json")
+    assert result.code == 0, result.stderr
+    assert sorted(json.loads(result.stdout)["written"]) == [str(tmp_path / "out" / "mylink" / "a.png"),
+                                                          str(tmp_path / "out" / "s.png")]
+    twice = cli("apply", half, single, tmp_path / "." / "s.png", tmp_path / "out2/", "--json")
+    assert twice.code == 0, twice.stderr
+    assert json.loads(twice.stdout)["written"] == [str(tmp_path / "out2" / "s.png")]
