@@ -877,7 +877,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
         codes, bit_depth = _pixel_codes(pil, data, name)
         with _pillow_warnings_recorded(notes):
             orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
-            exif = _tiff_exif(pil) if pil.format == "TIFF" else _upright_exif(pil, orientation)
+            exif = _tiff_exif(pil, turned in _QUARTER_TURNS) if pil.format == "TIFF" else _upright_exif(pil, orientation)
         if notes and metadata_warning:
             with caught_warnings_lock:  # not into another thread's record
                 warnings.warn(f"{name}: damaged metadata ({'; '.join(dict.fromkeys(notes))}, says Pillow): the "
@@ -1127,20 +1127,37 @@ def _upright_exif(pil: PILImage.Image, orientation: object) -> bytes | None:
     raw = pil.info.get("exif")
     if not raw:
         return None
-    patched = _patched_exif(raw, reset_orientation=orientation != 1)
+    turned = orientation in _QUARTER_TURNS
+    patched = _patched_exif(raw, reset_orientation=orientation != 1, swap_dimensions=turned)
     if patched is not None:
         return patched
     if orientation != 1:
         exif = pil.getexif()
         exif[_ORIENTATION_TAG] = 1
+        if turned and _EXIF_IFD_TAG in exif:
+            _swap_pixel_dimensions(exif.get_ifd(_EXIF_IFD_TAG))  # the dict Pillow writes back
         return exif.tobytes()
     return raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
 
 
-def _patched_exif(raw: bytes, *, reset_orientation: bool) -> bytes | None:
+#: The orientations that turn the picture by a quarter: its width and height trade places.
+_QUARTER_TURNS = (5, 6, 7, 8)
+#: The Exif directory's PixelXDimension and PixelYDimension: the picture's width and height.
+_PIXEL_DIMENSION_TAGS = (0xA002, 0xA003)
+
+
+def _swap_pixel_dimensions(directory: dict) -> None:
+    """Trade the Exif directory's width and height (a dict of its tags), where it holds both."""
+    x_tag, y_tag = _PIXEL_DIMENSION_TAGS
+    if x_tag in directory and y_tag in directory:
+        directory[x_tag], directory[y_tag] = directory[y_tag], directory[x_tag]
+
+
+def _patched_exif(raw: bytes, *, reset_orientation: bool, swap_dimensions: bool = False) -> bytes | None:
     """The EXIF block ``raw`` (a TIFF header, after ``Exif\\0\\0`` or not) patched where it lies,
     so that every offset in it stays valid (a maker note's too, which cameras count from the TIFF
-    header): IFD0's Orientation set to 1 if ``reset_orientation``, and IFD0's link to IFD1 cut (IFD1
+    header): IFD0's Orientation set to 1 if ``reset_orientation``, the Exif directory's width and
+    height traded if ``swap_dimensions`` (:func:`_swapped_in_place`), and IFD0's link to IFD1 cut (IFD1
     holds the thumbnail, which shows the picture before the map), the thumbnail's bytes zeroed, or
     cut off where they end the block.  None where the block is not laid
     out as EXIF says (no TIFF header, IFD0 out of the block, an Orientation that is not one SHORT,
@@ -1164,6 +1181,8 @@ def _patched_exif(raw: bytes, *, reset_orientation: bool) -> bytes | None:
                 return None
             struct.pack_into(order + "H", block, entry + 8, 1)
             reset = True
+        elif tag == _EXIF_IFD_TAG and swap_dimensions and kind in (4, 13) and values == 1:  # LONG, IFD
+            _swapped_in_place(block, order, struct.unpack_from(order + "I", block, entry + 8)[0])
     if reset_orientation and not reset:
         return None
     (ifd1,) = struct.unpack_from(order + "I", block, link)
@@ -1173,6 +1192,25 @@ def _patched_exif(raw: bytes, *, reset_orientation: bool) -> bytes | None:
     if end == len(block):  # where it ends the block, as cameras lay it out: cut
         del block[start:]
     return _EXIF_HEADER + bytes(block)
+
+
+def _swapped_in_place(block: bytearray, order: str, directory: int) -> None:
+    """Trade the width and height (:data:`_PIXEL_DIMENSION_TAGS`, each one SHORT or LONG) of the
+    Exif directory at ``directory`` in ``block``, each written back as one LONG in its own entry;
+    nothing where the directory lies outside the block or lacks either."""
+    if directory + 2 > len(block):
+        return
+    (count,) = struct.unpack_from(order + "H", block, directory)
+    entries, values = {}, {}
+    for entry in range(directory + 2, min(directory + 2 + 12 * count, len(block) - 11), 12):
+        tag, kind, number = struct.unpack_from(order + "HHI", block, entry)
+        if tag in _PIXEL_DIMENSION_TAGS and kind in (3, 4) and number == 1:  # SHORT, LONG
+            entries[tag] = entry
+            values[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), block, entry + 8)[0]
+    if len(entries) == 2:
+        x_tag, y_tag = _PIXEL_DIMENSION_TAGS
+        for tag, value in ((x_tag, values[y_tag]), (y_tag, values[x_tag])):
+            struct.pack_into(order + "HII", block, entries[tag] + 2, 4, 1, value)
 
 
 #: IFD1's tags that give its thumbnail's bytes: a JPEG's offset and length, or one strip's.
@@ -1211,15 +1249,18 @@ def _sub_directory(tags: PILImage.Exif, tag: int) -> dict:
     return directory
 
 
-def _tiff_exif(pil: PILImage.Image) -> bytes | None:
+def _tiff_exif(pil: PILImage.Image, turned: bool) -> bytes | None:
     """A TIFF's descriptive tags and Exif/GPS sub-directories as an EXIF block (None without any).
-    Pillow has already turned the pixels upright and dropped the orientation tag."""
+    Pillow has already turned the pixels upright and dropped the orientation tag; ``turned``: by a
+    quarter, so the Exif directory's width and height trade places."""
     tags, exif = pil.getexif(), PILImage.Exif()
     for tag in _TIFF_DESCRIPTIVE_TAGS:
         if tag in tags and not (tag == _DESCRIPTION_TAG and str(tags[tag]).startswith(_LAYOUT_DESCRIPTIONS)):
             exif[tag] = tags[tag]
     for tag in _EXIF_SUB_IFDS:
         if directory := _sub_directory(tags, tag):
+            if tag == _EXIF_IFD_TAG and turned:
+                _swap_pixel_dimensions(directory)
             exif[tag] = directory
     return exif.tobytes() if len(exif) else None
 

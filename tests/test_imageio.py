@@ -440,6 +440,33 @@ def test_jpeg_orientation_is_applied_and_reset_to_1(tmp_path: Path) -> None:
         assert out.getexif()[0x010F] == "colorot test camera"
 
 
+@pytest.mark.parametrize(("suffix", "orientation_kind"), [(".jpg", "SHORT"), (".jpg", "LONG"), (".tif", "SHORT")])
+def test_a_photo_turned_upright_swaps_its_exif_width_and_height(tmp_path: Path, suffix: str,
+                                                                 orientation_kind: str) -> None:
+    """PixelXDimension/PixelYDimension still described the sideways picture (every camera JPEG has
+    them): patched in place, in a block Pillow rebuilds (an Orientation that is a LONG), and a TIFF's."""
+    kind = 3 if orientation_kind == "SHORT" else 4
+    # IFD0 at 8: Orientation 6, the Exif directory at 38; there PixelXDimension 16 (SHORT), PixelYDimension 70000 (LONG)
+    block = (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2)
+             + struct.pack("<HHI", 0x0112, kind, 1) + struct.pack("<HH", 6, 0) if kind == 3 else
+             b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + struct.pack("<HHII", 0x0112, kind, 1, 6))
+    block += struct.pack("<HHII", 0x8769, 4, 1, 38) + struct.pack("<I", 0)
+    block += struct.pack("<H", 2) + struct.pack("<HHIHH", 0xA002, 3, 1, 16, 0) + struct.pack("<HHII", 0xA003, 4, 1, 70000)
+    block += struct.pack("<I", 0)
+    path = tmp_path / f"a{suffix}"
+    if suffix == ".tif":
+        PILImage.fromarray(_codes((8, 16, 3))).save(path, tiffinfo={0x0112: 6, 0x8769: {0xA002: 16, 0xA003: 70000}})
+    else:
+        PILImage.fromarray(_codes((8, 16, 3))).save(path, exif=b"Exif\x00\x00" + block)
+    image = read_image(path)
+    assert image.rgb.shape == (16, 8, 3)
+    write_image(tmp_path / f"b{suffix}", image, image.rgb)
+    with PILImage.open(tmp_path / f"b{suffix}") as out:
+        exif = out.getexif()
+        assert exif.get(0x0112, 1) == 1 and out.size == (8, 16)
+        assert (exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003]) == (70000, 16)
+
+
 @pytest.mark.parametrize("orientation", [0, 9, 65535])
 def test_an_orientation_that_is_none_is_left_unapplied_and_reset_to_1(tmp_path: Path, orientation: int) -> None:
     """Such a value was copied to the output, where the docs say orientation tags are reset to 1."""
