@@ -979,7 +979,8 @@ def match_command(
                                                        show_default=False)] = None,
     seed: Annotated[int, typer.Option(rich_help_panel="Fit (each input's map)", min=0, max=2**32 - 1, help="Random seed of every fit.")] = 0,
     sequence: Annotated[bool, typer.Option("--sequence", rich_help_panel="Sequence", help="The inputs are the frames of one "
-                                           "sequence, in the natural order of their names: each frame is written through a "
+                                           "sequence, in the natural order of their paths (frame9 before frame10; a "
+                                           "folder's frames before the next folder's): each frame is written through a "
                                            "blend of its neighbours' maps, against flicker; neighbours that grade it "
                                            "differently (a cut) are left out (ridge maps only).")] = False,
     smooth: Annotated[Optional[float], typer.Option(rich_help_panel="Sequence", callback=_sigma_value, help="σ of --sequence's blend, in frames "
@@ -1039,6 +1040,10 @@ def match_command(
             if preview is not None:
                 _check_batch_preview(preview, [reference, *_plan_files(job_plan)], inputs, in_place, overwrite)
             if save_maps is not None:
+                if sequence:
+                    from colorot.sequence import DEFAULT_SIGMA, refuse_blends_too_large_to_save
+
+                    refuse_blends_too_large_to_save(len(_all_jobs(job_plan)), DEFAULT_SIGMA if smooth is None else smooth)
                 job_plan, map_only = plan_maps(job_plan, save_maps, Path(output), overwrite, reference)
         if is_any_of(reference, [output] if streaming else [job.dst for job in _all_jobs(job_plan)]):
             raise ConfigError(f"an output would overwrite the reference {reference}")
@@ -1078,7 +1083,7 @@ def match_command(
                 document["sequence"] = {"sigma": sigma, "range": tau if math.isfinite(tau) else None}
                 report = _with_progress(len(job_plan.jobs), "matching", lambda done, fit_done: match_sequence(
                     work.fit_frame, work.write_frame, job_plan, sigma=sigma, tau=tau, jobs=jobs, on_file_done=done,
-                    on_fit_done=fit_done, processes=processes))
+                    on_fit_done=_unfitted_neighbours_said(fit_done, set(job_plan.jobs)), processes=processes))
             else:
                 report = _run_each_with_progress(job_plan, work, jobs=jobs, label="matching", processes=processes,
                                                  torch_threads=uses_torch)
@@ -1095,6 +1100,19 @@ def match_command(
         _emit(as_json, document, lines, to_stderr=output == "-")
     if report.exit_code or preview_error:
         raise typer.Exit(report.exit_code or 3)
+
+
+def _unfitted_neighbours_said(fit_done: Callable[[apply_mod.Job, str | None], None], to_write: set
+                              ) -> Callable[[apply_mod.Job, str | None], None]:
+    """``fit_done``, saying too when the fit of a frame not written this run (its output exists)
+    fails: its neighbours are then blended without it, which a rerun must not do silently."""
+    def done(job: apply_mod.Job, error: str | None) -> None:
+        fit_done(job, error)
+        if error is not None and job not in to_write:
+            stderr.print(f"warning: {escape(error)} (a frame written earlier): its neighbours are blended without it",
+                         highlight=False, soft_wrap=True)
+
+    return done
 
 
 def _check_sequence_options(sequence: bool, smooth: float | None, smooth_range: float | None, shard: str | None,

@@ -264,14 +264,18 @@ def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike
         raise ConfigError("smooth_range sets the blend of a sequence; give smooth too")
     check_strength(strength)  # before any fit
     check_controls(controls)
-    matcher = Matcher(reference, **params)
     if smooth is None:
+        matcher = Matcher(reference, **params)
         return [matcher.fit_and_transform(image, strength=strength, controls=controls) for image in images]
-    from colorot.sequence import DEFAULT_RANGE, blended, check_range, check_sigma
+    from colorot.sequence import DEFAULT_RANGE, RIDGE_ONLY, blended, check_range, check_sigma
 
     tau = DEFAULT_RANGE if smooth_range is None else smooth_range
     check_sigma(smooth)
     check_range(tau)
+    estimator = ColorTransfer(**params)
+    if estimator.model != "ridge" or estimator.resolved_solver() == "adam":  # refused before the reference's fit
+        raise ConfigError(RIDGE_ONLY)
+    matcher = Matcher(reference, **params)
     fits = {t: matcher.fit_frame(image) for t, image in enumerate(images)}
     return [blended(fits, t, len(images), smooth, tau).transform(image, strength=strength, controls=controls)
             for t, image in enumerate(images)]

@@ -49,6 +49,7 @@ from colorot.errors import ConfigError
 from colorot.ridge_map import RidgeParameters, inverse_softplus, psd_sqrt, softplus
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.sampling import representative_subsample
+from colorot.sliced import SlicedSettings
 from colorot.transfer import ColorTransfer, ImageLike, to_pixels
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
 #: it by 11 %, and across a cut raised one frame's SW2 24-fold, where τ = 4 left it alone.
 DEFAULT_SIGMA = 1.0
 DEFAULT_RANGE = 4.0
+#: Units of one frame's ridge map: a step for each of the sliced dictionary's D directions × K knots.
+FRAME_MAP_UNITS = SlicedSettings().directions * SlicedSettings().knots
 #: Pixels of a frame on which its neighbours' maps are compared with its own (D_t,k).
 SAMPLE_PIXELS = 4096
 #: Blend weights under this fraction of the frame's own are dropped (the rest renormalised).
@@ -94,6 +97,25 @@ def window(t: int, count: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
 def reach(sigma: float) -> int:
     """How many frames on each side a blend of σ reaches at most: ⌊3σ⌋."""
     return math.floor(3 * sigma)
+
+
+def largest_blend(count: int, sigma: float) -> int:
+    """The most frames any blend among ``count`` frames holds (:func:`window`): 2·min(⌊3σ⌋, ⌊(count − 1)/2⌋) + 1."""
+    return 2 * min(reach(sigma), (count - 1) // 2) + 1
+
+
+def refuse_blends_too_large_to_save(count: int, sigma: float) -> None:
+    """ConfigError where a blend among ``count`` frames may hold more units than a map file holds
+    (:data:`colorot.checkpoint.MAX_MODEL_UNITS`), each frame's map :data:`FRAME_MAP_UNITS`: with
+    ``--save-maps`` such a frame was written, then failed at its map, on every rerun too."""
+    from colorot.checkpoint import MAX_MODEL_UNITS
+
+    maps = largest_blend(count, sigma)
+    if maps * FRAME_MAP_UNITS > MAX_MODEL_UNITS:
+        largest_reach = (MAX_MODEL_UNITS // FRAME_MAP_UNITS - 1) // 2
+        raise ConfigError(f"--save-maps keeps each frame's blend, which holds up to {maps} frames' maps here "
+                          f"({maps * FRAME_MAP_UNITS} units), more than the {MAX_MODEL_UNITS} a map file holds: "
+                          f"use --smooth below {(largest_reach + 1) / 3:g}, or leave out --save-maps")
 
 
 def check_sigma(sigma: float) -> None:
@@ -248,4 +270,4 @@ def match_sequence(fit: Callable[[apply.Job], FrameFit], write: Callable[[ColorT
         for k in [k for k in fits if k < first + CHUNK - farthest]:  # no later frame's window reaches back here
             del fits[k]
     failed.sort(key=lambda pair: index[pair[0]])
-    return apply.Report(written, list(plan.skipped), failed, time.perf_counter() - start)
+    return apply.Report(written, sorted(plan.skipped, key=index.__getitem__), failed, time.perf_counter() - start)

@@ -176,7 +176,7 @@ def test_a_bad_range_is_refused() -> None:
             sequence.check_range(tau)
 
 
-def test_python_match_with_smooth(reference) -> None:
+def test_python_match_with_smooth(reference, monkeypatch) -> None:
     clip = [image / 255.0 for image in frames(4)]
     own = match(reference, clip, steps=3)
     unsmoothed = match(reference, clip, steps=3, smooth=0)
@@ -189,6 +189,11 @@ def test_python_match_with_smooth(reference) -> None:
         match(reference, clip, smooth=-1)
     with pytest.raises(ConfigError, match="give smooth too"):
         match(reference, clip, smooth_range=4)
+    for params in ({"model": "cmgn"}, {"solver": "adam"}):  # refused before the reference's fit, as the CLI does
+        with monkeypatch.context() as patched:
+            patched.setattr("colorot.matching.Matcher", lambda *a, **k: pytest.fail("fitted first"))
+            with pytest.raises(ConfigError, match="blends ridge maps"):
+                match(reference, clip, smooth=1, **params)
     temporal = match(reference, clip, steps=3, smooth=1, smooth_range=math.inf)
     assert max(np.abs(a - b).max() for a, b in zip(smoothed, temporal)) > 1e-4  # the range term counts
 
@@ -259,10 +264,26 @@ def test_a_wide_blend_is_kept_as_a_map_that_loads(clip, tmp_path) -> None:
     result = run_match(clip, str(folder), str(out), "--sequence", "--smooth", "2.5", "--smooth-range", "inf",
                        "--save-maps", str(maps))
     assert result.exit_code == 0, result.output
-    assert checkpoint.load(maps / "f07.pt").model.config["hidden"] > checkpoint.MAX_MODEL_SIZE
+    assert checkpoint.load(maps / "f07.pt").model.config["hidden"] == 15 * sequence.FRAME_MAP_UNITS > checkpoint.MAX_MODEL_SIZE
     assert runner.invoke(app, ["info", str(maps / "f07.pt")]).exit_code == 0
     too_many = {"dim": 3, "eps": 1e-3, "hidden": checkpoint.MAX_MODEL_UNITS + 1}
     assert checkpoint.model_size_error(too_many, checkpoint.MAX_MODEL_UNITS) is not None
+
+
+def test_blends_too_large_for_a_map_file_are_refused_before_any_work(clip, tmp_path, monkeypatch) -> None:
+    """With --save-maps, a frame whose blend held over 65 536 units was written, then failed at its
+    map (exit 3), and again on every rerun; the bound is known before any fit."""
+    sequence.refuse_blends_too_large_to_save(114, 19.0)  # 113 maps of 576 units: 65 088
+    with pytest.raises(ConfigError, match="use --smooth below 19"):
+        sequence.refuse_blends_too_large_to_save(115, 19.0)
+    monkeypatch.setattr(checkpoint, "MAX_MODEL_UNITS", 3 * sequence.FRAME_MAP_UNITS)
+    out = tmp_path / "out"
+    result = run_match(clip, str(clip["folder"]), str(out), "--sequence", "--save-maps", str(tmp_path / "maps"))
+    assert result.exit_code == 1 and "holds up to 5 frames' maps" in result.output and "below 0.666667" in result.output
+    assert not out.exists()
+    narrow = run_match(clip, str(clip["folder"]), str(out), "--sequence", "--smooth", "0.5",
+                       "--save-maps", str(tmp_path / "maps"))
+    assert narrow.exit_code == 0, narrow.output  # three maps a blend at most
 
 
 def test_the_frames_go_in_rounds_without_changing_a_frame(clip, matched, tmp_path, monkeypatch) -> None:
@@ -281,8 +302,24 @@ def test_a_stopped_sequence_resumes_to_the_same_frames(clip, matched, tmp_path) 
             (out / name).write_bytes((matched / name).read_bytes())
     result = run_match(clip, str(clip["folder"]), str(out), "--sequence", "--json")
     document = json.loads(result.stdout)
-    assert document["written"] == [str(out / "frame10.png")] and len(document["skipped"]) == 5
+    assert document["written"] == [str(out / "frame10.png")]
+    assert document["skipped"] == [str(out / name) for name in clip["names"] if name != "frame10.png"]  # in frame order
     np.testing.assert_array_equal(codes(out / "frame10.png"), codes(matched / "frame10.png"))
+
+
+def test_a_resumed_sequence_says_when_a_frame_written_earlier_no_longer_fits(clip, matched, tmp_path) -> None:
+    """Its neighbours were blended without it, silently (exit 0, nothing on stderr)."""
+    folder, out = tmp_path / "frames", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    for name in clip["names"]:
+        (folder / name).write_bytes((clip["folder"] / name).read_bytes())
+        if name != "frame10.png":
+            (out / name).write_bytes((matched / name).read_bytes())
+    (folder / "frame9.png").write_bytes(b"not a png any more")
+    result = run_match(clip, str(folder), str(out), "--sequence")
+    assert result.exit_code == 0, result.output
+    assert "frame9.png" in result.stderr and "its neighbours are blended without it" in result.stderr
 
 
 def test_a_broken_frame_fails_alone_and_leaves_its_neighbours_blends(clip, tmp_path) -> None:
