@@ -674,15 +674,15 @@ def _refuse_file_output(output: Path, output_is_folder: bool, inputs: str) -> No
 
 
 def _checked_suffix(suffix: str | None) -> str | None:
-    """``suffix`` as a lower-case ".ext" that can be written, or None."""
+    """``suffix`` as a ".ext" that can be written, in the case given (``.JPG`` stays), or None."""
     if suffix is None:
         return None
-    suffix = suffix.lower() if suffix.startswith(".") else f".{suffix.lower()}"
-    if suffix not in IMAGE_SUFFIXES:
+    suffix = suffix if suffix.startswith(".") else f".{suffix}"
+    if suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(
             f"cannot write {suffix!r} images; choose one of {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
-    if suffix == ".avif" and not has_avif():
+    if suffix.lower() == ".avif" and not has_avif():
         raise ConfigError("cannot write '.avif' images: this Pillow has no AVIF support; a recent Pillow has "
                           "(pip install -U pillow), or choose another --suffix")
     if format_for_suffix(suffix) == "HEIF" and not has_heif():
@@ -700,7 +700,7 @@ def _single_file_destination(
     if named_folder or not writable:
         dst = output / src.name
         return dst if suffix is None else dst.with_suffix(suffix)
-    if suffix is not None and output.suffix.lower() != suffix:
+    if suffix is not None and output.suffix.lower() != suffix.lower():
         raise ConfigError(f"output {output} does not have the requested suffix {suffix}")
     return output
 

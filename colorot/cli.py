@@ -336,8 +336,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 _STRENGTH_HELP = "Strength t in [0, 1]: (1−t)·x + t·T(x); 0 is the identity, 1 the full map."
-_KEEP_LUMINANCE_HELP = ("Keep each pixel's luma (Rec. 709 weights) and take only the colours: y + (Y(x) − Y(y))·1, "
-                        "after --strength (no longer a monotone map in general).")
+_KEEP_LUMINANCE_HELP = ("Keep each pixel's luma (Rec. 709 weights) and take only the colours: y + (Y(x) − Y(y))·(1, 1, "
+                        "1), after --strength (no longer a monotone map in general).")
 _SATURATION_HELP = ("Scale colourfulness around each output's luma, S ≥ 0: Y(y) + S·(y − Y(y)); 0 is grey, 1 unchanged "
                     "(one-to-one for S > 0, no longer a gradient map nor monotone).")
 _NEUTRAL_HELP = ("Remove this fraction, in [0, 1], of the cast the map gives mid-grey: a constant shift, still a monotone "
@@ -359,7 +359,7 @@ _INVERSE_LUT_HELP = ("Export the inverse map T⁻¹, solved per grid colour by N
 def _unit_interval(value: float) -> float:
     """A float option's value, refused (a usage error, exit 2) outside [0, 1] or NaN."""
     if not 0.0 <= value <= 1.0:
-        raise typer.BadParameter(f"must be a number in [0, 1], got {value:g}")
+        raise typer.BadParameter(f"must be a number in [0, 1], got {value!r}")  # repr: 1.0000001, not 1
     return value
 
 
@@ -369,7 +369,7 @@ def _saturation_value(value: float) -> float:
     from colorot.controls import MAX_SATURATION
 
     if not 0.0 <= value <= MAX_SATURATION:
-        raise typer.BadParameter(f"must be a finite number ≥ 0 (at most {MAX_SATURATION:.3g}), got {value:g}")
+        raise typer.BadParameter(f"must be a finite number ≥ 0 (at most {MAX_SATURATION!r}), got {value!r}")
     return value
 
 

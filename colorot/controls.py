@@ -22,6 +22,7 @@ on numpy arrays and torch tensors.
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 from dataclasses import dataclass
@@ -60,12 +61,14 @@ class Controls:
             raise ConfigError(f"keep_luminance must be True or False, not {self.keep_luminance!r}")
         for name in ("saturation", "neutral"):
             value = getattr(self, name)
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, decimal.Decimal)):
                 raise ConfigError(f"{name} (--{name}) must be a number, not {value!r}")
             try:
                 object.__setattr__(self, name, float(value))  # a Fraction or Decimal multiplies no tensor
             except OverflowError:  # an integer beyond float's range (10**400)
                 object.__setattr__(self, name, math.inf)
+            except ValueError:  # Decimal("sNaN")
+                raise ConfigError(f"{name} (--{name}) must be a number, not {value!r}") from None
         if not 0 <= self.saturation <= MAX_SATURATION:
             raise ConfigError(f"saturation (--saturation) must be a finite number ≥ 0 (at most {MAX_SATURATION:.3g}, "
                               f"float32's largest), not {self.saturation}")

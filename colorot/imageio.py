@@ -346,6 +346,9 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
         if str(path) == "-" and isinstance(exc, FileNotFoundError):
             raise ImageReadError("-: stdin is read only as the input of 'colorot apply' or 'colorot match'; "
                                  "give an image file here") from exc
+        if isinstance(exc, IsADirectoryError):  # `fit photos/ ...`, or match's reference and inputs swapped
+            raise ImageReadError(f"{path!s} is a folder; an image file goes here (for a folder's images, give them "
+                                 f"as files, e.g. {Path(path) / '*.jpg'})") from exc
         raise ImageReadError(f"{path!s}: cannot read file ({getattr(exc, 'strerror', None) or exc})") from exc
 
 

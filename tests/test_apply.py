@@ -134,9 +134,10 @@ def test_single_file_to_file_and_to_folder(tmp_path: Path) -> None:
     }
     for output, expected in cases.items():
         assert _pairs(plan([src], output)) == [(src, expected)]
-    assert _pairs(plan([src], tmp_path / "existing", suffix=".TIF")) == [
-        (src, tmp_path / "existing" / "a.tif")
+    assert _pairs(plan([src], tmp_path / "existing", suffix=".TIF")) == [  # the case given, as an input's .JPG stays
+        (src, tmp_path / "existing" / "a.TIF")
     ]
+    assert _pairs(plan([src], tmp_path / "existing", suffix="jpeg")) == [(src, tmp_path / "existing" / "a.jpeg")]
     with pytest.raises(ConfigError, match="suffix"):
         plan([src], tmp_path / "b.png", suffix=".jpg")
 

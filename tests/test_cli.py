@@ -432,10 +432,12 @@ def test_unknown_option_is_a_usage_error(model_file) -> None:
     ("--strength", "1.5", "must be a number in [0, 1], got 1.5"),
     ("--neutral", "nan", "must be a number in [0, 1], got nan"),
     ("--neutral", "-0.1", "must be a number in [0, 1], got -0.1"),
-    ("--saturation", "nan", "must be a finite number ≥ 0 (at most 3.4e+38), got nan"),
-    ("--saturation", "-1", "must be a finite number ≥ 0 (at most 3.4e+38), got -1"),
-    ("--saturation", "inf", "must be a finite number ≥ 0 (at most 3.4e+38), got inf"),
-    ("--saturation", "1e39", "must be a finite number ≥ 0 (at most 3.4e+38), got 1e+39"),  # ∞ in float32
+    ("--strength", "1.0000001", "got 1.0000001"),  # was "got 1": refused, and seemingly in range
+    ("--saturation", "nan", "must be a finite number ≥ 0 (at most 3.4028234663852886e+38), got nan"),
+    ("--saturation", "-1", "must be a finite number ≥ 0 (at most 3.4028234663852886e+38), got -1.0"),
+    ("--saturation", "inf", "got inf"),
+    ("--saturation", "1e39", "got 1e+39"),  # ∞ in float32
+    ("--saturation", "3.40282357e38", "got 3.40282357e+38"),  # was "got 3.40282e+38", under the bound shown
 ])
 @pytest.mark.parametrize("command", ["apply", "match", "export-lut"])
 def test_a_colour_control_out_of_its_range_is_refused_by_its_range(command, option, value, message, images,

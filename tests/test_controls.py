@@ -135,3 +135,13 @@ def test_the_largest_saturation_keeps_a_grey_colour_grey_in_numpy_and_torch():
 def test_bad_values_are_refused(kwargs):
     with pytest.raises(ConfigError):
         Controls(**kwargs)
+
+
+def test_a_decimal_is_a_number_as_strength_takes_it():
+    """Controls(saturation=Decimal("0.5")) was refused as "must be a number"; strength took it."""
+    import decimal
+
+    assert Controls(saturation=decimal.Decimal("0.5"), neutral=decimal.Decimal("0.25")) == Controls(saturation=0.5,
+                                                                                                   neutral=0.25)
+    with pytest.raises(ConfigError, match="must be a number"):
+        Controls(saturation=decimal.Decimal("sNaN"))

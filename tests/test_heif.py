@@ -152,7 +152,7 @@ def test_a_heic_suffix_is_refused_before_any_work_without_pillow_heif(
     monkeypatch.setattr(colorot.apply, "has_heif", lambda: False)
     result = CliRunner().invoke(app, ["apply", str(model), str(src), str(tmp_path / "out"), "--suffix", "HEIC"])
     assert result.exit_code == 1
-    assert "cannot write '.heic' images: they need pillow-heif (pip install pillow-heif)" in result.stderr
+    assert "cannot write '.HEIC' images: they need pillow-heif (pip install pillow-heif)" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -1275,3 +1275,15 @@ def test_several_inputs_name_a_linked_folder_by_the_link_and_a_path_given_twice_
     twice = cli("apply", half, single, tmp_path / "." / "s.png", tmp_path / "out2/", "--json")
     assert twice.code == 0, twice.stderr
     assert json.loads(twice.stdout)["written"] == [str(tmp_path / "out2" / "s.png")]
+
+
+def test_a_folder_where_an_image_file_goes_says_so(tmp_path: Path) -> None:
+    """`fit holiday/ ...` and `match holiday/ ref.jpg out/` (reference and inputs swapped) said only
+    "cannot read file (Is a directory)"."""
+    folder = tmp_path / "holiday"
+    png(folder / "a.png")
+    target = png(tmp_path / "t.png", seed=1)
+    fit = cli("fit", folder, target, "-o", tmp_path / "m.pt")
+    assert fit.code == 1 and "is a folder; an image file goes here" in fit.stderr and "*.jpg" in fit.stderr
+    swapped = cli("match", folder, target, tmp_path / "out")
+    assert swapped.code == 1 and "is a folder; an image file goes here" in swapped.stderr
