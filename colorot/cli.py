@@ -566,7 +566,7 @@ def fit(
 
         if preview is not None:  # written, then the checkpoint, then the preview named: either refused, neither lands
             preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0], estimator.history_.losses,
-                                    before_naming=save)
+                                    before_naming=save, steps=estimator.train_info_["steps"])
         else:
             save()
         info = estimator.train_info_

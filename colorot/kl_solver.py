@@ -208,7 +208,8 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture | 
     replaces SW₂² by its quadratic upper bound at the current map (:mod:`colorot.sliced`)
     and takes INNER_ITERATIONS L-BFGS-B steps on KL + μ·bound.  ``callback(iteration,
     value)`` after each, with the value KL + μ·SW₂² at the map the iteration started from (SW₂²
-    from its random frames; H(α) is ``entropy``, or :func:`dequantised_entropy` of ``source``).
+    on fixed frames, :class:`colorot.sliced.FixedSlices`; H(α) is ``entropy``, or
+    :func:`dequantised_entropy` of ``source``).
     """
     from scipy.optimize import minimize
 
@@ -260,7 +261,7 @@ def fit_kl(source: np.ndarray, reference: np.ndarray, target: GaussianMixture | 
         kl_value = float(result.fun - bound(params, linear, best_offset))  # the KL there, not evaluated again
     theta, offset = params[:units], params[units:]
     if settings.iterations:
-        costs.append(problem.surrogate(theta.astype(np.float32), offset)[2])
+        costs.append(problem.cost(theta.astype(np.float32), offset))
         losses.append(kl_value - entropy + settings.sw_weight * costs[-1] / 3)
         if callback is not None:
             callback(settings.iterations, losses[-1])

@@ -44,7 +44,7 @@ from colorot.kl_solver import DEFAULT_SW_WEIGHT
 from colorot.losses import exact_kl
 from colorot.mgn_start import separable_start
 from colorot.models import MonotoneGradientMap
-from colorot.sliced import sliced_targets
+from colorot.sliced import FixedSlices, sliced_targets
 from colorot.history import History
 from colorot.train import is_out_of_memory
 from colorot.sampling import representative_subsample
@@ -108,8 +108,9 @@ def fit_network_kl(model: MonotoneGradientMap, source: np.ndarray, reference: np
     ``target``: the fitted density, or a function that returns it, called once after the start
     (e.g. :meth:`colorot.em_process.BackgroundEM.result`: EM runs while the start is fitted);
     ``entropy``: H(α) in nats (:func:`colorot.kl_solver.dequantised_entropy`).  Returns the
-    history and q itself (:class:`NetworkKLResult`); the history's losses are KL + μ·SW₂² in nats after each iteration (SW₂² from that iteration's frames, at
-    the map it started from).  An iteration that would leave the loss non-finite is undone and
+    history and q itself (:class:`NetworkKLResult`); the history's losses are KL + μ·SW₂² in nats
+    after each iteration (SW₂² on fixed frames, :class:`colorot.sliced.FixedSlices`, at the map it
+    started from).  An iteration that would leave the loss non-finite is undone and
     the fit stops there (the history then has fewer entries than ``settings.iterations``).
     Raises TrainingError when the loss is not finite at the start or memory runs out.
     """
@@ -150,10 +151,14 @@ def _fit(model, source, reference, target, settings, entropy, callback) -> Netwo
         with torch.no_grad():
             return float(exact_kl(*model.forward_and_jacobian(kl_points), target))
 
+    report = FixedSlices(y_sw)
+
     def sliced_cost() -> tuple[torch.Tensor, float]:
+        """This iteration's goal (its random frames) and the reported cost (the fixed frames)."""
         with torch.no_grad():
-            goal, cost = sliced_targets(model(sw_points).double().numpy(), y_sw, rng, frames=settings.frames)
-        return torch.as_tensor(goal, dtype=DTYPE), cost
+            mapped = model(sw_points).double().numpy()
+        goal, _ = sliced_targets(mapped, y_sw, rng, frames=settings.frames)
+        return torch.as_tensor(goal, dtype=DTYPE), report.cost(mapped)
 
     kl_value = kl_now()
     if not math.isfinite(kl_value):

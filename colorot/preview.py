@@ -75,8 +75,9 @@ def loss_label(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _loss_panel(losses: Sequence[float], width: int) -> PILImage.Image:
-    """The loss curve, its top and bottom labelled with the largest and smallest loss."""
+def _loss_panel(losses: Sequence[float], width: int, steps: int | None = None) -> PILImage.Image:
+    """The loss curve, its top and bottom labelled with the largest and smallest loss; ``steps``: how
+    many steps it spans (default: one a value; the sliced solver's first value is its start's)."""
     panel = PILImage.new("RGB", (width, LOSS_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(panel)
     values = np.asarray([v for v in losses if np.isfinite(v)], dtype=np.float64)
@@ -92,7 +93,7 @@ def _loss_panel(losses: Sequence[float], width: int) -> PILImage.Image:
     draw.rectangle((left, top, right, bottom), outline=(90, 90, 90))
     draw.line(list(zip(xs.tolist(), ys.tolist())), fill=(250, 200, 80), width=2)
     draw.text((PAD, 4), f"training loss: {loss_label(values[0])} -> {loss_label(values[-1])} over "
-                        f"{len(values)} steps", fill=INK)
+                        f"{len(values) if steps is None else steps} steps", fill=INK)
     draw.text((left + 3, top + 2), loss_label(high), fill=INK)
     draw.text((left + 3, bottom - LABEL + 2), loss_label(low), fill=INK)
     return panel
@@ -110,7 +111,8 @@ def _labelled(codes: np.ndarray, label: str, width: int) -> PILImage.Image:
 
 
 def fit_sheet(source: np.ndarray, result: np.ndarray, target: np.ndarray,
-              losses: Sequence[float], counted: Sequence[np.ndarray] | None = None) -> PILImage.Image:
+              losses: Sequence[float], counted: Sequence[np.ndarray] | None = None,
+              steps: int | None = None) -> PILImage.Image:
     """source | result | target (uint8 RGB codes), their RGB histograms (of ``counted``, the three
     images' pixels (N, 3), else of the thumbnails), and the loss curve."""
     columns = [(source, "source"), (result, "result"), (target, "target")]
@@ -122,7 +124,7 @@ def fit_sheet(source: np.ndarray, result: np.ndarray, target: np.ndarray,
         x = PAD + index * (THUMB + PAD)
         sheet.paste(_labelled(codes, label, THUMB), (x, PAD))
         sheet.paste(_histogram_panel(pixels, THUMB), (x, PAD + LABEL + THUMB + PAD))
-    sheet.paste(_loss_panel(losses, width - 2 * PAD), (PAD, PAD + LABEL + THUMB + PAD + HIST_HEIGHT + PAD))
+    sheet.paste(_loss_panel(losses, width - 2 * PAD, steps), (PAD, PAD + LABEL + THUMB + PAD + HIST_HEIGHT + PAD))
     return sheet
 
 
@@ -214,13 +216,13 @@ def save_sheet(sheet: PILImage.Image, path: str | os.PathLike, before_naming: Ca
 
 def fit_preview(path: str | os.PathLike, fitted_map: torch.nn.Module, source: str | os.PathLike,
                 target: str | os.PathLike, losses: Sequence[float],
-                before_naming: Callable[[], None] | None = None) -> None:
+                before_naming: Callable[[], None] | None = None, steps: int | None = None) -> None:
     """Write the :func:`fit_sheet` of a fitted map for one source and one target file, the histograms
     of their full images' pixels (:func:`thumbnail_and_sample`); ``before_naming``: as
     :func:`colorot.atomic.write_atomic`'s (``colorot fit``'s checkpoint)."""
     (before, source_pixels), (target_thumb, target_pixels) = thumbnail_and_sample(source), thumbnail_and_sample(target)
     after, mapped = (quantize(map_pixels(fitted_map, codes / np.float32(255)), 8) for codes in (before, source_pixels))
-    save_sheet(fit_sheet(before, after, target_thumb, losses, [source_pixels, mapped, target_pixels]), path,
+    save_sheet(fit_sheet(before, after, target_thumb, losses, [source_pixels, mapped, target_pixels], steps), path,
                before_naming)
 
 

@@ -52,6 +52,12 @@ STEP_SHARPNESS = 4.0
 #: Majorise–minimise iterations, and random orthonormal frames averaged in each.
 DEFAULT_ITERATIONS = 30
 FRAMES = 2
+#: Fixed frames, and their seed, on which the sliced cost is reported (each fit's history, its final
+#: loss): the same directions at every iteration, so the curve follows the map, not each
+#: iteration's draw (on random frames the reported loss of the default moved by 1.4 nats between 18
+#: and 19 iterations while its KL moved by 0.01).
+REPORT_FRAMES = 2
+REPORT_SEED = 20_261_205
 #: Source and target pixels the solver works on (seeded representative subsamples).  10 000 since
 #: the subsamples follow the colour order: on 8 development pairs the default's SW2 moved by −8 %
 #: to +5 % (median 0.0098 either way) from 20 000, for 0.47 s less a fit (E43); with i.i.d.
@@ -182,6 +188,24 @@ def sliced_targets(z: np.ndarray, y: np.ndarray, rng: np.random.Generator, frame
     return z + move.T, cost / frames
 
 
+class FixedSlices:
+    """The sliced cost of points against ``y`` along :data:`REPORT_FRAMES` fixed frames (seeded by
+    :data:`REPORT_SEED`, whatever the fit's seed), averaged as :func:`sliced_targets` averages its
+    random ones: each frame's mean squared 1-D move summed over its three axes (3·SW₂² in
+    expectation).  ``y``'s sorted projections are kept, so each cost sorts the points' alone."""
+
+    def __init__(self, y: np.ndarray) -> None:
+        rng = np.random.default_rng(REPORT_SEED)
+        self.frames = [random_frame(rng).astype(y.dtype) for _ in range(REPORT_FRAMES)]
+        self.sorted_y = [np.sort(frame.T @ y.T, axis=1) for frame in self.frames]
+
+    def cost(self, z: np.ndarray) -> float:
+        """The cost of the points ``z`` (as many rows as ``y``)."""
+        z = z.astype(self.sorted_y[0].dtype, copy=False)
+        moves = [np.sort(frame.T @ z.T, axis=1) - sorted_y for frame, sorted_y in zip(self.frames, self.sorted_y)]
+        return sum(float(np.vdot(move, move)) for move in moves) / (len(z) * len(moves))
+
+
 def nonnegative_least_squares(gram: np.ndarray, linear: np.ndarray, start: np.ndarray, upper: np.ndarray,
                               lipschitz: float, iterations: int = NNLS_ITERATIONS) -> np.ndarray:
     """argmin ½θᵀGθ − hᵀθ over 0 ≤ θ ≤ upper, by accelerated projected gradient (FISTA) from
@@ -238,7 +262,7 @@ def solve_sliced(x: np.ndarray, y: np.ndarray, settings: SlicedSettings, callbac
     start = time.perf_counter()
     problem = SlicedProblem(x, y, settings)
     theta, offset, costs = problem.run(callback)
-    costs.append(problem.surrogate(theta, offset)[2])  # run's last cost is the map's before the last step
+    costs.append(problem.cost(theta, offset))  # run's last cost is the map's before the last step
     return problem.solution(theta, offset, costs, time.perf_counter() - start)
 
 
@@ -270,6 +294,7 @@ class SlicedProblem:
         self.lipschitz = max(float(np.linalg.eigvalsh(gram)[-1]), LIPSCHITZ_FLOOR)
         self.gram = gram.astype(np.float32)  # the solves' matrix–vector products in float32: 4× faster
         self.upper = step_caps(self.dictionary).astype(np.float32)
+        self.report = FixedSlices(self.y)
 
     def start(self) -> tuple[np.ndarray, np.ndarray]:
         """θ = 0 and the offset that matches the means: T(x) = εx + b."""
@@ -294,15 +319,26 @@ class SlicedProblem:
         """θ_p u_{d(p)}: (P, 3)."""
         return (theta[:, None] * self.dictionary.directions[self.direction_of]).astype(np.float32)
 
-    def surrogate(self, theta: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """h of the quadratic at the current map, the best offset, and the sliced cost there."""
+    def mapped(self, theta: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """The source pixels through the map (θ, offset): (N, 3) float32."""
         eps, u = self.settings.eps, self.dictionary.directions
         d, k = self.settings.directions, self.settings.knots
         theta = np.asarray(theta, np.float32)
         # Σ_p θ_p F_p(x) u_d(p), direction by direction: the profile along u_d is Σ_k θ_dk F_dk + λ_d F_d.
         profiles = np.matmul(theta[: d * k].reshape(d, 1, k), self.steps)[:, 0] + theta[d * k:, None] * self.projections
-        z = profiles.T @ u + eps * self.x + np.asarray(offset, np.float32)  # float32 throughout
-        goal, cost = sliced_targets(z, self.y, self.rng)
+        return profiles.T @ u + eps * self.x + np.asarray(offset, np.float32)  # float32 throughout
+
+    def cost(self, theta: np.ndarray, offset: np.ndarray) -> float:
+        """The sliced cost of the map (θ, offset) on the fixed frames (:class:`FixedSlices`)."""
+        return self.report.cost(self.mapped(theta, offset))
+
+    def surrogate(self, theta: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """h of the quadratic at the current map (this iteration's random frames), the best offset,
+        and the sliced cost there on the fixed frames (:class:`FixedSlices`)."""
+        eps, u = self.settings.eps, self.dictionary.directions
+        z = self.mapped(theta, offset)
+        goal, _ = sliced_targets(z, self.y, self.rng)
+        cost = self.report.cost(z)
         goal -= eps * self.x
         offset = goal.mean(0)
         along = u @ (goal - offset).T  # (D, N): the goal's coordinate along each u_d
