@@ -928,6 +928,11 @@ class ColorTransfer:
     def transform(self, image: ImageLike, *, strength: float = 1.0, controls: Controls | None = None) -> np.ndarray:
         """Map an image or pixels; returns float32 of the input's shape ((N, 3) for a path).
 
+        A path or a PIL image gives its pixels as rows (N, 3), fully transparent ones left out: a
+        path's upright (its EXIF orientation applied, as ``colorot apply`` reads it), a PIL image's
+        as stored (Pillow does not apply it), so ``Image.open(path).size`` may not reshape the
+        result of a path; for an image back, give an array (``np.asarray(ImageOps.exif_transpose(im))``).
+
         ``strength`` t gives ``(1 − t)·x + t·T(x)`` (0: identity, 1: the full map); ``controls``
         (:class:`colorot.controls.Controls`: keep luminance, saturation, neutral) act after it.
         Values are the map's raw output: they may leave [0, 1]; writing an image
