@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from colorot import checkpoint
-from colorot.atomic import file_key, is_within, spelling_key
+from colorot.atomic import file_key, is_within, resolved, spelling_key
 from colorot.errors import (CheckpointError, ColorotError, ConfigError, DestinationError, ImageMetadataWarning,
                             ImageWriteError)
 from colorot.imageio import (IMAGE_SUFFIXES, Image, as_floats, decode_image, decode_to_write, encode_image, format_for_suffix,
@@ -231,14 +231,15 @@ def refusals_stop_the_batch() -> Iterator[None]:
         raise
 
 
-def warn_space_unknown(space: ColourSpace | None, convert_space: bool, name: str) -> None:
+def warn_space_unknown(space: ColourSpace | None, convert_space: bool, name: str,
+                       unchanged: str = "has none to take images into, and each is mapped as it is") -> None:
     """The :class:`ImageMetadataWarning` for ``convert_space`` asked of a map whose checkpoint (called
     ``name``) records no colour space (``space`` None: fitted on pixel arrays, or by colorot 0.2.0 or
-    earlier): there is no space to take images into, and each is mapped as it is."""
+    earlier): there is no space to convert to, and what ``unchanged`` says is done instead."""
     if convert_space and space is None:
         warnings.warn(f"{name} records no colour space (a map fitted on pixel arrays, or by colorot 0.2.0 or "
-                      "earlier): --convert-space (convert_space) has none to take images into, and each is "
-                      "mapped as it is; refit from the image files to record it", ImageMetadataWarning, stacklevel=3)
+                      f"earlier): --convert-space (convert_space) {unchanged}; refit from the image files to record "
+                      "it", ImageMetadataWarning, stacklevel=3)
 
 
 def refuse_convert_space_with_inverse(convert_space: bool, inverse: bool) -> None:
@@ -438,10 +439,14 @@ def apply_bytes_to_file(
 
 
 def _once_each(paths: Sequence[Path | str]) -> list[Path]:
-    """``paths`` with a path given twice kept once, however spelt (relative, absolute, ``./``): the first spelling."""
+    """``paths`` with a path given twice kept once (relative or absolute, ``./``, a trailing '/'): the
+    first spelling.  Names are compared as they are, not case-folded: on a case-sensitive volume
+    ``A.jpg`` and ``a.jpg`` are two files (two that land on one output are refused later)."""
     spellings: dict[str, Path] = {}
     for name in paths:
-        spellings.setdefault(spelling_key(name), Path(name))
+        path = Path(name)
+        key = str(resolved(path)) if path.name in ("", ".", "..") else spelling_key(path)
+        spellings.setdefault(key, path)
     return list(spellings.values())
 
 
@@ -711,7 +716,8 @@ def _jobs_for(src: Path, output: Path, several: bool, in_place: bool, recursive:
     folder input that lie under ``output`` (earlier outputs, or not) are added to ``under_output``."""
     if src.is_file():
         return [Job(src, output / src.name)]
-    root = output / (Path(os.path.abspath(src)).name or src.resolve().name) if several else output  # a link's own name
+    own = src.name if src.name not in ("", ".", "..") else src.resolve().name  # a link keeps its own name
+    root = output / own if several else output
     walked: list[Path] = []
     images = list_images(src, recursive=recursive, folders=walked)
     if not in_place:  # through a link inside it: a rerun would take the outputs for inputs

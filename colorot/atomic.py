@@ -239,9 +239,10 @@ def file_key(path: Path | str) -> str:
 def spelling_key(path: Path | str) -> str:
     """A key that the spellings of one path share (``a.png``, ``./a.png``, its absolute path,
     ``lnk/../a.png`` where that is the folder): its folder resolved, links included, and its own
-    name kept, so that a link to a file is another path; folded as :func:`file_key` folds."""
+    name kept, so that a link to a file is another path.  Not case-folded as :func:`file_key` is:
+    on a case-sensitive volume ``A.jpg`` and ``a.jpg`` are two files, never one dropped."""
     folder, own = os.path.split(os.fspath(path))  # not abspath's: it would take lnk/.. for . by its text
-    return _folded(os.path.join(str(resolved(Path(folder or "."))), own))
+    return os.path.join(str(resolved(Path(folder or "."))), own)
 
 
 def _folded(text: str) -> str:

@@ -80,7 +80,8 @@ app = typer.Typer(
 #: terminal (an ESC sequence clears the screen or writes the clipboard); nor may the bidirectional
 #: marks, embeddings, overrides and isolates reorder it (``rtl\u202eGPJ.jpg`` shown as ``rtlgpj.JPG``).
 _CONTROLS = {**{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (0x09, 0x0A)},
-             **{code: f"\\u{code:04x}" for code in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}}
+             **{code: f"\\u{code:04x}" for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                                    *range(0x2066, 0x206A))}}
 
 
 def _visible(text: str) -> str:
@@ -655,7 +656,8 @@ def apply_command(
         # The table is shared by the file workers; a ridge or affine map gets one without torch.
         fitted, table = apply_mod.prepare(model, strength=strength, inverse=inverse, exact=exact, controls=controls)
         space = None if inverse else apply_mod.map_space(model)  # each image is checked against it
-        apply_mod.warn_space_unknown(space, convert_space, str(model))
+        apply_mod.warn_space_unknown(space, convert_space, str(model),
+                                     "has no space to bake the table from, which takes the map's codes as they are")
         document["convert_space"] = convert_space and space is not None  # what was done
         if fitted is not None and jobs > 1:
             import torch
@@ -782,6 +784,7 @@ def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_p
     :func:`preview_mod.check_preview_path`), nor lands inside an input folder unless ``in_place``
     (a rerun would take the sheet for a photo), as an output would."""
     preview_mod.check_preview_path(preview, protected, replace=True, flag="--overwrite", folder_made=True)
+    preview_mod.check_batch_sheet_format(preview)
     if not overwrite and os.path.lexists(preview) and not preview_mod.is_batch_sheet(preview):
         raise OutputExistsError(f"{preview} already exists and is not a preview sheet of a colorot batch (use "
                                 "--overwrite to replace it)")
@@ -1219,7 +1222,8 @@ def export_lut(
         ckpt = checkpoint.load(model)
         base, space = ckpt.model, profiles.recorded_space(ckpt.train)
         fitted = lut_map(base, strength=strength, inverse=inverse, controls=controls)
-        apply_mod.warn_space_unknown(space, convert_space, str(model))
+        apply_mod.warn_space_unknown(space, convert_space, str(model),
+                                     "has no space to bake the table from, which takes the map's codes as they are")
         foreign = profiles.apart(space, profiles.UNTAGGED)
         if foreign and convert_space:
             refusal = profiles.conversion_refusal(profiles.UNTAGGED, 16, space)

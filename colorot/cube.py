@@ -26,10 +26,18 @@ from colorot.errors import ConfigError, ImageWriteError, OutputExistsError
 from colorot.lut import Lut
 
 
+def _one_line(title: str) -> str:
+    """``title`` as a TITLE holds it: its double quotes as single ones, line breaks and other control
+    characters as spaces (a colour space's name comes from a file, and a newline in it would start
+    a line of the header)."""
+    return "".join(" " if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" else c
+                   for c in title.replace('"', "'"))
+
+
 def cube_text(lut: Lut, title: str = "colorot") -> str:
     """The ``.cube`` text of ``lut`` (values with 6 decimals: 10⁻⁶ ≪ one 16-bit code)."""
     header = [
-        f'TITLE "{title.replace(chr(34), chr(39))}"',
+        f'TITLE "{_one_line(title)}"',
         f"LUT_3D_SIZE {lut.size}",
         "DOMAIN_MIN 0.0 0.0 0.0",
         "DOMAIN_MAX 1.0 1.0 1.0",

@@ -114,6 +114,9 @@ _SRGB_CICP_PRIMARIES = frozenset({1, 2})
 _SRGB_CICP_TRANSFERS = frozenset({1, 2, 6, 13, 14, 15})
 #: XMP's copy of the orientation, as an attribute or an element.
 _XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>\s*)[1-8]")
+#: XMP's copies of the EXIF width and height (exif:PixelXDimension, exif:PixelYDimension), each as an
+#: attribute or an element: its axis letter, then its value.
+_XMP_DIMENSION = re.compile(rb"(exif:Pixel)([XY])(Dimension\s*=\s*[\"']|Dimension>\s*)(\d+)")
 
 _TRANSPOSES: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     2: lambda a: a[:, ::-1],
@@ -1292,11 +1295,20 @@ def _tiff_tags(block: bytes) -> dict | None:
 
 
 def _upright_xmp(xmp: object, orientation: object) -> bytes | None:
-    """The source's XMP packet, with its copy of the orientation reset to 1 if it was applied."""
+    """The source's XMP packet, with its copy of the orientation reset to 1 if it was applied, and
+    its copies of the EXIF width and height swapped where that turned the picture by a quarter."""
     if not xmp:
         return None
     xmp = xmp if isinstance(xmp, bytes) else str(xmp).encode()
-    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp) if orientation in _TRANSPOSES else xmp
+    if orientation not in _TRANSPOSES:
+        return xmp
+    xmp = _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
+    if orientation in _QUARTER_TURNS:  # width and height trade places, as in the EXIF
+        values = {match.group(2): match.group(4) for match in _XMP_DIMENSION.finditer(xmp)}
+        if set(values) == {b"X", b"Y"}:
+            xmp = _XMP_DIMENSION.sub(lambda m: m.group(1) + m.group(2) + m.group(3)
+                                     + values[b"Y" if m.group(2) == b"X" else b"X"], xmp)
+    return xmp
 
 
 def _source_dpi(pil: PILImage.Image) -> object:

@@ -272,7 +272,7 @@ def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike
     tau = DEFAULT_RANGE if smooth_range is None else smooth_range
     check_sigma(smooth)
     check_range(tau)
-    estimator = ColorTransfer(**params)
+    estimator = ColorTransfer(**{k: v for k, v in params.items() if k != "reference_mask"})  # Matcher's own
     if estimator.model != "ridge" or estimator.resolved_solver() == "adam":  # refused before the reference's fit
         raise ConfigError(RIDGE_ONLY)
     matcher = Matcher(reference, **params)

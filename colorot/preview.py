@@ -181,9 +181,23 @@ BATCH_SHEET_MARK = "colorot batch preview"
 _SOFTWARE_TAG = 0x0131
 
 
+#: The formats that keep :data:`BATCH_SHEET_MARK` (Pillow's names): a batch's sheet is written in one.
+MARKED_SHEET_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "AVIF")
+
+
+def check_batch_sheet_format(path: str | os.PathLike) -> None:
+    """ConfigError for a batch's sheet in a format that keeps no EXIF: a rerun could not tell it
+    from another file, so it could never replace it without ``--overwrite``."""
+    if _sheet_format(Path(path)) not in MARKED_SHEET_FORMATS:
+        raise ConfigError(f"cannot write a batch's preview {path} in its format: it keeps no EXIF, where the sheet is "
+                          "marked as colorot's so that a rerun replaces it; use .png, .jpg, .webp, .tif or .avif")
+
+
 def is_batch_sheet(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a sheet an earlier batch wrote (its EXIF Software tag is
-    :data:`BATCH_SHEET_MARK`; only the header is read)."""
+    """Whether ``path`` is a sheet an earlier batch wrote: a regular file (a pipe would wait for a
+    writer) whose EXIF Software tag is :data:`BATCH_SHEET_MARK` (only the header is read)."""
+    if not os.path.isfile(path):
+        return False
     try:
         with PILImage.open(path) as image:
             return image.getexif().get(_SOFTWARE_TAG) == BATCH_SHEET_MARK

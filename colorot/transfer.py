@@ -930,8 +930,9 @@ class ColorTransfer:
 
         A path or a PIL image gives its pixels as rows (N, 3), fully transparent ones left out: a
         path's upright (its EXIF orientation applied, as ``colorot apply`` reads it), a PIL image's
-        as stored (Pillow does not apply it), so ``Image.open(path).size`` may not reshape the
-        result of a path; for an image back, give an array (``np.asarray(ImageOps.exif_transpose(im))``).
+        as Pillow gives them (a JPEG's as stored; Pillow turns a TIFF upright itself), so
+        ``Image.open(path).size`` may not reshape the result of a path; for an image back, give an
+        array (``np.asarray(ImageOps.exif_transpose(im))``).
 
         ``strength`` t gives ``(1 − t)·x + t·T(x)`` (0: identity, 1: the full map); ``controls``
         (:class:`colorot.controls.Controls`: keep luminance, saturation, neutral) act after it.

@@ -142,7 +142,21 @@ def test_apply_preview_samples_the_batch(tiny_fit, tmp_path):
     assert sheet.stat().st_ino != inode  # a rerun that writes images replaces its own sheet (written anew)
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_a_batch_preview_in_a_format_without_exif_or_at_a_pipe_is_refused_before_any_work(tiny_fit, tmp_path):
+    """A .bmp sheet keeps no mark, so its batch could never be rerun without --overwrite; a pipe at
+    the preview's path hung the batch (the check for the mark opened it and waited for a writer)."""
+    import os
+
+    refused = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), str(tmp_path / "out/"),
+                                  "--preview", str(tmp_path / "sheet.bmp")])
+    assert refused.exit_code == 1 and "keeps no EXIF" in refused.output and not (tmp_path / "out").exists()
+    os.mkfifo(tmp_path / "pipe.png")
+    piped = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), str(tmp_path / "out/"),
+                                "--preview", str(tmp_path / "pipe.png")])
+    assert piped.exit_code == 1 and "not a preview sheet" in piped.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
 def test_a_batch_preview_replaces_only_a_sheet_of_an_earlier_batch(tiny_fit, tmp_path, suffix):
     """A batch's --preview replaced any file at its path (a photo of another run: gone, without
     --overwrite); now only a sheet an earlier batch wrote (marked in its EXIF), other files with --overwrite."""
@@ -158,11 +172,8 @@ def test_a_batch_preview_replaces_only_a_sheet_of_an_earlier_batch(tiny_fit, tmp
     inode = photo.stat().st_ino
     rerun = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), str(tmp_path / "out2/"),
                                 "--preview", str(photo)])
-    if suffix == ".bmp":  # BMP keeps no EXIF: the sheet is not known as one, --overwrite replaces it
-        assert rerun.exit_code == 1 and photo.stat().st_ino == inode
-    else:
-        assert rerun.exit_code == 0, rerun.output
-        assert photo.stat().st_ino != inode  # the second batch's sheet, written anew
+    assert rerun.exit_code == 0, rerun.output
+    assert photo.stat().st_ino != inode  # the second batch's sheet, written anew
 
 
 # --- pipes ------------------------------------------------------------------------------

@@ -467,6 +467,18 @@ def test_a_photo_turned_upright_swaps_its_exif_width_and_height(tmp_path: Path, 
         assert (exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003]) == (70000, 16)
 
 
+def test_a_photo_turned_upright_swaps_its_xmp_width_and_height_too(tmp_path: Path) -> None:
+    """Lightroom writes exif:PixelXDimension/PixelYDimension into the XMP as well; they stayed stale."""
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+           b'tiff:Orientation="6" exif:PixelXDimension="16"><exif:PixelYDimension>8</exif:PixelYDimension>'
+           b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+    path = _save(tmp_path / "a.jpg", _codes((8, 16, 3)), exif=_exif(6), xmp=xmp)
+    image = read_image(path)
+    assert b'tiff:Orientation="1"' in image.xmp and b'exif:PixelXDimension="8"' in image.xmp
+    assert b"<exif:PixelYDimension>16</exif:PixelYDimension>" in image.xmp
+
+
 @pytest.mark.parametrize("orientation", [0, 9, 65535])
 def test_an_orientation_that_is_none_is_left_unapplied_and_reset_to_1(tmp_path: Path, orientation: int) -> None:
     """Such a value was copied to the output, where the docs say orientation tags are reset to 1."""

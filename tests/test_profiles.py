@@ -377,3 +377,15 @@ def test_export_lut_names_the_maps_colour_space_and_bakes_it_for_srgb_with_conve
     assert np.abs(codes - applied).mean() > 4 * np.abs(srgb - applied).mean()  # the unconverted table is further
     refused = runner.invoke(app, ["export-lut", str(model), str(tmp_path / "i.cube"), "--inverse", "--convert-space"])
     assert refused.exit_code == 1 and "--convert-space" in refused.output
+
+
+def test_a_colour_space_name_from_a_file_stays_on_the_title_line(tmp_path) -> None:
+    """A name holding a newline (a crafted checkpoint or profile) wrote a second LUT_3D_SIZE into the
+    header, which colorot's own reader then refused."""
+    from colorot.cube import cube_text, read_cube
+    from colorot.lut import Lut, lut_grid
+
+    text = cube_text(Lut(2, lut_grid(2)), 'colorot ridge codes Adobe\nLUT_3D_SIZE 3\r\n"X"')
+    assert text.splitlines()[0] == "TITLE \"colorot ridge codes Adobe LUT_3D_SIZE 3  'X'\""
+    (tmp_path / "t.cube").write_text(text)
+    assert read_cube(tmp_path / "t.cube").size == 2

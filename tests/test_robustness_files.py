@@ -1026,12 +1026,20 @@ def test_listed_paths_are_one_only_where_they_name_one_file_by_one_name(tmp_path
     assert sorted(Path(p).name for p in json.loads(linked.stdout)["written"]) == ["alias.png", "x.png"]
 
 
-def test_a_spelling_key_folds_names_as_the_file_system_does(tmp_path: Path, monkeypatch) -> None:
-    """Where names are folded (macOS), `A.png` and `a.png` are one path listed twice, as file_key has it."""
+def test_names_differing_in_case_are_never_merged_but_refused_where_the_system_folds_them(
+        tmp_path: Path, half: Path, monkeypatch) -> None:
+    """Where names are folded (macOS), `A.png` and `a.png` were merged as one path listed twice: on a
+    case-sensitive volume, two files, one of them dropped without a word. They are two inputs now;
+    where they would land on one output they are refused (nothing dropped)."""
     monkeypatch.chdir(tmp_path)
-    assert colorot.atomic.spelling_key("A.png") != colorot.atomic.spelling_key("a.png")
+    png(tmp_path / "A.png")
+    png(tmp_path / "a.png", seed=1)
+    assert colorot.atomic.spelling_key("A.png") != colorot.atomic.spelling_key(tmp_path / "a.png")
     monkeypatch.setattr(colorot.atomic, "NAMES_FOLDED", True)
-    assert colorot.atomic.spelling_key("A.png") == colorot.atomic.spelling_key(tmp_path / "a.png")
+    assert colorot.atomic.spelling_key("A.png") != colorot.atomic.spelling_key(tmp_path / "a.png")
+    for args, given in ((["--from-stdin", "out"], "A.png\na.png\n"), (["A.png", "a.png", "out"], None)):
+        result = CliRunner().invoke(app, ["apply", str(half), *args], input=given)
+        assert result.exit_code == 1 and "would both be written" in result.stderr, result.output
 
 
 def test_listed_paths_are_split_at_newlines_alone(tmp_path: Path, half: Path) -> None:
@@ -1275,6 +1283,12 @@ def test_several_inputs_name_a_linked_folder_by_the_link_and_a_path_given_twice_
     twice = cli("apply", half, single, tmp_path / "." / "s.png", tmp_path / "out2/", "--json")
     assert twice.code == 0, twice.stderr
     assert json.loads(twice.stdout)["written"] == [str(tmp_path / "out2" / "s.png")]
+    from colorot.apply import plan  # a folder given as 'x/' and 'x' (the CLI's Path drops the '/'; plan's caller may not)
+    assert len(plan([f"{tmp_path / 'x'}/", str(tmp_path / "x")], tmp_path / "out3").jobs) == 1
+    (tmp_path / "x" / "deeper").mkdir()
+    (tmp_path / "x" / "deeper" / "lnk").symlink_to(tmp_path / "x" / "photos", target_is_directory=True)
+    dotted = plan([tmp_path / "x" / "deeper" / "lnk" / "..", single], tmp_path / "out4")  # lnk/.. is x/photos/..: x
+    assert [job.dst for job in dotted.jobs] == [tmp_path / "out4" / "x" / "photos" / "a.png", tmp_path / "out4" / "s.png"]
 
 
 def test_a_folder_where_an_image_file_goes_says_so(tmp_path: Path) -> None:

@@ -189,6 +189,8 @@ def test_python_match_with_smooth(reference, monkeypatch) -> None:
         match(reference, clip, smooth=-1)
     with pytest.raises(ConfigError, match="give smooth too"):
         match(reference, clip, smooth_range=4)
+    masked = match(reference, clip[:2], steps=3, smooth=1, reference_mask=np.ones(reference.shape[:2], bool))
+    assert len(masked) == 2  # Matcher's own option: the early check had passed it to ColorTransfer (TypeError)
     for params in ({"model": "cmgn"}, {"solver": "adam"}):  # refused before the reference's fit, as the CLI does
         with monkeypatch.context() as patched:
             patched.setattr("colorot.matching.Matcher", lambda *a, **k: pytest.fail("fitted first"))
