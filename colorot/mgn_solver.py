@@ -11,7 +11,12 @@ fixed seeded subsample of the dequantised source pixels.
 
 Start (``start="separable"``, the default): the network's own fit of per-channel histogram
 matching (:func:`colorot.mgn_start.separable_start`): every unit along one RGB axis, at full strength.
-``start="given"`` keeps the caller's start (e.g. the closed-form Gaussian map).
+A second descent, from the closed-form Gaussian map (Adam's start) on a copy of the network with its
+own generator, runs beside it for :data:`RIVAL_ITERATIONS` iterations; the lower loss then goes on
+alone.  On images of few colours the separable start can hold L-BFGS between the target's colours;
+on photographs the separable descent led after four iterations in every fit measured, and its map is
+then the one it gives alone, bit for bit (bench/EXPERIMENTS.md, E66).
+``start="given"`` keeps the caller's start (e.g. the closed-form Gaussian map), without a rival.
 
 Each majorise–minimise iteration freezes the sliced pairing at the current map
 (:func:`colorot.sliced.sliced_targets`, :data:`FRAMES` fresh random frames averaged) and replaces
@@ -29,6 +34,7 @@ two frames, in about the same time.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -38,7 +44,7 @@ import numpy as np
 import torch
 
 from colorot.defaults import DEQUANTISE, NETWORK_KL_ITERATIONS
-from colorot.distributions import GaussianMixture
+from colorot.distributions import DEFAULT_RIDGE, GaussianMixture
 from colorot.errors import ConfigError, TrainingError
 from colorot.kl_solver import DEFAULT_SW_WEIGHT
 from colorot.losses import exact_kl
@@ -66,6 +72,10 @@ SW_PIXELS = 5_000
 FRAMES = 4
 #: How the fit starts: the network's separable fit of per-channel histogram matching, or as given.
 STARTS = ("separable", "given")
+#: Iterations the descent from the separable start runs beside one from the closed-form Gaussian
+#: map before the lower loss goes on alone (bench/EXPERIMENTS.md, E66): on images of few colours the
+#: separable start can hold L-BFGS between the target's colours.
+RIVAL_ITERATIONS = 4
 
 
 @dataclass
@@ -79,6 +89,7 @@ class NetworkKLSettings:
     frames: int = FRAMES
     start: str = "separable"
     seed: int = 0
+    ridge: float = DEFAULT_RIDGE  #: the source covariance's ridge in the Gaussian start of the rival descent
 
     def validate(self) -> None:
         if self.iterations < 0 or self.pixels < 2 or self.sw_pixels < 2 or self.frames < 1:
@@ -143,56 +154,124 @@ def _fit(model, source, reference, target, settings, entropy, callback) -> Netwo
     x_kl = np.asarray(representative_subsample(source, n_kl, rng), np.float64)
     x_kl = x_kl + rng.uniform(-DEQUANTISE, DEQUANTISE, x_kl.shape)
     model.to(DTYPE).train()
-    sw_points, kl_points = torch.as_tensor(x_sw, dtype=DTYPE), torch.as_tensor(x_kl, dtype=DTYPE)
-    optimiser = LBFGS(model.parameters(), max_iter=INNER_ITERATIONS, history_size=HISTORY)
-    weight = settings.sw_weight / 3
-
-    def kl_now() -> float:
-        with torch.no_grad():
-            return float(exact_kl(*model.forward_and_jacobian(kl_points), target))
-
-    report = FixedSlices(y_sw)
-
-    def sliced_cost() -> tuple[torch.Tensor, float]:
-        """This iteration's goal (its random frames) and the reported cost (the fixed frames)."""
-        with torch.no_grad():
-            mapped = model(sw_points).double().numpy()
-        goal, _ = sliced_targets(mapped, y_sw, rng, frames=settings.frames)
-        return torch.as_tensor(goal, dtype=DTYPE), report.cost(mapped)
-
-    kl_value = kl_now()
-    if not math.isfinite(kl_value):
-        raise TrainingError("the loss is not finite at the start; try a larger --ridge")
-    for iteration in range(settings.iterations + 1):
-        goal, cost = sliced_cost()
-        if iteration:  # the loss at the map this iteration starts from (the last one's result)
-            history.losses.append(kl_value - entropy + settings.sw_weight * cost / 3)
-            if callback is not None:
-                callback(iteration, history.losses[-1])
-        if iteration == settings.iterations:
+    problem = _Problem(torch.as_tensor(x_sw, dtype=DTYPE), torch.as_tensor(x_kl, dtype=DTYPE), y_sw,
+                       FixedSlices(y_sw), target, entropy, settings)
+    runs = [_Descent(model, problem, rng)]
+    rival = _rival(model, source, problem, settings) if settings.start == "separable" else None
+    if rival is not None:
+        runs.append(rival)
+    for iteration in range(1, settings.iterations + 1):
+        for run in runs:
+            run.step()
+        if iteration == RIVAL_ITERATIONS or all(run.stopped for run in runs):
+            runs = [min(runs, key=lambda run: run.loss)]  # the separable start's on a tie
+        if callback is not None and len(runs[0].losses) == iteration:
+            callback(iteration, runs[0].losses[-1])
+        if all(run.stopped for run in runs):
             break
+    chosen = min(runs, key=lambda run: run.loss)  # fewer iterations than RIVAL_ITERATIONS: the lower now
+    if chosen.model is not model:  # the Gaussian start's descent led: its weights are the fit
+        with torch.no_grad():
+            for mine, theirs in zip(model.parameters(), chosen.model.parameters()):
+                mine.copy_(theirs)
+    model.eval()
+    history.losses, history.seconds = chosen.losses, time.perf_counter() - began
+    return NetworkKLResult(history, target)
+
+
+def _rival(model: MonotoneGradientMap, source: np.ndarray, problem: "_Problem", settings: NetworkKLSettings
+           ) -> "_Descent | None":
+    """The descent from the closed-form Gaussian map (the Adam path's start), on a copy of ``model``
+    and its own generator, that :func:`_fit` runs beside the separable start's for
+    :data:`RIVAL_ITERATIONS` iterations; None where that start cannot be made (a flat source with
+    ``ridge`` 0) or its loss is not finite."""
+    from colorot.distributions import gaussian_moments
+    from colorot.models import gaussian_map_matrix
+
+    try:
+        mean_s, cov_s = gaussian_moments(source, settings.ridge)
+        a = gaussian_map_matrix(cov_s, problem.target.covariance)
+        rival = copy.deepcopy(model)
+        init_points = source[: min(len(source), 20_000)]
+        rival.init_hidden(init_points, seed=settings.seed)
+        rival.init_to_affine(a, problem.target.mean - a @ mean_s, init_points)
+        return _Descent(rival.to(DTYPE).train(), problem, np.random.default_rng([settings.seed, 1]))
+    except (ConfigError, TrainingError):
+        return None
+
+
+@dataclass
+class _Problem:
+    """What every descent of one fit shares: the SW₂ and KL pixels, the target's SW₂ pixels and the
+    fixed frames its reported cost is measured on, the density q, H(α) and the settings."""
+
+    sw_points: torch.Tensor
+    kl_points: torch.Tensor
+    y_sw: np.ndarray
+    report: FixedSlices
+    target: GaussianMixture
+    entropy: float
+    settings: NetworkKLSettings
+
+
+class _Descent:
+    """Majorise–minimise by full-batch L-BFGS of one network from its start (module docstring), an
+    iteration at a time: ``losses`` after each (KL + μ·SW₂², nats, SW₂² on the fixed frames).  An
+    iteration that would leave the loss or a weight non-finite is undone and the descent stops
+    there (``stopped``).  TrainingError when the loss is not finite at the start."""
+
+    def __init__(self, model: MonotoneGradientMap, problem: _Problem, rng: np.random.Generator) -> None:
+        self.model, self.problem, self.rng = model, problem, rng
+        self.optimiser = LBFGS(model.parameters(), max_iter=INNER_ITERATIONS, history_size=HISTORY)
+        self.losses: list[float] = []
+        self.stopped = False
+        self.kl_value = self._kl_now()
+        if not math.isfinite(self.kl_value):
+            raise TrainingError("the loss is not finite at the start; try a larger --ridge")
+        self.goal, cost = self._sliced()  # the first iteration's goal (its random frames), the start's cost
+        self.loss = self.kl_value - problem.entropy + problem.settings.sw_weight * cost / 3
+
+    def _kl_now(self) -> float:
+        with torch.no_grad():
+            return float(exact_kl(*self.model.forward_and_jacobian(self.problem.kl_points), self.problem.target))
+
+    def _sliced(self) -> tuple[torch.Tensor, float]:
+        """The next iteration's goal (fresh random frames) and the reported cost (the fixed frames)."""
+        with torch.no_grad():
+            mapped = self.model(self.problem.sw_points).double().numpy()
+        goal, _ = sliced_targets(mapped, self.problem.y_sw, self.rng, frames=self.problem.settings.frames)
+        return torch.as_tensor(goal, dtype=DTYPE), self.problem.report.cost(mapped)
+
+    def step(self) -> None:
+        """One iteration: INNER_ITERATIONS L-BFGS iterations on KL + μ·bound at the current goal."""
+        if self.stopped:
+            return
+        model, problem, goal = self.model, self.problem, self.goal
+        weight = problem.settings.sw_weight / 3
 
         def objective() -> torch.Tensor:
-            optimiser.zero_grad()
-            loss = exact_kl(*model.forward_and_jacobian(kl_points), target)
+            self.optimiser.zero_grad()
+            loss = exact_kl(*model.forward_and_jacobian(problem.kl_points), problem.target)
             if weight:
-                loss = loss + weight * (model(sw_points) - goal).pow(2).sum(1).mean()
+                loss = loss + weight * (model(problem.sw_points) - goal).pow(2).sum(1).mean()
             loss.backward()
             return loss
 
         kept = [p.detach().clone() for p in model.parameters()]
-        optimiser.step(objective)
-        kl_value = kl_now()
+        self.optimiser.step(objective)
+        kl_value = self._kl_now()
         if not math.isfinite(kl_value) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             # A line search left the finite region (e.g. a module's output overflowing): keep the
             # last finite map, which is still a monotone gradient network, and stop there.
             with torch.no_grad():
                 for p, value in zip(model.parameters(), kept):
                     p.copy_(value)
-            break
-    model.eval()
-    history.seconds = time.perf_counter() - began
-    return NetworkKLResult(history, target)
+            self.stopped = True
+            return
+        self.kl_value = kl_value
+        self.goal, cost = self._sliced()
+        self.loss = kl_value - problem.entropy + problem.settings.sw_weight * cost / 3
+        self.losses.append(self.loss)
 
 
 #: L-BFGS's tolerances (torch.optim.LBFGS's defaults).

@@ -833,7 +833,7 @@ class ColorTransfer:
 
         model = build_model(self.model, config)
         settings = mgn_solver.NetworkKLSettings(iterations=steps, sw_weight=self.resolved_sw_weight(),
-                                                seed=self.random_state)
+                                                seed=self.random_state, ridge=self.resolved_ridge())
         result = mgn_solver.fit_network_kl(model, src, tgt, target, settings, entropy,
                                            callback=self._with_progress(callback))
         return model.cpu().eval().requires_grad_(False), result

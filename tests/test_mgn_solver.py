@@ -98,6 +98,55 @@ def test_a_step_to_a_non_finite_loss_is_undone_and_the_fit_stops(pair, monkeypat
     assert np.array_equal(_mapped(stopped, source), _mapped(one, source))
 
 
+def _bands(colours: list[tuple[int, int, int]], height: int = 32, width: int = 32) -> np.ndarray:
+    image = np.zeros((height, width, 3), np.uint8)
+    for i, colour in enumerate(colours):
+        image[:, i * width // len(colours):(i + 1) * width // len(colours)] = colour
+    return image
+
+
+@pytest.mark.parametrize("model", ["cmgn", "mmgn"])
+def test_two_colours_land_on_the_target_s_two_colours(model) -> None:
+    """The separable start sent (10, 20, 30) and (240, 200, 100) to (10, 10, 10) and (200, 10, 200)
+    for the target's (200, 10, 10) and (10, 10, 200), and L-BFGS stayed between them (the C-MGN's
+    outputs (157, 0, 0) and (52, 36, 217)); the descent from the Gaussian start, run beside it for
+    four iterations, scores lower there and goes on (bench/EXPERIMENTS.md, E66)."""
+    source = _bands([(10, 20, 30), (240, 200, 100)])
+    target = _bands([(200, 10, 10), (10, 10, 200)])
+    out = ColorTransfer(model=model).fit(source, target, measure_kl=False).transform(source)
+    codes = np.clip(out, 0, 1).reshape(-1, 3) * 255
+    assert np.abs(codes[0] - (10, 10, 200)).max() < 3 and np.abs(codes[-1] - (200, 10, 10)).max() < 3
+
+
+def test_where_the_separable_start_leads_the_fit_is_the_one_without_a_rival(monkeypatch) -> None:
+    """The rival descent has its own generator: where it loses (photographs, E66) the map is bit for
+    bit the separable start's descent alone."""
+    from pathlib import Path
+
+    from PIL import Image as PILImage
+
+    from colorot import mgn_solver
+
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    source, target = (np.asarray(PILImage.open(samples / name).convert("RGB").resize((80, 50)))
+                      for name in ("day.jpg", "sunset.jpg"))
+    chosen = []
+    rival = mgn_solver._rival
+
+    def watched(*args, **kwargs):
+        descent = rival(*args, **kwargs)
+        chosen.append(descent)
+        return descent
+
+    monkeypatch.setattr(mgn_solver, "_rival", watched)
+    with_rival = ColorTransfer(model="cmgn", steps=6).fit(source, target, measure_kl=False)
+    assert chosen and chosen[0] is not None and chosen[0].losses  # it ran
+    monkeypatch.setattr(mgn_solver, "_rival", lambda *args, **kwargs: None)
+    alone = ColorTransfer(model="cmgn", steps=6).fit(source, target, measure_kl=False)
+    assert with_rival.history_.losses == alone.history_.losses
+    assert np.array_equal(with_rival.transform(source), alone.transform(source))
+
+
 # ------------------------------------------------------------------ the separable start
 def _squares(n: int = 6000, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     """Uniform source; target its per-channel square: each axis's 1-D optimal map is g(t) = t²."""
