@@ -239,7 +239,7 @@ class _Descent:
         """The next iteration's goal (fresh random frames) and the reported cost (the fixed frames)."""
         with torch.no_grad():
             mapped = self.model(self.problem.sw_points).double().numpy()
-        goal, _ = sliced_targets(mapped, self.problem.y_sw, self.rng, frames=self.problem.settings.frames)
+        goal = sliced_targets(mapped, self.problem.y_sw, self.rng, frames=self.problem.settings.frames)
         return torch.as_tensor(goal, dtype=DTYPE), self.problem.report.cost(mapped)
 
     def step(self) -> None:

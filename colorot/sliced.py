@@ -164,35 +164,31 @@ def random_frame(rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def sliced_targets(z: np.ndarray, y: np.ndarray, rng: np.random.Generator, frames: int = FRAMES
-                   ) -> tuple[np.ndarray, float]:
+def sliced_targets(z: np.ndarray, y: np.ndarray, rng: np.random.Generator, frames: int = FRAMES) -> np.ndarray:
     """y*: each mapped point z_i moved to the target quantile of its rank along the axes of
-    ``frames`` random frames (averaged), and the sliced cost at z: each frame's mean squared move
-    (the sum of its three axes' 1-D W₂², so 3·SW₂² in expectation), averaged over the frames.
+    ``frames`` random frames (averaged).  The sliced cost there is :class:`FixedSlices`'.
 
     z and y must have the same number of rows.  The work runs along rows (3, N), one per axis.
     """
     n = len(z)
     along = np.arange(3)[:, None] * n  # each axis's row start in the flattened (3, N) arrays
     move = np.zeros((3, n), z.dtype)
-    cost = 0.0
     for _ in range(frames):
         frame = random_frame(rng).astype(z.dtype)
         pz, py = frame.T @ z.T, np.sort(frame.T @ y.T, axis=1)
         order = (np.argsort(pz, axis=1) + along).ravel()  # flat index of each axis's i-th smallest
         shift = np.empty(3 * n, z.dtype)
         shift[order] = py.ravel() - pz.ravel()[order]
-        cost += float(np.dot(shift, shift)) / n  # the frame is orthonormal: its move's squared length
         move += frame @ shift.reshape(3, n)
     move /= frames
-    return z + move.T, cost / frames
+    return z + move.T
 
 
 class FixedSlices:
     """The sliced cost of points against ``y`` along :data:`REPORT_FRAMES` fixed frames (seeded by
-    :data:`REPORT_SEED`, whatever the fit's seed), averaged as :func:`sliced_targets` averages its
-    random ones: each frame's mean squared 1-D move summed over its three axes (3·SW₂² in
-    expectation).  ``y``'s sorted projections are kept, so each cost sorts the points' alone."""
+    :data:`REPORT_SEED`, whatever the fit's seed), averaged over them: each frame's mean squared 1-D
+    move summed over its three axes (3·SW₂² in expectation).  ``y``'s sorted projections are kept,
+    so each cost sorts the points' alone."""
 
     def __init__(self, y: np.ndarray) -> None:
         rng = np.random.default_rng(REPORT_SEED)
@@ -337,7 +333,7 @@ class SlicedProblem:
         and the sliced cost there on the fixed frames (:class:`FixedSlices`)."""
         eps, u = self.settings.eps, self.dictionary.directions
         z = self.mapped(theta, offset)
-        goal, _ = sliced_targets(z, self.y, self.rng)
+        goal = sliced_targets(z, self.y, self.rng)
         cost = self.report.cost(z)
         goal -= eps * self.x
         offset = goal.mean(0)

@@ -176,18 +176,6 @@ def test_fit_kl_with_no_iterations_returns_the_sliced_start() -> None:
     assert result.final.log_det == pytest.approx(result.start.log_det, abs=1e-6)
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.integers(0, 2**16), st.integers(5, 300))
-def test_the_reported_sliced_cost_is_the_sliced_cost_on_the_fixed_frames(seed: int, n: int) -> None:
-    """FixedSlices gives what sliced_targets gives on the same frames, whatever the fit's own draws."""
-    from colorot.sliced import REPORT_FRAMES, REPORT_SEED, FixedSlices, sliced_targets
-
-    rng = np.random.default_rng(seed)
-    z, y = rng.random((n, 3)), rng.random((n, 3)) ** 2
-    expected = sliced_targets(z, y, np.random.default_rng(REPORT_SEED), frames=REPORT_FRAMES)[1]
-    assert math.isclose(FixedSlices(y).cost(z), expected, rel_tol=1e-9, abs_tol=1e-15)
-
-
 def test_the_final_loss_follows_the_map_not_each_iteration_s_random_directions() -> None:
     """On random directions the default's final loss moved by up to 1.5 nats between 16 and 20
     iterations on the samples while the map barely moved (0.75 with another seed); on fixed ones
