@@ -656,8 +656,7 @@ def apply_command(
         # The table is shared by the file workers; a ridge or affine map gets one without torch.
         fitted, table = apply_mod.prepare(model, strength=strength, inverse=inverse, exact=exact, controls=controls)
         space = None if inverse else apply_mod.map_space(model)  # each image is checked against it
-        apply_mod.warn_space_unknown(space, convert_space, str(model),
-                                     "has no space to bake the table from, which takes the map's codes as they are")
+        apply_mod.warn_space_unknown(space, convert_space, str(model))
         document["convert_space"] = convert_space and space is not None  # what was done
         if fitted is not None and jobs > 1:
             import torch

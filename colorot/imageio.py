@@ -114,9 +114,11 @@ _SRGB_CICP_PRIMARIES = frozenset({1, 2})
 _SRGB_CICP_TRANSFERS = frozenset({1, 2, 6, 13, 14, 15})
 #: XMP's copy of the orientation, as an attribute or an element.
 _XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>\s*)[1-8]")
-#: XMP's copies of the EXIF width and height (exif:PixelXDimension, exif:PixelYDimension), each as an
-#: attribute or an element: its axis letter, then its value.
-_XMP_DIMENSION = re.compile(rb"(exif:Pixel)([XY])(Dimension\s*=\s*[\"']|Dimension>\s*)(\d+)")
+#: XMP's names for the picture's width and height (EXIF's copies, and TIFF's that Photoshop writes),
+#: each paired with the other: a quarter turn swaps the names, so each value keeps its own number.
+_XMP_SIZE_NAMES = {b"exif:PixelXDimension": b"exif:PixelYDimension", b"exif:PixelYDimension": b"exif:PixelXDimension",
+                   b"tiff:ImageWidth": b"tiff:ImageLength", b"tiff:ImageLength": b"tiff:ImageWidth"}
+_XMP_SIZE = re.compile(rb"(?<![\w:.-])(" + b"|".join(map(re.escape, _XMP_SIZE_NAMES)) + rb")(?![\w.-])")
 
 _TRANSPOSES: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     2: lambda a: a[:, ::-1],
@@ -900,7 +902,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             format=_WRITTEN_AS.get(pil.format, pil.format or ""),
             icc_profile=icc,
             exif=exif,
-            xmp=_upright_xmp(pil.info.get("xmp"), orientation),
+            xmp=_upright_xmp(pil.info.get("xmp"), orientation if turned is None else turned),
             dpi=_upright_dpi(_source_dpi(pil), orientation if turned is None else turned),
             jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
@@ -1296,7 +1298,8 @@ def _tiff_tags(block: bytes) -> dict | None:
 
 def _upright_xmp(xmp: object, orientation: object) -> bytes | None:
     """The source's XMP packet, with its copy of the orientation reset to 1 if it was applied, and
-    its copies of the EXIF width and height swapped where that turned the picture by a quarter."""
+    the names of its width and height swapped where that turned the picture by a quarter
+    (:data:`_XMP_SIZE_NAMES`: opening and closing tags and attributes alike)."""
     if not xmp:
         return None
     xmp = xmp if isinstance(xmp, bytes) else str(xmp).encode()
@@ -1304,10 +1307,7 @@ def _upright_xmp(xmp: object, orientation: object) -> bytes | None:
         return xmp
     xmp = _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
     if orientation in _QUARTER_TURNS:  # width and height trade places, as in the EXIF
-        values = {match.group(2): match.group(4) for match in _XMP_DIMENSION.finditer(xmp)}
-        if set(values) == {b"X", b"Y"}:
-            xmp = _XMP_DIMENSION.sub(lambda m: m.group(1) + m.group(2) + m.group(3)
-                                     + values[b"Y" if m.group(2) == b"X" else b"X"], xmp)
+        xmp = _XMP_SIZE.sub(lambda match: _XMP_SIZE_NAMES[match.group(1)], xmp)
     return xmp
 
 

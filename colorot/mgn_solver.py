@@ -42,9 +42,9 @@ import numpy as np
 import torch
 
 from colorot.defaults import DEQUANTISE, NETWORK_KL_ITERATIONS
-from colorot.distributions import DEFAULT_RIDGE, GaussianMixture
+from colorot.distributions import GaussianMixture
 from colorot.errors import ConfigError, TrainingError
-from colorot.kl_solver import DEFAULT_SW_WEIGHT
+from colorot.kl_solver import DEFAULT_RIDGE, DEFAULT_SW_WEIGHT
 from colorot.losses import exact_kl
 from colorot.mgn_start import separable_start
 from colorot.models import MonotoneGradientMap
@@ -88,7 +88,7 @@ class NetworkKLSettings:
     frames: int = FRAMES
     start: str = "separable"
     seed: int = 0
-    ridge: float = DEFAULT_RIDGE  #: the source covariance's ridge in the Gaussian start of the rival descent
+    ridge: float = DEFAULT_RIDGE  #: the source covariance's ridge in the Gaussian start it may take
 
     def validate(self) -> None:
         if self.iterations < 0 or self.pixels < 2 or self.sw_pixels < 2 or self.frames < 1:
@@ -172,8 +172,8 @@ def _fit(model, source, reference, target, settings, entropy, callback) -> Netwo
 def _gaussian_start_where_far_lower(model: MonotoneGradientMap, source: np.ndarray, problem: "_Problem") -> None:
     """Put ``model`` (at its separable start) at the closed-form Gaussian map instead (Adam's start)
     where that start's loss is under :data:`GAUSSIAN_START_MARGIN` times the separable one's (or the
-    separable one's is not finite); nothing where the Gaussian start cannot be made (a flat source
-    with ``ridge`` 0).  Neither touches the fit's generator."""
+    separable one's is +∞); nothing where the Gaussian start cannot be made (a flat source with
+    ``ridge`` 0).  Neither touches the fit's generator."""
     from colorot.distributions import gaussian_moments
     from colorot.models import gaussian_map_matrix
 
@@ -184,7 +184,7 @@ def _gaussian_start_where_far_lower(model: MonotoneGradientMap, source: np.ndarr
     except ConfigError:
         return
     rival = copy.deepcopy(model)
-    init_points = source[: min(len(source), 20_000)]
+    init_points = source[::max(1, len(source) // 20_000)][:20_000]  # spread over the source (its rows may be in colour order)
     rival.init_hidden(init_points, seed=settings.seed)
     rival.init_to_affine(a, problem.target.mean - a @ mean_s, init_points)
     rival.to(DTYPE)
@@ -244,8 +244,6 @@ class _Descent:
 
     def step(self) -> None:
         """One iteration: INNER_ITERATIONS L-BFGS iterations on KL + μ·bound at the current goal."""
-        if self.stopped:
-            return
         model, problem, goal = self.model, self.problem, self.goal
         weight = problem.settings.sw_weight / 3
 

@@ -516,6 +516,8 @@ def test_text_from_files_cannot_drive_the_terminal(model_file, tmp_path) -> None
     reversed_name = run("apply", model_file, tmp_path / "rtl\u202eGPJ.jpg", tmp_path / "out.jpg")  # shown as rtlgpj.JPG
     assert reversed_name.exit_code == 1 and "rtl\\u202eGPJ.jpg" in reversed_name.stderr
     assert "\u202e" not in reversed_name.stderr
+    arabic_mark = run("apply", model_file, tmp_path / "a\u061cb.jpg", tmp_path / "out.jpg")
+    assert arabic_mark.exit_code == 1 and "a\\u061cb.jpg" in arabic_mark.stderr
 
 
 def test_force_and_overwrite_are_one_option_on_every_command_that_writes(model_file, images, tmp_path) -> None:

@@ -150,9 +150,16 @@ def test_a_batch_preview_in_a_format_without_exif_or_at_a_pipe_is_refused_before
     refused = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), str(tmp_path / "out/"),
                                   "--preview", str(tmp_path / "sheet.bmp")])
     assert refused.exit_code == 1 and "keeps no EXIF" in refused.output and not (tmp_path / "out").exists()
+    import signal
+
     os.mkfifo(tmp_path / "pipe.png")
-    piped = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), str(tmp_path / "out/"),
-                                "--preview", str(tmp_path / "pipe.png")])
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the batch waited on the pipe"))
+    signal.alarm(60)
+    try:
+        piped = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(tiny_fit["folder"]), str(tmp_path / "out/"),
+                                    "--preview", str(tmp_path / "pipe.png")])
+    finally:
+        signal.alarm(0)
     assert piped.exit_code == 1 and "not a preview sheet" in piped.output and not (tmp_path / "out").exists()
 
 

@@ -475,8 +475,25 @@ def test_a_photo_turned_upright_swaps_its_xmp_width_and_height_too(tmp_path: Pat
            b'</rdf:Description></rdf:RDF></x:xmpmeta>')
     path = _save(tmp_path / "a.jpg", _codes((8, 16, 3)), exif=_exif(6), xmp=xmp)
     image = read_image(path)
-    assert b'tiff:Orientation="1"' in image.xmp and b'exif:PixelXDimension="8"' in image.xmp
-    assert b"<exif:PixelYDimension>16</exif:PixelYDimension>" in image.xmp
+    assert b'tiff:Orientation="1"' in image.xmp and b'exif:PixelYDimension="16"' in image.xmp
+    assert b"<exif:PixelXDimension>8</exif:PixelXDimension>" in image.xmp  # the names swapped, each value its own
+    tiff = tmp_path / "a.tif"
+    PILImage.fromarray(_codes((8, 16, 3))).save(tiff, tiffinfo={0x0112: 6, 700: xmp})  # Pillow turns a TIFF itself
+    assert b'exif:PixelYDimension="16"' in read_image(tiff).xmp
+
+
+def test_xmp_width_and_height_names_are_swapped_not_their_values() -> None:
+    """Values were swapped across elements (two pairs: both got the second's), and a lone one or
+    tiff:ImageWidth/ImageLength stayed stale."""
+    from colorot.imageio import _upright_xmp
+
+    xmp = (b'<d exif:PixelXDimension="16" exif:PixelYDimension="8"/><e exif:PixelXDimension="320" '
+           b'exif:PixelYDimension="200"/><f tiff:ImageWidth="4" tiff:ImageLength="3"/><g exif:PixelXDimension="7"/>'
+           b'<h myexif:PixelXDimension="1"/>')
+    assert _upright_xmp(xmp, 6) == (b'<d exif:PixelYDimension="16" exif:PixelXDimension="8"/><e exif:PixelYDimension='
+                                    b'"320" exif:PixelXDimension="200"/><f tiff:ImageLength="4" tiff:ImageWidth="3"/>'
+                                    b'<g exif:PixelYDimension="7"/><h myexif:PixelXDimension="1"/>')
+    assert _upright_xmp(xmp, 3) == xmp  # half a turn: width and height stay
 
 
 @pytest.mark.parametrize("orientation", [0, 9, 65535])

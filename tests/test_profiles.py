@@ -341,7 +341,10 @@ def test_convert_space_with_a_map_that_records_no_space_says_so(tmp_path) -> Non
     plain = _apply(model, adobe, tmp_path / "plain.png")
     asked = _apply(model, adobe, tmp_path / "asked.png", "--convert-space", "--json")
     assert asked.exit_code == 0 and asked.stderr.count("records no colour space") == 1, asked.output
+    assert "each is mapped as it is" in " ".join(asked.stderr.split())  # an image's words, not a table's
     assert json.loads(asked.stdout)["convert_space"] is False and "records no colour space" not in plain.stderr
+    table = CliRunner().invoke(app, ["export-lut", str(model), str(tmp_path / "t.cube"), "--size", "5", "--convert-space"])
+    assert table.exit_code == 0 and "has no space to bake the table from" in " ".join(table.stderr.split())
     assert (tmp_path / "plain.png").read_bytes() == (tmp_path / "asked.png").read_bytes()
     with pytest.warns(ImageMetadataWarning, match="records no colour space"):
         apply_path(model, adobe, tmp_path / "python.png", convert_space=True)
