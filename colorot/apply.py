@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from colorot import checkpoint
-from colorot.atomic import file_key, is_within, resolved, spelling_key
+from colorot.atomic import file_key, is_within, spelling_key
 from colorot.errors import (CheckpointError, ColorotError, ConfigError, DestinationError, ImageMetadataWarning,
                             ImageWriteError)
 from colorot.imageio import (IMAGE_SUFFIXES, Image, as_floats, decode_image, decode_to_write, encode_image, format_for_suffix,
@@ -444,9 +444,7 @@ def _once_each(paths: Sequence[Path | str]) -> list[Path]:
     ``A.jpg`` and ``a.jpg`` are two files (two that land on one output are refused later)."""
     spellings: dict[str, Path] = {}
     for name in paths:
-        path = Path(name)
-        key = str(resolved(path)) if path.name in ("", ".", "..") else spelling_key(path)
-        spellings.setdefault(key, path)
+        spellings.setdefault(spelling_key(name), Path(name))
     return list(spellings.values())
 
 

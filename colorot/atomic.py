@@ -238,9 +238,13 @@ def file_key(path: Path | str) -> str:
 
 def spelling_key(path: Path | str) -> str:
     """A key that the spellings of one path share (``a.png``, ``./a.png``, its absolute path,
-    ``lnk/../a.png`` where that is the folder): its folder resolved, links included, and its own
-    name kept, so that a link to a file is another path.  Not case-folded as :func:`file_key` is:
+    ``lnk/../a.png`` where that is the folder, a trailing '/'): its folder resolved, links included,
+    and its own name kept, so that a link to a file is another path (a path ending in ``.`` or ``..``
+    resolved whole).  Not case-folded as :func:`file_key` is:
     on a case-sensitive volume ``A.jpg`` and ``a.jpg`` are two files, never one dropped."""
+    path = Path(path)  # 'x/' as 'x'
+    if path.name in ("", ".", ".."):  # '.', 'lnk/..': the folder itself, resolved
+        return str(resolved(path))
     folder, own = os.path.split(os.fspath(path))  # not abspath's: it would take lnk/.. for . by its text
     return os.path.join(str(resolved(Path(folder or "."))), own)
 

@@ -783,7 +783,17 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool, folders: list[
     """
     images: list[Path] = []
     visited: set[str] = set()
-    direct = _reached_without_links(root) if recursive else set()
+    direct: set[str] | None = None  # the folders reached without links: walked for once a link to a folder is met
+
+    def linked_elsewhere(path: str) -> bool:
+        """Whether ``path`` is a link to a folder the walk reaches by its own path."""
+        nonlocal direct
+        if not os.path.islink(path):
+            return False
+        if direct is None:
+            direct = _reached_without_links(root)
+        return os.path.realpath(path) in direct
+
     for folder, subfolders, files in os.walk(root, followlinks=True, onerror=_unlistable):
         real = os.path.realpath(folder)
         if real in visited:
@@ -793,7 +803,7 @@ def list_images(root: str | os.PathLike[str], *, recursive: bool, folders: list[
         if folders is not None:
             folders.append(Path(folder))
         subfolders[:] = sorted((name for name in subfolders if recursive and not name.startswith(".")
-                                and not _links_into(os.path.join(folder, name), direct)),
+                                and not linked_elsewhere(os.path.join(folder, name))),
                                key=lambda name: (os.path.islink(os.path.join(folder, name)), name))
         images.extend(path for path in (Path(folder, name) for name in files if _is_image_name(name))
                       if path.is_file() or not path.exists())
@@ -808,11 +818,6 @@ def _reached_without_links(root: str | os.PathLike[str]) -> set[str]:
         reached.add(os.path.realpath(folder))
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
     return reached
-
-
-def _links_into(path: str, folders: set[str]) -> bool:
-    """Whether ``path`` is a link to one of ``folders`` (real paths), which the walk reaches by their own."""
-    return os.path.islink(path) and os.path.realpath(path) in folders
 
 
 def _unlistable(exc: OSError) -> None:

@@ -175,18 +175,15 @@ def _gaussian_start_where_far_lower(model: MonotoneGradientMap, source: np.ndarr
     separable one's is +∞); nothing where the Gaussian start cannot be made (a flat source with
     ``ridge`` 0).  Neither touches the fit's generator."""
     from colorot.distributions import gaussian_moments
-    from colorot.models import gaussian_map_matrix
 
-    settings = problem.settings
+    rival = copy.deepcopy(model)
+    points = source[::max(1, len(source) // 20_000)][:20_000]  # spread over the source (its rows may be in colour order)
     try:
-        mean_s, cov_s = gaussian_moments(source, settings.ridge)
-        a = gaussian_map_matrix(cov_s, problem.target.covariance)
+        mean_s, cov_s = gaussian_moments(source, problem.settings.ridge)
+        rival.init_to_gaussian_map(mean_s, cov_s, problem.target.mean, problem.target.covariance, points,
+                                   seed=problem.settings.seed)
     except ConfigError:
         return
-    rival = copy.deepcopy(model)
-    init_points = source[::max(1, len(source) // 20_000)][:20_000]  # spread over the source (its rows may be in colour order)
-    rival.init_hidden(init_points, seed=settings.seed)
-    rival.init_to_affine(a, problem.target.mean - a @ mean_s, init_points)
     rival.to(DTYPE)
     if not problem.loss_at(rival) < GAUSSIAN_START_MARGIN * problem.loss_at(model):  # NaN: not lower
         return
@@ -213,11 +210,15 @@ class _Problem:
         with torch.no_grad():
             return float(exact_kl(*model.forward_and_jacobian(self.kl_points), self.target))
 
+    def loss(self, kl_value: float, cost: float) -> float:
+        """The reported loss, KL + μ·SW₂² in nats, from :meth:`kl` and a fixed-frames ``cost`` (3·SW₂²)."""
+        return kl_value - self.entropy + self.settings.sw_weight * cost / 3
+
     def loss_at(self, model: MonotoneGradientMap) -> float:
-        """The reported loss of ``model``: KL + μ·SW₂² in nats, SW₂² on the fixed frames."""
+        """The reported loss of ``model``."""
         with torch.no_grad():
             mapped = model(self.sw_points).double().numpy()
-        return self.kl(model) - self.entropy + self.settings.sw_weight * self.report.cost(mapped) / 3
+        return self.loss(self.kl(model), self.report.cost(mapped))
 
 
 class _Descent:
@@ -267,7 +268,7 @@ class _Descent:
             self.stopped = True
             return
         self.goal, cost = self._sliced()
-        self.losses.append(kl_value - problem.entropy + problem.settings.sw_weight * cost / 3)
+        self.losses.append(problem.loss(kl_value, cost))
 
 
 #: L-BFGS's tolerances (torch.optim.LBFGS's defaults).

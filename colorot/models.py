@@ -209,6 +209,15 @@ class MonotoneGradientMap(nn.Module):
                 return
             self._shrink_nonlinear(0.7)
 
+    def init_to_gaussian_map(self, mean_s: np.ndarray, cov_s: np.ndarray, mean_t: np.ndarray, cov_t: np.ndarray,
+                             points: np.ndarray, seed: int = 0) -> None:
+        """Start T at the closed-form Brenier map between the Gaussians (μ_s, Σ_s) and (μ_t, Σ_t),
+        x ↦ μ_t + A (x − μ_s) (:func:`gaussian_map_matrix`; ConfigError for a singular Σ_s), its
+        hidden units centred on ``points`` (``init_hidden``): the start of Adam's fits."""
+        a = gaussian_map_matrix(np.asarray(cov_s), np.asarray(cov_t))
+        self.init_hidden(points, seed=seed)
+        self.init_to_affine(a, np.asarray(mean_t) - a @ np.asarray(mean_s), points)
+
     @torch.no_grad()
     def _centred_units(self, points: np.ndarray, seed: int) -> torch.Tensor:
         """Redraw ``W`` (scale 2) and return the biases that centre each unit on a source pixel.

@@ -841,7 +841,7 @@ class ColorTransfer:
     def _fit_network(self, src: np.ndarray, tgt: np.ndarray, config: dict, settings, callback):
         """The map and history of a network fit by Adam, or the affine closed form: from the
         closed-form Gaussian map between the source's moments and the target's."""
-        from colorot.models import AffineMap, build_model, gaussian_map_matrix
+        from colorot.models import AffineMap, build_model
         from colorot.train import train
 
         mean_s, cov_s = gaussian_moments(src, self.resolved_ridge())
@@ -850,11 +850,8 @@ class ColorTransfer:
             model = AffineMap.from_gaussians(mean_s, cov_s, target.mean, target.covariance, **config)
             return model.eval().requires_grad_(False), History()
         model = build_model(self.model, config)
-        a = gaussian_map_matrix(cov_s, target.covariance)
-        c = target.mean - a @ mean_s
-        init_points = src[: min(len(src), 20_000)]
-        model.init_hidden(init_points, seed=self.random_state)
-        model.init_to_affine(a, c, init_points)
+        model.init_to_gaussian_map(mean_s, cov_s, target.mean, target.covariance, src[: min(len(src), 20_000)],
+                                   seed=self.random_state)
         history = train(model, src, self.target_dist_, settings, callback=self._with_progress(callback),
                         target_pixels=tgt)
         return model.cpu().eval().requires_grad_(False), history
