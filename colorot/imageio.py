@@ -3,7 +3,7 @@
 Reading gives float32 RGB in [0, 1] with the alpha channel split off, EXIF
 orientation applied and 16-bit sources kept at 16-bit precision. Writing puts
 the result back in the source's bit depth, with its alpha and metadata (ICC profile,
-EXIF, XMP, resolution).
+EXIF, XMP, resolution: made upright by :mod:`colorot.exif`).
 
 Output rule: each channel is clipped to [0, 1] (NaN counts as 0) and rounded to
 the nearest code value, ``round(x * 255)`` or ``round(x * 65535)``; there is no
@@ -21,7 +21,6 @@ import contextlib
 import functools
 import io
 import os
-import re
 import stat
 import struct
 import sys
@@ -39,8 +38,10 @@ from PIL import ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, Tif
 
 from colorot.atomic import write_atomic
 from colorot.caught_warnings import LOCK as caught_warnings_lock
-from colorot.caught_warnings import caught_warnings
+from colorot.caught_warnings import caught_warnings, pillow_warnings_recorded
 from colorot.errors import ColorotError, ImageMetadataWarning, ImageReadError, ImageWriteError
+from colorot.exif import (EXIF_HEADER, ORIENTATION_TAG, QUARTER_TURNS, tiff_exif, tiff_tags, upright_dpi, upright_exif,
+                          upright_xmp)
 
 _FORMAT_BY_SUFFIX = {
     ".jpg": "JPEG",
@@ -69,32 +70,11 @@ _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 #: Formats whose files hold several 8-bit pictures that colorot writes back as such: animated WebP,
 #: PNG (APNG) and AVIF, multi-page TIFF (GIF is read, not written; HEIC and JPEG hold one).
 _ANIMATION_FORMATS = frozenset({"WEBP", "PNG", "TIFF", "AVIF"})
-_ORIENTATION_TAG = 0x0112
-_EXIF_HEADER = b"Exif\x00\x00"
 _XMP_TIFF_TAG = 700
-_DESCRIPTION_TAG = 270
-#: How tifffile and ImageJ begin the ImageDescription they write: the input's array layout (its
-#: shape, pages), which would misdescribe the output, so it is not carried.
-_LAYOUT_DESCRIPTIONS = ('{"shape":', "ImageJ=")
 #: The data colour spaces an ICC profile's header names (bytes 16–20) other than RGB.
 _OTHER_ICC_SPACES = frozenset({b"GRAY", b"CMYK", b"CMY ", b"Lab ", b"Luv ", b"XYZ ", b"Yxy ", b"YCbr", b"HSV ",
                                b"HLS "})
 _PHOTOMETRIC_TAG = 262  # a TIFF's PhotometricInterpretation: 0 white is zero, 1 black is zero, 2 RGB, …
-#: A TIFF's own descriptive tags, carried as EXIF (its structural tags describe the input's own
-#: layout and are not): ImageDescription, Make, Model, Software, DateTime, Artist, HostComputer,
-#: Copyright; and its Exif and GPS sub-directories.
-_TIFF_DESCRIPTIVE_TAGS = (270, 271, 272, 305, 306, 315, 316, 33432)
-_EXIF_IFD_TAG, _INTEROP_IFD_TAG = 0x8769, 0xA005
-_EXIF_SUB_IFDS = (_EXIF_IFD_TAG, 0x8825)
-#: The tags a TIFF writes of its own, left out of the EXIF it carries: the layout of its pixels
-#: (size, samples, compression, strips and tiles, sub-files, predictor, sample format, the old JPEG
-#: and YCbCr tags), their colour response, orientation (the pixels are upright), resolution (written
-#: from ``dpi``), and the ICC profile and XMP (written from the image's own).
-_TIFF_OWN_TAGS = frozenset({
-    254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 274, 277, 278, 279, 280, 281, 282, 283,
-    284, 290, 291, 292, 293, 296, 301, 317, 318, 319, 320, 321, 322, 323, 324, 325, 330, 332, 338, 339,
-    340, 341, 347, 512, 513, 514, 515, 517, 518, 519, 520, 521, 529, 530, 531, 532, 700, 34675,
-})
 #: A TIFF source's lossless compressions (Pillow's names) that a TIFF output keeps; a 16-bit output
 #: (colorot's own encoder) uses Adobe deflate for any of them.
 _LOSSLESS_TIFF_COMPRESSIONS = frozenset({"tiff_lzw", "tiff_adobe_deflate", "packbits"})
@@ -112,13 +92,6 @@ _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 #: camera curve close to it, or unspecified.
 _SRGB_CICP_PRIMARIES = frozenset({1, 2})
 _SRGB_CICP_TRANSFERS = frozenset({1, 2, 6, 13, 14, 15})
-#: XMP's copy of the orientation, as an attribute or an element.
-_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>\s*)[1-8]")
-#: XMP's names for the picture's width and height (EXIF's copies, and TIFF's that Photoshop writes),
-#: each paired with the other: a quarter turn swaps the names, so each value keeps its own number.
-_XMP_SIZE_NAMES = {b"exif:PixelXDimension": b"exif:PixelYDimension", b"exif:PixelYDimension": b"exif:PixelXDimension",
-                   b"tiff:ImageWidth": b"tiff:ImageLength", b"tiff:ImageLength": b"tiff:ImageWidth"}
-_XMP_SIZE = re.compile(rb"(?<![\w:.-])(" + b"|".join(map(re.escape, _XMP_SIZE_NAMES)) + rb")(?![\w.-])")
 
 _TRANSPOSES: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     2: lambda a: a[:, ::-1],
@@ -322,7 +295,7 @@ def read_icc_profile(path: str | os.PathLike[str]) -> bytes | None:
     try:
         with open(path, "rb") as file:
             _register_plugin_for(file.read(12))
-        with _pillow_warnings_recorded([]), _pillow_pixel_limit_lifted(True), PILImage.open(path) as pil:
+        with pillow_warnings_recorded([]), _pillow_pixel_limit_lifted(True), PILImage.open(path) as pil:
             return pil.info.get("icc_profile") or None  # damage is told by the read of the image itself
     except Exception:  # noqa: BLE001 (Pillow's plugins raise many types: AVIF's a RuntimeError)
         return None
@@ -545,7 +518,7 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     lossily, and dropped by JPEG and BMP (an :class:`ImageMetadataWarning` naming the output
     ``name`` when a pixel was not opaque). The ICC profile is written when it is an RGB profile and
     the format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive tags; into
-    a TIFF: all but the tags of the TIFF's own, :data:`_TIFF_OWN_TAGS`, as its tags) and XMP (either
+    a TIFF: all but the tags of the TIFF's own, :data:`TIFF_OWN_TAGS`, as its tags) and XMP (either
     too long for one JPEG marker is not written to JPEG; the EXIF with a warning), and the resolution
     (not WebP, AVIF or HEIC). ``quality`` applies to JPEG, lossy WebP, AVIF and HEIC (4:2:0 chroma);
     a lossless WebP source is written to WebP losslessly, a JPEG source to JPEG with its chroma
@@ -600,11 +573,11 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
                       f"{_JPEG_MARKER_LIMIT} (PNG, TIFF, WebP, AVIF and HEIC keep it)", ImageMetadataWarning, stacklevel=3)
         exif = None
     # the TIFF writer would take the EXIF's layout tags for its own: a TIFF gets the others as its tags
-    tiff_tags = _tiff_tags(image.exif) if image.exif and fmt == "TIFF" else None
+    carried_tags = tiff_tags(image.exif) if image.exif and fmt == "TIFF" else None
     xmp = image.xmp if fmt != "BMP" and not (fmt == "JPEG" and len(image.xmp or b"") > _JPEG_XMP_LIMIT) else None
     dpi = image.dpi if fmt not in ("WEBP", "AVIF", "HEIF") else None
     compressed = fmt == "TIFF" and image.tiff_compression is not None
-    nested = tiff_tags is not None and any(isinstance(value, dict) for value in tiff_tags.values())
+    nested = carried_tags is not None and any(isinstance(value, dict) for value in carried_tags.values())
     if compressed and nested and later and bits == 8:
         warnings.warn(f"{name}: written uncompressed: libtiff's compressors cannot write a multi-page TIFF's "
                       "Exif or GPS directory", ImageMetadataWarning, stacklevel=3)
@@ -615,7 +588,7 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
         options.update({"lossless": True} if image.webp_lossless else {"quality": quality}, exact=True)
     elif fmt == "TIFF":
         options.update({"compression": image.tiff_compression} if compressed else {})
-        tiffinfo = {**(tiff_tags or {}), **({_XMP_TIFF_TAG: xmp} if xmp is not None else {})}
+        tiffinfo = {**(carried_tags or {}), **({_XMP_TIFF_TAG: xmp} if xmp is not None else {})}
         options.update({"tiffinfo": tiffinfo} if tiffinfo else {})
     elif fmt in ("AVIF", "HEIF"):
         options["quality"] = quality
@@ -642,7 +615,7 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     def write(file: BinaryIO) -> None:
         try:
             if own_tiff:
-                _write_tiff(file, pixels, icc, tiff_tags, xmp, dpi, deflate=compressed)
+                _write_tiff(file, pixels, icc, carried_tags, xmp, dpi, deflate=compressed)
             elif bits == 16:
                 _write_png16(file, pixels, icc, exif, xmp, dpi, image.png_colour_chunks)
             elif later:  # via memory: Pillow's multi-page TIFF writer reads back what it wrote
@@ -849,7 +822,7 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
     ``all_frames``, the later frames too; with ``one_picture``, the first alone, the others counted."""
     notes: list[str] = []
     _register_plugin_for(data)
-    with _pillow_warnings_recorded(notes):
+    with pillow_warnings_recorded(notes):
         pil = PILImage.open(io.BytesIO(data))
     with pil:
         limit = max_pixels if max_pixels is not None else PILImage.MAX_IMAGE_PIXELS
@@ -881,16 +854,16 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
                           ImageMetadataWarning, stacklevel=4)
         turned = None  # a TIFF's orientation, which its load() applies (and drops) itself
         if pil.format == "TIFF":  # its load() parses the EXIF: parsed here first, where Pillow's warnings are noted
-            with _pillow_warnings_recorded(notes):
+            with pillow_warnings_recorded(notes):
                 tags = pil.getexif()
-                turned = tags.get(_ORIENTATION_TAG, 1)
+                turned = tags.get(ORIENTATION_TAG, 1)
                 for key in TiffTags.TAGS_V2_GROUPS:
                     if key in tags:
                         tags.get_ifd(key)
         codes, bit_depth = _pixel_codes(pil, data, name)
-        with _pillow_warnings_recorded(notes):
-            orientation = pil.getexif().get(_ORIENTATION_TAG, 1)
-            exif = _tiff_exif(pil, turned in _QUARTER_TURNS) if pil.format == "TIFF" else _upright_exif(pil, orientation)
+        with pillow_warnings_recorded(notes):
+            orientation = pil.getexif().get(ORIENTATION_TAG, 1)
+            exif = tiff_exif(pil, turned in QUARTER_TURNS) if pil.format == "TIFF" else upright_exif(pil, orientation)
         if notes and metadata_warning:
             with caught_warnings_lock:  # not into another thread's record
                 warnings.warn(f"{name}: damaged metadata ({'; '.join(dict.fromkeys(notes))}, says Pillow): the "
@@ -907,8 +880,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None, metadata_warning: bo
             format=_WRITTEN_AS.get(pil.format, pil.format or ""),
             icc_profile=icc,
             exif=exif,
-            xmp=_upright_xmp(pil.info.get("xmp"), orientation if turned is None else turned),
-            dpi=_upright_dpi(_source_dpi(pil), orientation if turned is None else turned),
+            xmp=upright_xmp(pil.info.get("xmp"), orientation if turned is None else turned),
+            dpi=upright_dpi(_source_dpi(pil), orientation if turned is None else turned),
             jpeg_subsampling=_jpeg_subsampling(pil),
             webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
             tiff_compression=_tiff_compression(pil),
@@ -993,37 +966,13 @@ def _frame_count(pil: PILImage.Image, notes: list[str]) -> tuple[int, str | None
         return 1, None
     opened_at = pil.tell()
     try:
-        with _pillow_warnings_recorded(notes):
+        with pillow_warnings_recorded(notes):
             return max(1, int(getattr(pil, "n_frames", 1))), None
     except Exception as exc:  # Pillow's parsers raise many exception types on a damaged chain
         return 1, _one_line(exc)
     finally:
         if pil.tell() != opened_at:
             pil.seek(opened_at)
-
-
-@contextlib.contextmanager
-def _pillow_warnings_recorded(notes: list[str]) -> Iterator[None]:
-    """Pillow's own warnings in the block (it parses a damaged EXIF block with a bare
-    ``UserWarning`` such as "Truncated File Read") appended to ``notes``, for one warning naming
-    the image; its decompression-bomb warning dropped (colorot's own limit refuses or admits the
-    image); any other warning passed on. ``warnings.catch_warnings`` is process-wide, hence the
-    lock (:mod:`colorot.caught_warnings`): the blocks it guards read headers and metadata, never pixels."""
-    with caught_warnings_lock:
-        with caught_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        for warning in caught:
-            if issubclass(warning.category, PILImage.DecompressionBombWarning):
-                continue
-            if issubclass(warning.category, UserWarning) and _is_pillow_file(warning.filename):
-                notes.append(str(warning.message))
-            else:
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-
-
-def _is_pillow_file(filename: str) -> bool:
-    return Path(filename).parent.name == "PIL"
 
 
 def _over_limit(name: str, limit: int, size: tuple[int, int] | None) -> str:
@@ -1132,203 +1081,11 @@ def _with_rawmode(tile: ImageFile._Tile, rawmode: str) -> ImageFile._Tile:
     return tile._replace(args=args)
 
 
-def _upright_exif(pil: PILImage.Image, orientation: object) -> bytes | None:
-    """The source's EXIF block, with the orientation reset to 1 if it was applied, or was no
-    orientation at all (0, 9 and the like, which no viewer can apply either), and without its
-    thumbnail (:func:`_patched_exif`).  A block laid out otherwise than EXIF says is rebuilt by
-    Pillow where the orientation must change (which moves a maker note's data), else kept as it is."""
-    raw = pil.info.get("exif")
-    if not raw:
-        return None
-    turned = orientation in _QUARTER_TURNS
-    patched = _patched_exif(raw, reset_orientation=orientation != 1, swap_dimensions=turned)
-    if patched is not None:
-        return patched
-    if orientation != 1:
-        exif = pil.getexif()
-        exif[_ORIENTATION_TAG] = 1
-        if turned and _EXIF_IFD_TAG in exif:
-            _swap_pixel_dimensions(exif.get_ifd(_EXIF_IFD_TAG))  # the dict Pillow writes back
-        return exif.tobytes()
-    return raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
-
-
-#: The orientations that turn the picture by a quarter: its width and height trade places.
-_QUARTER_TURNS = (5, 6, 7, 8)
-#: The Exif directory's PixelXDimension and PixelYDimension: the picture's width and height.
-_PIXEL_DIMENSION_TAGS = (0xA002, 0xA003)
-
-
-def _swap_pixel_dimensions(directory: dict) -> None:
-    """Trade the Exif directory's width and height (a dict of its tags), where it holds both."""
-    x_tag, y_tag = _PIXEL_DIMENSION_TAGS
-    if x_tag in directory and y_tag in directory:
-        directory[x_tag], directory[y_tag] = directory[y_tag], directory[x_tag]
-
-
-def _patched_exif(raw: bytes, *, reset_orientation: bool, swap_dimensions: bool = False) -> bytes | None:
-    """The EXIF block ``raw`` (a TIFF header, after ``Exif\\0\\0`` or not) patched where it lies,
-    so that every offset in it stays valid (a maker note's too, which cameras count from the TIFF
-    header): IFD0's Orientation set to 1 if ``reset_orientation``, the Exif directory's width and
-    height traded if ``swap_dimensions`` (:func:`_swapped_in_place`), and IFD0's link to IFD1 cut (IFD1
-    holds the thumbnail, which shows the picture before the map), the thumbnail's bytes zeroed, or
-    cut off where they end the block.  None where the block is not laid
-    out as EXIF says (no TIFF header, IFD0 out of the block, an Orientation that is not one SHORT,
-    or none to reset)."""
-    block = bytearray(raw.removeprefix(_EXIF_HEADER))
-    if len(block) < 8 or block[:4] not in (b"II*\x00", b"MM\x00*"):
-        return None
-    order = "<" if block[:2] == b"II" else ">"
-    (ifd0,) = struct.unpack_from(order + "I", block, 4)
-    if ifd0 + 2 > len(block):
-        return None
-    (count,) = struct.unpack_from(order + "H", block, ifd0)
-    link = ifd0 + 2 + 12 * count  # the offset of the next IFD
-    if link + 4 > len(block):
-        return None
-    reset = False
-    for entry in range(ifd0 + 2, link, 12):
-        tag, kind, values = struct.unpack_from(order + "HHI", block, entry)
-        if tag == _ORIENTATION_TAG and reset_orientation:
-            if kind != 3 or values != 1:  # 3: SHORT
-                return None
-            struct.pack_into(order + "H", block, entry + 8, 1)
-            reset = True
-        elif tag == _EXIF_IFD_TAG and swap_dimensions and kind in (4, 13) and values == 1:  # LONG, IFD
-            _swapped_in_place(block, order, struct.unpack_from(order + "I", block, entry + 8)[0])
-    if reset_orientation and not reset:
-        return None
-    (ifd1,) = struct.unpack_from(order + "I", block, link)
-    struct.pack_into(order + "I", block, link, 0)
-    start, end = _thumbnail_bytes(block, order, ifd1)
-    block[start:end] = bytes(end - start)  # unlinked, and its picture gone too
-    if end == len(block):  # where it ends the block, as cameras lay it out: cut
-        del block[start:]
-    return _EXIF_HEADER + bytes(block)
-
-
-def _swapped_in_place(block: bytearray, order: str, directory: int) -> None:
-    """Trade the width and height (:data:`_PIXEL_DIMENSION_TAGS`, each one SHORT or LONG) of the
-    Exif directory at ``directory`` in ``block``, each written back as one LONG in its own entry;
-    nothing where the directory lies outside the block or lacks either."""
-    if directory + 2 > len(block):
-        return
-    (count,) = struct.unpack_from(order + "H", block, directory)
-    entries, values = {}, {}
-    for entry in range(directory + 2, min(directory + 2 + 12 * count, len(block) - 11), 12):
-        tag, kind, number = struct.unpack_from(order + "HHI", block, entry)
-        if tag in _PIXEL_DIMENSION_TAGS and kind in (3, 4) and number == 1:  # SHORT, LONG
-            entries[tag] = entry
-            values[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), block, entry + 8)[0]
-    if len(entries) == 2:
-        x_tag, y_tag = _PIXEL_DIMENSION_TAGS
-        for tag, value in ((x_tag, values[y_tag]), (y_tag, values[x_tag])):
-            struct.pack_into(order + "HII", block, entries[tag] + 2, 4, 1, value)
-
-
-#: IFD1's tags that give its thumbnail's bytes: a JPEG's offset and length, or one strip's.
-_THUMBNAIL_TAGS = ((0x0201, 0x0202), (0x0111, 0x0117))
-
-
-def _thumbnail_bytes(block: bytearray, order: str, ifd1: int) -> tuple[int, int]:
-    """Where in the EXIF ``block`` the thumbnail of the IFD1 at ``ifd1`` lies (start, end); (0, 0)
-    where there is none, or it lies outside the block."""
-    if not 8 <= ifd1 <= len(block) - 2:
-        return 0, 0
-    (count,) = struct.unpack_from(order + "H", block, ifd1)
-    values = {}
-    for entry in range(ifd1 + 2, min(ifd1 + 2 + 12 * count, len(block) - 11), 12):
-        tag, kind, number = struct.unpack_from(order + "HHI", block, entry)
-        if number == 1 and kind in (3, 4):  # one SHORT or LONG
-            values[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), block, entry + 8)[0]
-    for offset_tag, length_tag in _THUMBNAIL_TAGS:
-        start, length = values.get(offset_tag, 0), values.get(length_tag, 0)
-        if 8 <= start and length and start + length <= len(block):
-            return start, start + length
-    return 0, 0
-
-
-def _sub_directory(tags: PILImage.Exif, tag: int) -> dict:
-    """The sub-directory ``tag`` (:data:`TiffTags.TAGS_V2_GROUPS`) of ``tags`` as a dict for Pillow
-    to write, the Exif directory's Interop directory nested in it as one too (left as the offset it
-    had, Pillow would write that stale offset into the new block), or left out where it is empty."""
-    directory = dict(tags.get_ifd(tag))
-    if tag == _EXIF_IFD_TAG and _INTEROP_IFD_TAG in directory:
-        interop = dict(tags.get_ifd(_INTEROP_IFD_TAG))
-        if interop:
-            directory[_INTEROP_IFD_TAG] = interop
-        else:
-            del directory[_INTEROP_IFD_TAG]
-    return directory
-
-
-def _tiff_exif(pil: PILImage.Image, turned: bool) -> bytes | None:
-    """A TIFF's descriptive tags and Exif/GPS sub-directories as an EXIF block (None without any).
-    Pillow has already turned the pixels upright and dropped the orientation tag; ``turned``: by a
-    quarter, so the Exif directory's width and height trade places."""
-    tags, exif = pil.getexif(), PILImage.Exif()
-    for tag in _TIFF_DESCRIPTIVE_TAGS:
-        if tag in tags and not (tag == _DESCRIPTION_TAG and str(tags[tag]).startswith(_LAYOUT_DESCRIPTIONS)):
-            exif[tag] = tags[tag]
-    for tag in _EXIF_SUB_IFDS:
-        if directory := _sub_directory(tags, tag):
-            if tag == _EXIF_IFD_TAG and turned:
-                _swap_pixel_dimensions(directory)
-            exif[tag] = directory
-    return exif.tobytes() if len(exif) else None
-
-
-def _loaded_exif(block: bytes) -> PILImage.Exif:
-    """An EXIF block's tags."""
-    tags = PILImage.Exif()
-    tags.load(block)
-    return tags
-
-
-def _tiff_tags(block: bytes) -> dict | None:
-    """What a TIFF output takes of an EXIF block, as tags for Pillow's TIFF writer (``tiffinfo``):
-    every tag but :data:`_TIFF_OWN_TAGS` (the layout a phone or editor puts in a JPEG's EXIF would be
-    taken for the TIFF's own: an unreadable or sheared file), its sub-directories as dicts
-    (:func:`_sub_directory`); None without any, or where the block cannot be parsed (its read warned
-    of damaged metadata)."""
-    try:
-        with _pillow_warnings_recorded([]):
-            tags = _loaded_exif(block)
-            kept = {tag: _sub_directory(tags, tag) if tag in TiffTags.TAGS_V2_GROUPS else value
-                    for tag, value in tags.items() if tag not in _TIFF_OWN_TAGS}
-            return kept or None
-    except Exception:  # noqa: BLE001 (Pillow's EXIF parser raises many types on a damaged block)
-        return None
-
-
-def _upright_xmp(xmp: object, orientation: object) -> bytes | None:
-    """The source's XMP packet, with its copy of the orientation reset to 1 if it was applied, and
-    the names of its width and height swapped where that turned the picture by a quarter
-    (:data:`_XMP_SIZE_NAMES`: opening and closing tags and attributes alike)."""
-    if not xmp:
-        return None
-    xmp = xmp if isinstance(xmp, bytes) else str(xmp).encode()
-    if orientation not in _TRANSPOSES:
-        return xmp
-    xmp = _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
-    if orientation in _QUARTER_TURNS:  # width and height trade places, as in the EXIF
-        xmp = _XMP_SIZE.sub(lambda match: _XMP_SIZE_NAMES[match.group(1)], xmp)
-    return xmp
-
-
 def _source_dpi(pil: PILImage.Image) -> object:
     """The resolution the file gives (Pillow reports (1, 1) for a TIFF without one)."""
     if pil.format == "TIFF" and TiffImagePlugin.X_RESOLUTION not in pil.tag_v2:
         return None
     return pil.info.get("dpi")
-
-
-def _upright_dpi(dpi: object, orientation: object) -> tuple[float, float] | None:
-    """The source's horizontal and vertical resolution, swapped where the pixels were turned by 90°."""
-    if not (isinstance(dpi, tuple) and len(dpi) == 2 and all(float(d) > 0 for d in dpi)):
-        return None
-    x, y = (float(d) for d in dpi)
-    return (y, x) if orientation in (5, 6, 7, 8) else (x, y)
 
 
 def _tiff_compression(pil: PILImage.Image) -> str | None:
@@ -1396,7 +1153,7 @@ def _write_png16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: by
         chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
     chunks.extend((kind, body) for kind, body in colour_chunks if not (icc and kind == b"sRGB"))
     if exif:
-        chunks.append((b"eXIf", exif.removeprefix(_EXIF_HEADER)))
+        chunks.append((b"eXIf", exif.removeprefix(EXIF_HEADER)))
     if xmp:  # iTXt: keyword, NUL, uncompressed, no language tag or translated keyword
         chunks.append((b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
     if dpi:  # pixels per metre
@@ -1427,7 +1184,7 @@ def _write_png_chunk(file: BinaryIO, kind: bytes, body: bytes, *, empty: bool = 
 def _write_tiff(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, tags: dict | None, xmp: bytes | None,
                 dpi: tuple[float, float] | None, *, deflate: bool = False) -> None:
     """An 8- or 16-bit RGB or RGBA TIFF (``pixels``' dtype; unassociated alpha), one strip,
-    uncompressed or Adobe-deflated, written to ``file`` with ``tags`` (:func:`_tiff_tags`, their
+    uncompressed or Adobe-deflated, written to ``file`` with ``tags`` (:func:`tiff_tags`, their
     sub-directories too, which libtiff's compressors cannot write): the samples straight from
     ``pixels`` (a copy only where they are not little-endian and contiguous), deflated a band of
     rows at a time."""

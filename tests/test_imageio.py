@@ -485,15 +485,15 @@ def test_a_photo_turned_upright_swaps_its_xmp_width_and_height_too(tmp_path: Pat
 def test_xmp_width_and_height_names_are_swapped_not_their_values() -> None:
     """Values were swapped across elements (two pairs: both got the second's), and a lone one or
     tiff:ImageWidth/ImageLength stayed stale."""
-    from colorot.imageio import _upright_xmp
+    from colorot.exif import upright_xmp
 
     xmp = (b'<d exif:PixelXDimension="16" exif:PixelYDimension="8"/><e exif:PixelXDimension="320" '
            b'exif:PixelYDimension="200"/><f tiff:ImageWidth="4" tiff:ImageLength="3"/><g exif:PixelXDimension="7"/>'
            b'<h myexif:PixelXDimension="1"/>')
-    assert _upright_xmp(xmp, 6) == (b'<d exif:PixelYDimension="16" exif:PixelXDimension="8"/><e exif:PixelYDimension='
+    assert upright_xmp(xmp, 6) == (b'<d exif:PixelYDimension="16" exif:PixelXDimension="8"/><e exif:PixelYDimension='
                                     b'"320" exif:PixelXDimension="200"/><f tiff:ImageLength="4" tiff:ImageWidth="3"/>'
                                     b'<g exif:PixelYDimension="7"/><h myexif:PixelXDimension="1"/>')
-    assert _upright_xmp(xmp, 3) == xmp  # half a turn: width and height stay
+    assert upright_xmp(xmp, 3) == xmp  # half a turn: width and height stay
 
 
 @pytest.mark.parametrize("orientation", [0, 9, 65535])
@@ -730,11 +730,12 @@ def test_a_compressed_tiff_with_exif_directories_is_written_compressed_with_them
     """libtiff's compressors cannot write a sub-directory: a deflated (LZW, PackBits) TIFF whose EXIF had an
     Exif or GPS directory, as Lightroom and cameras write them, failed to be written ("Error setting from
     dictionary"); colorot's own encoder now deflates it, sub-directories and all."""
-    from colorot.imageio import _tiff_tags, _write_tiff
+    from colorot.exif import tiff_tags
+    from colorot.imageio import _write_tiff
 
     codes = _codes((20, 30, 3))
     with (tmp_path / "a.tif").open("wb") as file:  # a deflated TIFF with its Exif and GPS directories
-        _write_tiff(file, codes, None, _tiff_tags(_exif_directories().tobytes()), None, None, deflate=True)
+        _write_tiff(file, codes, None, tiff_tags(_exif_directories().tobytes()), None, None, deflate=True)
     image = read_image(tmp_path / "a.tif")
     assert image.tiff_compression == "tiff_adobe_deflate"
     write_image(tmp_path / "b.tif", image, image.rgb)
