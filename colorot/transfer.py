@@ -305,17 +305,32 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
     ConfigError when an unmasked image has fewer than 2 pixels, or when the masks leave fewer than 2
     in all (a masked image may give fewer on its own).
     """
+    return pooled_in_space(images, masks, role, max_image_pixels, None)[0]
+
+
+def pooled_in_space(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None,
+                    role: str, max_image_pixels: int | None,
+                    into: tuple[str, ColourSpace | None] | None) -> tuple[np.ndarray, list[ColourSpace]]:
+    """:func:`pooled_pixels`, each image's pixels taken from its own colour space into ``into`` (a
+    name and colour space, :func:`named_space`; None: left as they are) where the two are apart
+    (:func:`colorot.profiles.in_source_space`); and the spaces so converted, each once."""
     images, masks = _as_list(images), _as_list(masks)
     if not images:
         raise ConfigError(f"no {role} given")
     if masks and len(masks) != len(images):
         raise ConfigError(f"give one mask per {role}: {len(images)} {role}(s), {len(masks)} mask(s)")
-    parts = []
+    parts, converted = [], {}
     for index, image in enumerate(images):
         if not masks or masks[index] is None:  # None in a list of masks: that image unmasked
-            parts.append(at_least_two_pixels(to_pixels(image, max_image_pixels=max_image_pixels), image, role))
-            continue
-        parts.append(_masked(image, masks[index], index, role, max_image_pixels))
+            part = at_least_two_pixels(to_pixels(image, max_image_pixels=max_image_pixels), image, role)
+        else:
+            part = _masked(image, masks[index], index, role, max_image_pixels)
+        if into is not None:
+            name, space = named_space(image)
+            read, part = part, in_source_space(part, name, space, *into)
+            if part is not read:
+                converted.setdefault(space.srgb_codes, space)
+        parts.append(part)
     if len(parts) == 1:  # not copied (12 bytes a pixel): a read-only view, as the caller's array may be given back
         pixels = parts[0].view()
         pixels.flags.writeable = False
@@ -323,7 +338,7 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
         pixels = np.concatenate(parts)
     if len(pixels) < 2:
         raise ConfigError(f"the masks leave fewer than 2 {role} pixels")
-    return checked_values(pixels, role)
+    return checked_values(pixels, role), list(converted.values())
 
 
 def checked_values(pixels: np.ndarray, role: str, within: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -366,6 +381,7 @@ def named_space(images: ImageLike | Sequence[ImageLike]) -> tuple[str, ColourSpa
     its first image's."""
     image = images[0] if isinstance(images, (list, tuple)) and images else images
     return (str(image) if isinstance(image, (str, os.PathLike)) else "the image"), image_colour_space(image)
+
 
 
 @dataclass(frozen=True)
@@ -641,7 +657,7 @@ class ColorTransfer:
                       target_mask: ImageLike | Sequence[ImageLike] | None = None) -> Reference:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
         self._check_options()
-        pixels = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
+        pixels, _ = pooled_in_space(target, target_mask, "target", self.max_image_pixels, named_space(target))
         density = self._fit_density(pixels)
         kept = thinned(pixels, self.max_pixels, np.random.default_rng(self.random_state)).copy()  # its own
         return Reference(kept, density, self._reference_settings(), _sha256(target), named_space(target),
@@ -702,17 +718,15 @@ class ColorTransfer:
             discard_prestarted()
         source_space = source_space or named_space(source)  # the target's codes are taken into it (colorot.profiles)
         with BackgroundEM() if overlap else contextlib.nullcontext() as background:
-            src = pooled_pixels(source, source_mask, "source", self.max_image_pixels)
+            src, source_converted = pooled_in_space(source, source_mask, "source", self.max_image_pixels, source_space)
             if isinstance(target, Reference):
                 converted = target.in_space(source_space, self._fit_density)
-                converted_from = target.space[1] if converted is not target else None
+                converted_from = [target.space[1]] if converted is not target else []
                 tgt, density, target_sha256 = converted.pixels, converted.distribution, converted.sha256
                 target_order = converted.colour_order
             else:
-                target_space = named_space(target)
-                read = pooled_pixels(target, target_mask, "target", self.max_image_pixels)
-                tgt = in_source_space(read, *target_space, *source_space)
-                converted_from = target_space[1] if tgt is not read else None
+                tgt, converted_from = pooled_in_space(target, target_mask, "target", self.max_image_pixels,
+                                                      source_space)
                 density = self._fit_density(tgt, background)
                 target_sha256, target_order = _sha256(target), colour_order
             src, entropy = self._fit_map(src, (tgt, target_order), density, solver, kind, steps, config, settings,
@@ -740,8 +754,10 @@ class ColorTransfer:
             "source_sha256": _sha256(source), "target_sha256": target_sha256,
         }
         self.train_info_.update(space_record(source_space[1]))  # for apply's check of its images
-        if converted_from is not None:  # the target's codes taken into the source's colour space
-            self.train_info_["target_converted"] = f"{converted_from.name} → {source_space[1].name}"
+        for role, converted in (("source", source_converted), ("target", converted_from)):
+            if converted:  # codes taken into the source's colour space
+                self.train_info_[f"{role}_converted"] = (f"{', '.join(space.name for space in converted)} → "
+                                                         f"{source_space[1].name}")
         return self
 
     def _solver_pixels(self, solver: str, sliced: SlicedSettings, kl_settings: kl_solver.KLSettings) -> float:

@@ -94,6 +94,31 @@ def test_a_fit_takes_the_target_into_the_source_s_space_so_the_output_shows_the_
     assert errors["converted"] < 0.6 * errors["codes"], errors
 
 
+def test_pooled_images_are_each_taken_from_their_own_space(tmp_path: Path) -> None:
+    """Pooled images in different spaces were all read as their first one's: an untagged target
+    pooled after an Adobe RGB one went through the Adobe → sRGB conversion too (outputs moved by
+    10 to 12 codes on average here).  Each is now taken from its own space, so a pool of the same
+    photo in two spaces fits as a pool of one space does."""
+    from colorot.transfer import pooled_in_space
+
+    plain, adobe = _photo(tmp_path / "plain.png", None), _photo(tmp_path / "adobe.png", ADOBE)
+    pooled, converted = pooled_in_space([adobe, plain], None, "target", None, ("x", UNTAGGED))
+    assert [space.name for space in converted] == ["Adobe RGB (1998)"]
+    alike, _ = pooled_in_space([plain, plain], None, "target", None, ("x", UNTAGGED))
+    assert np.abs(pooled - alike).mean() * 255 < 0.5  # the photo's 8-bit round trip through Adobe RGB codes
+    other = tmp_path / "other.png"
+    with PILImage.open(SAMPLES / "sunset.jpg") as sunset:
+        sunset.convert("RGB").resize((160, 100)).save(other)
+    for role, pairs in (("target", {"one space": (other, [plain, plain]), "two spaces": (other, [adobe, plain])}),
+                        ("source", {"one space": ([plain, plain], other), "two spaces": ([plain, adobe], other)})):
+        fits = {name: ColorTransfer(**FAST).fit(*pair) for name, pair in pairs.items()}
+        assert fits["two spaces"].train_info_[f"{role}_converted"] == "Adobe RGB (1998) → sRGB (untagged)"
+        assert f"{role}_converted" not in fits["one space"].train_info_
+        pixels = np.asarray(PILImage.open(plain if role == "source" else other))
+        outputs = {name: quantize(fitted.transform(pixels), 8).astype(int) for name, fitted in fits.items()}
+        assert np.abs(outputs["two spaces"] - outputs["one space"]).mean() < 2, role  # 2-step fits on 500 pixels
+
+
 def test_a_match_takes_the_reference_into_each_input_s_space_once(tmp_path: Path) -> None:
     reference = tagged(tmp_path / "reference.png", ADOBE, 1)
     matcher = Matcher(reference, **FAST)
