@@ -45,8 +45,10 @@ _GRID = np.linspace(0, 255, 5).round().astype(np.uint8)
 _GRID_CODES = np.stack(np.meshgrid(_GRID, _GRID, _GRID, indexing="ij"), axis=-1).reshape(1, -1, 3)
 #: Pixels per row of the image a conversion passes to LittleCMS.
 _ROW = 4096
-#: Largest ICC profile a checkpoint keeps (RGB image profiles take a few KiB; larger ones are not kept).
-MAX_RECORDED_PROFILE = 1 << 18
+#: Largest ICC profile a checkpoint keeps: its base64 text (4 characters for 3 bytes) is the longest
+#: text a checkpoint's record holds (``checkpoint.MAX_RECORD_TEXT``, 2²⁰ characters).  Image profiles
+#: take a few KiB, a camera's or scanner's lookup tables a few hundred.
+MAX_RECORDED_PROFILE = 3 << 18
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class ColourSpace:
     name: str
     srgb_codes: bytes | None
     icc: bytes | None = field(default=None, repr=False)  # the profile (None: untagged, sRGB)
+    #: a checkpoint's space only: the size of a profile too large to keep (:data:`MAX_RECORDED_PROFILE`)
+    icc_left_out: int = field(default=0, compare=False)
 
 
 UNTAGGED = ColourSpace("sRGB (untagged)", _GRID_CODES.tobytes())
@@ -119,28 +123,32 @@ def _profile_space(icc: bytes) -> ColourSpace:
 def space_record(space: ColourSpace | None) -> dict:
     """What a checkpoint keeps of the colour space a map was fitted in (``train``'s ``colour_space``,
     ``colour_space_codes``, the grid's sRGB codes in hex, and ``colour_space_icc``, the profile in
-    base64 when the space has one of at most :data:`MAX_RECORDED_PROFILE` bytes); nothing for an
-    unknown one."""
+    base64 when the space has one of at most :data:`MAX_RECORDED_PROFILE` bytes, else its size as
+    ``colour_space_icc_bytes``); nothing for an unknown one."""
     if space is None or space.srgb_codes is None:
         return {}
     record = {"colour_space": space.name, "colour_space_codes": space.srgb_codes.hex()}
     if space.icc is not None and len(space.icc) <= MAX_RECORDED_PROFILE:
         record["colour_space_icc"] = base64.b64encode(space.icc).decode("ascii")
+    elif space.icc is not None:
+        record["colour_space_icc_bytes"] = len(space.icc)
     return record
 
 
 def recorded_space(train: dict) -> ColourSpace | None:
     """The colour space a checkpoint's ``train`` record names (:func:`space_record`), or None (none,
     or a record whose codes are not the grid's); its ``icc`` is None where the record keeps no
-    profile (untagged, or fitted by an earlier colorot)."""
+    profile (untagged, fitted by an earlier colorot, or a profile too large to keep)."""
     name, codes, icc = train.get("colour_space"), train.get("colour_space_codes"), train.get("colour_space_icc")
     if not (isinstance(name, str) and isinstance(codes, str)):
         return None
+    left_out = train.get("colour_space_icc_bytes")
     try:
         grid = bytes.fromhex(codes)
         if len(grid) != _GRID_CODES.size:  # a damaged or crafted record: no space named
             return None
-        return ColourSpace(name, grid, base64.b64decode(icc, validate=True) if isinstance(icc, str) else None)
+        return ColourSpace(name, grid, base64.b64decode(icc, validate=True) if isinstance(icc, str) else None,
+                           left_out if isinstance(left_out, int) and not isinstance(left_out, bool) else 0)
     except ValueError:  # binascii.Error is one
         return None
 
@@ -161,7 +169,9 @@ def conversion_refusal(image_space: ColourSpace, bit_depth: int, map_space: Colo
     """Why an image (in ``image_space``, of ``bit_depth`` bits) cannot be taken into the map's
     space and back (8 bits: :func:`convert_codes`; 16 bits: :func:`convert_deep`), or None when it can."""
     if map_space.icc is None and map_space.name != UNTAGGED.name:
-        return "the checkpoint does not hold the profile of its colour space (fitted by an earlier colorot)"
+        why = (f"{map_space.icc_left_out} bytes, over the {MAX_RECORDED_PROFILE} a checkpoint keeps"
+               if map_space.icc_left_out > 0 else "fitted by an earlier colorot")
+        return f"the checkpoint does not hold the profile of its colour space ({why})"
     if bit_depth != 8:
         if _matrix_form(image_space.icc) is None or _matrix_form(map_space.icc) is None:
             return ("16-bit images are converted between matrix/TRC profiles (sRGB, Adobe RGB, Display P3, "

@@ -25,6 +25,7 @@ import numbers
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence, Union
@@ -39,11 +40,12 @@ from colorot.defaults import (ADAM_SW_WEIGHT, DEFAULT_BATCH_SIZE, DEFAULT_EPS, D
                               DEFAULT_STEPS, DEFAULT_SW_DIRECTIONS, FLOAT_SLACK, MAX_EPS, NETWORK_KL_ITERATIONS)
 from colorot.distributions import DEFAULT_RIDGE, TARGET_KINDS, EMProblem, GaussianMixture, fit_target, gaussian_moments
 from colorot.em_process import BackgroundEM, discard_prestarted
-from colorot.errors import ConfigError, NotFittedError, TrainingError
+from colorot.errors import ConfigError, ImageMetadataWarning, NotFittedError, TrainingError
 from colorot.history import History
 from colorot.imageio import grey16_codes, read_image, read_pixels, unit_values
 from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake, lut_title
-from colorot.profiles import ColourSpace, apart, image_colour_space, in_source_space, space_record
+from colorot.profiles import (MAX_RECORDED_PROFILE, ColourSpace, apart, image_colour_space, in_source_space,
+                              space_record)
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
@@ -754,6 +756,11 @@ class ColorTransfer:
             "source_sha256": _sha256(source), "target_sha256": target_sha256,
         }
         self.train_info_.update(space_record(source_space[1]))  # for apply's check of its images
+        if "colour_space_icc_bytes" in self.train_info_:
+            warnings.warn(f"{source_space[0]}: its ICC profile ({self.train_info_['colour_space_icc_bytes']} bytes) "
+                          f"is larger than a checkpoint keeps ({MAX_RECORDED_PROFILE} bytes): the map is fitted in "
+                          "its colour space, but --convert-space (convert_space) cannot take other images into it "
+                          "later", ImageMetadataWarning, stacklevel=3)
         for role, converted in (("source", source_converted), ("target", converted_from)):
             if converted:  # codes taken into the source's colour space
                 self.train_info_[f"{role}_converted"] = (f"{', '.join(space.name for space in converted)} → "

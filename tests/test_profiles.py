@@ -3,6 +3,7 @@ match between them takes the target's colours into the source's space (colorot.p
 
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from pathlib import Path
@@ -329,6 +330,30 @@ def test_convert_space_warns_where_it_cannot_convert(srgb_fit, tmp_path) -> None
         " ".join(result.stderr.split()), result.output
     refused = _apply(model, srgb_fit["adobe"], tmp_path / "inv.png", "--convert-space", "--inverse")
     assert refused.exit_code == 1 and "not made for --inverse" in refused.stderr
+
+
+def test_a_large_profile_is_kept_and_one_too_large_is_said_so(tmp_path: Path, srgb_fit: dict) -> None:
+    """A profile over 256 KiB (a camera's or scanner's lookup tables) was dropped from the checkpoint
+    without a word, and --convert-space then blamed "an earlier colorot"."""
+    from colorot.checkpoint import MAX_RECORD_TEXT
+
+    assert len(base64.b64encode(bytes(profiles.MAX_RECORDED_PROFILE))) == MAX_RECORD_TEXT  # its text fits a record
+    large = rgb_profile("Adobe RGB (1998)", extra=((b"zzzz", b"data" + bytes(4) + bytes(300_000)),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = ColorTransfer(**FAST).fit(tagged(tmp_path / "large.png", large, 1), tagged(tmp_path / "t.png", None, 2))
+    kept.save(tmp_path / "kept.pt")
+    assert profiles.recorded_space(load(tmp_path / "kept.pt").train_info_).icc == large
+    too_large = rgb_profile("Adobe RGB (1998)", extra=((b"zzzz", b"data" + bytes(4) + bytes(800_000)),))
+    source = tagged(tmp_path / "too_large.png", too_large, 1)
+    with pytest.warns(ImageMetadataWarning, match=rf"its ICC profile \({len(too_large)} bytes\) is larger than a "
+                                                  r"checkpoint keeps \(786432 bytes\)"):
+        fitted = ColorTransfer(**FAST).fit(source, tmp_path / "t.png")
+    fitted.save(tmp_path / "left_out.pt")
+    assert fitted.train_info_["colour_space_icc_bytes"] == len(too_large)
+    result = _apply(tmp_path / "left_out.pt", srgb_fit["plain"], tmp_path / "out.png", "--convert-space")
+    assert result.exit_code == 0 and (f"the checkpoint does not hold the profile of its colour space ({len(too_large)} "
+                                      "bytes, over the 786432 a checkpoint keeps)") in " ".join(result.stderr.split())
 
 
 @pytest.mark.parametrize("size", [1, 10])
