@@ -40,6 +40,7 @@ from colorot.atomic import write_atomic
 from colorot.caught_warnings import LOCK as caught_warnings_lock
 from colorot.caught_warnings import caught_warnings, pillow_warnings_recorded
 from colorot.errors import ColorotError, ImageMetadataWarning, ImageReadError, ImageWriteError
+from colorot import icc_matrix
 from colorot.exif import (EXIF_HEADER, ORIENTATION_TAG, QUARTER_TURNS, tiff_exif, tiff_tags, upright_dpi, upright_exif,
                           upright_xmp)
 
@@ -567,6 +568,10 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
         warnings.warn(f"{name}: the input's transparency is dropped: {fmt} has no alpha channel (PNG, TIFF, WebP, "
                       "AVIF and HEIC keep it)", ImageMetadataWarning, stacklevel=3)
     icc = image.icc_profile if _is_rgb_profile(image.icc_profile) and fmt != "BMP" else None
+    if fmt == "BMP" and _is_rgb_profile(image.icc_profile) and not _shows_srgb(bytes(image.icc_profile)):
+        warnings.warn(f"{name}: the input's ICC profile is dropped: BMP holds none, so viewers take the output's "
+                      "codes as sRGB's, which are other colours (PNG, JPEG, TIFF, WebP, AVIF and HEIC keep it)",
+                      ImageMetadataWarning, stacklevel=3)
     exif = image.exif if fmt not in ("BMP", "TIFF") else None
     if exif and fmt == "JPEG" and len(exif) > _JPEG_MARKER_LIMIT:
         warnings.warn(f"{name}: the input's EXIF ({len(exif)} bytes) is left out: a JPEG's EXIF marker holds "
@@ -1127,6 +1132,25 @@ def _alpha_codes(alpha: np.ndarray, bits: int) -> np.ndarray:
 def _is_rgb_profile(icc: bytes | None) -> bool:
     """Whether an ICC profile describes RGB data (its header's colour space field)."""
     return icc is not None and icc[16:20] == b"RGB "
+
+
+#: A 5³ grid of codes in [0, 1] (125, 3): where a profile's colours are compared with sRGB's.
+_GRID = np.stack(np.meshgrid(*[np.linspace(0, 1, 5, dtype=np.float32)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+@functools.lru_cache(maxsize=8)
+def _shows_srgb(icc: bytes) -> bool:
+    """Whether an RGB profile's codes are sRGB's colours, as a viewer takes an untagged image's: a
+    matrix/TRC profile whose 5³ grid lands within 3 codes of itself in sRGB (as
+    :func:`colorot.profiles.apart` tells two spaces apart); False for one with lookup tables (unknown)."""
+    from PIL import ImageCms
+
+    profile = icc_matrix.matrix_profile(icc)
+    if profile is None:
+        return False
+    srgb = icc_matrix.matrix_profile(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    shown = icc_matrix.convert_floats(_GRID, profile, srgb)
+    return float(np.abs(shown - _GRID).max()) * 255 <= 3
 
 
 def _pillow_image(pixels: np.ndarray, fmt: str) -> PILImage.Image:

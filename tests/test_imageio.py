@@ -360,6 +360,28 @@ def test_alpha_is_dropped_by_jpeg_and_bmp_with_a_warning_when_a_pixel_was_not_op
         encode_image(image, image.rgb, "JPEG", name="<stdout>")
 
 
+def test_bmp_drops_a_profile_of_other_colours_with_a_warning(tmp_path: Path) -> None:
+    """A BMP holds no profile: an Adobe RGB input's output was shown as sRGB, other colours, without
+    a word.  An sRGB profile dropped changes nothing shown, and is dropped silently."""
+    from _icc import lut_tag, rgb_profile
+
+    codes = _codes((4, 4, 3))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for name, icc in (("adobe", rgb_profile("Adobe RGB (1998)")),
+                      ("tables", rgb_profile("Adobe RGB (1998)", extra=((b"A2B0", lut_tag()),)))):
+        PILImage.fromarray(codes).save(tmp_path / f"{name}.png", icc_profile=icc)
+        image = read_image(tmp_path / f"{name}.png")
+        with pytest.warns(ImageMetadataWarning, match=rf"{name}.bmp: the input's ICC profile is dropped: BMP holds "
+                                                      "none, so viewers take the output's codes as sRGB's"):
+            write_image(tmp_path / f"{name}.bmp", image, image.rgb)
+    for name, icc in (("srgb", srgb), ("gamma", rgb_profile("sRGB primaries, gamma 2.2"))):
+        PILImage.fromarray(codes).save(tmp_path / f"{name}.png", icc_profile=icc)
+        image = read_image(tmp_path / f"{name}.png")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            write_image(tmp_path / f"{name}.bmp", image, image.rgb)
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "1", "LAB", pytest.param("YCbCr", marks=pytest.mark.skipif(
     PILLOW_MAJOR < 13, reason="Pillow before 13 cannot read an uncompressed YCbCr TIFF, its own included"))])
 def test_other_modes_are_read_as_rgb(tmp_path: Path, mode: str) -> None:
