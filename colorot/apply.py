@@ -242,11 +242,12 @@ def warn_space_unknown(space: ColourSpace | None, convert_space: bool, name: str
                       "it", ImageMetadataWarning, stacklevel=3)
 
 
-def refuse_convert_space_with_inverse(convert_space: bool, inverse: bool) -> None:
-    """ConfigError for ``convert_space`` with ``inverse`` (the CLI's and distributed's one rule)."""
+def refuse_convert_space_with_inverse(convert_space: bool, inverse: bool,
+                                      does: str = "takes images into the colour space of the forward map") -> None:
+    """ConfigError for ``convert_space`` with ``inverse`` (the CLI's and distributed's one rule;
+    ``does``: what ``convert_space`` does there)."""
     if convert_space and inverse:
-        raise ConfigError("--convert-space (convert_space) takes images into the colour space of the forward "
-                          "map; it is not made for --inverse (inverse)")
+        raise ConfigError(f"--convert-space (convert_space) {does}; it is not made for --inverse (inverse)")
 
 
 def map_in_space(

@@ -39,7 +39,7 @@ from colorot.atomic import check_file_output, is_any_of, is_within
 from colorot.errors import (ColorotError, ConfigError, DestinationError, ImageMetadataWarning, ImageReadError,
                             ImageWriteError, OutputExistsError)
 from colorot.imageio import IMAGE_SUFFIXES
-from colorot.lut import bake, controls_words, interpolation_error, lut_title
+from colorot.lut import bake, controls_words, interpolation_error
 
 def _untyped_in_help(params: list) -> list:
     """``params`` with no type shown in the help where it misleads: Typer 0.29's help gives each flag
@@ -1212,31 +1212,17 @@ def export_lut(
             _refuse_an_image_name(output, "the LUT is a .cube text file (e.g. grade.cube); to write graded images: "
                                           "colorot apply")
             check_file_output(output, [model], replace=force, flag="--force", what="LUT")
-        from colorot.transforms import INVERSE_LUT_BAD_SHARE, lut_map, lut_outside
+        from colorot.lut_export import table_map
+        from colorot.transforms import INVERSE_LUT_BAD_SHARE, lut_outside
 
         from colorot.controls import Controls
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
-        apply_mod.refuse_convert_space_with_inverse(convert_space, inverse)
         ckpt = checkpoint.load(model)
-        base, space = ckpt.model, profiles.recorded_space(ckpt.train)
-        fitted = lut_map(base, strength=strength, inverse=inverse, controls=controls)
-        apply_mod.warn_space_unknown(space, convert_space, str(model),
-                                     "has no space to bake the table from, which takes the map's codes as they are")
-        foreign = profiles.apart(space, profiles.UNTAGGED)
-        if foreign and convert_space:
-            refusal = profiles.conversion_refusal(profiles.UNTAGGED, 16, space)
-            if refusal:
-                raise ConfigError(f"--convert-space cannot bake {model} for sRGB: {refusal}")
-            fitted = profiles.for_srgb_codes(fitted, space)
-        elif foreign:
-            stderr.print(f"warning: {escape(str(model))} was fitted in {escape(space.name)}: the table takes and "
-                         "gives that space's codes, not sRGB's; pass --convert-space to bake it for sRGB codes",
-                         highlight=False, soft_wrap=True)
+        table = table_map(ckpt.model, profiles.recorded_space(ckpt.train), str(model), strength=strength,
+                          inverse=inverse, controls=controls, convert_space=convert_space)
+        fitted, table_space, title = table.fitted, table.space, table.title
         lut = bake(fitted, size)
-        table_space = "sRGB" if foreign and convert_space else None if space is None else space.name
-        title = lut_title(base.name, strength=strength, inverse=inverse, controls=controls,
-                          space=table_space if foreign else None)
         far_share, far_max = lut_outside(lut.table)
         ill_conditioned = inverse and far_share > INVERSE_LUT_BAD_SHARE
         if ill_conditioned:
@@ -1251,14 +1237,14 @@ def export_lut(
         outside = float(((lut.table < 0) | (lut.table > 1)).any(-1).mean())
         _emit(as_json, {"lut": output, "size": size, "entries": size**3, "strength": strength, "inverse": inverse,
                         "controls": controls.describe(), "colour_space": table_space,
-                        "converted_from": space.name if foreign and convert_space else None,
+                        "converted_from": table.converted_from,
                         "domain": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], "fraction_outside_unit_cube": outside,
                         "fraction_outside_by_2_codes": far_share, "max_outside": far_max,
                         "inverse_ill_conditioned": ill_conditioned if inverse else None,
                         "interpolation_error_codes": {"p99": round(error_p99, 3), "max": round(error_max, 3)}},
               [f"wrote {'stdout' if output == '-' else output}: {size}³ .cube LUT, domain [0, 1]³"
                + (f" of {table_space} codes" if table_space else "")
-               + (f" (baked from {space.name})" if foreign and convert_space else "")
+               + (f" (baked from {table.converted_from})" if table.converted_from else "")
                + f", strength {strength:g}" + (", inverse" if inverse else "")
                + "".join(f", {word}" for word in controls_words(controls))
                + f"; interpolated, it follows the map within {error_p99:.2g} code values on 99 % of colours "

@@ -160,9 +160,14 @@ def warn_not_in(image_name: str, space: ColourSpace, map_space: ColourSpace, why
     advice = (f"it is mapped as it is ({why_not_converted})" if why_not_converted else
               "pass --convert-space (convert_space=True) to take it into that space and back, convert it "
               "first, or fit a map on an image in its own")
-    warnings.warn(f"{image_name} ({space.name}) is not in the colour space the map was fitted in "
-                  f"({map_space.name}): its codes stand for other colours; {advice}", ImageMetadataWarning,
+    warnings.warn(not_in_message(image_name, space, map_space, advice), ImageMetadataWarning,
                   stacklevel=4)  # the caller of apply_to_file (through map_in_space)
+
+
+def not_in_message(image_name: str, space: ColourSpace, map_space: ColourSpace, advice: str) -> str:
+    """What :func:`warn_not_in` says (``advice``: what to do)."""
+    return (f"{image_name} ({space.name}) is not in the colour space the map was fitted in "
+            f"({map_space.name}): its codes stand for other colours; {advice}")
 
 
 def conversion_refusal(image_space: ColourSpace, bit_depth: int, map_space: ColourSpace) -> str | None:

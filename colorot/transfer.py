@@ -43,9 +43,9 @@ from colorot.em_process import BackgroundEM, discard_prestarted
 from colorot.errors import ConfigError, ImageMetadataWarning, NotFittedError, TrainingError
 from colorot.history import History
 from colorot.imageio import grey16_codes, read_image, read_pixels, unit_values
-from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake, lut_title
+from colorot.lut import DEFAULT_LUT_SIZE, Lut, bake
 from colorot.profiles import (MAX_RECORDED_PROFILE, ColourSpace, apart, image_colour_space, in_source_space,
-                              space_record)
+                              not_in_message, recorded_space, space_record)
 from colorot import kl_solver
 from colorot.metrics import kl_to_target
 from colorot.ridge_map import RidgeParameters
@@ -983,16 +983,20 @@ class ColorTransfer:
         return self._map(image, _torch_evaluator(inverse), per_colour=True, within=within)
 
     def export_lut(self, path: str | os.PathLike, *, size: int = DEFAULT_LUT_SIZE, strength: float = 1.0,
-                   controls: Controls | None = None, inverse: bool = False, overwrite: bool = True) -> Lut:
+                   controls: Controls | None = None, inverse: bool = False, convert_space: bool = False,
+                   overwrite: bool = True) -> Lut:
         """Write the map as a ``.cube`` 3-D LUT of ``size``³ entries, as ``colorot export-lut`` does:
-        ``T_t`` (t = ``strength``) followed by ``controls``, or with ``inverse`` ``T_t⁻¹``; returns
+        ``T_t`` (t = ``strength``) followed by ``controls``, or with ``inverse`` ``T_t⁻¹``, in the codes
+        of the colour space the map was fitted in (another than sRGB: named in the TITLE, with a
+        warning), or with ``convert_space`` baked for sRGB codes (:mod:`colorot.lut_export`); returns
         the table (:class:`colorot.lut.Lut`)."""
-        from colorot.transforms import lut_map
+        from colorot.lut_export import table_map
 
-        check_flags(inverse=inverse, overwrite=overwrite)  # "False" would be true
-        lut = bake(lut_map(self._fitted(), strength=strength, inverse=inverse, controls=controls), size)
-        title = lut_title(self.map_.name, strength=strength, inverse=inverse, controls=controls)
-        write_cube(path, lut, title=title, overwrite=overwrite)
+        check_flags(inverse=inverse, convert_space=convert_space, overwrite=overwrite)  # "False" would be true
+        table = table_map(self._fitted(), recorded_space(getattr(self, "train_info_", {})), "this map",
+                          strength=strength, inverse=inverse, controls=controls, convert_space=convert_space)
+        lut = bake(table.fitted, size)
+        write_cube(path, lut, title=table.title, overwrite=overwrite)
         return lut
 
     def as_module(self, *, strength: float | tuple[float, float] = 1.0, p: float = 1.0):
@@ -1051,6 +1055,7 @@ class ColorTransfer:
             shape = (-1, 3)
         self._check_image_limit()
         pixels = checked_values(to_pixels(image, max_image_pixels=self.max_image_pixels), "image", within)
+        self._warn_if_other_colours(image)
         index = None
         if per_colour:
             rows = np.ascontiguousarray(pixels).view(np.dtype((np.void, 12))).ravel()  # a float32 colour as 12 bytes
@@ -1060,6 +1065,18 @@ class ColorTransfer:
         for start in range(0, len(pixels), DEFAULT_CHUNK_PIXELS):
             mapped[start:start + DEFAULT_CHUNK_PIXELS] = evaluate(pixels[start:start + DEFAULT_CHUNK_PIXELS])
         return (mapped if index is None else mapped[index.ravel()]).reshape(shape)
+
+    def _warn_if_other_colours(self, image: ImageLike) -> None:
+        """The warning ``colorot apply`` gives a path or PIL image whose profile makes its codes other
+        colours than those of the space the map was fitted in (:func:`colorot.profiles.apart`)."""
+        if not isinstance(image, (str, os.PathLike)) and not _is_pil(image):
+            return
+        own, map_space = image_colour_space(image), recorded_space(getattr(self, "train_info_", {}))
+        if apart(own, map_space):
+            name = str(image) if isinstance(image, (str, os.PathLike)) else "the PIL image"
+            warnings.warn(not_in_message(name, own, map_space, "convert it to that space first, or map the file "
+                                         "with colorot apply --convert-space (colorot.distributed.apply_path("
+                                         "..., convert_space=True))"), ImageMetadataWarning, stacklevel=4)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike | BinaryIO, *, overwrite: bool = True) -> None:

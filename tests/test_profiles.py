@@ -332,6 +332,24 @@ def test_convert_space_warns_where_it_cannot_convert(srgb_fit, tmp_path) -> None
     assert refused.exit_code == 1 and "not made for --inverse" in refused.stderr
 
 
+def test_transform_of_a_file_in_another_space_warns_as_apply_does(tmp_path: Path, srgb_fit: dict) -> None:
+    """``transform`` of a path or PIL image mapped another space's codes without the warning
+    ``colorot apply`` gives; an array carries no profile, and a match fits each image in its own space."""
+    from colorot import match
+
+    fitted = load(srgb_fit["model"])
+    with pytest.warns(ImageMetadataWarning, match=rf"{srgb_fit['adobe']} \(Adobe RGB \(1998\)\) is not in the colour "
+                                                  r"space the map was fitted in \(sRGB \(untagged\)\)"):
+        fitted.transform(srgb_fit["adobe"])
+    with PILImage.open(srgb_fit["adobe"]) as pil, pytest.warns(ImageMetadataWarning, match="the PIL image"):
+        fitted.transform(pil)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted.transform(srgb_fit["plain"])
+        fitted.transform(np.asarray(PILImage.open(srgb_fit["adobe"])))
+        match(srgb_fit["plain"], [srgb_fit["adobe"]], **FAST)
+
+
 def test_a_large_profile_is_kept_and_one_too_large_is_said_so(tmp_path: Path, srgb_fit: dict) -> None:
     """A profile over 256 KiB (a camera's or scanner's lookup tables) was dropped from the checkpoint
     without a word, and --convert-space then blamed "an earlier colorot"."""
@@ -412,7 +430,8 @@ def test_export_lut_names_the_maps_colour_space_and_bakes_it_for_srgb_with_conve
     ColorTransfer(**FAST).fit(source, target).save(model)
     runner = CliRunner()
     plain = runner.invoke(app, ["export-lut", str(model), str(tmp_path / "codes.cube"), "--size", "17", "--json"])
-    assert plain.exit_code == 0 and "pass --convert-space to bake it for sRGB codes" in plain.stderr, plain.output
+    assert plain.exit_code == 0 and "pass --convert-space (convert_space=True) to bake it for sRGB codes" in \
+        " ".join(plain.stderr.split()), plain.output
     assert json.loads(plain.stdout)["colour_space"] == "Adobe RGB (1998)"
     assert "codes Adobe RGB (1998)" in (tmp_path / "codes.cube").read_text().splitlines()[0]
     baked = runner.invoke(app, ["export-lut", str(model), str(tmp_path / "srgb.cube"), "--size", "17",
@@ -429,7 +448,16 @@ def test_export_lut_names_the_maps_colour_space_and_bakes_it_for_srgb_with_conve
     assert np.abs(srgb - applied).mean() < 0.75 and np.abs(srgb - applied).max() <= 6
     assert np.abs(codes - applied).mean() > 4 * np.abs(srgb - applied).mean()  # the unconverted table is further
     refused = runner.invoke(app, ["export-lut", str(model), str(tmp_path / "i.cube"), "--inverse", "--convert-space"])
-    assert refused.exit_code == 1 and "--convert-space" in refused.output
+    assert refused.exit_code == 1 and "bakes the forward map's table for sRGB codes; it is not made for --inverse" \
+        in " ".join(refused.stderr.split())
+    fitted = load(model)  # ColorTransfer.export_lut writes the same files, and says the same
+    with pytest.warns(ImageMetadataWarning, match=r"this map was fitted in Adobe RGB \(1998\): the table takes"):
+        fitted.export_lut(tmp_path / "python_codes.cube", size=17)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted.export_lut(tmp_path / "python_srgb.cube", size=17, convert_space=True)
+    for name in ("codes", "srgb"):
+        assert (tmp_path / f"python_{name}.cube").read_bytes() == (tmp_path / f"{name}.cube").read_bytes()
 
 
 def test_a_colour_space_name_from_a_file_stays_on_the_title_line(tmp_path) -> None:
