@@ -439,7 +439,9 @@ _Quality = Annotated[int, typer.Option(rich_help_panel="Output", min=1, max=100,
 _FromStdin = Annotated[bool, typer.Option("--from-stdin", rich_help_panel="Inputs", help="Read input file paths from stdin, "
                                           "one a line; the only positional path is then the output folder.")]
 _BatchPreview = Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet of a sample "
-                                                       "of the batch (input | output; for match, the reference beside them) to this PNG.")]
+                                                       "of the batch (input | output; for match, the reference beside them) to this .png, .jpg, .webp, "
+                                                       ".tif or .avif file (formats that keep the EXIF mark by which a "
+                                                       "rerun replaces its own sheet).")]
 
 
 def _images_and_targets(images: list[Path], targets: list[str], distribution: str) -> tuple[list, list, str]:
@@ -518,7 +520,7 @@ def fit(
                                       help="Random seed (training is deterministic on CPU).")] = 0,
     max_image_pixels: _MaxImagePixels = None,
     preview: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Write a contact sheet (source | result | target, "
-                       "RGB histograms, loss curve) to this PNG.")] = None,
+                       "RGB histograms, loss curve) to this image file (e.g. preview.png).")] = None,
     force: Annotated[bool, typer.Option("--force", "--overwrite", rich_help_panel="Output",
                                         help="Replace an existing checkpoint.")] = False,
     as_json: _Json = False,
@@ -981,8 +983,8 @@ def match_command(
                                                        show_default=False)] = None,
     seed: Annotated[int, typer.Option(rich_help_panel="Fit (each input's map)", min=0, max=2**32 - 1, help="Random seed of every fit.")] = 0,
     sequence: Annotated[bool, typer.Option("--sequence", rich_help_panel="Sequence", help="The inputs are the frames of one "
-                                           "sequence, in the natural order of their paths (frame9 before frame10; a "
-                                           "folder's frames before the next folder's): each frame is written through a "
+                                           "sequence, in the natural order of their absolute paths (frame9 before frame10, "
+                                           "case ignored): each frame is written through a "
                                            "blend of its neighbours' maps, against flicker; neighbours that grade it "
                                            "differently (a cut) are left out (ridge maps only).")] = False,
     smooth: Annotated[Optional[float], typer.Option(rich_help_panel="Sequence", callback=_sigma_value, help="σ of --sequence's blend, in frames "
@@ -1196,7 +1198,8 @@ def export_lut(
     as_json: _Json = False,
 ) -> None:
     """Export the map as an Adobe/Resolve .cube 3-D LUT (domain [0, 1]³ of code values / max in the
-    colour space the map was fitted in: sRGB for untagged photos; --convert-space bakes any map for sRGB).
+    colour space the map was fitted in: sRGB for untagged photos; --convert-space bakes a map fitted in
+    another RGB space, with a matrix/TRC profile its checkpoint keeps, for sRGB).
 
     Full reference: docs/cli.md.
 

@@ -1,7 +1,8 @@
 """Colour controls after the map: Photoshop's *Match Color* Neutralize, Color Intensity, Luminance.
 
-Y(c) = wᵀc is the luma of encoded sRGB values with Rec. 709 weights w = (0.2126, 0.7152, 0.0722),
-and 1 = (1, 1, 1) (so Y(1) = 1).  For a source colour x and its mapped colour y = T_t(x)
+Y(c) = wᵀc is the luma of encoded values with Rec. 709 weights w = (0.2126, 0.7152, 0.0722): of
+the codes of the colour space the map was fitted in, sRGB's for untagged photos (of another space's,
+such as Adobe RGB or Display P3, only an approximation of its luminance); 1 = (1, 1, 1) (so Y(1) = 1).  For a source colour x and its mapped colour y = T_t(x)
 (``--strength`` t acts on the map first: T_t = (1 − t)·x + t·T(x)), in this order:
 
 1. **neutral** n ∈ [0, 1]: y ← y − n·k, with k = T_t(g) − Y(T_t(g))·1 the cast the map gives
