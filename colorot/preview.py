@@ -4,6 +4,8 @@
 distribution (per-channel histograms of the full images' code values, 64 bins, each curve
 scaled to its own peak), and the training loss curve below.
 :func:`batch_sheet`: input | output pairs for a sample of a batch (and the reference of a match).
+A sheet is untagged: each panel's colours are shown as sRGB codes (:func:`shown_in_srgb`), whatever
+the colour space of its image.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from colorot.apply import make_folder, map_pixels
 from colorot.atomic import check_file_output, write_atomic
 from colorot.errors import ConfigError, ImageWriteError
 from colorot.imageio import quantize, read_image
+from colorot.profiles import UNTAGGED, ColourSpace, apart, colour_space, convert_codes
 
 if TYPE_CHECKING:
     import torch
@@ -41,20 +44,36 @@ HIST_PIXELS = 1 << 16
 
 
 def thumbnail_codes(path: str | os.PathLike, box: int = THUMB) -> np.ndarray:
-    """An image file (an animation's first frame) as uint8 RGB codes, shrunk to fit a ``box``² square;
-    without warnings about the file, which the run that wrote or read it gave."""
-    return thumbnail_and_sample(path, box)[0]
+    """An image file (an animation's first frame) as uint8 sRGB codes of its colours, shrunk to fit a
+    ``box``² square; without warnings about the file, which the run that wrote or read it gave."""
+    thumbnail, _, space = thumbnail_and_sample(path, box)
+    return shown_in_srgb(thumbnail, space)
 
 
-def thumbnail_and_sample(path: str | os.PathLike, box: int = THUMB) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`thumbnail_codes`, and about :data:`HIST_PIXELS` of the full image's pixels (every k-th,
-    uint8 (N, 3)) for its histograms."""
+def thumbnail_and_sample(path: str | os.PathLike, box: int = THUMB) -> tuple[np.ndarray, np.ndarray, ColourSpace]:
+    """An image file's thumbnail (as :func:`thumbnail_codes`, but in its own codes), about
+    :data:`HIST_PIXELS` of the full image's pixels (every k-th, uint8 (N, 3)) for its histograms,
+    and the colour space of their codes (:func:`shown_in_srgb` takes them to the sheet's)."""
     image = read_image(path, metadata_warning=False)
     codes = image.codes if image.bit_depth == 8 else quantize(image.rgb, 8)
     pil = PILImage.fromarray(codes, "RGB")
     pil.thumbnail((box, box), PILImage.Resampling.BILINEAR)
     pixels = codes.reshape(-1, 3)
-    return np.asarray(pil), pixels[:: max(1, len(pixels) // HIST_PIXELS)].copy()
+    return np.asarray(pil), pixels[:: max(1, len(pixels) // HIST_PIXELS)].copy(), colour_space(image.icc_profile)
+
+
+def shown_in_srgb(codes: np.ndarray, space: ColourSpace) -> np.ndarray:
+    """uint8 codes (…, 3) of ``space`` as the sRGB codes of the same colours (a sheet is untagged, so
+    viewers show it as sRGB; relative colorimetric, :func:`colorot.profiles.convert_codes`); as they
+    are where the spaces agree, or where LittleCMS cannot convert between them."""
+    from PIL import ImageCms
+
+    if not apart(space, UNTAGGED):
+        return codes
+    try:
+        return convert_codes(codes.reshape(1, -1, 3), space, UNTAGGED).reshape(codes.shape)
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return codes
 
 
 def _histogram_panel(codes: np.ndarray, width: int) -> PILImage.Image:
@@ -234,8 +253,13 @@ def fit_preview(path: str | os.PathLike, fitted_map: torch.nn.Module, source: st
     """Write the :func:`fit_sheet` of a fitted map for one source and one target file, the histograms
     of their full images' pixels (:func:`thumbnail_and_sample`); ``before_naming``: as
     :func:`colorot.atomic.write_atomic`'s (``colorot fit``'s checkpoint)."""
-    (before, source_pixels), (target_thumb, target_pixels) = thumbnail_and_sample(source), thumbnail_and_sample(target)
+    (before, source_pixels, source_space), (target_thumb, target_pixels, target_space) = (
+        thumbnail_and_sample(source), thumbnail_and_sample(target))
     after, mapped = (quantize(map_pixels(fitted_map, codes / np.float32(255)), 8) for codes in (before, source_pixels))
+    # the map takes and gives the source's codes; the sheet shows every panel's colours in sRGB
+    before, after, source_pixels, mapped = (shown_in_srgb(codes, source_space)
+                                            for codes in (before, after, source_pixels, mapped))
+    target_thumb, target_pixels = (shown_in_srgb(codes, target_space) for codes in (target_thumb, target_pixels))
     save_sheet(fit_sheet(before, after, target_thumb, losses, [source_pixels, mapped, target_pixels], steps), path,
                before_naming)
 

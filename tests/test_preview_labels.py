@@ -53,7 +53,7 @@ def test_the_histograms_count_the_full_image_s_pixels_not_the_thumbnail_s(tmp_pa
 
     codes = np.random.default_rng(0).integers(0, 256, (1, 20_000, 3), dtype=np.uint8)
     Image.fromarray(codes).save(tmp_path / "noise.png")
-    thumbnail, sample = thumbnail_and_sample(tmp_path / "noise.png")
+    thumbnail, sample, _ = thumbnail_and_sample(tmp_path / "noise.png")
     assert thumbnail.std() < 20 < 70 < sample.std()  # measured: about 7 and 74
     assert sample.shape == (20_000, 3) and HIST_PIXELS < 20_000 * 4
     wide = np.random.default_rng(1).integers(0, 256, (400, 600, 3), dtype=np.uint8)

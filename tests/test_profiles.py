@@ -350,6 +350,34 @@ def test_transform_of_a_file_in_another_space_warns_as_apply_does(tmp_path: Path
         match(srgb_fit["plain"], [srgb_fit["adobe"]], **FAST)
 
 
+def test_preview_sheets_show_each_image_s_colours_in_srgb(tmp_path: Path, monkeypatch) -> None:
+    """A sheet is untagged, and showed an Adobe RGB image's codes as sRGB's (other colours); each
+    panel is now its image's colours in sRGB codes, a map's output taken from the source's space."""
+    from colorot import preview
+
+    plain, adobe = _photo(tmp_path / "plain.png", None), _photo(tmp_path / "adobe.png", ADOBE)
+    shown, own = preview.thumbnail_codes(adobe).astype(int), preview.thumbnail_codes(plain).astype(int)
+    assert np.abs(shown - own).mean() < 1  # the photo's 8-bit round trip through Adobe RGB codes
+    assert np.abs(preview.thumbnail_and_sample(adobe)[0].astype(int) - own).mean() > 5  # its codes as they are
+    panels = {}
+
+    def kept(before, after, target, losses, samples, steps):
+        panels.update(before=before, after=after)
+        return PILImage.new("RGB", (4, 4))
+
+    monkeypatch.setattr(preview, "fit_sheet", kept)
+    fitted = {name: ColorTransfer(**FAST).fit(source, tmp_path / "plain.png") for name, source in
+              (("plain", plain), ("adobe", adobe))}
+    shown_panels = {}
+    for name, source in (("plain", plain), ("adobe", adobe)):
+        preview.fit_preview(tmp_path / f"{name}_sheet.png", fitted[name].map_, source, plain, [1.0])
+        shown_panels[name] = {key: value.astype(int) for key, value in panels.items()}
+    # the source as sRGB shows it (6.6 codes off before), and its output under a map fitted in Adobe RGB
+    # codes as sRGB shows it, near the plain map's (two 2-step fits on 500 pixels: 2.1 codes apart)
+    for key, codes in (("before", 1), ("after", 3)):
+        assert np.abs(shown_panels["adobe"][key] - shown_panels["plain"][key]).mean() < codes, key
+
+
 def test_a_large_profile_is_kept_and_one_too_large_is_said_so(tmp_path: Path, srgb_fit: dict) -> None:
     """A profile over 256 KiB (a camera's or scanner's lookup tables) was dropped from the checkpoint
     without a word, and --convert-space then blamed "an earlier colorot"."""
