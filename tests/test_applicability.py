@@ -82,7 +82,7 @@ def stop_before_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     def reached(*args, **kwargs):
         raise Reached
 
-    monkeypatch.setattr(transfer, "pooled_pixels", reached)
+    monkeypatch.setattr(transfer, "pooled_in_space", reached)
     monkeypatch.setattr(train, "resolve_device", lambda device: "cpu")  # --device cuda without a GPU
 
 
