@@ -170,6 +170,17 @@ def test_unsafe_plans_are_refused(
         plan([tmp_path / name for name in inputs], tmp_path / output, suffix=suffix)
 
 
+def test_a_sibling_whose_name_extends_an_input_folder_s_is_not_inside_it(tmp_path: Path) -> None:
+    """``in2`` begins with ``in`` but is no folder of it: a test of the path's text without its
+    separator would refuse ``in/`` → ``in2/`` as an output inside an input folder."""
+    from colorot.atomic import is_within
+
+    _image(tmp_path / "in" / "a.png")
+    assert _pairs(plan([tmp_path / "in"], tmp_path / "in2")) == [(tmp_path / "in" / "a.png", tmp_path / "in2" / "a.png")]
+    assert not is_within(tmp_path / "a" / "bc", tmp_path / "a" / "b") and is_within(tmp_path / "a" / "b" / "c",
+                                                                                  tmp_path / "a" / "b")
+
+
 def test_output_inside_an_input_folder_is_allowed_in_place(tmp_path: Path) -> None:
     src = tmp_path / "in"
     _image(src / "a.png")

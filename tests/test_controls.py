@@ -59,6 +59,7 @@ def test_neutral_sends_mid_grey_to_grey_by_its_fraction(a, n):
     cast = evaluate(grey) - luma(evaluate(grey))
     out = Controls(neutral=n).bind(evaluate)(grey)
     np.testing.assert_allclose(out - luma(out), (1 - n) * cast, atol=1e-12)
+    np.testing.assert_allclose(luma(out), luma(evaluate(grey)), atol=1e-12)  # the cast removed, not the brightness
 
 
 def ridge_map() -> RidgeMGN:

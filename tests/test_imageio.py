@@ -462,31 +462,37 @@ def test_jpeg_orientation_is_applied_and_reset_to_1(tmp_path: Path) -> None:
         assert out.getexif()[0x010F] == "colorot test camera"
 
 
-@pytest.mark.parametrize(("suffix", "orientation_kind"), [(".jpg", "SHORT"), (".jpg", "LONG"), (".tif", "SHORT")])
+@pytest.mark.parametrize(("suffix", "orientation_kind", "orientation"),
+                         [(".jpg", "SHORT", turn) for turn in range(2, 9)] + [(".jpg", "LONG", 6)]
+                         + [(".tif", "SHORT", turn) for turn in (3, 5, 6, 7, 8)])
 def test_a_photo_turned_upright_swaps_its_exif_width_and_height(tmp_path: Path, suffix: str,
-                                                                 orientation_kind: str) -> None:
+                                                                 orientation_kind: str, orientation: int) -> None:
     """PixelXDimension/PixelYDimension still described the sideways picture (every camera JPEG has
-    them): patched in place, in a block Pillow rebuilds (an Orientation that is a LONG), and a TIFF's."""
+    them): patched in place, in a block Pillow rebuilds (an Orientation that is a LONG), and a TIFF's;
+    after each quarter turn (5 to 8: transpose, 90°, transverse, 270°), and only then."""
     kind = 3 if orientation_kind == "SHORT" else 4
-    # IFD0 at 8: Orientation 6, the Exif directory at 38; there PixelXDimension 16 (SHORT), PixelYDimension 70000 (LONG)
+    # IFD0 at 8: the Orientation, the Exif directory at 38; there PixelXDimension 16 (SHORT), PixelYDimension 70000 (LONG)
     block = (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2)
-             + struct.pack("<HHI", 0x0112, kind, 1) + struct.pack("<HH", 6, 0) if kind == 3 else
-             b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + struct.pack("<HHII", 0x0112, kind, 1, 6))
+             + struct.pack("<HHI", 0x0112, kind, 1) + struct.pack("<HH", orientation, 0) if kind == 3 else
+             b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + struct.pack("<HHII", 0x0112, kind, 1,
+                                                                                   orientation))
     block += struct.pack("<HHII", 0x8769, 4, 1, 38) + struct.pack("<I", 0)
     block += struct.pack("<H", 2) + struct.pack("<HHIHH", 0xA002, 3, 1, 16, 0) + struct.pack("<HHII", 0xA003, 4, 1, 70000)
     block += struct.pack("<I", 0)
     path = tmp_path / f"a{suffix}"
     if suffix == ".tif":
-        PILImage.fromarray(_codes((8, 16, 3))).save(path, tiffinfo={0x0112: 6, 0x8769: {0xA002: 16, 0xA003: 70000}})
+        PILImage.fromarray(_codes((8, 16, 3))).save(path, tiffinfo={0x0112: orientation,
+                                                                    0x8769: {0xA002: 16, 0xA003: 70000}})
     else:
         PILImage.fromarray(_codes((8, 16, 3))).save(path, exif=b"Exif\x00\x00" + block)
     image = read_image(path)
-    assert image.rgb.shape == (16, 8, 3)
+    turned = orientation >= 5
+    assert image.rgb.shape == ((16, 8, 3) if turned else (8, 16, 3))
     write_image(tmp_path / f"b{suffix}", image, image.rgb)
     with PILImage.open(tmp_path / f"b{suffix}") as out:
         exif = out.getexif()
-        assert exif.get(0x0112, 1) == 1 and out.size == (8, 16)
-        assert (exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003]) == (70000, 16)
+        assert exif.get(0x0112, 1) == 1 and out.size == ((8, 16) if turned else (16, 8))
+        assert (exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003]) == ((70000, 16) if turned else (16, 70000))
 
 
 def test_a_photo_turned_upright_swaps_its_xmp_width_and_height_too(tmp_path: Path) -> None:
@@ -515,7 +521,17 @@ def test_xmp_width_and_height_names_are_swapped_not_their_values() -> None:
     assert upright_xmp(xmp, 6) == (b'<d exif:PixelYDimension="16" exif:PixelXDimension="8"/><e exif:PixelYDimension='
                                     b'"320" exif:PixelXDimension="200"/><f tiff:ImageLength="4" tiff:ImageWidth="3"/>'
                                     b'<g exif:PixelYDimension="7"/><h myexif:PixelXDimension="1"/>')
-    assert upright_xmp(xmp, 3) == xmp  # half a turn: width and height stay
+    for turn in (5, 7, 8):  # every quarter turn as 6
+        assert upright_xmp(xmp, turn) == upright_xmp(xmp, 6)
+    for turn in (1, 2, 3, 4):  # a mirror or half a turn: width and height stay
+        assert upright_xmp(xmp, turn) == xmp
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_resolution_swaps_after_a_quarter_turn_only(orientation: int) -> None:
+    from colorot.exif import upright_dpi
+
+    assert upright_dpi((300, 72), orientation) == ((72.0, 300.0) if orientation >= 5 else (300.0, 72.0))
 
 
 @pytest.mark.parametrize("orientation", [0, 9, 65535])

@@ -652,6 +652,30 @@ def test_an_output_another_run_writes_meanwhile_is_kept_unless_overwrite(
     assert outcome.code == 0 and all(decodes_fully(p) for p in _outputs(tmp_path / "out")), outcome.stderr
 
 
+@pytest.mark.parametrize("command", ["apply", "match"])
+def test_an_output_from_stdin_another_run_writes_meanwhile_is_kept_unless_overwrite(
+        tmp_path: Path, half: Path, monkeypatch, command) -> None:
+    """The same rule for one image read from stdin (``-``) into a file: written with ``replace`` True,
+    it would replace a file another run wrote after the run checked its output."""
+    inputs = _tree(tmp_path / "in", count=1)
+    first = half if command == "apply" else inputs[0]
+    other_run = colorot.atomic.remove_stale_temp_files  # called first by every atomic write
+
+    def another_run_writes(path):
+        Path(path).write_bytes(b"theirs")
+        return other_run(path)
+
+    monkeypatch.setattr(colorot.atomic, "remove_stale_temp_files", another_run_writes)
+    extra = ["--steps", "2"] if command == "match" else []
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(app, [command, str(first), "-", str(out), *extra], input=inputs[0].read_bytes())
+    assert result.exit_code == 1 and "appeared while this run was writing it" in result.stderr, result.output
+    assert out.read_bytes() == b"theirs" and temp_files(tmp_path) == []
+    result = CliRunner().invoke(app, [command, str(first), "-", str(out), "--overwrite", *extra],
+                                input=inputs[0].read_bytes())
+    assert result.exit_code == 0 and decodes_fully(out), result.output
+
+
 @pytest.mark.parametrize("when", ["image", "map"], ids=["during-the-image-write", "during-the-map-write"])
 def test_a_map_another_run_saves_meanwhile_is_kept_unless_overwrite(tmp_path: Path, monkeypatch, when) -> None:
     """``--save-maps``: a map that another run saves after this run planned it (checked when the
@@ -1127,6 +1151,7 @@ def test_a_16_bit_png_with_a_transparent_colour_keeps_it(tmp_path: Path, half: P
 
     codes = np.full((2, 4, 3), (40000, 20000, 10000), np.uint16)
     codes[:, :2] = (1000, 2000, 3000)
+    codes[:, 3] = (1000, 5000, 7000)  # the key's red, not the key: opaque
     rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in codes)
     path = tmp_path / "in" / "keyed.png"
     path.parent.mkdir()
