@@ -1,6 +1,6 @@
 """``ColorAugment`` on the CPU: time and peak memory of one batch, by the path that maps it.
 
-    python bench/augment.py [--runs 5] [--batch 16] [--size 224]
+    python bench/augment.py [--runs 5] [--batch 16] [--size 224] [--threads N]
 
 Fits the bundled samples once (samples/day.jpg → samples/sunset.jpg, the default ridge map),
 then maps one ``--batch``×3×``--size``² batch of random floats in [0, 1] at strength 1 with:
@@ -14,6 +14,7 @@ then maps one ``--batch``×3×``--size``² batch of random floats in [0, 1] at s
 4. with gradients, forward and backward of the batch's sum: ``ColorAugment`` as it is (each pixel's
    Jacobian kept for backward), against autograd through the map's chunks (what it ran before).
 
+``--threads N`` sets torch's CPU threads for the timed runs (default: torch's own, one per core).
 Prints each path's median wall time over ``--runs`` (after one warm-up) and its ratio to the
 baseline, its largest difference from the map evaluated in float64, and the peak RSS of a
 fresh process that loads the map and maps the batch once by that path (measured first: Linux
@@ -104,7 +105,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp_name:
         model = Path(tmp_name) / "model.pt"
         subprocess.run([sys.executable, "-m", "colorot", "fit", str(ROOT / "samples" / "day.jpg"),
