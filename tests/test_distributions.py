@@ -120,6 +120,27 @@ def test_fitted_gmm_log_prob_matches_its_own_parameters(rng) -> None:
     )
 
 
+
+def test_numpy_log_density_and_gradient_equal_torch_for_full_covariances(rng, mixture) -> None:
+    """The KL solver and eval score a map in numpy (``log_prob_and_gradient``), training in torch
+    (``log_prob``): both must be one density.  The numpy side writes Σ_k⁻¹ = L_k L_kᵀ and measures
+    ‖(y − μ_k)ᵀ L_k‖²; with Lᵀ in place of L (a transposed root) the Mahalanobis term is wrong
+    for any covariance that is not diagonal, and only diagonal and isotropic ones were tested.
+    Here every component has a random rotated (full) covariance; the gradient is checked against
+    autograd's of torch's log-density.  float64 throughout: the two paths differ only by rounding
+    (~1e-13 relative on these values), so 1e-10 leaves room and still fails any wrong term."""
+    assert (np.abs(mixture.covariances - np.diagonal(mixture.covariances, axis1=1, axis2=2)[:, :, None]
+                   * np.eye(3)) > 1e-3).any()  # off-diagonal terms that matter
+    y = np.concatenate([rng.uniform(-0.2, 1.2, size=(60, 3)), mixture.means + 0.01])
+    log_q, gradient = mixture.log_prob_and_gradient(y)
+    x = torch.as_tensor(y).requires_grad_(True)
+    want = mixture.log_prob(x)
+    (want_gradient,) = torch.autograd.grad(want.sum(), x)
+    np.testing.assert_allclose(log_q, want.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(log_q, log_mixture(y, mixture.weights, mixture.means, mixture.covariances), rtol=1e-10)
+    np.testing.assert_allclose(gradient, want_gradient.numpy(), rtol=1e-10, atol=1e-10)
+
+
 # ------------------------------------------------------------------- fitting
 def test_auto_components_finds_clusters(rng) -> None:
     gmm = GaussianMixture.fit(three_clusters(rng), "auto", random_state=0)
