@@ -21,14 +21,17 @@ from colorot.sliced import SlicedSettings, build_dictionary, step_caps, to_ridge
 
 
 def _problem(seed: int, directions: int = 5, knots: int = 4):
-    """A small dictionary, random admissible parameters, pixels and a 3-component mixture."""
+    """A small dictionary, random admissible parameters, pixels and a 3-component mixture with full
+    covariances (random rotations of variances in [0.005, 0.05]): with isotropic ones a transposed
+    Cholesky root in the numpy density went unnoticed."""
     rng = np.random.default_rng(seed)
     x = rng.random((300, 3))
     dictionary = build_dictionary(x, SlicedSettings(directions=directions, knots=knots))
     caps = step_caps(dictionary)
     theta = rng.random(len(caps)) * np.where(np.isinf(caps), 0.5, caps)
     params = np.concatenate([theta, rng.normal(0, 0.1, 3)])
-    covariances = np.stack([np.eye(3) * rng.uniform(0.005, 0.05) for _ in range(3)])
+    rotations = [np.linalg.qr(rng.normal(size=(3, 3)))[0] for _ in range(3)]
+    covariances = np.stack([(q * rng.uniform(0.005, 0.05, 3)) @ q.T for q in rotations])
     target = GaussianMixture(np.array([0.5, 0.3, 0.2]), rng.random((3, 3)), covariances)
     return dictionary, params, x, target
 
