@@ -138,8 +138,17 @@ def test_w2_estimate_agrees_with_pot_on_the_whole_sets() -> None:
     assert exact_w2(xa, xb, pixels=500) == pytest.approx(np.sqrt(ot.emd2(half, half, ot.dist(xa, xb))), rel=1e-9)
 
 
-def test_w2_estimate_draws_disjoint_halves_as_documented(rng) -> None:
-    a, b = rng.random((30, 3)), rng.random((26, 3))
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_w2_estimate_draws_disjoint_halves_as_documented(rng, shift) -> None:
+    """Each figure recomputed from the documented draws, the interval too (docs/cli.md, eval):
+    [sqrt(max(0, mean d − t·s_d)), sqrt(mean c + t·s_c)], s the standard error of the mean over the
+    R repeats (std with ddof 1 over √R), t the two-sided 95 % Student quantile with R − 1 degrees of
+    freedom, t.ppf(0.975, R − 1).  Only the estimate was checked: a low margin halved, the high
+    margin dropped or the one-sided quantile t.ppf(0.95, …) passed.  The shifted pair (b moved by
+    0.5 on each channel) has its lower end above 0, where a wrong low margin shows."""
+    from scipy.stats import t as student
+
+    a, b = rng.random((30, 3)), rng.random((26, 3)) + shift
     draws = np.random.default_rng(5)
     cross, floor = [], []
     for _ in range(3):
@@ -150,6 +159,13 @@ def test_w2_estimate_draws_disjoint_halves_as_documented(rng) -> None:
     assert est.raw == pytest.approx(np.sqrt(np.mean(cross)), rel=1e-12)
     assert est.floor == pytest.approx(np.sqrt(np.mean(floor)), rel=1e-12)
     assert est.w2 == pytest.approx(np.sqrt(max(0.0, np.mean(cross) - np.mean(floor))), rel=1e-12)
+    t = student.ppf(0.975, 3 - 1)
+    d = np.subtract(cross, floor)
+    low = np.sqrt(max(0.0, d.mean() - t * d.std(ddof=1) / np.sqrt(3)))
+    high = np.sqrt(np.mean(cross) + t * np.std(cross, ddof=1) / np.sqrt(3))
+    assert est.high == pytest.approx(high, rel=1e-12)
+    assert est.low == pytest.approx(low, rel=1e-12, abs=0.0)
+    assert est.resolved == (shift > 0) and (est.low > 0) == (shift > 0)  # the case each pair is here for
     assert w2_estimate(a, b, pixels=100, repeats=3).pixels == 13  # the smaller set's half bounds n
     with pytest.raises(ValueError, match="has 1 pixel.*needs at least 2"):
         w2_estimate(a[:1], b)
@@ -237,7 +253,15 @@ def test_evaluate_combines_the_measures_and_refuses_unpaired_pixels(rng) -> None
         evaluate(source, output[:150], target)
 
 
-# ------------------------------------------------------------------------- CLI
+def test_evaluate_leaves_rms_over_w2_undefined_where_w2_is_above_0_but_not_resolved() -> None:
+    """Two draws of one uniform distribution: the debiased W2 reads a little above 0 (0.053) while
+    its interval reaches 0 ([0, 0.185]), so W2 is within the noise and RMS/W2 − 1 is undefined
+    (None), as documented; the check once read w2 > 0 and would have divided by the noise."""
+    draws = np.random.default_rng(1)
+    source, target = draws.random((300, 3)), draws.random((300, 3))
+    r = evaluate(source, source * 0.9 + 0.05, target, directions=16, pixels=100, w2_pixels=150, w2_repeats=6, seed=1)
+    assert r["w2"] > 0.0 and r["w2_interval"][0] == 0.0  # the case: an estimate above 0, not resolved
+    assert r["rms_over_w2"] is None
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     """A dull source, a contrasty target, a closed-form affine checkpoint and SOURCE after apply."""
