@@ -219,6 +219,7 @@ ALTERATIONS: dict[str, tuple[Callable[[dict], None], str]] = {
     "unknown-model-kind": (_set("model", "name", "resnet50"), "unknown model kind"),
     "model-kind-as-list": (_set("model", "name", ["mmgn"]), "unknown model kind"),
     "nan-eps": (_set("model", "config", "eps", float("nan")), "eps"),
+    "zero-eps": (_set("model", "config", "eps", 0.0), "eps"),  # eps is J_T's eigenvalue floor: 0 is not monotone
     "negative-eps": (_set("model", "config", "eps", -1.0), "eps"),
     "eps-as-text": (_set("model", "config", "eps", "0.001"), "eps"),
     "huge-eps": (_set("model", "config", "eps", 1e300), "eps"),  # infinite in float32: eval's eigh crashed
@@ -257,6 +258,21 @@ def test_altered_checkpoints_are_refused_with_one_line(tmp_path: Path, good: Pat
     path = save_payload(tmp_path / f"{name}.pt", payload)
     valid = () if "future" in name else ("is not a valid colorot checkpoint",)  # the target's faults lacked it
     _both_commands_refuse(path, tmp_path, *valid, fragment)
+
+
+@pytest.mark.parametrize("eps", [0.0, float("nan"), -1.0, "0.001", 1e300], ids=["zero", "nan", "negative", "text", "huge"])
+def test_a_ridge_map_s_eps_outside_its_range_is_refused_by_the_torch_free_reader_too(tmp_path: Path,
+                                                                                      eps: object) -> None:
+    """A ridge map is applied from its parameters read without torch (checkpoint.read_ridge_map):
+    that reader must decline every eps load refuses, (0, MAX_EPS], so that load names the fault.
+    Its eps = 0 passed a check written 0 <= eps (the table above held an M-MGN only)."""
+    good_ridge = write_checkpoint(tmp_path / "ridge.pt", "ridge", hidden=3)
+    assert checkpoint.read_ridge_map(good_ridge) is not None  # the control: read as it was saved
+    payload = checkpoint_payload(good_ridge)
+    _set("model", "config", "eps", eps)(payload)
+    path = save_payload(tmp_path / "bad-eps.pt", payload)
+    assert checkpoint.read_ridge_map(path) is None
+    _both_commands_refuse(path, tmp_path, "is not a valid colorot checkpoint", "eps")
 
 
 def test_the_unaltered_checkpoint_is_accepted(tmp_path: Path, good: Path) -> None:
