@@ -229,15 +229,23 @@ def test_a_wrong_count_of_paths_is_a_usage_error(tiny_fit, tmp_path, command):
 
 
 def test_shards_split_a_folder_exactly_once(tiny_fit, tmp_path):
+    """Each shard writes its share; run again, a shard reports its own share skipped (its report once
+    listed every shard's existing outputs as its skipped: a run of 1/3 said all of them)."""
     everything = json.loads(_ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "all/",
                                  "--json"]).stdout)["written"]
-    parts = []
+    parts, written = [], []
     for index in range(3):
         doc = json.loads(_ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "sharded/",
                               "--shard", f"{index}/3", "--json"]).stdout)
         assert doc["shard"] == f"{index}/3"
+        written.append(doc["written"])
         parts.append([p.replace("sharded", "all") for p in doc["written"]])
     assert sorted(sum(parts, [])) == sorted(everything)
+    assert max(map(len, written)) < len(everything)  # each a share, none the whole folder
+    for index in range(3):
+        rerun = json.loads(_ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "sharded/",
+                                "--shard", f"{index}/3", "--json"]).stdout)
+        assert rerun["written"] == [] and sorted(rerun["skipped"]) == sorted(written[index])
     again = json.loads(_ok(["apply", tiny_fit["model"], tiny_fit["folder"], tmp_path / "again/",
                             "--shard", "1/3", "--json"]).stdout)["written"]
     assert [p.replace("again", "all") for p in again] == parts[1]
