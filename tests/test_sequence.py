@@ -170,6 +170,24 @@ def test_the_blend_weights_are_centred_and_fade_with_distance(count, data, sigma
     assert frames.tolist() == [t]
 
 
+def test_a_neighbour_under_a_thousandth_of_the_frame_s_own_weight_is_dropped() -> None:
+    """WEIGHT_FLOOR is a fraction of frame t's own weight (the module docstring), not of the whole
+    blend's: a floor on the normalised weights passed every test.  With σ = 3 the own weight is
+    about 0.16 of the blend, so such a floor drops neighbours up to six thousandths of it.  Here
+    frames t ± 4 weigh 1.01 thousandths of frame t's weight (kept) and t ± 5 0.99 (dropped), by
+    distances D chosen for it; the others have D = 0."""
+    sigma, tau, count, t = 3.0, 4.0, 19, 9
+    table = np.zeros((count, count))
+    for offset, ratio in ((4, 1.01 * sequence.WEIGHT_FLOOR), (5, 0.99 * sequence.WEIGHT_FLOOR)):
+        temporal = math.exp(-0.5 * (offset / sigma) ** 2)  # c_tk / c_tt before the range factor
+        table[t, [t - offset, t + offset]] = tau * math.sqrt(2 * math.log(temporal / ratio))
+    fits = {k: Distances(table, k) for k in range(count)}
+    frames, weights = sequence.blend_weights(fits, t, count, sigma, tau)
+    assert frames.tolist() == [k for k in range(count) if abs(k - t) != 5]
+    assert weights[frames == t - 4][0] / weights[frames == t][0] == pytest.approx(1.01e-3, rel=1e-9)
+    assert weights[frames == t][0] < 0.2  # the case: a floor on the normalised weights would drop t ± 4
+
+
 def test_a_bad_range_is_refused() -> None:
     for tau in (0.0, -1.0, math.nan):
         with pytest.raises(ConfigError, match="--smooth-range"):
@@ -437,3 +455,20 @@ def test_a_frame_grades_by_its_map_also_when_too_sharp_to_tabulate() -> None:
         frame = sequence.FrameFit(SimpleNamespace(ridge_parameters_=parameters), x)
         np.testing.assert_allclose(frame.grade(x), parameters.forward_and_jacobian(x)[0], atol=1e-6)
         assert frame.distance(frame) == 0
+
+
+def test_the_distance_between_two_frames_maps_is_the_rms_of_their_difference_in_code_values() -> None:
+    """D_t,k by hand: T_t(x) = εx and T_k(x) = εx + (x_r, 0, 0) (an affine ridge map, V = diag(1, 0, 0))
+    differ by x_r, which is 0, 0.3 and 0.4 on the three sample pixels: their RMS is
+    sqrt(0.25 / 3) = 1/√12, so D = 255/√12 = 73.6 code values (the mean of the norms, 0.7/3, would
+    give 59.5: it passed, as the other tests take D from distance() itself)."""
+    from types import SimpleNamespace
+
+    def affine(v: np.ndarray) -> RidgeParameters:
+        return RidgeParameters({"W": np.zeros((0, 3)), "biases": np.zeros(0), "rho": np.zeros(0), "V": v,
+                                "b": np.zeros(3)}, 1e-3)
+
+    sample = np.array([[0.0, 0.9, 0.2], [0.3, 0.1, 0.5], [0.4, 0.6, 0.7]])
+    own = sequence.FrameFit(SimpleNamespace(ridge_parameters_=affine(np.zeros((3, 3)))), sample)
+    other = sequence.FrameFit(SimpleNamespace(ridge_parameters_=affine(np.diag([1.0, 0.0, 0.0]))), sample)
+    assert own.distance(other) == pytest.approx(255 / math.sqrt(12), rel=1e-6)  # the tables: exact within 10⁻⁷
