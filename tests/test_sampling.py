@@ -49,6 +49,20 @@ def test_each_colour_cell_gets_its_share_to_within_one(seed: int, count: int, n:
         assert abs(np.isin(picked_cells, sorted_cells[:end]).sum() - n * end / count) < 1
 
 
+def test_pixels_of_one_colour_cell_keep_their_raster_order() -> None:
+    """Within a cell the order is the image's own (the module docstring), so a subsample is spread
+    across the frame as well.  2000 pixels of four colours at random places: an unstable sort (quicksort,
+    which passed every test) scrambles each colour's pixels among themselves."""
+    palette = np.array([[0.1, 0.2, 0.3], [0.9, 0.1, 0.1], [0.5, 0.5, 0.5], [0.2, 0.8, 0.6]], np.float32)
+    labels = np.random.default_rng(4).integers(0, 4, 2000)
+    order = colour_order(palette[labels])
+    assert sorted(order.tolist()) == list(range(2000))
+    runs = np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
+    assert len(runs) == 4  # one run for each colour, each in raster order
+    for run in runs:
+        assert (np.diff(run) > 0).all()
+
+
 def test_the_rows_are_distinct_and_all_are_kept_when_there_are_few() -> None:
     pixels = np.random.default_rng(0).random((1000, 3)).astype(np.float32)
     picked = representative_subsample(pixels, 999, np.random.default_rng(1))
