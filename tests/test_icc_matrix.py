@@ -130,6 +130,39 @@ def test_a_curve_flat_at_its_ends_is_inverted_to_the_code_range_s_ends() -> None
     np.testing.assert_allclose(profile.from_linear(linear)[0], [0, 2.5 / 6, 0.5, 3.5 / 6, 1], atol=1e-5)  # 16-bit entries
 
 
+def _generalised_inverse(parameters: tuple, y: np.ndarray) -> np.ndarray:
+    """By brute force: the least x on a grid of 2²⁰ steps with f(x) ≥ y, f the 'power' curve of
+    ``parameters`` (g, a, b, c, d, e, f) in float64: in a jump of f its foot, on a rising piece f⁻¹(y)."""
+    g, a, b, c, d, e, f = parameters
+    grid = np.linspace(0.0, 1.0, 2**20 + 1)
+    values = np.where(grid >= d, np.maximum(a * grid + b, 0.0) ** g + e, c * grid + f)
+    return grid[np.minimum(np.searchsorted(np.maximum.accumulate(values), y), len(grid) - 1)]
+
+
+@pytest.mark.parametrize("parameters", [
+    (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045, 0.05, 0.0),  # the linear piece ends at 0.003, the power one starts at 0.053
+    (2.2, 1.0, 0.0, 0.0, 0.1, 0.02, 0.01),  # a flat piece at 0.01, then the power piece from 0.02 + 0.1^2.2
+], ids=["rising-then-jump", "flat-then-jump"])
+def test_a_value_in_the_jump_between_a_para_curve_s_pieces_is_inverted_to_where_the_jump_is(parameters) -> None:
+    """A 'para' curve of type 4 whose linear piece ends below where its power piece starts (c·d + f <
+    (ad + b)^g + e): no code gives the values between, and the inverse takes them to d, the code of
+    the jump (f⁻¹'s documented rule: the nearest x where none is), as the brute-force inverse does; the
+    rest of the range is each value's own code.  No other test asked for a value in a jump.  (The
+    code guards the jump twice: np.where(low > c·d + f, d, …), and min(inverse, d) with the flat
+    piece's inverse d above f; dropping either alone gives the same codes, as (low − f)/c > d there
+    when c > 0, so a mutation pass's drop of the first survives this test too; dropping the first
+    and (c = 0) the second fails it, as does taking the linear piece's inverse unbounded.)"""
+    profile = matrix_profile(rgb_profile("Adobe RGB (1998)", curve=parametric_curve(4, parameters)))
+    held = profile.curves[0][1]  # the parameters as the profile holds them (s15Fixed16)
+    g, a, b, c, d, e, f = held
+    y = np.linspace(0.0, 1.0, 4097)
+    jump = (y > c * d + f) & (y < (a * d + b) ** g + e)
+    assert jump.sum() > 40  # the case: many values in the jump
+    got = profile.from_linear(np.stack([y] * 3))[0]
+    assert (got[jump] == np.float32(d)).all()
+    np.testing.assert_allclose(got, _generalised_inverse(held, y), atol=2e-6)  # the grid's step, 10⁻⁶
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from([SRGB, ADOBE, rgb_profile("Adobe RGB (1998)", curve=table_curve(np.linspace(0, 1, 64) ** 2))]),
        st.lists(st.tuples(st.integers(0, 700), st.integers(0, 255)), min_size=1, max_size=6),
