@@ -8,10 +8,11 @@ thread that found the count a hold had just set (so took it from that hold, not 
 choice) gets the count the process had before the first of the open holds.
 
 **Native libraries' thread pools** (threadpoolctl's): BLAS's count is the process's, so
-:func:`one_library_thread` limits it to one while any thread is inside and restores it when the last
+:func:`one_blas_thread` limits it to one while any thread is inside and restores it when the last
 one leaves (each thread's own save and restore interleaved with the others' and left the process on
 one thread); OpenMP's count, like torch's, is each thread's own, limited and restored by the thread
-itself.
+itself (:func:`one_library_thread`: both).  BLAS threads that numpy wakes beside torch's spin on the
+same cores: a C-MGN fit took twice its time (E68).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _torch_counts: dict[str, int] = {}  # "before": the count before the first open 
 
 
 class _BlasHold:
-    """The open :func:`one_library_thread` holds, and the threadpoolctl limiter the first applied."""
+    """The open :func:`one_blas_thread` holds, and the threadpoolctl limiter the first applied."""
 
     holders = 0
     limiter = None
@@ -64,13 +65,21 @@ def one_library_thread() -> Iterator[None]:
     """BLAS (for the process) and OpenMP (for the calling thread) on one thread while inside."""
     from threadpoolctl import threadpool_limits
 
+    with one_blas_thread(), threadpool_limits(1, user_api="openmp"):
+        yield
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread (the process's count) while any thread is inside."""
+    from threadpoolctl import threadpool_limits
+
     with _LOCK:
         if not _BlasHold.holders:
             _BlasHold.limiter = threadpool_limits(1, user_api="blas")
         _BlasHold.holders += 1
     try:
-        with threadpool_limits(1, user_api="openmp"):
-            yield
+        yield
     finally:
         with _LOCK:
             _BlasHold.holders -= 1

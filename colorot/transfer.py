@@ -53,7 +53,7 @@ from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_flags, check_strength
 from colorot.sliced import DEFAULT_ITERATIONS, NNLS_ITERATIONS, SlicedSettings, solve_sliced
 from colorot.sampling import colour_order, representative_subsample, thinned
-from colorot.thread_counts import one_library_thread
+from colorot.thread_counts import one_blas_thread, one_library_thread
 
 #: The network solvers (``mgn_solver``, ``train``), the models and ``transforms`` import torch: they
 #: are imported where a fit or a transform needs them, so a default fit (the KL solver's ridge
@@ -815,8 +815,8 @@ class ColorTransfer:
             self._set_ridge_map(result.solution.ridge_parameters())
             self.history_ = History(losses=result.losses, seconds=result.seconds)
             return src, entropy
-        if solver == "kl":  # the C-MGN or M-MGN
-            with _seeded_torch(self.random_state, "cpu"):
+        if solver == "kl":  # the C-MGN or M-MGN, on torch's threads: BLAS's beside them would spin (E68)
+            with _seeded_torch(self.random_state, "cpu"), one_blas_thread():
                 self.map_, result = self._fit_network_kl(src, tgt, target, config, steps, entropy, callback)
             self.target_dist_, self.history_ = result.target, result.history
             return src, entropy
