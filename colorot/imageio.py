@@ -519,7 +519,7 @@ def image_writer(image: Image, rgb: np.ndarray, format: str, *, quality: int = 9
     lossily, and dropped by JPEG and BMP (an :class:`ImageMetadataWarning` naming the output
     ``name`` when a pixel was not opaque). The ICC profile is written when it is an RGB profile and
     the format takes one (not BMP); so are the EXIF (a TIFF source's: its descriptive tags; into
-    a TIFF: all but the tags of the TIFF's own, :data:`TIFF_OWN_TAGS`, as its tags) and XMP (either
+    a TIFF: all but the tags of the TIFF's own, :data:`colorot.exif.TIFF_OWN_TAGS`, as its tags) and XMP (either
     too long for one JPEG marker is not written to JPEG; the EXIF with a warning), and the resolution
     (not WebP, AVIF or HEIC). ``quality`` applies to JPEG, lossy WebP, AVIF and HEIC (4:2:0 chroma);
     a lossless WebP source is written to WebP losslessly, a JPEG source to JPEG with its chroma

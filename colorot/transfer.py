@@ -385,7 +385,6 @@ def named_space(images: ImageLike | Sequence[ImageLike]) -> tuple[str, ColourSpa
     return (str(image) if isinstance(image, (str, os.PathLike)) else "the image"), image_colour_space(image)
 
 
-
 @dataclass(frozen=True)
 class Reference:
     """A target read and its distribution fitted once, for many fits onto it (:mod:`colorot.matching`).
