@@ -628,20 +628,27 @@ def test_a_write_that_may_not_replace_keeps_a_file_that_appeared(tmp_path: Path,
     assert theirs.read_bytes() == b"ours"
 
 
-@pytest.mark.parametrize("command", ["apply", "match"])
-def test_an_output_another_run_writes_meanwhile_is_kept_unless_overwrite(
-        tmp_path: Path, half: Path, monkeypatch, command) -> None:
-    """Outputs are checked when the run is planned; one that appears before its write lands (another
-    run writing the same folder) was replaced. Now it is kept, and its file fails with exit 3."""
-    inputs = _tree(tmp_path / "in", count=2)
-    first = half if command == "apply" else inputs[0]
-    other_run = colorot.atomic.remove_stale_temp_files  # called first by every atomic write
+@pytest.fixture
+def another_run_writes_each_output(monkeypatch) -> None:
+    """Another run writes b"theirs" at each output just before this run's write lands (every atomic
+    write calls ``remove_stale_temp_files`` first)."""
+    other_run = colorot.atomic.remove_stale_temp_files
 
     def another_run_writes(path):
         Path(path).write_bytes(b"theirs")
         return other_run(path)
 
     monkeypatch.setattr(colorot.atomic, "remove_stale_temp_files", another_run_writes)
+
+
+@pytest.mark.parametrize("command", ["apply", "match"])
+@pytest.mark.usefixtures("another_run_writes_each_output")
+def test_an_output_another_run_writes_meanwhile_is_kept_unless_overwrite(
+        tmp_path: Path, half: Path, command) -> None:
+    """Outputs are checked when the run is planned; one that appears before its write lands (another
+    run writing the same folder) was replaced. Now it is kept, and its file fails with exit 3."""
+    inputs = _tree(tmp_path / "in", count=2)
+    first = half if command == "apply" else inputs[0]
     extra = ["--steps", "2"] if command == "match" else []
     outcome = cli(command, first, tmp_path / "in", tmp_path / "out", "--json", *extra)
     assert outcome.crash is None and outcome.code == 3, (outcome.code, outcome.stderr)
@@ -653,19 +660,13 @@ def test_an_output_another_run_writes_meanwhile_is_kept_unless_overwrite(
 
 
 @pytest.mark.parametrize("command", ["apply", "match"])
+@pytest.mark.usefixtures("another_run_writes_each_output")
 def test_an_output_from_stdin_another_run_writes_meanwhile_is_kept_unless_overwrite(
-        tmp_path: Path, half: Path, monkeypatch, command) -> None:
+        tmp_path: Path, half: Path, command) -> None:
     """The same rule for one image read from stdin (``-``) into a file: written with ``replace`` True,
     it would replace a file another run wrote after the run checked its output."""
     inputs = _tree(tmp_path / "in", count=1)
     first = half if command == "apply" else inputs[0]
-    other_run = colorot.atomic.remove_stale_temp_files  # called first by every atomic write
-
-    def another_run_writes(path):
-        Path(path).write_bytes(b"theirs")
-        return other_run(path)
-
-    monkeypatch.setattr(colorot.atomic, "remove_stale_temp_files", another_run_writes)
     extra = ["--steps", "2"] if command == "match" else []
     out = tmp_path / "out.png"
     result = CliRunner().invoke(app, [command, str(first), "-", str(out), *extra], input=inputs[0].read_bytes())

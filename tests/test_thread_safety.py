@@ -129,11 +129,11 @@ def test_a_thread_started_during_another_s_torch_hold_leaves_later_threads_their
         torch.set_num_threads(before)
 
 
-_BLAS_HOLDS = """
+#: A fresh process's prologue: BLAS on two threads, ``count()`` its count now.
+_BLAS_ON_TWO = """
 import threading
-import numpy
+import numpy  # loads BLAS
 from threadpoolctl import ThreadpoolController
-from colorot.thread_counts import one_library_thread
 
 blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
 if not blas:
@@ -144,6 +144,11 @@ count = blas[0].get_num_threads
 setter = threading.Thread(target=lambda: blas[0].set_num_threads(2))
 setter.start()
 setter.join()
+"""
+
+_BLAS_HOLDS = _BLAS_ON_TWO + """
+from colorot.thread_counts import one_library_thread
+
 before = count()
 a_inside, b_inside, a_out = threading.Event(), threading.Event(), threading.Event()
 seen = []
@@ -183,20 +188,10 @@ def test_blas_stays_on_one_thread_until_the_last_holder_leaves() -> None:
     assert outcome == "[2, 2, 1]"  # two threads again after; one inside the second hold once the first left
 
 
-_NETWORK_FIT_BLAS = """
-import threading
+_NETWORK_FIT_BLAS = _BLAS_ON_TWO + """
 import numpy as np
-from threadpoolctl import ThreadpoolController
 from colorot import ColorTransfer, mgn_solver
 
-blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
-if not blas:
-    print("no BLAS")
-    raise SystemExit
-count = blas[0].get_num_threads
-setter = threading.Thread(target=lambda: blas[0].set_num_threads(2))  # as in _BLAS_HOLDS
-setter.start()
-setter.join()
 before, seen, fit = count(), [], mgn_solver.fit_network_kl
 
 def recorded(*args, **kwargs):
