@@ -232,14 +232,16 @@ def refusals_stop_the_batch() -> Iterator[None]:
 
 
 def warn_space_unknown(space: ColourSpace | None, convert_space: bool, name: str,
-                       unchanged: str = "has none to take images into, and each is mapped as it is") -> None:
+                       unchanged: str = "has none to take images into, and each is mapped as it is",
+                       stacklevel: int = 3) -> None:
     """The :class:`ImageMetadataWarning` for ``convert_space`` asked of a map whose checkpoint (called
     ``name``) records no colour space (``space`` None: fitted on pixel arrays, or by colorot 0.2.0 or
-    earlier): there is no space to convert to, and what ``unchanged`` says is done instead."""
+    earlier): there is no space to convert to, and what ``unchanged`` says is done instead
+    (``stacklevel``: as ``warnings.warn``'s, from the caller's caller)."""
     if convert_space and space is None:
         warnings.warn(f"{name} records no colour space (a map fitted on pixel arrays, or by colorot 0.2.0 or "
                       f"earlier): --convert-space (convert_space) {unchanged}; refit from the image files to record "
-                      "it", ImageMetadataWarning, stacklevel=3)
+                      "it", ImageMetadataWarning, stacklevel=stacklevel)
 
 
 def refuse_convert_space_with_inverse(convert_space: bool, inverse: bool,

@@ -1215,12 +1215,13 @@ def export_lut(
             _refuse_an_image_name(output, "the LUT is a .cube text file (e.g. grade.cube); to write graded images: "
                                           "colorot apply")
             check_file_output(output, [model], replace=force, flag="--force", what="LUT")
-        from colorot.lut_export import table_map
+        from colorot.lut_export import refuse_convert_space_with_inverse, table_map
         from colorot.transforms import INVERSE_LUT_BAD_SHARE, lut_outside
 
         from colorot.controls import Controls
 
         controls = Controls(keep_luminance=keep_luminance, saturation=saturation, neutral=neutral)
+        refuse_convert_space_with_inverse(convert_space, inverse)  # before the checkpoint is read
         ckpt = checkpoint.load(model)
         table = table_map(ckpt.model, profiles.recorded_space(ckpt.train), str(model), strength=strength,
                           inverse=inverse, controls=controls, convert_space=convert_space)

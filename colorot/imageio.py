@@ -40,7 +40,6 @@ from colorot.atomic import write_atomic
 from colorot.caught_warnings import LOCK as caught_warnings_lock
 from colorot.caught_warnings import caught_warnings, pillow_warnings_recorded
 from colorot.errors import ColorotError, ImageMetadataWarning, ImageReadError, ImageWriteError
-from colorot import icc_matrix
 from colorot.exif import (EXIF_HEADER, ORIENTATION_TAG, QUARTER_TURNS, tiff_exif, tiff_tags, upright_dpi, upright_exif,
                           upright_xmp)
 
@@ -1134,23 +1133,25 @@ def _is_rgb_profile(icc: bytes | None) -> bool:
     return icc is not None and icc[16:20] == b"RGB "
 
 
-#: A 5³ grid of codes in [0, 1] (125, 3): where a profile's colours are compared with sRGB's.
-_GRID = np.stack(np.meshgrid(*[np.linspace(0, 1, 5, dtype=np.float32)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+#: A 5³ grid of codes (1, 125, 3): where a profile's colours are compared with sRGB's.
+_GRID = np.stack(np.meshgrid(*[np.linspace(0, 255, 5).round().astype(np.uint8)] * 3, indexing="ij"),
+                 axis=-1).reshape(1, -1, 3)
 
 
 @functools.lru_cache(maxsize=8)
 def _shows_srgb(icc: bytes) -> bool:
-    """Whether an RGB profile's codes are sRGB's colours, as a viewer takes an untagged image's: a
-    matrix/TRC profile whose 5³ grid lands within 3 codes of itself in sRGB (as
-    :func:`colorot.profiles.apart` tells two spaces apart); False for one with lookup tables (unknown)."""
+    """Whether an RGB profile's codes are sRGB's colours, as a viewer takes an untagged image's: its
+    5³ grid rendered in sRGB by LittleCMS lands within 3 codes of itself (as
+    :func:`colorot.profiles.apart` tells two spaces apart); False where LittleCMS cannot read it."""
     from PIL import ImageCms
 
-    profile = icc_matrix.matrix_profile(icc)
-    if profile is None:
+    try:
+        transform = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
+                                            "RGB", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+        shown = np.asarray(ImageCms.applyTransform(PILImage.fromarray(_GRID, "RGB"), transform))
+    except (OSError, ValueError, ImageCms.PyCMSError):
         return False
-    srgb = icc_matrix.matrix_profile(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    shown = icc_matrix.convert_floats(_GRID, profile, srgb)
-    return float(np.abs(shown - _GRID).max()) * 255 <= 3
+    return int(np.abs(shown.astype(np.int16) - _GRID).max()) <= 3
 
 
 def _pillow_image(pixels: np.ndarray, fmt: str) -> PILImage.Image:

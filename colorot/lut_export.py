@@ -15,14 +15,12 @@ from dataclasses import dataclass
 
 import torch
 
-from colorot.apply import refuse_convert_space_with_inverse, warn_space_unknown
+from colorot import apply
 from colorot.errors import ConfigError, ImageMetadataWarning
 from colorot.lut import lut_title
 from colorot.profiles import UNTAGGED, ColourSpace, apart, conversion_refusal, for_srgb_codes
 from colorot.transforms import lut_map
 
-#: What ``refuse_convert_space_with_inverse`` says ``convert_space`` does for a table.
-_BAKES = "bakes the forward map's table for sRGB codes"
 
 
 @dataclass(frozen=True)
@@ -37,6 +35,11 @@ class TableMap:
     title: str
 
 
+def refuse_convert_space_with_inverse(convert_space: bool, inverse: bool) -> None:
+    """ConfigError for ``convert_space`` with ``inverse`` (before anything is read)."""
+    apply.refuse_convert_space_with_inverse(convert_space, inverse, "bakes the forward map's table for sRGB codes")
+
+
 def table_map(model: torch.nn.Module, space: ColourSpace | None, name: str, *, strength: float = 1.0,
               inverse: bool = False, controls=None, convert_space: bool = False) -> TableMap:
     """The map of ``model`` (fitted in ``space``; ``name`` says which in messages) that a table bakes:
@@ -44,10 +47,11 @@ def table_map(model: torch.nn.Module, space: ColourSpace | None, name: str, *, s
     (ConfigError with ``inverse``, or where the map's profile is not a matrix/TRC one kept in its
     checkpoint); an :class:`ImageMetadataWarning` where the table takes another space's codes, or
     where ``convert_space`` finds no space recorded."""
-    refuse_convert_space_with_inverse(convert_space, inverse, _BAKES)
+    refuse_convert_space_with_inverse(convert_space, inverse)
     fitted = lut_map(model, strength=strength, inverse=inverse, controls=controls)
-    warn_space_unknown(space, convert_space, name,
-                       "has no space to bake the table from, which takes the map's codes as they are")
+    apply.warn_space_unknown(space, convert_space, name,
+                             "has no space to bake the table from, which takes the map's codes as they are",
+                             stacklevel=4)  # the caller of ColorTransfer.export_lut
     foreign = apart(space, UNTAGGED)
     if foreign and convert_space:
         refusal = conversion_refusal(UNTAGGED, 16, space)

@@ -316,23 +316,36 @@ def pooled_in_space(images: ImageLike | Sequence[ImageLike], masks: ImageLike | 
     """:func:`pooled_pixels`, each image's pixels taken from its own colour space into ``into`` (a
     name and colour space, :func:`named_space`; None: left as they are) where the two are apart
     (:func:`colorot.profiles.in_source_space`); and the spaces so converted, each once."""
-    images, masks = _as_list(images), _as_list(masks)
-    if not images:
-        raise ConfigError(f"no {role} given")
-    if masks and len(masks) != len(images):
-        raise ConfigError(f"give one mask per {role}: {len(images)} {role}(s), {len(masks)} mask(s)")
     parts, converted = [], {}
-    for index, image in enumerate(images):
-        if not masks or masks[index] is None:  # None in a list of masks: that image unmasked
-            part = at_least_two_pixels(to_pixels(image, max_image_pixels=max_image_pixels), image, role)
-        else:
-            part = _masked(image, masks[index], index, role, max_image_pixels)
+    for part, image in _read_parts(images, masks, role, max_image_pixels):
         if into is not None:
             name, space = named_space(image)
             read, part = part, in_source_space(part, name, space, *into)
             if part is not read:
                 converted.setdefault(space.srgb_codes, space)
         parts.append(part)
+    return _pooled(parts, role), list(converted.values())
+
+
+def _read_parts(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None,
+                role: str, max_image_pixels: int | None) -> list[tuple[np.ndarray, ImageLike]]:
+    """Each image's pixels (its mask's selection), with the image."""
+    images, masks = _as_list(images), _as_list(masks)
+    if not images:
+        raise ConfigError(f"no {role} given")
+    if masks and len(masks) != len(images):
+        raise ConfigError(f"give one mask per {role}: {len(images)} {role}(s), {len(masks)} mask(s)")
+    parts = []
+    for index, image in enumerate(images):
+        if not masks or masks[index] is None:  # None in a list of masks: that image unmasked
+            parts.append((at_least_two_pixels(to_pixels(image, max_image_pixels=max_image_pixels), image, role), image))
+        else:
+            parts.append((_masked(image, masks[index], index, role, max_image_pixels), image))
+    return parts
+
+
+def _pooled(parts: list[np.ndarray], role: str) -> np.ndarray:
+    """The images' pixels one after another; ConfigError for fewer than 2 in all."""
     if len(parts) == 1:  # not copied (12 bytes a pixel): a read-only view, as the caller's array may be given back
         pixels = parts[0].view()
         pixels.flags.writeable = False
@@ -340,7 +353,7 @@ def pooled_in_space(images: ImageLike | Sequence[ImageLike], masks: ImageLike | 
         pixels = np.concatenate(parts)
     if len(pixels) < 2:
         raise ConfigError(f"the masks leave fewer than 2 {role} pixels")
-    return checked_values(pixels, role), list(converted.values())
+    return checked_values(pixels, role)
 
 
 def checked_values(pixels: np.ndarray, role: str, within: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -405,6 +418,10 @@ class Reference:
     sha256: str | list | None
     space: tuple[str, ColourSpace | None] = ("the reference", None)  # its name and colour space (the first image's)
     thinned_for: int | None = None  # the max_pixels its pixels were thinned for (None: all of them kept)
+    converted_from: tuple = ()    # the colour spaces its pixels were taken from (fit's target_converted)
+    #: a pool of images in several colour spaces: the same rows as read (each in its own image's space),
+    #: each row's image, and the images' names and spaces (:meth:`in_space` converts each from its own)
+    read: tuple | None = field(default=None, compare=False, repr=False)
     _in_spaces: dict = field(default_factory=dict, compare=False, repr=False)  # in_space's conversions
     _order: list = field(default_factory=list, compare=False, repr=False)  # colour_order's result
 
@@ -422,15 +439,33 @@ class Reference:
     def in_space(self, space: tuple[str, ColourSpace | None], fit_density: Callable[[np.ndarray], object]) -> "Reference":
         """This reference as codes of ``space`` (a source's name and colour space): its pixels converted
         (:func:`colorot.profiles.in_source_space`) and their distribution fitted by ``fit_density``,
-        once per space; itself when the two spaces agree or either is unknown."""
+        once per space; itself when the two spaces agree or either is unknown.  A pool's images are
+        each taken from their own space (:attr:`read`), not through the first's."""
         if not apart(space[1], self.space[1]):
             return self
         key = space[1].srgb_codes
         if key not in self._in_spaces:
-            pixels = in_source_space(self.pixels, *self.space, *space)
+            pixels, converted = self._taken_into(space)
             self._in_spaces[key] = self if pixels is self.pixels else Reference(
-                pixels, fit_density(pixels), self.settings, self.sha256, (self.space[0], space[1]), self.thinned_for)
+                pixels, fit_density(pixels), self.settings, self.sha256, (self.space[0], space[1]), self.thinned_for,
+                converted)
         return self._in_spaces[key]
+
+    def _taken_into(self, space: tuple[str, ColourSpace]) -> tuple[np.ndarray, tuple]:
+        """Its pixels as codes of ``space``, and the spaces they were taken from."""
+        if self.read is None:
+            pixels = in_source_space(self.pixels, *self.space, *space)
+            return pixels, (() if pixels is self.pixels else (self.space[1],))
+        codes, image_of_rows, named = self.read
+        pixels, converted = codes.copy(), {}
+        for index, (name, own) in enumerate(named):
+            rows = image_of_rows == index
+            part = codes[rows]
+            taken = in_source_space(part, name, own, *space)
+            if taken is not part:
+                pixels[rows] = taken
+                converted.setdefault(own.srgb_codes, own)
+        return pixels, tuple(converted.values())
 
 
 class ColorTransfer:
@@ -658,11 +693,23 @@ class ColorTransfer:
                       target_mask: ImageLike | Sequence[ImageLike] | None = None) -> Reference:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
         self._check_options()
-        pixels, _ = pooled_in_space(target, target_mask, "target", self.max_image_pixels, named_space(target))
+        parts, first = _read_parts(target, target_mask, "target", self.max_image_pixels), named_space(target)
+        named = [named_space(image) for _, image in parts]
+        taken = [in_source_space(part, *own, *first) for (part, _), own in zip(parts, named)]  # into the first's
+        pixels = _pooled(taken, "target")
+        converted = {own[1].srgb_codes: own[1] for (part, _), own, into in zip(parts, named, taken) if into is not part}
         density = self._fit_density(pixels)
-        kept = thinned(pixels, self.max_pixels, np.random.default_rng(self.random_state)).copy()  # its own
-        return Reference(kept, density, self._reference_settings(), _sha256(target), named_space(target),
-                         self.max_pixels if len(kept) < len(pixels) else None)
+
+        def kept(rows: np.ndarray) -> np.ndarray:  # its own rows, the same for each array
+            return thinned(rows, self.max_pixels, np.random.default_rng(self.random_state)).copy()
+
+        read = None
+        if converted:  # several colour spaces: each image's rows as read, for in_space
+            image_of_rows = np.repeat(np.arange(len(parts), dtype=np.int32), [len(part) for part, _ in parts])
+            read = (kept(_pooled([part for part, _ in parts], "target")), kept(image_of_rows), tuple(named))
+        pixels_kept = kept(pixels)
+        return Reference(pixels_kept, density, self._reference_settings(), _sha256(target), first,
+                         self.max_pixels if len(pixels_kept) < len(pixels) else None, tuple(converted.values()), read)
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
@@ -722,7 +769,7 @@ class ColorTransfer:
             src, source_converted = pooled_in_space(source, source_mask, "source", self.max_image_pixels, source_space)
             if isinstance(target, Reference):
                 converted = target.in_space(source_space, self._fit_density)
-                converted_from = [target.space[1]] if converted is not target else []
+                converted_from = list(converted.converted_from)
                 tgt, density, target_sha256 = converted.pixels, converted.distribution, converted.sha256
                 target_order = converted.colour_order
             else:
@@ -755,14 +802,9 @@ class ColorTransfer:
             "source_sha256": _sha256(source), "target_sha256": target_sha256,
         }
         self.train_info_.update(space_record(source_space[1]))  # for apply's check of its images
-        if "colour_space_icc_bytes" in self.train_info_:
-            warnings.warn(f"{source_space[0]}: its ICC profile ({self.train_info_['colour_space_icc_bytes']} bytes) "
-                          f"is larger than a checkpoint keeps ({MAX_RECORDED_PROFILE} bytes): the map is fitted in "
-                          "its colour space, but --convert-space (convert_space) cannot take other images into it "
-                          "later", ImageMetadataWarning, stacklevel=3)
         for role, converted in (("source", source_converted), ("target", converted_from)):
             if converted:  # codes taken into the source's colour space
-                self.train_info_[f"{role}_converted"] = (f"{', '.join(space.name for space in converted)} → "
+                self.train_info_[f"{role}_converted"] = (f"{' + '.join(space.name for space in converted)} → "
                                                          f"{source_space[1].name}")
         return self
 
@@ -1083,6 +1125,11 @@ class ColorTransfer:
         or into a binary file object (an open file, ``io.BytesIO``)."""
         self._check_fitted()
         check_flags(overwrite=overwrite)
+        if "colour_space_icc_bytes" in self.train_info_:  # a source's profile too large to keep (profiles.space_record)
+            warnings.warn(f"{path}: the map's colour space ({self.train_info_.get('colour_space')}) has an ICC profile "
+                          f"of {self.train_info_['colour_space_icc_bytes']} bytes, more than a checkpoint keeps "
+                          f"({MAX_RECORDED_PROFILE}): --convert-space (convert_space) cannot take images of other "
+                          "spaces into it later", ImageMetadataWarning, stacklevel=2)
         fitted = self._ridge_parameters if self._ridge_parameters is not None else self.map_
         checkpoint.save(path, fitted, self.target_dist_, PREPROCESS, self.train_info_, overwrite=overwrite)
 

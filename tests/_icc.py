@@ -47,16 +47,18 @@ def parametric_curve(kind: int, parameters: tuple[float, ...]) -> bytes:
     return b"para" + bytes(4) + struct.pack(">HH", kind, 0) + b"".join(_s15f16(v) for v in parameters)
 
 
-def lut_tag() -> bytes:
-    """An 'mft2' (lut16Type) A2B0 tag: a 2-point grid taking RGB corners to XYZ by Adobe RGB's colorants
-    (linear in between), identity tables; enough for LittleCMS to read the profile by it."""
-    colorants = np.array(SPACES["Adobe RGB (1998)"][0]).T  # columns: rXYZ, gXYZ, bXYZ
+def lut_tag(space: str = "Adobe RGB (1998)", gamma: float | None = None) -> bytes:
+    """An 'mft2' (lut16Type) A2B0 tag: a 2-point grid taking RGB corners to XYZ by ``space``'s colorants
+    (linear in between), identity output tables, and as input tables identity or, with ``gamma``, the
+    curve x^gamma (256 entries); enough for LittleCMS to read the profile by it."""
+    colorants = np.array(SPACES[space][0]).T  # columns: rXYZ, gXYZ, bXYZ
     grid = [colorants @ np.array(corner, float) for corner in np.ndindex(2, 2, 2)]
     encode = [min(65535, round(v * 32768)) for xyz in grid for v in xyz]  # XYZ as u1Fixed15
     identity = [0, 65535]
+    entries = identity if gamma is None else list(np.rint(np.linspace(0, 1, 256) ** gamma * 65535).astype(int))
     return (b"mft2" + bytes(4) + struct.pack(">BBBB", 3, 3, 2, 0) + b"".join(_s15f16(v) for v in np.eye(3).ravel())
-            + struct.pack(">HH", 2, 2) + struct.pack(">6H", *identity * 3) + struct.pack(f">{len(encode)}H", *encode)
-            + struct.pack(">6H", *identity * 3))
+            + struct.pack(">HH", len(entries), 2) + struct.pack(f">{3 * len(entries)}H", *entries * 3)
+            + struct.pack(f">{len(encode)}H", *encode) + struct.pack(">6H", *identity * 3))
 
 
 def _desc(text: str) -> bytes:

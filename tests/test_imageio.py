@@ -362,7 +362,8 @@ def test_alpha_is_dropped_by_jpeg_and_bmp_with_a_warning_when_a_pixel_was_not_op
 
 def test_bmp_drops_a_profile_of_other_colours_with_a_warning(tmp_path: Path) -> None:
     """A BMP holds no profile: an Adobe RGB input's output was shown as sRGB, other colours, without
-    a word.  An sRGB profile dropped changes nothing shown, and is dropped silently."""
+    a word.  An sRGB profile dropped changes nothing shown, and is dropped silently (one made of
+    lookup tables too, as LittleCMS reads it)."""
     from _icc import lut_tag, rgb_profile
 
     codes = _codes((4, 4, 3))
@@ -374,7 +375,9 @@ def test_bmp_drops_a_profile_of_other_colours_with_a_warning(tmp_path: Path) -> 
         with pytest.warns(ImageMetadataWarning, match=rf"{name}.bmp: the input's ICC profile is dropped: BMP holds "
                                                       "none, so viewers take the output's codes as sRGB's"):
             write_image(tmp_path / f"{name}.bmp", image, image.rgb)
-    for name, icc in (("srgb", srgb), ("gamma", rgb_profile("sRGB primaries, gamma 2.2"))):
+    srgb_tables = rgb_profile("sRGB primaries, gamma 2.2",  # LittleCMS reads it by its tables: sRGB's colours too
+                              extra=((b"A2B0", lut_tag("sRGB primaries, gamma 2.2", gamma=2.2)),))
+    for name, icc in (("srgb", srgb), ("gamma", rgb_profile("sRGB primaries, gamma 2.2")), ("srgb_tables", srgb_tables)):
         PILImage.fromarray(codes).save(tmp_path / f"{name}.png", icc_profile=icc)
         image = read_image(tmp_path / f"{name}.png")
         with warnings.catch_warnings():

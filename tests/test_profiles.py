@@ -120,6 +120,26 @@ def test_pooled_images_are_each_taken_from_their_own_space(tmp_path: Path) -> No
         assert np.abs(outputs["two spaces"] - outputs["one space"]).mean() < 2, role  # 2-step fits on 500 pixels
 
 
+def test_a_pooled_reference_takes_each_image_from_its_own_space(tmp_path: Path) -> None:
+    """A Reference (Matcher) pooled from images in several spaces took them all into the first's,
+    then that block into each source's: an Adobe RGB image's colours went through sRGB (clipped to
+    its gamut) on their way to an Adobe RGB source.  Each image now goes from its own space, as a fit
+    of the pool itself takes it, and the spaces converted are recorded."""
+    from colorot.transfer import named_space, pooled_in_space
+
+    plain, adobe = tagged(tmp_path / "plain.png", None, 1), _photo(tmp_path / "adobe.png", ADOBE)
+    source = tagged(tmp_path / "source.png", ADOBE, 2)
+    matcher = Matcher([plain, adobe], **FAST)
+    assert [space.name for space in matcher.reference.converted_from] == ["Adobe RGB (1998)"]  # into the first's
+    taken = matcher.reference.in_space(named_space(source), ColorTransfer(**FAST)._fit_density)
+    direct, converted = pooled_in_space([plain, adobe], None, "target", None, named_space(source))
+    np.testing.assert_array_equal(taken.pixels, direct)  # the Adobe image's codes as they are, the other converted
+    assert [space.name for space in taken.converted_from] == [space.name for space in converted] == ["sRGB (untagged)"]
+    fitted = matcher.fit(source)
+    assert fitted.train_info_["target_converted"] == "sRGB (untagged) → Adobe RGB (1998)"
+    assert matcher.fit(plain).train_info_["target_converted"] == "Adobe RGB (1998) → sRGB (untagged)"
+
+
 def test_a_match_takes_the_reference_into_each_input_s_space_once(tmp_path: Path) -> None:
     reference = tagged(tmp_path / "reference.png", ADOBE, 1)
     matcher = Matcher(reference, **FAST)
@@ -392,10 +412,13 @@ def test_a_large_profile_is_kept_and_one_too_large_is_said_so(tmp_path: Path, sr
     assert profiles.recorded_space(load(tmp_path / "kept.pt").train_info_).icc == large
     too_large = rgb_profile("Adobe RGB (1998)", extra=((b"zzzz", b"data" + bytes(4) + bytes(800_000)),))
     source = tagged(tmp_path / "too_large.png", too_large, 1)
-    with pytest.warns(ImageMetadataWarning, match=rf"its ICC profile \({len(too_large)} bytes\) is larger than a "
-                                                  r"checkpoint keeps \(786432 bytes\)"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fit, or a match, that keeps no map says nothing
         fitted = ColorTransfer(**FAST).fit(source, tmp_path / "t.png")
-    fitted.save(tmp_path / "left_out.pt")
+        Matcher(tmp_path / "t.png", **FAST).fit_and_transform(source)
+    with pytest.warns(ImageMetadataWarning, match=rf"an ICC profile of {len(too_large)} bytes, more than a "
+                                                  r"checkpoint keeps \(786432\)"):
+        fitted.save(tmp_path / "left_out.pt")
     assert fitted.train_info_["colour_space_icc_bytes"] == len(too_large)
     result = _apply(tmp_path / "left_out.pt", srgb_fit["plain"], tmp_path / "out.png", "--convert-space")
     assert result.exit_code == 0 and (f"the checkpoint does not hold the profile of its colour space ({len(too_large)} "
@@ -486,6 +509,13 @@ def test_export_lut_names_the_maps_colour_space_and_bakes_it_for_srgb_with_conve
         fitted.export_lut(tmp_path / "python_srgb.cube", size=17, convert_space=True)
     for name in ("codes", "srgb"):
         assert (tmp_path / f"python_{name}.cube").read_bytes() == (tmp_path / f"{name}.cube").read_bytes()
+    missing = runner.invoke(app, ["export-lut", str(tmp_path / "missing.pt"), str(tmp_path / "m.cube"), "--inverse",
+                                  "--convert-space"])  # the options refused before the checkpoint is read
+    assert missing.exit_code == 1 and "not made for --inverse" in missing.stderr, missing.output
+    arrays = ColorTransfer(**FAST).fit(np.asarray(PILImage.open(source)), np.asarray(PILImage.open(target)))
+    with pytest.warns(ImageMetadataWarning, match="records no colour space") as caught:
+        arrays.export_lut(tmp_path / "arrays.cube", size=5, convert_space=True)
+    assert caught[0].filename == __file__  # named at the caller's line
 
 
 def test_a_colour_space_name_from_a_file_stays_on_the_title_line(tmp_path) -> None:
