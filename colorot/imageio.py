@@ -42,6 +42,7 @@ from colorot.caught_warnings import caught_warnings, pillow_warnings_recorded
 from colorot.errors import ColorotError, ImageMetadataWarning, ImageReadError, ImageWriteError
 from colorot.exif import (EXIF_HEADER, ORIENTATION_TAG, QUARTER_TURNS, tiff_exif, tiff_tags, upright_dpi, upright_exif,
                           upright_xmp)
+from colorot.srgb_grid import GRID_CODES, rendered_in_srgb, renderings_apart
 
 _FORMAT_BY_SUFFIX = {
     ".jpg": "JPEG",
@@ -1133,25 +1134,18 @@ def _is_rgb_profile(icc: bytes | None) -> bool:
     return icc is not None and icc[16:20] == b"RGB "
 
 
-#: A 5³ grid of codes (1, 125, 3): where a profile's colours are compared with sRGB's.
-_GRID = np.stack(np.meshgrid(*[np.linspace(0, 255, 5).round().astype(np.uint8)] * 3, indexing="ij"),
-                 axis=-1).reshape(1, -1, 3)
-
-
 @functools.lru_cache(maxsize=8)
 def _shows_srgb(icc: bytes) -> bool:
-    """Whether an RGB profile's codes are sRGB's colours, as a viewer takes an untagged image's: its
-    5³ grid rendered in sRGB by LittleCMS lands within 3 codes of itself (as
-    :func:`colorot.profiles.apart` tells two spaces apart); False where LittleCMS cannot read it."""
+    """Whether an RGB profile's codes are sRGB's colours, as a viewer takes an untagged image's
+    (:mod:`colorot.srgb_grid`, as :func:`colorot.profiles.apart` judges); False where LittleCMS
+    cannot read it."""
     from PIL import ImageCms
 
     try:
-        transform = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
-                                            "RGB", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
-        shown = np.asarray(ImageCms.applyTransform(PILImage.fromarray(_GRID, "RGB"), transform))
+        rendered = rendered_in_srgb(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
     except (OSError, ValueError, ImageCms.PyCMSError):
         return False
-    return int(np.abs(shown.astype(np.int16) - _GRID).max()) <= 3
+    return rendered is not None and not renderings_apart(rendered, GRID_CODES.tobytes())
 
 
 def _pillow_image(pixels: np.ndarray, fmt: str) -> PILImage.Image:

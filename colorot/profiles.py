@@ -14,7 +14,7 @@ curves (:func:`convert_deep`, :mod:`colorot.icc_matrix`), which needs matrix/TRC
 
 A colour space is told by where a 5³ grid of codes lands in sRGB through the image's profile
 (an untagged image is sRGB, as browsers and viewers show it); two spaces differ when some grid
-code lands more than :data:`SAME_SPACE_CODES` apart.
+code lands more than :data:`colorot.srgb_grid.SAME_SPACE_CODES` apart.
 """
 
 from __future__ import annotations
@@ -34,15 +34,11 @@ import numpy as np
 from colorot.errors import ImageMetadataWarning
 from colorot.icc_matrix import MatrixProfile, convert_floats, matrix_profile
 from colorot.imageio import quantize, read_icc_profile
+from colorot.srgb_grid import GRID_CODES, rendered_in_srgb, renderings_apart
 
 if TYPE_CHECKING:
     import torch
 
-#: Largest difference, in 8-bit codes, between two profiles' sRGB renderings of the same codes
-#: that still counts as one colour space (two sRGB profiles of different makers differ by ≤ 1).
-SAME_SPACE_CODES = 3
-_GRID = np.linspace(0, 255, 5).round().astype(np.uint8)
-_GRID_CODES = np.stack(np.meshgrid(_GRID, _GRID, _GRID, indexing="ij"), axis=-1).reshape(1, -1, 3)
 #: Pixels per row of the image a conversion passes to LittleCMS.
 _ROW = 4096
 #: Largest ICC profile a checkpoint keeps: its base64 text (4 characters for 3 bytes) is the longest
@@ -64,7 +60,7 @@ class ColourSpace:
     icc_left_out: int = field(default=0, compare=False)
 
 
-UNTAGGED = ColourSpace("sRGB (untagged)", _GRID_CODES.tobytes())
+UNTAGGED = ColourSpace("sRGB (untagged)", GRID_CODES.tobytes())
 
 
 def colour_space(icc: bytes | None) -> ColourSpace:
@@ -102,7 +98,6 @@ def _transform(source_icc: bytes | None, target_icc: bytes | None):
 
 @lru_cache(maxsize=16)
 def _profile_space(icc: bytes) -> ColourSpace:
-    from PIL import Image as PILImage
     from PIL import ImageCms
 
     try:
@@ -112,12 +107,8 @@ def _profile_space(icc: bytes) -> ColourSpace:
         return ColourSpace("an unreadable ICC profile", None)
     if icc[16:20] != b"RGB ":
         return UNTAGGED
-    try:
-        transform = ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), "RGB", "RGB")
-        rendered = ImageCms.applyTransform(PILImage.fromarray(_GRID_CODES, "RGB"), transform)
-    except (OSError, ImageCms.PyCMSError, ValueError):
-        return ColourSpace(name, None)
-    return ColourSpace(name, np.asarray(rendered).tobytes(), icc)
+    rendered = rendered_in_srgb(profile)
+    return ColourSpace(name, None) if rendered is None else ColourSpace(name, rendered, icc)
 
 
 def space_record(space: ColourSpace | None) -> dict:
@@ -145,7 +136,7 @@ def recorded_space(train: dict) -> ColourSpace | None:
     left_out = train.get("colour_space_icc_bytes")
     try:
         grid = bytes.fromhex(codes)
-        if len(grid) != _GRID_CODES.size:  # a damaged or crafted record: no space named
+        if len(grid) != GRID_CODES.size:  # a damaged or crafted record: no space named
             return None
         return ColourSpace(name, grid, base64.b64decode(icc, validate=True) if isinstance(icc, str) else None,
                            left_out if isinstance(left_out, int) and not isinstance(left_out, bool) else 0)
@@ -253,9 +244,7 @@ def apart(a: ColourSpace | None, b: ColourSpace | None) -> bool:
     """Whether ``a`` and ``b`` are known to be different colour spaces."""
     if a is None or b is None or a.srgb_codes is None or b.srgb_codes is None:
         return False
-    difference = np.abs(np.frombuffer(a.srgb_codes, np.uint8).astype(np.int16)
-                        - np.frombuffer(b.srgb_codes, np.uint8).astype(np.int16))
-    return int(difference.max()) > SAME_SPACE_CODES
+    return renderings_apart(a.srgb_codes, b.srgb_codes)
 
 
 def in_source_space(pixels: np.ndarray, target: str, target_space: ColourSpace | None, source: str,
