@@ -6,7 +6,13 @@
 >>> ct.save("model.pt"); ct = load("model.pt")  # doctest: +SKIP
 """
 
+from typing import TYPE_CHECKING
+
 from colorot.version import __version__
+
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports them on first use
+    from colorot.matching import match
+    from colorot.transfer import ColorTransfer, load
 
 __all__ = ["ColorTransfer", "load", "match", "__version__"]
 

@@ -363,8 +363,8 @@ class Report:
 
 
 def plan(
-    inputs: Sequence[Path | str],
-    output: Path | str,
+    inputs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
     *,
     recursive: bool = True,
     overwrite: bool = False,
@@ -452,8 +452,8 @@ def _once_each(paths: Sequence[Path | str]) -> list[Path]:
 
 
 def plan_listed(
-    files: Sequence[Path | str],
-    output: Path | str,
+    files: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
     *,
     overwrite: bool = False,
     suffix: str | None = None,

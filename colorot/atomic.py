@@ -220,7 +220,7 @@ def _removed_unless_in_use(path: Path) -> bool:
     return True
 
 
-def is_any_of(path: Path | str, paths: Iterable[Path | str]) -> bool:
+def is_any_of(path: str | os.PathLike[str], paths: Iterable[str | os.PathLike[str]]) -> bool:
     """Whether ``path`` names the same file as one of ``paths`` (links and ``..`` resolved; spellings
     that differ only as the file system folds them, on macOS and Windows: :func:`file_key`)."""
     target = file_key(path)

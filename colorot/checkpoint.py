@@ -30,7 +30,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Union
 
 import numpy as np
 
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 FORMAT = "colorot"
 FORMAT_VERSION = 1
+
+#: What a checkpoint is read from: a file's path, its bytes, or a binary file object.
+CheckpointSource = Union[str, os.PathLike[str], bytes, bytearray, memoryview, BinaryIO]
 
 #: Largest model ``fit`` may train: each of hidden/layers/modules (the defaults: the C-MGN 16 × 3
 #: layers, the M-MGN 8 × 3 modules, the ridge map 64 under Adam, 576 from the KL solver); a checkpoint may hold up to MAX_MODEL_UNITS in each and in their
@@ -102,7 +105,7 @@ def _model_config(model: MonotoneGradientMap | RidgeParameters) -> dict:
     return dict(model.config)
 
 
-def save(path: str | Path | BinaryIO, model: MonotoneGradientMap | RidgeParameters, target: GaussianMixture,
+def save(path: str | os.PathLike[str] | BinaryIO, model: MonotoneGradientMap | RidgeParameters, target: GaussianMixture,
          preprocess: dict, train: dict, *, overwrite: bool = True) -> None:
     """Write a checkpoint atomically: a temporary file beside ``path``, then rename; or into a
     binary file object (anything with ``write``: an open file, ``io.BytesIO``), written as it
@@ -330,13 +333,13 @@ def _target_and_metadata(payload: dict, source: object) -> tuple[GaussianMixture
     return target, preprocess, train, version
 
 
-def load(path: str | Path | bytes | BinaryIO) -> Checkpoint:
+def load(path: CheckpointSource) -> Checkpoint:
     """Read and validate a checkpoint: a file's path, its bytes, or a binary file object (anything
     with ``read``: an open file, ``io.BytesIO``), read from where it stands to its end."""
     return from_bytes(*read_bytes(path))
 
 
-def read_bytes(path: str | Path | bytes | BinaryIO) -> tuple[bytes, object]:
+def read_bytes(path: CheckpointSource) -> tuple[bytes, object]:
     """A checkpoint's bytes (:func:`load`'s ``path``) and how errors name it, or CheckpointError."""
     if isinstance(path, (bytes, bytearray, memoryview)):
         return bytes(path), "checkpoint"

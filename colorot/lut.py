@@ -54,14 +54,16 @@ class Lut:
         self._in_pillow_range = bool(np.abs(self.table).max() <= PILLOW_TABLE_RANGE)
 
     def apply_codes(self, codes: np.ndarray) -> np.ndarray:
-        """Map uint8 RGB codes (H, W, 3) to uint8 codes by trilinear interpolation, then the output
-        rule (clip to [0, 1], round): in Pillow's C code, or for a table with entries beyond
+        """Map uint8 RGB codes (..., 3), an image (H, W, 3) or rows (N, 3), to uint8 codes of the
+        same shape by trilinear interpolation, then the output rule (clip to [0, 1], round): in
+        Pillow's C code (rows are filtered as one row of an image), or for a table with entries beyond
         ±:data:`PILLOW_TABLE_RANGE` (an inverse map's, far outside the cube), which Pillow's fixed
         point would cut before interpolating, by :func:`interpolate`."""
-        if codes.dtype != np.uint8 or codes.shape[-1] != 3:
-            raise ValueError("apply_codes takes uint8 RGB codes (H, W, 3)")
-        if self._in_pillow_range:
-            return np.asarray(PILImage.fromarray(codes, "RGB").filter(self._filter))
+        if codes.dtype != np.uint8 or codes.shape[-1:] != (3,):
+            raise ValueError("apply_codes takes uint8 RGB codes (..., 3)")
+        if self._in_pillow_range and codes.size:
+            image = np.ascontiguousarray(codes if codes.ndim == 3 else codes.reshape(1, -1, 3))
+            return np.asarray(PILImage.fromarray(image, "RGB").filter(self._filter)).reshape(codes.shape)
         flat = codes.reshape(-1, 3)
         out = np.empty(flat.shape, np.uint8)
         for start in range(0, len(flat), BAKE_CHUNK):  # interpolate's float64 work arrays, a band at a time

@@ -13,7 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -242,7 +242,7 @@ def _prepared(estimator: ColorTransfer, strength: float, exact: bool, controls: 
     return apply.prepare_fitted(estimator.map_, strength=strength, exact=exact, controls=controls)
 
 
-def match(reference: ImageLike | Sequence[ImageLike], images: Sequence[ImageLike], *, strength: float = 1.0,
+def match(reference: ImageLike | Sequence[ImageLike], images: Iterable[ImageLike], *, strength: float = 1.0,
           controls: Controls | None = None, smooth: float | None = None, smooth_range: float | None = None,
           **params) -> list[np.ndarray]:
     """Each of ``images`` matched to ``reference`` by its own fitted map: float32 pixels of each

@@ -182,7 +182,7 @@ def blend_weights(fits: Mapping[int, FrameFit], t: int, count: int, sigma: float
     return frames[kept], weights[kept] / weights[kept].sum()
 
 
-def blend_ridge_maps(maps: Sequence[RidgeParameters], weights: Sequence[float]) -> RidgeParameters:
+def blend_ridge_maps(maps: Sequence[RidgeParameters], weights: Sequence[float] | np.ndarray) -> RidgeParameters:
     """The ridge map Σ_k c_k T_k of ridge maps T_k sharing their floor ε, for weights c_k ≥ 0
     summing to 1 (module docstring)."""
     weights = np.asarray(weights, np.float64)

@@ -28,9 +28,10 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Sequence, Union
 
 import numpy as np
+import PIL.Image
 
 from colorot import checkpoint
 from colorot.apply import DEFAULT_CHUNK_PIXELS, at_strength, map_pixels
@@ -59,9 +60,20 @@ from colorot.thread_counts import one_blas_thread, one_library_thread
 #: are imported where a fit or a transform needs them, so a default fit (the KL solver's ridge
 #: map, numpy only) runs, and saves its checkpoint, without torch.
 
-#: What ``fit`` and ``transform`` accept: a file path, a PIL image, or an array
-#: (H, W, 3) / (N, 3) of uint8, uint16 or floats in [0, 1].
-ImageLike = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+#: What ``fit`` and ``transform`` accept: a file path, a PIL image, or an array (or a torch
+#: tensor) (H, W, 3) / (N, 3) of uint8, uint16 or floats in [0, 1]. torch.Tensor is named for
+#: type checkers only (this module does not import torch), so run-time introspection
+#: (``typing.get_type_hints``) sees the union without it.
+if TYPE_CHECKING:
+    import torch
+
+    from colorot.transforms import ColorAugment
+
+    ImageLike = Union[str, os.PathLike[str], np.ndarray, PIL.Image.Image, torch.Tensor]
+else:
+    ImageLike = Union[str, os.PathLike, np.ndarray, PIL.Image.Image]
+#: Masks: one (or None, the whole image) per image.
+MaskLike = Union[ImageLike, Sequence[Union[ImageLike, None]], None]
 
 #: How a map can be fitted ("auto": see :meth:`ColorTransfer.resolved_solver`).
 SOLVERS = ("auto", "kl", "sliced", "adam")
@@ -214,7 +226,7 @@ def _array_pixels(array: np.ndarray) -> np.ndarray:
     return values.reshape(-1, 3).astype(np.float32)
 
 
-def _as_list(images: ImageLike | Sequence[ImageLike] | None) -> list:
+def _as_list(images: MaskLike) -> list:
     if images is None:
         return []
     if isinstance(images, (list, tuple)):
@@ -299,7 +311,7 @@ def at_least_two_pixels(pixels: np.ndarray, image: ImageLike, role: str) -> np.n
     return pixels
 
 
-def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None = None,
+def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: MaskLike = None,
                   role: str = "image", max_image_pixels: int | None = None) -> np.ndarray:
     """The pixels of one image or a list of images, concatenated (one image's: a read-only view, not
     a copy); with masks, only the selected ones.
@@ -310,7 +322,7 @@ def pooled_pixels(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Se
     return pooled_in_space(images, masks, role, max_image_pixels, None)[0]
 
 
-def pooled_in_space(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None,
+def pooled_in_space(images: ImageLike | Sequence[ImageLike], masks: MaskLike,
                     role: str, max_image_pixels: int | None,
                     into: tuple[str, ColourSpace | None] | None) -> tuple[np.ndarray, list[ColourSpace]]:
     """:func:`pooled_pixels`, each image's pixels taken from its own colour space into ``into`` (a
@@ -327,7 +339,7 @@ def pooled_in_space(images: ImageLike | Sequence[ImageLike], masks: ImageLike | 
     return _pooled(parts, role), list(converted.values())
 
 
-def _read_parts(images: ImageLike | Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike] | None,
+def _read_parts(images: ImageLike | Sequence[ImageLike], masks: MaskLike,
                 role: str, max_image_pixels: int | None) -> list[tuple[np.ndarray, ImageLike]]:
     """Each image's pixels (its mask's selection), with the image."""
     images, masks = _as_list(images), _as_list(masks)
@@ -690,7 +702,7 @@ class ColorTransfer:
         return (self.resolved_target(), self.resolved_components(), self.resolved_ridge(), self.random_state)
 
     def fit_reference(self, target: ImageLike | Sequence[ImageLike],
-                      target_mask: ImageLike | Sequence[ImageLike] | None = None) -> Reference:
+                      target_mask: MaskLike = None) -> Reference:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
         self._check_options()
         parts, first = _read_parts(target, target_mask, "target", self.max_image_pixels), named_space(target)
@@ -713,8 +725,8 @@ class ColorTransfer:
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
-            source_mask: ImageLike | Sequence[ImageLike] | None = None,
-            target_mask: ImageLike | Sequence[ImageLike] | None = None, measure_kl: bool = True) -> "ColorTransfer":
+            source_mask: MaskLike = None,
+            target_mask: MaskLike = None, measure_kl: bool = True) -> "ColorTransfer":
         """Fit the target, then the map: in closed form (affine), by the KL solver (the default), by
         the sliced solver, or by Adam on the KL loss (``solver``; the class docstring).
 
@@ -946,7 +958,7 @@ class ColorTransfer:
         return self._ridge_parameters
 
     @property
-    def map_(self):
+    def map_(self) -> torch.nn.Module:
         """The fitted map, a frozen ``torch.nn.Module`` (N, 3) → (N, 3)."""
         if "_module" not in self.__dict__:
             if self._ridge_parameters is None:
@@ -960,7 +972,7 @@ class ColorTransfer:
         return self._module
 
     @map_.setter
-    def map_(self, model) -> None:
+    def map_(self, model: torch.nn.Module) -> None:
         self._module, self._ridge_parameters = model, None
 
     def _with_progress(self, callback):
@@ -1040,7 +1052,7 @@ class ColorTransfer:
         write_cube(path, lut, title=table.title, overwrite=overwrite)
         return lut
 
-    def as_module(self, *, strength: float | tuple[float, float] = 1.0, p: float = 1.0):
+    def as_module(self, *, strength: float | tuple[float, float] = 1.0, p: float = 1.0) -> ColorAugment:
         """A :class:`colorot.transforms.ColorAugment` for image tensors (B, 3, H, W)."""
         from colorot.transforms import ColorAugment
 
@@ -1188,7 +1200,7 @@ _PARAMS = ("model", "target", "solver", "n_components", "loss", "sw_weight", "sw
 _DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(ColorTransfer).parameters.items()}
 
 
-def load(path: str | os.PathLike | bytes | BinaryIO) -> ColorTransfer:
+def load(path: checkpoint.CheckpointSource) -> ColorTransfer:
     """Load a checkpoint written by :meth:`ColorTransfer.save` (or ``colorot fit``): its path, its
     bytes, or a binary file object. The map is loaded on the CPU, whatever device it was fitted
     on (``transform`` runs there; :meth:`ColorTransfer.as_module` follows its images' device).

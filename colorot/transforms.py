@@ -23,9 +23,8 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import os
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +35,9 @@ from colorot.defaults import FLOAT_SLACK
 from colorot.errors import ConfigError
 from colorot.ridge_profiles import RidgeProfiles
 from colorot.strength import check_flags, check_strength
+
+if TYPE_CHECKING:
+    from colorot.checkpoint import CheckpointSource
 
 #: Pixels ColorAugment maps at a time: on the CPU few enough that the (pixels × units) work array
 #: stays small, on a GPU enough to keep it busy while bounding that array (2¹⁸ × 576 floats: 0.6 GB).
@@ -316,7 +318,7 @@ class ColorAugment(nn.Module):
         self.p, self.clamp = float(p), clamp
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike | bytes | BinaryIO, **kwargs) -> "ColorAugment":
+    def from_checkpoint(cls, path: CheckpointSource, **kwargs) -> "ColorAugment":
         """Load the map of a checkpoint written by ``colorot fit`` (its path, bytes or binary file
         object)."""
         from colorot import checkpoint

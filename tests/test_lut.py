@@ -79,6 +79,21 @@ def test_apply_codes_follows_a_table_whose_entries_lie_far_outside_the_cube(scal
     assert np.abs(lut.apply_codes(codes).astype(int) - expected).max() <= 1  # Pillow's fixed point: ±1
 
 
+@pytest.mark.parametrize("scale", [1.5, 6.0], ids=["within-pillow", "beyond-pillow"])
+def test_apply_codes_takes_rows_and_any_leading_shape_as_an_image(scale: float):
+    """Rows (N, 3), (…, 3) and empty arrays give what the same codes give as an image, in their
+    own shape, through Pillow's filter and through `interpolate` alike."""
+    lut = Lut(3, (scale * (lut_grid(3) - 0.5) + 0.5).astype(np.float32))
+    image = np.random.default_rng(3).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    expected = lut.apply_codes(image)
+    np.testing.assert_array_equal(lut.apply_codes(image.reshape(-1, 3)), expected.reshape(-1, 3))
+    np.testing.assert_array_equal(lut.apply_codes(image.reshape(2, 2, 6, 3)), expected.reshape(2, 2, 6, 3))
+    np.testing.assert_array_equal(lut.apply_codes(image[:, ::2]), lut.apply_codes(image[:, ::2].copy()))
+    assert lut.apply_codes(image[:0].reshape(0, 3)).shape == (0, 3)
+    with pytest.raises(ValueError, match="uint8 RGB codes"):
+        lut.apply_codes(image[..., :2])
+
+
 def test_an_affine_map_is_interpolated_exactly_and_a_sharp_step_is_not():
     affine = _sharp_step(0.1)
     with torch.no_grad():
