@@ -37,7 +37,8 @@ Measures (each output in [0, 1] units, as float, unclipped unless said):
   (squared Euclidean); RMS/W2 − 1 says how far a map moves colours beyond the
   cheapest transport;
 * detail gain = ``colorot.metrics.detail_gain(source, clip(output, 0, 1))``: the energy of the
-  output luma's finest detail over the source's (above 1: detail, noise and grain amplified);
+  output luma's finest detail over the source's (above 1: detail, noise and grain amplified), and
+  the same of its chroma (``of="chroma"``: the colour differences B − Y and R − Y);
 * time per pair: wall time of fit + apply on the decoded images (decoding excluded);
 * for colorot's maps: the smallest eigenvalue of the symmetric Jacobian over every
   pixel of the pair's two images (every distinct colour, which covers every pixel,
@@ -338,11 +339,14 @@ def pixels01(codes: np.ndarray) -> np.ndarray:
 
 
 def output_scores(src_u8: np.ndarray, src: np.ndarray, tgt: np.ndarray, w2: float, pixels: np.ndarray) -> dict:
-    """SW2 to the target, RMS displacement (and over ``w2``), clipped fraction and detail gain of one
-    method's unclipped output ``pixels`` for the source ``src_u8`` (``src``, ``tgt``: :func:`pixels01`)."""
+    """SW2 to the target, RMS displacement (and over ``w2``), clipped fraction and detail gains (luma,
+    chroma) of one method's unclipped output ``pixels`` for the source ``src_u8`` (``src``, ``tgt``:
+    :func:`pixels01`)."""
     out = pixels.reshape(-1, 3)
+    source, image = src_u8 / 255.0, pixels.reshape(src_u8.shape)
     row = {"sw2": sliced_w2(np.clip(out, 0, 1), tgt), "rms": rms_displacement(src, out),
-           "clipped": clipped_fraction(out), "detail_gain": detail_gain(src_u8 / 255.0, pixels.reshape(src_u8.shape))}
+           "clipped": clipped_fraction(out), "detail_gain": detail_gain(source, image),
+           "chroma_gain": detail_gain(source, image, of="chroma")}
     row["rms_w2"] = row["rms"] / w2 - 1
     return row
 
@@ -460,20 +464,21 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
         f"`{', '.join(f'{k}={v!r}' for k, v in params.items() if k != 'progress')}`.",
         "",
         "| method | median SW2 ↓ | median RMS displacement | median RMS/W2 − 1 | worst RMS/W2 − 1 | "
-        "median detail gain | median time per pair |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "median detail gain (luma) | median detail gain (chroma) | median time per pair |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for method in sorted(methods, key=lambda m: summary[m]):
         rows = [r.rows[method] for r in results]
         worst = max((x["rms_w2"] for x in rows), key=abs)
         lines.append(f"| {method} | {summary[method]:.4f} | {med(x['rms'] for x in rows):.4f} | "
                      f"{100 * med(x['rms_w2'] for x in rows):+.1f} % | {100 * worst:+.1f} % | "
-                     f"{med(x['detail_gain'] for x in rows):.2f} | {med(x['seconds'] for x in rows):.2f} s |")
+                     f"{med(x['detail_gain'] for x in rows):.2f} | {med(x['chroma_gain'] for x in rows):.2f} | "
+                     f"{med(x['seconds'] for x in rows):.2f} s |")
     for ref in results[0].refs:
         values = [r.refs[ref] for r in results]
         rms = f"{med(v['rms'] for v in values):.4f}" if "rms" in values[0] else "–"
         rel_w2 = f"{100 * med(v['rms_w2'] for v in values):+.1f} %" if "rms_w2" in values[0] else "–"
-        lines.append(f"| *{ref}* | {med(v['sw2'] for v in values):.4f} | {rms} | {rel_w2} | – | – | – |")
+        lines.append(f"| *{ref}* | {med(v['sw2'] for v in values):.4f} | {rms} | {rel_w2} | – | – | – | – |")
     lines += [
         "",
         f"Median exact W2 estimate over the pairs: {med(r.w2 for r in results):.4f}.",
@@ -485,9 +490,10 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
         "uniform weights, `M = ot.dist(xs, xt)` (squared Euclidean). RMS/W2 − 1 is how much further than "
         "the cheapest transport a method moves colours; the subsample estimate is biased upwards, so a map "
         "that stops short of the target can read below 0.",
-        "* **detail gain** = `colorot.metrics.detail_gain(source, clip(output, 0, 1))`: the energy of the "
-        "output luma's finest detail (luma minus its 3×3 mean) over the source's; above 1 a method amplifies "
-        "fine detail, noise and grain.",
+        "* **detail gain (luma)** = `colorot.metrics.detail_gain(source, clip(output, 0, 1))`: the energy of "
+        "the output luma's finest detail (luma minus its 3×3 mean) over the source's; above 1 a method amplifies "
+        "fine detail, noise and grain. **(chroma)**: the same with `of=\"chroma\"`, the energies of the two "
+        "colour differences B − Y and R − Y summed: colour mottling.",
         "* **time per pair**: wall time of fit + apply on images already decoded (decoding excluded).",
         "* colorot outputs are the map applied to every pixel (`ct.transform`: a ridge map through its "
         "tabulated profiles, within 10⁻⁷ of the map; no LUT). "
@@ -528,7 +534,7 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
     refs = list(results[0].refs)
     lines += [f"![contact sheet]({rel(sheet)})", "",
               f"Contact sheet: source | {ours or '–'} | best peer by median SW2 ({peer or '–'}) | target.", "",
-              "<details><summary>Per pair: SW2, RMS/W2 − 1, detail gain, time, clipped fraction</summary>", "",
+              "<details><summary>Per pair: SW2, RMS/W2 − 1, detail gains, time, clipped fraction</summary>", "",
               "SW2 ↓", "",
               "| pair | " + " | ".join(methods + refs) + " |",
               "| --- |" + " --- |" * (len(methods) + len(refs))]
@@ -536,7 +542,8 @@ def markdown(args, results: list[PairResult], methods: list[str], summary: dict,
         lines.append(f"| {r.pair} | " + " | ".join([f"{r.rows[m]['sw2']:.4f}" for m in methods]
                                                    + [f"{r.refs[k]['sw2']:.4f}" for k in refs]) + " |")
     for title, key, fmt in (("RMS/W2 − 1", "rms_w2", lambda v: f"{100 * v:+.1f} %"),
-                            ("detail gain", "detail_gain", lambda v: f"{v:.2f}"),
+                            ("detail gain (luma)", "detail_gain", lambda v: f"{v:.2f}"),
+                            ("detail gain (chroma)", "chroma_gain", lambda v: f"{v:.2f}"),
                             ("time per pair (s)", "seconds", lambda v: f"{v:.2f}"),
                             ("pixels outside [0, 1]", "clipped", lambda v: f"{100 * v:.2f} %")):
         lines += ["", title, "", "| pair | exact W2 | " + " | ".join(methods) + " |",

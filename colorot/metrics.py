@@ -10,7 +10,7 @@
   own noise floor, with a 95 % interval over independent repeats (``colorot eval``).
 * :func:`clipped_fraction`: share of pixels with a channel outside [0, 1].
 * :func:`detail_gain`: how much a transfer amplifies fine detail and noise (grain): the
-  high-frequency energy of the output's luma over the source's.
+  high-frequency energy of the output's luma (or chroma) over the source's.
 * :func:`min_jacobian_eigenvalue`: min over distinct colours x of λ_min((J_T(x) + J_T(x)ᵀ)/2).
 * :func:`kl_to_target`: KL(T#α ‖ q) in nats, by change of variables, for the source's
   pixels α dequantised over their 8-bit cells.
@@ -238,18 +238,24 @@ def clipped_fraction(mapped: np.ndarray, weights: np.ndarray | None = None) -> f
 FLAT_ENERGY = 1e-24
 
 
-def detail_gain(source: np.ndarray, output: np.ndarray) -> float:
-    """E(output) / E(source), with E(image) = mean over pixels of (Y − box₃(Y))² for the luma Y of
-    the image (H, W, 3) in [0, 1] (``output`` clipped to it) and box₃ its 3×3 mean (edges
-    reflected): the energy of the finest detail, noise and grain included.  Above 1 the transfer
-    amplifies it, as any map must that stretches a narrow range of colours.  A perfectly flat
-    source has no detail to amplify: the gain is then ∞ if the output has some, else 1."""
+def detail_gain(source: np.ndarray, output: np.ndarray, *, of: str = "luma") -> float:
+    """E(output) / E(source), with E(image) = mean over pixels of (c − box₃(c))² for the luma
+    c = Y of the image (H, W, 3) in [0, 1] (``output`` clipped to it) and box₃ its 3×3 mean (edges
+    reflected): the energy of the finest detail, noise and grain included.  ``of="chroma"``: the
+    same energy summed over the two colour differences c = B − Y and c = R − Y, the colour mottling
+    that leaves the luma alone.  Above 1 the transfer amplifies it, as any map must that stretches
+    a narrow range of colours.  A perfectly flat source has no detail to amplify: the gain is then
+    ∞ if the output has some, else 1."""
     from scipy.ndimage import uniform_filter
 
+    if of not in ("luma", "chroma"):
+        raise ValueError(f"detail_gain measures of='luma' or of='chroma', not {of!r}")
+
     def energy(image: np.ndarray, name: str) -> float:
-        values = pixel_rows(image, name).reshape(np.shape(image))  # codes in [0, 1] units, finite
-        luma = np.clip(values.astype(np.float64), 0, 1) @ np.asarray(LUMA)
-        return float(np.mean((luma - uniform_filter(luma, 3)) ** 2))
+        values = np.clip(pixel_rows(image, name).reshape(np.shape(image)).astype(np.float64), 0, 1)  # [0, 1] units
+        luma = values @ np.asarray(LUMA)
+        components = [luma] if of == "luma" else [values[..., 2] - luma, values[..., 0] - luma]
+        return sum(float(np.mean((c - uniform_filter(c, 3)) ** 2)) for c in components)
 
     if np.ndim(source) != 3 or np.shape(source) != np.shape(output):
         raise ValueError("detail_gain needs a source and an output image of the same shape (H, W, 3)")

@@ -388,6 +388,38 @@ def test_detail_gain_is_one_for_the_identity_and_scales_with_contrast_squared() 
         detail_gain(image, image[:, :-1])
 
 
+def test_chroma_detail_gain_sees_colour_mottling_that_leaves_the_luma_alone() -> None:
+    from colorot.controls import LUMA
+    from colorot.metrics import detail_gain
+
+    rng = np.random.default_rng(1)
+    image = 0.3 + 0.2 * rng.random((40, 50, 3))
+    mottle = 0.05 * rng.standard_normal((40, 50))
+    mottled = image.copy()  # red up, green down in the proportion that keeps Y = LUMA · RGB
+    mottled[..., 0] += mottle
+    mottled[..., 1] -= mottle * LUMA[0] / LUMA[1]
+    assert detail_gain(image, mottled) == pytest.approx(1.0)
+    chroma = detail_gain(image, mottled, of="chroma")
+    assert chroma > 1.1  # the mottle adds colour detail (exact ratio below)
+    luma = mottled @ np.asarray(LUMA)
+    assert np.abs(luma - image @ np.asarray(LUMA)).max() < 1e-12
+    # B − Y unchanged, R − Y gains the mottle: the ratio recomputed from its definition
+    from scipy.ndimage import uniform_filter
+
+    def energy(c):
+        return np.mean((c - uniform_filter(c, 3)) ** 2)
+    y0, y1 = image @ np.asarray(LUMA), luma
+    expected = (energy(mottled[..., 2] - y1) + energy(mottled[..., 0] - y1)) / (
+        energy(image[..., 2] - y0) + energy(image[..., 0] - y0))
+    assert chroma == pytest.approx(expected, rel=1e-12)
+    assert detail_gain(image, 0.5 + 2 * (image - 0.5), of="chroma") == pytest.approx(4.0)
+    grey = np.repeat(image[..., :1], 3, axis=2)  # no colour at all: flat in chroma
+    assert detail_gain(grey, grey, of="chroma") == 1.0
+    assert detail_gain(grey, image, of="chroma") == np.inf
+    with pytest.raises(ValueError, match="chroma"):
+        detail_gain(image, image, of="hue")
+
+
 def test_detail_gain_of_a_flat_source_is_infinite_or_one() -> None:
     """A flat source has no detail to amplify: 0/0 is read as no change, x/0 as ∞ (it read 5.6e24)."""
     from colorot.metrics import detail_gain
