@@ -17,6 +17,7 @@ outputs, unclipped (consumers clip after interpolating, as colorot's own LUT pat
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,14 @@ from colorot.lut import Lut
 
 
 def _one_line(title: str) -> str:
-    """``title`` as a TITLE holds it: its double quotes as single ones, line breaks and other control
+    """``title`` as a TITLE holds it: in ASCII, as the format is (accents dropped, ``É`` → ``E``, any
+    other character as ``?``), its double quotes as single ones, line breaks and other control
     characters as spaces (a colour space's name comes from a file, and a newline in it would start
     a line of the header)."""
-    return "".join(" " if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" else c
-                   for c in title.replace('"', "'"))
+    decomposed = "".join(c for c in unicodedata.normalize("NFKD", title) if not unicodedata.combining(c))
+    spaced = "".join(" " if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" else c
+                     for c in decomposed.replace('"', "'"))
+    return spaced.encode("ascii", "replace").decode("ascii")
 
 
 def cube_text(lut: Lut, title: str = "colorot") -> str:

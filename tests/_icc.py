@@ -67,12 +67,20 @@ def _desc(text: str) -> bytes:
             + struct.pack(">II", 0, 0) + struct.pack(">HB", 0, 0) + bytes(67))
 
 
-def rgb_profile(name: str, curve: bytes | None = None, extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+def _mluc(text: str) -> bytes:
+    """A v4 multi-localised description: any Unicode text, as localised profiles name themselves."""
+    encoded = text.encode("utf-16-be")
+    return b"mluc" + bytes(4) + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(encoded), 28) + encoded
+
+
+def rgb_profile(name: str, curve: bytes | None = None, extra: tuple[tuple[bytes, bytes], ...] = (),
+                description: str | None = None) -> bytes:
     """The ICC profile of the space ``name`` (a key of :data:`SPACES`); ``curve``: the tone curve tag of
-    all three channels (default: the space's gamma); ``extra``: more (signature, tag) pairs."""
+    all three channels (default: the space's gamma); ``extra``: more (signature, tag) pairs;
+    ``description``: the name it gives itself, any Unicode (default: ``name``, ASCII)."""
     colorants, gamma = SPACES[name]
     curve = curve or _curve(gamma)
-    tags = [(b"desc", _desc(name)), (b"cprt", b"text" + bytes(4) + b"No copyright\0"), (b"wtpt", _xyz(D50)),
+    tags = [(b"desc", _desc(name) if description is None else _mluc(description)), (b"cprt", b"text" + bytes(4) + b"No copyright\0"), (b"wtpt", _xyz(D50)),
             (b"rXYZ", _xyz(colorants[0])), (b"gXYZ", _xyz(colorants[1])), (b"bXYZ", _xyz(colorants[2])),
             (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve), *extra]
     offset = 128 + 4 + 12 * len(tags)

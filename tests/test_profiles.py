@@ -35,7 +35,7 @@ def tagged(path: Path, icc: bytes | None, seed: int = 0) -> Path:
     return path
 
 
-def test_spaces_are_told_by_where_their_codes_landshown_in_srgb() -> None:
+def test_spaces_are_told_by_where_their_codes_land_shown_in_srgb() -> None:
     assert colour_space(None) == UNTAGGED
     adobe = colour_space(ADOBE)
     assert adobe.name == "Adobe RGB (1998)" and apart(adobe, UNTAGGED) and apart(UNTAGGED, adobe)
@@ -516,6 +516,23 @@ def test_export_lut_names_the_maps_colour_space_and_bakes_it_for_srgb_with_conve
     with pytest.warns(ImageMetadataWarning, match="records no colour space") as caught:
         arrays.export_lut(tmp_path / "arrays.cube", size=5, convert_space=True)
     assert caught[0].filename == __file__  # named at the caller's line
+
+
+def test_a_colour_space_named_outside_ascii_names_its_lut_in_ascii(tmp_path) -> None:
+    """A localised profile's name ("Écran …") crashed export-lut in the ASCII .cube writer with a
+    traceback, after its warning."""
+    name = "Écran Adobe RGB « 色 »"
+    source = tagged(tmp_path / "source.png", rgb_profile("Adobe RGB (1998)", description=name), 1)
+    model = tmp_path / "m.pt"
+    ColorTransfer(**FAST).fit(source, tagged(tmp_path / "target.png", None, 2)).save(model)
+    result = CliRunner().invoke(app, ["export-lut", str(model), str(tmp_path / "t.cube"), "--size", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["colour_space"] == name  # JSON keeps the name as the profile gives it
+    title = (tmp_path / "t.cube").read_bytes().splitlines()[0].decode("ascii")
+    assert title == 'TITLE "colorot ridge codes Ecran Adobe RGB ? ? ?"'
+    with pytest.warns(ImageMetadataWarning, match="Écran"):
+        load(model).export_lut(tmp_path / "python.cube", size=3)
+    assert (tmp_path / "python.cube").read_bytes() == (tmp_path / "t.cube").read_bytes()
 
 
 def test_a_colour_space_name_from_a_file_stays_on_the_title_line(tmp_path) -> None:
