@@ -569,7 +569,7 @@ def fit(
 
         if preview is not None:  # written, then the checkpoint, then the preview named: either refused, neither lands
             preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0], estimator.history_.losses,
-                                    before_naming=save, steps=estimator.train_info_["steps"])
+                                    before_naming=save, steps=estimator.train_info_["steps"], replace=force)
         else:
             save()
         info = estimator.train_info_
@@ -664,6 +664,7 @@ def apply_command(
             import torch
 
             torch.set_num_threads(1)  # parallelism comes from the file workers
+        replace_preview = True  # a --preview's, decided when its path is checked (none with streams)
         if streaming:
             report = _apply_stream(fitted, inputs[0], output, output_format, table, quality, max_image_pixels,
                                    overwrite, space, convert_space)
@@ -671,11 +672,12 @@ def apply_command(
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
-                _check_batch_preview(preview, [model, *_plan_files(job_plan)], inputs, in_place, overwrite)
+                replace_preview = _check_batch_preview(preview, [model, *_plan_files(job_plan)], inputs, in_place,
+                                                       overwrite)
             report = _run_with_progress(job_plan, fitted, jobs=jobs, table=table, quality=quality,
                                         max_pixels=max_image_pixels, replace=overwrite, space=space,
                                         convert_space=convert_space)
-        preview_error = _batch_preview(preview, report)
+        preview_error = _batch_preview(preview, report, replace=replace_preview)
         document.update(_batch_summary(report, shard, preview, preview_error))
         if inverse:
             document.update(_check_inverse_on(fitted, [j.src for j in report.written], max_image_pixels))
@@ -778,12 +780,13 @@ def _listed_paths() -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
-def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_place: bool, overwrite: bool) -> None:
+def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_place: bool, overwrite: bool) -> bool:
     """A batch's preview replaces the sheet of an earlier batch (a rerun resumes; the sheet is known
     by its mark, :func:`preview_mod.is_batch_sheet`), any other file only with ``overwrite``, and
     gets its folder made as the outputs do; it never replaces one of the run's files (``protected``:
     :func:`preview_mod.check_preview_path`), nor lands inside an input folder unless ``in_place``
-    (a rerun would take the sheet for a photo), as an output would."""
+    (a rerun would take the sheet for a photo), as an output would. Returns whether the sheet may
+    replace a file at its path when written: else one another run writes there meanwhile is kept."""
     preview_mod.check_preview_path(preview, protected, replace=True, flag="--overwrite", folder_made=True)
     preview_mod.check_batch_sheet_format(preview)
     if not overwrite and os.path.lexists(preview) and not preview_mod.is_batch_sheet(preview):
@@ -791,6 +794,7 @@ def _check_batch_preview(preview: Path, protected: list, inputs: list[str], in_p
                                 "--overwrite to replace it)")
     if not in_place and any(Path(src).is_dir() and is_within(preview, src) for src in inputs):
         raise ConfigError(f"the preview {preview} is inside an input folder; choose another path or pass --in-place")
+    return overwrite or os.path.lexists(preview)  # what is there now is an earlier batch's sheet, or replaceable
 
 
 def _all_jobs(job_plan: apply_mod.Plan) -> list[apply_mod.Job]:
@@ -803,14 +807,17 @@ def _plan_files(job_plan: apply_mod.Plan) -> list[Path]:
     return [path for job in _all_jobs(job_plan) for path in (job.src, job.dst)]
 
 
-def _batch_preview(preview: Path | None, report: apply_mod.Report, reference: Path | None = None) -> str | None:
-    """Write a batch's --preview of the images it wrote; why the file system refused it, or None.
-    The batch is done by then: a refused preview is reported with it (exit 3), not instead of it."""
+def _batch_preview(preview: Path | None, report: apply_mod.Report, reference: Path | None = None, *,
+                   replace: bool = True) -> str | None:
+    """Write a batch's --preview of the images it wrote; why it was refused (by the file system, or
+    a file another run wrote there meanwhile, kept unless ``replace``), or None. The batch is done by
+    then: a refused preview is reported with it (exit 3), not instead of it."""
     if preview is None or not report.written:
         return None
     try:
-        preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written], reference=reference)
-    except ImageWriteError as exc:
+        preview_mod.batch_preview(preview, [(j.src, j.dst) for j in report.written], reference=reference,
+                                  replace=replace)
+    except (ImageWriteError, OutputExistsError) as exc:
         return str(exc)
     return None
 
@@ -1038,11 +1045,13 @@ def match_command(
         n_components = _components(components)
         jobs = jobs or _CPUS
         job_plan, map_only = None, frozenset()
+        replace_preview = True  # a --preview's, decided when its path is checked (none with streams)
         if not streaming:  # every path is checked before the reference is fitted
             job_plan = _batch_plan(inputs, output, from_stdin=from_stdin, recursive=recursive, overwrite=overwrite,
                                    in_place=in_place, suffix=suffix, shard=shard)
             if preview is not None:
-                _check_batch_preview(preview, [reference, *_plan_files(job_plan)], inputs, in_place, overwrite)
+                replace_preview = _check_batch_preview(preview, [reference, *_plan_files(job_plan)], inputs, in_place,
+                                                       overwrite)
             if save_maps is not None:
                 if sequence:
                     from colorot.sequence import DEFAULT_SIGMA, refuse_blends_too_large_to_save
@@ -1095,7 +1104,7 @@ def match_command(
             report = dataclasses.replace(report, written=[job for job in report.written if job not in map_only],
                                          skipped=[*report.skipped, *remapped])
             document["maps"] = [str(work.map_path(j)) for j in (*report.written, *remapped)] if save_maps else None
-        preview_error = _batch_preview(preview, report, reference=reference)
+        preview_error = _batch_preview(preview, report, reference=reference, replace=replace_preview)
         document.update(_batch_summary(report, shard, preview, preview_error))
         given = f", {len(remapped)} of them given the map they lacked" if remapped else ""
         lines = [f"{len(report.written)} matched to {reference}, {len(report.skipped)} skipped (exist; --overwrite "

@@ -231,9 +231,11 @@ def _mark_exif() -> bytes:
 
 
 def save_sheet(sheet: PILImage.Image, path: str | os.PathLike, before_naming: Callable[[], None] | None = None,
-               *, marked: bool = False) -> None:
-    """Write a sheet atomically (:func:`colorot.atomic.write_atomic`, ``before_naming`` too), PNG or any
-    format its suffix names; ``marked``: with :data:`BATCH_SHEET_MARK` where the format keeps EXIF."""
+               *, marked: bool = False, replace: bool = True) -> None:
+    """Write a sheet atomically (:func:`colorot.atomic.write_atomic`, ``before_naming`` and ``replace``
+    too: unless ``replace``, a file another run wrote at ``path`` meanwhile is kept, OutputExistsError),
+    PNG or any format its suffix names; ``marked``: with :data:`BATCH_SHEET_MARK` where the format
+    keeps EXIF."""
     path = Path(path)
     image_format = _sheet_format(path)
     if image_format is None:
@@ -242,17 +244,18 @@ def save_sheet(sheet: PILImage.Image, path: str | os.PathLike, before_naming: Ca
     try:
         mark = {"exif": _mark_exif()} if marked else {}
         write_atomic(path, lambda file: sheet.save(file, format=image_format, **mark), ImageWriteError,
-                     "the preview", before_naming=before_naming)
+                     "the preview", replace=replace, before_naming=before_naming)
     except ValueError as exc:  # a format that cannot hold the sheet
         raise ImageWriteError(f"cannot write preview {path}: {exc}") from exc
 
 
 def fit_preview(path: str | os.PathLike, fitted_map: torch.nn.Module, source: str | os.PathLike,
                 target: str | os.PathLike, losses: Sequence[float],
-                before_naming: Callable[[], None] | None = None, steps: int | None = None) -> None:
+                before_naming: Callable[[], None] | None = None, steps: int | None = None,
+                replace: bool = True) -> None:
     """Write the :func:`fit_sheet` of a fitted map for one source and one target file, the histograms
-    of their full images' pixels (:func:`thumbnail_and_sample`); ``before_naming``: as
-    :func:`colorot.atomic.write_atomic`'s (``colorot fit``'s checkpoint)."""
+    of their full images' pixels (:func:`thumbnail_and_sample`); ``before_naming``, ``replace``: as
+    :func:`colorot.atomic.write_atomic`'s (``colorot fit``'s checkpoint, ``--force``)."""
     (before, source_pixels, source_space), (target_thumb, target_pixels, target_space) = (
         thumbnail_and_sample(source), thumbnail_and_sample(target))
     after, mapped = (quantize(map_pixels(fitted_map, codes / np.float32(255)), 8) for codes in (before, source_pixels))
@@ -261,13 +264,13 @@ def fit_preview(path: str | os.PathLike, fitted_map: torch.nn.Module, source: st
                                             for codes in (before, after, source_pixels, mapped))
     target_thumb, target_pixels = (shown_in_srgb(codes, target_space) for codes in (target_thumb, target_pixels))
     save_sheet(fit_sheet(before, after, target_thumb, losses, [source_pixels, mapped, target_pixels], steps), path,
-               before_naming)
+               before_naming, replace=replace)
 
 
 def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *, limit: int = 6,
-                  reference: str | os.PathLike | None = None) -> list:
+                  reference: str | os.PathLike | None = None, replace: bool = True) -> list:
     """Write a :func:`batch_sheet` of up to ``limit`` (input, output) files spread over ``pairs``,
-    with the ``reference`` image file they were matched to, if any.
+    with the ``reference`` image file they were matched to, if any (``replace``: as :func:`save_sheet`'s).
 
     Returns the sampled pairs.
     """
@@ -279,5 +282,5 @@ def batch_preview(path: str | os.PathLike, pairs: Sequence[tuple[Path, Path]], *
     make_folder(Path(path).parent)
     shown = None if reference is None else (thumbnail_codes(reference), Path(reference).name)
     save_sheet(batch_sheet([(thumbnail_codes(src), thumbnail_codes(dst), Path(src).name)
-                            for src, dst in sample], shown), path, marked=True)
+                            for src, dst in sample], shown), path, marked=True, replace=replace)
     return sample

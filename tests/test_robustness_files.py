@@ -709,6 +709,55 @@ def test_a_map_another_run_saves_meanwhile_is_kept_unless_overwrite(tmp_path: Pa
     assert len([colorot.load(p) for p in maps.rglob("*.pt")]) == 2  # whole checkpoints now
 
 
+@pytest.fixture
+def another_run_writes_the_preview(monkeypatch) -> None:
+    """Another run writes b"theirs" at each .png under a "sheets" folder (the previews) just before
+    this run's write of it lands, after the run checked the path."""
+    other_run = colorot.atomic.remove_stale_temp_files
+
+    def another_run_writes(path):
+        if Path(path).parent.name == "sheets":
+            Path(path).write_bytes(b"theirs")
+        return other_run(path)
+
+    monkeypatch.setattr(colorot.atomic, "remove_stale_temp_files", another_run_writes)
+
+
+@pytest.mark.usefixtures("another_run_writes_the_preview")
+def test_a_fit_preview_another_run_writes_meanwhile_is_kept_unless_force(tmp_path: Path) -> None:
+    """`fit --preview` replaced a file another run wrote at its path after the check, without --force."""
+    inputs = _tree(tmp_path / "in", count=2)
+    (tmp_path / "sheets").mkdir()
+    sheet, model = tmp_path / "sheets" / "fit.png", tmp_path / "m.pt"
+    args = ("fit", inputs[0], inputs[1], "-o", model, "--steps", "2", "--preview", sheet)
+    outcome = cli(*args)
+    assert outcome.crash is None and outcome.code == 1, (outcome.code, outcome.stderr)
+    assert "appeared while this run was writing it" in outcome.stderr and sheet.read_bytes() == b"theirs"
+    assert temp_files(tmp_path) == []
+    outcome = cli(*args, "--force")
+    assert outcome.code == 0 and decodes_fully(sheet), outcome.stderr
+
+
+@pytest.mark.parametrize("command", ["apply", "match"])
+@pytest.mark.usefixtures("another_run_writes_the_preview")
+def test_a_batch_preview_another_run_writes_meanwhile_is_kept_unless_overwrite(
+        tmp_path: Path, half: Path, command) -> None:
+    """A batch's --preview that was not there when the run was planned replaced a file another run
+    wrote there meanwhile; now it is kept and reported (exit 3). An earlier batch's sheet there when
+    the run is planned is replaced, as a rerun does."""
+    inputs = _tree(tmp_path / "in", count=2)
+    first = half if command == "apply" else inputs[0]
+    extra = ["--steps", "2"] if command == "match" else []
+    sheet = tmp_path / "sheets" / "batch.png"
+    outcome = cli(command, first, tmp_path / "in", tmp_path / "out", "--json", "--preview", sheet, *extra)
+    assert outcome.crash is None and outcome.code == 3, (outcome.code, outcome.stderr)
+    document = json.loads(outcome.stdout)
+    assert "appeared while this run was writing it" in document["preview_error"] and document["preview"] is None
+    assert len(document["written"]) == 2 and sheet.read_bytes() == b"theirs" and temp_files(tmp_path) == []
+    outcome = cli(command, first, tmp_path / "in", tmp_path / "out", "--json", "--preview", sheet, "--overwrite", *extra)
+    assert outcome.code == 0 and decodes_fully(sheet), outcome.stderr
+
+
 def test_the_temp_name_pattern_is_the_one_cleaned_up() -> None:
     """The cleanup and the writer agree on the temp-file name (guards a silent drift)."""
     temp = colorot.atomic.temp_path(Path("/x/a.png"), "0123abcd")
