@@ -564,12 +564,21 @@ def fit(
             task = bar.add_task("training", total=total, extra="")
             estimator.fit(sources, target_images, source_mask=masks or None, target_mask=target_masks or None,
                           callback=lambda step, value: bar.update(task, completed=step, extra=f"loss {value:.4g}"))
+        saved = []
+
         def save() -> None:
             estimator.save(output, overwrite=force)  # a checkpoint another run wrote meanwhile is kept
+            saved.append(output)
 
         if preview is not None:  # written, then the checkpoint, then the preview named: either refused, neither lands
-            preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0], estimator.history_.losses,
-                                    before_naming=save, steps=estimator.train_info_["steps"], replace=force)
+            try:
+                preview_mod.fit_preview(preview, estimator.map_, sources[0], target_images[0],
+                                        estimator.history_.losses, before_naming=save,
+                                        steps=estimator.train_info_["steps"], replace=force)
+            except OutputExistsError as exc:  # the preview another run wrote meanwhile, kept: the map was saved
+                if not saved:
+                    raise
+                raise OutputExistsError(f"{exc}; the checkpoint {output} was written") from exc
         else:
             save()
         info = estimator.train_info_

@@ -733,7 +733,8 @@ def test_a_fit_preview_another_run_writes_meanwhile_is_kept_unless_force(tmp_pat
     outcome = cli(*args)
     assert outcome.crash is None and outcome.code == 1, (outcome.code, outcome.stderr)
     assert "appeared while this run was writing it" in outcome.stderr and sheet.read_bytes() == b"theirs"
-    assert temp_files(tmp_path) == []
+    assert f"the checkpoint {model} was written" in " ".join(outcome.stderr.split())
+    assert temp_files(tmp_path) == [] and colorot.load(model).train_info_["steps"] == 2  # the map was saved first
     outcome = cli(*args, "--force")
     assert outcome.code == 0 and decodes_fully(sheet), outcome.stderr
 
