@@ -105,8 +105,8 @@ def _model_config(model: MonotoneGradientMap | RidgeParameters) -> dict:
     return dict(model.config)
 
 
-def save(path: str | os.PathLike[str] | BinaryIO, model: MonotoneGradientMap | RidgeParameters, target: GaussianMixture,
-         preprocess: dict, train: dict, *, overwrite: bool = True) -> None:
+def save(path: str | os.PathLike[str] | BinaryIO, model: MonotoneGradientMap | RidgeParameters,
+         target: GaussianMixture, preprocess: dict, train: dict, *, overwrite: bool = True) -> None:
     """Write a checkpoint atomically: a temporary file beside ``path``, then rename; or into a
     binary file object (anything with ``write``: an open file, ``io.BytesIO``), written as it
     stands. CheckpointError for a model larger than a checkpoint may hold (it could not be loaded)."""

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 from colorot.apply import (Job, Plan, Report, make_folder, apply_to_file, map_space, prepare,
                            refuse_convert_space_with_inverse, warn_space_unknown)
@@ -42,8 +42,11 @@ if TYPE_CHECKING:
 
 _LOCK = threading.Lock()
 
+#: A checkpoint: its bytes, or its file's path.
+ModelSource = Union[bytes, bytearray, memoryview, str, os.PathLike[str]]
 
-def model_bytes(model: bytes | bytearray | memoryview | str | os.PathLike[str]) -> bytes:
+
+def model_bytes(model: ModelSource) -> bytes:
     """The checkpoint bytes of ``model`` (bytes are returned as they are)."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model)
@@ -74,7 +77,7 @@ def _prepared(digest: str, data: bytes, strength: float, inverse: bool, exact: b
     return (*prepare(data, strength=strength, inverse=inverse, exact=exact, controls=controls, name=name), space)
 
 
-def apply_path(model: bytes | bytearray | memoryview | str | os.PathLike[str], src: str | os.PathLike, dst: str | os.PathLike, *,
+def apply_path(model: ModelSource, src: str | os.PathLike, dst: str | os.PathLike, *,
                strength: float = 1.0, inverse: bool = False, exact: bool = False,
                controls: Controls | None = None, quality: int = 95, max_pixels: int | None = None,
                replace: bool = True, convert_space: bool = False) -> str:
@@ -124,7 +127,7 @@ def _task(model: bytes, src: str, dst: str, options: dict) -> str | None:
     return None
 
 
-def _name(model: bytes | bytearray | memoryview | str | os.PathLike[str]) -> str:
+def _name(model: ModelSource) -> str:
     """How errors call the checkpoint ``model``: its file, as ``colorot apply`` names it."""
     return "checkpoint" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
 
@@ -146,7 +149,7 @@ def _check_options(data: bytes, options: dict, name: str) -> None:
     warn_space_unknown(space, options.get("convert_space", False), name)  # here: a worker's goes to its log
 
 
-def apply_with_dask(client, plan: Plan, model: bytes | bytearray | memoryview | str | os.PathLike[str], *,
+def apply_with_dask(client, plan: Plan, model: ModelSource, *,
                     on_file_done: Callable[[Job, str | None], None] | None = None, **options) -> Report:
     """Run ``plan`` on the Dask cluster behind ``client``; ``options`` are :func:`apply_path`'s.
 
