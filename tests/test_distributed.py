@@ -143,6 +143,23 @@ def test_dask_local_cluster_equals_cli(tiny_fit, cli_output, tmp_path):
         report = apply_with_dask(client, job_plan, tiny_fit["model"], strength=0.7)
         controlled = apply_with_dask(client, plan([tiny_fit["folder"]], tmp_path / "controlled"), tiny_fit["model"],
                                      strength=0.7, controls=CONTROLS)
+        # A corrupt input and an output already there, as `colorot apply` reports them: the corrupt file
+        # in `failed` with its message (a task's error was dropped: reported written, exit code 0), the
+        # kept output in `skipped` (it was reported nowhere).
+        mixed = tmp_path / "mixed"
+        mixed.mkdir()
+        shutil.copy(tiny_fit["folder"] / "a.png", mixed / "a.png")
+        shutil.copy(tiny_fit["folder"] / "b.png", mixed / "b.png")
+        (mixed / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+        (tmp_path / "mixed_out").mkdir()
+        (tmp_path / "mixed_out" / "b.png").write_bytes(b"kept")
+        partial = apply_with_dask(client, plan([mixed], tmp_path / "mixed_out"), tiny_fit["model"])
+    assert [job.src.name for job in partial.written] == ["a.png"]
+    assert [job.src.name for job in partial.skipped] == ["b.png"]
+    assert [job.src.name for job, _ in partial.failed] == ["bad.png"] and partial.failed[0][1]
+    assert partial.exit_code == 3
+    assert (tmp_path / "mixed_out" / "b.png").read_bytes() == b"kept"
+    assert not (tmp_path / "mixed_out" / "bad.png").exists()
     assert not report.failed and len(report.written) == 5
     assert _files(tmp_path / "out") == _files(cli_output)
     assert not controlled.failed
