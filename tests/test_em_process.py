@@ -49,9 +49,22 @@ def closed(process: subprocess.Popen) -> bool:
     return process.poll() is not None and process.stdin.closed and process.stdout.closed
 
 
+@pytest.fixture(scope="module")
+def auto_problem(problem) -> EMProblem:
+    """``--components auto`` on the same pixels: the BIC chooses 2 of its candidates 1, 2, 3, ..., not the first."""
+    auto = EMProblem.prepare(problem.sample, "auto", ridge=1e-4, random_state=2)
+    assert len(auto.candidates) > 2 and auto.candidates[0] == 1
+    return auto
+
+
 @NEEDS_TWO_CORES
-def test_the_second_process_gives_exactly_the_mixture_em_gives_here(problem, monkeypatch) -> None:
+@pytest.mark.parametrize("which", ["problem", "auto_problem"])
+def test_the_second_process_gives_exactly_the_mixture_em_gives_here(which, request, monkeypatch) -> None:
+    """With "auto" the process chooses among all the candidates as EM here does (it fitted the first alone:
+    one component for a two-cluster target)."""
+    problem = request.getfixturevalue(which)
     here = GaussianMixture.fit_em(problem)
+    assert which == "problem" or len(here.weights) == 2
     forbid_em_here(monkeypatch)
     with sent(problem) as running:
         process = running._process
