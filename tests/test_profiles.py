@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from PIL import ImageCms
 from typer.testing import CliRunner
 
-from _icc import rgb_profile, shown_in_srgb
+from _icc import _curve, rgb_profile, shown_in_srgb
 from colorot import ColorTransfer, load, profiles
 from colorot.cli import app
 from colorot.errors import ImageMetadataWarning
@@ -141,10 +141,18 @@ def test_a_pooled_reference_takes_each_image_from_its_own_space(tmp_path: Path) 
 
 
 def test_a_match_takes_the_reference_into_each_input_s_space_once(tmp_path: Path) -> None:
+    """Once per space, and into each input's own: an input in a third space must not be given the
+    reference as converted for an earlier input's space."""
+    from colorot.transfer import named_space, pooled_in_space
+
     reference = tagged(tmp_path / "reference.png", ADOBE, 1)
     matcher = Matcher(reference, **FAST)
     plain = matcher.fit(tagged(tmp_path / "plain.png", None, 2))
     assert plain.train_info_["target_converted"] == "Adobe RGB (1998) → sRGB (untagged)"
+    gamma = tagged(tmp_path / "gamma.png", rgb_profile("sRGB primaries, gamma 2.2", _curve(1.4)), 4)
+    taken = matcher.reference.in_space(named_space(gamma), ColorTransfer(**FAST)._fit_density)
+    direct, _ = pooled_in_space(reference, None, "target", None, named_space(gamma))
+    np.testing.assert_array_equal(taken.pixels, direct)
     assert "target_converted" not in matcher.fit(tagged(tmp_path / "adobe.png", ADOBE, 3)).train_info_
     converted = matcher.reference.in_space(("x", UNTAGGED), None)  # cached: no fit_density needed again
     assert converted is not matcher.reference and converted.space == (str(reference), UNTAGGED)
