@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-from colorot.apply import Job, Plan, apply_to_file, map_pixels, plan, run
+from colorot.apply import Job, Plan, apply_to_file, map_pixels, plan, run, shard
 from colorot.errors import ConfigError, DestinationError
 
 
@@ -110,6 +110,27 @@ def test_folder_tree_is_mirrored(tmp_path: Path) -> None:
     assert result.skipped == [] and not (tmp_path / "out").exists()
     flat = plan([src], tmp_path / "out", recursive=False)
     assert _pairs(flat) == [(src / "a.jpg", tmp_path / "out" / "a.jpg")]
+
+
+def test_shards_split_by_the_output_path_whatever_the_inputs_spelling(tmp_path: Path, monkeypatch) -> None:
+    """--shard i/N is "the same split on every machine": the key is the output path relative to the
+    output folder, so the same tree under another root, or spelt relative rather than absolute, gives
+    each shard the same files (a key from the input path split them differently)."""
+    names = [f"{letter}.png" for letter in "abcdefgh"] + ["sub/i.png", "sub/j.png"]
+    for root in ("here", "there/deeper"):
+        for name in names:
+            _image(tmp_path / root / "in" / name)
+    monkeypatch.chdir(tmp_path)
+
+    def split(folder, output) -> list[list[str]]:
+        whole = plan([folder], output)
+        return [sorted(job.dst.relative_to(output).as_posix() for job in shard(whole, i, 3, output).jobs)
+                for i in range(3)]
+
+    expected = split(tmp_path / "here" / "in", tmp_path / "here" / "out")
+    assert sorted(sum(expected, [])) == sorted(names) and all(expected)
+    assert split(Path("here/in"), Path("here/out")) == expected
+    assert split(tmp_path / "there" / "deeper" / "in", tmp_path / "there" / "out") == expected
 
 
 def test_several_inputs_each_go_under_the_output(tmp_path: Path) -> None:
