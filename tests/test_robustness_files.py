@@ -261,7 +261,8 @@ def test_a_rerun_removes_only_the_temp_files_of_its_own_outputs(tmp_path: Path, 
     out.mkdir()
     stale = out / ".a.png.0badf00d.tmp"  # what a killed write of out/a.png leaves
     stale.write_bytes(b"\x89PNG half")
-    kept = [out / ".a.png.notahex1.tmp", out / ".notes.tmp", out / ".b.png.0badf00d.tmp"]
+    kept = [out / ".a.png.notahex1.tmp", out / ".notes.tmp", out / ".b.png.0badf00d.tmp",
+            out / ".a.png.0123456789.tmp", out / ".a.png.0bad.tmp"]  # hex digits, but not 8: not a temp name
     for path in kept:
         path.write_text("not ours")
     assert cli("apply", half, tmp_path / "in", out).code == 0
