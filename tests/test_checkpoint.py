@@ -177,6 +177,10 @@ def _not_a_tensor(payload):
     payload["model"]["state_dict"]["b"] = [0.0, 0.0, 0.0]
 
 
+def _integer_tensor(payload):
+    payload["model"]["state_dict"]["W"] = (payload["model"]["state_dict"]["W"] * 100).to(torch.int32)
+
+
 BAD = {
     "truncated": _truncated,
     "random-bytes": _random_bytes,
@@ -194,6 +198,7 @@ BAD = {
     "missing-tensor": _edited(_missing_tensor),
     "extra-tensor": _edited(_extra_tensor),
     "non-tensor-parameter": _edited(_not_a_tensor),
+    "integer-tensor": _edited(_integer_tensor),  # the right shape; `apply`'s torch-free read took it
     "unknown-model": _edited(_set(["model", "name"], "icnn")),
     "bad-model-config": _edited(_set(["model", "config", "activation"], "relu")),
     "unknown-config-key": _edited(_set(["model", "config", "depth"], 3)),
@@ -398,6 +403,7 @@ def _shared_under_itself(levels: int) -> list:
 
 @pytest.mark.parametrize("record, fault", [
     ({"x": _shared_under_itself(40)}, "nested more than 4 deep"),
+    ({"x": _shared_under_itself(3)}, "nested more than 4 deep"),  # the record and 4 levels of lists: one too many
     ({"x": list(range(100_001))}, "more than 100000 values"),
     ({(1, 2): 3}, "a key that is not text"),
     ({"x": 1 << 70}, "an integer beyond 64 bits"),
@@ -418,6 +424,16 @@ def test_a_record_that_is_no_plain_summary_is_refused(tmp_path, saved_ridge, rec
     payload["preprocess"] = {**payload["preprocess"], **record}
     with pytest.raises(CheckpointError, match=f"its preprocess record holds {fault}"):
         checkpoint.load(save_payload(tmp_path / "preprocess.pt", payload))
+
+
+def test_a_record_nested_to_the_limit_is_read(tmp_path, saved_ridge) -> None:
+    """The deepest a record may nest (the record, then lists three levels deep: 4) is read by load and
+    by the torch-free reader alike; one level more is refused (above)."""
+    payload = checkpoint_payload(saved_ridge)
+    payload["train"] = {**payload["train"], "x": _shared_under_itself(2)}
+    path = save_payload(tmp_path / "record.pt", payload)
+    assert checkpoint.load(path).train["x"] == _shared_under_itself(2)
+    assert checkpoint.read_ridge_map(path) is not None
 
 
 def test_a_damaged_member_is_refused_where_torch_load_would_read_it(tmp_path, saved_ridge) -> None:
