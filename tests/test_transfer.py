@@ -408,6 +408,20 @@ def test_a_one_dimensional_mask_selects_pixels_of_an_n_by_3_array(source, target
     np.testing.assert_allclose(fitted.transform(source), expected.transform(source), atol=1e-6)
 
 
+def test_a_mask_at_exactly_half_selects_its_pixel() -> None:
+    """A mask selects where it is at least half the maximum (docs/cli.md, ``≥ half``): a float mask's 0.5
+    selects, as a 1-D one's does, in an (H, W) array and a PIL mode F image alike."""
+    from colorot.transfer import pooled_pixels
+
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
+    mask = np.array([[0.5, 0.4999, 1.0], [0.0, 0.5, 0.75]], np.float32)
+    expected = image[mask >= 0.5] / 255
+    assert PILImage.fromarray(mask).mode == "F"
+    for given in (mask, PILImage.fromarray(mask)):
+        np.testing.assert_allclose(pooled_pixels(image, given, "source", None), expected, atol=1e-6)
+    np.testing.assert_allclose(pooled_pixels(image.reshape(-1, 3), mask.ravel(), "source", None), expected, atol=1e-6)
+
+
 @pytest.mark.parametrize("solver", ["sliced", "kl"])
 def test_a_failed_fit_leaves_the_estimator_as_it_was(source, target_pixels, solver) -> None:
     """The sliced and Adam solvers set target_dist_ before solving: a failed refit saved a mix."""
