@@ -813,10 +813,11 @@ def test_the_interop_directory_of_a_camera_s_exif_is_carried_whole(tmp_path: Pat
     _assert_exif_directories(tmp_path / "b.jpg")
 
 
-def _camera_exif(orientation: int) -> bytes:
+def _camera_exif(orientation: int, thumbnail_last: bool = False) -> bytes:
     """An EXIF block as a camera lays it out: IFD0 (Make, Orientation, the Exif directory), the Exif
     directory with a maker note whose entry points at an offset counted from the TIFF header (as Canon's
-    do), and IFD1 with a JPEG thumbnail."""
+    do), and IFD1 with a JPEG thumbnail; the Make's text after it, or before IFD1 with ``thumbnail_last``
+    (the thumbnail then ends the block)."""
     def entry(tag: int, kind: int, count: int, value: int) -> bytes:
         return struct.pack("<HHII", tag, kind, count, value)
 
@@ -826,25 +827,31 @@ def _camera_exif(orientation: int) -> bytes:
     note_at = exif_at + 2 + 12 + 4
     text = b"FIRMWARE 1.2.3\0"
     note = struct.pack("<H", 1) + entry(0x0007, 2, len(text), note_at + 18) + b"\0" * 4 + text
-    ifd1_at = note_at + len(note)
-    make_at = ifd1_at + 2 + 24 + 4 + len(thumbnail.getvalue())
+    ifd1_at = note_at + len(note) + (6 if thumbnail_last else 0)
+    make_at = note_at + len(note) if thumbnail_last else ifd1_at + 2 + 24 + 4 + len(thumbnail.getvalue())
     ifd0 = (struct.pack("<H", 3) + entry(0x010F, 2, 6, make_at) + entry(0x0112, 3, 1, orientation)
             + entry(0x8769, 4, 1, exif_at) + struct.pack("<I", ifd1_at))
     exif_ifd = struct.pack("<H", 1) + entry(0x927C, 7, len(note), note_at) + b"\0" * 4
     ifd1 = (struct.pack("<H", 2) + entry(0x0201, 4, 1, ifd1_at + 30) + entry(0x0202, 4, 1, len(thumbnail.getvalue()))
             + b"\0" * 4)
+    if thumbnail_last:
+        return b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd0 + exif_ifd + note + b"Canon\0" + ifd1 + thumbnail.getvalue()
     return b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd0 + exif_ifd + note + ifd1 + thumbnail.getvalue() + b"Canon\0"
 
 
+@pytest.mark.parametrize("thumbnail_last", [False, True])
 @pytest.mark.parametrize("orientation", [1, 6])
 def test_exif_is_patched_in_place_keeping_the_maker_note_and_leaving_out_the_thumbnail(
-        tmp_path: Path, orientation: int) -> None:
+        tmp_path: Path, orientation: int, thumbnail_last: bool) -> None:
     """Turning a photo upright rebuilt its EXIF: the maker note moved, so an entry that counts from the
     TIFF header (Canon's, Sony's) read other bytes, and the thumbnail was dropped; an upright photo kept
-    its thumbnail, which showed the colours before the map."""
-    image = read_image(_save(tmp_path / "a.jpg", _codes((4, 6, 3)), exif=_camera_exif(orientation)))
+    its thumbnail, which showed the colours before the map.  A thumbnail that ends the block (as cameras
+    lay it out) is cut off; one with other bytes after it is zeroed in place."""
+    original = _camera_exif(orientation, thumbnail_last).removeprefix(b"Exif\0\0")
+    image = read_image(_save(tmp_path / "a.jpg", _codes((4, 6, 3)), exif=b"Exif\0\0" + original))
     assert image.codes.shape == ((6, 4, 3) if orientation == 6 else (4, 6, 3))
     block = image.exif.removeprefix(b"Exif\0\0")
+    assert len(block) == (original.index(b"\xff\xd8\xff") if thumbnail_last else len(original))
     tags = PILImage.Exif()
     tags.load(block)
     assert tags[0x0112] == 1 and tags[0x010F] == "Canon"
@@ -854,7 +861,7 @@ def test_exif_is_patched_in_place_keeping_the_maker_note_and_leaving_out_the_thu
     (count,) = struct.unpack_from("<H", block, 8)
     assert struct.unpack_from("<I", block, 10 + 12 * count) == (0,)  # no link to IFD1
     assert b"\xff\xd8\xff" not in block  # nor the thumbnail's picture (a file carver would find it)
-    assert b"\xff\xd8\xff" in _camera_exif(orientation)
+    assert b"\xff\xd8\xff" in original
     write_image(tmp_path / "b.jpg", image, image.rgb)
     with PILImage.open(tmp_path / "b.jpg") as out:
         assert out.getexif()[0x0112] == 1 and out.getexif().get_ifd(0x8769)[0x927C] == note
