@@ -1040,6 +1040,14 @@ def test_an_empty_path_is_refused_and_a_listed_path_is_done_once(tmp_path: Path,
     result = CliRunner().invoke(app, ["apply", str(half), "--from-stdin", str(tmp_path / "out"), "--json"], input=listed)
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["written"]) == 1
+    # As first spelt (docs/cli.md): a relative path keeps its folders under the output, an absolute one
+    # goes to OUTPUT/<name>, so the spelling kept decides where the one output lands.
+    nested = png(tmp_path / "sub" / "n.png")
+    for listed, out, written in ((f"sub/n.png\n{nested}\n", "by_path", "sub/n.png"),
+                                 (f"{nested}\n./sub/n.png\n", "by_name", "n.png")):
+        result = CliRunner().invoke(app, ["apply", str(half), "--from-stdin", str(tmp_path / out), "--json"], input=listed)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["written"] == [str(tmp_path / out / written)]
 
 
 def test_a_dangling_link_at_a_file_output_is_refused_before_the_work(tmp_path: Path, half: Path) -> None:
