@@ -85,7 +85,21 @@ def test_a_checkpoint_or_lut_named_as_an_image_is_refused(images, model_file, tm
     assert line.endswith(f"colorot match TARGET SOURCE {tmp_path / 'out.PNG'}")
     line = assert_clean_error(run("export-lut", model_file, tmp_path / "grade.jpg"))
     assert line.startswith(f"error: {tmp_path / 'grade.jpg'} names an image, but the LUT is a .cube text file")
+    line = assert_clean_error(run("fit", images["source"], images["target"], "-o", tmp_path / "out.gif"))
+    assert line.startswith(f"error: {tmp_path / 'out.gif'} names an image")  # a format colorot reads, not writes
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_lut_never_writes_over_its_own_checkpoint(model_file, tmp_path) -> None:
+    """Even with --force the .cube must not replace the map it is baked from (the map would be lost)."""
+    import shutil
+
+    model = tmp_path / "m.pt"
+    shutil.copy(model_file, model)
+    before = model.read_bytes()
+    line = assert_clean_error(run("export-lut", model, model, "--force", "--size", "3"))
+    assert "would overwrite an input" in line
+    assert model.read_bytes() == before
 
 
 def test_fit_json_is_exactly_one_document(images, tmp_path) -> None:

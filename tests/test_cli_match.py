@@ -128,6 +128,20 @@ def test_match_mirrors_the_tree_and_keeps_each_map(scene, tmp_path):
     assert load(maps / "a.pt").train_info_["target_sha256"] is not None
 
 
+def test_match_runs_as_many_jobs_as_the_cpus_this_process_may_use_by_default(scene, tmp_path, monkeypatch):
+    """--jobs' documented default is the CPUs this process may use (docs/cli.md), not one file at a time."""
+    import colorot.cli as cli
+
+    seen, real = [], cli._run_each_with_progress
+    monkeypatch.setattr(cli, "_CPUS", 3)
+    monkeypatch.setattr(cli, "_run_each_with_progress", lambda *a, **k: seen.append(k["jobs"]) or real(*a, **k))
+    result = match(scene, str(scene["folder"]), str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    result = match(scene, str(scene["folder"]), str(tmp_path / "out2"), "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    assert seen == [3, 1]
+
+
 def test_kept_maps_are_never_lost_or_left_behind(scene, tmp_path):
     """--save-maps crashed for one file written to a file name, let two inputs share one map file,
     replaced an earlier run's map, and a rerun after a kill between image and map kept no map."""
@@ -316,6 +330,22 @@ def test_refused_combinations(scene, tmp_path, args, message):
     result = match(scene, str(scene["folder"]), str(tmp_path / "out"), *args)
     assert result.exit_code in (1, 2) and message in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command, option", [
+    ("match", ["--save-maps", "maps"]), ("match", ["--shard", "0/2"]), ("match", ["--preview", "sheet.png"]),
+    ("match", ["--sequence"]), ("apply", ["--shard", "0/2"]), ("apply", ["--preview", "sheet.png"]),
+])
+def test_a_stream_refuses_the_batch_options(scene, tiny_fit, tmp_path, monkeypatch, command, option):
+    """'-' streams one image: a map kept, a shard, a contact sheet or a clip's blend have nothing to
+    work on, and were silently dropped; each is refused, as docs/cli.md says, before any work."""
+    monkeypatch.chdir(tmp_path)
+    first = tiny_fit["model"] if command == "apply" else scene["reference"]
+    result = runner.invoke(app, [command, str(first), "-", "out.png", *option, *(FAST if command == "match" else [])],
+                           input=(scene["folder"] / "a.png").read_bytes())
+    assert result.exit_code == 1, result.output
+    assert "error: '-' works with exactly one input and one output (no --shard, --preview" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_json_cannot_share_stdout_with_the_image(scene):

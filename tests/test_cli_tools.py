@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,10 @@ def test_fit_pools_several_sources_and_targets_with_preview(tiny_fit, tmp_path):
     assert len(doc["source_sha256"]) == 2 and len(doc["target_sha256"]) == 2
     with PILImage.open(sheet) as image:
         assert image.width > 3 * 256 and image.height > 256
+    lines = _ok(["info", model]).stdout.splitlines()  # each pooled image's hash on a line of its own
+    for label, hashes in (("source      ", doc["source_sha256"]), ("target img  ", doc["target_sha256"])):
+        start = lines.index(f"{label}sha256 {hashes[0]}")  # was one line: a Python list's repr
+        assert lines[start + 1] == f"{' ' * len(label)}sha256 {hashes[1]}"
 
 
 def test_fit_masks_select_pixels(tiny_fit, tmp_path):
@@ -116,6 +121,8 @@ def test_apply_strength_zero_half_full(tiny_fit, tmp_path):
 
 
 def test_apply_inverse_round_trip(tiny_fit, tmp_path):
+    """The inverse undoes the map; over several inputs the report is the worst one's (round trip: the
+    max, ill-conditioned: any of them), not the best's."""
     graded, back = tmp_path / "graded.png", tmp_path / "back.png"
     _ok(["apply", tiny_fit["model"], tiny_fit["source"], graded, "--exact"])
     result = _ok(["apply", tiny_fit["model"], graded, back, "--inverse", "--exact", "--json"])
@@ -124,6 +131,14 @@ def test_apply_inverse_round_trip(tiny_fit, tmp_path):
     inside = (forward > 0).all(-1) & (forward < 255).all(-1)
     assert inside.mean() > 0.5
     assert np.abs(_codes(back) - _codes(tiny_fit["source"]))[inside].max() <= 3
+    PILImage.new("RGB", (8, 8), (255, 0, 255)).save(tmp_path / "magenta.png")  # a colour the map never gives
+    both = json.loads(_ok(["apply", tiny_fit["model"], graded, tmp_path / "magenta.png", tmp_path / "back/",
+                           "--inverse", "--exact", "--json"]).stdout)
+    checks = {Path(c["input"]).name: c for c in both["inverse_checks"]}
+    assert not checks["graded.png"]["ill_conditioned"] and checks["magenta.png"]["ill_conditioned"]
+    assert both["inverse_ill_conditioned"] is True  # any input's: was all of them
+    assert both["round_trip_error"] == max(c["round_trip_max"] for c in checks.values())  # the worst input's
+    assert checks["graded.png"]["round_trip_max"] != checks["magenta.png"]["round_trip_max"]
 
 
 def test_apply_preview_samples_the_batch(tiny_fit, tmp_path):
@@ -161,6 +176,20 @@ def test_a_batch_preview_in_a_format_without_exif_or_at_a_pipe_is_refused_before
     finally:
         signal.alarm(0)
     assert piped.exit_code == 1 and "not a preview sheet" in piped.output and not (tmp_path / "out").exists()
+
+
+def test_a_batch_preview_inside_an_input_folder_needs_in_place(tiny_fit, tmp_path):
+    """The sheet would land among the photos, and the next run would apply the map to it as one."""
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(tiny_fit["folder"], folder)
+    refused = runner.invoke(app, ["apply", str(tiny_fit["model"]), str(folder), str(tmp_path / "out/"),
+                                  "--preview", str(folder / "sub" / "sheet.png")])
+    assert refused.exit_code == 1 and "is inside an input folder" in refused.stderr
+    assert not (folder / "sub" / "sheet.png").exists() and not (tmp_path / "out").exists()
+    _ok(["apply", tiny_fit["model"], folder, folder / "graded/", "--in-place", "--preview", folder / "sheet.png"])
+    assert (folder / "sheet.png").is_file()
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,13 @@ def test_read_cube_refuses_a_malformed_line_by_its_number(tmp_path, line):
         read_cube(path)
 
 
+def test_a_title_s_control_characters_become_spaces():
+    """A title (a colour space's name comes from a file) keeps the header's lines: C0 and C1 controls,
+    DEL and the Unicode line separators become spaces (DEL stayed, and C1 ones turned to '?')."""
+    text = cube_text(Lut(2, lut_grid(2).astype(np.float32)), 'a\nb\x85c\x9fd\x7fe\u2028f"g"')
+    assert text.splitlines()[0] == "TITLE \"a b c d e f'g'\"" and text.splitlines()[1] == "LUT_3D_SIZE 2"
+
+
 def test_cube_text_keeps_values_outside_the_cube():
     table = lut_grid(2) * 1.5 - 0.25
     text = cube_text(Lut(2, table.astype(np.float32)))
@@ -70,11 +78,18 @@ def test_export_lut_cli(tiny_fit, tmp_path):
     default = runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "-"])  # 65³: the closest to the map
     assert default.exit_code == 0 and "LUT_3D_SIZE 65" in default.stdout
     assert default.stdout.startswith("TITLE") and len(default.stdout.splitlines()) == 4 + 65**3  # the .cube alone
+    assert default.stdout.splitlines()[0] == 'TITLE "colorot ridge"'  # an untagged map's: no colour space named
     assert default.stderr.startswith("wrote stdout: 65³ .cube LUT") and "99 % of colours" in default.stderr
     half = runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "-", "--size", "3", "--strength", "0"])
     rows = [list(map(float, line.split())) for line in half.stdout.splitlines()[4:]]
     np.testing.assert_allclose(rows, lut_grid(3), atol=1e-6)  # strength 0: the identity
     assert runner.invoke(app, ["export-lut", str(tiny_fit["model"]), "x.cube", "--size", "66"]).exit_code == 2
+    inverse = runner.invoke(app, ["export-lut", str(tiny_fit["model"]), str(tmp_path / "inverse.cube"), "--size", "9",
+                                  "--inverse", "--json"])
+    assert inverse.exit_code == 0, inverse.output
+    outside = (read_cube(tmp_path / "inverse.cube").table < 0) | (read_cube(tmp_path / "inverse.cube").table > 1)
+    assert outside.all(-1).mean() < outside.any(-1).mean()  # entries with one channel out, not all three
+    assert json.loads(inverse.stdout)["fraction_outside_unit_cube"] == pytest.approx(outside.any(-1).mean())
 
 
 def test_export_lut_in_python_refuses_a_flag_that_is_not_a_bool(tiny_fit, tmp_path):
@@ -133,6 +148,27 @@ def test_ffmpeg_lut3d_matches_colorot_apply(tiny_fit, tmp_path, size):
     diff = np.abs(np.asarray(PILImage.open(ours).convert("RGB"), dtype=int)
                   - np.asarray(PILImage.open(theirs).convert("RGB"), dtype=int))
     assert diff.max() <= 2, diff.max()
+
+
+def test_a_cube_another_run_writes_meanwhile_is_kept_unless_force(tiny_fit, tmp_path, monkeypatch):
+    """The .cube's path is checked before the table is baked; one another run wrote there before this
+    run's write landed was replaced without --force. Now it is kept (exit 1), and --force replaces it."""
+    import colorot.atomic
+
+    other_run = colorot.atomic.remove_stale_temp_files  # called first by every atomic write
+
+    def another_run_writes(path):
+        if str(path).endswith(".cube"):
+            Path(path).write_text("theirs")
+        return other_run(path)
+
+    monkeypatch.setattr(colorot.atomic, "remove_stale_temp_files", another_run_writes)
+    out = tmp_path / "grade.cube"
+    args = ["export-lut", str(tiny_fit["model"]), str(out), "--size", "3"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "appeared while this run was writing it" in refused.stderr, refused.output
+    assert out.read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["grade.cube"]
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0 and read_cube(out).size == 3
 
 
 def test_write_cube_is_atomic_and_clears_a_killed_write(tmp_path):
