@@ -377,6 +377,29 @@ def test_damaged_exif_is_a_one_line_warning_for_each_image(model_file, tmp_path,
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.jpg", "b.jpg"]
 
 
+def test_a_batch_failure_whose_error_names_no_file_is_named_by_its_input(model_file, tmp_path, make_png,
+                                                                         monkeypatch) -> None:
+    """A file's error that names neither its input nor its output (a map's, a fit's) reached the
+    batch's report bare: which of the files failed was not said."""
+    import colorot.apply
+    from colorot.errors import ConfigError
+
+    real = colorot.apply.apply_to_file
+
+    def fails_for_b(fitted_map, src, dst, **kwargs):
+        if Path(src).name == "b.png":
+            raise ConfigError("the map gave no colour")
+        return real(fitted_map, src, dst, **kwargs)
+
+    monkeypatch.setattr(colorot.apply, "apply_to_file", fails_for_b)
+    for name in ("a.png", "b.png"):
+        make_png(tmp_path / "in" / name, 6, 8)
+    result = run("apply", model_file, tmp_path / "in", tmp_path / "out", "--jobs", "1")
+    assert result.exit_code == 3, result.output
+    assert f"failed: {tmp_path / 'in' / 'b.png'}: the map gave no colour" in result.stderr
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
 def test_apply_json_is_exactly_one_document_even_with_failures(model_file, tmp_path, make_png) -> None:
     src = tmp_path / "in"
     make_png(src / "ok.png", 5, 5, seed=3)
