@@ -197,10 +197,12 @@ def read(data: bytes) -> object:
 
 def member_fault(archive: zipfile.ZipFile, size: int) -> str | None:
     """What is wrong, if anything, with the members of an archive of ``size`` bytes, as ``torch.save``
-    writes them: each a file, stored uncompressed.  A compressed one, or one declared larger than the
+    writes them: each a named file, stored uncompressed.  A compressed one, or one declared larger than the
     archive, could inflate (a CRC check, torch.load) to gigabytes; one marked a folder (by its name or
     its MS-DOS attribute) torch.load reads as garbage."""
     for info in archive.infolist():
+        if not info.filename:
+            return "a member has no name, as torch.save never writes one"
         if info.compress_type != zipfile.ZIP_STORED:
             return f"member {info.filename} is compressed, as torch.save never writes one"
         if info.file_size > size:

@@ -392,6 +392,21 @@ def test_a_member_marked_a_folder_is_refused(tmp_path, saved_ridge) -> None:
     assert checkpoint.read_ridge_map(marked) is None
 
 
+def test_a_member_without_a_name_is_refused(tmp_path, saved_ridge) -> None:
+    """A member whose name is empty (a damaged central directory; found by the fuzz test) made the
+    member check raise IndexError inside zipfile, a traceback instead of a CheckpointError."""
+    import zipfile
+
+    nameless = tmp_path / "nameless.pt"
+    with zipfile.ZipFile(saved_ridge) as original, zipfile.ZipFile(nameless, "w", zipfile.ZIP_STORED) as copy:
+        for info in original.infolist():
+            copy.writestr(info, original.read(info))
+        copy.writestr(zipfile.ZipInfo(""), b"1")
+    with pytest.raises(CheckpointError, match="a member has no name"):
+        checkpoint.load(nameless)
+    assert checkpoint.read_ridge_map(nameless) is None
+
+
 def _shared_under_itself(levels: int) -> list:
     """A list holding the one below it twice, ``levels`` times: a few bytes pickled (each list is
     stored once), 2^levels values once printed."""
