@@ -115,7 +115,7 @@ def test_folder_tree_is_mirrored(tmp_path: Path) -> None:
 def test_shards_split_by_the_output_path_whatever_the_inputs_spelling(tmp_path: Path, monkeypatch) -> None:
     """--shard i/N is "the same split on every machine": the key is the output path relative to the
     output folder, so the same tree under another root, or spelt relative rather than absolute, gives
-    each shard the same files (a key from the input path split them differently)."""
+    each shard the same files (a key from the input path would split them differently)."""
     names = [f"{letter}.png" for letter in "abcdefgh"] + ["sub/i.png", "sub/j.png"]
     for root in ("here", "there/deeper"):
         for name in names:

@@ -379,8 +379,8 @@ def test_damaged_exif_is_a_one_line_warning_for_each_image(model_file, tmp_path,
 
 def test_a_batch_failure_whose_error_names_no_file_is_named_by_its_input(model_file, tmp_path, make_png,
                                                                          monkeypatch) -> None:
-    """A file's error that names neither its input nor its output (a map's, a fit's) reached the
-    batch's report bare: which of the files failed was not said."""
+    """A file's error that names neither its input nor its output (a map's, a fit's) is prefixed with
+    its input in the batch's report, so the report says which file failed."""
     import colorot.apply
     from colorot.errors import ConfigError
 

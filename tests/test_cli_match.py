@@ -338,7 +338,7 @@ def test_refused_combinations(scene, tmp_path, args, message):
 ])
 def test_a_stream_refuses_the_batch_options(scene, tiny_fit, tmp_path, monkeypatch, command, option):
     """'-' streams one image: a map kept, a shard, a contact sheet or a clip's blend have nothing to
-    work on, and were silently dropped; each is refused, as docs/cli.md says, before any work."""
+    work on, and would be silently dropped; each is refused, as docs/cli.md says, before any work."""
     monkeypatch.chdir(tmp_path)
     first = tiny_fit["model"] if command == "apply" else scene["reference"]
     result = runner.invoke(app, [command, str(first), "-", "out.png", *option, *(FAST if command == "match" else [])],

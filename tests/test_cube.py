@@ -56,7 +56,7 @@ def test_read_cube_refuses_a_malformed_line_by_its_number(tmp_path, line):
 
 def test_a_title_s_control_characters_become_spaces():
     """A title (a colour space's name comes from a file) keeps the header's lines: C0 and C1 controls,
-    DEL and the Unicode line separators become spaces (DEL stayed, and C1 ones turned to '?')."""
+    DEL and the Unicode line separators become spaces (not kept, nor turned to '?' as other non-ASCII)."""
     text = cube_text(Lut(2, lut_grid(2).astype(np.float32)), 'a\nb\x85c\x9fd\x7fe\u2028f"g"')
     assert text.splitlines()[0] == "TITLE \"a b c d e f'g'\"" and text.splitlines()[1] == "LUT_3D_SIZE 2"
 
@@ -151,8 +151,8 @@ def test_ffmpeg_lut3d_matches_colorot_apply(tiny_fit, tmp_path, size):
 
 
 def test_a_cube_another_run_writes_meanwhile_is_kept_unless_force(tiny_fit, tmp_path, monkeypatch):
-    """The .cube's path is checked before the table is baked; one another run wrote there before this
-    run's write landed was replaced without --force. Now it is kept (exit 1), and --force replaces it."""
+    """The .cube's path is checked before the table is baked; a file another run writes there before
+    this run's write lands is kept without --force (exit 1), and --force replaces it."""
     import colorot.atomic
 
     other_run = colorot.atomic.remove_stale_temp_files  # called first by every atomic write

@@ -60,8 +60,8 @@ def auto_problem(problem) -> EMProblem:
 @NEEDS_TWO_CORES
 @pytest.mark.parametrize("which", ["problem", "auto_problem"])
 def test_the_second_process_gives_exactly_the_mixture_em_gives_here(which, request, monkeypatch) -> None:
-    """With "auto" the process chooses among all the candidates as EM here does (it fitted the first alone:
-    one component for a two-cluster target)."""
+    """With "auto" the process chooses among all the candidates as EM here does (the first alone would
+    be one component for a two-cluster target)."""
     problem = request.getfixturevalue(which)
     here = GaussianMixture.fit_em(problem)
     assert which == "problem" or len(here.weights) == 2

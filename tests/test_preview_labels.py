@@ -63,7 +63,7 @@ def test_the_histograms_count_the_full_image_s_pixels_not_the_thumbnail_s(tmp_pa
 
 def test_the_loss_panel_counts_the_steps_not_the_values() -> None:
     """The sliced solver records its start's loss and then one a step: a 30-step fit's 31 values
-    were labelled "over 31 steps"."""
+    are labelled "over 30 steps", not 31."""
     from PIL import Image, ImageDraw
 
     from colorot.preview import BACKGROUND, INK, LABEL, PAD
@@ -77,7 +77,7 @@ def test_the_loss_panel_counts_the_steps_not_the_values() -> None:
 
 
 def test_the_fit_sheet_s_histograms_count_the_full_images(curved_map, tmp_path) -> None:
-    """fit_preview drew its histograms from the thumbnails (their pixels average their neighbours,
+    """fit_preview's histograms are not the thumbnails' (their pixels average their neighbours,
     narrowing every spread); each column's is of its full image's pixels."""
     from PIL import Image
 
@@ -118,8 +118,8 @@ def test_a_batch_sheet_shows_at_most_six_files_spread_over_the_batch(tmp_path, c
 
 def test_a_fit_whose_checkpoint_is_refused_leaves_no_preview(tmp_path, monkeypatch, make_png) -> None:
     """`fit --preview`: the sheet is written, then the checkpoint saved, then the sheet named; when the
-    save is refused (another run wrote the checkpoint after the check) neither lands: the preview
-    landed beside a checkpoint that was never this fit's."""
+    save is refused (another run wrote the checkpoint after the check) neither lands: no preview
+    beside a checkpoint that is not this fit's."""
     from pathlib import Path
 
     from typer.testing import CliRunner
