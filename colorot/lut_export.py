@@ -22,7 +22,6 @@ from colorot.profiles import UNTAGGED, ColourSpace, apart, conversion_refusal, f
 from colorot.transforms import lut_map
 
 
-
 @dataclass(frozen=True)
 class TableMap:
     """What a table bakes: ``fitted``, colours (N, 3) → the table's entries; ``space``, the colour

@@ -328,15 +328,25 @@ def pooled_in_space(images: ImageLike | Sequence[ImageLike], masks: MaskLike,
     """:func:`pooled_pixels`, each image's pixels taken from its own colour space into ``into`` (a
     name and colour space, :func:`named_space`; None: left as they are) where the two are apart
     (:func:`colorot.profiles.in_source_space`); and the spaces so converted, each once."""
-    parts, converted = [], {}
-    for part, image in _read_parts(images, masks, role, max_image_pixels):
-        if into is not None:
-            name, space = named_space(image)
-            read, part = part, in_source_space(part, name, space, *into)
-            if part is not read:
-                converted.setdefault(space.srgb_codes, space)
-        parts.append(part)
-    return _pooled(parts, role), list(converted.values())
+    parts = _read_parts(images, masks, role, max_image_pixels)
+    if into is None:
+        return _pooled([part for part, _ in parts], role), []
+    taken, converted = _each_into([part for part, _ in parts], [named_space(image) for _, image in parts], into)
+    return _pooled(taken, role), converted
+
+
+def _each_into(parts: list[np.ndarray], named: list[tuple[str, ColourSpace | None]],
+               into: tuple[str, ColourSpace | None]) -> tuple[list[np.ndarray], list[ColourSpace]]:
+    """Each image's pixels ``parts`` taken from its own name and colour space (``named``) into
+    ``into`` where the two are apart (:func:`colorot.profiles.in_source_space`; a part left as it is
+    is returned itself), and the spaces so converted, each once (the first of those that agree)."""
+    taken, converted = [], {}
+    for part, (name, space) in zip(parts, named):
+        into_part = in_source_space(part, name, space, *into)
+        if into_part is not part:
+            converted.setdefault(space.srgb_codes, space)
+        taken.append(into_part)
+    return taken, list(converted.values())
 
 
 def _read_parts(images: ImageLike | Sequence[ImageLike], masks: MaskLike,
@@ -469,15 +479,12 @@ class Reference:
             pixels = in_source_space(self.pixels, *self.space, *space)
             return pixels, (() if pixels is self.pixels else (self.space[1],))
         codes, image_of_rows, named = self.read
-        pixels, converted = codes.copy(), {}
-        for index, (name, own) in enumerate(named):
-            rows = image_of_rows == index
-            part = codes[rows]
-            taken = in_source_space(part, name, own, *space)
-            if taken is not part:
-                pixels[rows] = taken
-                converted.setdefault(own.srgb_codes, own)
-        return pixels, tuple(converted.values())
+        rows = [image_of_rows == index for index in range(len(named))]
+        taken, converted = _each_into([codes[each] for each in rows], list(named), space)
+        pixels = codes.copy()
+        for each, part in zip(rows, taken):
+            pixels[each] = part
+        return pixels, tuple(converted)
 
 
 class ColorTransfer:
@@ -705,11 +712,11 @@ class ColorTransfer:
                       target_mask: MaskLike = None) -> Reference:
         """Read the target and fit its distribution once, for several :meth:`fit` calls onto it."""
         self._check_options()
-        parts, first = _read_parts(target, target_mask, "target", self.max_image_pixels), named_space(target)
+        parts = _read_parts(target, target_mask, "target", self.max_image_pixels)
         named = [named_space(image) for _, image in parts]
-        taken = [in_source_space(part, *own, *first) for (part, _), own in zip(parts, named)]  # into the first's
+        read_parts = [part for part, _ in parts]
+        taken, converted = _each_into(read_parts, named, named[0])  # into the first image's space
         pixels = _pooled(taken, "target")
-        converted = {own[1].srgb_codes: own[1] for (part, _), own, into in zip(parts, named, taken) if into is not part}
         density = self._fit_density(pixels)
 
         def kept(rows: np.ndarray) -> np.ndarray:  # its own rows, the same for each array
@@ -717,11 +724,11 @@ class ColorTransfer:
 
         read = None
         if converted:  # several colour spaces: each image's rows as read, for in_space
-            image_of_rows = np.repeat(np.arange(len(parts), dtype=np.int32), [len(part) for part, _ in parts])
-            read = (kept(_pooled([part for part, _ in parts], "target")), kept(image_of_rows), tuple(named))
+            image_of_rows = np.repeat(np.arange(len(parts), dtype=np.int32), [len(part) for part in read_parts])
+            read = (kept(_pooled(read_parts, "target")), kept(image_of_rows), tuple(named))
         pixels_kept = kept(pixels)
-        return Reference(pixels_kept, density, self._reference_settings(), _sha256(target), first,
-                         self.max_pixels if len(pixels_kept) < len(pixels) else None, tuple(converted.values()), read)
+        return Reference(pixels_kept, density, self._reference_settings(), _sha256(target), named[0],
+                         self.max_pixels if len(pixels_kept) < len(pixels) else None, tuple(converted), read)
 
     def fit(self, source: ImageLike | Sequence[ImageLike], target: ImageLike | Sequence[ImageLike] | Reference,
             callback: Callable[[int, float], None] | None = None, *,
